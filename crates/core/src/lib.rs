@@ -1,0 +1,148 @@
+//! The shapes every Spillway component agrees on: the event envelope that the ingress writes to
+//! Kafka, the header names of a record, and the JSON body of an answer.
+//!
+//! Nothing here performs I/O, so the record layout can be tested and reused (workers, replay,
+//! the load generator's reconciliation) without a broker.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+pub mod headers;
+pub mod trace;
+
+/// The identity Spillway gives an accepted event: a random UUID v4, returned in the 202 answer
+/// and written into the Kafka record's headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct EventId(Uuid);
+
+// === impl EventId ===
+
+impl EventId {
+    pub fn new_v4() -> Self {
+        Self(Uuid::new_v4())
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Uuid::parse_str(text).ok().map(Self)
+    }
+}
+
+impl std::fmt::Display for EventId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.hyphenated().fmt(f)
+    }
+}
+
+/// One accepted request, as it is written to Kafka.
+///
+/// The value is the exact request body: never parsed and re-serialised, so a consumer can check
+/// the provider's signature again over the same bytes.
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    pub id: EventId,
+    pub source: String,
+    /// Milliseconds since the Unix epoch at which the ingress finished reading the request.
+    pub received_at_ms: u64,
+    /// The dedupe key this event was claimed under, when the source deduplicates.
+    pub dedupe_key: Option<String>,
+    /// The verification scheme that accepted the request (`none` when the source opted out).
+    pub scheme: String,
+    /// The id of the secret that matched, for schemes with secrets.
+    pub key_id: Option<String>,
+    pub content_type: Option<String>,
+    /// A W3C traceparent started by the ingress for this event.
+    pub traceparent: String,
+    /// The provider's own headers that the source allows through, lower-cased names.
+    pub forwarded: Vec<(String, Bytes)>,
+    /// The Kafka record key: the partition key when configured, else the dedupe key.
+    pub record_key: Option<String>,
+    pub body: Bytes,
+}
+
+// === impl Envelope ===
+
+impl Envelope {
+    /// The record headers in the order they are written. Spillway's own names all start with
+    /// `spillway-`; forwarded provider headers keep their own (lower-cased) names, and the config
+    /// refuses to forward a name in Spillway's namespace, so the two never collide.
+    pub fn record_headers(&self) -> Vec<(&str, Vec<u8>)> {
+        let mut out: Vec<(&str, Vec<u8>)> = vec![
+            (headers::EVENT_ID, self.id.to_string().into_bytes()),
+            (headers::SOURCE, self.source.as_bytes().to_vec()),
+            (headers::RECEIVED_AT, self.received_at_ms.to_string().into_bytes()),
+            (headers::SCHEME, self.scheme.as_bytes().to_vec()),
+            (headers::TRACEPARENT, self.traceparent.as_bytes().to_vec()),
+        ];
+        if let Some(key) = &self.dedupe_key {
+            out.push((headers::DEDUPE_KEY, key.as_bytes().to_vec()));
+        }
+        if let Some(key_id) = &self.key_id {
+            out.push((headers::KEY_ID, key_id.as_bytes().to_vec()));
+        }
+        if let Some(content_type) = &self.content_type {
+            out.push((headers::CONTENT_TYPE, content_type.as_bytes().to_vec()));
+        }
+        for (name, value) in &self.forwarded {
+            out.push((name.as_str(), value.to_vec()));
+        }
+        out
+    }
+}
+
+/// The JSON body of every non-2xx answer: a stable machine-readable code and a human message.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ErrorBody {
+    pub error: String,
+    pub message: String,
+}
+
+/// The JSON body of a 202 (`status: accepted`) or a 200 (`status: duplicate`) answer.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AcceptedBody {
+    pub id: String,
+    pub status: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_ids_are_v4_and_round_trip() {
+        let id = EventId::new_v4();
+        let text = id.to_string();
+        assert_eq!(text.len(), 36);
+        assert_eq!(&text[14..15], "4", "version nibble of a v4 uuid");
+        assert_eq!(EventId::parse(&text), Some(id));
+    }
+
+    #[test]
+    fn record_headers_carry_the_envelope() {
+        let envelope = Envelope {
+            id: EventId::new_v4(),
+            source: "github".into(),
+            received_at_ms: 1_700_000_000_000,
+            dedupe_key: Some("abc".into()),
+            scheme: "github".into(),
+            key_id: Some("k1".into()),
+            content_type: Some("application/json".into()),
+            traceparent: trace::new_traceparent(),
+            forwarded: vec![("x-github-event".into(), Bytes::from_static(b"push"))],
+            record_key: Some("abc".into()),
+            body: Bytes::from_static(b"{}"),
+        };
+        let headers = envelope.record_headers();
+        let find = |name: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+        };
+        assert_eq!(find(headers::SOURCE).as_deref(), Some("github"));
+        assert_eq!(find(headers::DEDUPE_KEY).as_deref(), Some("abc"));
+        assert_eq!(find(headers::KEY_ID).as_deref(), Some("k1"));
+        assert_eq!(find("x-github-event").as_deref(), Some("push"));
+        assert_eq!(find(headers::RECEIVED_AT).as_deref(), Some("1700000000000"));
+    }
+}
