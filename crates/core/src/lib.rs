@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 pub mod headers;
+pub mod key;
 pub mod trace;
 
 /// The identity Spillway gives an accepted event: a random UUID v4, returned in the 202 answer

@@ -76,6 +76,8 @@ impl VerifyError {
 pub struct Verified {
     /// The id of the secret whose MAC matched; `None` for the `none` scheme.
     pub key_id: Option<String>,
+    /// The event id the signature covers, for schemes that sign one.
+    pub signed_id: Option<String>,
 }
 
 /// A scheme, the secrets it may be signed with, and the replay window.
@@ -109,7 +111,10 @@ impl Verifier {
         now: SystemTime,
     ) -> Result<Verified, VerifyError> {
         let Some(parts) = self.scheme.signature_parts(headers)? else {
-            return Ok(Verified { key_id: None });
+            return Ok(Verified {
+                key_id: None,
+                signed_id: None,
+            });
         };
         if let Some(ts) = parts.timestamp {
             check_tolerance(ts, now, self.tolerance)?;
@@ -128,6 +133,7 @@ impl Verifier {
             if matched {
                 return Ok(Verified {
                     key_id: Some(secret.id.clone()),
+                    signed_id: parts.id.clone(),
                 });
             }
         }

@@ -55,6 +55,7 @@ fn standard_webhooks_published_vector() {
     ]);
     let ok = v.verify(&h, SW_BODY, at(1_614_265_330)).expect("valid");
     assert_eq!(ok.key_id.as_deref(), Some("k1"));
+    assert_eq!(ok.signed_id.as_deref(), Some("msg_p5jXN8AQM9LWM0D4loKWxJek"));
 }
 
 #[test]
@@ -237,7 +238,7 @@ fn sign_then_verify_for_every_scheme() {
 #[test]
 fn none_scheme_accepts_anything() {
     let v = Verifier::new(Scheme::None, SecretRing::default(), DEFAULT_TOLERANCE);
-    assert_eq!(v.verify(&HeaderMap::new(), b"", at(0)), Ok(Verified { key_id: None }));
+    assert_eq!(v.verify(&HeaderMap::new(), b"", at(0)), Ok(Verified { key_id: None, signed_id: None }));
 }
 
 #[test]

@@ -1,0 +1,282 @@
+//! The configuration's shape. Every field is documented for its role; defaults are chosen for a
+//! single ingress pod in front of a real Kafka and Redis Cluster.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use spillway_core::key::KeySource;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub ingress: IngressConfig,
+    #[serde(default)]
+    pub admin: AdminConfig,
+    pub kafka: KafkaConfig,
+    #[serde(default)]
+    pub redis: RedisConfig,
+    /// The webhook sources, by name: `POST /v1/hooks/{name}`.
+    pub sources: BTreeMap<String, SourceConfig>,
+}
+
+/// The public HTTP listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngressConfig {
+    /// Address the webhook listener binds (HTTP/1.1 and HTTP/2 on the same port).
+    pub listen: SocketAddr,
+    /// Requests handled at once by this process; beyond it new requests get 503 at once
+    /// instead of queueing unboundedly.
+    pub max_in_flight: usize,
+    /// How long SIGTERM waits for in-flight requests before closing connections.
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
+    /// A client that has not sent its whole header block within this is disconnected.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// A client that has not sent its whole body within this gets 408.
+    #[serde(with = "humantime_serde")]
+    pub body_read_timeout: Duration,
+    /// Largest header block accepted, in bytes (HTTP/1.1 read buffer and HTTP/2 header list).
+    pub max_header_bytes: usize,
+    /// Serve HTTPS (TLS 1.2 and 1.3) with these PEM files; plain HTTP when absent.
+    pub tls: Option<TlsConfig>,
+}
+
+impl Default for IngressConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_in_flight: 4096,
+            drain_timeout: Duration::from_secs(20),
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            max_header_bytes: 64 * 1024,
+            tls: None,
+        }
+    }
+}
+
+/// PEM certificate chain and private key for the public listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+/// The admin listener: `/healthz`, `/readyz`, `/metrics`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+        }
+    }
+}
+
+/// The Kafka cluster events are written to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, comma-separated `host:port`.
+    pub brokers: String,
+    /// Prefix of the default per-source topic, `<prefix><source>`.
+    #[serde(default = "default_topic_prefix")]
+    pub topic_prefix: String,
+    /// How long the producer may try to deliver one record (librdkafka `message.timeout.ms`);
+    /// after it the request is answered 503 and its claim released.
+    #[serde(default = "default_delivery_timeout", with = "humantime_serde")]
+    pub delivery_timeout: Duration,
+    /// How long the producer waits to batch records (`linger.ms`).
+    #[serde(default = "default_linger", with = "humantime_serde")]
+    pub linger: Duration,
+    /// Records the producer may hold before refusing more (`queue.buffering.max.messages`);
+    /// a full queue answers 503 rather than buffering without bound.
+    #[serde(default = "default_max_queued")]
+    pub max_queued_messages: u32,
+    /// Partitions given to topics that `spillway topics create` makes.
+    #[serde(default = "default_partitions")]
+    pub partitions: i32,
+    /// Replication factor of topics that `spillway topics create` makes.
+    #[serde(default = "default_replication")]
+    pub replication_factor: i32,
+    /// Any further librdkafka producer properties (security.protocol, sasl.*, ...). The
+    /// durability settings `acks` and `enable.idempotence` cannot be overridden here.
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+}
+
+fn default_topic_prefix() -> String {
+    "spillway.".into()
+}
+fn default_delivery_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_linger() -> Duration {
+    Duration::from_millis(2)
+}
+fn default_max_queued() -> u32 {
+    100_000
+}
+fn default_partitions() -> i32 {
+    3
+}
+fn default_replication() -> i32 {
+    1
+}
+
+/// The Redis Cluster holding dedupe claims.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisConfig {
+    /// Seed nodes, `redis://host:port`; the rest of the cluster is discovered.
+    pub nodes: Vec<String>,
+    /// Prefix of every dedupe key: `<prefix><source>:<key>`.
+    pub key_prefix: String,
+    /// Upper bound on one Redis round trip, reconnection included; past it Redis counts as
+    /// unavailable and the source's `on_redis_unavailable` applies.
+    #[serde(with = "humantime_serde")]
+    pub command_timeout: Duration,
+    /// How long an in-flight claim lives if its pod dies between claim and commit; a retry
+    /// within it gets 409, after it the event is processed again.
+    #[serde(with = "humantime_serde")]
+    pub claim_ttl: Duration,
+    /// How long an accepted key is remembered: duplicates within it are answered 200.
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            nodes: Vec::new(),
+            key_prefix: "spillway:dedupe:".into(),
+            command_timeout: Duration::from_millis(500),
+            claim_ttl: Duration::from_secs(30),
+            window: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// One webhook source.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// How requests are authenticated. `scheme: none` must be written out to accept
+    /// unauthenticated requests.
+    pub verify: VerifyConfig,
+    /// The secrets accepted at once (several during a rotation).
+    #[serde(default)]
+    pub secrets: Vec<SecretConfig>,
+    /// Replay window for schemes with a timestamp, both into the past and the future.
+    #[serde(default = "default_tolerance", with = "humantime_serde")]
+    pub tolerance: Duration,
+    /// Kafka topic; `<kafka.topic_prefix><source>` by default.
+    #[serde(default)]
+    pub topic: Option<String>,
+    /// Where the dedupe key comes from; the scheme's natural event id by default
+    /// (webhook-id, X-GitHub-Delivery, the Stripe event's `/id`, X-Shopify-Webhook-Id),
+    /// else a hash of the body.
+    #[serde(default)]
+    pub dedupe: Option<KeySource>,
+    /// Kafka record key, so that one device's events stay in one partition, in order; the
+    /// dedupe key by default.
+    #[serde(default)]
+    pub partition_key: Option<KeySource>,
+    /// What to do when Redis cannot be reached.
+    #[serde(default)]
+    pub on_redis_unavailable: FailMode,
+    /// Largest body accepted, in bytes; checked against Content-Length before reading and
+    /// again while reading.
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: u64,
+    /// Provider headers copied into the Kafka record (case-insensitive names). By default the
+    /// scheme's event-type and id headers.
+    #[serde(default)]
+    pub forward_headers: Option<Vec<String>>,
+}
+
+fn default_tolerance() -> Duration {
+    spillway_signature::DEFAULT_TOLERANCE
+}
+fn default_max_body() -> u64 {
+    1024 * 1024
+}
+
+/// Behaviour of a source while Redis is unreachable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailMode {
+    /// Accept without dedupe and count the bypass: availability over exactly-once.
+    FailOpen,
+    /// Answer 503 so the sender retries later: no duplicate can slip through.
+    #[default]
+    FailClosed,
+}
+
+/// The verification scheme of a source.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "scheme", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum VerifyConfig {
+    StandardWebhooks,
+    Github,
+    Stripe,
+    Shopify,
+    Slack,
+    /// Any HMAC-SHA256 sender.
+    Hmac {
+        /// Header carrying the signature.
+        header: String,
+        /// Text before the encoded MAC, e.g. `sha256=`.
+        #[serde(default)]
+        prefix: String,
+        /// `hex` or `base64`.
+        encoding: EncodingConfig,
+        /// String to sign with `{id}`, `{timestamp}` and `{body}` placeholders.
+        #[serde(default = "default_template")]
+        template: String,
+        id_header: Option<String>,
+        timestamp_header: Option<String>,
+    },
+    /// No verification at all.
+    None,
+}
+
+fn default_template() -> String {
+    "{body}".into()
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EncodingConfig {
+    Hex,
+    Base64,
+}
+
+/// One secret: where to read it and when it stops being accepted.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretConfig {
+    /// Recorded in the Kafka record when this secret matched.
+    pub id: String,
+    /// Environment variable holding the secret.
+    pub env: Option<String>,
+    /// File holding the secret (a mounted Kubernetes Secret); a trailing newline is ignored.
+    pub file: Option<PathBuf>,
+    /// Refused with a clear error: secrets do not belong in config files.
+    pub value: Option<String>,
+    /// RFC 3339 time after which this secret is no longer accepted.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub not_after: Option<time::OffsetDateTime>,
+}

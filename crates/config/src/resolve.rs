@@ -1,0 +1,397 @@
+//! Validation, and the resolved form of a source the ingress runs with: secrets read and
+//! decoded, defaults filled in from the scheme, names normalised.
+
+use std::time::{Duration, SystemTime};
+
+use spillway_core::headers::RESERVED_PREFIX;
+use spillway_core::key::KeySource;
+use spillway_signature::{
+    Encoding, GenericHmac, Scheme, Secret, SecretRing, Template, Verifier,
+};
+
+use crate::model::{Config, EncodingConfig, FailMode, SecretConfig, SourceConfig, VerifyConfig};
+
+/// One problem with one field, e.g. `sources.github.secrets[0].env: variable GH_SECRET is not set`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub path: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for FieldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+fn err(path: impl Into<String>, message: impl Into<String>) -> FieldError {
+    FieldError {
+        path: path.into(),
+        message: message.into(),
+    }
+}
+
+/// A source ready to serve.
+#[derive(Debug, Clone)]
+pub struct ResolvedSource {
+    pub name: String,
+    pub verifier: Verifier,
+    pub topic: String,
+    pub dedupe: KeySource,
+    pub partition_key: Option<KeySource>,
+    pub on_redis_unavailable: FailMode,
+    pub max_body_bytes: u64,
+    /// Lower-cased header names copied into the record.
+    pub forward_headers: Vec<String>,
+}
+
+// === impl Config ===
+
+impl Config {
+    /// Every problem in the configuration, secrets included; empty when it is valid.
+    pub fn validate(&self) -> Vec<FieldError> {
+        let mut errors = Vec::new();
+        if self.sources.is_empty() {
+            errors.push(err("sources", "at least one source is required"));
+        }
+        if self.ingress.max_in_flight == 0 {
+            errors.push(err("ingress.max_in_flight", "must be at least 1"));
+        }
+        if self.ingress.max_header_bytes < 1024 {
+            errors.push(err("ingress.max_header_bytes", "must be at least 1024"));
+        }
+        if let Some(tls) = &self.ingress.tls {
+            for (field, path) in [("cert_file", &tls.cert_file), ("key_file", &tls.key_file)] {
+                if let Err(e) = std::fs::metadata(path) {
+                    errors.push(err(format!("ingress.tls.{field}"), format!("{}: {e}", path.display())));
+                }
+            }
+        }
+        if self.ingress.listen == self.admin.listen {
+            errors.push(err("admin.listen", "must differ from ingress.listen"));
+        }
+        if self.kafka.brokers.trim().is_empty() {
+            errors.push(err("kafka.brokers", "must name at least one broker"));
+        }
+        if self.kafka.delivery_timeout < Duration::from_millis(100) {
+            errors.push(err("kafka.delivery_timeout", "must be at least 100ms"));
+        }
+        if self.kafka.max_queued_messages == 0 {
+            errors.push(err("kafka.max_queued_messages", "must be at least 1"));
+        }
+        if self.kafka.partitions < 1 {
+            errors.push(err("kafka.partitions", "must be at least 1"));
+        }
+        if self.kafka.replication_factor < 1 {
+            errors.push(err("kafka.replication_factor", "must be at least 1"));
+        }
+        for key in self.kafka.properties.keys() {
+            if matches!(key.as_str(), "acks" | "request.required.acks" | "enable.idempotence") {
+                errors.push(err(
+                    format!("kafka.properties.{key}"),
+                    "is fixed by Spillway (acks=all, enable.idempotence=true) and cannot be overridden",
+                ));
+            }
+        }
+        for (i, node) in self.redis.nodes.iter().enumerate() {
+            if !(node.starts_with("redis://") || node.starts_with("rediss://")) {
+                errors.push(err(format!("redis.nodes[{i}]"), "must start with redis:// or rediss://"));
+            }
+        }
+        if self.redis.command_timeout.is_zero() {
+            errors.push(err("redis.command_timeout", "must be greater than zero"));
+        }
+        if self.redis.claim_ttl < Duration::from_secs(1) {
+            errors.push(err("redis.claim_ttl", "must be at least 1s"));
+        }
+        if self.redis.window < self.redis.claim_ttl {
+            errors.push(err("redis.window", "must be at least redis.claim_ttl"));
+        }
+        // Every source deduplicates unless it says `from: none`.
+        let dedupes = self.sources.values().any(|s| s.dedupe != Some(KeySource::None));
+        if dedupes && self.redis.nodes.is_empty() {
+            errors.push(err(
+                "redis.nodes",
+                "a source deduplicates, so at least one Redis Cluster node is required",
+            ));
+        }
+        if let Err(mut source_errors) = self.resolve_sources() {
+            errors.append(&mut source_errors);
+        }
+        errors
+    }
+
+    /// Resolves every source, or returns every problem found.
+    pub fn resolve_sources(&self) -> Result<Vec<ResolvedSource>, Vec<FieldError>> {
+        let mut resolved = Vec::new();
+        let mut errors = Vec::new();
+        for (name, source) in &self.sources {
+            match resolve_source(self, name, source) {
+                Ok(r) => resolved.push(r),
+                Err(mut e) => errors.append(&mut e),
+            }
+        }
+        if errors.is_empty() {
+            Ok(resolved)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// The topic of every source, for topic creation and read-back.
+    pub fn topics(&self) -> Vec<String> {
+        let mut topics: Vec<String> = self
+            .sources
+            .iter()
+            .map(|(name, s)| topic_of(self, name, s))
+            .collect();
+        topics.sort();
+        topics.dedup();
+        topics
+    }
+}
+
+fn topic_of(config: &Config, name: &str, source: &SourceConfig) -> String {
+    source
+        .topic
+        .clone()
+        .unwrap_or_else(|| format!("{}{name}", config.kafka.topic_prefix))
+}
+
+fn resolve_source(config: &Config, name: &str, source: &SourceConfig) -> Result<ResolvedSource, Vec<FieldError>> {
+    let at = |field: &str| format!("sources.{name}.{field}");
+    let mut errors = Vec::new();
+
+    let valid_name = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if !valid_name {
+        errors.push(err(
+            format!("sources.{name}"),
+            "source names are 1 to 64 characters of a-z, 0-9, '-' and '_' (they appear in URLs and metric labels)",
+        ));
+    }
+
+    let scheme = match build_scheme(&source.verify) {
+        Ok(s) => Some(s),
+        Err(message) => {
+            errors.push(err(at("verify"), message));
+            None
+        }
+    };
+
+    let topic = topic_of(config, name, source);
+    let valid_topic = !topic.is_empty()
+        && topic.len() <= 249
+        && topic
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if !valid_topic {
+        errors.push(err(
+            at("topic"),
+            format!("{topic:?} is not a valid Kafka topic name (1 to 249 of a-z A-Z 0-9 . _ -)"),
+        ));
+    }
+
+    if source.max_body_bytes == 0 {
+        errors.push(err(at("max_body_bytes"), "must be at least 1"));
+    }
+
+    let mut forward_headers = Vec::new();
+    let requested = match (&source.forward_headers, &scheme) {
+        (Some(list), _) => list.clone(),
+        (None, Some(s)) => default_forward_headers(s).iter().map(|h| (*h).to_owned()).collect(),
+        (None, None) => Vec::new(),
+    };
+    for (i, header) in requested.iter().enumerate() {
+        let lower = header.to_ascii_lowercase();
+        if http::HeaderName::from_bytes(lower.as_bytes()).is_err() {
+            errors.push(err(format!("sources.{name}.forward_headers[{i}]"), format!("{header:?} is not a header name")));
+        } else if lower.starts_with(RESERVED_PREFIX) || lower == "content-type" || lower == "traceparent" {
+            errors.push(err(
+                format!("sources.{name}.forward_headers[{i}]"),
+                format!("{header:?} is written by Spillway itself and cannot be forwarded"),
+            ));
+        } else {
+            forward_headers.push(lower);
+        }
+    }
+
+    let mut secrets = Vec::new();
+    if let Some(scheme) = &scheme {
+        let needs_secrets = *scheme != Scheme::None;
+        if needs_secrets && source.secrets.is_empty() {
+            errors.push(err(at("secrets"), format!("scheme {} needs at least one secret", scheme.name())));
+        }
+        if !needs_secrets && !source.secrets.is_empty() {
+            errors.push(err(at("secrets"), "scheme none takes no secrets"));
+        }
+        for (i, secret) in source.secrets.iter().enumerate() {
+            match read_secret(scheme, secret) {
+                Ok(s) => secrets.push(s),
+                Err(message) => errors.push(err(format!("sources.{name}.secrets[{i}]"), message)),
+            }
+        }
+        let mut ids: Vec<&str> = source.secrets.iter().map(|s| s.id.as_str()).collect();
+        ids.sort_unstable();
+        if ids.windows(2).any(|w| w[0] == w[1]) {
+            errors.push(err(at("secrets"), "secret ids must be unique"));
+        }
+    }
+
+    let dedupe = match (&source.dedupe, &scheme) {
+        (Some(d), _) => d.clone(),
+        (None, Some(s)) => default_dedupe(s),
+        (None, None) => KeySource::BodyHash,
+    };
+    for (field, key) in [("dedupe", Some(&dedupe)), ("partition_key", source.partition_key.as_ref())] {
+        let Some(key) = key else { continue };
+        if let Some(message) = check_key_source(key, scheme.as_ref()) {
+            errors.push(err(at(field), message));
+        }
+    }
+    if source.partition_key == Some(KeySource::None) {
+        errors.push(err(at("partition_key"), "omit partition_key instead of from: none"));
+    }
+
+    if source.tolerance < Duration::from_secs(1) {
+        errors.push(err(at("tolerance"), "must be at least 1s"));
+    }
+
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let Some(scheme) = scheme else {
+        return Err(vec![err(at("verify"), "invalid")]);
+    };
+    Ok(ResolvedSource {
+        name: name.to_owned(),
+        verifier: Verifier::new(scheme, SecretRing::new(secrets), source.tolerance),
+        topic,
+        dedupe,
+        partition_key: source.partition_key.clone(),
+        on_redis_unavailable: source.on_redis_unavailable,
+        max_body_bytes: source.max_body_bytes,
+        forward_headers,
+    })
+}
+
+fn build_scheme(verify: &VerifyConfig) -> Result<Scheme, String> {
+    Ok(match verify {
+        VerifyConfig::StandardWebhooks => Scheme::StandardWebhooks,
+        VerifyConfig::Github => Scheme::Github,
+        VerifyConfig::Stripe => Scheme::Stripe,
+        VerifyConfig::Shopify => Scheme::Shopify,
+        VerifyConfig::Slack => Scheme::Slack,
+        VerifyConfig::None => Scheme::None,
+        VerifyConfig::Hmac {
+            header,
+            prefix,
+            encoding,
+            template,
+            id_header,
+            timestamp_header,
+        } => {
+            for h in std::iter::once(header).chain(id_header).chain(timestamp_header) {
+                if http::HeaderName::from_bytes(h.to_ascii_lowercase().as_bytes()).is_err() {
+                    return Err(format!("{h:?} is not a header name"));
+                }
+            }
+            let generic = GenericHmac {
+                signature_header: header.to_ascii_lowercase(),
+                prefix: prefix.clone(),
+                encoding: match encoding {
+                    EncodingConfig::Hex => Encoding::Hex,
+                    EncodingConfig::Base64 => Encoding::Base64,
+                },
+                template: Template::parse(template).map_err(|e| format!("template: {e}"))?,
+                id_header: id_header.as_ref().map(|h| h.to_ascii_lowercase()),
+                timestamp_header: timestamp_header.as_ref().map(|h| h.to_ascii_lowercase()),
+            };
+            generic.validate().map_err(|e| format!("template: {e}"))?;
+            Scheme::Generic(generic)
+        }
+    })
+}
+
+fn read_secret(scheme: &Scheme, secret: &SecretConfig) -> Result<Secret, String> {
+    if secret.id.is_empty() {
+        return Err("id: must not be empty".into());
+    }
+    let text = match (&secret.value, &secret.env, &secret.file) {
+        (Some(_), _, _) => {
+            return Err("inline secret values are not accepted; put the secret in an environment variable (env:) or a file (file:)".into())
+        }
+        (None, Some(_), Some(_)) => return Err("set either env or file, not both".into()),
+        (None, None, None) => return Err("set env (an environment variable) or file".into()),
+        (None, Some(var), None) => {
+            std::env::var(var).map_err(|_| format!("env: environment variable {var} is not set"))?
+        }
+        (None, None, Some(path)) => std::fs::read_to_string(path)
+            .map_err(|e| format!("file: cannot read {}: {e}", path.display()))?,
+    };
+    let key = scheme.decode_secret(&text).map_err(|e| e.to_string())?;
+    Ok(Secret {
+        id: secret.id.clone(),
+        key,
+        not_after: secret.not_after.map(SystemTime::from),
+    })
+}
+
+/// The scheme's own event id where it has one, else a hash of the body.
+fn default_dedupe(scheme: &Scheme) -> KeySource {
+    let header = |name: &str| KeySource::Header { name: name.into() };
+    match scheme {
+        Scheme::StandardWebhooks => KeySource::SignedId,
+        Scheme::Github => header("x-github-delivery"),
+        Scheme::Stripe => KeySource::JsonPointer { pointer: "/id".into() },
+        Scheme::Shopify => header("x-shopify-webhook-id"),
+        Scheme::Generic(g) if g.id_header.is_some() => KeySource::SignedId,
+        Scheme::Slack | Scheme::Generic(_) | Scheme::None => KeySource::BodyHash,
+    }
+}
+
+/// The signature headers (so consumers can verify again) and the provider's event metadata.
+fn default_forward_headers(scheme: &Scheme) -> &'static [&'static str] {
+    match scheme {
+        Scheme::StandardWebhooks => &[
+            "webhook-id",
+            "webhook-timestamp",
+            "webhook-signature",
+            "svix-id",
+            "svix-timestamp",
+            "svix-signature",
+        ],
+        Scheme::Github => &["x-hub-signature-256", "x-github-event", "x-github-delivery", "x-github-hook-id"],
+        Scheme::Stripe => &["stripe-signature"],
+        Scheme::Shopify => &[
+            "x-shopify-hmac-sha256",
+            "x-shopify-topic",
+            "x-shopify-shop-domain",
+            "x-shopify-webhook-id",
+            "x-shopify-api-version",
+        ],
+        Scheme::Slack => &["x-slack-signature", "x-slack-request-timestamp", "x-slack-retry-num"],
+        Scheme::Generic(_) | Scheme::None => &[],
+    }
+}
+
+fn check_key_source(key: &KeySource, scheme: Option<&Scheme>) -> Option<String> {
+    match key {
+        KeySource::Header { name } if http::HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).is_err() => {
+            Some(format!("{name:?} is not a header name"))
+        }
+        KeySource::JsonPointer { pointer } if !(pointer.is_empty() || pointer.starts_with('/')) => {
+            Some(format!("{pointer:?} is not a JSON pointer; it must start with '/'"))
+        }
+        KeySource::SignedId => match scheme {
+            Some(Scheme::StandardWebhooks) => None,
+            Some(Scheme::Generic(g)) if g.id_header.is_some() => None,
+            Some(s) => Some(format!("from: signed_id needs a scheme that signs an event id; {} does not", s.name())),
+            None => None,
+        },
+        _ => None,
+    }
+}

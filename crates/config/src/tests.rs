@@ -1,0 +1,151 @@
+use std::path::Path;
+use std::time::Duration;
+
+use figment::Jail;
+use spillway_core::key::KeySource;
+
+use crate::{load, ConfigError, FailMode};
+
+const MINIMAL: &str = r#"
+kafka:
+  brokers: 127.0.0.1:9092
+redis:
+  nodes: [redis://127.0.0.1:7000]
+sources:
+  github:
+    verify: { scheme: github }
+    secrets:
+      - { id: k1, env: GH_SECRET }
+"#;
+
+fn errors_of(result: Result<crate::Config, ConfigError>) -> Vec<String> {
+    match result {
+        Err(ConfigError::Invalid(errors)) => errors.iter().map(ToString::to_string).collect(),
+        Err(ConfigError::Parse { source, .. }) => vec![source.to_string()],
+        Ok(_) => vec![],
+    }
+}
+
+#[test]
+fn minimal_config_gets_sane_defaults() {
+    Jail::expect_with(|jail| {
+        jail.create_file("spillway.yaml", MINIMAL)?;
+        jail.set_env("GH_SECRET", "It's a Secret to Everybody");
+        let config = load(Path::new("spillway.yaml")).map_err(|e| e.to_string())?;
+        assert_eq!(config.redis.window, Duration::from_secs(86_400));
+        assert_eq!(config.kafka.topic_prefix, "spillway.");
+        let sources = config.resolve_sources().map_err(|e| format!("{e:?}"))?;
+        let gh = &sources[0];
+        assert_eq!(gh.topic, "spillway.github");
+        assert_eq!(gh.dedupe, KeySource::Header { name: "x-github-delivery".into() });
+        assert_eq!(gh.on_redis_unavailable, FailMode::FailClosed);
+        assert_eq!(gh.max_body_bytes, 1024 * 1024);
+        assert!(gh.forward_headers.contains(&"x-hub-signature-256".to_string()));
+        Ok(())
+    });
+}
+
+#[test]
+fn environment_overrides_nested_fields_and_ignores_other_spillway_vars() {
+    Jail::expect_with(|jail| {
+        jail.create_file("spillway.yaml", MINIMAL)?;
+        jail.set_env("GH_SECRET", "s");
+        jail.set_env("SPILLWAY_KAFKA__BROKERS", "10.0.0.1:9092");
+        jail.set_env("SPILLWAY_SOURCES__GITHUB__MAX_BODY_BYTES", "2048");
+        // A secret kept in a SPILLWAY_-prefixed variable must not be read as config.
+        jail.set_env("SPILLWAY_GITHUB_SECRET", "s");
+        let config = load(Path::new("spillway.yaml")).map_err(|e| e.to_string())?;
+        assert_eq!(config.kafka.brokers, "10.0.0.1:9092");
+        assert_eq!(config.sources["github"].max_body_bytes, 2048);
+        Ok(())
+    });
+}
+
+#[test]
+fn a_typo_names_the_field() {
+    Jail::expect_with(|jail| {
+        jail.create_file("spillway.yaml", &MINIMAL.replace("secrets:", "secretz:"))?;
+        let errors = errors_of(load(Path::new("spillway.yaml")));
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].contains("secretz"), "{errors:?}");
+        Ok(())
+    });
+}
+
+#[test]
+fn every_semantic_problem_is_named_with_its_path() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "spillway.yaml",
+            r#"
+kafka:
+  brokers: 127.0.0.1:9092
+  properties: { acks: "1" }
+sources:
+  Bad Name:
+    verify: { scheme: none }
+  stripe:
+    verify: { scheme: stripe }
+    secrets:
+      - { id: a, value: whsec_inline }
+      - { id: b, env: NOT_SET_ANYWHERE }
+  shopify:
+    verify: { scheme: shopify }
+    secrets: [ { id: s, file: /nonexistent/secret } ]
+    dedupe: { from: signed_id }
+    forward_headers: [spillway-source]
+  device:
+    verify: { scheme: hmac, header: x-sig, encoding: hex, template: "{timestamp}.{body}" }
+    secrets: [ { id: d, env: NOT_SET_ANYWHERE } ]
+    dedupe: { from: json_pointer, pointer: "id" }
+"#,
+        )?;
+        let errors = errors_of(load(Path::new("spillway.yaml")));
+        let expect = [
+            "kafka.properties.acks:",
+            "sources.Bad Name:",
+            "sources.stripe.secrets[0]: inline secret values are not accepted",
+            "sources.stripe.secrets[1]: env: environment variable NOT_SET_ANYWHERE is not set",
+            "sources.shopify.secrets[0]: file: cannot read /nonexistent/secret",
+            "sources.shopify.dedupe: from: signed_id needs a scheme that signs an event id",
+            "sources.shopify.forward_headers[0]:",
+            "sources.device.verify: template: template uses {timestamp} but no timestamp_header",
+            "redis.nodes: a source deduplicates",
+        ];
+        for e in expect {
+            assert!(errors.iter().any(|got| got.starts_with(e)), "missing {e:?} in {errors:#?}");
+        }
+        Ok(())
+    });
+}
+
+#[test]
+fn secrets_come_from_files_with_expiry() {
+    Jail::expect_with(|jail| {
+        jail.create_file("sw.secret", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n")?;
+        jail.create_file(
+            "spillway.yaml",
+            r#"
+kafka: { brokers: "127.0.0.1:9092" }
+redis: { nodes: ["redis://127.0.0.1:7000"] }
+sources:
+  sw:
+    verify: { scheme: standard-webhooks }
+    secrets:
+      - { id: old, file: sw.secret, not_after: "2020-01-01T00:00:00Z" }
+      - { id: new, file: sw.secret }
+"#,
+        )?;
+        let config = load(Path::new("spillway.yaml")).map_err(|e| e.to_string())?;
+        let sources = config.resolve_sources().map_err(|e| format!("{e:?}"))?;
+        assert_eq!(sources[0].dedupe, KeySource::SignedId);
+        Ok(())
+    });
+}
+
+#[test]
+fn missing_file_is_a_parse_error_naming_the_file() {
+    let result = load(Path::new("/nonexistent/spillway.yaml"));
+    assert!(matches!(result, Err(ConfigError::Parse { .. })));
+    assert!(errors_of(result)[0].contains("/nonexistent/spillway.yaml"));
+}

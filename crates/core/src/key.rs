@@ -1,0 +1,159 @@
+//! Where a request's dedupe key (or partition key) comes from: a header, a JSON pointer into the
+//! body, or a hash of the body.
+
+use http::HeaderMap;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+/// Longest key accepted. Keys are stored in Redis and Kafka: an unbounded one would let a sender
+/// grow both at will.
+pub const MAX_KEY_BYTES: usize = 512;
+
+/// A configured key source.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "from", rename_all = "snake_case", deny_unknown_fields)]
+pub enum KeySource {
+    /// The value of a request header, e.g. `webhook-id` or `X-GitHub-Delivery`.
+    Header { name: String },
+    /// A JSON pointer (RFC 6901) into the body, e.g. `/id`; the body must be JSON.
+    JsonPointer { pointer: String },
+    /// The hex SHA-256 of the raw body: identical bodies are duplicates.
+    BodyHash,
+    /// The event id covered by the signature (Standard Webhooks `webhook-id`/`svix-id`, or a
+    /// generic scheme's `id_header`), so a retry under the svix header names dedupes too.
+    SignedId,
+    /// No key: the source does not deduplicate.
+    None,
+}
+
+/// Why no key could be taken from a request. Each is the sender's fault (400).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    #[error("header {0} is missing")]
+    MissingHeader(String),
+    #[error("header {0} is not visible ASCII")]
+    BadHeader(String),
+    #[error("body is not JSON: {0}")]
+    NotJson(String),
+    #[error("body has nothing at JSON pointer {0}")]
+    MissingPointer(String),
+    #[error("value at JSON pointer {0} is not a string or a number")]
+    NotScalar(String),
+    #[error("the verification scheme signs no event id")]
+    NoSignedId,
+    #[error("key is empty")]
+    Empty,
+    #[error("key is longer than {MAX_KEY_BYTES} bytes")]
+    TooLong,
+}
+
+// === impl KeyError ===
+
+impl KeyError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::MissingHeader(_) | Self::BadHeader(_) => "key_header_invalid",
+            Self::NotJson(_) => "body_not_json",
+            Self::MissingPointer(_) | Self::NotScalar(_) => "key_not_in_body",
+            Self::Empty | Self::TooLong | Self::NoSignedId => "key_invalid",
+        }
+    }
+}
+
+// === impl KeySource ===
+
+impl KeySource {
+    /// Extracts the key, or `Ok(None)` for [`KeySource::None`]. `signed_id` is the id the
+    /// verifier authenticated, if its scheme signs one.
+    pub fn extract(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+        signed_id: Option<&str>,
+    ) -> Result<Option<String>, KeyError> {
+        let key = match self {
+            Self::None => return Ok(None),
+            Self::SignedId => signed_id.ok_or(KeyError::NoSignedId)?.to_owned(),
+            Self::BodyHash => hex::encode(Sha256::digest(body)),
+            Self::Header { name } => headers
+                .get(name.as_str())
+                .ok_or_else(|| KeyError::MissingHeader(name.clone()))?
+                .to_str()
+                .map_err(|_| KeyError::BadHeader(name.clone()))?
+                .trim()
+                .to_owned(),
+            Self::JsonPointer { pointer } => {
+                let doc: serde_json::Value =
+                    serde_json::from_slice(body).map_err(|e| KeyError::NotJson(e.to_string()))?;
+                match doc.pointer(pointer) {
+                    Some(serde_json::Value::String(s)) => s.clone(),
+                    Some(serde_json::Value::Number(n)) => n.to_string(),
+                    Some(_) => return Err(KeyError::NotScalar(pointer.clone())),
+                    None => return Err(KeyError::MissingPointer(pointer.clone())),
+                }
+            }
+        };
+        if key.is_empty() {
+            return Err(KeyError::Empty);
+        }
+        if key.len() > MAX_KEY_BYTES {
+            return Err(KeyError::TooLong);
+        }
+        Ok(Some(key))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(name: &'static str, value: &'static str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(name, http::HeaderValue::from_static(value));
+        h
+    }
+
+    #[test]
+    fn header_key() {
+        let src = KeySource::Header { name: "webhook-id".into() };
+        assert_eq!(src.extract(&headers("webhook-id", "msg_1"), b"", None), Ok(Some("msg_1".into())));
+        assert_eq!(
+            src.extract(&HeaderMap::new(), b"", None).map_err(|e| e.code()),
+            Err("key_header_invalid")
+        );
+    }
+
+    #[test]
+    fn json_pointer_key() {
+        let src = KeySource::JsonPointer { pointer: "/data/id".into() };
+        let h = HeaderMap::new();
+        assert_eq!(src.extract(&h, br#"{"data":{"id":"evt_9"}}"#, None), Ok(Some("evt_9".into())));
+        assert_eq!(src.extract(&h, br#"{"data":{"id":42}}"#, None), Ok(Some("42".into())));
+        assert_eq!(src.extract(&h, b"not json", None).map_err(|e| e.code()), Err("body_not_json"));
+        assert_eq!(src.extract(&h, br#"{"data":{}}"#, None).map_err(|e| e.code()), Err("key_not_in_body"));
+        assert_eq!(src.extract(&h, br#"{"data":{"id":[1]}}"#, None).map_err(|e| e.code()), Err("key_not_in_body"));
+        assert_eq!(src.extract(&h, br#"{"data":{"id":""}}"#, None), Err(KeyError::Empty));
+    }
+
+    #[test]
+    fn body_hash_key_is_stable_and_none_is_none() {
+        let h = HeaderMap::new();
+        let a = KeySource::BodyHash.extract(&h, b"abc", None).expect("hash");
+        assert_eq!(a.as_deref(), Some("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"));
+        assert_eq!(KeySource::None.extract(&h, b"abc", None), Ok(None));
+    }
+
+    #[test]
+    fn signed_id_key() {
+        let h = HeaderMap::new();
+        assert_eq!(KeySource::SignedId.extract(&h, b"", Some("msg_1")), Ok(Some("msg_1".into())));
+        assert_eq!(KeySource::SignedId.extract(&h, b"", None), Err(KeyError::NoSignedId));
+    }
+
+    #[test]
+    fn overlong_keys_are_refused() {
+        let long = format!(r#"{{"id":"{}"}}"#, "x".repeat(MAX_KEY_BYTES + 1));
+        let src = KeySource::JsonPointer { pointer: "/id".into() };
+        assert_eq!(src.extract(&HeaderMap::new(), long.as_bytes(), None), Err(KeyError::TooLong));
+    }
+}
