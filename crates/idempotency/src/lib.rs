@@ -1,1 +1,160 @@
-//! placeholder
+//! Dedupe claims on an event key.
+//!
+//! The ingress claims a key before producing to Kafka, commits it once Kafka acknowledged the
+//! event, and releases it when the produce failed, so that the sender's retry is processed
+//! rather than dropped:
+//!
+//! ```text
+//! claim    SET k "pending:<id>" NX PX claim_ttl GET   -> Claimed | InFlight | Done(<original id>)
+//! commit   k == "pending:<id>" or absent ? SET k "done:<id>" EX window
+//! release  k == "pending:<id>" ? DEL k
+//! ```
+//!
+//! Commit and release compare before they write: a pod whose claim expired (it stalled past
+//! `claim_ttl`) must not overwrite or delete the claim another pod took since.
+//!
+//! Backends are an enum, as in Svix: the Redis Cluster for production and an in-memory map
+//! that needs no server for unit tests.
+
+mod memory;
+mod redis_store;
+
+pub use memory::MemoryStore;
+pub use redis_store::{RedisSettings, RedisStore};
+
+/// The outcome of a claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// This request owns the key: produce, then commit or release.
+    Claimed(ClaimToken),
+    /// Another request holds the key and has not finished: answer 409, retry later.
+    InFlight,
+    /// An event with this key was accepted within the window, under this event id.
+    Done(String),
+}
+
+/// Proof of a claim, needed to commit or release it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimToken {
+    key: String,
+    event_id: String,
+}
+
+// === impl ClaimToken ===
+
+impl ClaimToken {
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    fn pending_value(&self) -> String {
+        format!("{PENDING}{}", self.event_id)
+    }
+
+    fn done_value(&self) -> String {
+        format!("{DONE}{}", self.event_id)
+    }
+}
+
+const PENDING: &str = "pending:";
+const DONE: &str = "done:";
+
+/// Reads a stored value back into a claim outcome.
+fn outcome_of(stored: &str) -> Result<Claim, StoreError> {
+    if stored.starts_with(PENDING) {
+        Ok(Claim::InFlight)
+    } else if let Some(id) = stored.strip_prefix(DONE) {
+        Ok(Claim::Done(id.to_owned()))
+    } else {
+        Err(StoreError::Corrupt(stored.chars().take(64).collect()))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("dedupe store unavailable during {op}: {reason}")]
+    Unavailable { op: &'static str, reason: String },
+    #[error("dedupe key holds a value Spillway did not write: {0:?}")]
+    Corrupt(String),
+}
+
+/// The dedupe store of a process.
+#[derive(Debug, Clone)]
+pub enum DedupeStore {
+    Redis(RedisStore),
+    Memory(MemoryStore),
+}
+
+// === impl DedupeStore ===
+
+impl DedupeStore {
+    /// Claims `key` for the event `event_id`.
+    pub async fn claim(&self, key: &str, event_id: &str) -> Result<Claim, StoreError> {
+        let token = ClaimToken {
+            key: key.to_owned(),
+            event_id: event_id.to_owned(),
+        };
+        match self {
+            Self::Redis(s) => s.claim(token).await,
+            Self::Memory(s) => s.claim(token),
+        }
+    }
+
+    /// Records that the claimed event is in Kafka. Returns false when the claim had already
+    /// been taken over by another request (it expired first): both events are then in Kafka.
+    pub async fn commit(&self, token: &ClaimToken) -> Result<bool, StoreError> {
+        match self {
+            Self::Redis(s) => s.commit(token).await,
+            Self::Memory(s) => Ok(s.commit(token)),
+        }
+    }
+
+    /// Gives the key back after a failed produce, so the sender's retry is processed.
+    pub async fn release(&self, token: &ClaimToken) -> Result<(), StoreError> {
+        match self {
+            Self::Redis(s) => s.release(token).await,
+            Self::Memory(s) => {
+                s.release(token);
+                Ok(())
+            }
+        }
+    }
+
+    /// Whether the store answers; used by readiness.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        match self {
+            Self::Redis(s) => s.ping().await,
+            Self::Memory(_) => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn memory_store_follows_the_claim_protocol() {
+        let store = DedupeStore::Memory(MemoryStore::new(Duration::from_secs(30), Duration::from_secs(60)));
+        let Claim::Claimed(token) = store.claim("k", "id-1").await.expect("claim") else {
+            panic!("first claim must win");
+        };
+        assert_eq!(store.claim("k", "id-2").await.expect("claim"), Claim::InFlight);
+        store.release(&token).await.expect("release");
+        let Claim::Claimed(token) = store.claim("k", "id-3").await.expect("claim") else {
+            panic!("a released key can be claimed again");
+        };
+        assert!(store.commit(&token).await.expect("commit"));
+        assert_eq!(store.claim("k", "id-4").await.expect("claim"), Claim::Done("id-3".into()));
+        // Releasing a committed key does nothing.
+        store.release(&token).await.expect("release");
+        assert_eq!(store.claim("k", "id-5").await.expect("claim"), Claim::Done("id-3".into()));
+    }
+
+    #[test]
+    fn foreign_values_are_reported_not_guessed() {
+        assert!(matches!(outcome_of("something"), Err(StoreError::Corrupt(_))));
+    }
+}

@@ -1,0 +1,67 @@
+//! An in-process dedupe store with the Redis store's semantics, for tests that need no server.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use crate::{outcome_of, Claim, ClaimToken, StoreError};
+
+#[derive(Debug, Clone)]
+pub struct MemoryStore {
+    entries: Arc<Mutex<HashMap<String, (String, Instant)>>>,
+    claim_ttl: Duration,
+    window: Duration,
+}
+
+// === impl MemoryStore ===
+
+impl MemoryStore {
+    pub fn new(claim_ttl: Duration, window: Duration) -> Self {
+        Self {
+            entries: Arc::default(),
+            claim_ttl,
+            window,
+        }
+    }
+
+    fn with_live<T>(&self, key: &str, f: impl FnOnce(&mut HashMap<String, (String, Instant)>, Option<String>) -> T) -> T {
+        // A poisoned lock only means another test thread panicked; the map itself is intact.
+        let mut map = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        if map.get(key).is_some_and(|(_, expires)| *expires <= now) {
+            map.remove(key);
+        }
+        let current = map.get(key).map(|(v, _)| v.clone());
+        f(&mut map, current)
+    }
+
+    pub(crate) fn claim(&self, token: ClaimToken) -> Result<Claim, StoreError> {
+        let ttl = self.claim_ttl;
+        self.with_live(&token.key.clone(), |map, current| match current {
+            Some(stored) => outcome_of(&stored),
+            None => {
+                map.insert(token.key.clone(), (token.pending_value(), Instant::now() + ttl));
+                Ok(Claim::Claimed(token))
+            }
+        })
+    }
+
+    pub(crate) fn commit(&self, token: &ClaimToken) -> bool {
+        let window = self.window;
+        self.with_live(&token.key, |map, current| {
+            let ours = current.as_deref().is_none_or(|v| v == token.pending_value());
+            if ours {
+                map.insert(token.key.clone(), (token.done_value(), Instant::now() + window));
+            }
+            ours
+        })
+    }
+
+    pub(crate) fn release(&self, token: &ClaimToken) {
+        self.with_live(&token.key, |map, current| {
+            if current.as_deref() == Some(token.pending_value().as_str()) {
+                map.remove(&token.key);
+            }
+        });
+    }
+}

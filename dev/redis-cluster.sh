@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# A six-node Redis Cluster (three primaries, three replicas) on 127.0.0.1, from Debian's
+# redis-server. Idempotent: `start` on a healthy cluster only reports it.
+#
+#   dev/redis-cluster.sh start|stop|status [--base-port 7000] [--dir .stack/redis-7000]
+#
+# Nodes listen on base-port .. base-port+5. `stop` shuts the nodes down and removes their
+# state, so the next `start` forms a fresh cluster.
+set -euo pipefail
+
+cmd=${1:-status}
+shift || true
+base_port=7000
+dir=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --base-port) base_port=$2; shift 2 ;;
+    --dir) dir=$2; shift 2 ;;
+    *) echo "unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+root=$(cd "$(dirname "$0")/.." && pwd)
+dir=${dir:-$root/.stack/redis-$base_port}
+ports=$(seq "$base_port" $((base_port + 5)))
+
+ensure_installed() {
+  if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
+    echo "installing redis-server and redis-tools (Debian packages)" >&2
+    "$root/dev/apt-install.sh" redis-server redis-tools
+  fi
+}
+
+healthy() {
+  for p in $ports; do
+    redis-cli -h 127.0.0.1 -p "$p" cluster info 2>/dev/null | grep -q 'cluster_state:ok' || return 1
+  done
+}
+
+start() {
+  ensure_installed
+  if healthy; then
+    echo "redis cluster already running on 127.0.0.1:$base_port-$((base_port + 5))"
+    return 0
+  fi
+  # A half-started cluster from an earlier run is cleared rather than repaired.
+  stop >/dev/null 2>&1 || true
+  for p in $ports; do
+    mkdir -p "$dir/$p"
+    redis-server --port "$p" --bind 127.0.0.1 --protected-mode yes \
+      --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 2000 \
+      --appendonly no --save "" --daemonize yes --dir "$dir/$p" \
+      --logfile "$dir/$p/redis.log" --pidfile "$dir/$p/redis.pid"
+  done
+  for p in $ports; do
+    for _ in $(seq 100); do
+      redis-cli -h 127.0.0.1 -p "$p" ping >/dev/null 2>&1 && break
+      sleep 0.1
+    done
+  done
+  nodes=""
+  for p in $ports; do nodes="$nodes 127.0.0.1:$p"; done
+  # shellcheck disable=SC2086
+  redis-cli --cluster create $nodes --cluster-replicas 1 --cluster-yes >"$dir/create.log" 2>&1 || {
+    cat "$dir/create.log" >&2
+    exit 1
+  }
+  for _ in $(seq 300); do
+    healthy && break
+    sleep 0.1
+  done
+  healthy || { echo "redis cluster did not become healthy" >&2; exit 1; }
+  echo "redis cluster running on 127.0.0.1:$base_port-$((base_port + 5))"
+}
+
+stop() {
+  for p in $ports; do
+    redis-cli -h 127.0.0.1 -p "$p" shutdown nosave >/dev/null 2>&1 || true
+  done
+  for p in $ports; do
+    if [ -f "$dir/$p/redis.pid" ]; then
+      pid=$(cat "$dir/$p/redis.pid")
+      for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      kill -9 "$pid" 2>/dev/null || true
+    fi
+  done
+  rm -rf "$dir"
+  echo "redis cluster on 127.0.0.1:$base_port-$((base_port + 5)) stopped"
+}
+
+case "$cmd" in
+  start) start ;;
+  stop) stop ;;
+  status) if healthy; then echo running; else echo stopped; exit 1; fi ;;
+  *) echo "usage: $0 start|stop|status [--base-port N] [--dir D]" >&2; exit 2 ;;
+esac
