@@ -1,0 +1,118 @@
+//! Reads whole topics back: every partition from its first offset to its end, as it was when
+//! the read began. For reconciliation (tests, demo, load generator), not for processing: the
+//! workers use consumer groups.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::{client_error, ClientError};
+
+/// One record as read back.
+#[derive(Debug, Clone)]
+pub struct ReadRecord {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Vec<u8>,
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+// === impl ReadRecord ===
+
+impl ReadRecord {
+    /// The first header of that name, as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .and_then(|(_, v)| std::str::from_utf8(v).ok())
+    }
+}
+
+/// Reads every record of `topic`. Blocking: call from `spawn_blocking` in async code.
+pub fn read_topic(brokers: &str, topic: &str, timeout: Duration) -> Result<Vec<ReadRecord>, ClientError> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        // A throwaway group: nothing is committed, and assign() is used, not subscribe().
+        .set("group.id", format!("spillway-reader-{}", uuid::Uuid::new_v4()))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .create()
+        .map_err(client_error("create reader"))?;
+    let metadata = consumer
+        .fetch_metadata(Some(topic), timeout)
+        .map_err(client_error(format!("metadata of {topic}")))?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic)
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+
+    // The end of each partition now; reading stops there.
+    let mut remaining: HashMap<i32, i64> = HashMap::new();
+    let mut assignment = TopicPartitionList::new();
+    for p in &partitions {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, *p, timeout)
+            .map_err(client_error(format!("watermarks of {topic}/{p}")))?;
+        if high > low {
+            remaining.insert(*p, high);
+            assignment
+                .add_partition_offset(topic, *p, Offset::Offset(low))
+                .map_err(client_error("assign"))?;
+        }
+    }
+    let mut records = Vec::new();
+    if remaining.is_empty() {
+        return Ok(records);
+    }
+    consumer.assign(&assignment).map_err(client_error("assign"))?;
+    let deadline = Instant::now() + timeout;
+    while !remaining.is_empty() {
+        if Instant::now() > deadline {
+            return Err(ClientError {
+                context: format!("read {topic}: partitions {:?} not read to their end in time", remaining.keys()),
+                source: rdkafka::error::KafkaError::NoMessageReceived,
+            });
+        }
+        let Some(message) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let message = message.map_err(client_error(format!("read {topic}")))?;
+        let partition = message.partition();
+        if let Some(end) = remaining.get(&partition).copied() {
+            if message.offset() + 1 >= end {
+                remaining.remove(&partition);
+            }
+            if message.offset() >= end {
+                continue;
+            }
+        } else {
+            continue;
+        }
+        let headers = message
+            .headers()
+            .map(|hs| {
+                hs.iter()
+                    .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec).unwrap_or_default()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        records.push(ReadRecord {
+            topic: topic.to_owned(),
+            partition,
+            offset: message.offset(),
+            key: message.key().map(<[u8]>::to_vec),
+            value: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+            headers,
+        });
+    }
+    Ok(records)
+}
