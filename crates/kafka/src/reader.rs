@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
+use rdkafka::error::KafkaError;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
@@ -36,13 +37,17 @@ impl ReadRecord {
 }
 
 /// Reads every record of `topic`. Blocking: call from `spawn_blocking` in async code.
+///
+/// The end of a partition is where librdkafka reports end-of-partition from the Fetch path.
+/// ListOffsets is only a lower bound here: tansu 0.6 answers it with the base offset of the
+/// last batch plus one, short of the true end when a batch held several records.
 pub fn read_topic(brokers: &str, topic: &str, timeout: Duration) -> Result<Vec<ReadRecord>, ClientError> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         // A throwaway group: nothing is committed, and assign() is used, not subscribe().
         .set("group.id", format!("spillway-reader-{}", uuid::Uuid::new_v4()))
         .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "false")
+        .set("enable.partition.eof", "true")
         .create()
         .map_err(client_error("create reader"))?;
     let metadata = consumer
@@ -54,49 +59,54 @@ pub fn read_topic(brokers: &str, topic: &str, timeout: Duration) -> Result<Vec<R
         .filter(|t| t.name() == topic)
         .flat_map(|t| t.partitions().iter().map(|p| p.id()))
         .collect();
+    if partitions.is_empty() {
+        return Err(ClientError {
+            context: format!("read {topic}: no such topic"),
+            source: KafkaError::MetadataFetch(rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition),
+        });
+    }
 
-    // The end of each partition now; reading stops there.
-    let mut remaining: HashMap<i32, i64> = HashMap::new();
+    // Per partition: the lowest offset the end may be at (next offset to read must reach it).
+    let mut at_least: HashMap<i32, i64> = HashMap::new();
+    let mut next: HashMap<i32, i64> = HashMap::new();
     let mut assignment = TopicPartitionList::new();
     for p in &partitions {
         let (low, high) = consumer
             .fetch_watermarks(topic, *p, timeout)
             .map_err(client_error(format!("watermarks of {topic}/{p}")))?;
-        if high > low {
-            remaining.insert(*p, high);
-            assignment
-                .add_partition_offset(topic, *p, Offset::Offset(low))
-                .map_err(client_error("assign"))?;
-        }
-    }
-    let mut records = Vec::new();
-    if remaining.is_empty() {
-        return Ok(records);
+        at_least.insert(*p, high);
+        next.insert(*p, low);
+        assignment
+            .add_partition_offset(topic, *p, Offset::Offset(low))
+            .map_err(client_error("assign"))?;
     }
     consumer.assign(&assignment).map_err(client_error("assign"))?;
+
+    let mut unfinished: std::collections::HashSet<i32> = partitions.iter().copied().collect();
+    let mut records = Vec::new();
     let deadline = Instant::now() + timeout;
-    while !remaining.is_empty() {
+    while !unfinished.is_empty() {
         if Instant::now() > deadline {
             return Err(ClientError {
-                context: format!("read {topic}: partitions {:?} not read to their end in time", remaining.keys()),
-                source: rdkafka::error::KafkaError::NoMessageReceived,
+                context: format!("read {topic}: partitions {unfinished:?} not read to their end in time"),
+                source: KafkaError::NoMessageReceived,
             });
         }
         let Some(message) = consumer.poll(Duration::from_millis(200)) else {
             continue;
         };
-        let message = message.map_err(client_error(format!("read {topic}")))?;
-        let partition = message.partition();
-        if let Some(end) = remaining.get(&partition).copied() {
-            if message.offset() + 1 >= end {
-                remaining.remove(&partition);
-            }
-            if message.offset() >= end {
+        let message = match message {
+            Ok(m) => m,
+            Err(KafkaError::PartitionEOF(p)) => {
+                if next.get(&p) >= at_least.get(&p) {
+                    unfinished.remove(&p);
+                }
                 continue;
             }
-        } else {
-            continue;
-        }
+            Err(e) => return Err(client_error(format!("read {topic}"))(e)),
+        };
+        let partition = message.partition();
+        next.insert(partition, message.offset() + 1);
         let headers = message
             .headers()
             .map(|hs| {
