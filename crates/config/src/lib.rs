@@ -9,7 +9,7 @@ mod model;
 mod resolve;
 
 pub use model::*;
-pub use resolve::{FieldError, ResolvedSource};
+pub use resolve::{read_secret, FieldError, ResolvedSource};
 
 use std::path::Path;
 

@@ -44,6 +44,10 @@ pub struct IngressConfig {
     pub body_read_timeout: Duration,
     /// Largest header block accepted, in bytes (HTTP/1.1 read buffer and HTTP/2 header list).
     pub max_header_bytes: usize,
+    /// The Retry-After sent with 409 (same key in flight) and 503 (Kafka or a fail-closed
+    /// Redis unavailable, or too many requests in flight).
+    #[serde(with = "humantime_serde")]
+    pub retry_after: Duration,
     /// Serve HTTPS (TLS 1.2 and 1.3) with these PEM files; plain HTTP when absent.
     pub tls: Option<TlsConfig>,
 }
@@ -57,6 +61,7 @@ impl Default for IngressConfig {
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(30),
             max_header_bytes: 64 * 1024,
+            retry_after: Duration::from_secs(2),
             tls: None,
         }
     }

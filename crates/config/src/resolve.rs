@@ -67,7 +67,7 @@ impl Config {
                 }
             }
         }
-        if self.ingress.listen == self.admin.listen {
+        if self.ingress.listen == self.admin.listen && self.admin.listen.port() != 0 {
             errors.push(err("admin.listen", "must differ from ingress.listen"));
         }
         if self.kafka.brokers.trim().is_empty() {
@@ -316,7 +316,9 @@ fn build_scheme(verify: &VerifyConfig) -> Result<Scheme, String> {
     })
 }
 
-fn read_secret(scheme: &Scheme, secret: &SecretConfig) -> Result<Secret, String> {
+/// Reads and decodes one configured secret, as the verifier will use it. The demo and the load
+/// generator sign with it, as the provider would.
+pub fn read_secret(scheme: &Scheme, secret: &SecretConfig) -> Result<Secret, String> {
     if secret.id.is_empty() {
         return Err("id: must not be empty".into());
     }

@@ -1,1 +1,187 @@
-//! placeholder
+//! The webhook ingress: `POST /v1/hooks/{source}` verified, deduplicated, made durable in
+//! Kafka and answered 202 only once Kafka acknowledged it.
+//!
+//! [`Ingress::from_config`] assembles a process from the config; [`Ingress::run`] serves the
+//! webhook and admin listeners (injected, so tests bind port 0) until shutdown, then drains:
+//! readiness turns false, new connections stop, in-flight requests finish within the drain
+//! timeout, the durable sections settle, and the producer is flushed.
+
+mod answer;
+mod pipeline;
+mod server;
+
+pub use pipeline::Pipeline;
+pub use server::{load_tls, serve, ServerSettings};
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use spillway_config::{Config, FailMode};
+use spillway_core::key::KeySource;
+use spillway_idempotency::{DedupeStore, RedisSettings, RedisStore};
+use spillway_kafka::{EventProducer, ProducerSettings};
+use spillway_telemetry::{serve_admin, IngressMetrics, Readiness, ReadinessFuture};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::task::TaskTracker;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngressError {
+    #[error("config: {0}")]
+    Config(String),
+    #[error("TLS file {path}: {reason}")]
+    Tls { path: String, reason: String },
+    #[error(transparent)]
+    Kafka(#[from] spillway_kafka::ClientError),
+    #[error(transparent)]
+    Dedupe(#[from] spillway_idempotency::StoreError),
+    #[error("metrics registry: {0}")]
+    Metrics(String),
+}
+
+/// An assembled ingress process.
+#[derive(Debug)]
+pub struct Ingress {
+    pipeline: Arc<Pipeline>,
+    readiness: Arc<IngressReadiness>,
+    settings: ServerSettings,
+    delivery_timeout: Duration,
+}
+
+// === impl Ingress ===
+
+impl Ingress {
+    pub fn from_config(config: &Config) -> Result<Self, IngressError> {
+        let sources = config.resolve_sources().map_err(|errors| {
+            IngressError::Config(errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
+        })?;
+        let producer = EventProducer::new(&ProducerSettings {
+            brokers: config.kafka.brokers.clone(),
+            delivery_timeout: config.kafka.delivery_timeout,
+            linger: config.kafka.linger,
+            max_queued_messages: config.kafka.max_queued_messages,
+            properties: config.kafka.properties.clone(),
+        })?;
+        let dedupes = sources.iter().any(|s| s.dedupe != KeySource::None);
+        let dedupe = if dedupes {
+            Some(DedupeStore::Redis(RedisStore::new(RedisSettings {
+                nodes: config.redis.nodes.clone(),
+                command_timeout: config.redis.command_timeout,
+                claim_ttl: config.redis.claim_ttl,
+                window: config.redis.window,
+            })?))
+        } else {
+            None
+        };
+        // Redis counts for readiness only if some deduplicating source fails closed: when every
+        // such source fails open, taking pods out of the load balancer over a Redis outage
+        // would turn a dedupe outage into an ingest outage.
+        let redis_required = sources
+            .iter()
+            .any(|s| s.dedupe != KeySource::None && s.on_redis_unavailable == FailMode::FailClosed);
+        let metrics = IngressMetrics::new().map_err(|e| IngressError::Metrics(e.to_string()))?;
+        let tls = match &config.ingress.tls {
+            Some(t) => Some(load_tls(&t.cert_file, &t.key_file)?),
+            None => None,
+        };
+        let pipeline = Arc::new(Pipeline {
+            sources: sources.into_iter().map(|s| (s.name.clone(), Arc::new(s))).collect::<HashMap<_, _>>(),
+            producer: producer.clone(),
+            dedupe: dedupe.clone(),
+            key_prefix: config.redis.key_prefix.clone(),
+            permits: Arc::new(Semaphore::new(config.ingress.max_in_flight)),
+            metrics,
+            body_read_timeout: config.ingress.body_read_timeout,
+            retry_after: config.ingress.retry_after,
+            tasks: TaskTracker::new(),
+        });
+        let readiness = Arc::new(IngressReadiness {
+            draining: AtomicBool::new(false),
+            producer,
+            dedupe: dedupe.filter(|_| redis_required),
+        });
+        Ok(Self {
+            pipeline,
+            readiness,
+            settings: ServerSettings {
+                max_header_bytes: config.ingress.max_header_bytes,
+                header_read_timeout: config.ingress.header_read_timeout,
+                drain_timeout: config.ingress.drain_timeout,
+                tls,
+            },
+            delivery_timeout: config.kafka.delivery_timeout,
+        })
+    }
+
+    pub fn metrics(&self) -> IngressMetrics {
+        self.pipeline.metrics.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then drains. Returns once every accepted event's fate
+    /// is settled and the producer is flushed.
+    pub async fn run(self, listener: TcpListener, admin: TcpListener, shutdown: impl Future<Output = ()>) {
+        let (admin_stop_tx, admin_stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let admin_task = tokio::spawn(serve_admin(
+            admin,
+            self.pipeline.metrics.clone(),
+            self.readiness.clone(),
+            async move {
+                let _ = admin_stop_rx.await;
+            },
+        ));
+        let readiness = self.readiness.clone();
+        let draining = async move {
+            shutdown.await;
+            readiness.draining.store(true, Ordering::SeqCst);
+            tracing::info!("shutdown: readiness off, draining");
+        };
+        serve(listener, self.pipeline.clone(), self.settings.clone(), draining).await;
+
+        // Requests whose connections were cut still settle their claim and record.
+        self.pipeline.tasks.close();
+        let settle = self.delivery_timeout + Duration::from_secs(5);
+        if tokio::time::timeout(settle, self.pipeline.tasks.wait()).await.is_err() {
+            tracing::error!("durable sections still running after {settle:?}");
+        }
+        let producer = self.pipeline.producer.clone();
+        let flush_timeout = self.delivery_timeout;
+        match tokio::task::spawn_blocking(move || producer.flush(flush_timeout)).await {
+            Ok(Ok(())) => tracing::info!("producer flushed"),
+            Ok(Err(e)) => tracing::error!(error = %e, "producer flush failed"),
+            Err(e) => tracing::error!(error = %e, "producer flush task failed"),
+        }
+        let _ = admin_stop_tx.send(());
+        let _ = admin_task.await;
+    }
+}
+
+/// Ready while not draining, Kafka answers metadata requests, and (when a source fails closed)
+/// Redis answers.
+#[derive(Debug)]
+struct IngressReadiness {
+    draining: AtomicBool,
+    producer: EventProducer,
+    dedupe: Option<DedupeStore>,
+}
+
+impl Readiness for IngressReadiness {
+    fn check(&self) -> ReadinessFuture<'_> {
+        Box::pin(async move {
+            if self.draining.load(Ordering::SeqCst) {
+                return Err("draining".into());
+            }
+            let producer = self.producer.clone();
+            tokio::task::spawn_blocking(move || producer.metadata_ok(Duration::from_secs(2)))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+            if let Some(store) = &self.dedupe {
+                store.ping().await.map_err(|e| e.to_string())?;
+            }
+            Ok(())
+        })
+    }
+}

@@ -5,13 +5,28 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::{client_error, ClientError};
+
+/// End-of-partition is how the reader knows it is done, not an error worth a log line; the
+/// default context would log each one as a global error.
+struct ReaderContext;
+
+impl ClientContext for ReaderContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !matches!(error, KafkaError::PartitionEOF(_)) {
+            tracing::warn!(error = %error, reason, "kafka reader");
+        }
+    }
+}
+
+impl ConsumerContext for ReaderContext {}
 
 /// One record as read back.
 #[derive(Debug, Clone)]
@@ -42,13 +57,13 @@ impl ReadRecord {
 /// ListOffsets is only a lower bound here: tansu 0.6 answers it with the base offset of the
 /// last batch plus one, short of the true end when a batch held several records.
 pub fn read_topic(brokers: &str, topic: &str, timeout: Duration) -> Result<Vec<ReadRecord>, ClientError> {
-    let consumer: BaseConsumer = ClientConfig::new()
+    let consumer: BaseConsumer<ReaderContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         // A throwaway group: nothing is committed, and assign() is used, not subscribe().
         .set("group.id", format!("spillway-reader-{}", uuid::Uuid::new_v4()))
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
-        .create()
+        .create_with_context(ReaderContext)
         .map_err(client_error("create reader"))?;
     let metadata = consumer
         .fetch_metadata(Some(topic), timeout)

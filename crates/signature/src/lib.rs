@@ -197,8 +197,9 @@ pub fn unix_seconds(t: SystemTime) -> i64 {
 
 /// Signs a request the way the scheme's provider does, returning the headers to send.
 ///
-/// `id` and `timestamp` are used where the scheme signs them (Standard Webhooks, Stripe, Slack,
-/// generic templates) and ignored elsewhere. `key` is the raw secret (already decoded).
+/// `id` is the event or delivery id: signed by Standard Webhooks and generic templates with
+/// `{id}`, sent as the delivery-id header by GitHub and Shopify. `timestamp` is used where the
+/// scheme signs one. `key` is the raw secret (already decoded).
 pub fn sign(scheme: &Scheme, key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> Vec<(String, String)> {
     let parts = SignatureParts {
         id: Some(id.to_owned()),

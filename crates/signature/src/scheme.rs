@@ -301,9 +301,17 @@ impl Scheme {
                 ("webhook-timestamp", ts.to_string()),
                 ("webhook-signature", format!("v1,{}", b64_encode(raw))),
             ],
-            Self::Github => vec![("x-hub-signature-256", format!("sha256={}", hexed()))],
+            // The provider's delivery id travels beside the signature (unsigned): it is the
+            // natural dedupe key of these schemes.
+            Self::Github => vec![
+                ("x-hub-signature-256", format!("sha256={}", hexed())),
+                ("x-github-delivery", id.to_owned()),
+            ],
             Self::Stripe => vec![("stripe-signature", format!("t={ts},v1={}", hexed()))],
-            Self::Shopify => vec![("x-shopify-hmac-sha256", b64_encode(raw))],
+            Self::Shopify => vec![
+                ("x-shopify-hmac-sha256", b64_encode(raw)),
+                ("x-shopify-webhook-id", id.to_owned()),
+            ],
             Self::Slack => vec![
                 ("x-slack-request-timestamp", ts.to_string()),
                 ("x-slack-signature", format!("v0={}", hexed())),

@@ -1,0 +1,35 @@
+# Spillway: `make run` for the local demo, `make test` for everything CI runs.
+SHELL := /bin/bash
+CARGO ?= cargo
+
+.PHONY: run test up down lint unit fmt clippy test-rust
+
+## run: start the local stack and two ingress processes, send a signed demo burst
+run:
+	dev/run.sh
+
+## test: lint, then unit, integration and end-to-end tests against the real local stack
+test: up lint test-rust
+
+## up: install and start the local stack on 127.0.0.1 (tansu broker, Redis Cluster)
+up:
+	dev/up.sh
+
+## down: stop the demo ingress processes and the local stack
+down:
+	dev/down.sh
+
+lint: fmt clippy
+
+fmt:
+	$(CARGO) fmt --all -- --check
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets -q -- -D warnings
+
+test-rust:
+	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
+		$(CARGO) nextest run --workspace --no-fail-fast; \
+	else \
+		$(CARGO) test --workspace --no-fail-fast; \
+	fi

@@ -1,0 +1,145 @@
+//! `spillway demo`: sends a signed burst to running ingress processes (valid, duplicate,
+//! tampered and stale requests for every configured source) and shows what happened to each
+//! kind and where the accepted records are in Kafka.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use http::Request;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use spillway_config::{read_secret, Config};
+use spillway_core::headers;
+use spillway_core::key::KeySource;
+use spillway_signature::{sign, unix_seconds, Scheme};
+
+use crate::READ_BACK_TIMEOUT;
+
+/// Events per source in the burst.
+const EVENTS_PER_SOURCE: usize = 5;
+
+pub async fn run(config: &Config, targets: &[String]) -> anyhow::Result<()> {
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let sources = config.resolve_sources().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    // kind -> status -> count
+    let mut tally: BTreeMap<&str, BTreeMap<u16, usize>> = BTreeMap::new();
+    let mut accepted: Vec<(String, String)> = Vec::new(); // (event id, topic)
+    let mut sent = 0usize;
+    let now = unix_seconds(SystemTime::now());
+
+    for source in &sources {
+        let scheme = source.verifier.scheme().clone();
+        let Some(secret) = config.sources[&source.name].secrets.first() else {
+            continue; // a `none` source: nothing to sign
+        };
+        let key = read_secret(&scheme, secret).map_err(|e| anyhow::anyhow!("{}: {e}", source.name))?.key;
+        for i in 0..EVENTS_PER_SOURCE {
+            let id = format!("evt_demo_{}", uuid::Uuid::new_v4().simple());
+            let body = format!(r#"{{"id":"{id}","type":"demo.event","source":"{}","device":"meter-{}","n":{i}}}"#, source.name, i % 2);
+            let signed = signed_request(&scheme, &key, &id, now, body.as_bytes(), &source.dedupe);
+            let mut kinds: Vec<(&str, Vec<(String, String)>, String)> = vec![
+                ("valid", signed.clone(), body.clone()),
+                ("duplicate", signed.clone(), body.clone()),
+                ("tampered", signed, body.replace("demo.event", "demo.evil")),
+            ];
+            if has_timestamp(&scheme) {
+                let stale = signed_request(&scheme, &key, &id, now - 3600, body.as_bytes(), &source.dedupe);
+                kinds.push(("stale", stale, body.clone()));
+            }
+            for (kind, headers, body) in kinds {
+                let target = &targets[sent % targets.len()];
+                sent += 1;
+                let url = format!("{}/v1/hooks/{}", target.trim_end_matches('/'), source.name);
+                let (status, answer) = post(&client, &url, &headers, body).await?;
+                *tally.entry(kind).or_default().entry(status).or_default() += 1;
+                if status == 202 {
+                    if let Some(id) = answer.get("id").and_then(|v| v.as_str()) {
+                        accepted.push((id.to_owned(), source.topic.clone()));
+                    }
+                }
+            }
+        }
+    }
+
+    println!("sent {sent} requests to {}", targets.join(", "));
+    println!("{:<10} {}", "kind", "answers (status x count)");
+    for (kind, statuses) in &tally {
+        let answers: Vec<String> = statuses.iter().map(|(s, n)| format!("{s} x{n}")).collect();
+        println!("{kind:<10} {}  ({})", answers.join(", "), explain(kind));
+    }
+
+    // Where the accepted events are.
+    let mut by_topic: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (id, topic) in &accepted {
+        by_topic.entry(topic.clone()).or_default().push(id.clone());
+    }
+    println!("\naccepted events in Kafka ({}):", config.kafka.brokers);
+    for (topic, ids) in by_topic {
+        let brokers = config.kafka.brokers.clone();
+        let t = topic.clone();
+        let records = tokio::task::spawn_blocking(move || spillway_kafka::reader::read_topic(&brokers, &t, READ_BACK_TIMEOUT))
+            .await?
+            .with_context(|| format!("reading {topic} back"))?;
+        for id in ids {
+            match records.iter().find(|r| r.header(headers::EVENT_ID) == Some(id.as_str())) {
+                Some(r) => println!("  {topic}/{}@{}  id={id}  key={}", r.partition, r.offset,
+                    String::from_utf8_lossy(r.key.as_deref().unwrap_or_default())),
+                None => anyhow::bail!("event {id} was answered 202 but is not in {topic}"),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn explain(kind: &str) -> &'static str {
+    match kind {
+        "valid" => "202: in Kafka",
+        "duplicate" => "200: same event seen, original id returned",
+        "tampered" => "401: signature does not match the body",
+        "stale" => "400: timestamp outside the replay window",
+        _ => "",
+    }
+}
+
+fn has_timestamp(scheme: &Scheme) -> bool {
+    match scheme {
+        Scheme::StandardWebhooks | Scheme::Stripe | Scheme::Slack => true,
+        Scheme::Generic(g) => g.timestamp_header.is_some(),
+        Scheme::Github | Scheme::Shopify | Scheme::None => false,
+    }
+}
+
+/// The provider's headers, plus the dedupe header when the source reads its key from one the
+/// provider would not send on its own.
+fn signed_request(scheme: &Scheme, key: &[u8], id: &str, ts: i64, body: &[u8], dedupe: &KeySource) -> Vec<(String, String)> {
+    let mut headers = sign(scheme, key, id, ts, body);
+    headers.push(("content-type".into(), "application/json".into()));
+    if let KeySource::Header { name } = dedupe {
+        if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name)) {
+            headers.push((name.clone(), id.to_owned()));
+        }
+    }
+    headers
+}
+
+async fn post(
+    client: &Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+    url: &str,
+    headers: &[(String, String)],
+    body: String,
+) -> anyhow::Result<(u16, serde_json::Value)> {
+    let mut request = Request::post(url);
+    for (k, v) in headers {
+        request = request.header(k, v);
+    }
+    let response = client
+        .request(request.body(Full::new(Bytes::from(body)))?)
+        .await
+        .with_context(|| format!("POST {url}"))?;
+    let status = response.status().as_u16();
+    let bytes = response.into_body().collect().await?.to_bytes();
+    Ok((status, serde_json::from_slice(&bytes).unwrap_or_default()))
+}

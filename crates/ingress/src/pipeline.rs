@@ -1,0 +1,299 @@
+//! The request pipeline of DESIGN.md: admission, read, verify, claim, produce, commit, answer.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use spillway_config::{FailMode, ResolvedSource};
+use spillway_core::{trace, Envelope, EventId};
+use spillway_idempotency::{Claim, DedupeStore};
+use spillway_kafka::EventProducer;
+use spillway_telemetry::{IngressMetrics, Outcome, UNKNOWN_SOURCE};
+use tokio::sync::Semaphore;
+use tokio_util::task::TaskTracker;
+
+use crate::answer::{self, Answer};
+
+const HOOKS_PREFIX: &str = "/v1/hooks/";
+
+/// Everything a request needs, shared by all connections of a process.
+#[derive(Debug)]
+pub struct Pipeline {
+    pub(crate) sources: HashMap<String, Arc<ResolvedSource>>,
+    pub(crate) producer: EventProducer,
+    pub(crate) dedupe: Option<DedupeStore>,
+    pub(crate) key_prefix: String,
+    pub(crate) permits: Arc<Semaphore>,
+    pub(crate) metrics: IngressMetrics,
+    pub(crate) body_read_timeout: Duration,
+    pub(crate) retry_after: Duration,
+    /// The durable sections (claim, produce, commit) in progress; drained on shutdown.
+    pub(crate) tasks: TaskTracker,
+}
+
+// === impl Pipeline ===
+
+impl Pipeline {
+    /// Handles one request and records its outcome.
+    pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> http::Response<answer::Body> {
+        let started = Instant::now();
+        let (label, answer) = self.route(req).await;
+        self.metrics.record(&label, answer.outcome, started.elapsed().as_secs_f64());
+        self.metrics.set_producer_queue(i64::from(self.producer.queued()));
+        answer.response
+    }
+
+    async fn route(self: &Arc<Self>, req: Request<Incoming>) -> (String, Answer) {
+        let unknown = || UNKNOWN_SOURCE.to_owned();
+        let Some(name) = req.uri().path().strip_prefix(HOOKS_PREFIX) else {
+            let a = answer::error(
+                Outcome::UnknownSource,
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such endpoint; webhooks are POSTed to /v1/hooks/{source}",
+            );
+            return (unknown(), a);
+        };
+        let Some(source) = self.sources.get(name).cloned() else {
+            let a = answer::error(
+                Outcome::UnknownSource,
+                StatusCode::NOT_FOUND,
+                "unknown_source",
+                "no source of that name is configured",
+            );
+            return (unknown(), a);
+        };
+        let label = source.name.clone();
+        if req.method() != Method::POST {
+            let mut a = answer::error(
+                Outcome::MethodNotAllowed,
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "webhooks are sent with POST",
+            );
+            a.response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
+            return (label, a);
+        }
+        // Admission: refuse at once rather than queue when the process is saturated.
+        let Ok(_permit) = self.permits.clone().try_acquire_owned() else {
+            let a = answer::retry_later(
+                Outcome::Overloaded,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded",
+                "too many requests in flight; retry later",
+                self.retry_after,
+            );
+            return (label, a);
+        };
+        let _in_flight = InFlightGuard::new(&self.metrics);
+        (label, self.accept(source, req).await)
+    }
+
+    async fn accept(self: &Arc<Self>, source: Arc<ResolvedSource>, req: Request<Incoming>) -> Answer {
+        let cap = source.max_body_bytes;
+        if let Some(length) = content_length(req.headers()) {
+            if length > cap {
+                return too_large(cap);
+            }
+        }
+        let (parts, body) = req.into_parts();
+        let cap_usize = usize::try_from(cap).unwrap_or(usize::MAX);
+        let body = match tokio::time::timeout(self.body_read_timeout, Limited::new(body, cap_usize).collect()).await {
+            Err(_) => {
+                return answer::error(
+                    Outcome::BodyTimeout,
+                    StatusCode::REQUEST_TIMEOUT,
+                    "body_timeout",
+                    format!("the body was not received within {:?}", self.body_read_timeout),
+                )
+            }
+            Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => return too_large(cap),
+            Ok(Err(e)) => {
+                return answer::error(
+                    Outcome::BadRequest,
+                    StatusCode::BAD_REQUEST,
+                    "body_unreadable",
+                    format!("the body could not be read: {e}"),
+                )
+            }
+            Ok(Ok(collected)) => collected.to_bytes(),
+        };
+        let received_at = SystemTime::now();
+
+        let verified = match source.verifier.verify(&parts.headers, &body, received_at) {
+            Ok(v) => v,
+            Err(e) => {
+                self.metrics.verify_failure(&source.name, e.code());
+                let (outcome, status) = if e.is_unauthorized() {
+                    (Outcome::Unauthorized, StatusCode::UNAUTHORIZED)
+                } else {
+                    (Outcome::BadRequest, StatusCode::BAD_REQUEST)
+                };
+                return answer::error(outcome, status, e.code(), e.to_string());
+            }
+        };
+        let signed_id = verified.signed_id.as_deref();
+        let dedupe_key = match source.dedupe.extract(&parts.headers, &body, signed_id) {
+            Ok(k) => k,
+            Err(e) => return bad_key("dedupe key", &e),
+        };
+        let partition_key = match source.partition_key.as_ref().map(|p| p.extract(&parts.headers, &body, signed_id)) {
+            None => None,
+            Some(Ok(k)) => k,
+            Some(Err(e)) => return bad_key("partition key", &e),
+        };
+
+        let envelope = Envelope {
+            id: EventId::new_v4(),
+            source: source.name.clone(),
+            received_at_ms: millis_since_epoch(received_at),
+            record_key: partition_key.or_else(|| dedupe_key.clone()),
+            dedupe_key,
+            scheme: source.verifier.scheme().name().to_owned(),
+            key_id: verified.key_id,
+            content_type: header_text(&parts.headers, header::CONTENT_TYPE.as_str()),
+            traceparent: trace::new_traceparent(),
+            forwarded: forwarded(&parts.headers, &source.forward_headers),
+            body,
+        };
+        // The durable section runs as its own task: if the client disconnects, hyper drops
+        // this future, but the claim is still committed or released and the record's fate is
+        // still settled. Shutdown waits for these tasks.
+        let this = Arc::clone(self);
+        match self.tasks.spawn(async move { this.make_durable(source, envelope).await }).await {
+            Ok(answer) => answer,
+            Err(e) => answer::error(
+                Outcome::KafkaUnavailable,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                format!("the request task failed: {e}"),
+            ),
+        }
+    }
+
+    /// Claim, produce, then commit or release.
+    async fn make_durable(&self, source: Arc<ResolvedSource>, envelope: Envelope) -> Answer {
+        let id = envelope.id.to_string();
+        let mut claim = None;
+        if let (Some(store), Some(key)) = (&self.dedupe, &envelope.dedupe_key) {
+            let redis_key = format!("{}{}:{key}", self.key_prefix, source.name);
+            match store.claim(&redis_key, &id).await {
+                Ok(Claim::Claimed(token)) => claim = Some((store, token)),
+                Ok(Claim::InFlight) => {
+                    return answer::retry_later(
+                        Outcome::InFlight,
+                        StatusCode::CONFLICT,
+                        "in_flight",
+                        "an event with this key is being accepted right now; retry later",
+                        self.retry_after,
+                    )
+                }
+                Ok(Claim::Done(original)) => return answer::duplicate(&original),
+                Err(e) => match source.on_redis_unavailable {
+                    FailMode::FailOpen => {
+                        self.metrics.fail_open(&source.name);
+                        tracing::warn!(source = %source.name, event_id = %id, error = %e, "dedupe bypassed (fail-open)");
+                    }
+                    FailMode::FailClosed => {
+                        tracing::warn!(source = %source.name, error = %e, "dedupe store unavailable (fail-closed)");
+                        return answer::retry_later(
+                            Outcome::RedisUnavailable,
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "dedupe_unavailable",
+                            "the dedupe store is unavailable; retry later",
+                            self.retry_after,
+                        );
+                    }
+                },
+            }
+        }
+
+        match self.producer.send(&source.topic, &envelope).await {
+            Ok(_) => {
+                if let Some((store, token)) = claim {
+                    match store.commit(&token).await {
+                        Ok(true) => {}
+                        Ok(false) => tracing::warn!(source = %source.name, event_id = %id,
+                            "claim expired before commit; another request took the key"),
+                        // The event is in Kafka; the claim expires after claim_ttl.
+                        Err(e) => tracing::warn!(source = %source.name, event_id = %id, error = %e, "commit failed"),
+                    }
+                }
+                answer::accepted(&id)
+            }
+            Err(e) => {
+                if let Some((store, token)) = claim {
+                    if let Err(release_error) = store.release(&token).await {
+                        tracing::warn!(source = %source.name, error = %release_error,
+                            "release failed; the key stays claimed until claim_ttl");
+                    }
+                }
+                tracing::warn!(source = %source.name, error = %e, "kafka did not take the event");
+                answer::retry_later(
+                    Outcome::KafkaUnavailable,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "kafka_unavailable",
+                    format!("the event could not be made durable: {e}; retry later"),
+                    self.retry_after,
+                )
+            }
+        }
+    }
+}
+
+/// Keeps the in-flight gauge true even when a request future is dropped midway.
+struct InFlightGuard<'a>(&'a IngressMetrics);
+
+impl<'a> InFlightGuard<'a> {
+    fn new(metrics: &'a IngressMetrics) -> Self {
+        metrics.in_flight().inc();
+        Self(metrics)
+    }
+}
+
+impl Drop for InFlightGuard<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight().dec();
+    }
+}
+
+fn too_large(cap: u64) -> Answer {
+    answer::error(
+        Outcome::TooLarge,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        format!("the body is larger than this source's limit of {cap} bytes"),
+    )
+}
+
+fn bad_key(what: &str, e: &spillway_core::key::KeyError) -> Answer {
+    answer::error(Outcome::BadRequest, StatusCode::BAD_REQUEST, e.code(), format!("no {what}: {e}"))
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
+}
+
+fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+}
+
+fn forwarded(headers: &HeaderMap, names: &[String]) -> Vec<(String, Bytes)> {
+    let mut out = Vec::new();
+    for name in names {
+        for value in headers.get_all(name.as_str()) {
+            out.push((name.clone(), Bytes::copy_from_slice(value.as_bytes())));
+        }
+    }
+    out
+}
+
+fn millis_since_epoch(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}

@@ -1,0 +1,131 @@
+//! Accepting connections: HTTP/1.1 and HTTP/2 on one port, TLS when configured, and a
+//! graceful drain on shutdown.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::ServerConfig;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use crate::pipeline::Pipeline;
+use crate::IngressError;
+
+/// Connection-level settings of the webhook listener.
+#[derive(Clone)]
+pub struct ServerSettings {
+    pub max_header_bytes: usize,
+    pub header_read_timeout: Duration,
+    pub drain_timeout: Duration,
+    pub tls: Option<TlsAcceptor>,
+}
+
+impl std::fmt::Debug for ServerSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerSettings")
+            .field("max_header_bytes", &self.max_header_bytes)
+            .field("header_read_timeout", &self.header_read_timeout)
+            .field("drain_timeout", &self.drain_timeout)
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
+}
+
+/// Loads a PEM certificate chain and key into a TLS 1.2/1.3 acceptor offering h2 and http/1.1.
+pub fn load_tls(cert_file: &Path, key_file: &Path) -> Result<TlsAcceptor, IngressError> {
+    let tls_error = |path: &Path, reason: String| IngressError::Tls {
+        path: path.display().to_string(),
+        reason,
+    };
+    let certs = CertificateDer::pem_file_iter(cert_file)
+        .map_err(|e| tls_error(cert_file, e.to_string()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| tls_error(cert_file, e.to_string()))?;
+    if certs.is_empty() {
+        return Err(tls_error(cert_file, "no certificate in the file".into()));
+    }
+    let key = PrivateKeyDer::from_pem_file(key_file).map_err(|e| tls_error(key_file, e.to_string()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| tls_error(cert_file, e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| tls_error(cert_file, e.to_string()))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Serves webhooks until `shutdown` resolves, then stops accepting and lets open connections
+/// finish their requests for up to `drain_timeout`.
+pub async fn serve(listener: TcpListener, pipeline: Arc<Pipeline>, settings: ServerSettings, shutdown: impl Future<Output = ()>) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(settings.header_read_timeout)
+        .max_buf_size(settings.max_header_bytes.max(8192));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(settings.max_header_bytes).unwrap_or(u32::MAX));
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, _peer) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: pause instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let pipeline = pipeline.clone();
+        let service = service_fn(move |req| {
+            let pipeline = pipeline.clone();
+            async move { Ok::<_, Infallible>(pipeline.handle(req).await) }
+        });
+        match &settings.tls {
+            None => {
+                let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                let watched = graceful.watch(conn);
+                tokio::spawn(async move {
+                    let _ = watched.await;
+                });
+            }
+            Some(acceptor) => {
+                // The handshake runs in the connection's task, bounded like a header read, so
+                // a slow client cannot hold up the accept loop.
+                let acceptor = acceptor.clone();
+                let builder = builder.clone();
+                let handshake_timeout = settings.header_read_timeout;
+                let watcher = graceful.watcher();
+                tokio::spawn(async move {
+                    let Ok(Ok(tls)) = tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await else {
+                        return;
+                    };
+                    let conn = builder.serve_connection(TokioIo::new(tls), service).into_owned();
+                    let _ = watcher.watch(conn).await;
+                });
+            }
+        }
+    }
+    drop(listener);
+    if tokio::time::timeout(settings.drain_timeout, graceful.shutdown()).await.is_err() {
+        tracing::warn!(timeout = ?settings.drain_timeout, "connections still open after the drain timeout; closing them");
+    }
+}

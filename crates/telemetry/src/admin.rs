@@ -1,0 +1,80 @@
+//! The admin listener. It is separate from the webhook port so that probes and scrapes are
+//! never queued behind webhook traffic, and so a NetworkPolicy can expose it to monitoring only.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+use crate::IngressMetrics;
+
+pub type ReadinessFuture<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
+
+/// Answers whether the process should receive traffic, and if not, why.
+pub trait Readiness: Send + Sync + 'static {
+    fn check(&self) -> ReadinessFuture<'_>;
+}
+
+/// Serves the admin endpoints until `shutdown` resolves.
+pub async fn serve_admin(
+    listener: TcpListener,
+    metrics: IngressMetrics,
+    readiness: Arc<dyn Readiness>,
+    shutdown: impl Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            () = &mut shutdown => return,
+            accepted = listener.accept() => accepted,
+        };
+        let Ok((stream, _)) = accepted else { continue };
+        let metrics = metrics.clone();
+        let readiness = readiness.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| answer(req, metrics.clone(), readiness.clone()));
+            let _ = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+async fn answer(
+    req: Request<Incoming>,
+    metrics: IngressMetrics,
+    readiness: Arc<dyn Readiness>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let (status, content_type, body) = match req.uri().path() {
+        "/healthz" => (StatusCode::OK, "text/plain", Bytes::from_static(b"ok\n")),
+        "/readyz" => match readiness.check().await {
+            Ok(()) => (StatusCode::OK, "text/plain", Bytes::from_static(b"ready\n")),
+            Err(why) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain",
+                Bytes::from(format!("not ready: {why}\n")),
+            ),
+        },
+        "/metrics" => (
+            StatusCode::OK,
+            "text/plain; version=0.0.4",
+            Bytes::from(metrics.encode()),
+        ),
+        _ => (StatusCode::NOT_FOUND, "text/plain", Bytes::from_static(b"not found\n")),
+    };
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = status;
+    if let Ok(v) = hyper::header::HeaderValue::from_str(content_type) {
+        response.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
+    }
+    Ok(response)
+}

@@ -1,0 +1,69 @@
+//! Test support shared by the integration and end-to-end tests. Tests run against the real
+//! local stack that `make up` starts; when it is not there they fail with a message saying so,
+//! they never skip.
+#![allow(clippy::expect_used)] // Test support: a failed expectation is a failed test.
+
+pub mod client;
+pub mod process;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use client::{Client, Reply};
+pub use process::{IngressProcess, Tansu};
+use spillway_kafka::reader::ReadRecord;
+
+/// Bootstrap servers of the shared local broker.
+pub fn kafka_brokers() -> String {
+    std::env::var("SPILLWAY_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+/// Seed nodes of the shared local Redis Cluster.
+pub fn redis_nodes() -> Vec<String> {
+    std::env::var("SPILLWAY_TEST_REDIS_NODES")
+        .unwrap_or_else(|_| "redis://127.0.0.1:7000,redis://127.0.0.1:7001,redis://127.0.0.1:7002".into())
+        .split(',')
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The repository's root directory.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The tansu binary that `dev/tansu.sh install` caches.
+pub fn tansu_bin() -> PathBuf {
+    if let Ok(path) = std::env::var("SPILLWAY_TANSU_BIN") {
+        return PathBuf::from(path);
+    }
+    let cache = std::env::var("SPILLWAY_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/spillway"));
+    cache.join("tansu-0.6.0/bin/tansu")
+}
+
+/// A unique name for topics or keys of one test run.
+pub fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("{prefix}{}{nanos:x}", std::process::id())
+}
+
+/// Every record of `topic`, read to its end.
+pub async fn read_topic(brokers: &str, topic: &str) -> Vec<ReadRecord> {
+    let (b, t) = (brokers.to_owned(), topic.to_owned());
+    tokio::task::spawn_blocking(move || spillway_kafka::reader::read_topic(&b, &t, Duration::from_secs(60)))
+        .await
+        .expect("reader task")
+        .unwrap_or_else(|e| panic!("reading {topic} back: {e}"))
+}
+
+/// Creates topics on a broker, failing the test with a hint when the broker is not there.
+pub async fn create_topics(brokers: &str, topics: &[String]) {
+    spillway_kafka::admin::ensure_topics(brokers, topics, 3, 1)
+        .await
+        .unwrap_or_else(|e| panic!("creating topics on {brokers} ({e}); is the local stack up? run `make up`"));
+}

@@ -1,0 +1,188 @@
+//! Child processes of end-to-end tests: `spillway ingress` and a private tansu broker. Both are
+//! killed when their handle drops, so a failing test leaves nothing running.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::Client;
+
+/// A running `spillway ingress`.
+#[derive(Debug)]
+pub struct IngressProcess {
+    child: Child,
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    log: PathBuf,
+}
+
+impl IngressProcess {
+    /// Starts `bin ingress --config config` (the config should listen on port 0) and waits for
+    /// the line announcing its addresses.
+    pub fn spawn(bin: &Path, config: &Path, envs: &[(&str, &str)], log: PathBuf) -> Self {
+        let log_file = std::fs::File::create(&log).expect("log file");
+        let mut child = Command::new(bin)
+            .args(["--log-format", "text", "ingress", "--config"])
+            .arg(config)
+            .envs(envs.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(log_file)
+            .spawn()
+            .expect("spawn spillway");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        let read = BufReader::new(stdout).read_line(&mut line).unwrap_or(0);
+        if read == 0 {
+            let _ = child.kill();
+            panic!(
+                "spillway ingress exited before listening; its log:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        let announced: serde_json::Value = serde_json::from_str(&line).expect("listening line");
+        let addr = |k: &str| -> SocketAddr {
+            announced[k].as_str().and_then(|s| s.parse().ok()).expect("address in listening line")
+        };
+        Self {
+            addr: addr("ingress"),
+            admin: addr("admin"),
+            child,
+            log,
+        }
+    }
+
+    pub fn hook_url(&self, source: &str) -> String {
+        format!("http://{}/v1/hooks/{source}", self.addr)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.admin)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits (up to `limit`, a guard against hangs, not a speed check) for /readyz to say 200.
+    pub async fn wait_ready(&self, limit: Duration) {
+        let client = Client::http1();
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(reply) = client.get(&self.admin_url("/readyz")).await {
+                if reply.status == 200 {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "ingress not ready within {limit:?}; log:\n{}", self.log_text());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn metrics(&self) -> String {
+        let reply = Client::http1().get(&self.admin_url("/metrics")).await.expect("scrape");
+        String::from_utf8_lossy(&reply.body).into_owned()
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM, as Kubernetes does.
+    pub fn terminate(&self) {
+        signal(self.child.id(), "TERM");
+    }
+
+    /// Waits for the process to exit, up to `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "ingress did not exit within {limit:?}; log:\n{}", self.log_text());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for IngressProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn signal(pid: u32, name: &str) {
+    let status = Command::new("kill").args([&format!("-{name}"), &pid.to_string()]).status();
+    assert!(status.is_ok_and(|s| s.success()), "kill -{name} {pid}");
+}
+
+/// A private tansu broker with sqlite storage, so that a restart keeps its data.
+#[derive(Debug)]
+pub struct Tansu {
+    child: Option<Child>,
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Tansu {
+    /// Starts a broker on a free loopback port.
+    pub fn start_sqlite() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // Ask the kernel for a free port, then hand it to tansu, which takes no port 0.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let mut tansu = Self { child: None, port, dir };
+        tansu.start();
+        tansu
+    }
+
+    pub fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// (Re)starts the broker on its port and data.
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let bin = crate::tansu_bin();
+        assert!(bin.exists(), "{} is missing: run `dev/tansu.sh install` (or `make up`)", bin.display());
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("tansu.log"))
+            .expect("log");
+        let child = Command::new(bin)
+            .current_dir(self.dir.path())
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--storage-engine", "sqlite://tansu.db"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn tansu");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "tansu did not listen on {}", self.port);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stops the broker with SIGKILL, as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Tansu {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# `make run`: the local stack, two ingress processes (8080/9090 and 8081/9091), the topics, and
+# a signed demo burst. A second run reuses what is installed and running.
+#
+#   dev/run.sh          start what is missing and send the demo burst
+#   dev/run.sh stop     stop the two ingress processes
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+dev=$root/dev
+state=$root/.stack/ingress
+bin=$root/target/release/spillway
+config=$dev/spillway.yaml
+mkdir -p "$state"
+
+set -a
+# shellcheck source=/dev/null
+. "$dev/demo-secrets.env"
+set +a
+
+ready() { curl -fsS "http://127.0.0.1:$1/readyz" >/dev/null 2>&1; }
+
+stop() {
+  for i in 0 1; do
+    if [ -f "$state/ingress-$i.pid" ]; then
+      kill -TERM "$(cat "$state/ingress-$i.pid")" 2>/dev/null || true
+      rm -f "$state/ingress-$i.pid"
+    fi
+  done
+  echo "ingress processes stopped"
+}
+
+if [ "${1:-}" = "stop" ]; then stop; exit 0; fi
+
+command -v curl >/dev/null || "$dev/apt-install.sh" curl
+"$dev/up.sh"
+echo "building spillway (release)"
+cargo build --release -q -p spillway
+"$bin" --log-format text topics create --config "$config"
+
+for i in 0 1; do
+  port=$((8080 + i)); admin=$((9090 + i))
+  if ready "$admin"; then
+    echo "ingress $i already running on 127.0.0.1:$port (admin $admin)"
+    continue
+  fi
+  SPILLWAY_INGRESS__LISTEN=127.0.0.1:$port SPILLWAY_ADMIN__LISTEN=127.0.0.1:$admin \
+    nohup "$bin" ingress --config "$config" >"$state/ingress-$i.out" 2>"$state/ingress-$i.log" &
+  echo $! >"$state/ingress-$i.pid"
+  for _ in $(seq 100); do ready "$admin" && break; sleep 0.2; done
+  ready "$admin" || { echo "ingress $i did not become ready; see $state/ingress-$i.log" >&2; tail "$state/ingress-$i.log" >&2; exit 1; }
+  echo "ingress $i running on 127.0.0.1:$port (admin 127.0.0.1:$admin, logs $state/ingress-$i.log)"
+done
+
+echo
+"$bin" --log-format text demo --config "$config" --target http://127.0.0.1:8080 --target http://127.0.0.1:8081
+echo
+echo "Try it yourself: see the README's curl example. Metrics: curl -s 127.0.0.1:9090/metrics | grep spillway_"
+echo "Stop everything with: make down"
