@@ -37,6 +37,15 @@ echo "building spillway (release)"
 cargo build --release -q -p spillway
 "$bin" --log-format text topics create --config "$config"
 
+# Running processes are reused only while they run this binary with this config.
+fingerprint=$(cat "$bin" "$config" "$dev/demo-secrets.env" | sha256sum | cut -c1-16)
+if [ "$(cat "$state/fingerprint" 2>/dev/null)" != "$fingerprint" ] && { ready 9090 || ready 9091; }; then
+  echo "binary or config changed: restarting the ingress processes"
+  stop
+  for _ in $(seq 100); do ready 9090 || ready 9091 || break; sleep 0.2; done
+fi
+echo "$fingerprint" >"$state/fingerprint"
+
 for i in 0 1; do
   port=$((8080 + i)); admin=$((9090 + i))
   if ready "$admin"; then
