@@ -1,1 +1,13 @@
-//! placeholder
+//! End-to-end tests: real `spillway ingress` processes against the real local stack (`make up`),
+//! asserting on what users see: statuses, bodies, and what is in Kafka.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod support;
+
+mod broker_restart;
+mod burst;
+mod check_config;
+mod drain;
+mod malformed;
+mod redis_down;
+mod tls_and_http2;

@@ -1,0 +1,162 @@
+//! Configs, signed requests and process start-up shared by the end-to-end tests.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use spillway_signature::{sign, unix_seconds, GenericHmac, Scheme, Template, Encoding};
+use spillway_testkit::IngressProcess;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_spillway");
+
+/// A test source: its name, scheme and the secret text as the provider shows it.
+#[derive(Debug, Clone)]
+pub struct TestSource {
+    pub name: &'static str,
+    pub scheme: Scheme,
+    pub secret: &'static str,
+}
+
+impl TestSource {
+    pub fn key(&self) -> Vec<u8> {
+        self.scheme.decode_secret(self.secret).expect("secret")
+    }
+
+    /// Headers of a request signed as the provider would, `age` seconds ago.
+    pub fn sign(&self, id: &str, body: &[u8], age: i64) -> Vec<(String, String)> {
+        self.sign_with(&self.key(), id, body, age)
+    }
+
+    pub fn sign_with(&self, key: &[u8], id: &str, body: &[u8], age: i64) -> Vec<(String, String)> {
+        let ts = unix_seconds(SystemTime::now()) - age;
+        let mut headers = sign(&self.scheme, key, id, ts, body);
+        headers.push(("content-type".into(), "application/json".into()));
+        headers
+    }
+
+    pub fn has_timestamp(&self) -> bool {
+        matches!(self.scheme, Scheme::StandardWebhooks | Scheme::Stripe | Scheme::Slack | Scheme::Generic(_))
+    }
+}
+
+pub fn meter_scheme() -> Scheme {
+    Scheme::Generic(GenericHmac {
+        signature_header: "x-meter-signature".into(),
+        prefix: "v1=".into(),
+        encoding: Encoding::Hex,
+        template: Template::parse("{id}:{timestamp}:{body}").expect("template"),
+        id_header: Some("x-meter-reading-id".into()),
+        timestamp_header: Some("x-meter-time".into()),
+    })
+}
+
+/// One source per scheme.
+pub fn all_sources() -> Vec<TestSource> {
+    vec![
+        TestSource { name: "github", scheme: Scheme::Github, secret: "gh-test-secret" },
+        TestSource { name: "stripe", scheme: Scheme::Stripe, secret: "whsec_stripe_test" },
+        TestSource { name: "shopify", scheme: Scheme::Shopify, secret: "shpss_test" },
+        TestSource { name: "slack", scheme: Scheme::Slack, secret: "slack-signing-secret" },
+        TestSource { name: "acme", scheme: Scheme::StandardWebhooks, secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw" },
+        TestSource { name: "meters", scheme: meter_scheme(), secret: "meter-fleet-key" },
+    ]
+}
+
+/// The second secret of the `acme` source (a rotation in progress).
+pub const ACME_OLD_SECRET: &str = "whsec_b2xkLXNlY3JldC1rZXktMTIzNDU2";
+
+/// The YAML `verify:` block of a scheme.
+fn verify_yaml(scheme: &Scheme) -> String {
+    match scheme {
+        Scheme::Generic(_) => "{ scheme: hmac, header: x-meter-signature, prefix: \"v1=\", encoding: hex, \
+             template: \"{id}:{timestamp}:{body}\", id_header: x-meter-reading-id, timestamp_header: x-meter-time }"
+            .into(),
+        other => format!("{{ scheme: {} }}", other.name()),
+    }
+}
+
+/// A test's config directory: config file, secret files, logs.
+#[derive(Debug)]
+pub struct Setup {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub brokers: String,
+    pub topic_prefix: String,
+}
+
+impl Setup {
+    pub fn topic(&self, source: &str) -> String {
+        format!("{}{source}", self.topic_prefix)
+    }
+
+    pub fn spawn(&self, name: &str) -> IngressProcess {
+        IngressProcess::spawn(Path::new(BIN), &self.config, &[], self.dir.path().join(format!("{name}.log")))
+    }
+
+    pub fn spawn_with_env(&self, name: &str, envs: &[(&str, &str)]) -> IngressProcess {
+        IngressProcess::spawn(Path::new(BIN), &self.config, envs, self.dir.path().join(format!("{name}.log")))
+    }
+}
+
+/// Writes a config listening on port 0 with the given sources. `source_extra` is YAML added to
+/// every source (e.g. `on_redis_unavailable: fail_open`), `top_extra` YAML merged at the top
+/// (`ingress:` and the like, without `listen`).
+pub fn setup(brokers: &str, redis: &[String], sources: &[TestSource], source_extra: &str, ingress_extra: &str, kafka_extra: &str) -> Setup {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let topic_prefix = spillway_testkit::unique("e2e.");
+    let topic_prefix = format!("{topic_prefix}.");
+    let mut yaml = format!(
+        "ingress:\n  listen: 127.0.0.1:0\n{ingress_extra}admin:\n  listen: 127.0.0.1:0\n\
+         kafka:\n  brokers: \"{brokers}\"\n  topic_prefix: \"{topic_prefix}\"\n{kafka_extra}\
+         redis:\n  nodes: [{}]\n  key_prefix: \"{topic_prefix}\"\nsources:\n",
+        redis.join(", ")
+    );
+    for s in sources {
+        let secret_file = dir.path().join(format!("{}.secret", s.name));
+        std::fs::write(&secret_file, format!("{}\n", s.secret)).expect("secret file");
+        yaml.push_str(&format!(
+            "  {}:\n    verify: {}\n    secrets:\n      - {{ id: {}-current, file: \"{}\" }}\n",
+            s.name,
+            verify_yaml(&s.scheme),
+            s.name,
+            secret_file.display()
+        ));
+        if s.name == "acme" {
+            let old = dir.path().join("acme-old.secret");
+            std::fs::write(&old, ACME_OLD_SECRET).expect("secret file");
+            yaml.push_str(&format!("      - {{ id: acme-old, file: \"{}\" }}\n", old.display()));
+        }
+        if s.name == "meters" {
+            yaml.push_str("    partition_key: { from: json_pointer, pointer: /device }\n");
+        }
+        for line in source_extra.lines().filter(|l| !l.trim().is_empty()) {
+            yaml.push_str(&format!("    {}\n", line.trim()));
+        }
+    }
+    let config = dir.path().join("spillway.yaml");
+    std::fs::write(&config, &yaml).expect("config");
+    Setup {
+        dir,
+        config,
+        brokers: brokers.to_owned(),
+        topic_prefix,
+    }
+}
+
+/// A JSON event body: `/id` for Stripe's dedupe key, `/device` for the meters' partition key.
+pub fn event_body(id: &str, n: usize) -> Bytes {
+    Bytes::from(format!(
+        r#"{{"id":"{id}","type":"test.event","device":"meter-{}","n":{n},"pad":"{}"}}"#,
+        n % 7,
+        "x".repeat(n % 300)
+    ))
+}
+
+/// Creates the topics of every source of a setup.
+pub async fn create_topics(setup: &Setup, sources: &[TestSource]) {
+    let topics: Vec<String> = sources.iter().map(|s| setup.topic(s.name)).collect();
+    spillway_testkit::create_topics(&setup.brokers, &topics).await;
+}
+
+/// The guard against hangs used by every wait: generous, never a speed check.
+pub const PATIENCE: Duration = Duration::from_secs(60);
