@@ -110,6 +110,12 @@ pub struct KafkaConfig {
     /// a full queue answers 503 rather than buffering without bound.
     #[serde(default = "default_max_queued")]
     pub max_queued_messages: u32,
+    /// After a delivery timeout, replace the producer (new producer id) instead of letting
+    /// librdkafka bump its epoch client-side. Needed for brokers without KIP-360 support for
+    /// idempotent producers (tansu 0.6); harmless on Apache Kafka. Fatal producer errors always
+    /// replace the producer.
+    #[serde(default = "default_true")]
+    pub recreate_producer_on_timeout: bool,
     /// Partitions given to topics that `spillway topics create` makes.
     #[serde(default = "default_partitions")]
     pub partitions: i32,
@@ -133,6 +139,9 @@ fn default_linger() -> Duration {
 }
 fn default_max_queued() -> u32 {
     100_000
+}
+fn default_true() -> bool {
+    true
 }
 fn default_partitions() -> i32 {
     3

@@ -64,6 +64,7 @@ impl Ingress {
             linger: config.kafka.linger,
             max_queued_messages: config.kafka.max_queued_messages,
             properties: config.kafka.properties.clone(),
+            recreate_on_timeout: config.kafka.recreate_producer_on_timeout,
         })?;
         let dedupes = sources.iter().any(|s| s.dedupe != KeySource::None);
         let dedupe = if dedupes {

@@ -10,6 +10,7 @@ pub mod admin;
 pub mod reader;
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
@@ -27,6 +28,9 @@ pub struct ProducerSettings {
     pub max_queued_messages: u32,
     /// Extra librdkafka properties; `acks` and `enable.idempotence` are always set by us.
     pub properties: BTreeMap<String, String>,
+    /// Replace the producer after a delivery timeout rather than let librdkafka bump its
+    /// epoch (see [`EventProducer`]).
+    pub recreate_on_timeout: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,9 +66,27 @@ pub struct Delivered {
 }
 
 /// The process's one producer. Cloning shares it.
+///
+/// After a delivery timeout (when `recreate_on_timeout`) or a fatal error, the librdkafka
+/// producer is replaced by a fresh one with a new producer id:
+/// - a fatal error (e.g. a broken idempotence sequence) leaves a producer unusable for good;
+/// - after a timeout, librdkafka bumps the idempotent producer's epoch on the client side
+///   (KIP-360). Apache Kafka accepts that, but not every Kafka-protocol broker does (tansu 0.6's
+///   sqlite storage panics on it), and a fresh producer id sidesteps the question entirely.
 #[derive(Clone)]
 pub struct EventProducer {
-    inner: FutureProducer,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    config: ClientConfig,
+    recreate_on_timeout: bool,
+    current: RwLock<Current>,
+}
+
+struct Current {
+    generation: u64,
+    producer: Arc<FutureProducer>,
 }
 
 impl std::fmt::Debug for EventProducer {
@@ -78,6 +100,10 @@ impl std::fmt::Debug for EventProducer {
 impl EventProducer {
     pub fn new(settings: &ProducerSettings) -> Result<Self, ClientError> {
         let mut config = ClientConfig::new();
+        // Reconnect attempts are also when librdkafka notices timed-out records of a partition
+        // whose broker is down; its 10 s default would delay the 503 well past the delivery
+        // timeout. Overridable through `kafka.properties`.
+        config.set("reconnect.backoff.max.ms", "1000");
         for (k, v) in &settings.properties {
             config.set(k, v);
         }
@@ -90,12 +116,27 @@ impl EventProducer {
             .set("message.timeout.ms", millis(settings.delivery_timeout))
             .set("linger.ms", millis(settings.linger))
             .set("queue.buffering.max.messages", settings.max_queued_messages.to_string());
-        let inner: FutureProducer = config.create().map_err(client_error("create producer"))?;
-        Ok(Self { inner })
+        let producer: FutureProducer = config.create().map_err(client_error("create producer"))?;
+        Ok(Self {
+            shared: Arc::new(Shared {
+                config,
+                recreate_on_timeout: settings.recreate_on_timeout,
+                current: RwLock::new(Current {
+                    generation: 0,
+                    producer: Arc::new(producer),
+                }),
+            }),
+        })
+    }
+
+    fn current(&self) -> (u64, Arc<FutureProducer>) {
+        let current = self.shared.current.read().unwrap_or_else(PoisonError::into_inner);
+        (current.generation, current.producer.clone())
     }
 
     /// Writes the envelope to `topic` and waits for the delivery report.
     pub async fn send(&self, topic: &str, envelope: &Envelope) -> Result<Delivered, ProduceError> {
+        let (generation, producer) = self.current();
         let header_list = envelope.record_headers();
         let mut headers = OwnedHeaders::new_with_capacity(header_list.len());
         for (key, value) in &header_list {
@@ -110,38 +151,97 @@ impl EventProducer {
         if let Some(key) = &envelope.record_key {
             record = record.key(key.as_str());
         }
-        let delivery = self.inner.send_result(record).map_err(|(e, _)| match e {
+        let delivery = producer.send_result(record).map_err(|(e, _)| match e {
             KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull) => ProduceError::QueueFull,
             other => ProduceError::NotAcknowledged(other),
-        })?;
-        match delivery.await {
-            Ok(Ok(d)) => Ok(Delivered {
-                partition: d.partition,
-                offset: d.offset,
-            }),
-            Ok(Err((e, _))) => Err(ProduceError::NotAcknowledged(e)),
-            Err(_) => Err(ProduceError::Canceled),
+        });
+        let result = match delivery {
+            Err(e) => Err(e),
+            Ok(delivery) => match delivery.await {
+                Ok(Ok(d)) => Ok(Delivered {
+                    partition: d.partition,
+                    offset: d.offset,
+                }),
+                Ok(Err((e, _))) => Err(ProduceError::NotAcknowledged(e)),
+                Err(_) => Err(ProduceError::Canceled),
+            },
+        };
+        if let Err(ProduceError::NotAcknowledged(e)) = &result {
+            let timed_out = matches!(e, KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut));
+            let fatal = producer.client().fatal_error().is_some();
+            if fatal || (timed_out && self.shared.recreate_on_timeout) {
+                self.replace(generation, producer);
+            }
         }
+        result
+    }
+
+    /// Swaps in a fresh producer, unless another failed send of the same generation did already.
+    fn replace(&self, generation: u64, failed: Arc<FutureProducer>) {
+        let fresh: FutureProducer = match self.shared.config.create() {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot create a replacement kafka producer");
+                return;
+            }
+        };
+        {
+            let mut current = self.shared.current.write().unwrap_or_else(PoisonError::into_inner);
+            if current.generation != generation {
+                return;
+            }
+            current.generation += 1;
+            current.producer = Arc::new(fresh);
+            tracing::warn!(generation = current.generation, "kafka producer replaced after a failed delivery");
+        }
+        // librdkafka's destroy blocks while its threads stop: do it off the async workers, once
+        // the sends still holding the old producer have their delivery reports.
+        retire(failed);
     }
 
     /// Records handed to the producer whose delivery report has not arrived yet.
     pub fn queued(&self) -> i32 {
-        self.inner.in_flight_count()
+        self.current().1.in_flight_count()
     }
 
     /// Waits until every queued record is acknowledged or failed. Blocks the thread: call it
     /// from `spawn_blocking` in async code.
     pub fn flush(&self, timeout: Duration) -> Result<(), ClientError> {
-        self.inner.flush(timeout).map_err(client_error("flush"))
+        self.current().1.flush(timeout).map_err(client_error("flush"))
     }
 
     /// Whether the cluster answers a metadata request within `timeout`. Blocks the thread.
     pub fn metadata_ok(&self, timeout: Duration) -> Result<(), ClientError> {
-        self.inner
+        self.current()
+            .1
             .client()
             .fetch_metadata(None, timeout)
             .map(|_| ())
             .map_err(client_error("metadata"))
+    }
+}
+
+/// Drops a replaced producer on a plain thread once nobody else holds it.
+fn retire(producer: Arc<FutureProducer>) {
+    let spawned = std::thread::Builder::new()
+        .name("spillway-retire-producer".into())
+        .spawn(move || {
+            let mut producer = producer;
+            loop {
+                match Arc::try_unwrap(producer) {
+                    Ok(last) => {
+                        drop(last);
+                        return;
+                    }
+                    Err(shared) => {
+                        producer = shared;
+                        std::thread::sleep(Duration::from_millis(200));
+                    }
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the thread retiring a kafka producer");
     }
 }
 

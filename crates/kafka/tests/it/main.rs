@@ -45,6 +45,7 @@ async fn produced_records_read_back_byte_identical_with_headers() {
         linger: Duration::from_millis(2),
         max_queued_messages: 10_000,
         properties: BTreeMap::new(),
+        recreate_on_timeout: true,
     })
     .expect("producer");
     let sent: Vec<Envelope> = (0..50).map(envelope).collect();
