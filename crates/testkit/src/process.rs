@@ -89,6 +89,11 @@ impl IngressProcess {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// True while the process is running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// Sends SIGTERM, as Kubernetes does.
     pub fn terminate(&self) {
         signal(self.child.id(), "TERM");
