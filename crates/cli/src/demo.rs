@@ -18,12 +18,16 @@ use spillway_signature::{sign, unix_seconds, Scheme};
 
 use crate::READ_BACK_TIMEOUT;
 
+type Headers = Vec<(String, String)>;
+
 /// Events per source in the burst.
 const EVENTS_PER_SOURCE: usize = 5;
 
 pub async fn run(config: &Config, targets: &[String]) -> anyhow::Result<()> {
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let sources = config.resolve_sources().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let sources = config
+        .resolve_sources()
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
     // kind -> status -> count
     let mut tally: BTreeMap<&str, BTreeMap<u16, usize>> = BTreeMap::new();
     let mut accepted: Vec<(String, String)> = Vec::new(); // (event id, topic)
@@ -35,18 +39,31 @@ pub async fn run(config: &Config, targets: &[String]) -> anyhow::Result<()> {
         let Some(secret) = config.sources[&source.name].secrets.first() else {
             continue; // a `none` source: nothing to sign
         };
-        let key = read_secret(&scheme, secret).map_err(|e| anyhow::anyhow!("{}: {e}", source.name))?.key;
+        let key = read_secret(&scheme, secret)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", source.name))?
+            .key;
         for i in 0..EVENTS_PER_SOURCE {
             let id = format!("evt_demo_{}", uuid::Uuid::new_v4().simple());
-            let body = format!(r#"{{"id":"{id}","type":"demo.event","source":"{}","device":"meter-{}","n":{i}}}"#, source.name, i % 2);
+            let body = format!(
+                r#"{{"id":"{id}","type":"demo.event","source":"{}","device":"meter-{}","n":{i}}}"#,
+                source.name,
+                i % 2
+            );
             let signed = signed_request(&scheme, &key, &id, now, body.as_bytes(), &source.dedupe);
-            let mut kinds: Vec<(&str, Vec<(String, String)>, String)> = vec![
+            let mut kinds: Vec<(&str, Headers, String)> = vec![
                 ("valid", signed.clone(), body.clone()),
                 ("duplicate", signed.clone(), body.clone()),
                 ("tampered", signed, body.replace("demo.event", "demo.evil")),
             ];
             if has_timestamp(&scheme) {
-                let stale = signed_request(&scheme, &key, &id, now - 3600, body.as_bytes(), &source.dedupe);
+                let stale = signed_request(
+                    &scheme,
+                    &key,
+                    &id,
+                    now - 3600,
+                    body.as_bytes(),
+                    &source.dedupe,
+                );
                 kinds.push(("stale", stale, body.clone()));
             }
             for (kind, headers, body) in kinds {
@@ -65,7 +82,7 @@ pub async fn run(config: &Config, targets: &[String]) -> anyhow::Result<()> {
     }
 
     println!("sent {sent} requests to {}", targets.join(", "));
-    println!("{:<10} {}", "kind", "answers (status x count)");
+    println!("{:<10} answers (status x count)", "kind");
     for (kind, statuses) in &tally {
         let answers: Vec<String> = statuses.iter().map(|(s, n)| format!("{s} x{n}")).collect();
         println!("{kind:<10} {}  ({})", answers.join(", "), explain(kind));
@@ -80,13 +97,22 @@ pub async fn run(config: &Config, targets: &[String]) -> anyhow::Result<()> {
     for (topic, ids) in by_topic {
         let brokers = config.kafka.brokers.clone();
         let t = topic.clone();
-        let records = tokio::task::spawn_blocking(move || spillway_kafka::reader::read_topic(&brokers, &t, READ_BACK_TIMEOUT))
-            .await?
-            .with_context(|| format!("reading {topic} back"))?;
+        let records = tokio::task::spawn_blocking(move || {
+            spillway_kafka::reader::read_topic(&brokers, &t, READ_BACK_TIMEOUT)
+        })
+        .await?
+        .with_context(|| format!("reading {topic} back"))?;
         for id in ids {
-            match records.iter().find(|r| r.header(headers::EVENT_ID) == Some(id.as_str())) {
-                Some(r) => println!("  {topic}/{}@{}  id={id}  key={}", r.partition, r.offset,
-                    String::from_utf8_lossy(r.key.as_deref().unwrap_or_default())),
+            match records
+                .iter()
+                .find(|r| r.header(headers::EVENT_ID) == Some(id.as_str()))
+            {
+                Some(r) => println!(
+                    "  {topic}/{}@{}  id={id}  key={}",
+                    r.partition,
+                    r.offset,
+                    String::from_utf8_lossy(r.key.as_deref().unwrap_or_default())
+                ),
                 None => anyhow::bail!("event {id} was answered 202 but is not in {topic}"),
             }
         }
@@ -114,7 +140,14 @@ fn has_timestamp(scheme: &Scheme) -> bool {
 
 /// The provider's headers, plus the dedupe header when the source reads its key from one the
 /// provider would not send on its own.
-fn signed_request(scheme: &Scheme, key: &[u8], id: &str, ts: i64, body: &[u8], dedupe: &KeySource) -> Vec<(String, String)> {
+fn signed_request(
+    scheme: &Scheme,
+    key: &[u8],
+    id: &str,
+    ts: i64,
+    body: &[u8],
+    dedupe: &KeySource,
+) -> Vec<(String, String)> {
     let mut headers = sign(scheme, key, id, ts, body);
     headers.push(("content-type".into(), "application/json".into()));
     if let KeySource::Header { name } = dedupe {

@@ -11,7 +11,11 @@ use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
 
 #[derive(Debug, Parser)]
-#[command(name = "spillway", version, about = "Webhook and API-callback ingestion cluster")]
+#[command(
+    name = "spillway",
+    version,
+    about = "Webhook and API-callback ingestion cluster"
+)]
 struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, default_value = "json", value_parser = ["json", "text"])]
@@ -56,7 +60,10 @@ enum TopicsCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     spillway_telemetry::init_logs(cli.log_format == "json");
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -81,7 +88,12 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::CheckConfig { config } => match spillway_config::load(&config) {
             Ok(c) => {
-                println!("{}: ok ({} sources: {})", config.display(), c.sources.len(), c.topics().join(", "));
+                println!(
+                    "{}: ok ({} sources: {})",
+                    config.display(),
+                    c.sources.len(),
+                    c.topics().join(", ")
+                );
                 Ok(ExitCode::SUCCESS)
             }
             Err(e) => {

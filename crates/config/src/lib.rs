@@ -34,17 +34,13 @@ pub enum ConfigError {
 
 /// Loads a config file with environment overrides and validates it.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let figment = Figment::new()
-        .merge(Yaml::file_exact(path))
-        .merge(
-            Env::prefixed("SPILLWAY_")
-                .split("__")
-                .filter(|key| {
-                    let section = key.as_str().split('.').next().unwrap_or_default();
-                    // Keys are still upper-case here: figment lower-cases them afterwards.
-                    ENV_SECTIONS.iter().any(|s| s.eq_ignore_ascii_case(section))
-                }),
-        );
+    let figment = Figment::new().merge(Yaml::file_exact(path)).merge(
+        Env::prefixed("SPILLWAY_").split("__").filter(|key| {
+            let section = key.as_str().split('.').next().unwrap_or_default();
+            // Keys are still upper-case here: figment lower-cases them afterwards.
+            ENV_SECTIONS.iter().any(|s| s.eq_ignore_ascii_case(section))
+        }),
+    );
     let config: Config = figment.extract().map_err(|e| ConfigError::Parse {
         path: path.display().to_string(),
         source: Box::new(e),
@@ -58,4 +54,6 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 }
 
 #[cfg(test)]
+// figment::Jail closures return figment's own (large) error type.
+#[allow(clippy::result_large_err)]
 mod tests;

@@ -5,9 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use spillway_core::headers::RESERVED_PREFIX;
 use spillway_core::key::KeySource;
-use spillway_signature::{
-    Encoding, GenericHmac, Scheme, Secret, SecretRing, Template, Verifier,
-};
+use spillway_signature::{Encoding, GenericHmac, Scheme, Secret, SecretRing, Template, Verifier};
 
 use crate::model::{Config, EncodingConfig, FailMode, SecretConfig, SourceConfig, VerifyConfig};
 
@@ -63,7 +61,10 @@ impl Config {
         if let Some(tls) = &self.ingress.tls {
             for (field, path) in [("cert_file", &tls.cert_file), ("key_file", &tls.key_file)] {
                 if let Err(e) = std::fs::metadata(path) {
-                    errors.push(err(format!("ingress.tls.{field}"), format!("{}: {e}", path.display())));
+                    errors.push(err(
+                        format!("ingress.tls.{field}"),
+                        format!("{}: {e}", path.display()),
+                    ));
                 }
             }
         }
@@ -86,7 +87,10 @@ impl Config {
             errors.push(err("kafka.replication_factor", "must be at least 1"));
         }
         for key in self.kafka.properties.keys() {
-            if matches!(key.as_str(), "acks" | "request.required.acks" | "enable.idempotence") {
+            if matches!(
+                key.as_str(),
+                "acks" | "request.required.acks" | "enable.idempotence"
+            ) {
                 errors.push(err(
                     format!("kafka.properties.{key}"),
                     "is fixed by Spillway (acks=all, enable.idempotence=true) and cannot be overridden",
@@ -95,7 +99,10 @@ impl Config {
         }
         for (i, node) in self.redis.nodes.iter().enumerate() {
             if !(node.starts_with("redis://") || node.starts_with("rediss://")) {
-                errors.push(err(format!("redis.nodes[{i}]"), "must start with redis:// or rediss://"));
+                errors.push(err(
+                    format!("redis.nodes[{i}]"),
+                    "must start with redis:// or rediss://",
+                ));
             }
         }
         if self.redis.command_timeout.is_zero() {
@@ -108,7 +115,10 @@ impl Config {
             errors.push(err("redis.window", "must be at least redis.claim_ttl"));
         }
         // Every source deduplicates unless it says `from: none`.
-        let dedupes = self.sources.values().any(|s| s.dedupe != Some(KeySource::None));
+        let dedupes = self
+            .sources
+            .values()
+            .any(|s| s.dedupe != Some(KeySource::None));
         if dedupes && self.redis.nodes.is_empty() {
             errors.push(err(
                 "redis.nodes",
@@ -158,7 +168,11 @@ fn topic_of(config: &Config, name: &str, source: &SourceConfig) -> String {
         .unwrap_or_else(|| format!("{}{name}", config.kafka.topic_prefix))
 }
 
-fn resolve_source(config: &Config, name: &str, source: &SourceConfig) -> Result<ResolvedSource, Vec<FieldError>> {
+fn resolve_source(
+    config: &Config,
+    name: &str,
+    source: &SourceConfig,
+) -> Result<ResolvedSource, Vec<FieldError>> {
     let at = |field: &str| format!("sources.{name}.{field}");
     let mut errors = Vec::new();
 
@@ -202,14 +216,23 @@ fn resolve_source(config: &Config, name: &str, source: &SourceConfig) -> Result<
     let mut forward_headers = Vec::new();
     let requested = match (&source.forward_headers, &scheme) {
         (Some(list), _) => list.clone(),
-        (None, Some(s)) => default_forward_headers(s).iter().map(|h| (*h).to_owned()).collect(),
+        (None, Some(s)) => default_forward_headers(s)
+            .iter()
+            .map(|h| (*h).to_owned())
+            .collect(),
         (None, None) => Vec::new(),
     };
     for (i, header) in requested.iter().enumerate() {
         let lower = header.to_ascii_lowercase();
         if http::HeaderName::from_bytes(lower.as_bytes()).is_err() {
-            errors.push(err(format!("sources.{name}.forward_headers[{i}]"), format!("{header:?} is not a header name")));
-        } else if lower.starts_with(RESERVED_PREFIX) || lower == "content-type" || lower == "traceparent" {
+            errors.push(err(
+                format!("sources.{name}.forward_headers[{i}]"),
+                format!("{header:?} is not a header name"),
+            ));
+        } else if lower.starts_with(RESERVED_PREFIX)
+            || lower == "content-type"
+            || lower == "traceparent"
+        {
             errors.push(err(
                 format!("sources.{name}.forward_headers[{i}]"),
                 format!("{header:?} is written by Spillway itself and cannot be forwarded"),
@@ -223,7 +246,10 @@ fn resolve_source(config: &Config, name: &str, source: &SourceConfig) -> Result<
     if let Some(scheme) = &scheme {
         let needs_secrets = *scheme != Scheme::None;
         if needs_secrets && source.secrets.is_empty() {
-            errors.push(err(at("secrets"), format!("scheme {} needs at least one secret", scheme.name())));
+            errors.push(err(
+                at("secrets"),
+                format!("scheme {} needs at least one secret", scheme.name()),
+            ));
         }
         if !needs_secrets && !source.secrets.is_empty() {
             errors.push(err(at("secrets"), "scheme none takes no secrets"));
@@ -246,14 +272,20 @@ fn resolve_source(config: &Config, name: &str, source: &SourceConfig) -> Result<
         (None, Some(s)) => default_dedupe(s),
         (None, None) => KeySource::BodyHash,
     };
-    for (field, key) in [("dedupe", Some(&dedupe)), ("partition_key", source.partition_key.as_ref())] {
+    for (field, key) in [
+        ("dedupe", Some(&dedupe)),
+        ("partition_key", source.partition_key.as_ref()),
+    ] {
         let Some(key) = key else { continue };
         if let Some(message) = check_key_source(key, scheme.as_ref()) {
             errors.push(err(at(field), message));
         }
     }
     if source.partition_key == Some(KeySource::None) {
-        errors.push(err(at("partition_key"), "omit partition_key instead of from: none"));
+        errors.push(err(
+            at("partition_key"),
+            "omit partition_key instead of from: none",
+        ));
     }
 
     if source.tolerance < Duration::from_secs(1) {
@@ -294,7 +326,10 @@ fn build_scheme(verify: &VerifyConfig) -> Result<Scheme, String> {
             id_header,
             timestamp_header,
         } => {
-            for h in std::iter::once(header).chain(id_header).chain(timestamp_header) {
+            for h in std::iter::once(header)
+                .chain(id_header)
+                .chain(timestamp_header)
+            {
                 if http::HeaderName::from_bytes(h.to_ascii_lowercase().as_bytes()).is_err() {
                     return Err(format!("{h:?} is not a header name"));
                 }
@@ -348,7 +383,9 @@ fn default_dedupe(scheme: &Scheme) -> KeySource {
     match scheme {
         Scheme::StandardWebhooks => KeySource::SignedId,
         Scheme::Github => header("x-github-delivery"),
-        Scheme::Stripe => KeySource::JsonPointer { pointer: "/id".into() },
+        Scheme::Stripe => KeySource::JsonPointer {
+            pointer: "/id".into(),
+        },
         Scheme::Shopify => header("x-shopify-webhook-id"),
         Scheme::Generic(g) if g.id_header.is_some() => KeySource::SignedId,
         Scheme::Slack | Scheme::Generic(_) | Scheme::None => KeySource::BodyHash,
@@ -366,7 +403,12 @@ fn default_forward_headers(scheme: &Scheme) -> &'static [&'static str] {
             "svix-timestamp",
             "svix-signature",
         ],
-        Scheme::Github => &["x-hub-signature-256", "x-github-event", "x-github-delivery", "x-github-hook-id"],
+        Scheme::Github => &[
+            "x-hub-signature-256",
+            "x-github-event",
+            "x-github-delivery",
+            "x-github-hook-id",
+        ],
         Scheme::Stripe => &["stripe-signature"],
         Scheme::Shopify => &[
             "x-shopify-hmac-sha256",
@@ -375,23 +417,34 @@ fn default_forward_headers(scheme: &Scheme) -> &'static [&'static str] {
             "x-shopify-webhook-id",
             "x-shopify-api-version",
         ],
-        Scheme::Slack => &["x-slack-signature", "x-slack-request-timestamp", "x-slack-retry-num"],
+        Scheme::Slack => &[
+            "x-slack-signature",
+            "x-slack-request-timestamp",
+            "x-slack-retry-num",
+        ],
         Scheme::Generic(_) | Scheme::None => &[],
     }
 }
 
 fn check_key_source(key: &KeySource, scheme: Option<&Scheme>) -> Option<String> {
     match key {
-        KeySource::Header { name } if http::HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).is_err() => {
+        KeySource::Header { name }
+            if http::HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).is_err() =>
+        {
             Some(format!("{name:?} is not a header name"))
         }
         KeySource::JsonPointer { pointer } if !(pointer.is_empty() || pointer.starts_with('/')) => {
-            Some(format!("{pointer:?} is not a JSON pointer; it must start with '/'"))
+            Some(format!(
+                "{pointer:?} is not a JSON pointer; it must start with '/'"
+            ))
         }
         KeySource::SignedId => match scheme {
             Some(Scheme::StandardWebhooks) => None,
             Some(Scheme::Generic(g)) if g.id_header.is_some() => None,
-            Some(s) => Some(format!("from: signed_id needs a scheme that signs an event id; {} does not", s.name())),
+            Some(s) => Some(format!(
+                "from: signed_id needs a scheme that signs an event id; {} does not",
+                s.name()
+            )),
             None => None,
         },
         _ => None,

@@ -37,10 +37,17 @@ fn minimal_config_gets_sane_defaults() {
         let sources = config.resolve_sources().map_err(|e| format!("{e:?}"))?;
         let gh = &sources[0];
         assert_eq!(gh.topic, "spillway.github");
-        assert_eq!(gh.dedupe, KeySource::Header { name: "x-github-delivery".into() });
+        assert_eq!(
+            gh.dedupe,
+            KeySource::Header {
+                name: "x-github-delivery".into()
+            }
+        );
         assert_eq!(gh.on_redis_unavailable, FailMode::FailClosed);
         assert_eq!(gh.max_body_bytes, 1024 * 1024);
-        assert!(gh.forward_headers.contains(&"x-hub-signature-256".to_string()));
+        assert!(gh
+            .forward_headers
+            .contains(&"x-hub-signature-256".to_string()));
         Ok(())
     });
 }
@@ -113,7 +120,10 @@ sources:
             "redis.nodes: a source deduplicates",
         ];
         for e in expect {
-            assert!(errors.iter().any(|got| got.starts_with(e)), "missing {e:?} in {errors:#?}");
+            assert!(
+                errors.iter().any(|got| got.starts_with(e)),
+                "missing {e:?} in {errors:#?}"
+            );
         }
         Ok(())
     });

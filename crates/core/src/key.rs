@@ -115,45 +115,87 @@ mod tests {
 
     #[test]
     fn header_key() {
-        let src = KeySource::Header { name: "webhook-id".into() };
-        assert_eq!(src.extract(&headers("webhook-id", "msg_1"), b"", None), Ok(Some("msg_1".into())));
+        let src = KeySource::Header {
+            name: "webhook-id".into(),
+        };
         assert_eq!(
-            src.extract(&HeaderMap::new(), b"", None).map_err(|e| e.code()),
+            src.extract(&headers("webhook-id", "msg_1"), b"", None),
+            Ok(Some("msg_1".into()))
+        );
+        assert_eq!(
+            src.extract(&HeaderMap::new(), b"", None)
+                .map_err(|e| e.code()),
             Err("key_header_invalid")
         );
     }
 
     #[test]
     fn json_pointer_key() {
-        let src = KeySource::JsonPointer { pointer: "/data/id".into() };
+        let src = KeySource::JsonPointer {
+            pointer: "/data/id".into(),
+        };
         let h = HeaderMap::new();
-        assert_eq!(src.extract(&h, br#"{"data":{"id":"evt_9"}}"#, None), Ok(Some("evt_9".into())));
-        assert_eq!(src.extract(&h, br#"{"data":{"id":42}}"#, None), Ok(Some("42".into())));
-        assert_eq!(src.extract(&h, b"not json", None).map_err(|e| e.code()), Err("body_not_json"));
-        assert_eq!(src.extract(&h, br#"{"data":{}}"#, None).map_err(|e| e.code()), Err("key_not_in_body"));
-        assert_eq!(src.extract(&h, br#"{"data":{"id":[1]}}"#, None).map_err(|e| e.code()), Err("key_not_in_body"));
-        assert_eq!(src.extract(&h, br#"{"data":{"id":""}}"#, None), Err(KeyError::Empty));
+        assert_eq!(
+            src.extract(&h, br#"{"data":{"id":"evt_9"}}"#, None),
+            Ok(Some("evt_9".into()))
+        );
+        assert_eq!(
+            src.extract(&h, br#"{"data":{"id":42}}"#, None),
+            Ok(Some("42".into()))
+        );
+        assert_eq!(
+            src.extract(&h, b"not json", None).map_err(|e| e.code()),
+            Err("body_not_json")
+        );
+        assert_eq!(
+            src.extract(&h, br#"{"data":{}}"#, None)
+                .map_err(|e| e.code()),
+            Err("key_not_in_body")
+        );
+        assert_eq!(
+            src.extract(&h, br#"{"data":{"id":[1]}}"#, None)
+                .map_err(|e| e.code()),
+            Err("key_not_in_body")
+        );
+        assert_eq!(
+            src.extract(&h, br#"{"data":{"id":""}}"#, None),
+            Err(KeyError::Empty)
+        );
     }
 
     #[test]
     fn body_hash_key_is_stable_and_none_is_none() {
         let h = HeaderMap::new();
         let a = KeySource::BodyHash.extract(&h, b"abc", None).expect("hash");
-        assert_eq!(a.as_deref(), Some("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"));
+        assert_eq!(
+            a.as_deref(),
+            Some("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        );
         assert_eq!(KeySource::None.extract(&h, b"abc", None), Ok(None));
     }
 
     #[test]
     fn signed_id_key() {
         let h = HeaderMap::new();
-        assert_eq!(KeySource::SignedId.extract(&h, b"", Some("msg_1")), Ok(Some("msg_1".into())));
-        assert_eq!(KeySource::SignedId.extract(&h, b"", None), Err(KeyError::NoSignedId));
+        assert_eq!(
+            KeySource::SignedId.extract(&h, b"", Some("msg_1")),
+            Ok(Some("msg_1".into()))
+        );
+        assert_eq!(
+            KeySource::SignedId.extract(&h, b"", None),
+            Err(KeyError::NoSignedId)
+        );
     }
 
     #[test]
     fn overlong_keys_are_refused() {
         let long = format!(r#"{{"id":"{}"}}"#, "x".repeat(MAX_KEY_BYTES + 1));
-        let src = KeySource::JsonPointer { pointer: "/id".into() };
-        assert_eq!(src.extract(&HeaderMap::new(), long.as_bytes(), None), Err(KeyError::TooLong));
+        let src = KeySource::JsonPointer {
+            pointer: "/id".into(),
+        };
+        assert_eq!(
+            src.extract(&HeaderMap::new(), long.as_bytes(), None),
+            Err(KeyError::TooLong)
+        );
     }
 }

@@ -71,7 +71,10 @@ impl Envelope {
         let mut out: Vec<(&str, Vec<u8>)> = vec![
             (headers::EVENT_ID, self.id.to_string().into_bytes()),
             (headers::SOURCE, self.source.as_bytes().to_vec()),
-            (headers::RECEIVED_AT, self.received_at_ms.to_string().into_bytes()),
+            (
+                headers::RECEIVED_AT,
+                self.received_at_ms.to_string().into_bytes(),
+            ),
             (headers::SCHEME, self.scheme.as_bytes().to_vec()),
             (headers::TRACEPARENT, self.traceparent.as_bytes().to_vec()),
         ];

@@ -137,24 +137,39 @@ mod tests {
 
     #[tokio::test]
     async fn memory_store_follows_the_claim_protocol() {
-        let store = DedupeStore::Memory(MemoryStore::new(Duration::from_secs(30), Duration::from_secs(60)));
+        let store = DedupeStore::Memory(MemoryStore::new(
+            Duration::from_secs(30),
+            Duration::from_secs(60),
+        ));
         let Claim::Claimed(token) = store.claim("k", "id-1").await.expect("claim") else {
             panic!("first claim must win");
         };
-        assert_eq!(store.claim("k", "id-2").await.expect("claim"), Claim::InFlight);
+        assert_eq!(
+            store.claim("k", "id-2").await.expect("claim"),
+            Claim::InFlight
+        );
         store.release(&token).await.expect("release");
         let Claim::Claimed(token) = store.claim("k", "id-3").await.expect("claim") else {
             panic!("a released key can be claimed again");
         };
         assert!(store.commit(&token).await.expect("commit"));
-        assert_eq!(store.claim("k", "id-4").await.expect("claim"), Claim::Done("id-3".into()));
+        assert_eq!(
+            store.claim("k", "id-4").await.expect("claim"),
+            Claim::Done("id-3".into())
+        );
         // Releasing a committed key does nothing.
         store.release(&token).await.expect("release");
-        assert_eq!(store.claim("k", "id-5").await.expect("claim"), Claim::Done("id-3".into()));
+        assert_eq!(
+            store.claim("k", "id-5").await.expect("claim"),
+            Claim::Done("id-3".into())
+        );
     }
 
     #[test]
     fn foreign_values_are_reported_not_guessed() {
-        assert!(matches!(outcome_of("something"), Err(StoreError::Corrupt(_))));
+        assert!(matches!(
+            outcome_of("something"),
+            Err(StoreError::Corrupt(_))
+        ));
     }
 }

@@ -24,7 +24,11 @@ impl MemoryStore {
         }
     }
 
-    fn with_live<T>(&self, key: &str, f: impl FnOnce(&mut HashMap<String, (String, Instant)>, Option<String>) -> T) -> T {
+    fn with_live<T>(
+        &self,
+        key: &str,
+        f: impl FnOnce(&mut HashMap<String, (String, Instant)>, Option<String>) -> T,
+    ) -> T {
         // A poisoned lock only means another test thread panicked; the map itself is intact.
         let mut map = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         let now = Instant::now();
@@ -40,7 +44,10 @@ impl MemoryStore {
         self.with_live(&token.key.clone(), |map, current| match current {
             Some(stored) => outcome_of(&stored),
             None => {
-                map.insert(token.key.clone(), (token.pending_value(), Instant::now() + ttl));
+                map.insert(
+                    token.key.clone(),
+                    (token.pending_value(), Instant::now() + ttl),
+                );
                 Ok(Claim::Claimed(token))
             }
         })
@@ -49,9 +56,14 @@ impl MemoryStore {
     pub(crate) fn commit(&self, token: &ClaimToken) -> bool {
         let window = self.window;
         self.with_live(&token.key, |map, current| {
-            let ours = current.as_deref().is_none_or(|v| v == token.pending_value());
+            let ours = current
+                .as_deref()
+                .is_none_or(|v| v == token.pending_value());
             if ours {
-                map.insert(token.key.clone(), (token.done_value(), Instant::now() + window));
+                map.insert(
+                    token.key.clone(),
+                    (token.done_value(), Instant::now() + window),
+                );
             }
             ours
         })

@@ -40,12 +40,17 @@ pub struct RedisSettings {
     pub window: Duration,
 }
 
+/// Cloning shares the client, connection and scripts.
 #[derive(Clone)]
 pub struct RedisStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     client: ClusterClient,
     /// Created on first use and again after a failure, so a process can start while Redis is
     /// down (fail-open sources keep working) and recovers when it is back.
-    connection: Arc<Mutex<Option<ClusterConnection>>>,
+    connection: Mutex<Option<ClusterConnection>>,
     settings: RedisSettings,
     commit_script: Script,
     release_script: Script,
@@ -53,7 +58,9 @@ pub struct RedisStore {
 
 impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisStore").field("settings", &self.settings).finish()
+        f.debug_struct("RedisStore")
+            .field("settings", &self.inner.settings)
+            .finish()
     }
 }
 
@@ -71,20 +78,22 @@ impl RedisStore {
             .build()
             .map_err(|e| unavailable("connect", &e))?;
         Ok(Self {
-            client,
-            connection: Arc::new(Mutex::new(None)),
-            settings,
-            commit_script: Script::new(COMMIT_LUA),
-            release_script: Script::new(RELEASE_LUA),
+            inner: Arc::new(Inner {
+                client,
+                connection: Mutex::new(None),
+                settings,
+                commit_script: Script::new(COMMIT_LUA),
+                release_script: Script::new(RELEASE_LUA),
+            }),
         })
     }
 
     async fn connection(&self) -> Result<ClusterConnection, RedisError> {
-        let mut slot = self.connection.lock().await;
+        let mut slot = self.inner.connection.lock().await;
         if let Some(conn) = slot.as_ref() {
             return Ok(conn.clone());
         }
-        let conn = self.client.get_async_connection().await?;
+        let conn = self.inner.client.get_async_connection().await?;
         *slot = Some(conn.clone());
         Ok(conn)
     }
@@ -100,20 +109,21 @@ impl RedisStore {
             let conn = self.connection().await?;
             f(conn).await
         };
-        let result = match tokio::time::timeout(self.settings.command_timeout, attempt).await {
+        let result = match tokio::time::timeout(self.inner.settings.command_timeout, attempt).await
+        {
             Ok(Ok(v)) => return Ok(v),
             Ok(Err(e)) => unavailable(op, &e),
             Err(_) => StoreError::Unavailable {
                 op,
-                reason: format!("no answer within {:?}", self.settings.command_timeout),
+                reason: format!("no answer within {:?}", self.inner.settings.command_timeout),
             },
         };
-        self.connection.lock().await.take();
+        self.inner.connection.lock().await.take();
         Err(result)
     }
 
     pub(crate) async fn claim(&self, token: ClaimToken) -> Result<Claim, StoreError> {
-        let ttl_ms = millis(self.settings.claim_ttl);
+        let ttl_ms = millis(self.inner.settings.claim_ttl);
         let pending = token.pending_value();
         let key = token.key.clone();
         let previous: Option<String> = self
@@ -136,10 +146,11 @@ impl RedisStore {
     }
 
     pub(crate) async fn commit(&self, token: &ClaimToken) -> Result<bool, StoreError> {
-        let window = self.settings.window.as_secs().max(1);
+        let window = self.inner.settings.window.as_secs().max(1);
         let written: i64 = self
             .run("commit", |mut conn| async move {
-                self.commit_script
+                self.inner
+                    .commit_script
                     .key(&token.key)
                     .arg(token.pending_value())
                     .arg(token.done_value())
@@ -154,7 +165,8 @@ impl RedisStore {
     pub(crate) async fn release(&self, token: &ClaimToken) -> Result<(), StoreError> {
         let _: i64 = self
             .run("release", |mut conn| async move {
-                self.release_script
+                self.inner
+                    .release_script
                     .key(&token.key)
                     .arg(token.pending_value())
                     .invoke_async(&mut conn)
@@ -166,7 +178,9 @@ impl RedisStore {
 
     pub(crate) async fn ping(&self) -> Result<(), StoreError> {
         let _: Value = self
-            .run("ping", |mut conn| async move { redis::cmd("PING").query_async(&mut conn).await })
+            .run("ping", |mut conn| async move {
+                redis::cmd("PING").query_async(&mut conn).await
+            })
             .await?;
         Ok(())
     }

@@ -22,9 +22,10 @@ fn json(status: StatusCode, body: &impl serde::Serialize) -> Response<Body> {
     let bytes = serde_json::to_vec(body).unwrap_or_default();
     let mut response = Response::new(Full::new(Bytes::from(bytes)));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     response
 }
 
@@ -54,7 +55,12 @@ pub fn duplicate(original_id: &str) -> Answer {
     }
 }
 
-pub fn error(outcome: Outcome, status: StatusCode, code: &str, message: impl Into<String>) -> Answer {
+pub fn error(
+    outcome: Outcome,
+    status: StatusCode,
+    code: &str,
+    message: impl Into<String>,
+) -> Answer {
     Answer {
         outcome,
         response: json(
@@ -68,7 +74,13 @@ pub fn error(outcome: Outcome, status: StatusCode, code: &str, message: impl Int
 }
 
 /// An error the sender should retry after a pause (409, 503).
-pub fn retry_later(outcome: Outcome, status: StatusCode, code: &str, message: impl Into<String>, after: Duration) -> Answer {
+pub fn retry_later(
+    outcome: Outcome,
+    status: StatusCode,
+    code: &str,
+    message: impl Into<String>,
+    after: Duration,
+) -> Answer {
     let mut answer = error(outcome, status, code, message);
     let secs = after.as_secs().max(1).to_string();
     if let Ok(v) = HeaderValue::from_str(&secs) {

@@ -56,7 +56,13 @@ pub struct Ingress {
 impl Ingress {
     pub fn from_config(config: &Config) -> Result<Self, IngressError> {
         let sources = config.resolve_sources().map_err(|errors| {
-            IngressError::Config(errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
+            IngressError::Config(
+                errors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
         })?;
         let producer = EventProducer::new(&ProducerSettings {
             brokers: config.kafka.brokers.clone(),
@@ -89,7 +95,10 @@ impl Ingress {
             None => None,
         };
         let pipeline = Arc::new(Pipeline {
-            sources: sources.into_iter().map(|s| (s.name.clone(), Arc::new(s))).collect::<HashMap<_, _>>(),
+            sources: sources
+                .into_iter()
+                .map(|s| (s.name.clone(), Arc::new(s)))
+                .collect::<HashMap<_, _>>(),
             producer: producer.clone(),
             dedupe: dedupe.clone(),
             key_prefix: config.redis.key_prefix.clone(),
@@ -123,7 +132,12 @@ impl Ingress {
 
     /// Serves until `shutdown` resolves, then drains. Returns once every accepted event's fate
     /// is settled and the producer is flushed.
-    pub async fn run(self, listener: TcpListener, admin: TcpListener, shutdown: impl Future<Output = ()>) {
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        admin: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) {
         let (admin_stop_tx, admin_stop_rx) = tokio::sync::oneshot::channel::<()>();
         let admin_task = tokio::spawn(serve_admin(
             admin,
@@ -139,12 +153,21 @@ impl Ingress {
             readiness.draining.store(true, Ordering::SeqCst);
             tracing::info!("shutdown: readiness off, draining");
         };
-        serve(listener, self.pipeline.clone(), self.settings.clone(), draining).await;
+        serve(
+            listener,
+            self.pipeline.clone(),
+            self.settings.clone(),
+            draining,
+        )
+        .await;
 
         // Requests whose connections were cut still settle their claim and record.
         self.pipeline.tasks.close();
         let settle = self.delivery_timeout + Duration::from_secs(5);
-        if tokio::time::timeout(settle, self.pipeline.tasks.wait()).await.is_err() {
+        if tokio::time::timeout(settle, self.pipeline.tasks.wait())
+            .await
+            .is_err()
+        {
             tracing::error!("durable sections still running after {settle:?}");
         }
         let producer = self.pipeline.producer.clone();

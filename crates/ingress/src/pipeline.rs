@@ -42,8 +42,10 @@ impl Pipeline {
     pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> http::Response<answer::Body> {
         let started = Instant::now();
         let (label, answer) = self.route(req).await;
-        self.metrics.record(&label, answer.outcome, started.elapsed().as_secs_f64());
-        self.metrics.set_producer_queue(i64::from(self.producer.queued()));
+        self.metrics
+            .record(&label, answer.outcome, started.elapsed().as_secs_f64());
+        self.metrics
+            .set_producer_queue(i64::from(self.producer.queued()));
         answer.response
     }
 
@@ -75,7 +77,9 @@ impl Pipeline {
                 "method_not_allowed",
                 "webhooks are sent with POST",
             );
-            a.response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
+            a.response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("POST"));
             return (label, a);
         }
         // Admission: refuse at once rather than queue when the process is saturated.
@@ -93,7 +97,11 @@ impl Pipeline {
         (label, self.accept(source, req).await)
     }
 
-    async fn accept(self: &Arc<Self>, source: Arc<ResolvedSource>, req: Request<Incoming>) -> Answer {
+    async fn accept(
+        self: &Arc<Self>,
+        source: Arc<ResolvedSource>,
+        req: Request<Incoming>,
+    ) -> Answer {
         let cap = source.max_body_bytes;
         if let Some(length) = content_length(req.headers()) {
             if length > cap {
@@ -102,13 +110,21 @@ impl Pipeline {
         }
         let (parts, body) = req.into_parts();
         let cap_usize = usize::try_from(cap).unwrap_or(usize::MAX);
-        let body = match tokio::time::timeout(self.body_read_timeout, Limited::new(body, cap_usize).collect()).await {
+        let body = match tokio::time::timeout(
+            self.body_read_timeout,
+            Limited::new(body, cap_usize).collect(),
+        )
+        .await
+        {
             Err(_) => {
                 return answer::error(
                     Outcome::BodyTimeout,
                     StatusCode::REQUEST_TIMEOUT,
                     "body_timeout",
-                    format!("the body was not received within {:?}", self.body_read_timeout),
+                    format!(
+                        "the body was not received within {:?}",
+                        self.body_read_timeout
+                    ),
                 )
             }
             Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => return too_large(cap),
@@ -141,7 +157,11 @@ impl Pipeline {
             Ok(k) => k,
             Err(e) => return bad_key("dedupe key", &e),
         };
-        let partition_key = match source.partition_key.as_ref().map(|p| p.extract(&parts.headers, &body, signed_id)) {
+        let partition_key = match source
+            .partition_key
+            .as_ref()
+            .map(|p| p.extract(&parts.headers, &body, signed_id))
+        {
             None => None,
             Some(Ok(k)) => k,
             Some(Err(e)) => return bad_key("partition key", &e),
@@ -164,7 +184,11 @@ impl Pipeline {
         // this future, but the claim is still committed or released and the record's fate is
         // still settled. Shutdown waits for these tasks.
         let this = Arc::clone(self);
-        match self.tasks.spawn(async move { this.make_durable(source, envelope).await }).await {
+        match self
+            .tasks
+            .spawn(async move { this.make_durable(source, envelope).await })
+            .await
+        {
             Ok(answer) => answer,
             Err(e) => answer::error(
                 Outcome::KafkaUnavailable,
@@ -220,7 +244,9 @@ impl Pipeline {
                         Ok(false) => tracing::warn!(source = %source.name, event_id = %id,
                             "claim expired before commit; another request took the key"),
                         // The event is in Kafka; the claim expires after claim_ttl.
-                        Err(e) => tracing::warn!(source = %source.name, event_id = %id, error = %e, "commit failed"),
+                        Err(e) => {
+                            tracing::warn!(source = %source.name, event_id = %id, error = %e, "commit failed")
+                        }
                     }
                 }
                 answer::accepted(&id)
@@ -271,15 +297,29 @@ fn too_large(cap: u64) -> Answer {
 }
 
 fn bad_key(what: &str, e: &spillway_core::key::KeyError) -> Answer {
-    answer::error(Outcome::BadRequest, StatusCode::BAD_REQUEST, e.code(), format!("no {what}: {e}"))
+    answer::error(
+        Outcome::BadRequest,
+        StatusCode::BAD_REQUEST,
+        e.code(),
+        format!("no {what}: {e}"),
+    )
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {
-    headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
 }
 
 fn forwarded(headers: &HeaderMap, names: &[String]) -> Vec<(String, Bytes)> {

@@ -53,7 +53,8 @@ pub fn load_tls(cert_file: &Path, key_file: &Path) -> Result<TlsAcceptor, Ingres
     if certs.is_empty() {
         return Err(tls_error(cert_file, "no certificate in the file".into()));
     }
-    let key = PrivateKeyDer::from_pem_file(key_file).map_err(|e| tls_error(key_file, e.to_string()))?;
+    let key =
+        PrivateKeyDer::from_pem_file(key_file).map_err(|e| tls_error(key_file, e.to_string()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
@@ -67,7 +68,12 @@ pub fn load_tls(cert_file: &Path, key_file: &Path) -> Result<TlsAcceptor, Ingres
 
 /// Serves webhooks until `shutdown` resolves, then stops accepting and lets open connections
 /// finish their requests for up to `drain_timeout`.
-pub async fn serve(listener: TcpListener, pipeline: Arc<Pipeline>, settings: ServerSettings, shutdown: impl Future<Output = ()>) {
+pub async fn serve(
+    listener: TcpListener,
+    pipeline: Arc<Pipeline>,
+    settings: ServerSettings,
+    shutdown: impl Future<Output = ()>,
+) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -101,7 +107,9 @@ pub async fn serve(listener: TcpListener, pipeline: Arc<Pipeline>, settings: Ser
         });
         match &settings.tls {
             None => {
-                let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                let conn = builder
+                    .serve_connection(TokioIo::new(stream), service)
+                    .into_owned();
                 let watched = graceful.watch(conn);
                 tokio::spawn(async move {
                     let _ = watched.await;
@@ -115,17 +123,24 @@ pub async fn serve(listener: TcpListener, pipeline: Arc<Pipeline>, settings: Ser
                 let handshake_timeout = settings.header_read_timeout;
                 let watcher = graceful.watcher();
                 tokio::spawn(async move {
-                    let Ok(Ok(tls)) = tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await else {
+                    let Ok(Ok(tls)) =
+                        tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await
+                    else {
                         return;
                     };
-                    let conn = builder.serve_connection(TokioIo::new(tls), service).into_owned();
+                    let conn = builder
+                        .serve_connection(TokioIo::new(tls), service)
+                        .into_owned();
                     let _ = watcher.watch(conn).await;
                 });
             }
         }
     }
     drop(listener);
-    if tokio::time::timeout(settings.drain_timeout, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(settings.drain_timeout, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!(timeout = ?settings.drain_timeout, "connections still open after the drain timeout; closing them");
     }
 }

@@ -115,7 +115,10 @@ impl EventProducer {
             .set("acks", "all")
             .set("message.timeout.ms", millis(settings.delivery_timeout))
             .set("linger.ms", millis(settings.linger))
-            .set("queue.buffering.max.messages", settings.max_queued_messages.to_string());
+            .set(
+                "queue.buffering.max.messages",
+                settings.max_queued_messages.to_string(),
+            );
         let producer: FutureProducer = config.create().map_err(client_error("create producer"))?;
         Ok(Self {
             shared: Arc::new(Shared {
@@ -130,7 +133,11 @@ impl EventProducer {
     }
 
     fn current(&self) -> (u64, Arc<FutureProducer>) {
-        let current = self.shared.current.read().unwrap_or_else(PoisonError::into_inner);
+        let current = self
+            .shared
+            .current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
         (current.generation, current.producer.clone())
     }
 
@@ -167,7 +174,10 @@ impl EventProducer {
             },
         };
         if let Err(ProduceError::NotAcknowledged(e)) = &result {
-            let timed_out = matches!(e, KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut));
+            let timed_out = matches!(
+                e,
+                KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut)
+            );
             let fatal = producer.client().fatal_error().is_some();
             if fatal || (timed_out && self.shared.recreate_on_timeout) {
                 self.replace(generation, producer);
@@ -186,13 +196,20 @@ impl EventProducer {
             }
         };
         {
-            let mut current = self.shared.current.write().unwrap_or_else(PoisonError::into_inner);
+            let mut current = self
+                .shared
+                .current
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
             if current.generation != generation {
                 return;
             }
             current.generation += 1;
             current.producer = Arc::new(fresh);
-            tracing::warn!(generation = current.generation, "kafka producer replaced after a failed delivery");
+            tracing::warn!(
+                generation = current.generation,
+                "kafka producer replaced after a failed delivery"
+            );
         }
         // librdkafka's destroy blocks while its threads stop: do it off the async workers, once
         // the sends still holding the old producer have their delivery reports.
@@ -207,7 +224,10 @@ impl EventProducer {
     /// Waits until every queued record is acknowledged or failed. Blocks the thread: call it
     /// from `spawn_blocking` in async code.
     pub fn flush(&self, timeout: Duration) -> Result<(), ClientError> {
-        self.current().1.flush(timeout).map_err(client_error("flush"))
+        self.current()
+            .1
+            .flush(timeout)
+            .map_err(client_error("flush"))
     }
 
     /// Whether the cluster answers a metadata request within `timeout`. Blocks the thread.

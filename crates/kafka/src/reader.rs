@@ -22,7 +22,8 @@ impl ClientContext for ReaderContext {
     fn error(&self, error: KafkaError, reason: &str) {
         let end_of_partition = matches!(
             error,
-            KafkaError::PartitionEOF(_) | KafkaError::Global(rdkafka::types::RDKafkaErrorCode::PartitionEOF)
+            KafkaError::PartitionEOF(_)
+                | KafkaError::Global(rdkafka::types::RDKafkaErrorCode::PartitionEOF)
         );
         if !end_of_partition {
             tracing::warn!(error = %error, reason, "kafka reader");
@@ -60,11 +61,18 @@ impl ReadRecord {
 /// The end of a partition is where librdkafka reports end-of-partition from the Fetch path.
 /// ListOffsets is only a lower bound here: tansu 0.6 answers it with the base offset of the
 /// last batch plus one, short of the true end when a batch held several records.
-pub fn read_topic(brokers: &str, topic: &str, timeout: Duration) -> Result<Vec<ReadRecord>, ClientError> {
+pub fn read_topic(
+    brokers: &str,
+    topic: &str,
+    timeout: Duration,
+) -> Result<Vec<ReadRecord>, ClientError> {
     let consumer: BaseConsumer<ReaderContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         // A throwaway group: nothing is committed, and assign() is used, not subscribe().
-        .set("group.id", format!("spillway-reader-{}", uuid::Uuid::new_v4()))
+        .set(
+            "group.id",
+            format!("spillway-reader-{}", uuid::Uuid::new_v4()),
+        )
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
         .create_with_context(ReaderContext)
@@ -81,7 +89,9 @@ pub fn read_topic(brokers: &str, topic: &str, timeout: Duration) -> Result<Vec<R
     if partitions.is_empty() {
         return Err(ClientError {
             context: format!("read {topic}: no such topic"),
-            source: KafkaError::MetadataFetch(rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition),
+            source: KafkaError::MetadataFetch(
+                rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition,
+            ),
         });
     }
 
@@ -99,7 +109,9 @@ pub fn read_topic(brokers: &str, topic: &str, timeout: Duration) -> Result<Vec<R
             .add_partition_offset(topic, *p, Offset::Offset(low))
             .map_err(client_error("assign"))?;
     }
-    consumer.assign(&assignment).map_err(client_error("assign"))?;
+    consumer
+        .assign(&assignment)
+        .map_err(client_error("assign"))?;
 
     let mut unfinished: std::collections::HashSet<i32> = partitions.iter().copied().collect();
     let mut records = Vec::new();
@@ -107,7 +119,9 @@ pub fn read_topic(brokers: &str, topic: &str, timeout: Duration) -> Result<Vec<R
     while !unfinished.is_empty() {
         if Instant::now() > deadline {
             return Err(ClientError {
-                context: format!("read {topic}: partitions {unfinished:?} not read to their end in time"),
+                context: format!(
+                    "read {topic}: partitions {unfinished:?} not read to their end in time"
+                ),
                 source: KafkaError::NoMessageReceived,
             });
         }
@@ -130,7 +144,12 @@ pub fn read_topic(brokers: &str, topic: &str, timeout: Duration) -> Result<Vec<R
             .headers()
             .map(|hs| {
                 hs.iter()
-                    .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec).unwrap_or_default()))
+                    .map(|h| {
+                        (
+                            h.key.to_owned(),
+                            h.value.map(<[u8]>::to_vec).unwrap_or_default(),
+                        )
+                    })
                     .collect()
             })
             .unwrap_or_default();

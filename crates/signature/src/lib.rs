@@ -39,7 +39,10 @@ pub enum VerifyError {
     #[error("timestamp is {age_secs} s old, outside the {tolerance_secs} s tolerance")]
     StaleTimestamp { age_secs: u64, tolerance_secs: u64 },
     #[error("timestamp is {ahead_secs} s in the future, outside the {tolerance_secs} s tolerance")]
-    FutureTimestamp { ahead_secs: u64, tolerance_secs: u64 },
+    FutureTimestamp {
+        ahead_secs: u64,
+        tolerance_secs: u64,
+    },
     #[error("no signature matches any active secret")]
     Mismatch,
     #[error("the source has no active secret (all have expired)")]
@@ -164,7 +167,11 @@ fn mac(key: &[u8], message: &[u8]) -> Vec<u8> {
     mac.finalize().into_bytes().to_vec()
 }
 
-fn check_tolerance(timestamp: i64, now: SystemTime, tolerance: Duration) -> Result<(), VerifyError> {
+fn check_tolerance(
+    timestamp: i64,
+    now: SystemTime,
+    tolerance: Duration,
+) -> Result<(), VerifyError> {
     let now_secs = unix_seconds(now);
     let tolerance_secs = tolerance.as_secs();
     if now_secs >= timestamp {
@@ -200,7 +207,13 @@ pub fn unix_seconds(t: SystemTime) -> i64 {
 /// `id` is the event or delivery id: signed by Standard Webhooks and generic templates with
 /// `{id}`, sent as the delivery-id header by GitHub and Shopify. `timestamp` is used where the
 /// scheme signs one. `key` is the raw secret (already decoded).
-pub fn sign(scheme: &Scheme, key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> Vec<(String, String)> {
+pub fn sign(
+    scheme: &Scheme,
+    key: &[u8],
+    id: &str,
+    timestamp: i64,
+    body: &[u8],
+) -> Vec<(String, String)> {
     let parts = SignatureParts {
         id: Some(id.to_owned()),
         timestamp: Some(timestamp),

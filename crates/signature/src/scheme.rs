@@ -83,7 +83,7 @@ impl Template {
         let mut rest = text;
         while let Some(open) = rest.find('{') {
             if open > 0 {
-                parts.push(Part::Literal(rest[..open].as_bytes().to_vec()));
+                parts.push(Part::Literal(rest.as_bytes()[..open].to_vec()));
             }
             let after = &rest[open + 1..];
             let close = after.find('}').ok_or(TemplateError::Unclosed)?;
@@ -208,7 +208,9 @@ impl Scheme {
             Self::Github => {
                 let h = "x-hub-signature-256";
                 let value = required(headers, h)?;
-                let hex = value.strip_prefix("sha256=").ok_or_else(|| malformed(h, "expected sha256=<hex>"))?;
+                let hex = value
+                    .strip_prefix("sha256=")
+                    .ok_or_else(|| malformed(h, "expected sha256=<hex>"))?;
                 SignatureParts {
                     candidates: vec![decode(h, Encoding::Hex, hex)?],
                     ..SignatureParts::default()
@@ -249,7 +251,9 @@ impl Scheme {
                 let ts_h = "x-slack-request-timestamp";
                 let sig = required(headers, sig_h)?;
                 let timestamp = Some(parse_timestamp(ts_h, required(headers, ts_h)?)?);
-                let hex = sig.strip_prefix("v0=").ok_or_else(|| malformed(sig_h, "expected v0=<hex>"))?;
+                let hex = sig
+                    .strip_prefix("v0=")
+                    .ok_or_else(|| malformed(sig_h, "expected v0=<hex>"))?;
                 SignatureParts {
                     id: None,
                     timestamp,
@@ -321,7 +325,10 @@ impl Scheme {
                     Encoding::Hex => hexed(),
                     Encoding::Base64 => b64_encode(raw),
                 };
-                let mut v = vec![(g.signature_header.as_str(), format!("{}{encoded}", g.prefix))];
+                let mut v = vec![(
+                    g.signature_header.as_str(),
+                    format!("{}{encoded}", g.prefix),
+                )];
                 if let Some(h) = &g.id_header {
                     v.push((h.as_str(), id.to_owned()));
                 }

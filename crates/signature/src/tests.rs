@@ -55,7 +55,10 @@ fn standard_webhooks_published_vector() {
     ]);
     let ok = v.verify(&h, SW_BODY, at(1_614_265_330)).expect("valid");
     assert_eq!(ok.key_id.as_deref(), Some("k1"));
-    assert_eq!(ok.signed_id.as_deref(), Some("msg_p5jXN8AQM9LWM0D4loKWxJek"));
+    assert_eq!(
+        ok.signed_id.as_deref(),
+        Some("msg_p5jXN8AQM9LWM0D4loKWxJek")
+    );
 }
 
 #[test]
@@ -78,11 +81,18 @@ fn standard_webhooks_rejects_tampering_and_replays() {
         ("webhook-signature", SW_SIG),
     ]);
     let tampered = br#"{"test": 2432232315}"#;
-    assert_eq!(v.verify(&h, tampered, at(1_614_265_330)), Err(VerifyError::Mismatch));
-    let stale = v.verify(&h, SW_BODY, at(1_614_265_330 + 301)).expect_err("stale");
+    assert_eq!(
+        v.verify(&h, tampered, at(1_614_265_330)),
+        Err(VerifyError::Mismatch)
+    );
+    let stale = v
+        .verify(&h, SW_BODY, at(1_614_265_330 + 301))
+        .expect_err("stale");
     assert_eq!(stale.code(), "timestamp_too_old");
     assert!(!stale.is_unauthorized());
-    let future = v.verify(&h, SW_BODY, at(1_614_265_330 - 301)).expect_err("future");
+    let future = v
+        .verify(&h, SW_BODY, at(1_614_265_330 - 301))
+        .expect_err("future");
     assert_eq!(future.code(), "timestamp_in_future");
     // Exactly at the edge of the window is still accepted.
     assert!(v.verify(&h, SW_BODY, at(1_614_265_330 + 300)).is_ok());
@@ -96,7 +106,10 @@ fn github_published_vector() {
         "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17",
     )]);
     assert!(v.verify(&h, b"Hello, World!", at(0)).is_ok());
-    assert_eq!(v.verify(&h, b"Hello, World?", at(0)), Err(VerifyError::Mismatch));
+    assert_eq!(
+        v.verify(&h, b"Hello, World?", at(0)),
+        Err(VerifyError::Mismatch)
+    );
 }
 
 const SLACK_BODY: &str = "token=xyzz0WbapA4vBCDEFasx0q6G&team_id=T1DC2JH3J&team_domain=testteamnow&channel_id=G8PSS9T3V&channel_name=foobar&user_id=U2CERLKJA&user_name=roadrunner&command=%2Fwebhook-collect&text=&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2FT1DC2JH3J%2F397700885554%2F96rGlfmibIGlgcZRskXaIFfN&trigger_id=398738663015.47445629121.803a0bc887a14d10d2c447fce8b6703c";
@@ -111,7 +124,9 @@ fn slack_published_vector() {
             "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503",
         ),
     ]);
-    assert!(v.verify(&h, SLACK_BODY.as_bytes(), at(1_531_420_618)).is_ok());
+    assert!(v
+        .verify(&h, SLACK_BODY.as_bytes(), at(1_531_420_618))
+        .is_ok());
 }
 
 #[test]
@@ -124,13 +139,19 @@ fn stripe_vector_with_several_v1_values() {
     )]);
     assert!(v.verify(&h, body, at(1_700_000_100)).is_ok());
     let no_t = headers(&[("Stripe-Signature", "v1=00ff")]);
-    assert_eq!(v.verify(&no_t, body, at(0)).expect_err("no t").code(), "malformed_header");
+    assert_eq!(
+        v.verify(&no_t, body, at(0)).expect_err("no t").code(),
+        "malformed_header"
+    );
 }
 
 #[test]
 fn shopify_vector() {
     let v = verifier(Scheme::Shopify, &[("sh", "shpss_test_secret")]);
-    let h = headers(&[("X-Shopify-Hmac-Sha256", "AU5n5C4JV1EbE8g4yEzV+ZHbqkXpM29HXkzNAa5zicA=")]);
+    let h = headers(&[(
+        "X-Shopify-Hmac-Sha256",
+        "AU5n5C4JV1EbE8g4yEzV+ZHbqkXpM29HXkzNAa5zicA=",
+    )]);
     assert!(v.verify(&h, br#"{"id":820982911946154508}"#, at(0)).is_ok());
 }
 
@@ -151,17 +172,28 @@ fn generic_hmac_vector() {
     let h = headers(&[
         ("x-device-id", "meter-17"),
         ("x-device-time", "1700000000"),
-        ("x-device-signature", "hmac-sha256=VoB9U7dQNr2d3tdjFy0VaXPmEi8i9S0BrSEwx9IjMvc="),
+        (
+            "x-device-signature",
+            "hmac-sha256=VoB9U7dQNr2d3tdjFy0VaXPmEi8i9S0BrSEwx9IjMvc=",
+        ),
     ]);
     assert!(v.verify(&h, br#"{"kwh":1.5}"#, at(1_700_000_000)).is_ok());
 }
 
 #[test]
 fn template_errors_are_explained() {
-    assert_eq!(Template::parse("{ts}.{body}"), Err(TemplateError::UnknownPlaceholder("ts".into())));
-    assert_eq!(Template::parse("{timestamp}"), Err(TemplateError::BodyCount));
+    assert_eq!(
+        Template::parse("{ts}.{body}"),
+        Err(TemplateError::UnknownPlaceholder("ts".into()))
+    );
+    assert_eq!(
+        Template::parse("{timestamp}"),
+        Err(TemplateError::BodyCount)
+    );
     assert_eq!(Template::parse("{body"), Err(TemplateError::Unclosed));
-    let Scheme::Generic(mut g) = device_scheme() else { unreachable!() };
+    let Scheme::Generic(mut g) = device_scheme() else {
+        unreachable!()
+    };
     g.id_header = None;
     assert_eq!(g.validate(), Err(TemplateError::MissingHeader("id")));
 }
@@ -179,12 +211,31 @@ fn rotation_records_the_matching_key_and_skips_expired_ones() {
         key: b"new-secret".to_vec(),
         not_after: None,
     };
-    let v = Verifier::new(scheme.clone(), SecretRing::new(vec![old, new]), DEFAULT_TOLERANCE);
+    let v = Verifier::new(
+        scheme.clone(),
+        SecretRing::new(vec![old, new]),
+        DEFAULT_TOLERANCE,
+    );
     let signed_old: HeaderMap = to_headers(sign(&scheme, b"old-secret", "", 0, b"x"));
     let signed_new: HeaderMap = to_headers(sign(&scheme, b"new-secret", "", 0, b"x"));
-    assert_eq!(v.verify(&signed_old, b"x", at(999)).expect("old ok").key_id.as_deref(), Some("old"));
-    assert_eq!(v.verify(&signed_new, b"x", at(999)).expect("new ok").key_id.as_deref(), Some("new"));
-    assert_eq!(v.verify(&signed_old, b"x", at(1_000)), Err(VerifyError::Mismatch));
+    assert_eq!(
+        v.verify(&signed_old, b"x", at(999))
+            .expect("old ok")
+            .key_id
+            .as_deref(),
+        Some("old")
+    );
+    assert_eq!(
+        v.verify(&signed_new, b"x", at(999))
+            .expect("new ok")
+            .key_id
+            .as_deref(),
+        Some("new")
+    );
+    assert_eq!(
+        v.verify(&signed_old, b"x", at(1_000)),
+        Err(VerifyError::Mismatch)
+    );
 }
 
 #[test]
@@ -195,7 +246,11 @@ fn all_secrets_expired_is_reported() {
         key: b"k".to_vec(),
         not_after: Some(at(10)),
     };
-    let v = Verifier::new(scheme.clone(), SecretRing::new(vec![only]), DEFAULT_TOLERANCE);
+    let v = Verifier::new(
+        scheme.clone(),
+        SecretRing::new(vec![only]),
+        DEFAULT_TOLERANCE,
+    );
     let h = to_headers(sign(&scheme, b"k", "", 0, b"x"));
     assert_eq!(v.verify(&h, b"x", at(11)), Err(VerifyError::NoActiveSecret));
 }
@@ -203,13 +258,24 @@ fn all_secrets_expired_is_reported() {
 #[test]
 fn missing_and_duplicated_headers() {
     let v = verifier(Scheme::Github, &[("gh", "s")]);
-    let err = v.verify(&HeaderMap::new(), b"x", at(0)).expect_err("missing");
+    let err = v
+        .verify(&HeaderMap::new(), b"x", at(0))
+        .expect_err("missing");
     assert_eq!(err.code(), "signature_missing");
     assert!(err.is_unauthorized());
-    let twice = headers(&[("x-hub-signature-256", "sha256=00"), ("x-hub-signature-256", "sha256=00")]);
-    assert_eq!(v.verify(&twice, b"x", at(0)).expect_err("twice").code(), "malformed_header");
+    let twice = headers(&[
+        ("x-hub-signature-256", "sha256=00"),
+        ("x-hub-signature-256", "sha256=00"),
+    ]);
+    assert_eq!(
+        v.verify(&twice, b"x", at(0)).expect_err("twice").code(),
+        "malformed_header"
+    );
     let garbage = headers(&[("x-hub-signature-256", "sha256=zz")]);
-    assert_eq!(v.verify(&garbage, b"x", at(0)).expect_err("garbage").code(), "malformed_header");
+    assert_eq!(
+        v.verify(&garbage, b"x", at(0)).expect_err("garbage").code(),
+        "malformed_header"
+    );
 }
 
 #[test]
@@ -226,19 +292,38 @@ fn sign_then_verify_for_every_scheme() {
         let key = b"0123456789abcdef".to_vec();
         let v = Verifier::new(
             scheme.clone(),
-            SecretRing::new(vec![Secret { id: "k".into(), key: key.clone(), not_after: None }]),
+            SecretRing::new(vec![Secret {
+                id: "k".into(),
+                key: key.clone(),
+                not_after: None,
+            }]),
             DEFAULT_TOLERANCE,
         );
         let h = to_headers(sign(&scheme, &key, "evt_1", 1_700_000_000, b"body"));
-        assert!(v.verify(&h, b"body", at(1_700_000_000)).is_ok(), "{}", scheme.name());
-        assert_eq!(v.verify(&h, b"bodY", at(1_700_000_000)), Err(VerifyError::Mismatch), "{}", scheme.name());
+        assert!(
+            v.verify(&h, b"body", at(1_700_000_000)).is_ok(),
+            "{}",
+            scheme.name()
+        );
+        assert_eq!(
+            v.verify(&h, b"bodY", at(1_700_000_000)),
+            Err(VerifyError::Mismatch),
+            "{}",
+            scheme.name()
+        );
     }
 }
 
 #[test]
 fn none_scheme_accepts_anything() {
     let v = Verifier::new(Scheme::None, SecretRing::default(), DEFAULT_TOLERANCE);
-    assert_eq!(v.verify(&HeaderMap::new(), b"", at(0)), Ok(Verified { key_id: None, signed_id: None }));
+    assert_eq!(
+        v.verify(&HeaderMap::new(), b"", at(0)),
+        Ok(Verified {
+            key_id: None,
+            signed_id: None
+        })
+    );
 }
 
 #[test]
@@ -251,6 +336,9 @@ fn standard_webhooks_secret_must_be_base64() {
 }
 
 fn to_headers(pairs: Vec<(String, String)>) -> HeaderMap {
-    let borrowed: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let borrowed: Vec<(&str, &str)> = pairs
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     headers(&borrowed)
 }

@@ -1,7 +1,8 @@
 //! The ingress metrics catalog.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 /// What became of one request; the `outcome` label of `spillway_http_requests_total`.
@@ -63,7 +64,10 @@ impl IngressMetrics {
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
         let requests = IntCounterVec::new(
-            Opts::new("spillway_http_requests_total", "Webhook requests by source and outcome."),
+            Opts::new(
+                "spillway_http_requests_total",
+                "Webhook requests by source and outcome.",
+            ),
             &["source", "outcome"],
         )?;
         let duration = HistogramVec::new(
@@ -76,7 +80,10 @@ impl IngressMetrics {
             ]),
             &["source"],
         )?;
-        let in_flight = IntGauge::new("spillway_http_requests_in_flight", "Webhook requests being handled now.")?;
+        let in_flight = IntGauge::new(
+            "spillway_http_requests_in_flight",
+            "Webhook requests being handled now.",
+        )?;
         let fail_open = IntCounterVec::new(
             Opts::new(
                 "spillway_dedupe_fail_open_total",
@@ -99,7 +106,9 @@ impl IngressMetrics {
             Opts::new("spillway_build_info", "Always 1; labels carry the build."),
             &["version"],
         )?;
-        build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(in_flight.clone()))?;
@@ -119,7 +128,9 @@ impl IngressMetrics {
     }
 
     pub fn record(&self, source: &str, outcome: Outcome, seconds: f64) {
-        self.requests.with_label_values(&[source, outcome.label()]).inc();
+        self.requests
+            .with_label_values(&[source, outcome.label()])
+            .inc();
         self.duration.with_label_values(&[source]).observe(seconds);
     }
 
@@ -132,7 +143,9 @@ impl IngressMetrics {
     }
 
     pub fn verify_failure(&self, source: &str, reason: &str) {
-        self.verify_failures.with_label_values(&[source, reason]).inc();
+        self.verify_failures
+            .with_label_values(&[source, reason])
+            .inc();
     }
 
     pub fn set_producer_queue(&self, n: i64) {
@@ -141,7 +154,9 @@ impl IngressMetrics {
 
     /// How many requests of `source` ended with `outcome` so far.
     pub fn count(&self, source: &str, outcome: Outcome) -> u64 {
-        self.requests.with_label_values(&[source, outcome.label()]).get()
+        self.requests
+            .with_label_values(&[source, outcome.label()])
+            .get()
     }
 
     /// The Prometheus text exposition of every metric.

@@ -23,13 +23,20 @@ pub struct Reply {
 impl Reply {
     /// The body as JSON (panics with the body when it is not JSON).
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("answer is not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "answer is not JSON ({e}): {:?}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
     }
 
     /// A string field of the JSON body.
     pub fn field(&self, name: &str) -> Option<String> {
-        self.json().get(name).and_then(|v| v.as_str()).map(str::to_owned)
+        self.json()
+            .get(name)
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
     }
 }
 
@@ -60,7 +67,11 @@ impl Client {
             builder = builder.header(k.as_str(), v.as_str());
         }
         let request = builder.body(Full::new(body)).map_err(|e| e.to_string())?;
-        let response = self.inner.request(request).await.map_err(|e| format!("{e:?}"))?;
+        let response = self
+            .inner
+            .request(request)
+            .await
+            .map_err(|e| format!("{e:?}"))?;
         let (parts, body) = response.into_parts();
         let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
         Ok(Reply {
@@ -70,7 +81,12 @@ impl Client {
         })
     }
 
-    pub async fn post(&self, url: &str, headers: &[(String, String)], body: Bytes) -> Result<Reply, String> {
+    pub async fn post(
+        &self,
+        url: &str,
+        headers: &[(String, String)],
+        body: Bytes,
+    ) -> Result<Reply, String> {
         self.send(Method::POST, url, headers, body).await
     }
 

@@ -21,7 +21,9 @@ pub fn kafka_brokers() -> String {
 /// Seed nodes of the shared local Redis Cluster.
 pub fn redis_nodes() -> Vec<String> {
     std::env::var("SPILLWAY_TEST_REDIS_NODES")
-        .unwrap_or_else(|_| "redis://127.0.0.1:7000,redis://127.0.0.1:7001,redis://127.0.0.1:7002".into())
+        .unwrap_or_else(|_| {
+            "redis://127.0.0.1:7000,redis://127.0.0.1:7001,redis://127.0.0.1:7002".into()
+        })
         .split(',')
         .map(str::to_owned)
         .collect()
@@ -39,7 +41,9 @@ pub fn tansu_bin() -> PathBuf {
     }
     let cache = std::env::var("SPILLWAY_CACHE")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/spillway"));
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/spillway")
+        });
     cache.join("tansu-0.6.0/bin/tansu")
 }
 
@@ -55,15 +59,19 @@ pub fn unique(prefix: &str) -> String {
 /// Every record of `topic`, read to its end.
 pub async fn read_topic(brokers: &str, topic: &str) -> Vec<ReadRecord> {
     let (b, t) = (brokers.to_owned(), topic.to_owned());
-    tokio::task::spawn_blocking(move || spillway_kafka::reader::read_topic(&b, &t, Duration::from_secs(60)))
-        .await
-        .expect("reader task")
-        .unwrap_or_else(|e| panic!("reading {topic} back: {e}"))
+    tokio::task::spawn_blocking(move || {
+        spillway_kafka::reader::read_topic(&b, &t, Duration::from_secs(60))
+    })
+    .await
+    .expect("reader task")
+    .unwrap_or_else(|e| panic!("reading {topic} back: {e}"))
 }
 
 /// Creates topics on a broker, failing the test with a hint when the broker is not there.
 pub async fn create_topics(brokers: &str, topics: &[String]) {
     spillway_kafka::admin::ensure_topics(brokers, topics, 3, 1)
         .await
-        .unwrap_or_else(|e| panic!("creating topics on {brokers} ({e}); is the local stack up? run `make up`"));
+        .unwrap_or_else(|e| {
+            panic!("creating topics on {brokers} ({e}); is the local stack up? run `make up`")
+        });
 }

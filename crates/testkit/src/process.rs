@@ -43,7 +43,10 @@ impl IngressProcess {
         }
         let announced: serde_json::Value = serde_json::from_str(&line).expect("listening line");
         let addr = |k: &str| -> SocketAddr {
-            announced[k].as_str().and_then(|s| s.parse().ok()).expect("address in listening line")
+            announced[k]
+                .as_str()
+                .and_then(|s| s.parse().ok())
+                .expect("address in listening line")
         };
         Self {
             addr: addr("ingress"),
@@ -75,13 +78,20 @@ impl IngressProcess {
                     return;
                 }
             }
-            assert!(Instant::now() < deadline, "ingress not ready within {limit:?}; log:\n{}", self.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "ingress not ready within {limit:?}; log:\n{}",
+                self.log_text()
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
     pub async fn metrics(&self) -> String {
-        let reply = Client::http1().get(&self.admin_url("/metrics")).await.expect("scrape");
+        let reply = Client::http1()
+            .get(&self.admin_url("/metrics"))
+            .await
+            .expect("scrape");
         String::from_utf8_lossy(&reply.body).into_owned()
     }
 
@@ -106,7 +116,11 @@ impl IngressProcess {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
                 return status;
             }
-            assert!(Instant::now() < deadline, "ingress did not exit within {limit:?}; log:\n{}", self.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "ingress did not exit within {limit:?}; log:\n{}",
+                self.log_text()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -120,7 +134,9 @@ impl Drop for IngressProcess {
 }
 
 fn signal(pid: u32, name: &str) {
-    let status = Command::new("kill").args([&format!("-{name}"), &pid.to_string()]).status();
+    let status = Command::new("kill")
+        .args([&format!("-{name}"), &pid.to_string()])
+        .status();
     assert!(status.is_ok_and(|s| s.success()), "kill -{name} {pid}");
 }
 
@@ -141,7 +157,11 @@ impl Tansu {
             .and_then(|l| l.local_addr())
             .expect("free port")
             .port();
-        let mut tansu = Self { child: None, port, dir };
+        let mut tansu = Self {
+            child: None,
+            port,
+            dir,
+        };
         tansu.start();
         tansu
     }
@@ -154,7 +174,11 @@ impl Tansu {
     pub fn start(&mut self) {
         assert!(self.child.is_none(), "already running");
         let bin = crate::tansu_bin();
-        assert!(bin.exists(), "{} is missing: run `dev/tansu.sh install` (or `make up`)", bin.display());
+        assert!(
+            bin.exists(),
+            "{} is missing: run `dev/tansu.sh install` (or `make up`)",
+            bin.display()
+        );
         let url = format!("tcp://127.0.0.1:{}", self.port);
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -163,7 +187,13 @@ impl Tansu {
             .expect("log");
         let child = Command::new(bin)
             .current_dir(self.dir.path())
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
             .args(["--storage-engine", "sqlite://tansu.db"])
             .stdout(Stdio::null())
             .stderr(log)
@@ -172,7 +202,11 @@ impl Tansu {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "tansu did not listen on {}", self.port);
+            assert!(
+                Instant::now() < deadline,
+                "tansu did not listen on {}",
+                self.port
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }

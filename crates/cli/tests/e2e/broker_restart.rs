@@ -13,9 +13,18 @@ use crate::support::{all_sources, event_body, setup, PATIENCE};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_down_answers_503_and_after_restart_nothing_is_lost() {
     let mut tansu = Tansu::start_sqlite();
-    let github = all_sources().into_iter().find(|s| s.name == "github").expect("github");
+    let github = all_sources()
+        .into_iter()
+        .find(|s| s.name == "github")
+        .expect("github");
     let sources = [github.clone()];
-    let setup = setup(&tansu.brokers(), &redis_nodes(), &sources, "", "", "  delivery_timeout: 2s\n");
+    let setup = setup(
+        &tansu.brokers(),
+        &redis_nodes(),
+        &sources,
+        "",
+        "  delivery_timeout: 2s\n",
+    );
     let topic = setup.topic("github");
     spillway_testkit::create_topics(&tansu.brokers(), std::slice::from_ref(&topic)).await;
     let ingress = setup.spawn("ingress");
@@ -42,11 +51,18 @@ async fn broker_down_answers_503_and_after_restart_nothing_is_lost() {
     let down: Vec<String> = (0..10).map(|n| format!("during-{n}")).collect();
     let replies = join_all(down.iter().enumerate().map(|(n, id)| send(id.clone(), n))).await;
     for reply in &replies {
-        assert_eq!(reply.status, 503, "never 202 without the broker: {:?}", reply.body);
+        assert_eq!(
+            reply.status, 503,
+            "never 202 without the broker: {:?}",
+            reply.body
+        );
         assert_eq!(reply.field("error").as_deref(), Some("kafka_unavailable"));
         assert!(reply.headers.contains_key("retry-after"));
     }
-    let not_ready = Client::http1().get(&ingress.admin_url("/readyz")).await.expect("readyz");
+    let not_ready = Client::http1()
+        .get(&ingress.admin_url("/readyz"))
+        .await
+        .expect("readyz");
     assert_eq!(not_ready.status, 503, "not ready without Kafka");
 
     tansu.start();
@@ -54,7 +70,11 @@ async fn broker_down_answers_503_and_after_restart_nothing_is_lost() {
     // The senders retry what got 503: their claims were released, so they are accepted now.
     for (n, id) in down.iter().enumerate() {
         let reply = send(id.clone(), n).await;
-        assert_eq!(reply.status, 202, "retry after the outage: {:?}", reply.body);
+        assert_eq!(
+            reply.status, 202,
+            "retry after the outage: {:?}",
+            reply.body
+        );
         accepted.insert(reply.field("id").expect("id"));
     }
     for n in 0..30 {
@@ -64,9 +84,15 @@ async fn broker_down_answers_503_and_after_restart_nothing_is_lost() {
     }
 
     let records = read_topic(&tansu.brokers(), &topic).await;
-    let in_kafka: Vec<String> = records.iter().map(|r| r.header(headers::EVENT_ID).expect("id").to_owned()).collect();
+    let in_kafka: Vec<String> = records
+        .iter()
+        .map(|r| r.header(headers::EVENT_ID).expect("id").to_owned())
+        .collect();
     let unique: HashSet<String> = in_kafka.iter().cloned().collect();
     assert_eq!(unique.len(), in_kafka.len(), "no event is in Kafka twice");
-    assert_eq!(unique, accepted, "every 202, before and after the outage, and nothing else");
+    assert_eq!(
+        unique, accepted,
+        "every 202, before and after the outage, and nothing else"
+    );
     assert_eq!(accepted.len(), 70);
 }

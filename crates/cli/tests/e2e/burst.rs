@@ -18,7 +18,11 @@ const CONCURRENCY: usize = 32;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
-    Valid { sequential_duplicate: bool, concurrent_duplicate: bool, old_secret: bool },
+    Valid {
+        sequential_duplicate: bool,
+        concurrent_duplicate: bool,
+        old_secret: bool,
+    },
     Tampered,
     Stale,
 }
@@ -45,7 +49,12 @@ fn plan(sources: &[TestSource]) -> Vec<Planned> {
                     old_secret: source.name == "acme" && n % 2 == 0,
                 },
             };
-            out.push(Planned { source: s, body: event_body(&id, n), id, kind });
+            out.push(Planned {
+                source: s,
+                body: event_body(&id, n),
+                id,
+                kind,
+            });
         }
     }
     out
@@ -55,7 +64,7 @@ fn plan(sources: &[TestSource]) -> Vec<Planned> {
 async fn burst_is_in_kafka_exactly_once_with_exact_bodies_and_headers() {
     let sources = all_sources();
     let brokers = spillway_testkit::kafka_brokers();
-    let setup = setup(&brokers, &redis_nodes(), &sources, "", "", "");
+    let setup = setup(&brokers, &redis_nodes(), &sources, "", "");
     create_topics(&setup, &sources).await;
     let ingresses = [setup.spawn("ingress-a"), setup.spawn("ingress-b")];
     for i in &ingresses {
@@ -91,8 +100,16 @@ async fn burst_is_in_kafka_exactly_once_with_exact_bodies_and_headers() {
                         let headers = source.sign(&p.id, &p.body, 3600);
                         replies.push(post(here, headers, p.body.clone()).await);
                     }
-                    Kind::Valid { sequential_duplicate, concurrent_duplicate, old_secret } => {
-                        let key = if old_secret { source.scheme.decode_secret(ACME_OLD_SECRET).expect("old") } else { source.key() };
+                    Kind::Valid {
+                        sequential_duplicate,
+                        concurrent_duplicate,
+                        old_secret,
+                    } => {
+                        let key = if old_secret {
+                            source.scheme.decode_secret(ACME_OLD_SECRET).expect("old")
+                        } else {
+                            source.key()
+                        };
                         let headers = source.sign_with(&key, &p.id, &p.body, 0);
                         if concurrent_duplicate {
                             let (a, b) = tokio::join!(
@@ -127,33 +144,65 @@ async fn burst_is_in_kafka_exactly_once_with_exact_bodies_and_headers() {
         let source = &sources[p.source];
         match p.kind {
             Kind::Tampered => {
-                assert_eq!(replies[0].status, 401, "{}: {:?}", source.name, replies[0].body);
-                assert_eq!(replies[0].field("error").as_deref(), Some("signature_mismatch"));
+                assert_eq!(
+                    replies[0].status, 401,
+                    "{}: {:?}",
+                    source.name, replies[0].body
+                );
+                assert_eq!(
+                    replies[0].field("error").as_deref(),
+                    Some("signature_mismatch")
+                );
             }
             Kind::Stale => {
-                assert_eq!(replies[0].status, 400, "{}: {:?}", source.name, replies[0].body);
-                assert_eq!(replies[0].field("error").as_deref(), Some("timestamp_too_old"));
+                assert_eq!(
+                    replies[0].status, 400,
+                    "{}: {:?}",
+                    source.name, replies[0].body
+                );
+                assert_eq!(
+                    replies[0].field("error").as_deref(),
+                    Some("timestamp_too_old")
+                );
             }
             Kind::Valid { .. } => {
                 let winners: Vec<&Reply> = replies.iter().filter(|r| r.status == 202).collect();
-                assert_eq!(winners.len(), 1, "{} {}: exactly one 202 per event, got {replies:?}", source.name, p.id);
+                assert_eq!(
+                    winners.len(),
+                    1,
+                    "{} {}: exactly one 202 per event, got {replies:?}",
+                    source.name,
+                    p.id
+                );
                 let id = winners[0].field("id").expect("id");
                 assert_eq!(winners[0].field("status").as_deref(), Some("accepted"));
                 for r in replies.iter().filter(|r| r.status != 202) {
                     match r.status.as_u16() {
                         200 => {
                             assert_eq!(r.field("status").as_deref(), Some("duplicate"));
-                            assert_eq!(r.field("id").as_deref(), Some(id.as_str()), "a duplicate names the original");
+                            assert_eq!(
+                                r.field("id").as_deref(),
+                                Some(id.as_str()),
+                                "a duplicate names the original"
+                            );
                         }
-                        409 => assert!(r.headers.contains_key("retry-after"), "409 carries Retry-After"),
-                        other => panic!("{} {}: unexpected {other} {:?}", source.name, p.id, r.body),
+                        409 => assert!(
+                            r.headers.contains_key("retry-after"),
+                            "409 carries Retry-After"
+                        ),
+                        other => {
+                            panic!("{} {}: unexpected {other} {:?}", source.name, p.id, r.body)
+                        }
                     }
                 }
                 accepted.insert(id, (*i, source.name.to_owned()));
             }
         }
     }
-    assert!(requests > 2500, "the burst is thousands of requests, was {requests}");
+    assert!(
+        requests > 2500,
+        "the burst is thousands of requests, was {requests}"
+    );
 
     // What Kafka has.
     let mut records_seen = 0;
@@ -161,36 +210,68 @@ async fn burst_is_in_kafka_exactly_once_with_exact_bodies_and_headers() {
         let records = read_topic(&brokers, &setup.topic(source.name)).await;
         records_seen += records.len();
         let expected = accepted.values().filter(|(_, s)| s == source.name).count();
-        assert_eq!(records.len(), expected, "{}: records in Kafka vs 202 answers", source.name);
+        assert_eq!(
+            records.len(),
+            expected,
+            "{}: records in Kafka vs 202 answers",
+            source.name
+        );
         for r in &records {
             let id = r.header(headers::EVENT_ID).expect("event id header");
-            let (i, _) = accepted.get(id).unwrap_or_else(|| panic!("{id} is in Kafka but was never answered 202"));
+            let (i, _) = accepted
+                .get(id)
+                .unwrap_or_else(|| panic!("{id} is in Kafka but was never answered 202"));
             let p = &planned[*i];
             assert_eq!(r.value, p.body.to_vec(), "the value is the exact body");
             assert_eq!(r.header(headers::SOURCE), Some(source.name));
             assert_eq!(r.header(headers::SCHEME), Some(source.scheme.name()));
-            let Kind::Valid { old_secret, .. } = p.kind else { unreachable!() };
-            let key_id = if old_secret { "acme-old".to_owned() } else { format!("{}-current", source.name) };
+            let Kind::Valid { old_secret, .. } = p.kind else {
+                unreachable!()
+            };
+            let key_id = if old_secret {
+                "acme-old".to_owned()
+            } else {
+                format!("{}-current", source.name)
+            };
             assert_eq!(r.header(headers::KEY_ID), Some(key_id.as_str()));
-            let dedupe = if source.name == "slack" { sha256_hex(&p.body) } else { p.id.clone() };
+            let dedupe = if source.name == "slack" {
+                sha256_hex(&p.body)
+            } else {
+                p.id.clone()
+            };
             assert_eq!(r.header(headers::DEDUPE_KEY), Some(dedupe.as_str()));
             let record_key = if source.name == "meters" {
-                serde_json::from_slice::<serde_json::Value>(&p.body).expect("json")["device"].as_str().expect("device").to_owned()
+                serde_json::from_slice::<serde_json::Value>(&p.body).expect("json")["device"]
+                    .as_str()
+                    .expect("device")
+                    .to_owned()
             } else {
                 dedupe
             };
             assert_eq!(r.key.as_deref(), Some(record_key.as_bytes()));
             assert_eq!(r.header(headers::CONTENT_TYPE), Some("application/json"));
-            assert!(r.header(headers::TRACEPARENT).is_some_and(|t| t.starts_with("00-")));
-            assert!(r.header(headers::RECEIVED_AT).is_some_and(|t| t.parse::<u64>().is_ok()));
+            assert!(r
+                .header(headers::TRACEPARENT)
+                .is_some_and(|t| t.starts_with("00-")));
+            assert!(r
+                .header(headers::RECEIVED_AT)
+                .is_some_and(|t| t.parse::<u64>().is_ok()));
         }
     }
-    assert_eq!(records_seen, accepted.len(), "nothing but the accepted events is in Kafka");
+    assert_eq!(
+        records_seen,
+        accepted.len(),
+        "nothing but the accepted events is in Kafka"
+    );
 
     // Both processes took traffic and counted it.
     for i in &ingresses {
         let metrics = i.metrics().await;
-        assert!(metrics.contains("spillway_http_requests_total{outcome=\"accepted\",source=\"github\"}"), "{metrics}");
+        assert!(
+            metrics
+                .contains("spillway_http_requests_total{outcome=\"accepted\",source=\"github\"}"),
+            "{metrics}"
+        );
     }
 }
 

@@ -1,1 +1,71 @@
+//! `spillway check-config` names each bad field and why, and exits non-zero.
 
+use std::process::Command;
+
+use crate::support::BIN;
+
+#[test]
+fn check_config_names_every_bad_field() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("bad.yaml");
+    std::fs::write(
+        &config,
+        r#"
+kafka: { brokers: "127.0.0.1:9092" }
+redis: { nodes: ["127.0.0.1:7000"] }
+sources:
+  github:
+    verify: { scheme: github }
+    secrets: [ { id: k, env: SPILLWAY_TEST_SURELY_UNSET } ]
+  open:
+    verify: { scheme: none }
+    max_body_bytes: 0
+"#,
+    )
+    .expect("config");
+    let out = Command::new(BIN)
+        .args(["check-config"])
+        .arg(&config)
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    for expected in [
+        "redis.nodes[0]: must start with redis://",
+        "sources.github.secrets[0]: env: environment variable SPILLWAY_TEST_SURELY_UNSET is not set",
+        "sources.open.max_body_bytes: must be at least 1",
+    ] {
+        assert!(stderr.contains(expected), "missing {expected:?} in:\n{stderr}");
+    }
+
+    // A typo is named too, with its place.
+    std::fs::write(&config, "kafka: { brokers: x, brokerz: y }\nsources: {}\n").expect("config");
+    let out = Command::new(BIN)
+        .args(["check-config"])
+        .arg(&config)
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("brokerz"), "{stderr}");
+
+    // And a good one passes.
+    let good = crate::support::setup(
+        "127.0.0.1:9092",
+        &["redis://127.0.0.1:7000".into()],
+        &crate::support::all_sources(),
+        "",
+        "",
+    );
+    let out = Command::new(BIN)
+        .args(["check-config"])
+        .arg(&good.config)
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok (6 sources"));
+}

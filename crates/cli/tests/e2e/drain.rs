@@ -12,9 +12,18 @@ use crate::support::{all_sources, event_body, setup, PATIENCE};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigterm_drains_in_flight_requests_and_loses_nothing() {
-    let github = all_sources().into_iter().find(|s| s.name == "github").expect("github");
+    let github = all_sources()
+        .into_iter()
+        .find(|s| s.name == "github")
+        .expect("github");
     let brokers = spillway_testkit::kafka_brokers();
-    let setup = setup(&brokers, &redis_nodes(), std::slice::from_ref(&github), "", "  drain_timeout: 20s\n", "");
+    let setup = setup(
+        &brokers,
+        &redis_nodes(),
+        std::slice::from_ref(&github),
+        "  drain_timeout: 20s\n",
+        "",
+    );
     let topic = setup.topic("github");
     spillway_testkit::create_topics(&brokers, std::slice::from_ref(&topic)).await;
     let mut ingress = setup.spawn("ingress");
@@ -34,9 +43,15 @@ async fn sigterm_drains_in_flight_requests_and_loses_nothing() {
                     let id = format!("drain-{worker}-{n}-{}", spillway_testkit::unique(""));
                     let body = event_body(&id, n);
                     match client.post(&url, &github.sign(&id, &body, 0), body).await {
-                        Ok(reply) if reply.status == 202 => accepted.push(reply.field("id").expect("id")),
+                        Ok(reply) if reply.status == 202 => {
+                            accepted.push(reply.field("id").expect("id"))
+                        }
                         Ok(reply) => {
-                            assert_eq!(reply.status, 503, "only 202 or 503 while draining: {:?}", reply.body);
+                            assert_eq!(
+                                reply.status, 503,
+                                "only 202 or 503 while draining: {:?}",
+                                reply.body
+                            );
                             refused += 1;
                         }
                         // The listener is closed: the request was never read, so never accepted.
@@ -60,9 +75,21 @@ async fn sigterm_drains_in_flight_requests_and_loses_nothing() {
     })
     .await
     .expect("join");
-    assert!(status.0.success(), "clean exit after the drain; log:\n{}", status.1);
-    assert!(status.1.contains("readiness off"), "readiness turned off first; log:\n{}", status.1);
-    assert!(status.1.contains("producer flushed"), "producer flushed; log:\n{}", status.1);
+    assert!(
+        status.0.success(),
+        "clean exit after the drain; log:\n{}",
+        status.1
+    );
+    assert!(
+        status.1.contains("readiness off"),
+        "readiness turned off first; log:\n{}",
+        status.1
+    );
+    assert!(
+        status.1.contains("producer flushed"),
+        "producer flushed; log:\n{}",
+        status.1
+    );
 
     let mut accepted = HashSet::new();
     for sender in senders {
@@ -71,9 +98,19 @@ async fn sigterm_drains_in_flight_requests_and_loses_nothing() {
     }
     assert!(accepted.len() >= 300, "traffic flowed before the signal");
     let records = read_topic(&brokers, &topic).await;
-    let in_kafka: HashSet<String> = records.iter().map(|r| r.header(headers::EVENT_ID).expect("id").to_owned()).collect();
+    let in_kafka: HashSet<String> = records
+        .iter()
+        .map(|r| r.header(headers::EVENT_ID).expect("id").to_owned())
+        .collect();
     assert_eq!(in_kafka.len(), records.len(), "no event twice");
     let missing: Vec<&String> = accepted.difference(&in_kafka).collect();
-    assert!(missing.is_empty(), "{} accepted events are missing from Kafka", missing.len());
-    assert_eq!(in_kafka, accepted, "nothing in Kafka that was not answered 202");
+    assert!(
+        missing.is_empty(),
+        "{} accepted events are missing from Kafka",
+        missing.len()
+    );
+    assert_eq!(
+        in_kafka, accepted,
+        "nothing in Kafka that was not answered 202"
+    );
 }

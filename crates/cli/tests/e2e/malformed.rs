@@ -24,9 +24,11 @@ async fn raw(ingress: &IngressProcess, request: Vec<u8>) -> (u16, String) {
                 // Enough once the head and a complete (small) body are in.
                 let text = String::from_utf8_lossy(&answer);
                 if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                    let length = head
-                        .lines()
-                        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap_or(0)));
+                    let length = head.lines().find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                    });
                     if length.is_some_and(|len| body.len() >= len) {
                         break;
                     }
@@ -48,24 +50,45 @@ async fn still_serving(ingress: &IngressProcess, github: &TestSource, n: usize) 
     let id = format!("ok-{n}-{}", spillway_testkit::unique(""));
     let body = event_body(&id, n);
     let reply = Client::http1()
-        .post(&ingress.hook_url("github"), &github.sign(&id, &body, 0), body)
+        .post(
+            &ingress.hook_url("github"),
+            &github.sign(&id, &body, 0),
+            body,
+        )
         .await
         .expect("valid request after bad input");
-    assert_eq!(reply.status, 202, "still serving after case {n}: {:?}", reply.body);
+    assert_eq!(
+        reply.status, 202,
+        "still serving after case {n}: {:?}",
+        reply.body
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_bad_input_gets_its_status_and_the_process_keeps_serving() {
-    let sources: Vec<TestSource> = all_sources().into_iter().filter(|s| s.name == "github" || s.name == "stripe").collect();
+    let sources: Vec<TestSource> = all_sources()
+        .into_iter()
+        .filter(|s| s.name == "github" || s.name == "stripe")
+        .collect();
     let github = sources[0].clone();
     let mut tiny = github.clone();
     tiny.name = "tiny";
     let mut all = sources.clone();
     all.push(tiny.clone());
     let brokers = spillway_testkit::kafka_brokers();
-    let setup = setup(&brokers, &redis_nodes(), &all, "", "  max_header_bytes: 16384\n", "");
+    let setup = setup(
+        &brokers,
+        &redis_nodes(),
+        &all,
+        "  max_header_bytes: 16384\n",
+        "",
+    );
     let yaml = std::fs::read_to_string(&setup.config).expect("config");
-    std::fs::write(&setup.config, yaml.replace("  tiny:\n", "  tiny:\n    max_body_bytes: 1024\n")).expect("config");
+    std::fs::write(
+        &setup.config,
+        yaml.replace("  tiny:\n", "  tiny:\n    max_body_bytes: 1024\n"),
+    )
+    .expect("config");
     let topics: Vec<String> = all.iter().map(|s| setup.topic(s.name)).collect();
     spillway_testkit::create_topics(&brokers, &topics).await;
     let mut ingress = setup.spawn("ingress");
@@ -80,7 +103,10 @@ async fn every_bad_input_gets_its_status_and_the_process_keeps_serving() {
     still_serving(&ingress, &github, case).await;
 
     // 2. A header larger than the header cap.
-    let big = format!("POST /v1/hooks/github HTTP/1.1\r\n{host}X-Big: {}\r\nContent-Length: 0\r\n\r\n", "a".repeat(32 * 1024));
+    let big = format!(
+        "POST /v1/hooks/github HTTP/1.1\r\n{host}X-Big: {}\r\nContent-Length: 0\r\n\r\n",
+        "a".repeat(32 * 1024)
+    );
     let (status, _) = raw(&ingress, big.into_bytes()).await;
     assert_eq!(status, 431);
     case += 1;
@@ -88,20 +114,32 @@ async fn every_bad_input_gets_its_status_and_the_process_keeps_serving() {
 
     // 3. Too many headers.
     let many: String = (0..200).map(|i| format!("X-H{i}: v\r\n")).collect();
-    let (status, _) = raw(&ingress, format!("POST /v1/hooks/github HTTP/1.1\r\n{host}{many}Content-Length: 0\r\n\r\n").into_bytes()).await;
+    let (status, _) = raw(
+        &ingress,
+        format!("POST /v1/hooks/github HTTP/1.1\r\n{host}{many}Content-Length: 0\r\n\r\n")
+            .into_bytes(),
+    )
+    .await;
     assert_eq!(status, 431);
     case += 1;
     still_serving(&ingress, &github, case).await;
 
     // 4. A huge Content-Length: refused before reading anything.
-    let (status, text) = raw(&ingress, format!("POST /v1/hooks/tiny HTTP/1.1\r\n{host}Content-Length: 99999999999999\r\n\r\n").into_bytes()).await;
+    let (status, text) = raw(
+        &ingress,
+        format!("POST /v1/hooks/tiny HTTP/1.1\r\n{host}Content-Length: 99999999999999\r\n\r\n")
+            .into_bytes(),
+    )
+    .await;
     assert_eq!(status, 413);
     assert!(text.contains(r#""error":"body_too_large""#), "{text}");
     case += 1;
     still_serving(&ingress, &github, case).await;
 
     // 5. A chunked body that grows over the cap while it is read.
-    let mut chunked = format!("POST /v1/hooks/tiny HTTP/1.1\r\n{host}Transfer-Encoding: chunked\r\n\r\n").into_bytes();
+    let mut chunked =
+        format!("POST /v1/hooks/tiny HTTP/1.1\r\n{host}Transfer-Encoding: chunked\r\n\r\n")
+            .into_bytes();
     for _ in 0..4 {
         chunked.extend_from_slice(format!("400\r\n{}\r\n", "z".repeat(1024)).as_bytes());
     }
@@ -113,7 +151,11 @@ async fn every_bad_input_gets_its_status_and_the_process_keeps_serving() {
     still_serving(&ingress, &github, case).await;
 
     // 6. A Content-Length that is not a number.
-    let (status, _) = raw(&ingress, format!("POST /v1/hooks/github HTTP/1.1\r\n{host}Content-Length: abc\r\n\r\n").into_bytes()).await;
+    let (status, _) = raw(
+        &ingress,
+        format!("POST /v1/hooks/github HTTP/1.1\r\n{host}Content-Length: abc\r\n\r\n").into_bytes(),
+    )
+    .await;
     assert_eq!(status, 400);
     case += 1;
     still_serving(&ingress, &github, case).await;
@@ -122,37 +164,101 @@ async fn every_bad_input_gets_its_status_and_the_process_keeps_serving() {
     let stripe = &sources[1];
     // 7. Correctly signed, but not JSON where the dedupe key is a JSON pointer.
     let body = Bytes::from_static(b"this is not json");
-    let reply = client.post(&ingress.hook_url("stripe"), &stripe.sign("x", &body, 0), body).await.expect("post");
+    let reply = client
+        .post(
+            &ingress.hook_url("stripe"),
+            &stripe.sign("x", &body, 0),
+            body,
+        )
+        .await
+        .expect("post");
     assert_eq!(reply.status, 400);
     assert_eq!(reply.field("error").as_deref(), Some("body_not_json"));
 
     // 8. Unknown source, unknown path, wrong method.
-    let reply = client.post(&format!("http://{}/v1/hooks/nope", ingress.addr), &[], Bytes::new()).await.expect("post");
-    assert_eq!((reply.status.as_u16(), reply.field("error")), (404, Some("unknown_source".into())));
-    let reply = client.post(&format!("http://{}/hooks", ingress.addr), &[], Bytes::new()).await.expect("post");
-    assert_eq!((reply.status.as_u16(), reply.field("error")), (404, Some("not_found".into())));
+    let reply = client
+        .post(
+            &format!("http://{}/v1/hooks/nope", ingress.addr),
+            &[],
+            Bytes::new(),
+        )
+        .await
+        .expect("post");
+    assert_eq!(
+        (reply.status.as_u16(), reply.field("error")),
+        (404, Some("unknown_source".into()))
+    );
+    let reply = client
+        .post(&format!("http://{}/hooks", ingress.addr), &[], Bytes::new())
+        .await
+        .expect("post");
+    assert_eq!(
+        (reply.status.as_u16(), reply.field("error")),
+        (404, Some("not_found".into()))
+    );
     let reply = client.get(&ingress.hook_url("github")).await.expect("get");
     assert_eq!(reply.status, 405);
-    assert_eq!(reply.headers.get("allow").map(|v| v.to_str().unwrap_or_default()), Some("POST"));
+    assert_eq!(
+        reply
+            .headers
+            .get("allow")
+            .map(|v| v.to_str().unwrap_or_default()),
+        Some("POST")
+    );
 
     // 9. No signature; a signature that is not hex; the dedupe header missing.
     let body = event_body("s", 1);
-    let reply = client.post(&ingress.hook_url("github"), &[], body.clone()).await.expect("post");
-    assert_eq!((reply.status.as_u16(), reply.field("error")), (401, Some("signature_missing".into())));
-    let bad = vec![("x-hub-signature-256".to_owned(), "sha256=not-hex".to_owned())];
-    let reply = client.post(&ingress.hook_url("github"), &bad, body.clone()).await.expect("post");
-    assert_eq!((reply.status.as_u16(), reply.field("error")), (400, Some("malformed_header".into())));
-    let no_delivery: Vec<(String, String)> =
-        github.sign("s", &body, 0).into_iter().filter(|(k, _)| k != "x-github-delivery").collect();
-    let reply = client.post(&ingress.hook_url("github"), &no_delivery, body).await.expect("post");
-    assert_eq!((reply.status.as_u16(), reply.field("error")), (400, Some("key_header_invalid".into())));
+    let reply = client
+        .post(&ingress.hook_url("github"), &[], body.clone())
+        .await
+        .expect("post");
+    assert_eq!(
+        (reply.status.as_u16(), reply.field("error")),
+        (401, Some("signature_missing".into()))
+    );
+    let bad = vec![(
+        "x-hub-signature-256".to_owned(),
+        "sha256=not-hex".to_owned(),
+    )];
+    let reply = client
+        .post(&ingress.hook_url("github"), &bad, body.clone())
+        .await
+        .expect("post");
+    assert_eq!(
+        (reply.status.as_u16(), reply.field("error")),
+        (400, Some("malformed_header".into()))
+    );
+    let no_delivery: Vec<(String, String)> = github
+        .sign("s", &body, 0)
+        .into_iter()
+        .filter(|(k, _)| k != "x-github-delivery")
+        .collect();
+    let reply = client
+        .post(&ingress.hook_url("github"), &no_delivery, body)
+        .await
+        .expect("post");
+    assert_eq!(
+        (reply.status.as_u16(), reply.field("error")),
+        (400, Some("key_header_invalid".into()))
+    );
     case += 1;
     still_serving(&ingress, &github, case).await;
 
-    assert!(ingress.is_running(), "bad input never takes the process down");
+    assert!(
+        ingress.is_running(),
+        "bad input never takes the process down"
+    );
     let metrics = ingress.metrics().await;
-    assert!(metrics.contains("spillway_http_requests_total{outcome=\"too_large\",source=\"tiny\"} 2"), "{metrics}");
-    assert!(metrics.contains("spillway_http_requests_total{outcome=\"unknown_source\",source=\"_unknown\"} 2"), "{metrics}");
+    assert!(
+        metrics.contains("spillway_http_requests_total{outcome=\"too_large\",source=\"tiny\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            "spillway_http_requests_total{outcome=\"unknown_source\",source=\"_unknown\"} 2"
+        ),
+        "{metrics}"
+    );
     ingress.terminate();
     assert!(ingress.wait_exit(PATIENCE).success());
 }

@@ -29,11 +29,17 @@ impl PrivateCluster {
             .arg(self.dir.path().join("redis"))
             .output()
             .expect("dev/redis-cluster.sh");
-        assert!(out.status.success(), "redis-cluster.sh {cmd}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "redis-cluster.sh {cmd}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     fn nodes() -> Vec<String> {
-        (7100..7103).map(|p| format!("redis://127.0.0.1:{p}")).collect()
+        (7100..7103)
+            .map(|p| format!("redis://127.0.0.1:{p}"))
+            .collect()
     }
 }
 
@@ -49,18 +55,33 @@ impl Drop for PrivateCluster {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fail_open_accepts_and_counts_fail_closed_answers_503() {
     let cluster = PrivateCluster::start();
-    let github = all_sources().into_iter().find(|s| s.name == "github").expect("github");
+    let github = all_sources()
+        .into_iter()
+        .find(|s| s.name == "github")
+        .expect("github");
     let mut open = github.clone();
     open.name = "open";
     let mut closed = github.clone();
     closed.name = "closed";
     let brokers = spillway_testkit::kafka_brokers();
-    let setup = setup(&brokers, &PrivateCluster::nodes(), &[open.clone(), closed.clone()], "", "", "");
+    let setup = setup(
+        &brokers,
+        &PrivateCluster::nodes(),
+        &[open.clone(), closed.clone()],
+        "",
+        "",
+    );
     // Per-source failure modes, appended to the generated config.
     let yaml = std::fs::read_to_string(&setup.config).expect("config");
     let yaml = yaml
-        .replace("  open:\n", "  open:\n    on_redis_unavailable: fail_open\n")
-        .replace("  closed:\n", "  closed:\n    on_redis_unavailable: fail_closed\n");
+        .replace(
+            "  open:\n",
+            "  open:\n    on_redis_unavailable: fail_open\n",
+        )
+        .replace(
+            "  closed:\n",
+            "  closed:\n    on_redis_unavailable: fail_closed\n",
+        );
     std::fs::write(&setup.config, yaml).expect("config");
     spillway_testkit::create_topics(&brokers, &[setup.topic("open"), setup.topic("closed")]).await;
     let ingress = setup.spawn("ingress");
@@ -76,26 +97,58 @@ async fn fail_open_accepts_and_counts_fail_closed_answers_503() {
 
     assert_eq!(send(&open, "o-1").await.status, 202);
     assert_eq!(send(&closed, "c-1").await.status, 202);
-    assert_eq!(send(&open, "o-1").await.status, 200, "dedupe works while Redis is up");
+    assert_eq!(
+        send(&open, "o-1").await.status,
+        200,
+        "dedupe works while Redis is up"
+    );
 
     cluster.script("stop");
 
     let reply = send(&open, "o-2").await;
-    assert_eq!(reply.status, 202, "fail-open accepts without Redis: {:?}", reply.body);
+    assert_eq!(
+        reply.status, 202,
+        "fail-open accepts without Redis: {:?}",
+        reply.body
+    );
     let reply = send(&closed, "c-2").await;
-    assert_eq!(reply.status, 503, "fail-closed refuses without Redis: {:?}", reply.body);
+    assert_eq!(
+        reply.status, 503,
+        "fail-closed refuses without Redis: {:?}",
+        reply.body
+    );
     assert_eq!(reply.field("error").as_deref(), Some("dedupe_unavailable"));
     assert!(reply.headers.contains_key("retry-after"));
 
     let metrics = ingress.metrics().await;
-    assert!(metrics.contains("spillway_dedupe_fail_open_total{source=\"open\"} 1"), "{metrics}");
-    assert!(metrics.contains("spillway_http_requests_total{outcome=\"redis_unavailable\",source=\"closed\"} 1"), "{metrics}");
-    let ready = Client::http1().get(&ingress.admin_url("/readyz")).await.expect("readyz");
-    assert_eq!(ready.status, 503, "a fail-closed source makes Redis a readiness dependency");
+    assert!(
+        metrics.contains("spillway_dedupe_fail_open_total{source=\"open\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            "spillway_http_requests_total{outcome=\"redis_unavailable\",source=\"closed\"} 1"
+        ),
+        "{metrics}"
+    );
+    let ready = Client::http1()
+        .get(&ingress.admin_url("/readyz"))
+        .await
+        .expect("readyz");
+    assert_eq!(
+        ready.status, 503,
+        "a fail-closed source makes Redis a readiness dependency"
+    );
 
     let open_records = read_topic(&brokers, &setup.topic("open")).await;
-    assert_eq!(open_records.len(), 2, "o-1 once, and o-2 accepted while Redis was down");
+    assert_eq!(
+        open_records.len(),
+        2,
+        "o-1 once, and o-2 accepted while Redis was down"
+    );
     let closed_records = read_topic(&brokers, &setup.topic("closed")).await;
     assert_eq!(closed_records.len(), 1, "c-2 was refused, not written");
-    assert!(open_records.iter().all(|r| r.header(headers::SOURCE) == Some("open")));
+    assert!(open_records
+        .iter()
+        .all(|r| r.header(headers::SOURCE) == Some("open")));
 }

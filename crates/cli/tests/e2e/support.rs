@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use spillway_signature::{sign, unix_seconds, GenericHmac, Scheme, Template, Encoding};
+use spillway_signature::{sign, unix_seconds, Encoding, GenericHmac, Scheme, Template};
 use spillway_testkit::IngressProcess;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_spillway");
@@ -35,7 +35,10 @@ impl TestSource {
     }
 
     pub fn has_timestamp(&self) -> bool {
-        matches!(self.scheme, Scheme::StandardWebhooks | Scheme::Stripe | Scheme::Slack | Scheme::Generic(_))
+        matches!(
+            self.scheme,
+            Scheme::StandardWebhooks | Scheme::Stripe | Scheme::Slack | Scheme::Generic(_)
+        )
     }
 }
 
@@ -53,12 +56,36 @@ pub fn meter_scheme() -> Scheme {
 /// One source per scheme.
 pub fn all_sources() -> Vec<TestSource> {
     vec![
-        TestSource { name: "github", scheme: Scheme::Github, secret: "gh-test-secret" },
-        TestSource { name: "stripe", scheme: Scheme::Stripe, secret: "whsec_stripe_test" },
-        TestSource { name: "shopify", scheme: Scheme::Shopify, secret: "shpss_test" },
-        TestSource { name: "slack", scheme: Scheme::Slack, secret: "slack-signing-secret" },
-        TestSource { name: "acme", scheme: Scheme::StandardWebhooks, secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw" },
-        TestSource { name: "meters", scheme: meter_scheme(), secret: "meter-fleet-key" },
+        TestSource {
+            name: "github",
+            scheme: Scheme::Github,
+            secret: "gh-test-secret",
+        },
+        TestSource {
+            name: "stripe",
+            scheme: Scheme::Stripe,
+            secret: "whsec_stripe_test",
+        },
+        TestSource {
+            name: "shopify",
+            scheme: Scheme::Shopify,
+            secret: "shpss_test",
+        },
+        TestSource {
+            name: "slack",
+            scheme: Scheme::Slack,
+            secret: "slack-signing-secret",
+        },
+        TestSource {
+            name: "acme",
+            scheme: Scheme::StandardWebhooks,
+            secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        },
+        TestSource {
+            name: "meters",
+            scheme: meter_scheme(),
+            secret: "meter-fleet-key",
+        },
     ]
 }
 
@@ -90,18 +117,24 @@ impl Setup {
     }
 
     pub fn spawn(&self, name: &str) -> IngressProcess {
-        IngressProcess::spawn(Path::new(BIN), &self.config, &[], self.dir.path().join(format!("{name}.log")))
-    }
-
-    pub fn spawn_with_env(&self, name: &str, envs: &[(&str, &str)]) -> IngressProcess {
-        IngressProcess::spawn(Path::new(BIN), &self.config, envs, self.dir.path().join(format!("{name}.log")))
+        IngressProcess::spawn(
+            Path::new(BIN),
+            &self.config,
+            &[],
+            self.dir.path().join(format!("{name}.log")),
+        )
     }
 }
 
-/// Writes a config listening on port 0 with the given sources. `source_extra` is YAML added to
-/// every source (e.g. `on_redis_unavailable: fail_open`), `top_extra` YAML merged at the top
-/// (`ingress:` and the like, without `listen`).
-pub fn setup(brokers: &str, redis: &[String], sources: &[TestSource], source_extra: &str, ingress_extra: &str, kafka_extra: &str) -> Setup {
+/// Writes a config listening on port 0 with the given sources, secrets in files beside it.
+/// `ingress_extra` and `kafka_extra` are indented YAML lines added to those sections.
+pub fn setup(
+    brokers: &str,
+    redis: &[String],
+    sources: &[TestSource],
+    ingress_extra: &str,
+    kafka_extra: &str,
+) -> Setup {
     let dir = tempfile::tempdir().expect("tempdir");
     let topic_prefix = spillway_testkit::unique("e2e.");
     let topic_prefix = format!("{topic_prefix}.");
@@ -124,13 +157,13 @@ pub fn setup(brokers: &str, redis: &[String], sources: &[TestSource], source_ext
         if s.name == "acme" {
             let old = dir.path().join("acme-old.secret");
             std::fs::write(&old, ACME_OLD_SECRET).expect("secret file");
-            yaml.push_str(&format!("      - {{ id: acme-old, file: \"{}\" }}\n", old.display()));
+            yaml.push_str(&format!(
+                "      - {{ id: acme-old, file: \"{}\" }}\n",
+                old.display()
+            ));
         }
         if s.name == "meters" {
             yaml.push_str("    partition_key: { from: json_pointer, pointer: /device }\n");
-        }
-        for line in source_extra.lines().filter(|l| !l.trim().is_empty()) {
-            yaml.push_str(&format!("    {}\n", line.trim()));
         }
     }
     let config = dir.path().join("spillway.yaml");

@@ -1,1 +1,174 @@
+//! Transport: HTTPS with TLS 1.2 and 1.3 (h2 and http/1.1 by ALPN), and HTTP/2 with prior
+//! knowledge on a plain port.
 
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::{CertificateDer, ServerName};
+use spillway_testkit::{redis_nodes, Client};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+use crate::support::{all_sources, event_body, setup, TestSource, PATIENCE};
+
+fn github() -> TestSource {
+    all_sources()
+        .into_iter()
+        .find(|s| s.name == "github")
+        .expect("github")
+}
+
+fn signed_request(url: &str, id: &str) -> Request<Full<Bytes>> {
+    let body = event_body(id, 3);
+    let mut request = Request::post(url);
+    for (k, v) in github().sign(id, &body, 0) {
+        request = request.header(k, v);
+    }
+    request.body(Full::new(body)).expect("request")
+}
+
+async fn https_post(
+    addr: std::net::SocketAddr,
+    cert: CertificateDer<'static>,
+    alpn: &[u8],
+    version: &'static rustls::SupportedProtocolVersion,
+    id: &str,
+) -> (u16, String, rustls::ProtocolVersion) {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert).expect("root");
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[version])
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![alpn.to_vec()];
+    let tcp = TcpStream::connect(addr).await.expect("connect");
+    let tls = TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from("localhost").expect("name"), tcp)
+        .await
+        .expect("TLS handshake");
+    let (_, session) = tls.get_ref();
+    let negotiated = session.protocol_version().expect("version");
+    assert_eq!(session.alpn_protocol(), Some(alpn), "ALPN");
+    let url = format!("https://localhost:{}/v1/hooks/github", addr.port());
+    let response = if alpn == b"h2" {
+        let (mut sender, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+                .await
+                .expect("h2 handshake");
+        tokio::spawn(conn);
+        sender
+            .send_request(signed_request(&url, id))
+            .await
+            .expect("h2 request")
+    } else {
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .expect("h1 handshake");
+        tokio::spawn(conn);
+        sender
+            .send_request(signed_request(&url, id))
+            .await
+            .expect("h1 request")
+    };
+    let status = response.status().as_u16();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    (
+        status,
+        String::from_utf8_lossy(&body).into_owned(),
+        negotiated,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_with_tls12_and_tls13_over_h2_and_http1() {
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("cert");
+    let brokers = spillway_testkit::kafka_brokers();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert_file, key_file) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    std::fs::write(&cert_file, certified.cert.pem()).expect("cert");
+    std::fs::write(&key_file, certified.key_pair.serialize_pem()).expect("key");
+    let tls = format!(
+        "  tls:\n    cert_file: \"{}\"\n    key_file: \"{}\"\n",
+        cert_file.display(),
+        key_file.display()
+    );
+    let setup = setup(&brokers, &redis_nodes(), &[github()], &tls, "");
+    spillway_testkit::create_topics(&brokers, &[setup.topic("github")]).await;
+    let ingress = setup.spawn("ingress");
+    ingress.wait_ready(PATIENCE).await;
+
+    let der = certified.cert.der().clone();
+    let cases: [(
+        &[u8],
+        &'static rustls::SupportedProtocolVersion,
+        rustls::ProtocolVersion,
+    ); 4] = [
+        (
+            b"h2",
+            &rustls::version::TLS13,
+            rustls::ProtocolVersion::TLSv1_3,
+        ),
+        (
+            b"http/1.1",
+            &rustls::version::TLS13,
+            rustls::ProtocolVersion::TLSv1_3,
+        ),
+        (
+            b"h2",
+            &rustls::version::TLS12,
+            rustls::ProtocolVersion::TLSv1_2,
+        ),
+        (
+            b"http/1.1",
+            &rustls::version::TLS12,
+            rustls::ProtocolVersion::TLSv1_2,
+        ),
+    ];
+    for (i, (alpn, version, expected)) in cases.into_iter().enumerate() {
+        let id = format!("tls-{i}-{}", spillway_testkit::unique(""));
+        let (status, body, negotiated) =
+            https_post(ingress.addr, der.clone(), alpn, version, &id).await;
+        assert_eq!(status, 202, "{}: {body}", String::from_utf8_lossy(alpn));
+        assert_eq!(negotiated, expected);
+    }
+
+    // Plain HTTP on a TLS port is refused, not served.
+    let plain = Client::http1()
+        .post(&ingress.hook_url("github"), &[], Bytes::new())
+        .await;
+    assert!(
+        plain.is_err(),
+        "plain HTTP must not be answered on the TLS port: {plain:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_prior_knowledge_on_the_plain_port() {
+    let brokers = spillway_testkit::kafka_brokers();
+    let setup = setup(&brokers, &redis_nodes(), &[github()], "", "");
+    spillway_testkit::create_topics(&brokers, &[setup.topic("github")]).await;
+    let ingress = setup.spawn("ingress");
+    ingress.wait_ready(PATIENCE).await;
+    let id = spillway_testkit::unique("h2c-");
+    let body = event_body(&id, 1);
+    let reply = Client::http2()
+        .post(
+            &ingress.hook_url("github"),
+            &github().sign(&id, &body, 0),
+            body,
+        )
+        .await
+        .expect("h2c");
+    assert_eq!(reply.status, 202, "{:?}", reply.body);
+}

@@ -1,5 +1,6 @@
 //! The Redis Cluster store against the real local cluster (`make up` starts it; the nodes are
 //! read from SPILLWAY_TEST_REDIS_NODES, default 127.0.0.1:7000-7005).
+#![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use std::time::Duration;
 
@@ -7,7 +8,9 @@ use spillway_idempotency::{Claim, DedupeStore, RedisSettings, RedisStore, StoreE
 
 fn nodes() -> Vec<String> {
     std::env::var("SPILLWAY_TEST_REDIS_NODES")
-        .unwrap_or_else(|_| "redis://127.0.0.1:7000,redis://127.0.0.1:7001,redis://127.0.0.1:7002".into())
+        .unwrap_or_else(|_| {
+            "redis://127.0.0.1:7000,redis://127.0.0.1:7001,redis://127.0.0.1:7002".into()
+        })
         .split(',')
         .map(str::to_owned)
         .collect()
@@ -27,10 +30,9 @@ fn store_at(nodes: Vec<String>) -> DedupeStore {
 
 async fn store() -> DedupeStore {
     let store = store_at(nodes());
-    store
-        .ping()
-        .await
-        .expect("the Redis Cluster is not reachable: run `make up` (dev/redis-cluster.sh start) first");
+    store.ping().await.expect(
+        "the Redis Cluster is not reachable: run `make up` (dev/redis-cluster.sh start) first",
+    );
     store
 }
 
@@ -45,9 +47,15 @@ async fn claim_commit_and_duplicate() {
     let Claim::Claimed(token) = store.claim(&key, "ev-1").await.expect("claim") else {
         panic!("first claim must win");
     };
-    assert_eq!(store.claim(&key, "ev-2").await.expect("claim"), Claim::InFlight);
+    assert_eq!(
+        store.claim(&key, "ev-2").await.expect("claim"),
+        Claim::InFlight
+    );
     assert!(store.commit(&token).await.expect("commit"));
-    assert_eq!(store.claim(&key, "ev-3").await.expect("claim"), Claim::Done("ev-1".into()));
+    assert_eq!(
+        store.claim(&key, "ev-3").await.expect("claim"),
+        Claim::Done("ev-1".into())
+    );
 }
 
 #[tokio::test]
@@ -58,7 +66,10 @@ async fn release_lets_the_retry_through() {
         panic!("first claim must win");
     };
     store.release(&token).await.expect("release");
-    assert!(matches!(store.claim(&key, "ev-2").await.expect("claim"), Claim::Claimed(_)));
+    assert!(matches!(
+        store.claim(&key, "ev-2").await.expect("claim"),
+        Claim::Claimed(_)
+    ));
 }
 
 #[tokio::test]
@@ -96,16 +107,29 @@ async fn an_expired_claim_cannot_touch_its_successor() {
     // Expire the claim now, as claim_ttl would after a stalled pod.
     let client = redis::cluster::ClusterClient::new(nodes()).expect("client");
     let mut conn = client.get_async_connection().await.expect("connect");
-    let _: i64 = redis::cmd("DEL").arg(&key).query_async(&mut conn).await.expect("del");
+    let _: i64 = redis::cmd("DEL")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .expect("del");
 
     let Claim::Claimed(fresh) = store.claim(&key, "ev-new").await.expect("claim") else {
         panic!("an expired key can be claimed");
     };
-    assert!(!store.commit(&stale).await.expect("commit"), "the stale claim must not commit");
+    assert!(
+        !store.commit(&stale).await.expect("commit"),
+        "the stale claim must not commit"
+    );
     store.release(&stale).await.expect("release");
-    assert_eq!(store.claim(&key, "ev-x").await.expect("claim"), Claim::InFlight);
+    assert_eq!(
+        store.claim(&key, "ev-x").await.expect("claim"),
+        Claim::InFlight
+    );
     assert!(store.commit(&fresh).await.expect("commit"));
-    assert_eq!(store.claim(&key, "ev-y").await.expect("claim"), Claim::Done("ev-new".into()));
+    assert_eq!(
+        store.claim(&key, "ev-y").await.expect("claim"),
+        Claim::Done("ev-new".into())
+    );
 }
 
 #[tokio::test]
@@ -121,5 +145,8 @@ async fn unreachable_cluster_is_unavailable_not_a_hang() {
         .expect("client"),
     );
     let err = store.claim("k", "ev").await.expect_err("no server");
-    assert!(matches!(err, StoreError::Unavailable { op: "claim", .. }), "{err}");
+    assert!(
+        matches!(err, StoreError::Unavailable { op: "claim", .. }),
+        "{err}"
+    );
 }

@@ -1,5 +1,6 @@
 //! The producer and reader against the local tansu broker (`make up`; address from
 //! SPILLWAY_TEST_KAFKA, default 127.0.0.1:9092).
+#![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -37,7 +38,9 @@ async fn produced_records_read_back_byte_identical_with_headers() {
         .await
         .expect("the local broker is not reachable: run `make up` (dev/tansu.sh start) first");
     // Creating again is not an error.
-    admin::ensure_topics(&brokers, std::slice::from_ref(&topic), 3, 1).await.expect("idempotent");
+    admin::ensure_topics(&brokers, std::slice::from_ref(&topic), 3, 1)
+        .await
+        .expect("idempotent");
 
     let producer = EventProducer::new(&ProducerSettings {
         brokers: brokers.clone(),
@@ -56,10 +59,11 @@ async fn produced_records_read_back_byte_identical_with_headers() {
     }
 
     let (b, t) = (brokers.clone(), topic.clone());
-    let got = tokio::task::spawn_blocking(move || reader::read_topic(&b, &t, Duration::from_secs(20)))
-        .await
-        .expect("join")
-        .expect("read");
+    let got =
+        tokio::task::spawn_blocking(move || reader::read_topic(&b, &t, Duration::from_secs(20)))
+            .await
+            .expect("join")
+            .expect("read");
     assert_eq!(got.len(), sent.len());
     for e in &sent {
         let id = e.id.to_string();
