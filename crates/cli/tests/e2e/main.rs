@@ -4,6 +4,7 @@
 
 mod support;
 
+mod admission;
 mod broker_restart;
 mod burst;
 mod check_config;
