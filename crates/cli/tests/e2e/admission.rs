@@ -5,14 +5,11 @@ use spillway_testkit::{redis_nodes, Client};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::support::{all_sources, event_body, setup, PATIENCE};
+use crate::support::{post_event, setup, source, PATIENCE};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_the_in_flight_limit_is_503_and_a_stalled_body_is_408() {
-    let github = all_sources()
-        .into_iter()
-        .find(|s| s.name == "github")
-        .expect("github");
+    let github = source("github");
     let brokers = spillway_testkit::kafka_brokers();
     let setup = setup(
         &brokers,
@@ -45,16 +42,9 @@ async fn over_the_in_flight_limit_is_503_and_a_stalled_body_is_408() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 
+    let client = Client::http1();
     let id = spillway_testkit::unique("adm-");
-    let body = event_body(&id, 1);
-    let reply = Client::http1()
-        .post(
-            &ingress.hook_url("github"),
-            &github.sign(&id, &body, 0),
-            body.clone(),
-        )
-        .await
-        .expect("post");
+    let reply = post_event(&client, &ingress, &github, &id, 1).await;
     assert_eq!(reply.status, 503, "{:?}", reply.body);
     assert_eq!(reply.field("error").as_deref(), Some("overloaded"));
     assert!(reply.headers.contains_key("retry-after"));
@@ -66,13 +56,6 @@ async fn over_the_in_flight_limit_is_503_and_a_stalled_body_is_408() {
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains(r#""error":"body_timeout""#), "{answer}");
 
-    let reply = Client::http1()
-        .post(
-            &ingress.hook_url("github"),
-            &github.sign(&id, &body, 0),
-            body,
-        )
-        .await
-        .expect("post");
+    let reply = post_event(&client, &ingress, &github, &id, 1).await;
     assert_eq!(reply.status, 202, "{:?}", reply.body);
 }

@@ -8,15 +8,12 @@ use futures::future::join_all;
 use spillway_core::headers;
 use spillway_testkit::{read_topic, redis_nodes, Client, Tansu};
 
-use crate::support::{all_sources, event_body, setup, PATIENCE};
+use crate::support::{post_event, setup, source, PATIENCE};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_down_answers_503_and_after_restart_nothing_is_lost() {
     let mut tansu = Tansu::start_sqlite();
-    let github = all_sources()
-        .into_iter()
-        .find(|s| s.name == "github")
-        .expect("github");
+    let github = source("github");
     let sources = [github.clone()];
     let setup = setup(
         &tansu.brokers(),
@@ -30,15 +27,7 @@ async fn broker_down_answers_503_and_after_restart_nothing_is_lost() {
     let ingress = setup.spawn("ingress");
     ingress.wait_ready(PATIENCE).await;
     let client = Client::http1();
-    let url = ingress.hook_url("github");
-    let send = |id: String, n: usize| {
-        let (client, url, github) = (client.clone(), url.clone(), github.clone());
-        async move {
-            let body = event_body(&id, n);
-            let headers = github.sign(&id, &body, 0);
-            client.post(&url, &headers, body).await.expect("request")
-        }
-    };
+    let send = async |id: String, n: usize| post_event(&client, &ingress, &github, &id, n).await;
 
     let mut accepted = HashSet::new();
     for n in 0..30 {

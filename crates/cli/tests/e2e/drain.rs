@@ -8,14 +8,11 @@ use std::sync::Arc;
 use spillway_core::headers;
 use spillway_testkit::{read_topic, redis_nodes, Client};
 
-use crate::support::{all_sources, event_body, setup, PATIENCE};
+use crate::support::{event_body, setup, source, PATIENCE};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigterm_drains_in_flight_requests_and_loses_nothing() {
-    let github = all_sources()
-        .into_iter()
-        .find(|s| s.name == "github")
-        .expect("github");
+    let github = source("github");
     let brokers = spillway_testkit::kafka_brokers();
     let setup = setup(
         &brokers,

@@ -6,7 +6,7 @@ use spillway_testkit::{redis_nodes, Client, IngressProcess};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::support::{all_sources, event_body, setup, TestSource, PATIENCE};
+use crate::support::{all_sources, event_body, post_event, setup, TestSource, PATIENCE};
 
 /// Sends raw bytes and returns the status code and the whole answer text.
 async fn raw(ingress: &IngressProcess, request: Vec<u8>) -> (u16, String) {
@@ -48,15 +48,7 @@ async fn raw(ingress: &IngressProcess, request: Vec<u8>) -> (u16, String) {
 
 async fn still_serving(ingress: &IngressProcess, github: &TestSource, n: usize) {
     let id = format!("ok-{n}-{}", spillway_testkit::unique(""));
-    let body = event_body(&id, n);
-    let reply = Client::http1()
-        .post(
-            &ingress.hook_url("github"),
-            &github.sign(&id, &body, 0),
-            body,
-        )
-        .await
-        .expect("valid request after bad input");
+    let reply = post_event(&Client::http1(), ingress, github, &id, n).await;
     assert_eq!(
         reply.status, 202,
         "still serving after case {n}: {:?}",

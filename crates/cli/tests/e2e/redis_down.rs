@@ -6,7 +6,7 @@ use std::process::Command;
 use spillway_core::headers;
 use spillway_testkit::{read_topic, repo_root, Client};
 
-use crate::support::{all_sources, event_body, setup, PATIENCE};
+use crate::support::{post_event, setup, source, TestSource, PATIENCE};
 
 /// A private Redis Cluster on 7100-7105, stopped (and its state removed) on drop.
 struct PrivateCluster {
@@ -55,10 +55,7 @@ impl Drop for PrivateCluster {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fail_open_accepts_and_counts_fail_closed_answers_503() {
     let cluster = PrivateCluster::start();
-    let github = all_sources()
-        .into_iter()
-        .find(|s| s.name == "github")
-        .expect("github");
+    let github = source("github");
     let mut open = github.clone();
     open.name = "open";
     let mut closed = github.clone();
@@ -87,13 +84,8 @@ async fn fail_open_accepts_and_counts_fail_closed_answers_503() {
     let ingress = setup.spawn("ingress");
     ingress.wait_ready(PATIENCE).await;
     let client = Client::http1();
-    let send = |source: &crate::support::TestSource, id: &str| {
-        let body = event_body(id, 1);
-        let headers = source.sign(id, &body, 0);
-        let url = ingress.hook_url(source.name);
-        let client = client.clone();
-        async move { client.post(&url, &headers, body).await.expect("request") }
-    };
+    let send =
+        async |source: &TestSource, id: &str| post_event(&client, &ingress, source, id, 1).await;
 
     assert_eq!(send(&open, "o-1").await.status, 202);
     assert_eq!(send(&closed, "c-1").await.status, 202);

@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use spillway_signature::{sign, unix_seconds, Encoding, GenericHmac, Scheme, Template};
-use spillway_testkit::IngressProcess;
+use spillway_testkit::{Client, IngressProcess, Reply};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_spillway");
 
@@ -87,6 +87,33 @@ pub fn all_sources() -> Vec<TestSource> {
             secret: "meter-fleet-key",
         },
     ]
+}
+
+/// The test source of that name.
+pub fn source(name: &str) -> TestSource {
+    all_sources()
+        .into_iter()
+        .find(|s| s.name == name)
+        .unwrap_or_else(|| panic!("no test source {name}"))
+}
+
+/// Signs and posts one event (`event_body(id, n)`) to `source` on `ingress`.
+pub async fn post_event(
+    client: &Client,
+    ingress: &IngressProcess,
+    source: &TestSource,
+    id: &str,
+    n: usize,
+) -> Reply {
+    let body = event_body(id, n);
+    client
+        .post(
+            &ingress.hook_url(source.name),
+            &source.sign(id, &body, 0),
+            body,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("POST to {}: {e}", source.name))
 }
 
 /// The second secret of the `acme` source (a rotation in progress).

@@ -12,13 +12,10 @@ use spillway_testkit::{redis_nodes, Client};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use crate::support::{all_sources, event_body, setup, TestSource, PATIENCE};
+use crate::support::{event_body, post_event, setup, source, TestSource, PATIENCE};
 
 fn github() -> TestSource {
-    all_sources()
-        .into_iter()
-        .find(|s| s.name == "github")
-        .expect("github")
+    source("github")
 }
 
 fn signed_request(url: &str, id: &str) -> Request<Full<Bytes>> {
@@ -161,14 +158,6 @@ async fn http2_prior_knowledge_on_the_plain_port() {
     let ingress = setup.spawn("ingress");
     ingress.wait_ready(PATIENCE).await;
     let id = spillway_testkit::unique("h2c-");
-    let body = event_body(&id, 1);
-    let reply = Client::http2()
-        .post(
-            &ingress.hook_url("github"),
-            &github().sign(&id, &body, 0),
-            body,
-        )
-        .await
-        .expect("h2c");
+    let reply = post_event(&Client::http2(), &ingress, &github(), &id, 1).await;
     assert_eq!(reply.status, 202, "{:?}", reply.body);
 }

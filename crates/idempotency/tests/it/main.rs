@@ -5,16 +5,7 @@
 use std::time::Duration;
 
 use spillway_idempotency::{Claim, DedupeStore, RedisSettings, RedisStore, StoreError};
-
-fn nodes() -> Vec<String> {
-    std::env::var("SPILLWAY_TEST_REDIS_NODES")
-        .unwrap_or_else(|_| {
-            "redis://127.0.0.1:7000,redis://127.0.0.1:7001,redis://127.0.0.1:7002".into()
-        })
-        .split(',')
-        .map(str::to_owned)
-        .collect()
-}
+use spillway_testkit::redis_nodes;
 
 fn store_at(nodes: Vec<String>) -> DedupeStore {
     DedupeStore::Redis(
@@ -29,7 +20,7 @@ fn store_at(nodes: Vec<String>) -> DedupeStore {
 }
 
 async fn store() -> DedupeStore {
-    let store = store_at(nodes());
+    let store = store_at(redis_nodes());
     store.ping().await.expect(
         "the Redis Cluster is not reachable: run `make up` (dev/redis-cluster.sh start) first",
     );
@@ -105,7 +96,7 @@ async fn an_expired_claim_cannot_touch_its_successor() {
         panic!("first claim must win");
     };
     // Expire the claim now, as claim_ttl would after a stalled pod.
-    let client = redis::cluster::ClusterClient::new(nodes()).expect("client");
+    let client = redis::cluster::ClusterClient::new(redis_nodes()).expect("client");
     let mut conn = client.get_async_connection().await.expect("connect");
     let _: i64 = redis::cmd("DEL")
         .arg(&key)
