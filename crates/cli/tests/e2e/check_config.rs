@@ -23,13 +23,8 @@ sources:
 "#,
     )
     .expect("config");
-    let out = Command::new(BIN)
-        .args(["check-config"])
-        .arg(&config)
-        .output()
-        .expect("run");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let (ok, _, stderr) = check_config(&config);
+    assert!(!ok);
     for expected in [
         "redis.nodes[0]: must start with redis://",
         "sources.github.secrets[0]: env: environment variable SPILLWAY_TEST_SURELY_UNSET is not set",
@@ -40,13 +35,8 @@ sources:
 
     // A typo is named too, with its place.
     std::fs::write(&config, "kafka: { brokers: x, brokerz: y }\nsources: {}\n").expect("config");
-    let out = Command::new(BIN)
-        .args(["check-config"])
-        .arg(&config)
-        .output()
-        .expect("run");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let (ok, _, stderr) = check_config(&config);
+    assert!(!ok);
     assert!(stderr.contains("brokerz"), "{stderr}");
 
     // And a good one passes.
@@ -57,15 +47,18 @@ sources:
         "",
         "",
     );
+    let (ok, stdout, stderr) = check_config(&good.config);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("ok (6 sources"), "{stdout}");
+}
+
+/// Runs `spillway check-config FILE`: success, stdout, stderr.
+fn check_config(config: &std::path::Path) -> (bool, String, String) {
     let out = Command::new(BIN)
-        .args(["check-config"])
-        .arg(&good.config)
+        .arg("check-config")
+        .arg(config)
         .output()
         .expect("run");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("ok (6 sources"));
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.success(), text(&out.stdout), text(&out.stderr))
 }
