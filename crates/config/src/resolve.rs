@@ -55,8 +55,9 @@ impl Config {
         if self.ingress.max_in_flight == 0 {
             errors.push(err("ingress.max_in_flight", "must be at least 1"));
         }
-        if self.ingress.max_header_bytes < 1024 {
-            errors.push(err("ingress.max_header_bytes", "must be at least 1024"));
+        if self.ingress.max_header_bytes < 8192 {
+            // hyper's HTTP/1 read buffer has an 8 KiB floor.
+            errors.push(err("ingress.max_header_bytes", "must be at least 8192"));
         }
         if let Some(tls) = &self.ingress.tls {
             for (field, path) in [("cert_file", &tls.cert_file), ("key_file", &tls.key_file)] {

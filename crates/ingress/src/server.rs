@@ -79,7 +79,7 @@ pub async fn serve(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(settings.header_read_timeout)
-        .max_buf_size(settings.max_header_bytes.max(8192));
+        .max_buf_size(settings.max_header_bytes);
     builder
         .http2()
         .timer(TokioTimer::new())
