@@ -8,24 +8,25 @@ use spillway_testkit::{read_topic, repo_root, Client};
 
 use crate::support::{post_event, setup, source, TestSource, PATIENCE};
 
-/// A private Redis Cluster on 7100-7105, stopped (and its state removed) on drop.
+/// A private Redis Cluster on six free loopback ports, stopped (and its state removed) on drop.
 struct PrivateCluster {
     dir: tempfile::TempDir,
+    base: u16,
 }
 
 impl PrivateCluster {
-    const BASE: &'static str = "7100";
-
     fn start() -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let me = Self { dir };
+        let me = Self {
+            dir: tempfile::tempdir().expect("tempdir"),
+            base: free_port_block(),
+        };
         me.script("start");
         me
     }
 
     fn script(&self, cmd: &str) {
         let out = Command::new(repo_root().join("dev/redis-cluster.sh"))
-            .args([cmd, "--base-port", Self::BASE, "--dir"])
+            .args([cmd, "--base-port", &self.base.to_string(), "--dir"])
             .arg(self.dir.path().join("redis"))
             .output()
             .expect("dev/redis-cluster.sh");
@@ -36,8 +37,8 @@ impl PrivateCluster {
         );
     }
 
-    fn nodes() -> Vec<String> {
-        (7100..7103)
+    fn nodes(&self) -> Vec<String> {
+        (self.base..self.base + 3)
             .map(|p| format!("redis://127.0.0.1:{p}"))
             .collect()
     }
@@ -46,10 +47,21 @@ impl PrivateCluster {
 impl Drop for PrivateCluster {
     fn drop(&mut self) {
         let _ = Command::new(repo_root().join("dev/redis-cluster.sh"))
-            .args(["stop", "--base-port", Self::BASE, "--dir"])
+            .args(["stop", "--base-port", &self.base.to_string(), "--dir"])
             .arg(self.dir.path().join("redis"))
             .output();
     }
+}
+
+/// Six consecutive free ports whose cluster-bus ports (port + 10000) are free too, so that
+/// concurrent runs on one machine do not collide.
+fn free_port_block() -> u16 {
+    let start = 21_000 + (std::process::id() % 900) as u16 * 10;
+    let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
+    (0..900u16)
+        .map(|i| 21_000 + (start - 21_000 + i * 10) % 9_000)
+        .find(|&base| (base..base + 6).all(|p| free(p) && free(p + 10_000)))
+        .expect("a free block of ports")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -63,7 +75,7 @@ async fn fail_open_accepts_and_counts_fail_closed_answers_503() {
     let brokers = spillway_testkit::kafka_brokers();
     let setup = setup(
         &brokers,
-        &PrivateCluster::nodes(),
+        &cluster.nodes(),
         &[open.clone(), closed.clone()],
         "",
         "",
