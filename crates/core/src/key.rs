@@ -1,6 +1,8 @@
 //! Where a request's dedupe key (or partition key) comes from: a header, a JSON pointer into the
 //! body, or a hash of the body.
 
+use std::cell::OnceCell;
+
 use http::HeaderMap;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -60,38 +62,60 @@ impl KeyError {
     }
 }
 
+/// What keys are read from. The body is parsed as JSON at most once, however many keys of a
+/// request point into it.
+#[derive(Debug)]
+pub struct KeyInput<'a> {
+    headers: &'a HeaderMap,
+    body: &'a [u8],
+    signed_id: Option<&'a str>,
+    json: OnceCell<Result<serde_json::Value, String>>,
+}
+
+// === impl KeyInput ===
+
+impl<'a> KeyInput<'a> {
+    /// `signed_id` is the id the verifier authenticated, if its scheme signs one.
+    pub fn new(headers: &'a HeaderMap, body: &'a [u8], signed_id: Option<&'a str>) -> Self {
+        Self {
+            headers,
+            body,
+            signed_id,
+            json: OnceCell::new(),
+        }
+    }
+
+    fn json(&self) -> Result<&serde_json::Value, KeyError> {
+        self.json
+            .get_or_init(|| serde_json::from_slice(self.body).map_err(|e| e.to_string()))
+            .as_ref()
+            .map_err(|e| KeyError::NotJson(e.clone()))
+    }
+}
+
 // === impl KeySource ===
 
 impl KeySource {
-    /// Extracts the key, or `Ok(None)` for [`KeySource::None`]. `signed_id` is the id the
-    /// verifier authenticated, if its scheme signs one.
-    pub fn extract(
-        &self,
-        headers: &HeaderMap,
-        body: &[u8],
-        signed_id: Option<&str>,
-    ) -> Result<Option<String>, KeyError> {
+    /// Extracts the key, or `Ok(None)` for [`KeySource::None`].
+    pub fn extract(&self, input: &KeyInput<'_>) -> Result<Option<String>, KeyError> {
         let key = match self {
             Self::None => return Ok(None),
-            Self::SignedId => signed_id.ok_or(KeyError::NoSignedId)?.to_owned(),
-            Self::BodyHash => hex::encode(Sha256::digest(body)),
-            Self::Header { name } => headers
+            Self::SignedId => input.signed_id.ok_or(KeyError::NoSignedId)?.to_owned(),
+            Self::BodyHash => hex::encode(Sha256::digest(input.body)),
+            Self::Header { name } => input
+                .headers
                 .get(name.as_str())
                 .ok_or_else(|| KeyError::MissingHeader(name.clone()))?
                 .to_str()
                 .map_err(|_| KeyError::BadHeader(name.clone()))?
                 .trim()
                 .to_owned(),
-            Self::JsonPointer { pointer } => {
-                let doc: serde_json::Value =
-                    serde_json::from_slice(body).map_err(|e| KeyError::NotJson(e.to_string()))?;
-                match doc.pointer(pointer) {
-                    Some(serde_json::Value::String(s)) => s.clone(),
-                    Some(serde_json::Value::Number(n)) => n.to_string(),
-                    Some(_) => return Err(KeyError::NotScalar(pointer.clone())),
-                    None => return Err(KeyError::MissingPointer(pointer.clone())),
-                }
-            }
+            Self::JsonPointer { pointer } => match input.json()?.pointer(pointer) {
+                Some(serde_json::Value::String(s)) => s.clone(),
+                Some(serde_json::Value::Number(n)) => n.to_string(),
+                Some(_) => return Err(KeyError::NotScalar(pointer.clone())),
+                None => return Err(KeyError::MissingPointer(pointer.clone())),
+            },
         };
         if key.is_empty() {
             return Err(KeyError::Empty);
@@ -119,11 +143,11 @@ mod tests {
             name: "webhook-id".into(),
         };
         assert_eq!(
-            src.extract(&headers("webhook-id", "msg_1"), b"", None),
+            src.extract(&KeyInput::new(&headers("webhook-id", "msg_1"), b"", None)),
             Ok(Some("msg_1".into()))
         );
         assert_eq!(
-            src.extract(&HeaderMap::new(), b"", None)
+            src.extract(&KeyInput::new(&HeaderMap::new(), b"", None))
                 .map_err(|e| e.code()),
             Err("key_header_invalid")
         );
@@ -136,29 +160,30 @@ mod tests {
         };
         let h = HeaderMap::new();
         assert_eq!(
-            src.extract(&h, br#"{"data":{"id":"evt_9"}}"#, None),
+            src.extract(&KeyInput::new(&h, br#"{"data":{"id":"evt_9"}}"#, None)),
             Ok(Some("evt_9".into()))
         );
         assert_eq!(
-            src.extract(&h, br#"{"data":{"id":42}}"#, None),
+            src.extract(&KeyInput::new(&h, br#"{"data":{"id":42}}"#, None)),
             Ok(Some("42".into()))
         );
         assert_eq!(
-            src.extract(&h, b"not json", None).map_err(|e| e.code()),
+            src.extract(&KeyInput::new(&h, b"not json", None))
+                .map_err(|e| e.code()),
             Err("body_not_json")
         );
         assert_eq!(
-            src.extract(&h, br#"{"data":{}}"#, None)
+            src.extract(&KeyInput::new(&h, br#"{"data":{}}"#, None))
                 .map_err(|e| e.code()),
             Err("key_not_in_body")
         );
         assert_eq!(
-            src.extract(&h, br#"{"data":{"id":[1]}}"#, None)
+            src.extract(&KeyInput::new(&h, br#"{"data":{"id":[1]}}"#, None))
                 .map_err(|e| e.code()),
             Err("key_not_in_body")
         );
         assert_eq!(
-            src.extract(&h, br#"{"data":{"id":""}}"#, None),
+            src.extract(&KeyInput::new(&h, br#"{"data":{"id":""}}"#, None)),
             Err(KeyError::Empty)
         );
     }
@@ -166,23 +191,51 @@ mod tests {
     #[test]
     fn body_hash_key_is_stable_and_none_is_none() {
         let h = HeaderMap::new();
-        let a = KeySource::BodyHash.extract(&h, b"abc", None).expect("hash");
+        let a = KeySource::BodyHash
+            .extract(&KeyInput::new(&h, b"abc", None))
+            .expect("hash");
         assert_eq!(
             a.as_deref(),
             Some("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
         );
-        assert_eq!(KeySource::None.extract(&h, b"abc", None), Ok(None));
+        assert_eq!(
+            KeySource::None.extract(&KeyInput::new(&h, b"abc", None)),
+            Ok(None)
+        );
+    }
+
+    #[test]
+    fn several_keys_from_one_input() {
+        let h = HeaderMap::new();
+        let input = KeyInput::new(&h, br#"{"id":"evt_1","device":"meter-7"}"#, None);
+        let id = KeySource::JsonPointer {
+            pointer: "/id".into(),
+        };
+        let device = KeySource::JsonPointer {
+            pointer: "/device".into(),
+        };
+        assert_eq!(id.extract(&input), Ok(Some("evt_1".into())));
+        assert_eq!(device.extract(&input), Ok(Some("meter-7".into())));
+        let broken = KeyInput::new(&h, b"{", None);
+        assert_eq!(
+            id.extract(&broken).map_err(|e| e.code()),
+            Err("body_not_json")
+        );
+        assert_eq!(
+            device.extract(&broken).map_err(|e| e.code()),
+            Err("body_not_json")
+        );
     }
 
     #[test]
     fn signed_id_key() {
         let h = HeaderMap::new();
         assert_eq!(
-            KeySource::SignedId.extract(&h, b"", Some("msg_1")),
+            KeySource::SignedId.extract(&KeyInput::new(&h, b"", Some("msg_1"))),
             Ok(Some("msg_1".into()))
         );
         assert_eq!(
-            KeySource::SignedId.extract(&h, b"", None),
+            KeySource::SignedId.extract(&KeyInput::new(&h, b"", None)),
             Err(KeyError::NoSignedId)
         );
     }
@@ -194,7 +247,7 @@ mod tests {
             pointer: "/id".into(),
         };
         assert_eq!(
-            src.extract(&HeaderMap::new(), long.as_bytes(), None),
+            src.extract(&KeyInput::new(&HeaderMap::new(), long.as_bytes(), None)),
             Err(KeyError::TooLong)
         );
     }

@@ -9,6 +9,7 @@ use http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use spillway_config::{FailMode, ResolvedSource};
+use spillway_core::key::KeyInput;
 use spillway_core::{trace, Envelope, EventId};
 use spillway_idempotency::{Claim, DedupeStore};
 use spillway_kafka::EventProducer;
@@ -152,16 +153,12 @@ impl Pipeline {
                 return answer::error(outcome, status, e.code(), e.to_string());
             }
         };
-        let signed_id = verified.signed_id.as_deref();
-        let dedupe_key = match source.dedupe.extract(&parts.headers, &body, signed_id) {
+        let key_input = KeyInput::new(&parts.headers, &body, verified.signed_id.as_deref());
+        let dedupe_key = match source.dedupe.extract(&key_input) {
             Ok(k) => k,
             Err(e) => return bad_key("dedupe key", &e),
         };
-        let partition_key = match source
-            .partition_key
-            .as_ref()
-            .map(|p| p.extract(&parts.headers, &body, signed_id))
-        {
+        let partition_key = match source.partition_key.as_ref().map(|p| p.extract(&key_input)) {
             None => None,
             Some(Ok(k)) => k,
             Some(Err(e)) => return bad_key("partition key", &e),
@@ -191,7 +188,7 @@ impl Pipeline {
         {
             Ok(answer) => answer,
             Err(e) => answer::error(
-                Outcome::KafkaUnavailable,
+                Outcome::Internal,
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
                 format!("the request task failed: {e}"),

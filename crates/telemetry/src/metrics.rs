@@ -20,6 +20,8 @@ pub enum Outcome {
     Overloaded,
     KafkaUnavailable,
     RedisUnavailable,
+    /// A bug: the request's task failed. Never expected; alert on any.
+    Internal,
 }
 
 // === impl Outcome ===
@@ -39,6 +41,7 @@ impl Outcome {
             Self::Overloaded => "overloaded",
             Self::KafkaUnavailable => "kafka_unavailable",
             Self::RedisUnavailable => "redis_unavailable",
+            Self::Internal => "internal",
         }
     }
 }

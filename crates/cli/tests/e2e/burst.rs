@@ -276,9 +276,12 @@ async fn burst_is_in_kafka_exactly_once_with_exact_bodies_and_headers() {
 }
 
 mod sha2_hex {
+    use spillway_core::key::{KeyInput, KeySource};
+
     pub fn sha256_hex(body: &[u8]) -> String {
-        let h = spillway_core::key::KeySource::BodyHash
-            .extract(&http::HeaderMap::new(), body, None)
+        let headers = http::HeaderMap::new();
+        let h = KeySource::BodyHash
+            .extract(&KeyInput::new(&headers, body, None))
             .expect("hash");
         h.expect("some")
     }
