@@ -9,7 +9,7 @@ mod model;
 mod resolve;
 
 pub use model::*;
-pub use resolve::{read_secret, FieldError, ResolvedSource};
+pub use resolve::{read_secret, FieldError, ResolvedSource, ResolvedSubscription};
 
 use std::path::Path;
 
@@ -18,7 +18,7 @@ use figment::Figment;
 
 /// The top-level sections an environment override may address. Other `SPILLWAY_*` variables
 /// (for instance the ones holding secrets) are left alone instead of being parsed as config.
-const ENV_SECTIONS: &[&str] = &["ingress", "admin", "kafka", "redis", "sources"];
+const ENV_SECTIONS: &[&str] = &["ingress", "admin", "kafka", "redis", "sources", "worker"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

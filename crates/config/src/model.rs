@@ -22,6 +22,12 @@ pub struct Config {
     pub redis: RedisConfig,
     /// The webhook sources, by name: `POST /v1/hooks/{name}`.
     pub sources: BTreeMap<String, SourceConfig>,
+    /// Outbound delivery settings of the workers.
+    #[serde(default)]
+    pub worker: WorkerConfig,
+    /// The subscribers events are delivered to.
+    #[serde(default)]
+    pub subscriptions: Vec<SubscriptionConfig>,
 }
 
 /// The public HTTP listener.
@@ -44,6 +50,9 @@ pub struct IngressConfig {
     pub body_read_timeout: Duration,
     /// Largest header block accepted, in bytes (HTTP/1.1 read buffer and HTTP/2 header list).
     pub max_header_bytes: usize,
+    /// An event that has already been delivered this many times by Spillway workers (the
+    /// `spillway-hop` header) is refused with 508: a subscription loops back into the ingress.
+    pub max_hops: u32,
     /// The Retry-After sent with 409 (same key in flight) and 503 (Kafka or a fail-closed
     /// Redis unavailable, or too many requests in flight).
     #[serde(with = "humantime_serde")]
@@ -61,6 +70,7 @@ impl Default for IngressConfig {
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(30),
             max_header_bytes: 64 * 1024,
+            max_hops: 3,
             retry_after: Duration::from_secs(2),
             tls: None,
         }
@@ -215,6 +225,11 @@ pub struct SourceConfig {
     /// again while reading.
     #[serde(default = "default_max_body")]
     pub max_body_bytes: u64,
+    /// Where the event type comes from, for subscriptions that filter on it; by default the
+    /// scheme's own (X-GitHub-Event, Stripe's `/type`, X-Shopify-Topic, `/type` for Standard
+    /// Webhooks and Slack), none for generic HMAC and `none` sources.
+    #[serde(default)]
+    pub event_type: Option<KeySource>,
     /// Provider headers copied into the Kafka record (case-insensitive names). By default the
     /// scheme's event-type and id headers.
     #[serde(default)]
@@ -293,4 +308,65 @@ pub struct SecretConfig {
     /// RFC 3339 time after which this secret is no longer accepted.
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub not_after: Option<time::OffsetDateTime>,
+}
+
+/// Outbound delivery: how the workers call subscribers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerConfig {
+    /// Addresses subscribers may resolve to although they are loopback, private, link-local
+    /// and so on (trusted internal targets, tests). Everything else in those ranges is refused.
+    pub allow_cidrs: Vec<ipnet::IpNet>,
+    /// Delay before the first retry; doubled for each further attempt.
+    #[serde(with = "humantime_serde")]
+    pub retry_initial: Duration,
+    /// Longest delay between two attempts.
+    #[serde(with = "humantime_serde")]
+    pub retry_max_delay: Duration,
+    /// Attempts in all (the first one included) before an event is dead-lettered.
+    pub max_attempts: u32,
+    /// Random spread of each delay, as a fraction (0.2 = +/-20%), so that retries of many
+    /// events do not arrive at a recovering subscriber all at once.
+    pub retry_jitter: f64,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            allow_cidrs: Vec::new(),
+            retry_initial: Duration::from_secs(1),
+            retry_max_delay: Duration::from_secs(600),
+            max_attempts: 12,
+            retry_jitter: 0.2,
+        }
+    }
+}
+
+/// One subscriber.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriptionConfig {
+    /// Unique, stable id: it names the subscription in headers, metrics and the dead-letter topic.
+    pub id: String,
+    /// Where events are POSTed (http or https).
+    pub url: String,
+    /// Sources whose events it receives; all sources when empty.
+    #[serde(default)]
+    pub sources: Vec<String>,
+    /// Event types it receives; all types when empty.
+    #[serde(default)]
+    pub event_types: Vec<String>,
+    /// Standard Webhooks secrets (`whsec_<base64>`) the deliveries are signed with; several
+    /// during a rotation give several signatures.
+    pub secrets: Vec<SecretConfig>,
+    /// Extra headers sent with every delivery.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// A delivery not answered within this has failed.
+    #[serde(default = "default_delivery_timeout_sub", with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+fn default_delivery_timeout_sub() -> Duration {
+    Duration::from_secs(10)
 }

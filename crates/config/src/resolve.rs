@@ -41,6 +41,23 @@ pub struct ResolvedSource {
     pub max_body_bytes: u64,
     /// Lower-cased header names copied into the record.
     pub forward_headers: Vec<String>,
+    /// Where the worker reads the event type from.
+    pub event_type: Option<KeySource>,
+}
+
+/// A subscription ready to deliver to.
+#[derive(Debug, Clone)]
+pub struct ResolvedSubscription {
+    pub id: String,
+    pub url: http::Uri,
+    /// Empty: every source.
+    pub sources: Vec<String>,
+    /// Empty: every event type.
+    pub event_types: Vec<String>,
+    /// Decoded Standard Webhooks keys.
+    pub secrets: Vec<Secret>,
+    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    pub timeout: Duration,
 }
 
 // === impl Config ===
@@ -129,7 +146,115 @@ impl Config {
         if let Err(mut source_errors) = self.resolve_sources() {
             errors.append(&mut source_errors);
         }
+        if let Err(mut subscription_errors) = self.resolve_subscriptions() {
+            errors.append(&mut subscription_errors);
+        }
+        let w = &self.worker;
+        if w.max_attempts == 0 {
+            errors.push(err("worker.max_attempts", "must be at least 1"));
+        }
+        if w.retry_initial.is_zero() || w.retry_max_delay < w.retry_initial {
+            errors.push(err(
+                "worker.retry_max_delay",
+                "retry_initial must be positive and retry_max_delay at least retry_initial",
+            ));
+        }
+        if !(0.0..1.0).contains(&w.retry_jitter) {
+            errors.push(err("worker.retry_jitter", "must be in [0, 1)"));
+        }
         errors
+    }
+
+    /// Resolves every subscription, or returns every problem found.
+    pub fn resolve_subscriptions(&self) -> Result<Vec<ResolvedSubscription>, Vec<FieldError>> {
+        let mut resolved = Vec::new();
+        let mut errors = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for (i, sub) in self.subscriptions.iter().enumerate() {
+            let at = |field: &str| format!("subscriptions[{i}].{field}");
+            let before = errors.len();
+            if sub.id.is_empty()
+                || !sub
+                    .id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                errors.push(err(at("id"), "1 or more characters of a-z A-Z 0-9 - _"));
+            }
+            if !seen.insert(sub.id.as_str()) {
+                errors.push(err(
+                    at("id"),
+                    format!("{:?} is used by another subscription", sub.id),
+                ));
+            }
+            let url = match sub.url.parse::<http::Uri>() {
+                Ok(u) if matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some() => {
+                    Some(u)
+                }
+                _ => {
+                    errors.push(err(
+                        at("url"),
+                        format!("{:?} is not an http(s) URL with a host", sub.url),
+                    ));
+                    None
+                }
+            };
+            for (j, source) in sub.sources.iter().enumerate() {
+                if !self.sources.contains_key(source) {
+                    errors.push(err(
+                        format!("subscriptions[{i}].sources[{j}]"),
+                        format!("no source named {source:?}"),
+                    ));
+                }
+            }
+            if sub.secrets.is_empty() {
+                errors.push(err(
+                    at("secrets"),
+                    "at least one signing secret is required",
+                ));
+            }
+            let mut secrets = Vec::new();
+            for (j, secret) in sub.secrets.iter().enumerate() {
+                match read_secret(&Scheme::StandardWebhooks, secret) {
+                    Ok(s) => secrets.push(s),
+                    Err(message) => {
+                        errors.push(err(format!("subscriptions[{i}].secrets[{j}]"), message))
+                    }
+                }
+            }
+            let mut headers = Vec::new();
+            for (name, value) in &sub.headers {
+                match (
+                    http::HeaderName::from_bytes(name.as_bytes()),
+                    http::HeaderValue::from_str(value),
+                ) {
+                    (Ok(n), Ok(v)) => headers.push((n, v)),
+                    _ => errors.push(err(
+                        format!("subscriptions[{i}].headers.{name}"),
+                        "not a valid header",
+                    )),
+                }
+            }
+            if sub.timeout.is_zero() {
+                errors.push(err(at("timeout"), "must be greater than zero"));
+            }
+            if let (true, Some(url)) = (errors.len() == before, url) {
+                resolved.push(ResolvedSubscription {
+                    id: sub.id.clone(),
+                    url,
+                    sources: sub.sources.clone(),
+                    event_types: sub.event_types.clone(),
+                    secrets,
+                    headers,
+                    timeout: sub.timeout,
+                });
+            }
+        }
+        if errors.is_empty() {
+            Ok(resolved)
+        } else {
+            Err(errors)
+        }
     }
 
     /// Resolves every source, or returns every problem found.
@@ -273,8 +398,14 @@ fn resolve_source(
         (None, Some(s)) => default_dedupe(s),
         (None, None) => KeySource::BodyHash,
     };
+    let event_type = match (&source.event_type, &scheme) {
+        (Some(e), _) => Some(e.clone()),
+        (None, Some(s)) => default_event_type(s),
+        (None, None) => None,
+    };
     for (field, key) in [
         ("dedupe", Some(&dedupe)),
+        ("event_type", source.event_type.as_ref()),
         ("partition_key", source.partition_key.as_ref()),
     ] {
         let Some(key) = key else { continue };
@@ -308,6 +439,7 @@ fn resolve_source(
         on_redis_unavailable: source.on_redis_unavailable,
         max_body_bytes: source.max_body_bytes,
         forward_headers,
+        event_type,
     })
 }
 
@@ -390,6 +522,18 @@ fn default_dedupe(scheme: &Scheme) -> KeySource {
         Scheme::Shopify => header("x-shopify-webhook-id"),
         Scheme::Generic(g) if g.id_header.is_some() => KeySource::SignedId,
         Scheme::Slack | Scheme::Generic(_) | Scheme::None => KeySource::BodyHash,
+    }
+}
+
+/// Where each provider says what kind of event it sent.
+fn default_event_type(scheme: &Scheme) -> Option<KeySource> {
+    let header = |name: &str| Some(KeySource::Header { name: name.into() });
+    let pointer = |p: &str| Some(KeySource::JsonPointer { pointer: p.into() });
+    match scheme {
+        Scheme::Github => header("x-github-event"),
+        Scheme::Shopify => header("x-shopify-topic"),
+        Scheme::Stripe | Scheme::StandardWebhooks | Scheme::Slack => pointer("/type"),
+        Scheme::Generic(_) | Scheme::None => None,
     }
 }
 

@@ -159,3 +159,66 @@ fn missing_file_is_a_parse_error_naming_the_file() {
     assert!(matches!(result, Err(ConfigError::Parse { .. })));
     assert!(errors_of(result)[0].contains("/nonexistent/spillway.yaml"));
 }
+
+#[test]
+fn subscriptions_resolve_and_their_mistakes_are_named() {
+    Jail::expect_with(|jail| {
+        jail.set_env("GH_SECRET", "s");
+        jail.set_env("SUB_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
+        jail.create_file(
+            "spillway.yaml",
+            &format!(
+                "{MINIMAL}worker:\n  allow_cidrs: [127.0.0.0/8, \"::1/128\"]\n\
+                 subscriptions:\n  - id: billing\n    url: https://billing.example.com/hooks\n    \
+                 sources: [github]\n    event_types: [push]\n    secrets: [{{ id: s1, env: SUB_SECRET }}]\n    \
+                 headers: {{ X-Team: billing }}\n"
+            ),
+        )?;
+        let config = load(Path::new("spillway.yaml")).map_err(|e| e.to_string())?;
+        let subs = config
+            .resolve_subscriptions()
+            .map_err(|e| format!("{e:?}"))?;
+        assert_eq!(subs[0].id, "billing");
+        assert_eq!(subs[0].url.host(), Some("billing.example.com"));
+        assert_eq!(
+            subs[0].secrets[0].key.len(),
+            24,
+            "whsec_ secrets are base64-decoded"
+        );
+        assert_eq!(config.worker.allow_cidrs.len(), 2);
+        let sources = config.resolve_sources().map_err(|e| format!("{e:?}"))?;
+        assert_eq!(
+            sources[0].event_type,
+            Some(KeySource::Header {
+                name: "x-github-event".into()
+            })
+        );
+
+        jail.create_file(
+            "bad.yaml",
+            &format!(
+                "{MINIMAL}subscriptions:\n  - {{ id: a, url: \"ftp://x\", secrets: [{{ id: s, env: SUB_SECRET }}] }}\n  \
+                 - {{ id: a, url: \"http://ok\", sources: [nope], secrets: [] }}\n"
+            ),
+        )?;
+        let errors = errors_of(load(Path::new("bad.yaml")));
+        for expected in [
+            "subscriptions[0].url:",
+            "subscriptions[1].id: \"a\" is used by another subscription",
+            "subscriptions[1].sources[0]: no source named \"nope\"",
+            "subscriptions[1].secrets: at least one signing secret is required",
+        ] {
+            assert!(
+                errors.iter().any(|e| e.starts_with(expected)),
+                "missing {expected:?} in {errors:#?}"
+            );
+        }
+        jail.create_file(
+            "cidr.yaml",
+            &format!("{MINIMAL}worker:\n  allow_cidrs: [not-a-cidr]\n"),
+        )?;
+        let errors = errors_of(load(Path::new("cidr.yaml")));
+        assert!(errors[0].contains("allow_cidrs"), "{errors:?}");
+        Ok(())
+    });
+}

@@ -18,5 +18,10 @@ pub const CONTENT_TYPE: &str = "content-type";
 /// W3C trace context started by the ingress.
 pub const TRACEPARENT: &str = "traceparent";
 
+/// How many times Spillway workers have delivered this event already. Workers send it
+/// incremented on every delivery; the ingress refuses an event past its hop limit (a
+/// subscription that loops back into the cluster) and carries the count into the record.
+pub const HOP: &str = "spillway-hop";
+
 /// The prefix reserved for Spillway's own headers; forwarded provider headers may not use it.
 pub const RESERVED_PREFIX: &str = "spillway-";

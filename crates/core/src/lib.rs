@@ -58,6 +58,8 @@ pub struct Envelope {
     pub forwarded: Vec<(String, Bytes)>,
     /// The Kafka record key: the partition key when configured, else the dedupe key.
     pub record_key: Option<String>,
+    /// Deliveries by Spillway workers this event has been through (0 from an outside sender).
+    pub hops: u32,
     pub body: Bytes,
 }
 
@@ -86,6 +88,9 @@ impl Envelope {
         }
         if let Some(content_type) = &self.content_type {
             out.push((headers::CONTENT_TYPE, content_type.as_bytes().to_vec()));
+        }
+        if self.hops > 0 {
+            out.push((headers::HOP, self.hops.to_string().into_bytes()));
         }
         for (name, value) in &self.forwarded {
             out.push((name.as_str(), value.to_vec()));
@@ -134,6 +139,7 @@ mod tests {
             traceparent: trace::new_traceparent(),
             forwarded: vec![("x-github-event".into(), Bytes::from_static(b"push"))],
             record_key: Some("abc".into()),
+            hops: 1,
             body: Bytes::from_static(b"{}"),
         };
         let headers = envelope.record_headers();
@@ -148,5 +154,6 @@ mod tests {
         assert_eq!(find(headers::KEY_ID).as_deref(), Some("k1"));
         assert_eq!(find("x-github-event").as_deref(), Some("push"));
         assert_eq!(find(headers::RECEIVED_AT).as_deref(), Some("1700000000000"));
+        assert_eq!(find(headers::HOP).as_deref(), Some("1"));
     }
 }

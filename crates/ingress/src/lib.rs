@@ -106,6 +106,7 @@ impl Ingress {
             metrics,
             body_read_timeout: config.ingress.body_read_timeout,
             retry_after: config.ingress.retry_after,
+            max_hops: config.ingress.max_hops,
             tasks: TaskTracker::new(),
         });
         let readiness = Arc::new(IngressReadiness {

@@ -32,6 +32,7 @@ pub struct Pipeline {
     pub(crate) metrics: IngressMetrics,
     pub(crate) body_read_timeout: Duration,
     pub(crate) retry_after: Duration,
+    pub(crate) max_hops: u32,
     /// The durable sections (claim, produce, commit) in progress; drained on shutdown.
     pub(crate) tasks: TaskTracker,
 }
@@ -83,6 +84,27 @@ impl Pipeline {
                 .insert(header::ALLOW, HeaderValue::from_static("POST"));
             return (label, a);
         }
+        let hops = match hop_count(req.headers()) {
+            Some(h) if h <= self.max_hops => h,
+            Some(h) => {
+                let a = answer::error(
+                    Outcome::LoopDetected,
+                    StatusCode::LOOP_DETECTED,
+                    "loop_detected",
+                    format!("this event was already delivered {h} times by Spillway workers (limit {}): a subscription loops back into the ingress", self.max_hops),
+                );
+                return (label, a);
+            }
+            None => {
+                let a = answer::error(
+                    Outcome::BadRequest,
+                    StatusCode::BAD_REQUEST,
+                    "malformed_header",
+                    "spillway-hop must be a non-negative integer",
+                );
+                return (label, a);
+            }
+        };
         // Admission: refuse at once rather than queue when the process is saturated.
         let Ok(_permit) = self.permits.clone().try_acquire_owned() else {
             let a = answer::retry_later(
@@ -95,13 +117,14 @@ impl Pipeline {
             return (label, a);
         };
         let _in_flight = InFlightGuard::new(&self.metrics);
-        (label, self.accept(source, req).await)
+        (label, self.accept(source, req, hops).await)
     }
 
     async fn accept(
         self: &Arc<Self>,
         source: Arc<ResolvedSource>,
         req: Request<Incoming>,
+        hops: u32,
     ) -> Answer {
         let cap = source.max_body_bytes;
         if let Some(length) = content_length(req.headers()) {
@@ -169,6 +192,7 @@ impl Pipeline {
             source: source.name.clone(),
             received_at_ms: millis_since_epoch(received_at),
             record_key: partition_key.or_else(|| dedupe_key.clone()),
+            hops,
             dedupe_key,
             scheme: source.verifier.scheme().name().to_owned(),
             key_id: verified.key_id,
@@ -300,6 +324,14 @@ fn bad_key(what: &str, e: &spillway_core::key::KeyError) -> Answer {
         e.code(),
         format!("no {what}: {e}"),
     )
+}
+
+/// The `spillway-hop` count: 0 when absent, `None` when it is not a number.
+fn hop_count(headers: &HeaderMap) -> Option<u32> {
+    match headers.get(spillway_core::headers::HOP) {
+        None => Some(0),
+        Some(v) => v.to_str().ok()?.trim().parse().ok(),
+    }
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {

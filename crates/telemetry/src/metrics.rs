@@ -20,6 +20,7 @@ pub enum Outcome {
     Overloaded,
     KafkaUnavailable,
     RedisUnavailable,
+    LoopDetected,
     /// A bug: the request's task failed. Never expected; alert on any.
     Internal,
 }
@@ -41,6 +42,7 @@ impl Outcome {
             Self::Overloaded => "overloaded",
             Self::KafkaUnavailable => "kafka_unavailable",
             Self::RedisUnavailable => "redis_unavailable",
+            Self::LoopDetected => "loop_detected",
             Self::Internal => "internal",
         }
     }

@@ -61,9 +61,28 @@ async fn run_serves_until_shutdown_and_the_event_is_in_kafka() {
         .expect("post");
     assert_eq!(reply.status, 202, "{:?}", reply.body);
     let id = reply.field("id").expect("id");
+    // An event a Spillway worker delivered back in (within the hop limit) keeps its count.
+    let mut relayed = spillway_signature::sign(
+        &spillway_signature::Scheme::Github,
+        b"in-process-secret",
+        "d-2",
+        ts,
+        &body,
+    );
+    relayed.push(("spillway-hop".into(), "2".into()));
+    let reply = Client::http1()
+        .post(
+            &format!("http://{addr}/v1/hooks/github"),
+            &relayed,
+            body.clone(),
+        )
+        .await
+        .expect("post");
+    assert_eq!(reply.status, 202, "{:?}", reply.body);
+    let relayed_id = reply.field("id").expect("id");
     assert_eq!(
         metrics.count("github", spillway_telemetry::Outcome::Accepted),
-        1
+        2
     );
 
     stop.send(()).expect("stop");
@@ -81,7 +100,20 @@ async fn run_serves_until_shutdown_and_the_event_is_in_kafka() {
     );
 
     let records = read_topic(&kafka_brokers(), &topic).await;
-    assert_eq!(records.len(), 1);
-    assert_eq!(records[0].header(headers::EVENT_ID), Some(id.as_str()));
-    assert_eq!(records[0].value, body.to_vec());
+    assert_eq!(records.len(), 2);
+    let first = records
+        .iter()
+        .find(|r| r.header(headers::EVENT_ID) == Some(id.as_str()))
+        .expect("first");
+    assert_eq!(first.value, body.to_vec());
+    assert_eq!(
+        first.header(headers::HOP),
+        None,
+        "an outside sender's event has no hop header"
+    );
+    let second = records
+        .iter()
+        .find(|r| r.header(headers::EVENT_ID) == Some(relayed_id.as_str()))
+        .expect("second");
+    assert_eq!(second.header(headers::HOP), Some("2"));
 }
