@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod process;
+pub mod subscriber;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -12,6 +13,7 @@ use std::time::Duration;
 pub use client::{Client, Reply};
 pub use process::{IngressProcess, Tansu};
 use spillway_kafka::reader::ReadRecord;
+pub use subscriber::{Behaviour, Received, TestSubscriber};
 
 /// Bootstrap servers of the shared local broker.
 pub fn kafka_brokers() -> String {

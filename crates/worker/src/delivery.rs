@@ -1,0 +1,303 @@
+//! Outbound delivery: one signed HTTP POST of an event to a subscriber, and what came of it.
+//!
+//! Requests carry the Standard Webhooks headers (`webhook-id`, `webhook-timestamp`,
+//! `webhook-signature`) signed with every active secret of the subscription, so a subscriber
+//! mid-rotation verifies with either. The body is the event's exact bytes.
+
+use std::net::IpAddr;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::{header, Request};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use spillway_config::ResolvedSubscription;
+use spillway_core::headers;
+use spillway_signature::{sign, unix_seconds, Scheme};
+
+use crate::ssrf::{AddressPolicy, GuardedResolver, RefusedAddress};
+
+/// The part of an answer body read before the connection is reused; the rest is not waited for.
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
+/// An event on its way to a subscriber.
+#[derive(Debug, Clone)]
+pub struct OutboundEvent {
+    /// The ingress's event id; the `webhook-id` the subscriber dedupes on.
+    pub event_id: String,
+    pub source: String,
+    pub event_type: Option<String>,
+    pub content_type: Option<String>,
+    pub traceparent: Option<String>,
+    /// Deliveries this event has already been through; sent incremented.
+    pub hops: u32,
+    pub body: Bytes,
+}
+
+/// What one attempt came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryOutcome {
+    /// A 2xx within the timeout.
+    Delivered { status: u16 },
+    /// Anything else: worth another attempt later.
+    Failed {
+        reason: String,
+        status: Option<u16>,
+        /// The subscriber's Retry-After, on 429 and 503.
+        retry_after: Option<Duration>,
+    },
+    /// The target is forbidden by the SSRF guard: retrying cannot help.
+    Refused { reason: String },
+}
+
+type HttpsClient = Client<HttpsConnector<HttpConnector<GuardedResolver>>, Full<Bytes>>;
+
+/// Delivers events; one per worker process, cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Deliverer {
+    client: HttpsClient,
+    policy: AddressPolicy,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot set up TLS for deliveries: {0}")]
+pub struct SetupError(#[from] rustls::Error);
+
+// === impl Deliverer ===
+
+impl Deliverer {
+    pub fn new(policy: AddressPolicy) -> Result<Self, SetupError> {
+        let mut http = HttpConnector::new_with_resolver(GuardedResolver::new(policy.clone()));
+        // https:// URLs are handed to the TLS layer below.
+        http.enforce_http(false);
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())?
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(http);
+        Ok(Self {
+            client: Client::builder(TokioExecutor::new()).build(https),
+            policy,
+        })
+    }
+
+    /// POSTs `event` to the subscription's URL, attempt number `attempt` (1 for the first).
+    pub async fn deliver(
+        &self,
+        subscription: &ResolvedSubscription,
+        event: &OutboundEvent,
+        attempt: u32,
+    ) -> DeliveryOutcome {
+        // hyper's connector does not resolve IP literals, so they are checked here.
+        if let Some(ip) = subscription.url.host().and_then(literal_ip) {
+            if let Err(refused) = self.policy.check(ip) {
+                return DeliveryOutcome::Refused {
+                    reason: refused.to_string(),
+                };
+            }
+        }
+        let request = match build_request(subscription, event, attempt) {
+            Ok(r) => r,
+            Err(e) => {
+                return DeliveryOutcome::Refused {
+                    reason: format!("cannot build the request: {e}"),
+                }
+            }
+        };
+        let exchange = async {
+            let response = self.client.request(request).await?;
+            let status = response.status();
+            let retry_after = retry_after(response.headers());
+            // Read (a bounded part of) the answer so the connection can be reused.
+            let _ = Limited::new(response.into_body(), MAX_ANSWER_BYTES)
+                .collect()
+                .await;
+            Ok::<_, hyper_util::client::legacy::Error>((status, retry_after))
+        };
+        match tokio::time::timeout(subscription.timeout, exchange).await {
+            Err(_) => DeliveryOutcome::Failed {
+                reason: format!("no answer within {:?}", subscription.timeout),
+                status: None,
+                retry_after: None,
+            },
+            Ok(Err(e)) => match refused_by_guard(&e) {
+                Some(refused) => DeliveryOutcome::Refused {
+                    reason: refused.to_string(),
+                },
+                None => DeliveryOutcome::Failed {
+                    reason: error_chain(&e),
+                    status: None,
+                    retry_after: None,
+                },
+            },
+            Ok(Ok((status, _))) if status.is_success() => DeliveryOutcome::Delivered {
+                status: status.as_u16(),
+            },
+            Ok(Ok((status, retry_after))) => DeliveryOutcome::Failed {
+                reason: format!("answered {status}"),
+                status: Some(status.as_u16()),
+                retry_after: if matches!(status.as_u16(), 429 | 503) {
+                    retry_after
+                } else {
+                    None
+                },
+            },
+        }
+    }
+}
+
+fn build_request(
+    subscription: &ResolvedSubscription,
+    event: &OutboundEvent,
+    attempt: u32,
+) -> Result<Request<Full<Bytes>>, http::Error> {
+    let now = SystemTime::now();
+    let timestamp = unix_seconds(now);
+    // One `v1,<base64>` per active secret, space-separated, as the spec allows for rotation.
+    let signatures: Vec<String> = subscription
+        .secrets
+        .iter()
+        .filter(|s| s.not_after.is_none_or(|end| now < end))
+        .flat_map(|s| {
+            sign(
+                &Scheme::StandardWebhooks,
+                &s.key,
+                &event.event_id,
+                timestamp,
+                &event.body,
+            )
+        })
+        .filter(|(name, _)| name == "webhook-signature")
+        .map(|(_, value)| value)
+        .collect();
+    let mut request = Request::post(subscription.url.clone())
+        .header("webhook-id", &event.event_id)
+        .header("webhook-timestamp", timestamp.to_string())
+        .header("webhook-signature", signatures.join(" "))
+        .header(
+            header::CONTENT_TYPE,
+            event.content_type.as_deref().unwrap_or("application/json"),
+        )
+        .header(
+            header::USER_AGENT,
+            concat!("Spillway/", env!("CARGO_PKG_VERSION")),
+        )
+        .header(headers::HOP, (event.hops + 1).to_string())
+        .header(headers::SOURCE, &event.source)
+        .header("spillway-attempt", attempt.to_string());
+    if let Some(t) = &event.event_type {
+        request = request.header("spillway-event-type", t);
+    }
+    if let Some(tp) = &event.traceparent {
+        request = request.header(headers::TRACEPARENT, tp);
+    }
+    for (name, value) in &subscription.headers {
+        request = request.header(name, value);
+    }
+    request.body(Full::new(event.body.clone()))
+}
+
+fn literal_ip(host: &str) -> Option<IpAddr> {
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .ok()
+}
+
+/// Seconds or an HTTP date, as RFC 9110 allows.
+fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
+    let text = headers.get(header::RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = text.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(text).ok()?;
+    Some(at.duration_since(SystemTime::now()).unwrap_or_default())
+}
+
+fn refused_by_guard(e: &(dyn std::error::Error + 'static)) -> Option<RefusedAddress> {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = current {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if let Some(r) = io
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<RefusedAddress>())
+            {
+                return Some(r.clone());
+            }
+        }
+        current = err.source();
+    }
+    None
+}
+
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut current = e.source();
+    while let Some(err) = current {
+        text.push_str(": ");
+        text.push_str(&err.to_string());
+        current = err.source();
+    }
+    text
+}
+
+/// Does `subscription` want events of `source` with this `event_type`?
+pub fn wants(subscription: &ResolvedSubscription, source: &str, event_type: Option<&str>) -> bool {
+    let source_ok =
+        subscription.sources.is_empty() || subscription.sources.iter().any(|s| s == source);
+    let type_ok = subscription.event_types.is_empty()
+        || event_type.is_some_and(|t| subscription.event_types.iter().any(|w| w == t));
+    source_ok && type_ok
+}
+
+#[cfg(test)]
+mod tests {
+    use http::HeaderValue;
+
+    use super::*;
+
+    #[test]
+    fn retry_after_reads_seconds_and_dates() {
+        let mut h = http::HeaderMap::new();
+        h.insert(header::RETRY_AFTER, HeaderValue::from_static("7"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
+        let later = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(120));
+        h.insert(
+            header::RETRY_AFTER,
+            HeaderValue::from_str(&later).expect("date"),
+        );
+        let d = retry_after(&h).expect("date");
+        assert!(
+            d > Duration::from_secs(100) && d <= Duration::from_secs(120),
+            "{d:?}"
+        );
+        h.insert(header::RETRY_AFTER, HeaderValue::from_static("soon"));
+        assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn matching_by_source_and_event_type() {
+        let sub = |sources: &[&str], types: &[&str]| ResolvedSubscription {
+            id: "s".into(),
+            url: "http://example.com/".parse().expect("uri"),
+            sources: sources.iter().map(|s| (*s).to_owned()).collect(),
+            event_types: types.iter().map(|s| (*s).to_owned()).collect(),
+            secrets: Vec::new(),
+            headers: Vec::new(),
+            timeout: Duration::from_secs(1),
+        };
+        assert!(wants(&sub(&[], &[]), "github", None));
+        assert!(wants(&sub(&["github"], &[]), "github", Some("push")));
+        assert!(!wants(&sub(&["stripe"], &[]), "github", Some("push")));
+        assert!(wants(&sub(&[], &["push"]), "github", Some("push")));
+        assert!(!wants(&sub(&[], &["push"]), "github", Some("issues")));
+        assert!(
+            !wants(&sub(&[], &["push"]), "github", None),
+            "a typed subscription needs a type"
+        );
+    }
+}
