@@ -31,6 +31,11 @@ enum Command {
         #[arg(long, env = "SPILLWAY_CONFIG")]
         config: PathBuf,
     },
+    /// Deliver events to subscribers: consume the source topics, sign, retry, dead-letter.
+    Worker {
+        #[arg(long, env = "SPILLWAY_CONFIG")]
+        config: PathBuf,
+    },
     /// Validate a config file (secrets included) and name every bad field.
     CheckConfig { config: PathBuf },
     /// Kafka topic administration.
@@ -50,7 +55,8 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum TopicsCommand {
-    /// Create the topic of every configured source (existing topics are left alone).
+    /// Create the topic of every configured source, and the workers' retry tiers and
+    /// dead-letter topic (existing topics are left alone).
     Create {
         #[arg(long, env = "SPILLWAY_CONFIG")]
         config: PathBuf,
@@ -86,6 +92,16 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             ingress(config).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Worker { config } => {
+            let config = load(&config)?;
+            let worker = spillway_worker::Worker::from_config(&config)?;
+            tracing::info!(
+                subscriptions = config.subscriptions.len(),
+                "spillway worker started"
+            );
+            worker.run(shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::CheckConfig { config } => match spillway_config::load(&config) {
             Ok(c) => {
                 println!(
@@ -105,7 +121,8 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             command: TopicsCommand::Create { config },
         } => {
             let config = load(&config)?;
-            let topics = config.topics();
+            let mut topics = config.topics();
+            topics.extend(spillway_worker::topics::worker_topics(&config));
             spillway_kafka::admin::ensure_topics(
                 &config.kafka.brokers,
                 &topics,

@@ -314,6 +314,13 @@ pub struct SecretConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WorkerConfig {
+    /// Kafka consumer group of the workers: replicas in one group share the partitions.
+    pub group_id: String,
+    /// Records queued for one partition before it is paused (backpressure instead of
+    /// unbounded buffering); it resumes below half of this.
+    pub partition_backlog: usize,
+    /// Further librdkafka consumer properties.
+    pub consumer_properties: BTreeMap<String, String>,
     /// Addresses subscribers may resolve to although they are loopback, private, link-local
     /// and so on (trusted internal targets, tests). Everything else in those ranges is refused.
     pub allow_cidrs: Vec<ipnet::IpNet>,
@@ -333,6 +340,9 @@ pub struct WorkerConfig {
 impl Default for WorkerConfig {
     fn default() -> Self {
         Self {
+            group_id: "spillway-workers".into(),
+            partition_backlog: 256,
+            consumer_properties: BTreeMap::new(),
             allow_cidrs: Vec::new(),
             retry_initial: Duration::from_secs(1),
             retry_max_delay: Duration::from_secs(600),

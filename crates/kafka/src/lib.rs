@@ -143,20 +143,36 @@ impl EventProducer {
 
     /// Writes the envelope to `topic` and waits for the delivery report.
     pub async fn send(&self, topic: &str, envelope: &Envelope) -> Result<Delivered, ProduceError> {
+        let headers = envelope.record_headers();
+        self.send_record(
+            topic,
+            envelope.record_key.as_deref().map(str::as_bytes),
+            &envelope.body,
+            &headers,
+        )
+        .await
+    }
+
+    /// Writes one record and waits for the delivery report. Used directly by the workers for
+    /// retry and dead-letter records, which carry the original record's headers plus their own.
+    pub async fn send_record<K: AsRef<str>, V: AsRef<[u8]>>(
+        &self,
+        topic: &str,
+        key: Option<&[u8]>,
+        value: &[u8],
+        headers: &[(K, V)],
+    ) -> Result<Delivered, ProduceError> {
         let (generation, producer) = self.current();
-        let header_list = envelope.record_headers();
-        let mut headers = OwnedHeaders::new_with_capacity(header_list.len());
-        for (key, value) in &header_list {
-            headers = headers.insert(Header {
-                key,
-                value: Some(value.as_slice()),
+        let mut owned = OwnedHeaders::new_with_capacity(headers.len());
+        for (key, value) in headers {
+            owned = owned.insert(Header {
+                key: key.as_ref(),
+                value: Some(value.as_ref()),
             });
         }
-        let mut record = FutureRecord::to(topic)
-            .payload(envelope.body.as_ref())
-            .headers(headers);
-        if let Some(key) = &envelope.record_key {
-            record = record.key(key.as_str());
+        let mut record = FutureRecord::to(topic).payload(value).headers(owned);
+        if let Some(key) = key {
+            record = record.key(key);
         }
         let delivery = producer.send_result(record).map_err(|(e, _)| match e {
             KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull) => ProduceError::QueueFull,

@@ -1,15 +1,18 @@
 //! Spillway's consumer workers.
 //!
-//! This crate holds the outbound half so far: which subscriptions want an event
-//! ([`delivery::wants`]), one signed delivery attempt and its classification
-//! ([`delivery::Deliverer`]), when to retry ([`retry::RetryPolicy`]), and the SSRF guard
-//! every delivery passes through ([`ssrf`]). The Kafka consumer loop, retry and dead-letter
-//! topics build on these.
+//! - [`consumer::Worker`]: consumer groups over the source topics and the retry tiers,
+//!   at-least-once, one lane per partition;
+//! - [`delivery`]: which subscriptions want an event, one signed attempt and its outcome;
+//! - [`retry`]: when to try again; [`topics`]: the retry tiers and the dead-letter topic;
+//! - [`ssrf`]: the guard every delivery passes through.
 
+pub mod consumer;
 pub mod delivery;
 pub mod retry;
 pub mod ssrf;
+pub mod topics;
 
+pub use consumer::{control, Worker, WorkerError};
 pub use delivery::{wants, Deliverer, DeliveryOutcome, OutboundEvent};
 pub use retry::RetryPolicy;
 pub use ssrf::{AddressPolicy, RefusedAddress};

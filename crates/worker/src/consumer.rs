@@ -1,0 +1,551 @@
+//! The worker's consumers: the source topics (first attempts) and the retry tiers.
+//!
+//! At-least-once: a record's offset is stored only after the record is fully handled: each
+//! matching subscription got it, or the delivery was parked in a retry tier or the dead-letter
+//! topic with Kafka's acknowledgement. Offsets of a partition are stored in order, never past
+//! an unfinished record; the stored offsets are committed every second and on shutdown.
+//!
+//! Each partition has its own lane (a task), so partitions progress in parallel and the
+//! records of one key, which share a partition, are handled in order. The dispatcher never
+//! blocks on a lane: a lane whose backlog passes `worker.partition_backlog` has its partition
+//! paused until it drains, so memory stays bounded and the consumer keeps polling (a retry
+//! lane may wait minutes for its head record).
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::{Headers, Message, OwnedMessage};
+use rdkafka::TopicPartitionList;
+use spillway_config::{Config, ResolvedSource, ResolvedSubscription};
+use spillway_core::headers;
+use spillway_core::key::KeyInput;
+use spillway_kafka::{EventProducer, ProducerSettings};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::delivery::{wants, Deliverer, DeliveryOutcome, OutboundEvent};
+use crate::ssrf::AddressPolicy;
+use crate::topics::{dead_letter_topic, retry_tiers, tier_for, RetryTier};
+use crate::RetryPolicy;
+
+/// Headers the workers add to retry and dead-letter records.
+pub mod control {
+    /// The subscription a parked delivery is for.
+    pub const SUBSCRIPTION: &str = "spillway-subscription";
+    /// The attempt a retry record is for (2 is the first retry); in a dead letter, the
+    /// attempts made.
+    pub const ATTEMPT: &str = "spillway-attempt";
+    /// Milliseconds since the epoch before which a retry record is not attempted.
+    pub const NOT_BEFORE: &str = "spillway-not-before";
+    /// Why the last attempt failed.
+    pub const LAST_ERROR: &str = "spillway-last-error";
+    /// The last HTTP status, when there was one.
+    pub const LAST_STATUS: &str = "spillway-last-status";
+    /// Why an event is a dead letter: `attempts_exhausted` or `target_refused`.
+    pub const DEAD_REASON: &str = "spillway-dead-reason";
+    /// Milliseconds since the epoch at which the event became a dead letter.
+    pub const DEAD_AT: &str = "spillway-dead-at";
+
+    pub(crate) const ALL: &[&str] = &[
+        SUBSCRIPTION,
+        ATTEMPT,
+        NOT_BEFORE,
+        LAST_ERROR,
+        LAST_STATUS,
+        DEAD_REASON,
+        DEAD_AT,
+    ];
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("config: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Kafka(#[from] spillway_kafka::ClientError),
+    #[error("kafka consumer: {0}")]
+    Consumer(#[from] rdkafka::error::KafkaError),
+    #[error(transparent)]
+    Setup(#[from] crate::delivery::SetupError),
+}
+
+/// What the workers need to handle a record, shared by every lane.
+#[derive(Debug)]
+struct Handling {
+    sources: HashMap<String, ResolvedSource>,
+    subscriptions: Vec<ResolvedSubscription>,
+    deliverer: Deliverer,
+    policy: RetryPolicy,
+    tiers: Vec<RetryTier>,
+    dead_letter: String,
+    producer: EventProducer,
+}
+
+/// A worker process: a consumer for the source topics and one for the retry tiers.
+#[derive(Debug)]
+pub struct Worker {
+    handling: Arc<Handling>,
+    consumer_config: ClientConfig,
+    group_id: String,
+    source_topics: Vec<String>,
+    backlog: usize,
+    flush_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// Source topics: first attempts, fanned out to every matching subscription.
+    Source,
+    /// Retry tiers: one subscription per record, once it is due.
+    Retry,
+}
+
+// === impl Worker ===
+
+impl Worker {
+    pub fn from_config(config: &Config) -> Result<Self, WorkerError> {
+        let joined = |errors: Vec<spillway_config::FieldError>| {
+            WorkerError::Config(
+                errors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
+        };
+        let sources = config.resolve_sources().map_err(joined)?;
+        let subscriptions = config.resolve_subscriptions().map_err(joined)?;
+        let producer = EventProducer::new(&ProducerSettings {
+            brokers: config.kafka.brokers.clone(),
+            delivery_timeout: config.kafka.delivery_timeout,
+            linger: config.kafka.linger,
+            max_queued_messages: config.kafka.max_queued_messages,
+            properties: config.kafka.properties.clone(),
+            recreate_on_timeout: config.kafka.recreate_producer_on_timeout,
+        })?;
+        let mut consumer_config = ClientConfig::new();
+        for (k, v) in &config.worker.consumer_properties {
+            consumer_config.set(k, v);
+        }
+        consumer_config
+            .set("bootstrap.servers", &config.kafka.brokers)
+            // Offsets are stored by hand once a record is handled, committed every second.
+            .set("enable.auto.commit", "true")
+            .set("auto.commit.interval.ms", "1000")
+            .set("enable.auto.offset.store", "false")
+            // A new group starts at the beginning: events accepted before the first worker
+            // started are delivered too.
+            .set("auto.offset.reset", "earliest");
+        Ok(Self {
+            handling: Arc::new(Handling {
+                sources: sources
+                    .iter()
+                    .map(|s| (s.name.clone(), s.clone()))
+                    .collect(),
+                subscriptions,
+                deliverer: Deliverer::new(AddressPolicy::new(config.worker.allow_cidrs.clone()))?,
+                policy: RetryPolicy::from(&config.worker),
+                tiers: retry_tiers(config),
+                dead_letter: dead_letter_topic(config),
+                producer,
+            }),
+            consumer_config,
+            group_id: config.worker.group_id.clone(),
+            source_topics: config.topics(),
+            backlog: config.worker.partition_backlog.max(1),
+            flush_timeout: config.kafka.delivery_timeout,
+        })
+    }
+
+    /// Consumes until `shutdown` resolves; then every lane finishes the record in hand (a
+    /// retry lane waiting for a due time stops at once), offsets are committed and the
+    /// producer is flushed.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), WorkerError> {
+        let cancel = CancellationToken::new();
+        let source = self.consumer(&self.group_id, &self.source_topics)?;
+        let retry_topics: Vec<String> = self
+            .handling
+            .tiers
+            .iter()
+            .map(|t| t.topic.clone())
+            .collect();
+        let retry = self.consumer(&format!("{}.retry", self.group_id), &retry_topics)?;
+        let tasks = [
+            tokio::spawn(consume(
+                source,
+                Role::Source,
+                self.handling.clone(),
+                cancel.clone(),
+                self.backlog,
+            )),
+            tokio::spawn(consume(
+                retry,
+                Role::Retry,
+                self.handling.clone(),
+                cancel.clone(),
+                self.backlog,
+            )),
+        ];
+        shutdown.await;
+        tracing::info!("shutdown: finishing the records in hand");
+        cancel.cancel();
+        for task in tasks {
+            if let Err(e) = task.await {
+                tracing::error!(error = %e, "consumer task failed");
+            }
+        }
+        let producer = self.handling.producer.clone();
+        let timeout = self.flush_timeout;
+        let _ = tokio::task::spawn_blocking(move || producer.flush(timeout)).await;
+        tracing::info!("worker stopped");
+        Ok(())
+    }
+
+    fn consumer(&self, group: &str, topics: &[String]) -> Result<Arc<StreamConsumer>, WorkerError> {
+        let consumer: StreamConsumer = self
+            .consumer_config
+            .clone()
+            .set("group.id", group)
+            .create()?;
+        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+        consumer.subscribe(&names)?;
+        Ok(Arc::new(consumer))
+    }
+}
+
+/// A partition's lane: its queue and how long the queue is.
+struct Lane {
+    tx: mpsc::UnboundedSender<OwnedMessage>,
+    queued: Arc<AtomicUsize>,
+}
+
+async fn consume(
+    consumer: Arc<StreamConsumer>,
+    role: Role,
+    handling: Arc<Handling>,
+    cancel: CancellationToken,
+    backlog: usize,
+) {
+    let mut lanes: HashMap<(String, i32), Lane> = HashMap::new();
+    let mut paused: HashSet<(String, i32)> = HashSet::new();
+    let tracker = TaskTracker::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => break,
+            _ = tick.tick() => {
+                paused.retain(|id| {
+                    let drained = lanes.get(id).is_none_or(|l| l.queued.load(Ordering::Relaxed) <= backlog / 2);
+                    if drained {
+                        let _ = consumer.resume(&partition_list(id));
+                    }
+                    !drained
+                });
+            }
+            received = consumer.recv() => {
+                let message = match received {
+                    Ok(m) => m.detach(),
+                    Err(e) => {
+                        tracing::warn!(error = %e, ?role, "kafka consumer error");
+                        continue;
+                    }
+                };
+                let id = (message.topic().to_owned(), message.partition());
+                let lane = lanes.entry(id.clone()).or_insert_with(|| {
+                    let (tx, rx) = mpsc::unbounded_channel();
+                    let queued = Arc::new(AtomicUsize::new(0));
+                    tracker.spawn(run_lane(rx, queued.clone(), consumer.clone(), role, handling.clone(), cancel.clone()));
+                    Lane { tx, queued }
+                });
+                lane.queued.fetch_add(1, Ordering::Relaxed);
+                if lane.tx.send(message).is_err() {
+                    tracing::error!(topic = %id.0, partition = id.1, "lane stopped; the partition is re-read after a restart");
+                }
+                if lane.queued.load(Ordering::Relaxed) > backlog && paused.insert(id.clone()) {
+                    let _ = consumer.pause(&partition_list(&id));
+                }
+            }
+        }
+    }
+    drop(lanes);
+    tracker.close();
+    tracker.wait().await;
+    let committing = consumer.clone();
+    // Nothing stored yet is not an error worth reporting.
+    let _ = tokio::task::spawn_blocking(move || committing.commit_consumer_state(CommitMode::Sync))
+        .await;
+}
+
+fn partition_list((topic, partition): &(String, i32)) -> TopicPartitionList {
+    let mut list = TopicPartitionList::new();
+    list.add_partition(topic, *partition);
+    list
+}
+
+async fn run_lane(
+    mut rx: mpsc::UnboundedReceiver<OwnedMessage>,
+    queued: Arc<AtomicUsize>,
+    consumer: Arc<StreamConsumer>,
+    role: Role,
+    handling: Arc<Handling>,
+    cancel: CancellationToken,
+) {
+    while let Some(message) = rx.recv().await {
+        if cancel.is_cancelled() {
+            // Left for the partition's next owner (or this worker after a restart).
+            return;
+        }
+        let handled = match role {
+            Role::Source => handling.first_attempts(&message, &cancel).await,
+            Role::Retry => handling.retry(&message, &cancel).await,
+        };
+        queued.fetch_sub(1, Ordering::Relaxed);
+        if !handled {
+            // Cancelled midway: this record and the ones after it are read again later.
+            return;
+        }
+        // rd_kafka_offset_store stores offset + 1: the next record to read.
+        if let Err(e) =
+            consumer.store_offset(message.topic(), message.partition(), message.offset())
+        {
+            // The partition was revoked: its new owner handles the record again.
+            tracing::debug!(error = %e, topic = message.topic(), partition = message.partition(), "offset not stored");
+        }
+    }
+}
+
+// === impl Handling ===
+
+impl Handling {
+    /// Delivers a source record to every matching subscription, parking each failure.
+    /// False when cancelled before everything was settled.
+    async fn first_attempts(&self, message: &OwnedMessage, cancel: &CancellationToken) -> bool {
+        let event = self.outbound(message);
+        let matching: Vec<&ResolvedSubscription> = self
+            .subscriptions
+            .iter()
+            .filter(|s| wants(s, &event.source, event.event_type.as_deref()))
+            .collect();
+        let attempts = matching
+            .iter()
+            .map(|s| self.deliverer.deliver(s, &event, 1));
+        // Concurrently: each delivery waits on its own subscriber.
+        let outcomes = futures::future::join_all(attempts).await;
+        for (subscription, outcome) in matching.into_iter().zip(outcomes) {
+            log_outcome(subscription, &event, 1, &outcome);
+            if !self.settle(message, subscription, 1, outcome, cancel).await {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// A retry record: wait until it is due, deliver, settle.
+    async fn retry(&self, message: &OwnedMessage, cancel: &CancellationToken) -> bool {
+        let header = |name: &str| header_text(message, name);
+        let attempt: u32 = header(control::ATTEMPT)
+            .and_then(|a| a.parse().ok())
+            .unwrap_or(2);
+        let not_before: u64 = header(control::NOT_BEFORE)
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(0);
+        let wait = Duration::from_millis(not_before.saturating_sub(now_ms()));
+        tokio::select! {
+            () = cancel.cancelled() => return false,
+            () = tokio::time::sleep(wait) => {}
+        }
+        let Some(subscription) = header(control::SUBSCRIPTION)
+            .and_then(|id| self.subscriptions.iter().find(|s| s.id == id))
+        else {
+            tracing::warn!(subscription = ?header(control::SUBSCRIPTION), "retry for a subscription that no longer exists; dropped");
+            return true;
+        };
+        let event = self.outbound(message);
+        let outcome = self.deliverer.deliver(subscription, &event, attempt).await;
+        log_outcome(subscription, &event, attempt, &outcome);
+        self.settle(message, subscription, attempt, outcome, cancel)
+            .await
+    }
+
+    /// Parks a failed attempt in a retry tier or the dead-letter topic; nothing to do for a
+    /// delivered one. Keeps trying to write the record until Kafka takes it or the worker
+    /// stops, because the source offset must not move past an unsettled delivery.
+    async fn settle(
+        &self,
+        message: &OwnedMessage,
+        subscription: &ResolvedSubscription,
+        attempt: u32,
+        outcome: DeliveryOutcome,
+        cancel: &CancellationToken,
+    ) -> bool {
+        let (reason, status, retry_after, refused) = match outcome {
+            DeliveryOutcome::Delivered { .. } => return true,
+            DeliveryOutcome::Failed {
+                reason,
+                status,
+                retry_after,
+            } => (reason, status, retry_after, false),
+            DeliveryOutcome::Refused { reason } => (reason, None, None, true),
+        };
+        let next_delay = if refused {
+            None
+        } else {
+            self.policy
+                .delay_before(attempt + 1, retry_after, &mut rand::rng())
+        };
+        let mut control: Vec<(&str, String)> = vec![
+            (control::SUBSCRIPTION, subscription.id.clone()),
+            (control::LAST_ERROR, reason.chars().take(512).collect()),
+        ];
+        if let Some(status) = status {
+            control.push((control::LAST_STATUS, status.to_string()));
+        }
+        let topic = match next_delay.and_then(|d| tier_for(&self.tiers, d).map(|t| (t, d))) {
+            Some((tier, delay)) => {
+                control.push((control::ATTEMPT, (attempt + 1).to_string()));
+                control.push((control::NOT_BEFORE, (now_ms() + millis(delay)).to_string()));
+                tier.topic.as_str()
+            }
+            None => {
+                control.push((control::ATTEMPT, attempt.to_string()));
+                let why = if refused {
+                    "target_refused"
+                } else {
+                    "attempts_exhausted"
+                };
+                control.push((control::DEAD_REASON, why.to_owned()));
+                control.push((control::DEAD_AT, now_ms().to_string()));
+                tracing::warn!(subscription = %subscription.id, attempts = attempt, reason = why, "dead letter");
+                self.dead_letter.as_str()
+            }
+        };
+        let headers = parked_headers(message, &control);
+        loop {
+            let sent = self
+                .producer
+                .send_record(
+                    topic,
+                    message.key(),
+                    message.payload().unwrap_or_default(),
+                    &headers,
+                )
+                .await;
+            match sent {
+                Ok(_) => return true,
+                Err(e) => {
+                    tracing::warn!(error = %e, topic, "cannot park a failed delivery yet; trying again");
+                    tokio::select! {
+                        () = cancel.cancelled() => return false,
+                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// The event as the subscribers get it, from the record's value and headers.
+    fn outbound(&self, message: &OwnedMessage) -> OutboundEvent {
+        let header = |name: &str| header_text(message, name);
+        let source = header(headers::SOURCE).unwrap_or_default();
+        let body = bytes::Bytes::copy_from_slice(message.payload().unwrap_or_default());
+        let event_type = self
+            .sources
+            .get(&source)
+            .and_then(|s| s.event_type.as_ref())
+            .and_then(|key| {
+                let map = http_headers(message);
+                key.extract(&KeyInput::new(&map, &body, None))
+                    .ok()
+                    .flatten()
+            });
+        OutboundEvent {
+            event_id: header(headers::EVENT_ID).unwrap_or_default(),
+            event_type,
+            content_type: header(headers::CONTENT_TYPE),
+            traceparent: header(headers::TRACEPARENT),
+            hops: header(headers::HOP)
+                .and_then(|h| h.parse().ok())
+                .unwrap_or(0),
+            source,
+            body,
+        }
+    }
+}
+
+fn log_outcome(
+    subscription: &ResolvedSubscription,
+    event: &OutboundEvent,
+    attempt: u32,
+    outcome: &DeliveryOutcome,
+) {
+    match outcome {
+        DeliveryOutcome::Delivered { status } => {
+            tracing::debug!(subscription = %subscription.id, event_id = %event.event_id, source = %event.source, attempt, status, "delivered")
+        }
+        DeliveryOutcome::Failed { reason, .. } | DeliveryOutcome::Refused { reason } => {
+            tracing::info!(subscription = %subscription.id, event_id = %event.event_id, source = %event.source, attempt, reason = %reason, "delivery failed")
+        }
+    }
+}
+
+/// The original record's headers without earlier control headers, then the new ones.
+fn parked_headers(message: &OwnedMessage, control: &[(&str, String)]) -> Vec<(String, Vec<u8>)> {
+    let mut out: Vec<(String, Vec<u8>)> = Vec::new();
+    if let Some(hs) = message.headers() {
+        for h in hs.iter() {
+            if !control::ALL.contains(&h.key) {
+                out.push((
+                    h.key.to_owned(),
+                    h.value.map(<[u8]>::to_vec).unwrap_or_default(),
+                ));
+            }
+        }
+    }
+    for (k, v) in control {
+        out.push(((*k).to_owned(), v.clone().into_bytes()));
+    }
+    out
+}
+
+fn header_text(message: &OwnedMessage, name: &str) -> Option<String> {
+    let hs = message.headers()?;
+    hs.iter()
+        .find(|h| h.key == name)
+        .and_then(|h| h.value)
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .map(str::to_owned)
+}
+
+/// The record's headers as HTTP headers, for event-type extraction.
+fn http_headers(message: &OwnedMessage) -> HeaderMap {
+    let mut map = HeaderMap::new();
+    if let Some(hs) = message.headers() {
+        for h in hs.iter() {
+            if let (Ok(name), Some(Ok(value))) = (
+                HeaderName::from_bytes(h.key.as_bytes()),
+                h.value.map(HeaderValue::from_bytes),
+            ) {
+                map.append(name, value);
+            }
+        }
+    }
+    map
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(millis)
+        .unwrap_or(0)
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

@@ -1,0 +1,122 @@
+//! The workers' own topics, beside the source topics: retry tiers and the dead-letter topic.
+//! Their names contain a '.', which source names cannot, so they never collide with
+//! `<prefix><source>`.
+
+use std::time::Duration;
+
+use spillway_config::Config;
+
+use crate::RetryPolicy;
+
+/// A retry tier: a topic whose records all wait about the same delay, so that its due times
+/// rise with its offsets and a consumer only ever waits for the head record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryTier {
+    pub topic: String,
+    pub delay: Duration,
+}
+
+/// The retry tiers of a config.
+pub fn retry_tiers(config: &Config) -> Vec<RetryTier> {
+    tiers_for(
+        &RetryPolicy::from(&config.worker),
+        &config.kafka.topic_prefix,
+    )
+}
+
+/// The tiers for a policy: the initial delay doubled until the cap.
+fn tiers_for(policy: &RetryPolicy, prefix: &str) -> Vec<RetryTier> {
+    let mut tiers = Vec::new();
+    let mut delay = policy.initial;
+    loop {
+        tiers.push(RetryTier {
+            topic: format!("{prefix}worker.retry.{}", label(delay)),
+            delay,
+        });
+        if delay >= policy.max_delay || tiers.len() >= 32 {
+            return tiers;
+        }
+        delay = (delay * 2).min(policy.max_delay);
+    }
+}
+
+/// The tier a delay waits in: the longest tier not longer than it.
+pub fn tier_for(tiers: &[RetryTier], delay: Duration) -> Option<&RetryTier> {
+    tiers
+        .iter()
+        .rev()
+        .find(|t| t.delay <= delay)
+        .or_else(|| tiers.first())
+}
+
+pub fn dead_letter_topic(config: &Config) -> String {
+    format!("{}worker.dead-letter", config.kafka.topic_prefix)
+}
+
+/// Every topic the workers write to.
+pub fn worker_topics(config: &Config) -> Vec<String> {
+    let mut topics: Vec<String> = retry_tiers(config).into_iter().map(|t| t.topic).collect();
+    topics.push(dead_letter_topic(config));
+    topics
+}
+
+fn label(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(initial: Duration, max: Duration) -> RetryPolicy {
+        RetryPolicy {
+            initial,
+            max_delay: max,
+            max_attempts: 10,
+            jitter: 0.0,
+        }
+    }
+
+    #[test]
+    fn tiers_double_up_to_the_cap_and_are_named_by_their_delay() {
+        let t = tiers_for(
+            &policy(Duration::from_secs(1), Duration::from_secs(600)),
+            "spillway.",
+        );
+        let secs: Vec<u64> = t.iter().map(|t| t.delay.as_secs()).collect();
+        assert_eq!(secs, [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 600]);
+        assert_eq!(t[0].topic, "spillway.worker.retry.1s");
+        let fast = tiers_for(
+            &policy(Duration::from_millis(250), Duration::from_secs(1)),
+            "p.",
+        );
+        let names: Vec<&str> = fast.iter().map(|t| t.topic.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "p.worker.retry.250ms",
+                "p.worker.retry.500ms",
+                "p.worker.retry.1s"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_delay_waits_in_the_longest_tier_not_longer_than_it() {
+        let t = tiers_for(
+            &policy(Duration::from_secs(1), Duration::from_secs(600)),
+            "",
+        );
+        let pick = |s: f64| tier_for(&t, Duration::from_secs_f64(s)).map(|t| t.delay.as_secs());
+        assert_eq!(pick(0.5), Some(1), "shorter than every tier: the first");
+        assert_eq!(pick(1.0), Some(1));
+        assert_eq!(pick(3.9), Some(2));
+        assert_eq!(pick(4.2), Some(4));
+        assert_eq!(pick(599.0), Some(512));
+        assert_eq!(pick(3600.0), Some(600));
+    }
+}

@@ -1,0 +1,226 @@
+//! Consuming: fan-out to matching subscriptions in per-key order, retries with backoff,
+//! dead letters, and a restart that loses nothing.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use spillway_testkit::{read_topic, Behaviour, TestSubscriber};
+use spillway_worker::control;
+
+use crate::rig::{keys_and_seqs, rig, wait_for};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_event_reaches_every_matching_subscriber_in_key_order() {
+    let all = TestSubscriber::ok().await;
+    let pushes = TestSubscriber::ok().await;
+    let elsewhere = TestSubscriber::ok().await;
+    let rig = rig(
+        &[
+            ("all", all.url("/"), ""),
+            ("pushes", pushes.url("/"), "event_types: [push]"),
+            ("elsewhere", elsewhere.url("/"), "event_types: [release]"),
+        ],
+        "",
+    )
+    .await;
+    let (stop, running) = rig.start_worker();
+    let mut ids = HashSet::new();
+    for seq in 0..120 {
+        let key = format!("meter-{}", seq % 6);
+        let kind = if seq % 2 == 0 { "push" } else { "issues" };
+        ids.insert(rig.publish(&key, seq, kind).await);
+    }
+    wait_for("all 120 events at 'all'", || all.received().len() >= 120).await;
+    wait_for("the 60 pushes at 'pushes'", || {
+        pushes.received().len() >= 60
+    })
+    .await;
+
+    let delivered: HashSet<String> = all
+        .received()
+        .iter()
+        .filter_map(|r| {
+            r.headers
+                .get("webhook-id")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        })
+        .collect();
+    assert_eq!(delivered, ids, "every event, identified by its ingress id");
+    assert!(pushes.received().iter().all(|r| r
+        .headers
+        .get("spillway-event-type")
+        .is_some_and(|t| t == "push")));
+    // Per key, in the order they were accepted.
+    let mut last: HashMap<String, u64> = HashMap::new();
+    for (key, seq) in keys_and_seqs(&all) {
+        if let Some(prev) = last.insert(key.clone(), seq) {
+            assert!(seq > prev, "{key}: {seq} after {prev}");
+        }
+    }
+    stop.send(()).expect("stop");
+    running.await.expect("worker stops");
+    assert!(
+        elsewhere.received().is_empty(),
+        "no event matched 'elsewhere'"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn failures_are_retried_with_backoff_then_delivered_or_dead_lettered() {
+    // Fails three times, then accepts.
+    let flaky = TestSubscriber::start(|n| {
+        if n < 3 {
+            Behaviour::Status(500)
+        } else {
+            Behaviour::Status(200)
+        }
+    })
+    .await;
+    // Asks for a 2 s pause once.
+    let throttled = TestSubscriber::start(|n| {
+        if n == 0 {
+            Behaviour::StatusRetryAfter(429, "2".into())
+        } else {
+            Behaviour::Status(200)
+        }
+    })
+    .await;
+    let broken = TestSubscriber::start(|_| Behaviour::Status(500)).await;
+    let healthy = TestSubscriber::ok().await;
+    let rig = rig(
+        &[
+            ("flaky", flaky.url("/"), ""),
+            ("throttled", throttled.url("/"), ""),
+            ("broken", broken.url("/"), ""),
+            ("healthy", healthy.url("/"), ""),
+            ("metadata", "http://169.254.169.254/latest/".into(), ""),
+        ],
+        "  retry_initial: 250ms\n  retry_max_delay: 4s\n  max_attempts: 4\n  retry_jitter: 0.0\n",
+    )
+    .await;
+    let (stop, running) = rig.start_worker();
+    let id = rig.publish("k", 1, "push").await;
+
+    wait_for("flaky's fourth attempt", || flaky.received().len() >= 4).await;
+    let got = flaky.received();
+    let attempts: Vec<String> = got
+        .iter()
+        .map(|r| {
+            r.headers
+                .get("spillway-attempt")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(attempts, ["1", "2", "3", "4"]);
+    // Backoff 250 ms, 500 ms, 1 s: the gaps are at least that (lower bounds only).
+    for (i, min_ms) in [250u64, 500, 1000].into_iter().enumerate() {
+        let gap = got[i + 1].at - got[i].at;
+        assert!(
+            gap >= Duration::from_millis(min_ms),
+            "gap {} was {gap:?}",
+            i + 1
+        );
+    }
+    assert!(got.iter().all(|r| r
+        .headers
+        .get("webhook-id")
+        .is_some_and(|v| v == id.as_str())));
+
+    wait_for("throttled's second attempt", || {
+        throttled.received().len() >= 2
+    })
+    .await;
+    let t = throttled.received();
+    assert!(
+        t[1].at - t[0].at >= Duration::from_secs(2),
+        "Retry-After honoured over the 250 ms backoff"
+    );
+    assert_eq!(
+        healthy.received().len(),
+        1,
+        "the healthy subscriber got it once"
+    );
+
+    // 'broken' exhausts its four attempts, 'metadata' is refused outright: two dead letters.
+    let dead_topic = spillway_worker::topics::dead_letter_topic(&rig.config);
+    let brokers = rig.config.kafka.brokers.clone();
+    let mut dead = Vec::new();
+    for _ in 0..600 {
+        dead = read_topic(&brokers, &dead_topic).await;
+        if dead.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(dead.len(), 2, "{dead:?}");
+    let by_sub = |s: &str| {
+        dead.iter()
+            .find(|r| r.header(control::SUBSCRIPTION) == Some(s))
+            .expect(s)
+    };
+    let exhausted = by_sub("broken");
+    assert_eq!(
+        exhausted.header(control::DEAD_REASON),
+        Some("attempts_exhausted")
+    );
+    assert_eq!(exhausted.header(control::ATTEMPT), Some("4"));
+    assert_eq!(exhausted.header(control::LAST_STATUS), Some("500"));
+    assert_eq!(
+        exhausted.header("spillway-event-id"),
+        Some(id.as_str()),
+        "the original headers travel along"
+    );
+    assert_eq!(
+        exhausted.value,
+        br#"{"key":"k","seq":1}"#.to_vec(),
+        "and the exact body"
+    );
+    assert_eq!(broken.received().len(), 4);
+    let refused = by_sub("metadata");
+    assert_eq!(refused.header(control::DEAD_REASON), Some("target_refused"));
+    assert_eq!(
+        refused.header(control::ATTEMPT),
+        Some("1"),
+        "refused targets are not retried"
+    );
+
+    stop.send(()).expect("stop");
+    running.await.expect("worker stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restarted_worker_delivers_everything_at_least_once() {
+    let subscriber = TestSubscriber::ok().await;
+    let rig = rig(&[("sub", subscriber.url("/"), "")], "").await;
+    let mut ids = HashSet::new();
+    for seq in 0..200 {
+        ids.insert(rig.publish(&format!("k{}", seq % 10), seq, "push").await);
+    }
+    let (stop, running) = rig.start_worker();
+    wait_for("some deliveries", || subscriber.received().len() >= 20).await;
+    stop.send(()).expect("stop");
+    running.await.expect("worker stops");
+
+    let (stop, running) = rig.start_worker();
+    let delivered = || -> HashSet<String> {
+        subscriber
+            .received()
+            .iter()
+            .filter_map(|r| {
+                r.headers
+                    .get("webhook-id")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned)
+            })
+            .collect()
+    };
+    wait_for("every event after the restart", || {
+        delivered().is_superset(&ids)
+    })
+    .await;
+    stop.send(()).expect("stop");
+    running.await.expect("worker stops");
+}
