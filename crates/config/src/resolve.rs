@@ -413,6 +413,14 @@ fn resolve_source(
             errors.push(err(at(field), message));
         }
     }
+    if let Some(KeySource::Header { name: h }) = &event_type {
+        if !forward_headers.contains(&h.to_ascii_lowercase()) {
+            errors.push(err(
+                at("event_type"),
+                format!("header {h:?} must be in forward_headers: the workers read it from the Kafka record"),
+            ));
+        }
+    }
     if source.partition_key == Some(KeySource::None) {
         errors.push(err(
             at("partition_key"),

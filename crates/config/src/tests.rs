@@ -101,6 +101,10 @@ sources:
     secrets: [ { id: s, file: /nonexistent/secret } ]
     dedupe: { from: signed_id }
     forward_headers: [spillway-source]
+  typed:
+    verify: { scheme: github }
+    secrets: [ { id: t, env: NOT_SET_ANYWHERE } ]
+    forward_headers: [x-github-delivery]
   device:
     verify: { scheme: hmac, header: x-sig, encoding: hex, template: "{timestamp}.{body}" }
     secrets: [ { id: d, env: NOT_SET_ANYWHERE } ]
@@ -118,6 +122,7 @@ sources:
             "sources.shopify.forward_headers[0]:",
             "sources.device.verify: template: template uses {timestamp} but no timestamp_header",
             "redis.nodes: a source deduplicates",
+            "sources.typed.event_type: header \"x-github-event\" must be in forward_headers",
         ];
         for e in expect {
             assert!(
