@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# `make run`: the local stack, two ingress processes (8080/9090 and 8081/9091), the topics, and
-# a signed demo burst. A second run reuses what is installed and running.
+# `make run`: the local stack, two ingress processes (8080/9090 and 8081/9091), a worker, the
+# topics, and a signed demo burst whose events the worker delivers to the demo's inbox
+# (127.0.0.1:8099). A second run reuses what is installed and running.
 #
 #   dev/run.sh          start what is missing and send the demo burst
-#   dev/run.sh stop     stop the two ingress processes
+#   dev/run.sh stop     stop the ingress processes and the worker
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 dev=$root/dev
@@ -18,15 +19,16 @@ set -a
 set +a
 
 ready() { curl -fsS "http://127.0.0.1:$1/readyz" >/dev/null 2>&1; }
+alive() { [ -f "$state/$1.pid" ] && kill -0 "$(cat "$state/$1.pid")" 2>/dev/null; }
 
 stop() {
-  for i in 0 1; do
-    if [ -f "$state/ingress-$i.pid" ]; then
-      kill -TERM "$(cat "$state/ingress-$i.pid")" 2>/dev/null || true
-      rm -f "$state/ingress-$i.pid"
+  for name in ingress-0 ingress-1 worker; do
+    if [ -f "$state/$name.pid" ]; then
+      kill -TERM "$(cat "$state/$name.pid")" 2>/dev/null || true
+      rm -f "$state/$name.pid"
     fi
   done
-  echo "ingress processes stopped"
+  echo "ingress processes and worker stopped"
 }
 
 if [ "${1:-}" = "stop" ]; then stop; exit 0; fi
@@ -39,10 +41,10 @@ cargo build --release -q -p spillway
 
 # Running processes are reused only while they run this binary with this config.
 fingerprint=$(cat "$bin" "$config" "$dev/demo-secrets.env" | sha256sum | cut -c1-16)
-if [ "$(cat "$state/fingerprint" 2>/dev/null)" != "$fingerprint" ] && { ready 9090 || ready 9091; }; then
+if [ "$(cat "$state/fingerprint" 2>/dev/null)" != "$fingerprint" ] && { ready 9090 || ready 9091 || alive worker; }; then
   echo "binary or config changed: restarting the ingress processes"
   stop
-  for _ in $(seq 100); do ready 9090 || ready 9091 || break; sleep 0.2; done
+  for _ in $(seq 100); do ready 9090 || ready 9091 || alive worker || break; sleep 0.2; done
 fi
 echo "$fingerprint" >"$state/fingerprint"
 
@@ -60,8 +62,17 @@ for i in 0 1; do
   echo "ingress $i running on 127.0.0.1:$port (admin 127.0.0.1:$admin, logs $state/ingress-$i.log)"
 done
 
+if alive worker; then
+  echo "worker already running (logs $state/worker.log)"
+else
+  nohup "$bin" worker --config "$config" >"$state/worker.out" 2>"$state/worker.log" &
+  echo $! >"$state/worker.pid"
+  echo "worker running (logs $state/worker.log)"
+fi
+
 echo
-"$bin" --log-format text demo --config "$config" --target http://127.0.0.1:8080 --target http://127.0.0.1:8081
+"$bin" --log-format text demo --config "$config" --inbox demo-inbox \
+  --target http://127.0.0.1:8080 --target http://127.0.0.1:8081
 echo
 echo "Try it yourself: see the README's curl example. Metrics: curl -s 127.0.0.1:9090/metrics | grep spillway_"
 echo "Stop everything with: make down"

@@ -2,8 +2,8 @@
 //! tampered and stale requests for every configured source) and shows what happened to each
 //! kind and where the accepted records are in Kafka.
 
-use std::collections::BTreeMap;
-use std::time::SystemTime;
+use std::collections::{BTreeMap, HashSet};
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
 use bytes::Bytes;
@@ -16,6 +16,7 @@ use spillway_core::headers;
 use spillway_core::key::KeySource;
 use spillway_signature::{sign, unix_seconds, Scheme};
 
+use crate::inbox::Inbox;
 use crate::READ_BACK_TIMEOUT;
 
 type Headers = Vec<(String, String)>;
@@ -23,8 +24,25 @@ type Headers = Vec<(String, String)>;
 /// Events per source in the burst.
 const EVENTS_PER_SOURCE: usize = 5;
 
-pub async fn run(config: &Config, targets: &[String]) -> anyhow::Result<()> {
+pub async fn run(config: &Config, targets: &[String], inbox: Option<&str>) -> anyhow::Result<()> {
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    // Listening before the burst, so no delivery finds the inbox closed.
+    let inbox = match inbox {
+        None => None,
+        Some(id) => {
+            let subscriptions = config
+                .resolve_subscriptions()
+                .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            let subscription = subscriptions
+                .iter()
+                .find(|s| s.id == id)
+                .with_context(|| format!("no subscription {id:?} in the config"))?;
+            let started = Inbox::start(subscription)
+                .await
+                .with_context(|| format!("listening on {} for {id}", subscription.url))?;
+            Some((id, started))
+        }
+    };
     let sources = config
         .resolve_sources()
         .map_err(|e| anyhow::anyhow!("{e:?}"))?;
@@ -117,8 +135,23 @@ pub async fn run(config: &Config, targets: &[String]) -> anyhow::Result<()> {
             }
         }
     }
+
+    if let Some((id, inbox)) = inbox {
+        let expected: HashSet<String> = accepted.iter().map(|(event, _)| event.clone()).collect();
+        let (arrived, bad) = inbox.wait_for(&expected, INBOX_WAIT).await;
+        println!(
+            "\ndelivered by the worker to subscription {id}: {arrived} of {} accepted events, signatures verified ({bad} bad)",
+            expected.len()
+        );
+        if arrived < expected.len() {
+            anyhow::bail!("{} accepted events did not reach {id} within {INBOX_WAIT:?}; is `spillway worker` running?", expected.len() - arrived);
+        }
+    }
     Ok(())
 }
+
+/// How long the demo waits for the worker's deliveries.
+const INBOX_WAIT: Duration = Duration::from_secs(60);
 
 fn explain(kind: &str) -> &'static str {
     match kind {

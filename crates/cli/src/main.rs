@@ -1,6 +1,7 @@
 //! `spillway`: the one binary. Each subcommand is a thin shell over the library crates.
 
 mod demo;
+mod inbox;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -50,6 +51,10 @@ enum Command {
         /// Base URLs of the ingress processes, e.g. http://127.0.0.1:8080; requests alternate.
         #[arg(long = "target", required = true)]
         targets: Vec<String>,
+        /// Also receive the worker's deliveries for this subscription (on its URL's address),
+        /// verify their signatures, and report what arrived.
+        #[arg(long)]
+        inbox: Option<String>,
     },
 }
 
@@ -134,9 +139,13 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             println!("topics ready: {}", topics.join(", "));
             Ok(ExitCode::SUCCESS)
         }
-        Command::Demo { config, targets } => {
+        Command::Demo {
+            config,
+            targets,
+            inbox,
+        } => {
             let config = load(&config)?;
-            demo::run(&config, &targets).await?;
+            demo::run(&config, &targets, inbox.as_deref()).await?;
             Ok(ExitCode::SUCCESS)
         }
     }
