@@ -9,7 +9,7 @@ mod model;
 mod resolve;
 
 pub use model::*;
-pub use resolve::{read_secret, FieldError, ResolvedSource, ResolvedSubscription};
+pub use resolve::{describe, read_secret, FieldError, ResolvedSource, ResolvedSubscription};
 
 use std::path::Path;
 

@@ -22,6 +22,15 @@ impl std::fmt::Display for FieldError {
     }
 }
 
+/// Field errors on one line each joined by "; ", for error messages outside check-config.
+pub fn describe(errors: &[FieldError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 fn err(path: impl Into<String>, message: impl Into<String>) -> FieldError {
     FieldError {
         path: path.into(),

@@ -55,23 +55,10 @@ pub struct Ingress {
 
 impl Ingress {
     pub fn from_config(config: &Config) -> Result<Self, IngressError> {
-        let sources = config.resolve_sources().map_err(|errors| {
-            IngressError::Config(
-                errors
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            )
-        })?;
-        let producer = EventProducer::new(&ProducerSettings {
-            brokers: config.kafka.brokers.clone(),
-            delivery_timeout: config.kafka.delivery_timeout,
-            linger: config.kafka.linger,
-            max_queued_messages: config.kafka.max_queued_messages,
-            properties: config.kafka.properties.clone(),
-            recreate_on_timeout: config.kafka.recreate_producer_on_timeout,
-        })?;
+        let sources = config
+            .resolve_sources()
+            .map_err(|errors| IngressError::Config(spillway_config::describe(&errors)))?;
+        let producer = EventProducer::new(&ProducerSettings::from(&config.kafka))?;
         let dedupes = sources.iter().any(|s| s.dedupe != KeySource::None);
         let dedupe = if dedupes {
             Some(DedupeStore::Redis(RedisStore::new(RedisSettings {

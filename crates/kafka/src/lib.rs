@@ -33,6 +33,19 @@ pub struct ProducerSettings {
     pub recreate_on_timeout: bool,
 }
 
+impl From<&spillway_config::KafkaConfig> for ProducerSettings {
+    fn from(c: &spillway_config::KafkaConfig) -> Self {
+        Self {
+            brokers: c.brokers.clone(),
+            delivery_timeout: c.delivery_timeout,
+            linger: c.linger,
+            max_queued_messages: c.max_queued_messages,
+            properties: c.properties.clone(),
+            recreate_on_timeout: c.recreate_producer_on_timeout,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ProduceError {
     /// The local queue is full: the broker is slower than the intake. Shed load now rather

@@ -112,24 +112,11 @@ enum Role {
 impl Worker {
     pub fn from_config(config: &Config) -> Result<Self, WorkerError> {
         let joined = |errors: Vec<spillway_config::FieldError>| {
-            WorkerError::Config(
-                errors
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            )
+            WorkerError::Config(spillway_config::describe(&errors))
         };
         let sources = config.resolve_sources().map_err(joined)?;
         let subscriptions = config.resolve_subscriptions().map_err(joined)?;
-        let producer = EventProducer::new(&ProducerSettings {
-            brokers: config.kafka.brokers.clone(),
-            delivery_timeout: config.kafka.delivery_timeout,
-            linger: config.kafka.linger,
-            max_queued_messages: config.kafka.max_queued_messages,
-            properties: config.kafka.properties.clone(),
-            recreate_on_timeout: config.kafka.recreate_producer_on_timeout,
-        })?;
+        let producer = EventProducer::new(&ProducerSettings::from(&config.kafka))?;
         let mut consumer_config = ClientConfig::new();
         for (k, v) in &config.worker.consumer_properties {
             consumer_config.set(k, v);

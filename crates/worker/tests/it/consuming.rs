@@ -7,7 +7,7 @@ use std::time::Duration;
 use spillway_testkit::{read_topic, Behaviour, TestSubscriber};
 use spillway_worker::control;
 
-use crate::rig::{keys_and_seqs, rig, wait_for};
+use crate::rig::{delivered_ids, keys_and_seqs, rig, wait_for};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_event_reaches_every_matching_subscriber_in_key_order() {
@@ -36,16 +36,7 @@ async fn every_event_reaches_every_matching_subscriber_in_key_order() {
     })
     .await;
 
-    let delivered: HashSet<String> = all
-        .received()
-        .iter()
-        .filter_map(|r| {
-            r.headers
-                .get("webhook-id")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        })
-        .collect();
+    let delivered = delivered_ids(&all);
     assert_eq!(delivered, ids, "every event, identified by its ingress id");
     assert!(pushes.received().iter().all(|r| r
         .headers
@@ -205,18 +196,7 @@ async fn a_restarted_worker_delivers_everything_at_least_once() {
     running.await.expect("worker stops");
 
     let (stop, running) = rig.start_worker();
-    let delivered = || -> HashSet<String> {
-        subscriber
-            .received()
-            .iter()
-            .filter_map(|r| {
-                r.headers
-                    .get("webhook-id")
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_owned)
-            })
-            .collect()
-    };
+    let delivered = || delivered_ids(&subscriber);
     wait_for("every event after the restart", || {
         delivered().is_superset(&ids)
     })
