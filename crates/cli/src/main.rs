@@ -39,6 +39,11 @@ enum Command {
     },
     /// Validate a config file (secrets included) and name every bad field.
     CheckConfig { config: PathBuf },
+    /// Dead letters: list them, or redrive them for a fresh set of attempts.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
     /// Kafka topic administration.
     Topics {
         #[command(subcommand)]
@@ -56,6 +61,50 @@ enum Command {
         #[arg(long)]
         inbox: Option<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum DlqCommand {
+    /// Print the dead letters that match the filters, oldest first.
+    List {
+        #[command(flatten)]
+        filter: DlqFilter,
+    },
+    /// Put the matching dead letters back into the retry path, due now, as attempt 1.
+    Redrive {
+        #[command(flatten)]
+        filter: DlqFilter,
+        /// Only print what would be redriven.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct DlqFilter {
+    #[arg(long, env = "SPILLWAY_CONFIG")]
+    config: PathBuf,
+    /// Only this subscription's dead letters.
+    #[arg(long)]
+    subscription: Option<String>,
+    /// Only events of this source.
+    #[arg(long)]
+    source: Option<String>,
+    /// Dead at or after this RFC 3339 time.
+    #[arg(long, value_parser = parse_time)]
+    since: Option<u64>,
+    /// Dead before this RFC 3339 time.
+    #[arg(long, value_parser = parse_time)]
+    until: Option<u64>,
+}
+
+/// An RFC 3339 time as milliseconds since the epoch.
+fn parse_time(text: &str) -> Result<u64, String> {
+    let t = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| {
+            format!("{text:?} is not an RFC 3339 time such as 2026-11-23T10:00:00Z: {e}")
+        })?;
+    u64::try_from(t.unix_timestamp_nanos() / 1_000_000).map_err(|_| "time before 1970".to_owned())
 }
 
 #[derive(Debug, Subcommand)]
@@ -107,6 +156,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             worker.run(shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Dlq { command } => dlq(command).await,
         Command::CheckConfig { config } => match spillway_config::load(&config) {
             Ok(c) => {
                 println!(
@@ -149,6 +199,58 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+async fn dlq(command: DlqCommand) -> anyhow::Result<ExitCode> {
+    let (filter, redrive) = match command {
+        DlqCommand::List { filter } => (filter, None),
+        DlqCommand::Redrive { filter, dry_run } => (filter, Some(dry_run)),
+    };
+    let config = load(&filter.config)?;
+    let wanted = spillway_worker::dlq::Filter {
+        subscription: filter.subscription,
+        source: filter.source,
+        since_ms: filter.since,
+        until_ms: filter.until,
+    };
+    let listing = config.clone();
+    let letters = tokio::task::spawn_blocking(move || {
+        spillway_worker::dlq::list(&listing, &wanted, READ_BACK_TIMEOUT)
+    })
+    .await??;
+    println!(
+        "{:<26} {:<20} {:<12} {:<36} {:<20} {:>8} {:>6}",
+        "dead at", "subscription", "source", "event id", "reason", "attempts", "status"
+    );
+    for d in &letters {
+        let at =
+            time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(d.dead_at_ms()) * 1_000_000)
+                .ok()
+                .and_then(|t| {
+                    t.format(&time::format_description::well_known::Rfc3339)
+                        .ok()
+                })
+                .unwrap_or_default();
+        let h = |name: &str| d.header(name).unwrap_or("-").to_owned();
+        println!(
+            "{at:<26} {:<20} {:<12} {:<36} {:<20} {:>8} {:>6}",
+            h(spillway_worker::control::SUBSCRIPTION),
+            h(spillway_core::headers::SOURCE),
+            h(spillway_core::headers::EVENT_ID),
+            h(spillway_worker::control::DEAD_REASON),
+            h(spillway_worker::control::ATTEMPT),
+            h(spillway_worker::control::LAST_STATUS),
+        );
+    }
+    match redrive {
+        None => println!("{} dead letters", letters.len()),
+        Some(true) => println!("{} dead letters would be redriven (dry run)", letters.len()),
+        Some(false) => {
+            let n = spillway_worker::dlq::redrive(&config, &letters).await?;
+            println!("{n} dead letters redriven");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn load(path: &std::path::Path) -> anyhow::Result<spillway_config::Config> {

@@ -74,6 +74,8 @@ pub enum WorkerError {
     Consumer(#[from] rdkafka::error::KafkaError),
     #[error(transparent)]
     Setup(#[from] crate::delivery::SetupError),
+    #[error("redrive: {0}")]
+    Redrive(String),
 }
 
 /// What the workers need to handle a record, shared by every lane.

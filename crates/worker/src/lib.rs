@@ -3,11 +3,13 @@
 //! - [`consumer::Worker`]: consumer groups over the source topics and the retry tiers,
 //!   at-least-once, one lane per partition;
 //! - [`delivery`]: which subscriptions want an event, one signed attempt and its outcome;
+//! - [`dlq`]: listing and redriving dead letters;
 //! - [`retry`]: when to try again; [`topics`]: the retry tiers and the dead-letter topic;
 //! - [`ssrf`]: the guard every delivery passes through.
 
 pub mod consumer;
 pub mod delivery;
+pub mod dlq;
 pub mod retry;
 pub mod ssrf;
 pub mod topics;

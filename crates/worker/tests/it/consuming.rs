@@ -204,3 +204,90 @@ async fn a_restarted_worker_delivers_everything_at_least_once() {
     stop.send(()).expect("stop");
     running.await.expect("worker stops");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dead_letters_are_listed_by_subscription_and_redriven() {
+    // Fails its two attempts, then (once fixed) accepts.
+    let fixed_later = TestSubscriber::start(|n| {
+        if n < 2 {
+            Behaviour::Status(500)
+        } else {
+            Behaviour::Status(200)
+        }
+    })
+    .await;
+    let broken = TestSubscriber::start(|_| Behaviour::Status(500)).await;
+    let rig = rig(
+        &[
+            ("fixed-later", fixed_later.url("/"), ""),
+            ("broken", broken.url("/"), ""),
+        ],
+        "  retry_initial: 250ms\n  retry_max_delay: 1s\n  max_attempts: 2\n  retry_jitter: 0.0\n",
+    )
+    .await;
+    let (stop, running) = rig.start_worker();
+    let id = rig.publish("k", 7, "push").await;
+
+    let everything = spillway_worker::dlq::Filter::default();
+    let mut letters = Vec::new();
+    for _ in 0..600 {
+        let (config, filter) = (rig.config.clone(), everything.clone());
+        letters = tokio::task::spawn_blocking(move || {
+            spillway_worker::dlq::list(&config, &filter, Duration::from_secs(30))
+        })
+        .await
+        .expect("join")
+        .expect("list");
+        if letters.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(letters.len(), 2);
+
+    let only_fixed = spillway_worker::dlq::Filter {
+        subscription: Some("fixed-later".into()),
+        ..Default::default()
+    };
+    let config = rig.config.clone();
+    let mine = tokio::task::spawn_blocking(move || {
+        spillway_worker::dlq::list(&config, &only_fixed, Duration::from_secs(30))
+    })
+    .await
+    .expect("join")
+    .expect("list");
+    assert_eq!(mine.len(), 1);
+    assert_eq!(mine[0].header("spillway-event-id"), Some(id.as_str()));
+
+    assert_eq!(
+        spillway_worker::dlq::redrive(&rig.config, &mine)
+            .await
+            .expect("redrive"),
+        1
+    );
+    wait_for("the redriven delivery", || {
+        fixed_later.received().len() >= 3
+    })
+    .await;
+    let last = fixed_later.received().pop().expect("third request");
+    assert_eq!(
+        last.headers
+            .get("spillway-attempt")
+            .and_then(|v| v.to_str().ok()),
+        Some("1"),
+        "a fresh series"
+    );
+    assert_eq!(
+        last.headers.get("webhook-id").and_then(|v| v.to_str().ok()),
+        Some(id.as_str())
+    );
+    assert_eq!(last.body, br#"{"key":"k","seq":7}"#.to_vec());
+
+    stop.send(()).expect("stop");
+    running.await.expect("worker stops");
+    assert_eq!(
+        broken.received().len(),
+        2,
+        "the other subscription's dead letter was left alone"
+    );
+}
