@@ -319,6 +319,17 @@ pub struct WorkerConfig {
     /// Records queued for one partition before it is paused (backpressure instead of
     /// unbounded buffering); it resumes below half of this.
     pub partition_backlog: usize,
+    /// Deliveries queued for one subscription within one partition. When a slow subscriber's
+    /// queue is full, its further deliveries wait in the first retry tier instead, so the
+    /// partition keeps moving for every other subscription.
+    pub subscription_queue: usize,
+    /// A subscription whose queue stays full this long counts as slow: until its queue has
+    /// drained to half, its further deliveries go straight to the first retry tier.
+    #[serde(with = "humantime_serde")]
+    pub slow_after: Duration,
+    /// Deliveries one retry-tier partition makes at once, so that one hanging subscriber does
+    /// not hold up the retries of the others.
+    pub retry_concurrency: usize,
     /// Further librdkafka consumer properties.
     pub consumer_properties: BTreeMap<String, String>,
     /// Addresses subscribers may resolve to although they are loopback, private, link-local
@@ -342,6 +353,9 @@ impl Default for WorkerConfig {
         Self {
             group_id: "spillway-workers".into(),
             partition_backlog: 256,
+            subscription_queue: 64,
+            slow_after: Duration::from_secs(1),
+            retry_concurrency: 64,
             consumer_properties: BTreeMap::new(),
             allow_cidrs: Vec::new(),
             retry_initial: Duration::from_secs(1),

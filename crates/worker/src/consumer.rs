@@ -11,7 +11,7 @@
 //! paused until it drains, so memory stays bounded and the consumer keeps polling (a retry
 //! lane may wait minutes for its head record).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -98,6 +98,7 @@ pub struct Worker {
     group_id: String,
     source_topics: Vec<String>,
     backlog: usize,
+    limits: LaneLimits,
     flush_timeout: Duration,
 }
 
@@ -149,6 +150,11 @@ impl Worker {
             group_id: config.worker.group_id.clone(),
             source_topics: config.topics(),
             backlog: config.worker.partition_backlog.max(1),
+            limits: LaneLimits {
+                subscription_queue: config.worker.subscription_queue.max(1),
+                slow_after: config.worker.slow_after,
+                retry_concurrency: config.worker.retry_concurrency.max(1),
+            },
             flush_timeout: config.kafka.delivery_timeout,
         })
     }
@@ -173,6 +179,7 @@ impl Worker {
                 self.handling.clone(),
                 cancel.clone(),
                 self.backlog,
+                self.limits,
             )),
             tokio::spawn(consume(
                 retry,
@@ -180,6 +187,7 @@ impl Worker {
                 self.handling.clone(),
                 cancel.clone(),
                 self.backlog,
+                self.limits,
             )),
         ];
         shutdown.await;
@@ -221,6 +229,7 @@ async fn consume(
     handling: Arc<Handling>,
     cancel: CancellationToken,
     backlog: usize,
+    limits: LaneLimits,
 ) {
     let mut lanes: HashMap<(String, i32), Lane> = HashMap::new();
     let mut paused: HashSet<(String, i32)> = HashSet::new();
@@ -249,8 +258,17 @@ async fn consume(
                 let id = (message.topic().to_owned(), message.partition());
                 let lane = lanes.entry(id.clone()).or_insert_with(|| {
                     let (tx, rx) = mpsc::unbounded_channel();
-                    let queued = Arc::new(AtomicUsize::new(0));
-                    tracker.spawn(run_lane(rx, queued.clone(), consumer.clone(), role, handling.clone(), cancel.clone()));
+                    let context = LaneContext {
+                        role,
+                        queued: Arc::new(AtomicUsize::new(0)),
+                        consumer: consumer.clone(),
+                        handling: handling.clone(),
+                        cancel: cancel.clone(),
+                        tracker: tracker.clone(),
+                        limits,
+                    };
+                    let queued = context.queued.clone();
+                    tracker.spawn(run_lane(context, rx));
                     Lane { tx, queued }
                 });
                 lane.queued.fetch_add(1, Ordering::Relaxed);
@@ -278,89 +296,296 @@ fn partition_list((topic, partition): &(String, i32)) -> TopicPartitionList {
     list
 }
 
-async fn run_lane(
-    mut rx: mpsc::UnboundedReceiver<OwnedMessage>,
+/// A lane: the records of one partition, in order.
+async fn run_lane(lane: LaneContext, rx: mpsc::UnboundedReceiver<OwnedMessage>) {
+    match lane.role {
+        Role::Source => run_source_lane(lane, rx).await,
+        Role::Retry => run_retry_lane(lane, rx).await,
+    }
+}
+
+/// What every lane of a consumer shares.
+#[derive(Clone)]
+struct LaneContext {
+    role: Role,
     queued: Arc<AtomicUsize>,
     consumer: Arc<StreamConsumer>,
-    role: Role,
     handling: Arc<Handling>,
     cancel: CancellationToken,
-) {
-    while let Some(message) = rx.recv().await {
-        if cancel.is_cancelled() {
-            // Left for the partition's next owner (or this worker after a restart).
-            return;
-        }
-        let handled = match role {
-            Role::Source => handling.first_attempts(&message, &cancel).await,
-            Role::Retry => handling.retry(&message, &cancel).await,
-        };
-        queued.fetch_sub(1, Ordering::Relaxed);
-        if !handled {
-            // Cancelled midway: this record and the ones after it are read again later.
-            return;
-        }
-        // rd_kafka_offset_store stores offset + 1: the next record to read.
-        if let Err(e) =
-            consumer.store_offset(message.topic(), message.partition(), message.offset())
-        {
-            // The partition was revoked: its new owner handles the record again.
-            tracing::debug!(error = %e, topic = message.topic(), partition = message.partition(), "offset not stored");
+    tracker: TaskTracker,
+    limits: LaneLimits,
+}
+
+/// The worker's knobs that lanes apply.
+#[derive(Debug, Clone, Copy)]
+struct LaneLimits {
+    subscription_queue: usize,
+    slow_after: Duration,
+    retry_concurrency: usize,
+}
+
+/// A record's deliveries that are not settled yet.
+struct Progress {
+    offset: i64,
+    unsettled: AtomicUsize,
+}
+
+impl Progress {
+    fn settle_one(&self, settled: &tokio::sync::Notify) {
+        self.unsettled.fetch_sub(1, Ordering::AcqRel);
+        settled.notify_one();
+    }
+}
+
+/// Offsets of one partition, stored in order as their records settle: never past a record
+/// whose deliveries are still unsettled, whatever order they finish in.
+struct Ledger {
+    topic: String,
+    partition: i32,
+    in_order: VecDeque<Arc<Progress>>,
+    /// Woken whenever a delivery settles.
+    settled: Arc<tokio::sync::Notify>,
+}
+
+impl Ledger {
+    fn new(message: &OwnedMessage) -> Self {
+        Self {
+            topic: message.topic().to_owned(),
+            partition: message.partition(),
+            in_order: VecDeque::new(),
+            settled: Arc::new(tokio::sync::Notify::new()),
         }
     }
+
+    fn open(&mut self, offset: i64, deliveries: usize) -> Arc<Progress> {
+        let progress = Arc::new(Progress {
+            offset,
+            unsettled: AtomicUsize::new(deliveries),
+        });
+        self.in_order.push_back(progress.clone());
+        progress
+    }
+
+    /// Stores the offset of every settled record at the front.
+    fn store_settled(&mut self, consumer: &StreamConsumer) {
+        while self
+            .in_order
+            .front()
+            .is_some_and(|p| p.unsettled.load(Ordering::Acquire) == 0)
+        {
+            let Some(done) = self.in_order.pop_front() else {
+                break;
+            };
+            // rd_kafka_offset_store stores offset + 1: the next record to read.
+            if let Err(e) = consumer.store_offset(&self.topic, self.partition, done.offset) {
+                // The partition was revoked: its new owner handles the record again.
+                tracing::debug!(error = %e, topic = %self.topic, partition = self.partition, "offset not stored");
+            }
+        }
+    }
+}
+
+/// A retry tier partition: records are waited for in order (their due times rise), then
+/// delivered concurrently up to `retry_concurrency`, so one hanging subscriber does not hold up
+/// the others' retries.
+async fn run_retry_lane(lane: LaneContext, mut rx: mpsc::UnboundedReceiver<OwnedMessage>) {
+    let permits = Arc::new(tokio::sync::Semaphore::new(
+        lane.limits.retry_concurrency.max(1),
+    ));
+    let mut ledger: Option<Ledger> = None;
+    loop {
+        let settled = ledger.as_ref().map(|l| l.settled.clone());
+        tokio::select! {
+            () = lane.cancel.cancelled() => return,
+            () = async { match &settled { Some(n) => n.notified().await, None => std::future::pending().await } } => {}
+            received = rx.recv() => {
+                let Some(message) = received else { return };
+                lane.queued.fetch_sub(1, Ordering::Relaxed);
+                let ledger = ledger.get_or_insert_with(|| Ledger::new(&message));
+                // Settled offsets are stored before a possibly long wait, not after it.
+                ledger.store_settled(&lane.consumer);
+                if !lane.handling.wait_until_due(&message, &lane.cancel).await {
+                    return;
+                }
+                let Ok(permit) = permits.clone().acquire_owned().await else { return };
+                let progress = ledger.open(message.offset(), 1);
+                let (handling, cancel, settled) = (lane.handling.clone(), lane.cancel.clone(), ledger.settled.clone());
+                lane.tracker.spawn(async move {
+                    let _permit = permit;
+                    if handling.retry(&message, &cancel).await {
+                        progress.settle_one(&settled);
+                    }
+                });
+            }
+        }
+        if let Some(ledger) = ledger.as_mut() {
+            ledger.store_settled(&lane.consumer);
+        }
+    }
+}
+
+/// One delivery of one record to one subscription.
+struct Job {
+    message: Arc<OwnedMessage>,
+    event: Arc<OutboundEvent>,
+    progress: Arc<Progress>,
+}
+
+/// A subscription's queue within a source lane.
+struct SubscriptionQueue {
+    tx: mpsc::Sender<Job>,
+    /// Its queue stayed full for `slow_after`: deliveries are deferred until it drains to half.
+    slow: bool,
+}
+
+/// A source partition: each matching subscription has its own queue and task, so deliveries
+/// to one subscription stay in order while subscriptions proceed independently. A slow
+/// subscription's deliveries are deferred to the retry path instead of holding up the lane.
+async fn run_source_lane(lane: LaneContext, mut rx: mpsc::UnboundedReceiver<OwnedMessage>) {
+    let mut queues: HashMap<String, SubscriptionQueue> = HashMap::new();
+    let mut ledger: Option<Ledger> = None;
+    let capacity = lane.limits.subscription_queue.max(1);
+    loop {
+        let settled = ledger.as_ref().map(|l| l.settled.clone());
+        tokio::select! {
+            () = lane.cancel.cancelled() => return,
+            () = async { match &settled { Some(n) => n.notified().await, None => std::future::pending().await } } => {}
+            received = rx.recv() => {
+                let Some(message) = received else { return };
+                lane.queued.fetch_sub(1, Ordering::Relaxed);
+                let ledger = ledger.get_or_insert_with(|| Ledger::new(&message));
+                let event = Arc::new(lane.handling.outbound(&message));
+                let message = Arc::new(message);
+                let matching: Vec<ResolvedSubscription> = lane
+                    .handling
+                    .subscriptions
+                    .iter()
+                    .filter(|s| wants(s, &event.source, event.event_type.as_deref()))
+                    .cloned()
+                    .collect();
+                let progress = ledger.open(message.offset(), matching.len());
+                for subscription in matching {
+                    let queue = queues.entry(subscription.id.clone()).or_insert_with(|| SubscriptionQueue {
+                        tx: subscription_task(&lane, subscription.clone(), ledger.settled.clone()),
+                        slow: false,
+                    });
+                    if queue.slow && queue.tx.capacity() >= capacity / 2 {
+                        queue.slow = false;
+                    }
+                    let job = Job { message: message.clone(), event: event.clone(), progress: progress.clone() };
+                    let refused = if queue.slow {
+                        Some(job)
+                    } else {
+                        match queue.tx.send_timeout(job, lane.limits.slow_after).await {
+                            Ok(()) => None,
+                            Err(mpsc::error::SendTimeoutError::Timeout(job)) => {
+                                tracing::info!(subscription = %subscription.id, "slow subscriber: deferring its deliveries");
+                                queue.slow = true;
+                                Some(job)
+                            }
+                            // Its task stopped: the worker is shutting down.
+                            Err(mpsc::error::SendTimeoutError::Closed(_)) => return,
+                        }
+                    };
+                    if let Some(job) = refused {
+                        let (handling, cancel, settled) = (lane.handling.clone(), lane.cancel.clone(), ledger.settled.clone());
+                        lane.tracker.spawn(async move {
+                            if handling.defer(&job.message, &subscription, &cancel).await {
+                                job.progress.settle_one(&settled);
+                            }
+                        });
+                    }
+                }
+            }
+        }
+        if let Some(ledger) = ledger.as_mut() {
+            ledger.store_settled(&lane.consumer);
+        }
+    }
+}
+
+/// The task delivering one subscription's share of a partition, in order.
+fn subscription_task(
+    lane: &LaneContext,
+    subscription: ResolvedSubscription,
+    settled: Arc<tokio::sync::Notify>,
+) -> mpsc::Sender<Job> {
+    let (tx, mut rx) = mpsc::channel::<Job>(lane.limits.subscription_queue.max(1));
+    let (handling, cancel) = (lane.handling.clone(), lane.cancel.clone());
+    lane.tracker.spawn(async move {
+        while let Some(job) = rx.recv().await {
+            let Some(outcome) = handling
+                .deliver_unless_cancelled(&subscription, &job.event, 1, &cancel)
+                .await
+            else {
+                return;
+            };
+            if !handling
+                .settle(&job.message, &subscription, 1, outcome, &cancel)
+                .await
+            {
+                return;
+            }
+            job.progress.settle_one(&settled);
+        }
+    });
+    tx
 }
 
 // === impl Handling ===
 
 impl Handling {
-    /// Delivers a source record to every matching subscription, parking each failure.
-    /// False when cancelled before everything was settled.
-    async fn first_attempts(&self, message: &OwnedMessage, cancel: &CancellationToken) -> bool {
-        let event = self.outbound(message);
-        let matching: Vec<&ResolvedSubscription> = self
-            .subscriptions
-            .iter()
-            .filter(|s| wants(s, &event.source, event.event_type.as_deref()))
-            .collect();
-        let attempts = matching
-            .iter()
-            .map(|s| self.deliverer.deliver(s, &event, 1));
-        // Concurrently: each delivery waits on its own subscriber.
-        let outcomes = futures::future::join_all(attempts).await;
-        for (subscription, outcome) in matching.into_iter().zip(outcomes) {
-            log_outcome(subscription, &event, 1, &outcome);
-            if !self.settle(message, subscription, 1, outcome, cancel).await {
-                return false;
-            }
-        }
-        true
-    }
-
-    /// A retry record: wait until it is due, deliver, settle.
-    async fn retry(&self, message: &OwnedMessage, cancel: &CancellationToken) -> bool {
-        let header = |name: &str| header_text(message, name);
-        let attempt: u32 = header(control::ATTEMPT)
-            .and_then(|a| a.parse().ok())
-            .unwrap_or(2);
-        let not_before: u64 = header(control::NOT_BEFORE)
+    /// Waits until a retry record is due; false when the worker stops first.
+    async fn wait_until_due(&self, message: &OwnedMessage, cancel: &CancellationToken) -> bool {
+        let not_before: u64 = header_text(message, control::NOT_BEFORE)
             .and_then(|t| t.parse().ok())
             .unwrap_or(0);
         let wait = Duration::from_millis(not_before.saturating_sub(now_ms()));
         tokio::select! {
-            () = cancel.cancelled() => return false,
-            () = tokio::time::sleep(wait) => {}
+            () = cancel.cancelled() => false,
+            () = tokio::time::sleep(wait) => true,
         }
-        let Some(subscription) = header(control::SUBSCRIPTION)
+    }
+
+    /// A due retry record: deliver to its subscription, settle. False when cancelled.
+    async fn retry(&self, message: &OwnedMessage, cancel: &CancellationToken) -> bool {
+        let attempt: u32 = header_text(message, control::ATTEMPT)
+            .and_then(|a| a.parse().ok())
+            .unwrap_or(2);
+        let wanted = header_text(message, control::SUBSCRIPTION);
+        let Some(subscription) = wanted
+            .as_deref()
             .and_then(|id| self.subscriptions.iter().find(|s| s.id == id))
         else {
-            tracing::warn!(subscription = ?header(control::SUBSCRIPTION), "retry for a subscription that no longer exists; dropped");
+            tracing::warn!(subscription = ?wanted, "retry for a subscription that no longer exists; dropped");
             return true;
         };
         let event = self.outbound(message);
-        let outcome = self.deliverer.deliver(subscription, &event, attempt).await;
-        log_outcome(subscription, &event, attempt, &outcome);
+        let Some(outcome) = self
+            .deliver_unless_cancelled(subscription, &event, attempt, cancel)
+            .await
+        else {
+            return false;
+        };
         self.settle(message, subscription, attempt, outcome, cancel)
             .await
+    }
+
+    /// One attempt, abandoned if the worker stops meanwhile (the record is then handed back,
+    /// not settled), so shutdown never waits for a hanging subscriber.
+    async fn deliver_unless_cancelled(
+        &self,
+        subscription: &ResolvedSubscription,
+        event: &OutboundEvent,
+        attempt: u32,
+        cancel: &CancellationToken,
+    ) -> Option<DeliveryOutcome> {
+        let outcome = tokio::select! {
+            () = cancel.cancelled() => return None,
+            outcome = self.deliverer.deliver(subscription, event, attempt) => outcome,
+        };
+        log_outcome(subscription, event, attempt, &outcome);
+        Some(outcome)
     }
 
     /// Parks a failed attempt in a retry tier or the dead-letter topic; nothing to do for a
@@ -415,7 +640,46 @@ impl Handling {
                 self.dead_letter.as_str()
             }
         };
-        let headers = parked_headers(message, &control);
+        self.park(message, topic, &control, cancel).await
+    }
+
+    /// Parks a delivery that was never attempted because its subscription's queue was full
+    /// (the subscriber is slow): attempt 1 waits in the first retry tier, so the partition
+    /// moves on for every other subscription.
+    async fn defer(
+        &self,
+        message: &OwnedMessage,
+        subscription: &ResolvedSubscription,
+        cancel: &CancellationToken,
+    ) -> bool {
+        let Some(tier) = self.tiers.first() else {
+            return true;
+        };
+        let control = [
+            (control::SUBSCRIPTION, subscription.id.clone()),
+            (control::ATTEMPT, "1".to_owned()),
+            (
+                control::NOT_BEFORE,
+                (now_ms() + millis(tier.delay)).to_string(),
+            ),
+            (
+                control::LAST_ERROR,
+                "deferred: the subscription's queue is full".to_owned(),
+            ),
+        ];
+        self.park(message, &tier.topic, &control, cancel).await
+    }
+
+    /// Writes `message` with `control` headers to `topic`, trying until Kafka takes it or the
+    /// worker stops: the source offset must not move past an unsettled delivery.
+    async fn park(
+        &self,
+        message: &OwnedMessage,
+        topic: &str,
+        control: &[(&str, String)],
+        cancel: &CancellationToken,
+    ) -> bool {
+        let headers = parked_headers(message, control);
         loop {
             let sent = self
                 .producer
@@ -429,7 +693,7 @@ impl Handling {
             match sent {
                 Ok(_) => return true,
                 Err(e) => {
-                    tracing::warn!(error = %e, topic, "cannot park a failed delivery yet; trying again");
+                    tracing::warn!(error = %e, topic, "cannot park a delivery yet; trying again");
                     tokio::select! {
                         () = cancel.cancelled() => return false,
                         () = tokio::time::sleep(Duration::from_secs(1)) => {}

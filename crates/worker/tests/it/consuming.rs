@@ -291,3 +291,45 @@ async fn dead_letters_are_listed_by_subscription_and_redriven() {
         "the other subscription's dead letter was left alone"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_slow_subscriber_does_not_hold_up_a_healthy_one() {
+    // Never answers; its timeout is far longer than this test may take.
+    let slow = TestSubscriber::start(|_| Behaviour::Hang).await;
+    let healthy = TestSubscriber::ok().await;
+    let rig = rig(
+        &[
+            ("slow", slow.url("/"), "timeout: 10m"),
+            ("healthy", healthy.url("/"), ""),
+        ],
+        "  subscription_queue: 2\n",
+    )
+    .await;
+    let (stop, running) = rig.start_worker();
+    // One key: one partition, one lane.
+    for seq in 0..30 {
+        rig.publish("meter-1", seq, "push").await;
+    }
+    wait_for("all 30 events at the healthy subscriber", || {
+        healthy.received().len() >= 30
+    })
+    .await;
+    let seqs: Vec<u64> = keys_and_seqs(&healthy)
+        .into_iter()
+        .map(|(_, seq)| seq)
+        .collect();
+    assert_eq!(
+        seqs,
+        (0..30).collect::<Vec<u64>>(),
+        "in order, none missing"
+    );
+    assert_eq!(
+        slow.received().len(),
+        1,
+        "the slow subscriber is still on its first delivery"
+    );
+
+    // Shutdown does not wait for the hanging delivery: it is handed back, not settled.
+    stop.send(()).expect("stop");
+    running.await.expect("worker stops");
+}

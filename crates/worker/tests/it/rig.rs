@@ -35,9 +35,12 @@ pub async fn rig(subscriptions: &[(&str, String, &str)], worker: &str) -> Rig {
     );
     for (id, url, extra) in subscriptions {
         yaml.push_str(&format!(
-            "  - id: {id}\n    url: \"{url}\"\n    secrets: [{{ id: s, file: \"{}\" }}]\n    timeout: 2s\n",
+            "  - id: {id}\n    url: \"{url}\"\n    secrets: [{{ id: s, file: \"{}\" }}]\n",
             dir.path().join("sub").display()
         ));
+        if !extra.contains("timeout:") {
+            yaml.push_str("    timeout: 2s\n");
+        }
         for line in extra.lines().filter(|l| !l.trim().is_empty()) {
             yaml.push_str(&format!("    {}\n", line.trim()));
         }
