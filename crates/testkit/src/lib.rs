@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use client::{Client, Reply};
-pub use process::{IngressProcess, Tansu};
+pub use process::{IngressProcess, Tansu, WorkerProcess};
 use spillway_kafka::reader::ReadRecord;
 pub use subscriber::{Behaviour, Received, TestSubscriber};
 

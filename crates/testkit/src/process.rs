@@ -225,3 +225,40 @@ impl Drop for Tansu {
         self.kill();
     }
 }
+
+/// A running `spillway worker`.
+#[derive(Debug)]
+pub struct WorkerProcess {
+    child: Child,
+    log: PathBuf,
+}
+
+impl WorkerProcess {
+    pub fn spawn(bin: &Path, config: &Path, log: PathBuf) -> Self {
+        let log_file = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(bin)
+            .args(["--log-format", "text", "worker", "--config"])
+            .arg(config)
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .expect("spawn spillway worker");
+        Self { child, log }
+    }
+
+    /// SIGKILL, as a crash or an OOM kill would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

@@ -12,3 +12,4 @@ mod drain;
 mod malformed;
 mod redis_down;
 mod tls_and_http2;
+mod worker_killed;

@@ -333,3 +333,35 @@ async fn a_slow_subscriber_does_not_hold_up_a_healthy_one() {
     stop.send(()).expect("stop");
     running.await.expect("worker stops");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rebalance_between_two_workers_loses_nothing() {
+    let subscriber = TestSubscriber::ok().await;
+    let rig = rig(&[("sub", subscriber.url("/"), "")], "").await;
+    let mut ids = HashSet::new();
+    for seq in 0..300 {
+        ids.insert(
+            rig.publish(&format!("device-{}", seq % 17), seq, "push")
+                .await,
+        );
+    }
+    let (stop_a, running_a) = rig.start_worker();
+    wait_for("worker A under way", || subscriber.received().len() >= 30).await;
+    // B joins the group: the partitions are shared out again.
+    let (stop_b, running_b) = rig.start_worker();
+    for seq in 300..400 {
+        ids.insert(
+            rig.publish(&format!("device-{}", seq % 17), seq, "push")
+                .await,
+        );
+    }
+    // A leaves: B takes over everything A had.
+    stop_a.send(()).expect("stop A");
+    running_a.await.expect("A stops");
+    wait_for("every event after both rebalances", || {
+        delivered_ids(&subscriber).is_superset(&ids)
+    })
+    .await;
+    stop_b.send(()).expect("stop B");
+    running_b.await.expect("B stops");
+}

@@ -1,0 +1,105 @@
+//! Across processes: events accepted by the ingress reach a subscriber through `spillway
+//! worker`, and a worker killed with SIGKILL mid-stream and replaced loses none of them.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use spillway_testkit::{redis_nodes, Client, TestSubscriber, WorkerProcess};
+
+use crate::support::{post_event, setup, source, BIN, PATIENCE};
+
+fn delivered(subscriber: &TestSubscriber) -> HashSet<String> {
+    subscriber
+        .received()
+        .iter()
+        .filter_map(|r| {
+            r.headers
+                .get("webhook-id")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
+async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_killed_worker_is_replaced_and_nothing_accepted_is_lost() {
+    let subscriber = TestSubscriber::ok().await;
+    let github = source("github");
+    let brokers = spillway_testkit::kafka_brokers();
+    let setup = setup(
+        &brokers,
+        &redis_nodes(),
+        std::slice::from_ref(&github),
+        "",
+        "",
+    );
+    let mut yaml = std::fs::read_to_string(&setup.config).expect("config");
+    yaml.push_str(&format!(
+        // A killed member holds its partitions until its session times out (45 s by default).
+        "worker:\n  group_id: \"{}workers\"\n  allow_cidrs: [127.0.0.0/8]\n  \
+         consumer_properties: {{ session.timeout.ms: \"6000\", heartbeat.interval.ms: \"1000\" }}\n\
+         subscriptions:\n  - id: inbox\n    url: \"{}\"\n    secrets: [{{ id: s, file: \"{}\" }}]\n",
+        setup.topic_prefix,
+        subscriber.url("/inbox"),
+        setup.dir.path().join("acme-old.secret").display(),
+    ));
+    std::fs::write(
+        setup.dir.path().join("acme-old.secret"),
+        crate::support::ACME_OLD_SECRET,
+    )
+    .expect("secret");
+    std::fs::write(&setup.config, yaml).expect("config");
+    let config = spillway_config::load(&setup.config).expect("valid config");
+    let mut topics = config.topics();
+    topics.extend(spillway_worker::topics::worker_topics(&config));
+    spillway_testkit::create_topics(&brokers, &topics).await;
+
+    let ingress = setup.spawn("ingress");
+    ingress.wait_ready(PATIENCE).await;
+    let client = Client::http1();
+    let mut accepted = HashSet::new();
+    for n in 0..300 {
+        let reply = post_event(&client, &ingress, &github, &format!("k-{n}"), n).await;
+        assert_eq!(reply.status, 202, "{:?}", reply.body);
+        accepted.insert(reply.field("id").expect("id"));
+    }
+
+    let mut first = WorkerProcess::spawn(
+        Path::new(BIN),
+        &setup.config,
+        setup.dir.path().join("worker-1.log"),
+    );
+    wait_until("the first worker under way", || {
+        subscriber.received().len() >= 40
+    })
+    .await;
+    first.kill();
+    let log = first.log_text();
+
+    let second = WorkerProcess::spawn(
+        Path::new(BIN),
+        &setup.config,
+        setup.dir.path().join("worker-2.log"),
+    );
+    let deadline = Instant::now() + PATIENCE;
+    while !delivered(&subscriber).is_superset(&accepted) {
+        assert!(
+            Instant::now() < deadline,
+            "{} accepted events never reached the subscriber;\nfirst worker:\n{log}\nsecond worker:\n{}",
+            accepted.difference(&delivered(&subscriber)).count(),
+            second.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Everything the subscriber got was accepted: nothing invented, duplicates allowed.
+    assert!(delivered(&subscriber).is_subset(&accepted));
+}
