@@ -327,6 +327,13 @@ pub struct WorkerConfig {
     /// drained to half, its further deliveries go straight to the first retry tier.
     #[serde(with = "humantime_serde")]
     pub slow_after: Duration,
+    /// Consecutive failed deliveries after which a subscription's circuit opens: its
+    /// deliveries pause (without spending attempts) and one probe is sent per cooldown.
+    /// 0 turns the breaker off.
+    pub breaker_failures: u32,
+    /// How long an open circuit waits before its next probe.
+    #[serde(with = "humantime_serde")]
+    pub breaker_cooldown: Duration,
     /// Deliveries one retry-tier partition makes at once, so that one hanging subscriber does
     /// not hold up the retries of the others.
     pub retry_concurrency: usize,
@@ -356,6 +363,8 @@ impl Default for WorkerConfig {
             subscription_queue: 64,
             slow_after: Duration::from_secs(1),
             retry_concurrency: 64,
+            breaker_failures: 5,
+            breaker_cooldown: Duration::from_secs(30),
             consumer_properties: BTreeMap::new(),
             allow_cidrs: Vec::new(),
             retry_initial: Duration::from_secs(1),

@@ -15,7 +15,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 use rdkafka::config::ClientConfig;
@@ -30,6 +30,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::breaker::Breakers;
 use crate::delivery::{wants, Deliverer, DeliveryOutcome, OutboundEvent};
 use crate::ssrf::AddressPolicy;
 use crate::topics::{dead_letter_topic, retry_tiers, tier_for, RetryTier};
@@ -88,6 +89,7 @@ struct Handling {
     tiers: Vec<RetryTier>,
     dead_letter: String,
     producer: EventProducer,
+    breakers: Breakers,
 }
 
 /// A worker process: a consumer for the source topics and one for the retry tiers.
@@ -145,6 +147,10 @@ impl Worker {
                 tiers: retry_tiers(config),
                 dead_letter: dead_letter_topic(config),
                 producer,
+                breakers: Breakers::new(
+                    config.worker.breaker_failures,
+                    config.worker.breaker_cooldown,
+                ),
             }),
             consumer_config,
             group_id: config.worker.group_id.clone(),
@@ -490,7 +496,8 @@ async fn run_source_lane(lane: LaneContext, mut rx: mpsc::UnboundedReceiver<Owne
                     if let Some(job) = refused {
                         let (handling, cancel, settled) = (lane.handling.clone(), lane.cancel.clone(), ledger.settled.clone());
                         lane.tracker.spawn(async move {
-                            if handling.defer(&job.message, &subscription, &cancel).await {
+                            let wait = handling.tiers.first().map(|t| t.delay).unwrap_or_default();
+                            if handling.postpone(&job.message, &subscription, 1, wait, "the subscription is slow", &cancel).await {
                                 job.progress.settle_one(&settled);
                             }
                         });
@@ -514,14 +521,8 @@ fn subscription_task(
     let (handling, cancel) = (lane.handling.clone(), lane.cancel.clone());
     lane.tracker.spawn(async move {
         while let Some(job) = rx.recv().await {
-            let Some(outcome) = handling
-                .deliver_unless_cancelled(&subscription, &job.event, 1, &cancel)
-                .await
-            else {
-                return;
-            };
             if !handling
-                .settle(&job.message, &subscription, 1, outcome, &cancel)
+                .attempt(&job.message, &subscription, &job.event, 1, &cancel)
                 .await
             {
                 return;
@@ -561,31 +562,45 @@ impl Handling {
             return true;
         };
         let event = self.outbound(message);
-        let Some(outcome) = self
-            .deliver_unless_cancelled(subscription, &event, attempt, cancel)
-            .await
-        else {
-            return false;
-        };
-        self.settle(message, subscription, attempt, outcome, cancel)
+        self.attempt(message, subscription, &event, attempt, cancel)
             .await
     }
 
-    /// One attempt, abandoned if the worker stops meanwhile (the record is then handed back,
-    /// not settled), so shutdown never waits for a hanging subscriber.
-    async fn deliver_unless_cancelled(
+    /// One attempt at delivering `event` to `subscription`, then its settlement. While the
+    /// subscription's circuit is open the delivery is postponed instead, keeping its attempt
+    /// number. An attempt in hand is abandoned if the worker stops (the record is handed back,
+    /// not settled), so shutdown never waits for a hanging subscriber. False when cancelled.
+    async fn attempt(
         &self,
+        message: &OwnedMessage,
         subscription: &ResolvedSubscription,
         event: &OutboundEvent,
         attempt: u32,
         cancel: &CancellationToken,
-    ) -> Option<DeliveryOutcome> {
+    ) -> bool {
+        if let Err(wait) = self.breakers.admit(&subscription.id, Instant::now()) {
+            return self
+                .postpone(message, subscription, attempt, wait, "circuit open", cancel)
+                .await;
+        }
         let outcome = tokio::select! {
-            () = cancel.cancelled() => return None,
+            () = cancel.cancelled() => return false,
             outcome = self.deliverer.deliver(subscription, event, attempt) => outcome,
         };
         log_outcome(subscription, event, attempt, &outcome);
-        Some(outcome)
+        match &outcome {
+            DeliveryOutcome::Delivered { .. } => {
+                self.breakers.record(&subscription.id, true, Instant::now())
+            }
+            DeliveryOutcome::Failed { .. } => {
+                self.breakers
+                    .record(&subscription.id, false, Instant::now())
+            }
+            // A refused target says nothing about the subscriber's health.
+            DeliveryOutcome::Refused { .. } => {}
+        }
+        self.settle(message, subscription, attempt, outcome, cancel)
+            .await
     }
 
     /// Parks a failed attempt in a retry tier or the dead-letter topic; nothing to do for a
@@ -643,29 +658,28 @@ impl Handling {
         self.park(message, topic, &control, cancel).await
     }
 
-    /// Parks a delivery that was never attempted because its subscription's queue was full
-    /// (the subscriber is slow): attempt 1 waits in the first retry tier, so the partition
-    /// moves on for every other subscription.
-    async fn defer(
+    /// Parks a delivery for `wait` without spending an attempt: `attempt` is made when it is
+    /// due. Used when a subscription's queue is full (it is slow) and while its circuit is open.
+    async fn postpone(
         &self,
         message: &OwnedMessage,
         subscription: &ResolvedSubscription,
+        attempt: u32,
+        wait: Duration,
+        why: &str,
         cancel: &CancellationToken,
     ) -> bool {
-        let Some(tier) = self.tiers.first() else {
+        let Some(tier) = tier_for(&self.tiers, wait) else {
             return true;
         };
         let control = [
             (control::SUBSCRIPTION, subscription.id.clone()),
-            (control::ATTEMPT, "1".to_owned()),
+            (control::ATTEMPT, attempt.to_string()),
             (
                 control::NOT_BEFORE,
-                (now_ms() + millis(tier.delay)).to_string(),
+                (now_ms() + millis(wait.max(tier.delay))).to_string(),
             ),
-            (
-                control::LAST_ERROR,
-                "deferred: the subscription's queue is full".to_owned(),
-            ),
+            (control::LAST_ERROR, format!("postponed: {why}")),
         ];
         self.park(message, &tier.topic, &control, cancel).await
     }

@@ -3,10 +3,12 @@
 //! - [`consumer::Worker`]: consumer groups over the source topics and the retry tiers,
 //!   at-least-once, one lane per partition;
 //! - [`delivery`]: which subscriptions want an event, one signed attempt and its outcome;
+//! - [`breaker`]: a circuit breaker per subscription;
 //! - [`dlq`]: listing and redriving dead letters;
 //! - [`retry`]: when to try again; [`topics`]: the retry tiers and the dead-letter topic;
 //! - [`ssrf`]: the guard every delivery passes through.
 
+pub mod breaker;
 pub mod consumer;
 pub mod delivery;
 pub mod dlq;
