@@ -44,6 +44,31 @@ enum Command {
         #[command(subcommand)]
         command: DlqCommand,
     },
+    /// Re-deliver a range of a source topic from Kafka retention to its subscriptions.
+    Replay {
+        #[arg(long, env = "SPILLWAY_CONFIG")]
+        config: PathBuf,
+        #[arg(long)]
+        source: String,
+        /// Start: an RFC 3339 time (events accepted then or later) or an offset (every partition).
+        #[arg(long, value_parser = parse_position)]
+        from: Option<Position>,
+        /// End (exclusive): an RFC 3339 time or an offset.
+        #[arg(long, value_parser = parse_position)]
+        to: Option<Position>,
+        /// Only events of this type.
+        #[arg(long)]
+        event_type: Option<String>,
+        /// Only to this subscription (by default every subscription that wants the events).
+        #[arg(long)]
+        subscription: Option<String>,
+        /// Deliveries queued per second.
+        #[arg(long, default_value_t = 50)]
+        rate: u32,
+        /// Only print how many deliveries the range selects.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Kafka topic administration.
     Topics {
         #[command(subcommand)]
@@ -96,6 +121,30 @@ struct DlqFilter {
     /// Dead before this RFC 3339 time.
     #[arg(long, value_parser = parse_time)]
     until: Option<u64>,
+}
+
+/// A place in a topic: a time or an offset.
+#[derive(Debug, Clone, Copy)]
+enum Position {
+    TimeMs(u64),
+    Offset(i64),
+}
+
+/// A position as (time, offset): one of them, or neither.
+fn split(position: Option<Position>) -> (Option<u64>, Option<i64>) {
+    match position {
+        Some(Position::TimeMs(t)) => (Some(t), None),
+        Some(Position::Offset(o)) => (None, Some(o)),
+        None => (None, None),
+    }
+}
+
+fn parse_position(text: &str) -> Result<Position, String> {
+    match text.parse::<i64>() {
+        Ok(offset) if offset >= 0 => Ok(Position::Offset(offset)),
+        Ok(_) => Err("an offset cannot be negative".into()),
+        Err(_) => parse_time(text).map(Position::TimeMs),
+    }
 }
 
 /// An RFC 3339 time as milliseconds since the epoch.
@@ -157,6 +206,41 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Dlq { command } => dlq(command).await,
+        Command::Replay {
+            config,
+            source,
+            from,
+            to,
+            event_type,
+            subscription,
+            rate,
+            dry_run,
+        } => {
+            let config = load(&config)?;
+            let (since_ms, from_offset) = split(from);
+            let (until_ms, to_offset) = split(to);
+            let range = spillway_worker::replay::Range {
+                source,
+                since_ms,
+                until_ms,
+                from_offset,
+                to_offset,
+                event_type,
+                subscription,
+            };
+            let selecting = config.clone();
+            let replays = tokio::task::spawn_blocking(move || {
+                spillway_worker::replay::select(&selecting, &range, READ_BACK_TIMEOUT)
+            })
+            .await??;
+            if dry_run {
+                println!("{} deliveries would be replayed (dry run)", replays.len());
+            } else {
+                let n = spillway_worker::replay::replay(&config, &replays, rate).await?;
+                println!("{n} deliveries queued for the workers");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::CheckConfig { config } => match spillway_config::load(&config) {
             Ok(c) => {
                 println!(

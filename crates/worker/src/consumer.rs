@@ -75,8 +75,8 @@ pub enum WorkerError {
     Consumer(#[from] rdkafka::error::KafkaError),
     #[error(transparent)]
     Setup(#[from] crate::delivery::SetupError),
-    #[error("redrive: {0}")]
-    Redrive(String),
+    #[error("kafka did not take the record: {0}")]
+    Produce(String),
 }
 
 /// What the workers need to handle a record, shared by every lane.
@@ -722,16 +722,18 @@ impl Handling {
         let header = |name: &str| header_text(message, name);
         let source = header(headers::SOURCE).unwrap_or_default();
         let body = bytes::Bytes::copy_from_slice(message.payload().unwrap_or_default());
+        let pairs = message
+            .headers()
+            .map(|hs| {
+                hs.iter()
+                    .map(|h| (h.key, h.value.unwrap_or_default()))
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default();
         let event_type = self
             .sources
             .get(&source)
-            .and_then(|s| s.event_type.as_ref())
-            .and_then(|key| {
-                let map = http_headers(message);
-                key.extract(&KeyInput::new(&map, &body, None))
-                    .ok()
-                    .flatten()
-            });
+            .and_then(|s| event_type(s, pairs, &body));
         OutboundEvent {
             event_id: header(headers::EVENT_ID).unwrap_or_default(),
             event_type,
@@ -764,20 +766,33 @@ fn log_outcome(
 
 /// The original record's headers without earlier control headers, then the new ones.
 fn parked_headers(message: &OwnedMessage, control: &[(&str, String)]) -> Vec<(String, Vec<u8>)> {
-    let mut out: Vec<(String, Vec<u8>)> = Vec::new();
-    if let Some(hs) = message.headers() {
-        for h in hs.iter() {
-            if !control::ALL.contains(&h.key) {
-                out.push((
-                    h.key.to_owned(),
-                    h.value.map(<[u8]>::to_vec).unwrap_or_default(),
-                ));
-            }
-        }
-    }
-    for (k, v) in control {
-        out.push(((*k).to_owned(), v.clone().into_bytes()));
-    }
+    let original = message
+        .headers()
+        .map(|hs| {
+            hs.iter()
+                .map(|h| (h.key, h.value.unwrap_or_default()))
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    with_control(original, control)
+}
+
+/// A parked record's headers: the original ones without earlier control headers, then the
+/// new control headers. Used for retries, dead letters, redrives and replays alike.
+pub(crate) fn with_control<'a>(
+    original: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+    control: &[(&str, String)],
+) -> Vec<(String, Vec<u8>)> {
+    let mut out: Vec<(String, Vec<u8>)> = original
+        .into_iter()
+        .filter(|(k, _)| !control::ALL.contains(k))
+        .map(|(k, v)| (k.to_owned(), v.to_vec()))
+        .collect();
+    out.extend(
+        control
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone().into_bytes())),
+    );
     out
 }
 
@@ -790,23 +805,27 @@ fn header_text(message: &OwnedMessage, name: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// The record's headers as HTTP headers, for event-type extraction.
-fn http_headers(message: &OwnedMessage) -> HeaderMap {
+/// The event type of a record of `source`, read as the source's `event_type` says (from the
+/// record's headers or its body); `None` when the source has none or the record lacks it.
+pub fn event_type<'a>(
+    source: &ResolvedSource,
+    record_headers: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+    body: &[u8],
+) -> Option<String> {
+    let key = source.event_type.as_ref()?;
     let mut map = HeaderMap::new();
-    if let Some(hs) = message.headers() {
-        for h in hs.iter() {
-            if let (Ok(name), Some(Ok(value))) = (
-                HeaderName::from_bytes(h.key.as_bytes()),
-                h.value.map(HeaderValue::from_bytes),
-            ) {
-                map.append(name, value);
-            }
+    for (name, value) in record_headers {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_bytes(value),
+        ) {
+            map.append(name, value);
         }
     }
-    map
+    key.extract(&KeyInput::new(&map, body, None)).ok().flatten()
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(millis)

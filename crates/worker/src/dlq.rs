@@ -11,7 +11,7 @@ use spillway_core::headers;
 use spillway_kafka::reader::{read_topic, ReadRecord};
 use spillway_kafka::{EventProducer, ProducerSettings};
 
-use crate::consumer::control;
+use crate::consumer::{control, now_ms, with_control};
 use crate::topics::{dead_letter_topic, retry_tiers};
 use crate::WorkerError;
 
@@ -81,20 +81,22 @@ pub async fn redrive(config: &Config, letters: &[DeadLetter]) -> Result<usize, W
         return Ok(0);
     };
     let producer = EventProducer::new(&ProducerSettings::from(&config.kafka))?;
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0);
     for letter in letters {
-        let mut hs: Vec<(String, Vec<u8>)> = letter
+        let subscription = letter
+            .header(control::SUBSCRIPTION)
+            .unwrap_or_default()
+            .to_owned();
+        let fresh = [
+            (control::SUBSCRIPTION, subscription),
+            (control::ATTEMPT, "1".to_owned()),
+            (control::NOT_BEFORE, now_ms().to_string()),
+        ];
+        let original = letter
             .record
             .headers
             .iter()
-            .filter(|(k, _)| !control::ALL.contains(&k.as_str()) || k == control::SUBSCRIPTION)
-            .cloned()
-            .collect();
-        hs.push((control::ATTEMPT.into(), b"1".to_vec()));
-        hs.push((control::NOT_BEFORE.into(), now_ms.to_string().into_bytes()));
+            .map(|(k, v)| (k.as_str(), v.as_slice()));
+        let hs = with_control(original, &fresh);
         producer
             .send_record(
                 &first_tier.topic,
@@ -103,7 +105,7 @@ pub async fn redrive(config: &Config, letters: &[DeadLetter]) -> Result<usize, W
                 &hs,
             )
             .await
-            .map_err(|e| WorkerError::Redrive(e.to_string()))?;
+            .map_err(|e| WorkerError::Produce(e.to_string()))?;
     }
     Ok(letters.len())
 }

@@ -5,6 +5,7 @@
 //! - [`delivery`]: which subscriptions want an event, one signed attempt and its outcome;
 //! - [`breaker`]: a circuit breaker per subscription;
 //! - [`dlq`]: listing and redriving dead letters;
+//! - [`replay`]: re-delivering a range of a source topic;
 //! - [`retry`]: when to try again; [`topics`]: the retry tiers and the dead-letter topic;
 //! - [`ssrf`]: the guard every delivery passes through.
 
@@ -12,6 +13,7 @@ pub mod breaker;
 pub mod consumer;
 pub mod delivery;
 pub mod dlq;
+pub mod replay;
 pub mod retry;
 pub mod ssrf;
 pub mod topics;

@@ -438,3 +438,80 @@ async fn an_open_circuit_pauses_deliveries_instead_of_spending_attempts() {
         dead.len()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replay_redelivers_the_selected_range() {
+    let subscriber = TestSubscriber::ok().await;
+    let rig = rig(&[("sub", subscriber.url("/"), "")], "").await;
+    let (stop, running) = rig.start_worker();
+    let mut pushes = HashSet::new();
+    for seq in 0..6 {
+        let kind = if seq % 2 == 0 { "push" } else { "issues" };
+        let id = rig.publish(&format!("k{seq}"), seq, kind).await;
+        if kind == "push" {
+            pushes.insert(id);
+        }
+    }
+    wait_for("the first deliveries", || subscriber.received().len() >= 6).await;
+
+    let range = spillway_worker::replay::Range {
+        source: "github".into(),
+        event_type: Some("push".into()),
+        ..Default::default()
+    };
+    let config = rig.config.clone();
+    let selected = tokio::task::spawn_blocking(move || {
+        spillway_worker::replay::select(&config, &range, Duration::from_secs(30))
+    })
+    .await
+    .expect("join")
+    .expect("select");
+    assert_eq!(
+        selected.len(),
+        3,
+        "the three pushes, to the one subscription"
+    );
+    assert_eq!(
+        spillway_worker::replay::replay(&rig.config, &selected, 100)
+            .await
+            .expect("replay"),
+        3
+    );
+
+    wait_for("the replayed deliveries", || {
+        subscriber.received().len() >= 9
+    })
+    .await;
+    let again: Vec<_> = subscriber.received().into_iter().skip(6).collect();
+    let again_ids: HashSet<String> = again
+        .iter()
+        .filter_map(|r| {
+            r.headers
+                .get("webhook-id")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        })
+        .collect();
+    assert_eq!(
+        again_ids, pushes,
+        "the same events, under their original ids"
+    );
+    stop.send(()).expect("stop");
+    running.await.expect("worker stops");
+
+    let unknown = spillway_worker::replay::Range {
+        source: "nope".into(),
+        ..Default::default()
+    };
+    let config = rig.config.clone();
+    let err = tokio::task::spawn_blocking(move || {
+        spillway_worker::replay::select(&config, &unknown, Duration::from_secs(5))
+    })
+    .await
+    .expect("join")
+    .expect_err("unknown source");
+    assert!(
+        err.to_string().contains("no source named \"nope\""),
+        "{err}"
+    );
+}

@@ -1,0 +1,140 @@
+//! Replay: re-deliver a range of a source topic from Kafka retention, for instance after a
+//! subscriber lost data. The selected events go to the first retry tier as fresh deliveries
+//! (attempt 1, due now), so the running workers deliver them with the usual signing, retries and
+//! dead letters. Writing them is rate-limited, and so is the load on the subscribers.
+
+use std::time::Duration;
+
+use spillway_config::Config;
+use spillway_core::headers;
+use spillway_kafka::reader::{read_topic, ReadRecord};
+use spillway_kafka::{EventProducer, ProducerSettings};
+
+use crate::consumer::{control, event_type, now_ms, with_control};
+use crate::delivery::wants;
+use crate::topics::retry_tiers;
+use crate::WorkerError;
+
+/// What to replay.
+#[derive(Debug, Clone, Default)]
+pub struct Range {
+    pub source: String,
+    /// Accepted at or after, milliseconds since the epoch (`spillway-received-at`).
+    pub since_ms: Option<u64>,
+    /// Accepted before.
+    pub until_ms: Option<u64>,
+    /// From this offset on, in every partition.
+    pub from_offset: Option<i64>,
+    /// Before this offset, in every partition.
+    pub to_offset: Option<i64>,
+    pub event_type: Option<String>,
+    /// Only to this subscription; to every subscription that wants the event otherwise.
+    pub subscription: Option<String>,
+}
+
+/// One event to one subscription.
+#[derive(Debug, Clone)]
+pub struct Replay {
+    pub record: ReadRecord,
+    pub subscription: String,
+}
+
+/// The deliveries a range selects, in partition and offset order. Blocking: it reads the
+/// source topic; call from `spawn_blocking`.
+pub fn select(
+    config: &Config,
+    range: &Range,
+    timeout: Duration,
+) -> Result<Vec<Replay>, WorkerError> {
+    let sources = config
+        .resolve_sources()
+        .map_err(|e| WorkerError::Config(spillway_config::describe(&e)))?;
+    let source = sources
+        .iter()
+        .find(|s| s.name == range.source)
+        .ok_or_else(|| WorkerError::Config(format!("no source named {:?}", range.source)))?;
+    let subscriptions = config
+        .resolve_subscriptions()
+        .map_err(|e| WorkerError::Config(spillway_config::describe(&e)))?;
+    if let Some(wanted) = &range.subscription {
+        if !subscriptions.iter().any(|s| &s.id == wanted) {
+            return Err(WorkerError::Config(format!(
+                "no subscription named {wanted:?}"
+            )));
+        }
+    }
+    let mut records = read_topic(&config.kafka.brokers, &source.topic, timeout)?;
+    records.sort_by_key(|r| (r.partition, r.offset));
+    let mut out = Vec::new();
+    for record in records {
+        let received: u64 = record
+            .header(headers::RECEIVED_AT)
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(0);
+        let in_range = range.since_ms.is_none_or(|s| received >= s)
+            && range.until_ms.is_none_or(|u| received < u)
+            && range.from_offset.is_none_or(|o| record.offset >= o)
+            && range.to_offset.is_none_or(|o| record.offset < o);
+        if !in_range {
+            continue;
+        }
+        let pairs = record
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_slice()));
+        let kind = event_type(source, pairs, &record.value);
+        if range
+            .event_type
+            .as_ref()
+            .is_some_and(|t| kind.as_ref() != Some(t))
+        {
+            continue;
+        }
+        for subscription in &subscriptions {
+            let chosen = range
+                .subscription
+                .as_ref()
+                .is_none_or(|id| &subscription.id == id);
+            if chosen && wants(subscription, &source.name, kind.as_deref()) {
+                out.push(Replay {
+                    record: record.clone(),
+                    subscription: subscription.id.clone(),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Queues the selected deliveries for the workers, at most `per_second` a second.
+pub async fn replay(
+    config: &Config,
+    replays: &[Replay],
+    per_second: u32,
+) -> Result<usize, WorkerError> {
+    let Some(tier) = retry_tiers(config).into_iter().next() else {
+        return Ok(0);
+    };
+    let producer = EventProducer::new(&ProducerSettings::from(&config.kafka))?;
+    let mut pace = tokio::time::interval(Duration::from_secs(1) / per_second.max(1));
+    for r in replays {
+        pace.tick().await;
+        let fresh = [
+            (control::SUBSCRIPTION, r.subscription.clone()),
+            (control::ATTEMPT, "1".to_owned()),
+            (control::NOT_BEFORE, now_ms().to_string()),
+            (control::LAST_ERROR, "replay".to_owned()),
+        ];
+        let original = r
+            .record
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_slice()));
+        let hs = with_control(original, &fresh);
+        producer
+            .send_record(&tier.topic, r.record.key.as_deref(), &r.record.value, &hs)
+            .await
+            .map_err(|e| WorkerError::Produce(e.to_string()))?;
+    }
+    Ok(replays.len())
+}
