@@ -339,6 +339,10 @@ pub struct WorkerConfig {
     pub retry_concurrency: usize,
     /// Further librdkafka consumer properties.
     pub consumer_properties: BTreeMap<String, String>,
+    /// The public base URLs of this cluster's ingress (e.g. `https://hooks.example.com`). A
+    /// subscription pointing at one of them is refused: it would feed events back into the
+    /// ingress in a loop. (The ingress also refuses events past `ingress.max_hops`.)
+    pub ingress_urls: Vec<String>,
     /// Addresses subscribers may resolve to although they are loopback, private, link-local
     /// and so on (trusted internal targets, tests). Everything else in those ranges is refused.
     pub allow_cidrs: Vec<ipnet::IpNet>,
@@ -359,6 +363,7 @@ impl Default for WorkerConfig {
     fn default() -> Self {
         Self {
             group_id: "spillway-workers".into(),
+            ingress_urls: Vec::new(),
             partition_backlog: 256,
             subscription_queue: 64,
             slow_after: Duration::from_secs(1),

@@ -168,6 +168,17 @@ impl Config {
                 "retry_initial must be positive and retry_max_delay at least retry_initial",
             ));
         }
+        for (i, own) in w.ingress_urls.iter().enumerate() {
+            let parsed = own.parse::<http::Uri>();
+            if !parsed.is_ok_and(|u| {
+                u.host().is_some() && matches!(u.scheme_str(), Some("http" | "https"))
+            }) {
+                errors.push(err(
+                    format!("worker.ingress_urls[{i}]"),
+                    format!("{own:?} is not an http(s) URL with a host"),
+                ));
+            }
+        }
         if !(0.0..1.0).contains(&w.retry_jitter) {
             errors.push(err("worker.retry_jitter", "must be in [0, 1)"));
         }
@@ -208,6 +219,19 @@ impl Config {
                     None
                 }
             };
+            if let Some(u) = &url {
+                if let Some(own) = self
+                    .worker
+                    .ingress_urls
+                    .iter()
+                    .find(|own| same_origin(own, u))
+                {
+                    errors.push(err(
+                        at("url"),
+                        format!("points at this cluster's own ingress ({own}): its events would loop back in"),
+                    ));
+                }
+            }
             for (j, source) in sub.sources.iter().enumerate() {
                 if !self.sources.contains_key(source) {
                     errors.push(err(
@@ -540,6 +564,22 @@ fn default_dedupe(scheme: &Scheme) -> KeySource {
         Scheme::Generic(g) if g.id_header.is_some() => KeySource::SignedId,
         Scheme::Slack | Scheme::Generic(_) | Scheme::None => KeySource::BodyHash,
     }
+}
+
+/// Whether `base` (a URL as configured) has the same scheme, host and port as `url`.
+fn same_origin(base: &str, url: &http::Uri) -> bool {
+    let Ok(base) = base.parse::<http::Uri>() else {
+        return false;
+    };
+    let port = |u: &http::Uri| {
+        u.port_u16().or(match u.scheme_str() {
+            Some("https") => Some(443),
+            Some("http") => Some(80),
+            _ => None,
+        })
+    };
+    let host = |u: &http::Uri| u.host().map(str::to_ascii_lowercase);
+    base.scheme_str() == url.scheme_str() && host(&base) == host(url) && port(&base) == port(url)
 }
 
 /// Where each provider says what kind of event it sent.
