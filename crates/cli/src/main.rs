@@ -197,12 +197,18 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Worker { config } => {
             let config = load(&config)?;
+            let admin = TcpListener::bind(config.worker.admin_listen)
+                .await
+                .with_context(|| {
+                    format!("binding worker.admin_listen {}", config.worker.admin_listen)
+                })?;
             let worker = spillway_worker::Worker::from_config(&config)?;
             tracing::info!(
                 subscriptions = config.subscriptions.len(),
+                admin = %admin.local_addr()?,
                 "spillway worker started"
             );
-            worker.run(shutdown_signal()).await?;
+            worker.run(admin, shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Dlq { command } => dlq(command).await,

@@ -314,6 +314,8 @@ pub struct SecretConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WorkerConfig {
+    /// The worker's admin listener: `/healthz`, `/readyz`, `/metrics`.
+    pub admin_listen: SocketAddr,
     /// Kafka consumer group of the workers: replicas in one group share the partitions.
     pub group_id: String,
     /// Records queued for one partition before it is paused (backpressure instead of
@@ -362,6 +364,7 @@ pub struct WorkerConfig {
 impl Default for WorkerConfig {
     fn default() -> Self {
         Self {
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 9095)),
             group_id: "spillway-workers".into(),
             ingress_urls: Vec::new(),
             partition_backlog: 256,

@@ -129,7 +129,7 @@ impl Ingress {
         let (admin_stop_tx, admin_stop_rx) = tokio::sync::oneshot::channel::<()>();
         let admin_task = tokio::spawn(serve_admin(
             admin,
-            self.pipeline.metrics.clone(),
+            Arc::new(self.pipeline.metrics.clone()),
             self.readiness.clone(),
             async move {
                 let _ = admin_stop_rx.await;

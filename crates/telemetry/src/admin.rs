@@ -15,7 +15,22 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-use crate::IngressMetrics;
+/// Renders a process's metrics in the Prometheus text format.
+pub trait Encode: Send + Sync + 'static {
+    fn encode(&self) -> Vec<u8>;
+}
+
+impl Encode for crate::IngressMetrics {
+    fn encode(&self) -> Vec<u8> {
+        crate::IngressMetrics::encode(self)
+    }
+}
+
+impl Encode for crate::WorkerMetrics {
+    fn encode(&self) -> Vec<u8> {
+        crate::WorkerMetrics::encode(self)
+    }
+}
 
 pub type ReadinessFuture<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
 
@@ -27,7 +42,7 @@ pub trait Readiness: Send + Sync + 'static {
 /// Serves the admin endpoints until `shutdown` resolves.
 pub async fn serve_admin(
     listener: TcpListener,
-    metrics: IngressMetrics,
+    metrics: Arc<dyn Encode>,
     readiness: Arc<dyn Readiness>,
     shutdown: impl Future<Output = ()>,
 ) {
@@ -51,7 +66,7 @@ pub async fn serve_admin(
 
 async fn answer(
     req: Request<Incoming>,
-    metrics: IngressMetrics,
+    metrics: Arc<dyn Encode>,
     readiness: Arc<dyn Readiness>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let (status, content_type, body) = match req.uri().path() {

@@ -7,8 +7,8 @@
 mod admin;
 mod metrics;
 
-pub use admin::{serve_admin, Readiness, ReadinessFuture};
-pub use metrics::{IngressMetrics, Outcome, UNKNOWN_SOURCE};
+pub use admin::{serve_admin, Encode, Readiness, ReadinessFuture};
+pub use metrics::{IngressMetrics, Outcome, WorkerMetrics, UNKNOWN_SOURCE};
 
 /// Structured logs on stderr: JSON lines when `json`, else human-readable. `RUST_LOG` filters
 /// (default `info`).

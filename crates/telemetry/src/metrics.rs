@@ -198,3 +198,132 @@ mod tests {
         assert_eq!(m.count("github", Outcome::Accepted), 1);
     }
 }
+
+/// The worker process's metrics.
+#[derive(Debug, Clone)]
+pub struct WorkerMetrics {
+    registry: Registry,
+    deliveries: IntCounterVec,
+    duration: HistogramVec,
+    parked: IntCounterVec,
+    dead_letters: IntCounterVec,
+    circuit_open: IntGaugeVec,
+    lag: IntGaugeVec,
+}
+
+// === impl WorkerMetrics ===
+
+impl WorkerMetrics {
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let deliveries = IntCounterVec::new(
+            Opts::new(
+                "spillway_worker_deliveries_total",
+                "Delivery attempts by subscription and outcome (delivered, failed, refused, postponed).",
+            ),
+            &["subscription", "outcome"],
+        )?;
+        let duration = HistogramVec::new(
+            HistogramOpts::new(
+                "spillway_worker_delivery_duration_seconds",
+                "Time of one delivery attempt, by subscription.",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ]),
+            &["subscription"],
+        )?;
+        let parked = IntCounterVec::new(
+            Opts::new(
+                "spillway_worker_retries_total",
+                "Deliveries parked in a retry tier, by subscription.",
+            ),
+            &["subscription"],
+        )?;
+        let dead_letters = IntCounterVec::new(
+            Opts::new(
+                "spillway_worker_dead_letters_total",
+                "Deliveries dead-lettered, by subscription and reason.",
+            ),
+            &["subscription", "reason"],
+        )?;
+        let circuit_open = IntGaugeVec::new(
+            Opts::new(
+                "spillway_worker_circuit_open",
+                "1 while a subscription's circuit breaker is open or probing.",
+            ),
+            &["subscription"],
+        )?;
+        let lag = IntGaugeVec::new(
+            Opts::new(
+                "spillway_consumer_lag_messages",
+                "Records not yet consumed, per topic and partition assigned to this worker.",
+            ),
+            &["topic", "partition"],
+        )?;
+        let build_info = IntGaugeVec::new(
+            Opts::new("spillway_build_info", "Always 1; labels carry the build."),
+            &["version"],
+        )?;
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        for c in [
+            Box::new(deliveries.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(duration.clone()),
+            Box::new(parked.clone()),
+            Box::new(dead_letters.clone()),
+            Box::new(circuit_open.clone()),
+            Box::new(lag.clone()),
+            Box::new(build_info),
+        ] {
+            registry.register(c)?;
+        }
+        Ok(Self {
+            registry,
+            deliveries,
+            duration,
+            parked,
+            dead_letters,
+            circuit_open,
+            lag,
+        })
+    }
+
+    pub fn delivery(&self, subscription: &str, outcome: &str, seconds: Option<f64>) {
+        self.deliveries
+            .with_label_values(&[subscription, outcome])
+            .inc();
+        if let Some(s) = seconds {
+            self.duration.with_label_values(&[subscription]).observe(s);
+        }
+    }
+
+    pub fn parked(&self, subscription: &str) {
+        self.parked.with_label_values(&[subscription]).inc();
+    }
+
+    pub fn dead_letter(&self, subscription: &str, reason: &str) {
+        self.dead_letters
+            .with_label_values(&[subscription, reason])
+            .inc();
+    }
+
+    pub fn circuit(&self, subscription: &str, open: bool) {
+        self.circuit_open
+            .with_label_values(&[subscription])
+            .set(i64::from(open));
+    }
+
+    pub fn lag(&self, topic: &str, partition: i32, lag: i64) {
+        self.lag
+            .with_label_values(&[topic, &partition.to_string()])
+            .set(lag);
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        out
+    }
+}

@@ -26,6 +26,7 @@ use spillway_config::{Config, ResolvedSource, ResolvedSubscription};
 use spillway_core::headers;
 use spillway_core::key::KeyInput;
 use spillway_kafka::{EventProducer, ProducerSettings};
+use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -35,6 +36,7 @@ use crate::delivery::{wants, Deliverer, DeliveryOutcome, OutboundEvent};
 use crate::ssrf::AddressPolicy;
 use crate::topics::{dead_letter_topic, retry_tiers, tier_for, RetryTier};
 use crate::RetryPolicy;
+use spillway_telemetry::{serve_admin, Readiness, ReadinessFuture, WorkerMetrics};
 
 /// Headers the workers add to retry and dead-letter records.
 pub mod control {
@@ -90,6 +92,7 @@ struct Handling {
     dead_letter: String,
     producer: EventProducer,
     breakers: Breakers,
+    metrics: WorkerMetrics,
 }
 
 /// A worker process: a consumer for the source topics and one for the retry tiers.
@@ -151,6 +154,8 @@ impl Worker {
                     config.worker.breaker_failures,
                     config.worker.breaker_cooldown,
                 ),
+                metrics: WorkerMetrics::new()
+                    .map_err(|e| WorkerError::Config(format!("metrics registry: {e}")))?,
             }),
             consumer_config,
             group_id: config.worker.group_id.clone(),
@@ -165,10 +170,19 @@ impl Worker {
         })
     }
 
-    /// Consumes until `shutdown` resolves; then every lane finishes the record in hand (a
-    /// retry lane waiting for a due time stops at once), offsets are committed and the
-    /// producer is flushed.
-    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), WorkerError> {
+    /// The worker's metrics (for tests and embedding).
+    pub fn metrics(&self) -> WorkerMetrics {
+        self.handling.metrics.clone()
+    }
+
+    /// Consumes until `shutdown` resolves, serving `/healthz`, `/readyz` and `/metrics` on
+    /// `admin` meanwhile; then deliveries in hand are handed back, offsets of settled records
+    /// are committed and the producer is flushed.
+    pub async fn run(
+        self,
+        admin: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), WorkerError> {
         let cancel = CancellationToken::new();
         let source = self.consumer(&self.group_id, &self.source_topics)?;
         let retry_topics: Vec<String> = self
@@ -178,6 +192,25 @@ impl Worker {
             .map(|t| t.topic.clone())
             .collect();
         let retry = self.consumer(&format!("{}.retry", self.group_id), &retry_topics)?;
+        let readiness = Arc::new(WorkerReadiness {
+            producer: self.handling.producer.clone(),
+            cancel: cancel.clone(),
+        });
+        let admin_task = tokio::spawn(serve_admin(
+            admin,
+            Arc::new(self.handling.metrics.clone()),
+            readiness,
+            {
+                let cancel = cancel.clone();
+                async move { cancel.cancelled().await }
+            },
+        ));
+        let lag_task = tokio::spawn(report_lag(
+            // Source topics only: records in the retry tiers wait on purpose.
+            source.clone(),
+            self.handling.metrics.clone(),
+            cancel.clone(),
+        ));
         let tasks = [
             tokio::spawn(consume(
                 source,
@@ -197,13 +230,15 @@ impl Worker {
             )),
         ];
         shutdown.await;
-        tracing::info!("shutdown: finishing the records in hand");
+        tracing::info!("shutdown: handing back the deliveries in hand");
         cancel.cancel();
         for task in tasks {
             if let Err(e) = task.await {
                 tracing::error!(error = %e, "consumer task failed");
             }
         }
+        let _ = lag_task.await;
+        let _ = admin_task.await;
         let producer = self.handling.producer.clone();
         let timeout = self.flush_timeout;
         let _ = tokio::task::spawn_blocking(move || producer.flush(timeout)).await;
@@ -220,6 +255,65 @@ impl Worker {
         let names: Vec<&str> = topics.iter().map(String::as_str).collect();
         consumer.subscribe(&names)?;
         Ok(Arc::new(consumer))
+    }
+}
+
+/// Ready while not stopping and Kafka answers metadata requests.
+#[derive(Debug)]
+struct WorkerReadiness {
+    producer: EventProducer,
+    cancel: CancellationToken,
+}
+
+impl Readiness for WorkerReadiness {
+    fn check(&self) -> ReadinessFuture<'_> {
+        Box::pin(async move {
+            if self.cancel.is_cancelled() {
+                return Err("stopping".into());
+            }
+            let producer = self.producer.clone();
+            tokio::task::spawn_blocking(move || producer.metadata_ok(Duration::from_secs(2)))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())
+        })
+    }
+}
+
+/// How often consumer lag is measured.
+const LAG_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Measures, every few seconds, how far each assigned source partition's position is behind
+/// its end.
+async fn report_lag(
+    consumer: Arc<StreamConsumer>,
+    metrics: WorkerMetrics,
+    cancel: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(LAG_INTERVAL) => {}
+        }
+        let (consumer, metrics) = (consumer.clone(), metrics.clone());
+        let measured = tokio::task::spawn_blocking(move || {
+            let Ok(positions) = consumer.position() else {
+                return;
+            };
+            for p in positions.elements() {
+                let Ok((low, high)) =
+                    consumer.fetch_watermarks(p.topic(), p.partition(), Duration::from_secs(2))
+                else {
+                    continue;
+                };
+                let at = match p.offset() {
+                    rdkafka::Offset::Offset(o) => o,
+                    _ => low,
+                };
+                metrics.lag(p.topic(), p.partition(), (high - at).max(0));
+            }
+        });
+        let _ = measured.await;
     }
 }
 
@@ -579,26 +673,36 @@ impl Handling {
         cancel: &CancellationToken,
     ) -> bool {
         if let Err(wait) = self.breakers.admit(&subscription.id, Instant::now()) {
+            self.metrics.delivery(&subscription.id, "postponed", None);
             return self
                 .postpone(message, subscription, attempt, wait, "circuit open", cancel)
                 .await;
         }
+        let started = Instant::now();
         let outcome = tokio::select! {
             () = cancel.cancelled() => return false,
             outcome = self.deliverer.deliver(subscription, event, attempt) => outcome,
         };
         log_outcome(subscription, event, attempt, &outcome);
+        let seconds = Some(started.elapsed().as_secs_f64());
         match &outcome {
             DeliveryOutcome::Delivered { .. } => {
-                self.breakers.record(&subscription.id, true, Instant::now())
+                self.metrics
+                    .delivery(&subscription.id, "delivered", seconds);
+                self.breakers.record(&subscription.id, true, Instant::now());
             }
             DeliveryOutcome::Failed { .. } => {
+                self.metrics.delivery(&subscription.id, "failed", seconds);
                 self.breakers
-                    .record(&subscription.id, false, Instant::now())
+                    .record(&subscription.id, false, Instant::now());
             }
             // A refused target says nothing about the subscriber's health.
-            DeliveryOutcome::Refused { .. } => {}
+            DeliveryOutcome::Refused { .. } => {
+                self.metrics.delivery(&subscription.id, "refused", seconds)
+            }
         }
+        self.metrics
+            .circuit(&subscription.id, self.breakers.is_open(&subscription.id));
         self.settle(message, subscription, attempt, outcome, cancel)
             .await
     }
@@ -639,6 +743,7 @@ impl Handling {
         let topic = match next_delay.and_then(|d| tier_for(&self.tiers, d).map(|t| (t, d))) {
             Some((tier, delay)) => {
                 control.push((control::ATTEMPT, (attempt + 1).to_string()));
+                self.metrics.parked(&subscription.id);
                 control.push((control::NOT_BEFORE, (now_ms() + millis(delay)).to_string()));
                 tier.topic.as_str()
             }
@@ -651,6 +756,7 @@ impl Handling {
                 };
                 control.push((control::DEAD_REASON, why.to_owned()));
                 control.push((control::DEAD_AT, now_ms().to_string()));
+                self.metrics.dead_letter(&subscription.id, why);
                 tracing::warn!(subscription = %subscription.id, attempts = attempt, reason = why, "dead letter");
                 self.dead_letter.as_str()
             }
@@ -681,6 +787,7 @@ impl Handling {
             ),
             (control::LAST_ERROR, format!("postponed: {why}")),
         ];
+        self.metrics.parked(&subscription.id);
         self.park(message, &tier.topic, &control, cancel).await
     }
 

@@ -23,7 +23,7 @@ async fn every_event_reaches_every_matching_subscriber_in_key_order() {
         "",
     )
     .await;
-    let (stop, running) = rig.start_worker();
+    let (stop, running, admin) = rig.start_worker_with_admin();
     let mut ids = HashSet::new();
     for seq in 0..120 {
         let key = format!("meter-{}", seq % 6);
@@ -48,6 +48,40 @@ async fn every_event_reaches_every_matching_subscriber_in_key_order() {
         if let Some(prev) = last.insert(key.clone(), seq) {
             assert!(seq > prev, "{key}: {seq} after {prev}");
         }
+    }
+    // What an SRE sees on the admin port.
+    let client = spillway_testkit::Client::http1();
+    assert_eq!(
+        client
+            .get(&format!("http://{admin}/readyz"))
+            .await
+            .expect("readyz")
+            .status,
+        200
+    );
+    let scrape = || async {
+        let reply = client
+            .get(&format!("http://{admin}/metrics"))
+            .await
+            .expect("metrics");
+        String::from_utf8_lossy(&reply.body).into_owned()
+    };
+    let metrics = scrape().await;
+    for line in [
+        "spillway_worker_deliveries_total{outcome=\"delivered\",subscription=\"all\"} 120",
+        "spillway_worker_deliveries_total{outcome=\"delivered\",subscription=\"pushes\"} 60",
+        "spillway_worker_circuit_open{subscription=\"all\"} 0",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from\n{metrics}");
+    }
+    // Lag is measured every few seconds, for each assigned partition.
+    let deadline = std::time::Instant::now() + crate::rig::PATIENCE;
+    while !scrape()
+        .await
+        .contains("spillway_consumer_lag_messages{partition=")
+    {
+        assert!(std::time::Instant::now() < deadline, "no lag gauge");
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     stop.send(()).expect("stop");
     running.await.expect("worker stops");

@@ -102,17 +102,33 @@ impl Rig {
         tokio::sync::oneshot::Sender<()>,
         tokio::task::JoinHandle<()>,
     ) {
+        let (stop, task, _) = self.start_worker_with_admin();
+        (stop, task)
+    }
+
+    /// Runs a worker with its admin listener on a free port, whose address is returned.
+    pub fn start_worker_with_admin(
+        &self,
+    ) -> (
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+        std::net::SocketAddr,
+    ) {
         let worker = spillway_worker::Worker::from_config(&self.config).expect("worker");
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        std_listener.set_nonblocking(true).expect("nonblocking");
+        let addr = std_listener.local_addr().expect("addr");
+        let admin = tokio::net::TcpListener::from_std(std_listener).expect("listener");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             worker
-                .run(async move {
+                .run(admin, async move {
                     let _ = stopped.await;
                 })
                 .await
                 .expect("worker run");
         });
-        (stop, task)
+        (stop, task, addr)
     }
 }
 
