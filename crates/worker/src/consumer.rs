@@ -300,15 +300,25 @@ async fn report_lag(
             let Ok(positions) = consumer.position() else {
                 return;
             };
+            // A partition that fetched nothing since it was assigned has no position yet: it
+            // stands at the group's committed offset.
+            let committed = consumer.committed(Duration::from_secs(2)).ok();
             for p in positions.elements() {
                 let Ok((low, high)) =
                     consumer.fetch_watermarks(p.topic(), p.partition(), Duration::from_secs(2))
                 else {
                     continue;
                 };
+                let stored = committed
+                    .as_ref()
+                    .and_then(|c| c.find_partition(p.topic(), p.partition()))
+                    .and_then(|e| match e.offset() {
+                        rdkafka::Offset::Offset(o) => Some(o),
+                        _ => None,
+                    });
                 let at = match p.offset() {
                     rdkafka::Offset::Offset(o) => o,
-                    _ => low,
+                    _ => stored.unwrap_or(low),
                 };
                 metrics.lag(p.topic(), p.partition(), (high - at).max(0));
             }
