@@ -246,6 +246,11 @@ impl WorkerProcess {
         Self { child, log }
     }
 
+    /// True while the process is running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// SIGKILL, as a crash or an OOM kill would.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
