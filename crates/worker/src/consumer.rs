@@ -378,7 +378,7 @@ async fn consume(
                         limits,
                     };
                     let queued = context.queued.clone();
-                    tracker.spawn(run_lane(context, rx));
+                    tracker.spawn(run_lane(context, rx, Ledger::new(id.0.clone(), id.1)));
                     Lane { tx, queued }
                 });
                 lane.queued.fetch_add(1, Ordering::Relaxed);
@@ -407,10 +407,10 @@ fn partition_list((topic, partition): &(String, i32)) -> TopicPartitionList {
 }
 
 /// A lane: the records of one partition, in order.
-async fn run_lane(lane: LaneContext, rx: mpsc::UnboundedReceiver<OwnedMessage>) {
+async fn run_lane(lane: LaneContext, rx: mpsc::UnboundedReceiver<OwnedMessage>, ledger: Ledger) {
     match lane.role {
-        Role::Source => run_source_lane(lane, rx).await,
-        Role::Retry => run_retry_lane(lane, rx).await,
+        Role::Source => run_source_lane(lane, rx, ledger).await,
+        Role::Retry => run_retry_lane(lane, rx, ledger).await,
     }
 }
 
@@ -458,10 +458,10 @@ struct Ledger {
 }
 
 impl Ledger {
-    fn new(message: &OwnedMessage) -> Self {
+    fn new(topic: String, partition: i32) -> Self {
         Self {
-            topic: message.topic().to_owned(),
-            partition: message.partition(),
+            topic,
+            partition,
             in_order: VecDeque::new(),
             settled: Arc::new(tokio::sync::Notify::new()),
         }
@@ -498,20 +498,22 @@ impl Ledger {
 /// A retry tier partition: records are waited for in order (their due times rise), then
 /// delivered concurrently up to `retry_concurrency`, so one hanging subscriber does not hold up
 /// the others' retries.
-async fn run_retry_lane(lane: LaneContext, mut rx: mpsc::UnboundedReceiver<OwnedMessage>) {
+async fn run_retry_lane(
+    lane: LaneContext,
+    mut rx: mpsc::UnboundedReceiver<OwnedMessage>,
+    mut ledger: Ledger,
+) {
     let permits = Arc::new(tokio::sync::Semaphore::new(
         lane.limits.retry_concurrency.max(1),
     ));
-    let mut ledger: Option<Ledger> = None;
+    let settled = ledger.settled.clone();
     loop {
-        let settled = ledger.as_ref().map(|l| l.settled.clone());
         tokio::select! {
             () = lane.cancel.cancelled() => return,
-            () = async { match &settled { Some(n) => n.notified().await, None => std::future::pending().await } } => {}
+            () = settled.notified() => {}
             received = rx.recv() => {
                 let Some(message) = received else { return };
                 lane.queued.fetch_sub(1, Ordering::Relaxed);
-                let ledger = ledger.get_or_insert_with(|| Ledger::new(&message));
                 // Settled offsets are stored before a possibly long wait, not after it.
                 ledger.store_settled(&lane.consumer);
                 if !lane.handling.wait_until_due(&message, &lane.cancel).await {
@@ -519,7 +521,7 @@ async fn run_retry_lane(lane: LaneContext, mut rx: mpsc::UnboundedReceiver<Owned
                 }
                 let Ok(permit) = permits.clone().acquire_owned().await else { return };
                 let progress = ledger.open(message.offset(), 1);
-                let (handling, cancel, settled) = (lane.handling.clone(), lane.cancel.clone(), ledger.settled.clone());
+                let (handling, cancel, settled) = (lane.handling.clone(), lane.cancel.clone(), settled.clone());
                 lane.tracker.spawn(async move {
                     let _permit = permit;
                     if handling.retry(&message, &cancel).await {
@@ -528,9 +530,7 @@ async fn run_retry_lane(lane: LaneContext, mut rx: mpsc::UnboundedReceiver<Owned
                 });
             }
         }
-        if let Some(ledger) = ledger.as_mut() {
-            ledger.store_settled(&lane.consumer);
-        }
+        ledger.store_settled(&lane.consumer);
     }
 }
 
@@ -551,19 +551,21 @@ struct SubscriptionQueue {
 /// A source partition: each matching subscription has its own queue and task, so deliveries
 /// to one subscription stay in order while subscriptions proceed independently. A slow
 /// subscription's deliveries are deferred to the retry path instead of holding up the lane.
-async fn run_source_lane(lane: LaneContext, mut rx: mpsc::UnboundedReceiver<OwnedMessage>) {
+async fn run_source_lane(
+    lane: LaneContext,
+    mut rx: mpsc::UnboundedReceiver<OwnedMessage>,
+    mut ledger: Ledger,
+) {
     let mut queues: HashMap<String, SubscriptionQueue> = HashMap::new();
-    let mut ledger: Option<Ledger> = None;
+    let settled = ledger.settled.clone();
     let capacity = lane.limits.subscription_queue.max(1);
     loop {
-        let settled = ledger.as_ref().map(|l| l.settled.clone());
         tokio::select! {
             () = lane.cancel.cancelled() => return,
-            () = async { match &settled { Some(n) => n.notified().await, None => std::future::pending().await } } => {}
+            () = settled.notified() => {}
             received = rx.recv() => {
                 let Some(message) = received else { return };
                 lane.queued.fetch_sub(1, Ordering::Relaxed);
-                let ledger = ledger.get_or_insert_with(|| Ledger::new(&message));
                 let event = Arc::new(lane.handling.outbound(&message));
                 let message = Arc::new(message);
                 let matching: Vec<ResolvedSubscription> = lane
@@ -576,7 +578,7 @@ async fn run_source_lane(lane: LaneContext, mut rx: mpsc::UnboundedReceiver<Owne
                 let progress = ledger.open(message.offset(), matching.len());
                 for subscription in matching {
                     let queue = queues.entry(subscription.id.clone()).or_insert_with(|| SubscriptionQueue {
-                        tx: subscription_task(&lane, subscription.clone(), ledger.settled.clone()),
+                        tx: subscription_task(&lane, subscription.clone(), settled.clone()),
                         slow: false,
                     });
                     if queue.slow && queue.tx.capacity() >= capacity / 2 {
@@ -598,7 +600,7 @@ async fn run_source_lane(lane: LaneContext, mut rx: mpsc::UnboundedReceiver<Owne
                         }
                     };
                     if let Some(job) = refused {
-                        let (handling, cancel, settled) = (lane.handling.clone(), lane.cancel.clone(), ledger.settled.clone());
+                        let (handling, cancel, settled) = (lane.handling.clone(), lane.cancel.clone(), settled.clone());
                         lane.tracker.spawn(async move {
                             let wait = handling.tiers.first().map(|t| t.delay).unwrap_or_default();
                             if handling.postpone(&job.message, &subscription, 1, wait, "the subscription is slow", &cancel).await {
@@ -609,9 +611,7 @@ async fn run_source_lane(lane: LaneContext, mut rx: mpsc::UnboundedReceiver<Owne
                 }
             }
         }
-        if let Some(ledger) = ledger.as_mut() {
-            ledger.store_settled(&lane.consumer);
-        }
+        ledger.store_settled(&lane.consumer);
     }
 }
 
