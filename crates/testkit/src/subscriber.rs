@@ -124,6 +124,19 @@ impl TestSubscriber {
         format!("http://{}{path}", self.addr)
     }
 
+    /// The `webhook-id`s of the requests so far: which events arrived, duplicates folded.
+    pub fn webhook_ids(&self) -> std::collections::HashSet<String> {
+        self.received()
+            .iter()
+            .filter_map(|r| {
+                r.headers
+                    .get("webhook-id")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned)
+            })
+            .collect()
+    }
+
     /// Every request so far, in arrival order.
     pub fn received(&self) -> Vec<Received> {
         self.received

@@ -9,10 +9,10 @@ use std::time::Duration;
 use spillway_config::Config;
 use spillway_core::headers;
 use spillway_kafka::reader::{read_topic, ReadRecord};
-use spillway_kafka::{EventProducer, ProducerSettings};
 
-use crate::consumer::{control, now_ms, with_control};
-use crate::topics::{dead_letter_topic, retry_tiers};
+use crate::consumer::control;
+use crate::replay::requeue;
+use crate::topics::dead_letter_topic;
 use crate::WorkerError;
 
 /// Which dead letters a command applies to; `None` matches everything.
@@ -74,38 +74,14 @@ pub fn list(
     Ok(all)
 }
 
-/// Puts the dead letters matching `filter` back into the first retry tier, due now, as
-/// attempt 1 of a fresh series. Returns how many were redriven.
+/// Puts dead letters back into the first retry tier, due now, as attempt 1 of a fresh series.
+/// Returns how many were redriven.
 pub async fn redrive(config: &Config, letters: &[DeadLetter]) -> Result<usize, WorkerError> {
-    let Some(first_tier) = retry_tiers(config).into_iter().next() else {
-        return Ok(0);
-    };
-    let producer = EventProducer::new(&ProducerSettings::from(&config.kafka))?;
-    for letter in letters {
-        let subscription = letter
-            .header(control::SUBSCRIPTION)
-            .unwrap_or_default()
-            .to_owned();
-        let fresh = [
-            (control::SUBSCRIPTION, subscription),
-            (control::ATTEMPT, "1".to_owned()),
-            (control::NOT_BEFORE, now_ms().to_string()),
-        ];
-        let original = letter
-            .record
-            .headers
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_slice()));
-        let hs = with_control(original, &fresh);
-        producer
-            .send_record(
-                &first_tier.topic,
-                letter.record.key.as_deref(),
-                &letter.record.value,
-                &hs,
-            )
-            .await
-            .map_err(|e| WorkerError::Produce(e.to_string()))?;
-    }
-    Ok(letters.len())
+    let items = letters.iter().map(|l| {
+        (
+            &l.record,
+            l.header(control::SUBSCRIPTION).unwrap_or_default(),
+        )
+    });
+    requeue(config, items, "redrive", None).await
 }

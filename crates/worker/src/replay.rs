@@ -112,29 +112,43 @@ pub async fn replay(
     replays: &[Replay],
     per_second: u32,
 ) -> Result<usize, WorkerError> {
+    let items = replays.iter().map(|r| (&r.record, r.subscription.as_str()));
+    requeue(config, items, "replay", Some(per_second)).await
+}
+
+/// Puts records back into the first retry tier as fresh deliveries to a subscription: attempt 1,
+/// due now, noted `why` in `spillway-last-error`. Used by replay and by dead-letter redrive.
+pub(crate) async fn requeue<'a>(
+    config: &Config,
+    items: impl ExactSizeIterator<Item = (&'a ReadRecord, &'a str)>,
+    why: &str,
+    per_second: Option<u32>,
+) -> Result<usize, WorkerError> {
     let Some(tier) = retry_tiers(config).into_iter().next() else {
         return Ok(0);
     };
+    let count = items.len();
     let producer = EventProducer::new(&ProducerSettings::from(&config.kafka))?;
-    let mut pace = tokio::time::interval(Duration::from_secs(1) / per_second.max(1));
-    for r in replays {
-        pace.tick().await;
+    let mut pace = per_second.map(|n| tokio::time::interval(Duration::from_secs(1) / n.max(1)));
+    for (record, subscription) in items {
+        if let Some(pace) = pace.as_mut() {
+            pace.tick().await;
+        }
         let fresh = [
-            (control::SUBSCRIPTION, r.subscription.clone()),
+            (control::SUBSCRIPTION, subscription.to_owned()),
             (control::ATTEMPT, "1".to_owned()),
             (control::NOT_BEFORE, now_ms().to_string()),
-            (control::LAST_ERROR, "replay".to_owned()),
+            (control::LAST_ERROR, why.to_owned()),
         ];
-        let original = r
-            .record
+        let original = record
             .headers
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_slice()));
-        let hs = with_control(original, &fresh);
+        let headers = with_control(original, &fresh);
         producer
-            .send_record(&tier.topic, r.record.key.as_deref(), &r.record.value, &hs)
+            .send_record(&tier.topic, record.key.as_deref(), &record.value, &headers)
             .await
             .map_err(|e| WorkerError::Produce(e.to_string()))?;
     }
-    Ok(replays.len())
+    Ok(count)
 }

@@ -9,19 +9,6 @@ use spillway_testkit::{redis_nodes, Client, TestSubscriber, WorkerProcess};
 
 use crate::support::{post_event, setup, source, BIN, PATIENCE};
 
-fn delivered(subscriber: &TestSubscriber) -> HashSet<String> {
-    subscriber
-        .received()
-        .iter()
-        .filter_map(|r| {
-            r.headers
-                .get("webhook-id")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        })
-        .collect()
-}
-
 async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + PATIENCE;
     while !done() {
@@ -96,15 +83,15 @@ async fn a_killed_worker_is_replaced_and_nothing_accepted_is_lost() {
         setup.dir.path().join("worker-2.log"),
     );
     let deadline = Instant::now() + PATIENCE;
-    while !delivered(&subscriber).is_superset(&accepted) {
+    while !subscriber.webhook_ids().is_superset(&accepted) {
         assert!(
             Instant::now() < deadline,
             "{} accepted events never reached the subscriber;\nfirst worker:\n{log}\nsecond worker:\n{}",
-            accepted.difference(&delivered(&subscriber)).count(),
+            accepted.difference(&subscriber.webhook_ids()).count(),
             second.log_text()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // Everything the subscriber got was accepted: nothing invented, duplicates allowed.
-    assert!(delivered(&subscriber).is_subset(&accepted));
+    assert!(subscriber.webhook_ids().is_subset(&accepted));
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use spillway_testkit::{read_topic, Behaviour, TestSubscriber};
 use spillway_worker::control;
 
-use crate::rig::{delivered_ids, keys_and_seqs, rig, wait_for};
+use crate::rig::{keys_and_seqs, rig, wait_for};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_event_reaches_every_matching_subscriber_in_key_order() {
@@ -36,7 +36,7 @@ async fn every_event_reaches_every_matching_subscriber_in_key_order() {
     })
     .await;
 
-    let delivered = delivered_ids(&all);
+    let delivered = all.webhook_ids();
     assert_eq!(delivered, ids, "every event, identified by its ingress id");
     assert!(pushes.received().iter().all(|r| r
         .headers
@@ -270,7 +270,7 @@ async fn a_restarted_worker_delivers_everything_at_least_once() {
     running.await.expect("worker stops");
 
     let (stop, running) = rig.start_worker();
-    let delivered = || delivered_ids(&subscriber);
+    let delivered = || subscriber.webhook_ids();
     wait_for("every event after the restart", || {
         delivered().is_superset(&ids)
     })
@@ -433,7 +433,7 @@ async fn a_rebalance_between_two_workers_loses_nothing() {
     stop_a.send(()).expect("stop A");
     running_a.await.expect("A stops");
     wait_for("every event after both rebalances", || {
-        delivered_ids(&subscriber).is_superset(&ids)
+        subscriber.webhook_ids().is_superset(&ids)
     })
     .await;
     stop_b.send(()).expect("stop B");
@@ -493,7 +493,7 @@ async fn an_open_circuit_pauses_deliveries_instead_of_spending_attempts() {
     );
     // Postponing spends no attempt: an event that never reached the subscriber is still on
     // attempt 1, one whose first attempt failed is still on attempt 2.
-    let tried = delivered_ids(&down);
+    let tried = down.webhook_ids();
     for r in &postponed {
         let id = r.header("spillway-event-id").expect("event id");
         let expected = if tried.contains(id) { "2" } else { "1" };

@@ -155,17 +155,3 @@ pub fn keys_and_seqs(subscriber: &TestSubscriber) -> Vec<(String, u64)> {
         })
         .collect()
 }
-
-/// The `webhook-id`s (ingress event ids) a subscriber received.
-pub fn delivered_ids(subscriber: &TestSubscriber) -> std::collections::HashSet<String> {
-    subscriber
-        .received()
-        .iter()
-        .filter_map(|r| {
-            r.headers
-                .get("webhook-id")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        })
-        .collect()
-}
