@@ -6,7 +6,9 @@
 //! an unfinished record; the stored offsets are committed every second and on shutdown.
 //!
 //! Each partition has its own lane (a task), so partitions progress in parallel and the
-//! records of one key, which share a partition, are handled in order. The dispatcher never
+//! records of one key, which share a partition, are handled in order. Within a source lane each
+//! subscription has its own queue and task, so subscriptions proceed independently and a slow
+//! one is deferred to the retry path instead of holding up the rest. The dispatcher never
 //! blocks on a lane: a lane whose backlog passes `worker.partition_backlog` has its partition
 //! paused until it drains, so memory stays bounded and the consumer keeps polling (a retry
 //! lane may wait minutes for its head record).
