@@ -841,18 +841,10 @@ impl Handling {
         let header = |name: &str| header_text(message, name);
         let source = header(headers::SOURCE).unwrap_or_default();
         let body = bytes::Bytes::copy_from_slice(message.payload().unwrap_or_default());
-        let pairs = message
-            .headers()
-            .map(|hs| {
-                hs.iter()
-                    .map(|h| (h.key, h.value.unwrap_or_default()))
-                    .collect::<Vec<_>>()
-            })
-            .unwrap_or_default();
         let event_type = self
             .sources
             .get(&source)
-            .and_then(|s| event_type(s, pairs, &body));
+            .and_then(|s| event_type(s, header_pairs(message), &body));
         OutboundEvent {
             event_id: header(headers::EVENT_ID).unwrap_or_default(),
             event_type,
@@ -885,15 +877,19 @@ fn log_outcome(
 
 /// The original record's headers without earlier control headers, then the new ones.
 fn parked_headers(message: &OwnedMessage, control: &[(&str, String)]) -> Vec<(String, Vec<u8>)> {
-    let original = message
+    with_control(header_pairs(message), control)
+}
+
+/// A record's headers as (name, value) pairs; a header without a value reads as empty.
+fn header_pairs(message: &OwnedMessage) -> Vec<(&str, &[u8])> {
+    message
         .headers()
         .map(|hs| {
             hs.iter()
                 .map(|h| (h.key, h.value.unwrap_or_default()))
-                .collect::<Vec<_>>()
+                .collect()
         })
-        .unwrap_or_default();
-    with_control(original, control)
+        .unwrap_or_default()
 }
 
 /// A parked record's headers: the original ones without earlier control headers, then the
