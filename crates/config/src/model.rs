@@ -339,6 +339,12 @@ pub struct WorkerConfig {
     /// Deliveries one retry-tier partition makes at once, so that one hanging subscriber does
     /// not hold up the retries of the others.
     pub retry_concurrency: usize,
+    /// How long a worker finishes the deliveries in hand when it loses partitions (a
+    /// rebalance) or stops (SIGTERM) before it abandons them to the next owner. Records not
+    /// started yet are handed back at once. Must be shorter than the consumer's
+    /// `session.timeout.ms` (45 s unless set in `consumer_properties`).
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
     /// Further librdkafka consumer properties.
     pub consumer_properties: BTreeMap<String, String>,
     /// The public base URLs of this cluster's ingress (e.g. `https://hooks.example.com`). A
@@ -371,6 +377,7 @@ impl Default for WorkerConfig {
             subscription_queue: 64,
             slow_after: Duration::from_secs(1),
             retry_concurrency: 64,
+            drain_timeout: Duration::from_secs(10),
             breaker_failures: 5,
             breaker_cooldown: Duration::from_secs(30),
             consumer_properties: BTreeMap::new(),

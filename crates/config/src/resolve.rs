@@ -9,6 +9,9 @@ use spillway_signature::{Encoding, GenericHmac, Scheme, Secret, SecretRing, Temp
 
 use crate::model::{Config, EncodingConfig, FailMode, SecretConfig, SourceConfig, VerifyConfig};
 
+/// librdkafka's `session.timeout.ms` when the config does not set it.
+const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(45);
+
 /// One problem with one field, e.g. `sources.github.secrets[0].env: variable GH_SECRET is not set`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldError {
@@ -178,6 +181,21 @@ impl Config {
                     format!("{own:?} is not an http(s) URL with a host"),
                 ));
             }
+        }
+        let session = w
+            .consumer_properties
+            .get("session.timeout.ms")
+            .and_then(|ms| ms.parse().ok())
+            .map_or(DEFAULT_SESSION_TIMEOUT, Duration::from_millis);
+        if w.drain_timeout.is_zero() || w.drain_timeout >= session {
+            errors.push(err(
+                "worker.drain_timeout",
+                format!(
+                    "must be positive and shorter than the consumer session timeout ({} ms): \
+                     a longer drain gets the worker thrown out of its group",
+                    session.as_millis()
+                ),
+            ));
         }
         if !(0.0..1.0).contains(&w.retry_jitter) {
             errors.push(err("worker.retry_jitter", "must be in [0, 1)"));

@@ -227,3 +227,28 @@ fn subscriptions_resolve_and_their_mistakes_are_named() {
         Ok(())
     });
 }
+
+#[test]
+fn the_worker_drain_must_end_before_its_session_times_out() {
+    Jail::expect_with(|jail| {
+        jail.set_env("GH_SECRET", "s");
+        let with = |worker: &str| format!("{MINIMAL}worker:\n{worker}");
+        jail.create_file("ok.yaml", &with("  drain_timeout: 20s\n"))?;
+        assert_eq!(errors_of(load(Path::new("ok.yaml"))), Vec::<String>::new());
+        jail.create_file(
+            "long.yaml",
+            &with(
+                "  drain_timeout: 10s\n  consumer_properties: { session.timeout.ms: \"6000\" }\n",
+            ),
+        )?;
+        let errors = errors_of(load(Path::new("long.yaml")));
+        assert!(
+            errors[0].starts_with("worker.drain_timeout:") && errors[0].contains("6000 ms"),
+            "{errors:?}"
+        );
+        jail.create_file("default.yaml", &with("  drain_timeout: 50s\n"))?;
+        let errors = errors_of(load(Path::new("default.yaml")));
+        assert!(errors[0].contains("45000 ms"), "{errors:?}");
+        Ok(())
+    });
+}

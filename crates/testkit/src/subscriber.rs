@@ -19,6 +19,8 @@ pub enum Behaviour {
     Status(u16),
     /// A status with a `Retry-After` header (seconds or an HTTP date, verbatim).
     StatusRetryAfter(u16, String),
+    /// Answers the status after a pause (a slow but healthy subscriber).
+    Slow(std::time::Duration, u16),
     /// Never answers; the client must time out.
     Hang,
     /// Drops the connection without an answer.
@@ -90,6 +92,10 @@ impl TestSubscriber {
                                         Behaviour::Status(code) => Ok(reply(code, None)),
                                         Behaviour::StatusRetryAfter(code, after) => {
                                             Ok(reply(code, Some(after)))
+                                        }
+                                        Behaviour::Slow(pause, code) => {
+                                            tokio::time::sleep(pause).await;
+                                            Ok(reply(code, None))
                                         }
                                         Behaviour::Hang => {
                                             std::future::pending::<()>().await;

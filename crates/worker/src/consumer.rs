@@ -20,8 +20,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use http::{HeaderMap, HeaderName, HeaderValue};
+use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
 use rdkafka::message::{Headers, Message, OwnedMessage};
 use rdkafka::TopicPartitionList;
 use spillway_config::{Config, ResolvedSource, ResolvedSubscription};
@@ -107,6 +110,7 @@ pub struct Worker {
     backlog: usize,
     limits: LaneLimits,
     flush_timeout: Duration,
+    drain_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,6 +173,7 @@ impl Worker {
                 retry_concurrency: config.worker.retry_concurrency.max(1),
             },
             flush_timeout: config.kafka.delivery_timeout,
+            drain_timeout: config.worker.drain_timeout,
         })
     }
 
@@ -178,22 +183,24 @@ impl Worker {
     }
 
     /// Consumes until `shutdown` resolves, serving `/healthz`, `/readyz` and `/metrics` on
-    /// `admin` meanwhile; then deliveries in hand are handed back, offsets of settled records
-    /// are committed and the producer is flushed.
+    /// `admin` meanwhile; then records not started are handed back, deliveries in hand get up
+    /// to `worker.drain_timeout` to finish, offsets of settled records are committed and the
+    /// producer is flushed.
     pub async fn run(
         self,
         admin: TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), WorkerError> {
         let cancel = CancellationToken::new();
-        let source = self.consumer(&self.group_id, &self.source_topics)?;
+        let (source, source_lanes) = self.consumer(&self.group_id, &self.source_topics)?;
         let retry_topics: Vec<String> = self
             .handling
             .tiers
             .iter()
             .map(|t| t.topic.clone())
             .collect();
-        let retry = self.consumer(&format!("{}.retry", self.group_id), &retry_topics)?;
+        let (retry, retry_lanes) =
+            self.consumer(&format!("{}.retry", self.group_id), &retry_topics)?;
         let readiness = Arc::new(WorkerReadiness {
             producer: self.handling.producer.clone(),
             cancel: cancel.clone(),
@@ -216,6 +223,7 @@ impl Worker {
         let tasks = [
             tokio::spawn(consume(
                 source,
+                source_lanes,
                 Role::Source,
                 self.handling.clone(),
                 cancel.clone(),
@@ -224,6 +232,7 @@ impl Worker {
             )),
             tokio::spawn(consume(
                 retry,
+                retry_lanes,
                 Role::Retry,
                 self.handling.clone(),
                 cancel.clone(),
@@ -232,7 +241,7 @@ impl Worker {
             )),
         ];
         shutdown.await;
-        tracing::info!("shutdown: handing back the deliveries in hand");
+        tracing::info!("shutdown: draining the deliveries in hand");
         cancel.cancel();
         for task in tasks {
             if let Err(e) = task.await {
@@ -248,15 +257,23 @@ impl Worker {
         Ok(())
     }
 
-    fn consumer(&self, group: &str, topics: &[String]) -> Result<Arc<StreamConsumer>, WorkerError> {
-        let consumer: StreamConsumer = self
+    fn consumer(
+        &self,
+        group: &str,
+        topics: &[String],
+    ) -> Result<(Arc<WorkerConsumer>, Lanes), WorkerError> {
+        let lanes = Lanes::default();
+        let consumer: WorkerConsumer = self
             .consumer_config
             .clone()
             .set("group.id", group)
-            .create()?;
+            .create_with_context(DrainingContext {
+                lanes: lanes.clone(),
+                drain: self.drain_timeout,
+            })?;
         let names: Vec<&str> = topics.iter().map(String::as_str).collect();
         consumer.subscribe(&names)?;
-        Ok(Arc::new(consumer))
+        Ok((Arc::new(consumer), lanes))
     }
 }
 
@@ -288,7 +305,7 @@ const LAG_INTERVAL: Duration = Duration::from_secs(5);
 /// Measures, every few seconds, how far each assigned source partition's position is behind
 /// its end.
 async fn report_lag(
-    consumer: Arc<StreamConsumer>,
+    consumer: Arc<WorkerConsumer>,
     metrics: WorkerMetrics,
     cancel: CancellationToken,
 ) {
@@ -329,30 +346,117 @@ async fn report_lag(
     }
 }
 
-/// A partition's lane: its queue and how long the queue is.
+/// A partition's lane as the dispatcher and the rebalance callback see it.
 struct Lane {
     tx: mpsc::UnboundedSender<OwnedMessage>,
     queued: Arc<AtomicUsize>,
+    /// Cancelled when the partition is revoked or the worker stops: the lane starts nothing
+    /// new and hands back what it has not started.
+    handback: CancellationToken,
+    /// Cancelled when the drain bound has passed: deliveries in hand are abandoned.
+    abandon: CancellationToken,
+    /// Disconnected once the lane and its tasks have finished and stored their offsets.
+    finished: std::sync::mpsc::Receiver<()>,
+}
+
+/// The lanes of one consumer, shared by its dispatcher and its rebalance callback.
+type Lanes = Arc<std::sync::Mutex<HashMap<(String, i32), Lane>>>;
+
+type WorkerConsumer = StreamConsumer<DrainingContext>;
+
+/// The consumer's context: when partitions are revoked, their lanes finish what they have in
+/// hand (within `drain`) and their offsets are committed before the partitions move on, so
+/// the next owner neither loses nor repeats that work.
+struct DrainingContext {
+    lanes: Lanes,
+    drain: Duration,
+}
+
+impl ClientContext for DrainingContext {}
+
+impl ConsumerContext for DrainingContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Revoke(revoked) = rebalance else {
+            return;
+        };
+        let lanes: Vec<Lane> = {
+            let Ok(mut map) = self.lanes.lock() else {
+                return;
+            };
+            revoked
+                .elements()
+                .iter()
+                .filter_map(|e| map.remove(&(e.topic().to_owned(), e.partition())))
+                .collect()
+        };
+        if lanes.is_empty() {
+            return;
+        }
+        let count = lanes.len();
+        // This runs inside the consumer's poll on a runtime thread: let the runtime move its
+        // other tasks (the lanes among them) elsewhere while this one waits.
+        let abandoned = match tokio::runtime::Handle::try_current() {
+            Ok(rt) if rt.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(|| drain_lanes(lanes, self.drain))
+            }
+            _ => drain_lanes(lanes, self.drain),
+        };
+        if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+            tracing::debug!(error = %e, "nothing committed on revoke");
+        }
+        tracing::info!(
+            partitions = count,
+            abandoned,
+            "partitions revoked: in-hand work drained"
+        );
+    }
+}
+
+/// Closes `lanes` and waits up to `bound` for them to finish their deliveries in hand; the
+/// lanes still busy then abandon theirs. Returns how many lanes had to abandon work.
+fn drain_lanes(lanes: Vec<Lane>, bound: Duration) -> usize {
+    let deadline = Instant::now() + bound;
+    let waiting: Vec<_> = lanes
+        .into_iter()
+        .map(|lane| {
+            lane.handback.cancel();
+            (lane.abandon, lane.finished)
+        })
+        .collect();
+    let mut abandoned = 0;
+    for (abandon, finished) in &waiting {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if finished.recv_timeout(left) == Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
+            abandon.cancel();
+            abandoned += 1;
+        }
+    }
+    // An abandoning lane stops at once; its settled offsets are still worth storing.
+    for (_, finished) in &waiting {
+        let _ = finished.recv_timeout(Duration::from_secs(1));
+    }
+    abandoned
 }
 
 async fn consume(
-    consumer: Arc<StreamConsumer>,
+    consumer: Arc<WorkerConsumer>,
+    lanes: Lanes,
     role: Role,
     handling: Arc<Handling>,
-    cancel: CancellationToken,
+    stop: CancellationToken,
     backlog: usize,
     limits: LaneLimits,
 ) {
-    let mut lanes: HashMap<(String, i32), Lane> = HashMap::new();
     let mut paused: HashSet<(String, i32)> = HashSet::new();
     let tracker = TaskTracker::new();
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     loop {
         tokio::select! {
-            () = cancel.cancelled() => break,
+            () = stop.cancelled() => break,
             _ = tick.tick() => {
+                let Ok(map) = lanes.lock() else { break };
                 paused.retain(|id| {
-                    let drained = lanes.get(id).is_none_or(|l| l.queued.load(Ordering::Relaxed) <= backlog / 2);
+                    let drained = map.get(id).is_none_or(|l| l.queued.load(Ordering::Relaxed) <= backlog / 2);
                     if drained {
                         let _ = consumer.resume(&partition_list(id));
                     }
@@ -368,20 +472,33 @@ async fn consume(
                     }
                 };
                 let id = (message.topic().to_owned(), message.partition());
-                let lane = lanes.entry(id.clone()).or_insert_with(|| {
+                let Ok(mut map) = lanes.lock() else { break };
+                let lane = map.entry(id.clone()).or_insert_with(|| {
                     let (tx, rx) = mpsc::unbounded_channel();
+                    let (finished_tx, finished) = std::sync::mpsc::sync_channel(0);
                     let context = LaneContext {
                         role,
                         queued: Arc::new(AtomicUsize::new(0)),
                         consumer: consumer.clone(),
                         handling: handling.clone(),
-                        cancel: cancel.clone(),
-                        tracker: tracker.clone(),
+                        handback: CancellationToken::new(),
+                        abandon: CancellationToken::new(),
+                        tracker: TaskTracker::new(),
                         limits,
                     };
-                    let queued = context.queued.clone();
-                    tracker.spawn(run_lane(context, rx, Ledger::new(id.0.clone(), id.1)));
-                    Lane { tx, queued }
+                    let lane = Lane {
+                        tx,
+                        queued: context.queued.clone(),
+                        handback: context.handback.clone(),
+                        abandon: context.abandon.clone(),
+                        finished,
+                    };
+                    let ledger = Ledger::new(id.0.clone(), id.1);
+                    tracker.spawn(async move {
+                        let _finished = finished_tx;
+                        run_lane(context, rx, ledger).await;
+                    });
+                    lane
                 });
                 lane.queued.fetch_add(1, Ordering::Relaxed);
                 if lane.tx.send(message).is_err() {
@@ -393,7 +510,16 @@ async fn consume(
             }
         }
     }
-    drop(lanes);
+    // Stopping drains every lane as a revocation would.
+    let all: Vec<Lane> = lanes
+        .lock()
+        .map(|mut map| map.drain().map(|(_, lane)| lane).collect())
+        .unwrap_or_default();
+    let drain = consumer.context().drain;
+    let abandoned = tokio::task::spawn_blocking(move || drain_lanes(all, drain))
+        .await
+        .unwrap_or_default();
+    tracing::info!(?role, abandoned, "in-hand work drained");
     tracker.close();
     tracker.wait().await;
     let committing = consumer.clone();
@@ -408,12 +534,21 @@ fn partition_list((topic, partition): &(String, i32)) -> TopicPartitionList {
     list
 }
 
-/// A lane: the records of one partition, in order.
-async fn run_lane(lane: LaneContext, rx: mpsc::UnboundedReceiver<OwnedMessage>, ledger: Ledger) {
+/// A lane: the records of one partition, in order. Once handed back, it waits for the
+/// deliveries it started (or their abandonment), then stores the offsets that settled.
+async fn run_lane(
+    lane: LaneContext,
+    rx: mpsc::UnboundedReceiver<OwnedMessage>,
+    mut ledger: Ledger,
+) {
+    let (consumer, tracker) = (lane.consumer.clone(), lane.tracker.clone());
     match lane.role {
-        Role::Source => run_source_lane(lane, rx, ledger).await,
-        Role::Retry => run_retry_lane(lane, rx, ledger).await,
+        Role::Source => run_source_lane(lane, rx, &mut ledger).await,
+        Role::Retry => run_retry_lane(lane, rx, &mut ledger).await,
     }
+    tracker.close();
+    tracker.wait().await;
+    ledger.store_settled(&consumer);
 }
 
 /// What every lane of a consumer shares.
@@ -421,9 +556,13 @@ async fn run_lane(lane: LaneContext, rx: mpsc::UnboundedReceiver<OwnedMessage>, 
 struct LaneContext {
     role: Role,
     queued: Arc<AtomicUsize>,
-    consumer: Arc<StreamConsumer>,
+    consumer: Arc<WorkerConsumer>,
     handling: Arc<Handling>,
-    cancel: CancellationToken,
+    /// Start nothing new: the partition is revoked or the worker stops.
+    handback: CancellationToken,
+    /// Give up the deliveries in hand: the drain bound has passed.
+    abandon: CancellationToken,
+    /// The lane's own tasks (subscription queues, concurrent retries, postponements).
     tracker: TaskTracker,
     limits: LaneLimits,
 }
@@ -479,7 +618,7 @@ impl Ledger {
     }
 
     /// Stores the offset of every settled record at the front.
-    fn store_settled(&mut self, consumer: &StreamConsumer) {
+    fn store_settled(&mut self, consumer: &WorkerConsumer) {
         while self
             .in_order
             .front()
@@ -503,7 +642,7 @@ impl Ledger {
 async fn run_retry_lane(
     lane: LaneContext,
     mut rx: mpsc::UnboundedReceiver<OwnedMessage>,
-    mut ledger: Ledger,
+    ledger: &mut Ledger,
 ) {
     let permits = Arc::new(tokio::sync::Semaphore::new(
         lane.limits.retry_concurrency.max(1),
@@ -511,22 +650,27 @@ async fn run_retry_lane(
     let settled = ledger.settled.clone();
     loop {
         tokio::select! {
-            () = lane.cancel.cancelled() => return,
+            biased;
+            () = lane.handback.cancelled() => return,
             () = settled.notified() => {}
             received = rx.recv() => {
                 let Some(message) = received else { return };
                 lane.queued.fetch_sub(1, Ordering::Relaxed);
                 // Settled offsets are stored before a possibly long wait, not after it.
                 ledger.store_settled(&lane.consumer);
-                if !lane.handling.wait_until_due(&message, &lane.cancel).await {
+                if !lane.handling.wait_until_due(&message, &lane.handback).await {
                     return;
                 }
-                let Ok(permit) = permits.clone().acquire_owned().await else { return };
+                let permit = tokio::select! {
+                    () = lane.handback.cancelled() => return,
+                    permit = permits.clone().acquire_owned() => permit,
+                };
+                let Ok(permit) = permit else { return };
                 let progress = ledger.open(message.offset(), 1);
-                let (handling, cancel, settled) = (lane.handling.clone(), lane.cancel.clone(), settled.clone());
+                let (handling, abandon, settled) = (lane.handling.clone(), lane.abandon.clone(), settled.clone());
                 lane.tracker.spawn(async move {
                     let _permit = permit;
-                    if handling.retry(&message, &cancel).await {
+                    if handling.retry(&message, &abandon).await {
                         progress.settle_one(&settled);
                     }
                 });
@@ -556,14 +700,15 @@ struct SubscriptionQueue {
 async fn run_source_lane(
     lane: LaneContext,
     mut rx: mpsc::UnboundedReceiver<OwnedMessage>,
-    mut ledger: Ledger,
+    ledger: &mut Ledger,
 ) {
     let mut queues: HashMap<String, SubscriptionQueue> = HashMap::new();
     let settled = ledger.settled.clone();
     let capacity = lane.limits.subscription_queue.max(1);
     loop {
         tokio::select! {
-            () = lane.cancel.cancelled() => return,
+            biased;
+            () = lane.handback.cancelled() => return,
             () = settled.notified() => {}
             received = rx.recv() => {
                 let Some(message) = received else { return };
@@ -597,15 +742,15 @@ async fn run_source_lane(
                                 queue.slow = true;
                                 Some(job)
                             }
-                            // Its task stopped: the worker is shutting down.
+                            // Its task stopped: the lane is being handed back.
                             Err(mpsc::error::SendTimeoutError::Closed(_)) => return,
                         }
                     };
                     if let Some(job) = refused {
-                        let (handling, cancel, settled) = (lane.handling.clone(), lane.cancel.clone(), settled.clone());
+                        let (handling, abandon, settled) = (lane.handling.clone(), lane.abandon.clone(), settled.clone());
                         lane.tracker.spawn(async move {
                             let wait = handling.tiers.first().map(|t| t.delay).unwrap_or_default();
-                            if handling.postpone(&job.message, &subscription, 1, wait, "the subscription is slow", &cancel).await {
+                            if handling.postpone(&job.message, &subscription, 1, wait, "the subscription is slow", &abandon).await {
                                 job.progress.settle_one(&settled);
                             }
                         });
@@ -617,18 +762,31 @@ async fn run_source_lane(
     }
 }
 
-/// The task delivering one subscription's share of a partition, in order.
+/// The task delivering one subscription's share of a partition, in order. When the lane is
+/// handed back it finishes the delivery in hand and leaves the queued ones to the next owner.
 fn subscription_task(
     lane: &LaneContext,
     subscription: ResolvedSubscription,
     settled: Arc<tokio::sync::Notify>,
 ) -> mpsc::Sender<Job> {
     let (tx, mut rx) = mpsc::channel::<Job>(lane.limits.subscription_queue.max(1));
-    let (handling, cancel) = (lane.handling.clone(), lane.cancel.clone());
+    let (handling, handback, abandon) = (
+        lane.handling.clone(),
+        lane.handback.clone(),
+        lane.abandon.clone(),
+    );
     lane.tracker.spawn(async move {
-        while let Some(job) = rx.recv().await {
+        loop {
+            let job = tokio::select! {
+                biased;
+                () = handback.cancelled() => return,
+                job = rx.recv() => match job {
+                    Some(job) => job,
+                    None => return,
+                },
+            };
             if !handling
-                .attempt(&job.message, &subscription, &job.event, 1, &cancel)
+                .attempt(&job.message, &subscription, &job.event, 1, &abandon)
                 .await
             {
                 return;

@@ -32,7 +32,7 @@ async fn a_killed_worker_is_replaced_and_nothing_accepted_is_lost() {
     let mut yaml = std::fs::read_to_string(&setup.config).expect("config");
     yaml.push_str(&format!(
         // A killed member holds its partitions until its session times out (45 s by default).
-        "worker:\n  admin_listen: 127.0.0.1:0\n  group_id: \"{}workers\"\n  allow_cidrs: [127.0.0.0/8]\n  \
+        "worker:\n  admin_listen: 127.0.0.1:0\n  group_id: \"{}workers\"\n  allow_cidrs: [127.0.0.0/8]\n  drain_timeout: 3s\n  \
          consumer_properties: {{ session.timeout.ms: \"6000\", heartbeat.interval.ms: \"1000\" }}\n\
          subscriptions:\n  - id: inbox\n    url: \"{}\"\n    secrets: [{{ id: s, file: \"{}\" }}]\n",
         setup.topic_prefix,

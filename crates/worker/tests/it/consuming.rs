@@ -440,6 +440,42 @@ async fn a_rebalance_between_two_workers_loses_nothing() {
     running_b.await.expect("B stops");
 }
 
+/// With deliveries in hand at every rebalance (each takes 200 ms), the revoking worker
+/// finishes them and commits before its partitions move, and a stopping worker does the same:
+/// the next owner starts exactly where they left off, so nothing is delivered twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rebalances_and_shutdown_drain_in_hand_deliveries_without_repeating_them() {
+    let subscriber =
+        TestSubscriber::start(|_| Behaviour::Slow(Duration::from_millis(200), 200)).await;
+    let rig = rig(&[("sub", subscriber.url("/"), "")], "").await;
+    let mut ids = HashSet::new();
+    for seq in 0..60 {
+        ids.insert(
+            rig.publish(&format!("meter-{}", seq % 7), seq, "push")
+                .await,
+        );
+    }
+    let (stop_a, running_a) = rig.start_worker();
+    wait_for("worker A under way", || subscriber.received().len() >= 6).await;
+    let (stop_b, running_b) = rig.start_worker();
+    wait_for("B shares the partitions", || {
+        subscriber.received().len() >= 24
+    })
+    .await;
+    stop_a.send(()).expect("stop A");
+    running_a.await.expect("A stops");
+    wait_for("every event", || subscriber.webhook_ids().is_superset(&ids)).await;
+    stop_b.send(()).expect("stop B");
+    running_b.await.expect("B stops");
+    let received = subscriber.received().len();
+    assert_eq!(
+        received,
+        ids.len(),
+        "{} deliveries repeated across two rebalances and a shutdown",
+        received - ids.len()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_open_circuit_pauses_deliveries_instead_of_spending_attempts() {
     let down = TestSubscriber::start(|_| Behaviour::Status(500)).await;
