@@ -5,10 +5,12 @@ mod inbox;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use spillway_worker::registry::{LiveSubscriptions, Registry};
 use tokio::net::TcpListener;
 
 #[derive(Debug, Parser)]
@@ -69,6 +71,12 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// The subscription registry: add, list and remove subscribers (the workers pick up
+    /// changes within moments).
+    Subscriptions {
+        #[command(subcommand)]
+        command: SubscriptionsCommand,
+    },
     /// Kafka topic administration.
     Topics {
         #[command(subcommand)]
@@ -85,6 +93,56 @@ enum Command {
         /// verify their signatures, and report what arrived.
         #[arg(long)]
         inbox: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SubscriptionsCommand {
+    /// Add a subscription to the registry, or replace the one with that id.
+    Add {
+        #[arg(long, env = "SPILLWAY_CONFIG")]
+        config: PathBuf,
+        #[arg(long)]
+        id: String,
+        /// Where events are POSTed (http or https).
+        #[arg(long)]
+        url: String,
+        /// A source whose events it receives (repeatable); every source when none.
+        #[arg(long = "source")]
+        sources: Vec<String>,
+        /// An event type it receives (repeatable); every type when none.
+        #[arg(long = "event-type")]
+        event_types: Vec<String>,
+        /// Environment variable holding its signing secret (`whsec_...`). Without
+        /// --secret-env or --secret-file a secret is generated and printed once.
+        #[arg(long, conflicts_with = "secret_file")]
+        secret_env: Option<String>,
+        /// File holding its signing secret.
+        #[arg(long)]
+        secret_file: Option<PathBuf>,
+        /// An extra header sent with every delivery, `Name: value` (repeatable).
+        #[arg(long = "header")]
+        headers: Vec<String>,
+        /// A delivery not answered within this has failed.
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+        /// Deliveries per second each worker makes to it at most.
+        #[arg(long)]
+        rate_limit: Option<u32>,
+    },
+    /// List every subscription: the config file's and the registry's (secrets redacted).
+    List {
+        #[arg(long, env = "SPILLWAY_CONFIG")]
+        config: PathBuf,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a subscription from the registry.
+    Remove {
+        #[arg(long, env = "SPILLWAY_CONFIG")]
+        config: PathBuf,
+        id: String,
     },
 }
 
@@ -212,6 +270,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Dlq { command } => dlq(command).await,
+        Command::Subscriptions { command } => subscriptions(command).await,
         Command::Replay {
             config,
             source,
@@ -234,9 +293,17 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 event_type,
                 subscription,
             };
+            let subscriptions = LiveSubscriptions::load(Arc::new(config.clone()))
+                .await?
+                .snapshot();
             let selecting = config.clone();
             let replays = tokio::task::spawn_blocking(move || {
-                spillway_worker::replay::select(&selecting, &range, READ_BACK_TIMEOUT)
+                spillway_worker::replay::select(
+                    &selecting,
+                    &subscriptions,
+                    &range,
+                    READ_BACK_TIMEOUT,
+                )
             })
             .await??;
             if dry_run {
@@ -276,6 +343,15 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             )
             .await
             .context("creating topics")?;
+            let registry = spillway_worker::topics::registry_topic(&config);
+            spillway_kafka::admin::ensure_compacted_topic(
+                &config.kafka.brokers,
+                &registry,
+                config.kafka.replication_factor,
+            )
+            .await
+            .context("creating the subscription registry topic")?;
+            topics.push(registry);
             println!("topics ready: {}", topics.join(", "));
             Ok(ExitCode::SUCCESS)
         }
@@ -289,6 +365,138 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+async fn subscriptions(command: SubscriptionsCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        SubscriptionsCommand::Add {
+            config,
+            id,
+            url,
+            sources,
+            event_types,
+            secret_env,
+            secret_file,
+            headers,
+            timeout,
+            rate_limit,
+        } => {
+            let config = Arc::new(load(&config)?);
+            let (secret, generated) = match (secret_env, secret_file) {
+                (None, None) => {
+                    let secret = spillway_worker::registry::generate_secret("generated");
+                    let text = secret.secret.clone();
+                    (secret, Some(text))
+                }
+                (env, file) => {
+                    let text =
+                        spillway_config::read_credential(&spillway_config::CredentialConfig {
+                            env,
+                            file,
+                        })
+                        .map_err(|e| anyhow::anyhow!("signing secret: {e}"))?;
+                    let secret = spillway_config::StoredSecret {
+                        id: "s1".into(),
+                        secret: text,
+                        not_after: None,
+                    };
+                    (secret, None)
+                }
+            };
+            let mut parsed_headers = std::collections::BTreeMap::new();
+            for header in headers {
+                let (name, value) = header
+                    .split_once(':')
+                    .with_context(|| format!("--header {header:?}: expected `Name: value`"))?;
+                parsed_headers.insert(name.trim().to_owned(), value.trim().to_owned());
+            }
+            let sub = spillway_config::StoredSubscription {
+                id,
+                url,
+                sources,
+                event_types,
+                secrets: vec![secret],
+                headers: parsed_headers,
+                timeout,
+                rate_limit,
+            };
+            let registry = registry(&config)?;
+            match registry.put(&sub).await {
+                Ok(_) => {
+                    println!("subscription {} registered", sub.id);
+                    if let Some(secret) = generated {
+                        println!("signing secret (shown once): {secret}");
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        SubscriptionsCommand::List { config, json } => {
+            let config = Arc::new(load(&config)?);
+            let registry = registry(&config)?;
+            let views = registry.views(&registry.read_all().await?);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&views)?);
+            } else {
+                println!(
+                    "{:<24} {:<8} {:<48} {:<16} EVENT TYPES",
+                    "ID", "ORIGIN", "URL", "SOURCES"
+                );
+                for v in views {
+                    let or_all = |list: &[String]| {
+                        if list.is_empty() {
+                            "*".to_owned()
+                        } else {
+                            list.join(",")
+                        }
+                    };
+                    let origin = match v.origin {
+                        spillway_worker::registry::Origin::Config => "config",
+                        spillway_worker::registry::Origin::Registry => "registry",
+                    };
+                    println!(
+                        "{:<24} {:<8} {:<48} {:<16} {}",
+                        v.id,
+                        origin,
+                        v.url,
+                        or_all(&v.sources),
+                        or_all(&v.event_types)
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        SubscriptionsCommand::Remove { config, id } => {
+            let config = Arc::new(load(&config)?);
+            let registry = registry(&config)?;
+            if !registry.is_config_managed(&id)
+                && !registry.read_all().await?.iter().any(|s| s.id == id)
+            {
+                eprintln!("no subscription {id:?} in the registry");
+                return Ok(ExitCode::FAILURE);
+            }
+            match registry.remove(&id).await {
+                Ok(_) => {
+                    println!("subscription {id} removed");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+    }
+}
+
+fn registry(config: &Arc<spillway_config::Config>) -> anyhow::Result<Registry> {
+    let producer =
+        spillway_kafka::EventProducer::new(&spillway_kafka::ProducerSettings::from(&config.kafka))?;
+    Ok(Registry::new(config.clone(), producer))
 }
 
 async fn dlq(command: DlqCommand) -> anyhow::Result<ExitCode> {

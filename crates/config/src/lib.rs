@@ -9,7 +9,10 @@ mod model;
 mod resolve;
 
 pub use model::*;
-pub use resolve::{describe, read_secret, FieldError, ResolvedSource, ResolvedSubscription};
+pub use resolve::{
+    describe, read_credential, read_secret, FieldError, ResolvedSource, ResolvedSubscription,
+    SubscriptionSecret,
+};
 
 use std::path::Path;
 

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use spillway_core::key::KeySource;
 
 /// The whole configuration file.
@@ -345,6 +345,9 @@ pub struct WorkerConfig {
     /// `session.timeout.ms` (45 s unless set in `consumer_properties`).
     #[serde(with = "humantime_serde")]
     pub drain_timeout: Duration,
+    /// Bearer token of the subscription API on the admin listener (`/v1/subscriptions`); the
+    /// API is off without one.
+    pub api_token: Option<CredentialConfig>,
     /// Further librdkafka consumer properties.
     pub consumer_properties: BTreeMap<String, String>,
     /// The public base URLs of this cluster's ingress (e.g. `https://hooks.example.com`). A
@@ -378,6 +381,7 @@ impl Default for WorkerConfig {
             slow_after: Duration::from_secs(1),
             retry_concurrency: 64,
             drain_timeout: Duration::from_secs(10),
+            api_token: None,
             breaker_failures: 5,
             breaker_cooldown: Duration::from_secs(30),
             consumer_properties: BTreeMap::new(),
@@ -390,10 +394,12 @@ impl Default for WorkerConfig {
     }
 }
 
-/// One subscriber.
-#[derive(Debug, Clone, Deserialize)]
+/// One subscriber. `S` is where its signing secrets come from: the config file names
+/// environment variables or files ([`SecretConfig`]); the subscription registry in Kafka holds
+/// the secrets themselves ([`StoredSecret`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SubscriptionConfig {
+pub struct SubscriptionConfig<S = SecretConfig> {
     /// Unique, stable id: it names the subscription in headers, metrics and the dead-letter topic.
     pub id: String,
     /// Where events are POSTed (http or https).
@@ -406,13 +412,57 @@ pub struct SubscriptionConfig {
     pub event_types: Vec<String>,
     /// Standard Webhooks secrets (`whsec_<base64>`) the deliveries are signed with; several
     /// during a rotation give several signatures.
-    pub secrets: Vec<SecretConfig>,
+    pub secrets: Vec<S>,
     /// Extra headers sent with every delivery.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
     /// A delivery not answered within this has failed.
     #[serde(default = "default_delivery_timeout_sub", with = "humantime_serde")]
     pub timeout: Duration,
+    /// Deliveries per second each worker process makes to this subscriber at most (first
+    /// attempts and retries alike); unlimited when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<u32>,
+}
+
+/// A subscription as the registry topic holds it.
+pub type StoredSubscription = SubscriptionConfig<StoredSecret>;
+
+/// A signing secret held in the subscription registry itself. The registry topic therefore
+/// needs the access control of a secret store (see docs/operations.md).
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoredSecret {
+    /// Names the secret in listings.
+    pub id: String,
+    /// `whsec_<base64>`.
+    pub secret: String,
+    /// RFC 3339 time after which deliveries are no longer signed with it.
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub not_after: Option<time::OffsetDateTime>,
+}
+
+impl std::fmt::Debug for StoredSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredSecret")
+            .field("id", &self.id)
+            .field("not_after", &self.not_after)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A credential read from an environment variable or a file, never from the config text.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialConfig {
+    /// Environment variable holding it.
+    pub env: Option<String>,
+    /// File holding it (a mounted Kubernetes Secret); a trailing newline is ignored.
+    pub file: Option<PathBuf>,
 }
 
 fn default_delivery_timeout_sub() -> Duration {

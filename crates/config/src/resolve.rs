@@ -7,7 +7,10 @@ use spillway_core::headers::RESERVED_PREFIX;
 use spillway_core::key::KeySource;
 use spillway_signature::{Encoding, GenericHmac, Scheme, Secret, SecretRing, Template, Verifier};
 
-use crate::model::{Config, EncodingConfig, FailMode, SecretConfig, SourceConfig, VerifyConfig};
+use crate::model::{
+    Config, CredentialConfig, EncodingConfig, FailMode, SecretConfig, SourceConfig, StoredSecret,
+    SubscriptionConfig, VerifyConfig,
+};
 
 /// librdkafka's `session.timeout.ms` when the config does not set it.
 const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(45);
@@ -70,6 +73,35 @@ pub struct ResolvedSubscription {
     pub secrets: Vec<Secret>,
     pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
     pub timeout: Duration,
+    /// Deliveries per second per worker process.
+    pub rate_limit: Option<std::num::NonZeroU32>,
+}
+
+/// Where a subscription's signing secret comes from.
+pub trait SubscriptionSecret {
+    /// The decoded Standard Webhooks key, or why it cannot be had.
+    fn resolve(&self) -> Result<Secret, String>;
+}
+
+impl SubscriptionSecret for SecretConfig {
+    fn resolve(&self) -> Result<Secret, String> {
+        read_secret(&Scheme::StandardWebhooks, self)
+    }
+}
+
+impl SubscriptionSecret for StoredSecret {
+    fn resolve(&self) -> Result<Secret, String> {
+        if self.id.is_empty() {
+            return Err("id: must not be empty".into());
+        }
+        Ok(Secret {
+            id: self.id.clone(),
+            key: Scheme::StandardWebhooks
+                .decode_secret(&self.secret)
+                .map_err(|e| e.to_string())?,
+            not_after: self.not_after.map(SystemTime::from),
+        })
+    }
 }
 
 // === impl Config ===
@@ -197,132 +229,155 @@ impl Config {
                 ),
             ));
         }
+        if let Some(token) = &w.api_token {
+            match read_credential(token) {
+                Ok(t) if t.len() >= 16 => {}
+                Ok(_) => errors.push(err(
+                    "worker.api_token",
+                    "must be at least 16 characters (e.g. `openssl rand -hex 32`)",
+                )),
+                Err(message) => errors.push(err("worker.api_token", message)),
+            }
+        }
         if !(0.0..1.0).contains(&w.retry_jitter) {
             errors.push(err("worker.retry_jitter", "must be in [0, 1)"));
         }
         errors
     }
 
-    /// Resolves every subscription, or returns every problem found.
+    /// Resolves every subscription of the config file, or returns every problem found.
     pub fn resolve_subscriptions(&self) -> Result<Vec<ResolvedSubscription>, Vec<FieldError>> {
-        let mut resolved = Vec::new();
-        let mut errors = Vec::new();
         let mut seen = std::collections::HashSet::new();
+        let mut duplicates = Vec::new();
         for (i, sub) in self.subscriptions.iter().enumerate() {
-            let at = |field: &str| format!("subscriptions[{i}].{field}");
-            let before = errors.len();
-            if sub.id.is_empty()
-                || !sub
-                    .id
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-            {
-                errors.push(err(at("id"), "1 or more characters of a-z A-Z 0-9 - _"));
-            }
             if !seen.insert(sub.id.as_str()) {
-                errors.push(err(
-                    at("id"),
+                duplicates.push(err(
+                    format!("subscriptions[{i}].id"),
                     format!("{:?} is used by another subscription", sub.id),
                 ));
             }
-            let url = match sub.url.parse::<http::Uri>() {
-                Ok(u) if matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some() => {
-                    Some(u)
-                }
-                _ => {
-                    errors.push(err(
-                        at("url"),
-                        format!("{:?} is not an http(s) URL with a host", sub.url),
-                    ));
-                    None
-                }
-            };
-            if let Some(u) = &url {
-                if let Some(own) = self
-                    .worker
-                    .ingress_urls
-                    .iter()
-                    .find(|own| same_origin(own, u))
-                {
-                    errors.push(err(
-                        at("url"),
-                        format!("points at this cluster's own ingress ({own}): its events would loop back in"),
-                    ));
-                }
-            }
-            for (j, source) in sub.sources.iter().enumerate() {
-                if !self.sources.contains_key(source) {
-                    errors.push(err(
-                        format!("subscriptions[{i}].sources[{j}]"),
-                        format!("no source named {source:?}"),
-                    ));
-                }
-            }
-            if sub.secrets.is_empty() {
-                errors.push(err(
-                    at("secrets"),
-                    "at least one signing secret is required",
-                ));
-            }
-            let mut secrets = Vec::new();
-            for (j, secret) in sub.secrets.iter().enumerate() {
-                match read_secret(&Scheme::StandardWebhooks, secret) {
-                    Ok(s) => secrets.push(s),
-                    Err(message) => {
-                        errors.push(err(format!("subscriptions[{i}].secrets[{j}]"), message))
-                    }
-                }
-            }
-            let mut headers = Vec::new();
-            for (name, value) in &sub.headers {
-                match (
-                    http::HeaderName::from_bytes(name.as_bytes()),
-                    http::HeaderValue::from_str(value),
-                ) {
-                    (Ok(n), Ok(v)) => headers.push((n, v)),
-                    _ => errors.push(err(
-                        format!("subscriptions[{i}].headers.{name}"),
-                        "not a valid header",
-                    )),
-                }
-            }
-            if sub.timeout.is_zero() {
-                errors.push(err(at("timeout"), "must be greater than zero"));
-            }
-            if let (true, Some(url)) = (errors.len() == before, url) {
-                resolved.push(ResolvedSubscription {
-                    id: sub.id.clone(),
-                    url,
-                    sources: sub.sources.clone(),
-                    event_types: sub.event_types.clone(),
-                    secrets,
-                    headers,
-                    timeout: sub.timeout,
-                });
+        }
+        let resolved = all_or_errors(
+            self.subscriptions
+                .iter()
+                .enumerate()
+                .map(|(i, sub)| self.resolve_subscription(&format!("subscriptions[{i}]."), sub)),
+        );
+        match resolved {
+            Ok(all) if duplicates.is_empty() => Ok(all),
+            Ok(_) => Err(duplicates),
+            Err(mut errors) => {
+                errors.append(&mut duplicates);
+                Err(errors)
             }
         }
-        if errors.is_empty() {
-            Ok(resolved)
-        } else {
-            Err(errors)
+    }
+
+    /// Resolves one subscription from the config file or the registry against this config
+    /// (its sources, `worker.ingress_urls`); field paths in the errors start with `at`.
+    pub fn resolve_subscription<S: SubscriptionSecret>(
+        &self,
+        at: &str,
+        sub: &SubscriptionConfig<S>,
+    ) -> Result<ResolvedSubscription, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let field = |name: &str| format!("{at}{name}");
+        if sub.id.is_empty()
+            || sub.id.len() > 128
+            || !sub
+                .id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            errors.push(err(field("id"), "1 to 128 characters of a-z A-Z 0-9 - _"));
+        }
+        let url = match sub.url.parse::<http::Uri>() {
+            Ok(u) if matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some() => {
+                Some(u)
+            }
+            _ => {
+                errors.push(err(
+                    field("url"),
+                    format!("{:?} is not an http(s) URL with a host", sub.url),
+                ));
+                None
+            }
+        };
+        if let Some(u) = &url {
+            if let Some(own) = self
+                .worker
+                .ingress_urls
+                .iter()
+                .find(|own| same_origin(own, u))
+            {
+                errors.push(err(
+                    field("url"),
+                    format!("points at this cluster's own ingress ({own}): its events would loop back in"),
+                ));
+            }
+        }
+        for (j, source) in sub.sources.iter().enumerate() {
+            if !self.sources.contains_key(source) {
+                errors.push(err(
+                    field(&format!("sources[{j}]")),
+                    format!("no source named {source:?}"),
+                ));
+            }
+        }
+        if sub.secrets.is_empty() {
+            errors.push(err(
+                field("secrets"),
+                "at least one signing secret is required",
+            ));
+        }
+        let mut secrets = Vec::new();
+        for (j, secret) in sub.secrets.iter().enumerate() {
+            match secret.resolve() {
+                Ok(s) => secrets.push(s),
+                Err(message) => errors.push(err(field(&format!("secrets[{j}]")), message)),
+            }
+        }
+        let mut headers = Vec::new();
+        for (name, value) in &sub.headers {
+            match (
+                http::HeaderName::from_bytes(name.as_bytes()),
+                http::HeaderValue::from_str(value),
+            ) {
+                (Ok(n), Ok(v)) => headers.push((n, v)),
+                _ => errors.push(err(field(&format!("headers.{name}")), "not a valid header")),
+            }
+        }
+        if sub.timeout.is_zero() {
+            errors.push(err(field("timeout"), "must be greater than zero"));
+        }
+        if sub.rate_limit == Some(0) {
+            errors.push(err(
+                field("rate_limit"),
+                "must be at least 1 delivery per second (leave it out for no limit)",
+            ));
+        }
+        match url {
+            Some(url) if errors.is_empty() => Ok(ResolvedSubscription {
+                id: sub.id.clone(),
+                url,
+                sources: sub.sources.clone(),
+                event_types: sub.event_types.clone(),
+                secrets,
+                headers,
+                timeout: sub.timeout,
+                rate_limit: sub.rate_limit.and_then(std::num::NonZeroU32::new),
+            }),
+            _ => Err(errors),
         }
     }
 
     /// Resolves every source, or returns every problem found.
     pub fn resolve_sources(&self) -> Result<Vec<ResolvedSource>, Vec<FieldError>> {
-        let mut resolved = Vec::new();
-        let mut errors = Vec::new();
-        for (name, source) in &self.sources {
-            match resolve_source(self, name, source) {
-                Ok(r) => resolved.push(r),
-                Err(mut e) => errors.append(&mut e),
-            }
-        }
-        if errors.is_empty() {
-            Ok(resolved)
-        } else {
-            Err(errors)
-        }
+        all_or_errors(
+            self.sources
+                .iter()
+                .map(|(name, source)| resolve_source(self, name, source)),
+        )
     }
 
     /// The topic of every source, for topic creation and read-back.
@@ -553,13 +608,10 @@ pub fn read_secret(scheme: &Scheme, secret: &SecretConfig) -> Result<Secret, Str
         (Some(_), _, _) => {
             return Err("inline secret values are not accepted; put the secret in an environment variable (env:) or a file (file:)".into())
         }
-        (None, Some(_), Some(_)) => return Err("set either env or file, not both".into()),
-        (None, None, None) => return Err("set env (an environment variable) or file".into()),
-        (None, Some(var), None) => {
-            std::env::var(var).map_err(|_| format!("env: environment variable {var} is not set"))?
-        }
-        (None, None, Some(path)) => std::fs::read_to_string(path)
-            .map_err(|e| format!("file: cannot read {}: {e}", path.display()))?,
+        (None, env, file) => read_credential(&CredentialConfig {
+            env: env.clone(),
+            file: file.clone(),
+        })?,
     };
     let key = scheme.decode_secret(&text).map_err(|e| e.to_string())?;
     Ok(Secret {
@@ -567,6 +619,39 @@ pub fn read_secret(scheme: &Scheme, secret: &SecretConfig) -> Result<Secret, Str
         key,
         not_after: secret.not_after.map(SystemTime::from),
     })
+}
+
+/// Every value, or every error of every failure.
+fn all_or_errors<T>(
+    results: impl IntoIterator<Item = Result<T, Vec<FieldError>>>,
+) -> Result<Vec<T>, Vec<FieldError>> {
+    let mut values = Vec::new();
+    let mut errors = Vec::new();
+    for result in results {
+        match result {
+            Ok(v) => values.push(v),
+            Err(mut e) => errors.append(&mut e),
+        }
+    }
+    if errors.is_empty() {
+        Ok(values)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Reads a credential from its environment variable or file; a trailing newline is dropped.
+pub fn read_credential(credential: &CredentialConfig) -> Result<String, String> {
+    let text = match (&credential.env, &credential.file) {
+        (Some(_), Some(_)) => return Err("set either env or file, not both".into()),
+        (None, None) => return Err("set env (an environment variable) or file".into()),
+        (Some(var), None) => {
+            std::env::var(var).map_err(|_| format!("env: environment variable {var} is not set"))?
+        }
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .map_err(|e| format!("file: cannot read {}: {e}", path.display()))?,
+    };
+    Ok(text.trim_end_matches(['\r', '\n']).to_owned())
 }
 
 /// The scheme's own event id where it has one, else a hash of the body.

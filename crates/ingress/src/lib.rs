@@ -131,6 +131,7 @@ impl Ingress {
             admin,
             Arc::new(self.pipeline.metrics.clone()),
             self.readiness.clone(),
+            None,
             async move {
                 let _ = admin_stop_rx.await;
             },

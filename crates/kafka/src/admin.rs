@@ -17,13 +17,45 @@ pub async fn ensure_topics(
     partitions: i32,
     replication: i32,
 ) -> Result<(), ClientError> {
+    create(brokers, topics, partitions, replication, &[]).await
+}
+
+/// Creates a compacted single-partition topic (a keyed table such as the subscription
+/// registry: the latest record per key wins, a tombstone deletes it) unless it exists.
+pub async fn ensure_compacted_topic(
+    brokers: &str,
+    topic: &str,
+    replication: i32,
+) -> Result<(), ClientError> {
+    create(
+        brokers,
+        &[topic.to_owned()],
+        1,
+        replication,
+        &[("cleanup.policy", "compact")],
+    )
+    .await
+}
+
+async fn create(
+    brokers: &str,
+    topics: &[String],
+    partitions: i32,
+    replication: i32,
+    configs: &[(&str, &str)],
+) -> Result<(), ClientError> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .create()
         .map_err(client_error("create admin client"))?;
     let new_topics: Vec<NewTopic<'_>> = topics
         .iter()
-        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(replication)))
+        .map(|t| {
+            configs.iter().fold(
+                NewTopic::new(t, partitions, TopicReplication::Fixed(replication)),
+                |topic, (k, v)| topic.set(k, v),
+            )
+        })
         .collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     let results = admin

@@ -175,6 +175,23 @@ impl EventProducer {
         value: &[u8],
         headers: &[(K, V)],
     ) -> Result<Delivered, ProduceError> {
+        self.produce(topic, key, Some(value), headers).await
+    }
+
+    /// Writes a tombstone (a record without a value) for `key`: in a compacted topic it deletes
+    /// the key.
+    pub async fn send_tombstone(&self, topic: &str, key: &[u8]) -> Result<Delivered, ProduceError> {
+        self.produce::<&str, &[u8]>(topic, Some(key), None, &[])
+            .await
+    }
+
+    async fn produce<K: AsRef<str>, V: AsRef<[u8]>>(
+        &self,
+        topic: &str,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[(K, V)],
+    ) -> Result<Delivered, ProduceError> {
         let (generation, producer) = self.current();
         let mut owned = OwnedHeaders::new_with_capacity(headers.len());
         for (key, value) in headers {
@@ -183,7 +200,10 @@ impl EventProducer {
                 value: Some(value.as_ref()),
             });
         }
-        let mut record = FutureRecord::to(topic).payload(value).headers(owned);
+        let mut record = FutureRecord::<[u8], [u8]>::to(topic).headers(owned);
+        if let Some(value) = value {
+            record = record.payload(value);
+        }
         if let Some(key) = key {
             record = record.key(key);
         }

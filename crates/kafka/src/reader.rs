@@ -56,6 +56,23 @@ impl ReadRecord {
     }
 }
 
+/// The partition ids of `topic` (empty when it does not exist). Blocking.
+pub fn partitions_of<C: ConsumerContext, K: Consumer<C>>(
+    consumer: &K,
+    topic: &str,
+    timeout: Duration,
+) -> Result<Vec<i32>, ClientError> {
+    let metadata = consumer
+        .fetch_metadata(Some(topic), timeout)
+        .map_err(client_error(format!("metadata of {topic}")))?;
+    Ok(metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic)
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect())
+}
+
 /// Reads every record of `topic`. Blocking: call from `spawn_blocking` in async code.
 ///
 /// The end of a partition is where librdkafka reports end-of-partition from the Fetch path.
@@ -77,15 +94,7 @@ pub fn read_topic(
         .set("enable.partition.eof", "true")
         .create_with_context(ReaderContext)
         .map_err(client_error("create reader"))?;
-    let metadata = consumer
-        .fetch_metadata(Some(topic), timeout)
-        .map_err(client_error(format!("metadata of {topic}")))?;
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .filter(|t| t.name() == topic)
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
+    let partitions = partitions_of(&consumer, topic, timeout)?;
     if partitions.is_empty() {
         return Err(ClientError {
             context: format!("read {topic}: no such topic"),

@@ -39,11 +39,21 @@ pub trait Readiness: Send + Sync + 'static {
     fn check(&self) -> ReadinessFuture<'_>;
 }
 
-/// Serves the admin endpoints until `shutdown` resolves.
+pub type RouteFuture = Pin<Box<dyn Future<Output = Response<Full<Bytes>>> + Send>>;
+
+/// Further endpoints a process serves on its admin listener (the workers' subscription API).
+pub trait AdminRoutes: Send + Sync + 'static {
+    /// Whether `path` is one of these routes.
+    fn handles(&self, path: &str) -> bool;
+    fn answer(&self, req: Request<Incoming>) -> RouteFuture;
+}
+
+/// Serves the admin endpoints, and `routes` when given, until `shutdown` resolves.
 pub async fn serve_admin(
     listener: TcpListener,
     metrics: Arc<dyn Encode>,
     readiness: Arc<dyn Readiness>,
+    routes: Option<Arc<dyn AdminRoutes>>,
     shutdown: impl Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
@@ -55,8 +65,21 @@ pub async fn serve_admin(
         let Ok((stream, _)) = accepted else { continue };
         let metrics = metrics.clone();
         let readiness = readiness.clone();
+        let routes = routes.clone();
         tokio::spawn(async move {
-            let service = service_fn(move |req| answer(req, metrics.clone(), readiness.clone()));
+            let service = service_fn(move |req: Request<Incoming>| {
+                let (metrics, readiness) = (metrics.clone(), readiness.clone());
+                let extra = routes
+                    .as_ref()
+                    .filter(|r| r.handles(req.uri().path()))
+                    .cloned();
+                async move {
+                    match extra {
+                        Some(routes) => Ok::<_, Infallible>(routes.answer(req).await),
+                        None => answer(req, metrics, readiness).await,
+                    }
+                }
+            });
             let _ = http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
                 .await;

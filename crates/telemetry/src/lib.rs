@@ -7,7 +7,7 @@
 mod admin;
 mod metrics;
 
-pub use admin::{serve_admin, Encode, Readiness, ReadinessFuture};
+pub use admin::{serve_admin, AdminRoutes, Encode, Readiness, ReadinessFuture, RouteFuture};
 pub use metrics::{IngressMetrics, Outcome, WorkerMetrics, UNKNOWN_SOURCE};
 
 /// Structured logs on stderr: JSON lines when `json`, else human-readable. `RUST_LOG` filters

@@ -15,10 +15,12 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
+use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
@@ -36,8 +38,10 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::api::SubscriptionApi;
 use crate::breaker::Breakers;
 use crate::delivery::{wants, Deliverer, DeliveryOutcome, OutboundEvent};
+use crate::registry::{Follower, LiveSubscriptions, Registry};
 use crate::ssrf::AddressPolicy;
 use crate::topics::{dead_letter_topic, retry_tiers, tier_for, RetryTier};
 use crate::RetryPolicy;
@@ -84,13 +88,17 @@ pub enum WorkerError {
     Setup(#[from] crate::delivery::SetupError),
     #[error("kafka did not take the record: {0}")]
     Produce(String),
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
 }
 
 /// What the workers need to handle a record, shared by every lane.
 #[derive(Debug)]
 struct Handling {
     sources: HashMap<String, ResolvedSource>,
-    subscriptions: Vec<ResolvedSubscription>,
+    subscriptions: Arc<LiveSubscriptions>,
+    /// Per subscription with a rate limit: its limit and the limiter enforcing it.
+    limiters: std::sync::Mutex<HashMap<String, (NonZeroU32, Arc<DefaultDirectRateLimiter>)>>,
     deliverer: Deliverer,
     policy: RetryPolicy,
     tiers: Vec<RetryTier>,
@@ -103,7 +111,9 @@ struct Handling {
 /// A worker process: a consumer for the source topics and one for the retry tiers.
 #[derive(Debug)]
 pub struct Worker {
+    config: Arc<Config>,
     handling: Arc<Handling>,
+    api_token: Option<String>,
     consumer_config: ClientConfig,
     group_id: String,
     source_topics: Vec<String>,
@@ -129,7 +139,18 @@ impl Worker {
             WorkerError::Config(spillway_config::describe(&errors))
         };
         let sources = config.resolve_sources().map_err(joined)?;
-        let subscriptions = config.resolve_subscriptions().map_err(joined)?;
+        let shared = Arc::new(config.clone());
+        let subscriptions = Arc::new(LiveSubscriptions::new(
+            shared.clone(),
+            config.resolve_subscriptions().map_err(joined)?,
+        ));
+        let api_token = config
+            .worker
+            .api_token
+            .as_ref()
+            .map(spillway_config::read_credential)
+            .transpose()
+            .map_err(|e| WorkerError::Config(format!("worker.api_token: {e}")))?;
         let producer = EventProducer::new(&ProducerSettings::from(&config.kafka))?;
         let mut consumer_config = ClientConfig::new();
         for (k, v) in &config.worker.consumer_properties {
@@ -145,12 +166,15 @@ impl Worker {
             // started are delivered too.
             .set("auto.offset.reset", "earliest");
         Ok(Self {
+            config: shared,
+            api_token,
             handling: Arc::new(Handling {
                 sources: sources
                     .iter()
                     .map(|s| (s.name.clone(), s.clone()))
                     .collect(),
                 subscriptions,
+                limiters: std::sync::Mutex::default(),
                 deliverer: Deliverer::new(AddressPolicy::new(config.worker.allow_cidrs.clone()))?,
                 policy: RetryPolicy::from(&config.worker),
                 tiers: retry_tiers(config),
@@ -192,6 +216,16 @@ impl Worker {
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), WorkerError> {
         let cancel = CancellationToken::new();
+        // The registry is read to its end before any record is handled: a record handled
+        // before its subscriptions are known would be settled without reaching them.
+        let mut follower = Follower::start(&self.config).await?;
+        self.handling.subscriptions.catch_up(&mut follower).await?;
+        let registry_task = tokio::spawn(
+            self.handling
+                .subscriptions
+                .clone()
+                .follow(follower, cancel.clone()),
+        );
         let (source, source_lanes) = self.consumer(&self.group_id, &self.source_topics)?;
         let retry_topics: Vec<String> = self
             .handling
@@ -209,6 +243,13 @@ impl Worker {
             admin,
             Arc::new(self.handling.metrics.clone()),
             readiness,
+            self.api_token.clone().map(|token| {
+                Arc::new(SubscriptionApi::new(
+                    Registry::new(self.config.clone(), self.handling.producer.clone()),
+                    self.handling.subscriptions.clone(),
+                    token,
+                )) as Arc<dyn spillway_telemetry::AdminRoutes>
+            }),
             {
                 let cancel = cancel.clone();
                 async move { cancel.cancelled().await }
@@ -250,6 +291,7 @@ impl Worker {
         }
         let _ = lag_task.await;
         let _ = admin_task.await;
+        let _ = registry_task.await;
         let producer = self.handling.producer.clone();
         let timeout = self.flush_timeout;
         let _ = tokio::task::spawn_blocking(move || producer.flush(timeout)).await;
@@ -684,6 +726,8 @@ async fn run_retry_lane(
 struct Job {
     message: Arc<OwnedMessage>,
     event: Arc<OutboundEvent>,
+    /// As it stood when the record was read: a later change applies to later records.
+    subscription: Arc<ResolvedSubscription>,
     progress: Arc<Progress>,
 }
 
@@ -715,9 +759,10 @@ async fn run_source_lane(
                 lane.queued.fetch_sub(1, Ordering::Relaxed);
                 let event = Arc::new(lane.handling.outbound(&message));
                 let message = Arc::new(message);
-                let matching: Vec<ResolvedSubscription> = lane
+                let matching: Vec<Arc<ResolvedSubscription>> = lane
                     .handling
                     .subscriptions
+                    .snapshot()
                     .iter()
                     .filter(|s| wants(s, &event.source, event.event_type.as_deref()))
                     .cloned()
@@ -725,13 +770,13 @@ async fn run_source_lane(
                 let progress = ledger.open(message.offset(), matching.len());
                 for subscription in matching {
                     let queue = queues.entry(subscription.id.clone()).or_insert_with(|| SubscriptionQueue {
-                        tx: subscription_task(&lane, subscription.clone(), settled.clone()),
+                        tx: subscription_task(&lane, settled.clone()),
                         slow: false,
                     });
                     if queue.slow && queue.tx.capacity() >= capacity / 2 {
                         queue.slow = false;
                     }
-                    let job = Job { message: message.clone(), event: event.clone(), progress: progress.clone() };
+                    let job = Job { message: message.clone(), event: event.clone(), subscription: subscription.clone(), progress: progress.clone() };
                     let refused = if queue.slow {
                         Some(job)
                     } else {
@@ -764,11 +809,7 @@ async fn run_source_lane(
 
 /// The task delivering one subscription's share of a partition, in order. When the lane is
 /// handed back it finishes the delivery in hand and leaves the queued ones to the next owner.
-fn subscription_task(
-    lane: &LaneContext,
-    subscription: ResolvedSubscription,
-    settled: Arc<tokio::sync::Notify>,
-) -> mpsc::Sender<Job> {
+fn subscription_task(lane: &LaneContext, settled: Arc<tokio::sync::Notify>) -> mpsc::Sender<Job> {
     let (tx, mut rx) = mpsc::channel::<Job>(lane.limits.subscription_queue.max(1));
     let (handling, handback, abandon) = (
         lane.handling.clone(),
@@ -786,7 +827,7 @@ fn subscription_task(
                 },
             };
             if !handling
-                .attempt(&job.message, &subscription, &job.event, 1, &abandon)
+                .attempt(&job.message, &job.subscription, &job.event, 1, &abandon)
                 .await
             {
                 return;
@@ -812,21 +853,41 @@ impl Handling {
         }
     }
 
+    /// The limiter of a subscription with a rate limit, made anew when its limit changed.
+    fn limiter(
+        &self,
+        subscription: &ResolvedSubscription,
+    ) -> Option<Arc<DefaultDirectRateLimiter>> {
+        let rate = subscription.rate_limit?;
+        let mut limiters = self
+            .limiters
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let entry = limiters
+            .entry(subscription.id.clone())
+            .and_modify(|(had, limiter)| {
+                if *had != rate {
+                    *had = rate;
+                    *limiter = Arc::new(RateLimiter::direct(Quota::per_second(rate)));
+                }
+            })
+            .or_insert_with(|| (rate, Arc::new(RateLimiter::direct(Quota::per_second(rate)))));
+        Some(entry.1.clone())
+    }
+
     /// A due retry record: deliver to its subscription, settle. False when cancelled.
     async fn retry(&self, message: &OwnedMessage, cancel: &CancellationToken) -> bool {
         let attempt: u32 = header_text(message, control::ATTEMPT)
             .and_then(|a| a.parse().ok())
             .unwrap_or(2);
         let wanted = header_text(message, control::SUBSCRIPTION);
-        let Some(subscription) = wanted
-            .as_deref()
-            .and_then(|id| self.subscriptions.iter().find(|s| s.id == id))
+        let Some(subscription) = wanted.as_deref().and_then(|id| self.subscriptions.find(id))
         else {
             tracing::warn!(subscription = ?wanted, "retry for a subscription that no longer exists; dropped");
             return true;
         };
         let event = self.outbound(message);
-        self.attempt(message, subscription, &event, attempt, cancel)
+        self.attempt(message, &subscription, &event, attempt, cancel)
             .await
     }
 
@@ -847,6 +908,12 @@ impl Handling {
             return self
                 .postpone(message, subscription, attempt, wait, "circuit open", cancel)
                 .await;
+        }
+        if let Some(limiter) = self.limiter(subscription) {
+            tokio::select! {
+                () = cancel.cancelled() => return false,
+                () = limiter.until_ready() => {}
+            }
         }
         let started = Instant::now();
         let outcome = tokio::select! {

@@ -289,6 +289,7 @@ mod tests {
             secrets: Vec::new(),
             headers: Vec::new(),
             timeout: Duration::from_secs(1),
+            rate_limit: None,
         };
         assert!(wants(&sub(&[], &[]), "github", None));
         assert!(wants(&sub(&["github"], &[]), "github", Some("push")));

@@ -9,10 +9,12 @@
 //! - [`retry`]: when to try again; [`topics`]: the retry tiers and the dead-letter topic;
 //! - [`ssrf`]: the guard every delivery passes through.
 
+pub mod api;
 pub mod breaker;
 pub mod consumer;
 pub mod delivery;
 pub mod dlq;
+pub mod registry;
 pub mod replay;
 pub mod retry;
 pub mod ssrf;

@@ -3,9 +3,10 @@
 //! (attempt 1, due now), so the running workers deliver them with the usual signing, retries and
 //! dead letters. Writing them is rate-limited, and so is the load on the subscribers.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use spillway_config::Config;
+use spillway_config::{Config, ResolvedSubscription};
 use spillway_core::headers;
 use spillway_kafka::reader::{read_topic, ReadRecord};
 use spillway_kafka::{EventProducer, ProducerSettings};
@@ -39,10 +40,12 @@ pub struct Replay {
     pub subscription: String,
 }
 
-/// The deliveries a range selects, in partition and offset order. Blocking: it reads the
-/// source topic; call from `spawn_blocking`.
+/// The deliveries a range selects for `subscriptions` (the config file's and the registry's,
+/// see [`crate::registry::LiveSubscriptions::load`]), in partition and offset order.
+/// Blocking: it reads the source topic; call from `spawn_blocking`.
 pub fn select(
     config: &Config,
+    subscriptions: &[Arc<ResolvedSubscription>],
     range: &Range,
     timeout: Duration,
 ) -> Result<Vec<Replay>, WorkerError> {
@@ -53,9 +56,6 @@ pub fn select(
         .iter()
         .find(|s| s.name == range.source)
         .ok_or_else(|| WorkerError::Config(format!("no source named {:?}", range.source)))?;
-    let subscriptions = config
-        .resolve_subscriptions()
-        .map_err(|e| WorkerError::Config(spillway_config::describe(&e)))?;
     if let Some(wanted) = &range.subscription {
         if !subscriptions.iter().any(|s| &s.id == wanted) {
             return Err(WorkerError::Config(format!(
@@ -90,7 +90,7 @@ pub fn select(
         {
             continue;
         }
-        for subscription in &subscriptions {
+        for subscription in subscriptions {
             let chosen = range
                 .subscription
                 .as_ref()

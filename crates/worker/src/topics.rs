@@ -1,4 +1,5 @@
-//! The workers' own topics, beside the source topics: retry tiers and the dead-letter topic.
+//! The workers' own topics, beside the source topics: retry tiers, the dead-letter topic and
+//! the subscription registry.
 //! Their names contain a '.', which source names cannot, so they never collide with
 //! `<prefix><source>`.
 
@@ -53,7 +54,12 @@ pub fn dead_letter_topic(config: &Config) -> String {
     format!("{}worker.dead-letter", config.kafka.topic_prefix)
 }
 
-/// Every topic the workers write to.
+/// The subscription registry (compacted, one partition).
+pub fn registry_topic(config: &Config) -> String {
+    format!("{}worker.subscriptions", config.kafka.topic_prefix)
+}
+
+/// Every topic the workers write to, except the registry, which is created compacted.
 pub fn worker_topics(config: &Config) -> Vec<String> {
     let mut topics: Vec<String> = retry_tiers(config).into_iter().map(|t| t.topic).collect();
     topics.push(dead_letter_topic(config));

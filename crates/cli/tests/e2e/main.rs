@@ -11,5 +11,6 @@ mod check_config;
 mod drain;
 mod malformed;
 mod redis_down;
+mod subscriptions;
 mod tls_and_http2;
 mod worker_killed;

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use spillway_testkit::{read_topic, Behaviour, TestSubscriber};
 use spillway_worker::control;
+use spillway_worker::registry::LiveSubscriptions;
 
 use crate::rig::{keys_and_seqs, rig, wait_for};
 
@@ -570,8 +571,13 @@ async fn a_replay_redelivers_the_selected_range() {
         ..Default::default()
     };
     let config = rig.config.clone();
+    let subscriptions = LiveSubscriptions::load(std::sync::Arc::new(config.clone()))
+        .await
+        .expect("subscriptions")
+        .snapshot();
+    let chosen = subscriptions.clone();
     let selected = tokio::task::spawn_blocking(move || {
-        spillway_worker::replay::select(&config, &range, Duration::from_secs(30))
+        spillway_worker::replay::select(&config, &chosen, &range, Duration::from_secs(30))
     })
     .await
     .expect("join")
@@ -615,7 +621,7 @@ async fn a_replay_redelivers_the_selected_range() {
     };
     let config = rig.config.clone();
     let err = tokio::task::spawn_blocking(move || {
-        spillway_worker::replay::select(&config, &unknown, Duration::from_secs(5))
+        spillway_worker::replay::select(&config, &subscriptions, &unknown, Duration::from_secs(5))
     })
     .await
     .expect("join")

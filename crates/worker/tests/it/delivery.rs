@@ -34,6 +34,7 @@ fn subscription(url: &str, secrets: Vec<Secret>, timeout: Duration) -> ResolvedS
             http::HeaderValue::from_static("billing"),
         )],
         timeout,
+        rate_limit: None,
     }
 }
 

@@ -3,4 +3,5 @@
 
 mod consuming;
 mod delivery;
+mod registry;
 mod rig;

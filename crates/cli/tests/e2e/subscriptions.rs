@@ -1,0 +1,154 @@
+//! Across processes: `spillway subscriptions add|list|remove` manage the registry, and a
+//! running `spillway worker` delivers to what was added, signed with its secret.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant, SystemTime};
+
+use spillway_signature::{Scheme, Secret, SecretRing, Verifier};
+use spillway_testkit::{redis_nodes, Client, TestSubscriber, WorkerProcess};
+
+use crate::support::{post_event, setup, source, BIN, PATIENCE};
+
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+fn spillway(config: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(["--log-format", "text", "subscriptions"])
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .expect("spillway runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn listed(config: &Path) -> serde_json::Value {
+    let out = spillway(config, &["list", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("JSON listing")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_cli_manages_the_registry_and_a_running_worker_follows_it() {
+    let subscriber = TestSubscriber::ok().await;
+    let github = source("github");
+    let brokers = spillway_testkit::kafka_brokers();
+    let setup = setup(
+        &brokers,
+        &redis_nodes(),
+        std::slice::from_ref(&github),
+        "",
+        "",
+    );
+    let mut yaml = std::fs::read_to_string(&setup.config).expect("config");
+    yaml.push_str(&format!(
+        "worker:\n  admin_listen: 127.0.0.1:0\n  group_id: \"{}workers\"\n  allow_cidrs: [127.0.0.0/8]\n  \
+         ingress_urls: [\"http://hooks.example.com\"]\n",
+        setup.topic_prefix,
+    ));
+    std::fs::write(&setup.config, yaml).expect("config");
+    let secret_file = setup.dir.path().join("crm.secret");
+    std::fs::write(&secret_file, format!("{SECRET}\n")).expect("secret");
+    let config = spillway_config::load(&setup.config).expect("valid config");
+    let mut topics = config.topics();
+    topics.extend(spillway_worker::topics::worker_topics(&config));
+    spillway_testkit::create_topics(&brokers, &topics).await;
+
+    let ingress = setup.spawn("ingress");
+    let mut worker = WorkerProcess::spawn(
+        Path::new(BIN),
+        &setup.config,
+        setup.dir.path().join("worker.log"),
+    );
+    ingress.wait_ready(PATIENCE).await;
+
+    let added = spillway(
+        &setup.config,
+        &[
+            "add",
+            "--id",
+            "crm",
+            "--url",
+            &subscriber.url("/crm"),
+            "--source",
+            "github",
+            "--header",
+            "X-Team: crm",
+            "--secret-file",
+            secret_file.to_str().expect("path"),
+        ],
+    );
+    assert!(added.status.success(), "{}", text(&added.stderr));
+    assert!(text(&added.stdout).contains("subscription crm registered"));
+
+    let client = Client::http1();
+    let mut accepted = HashSet::new();
+    for n in 0..20 {
+        let reply = post_event(&client, &ingress, &github, &format!("k-{n}"), n).await;
+        assert_eq!(reply.status, 202, "{:?}", reply.body);
+        accepted.insert(reply.field("id").expect("id"));
+    }
+    let deadline = Instant::now() + PATIENCE;
+    while !subscriber.webhook_ids().is_superset(&accepted) {
+        assert!(worker.is_running(), "worker exited:\n{}", worker.log_text());
+        assert!(
+            Instant::now() < deadline,
+            "the registered subscription never got every event;\nworker:\n{}",
+            worker.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let ring = SecretRing::new(vec![Secret {
+        id: "crm".into(),
+        key: Scheme::StandardWebhooks
+            .decode_secret(SECRET)
+            .expect("secret"),
+        not_after: None,
+    }]);
+    let verifier = Verifier::new(Scheme::StandardWebhooks, ring, Duration::from_secs(300));
+    for received in subscriber.received() {
+        assert!(verifier
+            .verify(&received.headers, &received.body, SystemTime::now())
+            .is_ok());
+        assert_eq!(received.headers["x-team"], "crm");
+    }
+
+    let listing = listed(&setup.config);
+    assert_eq!(listing[0]["id"], "crm");
+    assert_eq!(listing[0]["origin"], "registry");
+    assert_eq!(listing[0]["header_names"], serde_json::json!(["X-Team"]));
+    assert!(
+        !listing.to_string().contains(SECRET),
+        "listings never show secrets"
+    );
+
+    let looping = spillway(
+        &setup.config,
+        &[
+            "add",
+            "--id",
+            "loop",
+            "--url",
+            "http://hooks.example.com/v1/hooks/github",
+        ],
+    );
+    assert!(!looping.status.success());
+    assert!(
+        text(&looping.stderr).contains("own ingress"),
+        "{}",
+        text(&looping.stderr)
+    );
+
+    let removed = spillway(&setup.config, &["remove", "crm"]);
+    assert!(removed.status.success(), "{}", text(&removed.stderr));
+    let again = spillway(&setup.config, &["remove", "crm"]);
+    assert!(!again.status.success());
+    assert!(text(&again.stderr).contains("no subscription \"crm\""));
+    assert_eq!(listed(&setup.config), serde_json::json!([]));
+    worker.kill();
+}

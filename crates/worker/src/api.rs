@@ -1,0 +1,309 @@
+//! The subscription API on the worker's admin listener, behind a bearer token:
+//!
+//! - `GET /v1/subscriptions`: every subscription (config file and registry), secrets redacted;
+//! - `GET /v1/subscriptions/{id}`: one of them;
+//! - `PUT /v1/subscriptions/{id}`: add or replace a registered subscription (201 or 200);
+//!   without `secrets`, a new one keeps its secrets from before or gets a generated one,
+//!   which the answer shows once;
+//! - `DELETE /v1/subscriptions/{id}`: remove a registered subscription (204).
+//!
+//! A write answers once this worker has read it back from the registry topic, so the caller
+//! can rely on this worker delivering with it; the other replicas follow within moments.
+//! Errors are `{"error": "<code>", "message": "..."}` like the ingress's.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, Method, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use serde_json::{json, Value};
+use spillway_config::StoredSubscription;
+use spillway_telemetry::{AdminRoutes, RouteFuture};
+use subtle::ConstantTimeEq;
+
+use crate::registry::{generate_secret, LiveSubscriptions, Registry, RegistryError};
+
+const PREFIX: &str = "/v1/subscriptions";
+/// Largest request body accepted: a subscription is a few hundred bytes.
+const MAX_BODY: usize = 64 * 1024;
+/// How long a write waits to be read back from the registry topic.
+const READ_BACK: Duration = Duration::from_secs(10);
+
+/// The routes and what they work on.
+#[derive(Debug)]
+pub struct SubscriptionApi {
+    registry: Registry,
+    live: Arc<LiveSubscriptions>,
+    token: String,
+}
+
+// === impl SubscriptionApi ===
+
+impl SubscriptionApi {
+    pub fn new(registry: Registry, live: Arc<LiveSubscriptions>, token: String) -> Self {
+        Self {
+            registry,
+            live,
+            token,
+        }
+    }
+
+    fn authorized(&self, req: &http::Request<Incoming>) -> bool {
+        let Some(given) = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+        else {
+            return false;
+        };
+        given.as_bytes().ct_eq(self.token.as_bytes()).into()
+    }
+
+    async fn route(self: Arc<Self>, req: http::Request<Incoming>) -> Response<Full<Bytes>> {
+        if !self.authorized(&req) {
+            let mut answer = error(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "send the worker's API token as `Authorization: Bearer <token>`",
+            );
+            answer.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                http::HeaderValue::from_static("Bearer"),
+            );
+            return answer;
+        }
+        let path = req.uri().path().to_owned();
+        let id = path
+            .strip_prefix(PREFIX)
+            .and_then(|rest| rest.strip_prefix('/'))
+            .filter(|id| !id.is_empty());
+        match (req.method().clone(), id) {
+            (Method::GET, None) => self.list(),
+            (Method::GET, Some(id)) => self.show(id),
+            (Method::PUT, Some(id)) => {
+                let id = id.to_owned();
+                self.put(&id, req).await
+            }
+            (Method::DELETE, Some(id)) => self.delete(id).await,
+            (_, None) => not_allowed("GET"),
+            (_, Some(_)) => not_allowed("GET, PUT, DELETE"),
+        }
+    }
+
+    fn list(&self) -> Response<Full<Bytes>> {
+        let all = self.registry.views(&self.live.registered());
+        json_answer(StatusCode::OK, &json!({ "subscriptions": all }))
+    }
+
+    fn show(&self, id: &str) -> Response<Full<Bytes>> {
+        match self
+            .registry
+            .views(&self.live.registered())
+            .into_iter()
+            .find(|v| v.id == id)
+        {
+            Some(view) => json_answer(StatusCode::OK, &json!(view)),
+            None => not_found(id),
+        }
+    }
+
+    async fn put(&self, id: &str, req: http::Request<Incoming>) -> Response<Full<Bytes>> {
+        let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+            Ok(body) => body.to_bytes(),
+            Err(_) => {
+                return error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body_too_large",
+                    &format!("a subscription is at most {MAX_BODY} bytes"),
+                )
+            }
+        };
+        let previous = self.live.registered().into_iter().find(|s| s.id == id);
+        let (sub, generated) = match parse_subscription(id, &body, previous.as_ref()) {
+            Ok(parsed) => parsed,
+            Err(answer) => return answer,
+        };
+        let at = match self.registry.put(&sub).await {
+            Ok(at) => at,
+            Err(e) => return registry_error(&e),
+        };
+        self.live.wait_applied(at, READ_BACK).await;
+        let mut body = json!(self.registry.view_of(&sub));
+        if let Some(secret) = generated {
+            body["secret"] = Value::String(secret);
+        }
+        let status = if previous.is_some() {
+            StatusCode::OK
+        } else {
+            StatusCode::CREATED
+        };
+        json_answer(status, &body)
+    }
+
+    async fn delete(&self, id: &str) -> Response<Full<Bytes>> {
+        if self.registry.is_config_managed(id) {
+            return registry_error(&RegistryError::ConfigManaged(id.to_owned()));
+        }
+        if !self.live.registered().iter().any(|s| s.id == id) {
+            return not_found(id);
+        }
+        match self.registry.remove(id).await {
+            Ok(at) => {
+                self.live.wait_applied(at, READ_BACK).await;
+                let mut answer = Response::new(Full::new(Bytes::new()));
+                *answer.status_mut() = StatusCode::NO_CONTENT;
+                answer
+            }
+            Err(e) => registry_error(&e),
+        }
+    }
+}
+
+impl AdminRoutes for SubscriptionApi {
+    fn handles(&self, path: &str) -> bool {
+        path == PREFIX || path.starts_with("/v1/subscriptions/")
+    }
+
+    fn answer(&self, req: http::Request<Incoming>) -> RouteFuture {
+        let this = Arc::new(Self {
+            registry: self.registry.clone(),
+            live: self.live.clone(),
+            token: self.token.clone(),
+        });
+        Box::pin(this.route(req))
+    }
+}
+
+/// The request body as a subscription with the path's id. Without secrets, an existing
+/// subscription keeps its own and a new one gets a generated secret (returned as well).
+#[allow(clippy::result_large_err)]
+fn parse_subscription(
+    id: &str,
+    body: &[u8],
+    previous: Option<&StoredSubscription>,
+) -> Result<(StoredSubscription, Option<String>), Response<Full<Bytes>>> {
+    let mut fields = match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(fields)) => fields,
+        Ok(_) => {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                "invalid_json",
+                "the body must be a JSON object",
+            ))
+        }
+        Err(e) => {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                "invalid_json",
+                &e.to_string(),
+            ))
+        }
+    };
+    match fields.get("id") {
+        None => {
+            fields.insert("id".into(), Value::String(id.to_owned()));
+        }
+        Some(Value::String(given)) if given == id => {}
+        Some(_) => {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                "id_mismatch",
+                "the body's id differs from the one in the path",
+            ))
+        }
+    }
+    let mut generated = None;
+    let without_secrets = match fields.get("secrets") {
+        None => true,
+        Some(Value::Array(secrets)) => secrets.is_empty(),
+        Some(_) => false,
+    };
+    if without_secrets {
+        let secrets = match previous {
+            Some(previous) => previous.secrets.clone(),
+            None => {
+                let secret = generate_secret("generated");
+                generated = Some(secret.secret.clone());
+                vec![secret]
+            }
+        };
+        let secrets = serde_json::to_value(secrets).map_err(|e| {
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                &e.to_string(),
+            )
+        })?;
+        fields.insert("secrets".into(), secrets);
+    }
+    serde_json::from_value::<StoredSubscription>(Value::Object(fields))
+        .map(|sub| (sub, generated))
+        .map_err(|e| {
+            error(
+                StatusCode::BAD_REQUEST,
+                "invalid_subscription",
+                &e.to_string(),
+            )
+        })
+}
+
+fn registry_error(e: &RegistryError) -> Response<Full<Bytes>> {
+    match e {
+        RegistryError::Invalid(fields) => {
+            let fields: Vec<Value> = fields
+                .iter()
+                .map(|f| json!({ "path": f.path, "message": f.message }))
+                .collect();
+            json_answer(
+                StatusCode::BAD_REQUEST,
+                &json!({ "error": "invalid_subscription", "message": e.to_string(), "fields": fields }),
+            )
+        }
+        RegistryError::ConfigManaged(_) => {
+            error(StatusCode::CONFLICT, "config_managed", &e.to_string())
+        }
+        RegistryError::NotFound(id) => not_found(id),
+        RegistryError::Kafka { .. } => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "registry_unavailable",
+            &e.to_string(),
+        ),
+    }
+}
+
+fn not_found(id: &str) -> Response<Full<Bytes>> {
+    error(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        &format!("no subscription {id:?}"),
+    )
+}
+
+fn not_allowed(allow: &'static str) -> Response<Full<Bytes>> {
+    let mut answer = error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        &format!("allowed: {allow}"),
+    );
+    answer
+        .headers_mut()
+        .insert(header::ALLOW, http::HeaderValue::from_static(allow));
+    answer
+}
+
+fn error(status: StatusCode, code: &str, message: &str) -> Response<Full<Bytes>> {
+    json_answer(status, &json!({ "error": code, "message": message }))
+}
+
+fn json_answer(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
+    let mut answer = Response::new(Full::new(Bytes::from(body.to_string())));
+    *answer.status_mut() = status;
+    answer.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    answer
+}

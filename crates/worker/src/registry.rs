@@ -1,0 +1,516 @@
+//! The subscription registry: a compacted Kafka topic (`<prefix>worker.subscriptions`) keyed by
+//! subscription id, whose values are subscriptions as JSON and where a tombstone removes one.
+//! Every worker replica follows it from the beginning, so all of them see the same registry
+//! without another database; `spillway subscriptions` and the admin API write to it.
+//!
+//! Subscriptions from the config file (GitOps) sit beside the registered ones. Their ids are
+//! reserved: the registry refuses them, and the config file wins if one turns up anyway.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+use base64::Engine as _;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use spillway_config::{Config, FieldError, ResolvedSubscription, StoredSecret, StoredSubscription};
+use spillway_kafka::{Delivered, EventProducer};
+
+use crate::topics::registry_topic;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("invalid subscription: {}", spillway_config::describe(.0))]
+    Invalid(Vec<FieldError>),
+    #[error("subscription {0:?} is defined in the config file; change it there")]
+    ConfigManaged(String),
+    #[error("no subscription {0:?} in the registry")]
+    NotFound(String),
+    #[error("subscription registry {topic}: {message}")]
+    Kafka { topic: String, message: String },
+}
+
+/// How long the registry topic may take to be read to its end.
+const CATCH_UP: Duration = Duration::from_secs(30);
+
+/// A change read from the registry topic.
+#[derive(Debug)]
+pub enum Change {
+    /// A subscription was added or replaced.
+    Put(Box<StoredSubscription>),
+    /// A tombstone: the subscription was removed.
+    Remove(String),
+    /// A record that is not a subscription (logged and skipped).
+    Unreadable { key: String, why: String },
+}
+
+/// Reads the registry topic from its beginning and then follows it.
+pub struct Follower {
+    consumer: StreamConsumer,
+    topic: String,
+    /// Partitions not yet read to the end they had when following began.
+    behind: HashSet<i32>,
+}
+
+impl std::fmt::Debug for Follower {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Follower")
+            .field("topic", &self.topic)
+            .finish_non_exhaustive()
+    }
+}
+
+// === impl Follower ===
+
+impl Follower {
+    /// Creates the registry topic if it is missing and starts reading it from the beginning.
+    pub async fn start(config: &Config) -> Result<Self, RegistryError> {
+        let topic = registry_topic(config);
+        let failed = |message: String| RegistryError::Kafka {
+            topic: topic.clone(),
+            message,
+        };
+        ensure_registry_topic(config).await?;
+        let mut client = ClientConfig::new();
+        for (k, v) in &config.worker.consumer_properties {
+            client.set(k, v);
+        }
+        let consumer: StreamConsumer = client
+            .set("bootstrap.servers", &config.kafka.brokers)
+            // Every reader sees the whole registry: partitions are assigned, not shared in a
+            // group, and nothing is committed.
+            .set("group.id", format!("spillway-registry-{}", uuid_like()))
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "true")
+            .create()
+            .map_err(|e| failed(e.to_string()))?;
+        let (brokers_consumer, wanted) = (consumer, topic.clone());
+        let (consumer, partitions) = tokio::task::spawn_blocking(move || {
+            let partitions =
+                spillway_kafka::reader::partitions_of(&brokers_consumer, &wanted, CATCH_UP)
+                    .map_err(|e| e.to_string())?;
+            let mut assignment = TopicPartitionList::new();
+            for p in &partitions {
+                assignment
+                    .add_partition_offset(&wanted, *p, Offset::Beginning)
+                    .map_err(|e| e.to_string())?;
+            }
+            brokers_consumer
+                .assign(&assignment)
+                .map_err(|e| e.to_string())?;
+            Ok::<_, String>((brokers_consumer, partitions))
+        })
+        .await
+        .map_err(|e| failed(e.to_string()))?
+        .map_err(failed)?;
+        if partitions.is_empty() {
+            return Err(failed("the topic has no partitions".into()));
+        }
+        Ok(Self {
+            consumer,
+            topic,
+            behind: partitions.into_iter().collect(),
+        })
+    }
+
+    /// Whether every partition has been read to the end it had when following began.
+    pub fn caught_up(&self) -> bool {
+        self.behind.is_empty()
+    }
+
+    /// The next change with where it was read (partition, offset); `None` when a partition
+    /// reached its end instead (check [`Follower::caught_up`]).
+    pub async fn next(&mut self) -> Result<Option<(Delivered, Change)>, RegistryError> {
+        let message = match self.consumer.recv().await {
+            Ok(m) => m,
+            Err(KafkaError::PartitionEOF(p)) => {
+                self.behind.remove(&p);
+                return Ok(None);
+            }
+            Err(e) => {
+                return Err(RegistryError::Kafka {
+                    topic: self.topic.clone(),
+                    message: e.to_string(),
+                })
+            }
+        };
+        let at = Delivered {
+            partition: message.partition(),
+            offset: message.offset(),
+        };
+        let key = String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned();
+        let change = match message.payload() {
+            None => Change::Remove(key),
+            Some(value) => match serde_json::from_slice::<StoredSubscription>(value) {
+                Ok(sub) if sub.id == key => Change::Put(Box::new(sub)),
+                Ok(sub) => Change::Unreadable {
+                    why: format!("its id {:?} differs from its key", sub.id),
+                    key,
+                },
+                Err(e) => Change::Unreadable {
+                    key,
+                    why: e.to_string(),
+                },
+            },
+        };
+        Ok(Some((at, change)))
+    }
+}
+
+/// Creates the registry topic (compacted) unless it exists, so a first write or a first
+/// worker needs no separate setup step.
+async fn ensure_registry_topic(config: &Config) -> Result<(), RegistryError> {
+    let topic = registry_topic(config);
+    spillway_kafka::admin::ensure_compacted_topic(
+        &config.kafka.brokers,
+        &topic,
+        config.kafka.replication_factor,
+    )
+    .await
+    .map_err(|e| RegistryError::Kafka {
+        topic,
+        message: e.to_string(),
+    })
+}
+
+/// A throwaway name part: follower groups are never joined, but librdkafka wants a group id.
+fn uuid_like() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+/// Writes to the registry topic, validating first.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    config: Arc<Config>,
+    producer: EventProducer,
+    topic: String,
+}
+
+// === impl Registry ===
+
+impl Registry {
+    pub fn new(config: Arc<Config>, producer: EventProducer) -> Self {
+        let topic = registry_topic(&config);
+        Self {
+            config,
+            producer,
+            topic,
+        }
+    }
+
+    /// Checks `sub` as a worker would resolve it and that its id is not the config file's.
+    pub fn check(&self, sub: &StoredSubscription) -> Result<ResolvedSubscription, RegistryError> {
+        if is_config_managed(&self.config, &sub.id) {
+            return Err(RegistryError::ConfigManaged(sub.id.clone()));
+        }
+        self.config
+            .resolve_subscription("", sub)
+            .map_err(RegistryError::Invalid)
+    }
+
+    /// Adds or replaces a subscription.
+    pub async fn put(&self, sub: &StoredSubscription) -> Result<Delivered, RegistryError> {
+        self.check(sub)?;
+        ensure_registry_topic(&self.config).await?;
+        let value = serde_json::to_vec(sub).map_err(|e| self.failed(e.to_string()))?;
+        self.producer
+            .send_record::<&str, &[u8]>(&self.topic, Some(sub.id.as_bytes()), &value, &[])
+            .await
+            .map_err(|e| self.failed(e.to_string()))
+    }
+
+    /// Removes a registered subscription (a tombstone for its key). Deliveries of it already
+    /// parked in retry tiers are dropped when they come due.
+    pub async fn remove(&self, id: &str) -> Result<Delivered, RegistryError> {
+        if is_config_managed(&self.config, id) {
+            return Err(RegistryError::ConfigManaged(id.to_owned()));
+        }
+        ensure_registry_topic(&self.config).await?;
+        self.producer
+            .send_tombstone(&self.topic, id.as_bytes())
+            .await
+            .map_err(|e| self.failed(e.to_string()))
+    }
+
+    /// The registered subscriptions as they stand now, read from the topic (the ones this
+    /// config cannot resolve are left out, as the workers leave them out).
+    pub async fn read_all(&self) -> Result<Vec<StoredSubscription>, RegistryError> {
+        let live = LiveSubscriptions::new(self.config.clone(), Vec::new());
+        let mut follower = Follower::start(&self.config).await?;
+        live.catch_up(&mut follower).await?;
+        Ok(live.registered())
+    }
+
+    /// Whether `id` belongs to a subscription of the config file.
+    pub fn is_config_managed(&self, id: &str) -> bool {
+        is_config_managed(&self.config, id)
+    }
+
+    /// How the config file's subscriptions and the `registered` ones are shown, in that order.
+    pub fn views(&self, registered: &[StoredSubscription]) -> Vec<SubscriptionView> {
+        self.config
+            .subscriptions
+            .iter()
+            .map(|s| {
+                let secrets = s.secrets.iter().map(|k| (k.id.clone(), k.not_after));
+                SubscriptionView::new(s, secrets, Origin::Config)
+            })
+            .chain(registered.iter().map(|s| self.view_of(s)))
+            .collect()
+    }
+
+    /// How a registered subscription is shown.
+    pub fn view_of(&self, sub: &StoredSubscription) -> SubscriptionView {
+        let secrets = sub.secrets.iter().map(|k| (k.id.clone(), k.not_after));
+        SubscriptionView::new(sub, secrets, Origin::Registry)
+    }
+
+    fn failed(&self, message: String) -> RegistryError {
+        RegistryError::Kafka {
+            topic: self.topic.clone(),
+            message,
+        }
+    }
+}
+
+/// A new random signing secret, `whsec_` + base64 of 24 bytes, for a subscription registered
+/// without one.
+pub fn generate_secret(id: &str) -> StoredSecret {
+    let bytes: [u8; 24] = rand::random();
+    StoredSecret {
+        id: id.to_owned(),
+        secret: format!(
+            "whsec_{}",
+            base64::engine::general_purpose::STANDARD.encode(bytes)
+        ),
+        not_after: None,
+    }
+}
+
+/// The subscriptions a worker delivers to, as they stand: the config file's, then the
+/// registry's as far as it has been read. Replaced as a whole on every change, so a lane
+/// reading it never sees half an update.
+#[derive(Debug)]
+pub struct LiveSubscriptions {
+    config: Arc<Config>,
+    from_config: Vec<ResolvedSubscription>,
+    registered: RwLock<BTreeMap<String, (StoredSubscription, ResolvedSubscription)>>,
+    current: RwLock<Arc<Vec<Arc<ResolvedSubscription>>>>,
+    /// The next offset to apply, per registry partition (for read-your-writes).
+    applied: tokio::sync::watch::Sender<HashMap<i32, i64>>,
+}
+
+/// A subscription as listings show it: secrets by id only, headers by name only (their
+/// values may be credentials of the subscriber).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SubscriptionView {
+    pub id: String,
+    pub origin: Origin,
+    pub url: String,
+    pub sources: Vec<String>,
+    pub event_types: Vec<String>,
+    pub secrets: Vec<SecretView>,
+    pub header_names: Vec<String>,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    pub rate_limit: Option<u32>,
+}
+
+/// A secret as listings show it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SecretView {
+    pub id: String,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub not_after: Option<time::OffsetDateTime>,
+}
+
+impl SubscriptionView {
+    fn new<S>(
+        sub: &spillway_config::SubscriptionConfig<S>,
+        secrets: impl Iterator<Item = (String, Option<time::OffsetDateTime>)>,
+        origin: Origin,
+    ) -> Self {
+        Self {
+            id: sub.id.clone(),
+            origin,
+            url: sub.url.clone(),
+            sources: sub.sources.clone(),
+            event_types: sub.event_types.clone(),
+            secrets: secrets
+                .map(|(id, not_after)| SecretView { id, not_after })
+                .collect(),
+            header_names: sub.headers.keys().cloned().collect(),
+            timeout: sub.timeout,
+            rate_limit: sub.rate_limit,
+        }
+    }
+}
+
+/// Where a listed subscription is defined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    Config,
+    Registry,
+}
+
+// === impl LiveSubscriptions ===
+
+impl LiveSubscriptions {
+    pub fn new(config: Arc<Config>, from_config: Vec<ResolvedSubscription>) -> Self {
+        let current = RwLock::new(Arc::new(
+            from_config.iter().cloned().map(Arc::new).collect(),
+        ));
+        Self {
+            config,
+            from_config,
+            registered: RwLock::default(),
+            current,
+            applied: tokio::sync::watch::Sender::new(HashMap::new()),
+        }
+    }
+
+    /// The config file's subscriptions and the registry's as it stands now (for one-off
+    /// commands such as replay; workers keep following it).
+    pub async fn load(config: Arc<Config>) -> Result<Self, RegistryError> {
+        let from_config = config
+            .resolve_subscriptions()
+            .map_err(RegistryError::Invalid)?;
+        let live = Self::new(config.clone(), from_config);
+        let mut follower = Follower::start(&config).await?;
+        live.catch_up(&mut follower).await?;
+        Ok(live)
+    }
+
+    /// Every subscription now.
+    pub fn snapshot(&self) -> Arc<Vec<Arc<ResolvedSubscription>>> {
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The subscription with that id now.
+    pub fn find(&self, id: &str) -> Option<Arc<ResolvedSubscription>> {
+        self.snapshot().iter().find(|s| s.id == id).cloned()
+    }
+
+    /// The registered subscriptions as stored (secrets included).
+    pub fn registered(&self) -> Vec<StoredSubscription> {
+        self.registered
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .map(|(stored, _)| stored.clone())
+            .collect()
+    }
+
+    /// Applies one change read at `at`.
+    pub fn apply(&self, at: Delivered, change: Change) {
+        {
+            let mut registered = self
+                .registered
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            match change {
+                Change::Put(sub) => match self.resolve(&sub) {
+                    Ok(resolved) => {
+                        tracing::info!(subscription = %sub.id, "registry: subscription set");
+                        registered.insert(sub.id.clone(), (*sub, resolved));
+                    }
+                    Err(why) => {
+                        // Delivering to the previous version would be wrong too.
+                        tracing::error!(subscription = %sub.id, why, "registry: subscription refused by this worker; not delivering to it");
+                        registered.remove(&sub.id);
+                    }
+                },
+                Change::Remove(id) => {
+                    tracing::info!(subscription = %id, "registry: subscription removed");
+                    registered.remove(&id);
+                }
+                Change::Unreadable { key, why } => {
+                    tracing::error!(key, why, "registry: unreadable record skipped");
+                }
+            }
+            let all = self
+                .from_config
+                .iter()
+                .chain(registered.values().map(|(_, r)| r))
+                .cloned()
+                .map(Arc::new)
+                .collect();
+            *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(all);
+        }
+        self.applied.send_modify(|applied| {
+            applied.insert(at.partition, at.offset + 1);
+        });
+    }
+
+    fn resolve(&self, sub: &StoredSubscription) -> Result<ResolvedSubscription, String> {
+        if is_config_managed(&self.config, &sub.id) {
+            return Err("its id belongs to a subscription of the config file".into());
+        }
+        self.config
+            .resolve_subscription("", sub)
+            .map_err(|e| spillway_config::describe(&e))
+    }
+
+    /// Waits until the record written at `at` has been applied here, up to `patience`.
+    pub async fn wait_applied(&self, at: Delivered, patience: Duration) -> bool {
+        let mut applied = self.applied.subscribe();
+        tokio::time::timeout(
+            patience,
+            applied.wait_for(|a| a.get(&at.partition).is_some_and(|next| *next > at.offset)),
+        )
+        .await
+        .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Follows the registry until `stop` is cancelled.
+    pub async fn follow(
+        self: Arc<Self>,
+        mut follower: Follower,
+        stop: tokio_util::sync::CancellationToken,
+    ) {
+        loop {
+            let next = tokio::select! {
+                () = stop.cancelled() => return,
+                next = follower.next() => next,
+            };
+            match next {
+                Ok(Some((at, change))) => self.apply(at, change),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "registry: read failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+
+    /// Applies the registry up to the end it has now.
+    pub async fn catch_up(&self, follower: &mut Follower) -> Result<(), RegistryError> {
+        let topic = registry_topic(&self.config);
+        let reading = async {
+            while !follower.caught_up() {
+                if let Some((at, change)) = follower.next().await? {
+                    self.apply(at, change);
+                }
+            }
+            Ok::<_, RegistryError>(())
+        };
+        tokio::time::timeout(CATCH_UP, reading)
+            .await
+            .map_err(|_| RegistryError::Kafka {
+                topic,
+                message: format!("not read to its end within {CATCH_UP:?}"),
+            })?
+    }
+}
+
+fn is_config_managed(config: &Config, id: &str) -> bool {
+    config.subscriptions.iter().any(|s| s.id == id)
+}
