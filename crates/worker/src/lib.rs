@@ -1,7 +1,9 @@
 //! Spillway's consumer workers.
 //!
 //! - [`consumer::Worker`]: consumer groups over the source topics and the retry tiers,
-//!   at-least-once, one lane per partition;
+//!   at-least-once, one lane per partition, drained on rebalance and shutdown;
+//! - [`registry`]: the subscription registry (a compacted topic every worker follows) and
+//!   [`api`]: its bearer-token HTTP API on the admin listener;
 //! - [`delivery`]: which subscriptions want an event, one signed attempt and its outcome;
 //! - [`breaker`]: a circuit breaker per subscription;
 //! - [`dlq`]: listing and redriving dead letters;

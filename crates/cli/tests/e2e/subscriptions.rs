@@ -7,9 +7,9 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant, SystemTime};
 
 use spillway_signature::{Scheme, Secret, SecretRing, Verifier};
-use spillway_testkit::{redis_nodes, Client, TestSubscriber, WorkerProcess};
+use spillway_testkit::{Client, TestSubscriber, WorkerProcess};
 
-use crate::support::{post_event, setup, source, BIN, PATIENCE};
+use crate::support::{post_event, source, worker_setup, BIN, PATIENCE};
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
@@ -37,27 +37,12 @@ fn listed(config: &Path) -> serde_json::Value {
 async fn the_cli_manages_the_registry_and_a_running_worker_follows_it() {
     let subscriber = TestSubscriber::ok().await;
     let github = source("github");
-    let brokers = spillway_testkit::kafka_brokers();
-    let setup = setup(
-        &brokers,
-        &redis_nodes(),
-        std::slice::from_ref(&github),
-        "",
-        "",
-    );
-    let mut yaml = std::fs::read_to_string(&setup.config).expect("config");
-    yaml.push_str(&format!(
-        "worker:\n  admin_listen: 127.0.0.1:0\n  group_id: \"{}workers\"\n  allow_cidrs: [127.0.0.0/8]\n  \
-         ingress_urls: [\"http://hooks.example.com\"]\n",
-        setup.topic_prefix,
-    ));
-    std::fs::write(&setup.config, yaml).expect("config");
+    let setup = worker_setup(&github, |_| {
+        "  ingress_urls: [\"http://hooks.example.com\"]\n".into()
+    })
+    .await;
     let secret_file = setup.dir.path().join("crm.secret");
     std::fs::write(&secret_file, format!("{SECRET}\n")).expect("secret");
-    let config = spillway_config::load(&setup.config).expect("valid config");
-    let mut topics = config.topics();
-    topics.extend(spillway_worker::topics::worker_topics(&config));
-    spillway_testkit::create_topics(&brokers, &topics).await;
 
     let ingress = setup.spawn("ingress");
     let mut worker = WorkerProcess::spawn(

@@ -218,5 +218,36 @@ pub async fn create_topics(setup: &Setup, sources: &[TestSource]) {
     spillway_testkit::create_topics(&setup.brokers, &topics).await;
 }
 
+/// A setup for ingress and worker processes: one `github` source on the local stack, a worker
+/// section (admin port 0, its own group, loopback subscribers allowed) plus what
+/// `worker_extra` returns for the setup's directory (indented YAML lines, maybe subscriptions
+/// after them; it may write files there), and every topic created.
+pub async fn worker_setup(
+    github: &TestSource,
+    worker_extra: impl FnOnce(&Path) -> String,
+) -> Setup {
+    let brokers = spillway_testkit::kafka_brokers();
+    let setup = setup(
+        &brokers,
+        &spillway_testkit::redis_nodes(),
+        std::slice::from_ref(github),
+        "",
+        "",
+    );
+    let mut yaml = std::fs::read_to_string(&setup.config).expect("config");
+    yaml.push_str(&format!(
+        "worker:\n  admin_listen: 127.0.0.1:0\n  group_id: \"{}workers\"\n  \
+         allow_cidrs: [127.0.0.0/8]\n{}",
+        setup.topic_prefix,
+        worker_extra(setup.dir.path()),
+    ));
+    std::fs::write(&setup.config, yaml).expect("config");
+    let config = spillway_config::load(&setup.config).expect("valid config");
+    let mut topics = config.topics();
+    topics.extend(spillway_worker::topics::worker_topics(&config));
+    spillway_testkit::create_topics(&brokers, &topics).await;
+    setup
+}
+
 /// The guard against hangs used by every wait: generous, never a speed check.
 pub const PATIENCE: Duration = Duration::from_secs(60);

@@ -5,9 +5,9 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use spillway_testkit::{redis_nodes, Client, TestSubscriber, WorkerProcess};
+use spillway_testkit::{Client, TestSubscriber, WorkerProcess};
 
-use crate::support::{post_event, setup, source, BIN, PATIENCE};
+use crate::support::{post_event, source, worker_setup, BIN, PATIENCE};
 
 async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + PATIENCE;
@@ -21,34 +21,19 @@ async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
 async fn a_killed_worker_is_replaced_and_nothing_accepted_is_lost() {
     let subscriber = TestSubscriber::ok().await;
     let github = source("github");
-    let brokers = spillway_testkit::kafka_brokers();
-    let setup = setup(
-        &brokers,
-        &redis_nodes(),
-        std::slice::from_ref(&github),
-        "",
-        "",
-    );
-    let mut yaml = std::fs::read_to_string(&setup.config).expect("config");
-    yaml.push_str(&format!(
-        // A killed member holds its partitions until its session times out (45 s by default).
-        "worker:\n  admin_listen: 127.0.0.1:0\n  group_id: \"{}workers\"\n  allow_cidrs: [127.0.0.0/8]\n  drain_timeout: 3s\n  \
-         consumer_properties: {{ session.timeout.ms: \"6000\", heartbeat.interval.ms: \"1000\" }}\n\
-         subscriptions:\n  - id: inbox\n    url: \"{}\"\n    secrets: [{{ id: s, file: \"{}\" }}]\n",
-        setup.topic_prefix,
-        subscriber.url("/inbox"),
-        setup.dir.path().join("acme-old.secret").display(),
-    ));
-    std::fs::write(
-        setup.dir.path().join("acme-old.secret"),
-        crate::support::ACME_OLD_SECRET,
-    )
-    .expect("secret");
-    std::fs::write(&setup.config, yaml).expect("config");
-    let config = spillway_config::load(&setup.config).expect("valid config");
-    let mut topics = config.topics();
-    topics.extend(spillway_worker::topics::worker_topics(&config));
-    spillway_testkit::create_topics(&brokers, &topics).await;
+    let setup = worker_setup(&github, |dir| {
+        let secret = dir.join("subscriber.secret");
+        std::fs::write(&secret, crate::support::ACME_OLD_SECRET).expect("secret");
+        format!(
+            // A killed member holds its partitions until its session times out (45 s by default).
+            "  drain_timeout: 3s\n  \
+             consumer_properties: {{ session.timeout.ms: \"6000\", heartbeat.interval.ms: \"1000\" }}\n\
+             subscriptions:\n  - id: inbox\n    url: \"{}\"\n    secrets: [{{ id: s, file: \"{}\" }}]\n",
+            subscriber.url("/inbox"),
+            secret.display(),
+        )
+    })
+    .await;
 
     let ingress = setup.spawn("ingress");
     ingress.wait_ready(PATIENCE).await;
