@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use http::{header, Request};
+use http::{header, Request, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -136,6 +136,11 @@ impl Deliverer {
             },
             Ok(Ok((status, _))) if status.is_success() => DeliveryOutcome::Delivered {
                 status: status.as_u16(),
+            },
+            // A Spillway ingress (this cluster's or another's) refusing an event that went
+            // round too often: retrying would only go round again.
+            Ok(Ok((StatusCode::LOOP_DETECTED, _))) => DeliveryOutcome::Refused {
+                reason: "answered 508 Loop Detected: the subscription feeds events back into a Spillway ingress".into(),
             },
             Ok(Ok((status, retry_after))) => DeliveryOutcome::Failed {
                 reason: format!("answered {status}"),

@@ -192,6 +192,10 @@ pub fn setup(
         if s.name == "meters" {
             yaml.push_str("    partition_key: { from: json_pointer, pointer: /device }\n");
         }
+        if s.name == "relay" {
+            // A source fed by another webhook system: only the hop limit stops a loop.
+            yaml.push_str("    dedupe: { from: none }\n");
+        }
     }
     let config = dir.path().join("spillway.yaml");
     std::fs::write(&config, &yaml).expect("config");
@@ -218,19 +222,19 @@ pub async fn create_topics(setup: &Setup, sources: &[TestSource]) {
     spillway_testkit::create_topics(&setup.brokers, &topics).await;
 }
 
-/// A setup for ingress and worker processes: one `github` source on the local stack, a worker
+/// A setup for ingress and worker processes: one source on the local stack, a worker
 /// section (admin port 0, its own group, loopback subscribers allowed) plus what
 /// `worker_extra` returns for the setup's directory (indented YAML lines, maybe subscriptions
 /// after them; it may write files there), and every topic created.
 pub async fn worker_setup(
-    github: &TestSource,
+    source: &TestSource,
     worker_extra: impl FnOnce(&Path) -> String,
 ) -> Setup {
     let brokers = spillway_testkit::kafka_brokers();
     let setup = setup(
         &brokers,
         &spillway_testkit::redis_nodes(),
-        std::slice::from_ref(github),
+        std::slice::from_ref(source),
         "",
         "",
     );

@@ -177,6 +177,17 @@ async fn every_failure_is_classified_for_retry() {
             other => panic!("{behaviour:?}: {other:?}"),
         }
     }
+    // A loop refused by an ingress is final: no retries.
+    let ingress = TestSubscriber::start(|_| Behaviour::Status(508)).await;
+    let sub = subscription(
+        &ingress.url("/"),
+        vec![secret("c", CURRENT, None)],
+        Duration::from_millis(500),
+    );
+    match deliverer.deliver(&sub, &event(), 1).await {
+        DeliveryOutcome::Refused { reason } => assert!(reason.contains("508"), "{reason}"),
+        other => panic!("508: {other:?}"),
+    }
 }
 
 #[tokio::test]
