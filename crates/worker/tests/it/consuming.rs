@@ -39,6 +39,14 @@ async fn every_event_reaches_every_matching_subscriber_in_key_order() {
 
     let delivered = all.webhook_ids();
     assert_eq!(delivered, ids, "every event, identified by its ingress id");
+    // Counted, not folded away: with nothing failing, nothing is delivered twice.
+    for (name, subscriber, unique) in [("all", &all, 120), ("pushes", &pushes, 60)] {
+        assert_eq!(
+            subscriber.received().len() - unique,
+            0,
+            "duplicates delivered to {name}"
+        );
+    }
     assert!(pushes.received().iter().all(|r| r
         .headers
         .get("spillway-event-type")
