@@ -113,10 +113,10 @@ pub async fn run(config: &Config, targets: &[String], inbox: Option<&str>) -> an
     }
     println!("\naccepted events in Kafka ({}):", config.kafka.brokers);
     for (topic, ids) in by_topic {
-        let brokers = config.kafka.brokers.clone();
+        let connection = spillway_kafka::Connection::from(&config.kafka);
         let t = topic.clone();
         let records = tokio::task::spawn_blocking(move || {
-            spillway_kafka::reader::read_topic(&brokers, &t, READ_BACK_TIMEOUT)
+            spillway_kafka::reader::read_topic(&connection, &t, READ_BACK_TIMEOUT)
         })
         .await?
         .with_context(|| format!("reading {topic} back"))?;

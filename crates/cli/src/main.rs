@@ -335,8 +335,9 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             let config = load(&config)?;
             let mut topics = config.topics();
             topics.extend(spillway_worker::topics::worker_topics(&config));
+            let connection = spillway_kafka::Connection::from(&config.kafka);
             spillway_kafka::admin::ensure_topics(
-                &config.kafka.brokers,
+                &connection,
                 &topics,
                 config.kafka.partitions,
                 config.kafka.replication_factor,
@@ -345,7 +346,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             .context("creating topics")?;
             let registry = spillway_worker::topics::registry_topic(&config);
             spillway_kafka::admin::ensure_compacted_topic(
-                &config.kafka.brokers,
+                &connection,
                 &registry,
                 config.kafka.replication_factor,
             )

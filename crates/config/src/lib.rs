@@ -44,16 +44,42 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
             ENV_SECTIONS.iter().any(|s| s.eq_ignore_ascii_case(section))
         }),
     );
-    let config: Config = figment.extract().map_err(|e| ConfigError::Parse {
+    let mut config: Config = figment.extract().map_err(|e| ConfigError::Parse {
         path: path.display().to_string(),
         source: Box::new(e),
     })?;
+    if let Some(file) = config.kafka.properties_file.clone() {
+        let merged = read_properties(&file).map_err(|message| {
+            ConfigError::Invalid(vec![FieldError {
+                path: "kafka.properties_file".into(),
+                message,
+            }])
+        })?;
+        config.kafka.properties.extend(merged);
+    }
     let errors = config.validate();
     if errors.is_empty() {
         Ok(config)
     } else {
         Err(ConfigError::Invalid(errors))
     }
+}
+
+/// Reads `key=value` lines; blank lines and `#` comments are skipped.
+fn read_properties(file: &Path) -> Result<Vec<(String, String)>, String> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    text.lines()
+        .enumerate()
+        .map(|(i, line)| (i, line.trim()))
+        .filter(|(_, line)| !line.is_empty() && !line.starts_with('#'))
+        .map(|(i, line)| {
+            line.split_once('=')
+                .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+                .filter(|(k, _)| !k.is_empty())
+                .ok_or_else(|| format!("{}:{}: expected key=value", file.display(), i + 1))
+        })
+        .collect()
 }
 
 #[cfg(test)]

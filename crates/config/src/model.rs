@@ -136,6 +136,11 @@ pub struct KafkaConfig {
     /// durability settings `acks` and `enable.idempotence` cannot be overridden here.
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
+    /// A librdkafka properties file (`key=value` lines, `#` comments), read at startup and
+    /// merged over `properties`: the place for credentials (`sasl.password`, ...) mounted
+    /// from a Kubernetes Secret instead of written into the config.
+    #[serde(default)]
+    pub properties_file: Option<PathBuf>,
 }
 
 fn default_topic_prefix() -> String {

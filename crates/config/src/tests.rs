@@ -252,3 +252,41 @@ fn the_worker_drain_must_end_before_its_session_times_out() {
         Ok(())
     });
 }
+
+#[test]
+fn kafka_properties_file_is_merged_over_properties() {
+    Jail::expect_with(|jail| {
+        jail.set_env("GH_SECRET", "s");
+        jail.create_file(
+            "client.properties",
+            "# from a Secret\nsasl.username = spillway\nsasl.password=p=w\n\n",
+        )?;
+        jail.create_file(
+            "spillway.yaml",
+            &MINIMAL.replace(
+                "brokers: 127.0.0.1:9092",
+                "brokers: 127.0.0.1:9092\n  properties: { sasl.username: old, security.protocol: SASL_SSL }\n  properties_file: client.properties",
+            ),
+        )?;
+        let config = load(Path::new("spillway.yaml")).map_err(|e| e.to_string())?;
+        let props = &config.kafka.properties;
+        assert_eq!(props["sasl.username"], "spillway");
+        assert_eq!(props["sasl.password"], "p=w");
+        assert_eq!(props["security.protocol"], "SASL_SSL");
+
+        jail.create_file("bad.properties", "no equals sign\n")?;
+        jail.create_file(
+            "bad.yaml",
+            &MINIMAL.replace(
+                "brokers: 127.0.0.1:9092",
+                "brokers: 127.0.0.1:9092\n  properties_file: bad.properties",
+            ),
+        )?;
+        let errors = errors_of(load(Path::new("bad.yaml")));
+        assert!(
+            errors[0].starts_with("kafka.properties_file: bad.properties:1: expected key=value"),
+            "{errors:?}"
+        );
+        Ok(())
+    });
+}

@@ -5,30 +5,29 @@ use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
 use rdkafka::types::RDKafkaErrorCode;
 
-use crate::{client_error, ClientError};
+use crate::{client_error, ClientError, Connection};
 
 /// Creates the topics that do not exist yet; existing ones are left as they are.
 pub async fn ensure_topics(
-    brokers: &str,
+    connection: &Connection,
     topics: &[String],
     partitions: i32,
     replication: i32,
 ) -> Result<(), ClientError> {
-    create(brokers, topics, partitions, replication, &[]).await
+    create(connection, topics, partitions, replication, &[]).await
 }
 
 /// Creates a compacted single-partition topic (a keyed table such as the subscription
 /// registry: the latest record per key wins, a tombstone deletes it) unless it exists.
 pub async fn ensure_compacted_topic(
-    brokers: &str,
+    connection: &Connection,
     topic: &str,
     replication: i32,
 ) -> Result<(), ClientError> {
     create(
-        brokers,
+        connection,
         &[topic.to_owned()],
         1,
         replication,
@@ -38,14 +37,14 @@ pub async fn ensure_compacted_topic(
 }
 
 async fn create(
-    brokers: &str,
+    connection: &Connection,
     topics: &[String],
     partitions: i32,
     replication: i32,
     configs: &[(&str, &str)],
 ) -> Result<(), ClientError> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+    let admin: AdminClient<DefaultClientContext> = connection
+        .client_config()
         .create()
         .map_err(client_error("create admin client"))?;
     let new_topics: Vec<NewTopic<'_>> = topics

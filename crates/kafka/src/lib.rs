@@ -19,6 +19,44 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use spillway_core::Envelope;
 
+/// Where the cluster is and how to reach it (security settings included): what every Kafka
+/// client of Spillway (producer, consumers, admin, readers) starts from.
+#[derive(Debug, Clone, Default)]
+pub struct Connection {
+    pub brokers: String,
+    /// librdkafka properties: `security.protocol`, `sasl.*`, `ssl.*`, ...
+    pub properties: BTreeMap<String, String>,
+}
+
+impl Connection {
+    /// A plaintext connection without further properties (the local stack).
+    pub fn plain(brokers: &str) -> Self {
+        Self {
+            brokers: brokers.to_owned(),
+            properties: BTreeMap::new(),
+        }
+    }
+
+    /// A client config with the properties and the brokers set.
+    pub fn client_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        for (k, v) in &self.properties {
+            config.set(k, v);
+        }
+        config.set("bootstrap.servers", &self.brokers);
+        config
+    }
+}
+
+impl From<&spillway_config::KafkaConfig> for Connection {
+    fn from(c: &spillway_config::KafkaConfig) -> Self {
+        Self {
+            brokers: c.brokers.clone(),
+            properties: c.properties.clone(),
+        }
+    }
+}
+
 /// Producer settings, from the `kafka` section of the config.
 #[derive(Debug, Clone)]
 pub struct ProducerSettings {

@@ -6,13 +6,12 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use rdkafka::client::ClientContext;
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::{client_error, ClientError};
+use crate::{client_error, ClientError, Connection};
 
 /// End-of-partition is how the reader knows it is done, not an error worth a log line; the
 /// default context would log each one as a global error.
@@ -79,12 +78,12 @@ pub fn partitions_of<C: ConsumerContext, K: Consumer<C>>(
 /// ListOffsets is only a lower bound here: tansu 0.6 answers it with the base offset of the
 /// last batch plus one, short of the true end when a batch held several records.
 pub fn read_topic(
-    brokers: &str,
+    connection: &Connection,
     topic: &str,
     timeout: Duration,
 ) -> Result<Vec<ReadRecord>, ClientError> {
-    let consumer: BaseConsumer<ReaderContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+    let consumer: BaseConsumer<ReaderContext> = connection
+        .client_config()
         // A throwaway group: nothing is committed, and assign() is used, not subscribe().
         .set(
             "group.id",

@@ -62,7 +62,11 @@ pub fn unique(prefix: &str) -> String {
 pub async fn read_topic(brokers: &str, topic: &str) -> Vec<ReadRecord> {
     let (b, t) = (brokers.to_owned(), topic.to_owned());
     tokio::task::spawn_blocking(move || {
-        spillway_kafka::reader::read_topic(&b, &t, Duration::from_secs(60))
+        spillway_kafka::reader::read_topic(
+            &spillway_kafka::Connection::plain(&b),
+            &t,
+            Duration::from_secs(60),
+        )
     })
     .await
     .expect("reader task")
@@ -71,7 +75,7 @@ pub async fn read_topic(brokers: &str, topic: &str) -> Vec<ReadRecord> {
 
 /// Creates topics on a broker, failing the test with a hint when the broker is not there.
 pub async fn create_topics(brokers: &str, topics: &[String]) {
-    spillway_kafka::admin::ensure_topics(brokers, topics, 3, 1)
+    spillway_kafka::admin::ensure_topics(&spillway_kafka::Connection::plain(brokers), topics, 3, 1)
         .await
         .unwrap_or_else(|e| {
             panic!("creating topics on {brokers} ({e}); is the local stack up? run `make up`")

@@ -32,7 +32,7 @@ use rdkafka::TopicPartitionList;
 use spillway_config::{Config, ResolvedSource, ResolvedSubscription};
 use spillway_core::headers;
 use spillway_core::key::KeyInput;
-use spillway_kafka::{EventProducer, ProducerSettings};
+use spillway_kafka::{Connection, EventProducer, ProducerSettings};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -152,12 +152,11 @@ impl Worker {
             .transpose()
             .map_err(|e| WorkerError::Config(format!("worker.api_token: {e}")))?;
         let producer = EventProducer::new(&ProducerSettings::from(&config.kafka))?;
-        let mut consumer_config = ClientConfig::new();
+        let mut consumer_config = Connection::from(&config.kafka).client_config();
         for (k, v) in &config.worker.consumer_properties {
             consumer_config.set(k, v);
         }
         consumer_config
-            .set("bootstrap.servers", &config.kafka.brokers)
             // Offsets are stored by hand once a record is handled, committed every second.
             .set("enable.auto.commit", "true")
             .set("auto.commit.interval.ms", "1000")

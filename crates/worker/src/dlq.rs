@@ -65,7 +65,7 @@ pub fn list(
     timeout: Duration,
 ) -> Result<Vec<DeadLetter>, WorkerError> {
     let mut all: Vec<DeadLetter> =
-        read_topic(&config.kafka.brokers, &dead_letter_topic(config), timeout)?
+        read_topic(&(&config.kafka).into(), &dead_letter_topic(config), timeout)?
             .into_iter()
             .map(|record| DeadLetter { record })
             .filter(|d| filter.matches(d))

@@ -11,13 +11,12 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use base64::Engine as _;
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use spillway_config::{Config, FieldError, ResolvedSubscription, StoredSecret, StoredSubscription};
-use spillway_kafka::{Delivered, EventProducer};
+use spillway_kafka::{Connection, Delivered, EventProducer};
 
 use crate::topics::registry_topic;
 
@@ -74,12 +73,11 @@ impl Follower {
             message,
         };
         ensure_registry_topic(config).await?;
-        let mut client = ClientConfig::new();
+        let mut client = Connection::from(&config.kafka).client_config();
         for (k, v) in &config.worker.consumer_properties {
             client.set(k, v);
         }
         let consumer: StreamConsumer = client
-            .set("bootstrap.servers", &config.kafka.brokers)
             // Every reader sees the whole registry: partitions are assigned, not shared in a
             // group, and nothing is committed.
             .set("group.id", format!("spillway-registry-{}", uuid_like()))
@@ -165,7 +163,7 @@ impl Follower {
 async fn ensure_registry_topic(config: &Config) -> Result<(), RegistryError> {
     let topic = registry_topic(config);
     spillway_kafka::admin::ensure_compacted_topic(
-        &config.kafka.brokers,
+        &Connection::from(&config.kafka),
         &topic,
         config.kafka.replication_factor,
     )

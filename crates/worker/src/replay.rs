@@ -63,7 +63,7 @@ pub fn select(
             )));
         }
     }
-    let mut records = read_topic(&config.kafka.brokers, &source.topic, timeout)?;
+    let mut records = read_topic(&(&config.kafka).into(), &source.topic, timeout)?;
     records.sort_by_key(|r| (r.partition, r.offset));
     let mut out = Vec::new();
     for record in records {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use spillway_core::{headers, trace, Envelope, EventId};
-use spillway_kafka::{admin, reader, EventProducer, ProducerSettings};
+use spillway_kafka::{admin, reader, Connection, EventProducer, ProducerSettings};
 
 fn brokers() -> String {
     std::env::var("SPILLWAY_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into())
@@ -35,13 +35,23 @@ fn envelope(i: usize) -> Envelope {
 async fn produced_records_read_back_byte_identical_with_headers() {
     let brokers = brokers();
     let topic = format!("spillway.it.{}", uuid::Uuid::new_v4());
-    admin::ensure_topics(&brokers, std::slice::from_ref(&topic), 3, 1)
-        .await
-        .expect("the local broker is not reachable: run `make up` (dev/tansu.sh start) first");
+    admin::ensure_topics(
+        &Connection::plain(&brokers),
+        std::slice::from_ref(&topic),
+        3,
+        1,
+    )
+    .await
+    .expect("the local broker is not reachable: run `make up` (dev/tansu.sh start) first");
     // Creating again is not an error.
-    admin::ensure_topics(&brokers, std::slice::from_ref(&topic), 3, 1)
-        .await
-        .expect("idempotent");
+    admin::ensure_topics(
+        &Connection::plain(&brokers),
+        std::slice::from_ref(&topic),
+        3,
+        1,
+    )
+    .await
+    .expect("idempotent");
 
     let producer = EventProducer::new(&ProducerSettings {
         brokers: brokers.clone(),
@@ -60,11 +70,12 @@ async fn produced_records_read_back_byte_identical_with_headers() {
     }
 
     let (b, t) = (brokers.clone(), topic.clone());
-    let got =
-        tokio::task::spawn_blocking(move || reader::read_topic(&b, &t, Duration::from_secs(20)))
-            .await
-            .expect("join")
-            .expect("read");
+    let got = tokio::task::spawn_blocking(move || {
+        reader::read_topic(&Connection::plain(&b), &t, Duration::from_secs(20))
+    })
+    .await
+    .expect("join")
+    .expect("read");
     assert_eq!(got.len(), sent.len());
     for e in &sent {
         let id = e.id.to_string();
