@@ -2,14 +2,18 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: run test up down lint unit fmt clippy test-rust
+.PHONY: run test up down lint unit fmt clippy test-rust chart-test
 
 ## run: start the local stack and two ingress processes, send a signed demo burst
 run:
 	dev/run.sh
 
-## test: lint, then unit, integration and end-to-end tests against the real local stack
-test: up lint test-rust
+## test: lint, the Helm chart's checks, then unit, integration and end-to-end tests against the real local stack
+test: up lint chart-test test-rust
+
+## chart-test: render the Helm chart with Helm's engine for every ci/ scenario and check it (see helm/tests/chart.py)
+chart-test:
+	dev/chart.sh check
 
 ## up: install and start the local stack on 127.0.0.1 (tansu broker, Redis Cluster)
 up:

@@ -10,7 +10,7 @@ mod resolve;
 
 pub use model::*;
 pub use resolve::{
-    describe, read_credential, read_secret, FieldError, ResolvedSource, ResolvedSubscription,
+    describe, read_api_token, read_credential, read_secret, FieldError, ResolvedSource, ResolvedSubscription,
     SubscriptionSecret,
 };
 

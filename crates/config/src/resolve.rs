@@ -229,14 +229,11 @@ impl Config {
                 ),
             ));
         }
+        // Only its shape: the token itself is read by the worker, whose pods alone mount it
+        // (the ingress validates this config too).
         if let Some(token) = &w.api_token {
-            match read_credential(token) {
-                Ok(t) if t.len() >= 16 => {}
-                Ok(_) => errors.push(err(
-                    "worker.api_token",
-                    "must be at least 16 characters (e.g. `openssl rand -hex 32`)",
-                )),
-                Err(message) => errors.push(err("worker.api_token", message)),
+            if token.env.is_some() == token.file.is_some() {
+                errors.push(err("worker.api_token", "set either env or file"));
             }
         }
         if !(0.0..1.0).contains(&w.retry_jitter) {
@@ -638,6 +635,15 @@ fn all_or_errors<T>(
     } else {
         Err(errors)
     }
+}
+
+/// The subscription API's bearer token, read and checked (at least 16 characters).
+pub fn read_api_token(token: &CredentialConfig) -> Result<String, String> {
+    let text = read_credential(token)?;
+    if text.len() < 16 {
+        return Err("must be at least 16 characters (e.g. `openssl rand -hex 32`)".into());
+    }
+    Ok(text)
 }
 
 /// Reads a credential from its environment variable or file; a trailing newline is dropped.

@@ -148,7 +148,7 @@ impl Worker {
             .worker
             .api_token
             .as_ref()
-            .map(spillway_config::read_credential)
+            .map(spillway_config::read_api_token)
             .transpose()
             .map_err(|e| WorkerError::Config(format!("worker.api_token: {e}")))?;
         let producer = EventProducer::new(&ProducerSettings::from(&config.kafka))?;

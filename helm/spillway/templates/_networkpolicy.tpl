@@ -1,0 +1,33 @@
+{{/* Egress to one port on the given CIDRs, or on any address when there are none. */}}
+{{- define "spillway.egressTo" -}}
+- ports:
+    - port: {{ .port }}
+      protocol: TCP
+  {{- with .cidrs }}
+  to:
+    {{- range . }}
+    - ipBlock:
+        cidr: {{ . }}
+    {{- end }}
+  {{- end }}
+{{- end }}
+
+{{/* DNS, wherever the cluster's resolver is. */}}
+{{- define "spillway.egressDns" -}}
+- ports:
+    - port: 53
+      protocol: UDP
+    - port: 53
+      protocol: TCP
+{{- end }}
+
+{{/* The admin port, from the monitoring namespace only. */}}
+{{- define "spillway.ingressAdmin" -}}
+- from:
+    - namespaceSelector:
+        matchLabels:
+          kubernetes.io/metadata.name: {{ .root.Values.networkPolicy.monitoringNamespace }}
+  ports:
+    - port: admin
+      protocol: TCP
+{{- end }}

@@ -1,0 +1,401 @@
+#!/usr/bin/env python3
+"""Renders and checks the Helm chart with Helm's own engine, without a cluster.
+
+Run it with the chart tools' Python (dev/chart.sh does):
+
+    chart.py render [VALUES.yaml ...] [--json]   the rendered objects (YAML stream, or a JSON list)
+    chart.py check                               everything `make chart-test` checks (below)
+    chart.py generate                            regenerate values.schema.json and README.md from values.yaml
+    chart.py manifests                           regenerate the plain manifests in k8s/base
+
+`check`: `helm lint --strict` and a render of every ci/*-values.yaml scenario; every rendered
+object of a Kubernetes kind validated against the Kubernetes JSON schemas in strict mode (unknown
+fields are errors) for the oldest and newest supported Kubernetes; values that must be refused
+are refused with a message naming the problem; the README and k8s/ are up to date. The
+operator kinds (PodMonitor, PrometheusRule, ScaledObject) have no Kubernetes schema: crates/k8s
+checks them, and the invariants across objects, on the same renders.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+from fnmatch import fnmatchcase
+from typing import Any
+
+import helm_python as helm
+import kubernetes_validate
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "helm" / "spillway"
+RELEASE = "spillway"
+NAMESPACE = "spillway"
+# The Chart's kubeVersion floor and the newest schemas kubernetes-validate has.
+KUBE_VERSIONS = ["1.30.0", "1.37.0"]
+OPERATOR_KINDS = {"PodMonitor", "PrometheusRule", "ScaledObject"}
+MANIFESTS = ROOT / "k8s" / "base"
+
+# Values that must be refused, and a part of the message that says why.
+REFUSED = [
+    ({"ingres": {"replicas": 3}}, "ingres"),
+    ({"ingress": {"replicas": "two"}}, "replicas"),
+    ({"ingress": {"service": {"type": "Loadbalancer"}}}, "type"),
+    ({"image": {"tag": "latest"}}, "latest"),
+    (
+        {"worker": {"autoscaling": {"hpa": {"enabled": True}, "keda": {"enabled": True}}}},
+        "either hpa or keda",
+    ),
+    ({"ingress": {"tls": {"enabled": True}}}, "ingress.tls.secretName"),
+    ({"worker": {"drainSeconds": 50}}, "session timeout"),
+    (
+        {"signingSecrets": {"create": True, "existingSecret": "mine"}},
+        "either create",
+    ),
+]
+
+
+def load_values(paths: list[str]) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    for path in paths:
+        merged = deep_merge(merged, yaml.safe_load(Path(path).read_text()) or {})
+    return merged
+
+
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def render(values: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every object the chart renders for `values`, in template order."""
+    with helm.Chart.load(CHART) as chart:
+        chart.validate_schema(values)
+        rendered = chart.render(values, name=RELEASE, namespace=NAMESPACE, is_install=True)
+    objects = []
+    for template in sorted(rendered):
+        if not template.endswith((".yaml", ".yml")):
+            continue
+        for doc in yaml.safe_load_all(rendered[template]):
+            if doc:
+                objects.append(doc)
+    return objects
+
+
+class BlockDumper(yaml.SafeDumper):
+    """Writes multi-line strings (the config file, dashboards) as readable `|` blocks."""
+
+
+def _string(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in text else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", text, style=style)
+
+
+BlockDumper.add_representer(str, _string)
+
+
+def to_yaml_stream(objects: list[dict[str, Any]]) -> str:
+    return "".join(
+        "---\n" + yaml.dump(o, Dumper=BlockDumper, sort_keys=False, width=1000) for o in objects
+    )
+
+
+# === check ===
+
+
+def check() -> list[str]:
+    problems: list[str] = []
+    scenarios = sorted((CHART / "ci").glob("*-values.yaml"))
+    if not scenarios:
+        problems.append("no ci/*-values.yaml scenarios")
+    for scenario in scenarios:
+        name = scenario.name
+        values = load_values([str(scenario)])
+        report = helm.lint(CHART, values, strict=True, kube_version=f"v{KUBE_VERSIONS[0]}")
+        for message in report.get("messages", []):
+            if message.get("severity", 0) >= 2:
+                problems.append(f"{name}: lint: {message.get('path')}: {message.get('error')}")
+        problems += [f"{name}: lint: {e}" for e in report.get("errors", []) or []]
+        try:
+            objects = render(values)
+        except helm.HelmError as e:
+            problems.append(f"{name}: render failed: {e}")
+            continue
+        problems += [f"{name}: {p}" for p in validate(objects)]
+        if name == scenarios[0].name and not validate([with_typo(objects)]):
+            problems.append("the schema validation let an unknown field through: it checks nothing")
+        print(f"{name}: {len(objects)} objects: {', '.join(sorted({o['kind'] for o in objects}))}")
+    for values, expected in REFUSED:
+        try:
+            render(values)
+            problems.append(f"values {values} were accepted; expected a refusal naming {expected!r}")
+        except helm.HelmError as e:
+            if expected not in str(e):
+                problems.append(f"values {values} refused without naming {expected!r}: {e}")
+    print(f"{len(REFUSED)} bad value sets refused, each with its reason")
+    if (CHART / "values.schema.json").read_text() != schema_text():
+        problems.append("helm/spillway/values.schema.json is stale: run `dev/chart.sh generate`")
+    if (CHART / "README.md").read_text() != readme_text():
+        problems.append("helm/spillway/README.md is stale: run `dev/chart.sh generate`")
+    for path, text in manifest_files().items():
+        if not path.exists() or path.read_text() != text:
+            problems.append(f"{path.relative_to(ROOT)} is stale: run `dev/chart.sh manifests`")
+    return problems
+
+
+def with_typo(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    """A copy of the first Deployment with a misspelt container field."""
+    deployment = json.loads(json.dumps(next(o for o in objects if o["kind"] == "Deployment")))
+    deployment["spec"]["template"]["spec"]["containers"][0]["readinessProb"] = {}
+    return deployment
+
+
+def validate(objects: list[dict[str, Any]]) -> list[str]:
+    problems = []
+    for o in objects:
+        what = f"{o.get('kind')}/{o.get('metadata', {}).get('name')}"
+        if o.get("kind") in OPERATOR_KINDS:
+            continue
+        for version in KUBE_VERSIONS:
+            try:
+                kubernetes_validate.validate(o, version, strict=True)
+            except kubernetes_validate.ValidationError as e:
+                problems.append(f"{what} (Kubernetes {version}): {e.message} at {list(e.path)}")
+            except kubernetes_validate.SchemaNotFoundError:
+                problems.append(f"{what}: no Kubernetes {version} schema for {o.get('apiVersion')}")
+    return problems
+
+
+# === readme ===
+
+# helm-docs (a Go binary) is the usual generator; it is not installable here, and this table is
+# all the README needs: the keys in file order with their `# --` comments and defaults.
+ENTRY = re.compile(r"^(?P<indent> *)(?P<key>[A-Za-z0-9_]+):")
+
+
+def documented_keys() -> list[tuple[list[str], str]]:
+    """The keys of values.yaml with a `# --` comment, in file order, with that comment."""
+    documented = []
+    path: list[tuple[int, str]] = []
+    comment: list[str] = []
+    for line in (CHART / "values.yaml").read_text().splitlines():
+        stripped = line.strip()
+        if stripped.startswith("# --"):
+            comment = [stripped[4:].strip()]
+            continue
+        if stripped.startswith("#") and comment:
+            comment.append(stripped[1:].strip())
+            continue
+        match = ENTRY.match(line)
+        if not match:
+            comment = []
+            continue
+        indent = len(match["indent"])
+        while path and path[-1][0] >= indent:
+            path.pop()
+        path.append((indent, match["key"]))
+        if comment:
+            documented.append(([k for _, k in path], " ".join(comment)))
+        comment = []
+    return documented
+
+
+def default_values() -> dict[str, Any]:
+    return yaml.safe_load((CHART / "values.yaml").read_text())
+
+
+def values_table() -> str:
+    defaults = default_values()
+    table = ["| Key | Type | Default | Description |", "|---|---|---|---|"]
+    for keys, text in documented_keys():
+        value: Any = defaults
+        for k in keys:
+            value = value[k]
+        default = json.dumps(value).replace("|", r"\|")
+        text = text.replace("|", r"\|")
+        table.append(f"| `{'.'.join(keys)}` | {type_name(value)} | `{default}` | {text} |")
+    return "\n".join(table) + "\n"
+
+
+def type_name(value: Any) -> str:
+    return {bool: "bool", int: "int", float: "number", str: "string", list: "list", dict: "object"}.get(
+        type(value), "null"
+    )
+
+
+def readme_text() -> str:
+    template = (CHART / "README.md.tmpl").read_text()
+    return template.replace("{{ values_table }}\n", values_table())
+
+
+# === values.schema.json ===
+
+# Generated from values.yaml (types from the defaults, descriptions from the `# --` comments),
+# then these rules: keys whose contents the chart passes through take the schemas below instead
+# of their defaults' shape, and the constraints are added to the generated ones. Paths match
+# with fnmatch.
+STRING_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
+STRINGS = {"type": "array", "items": {"type": "string"}}
+PORT = {"minimum": 1, "maximum": 65535}
+PASS_THROUGH: dict[str, dict[str, Any]] = {
+    "sources": {"type": "object", "minProperties": 1, "additionalProperties": {"type": "object"}},
+    "subscriptions": {"type": "array", "items": {"type": "object"}},
+    "kafka.properties": STRING_MAP,
+    "signingSecrets.values": STRING_MAP,
+    "*.config": {"type": "object"},
+    "*.annotations": STRING_MAP,
+    "*.podAnnotations": STRING_MAP,
+    "*.podLabels": STRING_MAP,
+    "*.nodeSelector": STRING_MAP,
+    "*.additionalLabels": STRING_MAP,
+    "metrics.dashboards.labels": STRING_MAP,
+    "*.tolerations": {"type": "array", "items": {"type": "object"}},
+    "*.affinity": {"type": "object"},
+    "*.resources": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["requests", "limits"],
+        "properties": {"requests": STRING_MAP, "limits": STRING_MAP},
+    },
+    "podSecurityContext": {"type": "object"},
+    "securityContext": {"type": "object"},
+    "imagePullSecrets": {
+        "type": "array",
+        "items": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["name"],
+            "properties": {"name": {"type": "string"}},
+        },
+    },
+    "redis.nodes": {"type": "array", "items": {"type": "string", "pattern": "^rediss?://"}},
+    "worker.ingressUrls": {"type": "array", "items": {"type": "string", "pattern": "^https?://"}},
+    "networkPolicy.*Cidrs": STRINGS,
+    "networkPolicy.subscribers.cidrs": STRINGS,
+    "networkPolicy.subscribers.ports": {"type": "array", "items": {"type": "integer", **PORT}},
+    "*.pdb.maxUnavailable": {"type": ["integer", "string"], "minimum": 0, "pattern": "^[0-9]+%$"},
+}
+CONSTRAINTS: dict[str, dict[str, Any]] = {
+    "image.pullPolicy": {"enum": ["Always", "IfNotPresent", "Never"]},
+    "image.repository": {"minLength": 1},
+    "ingress.service.type": {"enum": ["ClusterIP", "NodePort", "LoadBalancer"]},
+    "kafka.brokers": {"minLength": 1},
+    "*.port": PORT,
+    "*Port": PORT,
+    "*.replicas": {"minimum": 0},
+    "*.min*Replica*": {"minimum": 1},
+    "*.max*Replica*": {"minimum": 1},
+    "*Seconds": {"minimum": 0},
+    "kafka.deliveryTimeoutSeconds": {"minimum": 1},
+    "*.targetCPUUtilizationPercentage": {"minimum": 1, "maximum": 100},
+    "*.maxSkew": {"minimum": 1},
+    "*.pollingInterval": {"minimum": 1},
+    "*.cooldownPeriod": {"minimum": 0},
+}
+
+
+def schema_text() -> str:
+    descriptions = {".".join(keys): text for keys, text in documented_keys()}
+    schema = schema_of(default_values(), "", descriptions)
+    schema = {"$schema": "http://json-schema.org/draft-07/schema#", "title": "Spillway chart values", **schema}
+    return json.dumps(schema, indent=2) + "\n"
+
+
+def schema_of(value: Any, path: str, descriptions: dict[str, str]) -> dict[str, Any]:
+    replaced = next((s for p, s in PASS_THROUGH.items() if fnmatchcase(path, p)), None)
+    if replaced is not None:
+        node = dict(replaced)
+    elif isinstance(value, dict):
+        node = {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                k: schema_of(v, f"{path}.{k}" if path else k, descriptions) for k, v in value.items()
+            },
+        }
+    elif isinstance(value, list):
+        node = {"type": "array", "items": schema_of(value[0], f"{path}[]", descriptions) if value else {}}
+    else:
+        node = {"type": type_name(value).replace("int", "integer").replace("bool", "boolean")}
+    for pattern, extra in CONSTRAINTS.items():
+        if fnmatchcase(path, pattern):
+            node.update(extra)
+    if path in descriptions:
+        node["description"] = descriptions[path]
+    return node
+
+
+# === manifests ===
+
+
+HELM_LABELS = ("helm.sh/chart", "app.kubernetes.io/managed-by")
+
+
+def without_helm_labels(node: Any) -> Any:
+    """Plain manifests are not managed by Helm: its own labels are dropped (no selector uses them)."""
+    if isinstance(node, dict):
+        return {
+            k: without_helm_labels(v)
+            for k, v in node.items()
+            if not (k in HELM_LABELS and isinstance(v, str))
+        }
+    if isinstance(node, list):
+        return [without_helm_labels(v) for v in node]
+    return node
+
+
+def manifest_files() -> dict[Path, str]:
+    objects = [without_helm_labels(o) for o in render({})]
+    header = (
+        "# Generated from helm/spillway with its default values by `dev/chart.sh manifests`;\n"
+        "# do not edit: change the chart, or patch these with kustomize overlays.\n"
+    )
+    kustomization = header + yaml.safe_dump(
+        {
+            "apiVersion": "kustomize.config.k8s.io/v1beta1",
+            "kind": "Kustomization",
+            "resources": ["spillway.yaml"],
+        },
+        sort_keys=False,
+    )
+    return {
+        MANIFESTS / "spillway.yaml": header + to_yaml_stream(objects),
+        MANIFESTS / "kustomization.yaml": kustomization,
+    }
+
+
+def main(argv: list[str]) -> int:
+    command = argv[0] if argv else "check"
+    if command == "render":
+        as_json = "--json" in argv[1:]
+        objects = render(load_values([a for a in argv[1:] if a != "--json"]))
+        sys.stdout.write(json.dumps(objects) if as_json else to_yaml_stream(objects))
+        return 0
+    if command == "check":
+        problems = check()
+        for p in problems:
+            print(f"FAIL {p}", file=sys.stderr)
+        print("chart: ok" if not problems else f"chart: {len(problems)} problems", file=sys.stderr)
+        return 1 if problems else 0
+    if command == "generate":
+        (CHART / "values.schema.json").write_text(schema_text())
+        (CHART / "README.md").write_text(readme_text())
+        return 0
+    if command == "manifests":
+        MANIFESTS.mkdir(parents=True, exist_ok=True)
+        for path, text in manifest_files().items():
+            path.write_text(text)
+        return 0
+    print(__doc__, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
