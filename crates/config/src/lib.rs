@@ -65,6 +65,19 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     }
 }
 
+/// Parses a config file's text as the loader would, without environment overrides and without
+/// validating it (which reads its secret files): for tools that inspect a config, such as the
+/// Helm chart's checks.
+pub fn parse_str(yaml: &str) -> Result<Config, ConfigError> {
+    Figment::new()
+        .merge(Yaml::string(yaml))
+        .extract()
+        .map_err(|e| ConfigError::Parse {
+            path: "<text>".into(),
+            source: Box::new(e),
+        })
+}
+
 /// Reads `key=value` lines; blank lines and `#` comments are skipped.
 fn read_properties(file: &Path) -> Result<Vec<(String, String)>, String> {
     let text = std::fs::read_to_string(file)
