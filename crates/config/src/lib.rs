@@ -10,8 +10,8 @@ mod resolve;
 
 pub use model::*;
 pub use resolve::{
-    describe, read_api_token, read_credential, read_secret, FieldError, ResolvedSource, ResolvedSubscription,
-    SubscriptionSecret,
+    describe, read_api_token, read_credential, read_secret, FieldError, ResolvedSource,
+    ResolvedSubscription, SubscriptionSecret,
 };
 
 use std::path::Path;

@@ -355,3 +355,47 @@ fn retire(producer: Arc<FutureProducer>) {
 pub(crate) fn millis(d: Duration) -> String {
     d.as_millis().to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Managed Kafka (MSK, Confluent Cloud, Strimzi with TLS) needs TLS and SASL; librdkafka
+    /// refuses to even create a client with these settings when built without them.
+    #[test]
+    fn the_clients_support_tls_and_sasl_scram() {
+        let mut properties = BTreeMap::new();
+        for (k, v) in [
+            ("security.protocol", "SASL_SSL"),
+            ("sasl.mechanism", "SCRAM-SHA-512"),
+            ("sasl.username", "spillway"),
+            ("sasl.password", "secret"),
+        ] {
+            properties.insert(k.to_owned(), v.to_owned());
+        }
+        let settings = ProducerSettings {
+            brokers: "127.0.0.1:1".into(),
+            delivery_timeout: Duration::from_secs(1),
+            linger: Duration::from_millis(1),
+            max_queued_messages: 10,
+            properties: properties.clone(),
+            recreate_on_timeout: true,
+        };
+        if let Err(e) = EventProducer::new(&settings) {
+            panic!("producer with SASL_SSL: {e}");
+        }
+        let connection = Connection {
+            brokers: "127.0.0.1:1".into(),
+            properties,
+        };
+        let consumer: Result<rdkafka::consumer::BaseConsumer, _> = connection
+            .client_config()
+            .set("group.id", "tls-check")
+            .create();
+        assert!(
+            consumer.is_ok(),
+            "consumer with SASL_SSL: {:?}",
+            consumer.err()
+        );
+    }
+}
