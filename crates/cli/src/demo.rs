@@ -11,10 +11,10 @@ use http::Request;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use spillway_config::{read_secret, Config};
+use spillway_config::Config;
 use spillway_core::headers;
-use spillway_core::key::KeySource;
-use spillway_signature::{sign, unix_seconds, Scheme};
+use spillway_loadgen::signing::SignedSource;
+use spillway_signature::unix_seconds;
 
 use crate::inbox::Inbox;
 use crate::READ_BACK_TIMEOUT;
@@ -43,9 +43,8 @@ pub async fn run(config: &Config, targets: &[String], inbox: Option<&str>) -> an
             Some((id, started))
         }
     };
-    let sources = config
-        .resolve_sources()
-        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let sources = SignedSource::from_config(config)
+        .map_err(|e| anyhow::anyhow!(spillway_config::describe(&e)))?;
     // kind -> status -> count
     let mut tally: BTreeMap<&str, BTreeMap<u16, usize>> = BTreeMap::new();
     let mut accepted: Vec<(String, String)> = Vec::new(); // (event id, topic)
@@ -53,13 +52,6 @@ pub async fn run(config: &Config, targets: &[String], inbox: Option<&str>) -> an
     let now = unix_seconds(SystemTime::now());
 
     for source in &sources {
-        let scheme = source.verifier.scheme().clone();
-        let Some(secret) = config.sources[&source.name].secrets.first() else {
-            continue; // a `none` source: nothing to sign
-        };
-        let key = read_secret(&scheme, secret)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", source.name))?
-            .key;
         for i in 0..EVENTS_PER_SOURCE {
             let id = format!("evt_demo_{}", uuid::Uuid::new_v4().simple());
             let body = format!(
@@ -67,21 +59,14 @@ pub async fn run(config: &Config, targets: &[String], inbox: Option<&str>) -> an
                 source.name,
                 i % 2
             );
-            let signed = signed_request(&scheme, &key, &id, now, body.as_bytes(), &source.dedupe);
+            let signed = source.headers(&id, now, body.as_bytes());
             let mut kinds: Vec<(&str, Headers, String)> = vec![
                 ("valid", signed.clone(), body.clone()),
                 ("duplicate", signed.clone(), body.clone()),
                 ("tampered", signed, body.replace("demo.event", "demo.evil")),
             ];
-            if has_timestamp(&scheme) {
-                let stale = signed_request(
-                    &scheme,
-                    &key,
-                    &id,
-                    now - 3600,
-                    body.as_bytes(),
-                    &source.dedupe,
-                );
+            if source.has_timestamp() {
+                let stale = source.headers(&id, now - 3600, body.as_bytes());
                 kinds.push(("stale", stale, body.clone()));
             }
             for (kind, headers, body) in kinds {
@@ -161,34 +146,6 @@ fn explain(kind: &str) -> &'static str {
         "stale" => "400: timestamp outside the replay window",
         _ => "",
     }
-}
-
-fn has_timestamp(scheme: &Scheme) -> bool {
-    match scheme {
-        Scheme::StandardWebhooks | Scheme::Stripe | Scheme::Slack => true,
-        Scheme::Generic(g) => g.timestamp_header.is_some(),
-        Scheme::Github | Scheme::Shopify | Scheme::None => false,
-    }
-}
-
-/// The provider's headers, plus the dedupe header when the source reads its key from one the
-/// provider would not send on its own.
-fn signed_request(
-    scheme: &Scheme,
-    key: &[u8],
-    id: &str,
-    ts: i64,
-    body: &[u8],
-    dedupe: &KeySource,
-) -> Vec<(String, String)> {
-    let mut headers = sign(scheme, key, id, ts, body);
-    headers.push(("content-type".into(), "application/json".into()));
-    if let KeySource::Header { name } = dedupe {
-        if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name)) {
-            headers.push((name.clone(), id.to_owned()));
-        }
-    }
-    headers
 }
 
 async fn post(

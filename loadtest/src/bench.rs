@@ -1,0 +1,404 @@
+//! `make bench`, end to end on the local stack: one `spillway ingress` process (release build)
+//! in front of the local broker and Redis Cluster, everything on one machine as in CI.
+//!
+//! - a rate sweep with `--verify` on every step, up to the first rate that misses p99 under
+//!   the bound, loses anything, or is not sent at 95% of its target: the highest rate held;
+//! - the same sweep against the bare baseline server;
+//! - the ingress at half its highest rate (p99 there), and with 50% duplicates;
+//! - CPU time per request of the server process for every step, from /proc.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use serde::Serialize;
+use spillway_kafka::Connection;
+use tokio::io::AsyncBufReadExt as _;
+use tokio::process::{Child, Command};
+
+use crate::plan::{Mix, Planner};
+use crate::run::Settings;
+use crate::signing::SignedSource;
+use crate::verify::{read_back, reconcile};
+
+/// What the sweeps run with.
+#[derive(Debug, Clone)]
+pub struct BenchSettings {
+    pub spillway_bin: PathBuf,
+    pub loadgen_bin: PathBuf,
+    pub brokers: String,
+    pub redis_nodes: Vec<String>,
+    pub rates: Vec<f64>,
+    pub step: Duration,
+    pub connections: usize,
+    pub p99_bound_ms: f64,
+    pub dir: PathBuf,
+}
+
+/// One step of a sweep.
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    pub target: String,
+    pub case: String,
+    pub rate: f64,
+    pub achieved: f64,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+    pub max_ms: f64,
+    pub requests: u64,
+    pub non_2xx: u64,
+    pub errors: u64,
+    /// `None` where nothing is reconciled (the bare server).
+    pub lost: Option<usize>,
+    pub cpu_us_per_req: f64,
+    pub rss_mib: f64,
+    pub held: bool,
+}
+
+/// All the steps, and the headline figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct Results {
+    pub steps: Vec<Step>,
+    pub max_rate: f64,
+    pub bare_max_rate: f64,
+    pub p99_ms_at_half: f64,
+    pub cpu_us_per_req: f64,
+    pub bare_cpu_us_per_req: f64,
+    pub rss_mib_at_max: f64,
+}
+
+impl Results {
+    /// The last line `make bench` prints.
+    pub fn headline(&self) -> String {
+        format!(
+            "max_rate={:.0} p99_ms_at_half={:.2} cpu_us_per_req={:.1} bare_cpu_us_per_req={:.1} ingest_vs_bare={:.2}",
+            self.max_rate,
+            self.p99_ms_at_half,
+            self.cpu_us_per_req,
+            self.bare_cpu_us_per_req,
+            self.max_rate / self.bare_max_rate.max(1.0)
+        )
+    }
+}
+
+/// A server process under test.
+struct Server {
+    child: Child,
+    base: String,
+    pid: i32,
+}
+
+impl Server {
+    async fn stop(mut self) {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+    }
+}
+
+pub async fn bench(settings: &BenchSettings) -> anyhow::Result<Results> {
+    std::fs::create_dir_all(&settings.dir)?;
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let config_path = write_config(settings, &run)?;
+    let config = spillway_config::load(&config_path)?;
+    let connection = Connection::from(&config.kafka);
+    spillway_kafka::admin::ensure_topics(&connection, &config.topics(), 3, 1).await?;
+    let sources = SignedSource::from_config(&config)
+        .map_err(|e| anyhow::anyhow!(spillway_config::describe(&e)))?;
+    let topics = config.topics();
+
+    let mut steps = Vec::new();
+    let ingress = start_ingress(settings, &config_path).await?;
+    let mut max_rate = 0.0;
+    for rate in &settings.rates {
+        let step = measure(
+            settings,
+            &ingress,
+            "ingress",
+            "sweep",
+            *rate,
+            0.0,
+            &sources,
+            Some((&connection, &topics)),
+        )
+        .await?;
+        eprintln!("{}", step_line(&step));
+        let held = step.held;
+        steps.push(step);
+        if !held {
+            break;
+        }
+        max_rate = *rate;
+    }
+    let half = (max_rate / 2.0).max(100.0);
+    let at_half = measure(
+        settings,
+        &ingress,
+        "ingress",
+        "half",
+        half,
+        0.0,
+        &sources,
+        Some((&connection, &topics)),
+    )
+    .await?;
+    eprintln!("{}", step_line(&at_half));
+    let duplicates = measure(
+        settings,
+        &ingress,
+        "ingress",
+        "50% duplicates",
+        half,
+        0.5,
+        &sources,
+        Some((&connection, &topics)),
+    )
+    .await?;
+    eprintln!("{}", step_line(&duplicates));
+    let (p99_ms_at_half, half_cpu) = (at_half.p99_ms, at_half.cpu_us_per_req);
+    steps.push(at_half);
+    steps.push(duplicates);
+    ingress.stop().await;
+
+    let bare = start_bare(settings).await?;
+    let mut bare_max_rate = 0.0;
+    let mut bare_cpu = 0.0;
+    for rate in &settings.rates {
+        let step = measure(settings, &bare, "bare", "sweep", *rate, 0.0, &sources, None).await?;
+        eprintln!("{}", step_line(&step));
+        let held = step.held;
+        if held {
+            bare_max_rate = *rate;
+        }
+        if (*rate - half).abs() < f64::EPSILON || (bare_cpu == 0.0 && *rate >= half) {
+            bare_cpu = step.cpu_us_per_req;
+        }
+        steps.push(step);
+        if !held {
+            break;
+        }
+    }
+    bare.stop().await;
+    let rss_mib_at_max = steps
+        .iter()
+        .filter(|s| s.target == "ingress" && s.held)
+        .map(|s| s.rss_mib)
+        .fold(0.0, f64::max);
+    Ok(Results {
+        steps,
+        max_rate,
+        bare_max_rate,
+        p99_ms_at_half,
+        cpu_us_per_req: half_cpu,
+        bare_cpu_us_per_req: bare_cpu,
+        rss_mib_at_max,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn measure(
+    settings: &BenchSettings,
+    server: &Server,
+    target: &str,
+    case: &str,
+    rate: f64,
+    duplicates: f64,
+    sources: &[SignedSource],
+    verify_in: Option<(&Connection, &[String])>,
+) -> anyhow::Result<Step> {
+    let run_id = uuid::Uuid::new_v4().simple().to_string();
+    let mix = Mix {
+        duplicates,
+        tampered: 0.0,
+        stale: 0.0,
+        body_sizes: "1024".parse().map_err(anyhow::Error::msg)?,
+    };
+    let planner = Planner::new(sources.to_vec(), mix, &run_id, 7);
+    let cpu_before = crate::cpu::cpu_time(server.pid)?;
+    let report = crate::run::run(
+        &Settings {
+            target: server.base.clone(),
+            rate,
+            duration: settings.step,
+            connections: settings.connections,
+            http2: false,
+            timeout: Duration::from_secs(10),
+            progress: false,
+        },
+        planner,
+    )
+    .await?;
+    let cpu = crate::cpu::cpu_time(server.pid)? - cpu_before;
+    let rss = crate::cpu::resident_bytes(server.pid)? as f64 / (1024.0 * 1024.0);
+    let summary = report.summary();
+    let lost = match verify_in {
+        None => None,
+        Some((connection, topics)) => {
+            let (connection, topics, run) = (connection.clone(), topics.to_vec(), run_id.clone());
+            let records = tokio::task::spawn_blocking(move || {
+                read_back(&connection, &topics, &run, Duration::from_secs(120))
+            })
+            .await??;
+            let reconciled = reconcile(report.answers(), &records);
+            Some(
+                reconciled.missing.len()
+                    + reconciled.produced_twice.len()
+                    + reconciled.unexpected.len()
+                    + reconciled.id_mismatch.len(),
+            )
+        }
+    };
+    let non_2xx: u64 = summary
+        .statuses
+        .iter()
+        .filter(|(s, _)| !(200..300).contains(*s))
+        .map(|(_, n)| n)
+        .sum();
+    let errors: u64 = summary.errors.values().sum();
+    let held = summary.latency_ms.p99 <= settings.p99_bound_ms
+        && lost.unwrap_or(0) == 0
+        && non_2xx + errors == 0
+        && summary.achieved_rate >= 0.95 * rate;
+    Ok(Step {
+        target: target.to_owned(),
+        case: case.to_owned(),
+        rate,
+        achieved: summary.achieved_rate,
+        p50_ms: summary.latency_ms.p50,
+        p90_ms: summary.latency_ms.p90,
+        p99_ms: summary.latency_ms.p99,
+        p999_ms: summary.latency_ms.p999,
+        max_ms: summary.latency_ms.max,
+        requests: summary.requests,
+        non_2xx,
+        errors,
+        lost,
+        cpu_us_per_req: cpu.as_secs_f64() * 1e6 / (summary.requests.max(1) as f64),
+        rss_mib: rss,
+        held,
+    })
+}
+
+fn step_line(s: &Step) -> String {
+    format!(
+        "{:<8} {:<15} {:>7.0}/s achieved {:>7.0}/s  p50 {:>6.2} ms  p99 {:>7.2} ms  non-2xx {:>5}  errors {:>5}  lost {:>4}  cpu {:>6.1} us/req  rss {:>5.1} MiB  {}",
+        s.target,
+        s.case,
+        s.rate,
+        s.achieved,
+        s.p50_ms,
+        s.p99_ms,
+        s.non_2xx,
+        s.errors,
+        s.lost.map_or("-".to_owned(), |l| l.to_string()),
+        s.cpu_us_per_req,
+        s.rss_mib,
+        if s.held { "held" } else { "NOT held" }
+    )
+}
+
+/// A config for one ingress on free loopback ports, with three sources signed by three
+/// providers' schemes, its own topics and Redis key prefix.
+fn write_config(settings: &BenchSettings, run: &str) -> anyhow::Result<PathBuf> {
+    let dir = &settings.dir;
+    for (name, secret) in [
+        ("acme", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+        ("github", "bench-github-secret"),
+        ("stripe", "whsec_bench_stripe"),
+    ] {
+        std::fs::write(dir.join(format!("{name}.secret")), secret)?;
+    }
+    let nodes: Vec<String> = settings
+        .redis_nodes
+        .iter()
+        .map(|n| format!("\"{n}\""))
+        .collect();
+    let yaml = format!(
+        "ingress: {{ listen: 127.0.0.1:{}, max_in_flight: 8192 }}\n\
+         admin: {{ listen: 127.0.0.1:{} }}\n\
+         kafka: {{ brokers: \"{}\", topic_prefix: \"bench.{run}.\", partitions: 3 }}\n\
+         redis: {{ nodes: [{}], key_prefix: \"bench.{run}.\" }}\n\
+         sources:\n\
+         \x20 acme: {{ verify: {{ scheme: standard-webhooks }}, secrets: [{{ id: a, file: \"{}\" }}] }}\n\
+         \x20 github: {{ verify: {{ scheme: github }}, secrets: [{{ id: g, file: \"{}\" }}] }}\n\
+         \x20 stripe: {{ verify: {{ scheme: stripe }}, secrets: [{{ id: s, file: \"{}\" }}] }}\n",
+        free_port()?,
+        free_port()?,
+        settings.brokers,
+        nodes.join(", "),
+        dir.join("acme.secret").display(),
+        dir.join("github.secret").display(),
+        dir.join("stripe.secret").display(),
+    );
+    let path = dir.join("bench.yaml");
+    std::fs::write(&path, yaml)?;
+    Ok(path)
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+async fn start_ingress(settings: &BenchSettings, config: &Path) -> anyhow::Result<Server> {
+    let parsed = spillway_config::load(config)?;
+    let log = std::fs::File::create(settings.dir.join("ingress.log"))?;
+    let child = Command::new(&settings.spillway_bin)
+        .args(["--log-format", "text", "ingress", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {}", settings.spillway_bin.display()))?;
+    let pid = i32::try_from(child.id().context("ingress pid")?)?;
+    let ready = format!("http://{}/readyz", parsed.admin.listen);
+    for _ in 0..300 {
+        if http_ok(&ready).await {
+            return Ok(Server {
+                child,
+                base: format!("http://{}", parsed.ingress.listen),
+                pid,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!(
+        "the ingress never became ready; see {}",
+        settings.dir.join("ingress.log").display()
+    )
+}
+
+async fn start_bare(settings: &BenchSettings) -> anyhow::Result<Server> {
+    let mut child = Command::new(&settings.loadgen_bin)
+        .args(["bare", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let pid = i32::try_from(child.id().context("bare pid")?)?;
+    let stdout = child.stdout.take().context("bare stdout")?;
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let addr = lines
+        .next_line()
+        .await?
+        .context("the bare server printed no address")?;
+    Ok(Server {
+        child,
+        base: format!("http://{}", addr.trim()),
+        pid,
+    })
+}
+
+async fn http_ok(url: &str) -> bool {
+    let client: hyper_util::client::legacy::Client<_, http_body_util::Empty<bytes::Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http();
+    let Ok(uri) = url.parse::<http::Uri>() else {
+        return false;
+    };
+    client.get(uri).await.is_ok_and(|r| r.status().is_success())
+}

@@ -1,0 +1,291 @@
+//! `spillway-loadgen`: `run` (a load test, optionally verified against Kafka), `bare` (the
+//! baseline server) and `bench` (the sweeps of `make bench`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use spillway_loadgen::plan::{BodySizes, Mix, Planner};
+use spillway_loadgen::run::Settings;
+use spillway_loadgen::signing::SignedSource;
+use spillway_loadgen::verify::{read_back, reconcile};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "spillway-loadgen",
+    version,
+    about = "Open-model load generator for Spillway"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Send signed webhooks at a constant rate and report latencies and statuses.
+    Run(RunArgs),
+    /// Serve the bare baseline: 202 to every POST, nothing else. Prints its address.
+    Bare {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: std::net::SocketAddr,
+    },
+    /// The benchmark sweeps of `make bench` against a release `spillway ingress`.
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// The Spillway config whose sources (and secrets) the requests are signed for, and whose
+    /// Kafka `--verify` reads.
+    #[arg(long, env = "SPILLWAY_CONFIG")]
+    config: PathBuf,
+    /// Base URL of the ingress.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    target: String,
+    /// Only these sources (repeatable); all signing sources of the config otherwise.
+    #[arg(long = "source")]
+    sources: Vec<String>,
+    /// Requests per second.
+    #[arg(long, default_value_t = 1000.0)]
+    rate: f64,
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// Requests in flight at most (HTTP/1.1 connections, or HTTP/2 streams on one connection).
+    #[arg(long, default_value_t = 256)]
+    connections: usize,
+    /// HTTP/2 with prior knowledge instead of HTTP/1.1 keep-alive.
+    #[arg(long)]
+    http2: bool,
+    /// Body size in bytes, or a distribution `size:weight,...` (e.g. `512:50,1024:30,16384:20`).
+    #[arg(long, default_value = "1024")]
+    body_size: BodySizes,
+    /// Share of requests that repeat an earlier valid one (a sender's retry).
+    #[arg(long, default_value_t = 0.0)]
+    duplicates: f64,
+    /// Share of requests signed with the wrong key.
+    #[arg(long, default_value_t = 0.0)]
+    tampered: f64,
+    /// Share of requests signed an hour ago.
+    #[arg(long, default_value_t = 0.0)]
+    stale: f64,
+    /// A request not answered within this counts as timed out.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+    /// Seed of the request mix: the same seed sends the same requests.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// After the run, reconcile the answers with the source topics (exit 2 on any loss).
+    #[arg(long)]
+    verify: bool,
+    /// Exit 1 when p99 is above this many milliseconds.
+    #[arg(long)]
+    max_p99: Option<f64>,
+    /// Exit 1 when fewer requests than this per second were sent.
+    #[arg(long)]
+    min_rate: Option<f64>,
+    /// Also report the CPU time per request of this process (the ingress), from /proc.
+    #[arg(long)]
+    pid: Option<i32>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+    /// No progress lines.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct BenchArgs {
+    /// The release `spillway` binary.
+    #[arg(long, default_value = "target/release/spillway")]
+    spillway_bin: PathBuf,
+    #[arg(long, env = "SPILLWAY_TEST_KAFKA", default_value = "127.0.0.1:9092")]
+    brokers: String,
+    #[arg(
+        long,
+        env = "SPILLWAY_TEST_REDIS_NODES",
+        value_delimiter = ',',
+        default_value = "redis://127.0.0.1:7000,redis://127.0.0.1:7001,redis://127.0.0.1:7002"
+    )]
+    redis_nodes: Vec<String>,
+    /// The offered rates of the sweeps, in order.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "500,1000,2000,3000,4000,5000,6000,7000,8000,9000,10000,12000,14000,16000"
+    )]
+    rates: Vec<f64>,
+    /// How long each rate is held.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    step: Duration,
+    #[arg(long, default_value_t = 256)]
+    connections: usize,
+    /// A rate is held while p99 stays under this many milliseconds (and nothing is lost).
+    #[arg(long, default_value_t = 50.0)]
+    p99_bound_ms: f64,
+    /// Where the results go: `<out>/benchmarks.json` (the plot and docs/benchmarks.md are
+    /// made from it by loadtest/report.py).
+    #[arg(long, default_value = "target/bench")]
+    out: PathBuf,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(3);
+        }
+    };
+    match runtime.block_on(execute(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(3)
+        }
+    }
+}
+
+async fn execute(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Bare { listen } => {
+            let listener = tokio::net::TcpListener::bind(listen).await?;
+            println!("{}", listener.local_addr()?);
+            spillway_loadgen::bare::serve(listener).await;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run(args) => run(args).await,
+        Command::Bench(args) => {
+            let settings = spillway_loadgen::bench::BenchSettings {
+                spillway_bin: args.spillway_bin,
+                loadgen_bin: std::env::current_exe()?,
+                brokers: args.brokers,
+                redis_nodes: args.redis_nodes,
+                rates: args.rates,
+                step: args.step,
+                connections: args.connections,
+                p99_bound_ms: args.p99_bound_ms,
+                dir: args.out.join(format!("run-{}", std::process::id())),
+            };
+            let results = spillway_loadgen::bench::bench(&settings).await?;
+            std::fs::create_dir_all(&args.out)?;
+            let path = args.out.join("benchmarks.json");
+            std::fs::write(&path, serde_json::to_string_pretty(&results)?)?;
+            eprintln!("results: {}", path.display());
+            println!("{}", results.headline());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let config = spillway_config::load(&args.config)?;
+    let mut sources = SignedSource::from_config(&config)
+        .map_err(|e| anyhow::anyhow!(spillway_config::describe(&e)))?;
+    if !args.sources.is_empty() {
+        sources.retain(|s| args.sources.contains(&s.name));
+    }
+    anyhow::ensure!(!sources.is_empty(), "no signing source to send to");
+    for (name, share) in [
+        ("duplicates", args.duplicates),
+        ("tampered", args.tampered),
+        ("stale", args.stale),
+    ] {
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&share),
+            "--{name} must be between 0 and 1"
+        );
+    }
+    anyhow::ensure!(
+        args.duplicates + args.tampered + args.stale <= 1.0,
+        "the shares add up to more than 1"
+    );
+    anyhow::ensure!(args.rate > 0.0, "--rate must be positive");
+    let run_id = uuid::Uuid::new_v4().simple().to_string();
+    let topics: Vec<String> = sources.iter().map(|s| s.topic.clone()).collect();
+    let planner = Planner::new(
+        sources,
+        Mix {
+            duplicates: args.duplicates,
+            tampered: args.tampered,
+            stale: args.stale,
+            body_sizes: args.body_size,
+        },
+        &run_id,
+        args.seed,
+    );
+    let cpu_before = args.pid.map(spillway_loadgen::cpu::cpu_time).transpose()?;
+    let report = spillway_loadgen::run::run(
+        &Settings {
+            target: args.target,
+            rate: args.rate,
+            duration: args.duration,
+            connections: args.connections,
+            http2: args.http2,
+            timeout: args.timeout,
+            progress: !args.quiet && !args.json,
+        },
+        planner,
+    )
+    .await?;
+    let summary = report.summary();
+    let cpu_us_per_req = match (args.pid, cpu_before) {
+        (Some(pid), Some(before)) => {
+            let used = spillway_loadgen::cpu::cpu_time(pid)? - before;
+            Some(used.as_secs_f64() * 1e6 / summary.requests.max(1) as f64)
+        }
+        _ => None,
+    };
+    let reconciliation = if args.verify {
+        let connection = spillway_kafka::Connection::from(&config.kafka);
+        let run = run_id.clone();
+        let records = tokio::task::spawn_blocking(move || {
+            read_back(&connection, &topics, &run, Duration::from_secs(120))
+        })
+        .await?
+        .context("reading the source topics back")?;
+        Some(reconcile(report.answers(), &records))
+    } else {
+        None
+    };
+    let breaches = summary.breaches(args.max_p99, args.min_rate);
+    if args.json {
+        let out = serde_json::json!({
+            "run": run_id,
+            "summary": summary,
+            "cpu_us_per_req": cpu_us_per_req,
+            "verify": reconciliation,
+            "breaches": breaches,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        print!("{}", summary.text());
+        if let Some(cpu) = cpu_us_per_req {
+            println!(
+                "CPU           {cpu:.1} us per request (process {})",
+                args.pid.unwrap_or_default()
+            );
+        }
+        if let Some(r) = &reconciliation {
+            print!("{}", r.text());
+        }
+        for breach in &breaches {
+            println!("Threshold     {breach}");
+        }
+    }
+    if reconciliation.as_ref().is_some_and(|r| !r.ok()) {
+        return Ok(ExitCode::from(2));
+    }
+    Ok(if breaches.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

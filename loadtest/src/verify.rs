@@ -1,0 +1,208 @@
+//! `--verify`: after a run, read the source topics back and reconcile them with the answers.
+//! Every acknowledged event (a 202, or a 200 for a duplicate of it) must be in Kafka exactly
+//! once, under the id the answer gave; nothing may be in Kafka that was not acknowledged,
+//! except events whose request got no answer (a client timeout: the server may well have
+//! taken it), which are counted separately.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use serde::Serialize;
+use spillway_core::headers;
+use spillway_kafka::{reader, Connection};
+
+use crate::plan::run_and_seq;
+use crate::report::Answer;
+
+/// The outcome of a reconciliation; `missing`, `produced_twice`, `unexpected` and
+/// `id_mismatch` must all be empty.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Reconciliation {
+    /// Events acknowledged with a 2xx.
+    pub acknowledged: usize,
+    /// Of those, found in Kafka exactly once under the acknowledged id.
+    pub in_kafka_once: usize,
+    /// Acknowledged but not in Kafka: lost.
+    pub missing: Vec<u64>,
+    /// In Kafka more than once.
+    pub produced_twice: Vec<u64>,
+    /// In Kafka without ever being acknowledged, though every request of it was answered.
+    pub unexpected: Vec<u64>,
+    /// In Kafka under another id than the answer gave.
+    pub id_mismatch: Vec<u64>,
+    /// In Kafka, unacknowledged because a request of it got no answer (timed out).
+    pub unanswered_in_kafka: usize,
+}
+
+impl Reconciliation {
+    pub fn ok(&self) -> bool {
+        self.missing.is_empty()
+            && self.produced_twice.is_empty()
+            && self.unexpected.is_empty()
+            && self.id_mismatch.is_empty()
+    }
+
+    pub fn text(&self) -> String {
+        let few = |v: &[u64]| {
+            let shown: Vec<String> = v.iter().take(10).map(u64::to_string).collect();
+            format!(
+                "{}{}",
+                shown.join(","),
+                if v.len() > 10 { ",..." } else { "" }
+            )
+        };
+        format!(
+            "Verify        {} acknowledged, {} in Kafka exactly once; missing {} [{}], produced twice {} [{}], \
+             unacknowledged in Kafka {} [{}], wrong id {} [{}], unanswered requests found in Kafka {}  => {}\n",
+            self.acknowledged,
+            self.in_kafka_once,
+            self.missing.len(),
+            few(&self.missing),
+            self.produced_twice.len(),
+            few(&self.produced_twice),
+            self.unexpected.len(),
+            few(&self.unexpected),
+            self.id_mismatch.len(),
+            few(&self.id_mismatch),
+            self.unanswered_in_kafka,
+            if self.ok() { "OK" } else { "FAILED" }
+        )
+    }
+}
+
+/// Reconciles the answers of a run with the records found in Kafka for it: (sequence number,
+/// event id) of each record.
+pub fn reconcile(answers: &[Answer], records: &[(u64, String)]) -> Reconciliation {
+    #[derive(Default)]
+    struct Seen {
+        ids: BTreeSet<String>,
+        acknowledged: bool,
+        unanswered: bool,
+    }
+    let mut by_seq: BTreeMap<u64, Seen> = BTreeMap::new();
+    for answer in answers {
+        let seen = by_seq.entry(answer.seq).or_default();
+        match &answer.result {
+            Ok((status, id)) if (200..300).contains(status) => {
+                seen.acknowledged = true;
+                seen.ids.extend(id.clone());
+            }
+            Ok(_) => {}
+            Err(_) => seen.unanswered = true,
+        }
+    }
+    let mut in_kafka: BTreeMap<u64, Vec<&str>> = BTreeMap::new();
+    for (seq, id) in records {
+        in_kafka.entry(*seq).or_default().push(id);
+    }
+    let mut out = Reconciliation::default();
+    for (seq, seen) in &by_seq {
+        let found = in_kafka.get(seq).map(Vec::as_slice).unwrap_or_default();
+        if found.len() > 1 {
+            out.produced_twice.push(*seq);
+        }
+        if seen.acknowledged {
+            out.acknowledged += 1;
+            match found {
+                [] => out.missing.push(*seq),
+                [id] if seen.ids.contains(*id) => out.in_kafka_once += 1,
+                [_] => out.id_mismatch.push(*seq),
+                _ => {}
+            }
+        } else if !found.is_empty() {
+            if seen.unanswered {
+                out.unanswered_in_kafka += 1;
+            } else {
+                out.unexpected.push(*seq);
+            }
+        }
+    }
+    // Records of this run that no request accounts for at all.
+    out.unexpected
+        .extend(in_kafka.keys().filter(|s| !by_seq.contains_key(s)));
+    out
+}
+
+/// The records of run `run_id` in `topics`: (sequence number, event id). Blocking.
+pub fn read_back(
+    connection: &Connection,
+    topics: &[String],
+    run_id: &str,
+    timeout: Duration,
+) -> Result<Vec<(u64, String)>, spillway_kafka::ClientError> {
+    let mut found = Vec::new();
+    for topic in topics {
+        for record in reader::read_topic(connection, topic, timeout)? {
+            if let Some((run, seq)) = run_and_seq(&record.value) {
+                if run == run_id {
+                    let id = record
+                        .header(headers::EVENT_ID)
+                        .unwrap_or_default()
+                        .to_owned();
+                    found.push((seq, id));
+                }
+            }
+        }
+    }
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::Kind;
+
+    fn answer(seq: u64, result: Result<(u16, Option<&str>), &str>) -> Answer {
+        Answer {
+            seq,
+            kind: Kind::Valid,
+            source: 0,
+            latency: Duration::from_millis(1),
+            result: result
+                .map(|(s, id)| (s, id.map(str::to_owned)))
+                .map_err(str::to_owned),
+        }
+    }
+
+    fn records(list: &[(u64, &str)]) -> Vec<(u64, String)> {
+        list.iter().map(|(s, id)| (*s, (*id).to_owned())).collect()
+    }
+
+    #[test]
+    fn a_clean_run_reconciles() {
+        let answers = [
+            answer(0, Ok((202, Some("a")))),
+            answer(0, Ok((200, Some("a")))), // its duplicate
+            answer(1, Ok((401, None))),      // tampered: not in Kafka
+            answer(2, Err("timeout")),       // unknown: allowed either way
+            answer(3, Ok((503, None))),      // refused: not in Kafka
+        ];
+        let got = reconcile(&answers, &records(&[(0, "a"), (2, "c")]));
+        assert!(got.ok(), "{got:?}");
+        assert_eq!(
+            (got.acknowledged, got.in_kafka_once, got.unanswered_in_kafka),
+            (1, 1, 1)
+        );
+    }
+
+    #[test]
+    fn every_kind_of_damage_is_named() {
+        let answers = [
+            answer(0, Ok((202, Some("a")))), // lost
+            answer(1, Ok((202, Some("b")))), // written twice
+            answer(2, Ok((401, None))),      // in Kafka though refused
+            answer(3, Ok((202, Some("d")))), // under another id
+            answer(4, Ok((503, None))),
+        ];
+        let got = reconcile(
+            &answers,
+            &records(&[(1, "b"), (1, "b"), (2, "c"), (3, "x"), (9, "z")]),
+        );
+        assert!(!got.ok());
+        assert_eq!(got.missing, vec![0]);
+        assert_eq!(got.produced_twice, vec![1]);
+        assert_eq!(got.unexpected, vec![2, 9]);
+        assert_eq!(got.id_mismatch, vec![3]);
+        assert!(got.text().contains("FAILED"));
+    }
+}

@@ -1,0 +1,160 @@
+//! The load generator against the bare baseline and a real in-process ingress on the local
+//! stack. Assertions are on counts and reconciliation, never on speed: a run sends exactly
+//! rate x duration requests however fast the machine is.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use spillway_loadgen::plan::{Kind, Mix, Planner};
+use spillway_loadgen::run::{run, Settings};
+use spillway_loadgen::signing::SignedSource;
+use spillway_loadgen::verify::{read_back, reconcile};
+use spillway_testkit::{kafka_brokers, redis_nodes, unique};
+use tokio::net::TcpListener;
+
+struct Stack {
+    _dir: tempfile::TempDir,
+    config: spillway_config::Config,
+}
+
+/// A config with three sources of three providers' schemes, on its own topics.
+async fn stack() -> Stack {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, secret) in [
+        ("acme", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+        ("github", "loadgen-github"),
+        ("stripe", "whsec_loadgen_stripe"),
+    ] {
+        std::fs::write(dir.path().join(name), secret).unwrap();
+    }
+    let prefix = format!("{}.", unique("it.loadgen."));
+    let at = |name: &str| dir.path().join(name).display().to_string();
+    let yaml = format!(
+        "kafka: {{ brokers: \"{}\", topic_prefix: \"{prefix}\" }}\n\
+         redis: {{ nodes: [{}], key_prefix: \"{prefix}\" }}\n\
+         sources:\n\
+         \x20 acme: {{ verify: {{ scheme: standard-webhooks }}, secrets: [{{ id: a, file: \"{}\" }}] }}\n\
+         \x20 github: {{ verify: {{ scheme: github }}, secrets: [{{ id: g, file: \"{}\" }}] }}\n\
+         \x20 stripe: {{ verify: {{ scheme: stripe }}, secrets: [{{ id: s, file: \"{}\" }}] }}\n",
+        kafka_brokers(),
+        redis_nodes().join(", "),
+        at("acme"),
+        at("github"),
+        at("stripe"),
+    );
+    let path = dir.path().join("spillway.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let config = spillway_config::load(&path).expect("valid config");
+    spillway_testkit::create_topics(&kafka_brokers(), &config.topics()).await;
+    Stack { _dir: dir, config }
+}
+
+fn settings(target: String, rate: f64, seconds: u64) -> Settings {
+    Settings {
+        target,
+        rate,
+        duration: Duration::from_secs(seconds),
+        connections: 32,
+        http2: false,
+        timeout: Duration::from_secs(30),
+        progress: false,
+    }
+}
+
+fn mix(duplicates: f64, tampered: f64, stale: f64) -> Mix {
+    Mix {
+        duplicates,
+        tampered,
+        stale,
+        body_sizes: "200:1,1024:2,4096:1".parse().unwrap(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_planned_request_is_sent_and_a_server_that_keeps_nothing_fails_verification() {
+    let stack = stack().await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let bare = tokio::spawn(spillway_loadgen::bare::serve(listener));
+    let sources = SignedSource::from_config(&stack.config).unwrap();
+    let run_id = uuid::Uuid::new_v4().simple().to_string();
+    let planner = Planner::new(sources.clone(), mix(0.0, 0.0, 0.0), &run_id, 3);
+    let report = run(&settings(format!("http://{addr}"), 200.0, 2), planner)
+        .await
+        .unwrap();
+    let summary = report.summary();
+    assert_eq!(
+        summary.requests, 400,
+        "rate x duration requests: {summary:?}"
+    );
+    assert_eq!(summary.statuses.get(&202), Some(&400));
+    assert!(summary.errors.is_empty());
+    assert!(summary.latency_ms.max >= summary.latency_ms.p99);
+
+    // The bare server answers 202 and keeps nothing: every acknowledged event is missing.
+    let topics: Vec<String> = sources.iter().map(|s| s.topic.clone()).collect();
+    let connection = spillway_kafka::Connection::from(&stack.config.kafka);
+    let records = tokio::task::spawn_blocking(move || {
+        read_back(&connection, &topics, &run_id, Duration::from_secs(60))
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let reconciled = reconcile(report.answers(), &records);
+    assert!(!reconciled.ok());
+    assert_eq!(reconciled.missing.len(), 400);
+    bare.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_mixed_run_against_the_ingress_gets_the_right_answers_and_reconciles_with_kafka() {
+    let stack = stack().await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let ingress = spillway_ingress::Ingress::from_config(&stack.config).unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(ingress.run(listener, admin, async move {
+        let _ = stopped.await;
+    }));
+    let sources = SignedSource::from_config(&stack.config).unwrap();
+    let run_id = uuid::Uuid::new_v4().simple().to_string();
+    let planner = Planner::new(sources.clone(), mix(0.2, 0.1, 0.1), &run_id, 5);
+    let report = run(&settings(format!("http://{addr}"), 150.0, 2), planner)
+        .await
+        .unwrap();
+    let summary = report.summary();
+    assert_eq!(summary.requests, 300);
+    assert!(summary.errors.is_empty(), "{summary:?}");
+    let only = |kind: Kind, allowed: &[&str]| {
+        let outcomes = &summary.kinds[&kind];
+        assert!(
+            outcomes.keys().all(|o| allowed.contains(&o.as_str())),
+            "{kind:?}: {outcomes:?}"
+        );
+    };
+    only(Kind::Valid, &["202"]);
+    only(Kind::Duplicate, &["200", "409"]);
+    only(Kind::Tampered, &["401"]);
+    only(Kind::Stale, &["400"]);
+    assert!(summary.kinds.contains_key(&Kind::Duplicate));
+
+    let topics: Vec<String> = sources.iter().map(|s| s.topic.clone()).collect();
+    let connection = spillway_kafka::Connection::from(&stack.config.kafka);
+    let run = run_id.clone();
+    let records = tokio::task::spawn_blocking(move || {
+        read_back(&connection, &topics, &run, Duration::from_secs(60))
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let reconciled = reconcile(report.answers(), &records);
+    assert!(reconciled.ok(), "{}", reconciled.text());
+    assert_eq!(
+        reconciled.acknowledged,
+        summary.kinds[&Kind::Valid]["202"] as usize
+    );
+    assert_eq!(reconciled.in_kafka_once, reconciled.acknowledged);
+    stop.send(()).unwrap();
+    running.await.unwrap();
+}
