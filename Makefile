@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: run test up down lint unit fmt clippy test-rust chart-test
+.PHONY: run test up down lint unit fmt clippy test-rust chart-test bench
 
 ## run: start the local stack and two ingress processes, send a signed demo burst
 run:
@@ -14,6 +14,10 @@ test: up lint chart-test test-rust
 ## chart-test: render the Helm chart with Helm's engine for every ci/ scenario and check it (see helm/tests/chart.py)
 chart-test:
 	dev/chart.sh check
+
+## bench: criterion micro benchmarks and the load generator's rate sweeps; writes docs/benchmarks.md
+bench:
+	dev/bench.sh
 
 ## up: install and start the local stack on 127.0.0.1 (tansu broker, Redis Cluster)
 up:

@@ -121,8 +121,21 @@ struct BenchArgs {
     /// How long each rate is held.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     step: Duration,
-    #[arg(long, default_value_t = 256)]
+    /// Connections (requests in flight) of the generator: by Little's law at least the rate
+    /// times the latency, or the generator itself caps the rate.
+    #[arg(long, default_value_t = 1024)]
     connections: usize,
+    /// The ingress's `kafka.linger` (larger batches cost the local broker less per record).
+    #[arg(long, default_value = "20ms", value_parser = humantime::parse_duration)]
+    linger: Duration,
+    /// Partitions of each source topic (the local broker pays per batch, one batch per partition).
+    #[arg(long, default_value_t = 1)]
+    partitions: i32,
+    /// The rate held at the end for `--sustained-step`, whatever its latency.
+    #[arg(long, default_value_t = 10000.0)]
+    sustained_rate: f64,
+    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+    sustained_step: Duration,
     /// A rate is held while p99 stays under this many milliseconds (and nothing is lost).
     #[arg(long, default_value_t = 50.0)]
     p99_bound_ms: f64,
@@ -172,6 +185,10 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 step: args.step,
                 connections: args.connections,
                 p99_bound_ms: args.p99_bound_ms,
+                linger: args.linger,
+                partitions: args.partitions,
+                sustained_rate: args.sustained_rate,
+                sustained_step: args.sustained_step,
                 dir: args.out.join(format!("run-{}", std::process::id())),
             };
             let results = spillway_loadgen::bench::bench(&settings).await?;

@@ -155,6 +155,17 @@ async fn send(
     Ok((status, id))
 }
 
+/// Whether `status` is a right answer to a request of `kind` (a duplicate may also be the
+/// first to be accepted when its original was refused, say with a 503).
+pub fn is_expected(kind: Kind, status: u16) -> bool {
+    match kind {
+        Kind::Valid => status == 202,
+        Kind::Duplicate => matches!(status, 200 | 202 | 409),
+        Kind::Tampered => status == 401,
+        Kind::Stale => status == 400,
+    }
+}
+
 /// The status each kind of request should get, for the summary.
 pub fn expected(kind: Kind) -> &'static str {
     match kind {

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# `make bench`: criterion micro benchmarks, then the end-to-end sweeps of spillway-loadgen
+# against a release `spillway ingress` and the bare baseline on the local stack, then
+# docs/benchmarks.md and its plot. The last line printed is the headline:
+#   max_rate=<rps> p99_ms_at_half=<ms> cpu_us_per_req=<us> bare_cpu_us_per_req=<us> ingest_vs_bare=<ratio>
+# Extra arguments go to `spillway-loadgen bench` (e.g. --rates 1000,2000 --step 3s).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+dev/up.sh
+cargo build --release -q -p spillway -p spillway-loadgen
+for bench in "spillway-signature verify" "spillway-core keys"; do
+  read -r package target <<<"$bench"
+  cargo bench -q -p "$package" --bench "$target" -- --warm-up-time 1 --measurement-time 2 >&2
+done
+target/release/spillway-loadgen bench --spillway-bin target/release/spillway --out target/bench "$@" >&2
+python=$(dev/py-tools.sh python bench)
+"$python" loadtest/report.py target/bench/benchmarks.json
