@@ -7,6 +7,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dev/up.sh
+# The sweeps get a broker of their own, fresh (memory storage), on a free port, so what earlier
+# tests left in the shared one does not weigh on the figures; it is stopped on exit.
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+dir=$(mktemp -d)
+trap 'dev/tansu.sh stop --port "$port" --dir "$dir" >/dev/null 2>&1 || true; rm -rf "$dir"' EXIT
+dev/tansu.sh start --port "$port" --dir "$dir" >&2
+export SPILLWAY_TEST_KAFKA=127.0.0.1:$port
 cargo build --release -q -p spillway -p spillway-loadgen
 for bench in "spillway-signature verify" "spillway-core keys"; do
   read -r package target <<<"$bench"

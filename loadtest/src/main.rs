@@ -126,7 +126,7 @@ struct BenchArgs {
     #[arg(long, default_value_t = 1024)]
     connections: usize,
     /// The ingress's `kafka.linger` (larger batches cost the local broker less per record).
-    #[arg(long, default_value = "20ms", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "5ms", value_parser = humantime::parse_duration)]
     linger: Duration,
     /// Partitions of each source topic (the local broker pays per batch, one batch per partition).
     #[arg(long, default_value_t = 1)]

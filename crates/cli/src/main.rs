@@ -13,6 +13,11 @@ use clap::{Parser, Subcommand};
 use spillway_worker::registry::{LiveSubscriptions, Registry};
 use tokio::net::TcpListener;
 
+/// mimalloc instead of glibc's allocator: under load the ingress allocates and frees per request
+/// on many threads, and glibc's arena locks showed up in profiles (see docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "spillway",

@@ -7,7 +7,7 @@ use std::time::Duration;
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
 use redis::{RedisError, Script, Value};
-use tokio::sync::Mutex;
+use std::sync::Mutex;
 
 use crate::{outcome_of, Claim, ClaimToken, StoreError};
 
@@ -88,14 +88,23 @@ impl RedisStore {
         })
     }
 
+    /// The shared connection (a cheap handle onto redis-rs's multiplexed connections). The
+    /// lock is held only to clone it, never across an await: every command takes it. Two
+    /// callers racing to make the first connection both succeed; one of them is kept.
     async fn connection(&self) -> Result<ClusterConnection, RedisError> {
-        let mut slot = self.inner.connection.lock().await;
-        if let Some(conn) = slot.as_ref() {
+        if let Some(conn) = self.slot().as_ref() {
             return Ok(conn.clone());
         }
         let conn = self.inner.client.get_async_connection().await?;
-        *slot = Some(conn.clone());
+        *self.slot() = Some(conn.clone());
         Ok(conn)
+    }
+
+    fn slot(&self) -> std::sync::MutexGuard<'_, Option<ClusterConnection>> {
+        self.inner
+            .connection
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Runs one operation under the command timeout; on failure the connection is dropped so
@@ -118,7 +127,7 @@ impl RedisStore {
                 reason: format!("no answer within {:?}", self.inner.settings.command_timeout),
             },
         };
-        self.inner.connection.lock().await.take();
+        self.slot().take();
         Err(result)
     }
 
