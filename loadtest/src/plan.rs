@@ -136,8 +136,13 @@ impl Planner {
     pub fn next(&mut self, now: i64) -> Planned {
         let roll: f64 = self.rng.random();
         let mix = &self.mix;
-        let kind = if roll < mix.duplicates && !self.recent.is_empty() {
-            Kind::Duplicate
+        let kind = if roll < mix.duplicates {
+            // Nothing to repeat yet: a new event instead.
+            if self.recent.is_empty() {
+                Kind::Valid
+            } else {
+                Kind::Duplicate
+            }
         } else if roll < mix.duplicates + mix.tampered {
             Kind::Tampered
         } else if roll < mix.duplicates + mix.tampered + mix.stale {
@@ -215,6 +220,59 @@ pub fn run_and_seq(body: &[u8]) -> Option<(String, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn planner(duplicates: f64, tampered: f64) -> Planner {
+        let config: spillway_config::Config = spillway_config::parse_str(
+            "kafka: { brokers: x }\nsources:\n  acme:\n    verify: { scheme: standard-webhooks }\n    dedupe: { from: none }\n    secrets: [{ id: a, env: SPILLWAY_PLAN_TEST_SECRET }]\n",
+        )
+        .unwrap();
+        std::env::set_var(
+            "SPILLWAY_PLAN_TEST_SECRET",
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        );
+        let sources = SignedSource::from_config(&config).unwrap();
+        let mix = Mix {
+            duplicates,
+            tampered,
+            stale: 0.0,
+            body_sizes: "1024".parse().unwrap(),
+        };
+        Planner::new(sources, mix, "run-1", 11)
+    }
+
+    #[test]
+    fn the_mix_holds_its_shares_and_duplicates_repeat_earlier_requests() {
+        let mut p = planner(0.5, 0.0);
+        let planned: Vec<Planned> = (0..2000).map(|_| p.next(1_800_000_000)).collect();
+        assert!(
+            planned.iter().all(|r| r.kind != Kind::Tampered),
+            "no tampering was asked for"
+        );
+        let duplicates: Vec<&Planned> = planned
+            .iter()
+            .filter(|r| r.kind == Kind::Duplicate)
+            .collect();
+        assert!(
+            (800..1200).contains(&duplicates.len()),
+            "{}",
+            duplicates.len()
+        );
+        for dup in duplicates {
+            let original = planned
+                .iter()
+                .find(|r| r.kind == Kind::Valid && r.seq == dup.seq)
+                .expect("the original was sent before");
+            assert_eq!(
+                (&original.headers, &original.body),
+                (&dup.headers, &dup.body)
+            );
+        }
+        let mut p = planner(0.0, 0.25);
+        let tampered = (0..2000)
+            .filter(|_| p.next(1_800_000_000).kind == Kind::Tampered)
+            .count();
+        assert!((400..600).contains(&tampered), "{tampered}");
+    }
 
     #[test]
     fn body_sizes_parse_and_bodies_have_their_size() {
