@@ -144,25 +144,10 @@ pub async fn bench(settings: &BenchSettings) -> anyhow::Result<Results> {
 
     let mut steps = Vec::new();
     let ingress = start_ingress(settings, &config_path).await?;
-    let mut max_rate = 0.0;
-    for rate in &settings.rates {
-        let sweep = || verified("sweep", *rate, settings.step, 0.0);
-        let mut step = measure(settings, &ingress, &sources, sweep()).await?;
-        // One noisy step on a shared machine does not end the sweep: a miss is measured again.
-        if !step.held {
-            steps.push(Step {
-                case: "sweep (missed)".into(),
-                ..step
-            });
-            step = measure(settings, &ingress, &sources, sweep()).await?;
-        }
-        let held = step.held;
-        steps.push(step);
-        if !held {
-            break;
-        }
-        max_rate = *rate;
-    }
+    let max_rate = sweep(settings, &ingress, &sources, &mut steps, |rate| {
+        verified("sweep", rate, settings.step, 0.0)
+    })
+    .await?;
     let half = (max_rate / 2.0).max(100.0);
     let at_half = measure(
         settings,
@@ -203,31 +188,21 @@ pub async fn bench(settings: &BenchSettings) -> anyhow::Result<Results> {
     ingress.stop().await;
 
     let bare = start_bare(settings).await?;
-    let mut bare_max_rate = 0.0;
-    let mut bare_cpu = None;
-    for rate in &settings.rates {
-        let case = Case {
-            target: "bare",
-            name: "sweep",
-            rate: *rate,
-            duration: settings.step,
-            duplicates: 0.0,
-            verify_in: None,
-        };
-        let step = measure(settings, &bare, &sources, case).await?;
-        let held = step.held;
-        if held {
-            bare_max_rate = *rate;
-        }
-        // CPU per request is compared at the ingress's half rate (or the first rate above it).
-        if bare_cpu.is_none() && *rate >= half {
-            bare_cpu = Some(step.cpu_us_per_req);
-        }
-        steps.push(step);
-        if !held {
-            break;
-        }
-    }
+    let first_bare = steps.len();
+    let bare_max_rate = sweep(settings, &bare, &sources, &mut steps, |rate| Case {
+        target: "bare",
+        name: "sweep",
+        rate,
+        duration: settings.step,
+        duplicates: 0.0,
+        verify_in: None,
+    })
+    .await?;
+    // CPU per request is compared at the ingress's half rate (or the first rate above it).
+    let bare_cpu = steps[first_bare..]
+        .iter()
+        .find(|s| s.case == "sweep" && s.rate >= half)
+        .map(|s| s.cpu_us_per_req);
     bare.stop().await;
     let rss_mib_at_max = steps
         .iter()
@@ -244,6 +219,35 @@ pub async fn bench(settings: &BenchSettings) -> anyhow::Result<Results> {
         bare_cpu_us_per_req: bare_cpu.unwrap_or_default(),
         rss_mib_at_max,
     })
+}
+
+/// Measures `settings.rates` in order until one is not held, measuring a miss once more (one
+/// noisy step on a shared machine does not end a sweep). Returns the highest rate held.
+async fn sweep<'a>(
+    settings: &BenchSettings,
+    server: &Server,
+    sources: &[SignedSource],
+    steps: &mut Vec<Step>,
+    case: impl Fn(f64) -> Case<'a>,
+) -> anyhow::Result<f64> {
+    let mut held_up_to = 0.0;
+    for rate in &settings.rates {
+        let mut step = measure(settings, server, sources, case(*rate)).await?;
+        if !step.held {
+            steps.push(Step {
+                case: "sweep (missed)".into(),
+                ..step
+            });
+            step = measure(settings, server, sources, case(*rate)).await?;
+        }
+        let held = step.held;
+        steps.push(step);
+        if !held {
+            break;
+        }
+        held_up_to = *rate;
+    }
+    Ok(held_up_to)
 }
 
 async fn measure(
