@@ -90,6 +90,15 @@ async fn every_planned_request_is_sent_and_a_server_that_keeps_nothing_fails_ver
     assert_eq!(summary.statuses.get(&202), Some(&400));
     assert!(summary.errors.is_empty());
     assert!(summary.latency_ms.max >= summary.latency_ms.p99);
+    // The same over HTTP/2 (prior knowledge, one connection, concurrent streams).
+    let h2 = Settings {
+        http2: true,
+        ..settings(format!("http://{addr}"), 100.0, 1)
+    };
+    let planner_h2 = Planner::new(sources.clone(), mix(0.0, 0.0, 0.0), "h2-run", 4);
+    let summary_h2 = run(&h2, planner_h2).await.unwrap().summary();
+    assert_eq!(summary_h2.statuses.get(&202), Some(&100), "{summary_h2:?}");
+    assert!(summary_h2.errors.is_empty());
 
     // The bare server answers 202 and keeps nothing: every acknowledged event is missing.
     let topics: Vec<String> = sources.iter().map(|s| s.topic.clone()).collect();
