@@ -7,4 +7,8 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 python=$("$here/py-tools.sh" python chart)
+# promtool (Debian's prometheus package) tests the alert rules.
+if [ "${1:-check}" = check ] && ! command -v promtool >/dev/null; then
+  "$here/apt-install.sh" prometheus >&2
+fi
 exec "$python" "$here/../helm/tests/chart.py" "$@"

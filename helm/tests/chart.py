@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from fnmatch import fnmatchcase
 from typing import Any
@@ -140,6 +142,7 @@ def check() -> list[str]:
             if expected not in str(e):
                 problems.append(f"values {values} refused without naming {expected!r}: {e}")
     print(f"{len(REFUSED)} bad value sets refused, each with its reason")
+    problems += check_alerts()
     if (CHART / "values.schema.json").read_text() != schema_text():
         problems.append("helm/spillway/values.schema.json is stale: run `dev/chart.sh generate`")
     if (CHART / "README.md").read_text() != readme_text():
@@ -170,6 +173,133 @@ def validate(objects: list[dict[str, Any]]) -> list[str]:
                 problems.append(f"{what} (Kubernetes {version}): {e.message} at {list(e.path)}")
             except kubernetes_validate.SchemaNotFoundError:
                 problems.append(f"{what}: no Kubernetes {version} schema for {o.get('apiVersion')}")
+    return problems
+
+
+# === alerts ===
+
+# promtool unit tests of files/alerts.yaml: for every alert, series on which it fires and series
+# on which it stays quiet. Each case: (alert, {series: values}, eval time, labels of the firing
+# alert or None for quiet). Series use promtool's notation, one sample a minute.
+REQ = "spillway_http_requests_total"
+ALERT_CASES: list[tuple[str, dict[str, str], str, dict[str, str] | None]] = [
+    # 9% server errors for over an hour: both windows burn.
+    ("SpillwayErrorBudgetBurn",
+     {f'{REQ}{{source="a",outcome="accepted"}}': "0+100x90",
+      f'{REQ}{{source="a",outcome="kafka_unavailable"}}': "0+10x90"},
+     "65m", {"severity": "page"}),
+    # A 10-minute burst of 5% errors: the 5 m window burns, the hour does not page.
+    ("SpillwayErrorBudgetBurn",
+     {f'{REQ}{{source="a",outcome="accepted"}}': "0+100x90",
+      f'{REQ}{{source="a",outcome="kafka_unavailable"}}': "0x60 5+5x10"},
+     "71m", None),
+    # Client errors (401) are no server errors.
+    ("SpillwayErrorBudgetBurn",
+     {f'{REQ}{{source="a",outcome="accepted"}}': "0+100x90",
+      f'{REQ}{{source="a",outcome="unauthorized"}}': "0+50x90"},
+     "65m", None),
+    # Half the requests slower than 100 ms.
+    ("SpillwayLatencyBudgetBurn",
+     {'spillway_http_request_duration_seconds_bucket{source="a",le="0.1"}': "0+50x90",
+      'spillway_http_request_duration_seconds_count{source="a"}': "0+100x90"},
+     "65m", {"severity": "page"}),
+    ("SpillwayLatencyBudgetBurn",
+     {'spillway_http_request_duration_seconds_bucket{source="a",le="0.1"}': "0+100x90",
+      'spillway_http_request_duration_seconds_count{source="a"}': "0+100x90"},
+     "65m", None),
+    # 2/s failing verification out of 12/s, for more than 10 minutes.
+    ("SpillwayVerificationFailureSpike",
+     {'spillway_verification_failures_total{source="github",reason="signature_mismatch"}': "0+120x30",
+      f'{REQ}{{source="github",outcome="unauthorized"}}': "0+120x30",
+      f'{REQ}{{source="github",outcome="accepted"}}': "0+600x30"},
+     "15m", {"severity": "ticket", "source": "github"}),
+    # A trickle (0.1/s) is noise, not a spike.
+    ("SpillwayVerificationFailureSpike",
+     {'spillway_verification_failures_total{source="github",reason="signature_mismatch"}': "0+6x30",
+      f'{REQ}{{source="github",outcome="accepted"}}': "0+600x30"},
+     "15m", None),
+    ("SpillwayDedupeFailOpen",
+     {'spillway_dedupe_fail_open_total{source="meters"}': "0 0 0 5 10"},
+     "4m", {"severity": "ticket", "source": "meters"}),
+    ("SpillwayDedupeFailOpen", {'spillway_dedupe_fail_open_total{source="meters"}': "0x10"}, "8m", None),
+    ("SpillwayKafkaProduceErrors",
+     {f'{REQ}{{source="a",outcome="kafka_unavailable"}}': "0+60x20"},
+     "10m", {"severity": "page"}),
+    # Errors for less than the 5 minutes the alert waits.
+    ("SpillwayKafkaProduceErrors",
+     {f'{REQ}{{source="a",outcome="kafka_unavailable"}}': "0+60x3"},
+     "3m", None),
+    ("SpillwayConsumerLagGrowing",
+     {'spillway_consumer_lag_messages{topic="t",partition="0"}': "2000+100x40"},
+     "31m", {"severity": "ticket", "topic": "t"}),
+    # A large but steady lag (a backlog being worked off at the rate it grows) is not growing.
+    ("SpillwayConsumerLagGrowing",
+     {'spillway_consumer_lag_messages{topic="t",partition="0"}': "5000x40"},
+     "31m", None),
+    ("SpillwayDeadLettersGrowing",
+     {'spillway_worker_dead_letters_total{subscription="billing",reason="attempts_exhausted"}': "0 0 1 2"},
+     "3m", {"severity": "ticket", "subscription": "billing"}),
+    ("SpillwayDeadLettersGrowing",
+     {'spillway_worker_dead_letters_total{subscription="billing",reason="attempts_exhausted"}': "3x30"},
+     "25m", None),
+    ("SpillwayCircuitOpen",
+     {'spillway_worker_circuit_open{subscription="crm"}': "1x20"},
+     "15m", {"severity": "ticket", "subscription": "crm"}),
+    # Open for 5 minutes only: a blip, not an outage.
+    ("SpillwayCircuitOpen",
+     {'spillway_worker_circuit_open{subscription="crm"}': "1x5 0x15"},
+     "15m", None),
+]
+
+
+def check_alerts() -> list[str]:
+    """`promtool check rules` and `promtool test rules` on files/alerts.yaml, every alert with a
+    case where it fires and one where it stays quiet."""
+    rules_file = CHART / "files" / "alerts.yaml"
+    rules = {
+        r["alert"]: r
+        for g in yaml.safe_load(rules_file.read_text())["groups"]
+        for r in g["rules"]
+        if "alert" in r
+    }
+    problems = []
+    for name, rule in rules.items():
+        for key in ("summary", "description", "runbook_url"):
+            if key not in rule.get("annotations", {}):
+                problems.append(f"alert {name}: no {key} annotation")
+        fires = any(c[0] == name and c[3] is not None for c in ALERT_CASES)
+        quiet = any(c[0] == name and c[3] is None for c in ALERT_CASES)
+        if not (fires and quiet):
+            problems.append(f"alert {name}: needs a case where it fires and one where it stays quiet")
+    checked = subprocess.run(["promtool", "check", "rules", str(rules_file)], capture_output=True, text=True)
+    if checked.returncode != 0:
+        problems.append(f"promtool check rules: {checked.stdout}{checked.stderr}")
+    tests = []
+    for name, series, at, labels in ALERT_CASES:
+        expected = []
+        if labels is not None:
+            annotations = {
+                k: re.sub(r"\{\{ \$labels\.(\w+) \}\}", lambda m: labels.get(m[1], ""), v)
+                for k, v in rules[name]["annotations"].items()
+            }
+            expected.append({"exp_labels": labels, "exp_annotations": annotations})
+        tests.append({
+            "interval": "1m",
+            "input_series": [{"series": k, "values": v} for k, v in series.items()],
+            "alert_rule_test": [{"eval_time": at, "alertname": name, "exp_alerts": expected}],
+        })
+    with tempfile.TemporaryDirectory() as tmp:
+        test_file = Path(tmp) / "alerts_test.yaml"
+        test_file.write_text(yaml.safe_dump({
+            "rule_files": [str(rules_file)],
+            "evaluation_interval": "1m",
+            "tests": tests,
+        }, sort_keys=False))
+        tested = subprocess.run(["promtool", "test", "rules", str(test_file)], capture_output=True, text=True)
+    if tested.returncode != 0:
+        problems.append(f"promtool test rules:\n{tested.stdout}{tested.stderr}")
+    print(f"{len(rules)} alerts: promtool check rules ok, {len(ALERT_CASES)} firing and quiet cases"
+          + (" pass" if tested.returncode == 0 else " FAIL"))
     return problems
 
 
