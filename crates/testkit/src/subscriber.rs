@@ -35,6 +35,13 @@ pub struct Received {
     pub at: Instant,
 }
 
+impl Received {
+    /// Its `webhook-id`: the event it delivers.
+    pub fn webhook_id(&self) -> Option<&str> {
+        self.headers.get("webhook-id").and_then(|v| v.to_str().ok())
+    }
+}
+
 type Script = Arc<dyn Fn(usize) -> Behaviour + Send + Sync>;
 
 /// A running subscriber; it stops when dropped.
@@ -134,12 +141,7 @@ impl TestSubscriber {
     pub fn webhook_ids(&self) -> std::collections::HashSet<String> {
         self.received()
             .iter()
-            .filter_map(|r| {
-                r.headers
-                    .get("webhook-id")
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_owned)
-            })
+            .filter_map(|r| r.webhook_id().map(str::to_owned))
             .collect()
     }
 

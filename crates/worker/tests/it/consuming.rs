@@ -198,10 +198,7 @@ async fn failures_are_retried_with_backoff_then_delivered_or_dead_lettered() {
             i + 1
         );
     }
-    assert!(got.iter().all(|r| r
-        .headers
-        .get("webhook-id")
-        .is_some_and(|v| v == id.as_str())));
+    assert!(got.iter().all(|r| r.webhook_id() == Some(id.as_str())));
 
     wait_for("throttled's second attempt", || {
         throttled.received().len() >= 2
@@ -360,10 +357,7 @@ async fn dead_letters_are_listed_by_subscription_and_redriven() {
         Some("1"),
         "a fresh series"
     );
-    assert_eq!(
-        last.headers.get("webhook-id").and_then(|v| v.to_str().ok()),
-        Some(id.as_str())
-    );
+    assert_eq!(last.webhook_id(), Some(id.as_str()));
     assert_eq!(last.body, br#"{"key":"k","seq":7}"#.to_vec());
 
     stop.send(()).expect("stop");
@@ -609,12 +603,7 @@ async fn a_replay_redelivers_the_selected_range() {
     let again: Vec<_> = subscriber.received().into_iter().skip(6).collect();
     let again_ids: HashSet<String> = again
         .iter()
-        .filter_map(|r| {
-            r.headers
-                .get("webhook-id")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        })
+        .filter_map(|r| r.webhook_id().map(str::to_owned))
         .collect();
     assert_eq!(
         again_ids, pushes,
