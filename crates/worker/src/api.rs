@@ -31,9 +31,15 @@ const MAX_BODY: usize = 64 * 1024;
 /// How long a write waits to be read back from the registry topic.
 const READ_BACK: Duration = Duration::from_secs(10);
 
-/// The routes and what they work on.
-#[derive(Debug)]
+/// The routes; cloning shares them.
+#[derive(Debug, Clone)]
 pub struct SubscriptionApi {
+    state: Arc<ApiState>,
+}
+
+/// What the routes work on.
+#[derive(Debug)]
+struct ApiState {
     registry: Registry,
     live: Arc<LiveSubscriptions>,
     token: String,
@@ -44,9 +50,11 @@ pub struct SubscriptionApi {
 impl SubscriptionApi {
     pub fn new(registry: Registry, live: Arc<LiveSubscriptions>, token: String) -> Self {
         Self {
-            registry,
-            live,
-            token,
+            state: Arc::new(ApiState {
+                registry,
+                live,
+                token,
+            }),
         }
     }
 
@@ -59,10 +67,10 @@ impl SubscriptionApi {
         else {
             return false;
         };
-        given.as_bytes().ct_eq(self.token.as_bytes()).into()
+        given.as_bytes().ct_eq(self.state.token.as_bytes()).into()
     }
 
-    async fn route(self: Arc<Self>, req: http::Request<Incoming>) -> Response<Full<Bytes>> {
+    async fn route(self, req: http::Request<Incoming>) -> Response<Full<Bytes>> {
         if !self.authorized(&req) {
             let mut answer = error(
                 StatusCode::UNAUTHORIZED,
@@ -94,14 +102,15 @@ impl SubscriptionApi {
     }
 
     fn list(&self) -> Response<Full<Bytes>> {
-        let all = self.registry.views(&self.live.registered());
+        let all = self.state.registry.views(&self.state.live.registered());
         json_answer(StatusCode::OK, &json!({ "subscriptions": all }))
     }
 
     fn show(&self, id: &str) -> Response<Full<Bytes>> {
         match self
+            .state
             .registry
-            .views(&self.live.registered())
+            .views(&self.state.live.registered())
             .into_iter()
             .find(|v| v.id == id)
         {
@@ -121,17 +130,17 @@ impl SubscriptionApi {
                 )
             }
         };
-        let previous = self.live.registered().into_iter().find(|s| s.id == id);
+        let previous = self.state.live.registered_one(id);
         let (sub, generated) = match parse_subscription(id, &body, previous.as_ref()) {
             Ok(parsed) => parsed,
             Err(answer) => return answer,
         };
-        let at = match self.registry.put(&sub).await {
+        let at = match self.state.registry.put(&sub).await {
             Ok(at) => at,
             Err(e) => return registry_error(&e),
         };
-        self.live.wait_applied(at, READ_BACK).await;
-        let mut body = json!(self.registry.view_of(&sub));
+        self.state.live.wait_applied(at, READ_BACK).await;
+        let mut body = json!(self.state.registry.view_of(&sub));
         if let Some(secret) = generated {
             body["secret"] = Value::String(secret);
         }
@@ -144,15 +153,15 @@ impl SubscriptionApi {
     }
 
     async fn delete(&self, id: &str) -> Response<Full<Bytes>> {
-        if self.registry.is_config_managed(id) {
+        if self.state.registry.is_config_managed(id) {
             return registry_error(&RegistryError::ConfigManaged(id.to_owned()));
         }
-        if !self.live.registered().iter().any(|s| s.id == id) {
+        if self.state.live.registered_one(id).is_none() {
             return not_found(id);
         }
-        match self.registry.remove(id).await {
+        match self.state.registry.remove(id).await {
             Ok(at) => {
-                self.live.wait_applied(at, READ_BACK).await;
+                self.state.live.wait_applied(at, READ_BACK).await;
                 let mut answer = Response::new(Full::new(Bytes::new()));
                 *answer.status_mut() = StatusCode::NO_CONTENT;
                 answer
@@ -168,12 +177,7 @@ impl AdminRoutes for SubscriptionApi {
     }
 
     fn answer(&self, req: http::Request<Incoming>) -> RouteFuture {
-        let this = Arc::new(Self {
-            registry: self.registry.clone(),
-            live: self.live.clone(),
-            token: self.token.clone(),
-        });
-        Box::pin(this.route(req))
+        Box::pin(self.clone().route(req))
     }
 }
 

@@ -185,6 +185,9 @@ pub struct Registry {
     config: Arc<Config>,
     producer: EventProducer,
     topic: String,
+    /// Set once the topic is known to exist: the first write makes sure, later ones do not
+    /// start an admin client again (a failed attempt is tried again on the next write).
+    topic_ready: Arc<tokio::sync::OnceCell<()>>,
 }
 
 // === impl Registry ===
@@ -196,7 +199,15 @@ impl Registry {
             config,
             producer,
             topic,
+            topic_ready: Arc::default(),
         }
+    }
+
+    async fn ensure_topic(&self) -> Result<(), RegistryError> {
+        self.topic_ready
+            .get_or_try_init(|| ensure_registry_topic(&self.config))
+            .await
+            .map(|_| ())
     }
 
     /// Checks `sub` as a worker would resolve it and that its id is not the config file's.
@@ -212,7 +223,7 @@ impl Registry {
     /// Adds or replaces a subscription.
     pub async fn put(&self, sub: &StoredSubscription) -> Result<Delivered, RegistryError> {
         self.check(sub)?;
-        ensure_registry_topic(&self.config).await?;
+        self.ensure_topic().await?;
         let value = serde_json::to_vec(sub).map_err(|e| self.failed(e.to_string()))?;
         self.producer
             .send_record::<&str, &[u8]>(&self.topic, Some(sub.id.as_bytes()), &value, &[])
@@ -226,7 +237,7 @@ impl Registry {
         if is_config_managed(&self.config, id) {
             return Err(RegistryError::ConfigManaged(id.to_owned()));
         }
-        ensure_registry_topic(&self.config).await?;
+        self.ensure_topic().await?;
         self.producer
             .send_tombstone(&self.topic, id.as_bytes())
             .await
@@ -404,6 +415,15 @@ impl LiveSubscriptions {
             .values()
             .map(|(stored, _)| stored.clone())
             .collect()
+    }
+
+    /// The registered subscription with that id, as stored.
+    pub fn registered_one(&self, id: &str) -> Option<StoredSubscription> {
+        self.registered
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(id)
+            .map(|(stored, _)| stored.clone())
     }
 
     /// Applies one change read at `at`.
