@@ -360,13 +360,7 @@ fn step_line(s: &Step) -> String {
 /// providers' schemes, its own topics and Redis key prefix.
 fn write_config(settings: &BenchSettings, run: &str) -> anyhow::Result<PathBuf> {
     let dir = &settings.dir;
-    for (name, secret) in [
-        ("acme", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
-        ("github", "bench-github-secret"),
-        ("stripe", "whsec_bench_stripe"),
-    ] {
-        std::fs::write(dir.join(format!("{name}.secret")), secret)?;
-    }
+    let sources = three_sources(dir)?;
     let nodes: Vec<String> = settings
         .redis_nodes
         .iter()
@@ -376,23 +370,39 @@ fn write_config(settings: &BenchSettings, run: &str) -> anyhow::Result<PathBuf> 
         "ingress: {{ listen: 127.0.0.1:{}, max_in_flight: 8192 }}\n\
          admin: {{ listen: 127.0.0.1:{} }}\n\
          kafka: {{ brokers: \"{}\", topic_prefix: \"bench.{run}.\", linger: {}ms }}\n\
-         redis: {{ nodes: [{}], key_prefix: \"bench.{run}.\" }}\n\
-         sources:\n\
-         \x20 acme: {{ verify: {{ scheme: standard-webhooks }}, secrets: [{{ id: a, file: \"{}\" }}] }}\n\
-         \x20 github: {{ verify: {{ scheme: github }}, secrets: [{{ id: g, file: \"{}\" }}] }}\n\
-         \x20 stripe: {{ verify: {{ scheme: stripe }}, secrets: [{{ id: s, file: \"{}\" }}] }}\n",
+         redis: {{ nodes: [{}], key_prefix: \"bench.{run}.\" }}\n{sources}",
         free_port()?,
         free_port()?,
         settings.brokers,
         settings.linger.as_millis(),
         nodes.join(", "),
-        dir.join("acme.secret").display(),
-        dir.join("github.secret").display(),
-        dir.join("stripe.secret").display(),
     );
     let path = dir.join("bench.yaml");
     std::fs::write(&path, yaml)?;
     Ok(path)
+}
+
+/// The `sources:` section of a config with three sources signed by three providers' schemes
+/// (Standard Webhooks, GitHub, Stripe), their secrets written into `dir`.
+pub fn three_sources(dir: &Path) -> std::io::Result<String> {
+    let mut yaml = String::from("sources:\n");
+    for (name, scheme, secret) in [
+        (
+            "acme",
+            "standard-webhooks",
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        ),
+        ("github", "github", "bench-github-secret"),
+        ("stripe", "stripe", "whsec_bench_stripe"),
+    ] {
+        let file = dir.join(format!("{name}.secret"));
+        std::fs::write(&file, secret)?;
+        yaml.push_str(&format!(
+            "  {name}: {{ verify: {{ scheme: {scheme} }}, secrets: [{{ id: {name}-1, file: \"{}\" }}] }}\n",
+            file.display()
+        ));
+    }
+    Ok(yaml)
 }
 
 fn free_port() -> anyhow::Result<u16> {

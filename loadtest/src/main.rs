@@ -194,7 +194,11 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             let results = spillway_loadgen::bench::bench(&settings).await?;
             std::fs::create_dir_all(&args.out)?;
             let path = args.out.join("benchmarks.json");
-            std::fs::write(&path, serde_json::to_string_pretty(&results)?)?;
+            // The headline is written with the figures, so that loadtest/report.py prints the
+            // same line rather than formatting it again.
+            let mut written = serde_json::to_value(&results)?;
+            written["headline"] = results.headline().into();
+            std::fs::write(&path, serde_json::to_string_pretty(&written)?)?;
             eprintln!("results: {}", path.display());
             println!("{}", results.headline());
             Ok(ExitCode::SUCCESS)

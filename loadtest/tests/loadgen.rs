@@ -20,27 +20,13 @@ struct Stack {
 /// A config with three sources of three providers' schemes, on its own topics.
 async fn stack() -> Stack {
     let dir = tempfile::tempdir().unwrap();
-    for (name, secret) in [
-        ("acme", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
-        ("github", "loadgen-github"),
-        ("stripe", "whsec_loadgen_stripe"),
-    ] {
-        std::fs::write(dir.path().join(name), secret).unwrap();
-    }
     let prefix = format!("{}.", unique("it.loadgen."));
-    let at = |name: &str| dir.path().join(name).display().to_string();
     let yaml = format!(
         "kafka: {{ brokers: \"{}\", topic_prefix: \"{prefix}\" }}\n\
-         redis: {{ nodes: [{}], key_prefix: \"{prefix}\" }}\n\
-         sources:\n\
-         \x20 acme: {{ verify: {{ scheme: standard-webhooks }}, secrets: [{{ id: a, file: \"{}\" }}] }}\n\
-         \x20 github: {{ verify: {{ scheme: github }}, secrets: [{{ id: g, file: \"{}\" }}] }}\n\
-         \x20 stripe: {{ verify: {{ scheme: stripe }}, secrets: [{{ id: s, file: \"{}\" }}] }}\n",
+         redis: {{ nodes: [{}], key_prefix: \"{prefix}\" }}\n{}",
         kafka_brokers(),
         redis_nodes().join(", "),
-        at("acme"),
-        at("github"),
-        at("stripe"),
+        spillway_loadgen::bench::three_sources(dir.path()).unwrap(),
     );
     let path = dir.path().join("spillway.yaml");
     std::fs::write(&path, yaml).unwrap();
