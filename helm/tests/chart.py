@@ -219,9 +219,9 @@ ALERT_CASES: list[tuple[str, dict[str, str], str, dict[str, str] | None]] = [
       f'{REQ}{{source="github",outcome="accepted"}}': "0+600x30"},
      "15m", None),
     ("SpillwayDedupeFailOpen",
-     {'spillway_dedupe_fail_open_total{source="meters"}': "0 0 0 5 10"},
+     {'spillway_dedupe_fail_open_events_total{source="meters"}': "0 0 0 5 10"},
      "4m", {"severity": "ticket", "source": "meters"}),
-    ("SpillwayDedupeFailOpen", {'spillway_dedupe_fail_open_total{source="meters"}': "0x10"}, "8m", None),
+    ("SpillwayDedupeFailOpen", {'spillway_dedupe_fail_open_events_total{source="meters"}': "0x10"}, "8m", None),
     ("SpillwayKafkaProduceErrors",
      {f'{REQ}{{source="a",outcome="kafka_unavailable"}}': "0+60x20"},
      "10m", {"severity": "page"}),
@@ -243,11 +243,15 @@ ALERT_CASES: list[tuple[str, dict[str, str], str, dict[str, str] | None]] = [
      {'spillway_worker_dead_letters_total{subscription="billing",reason="attempts_exhausted"}': "3x30"},
      "25m", None),
     ("SpillwayCircuitOpen",
-     {'spillway_worker_circuit_open{subscription="crm"}': "1x20"},
+     {'spillway_worker_circuit_state{subscription="crm"}': "2x20"},
+     "15m", {"severity": "ticket", "subscription": "crm"}),
+    # Open, a failed half-open probe, open again: still one outage.
+    ("SpillwayCircuitOpen",
+     {'spillway_worker_circuit_state{subscription="crm"}': "2x5 1 2x10"},
      "15m", {"severity": "ticket", "subscription": "crm"}),
     # Open for 5 minutes only: a blip, not an outage.
     ("SpillwayCircuitOpen",
-     {'spillway_worker_circuit_open{subscription="crm"}': "1x5 0x15"},
+     {'spillway_worker_circuit_state{subscription="crm"}': "2x5 0x15"},
      "15m", None),
 ]
 

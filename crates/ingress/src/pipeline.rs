@@ -11,9 +11,9 @@ use hyper::body::Incoming;
 use spillway_config::{FailMode, ResolvedSource};
 use spillway_core::key::KeyInput;
 use spillway_core::{trace, Envelope, EventId};
-use spillway_idempotency::{Claim, DedupeStore};
-use spillway_kafka::EventProducer;
-use spillway_telemetry::{IngressMetrics, Outcome, UNKNOWN_SOURCE};
+use spillway_idempotency::{Claim, ClaimToken, DedupeStore};
+use spillway_kafka::{EventProducer, ProduceError};
+use spillway_telemetry::{IngressMetrics, Outcome, RedisCommand, UNKNOWN_SOURCE};
 use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 
@@ -162,6 +162,7 @@ impl Pipeline {
             }
             Ok(Ok(collected)) => collected.to_bytes(),
         };
+        self.metrics.body_read(&source.name, body.len());
         let received_at = SystemTime::now();
 
         let verified = match source.verifier.verify(&parts.headers, &body, received_at) {
@@ -226,18 +227,30 @@ impl Pipeline {
         let mut claim = None;
         if let (Some(store), Some(key)) = (&self.dedupe, &envelope.dedupe_key) {
             let redis_key = format!("{}{}:{key}", self.key_prefix, source.name);
-            match store.claim(&redis_key, &id).await {
-                Ok(Claim::Claimed(token)) => claim = Some((store, token)),
+            let claimed = timed(
+                &self.metrics,
+                RedisCommand::Claim,
+                store.claim(&redis_key, &id),
+            )
+            .await;
+            match claimed {
+                Ok(Claim::Claimed(token)) => {
+                    claim = Some(HeldClaim::new(store, token, &self.metrics));
+                }
                 Ok(Claim::InFlight) => {
+                    self.metrics.dedupe_hit(&source.name, false);
                     return answer::retry_later(
                         Outcome::InFlight,
                         StatusCode::CONFLICT,
                         "in_flight",
                         "an event with this key is being accepted right now; retry later",
                         self.retry_after,
-                    )
+                    );
                 }
-                Ok(Claim::Done(original)) => return answer::duplicate(&original),
+                Ok(Claim::Done(original)) => {
+                    self.metrics.dedupe_hit(&source.name, true);
+                    return answer::duplicate(&original);
+                }
                 Err(e) => match source.on_redis_unavailable {
                     FailMode::FailOpen => {
                         self.metrics.fail_open(&source.name);
@@ -257,10 +270,23 @@ impl Pipeline {
             }
         }
 
-        match self.producer.send(&source.topic, &envelope).await {
+        let produce_started = Instant::now();
+        let produced = self.producer.send(&source.topic, &envelope).await;
+        self.metrics.produce(
+            &source.topic,
+            produce_started.elapsed().as_secs_f64(),
+            produced.as_ref().err().map(ProduceError::code),
+        );
+        match produced {
             Ok(_) => {
-                if let Some((store, token)) = claim {
-                    match store.commit(&token).await {
+                if let Some(held) = claim {
+                    let committed = timed(
+                        &self.metrics,
+                        RedisCommand::Commit,
+                        held.store.commit(&held.token),
+                    )
+                    .await;
+                    match committed {
                         Ok(true) => {}
                         Ok(false) => tracing::warn!(source = %source.name, event_id = %id,
                             "claim expired before commit; another request took the key"),
@@ -273,8 +299,14 @@ impl Pipeline {
                 answer::accepted(&id)
             }
             Err(e) => {
-                if let Some((store, token)) = claim {
-                    if let Err(release_error) = store.release(&token).await {
+                if let Some(held) = claim {
+                    let released = timed(
+                        &self.metrics,
+                        RedisCommand::Release,
+                        held.store.release(&held.token),
+                    )
+                    .await;
+                    if let Err(release_error) = released {
                         tracing::warn!(source = %source.name, error = %release_error,
                             "release failed; the key stays claimed until claim_ttl");
                     }
@@ -290,6 +322,43 @@ impl Pipeline {
             }
         }
     }
+}
+
+/// A dedupe claim this process holds; keeps `spillway_dedupe_in_flight_claims` true until it
+/// is committed or released (or its task ends any other way).
+struct HeldClaim<'a> {
+    store: &'a DedupeStore,
+    token: ClaimToken,
+    metrics: &'a IngressMetrics,
+}
+
+impl<'a> HeldClaim<'a> {
+    fn new(store: &'a DedupeStore, token: ClaimToken, metrics: &'a IngressMetrics) -> Self {
+        metrics.claims_in_flight().inc();
+        Self {
+            store,
+            token,
+            metrics,
+        }
+    }
+}
+
+impl Drop for HeldClaim<'_> {
+    fn drop(&mut self) {
+        self.metrics.claims_in_flight().dec();
+    }
+}
+
+/// Runs one dedupe store command and records its time and whether it failed.
+async fn timed<T, E>(
+    metrics: &IngressMetrics,
+    command: RedisCommand,
+    call: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, E> {
+    let started = Instant::now();
+    let result = call.await;
+    metrics.redis_command(command, started.elapsed().as_secs_f64(), result.is_ok());
+    result
 }
 
 /// Keeps the in-flight gauge true even when a request future is dropped midway.

@@ -96,6 +96,17 @@ pub enum ProduceError {
     Canceled,
 }
 
+impl ProduceError {
+    /// A stable code for metrics and logs.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::QueueFull => "queue_full",
+            Self::NotAcknowledged(_) => "not_acknowledged",
+            Self::Canceled => "canceled",
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("kafka {context}: {source}")]
 pub struct ClientError {

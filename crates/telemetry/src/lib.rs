@@ -5,10 +5,13 @@
 //! ever holds a configured source name (or `_unknown`), never a client-chosen string.
 
 mod admin;
+pub mod catalog;
 mod metrics;
 
 pub use admin::{serve_admin, AdminRoutes, Encode, Readiness, ReadinessFuture, RouteFuture};
-pub use metrics::{IngressMetrics, Outcome, WorkerMetrics, UNKNOWN_SOURCE};
+pub use metrics::{
+    CircuitState, IngressMetrics, Outcome, RedisCommand, WorkerMetrics, UNKNOWN_SOURCE,
+};
 
 /// Structured logs on stderr: JSON lines when `json`, else human-readable. `RUST_LOG` filters
 /// (default `info`).

@@ -1,9 +1,10 @@
-//! The ingress metrics catalog.
+//! The ingress and worker metrics, built from the catalog.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Registry, TextEncoder,
 };
+
+use crate::catalog;
 
 /// What became of one request; the `outcome` label of `spillway_http_requests_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,15 +49,41 @@ impl Outcome {
     }
 }
 
+/// A dedupe store command, the `command` label of the Redis metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedisCommand {
+    Claim,
+    Commit,
+    Release,
+}
+
+impl RedisCommand {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Claim => "claim",
+            Self::Commit => "commit",
+            Self::Release => "release",
+        }
+    }
+}
+
 /// The ingress process's metrics, registered in their own registry.
 #[derive(Debug, Clone)]
 pub struct IngressMetrics {
     registry: Registry,
     requests: IntCounterVec,
     duration: HistogramVec,
+    body: HistogramVec,
     in_flight: IntGauge,
-    fail_open: IntCounterVec,
+    shed: IntCounterVec,
     verify_failures: IntCounterVec,
+    dedupe_hits: IntCounterVec,
+    claims_in_flight: IntGauge,
+    fail_open: IntCounterVec,
+    redis_duration: HistogramVec,
+    redis_errors: IntCounterVec,
+    produce_duration: HistogramVec,
+    produce_errors: IntCounterVec,
     producer_queue: IntGauge,
 }
 
@@ -67,90 +94,91 @@ pub const UNKNOWN_SOURCE: &str = "_unknown";
 
 impl IngressMetrics {
     pub fn new() -> Result<Self, prometheus::Error> {
-        let registry = Registry::new();
-        let requests = IntCounterVec::new(
-            Opts::new(
-                "spillway_http_requests_total",
-                "Webhook requests by source and outcome.",
-            ),
-            &["source", "outcome"],
-        )?;
-        let duration = HistogramVec::new(
-            HistogramOpts::new(
-                "spillway_http_request_duration_seconds",
-                "Time from request head to answer, by source.",
-            )
-            .buckets(vec![
-                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-            ]),
-            &["source"],
-        )?;
-        let in_flight = IntGauge::new(
-            "spillway_http_requests_in_flight",
-            "Webhook requests being handled now.",
-        )?;
-        let fail_open = IntCounterVec::new(
-            Opts::new(
-                "spillway_dedupe_fail_open_total",
-                "Events accepted without a dedupe claim because Redis was unavailable (fail-open sources).",
-            ),
-            &["source"],
-        )?;
-        let verify_failures = IntCounterVec::new(
-            Opts::new(
-                "spillway_verification_failures_total",
-                "Requests refused by signature verification, by source and reason.",
-            ),
-            &["source", "reason"],
-        )?;
-        let producer_queue = IntGauge::new(
-            "spillway_kafka_producer_queue_messages",
-            "Records handed to the Kafka producer and not yet acknowledged.",
-        )?;
-        let build_info = IntGaugeVec::new(
-            Opts::new("spillway_build_info", "Always 1; labels carry the build."),
-            &["version"],
-        )?;
-        build_info
-            .with_label_values(&[env!("CARGO_PKG_VERSION")])
-            .set(1);
-        registry.register(Box::new(requests.clone()))?;
-        registry.register(Box::new(duration.clone()))?;
-        registry.register(Box::new(in_flight.clone()))?;
-        registry.register(Box::new(fail_open.clone()))?;
-        registry.register(Box::new(verify_failures.clone()))?;
-        registry.register(Box::new(producer_queue.clone()))?;
-        registry.register(Box::new(build_info))?;
+        use catalog::*;
+        let r = Registry::new();
+        build_info(&r, "ingress")?;
         Ok(Self {
-            registry,
-            requests,
-            duration,
-            in_flight,
-            fail_open,
-            verify_failures,
-            producer_queue,
+            requests: HTTP_REQUESTS.counter(&r)?,
+            duration: HTTP_REQUEST_DURATION.histogram(&r)?,
+            body: HTTP_REQUEST_BODY.histogram(&r)?,
+            in_flight: HTTP_IN_FLIGHT.single_gauge(&r)?,
+            shed: HTTP_SHED.counter(&r)?,
+            verify_failures: VERIFICATION_FAILURES.counter(&r)?,
+            dedupe_hits: DEDUPE_HITS.counter(&r)?,
+            claims_in_flight: DEDUPE_CLAIMS_IN_FLIGHT.single_gauge(&r)?,
+            fail_open: DEDUPE_FAIL_OPEN.counter(&r)?,
+            redis_duration: REDIS_COMMAND_DURATION.histogram(&r)?,
+            redis_errors: REDIS_ERRORS.counter(&r)?,
+            produce_duration: KAFKA_PRODUCE_DURATION.histogram(&r)?,
+            produce_errors: KAFKA_PRODUCE_ERRORS.counter(&r)?,
+            producer_queue: KAFKA_PRODUCER_QUEUE.single_gauge(&r)?,
+            registry: r,
         })
     }
 
+    /// Records a request's answer; a shed request (`Overloaded`) is counted as shed too.
     pub fn record(&self, source: &str, outcome: Outcome, seconds: f64) {
         self.requests
             .with_label_values(&[source, outcome.label()])
             .inc();
         self.duration.with_label_values(&[source]).observe(seconds);
+        if outcome == Outcome::Overloaded {
+            self.shed
+                .with_label_values(&[source, "max_in_flight"])
+                .inc();
+        }
     }
 
     pub fn in_flight(&self) -> &IntGauge {
         &self.in_flight
     }
 
-    pub fn fail_open(&self, source: &str) {
-        self.fail_open.with_label_values(&[source]).inc();
+    pub fn body_read(&self, source: &str, bytes: usize) {
+        self.body.with_label_values(&[source]).observe(bytes as f64);
     }
 
     pub fn verify_failure(&self, source: &str, reason: &str) {
         self.verify_failures
             .with_label_values(&[source, reason])
             .inc();
+    }
+
+    /// A key already claimed: `done` (answered as a duplicate) or `in_flight`.
+    pub fn dedupe_hit(&self, source: &str, done: bool) {
+        let state = if done { "done" } else { "in_flight" };
+        self.dedupe_hits.with_label_values(&[source, state]).inc();
+    }
+
+    /// Claims held: incremented on a claim, decremented on its commit or release.
+    pub fn claims_in_flight(&self) -> &IntGauge {
+        &self.claims_in_flight
+    }
+
+    pub fn fail_open(&self, source: &str) {
+        self.fail_open.with_label_values(&[source]).inc();
+    }
+
+    pub fn redis_command(&self, command: RedisCommand, seconds: f64, ok: bool) {
+        self.redis_duration
+            .with_label_values(&[command.label()])
+            .observe(seconds);
+        if !ok {
+            self.redis_errors
+                .with_label_values(&[command.label()])
+                .inc();
+        }
+    }
+
+    /// One produce: its time to the delivery report, and `Err(reason)` when Kafka refused it.
+    pub fn produce(&self, topic: &str, seconds: f64, error: Option<&str>) {
+        self.produce_duration
+            .with_label_values(&[topic])
+            .observe(seconds);
+        if let Some(reason) = error {
+            self.produce_errors
+                .with_label_values(&[topic, reason])
+                .inc();
+        }
     }
 
     pub fn set_producer_queue(&self, n: i64) {
@@ -166,36 +194,7 @@ impl IngressMetrics {
 
     /// The Prometheus text exposition of every metric.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        // Encoding into a Vec cannot fail for I/O reasons; a metric family error would be a
-        // bug in this catalog, and an empty answer is the right degradation for a scrape.
-        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
-        out
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn catalog_names_follow_the_template_and_encode() {
-        let m = IngressMetrics::new().expect("metrics");
-        m.record("github", Outcome::Accepted, 0.003);
-        m.fail_open("github");
-        m.verify_failure("github", "signature_mismatch");
-        let text = String::from_utf8(m.encode()).expect("utf8");
-        for name in [
-            "spillway_http_requests_total{outcome=\"accepted\",source=\"github\"} 1",
-            "spillway_http_request_duration_seconds_bucket",
-            "spillway_dedupe_fail_open_total{source=\"github\"} 1",
-            "spillway_verification_failures_total{reason=\"signature_mismatch\",source=\"github\"} 1",
-            "spillway_build_info{version=",
-            "spillway_http_requests_in_flight 0",
-        ] {
-            assert!(text.contains(name), "{name} missing from\n{text}");
-        }
-        assert_eq!(m.count("github", Outcome::Accepted), 1);
+        encode(&self.registry)
     }
 }
 
@@ -205,88 +204,35 @@ pub struct WorkerMetrics {
     registry: Registry,
     deliveries: IntCounterVec,
     duration: HistogramVec,
-    parked: IntCounterVec,
+    retries: IntCounterVec,
     dead_letters: IntCounterVec,
-    circuit_open: IntGaugeVec,
+    circuit_state: IntGaugeVec,
     lag: IntGaugeVec,
+}
+
+/// A circuit breaker's state, the value of `spillway_worker_circuit_state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CircuitState {
+    Closed = 0,
+    HalfOpen = 1,
+    Open = 2,
 }
 
 // === impl WorkerMetrics ===
 
 impl WorkerMetrics {
     pub fn new() -> Result<Self, prometheus::Error> {
-        let registry = Registry::new();
-        let deliveries = IntCounterVec::new(
-            Opts::new(
-                "spillway_worker_deliveries_total",
-                "Delivery attempts by subscription and outcome (delivered, failed, refused, postponed).",
-            ),
-            &["subscription", "outcome"],
-        )?;
-        let duration = HistogramVec::new(
-            HistogramOpts::new(
-                "spillway_worker_delivery_duration_seconds",
-                "Time of one delivery attempt, by subscription.",
-            )
-            .buckets(vec![
-                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-            ]),
-            &["subscription"],
-        )?;
-        let parked = IntCounterVec::new(
-            Opts::new(
-                "spillway_worker_retries_total",
-                "Deliveries parked in a retry tier, by subscription.",
-            ),
-            &["subscription"],
-        )?;
-        let dead_letters = IntCounterVec::new(
-            Opts::new(
-                "spillway_worker_dead_letters_total",
-                "Deliveries dead-lettered, by subscription and reason.",
-            ),
-            &["subscription", "reason"],
-        )?;
-        let circuit_open = IntGaugeVec::new(
-            Opts::new(
-                "spillway_worker_circuit_open",
-                "1 while a subscription's circuit breaker is open or probing.",
-            ),
-            &["subscription"],
-        )?;
-        let lag = IntGaugeVec::new(
-            Opts::new(
-                "spillway_consumer_lag_messages",
-                "Records not yet consumed, per topic and partition assigned to this worker.",
-            ),
-            &["topic", "partition"],
-        )?;
-        let build_info = IntGaugeVec::new(
-            Opts::new("spillway_build_info", "Always 1; labels carry the build."),
-            &["version"],
-        )?;
-        build_info
-            .with_label_values(&[env!("CARGO_PKG_VERSION")])
-            .set(1);
-        for c in [
-            Box::new(deliveries.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(duration.clone()),
-            Box::new(parked.clone()),
-            Box::new(dead_letters.clone()),
-            Box::new(circuit_open.clone()),
-            Box::new(lag.clone()),
-            Box::new(build_info),
-        ] {
-            registry.register(c)?;
-        }
+        use catalog::*;
+        let r = Registry::new();
+        build_info(&r, "worker")?;
         Ok(Self {
-            registry,
-            deliveries,
-            duration,
-            parked,
-            dead_letters,
-            circuit_open,
-            lag,
+            deliveries: WORKER_DELIVERIES.counter(&r)?,
+            duration: WORKER_DELIVERY_DURATION.histogram(&r)?,
+            retries: WORKER_RETRIES.counter(&r)?,
+            dead_letters: WORKER_DEAD_LETTERS.counter(&r)?,
+            circuit_state: WORKER_CIRCUIT_STATE.gauge(&r)?,
+            lag: CONSUMER_LAG.gauge(&r)?,
+            registry: r,
         })
     }
 
@@ -300,7 +246,7 @@ impl WorkerMetrics {
     }
 
     pub fn parked(&self, subscription: &str) {
-        self.parked.with_label_values(&[subscription]).inc();
+        self.retries.with_label_values(&[subscription]).inc();
     }
 
     pub fn dead_letter(&self, subscription: &str, reason: &str) {
@@ -309,10 +255,10 @@ impl WorkerMetrics {
             .inc();
     }
 
-    pub fn circuit(&self, subscription: &str, open: bool) {
-        self.circuit_open
+    pub fn circuit(&self, subscription: &str, state: CircuitState) {
+        self.circuit_state
             .with_label_values(&[subscription])
-            .set(i64::from(open));
+            .set(state as i64);
     }
 
     pub fn lag(&self, topic: &str, partition: i32, lag: i64) {
@@ -322,8 +268,88 @@ impl WorkerMetrics {
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
-        out
+        encode(&self.registry)
+    }
+}
+
+fn encode(registry: &Registry) -> Vec<u8> {
+    let mut out = Vec::new();
+    // Encoding into a Vec cannot fail for I/O reasons; a metric family error would be a bug in
+    // the catalog, and an empty answer is the right degradation for a scrape.
+    let _ = TextEncoder::new().encode(&registry.gather(), &mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{Process, CATALOG};
+
+    /// The metric family names in an exposition.
+    fn families(text: &str) -> std::collections::BTreeSet<String> {
+        text.lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split(' ').next())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    fn catalogued(process: Process) -> std::collections::BTreeSet<String> {
+        CATALOG
+            .iter()
+            .filter(|d| d.process == process || d.process == Process::Both)
+            .map(|d| d.name.to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn the_ingress_exports_exactly_its_part_of_the_catalog() {
+        let m = IngressMetrics::new().expect("metrics");
+        m.record("github", Outcome::Accepted, 0.003);
+        m.record("github", Outcome::Overloaded, 0.0001);
+        m.body_read("github", 2048);
+        m.verify_failure("github", "signature_mismatch");
+        m.dedupe_hit("github", true);
+        m.claims_in_flight().inc();
+        m.fail_open("github");
+        m.redis_command(RedisCommand::Claim, 0.001, false);
+        m.produce("events.github", 0.004, Some("queue_full"));
+        m.set_producer_queue(3);
+        let text = String::from_utf8(m.encode()).expect("utf8");
+        assert_eq!(families(&text), catalogued(Process::Ingress), "\n{text}");
+        for line in [
+            "spillway_http_requests_total{outcome=\"accepted\",source=\"github\"} 1",
+            "spillway_http_shed_requests_total{reason=\"max_in_flight\",source=\"github\"} 1",
+            "spillway_http_request_body_bytes_bucket{source=\"github\",le=\"4096\"} 1",
+            "spillway_dedupe_hits_total{source=\"github\",state=\"done\"} 1",
+            "spillway_dedupe_in_flight_claims 1",
+            "spillway_redis_errors_total{command=\"claim\"} 1",
+            "spillway_kafka_produce_errors_total{reason=\"queue_full\",topic=\"events.github\"} 1",
+            "spillway_kafka_producer_queue_messages 3",
+            "spillway_http_in_flight_requests 0",
+            "spillway_build_info{process=\"ingress\",version=",
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
+        assert_eq!(m.count("github", Outcome::Accepted), 1);
+    }
+
+    #[test]
+    fn the_worker_exports_exactly_its_part_of_the_catalog() {
+        let m = WorkerMetrics::new().expect("metrics");
+        m.delivery("crm", "delivered", Some(0.02));
+        m.parked("crm");
+        m.dead_letter("crm", "attempts_exhausted");
+        m.circuit("crm", CircuitState::Open);
+        m.lag("events.github", 0, 7);
+        let text = String::from_utf8(m.encode()).expect("utf8");
+        assert_eq!(families(&text), catalogued(Process::Worker), "\n{text}");
+        for line in [
+            "spillway_worker_circuit_state{subscription=\"crm\"} 2",
+            "spillway_consumer_lag_messages{partition=\"0\",topic=\"events.github\"} 7",
+            "spillway_build_info{process=\"worker\",version=",
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
     }
 }

@@ -9,6 +9,8 @@ use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use spillway_telemetry::CircuitState;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     Closed {
@@ -100,8 +102,17 @@ impl Breakers {
 
     /// Whether the circuit of `subscription` is open or half-open.
     pub fn is_open(&self, subscription: &str) -> bool {
+        self.state(subscription) != CircuitState::Closed
+    }
+
+    /// The state of the circuit of `subscription`, as exported in the metrics.
+    pub fn state(&self, subscription: &str) -> CircuitState {
         let states = self.states.lock().unwrap_or_else(PoisonError::into_inner);
-        !matches!(states.get(subscription), None | Some(State::Closed { .. }))
+        match states.get(subscription) {
+            None | Some(State::Closed { .. }) => CircuitState::Closed,
+            Some(State::HalfOpen { .. }) => CircuitState::HalfOpen,
+            Some(State::Open { .. }) => CircuitState::Open,
+        }
     }
 }
 

@@ -938,7 +938,7 @@ impl Handling {
             }
         }
         self.metrics
-            .circuit(&subscription.id, self.breakers.is_open(&subscription.id));
+            .circuit(&subscription.id, self.breakers.state(&subscription.id));
         self.settle(message, subscription, attempt, outcome, cancel)
             .await
     }

@@ -33,7 +33,7 @@ async fn over_the_in_flight_limit_is_503_and_a_stalled_body_is_408() {
     while !ingress
         .metrics()
         .await
-        .contains("spillway_http_requests_in_flight 1")
+        .contains("spillway_http_in_flight_requests 1")
     {
         assert!(
             std::time::Instant::now() < deadline,

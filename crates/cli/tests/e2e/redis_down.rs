@@ -126,7 +126,7 @@ async fn fail_open_accepts_and_counts_fail_closed_answers_503() {
 
     let metrics = ingress.metrics().await;
     assert!(
-        metrics.contains("spillway_dedupe_fail_open_total{source=\"open\"} 1"),
+        metrics.contains("spillway_dedupe_fail_open_events_total{source=\"open\"} 1"),
         "{metrics}"
     );
     assert!(

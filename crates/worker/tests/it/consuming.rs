@@ -79,7 +79,7 @@ async fn every_event_reaches_every_matching_subscriber_in_key_order() {
     for line in [
         "spillway_worker_deliveries_total{outcome=\"delivered\",subscription=\"all\"} 120",
         "spillway_worker_deliveries_total{outcome=\"delivered\",subscription=\"pushes\"} 60",
-        "spillway_worker_circuit_open{subscription=\"all\"} 0",
+        "spillway_worker_circuit_state{subscription=\"all\"} 0",
     ] {
         assert!(metrics.contains(line), "{line} missing from\n{metrics}");
     }

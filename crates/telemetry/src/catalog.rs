@@ -1,0 +1,589 @@
+//! The metrics catalog: every metric a Spillway process exports, declared once. The processes
+//! build their registries from these definitions, docs/metrics.md is generated from them, and
+//! the tests hold the names, units and labels to the rules below.
+//!
+//! Rules: names are `spillway_<name>_<unit>[_total]`, counters and only counters end in
+//! `_total`, and every label holds a bounded set of values (configured names or fixed codes),
+//! never an event id, a key, a URL or a client address.
+
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
+
+/// Which process exports a metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Process {
+    Ingress,
+    Worker,
+    Both,
+}
+
+/// The Prometheus type of a metric; histograms carry their bucket bounds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    Histogram(&'static [f64]),
+}
+
+/// A label and the values it can hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Label {
+    pub name: &'static str,
+    pub values: &'static str,
+}
+
+/// One metric of the catalog.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MetricDef {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub process: Process,
+    pub help: &'static str,
+    pub labels: &'static [Label],
+}
+
+/// Latency buckets for the answer path: the SLO threshold (250 ms) is a bucket bound.
+const ANSWER_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+/// Latency buckets for one call to Kafka or Redis.
+const DEPENDENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+/// Latency buckets for one outbound delivery.
+const DELIVERY_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+/// Body sizes from 256 B to 16 MiB, by factors of four.
+const BODY_BUCKETS: &[f64] = &[
+    256.0,
+    1024.0,
+    4096.0,
+    16384.0,
+    65536.0,
+    262_144.0,
+    1_048_576.0,
+    4_194_304.0,
+    16_777_216.0,
+];
+
+const SOURCE: Label = Label {
+    name: "source",
+    values: "a configured source name, or `_unknown` for a path that names none",
+};
+const SUBSCRIPTION: Label = Label {
+    name: "subscription",
+    values: "a subscription id (from the config file or the registry)",
+};
+const TOPIC: Label = Label {
+    name: "topic",
+    values: "a configured Kafka topic",
+};
+
+pub const HTTP_REQUESTS: MetricDef = MetricDef {
+    name: "spillway_http_requests_total",
+    kind: Kind::Counter,
+    process: Process::Ingress,
+    help: "Webhook requests answered, by source and outcome.",
+    labels: &[
+        SOURCE,
+        Label {
+            name: "outcome",
+            values: "`accepted` (202), `duplicate` (200), `in_flight` (409), `unauthorized` (401), `bad_request` (400), `unknown_source` (404), `method_not_allowed` (405), `too_large` (413), `body_timeout` (408), `overloaded` (503), `kafka_unavailable` (503), `redis_unavailable` (503), `loop_detected` (508), `internal` (500)",
+        },
+    ],
+};
+pub const HTTP_REQUEST_DURATION: MetricDef = MetricDef {
+    name: "spillway_http_request_duration_seconds",
+    kind: Kind::Histogram(ANSWER_BUCKETS),
+    process: Process::Ingress,
+    help: "Time from request head to answer, by source.",
+    labels: &[SOURCE],
+};
+pub const HTTP_REQUEST_BODY: MetricDef = MetricDef {
+    name: "spillway_http_request_body_bytes",
+    kind: Kind::Histogram(BODY_BUCKETS),
+    process: Process::Ingress,
+    help: "Size of the request bodies read in full, by source.",
+    labels: &[SOURCE],
+};
+pub const HTTP_IN_FLIGHT: MetricDef = MetricDef {
+    name: "spillway_http_in_flight_requests",
+    kind: Kind::Gauge,
+    process: Process::Ingress,
+    help: "Webhook requests admitted and not yet answered.",
+    labels: &[],
+};
+pub const HTTP_SHED: MetricDef = MetricDef {
+    name: "spillway_http_shed_requests_total",
+    kind: Kind::Counter,
+    process: Process::Ingress,
+    help: "Requests refused before any work was done to protect the process, by source and reason.",
+    labels: &[
+        SOURCE,
+        Label {
+            name: "reason",
+            values: "`max_in_flight` (`ingress.max_in_flight` reached: 503 with Retry-After)",
+        },
+    ],
+};
+pub const VERIFICATION_FAILURES: MetricDef = MetricDef {
+    name: "spillway_verification_failures_total",
+    kind: Kind::Counter,
+    process: Process::Ingress,
+    help: "Requests refused by signature verification, by source and reason.",
+    labels: &[
+        SOURCE,
+        Label {
+            name: "reason",
+            values: "the stable error code of the answer (`signature_mismatch`, `missing_signature`, `timestamp_out_of_window`, ...; see docs/configuration.md)",
+        },
+    ],
+};
+pub const DEDUPE_HITS: MetricDef = MetricDef {
+    name: "spillway_dedupe_hits_total",
+    kind: Kind::Counter,
+    process: Process::Ingress,
+    help: "Requests whose dedupe key was already claimed, by source and the claim's state.",
+    labels: &[
+        SOURCE,
+        Label {
+            name: "state",
+            values: "`done` (answered 200 with the original id), `in_flight` (answered 409)",
+        },
+    ],
+};
+pub const DEDUPE_CLAIMS_IN_FLIGHT: MetricDef = MetricDef {
+    name: "spillway_dedupe_in_flight_claims",
+    kind: Kind::Gauge,
+    process: Process::Ingress,
+    help: "Dedupe claims this process holds and has not yet committed or released.",
+    labels: &[],
+};
+pub const DEDUPE_FAIL_OPEN: MetricDef = MetricDef {
+    name: "spillway_dedupe_fail_open_events_total",
+    kind: Kind::Counter,
+    process: Process::Ingress,
+    help:
+        "Events accepted without a dedupe claim because Redis was unavailable (fail-open sources).",
+    labels: &[SOURCE],
+};
+pub const REDIS_COMMAND_DURATION: MetricDef = MetricDef {
+    name: "spillway_redis_command_duration_seconds",
+    kind: Kind::Histogram(DEPENDENCY_BUCKETS),
+    process: Process::Ingress,
+    help: "Time of one dedupe store command, successful or not, by command.",
+    labels: &[Label {
+        name: "command",
+        values: "`claim`, `commit`, `release`",
+    }],
+};
+pub const REDIS_ERRORS: MetricDef = MetricDef {
+    name: "spillway_redis_errors_total",
+    kind: Kind::Counter,
+    process: Process::Ingress,
+    help: "Dedupe store commands that failed (timeout, connection, cluster error), by command.",
+    labels: &[Label {
+        name: "command",
+        values: "`claim`, `commit`, `release`",
+    }],
+};
+pub const KAFKA_PRODUCE_DURATION: MetricDef = MetricDef {
+    name: "spillway_kafka_produce_duration_seconds",
+    kind: Kind::Histogram(DEPENDENCY_BUCKETS),
+    process: Process::Ingress,
+    help: "Time from handing an event to the producer to its delivery report, by topic.",
+    labels: &[TOPIC],
+};
+pub const KAFKA_PRODUCE_ERRORS: MetricDef = MetricDef {
+    name: "spillway_kafka_produce_errors_total",
+    kind: Kind::Counter,
+    process: Process::Ingress,
+    help: "Events Kafka did not take, by topic and reason.",
+    labels: &[
+        TOPIC,
+        Label {
+            name: "reason",
+            values: "`queue_full`, `not_acknowledged` (timeout or broker error), `canceled`",
+        },
+    ],
+};
+pub const KAFKA_PRODUCER_QUEUE: MetricDef = MetricDef {
+    name: "spillway_kafka_producer_queue_messages",
+    kind: Kind::Gauge,
+    process: Process::Ingress,
+    help: "Records in librdkafka's producer queue (handed over, not yet acknowledged).",
+    labels: &[],
+};
+pub const WORKER_DELIVERIES: MetricDef = MetricDef {
+    name: "spillway_worker_deliveries_total",
+    kind: Kind::Counter,
+    process: Process::Worker,
+    help: "Delivery attempts by subscription and outcome.",
+    labels: &[
+        SUBSCRIPTION,
+        Label {
+            name: "outcome",
+            values: "`delivered` (2xx), `failed` (error, timeout or retryable status), `refused` (SSRF guard or 508), `postponed` (circuit open)",
+        },
+    ],
+};
+pub const WORKER_DELIVERY_DURATION: MetricDef = MetricDef {
+    name: "spillway_worker_delivery_duration_seconds",
+    kind: Kind::Histogram(DELIVERY_BUCKETS),
+    process: Process::Worker,
+    help: "Time of one delivery attempt, by subscription.",
+    labels: &[SUBSCRIPTION],
+};
+pub const WORKER_RETRIES: MetricDef = MetricDef {
+    name: "spillway_worker_retries_total",
+    kind: Kind::Counter,
+    process: Process::Worker,
+    help: "Deliveries parked in a retry tier (failed, deferred or postponed), by subscription.",
+    labels: &[SUBSCRIPTION],
+};
+pub const WORKER_DEAD_LETTERS: MetricDef = MetricDef {
+    name: "spillway_worker_dead_letters_total",
+    kind: Kind::Counter,
+    process: Process::Worker,
+    help: "Deliveries dead-lettered, by subscription and reason.",
+    labels: &[
+        SUBSCRIPTION,
+        Label {
+            name: "reason",
+            values: "`attempts_exhausted`, `target_refused`",
+        },
+    ],
+};
+pub const WORKER_CIRCUIT_STATE: MetricDef = MetricDef {
+    name: "spillway_worker_circuit_state",
+    kind: Kind::Gauge,
+    process: Process::Worker,
+    help: "A subscription's circuit breaker: 0 closed, 1 half-open (one probe), 2 open.",
+    labels: &[SUBSCRIPTION],
+};
+pub const CONSUMER_LAG: MetricDef = MetricDef {
+    name: "spillway_consumer_lag_messages",
+    kind: Kind::Gauge,
+    process: Process::Worker,
+    help: "Records not yet consumed, per topic and partition assigned to this worker (sampled every 5 s).",
+    labels: &[
+        TOPIC,
+        Label {
+            name: "partition",
+            values: "a partition number of that topic",
+        },
+    ],
+};
+pub const BUILD_INFO: MetricDef = MetricDef {
+    name: "spillway_build_info",
+    kind: Kind::Gauge,
+    process: Process::Both,
+    help: "Always 1; the labels carry the build and the process.",
+    labels: &[
+        Label {
+            name: "version",
+            values: "the crate version",
+        },
+        Label {
+            name: "process",
+            values: "`ingress`, `worker`",
+        },
+    ],
+};
+
+/// Every metric, in the order of docs/metrics.md.
+pub const CATALOG: &[MetricDef] = &[
+    HTTP_REQUESTS,
+    HTTP_REQUEST_DURATION,
+    HTTP_REQUEST_BODY,
+    HTTP_IN_FLIGHT,
+    HTTP_SHED,
+    VERIFICATION_FAILURES,
+    DEDUPE_HITS,
+    DEDUPE_CLAIMS_IN_FLIGHT,
+    DEDUPE_FAIL_OPEN,
+    REDIS_COMMAND_DURATION,
+    REDIS_ERRORS,
+    KAFKA_PRODUCE_DURATION,
+    KAFKA_PRODUCE_ERRORS,
+    KAFKA_PRODUCER_QUEUE,
+    WORKER_DELIVERIES,
+    WORKER_DELIVERY_DURATION,
+    WORKER_RETRIES,
+    WORKER_DEAD_LETTERS,
+    WORKER_CIRCUIT_STATE,
+    CONSUMER_LAG,
+    BUILD_INFO,
+];
+
+// === impl MetricDef ===
+
+impl MetricDef {
+    fn label_names(&self) -> Vec<&'static str> {
+        self.labels.iter().map(|l| l.name).collect()
+    }
+
+    fn opts(&self) -> Opts {
+        Opts::new(self.name, self.help)
+    }
+
+    /// Creates this counter in `registry`.
+    pub(crate) fn counter(&self, registry: &Registry) -> prometheus::Result<IntCounterVec> {
+        debug_assert_eq!(self.kind, Kind::Counter, "{}", self.name);
+        let c = IntCounterVec::new(self.opts(), &self.label_names())?;
+        registry.register(Box::new(c.clone()))?;
+        Ok(c)
+    }
+
+    /// Creates this gauge in `registry`.
+    pub(crate) fn gauge(&self, registry: &Registry) -> prometheus::Result<IntGaugeVec> {
+        debug_assert_eq!(self.kind, Kind::Gauge, "{}", self.name);
+        let g = IntGaugeVec::new(self.opts(), &self.label_names())?;
+        registry.register(Box::new(g.clone()))?;
+        Ok(g)
+    }
+
+    /// Creates this gauge, which has no labels, in `registry`.
+    pub(crate) fn single_gauge(&self, registry: &Registry) -> prometheus::Result<IntGauge> {
+        Ok(self.gauge(registry)?.with_label_values::<&str>(&[]))
+    }
+
+    /// Creates this histogram in `registry`.
+    pub(crate) fn histogram(&self, registry: &Registry) -> prometheus::Result<HistogramVec> {
+        let Kind::Histogram(buckets) = self.kind else {
+            return Err(prometheus::Error::Msg(format!(
+                "{} is not a histogram",
+                self.name
+            )));
+        };
+        let h = HistogramVec::new(
+            HistogramOpts::new(self.name, self.help).buckets(buckets.to_vec()),
+            &self.label_names(),
+        )?;
+        registry.register(Box::new(h.clone()))?;
+        Ok(h)
+    }
+}
+
+/// Registers `spillway_build_info` for `process` and sets it.
+pub(crate) fn build_info(registry: &Registry, process: &str) -> prometheus::Result<()> {
+    BUILD_INFO
+        .gauge(registry)?
+        .with_label_values(&[env!("CARGO_PKG_VERSION"), process])
+        .set(1);
+    Ok(())
+}
+
+/// docs/metrics.md, generated from the catalog.
+pub fn markdown() -> String {
+    let mut out = String::from(
+        "<!-- Generated from crates/telemetry/src/catalog.rs by \
+         `SPILLWAY_BLESS=1 cargo test -p spillway-telemetry metrics_doc`; do not edit. -->\n\
+         # Metrics\n\n\
+         Every Spillway process serves its metrics in the Prometheus text format on its admin \
+         port at `/metrics`: the ingress on `admin.listen` (default `127.0.0.1:9090`), the worker on \
+         `worker.admin_listen` (default `127.0.0.1:9095`). Names follow \
+         `spillway_<name>_<unit>[_total]`; only counters end in `_total`. Every label holds a \
+         bounded set of values: configured names or fixed codes, never an event id, a key, a URL \
+         or a client address, so a sender cannot grow the number of series.\n\n\
+         Histograms also export `_bucket`, `_sum` and `_count` series.\n",
+    );
+    for (title, process) in [
+        ("Ingress", Process::Ingress),
+        ("Worker", Process::Worker),
+        ("Both processes", Process::Both),
+    ] {
+        out.push_str(&format!(
+            "\n## {title}\n\n| metric | type | labels | meaning |\n|---|---|---|---|\n"
+        ));
+        for def in CATALOG.iter().filter(|d| d.process == process) {
+            let kind = match def.kind {
+                Kind::Counter => "counter".to_owned(),
+                Kind::Gauge => "gauge".to_owned(),
+                Kind::Histogram(b) => format!(
+                    "histogram ({})",
+                    b.iter()
+                        .map(|x| x.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            };
+            let labels = def
+                .labels
+                .iter()
+                .map(|l| format!("`{}`", l.name))
+                .collect::<Vec<_>>()
+                .join(", ");
+            out.push_str(&format!(
+                "| `{}` | {kind} | {labels} | {} |\n",
+                def.name, def.help
+            ));
+        }
+    }
+    out.push_str("\n## Label values\n\n| metric | label | values |\n|---|---|---|\n");
+    for def in CATALOG {
+        for l in def.labels {
+            out.push_str(&format!(
+                "| `{}` | `{}` | {} |\n",
+                def.name, l.name, l.values
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The units a name may end in (before `_total`), each a plural or a base unit.
+    const UNITS: &[&str] = &[
+        "seconds",
+        "bytes",
+        "messages",
+        "events",
+        "requests",
+        "claims",
+        "hits",
+        "failures",
+        "errors",
+        "letters",
+        "retries",
+        "deliveries",
+        "state",
+        "info",
+    ];
+    /// Labels a client could grow without bound; none may ever appear.
+    const UNBOUNDED: &[&str] = &[
+        "event_id",
+        "id",
+        "key",
+        "ip",
+        "client",
+        "client_ip",
+        "url",
+        "path",
+        "host",
+        "user_agent",
+    ];
+
+    #[test]
+    fn names_follow_the_template() {
+        let mut seen = std::collections::HashSet::new();
+        for def in CATALOG {
+            assert!(seen.insert(def.name), "{} declared twice", def.name);
+            let rest = def
+                .name
+                .strip_prefix("spillway_")
+                .unwrap_or_else(|| panic!("{} lacks the spillway_ prefix", def.name));
+            assert!(
+                rest.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+                "{}",
+                def.name
+            );
+            let is_counter = def.kind == Kind::Counter;
+            assert_eq!(
+                def.name.ends_with("_total"),
+                is_counter,
+                "{}: counters and only counters end in _total",
+                def.name
+            );
+            let stem = rest.strip_suffix("_total").unwrap_or(rest);
+            let unit = stem.rsplit('_').next().unwrap_or_default();
+            assert!(
+                UNITS.contains(&unit) && stem.contains('_'),
+                "{}: `{unit}` is not a unit (spillway_<name>_<unit>)",
+                def.name
+            );
+            if let Kind::Histogram(_) = def.kind {
+                assert!(
+                    unit == "seconds" || unit == "bytes",
+                    "{}: histograms measure seconds or bytes",
+                    def.name
+                );
+            }
+            assert!(
+                !def.help.is_empty() && def.help.ends_with('.'),
+                "{}",
+                def.name
+            );
+        }
+    }
+
+    #[test]
+    fn labels_are_bounded_and_documented() {
+        for def in CATALOG {
+            for l in def.labels {
+                assert!(
+                    !UNBOUNDED.contains(&l.name),
+                    "{}: label {} is unbounded",
+                    def.name,
+                    l.name
+                );
+                assert!(
+                    !l.values.is_empty(),
+                    "{}: {} undocumented",
+                    def.name,
+                    l.name
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn histogram_buckets_ascend() {
+        for def in CATALOG {
+            if let Kind::Histogram(b) = def.kind {
+                assert!(b.windows(2).all(|w| w[0] < w[1]), "{}", def.name);
+            }
+        }
+        assert!(ANSWER_BUCKETS.contains(&0.25), "the latency SLO bound");
+    }
+
+    #[test]
+    fn metrics_doc_is_current() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/metrics.md");
+        let want = markdown();
+        if std::env::var_os("SPILLWAY_BLESS").is_some() {
+            std::fs::write(path, &want).expect("write docs/metrics.md");
+            return;
+        }
+        let have = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            have == want,
+            "docs/metrics.md is stale: run `SPILLWAY_BLESS=1 cargo test -p spillway-telemetry metrics_doc`"
+        );
+    }
+
+    /// Every `spillway_*` series the chart's alerts and dashboards query is in the catalog.
+    #[test]
+    fn alerts_and_dashboards_query_only_catalogued_metrics() {
+        let chart = concat!(env!("CARGO_MANIFEST_DIR"), "/../../helm/spillway");
+        let mut files = vec![format!("{chart}/files/alerts.yaml")];
+        for entry in std::fs::read_dir(format!("{chart}/dashboards")).expect("dashboards") {
+            files.push(entry.expect("entry").path().display().to_string());
+        }
+        let mut checked = 0;
+        for file in files {
+            let text = std::fs::read_to_string(&file).expect("read");
+            for (at, _) in text.match_indices("spillway_") {
+                let name: String = text[at..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                let known = CATALOG.iter().any(|d| match d.kind {
+                    Kind::Histogram(_) => ["_bucket", "_sum", "_count"]
+                        .iter()
+                        .any(|s| name == format!("{}{s}", d.name)),
+                    _ => name == d.name,
+                });
+                assert!(known, "{file} queries {name}, which is not in the catalog");
+                checked += 1;
+            }
+        }
+        assert!(checked > 20, "only {checked} metric references found");
+    }
+}
