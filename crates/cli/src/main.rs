@@ -26,7 +26,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 )]
 struct Cli {
     /// Log format on stderr.
-    #[arg(long, global = true, default_value = "json", value_parser = ["json", "text"])]
+    #[arg(long, global = true, env = "SPILLWAY_LOG_FORMAT", default_value = "json", value_parser = ["json", "text"])]
     log_format: String,
     #[command(subcommand)]
     command: Command,
@@ -231,7 +231,32 @@ enum TopicsCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    spillway_telemetry::init_logs(cli.log_format == "json");
+    // The serving processes read their config before anything else: it says where their
+    // traces go, and the subscriber is installed once.
+    let serving = match &cli.command {
+        Command::Ingress { config } => Some((config, "spillway-ingress")),
+        Command::Worker { config } => Some((config, "spillway-worker")),
+        _ => None,
+    };
+    let loaded = match serving.map(|(path, service)| load(path).map(|c| (c, service))) {
+        None => None,
+        Some(Ok(loaded)) => Some(loaded),
+        Some(Err(e)) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let export = loaded
+        .as_ref()
+        .and_then(|(c, service)| trace_export(c, service));
+    let _telemetry = match spillway_telemetry::init(cli.log_format == "json", export.as_ref()) {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let config = loaded.map(|(c, _)| c);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -242,7 +267,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli.command)) {
+    match runtime.block_on(run(cli.command, config)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -251,15 +276,42 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(command: Command) -> anyhow::Result<ExitCode> {
+/// Where the serving processes send their spans, if anywhere.
+fn trace_export(
+    config: &spillway_config::Config,
+    service: &str,
+) -> Option<spillway_telemetry::TraceExport> {
+    let t = &config.telemetry;
+    t.otlp_endpoint
+        .as_ref()
+        .map(|endpoint| spillway_telemetry::TraceExport {
+            endpoint: endpoint.clone(),
+            service_name: service.to_owned(),
+            sample_ratio: t.trace_sample_ratio,
+            export_interval: t.export_interval,
+            export_queue: t.export_queue,
+        })
+}
+
+/// Runs `command`; `loaded` is the config of `ingress` and `worker`, read by `main`.
+async fn run(
+    command: Command,
+    loaded: Option<spillway_config::Config>,
+) -> anyhow::Result<ExitCode> {
     match command {
         Command::Ingress { config } => {
-            let config = load(&config)?;
+            let config = match loaded {
+                Some(c) => c,
+                None => load(&config)?,
+            };
             ingress(config).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Worker { config } => {
-            let config = load(&config)?;
+            let config = match loaded {
+                Some(c) => c,
+                None => load(&config)?,
+            };
             let admin = TcpListener::bind(config.worker.admin_listen)
                 .await
                 .with_context(|| {

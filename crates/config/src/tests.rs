@@ -34,6 +34,11 @@ fn minimal_config_gets_sane_defaults() {
         let config = load(Path::new("spillway.yaml")).map_err(|e| e.to_string())?;
         assert_eq!(config.redis.window, Duration::from_secs(86_400));
         assert_eq!(config.kafka.topic_prefix, "spillway.");
+        assert!(config.telemetry.access_log);
+        assert_eq!(
+            config.telemetry.otlp_endpoint, None,
+            "no traces unless configured"
+        );
         let sources = config.resolve_sources().map_err(|e| format!("{e:?}"))?;
         let gh = &sources[0];
         assert_eq!(gh.topic, "spillway.github");
@@ -109,10 +114,17 @@ sources:
     verify: { scheme: hmac, header: x-sig, encoding: hex, template: "{timestamp}.{body}" }
     secrets: [ { id: d, env: NOT_SET_ANYWHERE } ]
     dedupe: { from: json_pointer, pointer: "id" }
+telemetry:
+  otlp_endpoint: otel-collector:4318
+  trace_sample_ratio: 1.5
+  export_interval: 0s
 "#,
         )?;
         let errors = errors_of(load(Path::new("spillway.yaml")));
         let expect = [
+            "telemetry.otlp_endpoint: must be an http:// or https:// URL",
+            "telemetry.trace_sample_ratio: must be in [0, 1]",
+            "telemetry.export_interval: must be greater than zero",
             "kafka.properties.acks:",
             "sources.Bad Name:",
             "sources.stripe.secrets[0]: inline secret values are not accepted",

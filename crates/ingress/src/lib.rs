@@ -94,6 +94,7 @@ impl Ingress {
             body_read_timeout: config.ingress.body_read_timeout,
             retry_after: config.ingress.retry_after,
             max_hops: config.ingress.max_hops,
+            access_log: config.telemetry.access_log,
             tasks: TaskTracker::new(),
         });
         let readiness = Arc::new(IngressReadiness {

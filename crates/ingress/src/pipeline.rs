@@ -1,6 +1,7 @@
 //! The request pipeline of DESIGN.md: admission, read, verify, claim, produce, commit, answer.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -13,9 +14,10 @@ use spillway_core::key::KeyInput;
 use spillway_core::{trace, Envelope, EventId};
 use spillway_idempotency::{Claim, ClaimToken, DedupeStore};
 use spillway_kafka::{EventProducer, ProduceError};
-use spillway_telemetry::{IngressMetrics, Outcome, RedisCommand, UNKNOWN_SOURCE};
+use spillway_telemetry::{traces, IngressMetrics, Outcome, RedisCommand, UNKNOWN_SOURCE};
 use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use crate::answer::{self, Answer};
 
@@ -33,6 +35,8 @@ pub struct Pipeline {
     pub(crate) body_read_timeout: Duration,
     pub(crate) retry_after: Duration,
     pub(crate) max_hops: u32,
+    /// Whether each request is logged on the `spillway::access` target.
+    pub(crate) access_log: bool,
     /// The durable sections (claim, produce, commit) in progress; drained on shutdown.
     pub(crate) tasks: TaskTracker,
 }
@@ -40,14 +44,68 @@ pub struct Pipeline {
 // === impl Pipeline ===
 
 impl Pipeline {
-    /// Handles one request and records its outcome.
-    pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> http::Response<answer::Body> {
+    /// Handles one request from `peer` and records its outcome: metrics, the server span and
+    /// the access log line.
+    pub async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> http::Response<answer::Body> {
         let started = Instant::now();
-        let (label, answer) = self.route(req).await;
-        self.metrics
-            .record(&label, answer.outcome, started.elapsed().as_secs_f64());
+        let method = req.method().clone();
+        let path = req.uri().path().to_owned();
+        let version = req.version();
+        let user_agent = header_text(req.headers(), header::USER_AGENT.as_str());
+        // The HTTP server span (semantic conventions: name "{method} {route}"). `source` and
+        // `event_id` are filled in as they become known, so every log line inside carries them.
+        let span = tracing::info_span!(
+            "request",
+            otel.name = %format_args!("{method} /v1/hooks/{{source}}"),
+            otel.kind = "server",
+            otel.status_code = tracing::field::Empty,
+            http.request.method = %method,
+            http.route = "/v1/hooks/{source}",
+            url.path = %path,
+            network.protocol.version = protocol_version(version),
+            client.address = %peer.ip(),
+            http.response.status_code = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+            source = tracing::field::Empty,
+            event_id = tracing::field::Empty,
+        );
+        // A sender's own trace is linked, never adopted as the parent.
+        traces::link_remote(
+            &span,
+            req.headers()
+                .get(spillway_core::headers::TRACEPARENT)
+                .and_then(|v| v.to_str().ok()),
+        );
+        let (label, answer) = self.route(req).instrument(span.clone()).await;
+        let seconds = started.elapsed().as_secs_f64();
+        self.metrics.record(&label, answer.outcome, seconds);
         self.metrics
             .set_producer_queue(i64::from(self.producer.queued()));
+        let status = answer.response.status();
+        span.record("http.response.status_code", status.as_u16());
+        if status.is_server_error() {
+            span.record("otel.status_code", "ERROR");
+            span.record("error.type", answer.outcome.label());
+        }
+        if self.access_log {
+            tracing::info!(
+                target: "spillway::access",
+                parent: &span,
+                method = %method,
+                path = %path,
+                status = status.as_u16(),
+                outcome = answer.outcome.label(),
+                duration_ms = seconds * 1000.0,
+                peer = %peer,
+                protocol = protocol_version(version),
+                user_agent = user_agent.as_deref(),
+                "request"
+            );
+        }
         answer.response
     }
 
@@ -72,6 +130,7 @@ impl Pipeline {
             return (unknown(), a);
         };
         let label = source.name.clone();
+        tracing::Span::current().record("source", label.as_str());
         if req.method() != Method::POST {
             let mut a = answer::error(
                 Outcome::MethodNotAllowed,
@@ -165,7 +224,19 @@ impl Pipeline {
         self.metrics.body_read(&source.name, body.len());
         let received_at = SystemTime::now();
 
-        let verified = match source.verifier.verify(&parts.headers, &body, received_at) {
+        let verify_span = tracing::info_span!(
+            "verify",
+            signature.scheme = source.verifier.scheme().name(),
+            error.type = tracing::field::Empty,
+        );
+        let verified = verify_span.in_scope(|| {
+            let result = source.verifier.verify(&parts.headers, &body, received_at);
+            if let Err(e) = &result {
+                verify_span.record("error.type", e.code());
+            }
+            result
+        });
+        let verified = match verified {
             Ok(v) => v,
             Err(e) => {
                 self.metrics.verify_failure(&source.name, e.code());
@@ -205,10 +276,14 @@ impl Pipeline {
         // The durable section runs as its own task: if the client disconnects, hyper drops
         // this future, but the claim is still committed or released and the record's fate is
         // still settled. Shutdown waits for these tasks.
+        tracing::Span::current().record("event_id", tracing::field::display(&envelope.id));
         let this = Arc::clone(self);
         match self
             .tasks
-            .spawn(async move { this.make_durable(source, envelope).await })
+            .spawn(
+                async move { this.make_durable(source, envelope).await }
+                    .instrument(tracing::Span::current()),
+            )
             .await
         {
             Ok(answer) => answer,
@@ -222,7 +297,7 @@ impl Pipeline {
     }
 
     /// Claim, produce, then commit or release.
-    async fn make_durable(&self, source: Arc<ResolvedSource>, envelope: Envelope) -> Answer {
+    async fn make_durable(&self, source: Arc<ResolvedSource>, mut envelope: Envelope) -> Answer {
         let id = envelope.id.to_string();
         let mut claim = None;
         if let (Some(store), Some(key)) = (&self.dedupe, &envelope.dedupe_key) {
@@ -249,6 +324,7 @@ impl Pipeline {
                 }
                 Ok(Claim::Done(original)) => {
                     self.metrics.dedupe_hit(&source.name, true);
+                    tracing::Span::current().record("event_id", original.as_str());
                     return answer::duplicate(&original);
                 }
                 Err(e) => match source.on_redis_unavailable {
@@ -270,8 +346,38 @@ impl Pipeline {
             }
         }
 
+        // The producer span's context travels in the record, so the worker continues this
+        // trace; without trace export the record keeps a fresh random traceparent.
+        let produce_span = tracing::info_span!(
+            "send",
+            otel.name = %format_args!("send {}", source.topic),
+            otel.kind = "producer",
+            messaging.system = "kafka",
+            messaging.operation.type = "send",
+            messaging.destination.name = %source.topic,
+            messaging.message.id = %id,
+            messaging.destination.partition.id = tracing::field::Empty,
+            messaging.kafka.offset = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+        );
+        if let Some(tp) = traces::traceparent(&produce_span) {
+            envelope.traceparent = tp;
+        }
         let produce_started = Instant::now();
-        let produced = self.producer.send(&source.topic, &envelope).await;
+        let produced = self
+            .producer
+            .send(&source.topic, &envelope)
+            .instrument(produce_span.clone())
+            .await;
+        match &produced {
+            Ok(d) => {
+                produce_span.record("messaging.destination.partition.id", d.partition);
+                produce_span.record("messaging.kafka.offset", d.offset);
+            }
+            Err(e) => {
+                produce_span.record("error.type", e.code());
+            }
+        }
         self.metrics.produce(
             &source.topic,
             produce_started.elapsed().as_secs_f64(),
@@ -349,16 +455,38 @@ impl Drop for HeldClaim<'_> {
     }
 }
 
-/// Runs one dedupe store command and records its time and whether it failed.
+/// Runs one dedupe store command in its own span and records its time and whether it failed.
 async fn timed<T, E>(
     metrics: &IngressMetrics,
     command: RedisCommand,
     call: impl std::future::Future<Output = Result<T, E>>,
 ) -> Result<T, E> {
+    let span = tracing::info_span!(
+        "dedupe",
+        otel.name = %format_args!("dedupe.{}", command.label()),
+        otel.kind = "client",
+        db.system.name = "redis",
+        db.operation.name = command.label(),
+        error.type = tracing::field::Empty,
+    );
     let started = Instant::now();
-    let result = call.await;
+    let result = call.instrument(span.clone()).await;
     metrics.redis_command(command, started.elapsed().as_secs_f64(), result.is_ok());
+    if result.is_err() {
+        span.record("error.type", "redis_error");
+    }
     result
+}
+
+/// The `network.protocol.version` of a request.
+fn protocol_version(version: http::Version) -> &'static str {
+    match version {
+        http::Version::HTTP_09 => "0.9",
+        http::Version::HTTP_10 => "1.0",
+        http::Version::HTTP_2 => "2",
+        http::Version::HTTP_3 => "3",
+        _ => "1.1",
+    }
 }
 
 /// Keeps the in-flight gauge true even when a request future is dropped midway.

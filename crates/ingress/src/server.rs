@@ -87,7 +87,7 @@ pub async fn serve(
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -103,7 +103,7 @@ pub async fn serve(
         let pipeline = pipeline.clone();
         let service = service_fn(move |req| {
             let pipeline = pipeline.clone();
-            async move { Ok::<_, Infallible>(pipeline.handle(req).await) }
+            async move { Ok::<_, Infallible>(pipeline.handle(req, peer).await) }
         });
         match &settings.tls {
             None => {

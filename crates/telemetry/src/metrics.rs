@@ -58,7 +58,7 @@ pub enum RedisCommand {
 }
 
 impl RedisCommand {
-    fn label(self) -> &'static str {
+    pub fn label(self) -> &'static str {
         match self {
             Self::Claim => "claim",
             Self::Commit => "commit",

@@ -4,6 +4,7 @@
 #![allow(clippy::expect_used)] // Test support: a failed expectation is a failed test.
 
 pub mod client;
+pub mod otlp;
 pub mod process;
 pub mod subscriber;
 

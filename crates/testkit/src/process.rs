@@ -23,8 +23,14 @@ impl IngressProcess {
     /// the line announcing its addresses.
     pub fn spawn(bin: &Path, config: &Path, envs: &[(&str, &str)], log: PathBuf) -> Self {
         let log_file = std::fs::File::create(&log).expect("log file");
-        let mut child = Command::new(bin)
-            .args(["--log-format", "text", "ingress", "--config"])
+        // Text logs unless the test asks for another format through the environment.
+        let format_chosen = envs.iter().any(|(k, _)| *k == "SPILLWAY_LOG_FORMAT");
+        let mut command = Command::new(bin);
+        if !format_chosen {
+            command.args(["--log-format", "text"]);
+        }
+        let mut child = command
+            .args(["ingress", "--config"])
             .arg(config)
             .envs(envs.iter().copied())
             .stdout(Stdio::piped())

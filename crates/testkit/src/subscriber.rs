@@ -36,9 +36,14 @@ pub struct Received {
 }
 
 impl Received {
+    /// A header's value, when it is text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
     /// Its `webhook-id`: the event it delivers.
     pub fn webhook_id(&self) -> Option<&str> {
-        self.headers.get("webhook-id").and_then(|v| v.to_str().ok())
+        self.header("webhook-id")
     }
 }
 

@@ -45,7 +45,8 @@ use crate::registry::{Follower, LiveSubscriptions, Registry};
 use crate::ssrf::AddressPolicy;
 use crate::topics::{dead_letter_topic, retry_tiers, tier_for, RetryTier};
 use crate::RetryPolicy;
-use spillway_telemetry::{serve_admin, Readiness, ReadinessFuture, WorkerMetrics};
+use spillway_telemetry::{serve_admin, traces, Readiness, ReadinessFuture, WorkerMetrics};
+use tracing::Instrument;
 
 /// Headers the workers add to retry and dead-letter records.
 pub mod control {
@@ -902,6 +903,37 @@ impl Handling {
         attempt: u32,
         cancel: &CancellationToken,
     ) -> bool {
+        // The messaging "process" span continues the trace the ingress wrote into the record;
+        // its fields put the event id, source and subscription on every log line inside.
+        let process = tracing::info_span!(
+            "process",
+            otel.name = %format_args!("process {}", message.topic()),
+            otel.kind = "consumer",
+            messaging.system = "kafka",
+            messaging.operation.type = "process",
+            messaging.destination.name = message.topic(),
+            messaging.destination.partition.id = message.partition(),
+            messaging.kafka.offset = message.offset(),
+            messaging.message.id = %event.event_id,
+            source = %event.source,
+            event_id = %event.event_id,
+            subscription = %subscription.id,
+            attempt,
+        );
+        traces::continue_remote(&process, event.traceparent.as_deref());
+        self.attempt_in_span(message, subscription, event, attempt, cancel)
+            .instrument(process)
+            .await
+    }
+
+    async fn attempt_in_span(
+        &self,
+        message: &OwnedMessage,
+        subscription: &ResolvedSubscription,
+        event: &OutboundEvent,
+        attempt: u32,
+        cancel: &CancellationToken,
+    ) -> bool {
         if let Err(wait) = self.breakers.admit(&subscription.id, Instant::now()) {
             self.metrics.delivery(&subscription.id, "postponed", None);
             return self
@@ -915,10 +947,25 @@ impl Handling {
             }
         }
         let started = Instant::now();
+        let client = delivery_span(subscription);
+        // The subscriber gets this delivery's own span as its parent; without trace export it
+        // gets the record's traceparent.
+        let traced;
+        let event = match traces::traceparent(&client) {
+            Some(tp) => {
+                traced = OutboundEvent {
+                    traceparent: Some(tp),
+                    ..event.clone()
+                };
+                &traced
+            }
+            None => event,
+        };
         let outcome = tokio::select! {
             () = cancel.cancelled() => return false,
-            outcome = self.deliverer.deliver(subscription, event, attempt) => outcome,
+            outcome = self.deliverer.deliver(subscription, event, attempt).instrument(client.clone()) => outcome,
         };
+        record_delivery(&client, &outcome);
         log_outcome(subscription, event, attempt, &outcome);
         let seconds = Some(started.elapsed().as_secs_f64());
         match &outcome {
@@ -1080,6 +1127,39 @@ impl Handling {
             source,
             body,
         }
+    }
+}
+
+/// The HTTP client span of one delivery attempt.
+fn delivery_span(subscription: &ResolvedSubscription) -> tracing::Span {
+    tracing::info_span!(
+        "deliver",
+        otel.name = "POST",
+        otel.kind = "client",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = "POST",
+        server.address = subscription.url.host().unwrap_or_default(),
+        server.port = subscription.url.port_u16(),
+        http.response.status_code = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+    )
+}
+
+fn record_delivery(span: &tracing::Span, outcome: &DeliveryOutcome) {
+    let (status, error) = match outcome {
+        DeliveryOutcome::Delivered { status } => (Some(*status), None),
+        DeliveryOutcome::Failed {
+            status: Some(s), ..
+        } => (Some(*s), Some("http_status")),
+        DeliveryOutcome::Failed { status: None, .. } => (None, Some("no_answer")),
+        DeliveryOutcome::Refused { .. } => (None, Some("refused")),
+    };
+    if let Some(status) = status {
+        span.record("http.response.status_code", status);
+    }
+    if let Some(error) = error {
+        span.record("error.type", error);
+        span.record("otel.status_code", "ERROR");
     }
 }
 

@@ -12,6 +12,13 @@
   {{- end }}
 {{- end }}
 
+{{/* The OTLP collector, when traces are exported. */}}
+{{- define "spillway.egressCollector" -}}
+{{- if .Values.telemetry.otlpEndpoint }}
+{{- include "spillway.egressTo" (dict "port" .Values.networkPolicy.collector.port "cidrs" .Values.networkPolicy.collector.cidrs) }}
+{{- end }}
+{{- end }}
+
 {{/* DNS, wherever the cluster's resolver is. */}}
 {{- define "spillway.egressDns" -}}
 - ports:

@@ -14,4 +14,5 @@ mod malformed;
 mod redis_down;
 mod subscriptions;
 mod tls_and_http2;
+mod traces;
 mod worker_killed;

@@ -255,3 +255,14 @@ pub async fn worker_setup(
 
 /// The guard against hangs used by every wait: generous, never a speed check.
 pub const PATIENCE: Duration = Duration::from_secs(60);
+
+/// The YAML of one subscription `inbox` delivering every source to `url`, its secret written
+/// into `dir`.
+pub fn inbox_subscription(dir: &Path, url: &str) -> String {
+    let secret = dir.join("subscriber.secret");
+    std::fs::write(&secret, ACME_OLD_SECRET).expect("secret");
+    format!(
+        "subscriptions:\n  - id: inbox\n    url: \"{url}\"\n    secrets: [{{ id: s, file: \"{}\" }}]\n",
+        secret.display()
+    )
+}

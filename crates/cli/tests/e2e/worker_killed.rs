@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use spillway_testkit::{Client, TestSubscriber, WorkerProcess};
 
-use crate::support::{post_event, source, worker_setup, BIN, PATIENCE};
+use crate::support::{inbox_subscription, post_event, source, worker_setup, BIN, PATIENCE};
 
 async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + PATIENCE;
@@ -22,15 +22,11 @@ async fn a_killed_worker_is_replaced_and_nothing_accepted_is_lost() {
     let subscriber = TestSubscriber::ok().await;
     let github = source("github");
     let setup = worker_setup(&github, |dir| {
-        let secret = dir.join("subscriber.secret");
-        std::fs::write(&secret, crate::support::ACME_OLD_SECRET).expect("secret");
         format!(
             // A killed member holds its partitions until its session times out (45 s by default).
             "  drain_timeout: 3s\n  \
-             consumer_properties: {{ session.timeout.ms: \"6000\", heartbeat.interval.ms: \"1000\" }}\n\
-             subscriptions:\n  - id: inbox\n    url: \"{}\"\n    secrets: [{{ id: s, file: \"{}\" }}]\n",
-            subscriber.url("/inbox"),
-            secret.display(),
+             consumer_properties: {{ session.timeout.ms: \"6000\", heartbeat.interval.ms: \"1000\" }}\n{}",
+            inbox_subscription(dir, &subscriber.url("/inbox")),
         )
     })
     .await;
