@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: run test up down lint unit fmt clippy test-rust chart-test bench
+.PHONY: run test up down lint unit fmt clippy test-rust chart-test bench dashboard-pictures
 
 ## run: start the local stack and two ingress processes, send a signed demo burst
 run:
@@ -41,3 +41,9 @@ test-rust:
 	else \
 		$(CARGO) test --workspace --no-fail-fast; \
 	fi
+
+## dashboard-pictures: the dashboard test with a one-minute load, drawn into docs/dashboards/*.png
+dashboard-pictures: up
+	SPILLWAY_DASHBOARD_DATA=$(CURDIR)/target/dashboard-data.json SPILLWAY_DASHBOARD_LOAD_SECONDS=60 \
+		cargo nextest run -p spillway --test e2e -E 'test(/dashboard_panel/)'
+	"$$(dev/py-tools.sh python bench)" dev/dashboard_png.py target/dashboard-data.json docs/dashboards

@@ -3,7 +3,7 @@
 # attempt fails. Needs root (as on the project's machines and CI).
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
-if ! apt-get install -y -qq "$@" >/dev/null 2>&1; then
+if ! apt-get install -y -qq --no-install-recommends "$@" >/dev/null 2>&1; then
   apt-get update -qq
-  apt-get install -y -qq "$@"
+  apt-get install -y -qq --no-install-recommends "$@"
 fi

@@ -2,7 +2,7 @@
 # The Helm chart's checks and generators, run with the cached chart tools (dev/py-tools.sh):
 #   dev/chart.sh check                       lint, render every ci/ scenario, validate strictly, ...
 #   dev/chart.sh render [VALUES...] [--json] print what the chart renders
-#   dev/chart.sh generate                    regenerate values.schema.json and README.md from values.yaml
+#   dev/chart.sh generate                    regenerate values.schema.json, README.md and the dashboards
 #   dev/chart.sh manifests                   regenerate the plain manifests in k8s/base
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)

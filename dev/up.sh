@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # Starts the local stack on 127.0.0.1: the tansu broker (memory storage) on 9092 and the Redis
-# Cluster on 7000-7005. Installs what is missing. Idempotent.
+# Cluster on 7000-7005. Installs what is missing (and Prometheus, which tests start themselves).
+# Idempotent.
 set -euo pipefail
 dev=$(cd "$(dirname "$0")" && pwd)
 if ! command -v cc >/dev/null || ! command -v make >/dev/null; then
   "$dev/apt-install.sh" build-essential
+fi
+# Prometheus (and promtool): the dashboard and alert tests run a real one on loopback.
+if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
+  "$dev/apt-install.sh" prometheus
 fi
 "$dev/tansu.sh" start --port 9092 --storage memory
 "$dev/redis-cluster.sh" start --base-port 7000

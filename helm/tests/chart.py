@@ -5,7 +5,8 @@ Run it with the chart tools' Python (dev/chart.sh does):
 
     chart.py render [VALUES.yaml ...] [--json]   the rendered objects (YAML stream, or a JSON list)
     chart.py check                               everything `make chart-test` checks (below)
-    chart.py generate                            regenerate values.schema.json and README.md from values.yaml
+    chart.py generate                            regenerate values.schema.json and README.md from values.yaml,
+                                                 and the dashboards from dashboards.py
     chart.py manifests                           regenerate the plain manifests in k8s/base
 
 `check`: `helm lint --strict` and a render of every ci/*-values.yaml scenario; every rendered
@@ -28,6 +29,7 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 import helm_python as helm
+from dashboards import DASHBOARDS_DIR, dashboard_files
 import kubernetes_validate
 import yaml
 
@@ -150,6 +152,14 @@ def check() -> list[str]:
     for path, text in manifest_files().items():
         if not path.exists() or path.read_text() != text:
             problems.append(f"{path.relative_to(ROOT)} is stale: run `dev/chart.sh manifests`")
+    wanted = dashboard_files()
+    for path, text in wanted.items():
+        if not path.exists() or path.read_text() != text:
+            problems.append(f"{path.relative_to(ROOT)} is stale: run `dev/chart.sh generate`")
+    for path in DASHBOARDS_DIR.glob("*.json"):
+        if path not in wanted:
+            problems.append(f"{path.relative_to(ROOT)} is not declared in helm/tests/dashboards.py")
+    print(f"{len(wanted)} dashboards up to date")
     return problems
 
 
@@ -223,11 +233,11 @@ ALERT_CASES: list[tuple[str, dict[str, str], str, dict[str, str] | None]] = [
      "4m", {"severity": "ticket", "source": "meters"}),
     ("SpillwayDedupeFailOpen", {'spillway_dedupe_fail_open_events_total{source="meters"}': "0x10"}, "8m", None),
     ("SpillwayKafkaProduceErrors",
-     {f'{REQ}{{source="a",outcome="kafka_unavailable"}}': "0+60x20"},
-     "10m", {"severity": "page"}),
+     {'spillway_kafka_produce_errors_total{topic="t",reason="not_acknowledged"}': "0+60x20"},
+     "10m", {"severity": "page", "topic": "t", "reason": "not_acknowledged"}),
     # Errors for less than the 5 minutes the alert waits.
     ("SpillwayKafkaProduceErrors",
-     {f'{REQ}{{source="a",outcome="kafka_unavailable"}}': "0+60x3"},
+     {'spillway_kafka_produce_errors_total{topic="t",reason="not_acknowledged"}': "0+60x3"},
      "3m", None),
     ("SpillwayConsumerLagGrowing",
      {'spillway_consumer_lag_messages{topic="t",partition="0"}': "2000+100x40"},
@@ -256,6 +266,16 @@ ALERT_CASES: list[tuple[str, dict[str, str], str, dict[str, str] | None]] = [
 ]
 
 
+def runbook_anchors() -> set[str]:
+    """The anchors GitHub gives the headings of docs/operations.md, where the runbooks are."""
+    anchors = set()
+    for line in (ROOT / "docs" / "operations.md").read_text().splitlines():
+        if line.startswith("#"):
+            title = line.lstrip("#").strip().lower()
+            anchors.add(re.sub(r"[^a-z0-9 _-]", "", title).replace(" ", "-"))
+    return anchors
+
+
 def check_alerts() -> list[str]:
     """`promtool check rules` and `promtool test rules` on files/alerts.yaml, every alert with a
     case where it fires and one where it stays quiet."""
@@ -271,6 +291,9 @@ def check_alerts() -> list[str]:
         for key in ("summary", "description", "runbook_url"):
             if key not in rule.get("annotations", {}):
                 problems.append(f"alert {name}: no {key} annotation")
+        anchor = rule.get("annotations", {}).get("runbook_url", "").partition("#")[2]
+        if anchor not in runbook_anchors():
+            problems.append(f"alert {name}: runbook #{anchor} is not a heading of docs/operations.md")
         fires = any(c[0] == name and c[3] is not None for c in ALERT_CASES)
         quiet = any(c[0] == name and c[3] is None for c in ALERT_CASES)
         if not (fires and quiet):
@@ -521,6 +544,8 @@ def main(argv: list[str]) -> int:
     if command == "generate":
         (CHART / "values.schema.json").write_text(schema_text())
         (CHART / "README.md").write_text(readme_text())
+        for path, text in dashboard_files().items():
+            path.write_text(text)
         return 0
     if command == "manifests":
         MANIFESTS.mkdir(parents=True, exist_ok=True)

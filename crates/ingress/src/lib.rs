@@ -22,7 +22,7 @@ use std::time::Duration;
 use spillway_config::{Config, FailMode};
 use spillway_core::key::KeySource;
 use spillway_idempotency::{DedupeStore, RedisSettings, RedisStore};
-use spillway_kafka::{EventProducer, ProducerSettings};
+use spillway_kafka::{EventProducer, ProduceError, ProducerSettings};
 use spillway_telemetry::{serve_admin, IngressMetrics, Readiness, ReadinessFuture};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -77,6 +77,9 @@ impl Ingress {
             .iter()
             .any(|s| s.dedupe != KeySource::None && s.on_redis_unavailable == FailMode::FailClosed);
         let metrics = IngressMetrics::new().map_err(|e| IngressError::Metrics(e.to_string()))?;
+        for source in &sources {
+            metrics.init_source(&source.name, &source.topic, ProduceError::CODES);
+        }
         let tls = match &config.ingress.tls {
             Some(t) => Some(load_tls(&t.cert_file, &t.key_file)?),
             None => None,

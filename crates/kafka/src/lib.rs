@@ -97,6 +97,9 @@ pub enum ProduceError {
 }
 
 impl ProduceError {
+    /// Every value [`ProduceError::code`] can return.
+    pub const CODES: &'static [&'static str] = &["queue_full", "not_acknowledged", "canceled"];
+
     /// A stable code for metrics and logs.
     pub fn code(&self) -> &'static str {
         match self {
@@ -370,6 +373,20 @@ pub(crate) fn millis(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_produce_error_code_is_listed() {
+        for e in [
+            ProduceError::QueueFull,
+            ProduceError::NotAcknowledged(KafkaError::MessageProduction(
+                RDKafkaErrorCode::MessageTimedOut,
+            )),
+            ProduceError::Canceled,
+        ] {
+            assert!(ProduceError::CODES.contains(&e.code()), "{}", e.code());
+        }
+        assert_eq!(ProduceError::CODES.len(), 3);
+    }
 
     /// Managed Kafka (MSK, Confluent Cloud, Strimzi with TLS) needs TLS and SASL; librdkafka
     /// refuses to even create a client with these settings when built without them.

@@ -1,5 +1,8 @@
 //! The ingress and worker metrics, built from the catalog.
 
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError};
+
 use prometheus::{
     Encoder, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Registry, TextEncoder,
 };
@@ -29,6 +32,23 @@ pub enum Outcome {
 // === impl Outcome ===
 
 impl Outcome {
+    pub const ALL: [Outcome; 14] = [
+        Self::Accepted,
+        Self::Duplicate,
+        Self::InFlight,
+        Self::Unauthorized,
+        Self::BadRequest,
+        Self::UnknownSource,
+        Self::MethodNotAllowed,
+        Self::TooLarge,
+        Self::BodyTimeout,
+        Self::Overloaded,
+        Self::KafkaUnavailable,
+        Self::RedisUnavailable,
+        Self::LoopDetected,
+        Self::Internal,
+    ];
+
     pub fn label(self) -> &'static str {
         match self {
             Self::Accepted => "accepted",
@@ -58,6 +78,8 @@ pub enum RedisCommand {
 }
 
 impl RedisCommand {
+    pub const ALL: [RedisCommand; 3] = [Self::Claim, Self::Commit, Self::Release];
+
     pub fn label(self) -> &'static str {
         match self {
             Self::Claim => "claim",
@@ -114,6 +136,26 @@ impl IngressMetrics {
             producer_queue: KAFKA_PRODUCER_QUEUE.single_gauge(&r)?,
             registry: r,
         })
+    }
+
+    /// Creates the series of a configured source and its topic at 0, so that dashboards and
+    /// alerts see a flat line rather than no data until the first event of each kind.
+    /// `produce_errors` are the reasons a produce can fail (the Kafka crate's codes).
+    pub fn init_source(&self, source: &str, topic: &str, produce_errors: &[&str]) {
+        for outcome in Outcome::ALL {
+            self.requests.with_label_values(&[source, outcome.label()]);
+        }
+        self.shed.with_label_values(&[source, "max_in_flight"]);
+        for state in ["done", "in_flight"] {
+            self.dedupe_hits.with_label_values(&[source, state]);
+        }
+        self.fail_open.with_label_values(&[source]);
+        for command in RedisCommand::ALL {
+            self.redis_errors.with_label_values(&[command.label()]);
+        }
+        for reason in produce_errors {
+            self.produce_errors.with_label_values(&[topic, reason]);
+        }
     }
 
     /// Records a request's answer; a shed request (`Overloaded`) is counted as shed too.
@@ -202,6 +244,8 @@ impl IngressMetrics {
 #[derive(Debug, Clone)]
 pub struct WorkerMetrics {
     registry: Registry,
+    /// Subscriptions whose series exist (see [`WorkerMetrics::init_subscription`]).
+    initialized: Arc<Mutex<HashSet<String>>>,
     deliveries: IntCounterVec,
     duration: HistogramVec,
     retries: IntCounterVec,
@@ -232,8 +276,30 @@ impl WorkerMetrics {
             dead_letters: WORKER_DEAD_LETTERS.counter(&r)?,
             circuit_state: WORKER_CIRCUIT_STATE.gauge(&r)?,
             lag: CONSUMER_LAG.gauge(&r)?,
+            initialized: Arc::default(),
             registry: r,
         })
+    }
+
+    /// Creates a subscription's series at 0 the first time it is seen, so that its dead
+    /// letters and retries show as a flat line, not as no data, until something fails.
+    pub fn init_subscription(&self, subscription: &str) {
+        let mut seen = self
+            .initialized
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if seen.contains(subscription) {
+            return;
+        }
+        for outcome in ["delivered", "failed", "refused", "postponed"] {
+            self.deliveries.with_label_values(&[subscription, outcome]);
+        }
+        self.retries.with_label_values(&[subscription]);
+        for reason in ["attempts_exhausted", "target_refused"] {
+            self.dead_letters.with_label_values(&[subscription, reason]);
+        }
+        self.circuit_state.with_label_values(&[subscription]);
+        seen.insert(subscription.to_owned());
     }
 
     pub fn delivery(&self, subscription: &str, outcome: &str, seconds: Option<f64>) {
@@ -335,6 +401,21 @@ mod tests {
     }
 
     #[test]
+    fn a_configured_source_starts_with_zeroes() {
+        let m = IngressMetrics::new().expect("metrics");
+        m.init_source("meters", "spillway.meters", &["not_acknowledged"]);
+        let text = String::from_utf8(m.encode()).expect("utf8");
+        for line in [
+            "spillway_http_requests_total{outcome=\"kafka_unavailable\",source=\"meters\"} 0",
+            "spillway_dedupe_fail_open_events_total{source=\"meters\"} 0",
+            "spillway_kafka_produce_errors_total{reason=\"not_acknowledged\",topic=\"spillway.meters\"} 0",
+            "spillway_redis_errors_total{command=\"release\"} 0",
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
+    }
+
+    #[test]
     fn the_worker_exports_exactly_its_part_of_the_catalog() {
         let m = WorkerMetrics::new().expect("metrics");
         m.delivery("crm", "delivered", Some(0.02));
@@ -344,6 +425,15 @@ mod tests {
         m.lag("events.github", 0, 7);
         let text = String::from_utf8(m.encode()).expect("utf8");
         assert_eq!(families(&text), catalogued(Process::Worker), "\n{text}");
+        m.init_subscription("quiet");
+        let text = String::from_utf8(m.encode()).expect("utf8");
+        for line in [
+            "spillway_worker_dead_letters_total{reason=\"target_refused\",subscription=\"quiet\"} 0",
+            "spillway_worker_retries_total{subscription=\"quiet\"} 0",
+            "spillway_worker_circuit_state{subscription=\"quiet\"} 0",
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
         for line in [
             "spillway_worker_circuit_state{subscription=\"crm\"} 2",
             "spillway_consumer_lag_messages{partition=\"0\",topic=\"events.github\"} 7",

@@ -70,7 +70,10 @@ impl Drop for TelemetryGuard {
 pub fn init(json: bool, export: Option<&TraceExport>) -> Result<TelemetryGuard, TelemetryError> {
     let (writer, log_writer) = tracing_appender::non_blocking(std::io::stderr());
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let fmt = tracing_subscriber::fmt::layer().with_writer(writer);
+    // Colours only for a person at a terminal, never into files and log collectors.
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(writer)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let fmt = if json {
         fmt.json()
             .flatten_event(true)

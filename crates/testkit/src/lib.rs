@@ -6,6 +6,7 @@
 pub mod client;
 pub mod otlp;
 pub mod process;
+pub mod prometheus;
 pub mod subscriber;
 
 use std::path::PathBuf;

@@ -252,6 +252,29 @@ impl WorkerProcess {
         Self { child, log }
     }
 
+    /// The admin address the worker bound, from its startup log line (text logs).
+    pub async fn admin_addr(&mut self, patience: Duration) -> SocketAddr {
+        let deadline = Instant::now() + patience;
+        loop {
+            let text = self.log_text();
+            let announced = text
+                .lines()
+                .filter(|l| l.contains("spillway worker started"))
+                .find_map(|l| l.split("admin=").nth(1))
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|a| a.parse().ok());
+            if let Some(addr) = announced {
+                return addr;
+            }
+            assert!(self.is_running(), "worker exited:\n{text}");
+            assert!(
+                Instant::now() < deadline,
+                "the worker never announced its admin address:\n{text}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// True while the process is running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))

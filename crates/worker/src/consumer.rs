@@ -934,6 +934,7 @@ impl Handling {
         attempt: u32,
         cancel: &CancellationToken,
     ) -> bool {
+        self.metrics.init_subscription(&subscription.id);
         if let Err(wait) = self.breakers.admit(&subscription.id, Instant::now()) {
             self.metrics.delivery(&subscription.id, "postponed", None);
             return self

@@ -8,6 +8,7 @@ mod admission;
 mod broker_restart;
 mod burst;
 mod check_config;
+mod dashboards;
 mod delivery_loop;
 mod drain;
 mod malformed;
