@@ -76,9 +76,11 @@ async fn every_bad_input_gets_its_status_and_the_process_keeps_serving() {
         "",
     );
     let yaml = std::fs::read_to_string(&setup.config).expect("config");
+    // Also: the access log turned off leaves no request lines.
     std::fs::write(
         &setup.config,
-        yaml.replace("  tiny:\n", "  tiny:\n    max_body_bytes: 1024\n"),
+        yaml.replace("  tiny:\n", "  tiny:\n    max_body_bytes: 1024\n")
+            + "telemetry:\n  access_log: false\n",
     )
     .expect("config");
     let topics: Vec<String> = all.iter().map(|s| setup.topic(s.name)).collect();
@@ -253,4 +255,10 @@ async fn every_bad_input_gets_its_status_and_the_process_keeps_serving() {
     );
     ingress.terminate();
     assert!(ingress.wait_exit(PATIENCE).success());
+    let log = std::fs::read_to_string(setup.dir.path().join("ingress.log")).expect("log");
+    assert!(log.contains("spillway ingress started"), "{log}");
+    assert!(
+        !log.contains("spillway::access"),
+        "access log is off:\n{log}"
+    );
 }
