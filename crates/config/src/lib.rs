@@ -21,7 +21,15 @@ use figment::Figment;
 
 /// The top-level sections an environment override may address. Other `SPILLWAY_*` variables
 /// (for instance the ones holding secrets) are left alone instead of being parsed as config.
-const ENV_SECTIONS: &[&str] = &["ingress", "admin", "kafka", "redis", "sources", "worker"];
+const ENV_SECTIONS: &[&str] = &[
+    "ingress",
+    "admin",
+    "kafka",
+    "redis",
+    "sources",
+    "worker",
+    "telemetry",
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

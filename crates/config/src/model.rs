@@ -9,7 +9,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use spillway_core::key::KeySource;
 
-/// The whole configuration file.
+/// The whole configuration file. A new top-level section also goes into `ENV_SECTIONS`
+/// (lib.rs), or environment overrides cannot reach it.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {

@@ -64,11 +64,15 @@ fn environment_overrides_nested_fields_and_ignores_other_spillway_vars() {
         jail.set_env("GH_SECRET", "s");
         jail.set_env("SPILLWAY_KAFKA__BROKERS", "10.0.0.1:9092");
         jail.set_env("SPILLWAY_SOURCES__GITHUB__MAX_BODY_BYTES", "2048");
+        jail.set_env("SPILLWAY_TELEMETRY__ACCESS_LOG", "false");
+        jail.set_env("SPILLWAY_WORKER__MAX_ATTEMPTS", "3");
         // A secret kept in a SPILLWAY_-prefixed variable must not be read as config.
         jail.set_env("SPILLWAY_GITHUB_SECRET", "s");
         let config = load(Path::new("spillway.yaml")).map_err(|e| e.to_string())?;
         assert_eq!(config.kafka.brokers, "10.0.0.1:9092");
         assert_eq!(config.sources["github"].max_body_bytes, 2048);
+        assert!(!config.telemetry.access_log);
+        assert_eq!(config.worker.max_attempts, 3);
         Ok(())
     });
 }

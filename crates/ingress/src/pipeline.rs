@@ -53,50 +53,86 @@ impl Pipeline {
     ) -> http::Response<answer::Body> {
         let started = Instant::now();
         let method = req.method().clone();
-        let path = req.uri().path().to_owned();
         let version = req.version();
-        let user_agent = header_text(req.headers(), header::USER_AGENT.as_str());
-        // The HTTP server span (semantic conventions: name "{method} {route}"). `source` and
-        // `event_id` are filled in as they become known, so every log line inside carries them.
-        let span = tracing::info_span!(
-            "request",
-            otel.name = %format_args!("{method} /v1/hooks/{{source}}"),
-            otel.kind = "server",
-            otel.status_code = tracing::field::Empty,
-            http.request.method = %method,
-            http.route = "/v1/hooks/{source}",
-            url.path = %path,
-            network.protocol.version = protocol_version(version),
-            client.address = %peer.ip(),
-            http.response.status_code = tracing::field::Empty,
-            error.type = tracing::field::Empty,
-            source = tracing::field::Empty,
-            event_id = tracing::field::Empty,
-        );
-        // A sender's own trace is linked, never adopted as the parent.
-        traces::link_remote(
-            &span,
-            req.headers()
-                .get(spillway_core::headers::TRACEPARENT)
-                .and_then(|v| v.to_str().ok()),
-        );
-        let (label, answer) = self.route(req).instrument(span.clone()).await;
+        // Only the access log and the traces need these; neither should cost when it is off.
+        let path = (self.access_log || traces::exporting()).then(|| req.uri().path().to_owned());
+        let user_agent = (self.access_log || traces::exporting())
+            .then(|| header_text(req.headers(), header::USER_AGENT.as_str()))
+            .flatten();
+        let source = req
+            .uri()
+            .path()
+            .strip_prefix(HOOKS_PREFIX)
+            .and_then(|name| self.sources.get(name))
+            .cloned();
+        let label = source
+            .as_ref()
+            .map_or(UNKNOWN_SOURCE, |s| s.name.as_str())
+            .to_owned();
+        // The id this request's event gets if it is accepted. The request's span carries it
+        // and the source from the start, so every log line inside names them (a duplicate's
+        // span is given the original event's id).
+        let id = EventId::new_v4();
+        let span = if traces::exporting() {
+            tracing::info_span!(
+                "request",
+                otel.name = "POST /v1/hooks/{source}",
+                otel.kind = "server",
+                source = %label,
+                event_id = %id,
+            )
+        } else {
+            tracing::info_span!("request", source = %label, event_id = %id)
+        };
+        if traces::exporting() {
+            // The HTTP server conventions, as OpenTelemetry attributes only.
+            traces::set_attributes(
+                &span,
+                &[
+                    ("http.request.method", method.to_string().into()),
+                    ("http.route", "/v1/hooks/{source}".into()),
+                    ("url.path", path.clone().unwrap_or_default().into()),
+                    ("network.protocol.version", protocol_version(version).into()),
+                    ("client.address", peer.ip().to_string().into()),
+                    (
+                        "user_agent.original",
+                        user_agent.clone().unwrap_or_default().into(),
+                    ),
+                ],
+            );
+            if method != Method::POST {
+                span.record("otel.name", format!("{method} /v1/hooks/{{source}}"));
+            }
+            // A sender's own trace is linked, never adopted as the parent.
+            traces::link_remote(
+                &span,
+                req.headers()
+                    .get(spillway_core::headers::TRACEPARENT)
+                    .and_then(|v| v.to_str().ok()),
+            );
+        }
+        let answer = self.route(req, source, id).instrument(span.clone()).await;
         let seconds = started.elapsed().as_secs_f64();
         self.metrics.record(&label, answer.outcome, seconds);
         self.metrics
             .set_producer_queue(i64::from(self.producer.queued()));
         let status = answer.response.status();
-        span.record("http.response.status_code", status.as_u16());
+        traces::set_attributes(
+            &span,
+            &[(
+                "http.response.status_code",
+                i64::from(status.as_u16()).into(),
+            )],
+        );
         if status.is_server_error() {
-            span.record("otel.status_code", "ERROR");
-            span.record("error.type", answer.outcome.label());
+            traces::set_error(&span, answer.outcome.label());
         }
         if self.access_log {
             tracing::info!(
                 target: "spillway::access",
                 parent: &span,
                 method = %method,
-                path = %path,
+                path = path.as_deref().unwrap_or_default(),
                 status = status.as_u16(),
                 outcome = answer.outcome.label(),
                 duration_ms = seconds * 1000.0,
@@ -109,28 +145,29 @@ impl Pipeline {
         answer.response
     }
 
-    async fn route(self: &Arc<Self>, req: Request<Incoming>) -> (String, Answer) {
-        let unknown = || UNKNOWN_SOURCE.to_owned();
-        let Some(name) = req.uri().path().strip_prefix(HOOKS_PREFIX) else {
-            let a = answer::error(
+    async fn route(
+        self: &Arc<Self>,
+        req: Request<Incoming>,
+        source: Option<Arc<ResolvedSource>>,
+        id: EventId,
+    ) -> Answer {
+        if !req.uri().path().starts_with(HOOKS_PREFIX) {
+            return answer::error(
                 Outcome::UnknownSource,
                 StatusCode::NOT_FOUND,
                 "not_found",
                 "no such endpoint; webhooks are POSTed to /v1/hooks/{source}",
             );
-            return (unknown(), a);
-        };
-        let Some(source) = self.sources.get(name).cloned() else {
-            let a = answer::error(
+        }
+        let Some(source) = source else {
+            return answer::error(
                 Outcome::UnknownSource,
                 StatusCode::NOT_FOUND,
                 "unknown_source",
                 "no source of that name is configured",
             );
-            return (unknown(), a);
         };
-        let label = source.name.clone();
-        tracing::Span::current().record("source", label.as_str());
+
         if req.method() != Method::POST {
             let mut a = answer::error(
                 Outcome::MethodNotAllowed,
@@ -141,7 +178,7 @@ impl Pipeline {
             a.response
                 .headers_mut()
                 .insert(header::ALLOW, HeaderValue::from_static("POST"));
-            return (label, a);
+            return a;
         }
         let hops = match hop_count(req.headers()) {
             Some(h) if h <= self.max_hops => h,
@@ -152,7 +189,7 @@ impl Pipeline {
                     "loop_detected",
                     format!("this event was already delivered {h} times by Spillway workers (limit {}): a subscription loops back into the ingress", self.max_hops),
                 );
-                return (label, a);
+                return a;
             }
             None => {
                 let a = answer::error(
@@ -161,7 +198,7 @@ impl Pipeline {
                     "malformed_header",
                     "spillway-hop must be a non-negative integer",
                 );
-                return (label, a);
+                return a;
             }
         };
         // Admission: refuse at once rather than queue when the process is saturated.
@@ -173,10 +210,10 @@ impl Pipeline {
                 "too many requests in flight; retry later",
                 self.retry_after,
             );
-            return (label, a);
+            return a;
         };
         let _in_flight = InFlightGuard::new(&self.metrics);
-        (label, self.accept(source, req, hops).await)
+        self.accept(source, req, hops, id).await
     }
 
     async fn accept(
@@ -184,6 +221,7 @@ impl Pipeline {
         source: Arc<ResolvedSource>,
         req: Request<Incoming>,
         hops: u32,
+        id: EventId,
     ) -> Answer {
         let cap = source.max_body_bytes;
         if let Some(length) = content_length(req.headers()) {
@@ -224,15 +262,13 @@ impl Pipeline {
         self.metrics.body_read(&source.name, body.len());
         let received_at = SystemTime::now();
 
-        let verify_span = tracing::info_span!(
-            "verify",
-            signature.scheme = source.verifier.scheme().name(),
-            error.type = tracing::field::Empty,
-        );
+        let verify_span = traces::traced(|| {
+            tracing::info_span!("verify", signature.scheme = source.verifier.scheme().name())
+        });
         let verified = verify_span.in_scope(|| {
             let result = source.verifier.verify(&parts.headers, &body, received_at);
             if let Err(e) = &result {
-                verify_span.record("error.type", e.code());
+                traces::set_error(&verify_span, e.code());
             }
             result
         });
@@ -260,7 +296,7 @@ impl Pipeline {
         };
 
         let envelope = Envelope {
-            id: EventId::new_v4(),
+            id,
             source: source.name.clone(),
             received_at_ms: millis_since_epoch(received_at),
             record_key: partition_key.or_else(|| dedupe_key.clone()),
@@ -276,7 +312,6 @@ impl Pipeline {
         // The durable section runs as its own task: if the client disconnects, hyper drops
         // this future, but the claim is still committed or released and the record's fate is
         // still settled. Shutdown waits for these tasks.
-        tracing::Span::current().record("event_id", tracing::field::display(&envelope.id));
         let this = Arc::clone(self);
         match self
             .tasks
@@ -348,18 +383,23 @@ impl Pipeline {
 
         // The producer span's context travels in the record, so the worker continues this
         // trace; without trace export the record keeps a fresh random traceparent.
-        let produce_span = tracing::info_span!(
-            "send",
-            otel.name = %format_args!("send {}", source.topic),
-            otel.kind = "producer",
-            messaging.system = "kafka",
-            messaging.operation.type = "send",
-            messaging.destination.name = %source.topic,
-            messaging.message.id = %id,
-            messaging.destination.partition.id = tracing::field::Empty,
-            messaging.kafka.offset = tracing::field::Empty,
-            error.type = tracing::field::Empty,
-        );
+        let produce_span = traces::traced(|| {
+            let span = tracing::info_span!(
+                "send",
+                otel.name = %format_args!("send {}", source.topic),
+                otel.kind = "producer",
+            );
+            traces::set_attributes(
+                &span,
+                &[
+                    ("messaging.system", "kafka".into()),
+                    ("messaging.operation.type", "send".into()),
+                    ("messaging.destination.name", source.topic.clone().into()),
+                    ("messaging.message.id", id.clone().into()),
+                ],
+            );
+            span
+        });
         if let Some(tp) = traces::traceparent(&produce_span) {
             envelope.traceparent = tp;
         }
@@ -370,13 +410,17 @@ impl Pipeline {
             .instrument(produce_span.clone())
             .await;
         match &produced {
-            Ok(d) => {
-                produce_span.record("messaging.destination.partition.id", d.partition);
-                produce_span.record("messaging.kafka.offset", d.offset);
-            }
-            Err(e) => {
-                produce_span.record("error.type", e.code());
-            }
+            Ok(d) => traces::set_attributes(
+                &produce_span,
+                &[
+                    (
+                        "messaging.destination.partition.id",
+                        d.partition.to_string().into(),
+                    ),
+                    ("messaging.kafka.offset", d.offset.into()),
+                ],
+            ),
+            Err(e) => traces::set_error(&produce_span, e.code()),
         }
         self.metrics.produce(
             &source.topic,
@@ -461,19 +505,26 @@ async fn timed<T, E>(
     command: RedisCommand,
     call: impl std::future::Future<Output = Result<T, E>>,
 ) -> Result<T, E> {
-    let span = tracing::info_span!(
-        "dedupe",
-        otel.name = %format_args!("dedupe.{}", command.label()),
-        otel.kind = "client",
-        db.system.name = "redis",
-        db.operation.name = command.label(),
-        error.type = tracing::field::Empty,
-    );
+    let span = traces::traced(|| {
+        let span = tracing::info_span!(
+            "dedupe",
+            otel.name = %format_args!("dedupe.{}", command.label()),
+            otel.kind = "client",
+        );
+        traces::set_attributes(
+            &span,
+            &[
+                ("db.system.name", "redis".into()),
+                ("db.operation.name", command.label().into()),
+            ],
+        );
+        span
+    });
     let started = Instant::now();
     let result = call.instrument(span.clone()).await;
     metrics.redis_command(command, started.elapsed().as_secs_f64(), result.is_ok());
     if result.is_err() {
-        span.record("error.type", "redis_error");
+        traces::set_error(&span, "redis_error");
     }
     result
 }

@@ -7,6 +7,7 @@
 //! without an exporter they do nothing and the callers fall back to a fresh random traceparent.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use opentelemetry::propagation::TextMapPropagator;
@@ -21,6 +22,42 @@ use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
+
+/// Whether spans are exported; set once by [`init`].
+static EXPORTING: AtomicBool = AtomicBool::new(false);
+
+/// Whether spans are exported. Spans and attributes that only traces need are made only then:
+/// for the logs, a request's span carries its source and event id and nothing else.
+pub fn exporting() -> bool {
+    EXPORTING.load(Ordering::Relaxed)
+}
+
+/// `make()`'s span when spans are exported, else a disabled span that costs nothing.
+pub fn traced(make: impl FnOnce() -> tracing::Span) -> tracing::Span {
+    if exporting() {
+        make()
+    } else {
+        tracing::Span::none()
+    }
+}
+
+/// Sets OpenTelemetry attributes on `span` (not `tracing` fields, so the logs never format
+/// them); does nothing unless spans are exported.
+pub fn set_attributes(span: &tracing::Span, attributes: &[(&'static str, opentelemetry::Value)]) {
+    if exporting() {
+        for (key, value) in attributes {
+            span.set_attribute(*key, value.clone());
+        }
+    }
+}
+
+/// Marks `span` as failed with `error_type` (OpenTelemetry `error.type` and status ERROR).
+pub fn set_error(span: &tracing::Span, error_type: &'static str) {
+    if exporting() {
+        span.set_attribute("error.type", error_type);
+        span.set_status(opentelemetry::trace::Status::error(error_type));
+    }
+}
 
 /// Where and how spans are exported.
 #[derive(Debug, Clone)]
@@ -96,6 +133,7 @@ pub fn init(json: bool, export: Option<&TraceExport>) -> Result<TelemetryGuard, 
         .with(otel)
         .try_init()
         .map_err(|_| TelemetryError::AlreadyInstalled)?;
+    EXPORTING.store(provider.is_some(), Ordering::Relaxed);
     Ok(TelemetryGuard {
         provider,
         _log_writer: log_writer,

@@ -905,22 +905,45 @@ impl Handling {
     ) -> bool {
         // The messaging "process" span continues the trace the ingress wrote into the record;
         // its fields put the event id, source and subscription on every log line inside.
-        let process = tracing::info_span!(
-            "process",
-            otel.name = %format_args!("process {}", message.topic()),
-            otel.kind = "consumer",
-            messaging.system = "kafka",
-            messaging.operation.type = "process",
-            messaging.destination.name = message.topic(),
-            messaging.destination.partition.id = message.partition(),
-            messaging.kafka.offset = message.offset(),
-            messaging.message.id = %event.event_id,
-            source = %event.source,
-            event_id = %event.event_id,
-            subscription = %subscription.id,
-            attempt,
-        );
-        traces::continue_remote(&process, event.traceparent.as_deref());
+        let process = if traces::exporting() {
+            tracing::info_span!(
+                "process",
+                otel.name = %format_args!("process {}", message.topic()),
+                otel.kind = "consumer",
+                source = %event.source,
+                event_id = %event.event_id,
+                subscription = %subscription.id,
+                attempt,
+            )
+        } else {
+            tracing::info_span!(
+                "process",
+                source = %event.source,
+                event_id = %event.event_id,
+                subscription = %subscription.id,
+                attempt,
+            )
+        };
+        if traces::exporting() {
+            traces::set_attributes(
+                &process,
+                &[
+                    ("messaging.system", "kafka".into()),
+                    ("messaging.operation.type", "process".into()),
+                    (
+                        "messaging.destination.name",
+                        message.topic().to_owned().into(),
+                    ),
+                    (
+                        "messaging.destination.partition.id",
+                        message.partition().to_string().into(),
+                    ),
+                    ("messaging.kafka.offset", message.offset().into()),
+                    ("messaging.message.id", event.event_id.clone().into()),
+                ],
+            );
+            traces::continue_remote(&process, event.traceparent.as_deref());
+        }
         self.attempt_in_span(message, subscription, event, attempt, cancel)
             .instrument(process)
             .await
@@ -1131,19 +1154,28 @@ impl Handling {
     }
 }
 
-/// The HTTP client span of one delivery attempt.
+/// The HTTP client span of one delivery attempt, when spans are exported.
 fn delivery_span(subscription: &ResolvedSubscription) -> tracing::Span {
-    tracing::info_span!(
-        "deliver",
-        otel.name = "POST",
-        otel.kind = "client",
-        otel.status_code = tracing::field::Empty,
-        http.request.method = "POST",
-        server.address = subscription.url.host().unwrap_or_default(),
-        server.port = subscription.url.port_u16(),
-        http.response.status_code = tracing::field::Empty,
-        error.type = tracing::field::Empty,
-    )
+    traces::traced(|| {
+        let span = tracing::info_span!("deliver", otel.name = "POST", otel.kind = "client");
+        let url = &subscription.url;
+        let port = url.port_u16().unwrap_or(match url.scheme_str() {
+            Some("https") => 443,
+            _ => 80,
+        });
+        traces::set_attributes(
+            &span,
+            &[
+                ("http.request.method", "POST".into()),
+                (
+                    "server.address",
+                    url.host().unwrap_or_default().to_owned().into(),
+                ),
+                ("server.port", i64::from(port).into()),
+            ],
+        );
+        span
+    })
 }
 
 fn record_delivery(span: &tracing::Span, outcome: &DeliveryOutcome) {
@@ -1156,11 +1188,13 @@ fn record_delivery(span: &tracing::Span, outcome: &DeliveryOutcome) {
         DeliveryOutcome::Refused { .. } => (None, Some("refused")),
     };
     if let Some(status) = status {
-        span.record("http.response.status_code", status);
+        traces::set_attributes(
+            span,
+            &[("http.response.status_code", i64::from(status).into())],
+        );
     }
     if let Some(error) = error {
-        span.record("error.type", error);
-        span.record("otel.status_code", "ERROR");
+        traces::set_error(span, error);
     }
 }
 
