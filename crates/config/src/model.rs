@@ -85,6 +85,20 @@ pub struct IngressConfig {
     pub body_read_timeout: Duration,
     /// Largest header block accepted, in bytes (HTTP/1.1 read buffer and HTTP/2 header list).
     pub max_header_bytes: usize,
+    /// Most header fields in one HTTP/1.1 request; more: 431.
+    pub max_headers: usize,
+    /// Streams one HTTP/2 connection may have open at once.
+    pub http2_max_concurrent_streams: u32,
+    /// HTTP/2 streams a client may open and reset before the server has accepted them; past
+    /// it the connection is closed (the "rapid reset" flood, CVE-2023-44487).
+    pub http2_max_pending_accept_reset_streams: usize,
+    /// HTTP/2 streams the server may reset for a client's protocol errors before it closes the
+    /// connection (CVE-2024-2653-style floods of bad frames).
+    pub http2_max_local_error_reset_streams: usize,
+    /// Peers whose `X-Forwarded-For` is believed: the load balancers and proxies in front of
+    /// the ingress. The client address is the right-most `X-Forwarded-For` entry not in this
+    /// list; from any other peer the header is ignored and the peer is the client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// An event that has already been delivered this many times by Spillway workers (the
     /// `spillway-hop` header) is refused with 508: a subscription loops back into the ingress.
     pub max_hops: u32,
@@ -105,6 +119,11 @@ impl Default for IngressConfig {
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(30),
             max_header_bytes: 64 * 1024,
+            max_headers: 100,
+            http2_max_concurrent_streams: 256,
+            http2_max_pending_accept_reset_streams: 20,
+            http2_max_local_error_reset_streams: 256,
+            trusted_proxies: Vec::new(),
             max_hops: 3,
             retry_after: Duration::from_secs(2),
             tls: None,
@@ -262,9 +281,14 @@ pub struct SourceConfig {
     #[serde(default)]
     pub on_redis_unavailable: FailMode,
     /// Largest body accepted, in bytes; checked against Content-Length before reading and
-    /// again while reading.
+    /// again while reading, and for a compressed body (`Content-Encoding: gzip` or `zstd`)
+    /// also against its decompressed size.
     #[serde(default = "default_max_body")]
     pub max_body_bytes: u64,
+    /// Client addresses allowed to send to this source; empty: any. Behind a proxy the client
+    /// address comes from `X-Forwarded-For` (see `ingress.trusted_proxies`).
+    #[serde(default)]
+    pub allow_cidrs: Vec<ipnet::IpNet>,
     /// Where the event type comes from, for subscriptions that filter on it; by default the
     /// scheme's own (X-GitHub-Event, Stripe's `/type`, X-Shopify-Topic, `/type` for Standard
     /// Webhooks and Slack), none for generic HMAC and `none` sources.

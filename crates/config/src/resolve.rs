@@ -54,6 +54,8 @@ pub struct ResolvedSource {
     pub partition_key: Option<KeySource>,
     pub on_redis_unavailable: FailMode,
     pub max_body_bytes: u64,
+    /// Empty: any client address.
+    pub allow_cidrs: Vec<ipnet::IpNet>,
     /// Lower-cased header names copied into the record.
     pub forward_headers: Vec<String>,
     /// Where the worker reads the event type from.
@@ -119,6 +121,25 @@ impl Config {
         if self.ingress.max_header_bytes < 8192 {
             // hyper's HTTP/1 read buffer has an 8 KiB floor.
             errors.push(err("ingress.max_header_bytes", "must be at least 8192"));
+        }
+        for (field, value) in [
+            ("ingress.max_headers", self.ingress.max_headers),
+            (
+                "ingress.http2_max_concurrent_streams",
+                self.ingress.http2_max_concurrent_streams as usize,
+            ),
+            (
+                "ingress.http2_max_pending_accept_reset_streams",
+                self.ingress.http2_max_pending_accept_reset_streams,
+            ),
+            (
+                "ingress.http2_max_local_error_reset_streams",
+                self.ingress.http2_max_local_error_reset_streams,
+            ),
+        ] {
+            if value == 0 {
+                errors.push(err(field, "must be at least 1"));
+            }
         }
         if let Some(tls) = &self.ingress.tls {
             for (field, path) in [("cert_file", &tls.cert_file), ("key_file", &tls.key_file)] {
@@ -571,6 +592,7 @@ fn resolve_source(
         partition_key: source.partition_key.clone(),
         on_redis_unavailable: source.on_redis_unavailable,
         max_body_bytes: source.max_body_bytes,
+        allow_cidrs: source.allow_cidrs.clone(),
         forward_headers,
         event_type,
     })

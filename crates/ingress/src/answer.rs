@@ -88,3 +88,18 @@ pub fn retry_later(
     }
     answer
 }
+
+/// `GET /robots.txt`: nothing here is for crawlers.
+pub fn robots() -> Answer {
+    let mut response = Response::new(Full::new(Bytes::from_static(
+        b"User-agent: *\nDisallow: /\n",
+    )));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    Answer {
+        outcome: Outcome::RobotsTxt,
+        response,
+    }
+}

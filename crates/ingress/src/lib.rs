@@ -7,6 +7,8 @@
 //! timeout, the durable sections settle, and the producer is flushed.
 
 mod answer;
+mod client_addr;
+mod encoding;
 mod pipeline;
 mod server;
 
@@ -98,6 +100,7 @@ impl Ingress {
             retry_after: config.ingress.retry_after,
             max_hops: config.ingress.max_hops,
             access_log: config.telemetry.access_log,
+            trusted_proxies: config.ingress.trusted_proxies.clone(),
             tasks: TaskTracker::new(),
         });
         let readiness = Arc::new(IngressReadiness {
@@ -110,6 +113,14 @@ impl Ingress {
             readiness,
             settings: ServerSettings {
                 max_header_bytes: config.ingress.max_header_bytes,
+                max_headers: config.ingress.max_headers,
+                http2_max_concurrent_streams: config.ingress.http2_max_concurrent_streams,
+                http2_max_pending_accept_reset_streams: config
+                    .ingress
+                    .http2_max_pending_accept_reset_streams,
+                http2_max_local_error_reset_streams: config
+                    .ingress
+                    .http2_max_local_error_reset_streams,
                 header_read_timeout: config.ingress.header_read_timeout,
                 drain_timeout: config.ingress.drain_timeout,
                 tls,

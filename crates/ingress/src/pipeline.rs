@@ -1,7 +1,7 @@
 //! The request pipeline of DESIGN.md: admission, read, verify, claim, produce, commit, answer.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -20,6 +20,8 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::answer::{self, Answer};
+use crate::client_addr::client_address;
+use crate::encoding::{decode, encoding_of, DecodeError};
 
 const HOOKS_PREFIX: &str = "/v1/hooks/";
 
@@ -37,6 +39,8 @@ pub struct Pipeline {
     pub(crate) max_hops: u32,
     /// Whether each request is logged on the `spillway::access` target.
     pub(crate) access_log: bool,
+    /// Peers whose `X-Forwarded-For` names the client.
+    pub(crate) trusted_proxies: Vec<ipnet::IpNet>,
     /// The durable sections (claim, produce, commit) in progress; drained on shutdown.
     pub(crate) tasks: TaskTracker,
 }
@@ -59,6 +63,7 @@ impl Pipeline {
         let user_agent = (self.access_log || traces::exporting())
             .then(|| header_text(req.headers(), header::USER_AGENT.as_str()))
             .flatten();
+        let client = client_address(peer.ip(), req.headers(), &self.trusted_proxies);
         let source = req
             .uri()
             .path()
@@ -93,7 +98,7 @@ impl Pipeline {
                     ("http.route", "/v1/hooks/{source}".into()),
                     ("url.path", path.clone().unwrap_or_default().into()),
                     ("network.protocol.version", protocol_version(version).into()),
-                    ("client.address", peer.ip().to_string().into()),
+                    ("client.address", client.to_string().into()),
                     (
                         "user_agent.original",
                         user_agent.clone().unwrap_or_default().into(),
@@ -111,7 +116,10 @@ impl Pipeline {
                     .and_then(|v| v.to_str().ok()),
             );
         }
-        let answer = self.route(req, source, id).instrument(span.clone()).await;
+        let answer = self
+            .route(req, source, id, client)
+            .instrument(span.clone())
+            .await;
         let seconds = started.elapsed().as_secs_f64();
         self.metrics.record(&label, answer.outcome, seconds);
         self.metrics
@@ -137,6 +145,7 @@ impl Pipeline {
                 outcome = answer.outcome.label(),
                 duration_ms = seconds * 1000.0,
                 peer = %peer,
+                client = %client,
                 protocol = protocol_version(version),
                 user_agent = user_agent.as_deref(),
                 "request"
@@ -150,7 +159,12 @@ impl Pipeline {
         req: Request<Incoming>,
         source: Option<Arc<ResolvedSource>>,
         id: EventId,
+        client: IpAddr,
     ) -> Answer {
+        if req.uri().path() == "/robots.txt" && matches!(*req.method(), Method::GET | Method::HEAD)
+        {
+            return answer::robots();
+        }
         if !req.uri().path().starts_with(HOOKS_PREFIX) {
             return answer::error(
                 Outcome::UnknownSource,
@@ -167,6 +181,16 @@ impl Pipeline {
                 "no source of that name is configured",
             );
         };
+        // Refused before anything is read: an address outside the allowlist costs nothing.
+        if !source.allow_cidrs.is_empty() && !source.allow_cidrs.iter().any(|n| n.contains(&client))
+        {
+            return answer::error(
+                Outcome::Forbidden,
+                StatusCode::FORBIDDEN,
+                "address_not_allowed",
+                format!("{client} may not send to this source"),
+            );
+        }
 
         if req.method() != Method::POST {
             let mut a = answer::error(
@@ -224,6 +248,17 @@ impl Pipeline {
         id: EventId,
     ) -> Answer {
         let cap = source.max_body_bytes;
+        let encoding = match encoding_of(req.headers()) {
+            Ok(e) => e,
+            Err(e) => {
+                return answer::error(
+                    Outcome::UnsupportedEncoding,
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "unsupported_encoding",
+                    e.to_string(),
+                )
+            }
+        };
         if let Some(length) = content_length(req.headers()) {
             if length > cap {
                 return too_large(cap);
@@ -260,6 +295,18 @@ impl Pipeline {
             Ok(Ok(collected)) => collected.to_bytes(),
         };
         self.metrics.body_read(&source.name, body.len());
+        let body = match decode(encoding, body, cap) {
+            Ok(b) => b,
+            Err(DecodeError::TooLarge(_)) => return too_large(cap),
+            Err(e) => {
+                return answer::error(
+                    Outcome::BadRequest,
+                    StatusCode::BAD_REQUEST,
+                    "body_undecodable",
+                    e.to_string(),
+                )
+            }
+        };
         let received_at = SystemTime::now();
 
         let verify_span = traces::traced(|| {
@@ -561,7 +608,7 @@ fn too_large(cap: u64) -> Answer {
         Outcome::TooLarge,
         StatusCode::PAYLOAD_TOO_LARGE,
         "body_too_large",
-        format!("the body is larger than this source's limit of {cap} bytes"),
+        format!("the body is larger than this source's limit of {cap} bytes (for a gzip or zstd body, decompressed)"),
     )
 }
 

@@ -24,6 +24,10 @@ use crate::IngressError;
 #[derive(Clone)]
 pub struct ServerSettings {
     pub max_header_bytes: usize,
+    pub max_headers: usize,
+    pub http2_max_concurrent_streams: u32,
+    pub http2_max_pending_accept_reset_streams: usize,
+    pub http2_max_local_error_reset_streams: usize,
     pub header_read_timeout: Duration,
     pub drain_timeout: Duration,
     pub tls: Option<TlsAcceptor>,
@@ -33,6 +37,11 @@ impl std::fmt::Debug for ServerSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServerSettings")
             .field("max_header_bytes", &self.max_header_bytes)
+            .field("max_headers", &self.max_headers)
+            .field(
+                "http2_max_concurrent_streams",
+                &self.http2_max_concurrent_streams,
+            )
             .field("header_read_timeout", &self.header_read_timeout)
             .field("drain_timeout", &self.drain_timeout)
             .field("tls", &self.tls.is_some())
@@ -79,11 +88,15 @@ pub async fn serve(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(settings.header_read_timeout)
-        .max_buf_size(settings.max_header_bytes);
+        .max_buf_size(settings.max_header_bytes)
+        .max_headers(settings.max_headers);
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(settings.max_header_bytes).unwrap_or(u32::MAX));
+        .max_header_list_size(u32::try_from(settings.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(settings.http2_max_concurrent_streams)
+        .max_pending_accept_reset_streams(settings.http2_max_pending_accept_reset_streams)
+        .max_local_error_reset_streams(settings.http2_max_local_error_reset_streams);
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {

@@ -92,7 +92,7 @@ pub const HTTP_REQUESTS: MetricDef = MetricDef {
         SOURCE,
         Label {
             name: "outcome",
-            values: "`accepted` (202), `duplicate` (200), `in_flight` (409), `unauthorized` (401), `bad_request` (400), `unknown_source` (404), `method_not_allowed` (405), `too_large` (413), `body_timeout` (408), `overloaded` (503), `kafka_unavailable` (503), `redis_unavailable` (503), `loop_detected` (508), `internal` (500)",
+            values: "`accepted` (202), `duplicate` (200), `in_flight` (409), `unauthorized` (401), `bad_request` (400), `unknown_source` (404), `method_not_allowed` (405), `too_large` (413), `body_timeout` (408), `overloaded` (503), `kafka_unavailable` (503), `redis_unavailable` (503), `loop_detected` (508), `forbidden` (403), `unsupported_encoding` (415), `robots_txt` (200, `GET /robots.txt`), `internal` (500)",
         },
     ],
 };

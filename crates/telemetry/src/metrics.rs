@@ -25,6 +25,12 @@ pub enum Outcome {
     KafkaUnavailable,
     RedisUnavailable,
     LoopDetected,
+    /// The client address is not in the source's `allow_cidrs`.
+    Forbidden,
+    /// A `Content-Encoding` other than gzip, zstd or identity.
+    UnsupportedEncoding,
+    /// `GET /robots.txt`.
+    RobotsTxt,
     /// A bug: the request's task failed. Never expected; alert on any.
     Internal,
 }
@@ -32,7 +38,7 @@ pub enum Outcome {
 // === impl Outcome ===
 
 impl Outcome {
-    pub const ALL: [Outcome; 14] = [
+    pub const ALL: [Outcome; 17] = [
         Self::Accepted,
         Self::Duplicate,
         Self::InFlight,
@@ -46,6 +52,9 @@ impl Outcome {
         Self::KafkaUnavailable,
         Self::RedisUnavailable,
         Self::LoopDetected,
+        Self::Forbidden,
+        Self::UnsupportedEncoding,
+        Self::RobotsTxt,
         Self::Internal,
     ];
 
@@ -64,6 +73,9 @@ impl Outcome {
             Self::KafkaUnavailable => "kafka_unavailable",
             Self::RedisUnavailable => "redis_unavailable",
             Self::LoopDetected => "loop_detected",
+            Self::Forbidden => "forbidden",
+            Self::UnsupportedEncoding => "unsupported_encoding",
+            Self::RobotsTxt => "robots_txt",
             Self::Internal => "internal",
         }
     }

@@ -11,6 +11,7 @@ mod check_config;
 mod dashboards;
 mod delivery_loop;
 mod drain;
+mod hostile;
 mod malformed;
 mod redis_down;
 mod subscriptions;
