@@ -285,6 +285,10 @@ pub struct SourceConfig {
     /// also against its decompressed size.
     #[serde(default = "default_max_body")]
     pub max_body_bytes: u64,
+    /// Requests accepted per window for this source across all ingress pods (counted in the
+    /// Redis Cluster); past it 429 with Retry-After. None: no limit.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimitConfig>,
     /// Client addresses allowed to send to this source; empty: any. Behind a proxy the client
     /// address comes from `X-Forwarded-For` (see `ingress.trusted_proxies`).
     #[serde(default)]
@@ -298,6 +302,17 @@ pub struct SourceConfig {
     /// scheme's event-type and id headers.
     #[serde(default)]
     pub forward_headers: Option<Vec<String>>,
+}
+
+/// A fixed-window rate limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Requests per window.
+    pub requests: u64,
+    /// The window, e.g. `1s` or `1m`.
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
 }
 
 fn default_tolerance() -> Duration {

@@ -56,6 +56,7 @@ pub struct ResolvedSource {
     pub max_body_bytes: u64,
     /// Empty: any client address.
     pub allow_cidrs: Vec<ipnet::IpNet>,
+    pub rate_limit: Option<crate::RateLimitConfig>,
     /// Lower-cased header names copied into the record.
     pub forward_headers: Vec<String>,
     /// Where the worker reads the event type from.
@@ -206,6 +207,13 @@ impl Config {
             errors.push(err(
                 "redis.nodes",
                 "a source deduplicates, so at least one Redis Cluster node is required",
+            ));
+        }
+        let limits = self.sources.values().any(|s| s.rate_limit.is_some());
+        if limits && !dedupes && self.redis.nodes.is_empty() {
+            errors.push(err(
+                "redis.nodes",
+                "a source has a rate_limit, counted in the Redis Cluster: at least one node is required",
             ));
         }
         if let Err(mut source_errors) = self.resolve_sources() {
@@ -484,6 +492,14 @@ fn resolve_source(
     if source.max_body_bytes == 0 {
         errors.push(err(at("max_body_bytes"), "must be at least 1"));
     }
+    if let Some(limit) = &source.rate_limit {
+        if limit.requests == 0 {
+            errors.push(err(at("rate_limit.requests"), "must be at least 1"));
+        }
+        if limit.window < Duration::from_millis(100) {
+            errors.push(err(at("rate_limit.window"), "must be at least 100ms"));
+        }
+    }
 
     let mut forward_headers = Vec::new();
     let requested = match (&source.forward_headers, &scheme) {
@@ -593,6 +609,7 @@ fn resolve_source(
         on_redis_unavailable: source.on_redis_unavailable,
         max_body_bytes: source.max_body_bytes,
         allow_cidrs: source.allow_cidrs.clone(),
+        rate_limit: source.rate_limit,
         forward_headers,
         event_type,
     })

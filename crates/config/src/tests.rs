@@ -118,6 +118,7 @@ sources:
     verify: { scheme: hmac, header: x-sig, encoding: hex, template: "{timestamp}.{body}" }
     secrets: [ { id: d, env: NOT_SET_ANYWHERE } ]
     dedupe: { from: json_pointer, pointer: "id" }
+    rate_limit: { requests: 0, window: 10ms }
 telemetry:
   otlp_endpoint: otel-collector:4318
   trace_sample_ratio: 1.5
@@ -127,6 +128,8 @@ telemetry:
         let errors = errors_of(load(Path::new("spillway.yaml")));
         let expect = [
             "telemetry.otlp_endpoint: must be an http:// or https:// URL",
+            "sources.device.rate_limit.requests: must be at least 1",
+            "sources.device.rate_limit.window: must be at least 100ms",
             "telemetry.trace_sample_ratio: must be in [0, 1]",
             "telemetry.export_interval: must be greater than zero",
             "kafka.properties.acks:",

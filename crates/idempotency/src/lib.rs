@@ -8,6 +8,7 @@
 //! claim    SET k "pending:<id>" NX PX claim_ttl GET   -> Claimed | InFlight | Done(<original id>)
 //! commit   k == "pending:<id>" or absent ? SET k "done:<id>" EX window
 //! release  k == "pending:<id>" ? DEL k
+//! count    INCR k (PEXPIRE ttl on the first)              -> the fixed-window rate limits
 //! ```
 //!
 //! Commit and release compare before they write: a pod whose claim expired (it stalled past
@@ -18,6 +19,8 @@
 
 mod memory;
 mod redis_store;
+
+use std::time::Duration;
 
 pub use memory::MemoryStore;
 pub use redis_store::{RedisSettings, RedisStore};
@@ -120,6 +123,16 @@ impl DedupeStore {
         }
     }
 
+    /// Adds one to the counter `key` and returns its new value. The counter lives `ttl` from
+    /// its first hit, so keying it by a time window gives a fixed-window rate limit shared by
+    /// every process that uses the same store.
+    pub async fn count(&self, key: &str, ttl: Duration) -> Result<u64, StoreError> {
+        match self {
+            Self::Redis(s) => s.count(key, ttl).await,
+            Self::Memory(s) => Ok(s.count(key, ttl)),
+        }
+    }
+
     /// Whether the store answers; used by readiness.
     pub async fn ping(&self) -> Result<(), StoreError> {
         match self {
@@ -163,6 +176,32 @@ mod tests {
             store.claim("k", "id-5").await.expect("claim"),
             Claim::Done("id-3".into())
         );
+    }
+
+    #[tokio::test]
+    async fn counters_count_until_they_expire() {
+        let store = DedupeStore::Memory(MemoryStore::new(
+            Duration::from_secs(30),
+            Duration::from_secs(60),
+        ));
+        for n in 1..=3 {
+            assert_eq!(
+                store
+                    .count("c", Duration::from_secs(60))
+                    .await
+                    .expect("count"),
+                n
+            );
+        }
+        assert_eq!(
+            store
+                .count("other", Duration::from_secs(60))
+                .await
+                .expect("count"),
+            1
+        );
+        assert_eq!(store.count("gone", Duration::ZERO).await.expect("count"), 1);
+        assert_eq!(store.count("gone", Duration::ZERO).await.expect("count"), 1);
     }
 
     #[test]

@@ -24,6 +24,18 @@ impl MemoryStore {
         }
     }
 
+    /// Adds one to the counter `key`, which lives `ttl` from its first hit.
+    pub(crate) fn count(&self, key: &str, ttl: Duration) -> u64 {
+        self.with_live(key, |map, current| {
+            let n = current.and_then(|c| c.parse::<u64>().ok()).unwrap_or(0) + 1;
+            let expires = map
+                .get(key)
+                .map_or_else(|| Instant::now() + ttl, |(_, expires)| *expires);
+            map.insert(key.to_owned(), (n.to_string(), expires));
+            n
+        })
+    }
+
     fn with_live<T>(
         &self,
         key: &str,

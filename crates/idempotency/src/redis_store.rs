@@ -29,6 +29,15 @@ end
 return 0
 ";
 
+// A counter that lives `ttl` from its first hit: the fixed windows of the rate limits.
+const COUNT_LUA: &str = r"
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+end
+return n
+";
+
 /// Connection settings of a [`RedisStore`].
 #[derive(Debug, Clone)]
 pub struct RedisSettings {
@@ -54,6 +63,7 @@ struct Inner {
     settings: RedisSettings,
     commit_script: Script,
     release_script: Script,
+    count_script: Script,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -84,6 +94,7 @@ impl RedisStore {
                 settings,
                 commit_script: Script::new(COMMIT_LUA),
                 release_script: Script::new(RELEASE_LUA),
+                count_script: Script::new(COUNT_LUA),
             }),
         })
     }
@@ -183,6 +194,19 @@ impl RedisStore {
             })
             .await?;
         Ok(())
+    }
+
+    pub(crate) async fn count(&self, key: &str, ttl: Duration) -> Result<u64, StoreError> {
+        let ttl_ms = millis(ttl);
+        self.run("count", |mut conn| async move {
+            self.inner
+                .count_script
+                .key(key)
+                .arg(ttl_ms)
+                .invoke_async(&mut conn)
+                .await
+        })
+        .await
     }
 
     pub(crate) async fn ping(&self) -> Result<(), StoreError> {

@@ -82,7 +82,10 @@ pub fn retry_later(
     after: Duration,
 ) -> Answer {
     let mut answer = error(outcome, status, code, message);
-    let secs = after.as_secs().max(1).to_string();
+    // Rounded up: a client told to come back sooner than the pause is refused again.
+    let secs = (after.as_secs() + u64::from(after.subsec_nanos() > 0))
+        .max(1)
+        .to_string();
     if let Ok(v) = HeaderValue::from_str(&secs) {
         answer.response.headers_mut().insert(header::RETRY_AFTER, v);
     }

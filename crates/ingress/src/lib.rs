@@ -62,7 +62,8 @@ impl Ingress {
             .map_err(|errors| IngressError::Config(spillway_config::describe(&errors)))?;
         let producer = EventProducer::new(&ProducerSettings::from(&config.kafka))?;
         let dedupes = sources.iter().any(|s| s.dedupe != KeySource::None);
-        let dedupe = if dedupes {
+        let limits = sources.iter().any(|s| s.rate_limit.is_some());
+        let dedupe = if dedupes || limits {
             Some(DedupeStore::Redis(RedisStore::new(RedisSettings {
                 nodes: config.redis.nodes.clone(),
                 command_timeout: config.redis.command_timeout,

@@ -92,7 +92,7 @@ pub const HTTP_REQUESTS: MetricDef = MetricDef {
         SOURCE,
         Label {
             name: "outcome",
-            values: "`accepted` (202), `duplicate` (200), `in_flight` (409), `unauthorized` (401), `bad_request` (400), `unknown_source` (404), `method_not_allowed` (405), `too_large` (413), `body_timeout` (408), `overloaded` (503), `kafka_unavailable` (503), `redis_unavailable` (503), `loop_detected` (508), `forbidden` (403), `unsupported_encoding` (415), `robots_txt` (200, `GET /robots.txt`), `internal` (500)",
+            values: "`accepted` (202), `duplicate` (200), `in_flight` (409), `unauthorized` (401), `bad_request` (400), `unknown_source` (404), `method_not_allowed` (405), `too_large` (413), `body_timeout` (408), `overloaded` (503), `kafka_unavailable` (503), `redis_unavailable` (503), `loop_detected` (508), `forbidden` (403), `rate_limited` (429), `unsupported_encoding` (415), `robots_txt` (200, `GET /robots.txt`), `internal` (500)",
         },
     ],
 };
@@ -126,7 +126,7 @@ pub const HTTP_SHED: MetricDef = MetricDef {
         SOURCE,
         Label {
             name: "reason",
-            values: "`max_in_flight` (`ingress.max_in_flight` reached: 503 with Retry-After)",
+            values: "`max_in_flight` (`ingress.max_in_flight` reached: 503 with Retry-After), `rate_limited` (the source's `rate_limit` used up: 429 with Retry-After)",
         },
     ],
 };
@@ -175,20 +175,20 @@ pub const REDIS_COMMAND_DURATION: MetricDef = MetricDef {
     name: "spillway_redis_command_duration_seconds",
     kind: Kind::Histogram(DEPENDENCY_BUCKETS),
     process: Process::Ingress,
-    help: "Time of one dedupe store command, successful or not, by command.",
+    help: "Time of one Redis command (dedupe claims, rate-limit counts), successful or not, by command.",
     labels: &[Label {
         name: "command",
-        values: "`claim`, `commit`, `release`",
+        values: "`claim`, `commit`, `release`, `rate_limit`",
     }],
 };
 pub const REDIS_ERRORS: MetricDef = MetricDef {
     name: "spillway_redis_errors_total",
     kind: Kind::Counter,
     process: Process::Ingress,
-    help: "Dedupe store commands that failed (timeout, connection, cluster error), by command.",
+    help: "Redis commands that failed (timeout, connection, cluster error), by command.",
     labels: &[Label {
         name: "command",
-        values: "`claim`, `commit`, `release`",
+        values: "`claim`, `commit`, `release`, `rate_limit`",
     }],
 };
 pub const KAFKA_PRODUCE_DURATION: MetricDef = MetricDef {

@@ -27,6 +27,8 @@ pub enum Outcome {
     LoopDetected,
     /// The client address is not in the source's `allow_cidrs`.
     Forbidden,
+    /// The source's `rate_limit` is used up for this window.
+    RateLimited,
     /// A `Content-Encoding` other than gzip, zstd or identity.
     UnsupportedEncoding,
     /// `GET /robots.txt`.
@@ -38,7 +40,7 @@ pub enum Outcome {
 // === impl Outcome ===
 
 impl Outcome {
-    pub const ALL: [Outcome; 17] = [
+    pub const ALL: [Outcome; 18] = [
         Self::Accepted,
         Self::Duplicate,
         Self::InFlight,
@@ -53,6 +55,7 @@ impl Outcome {
         Self::RedisUnavailable,
         Self::LoopDetected,
         Self::Forbidden,
+        Self::RateLimited,
         Self::UnsupportedEncoding,
         Self::RobotsTxt,
         Self::Internal,
@@ -74,6 +77,7 @@ impl Outcome {
             Self::RedisUnavailable => "redis_unavailable",
             Self::LoopDetected => "loop_detected",
             Self::Forbidden => "forbidden",
+            Self::RateLimited => "rate_limited",
             Self::UnsupportedEncoding => "unsupported_encoding",
             Self::RobotsTxt => "robots_txt",
             Self::Internal => "internal",
@@ -87,16 +91,19 @@ pub enum RedisCommand {
     Claim,
     Commit,
     Release,
+    /// The count of a source's rate-limit window.
+    RateLimit,
 }
 
 impl RedisCommand {
-    pub const ALL: [RedisCommand; 3] = [Self::Claim, Self::Commit, Self::Release];
+    pub const ALL: [RedisCommand; 4] = [Self::Claim, Self::Commit, Self::Release, Self::RateLimit];
 
     pub fn label(self) -> &'static str {
         match self {
             Self::Claim => "claim",
             Self::Commit => "commit",
             Self::Release => "release",
+            Self::RateLimit => "rate_limit",
         }
     }
 }
@@ -157,7 +164,9 @@ impl IngressMetrics {
         for outcome in Outcome::ALL {
             self.requests.with_label_values(&[source, outcome.label()]);
         }
-        self.shed.with_label_values(&[source, "max_in_flight"]);
+        for reason in ["max_in_flight", "rate_limited"] {
+            self.shed.with_label_values(&[source, reason]);
+        }
         for state in ["done", "in_flight"] {
             self.dedupe_hits.with_label_values(&[source, state]);
         }
@@ -176,10 +185,13 @@ impl IngressMetrics {
             .with_label_values(&[source, outcome.label()])
             .inc();
         self.duration.with_label_values(&[source]).observe(seconds);
-        if outcome == Outcome::Overloaded {
-            self.shed
-                .with_label_values(&[source, "max_in_flight"])
-                .inc();
+        let shed = match outcome {
+            Outcome::Overloaded => Some("max_in_flight"),
+            Outcome::RateLimited => Some("rate_limited"),
+            _ => None,
+        };
+        if let Some(reason) = shed {
+            self.shed.with_label_values(&[source, reason]).inc();
         }
     }
 

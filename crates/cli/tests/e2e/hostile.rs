@@ -1,6 +1,6 @@
 //! The defences the internet requires, across processes: robots.txt, header-count caps,
 //! compressed bodies and decompression bombs, per-source address allowlists behind trusted
-//! proxies, and an HTTP/2 rapid-reset flood. After each the process keeps serving.
+//! proxies, a rate limit shared by two processes, and an HTTP/2 rapid-reset flood. After each the process keeps serving.
 
 use std::io::Write;
 
@@ -14,6 +14,12 @@ const FENCED: TestSource = TestSource {
     name: "fenced",
     scheme: Scheme::Github,
     secret: "fenced-source-secret",
+};
+
+const LIMITED: TestSource = TestSource {
+    name: "limited",
+    scheme: Scheme::Github,
+    secret: "limited-source-secret",
 };
 
 fn gzip(data: &[u8]) -> Vec<u8> {
@@ -35,7 +41,7 @@ async fn hostile_requests_are_refused_and_compressed_ones_decoded() {
     let setup = setup(
         &brokers,
         &redis_nodes(),
-        &[github.clone(), FENCED],
+        &[github.clone(), FENCED, LIMITED],
         // Loopback is the load balancer in front of this ingress.
         "  trusted_proxies: [127.0.0.0/8]\n  max_headers: 50\n",
         "",
@@ -46,11 +52,23 @@ async fn hostile_requests_are_refused_and_compressed_ones_decoded() {
         yaml.replace(
             "  fenced:\n",
             "  fenced:\n    allow_cidrs: [198.51.100.0/24]\n    max_body_bytes: 65536\n",
+        )
+        // A window so long that no test run crosses one of its edges.
+        .replace(
+            "  limited:\n",
+            "  limited:\n    rate_limit: { requests: 5, window: 10000h }\n",
         ),
     )
     .expect("config");
-    spillway_testkit::create_topics(&brokers, &[setup.topic("github"), setup.topic("fenced")])
-        .await;
+    spillway_testkit::create_topics(
+        &brokers,
+        &[
+            setup.topic("github"),
+            setup.topic("fenced"),
+            setup.topic("limited"),
+        ],
+    )
+    .await;
     let mut ingress = setup.spawn("ingress");
     ingress.wait_ready(PATIENCE).await;
     let client = Client::http1();
@@ -172,6 +190,29 @@ async fn hostile_requests_are_refused_and_compressed_ones_decoded() {
         }
     }
 
+    // A rate limit shared by two ingress processes: five requests pass, whichever process
+    // they reach, then both answer 429 with a Retry-After.
+    let mut second = setup.spawn("ingress-2");
+    second.wait_ready(PATIENCE).await;
+    for n in 0..8 {
+        let target = if n % 2 == 0 { &ingress } else { &second };
+        let reply = post_event(&client, target, &LIMITED, &format!("limited-{n}"), n).await;
+        if n < 5 {
+            assert_eq!(reply.status, 202, "request {n} is within the limit");
+        } else {
+            assert_eq!(reply.status, 429, "request {n} is over the limit");
+            assert_eq!(reply.field("error"), Some("rate_limited".into()));
+            let after: u64 = reply.headers["retry-after"]
+                .to_str()
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .expect("Retry-After seconds");
+            assert!(after >= 1);
+        }
+    }
+    second.terminate();
+    assert!(second.wait_exit(PATIENCE).success());
+
     // HTTP/2 rapid reset (CVE-2023-44487): streams opened and cancelled at once, thousands of
     // them. The server closes the connection instead of doing the work for ever.
     let tcp = tokio::net::TcpStream::connect(ingress.addr)
@@ -205,6 +246,8 @@ async fn hostile_requests_are_refused_and_compressed_ones_decoded() {
         "spillway_http_requests_total{outcome=\"forbidden\",source=\"fenced\"} 3",
         "spillway_http_requests_total{outcome=\"unsupported_encoding\",source=\"github\"} 1",
         "spillway_http_requests_total{outcome=\"too_large\",source=\"fenced\"} 1",
+        // Of the three refused, this process answered one (request 6).
+        "spillway_http_shed_requests_total{reason=\"rate_limited\",source=\"limited\"} 1",
     ] {
         assert!(metrics.contains(line), "{line} missing from\n{metrics}");
     }
