@@ -99,6 +99,14 @@ pub struct IngressConfig {
     /// the ingress. The client address is the right-most `X-Forwarded-For` entry not in this
     /// list; from any other peer the header is ignored and the peer is the client.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Clients (by address) whose requests fail signature verification more than
+    /// `failures` times per `window`, summed over every ingress pod in the Redis Cluster, are
+    /// refused with 403 for `duration`. `null` turns it off. Needs `redis.nodes`.
+    pub block_failing_clients: Option<BlockConfig>,
+    /// How long a pod trusts what it learnt of a client's block state before asking Redis
+    /// again (one GET per client address per this period at most).
+    #[serde(with = "humantime_serde")]
+    pub block_check_interval: Duration,
     /// An event that has already been delivered this many times by Spillway workers (the
     /// `spillway-hop` header) is refused with 508: a subscription loops back into the ingress.
     pub max_hops: u32,
@@ -124,6 +132,8 @@ impl Default for IngressConfig {
             http2_max_pending_accept_reset_streams: 20,
             http2_max_local_error_reset_streams: 256,
             trusted_proxies: Vec::new(),
+            block_failing_clients: Some(BlockConfig::default()),
+            block_check_interval: Duration::from_secs(5),
             max_hops: 3,
             retry_after: Duration::from_secs(2),
             tls: None,
@@ -302,6 +312,29 @@ pub struct SourceConfig {
     /// scheme's event-type and id headers.
     #[serde(default)]
     pub forward_headers: Option<Vec<String>>,
+}
+
+/// When a client that keeps failing verification is blocked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BlockConfig {
+    /// Failed verifications per window that a client may have; one more blocks it.
+    pub failures: u64,
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+    /// How long the block lasts.
+    #[serde(with = "humantime_serde")]
+    pub duration: Duration,
+}
+
+impl Default for BlockConfig {
+    fn default() -> Self {
+        Self {
+            failures: 100,
+            window: Duration::from_secs(60),
+            duration: Duration::from_secs(600),
+        }
+    }
 }
 
 /// A fixed-window rate limit.

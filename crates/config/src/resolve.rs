@@ -123,6 +123,26 @@ impl Config {
             // hyper's HTTP/1 read buffer has an 8 KiB floor.
             errors.push(err("ingress.max_header_bytes", "must be at least 8192"));
         }
+        if let Some(block) = &self.ingress.block_failing_clients {
+            if block.failures == 0 {
+                errors.push(err(
+                    "ingress.block_failing_clients.failures",
+                    "must be at least 1",
+                ));
+            }
+            if block.window < Duration::from_secs(1) {
+                errors.push(err(
+                    "ingress.block_failing_clients.window",
+                    "must be at least 1s",
+                ));
+            }
+            if block.duration < Duration::from_secs(1) {
+                errors.push(err(
+                    "ingress.block_failing_clients.duration",
+                    "must be at least 1s",
+                ));
+            }
+        }
         for (field, value) in [
             ("ingress.max_headers", self.ingress.max_headers),
             (

@@ -8,7 +8,8 @@
 //! claim    SET k "pending:<id>" NX PX claim_ttl GET   -> Claimed | InFlight | Done(<original id>)
 //! commit   k == "pending:<id>" or absent ? SET k "done:<id>" EX window
 //! release  k == "pending:<id>" ? DEL k
-//! count    INCR k (PEXPIRE ttl on the first)              -> the fixed-window rate limits
+//! count    INCR k (PEXPIRE ttl on the first)              -> rate limits, verification failures
+//! read     GET k / write SET k v PX ttl                   -> blocked client addresses
 //! ```
 //!
 //! Commit and release compare before they write: a pod whose claim expired (it stalled past
@@ -130,6 +131,25 @@ impl DedupeStore {
         match self {
             Self::Redis(s) => s.count(key, ttl).await,
             Self::Memory(s) => Ok(s.count(key, ttl)),
+        }
+    }
+
+    /// The value of `key`, if it is set and not expired.
+    pub async fn read(&self, key: &str) -> Result<Option<String>, StoreError> {
+        match self {
+            Self::Redis(s) => s.read(key).await,
+            Self::Memory(s) => Ok(s.read(key)),
+        }
+    }
+
+    /// Sets `key` to `value` for `ttl`.
+    pub async fn write(&self, key: &str, value: &str, ttl: Duration) -> Result<(), StoreError> {
+        match self {
+            Self::Redis(s) => s.write(key, value, ttl).await,
+            Self::Memory(s) => {
+                s.write(key, value, ttl);
+                Ok(())
+            }
         }
     }
 

@@ -36,6 +36,16 @@ impl MemoryStore {
         })
     }
 
+    pub(crate) fn read(&self, key: &str) -> Option<String> {
+        self.with_live(key, |_, current| current)
+    }
+
+    pub(crate) fn write(&self, key: &str, value: &str, ttl: Duration) {
+        self.with_live(key, |map, _| {
+            map.insert(key.to_owned(), (value.to_owned(), Instant::now() + ttl));
+        });
+    }
+
     fn with_live<T>(
         &self,
         key: &str,

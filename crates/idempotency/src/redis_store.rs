@@ -209,6 +209,34 @@ impl RedisStore {
         .await
     }
 
+    pub(crate) async fn read(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.run("read", |mut conn| async move {
+            redis::cmd("GET").arg(key).query_async(&mut conn).await
+        })
+        .await
+    }
+
+    pub(crate) async fn write(
+        &self,
+        key: &str,
+        value: &str,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let ttl_ms = millis(ttl);
+        let _: Value = self
+            .run("write", |mut conn| async move {
+                redis::cmd("SET")
+                    .arg(key)
+                    .arg(value)
+                    .arg("PX")
+                    .arg(ttl_ms)
+                    .query_async(&mut conn)
+                    .await
+            })
+            .await?;
+        Ok(())
+    }
+
     pub(crate) async fn ping(&self) -> Result<(), StoreError> {
         let _: Value = self
             .run("ping", |mut conn| async move {

@@ -7,6 +7,7 @@
 //! timeout, the durable sections settle, and the producer is flushed.
 
 mod answer;
+mod blocklist;
 mod client_addr;
 mod encoding;
 mod pipeline;
@@ -63,7 +64,9 @@ impl Ingress {
         let producer = EventProducer::new(&ProducerSettings::from(&config.kafka))?;
         let dedupes = sources.iter().any(|s| s.dedupe != KeySource::None);
         let limits = sources.iter().any(|s| s.rate_limit.is_some());
-        let dedupe = if dedupes || limits {
+        let blocks =
+            config.ingress.block_failing_clients.is_some() && !config.redis.nodes.is_empty();
+        let dedupe = if dedupes || limits || blocks {
             Some(DedupeStore::Redis(RedisStore::new(RedisSettings {
                 nodes: config.redis.nodes.clone(),
                 command_timeout: config.redis.command_timeout,
@@ -102,6 +105,18 @@ impl Ingress {
             max_hops: config.ingress.max_hops,
             access_log: config.telemetry.access_log,
             trusted_proxies: config.ingress.trusted_proxies.clone(),
+            blocklist: config
+                .ingress
+                .block_failing_clients
+                .zip(dedupe.clone())
+                .map(|(block, store)| {
+                    blocklist::Blocklist::new(
+                        block,
+                        store,
+                        config.redis.key_prefix.clone(),
+                        config.ingress.block_check_interval,
+                    )
+                }),
             tasks: TaskTracker::new(),
         });
         let readiness = Arc::new(IngressReadiness {

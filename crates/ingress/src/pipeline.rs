@@ -20,6 +20,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::answer::{self, Answer};
+use crate::blocklist::Blocklist;
 use crate::client_addr::client_address;
 use crate::encoding::{decode, encoding_of, DecodeError};
 
@@ -41,6 +42,8 @@ pub struct Pipeline {
     pub(crate) access_log: bool,
     /// Peers whose `X-Forwarded-For` names the client.
     pub(crate) trusted_proxies: Vec<ipnet::IpNet>,
+    /// Clients refused for failing verification too often; None when off or without Redis.
+    pub(crate) blocklist: Option<Blocklist>,
     /// The durable sections (claim, produce, commit) in progress; drained on shutdown.
     pub(crate) tasks: TaskTracker,
 }
@@ -192,6 +195,17 @@ impl Pipeline {
             );
         }
 
+        if let Some(blocklist) = &self.blocklist {
+            if let Some(left) = blocklist.blocked_for(client, &self.metrics).await {
+                return answer::retry_later(
+                    Outcome::Blocked,
+                    StatusCode::FORBIDDEN,
+                    "client_blocked",
+                    "this address failed signature verification too often and is blocked for a while",
+                    left,
+                );
+            }
+        }
         if let Some(refused) = self.rate_limited(&source).await {
             return refused;
         }
@@ -240,7 +254,7 @@ impl Pipeline {
             return a;
         };
         let _in_flight = InFlightGuard::new(&self.metrics);
-        self.accept(source, req, hops, id).await
+        self.accept(source, req, hops, id, client).await
     }
 
     /// Counts the request against its source's rate limit, shared by every pod through the
@@ -289,6 +303,7 @@ impl Pipeline {
         req: Request<Incoming>,
         hops: u32,
         id: EventId,
+        client: IpAddr,
     ) -> Answer {
         let cap = source.max_body_bytes;
         let encoding = match encoding_of(req.headers()) {
@@ -366,6 +381,9 @@ impl Pipeline {
             Ok(v) => v,
             Err(e) => {
                 self.metrics.verify_failure(&source.name, e.code());
+                if let Some(blocklist) = &self.blocklist {
+                    blocklist.failed(client, &source.name, &self.metrics).await;
+                }
                 let (outcome, status) = if e.is_unauthorized() {
                     (Outcome::Unauthorized, StatusCode::UNAUTHORIZED)
                 } else {
@@ -589,8 +607,8 @@ impl Drop for HeldClaim<'_> {
     }
 }
 
-/// Runs one dedupe store command in its own span and records its time and whether it failed.
-async fn timed<T, E>(
+/// Runs one Redis command in its own span and records its time and whether it failed.
+pub(crate) async fn timed<T, E>(
     metrics: &IngressMetrics,
     command: RedisCommand,
     call: impl std::future::Future<Output = Result<T, E>>,

@@ -92,7 +92,7 @@ pub const HTTP_REQUESTS: MetricDef = MetricDef {
         SOURCE,
         Label {
             name: "outcome",
-            values: "`accepted` (202), `duplicate` (200), `in_flight` (409), `unauthorized` (401), `bad_request` (400), `unknown_source` (404), `method_not_allowed` (405), `too_large` (413), `body_timeout` (408), `overloaded` (503), `kafka_unavailable` (503), `redis_unavailable` (503), `loop_detected` (508), `forbidden` (403), `rate_limited` (429), `unsupported_encoding` (415), `robots_txt` (200, `GET /robots.txt`), `internal` (500)",
+            values: "`accepted` (202), `duplicate` (200), `in_flight` (409), `unauthorized` (401), `bad_request` (400), `unknown_source` (404), `method_not_allowed` (405), `too_large` (413), `body_timeout` (408), `overloaded` (503), `kafka_unavailable` (503), `redis_unavailable` (503), `loop_detected` (508), `forbidden` (403), `rate_limited` (429), `blocked` (403), `unsupported_encoding` (415), `robots_txt` (200, `GET /robots.txt`), `internal` (500)",
         },
     ],
 };
@@ -171,14 +171,21 @@ pub const DEDUPE_FAIL_OPEN: MetricDef = MetricDef {
         "Events accepted without a dedupe claim because Redis was unavailable (fail-open sources).",
     labels: &[SOURCE],
 };
+pub const BLOCKED_CLIENTS: MetricDef = MetricDef {
+    name: "spillway_blocked_clients_total",
+    kind: Kind::Counter,
+    process: Process::Ingress,
+    help: "Client addresses blocked for failing verification too often (`ingress.block_failing_clients`), by the source of the failure that tipped it.",
+    labels: &[SOURCE],
+};
 pub const REDIS_COMMAND_DURATION: MetricDef = MetricDef {
     name: "spillway_redis_command_duration_seconds",
     kind: Kind::Histogram(DEPENDENCY_BUCKETS),
     process: Process::Ingress,
-    help: "Time of one Redis command (dedupe claims, rate-limit counts), successful or not, by command.",
+    help: "Time of one Redis command (dedupe claims, rate-limit counts, client blocks), successful or not, by command.",
     labels: &[Label {
         name: "command",
-        values: "`claim`, `commit`, `release`, `rate_limit`",
+        values: "`claim`, `commit`, `release`, `rate_limit`, `block_check`, `block_count`",
     }],
 };
 pub const REDIS_ERRORS: MetricDef = MetricDef {
@@ -188,7 +195,7 @@ pub const REDIS_ERRORS: MetricDef = MetricDef {
     help: "Redis commands that failed (timeout, connection, cluster error), by command.",
     labels: &[Label {
         name: "command",
-        values: "`claim`, `commit`, `release`, `rate_limit`",
+        values: "`claim`, `commit`, `release`, `rate_limit`, `block_check`, `block_count`",
     }],
 };
 pub const KAFKA_PRODUCE_DURATION: MetricDef = MetricDef {
@@ -306,6 +313,7 @@ pub const CATALOG: &[MetricDef] = &[
     DEDUPE_HITS,
     DEDUPE_CLAIMS_IN_FLIGHT,
     DEDUPE_FAIL_OPEN,
+    BLOCKED_CLIENTS,
     REDIS_COMMAND_DURATION,
     REDIS_ERRORS,
     KAFKA_PRODUCE_DURATION,
@@ -444,6 +452,7 @@ mod tests {
     const UNITS: &[&str] = &[
         "seconds",
         "bytes",
+        "clients",
         "messages",
         "events",
         "requests",

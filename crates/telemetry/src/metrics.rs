@@ -29,6 +29,8 @@ pub enum Outcome {
     Forbidden,
     /// The source's `rate_limit` is used up for this window.
     RateLimited,
+    /// The client failed verification too often and is blocked for a while.
+    Blocked,
     /// A `Content-Encoding` other than gzip, zstd or identity.
     UnsupportedEncoding,
     /// `GET /robots.txt`.
@@ -40,7 +42,7 @@ pub enum Outcome {
 // === impl Outcome ===
 
 impl Outcome {
-    pub const ALL: [Outcome; 18] = [
+    pub const ALL: [Outcome; 19] = [
         Self::Accepted,
         Self::Duplicate,
         Self::InFlight,
@@ -56,6 +58,7 @@ impl Outcome {
         Self::LoopDetected,
         Self::Forbidden,
         Self::RateLimited,
+        Self::Blocked,
         Self::UnsupportedEncoding,
         Self::RobotsTxt,
         Self::Internal,
@@ -78,6 +81,7 @@ impl Outcome {
             Self::LoopDetected => "loop_detected",
             Self::Forbidden => "forbidden",
             Self::RateLimited => "rate_limited",
+            Self::Blocked => "blocked",
             Self::UnsupportedEncoding => "unsupported_encoding",
             Self::RobotsTxt => "robots_txt",
             Self::Internal => "internal",
@@ -93,10 +97,21 @@ pub enum RedisCommand {
     Release,
     /// The count of a source's rate-limit window.
     RateLimit,
+    /// Looking up whether a client address is blocked.
+    BlockCheck,
+    /// Counting a client's failed verification, and blocking it past the limit.
+    BlockCount,
 }
 
 impl RedisCommand {
-    pub const ALL: [RedisCommand; 4] = [Self::Claim, Self::Commit, Self::Release, Self::RateLimit];
+    pub const ALL: [RedisCommand; 6] = [
+        Self::Claim,
+        Self::Commit,
+        Self::Release,
+        Self::RateLimit,
+        Self::BlockCheck,
+        Self::BlockCount,
+    ];
 
     pub fn label(self) -> &'static str {
         match self {
@@ -104,6 +119,8 @@ impl RedisCommand {
             Self::Commit => "commit",
             Self::Release => "release",
             Self::RateLimit => "rate_limit",
+            Self::BlockCheck => "block_check",
+            Self::BlockCount => "block_count",
         }
     }
 }
@@ -121,6 +138,7 @@ pub struct IngressMetrics {
     dedupe_hits: IntCounterVec,
     claims_in_flight: IntGauge,
     fail_open: IntCounterVec,
+    blocked: IntCounterVec,
     redis_duration: HistogramVec,
     redis_errors: IntCounterVec,
     produce_duration: HistogramVec,
@@ -148,6 +166,7 @@ impl IngressMetrics {
             dedupe_hits: DEDUPE_HITS.counter(&r)?,
             claims_in_flight: DEDUPE_CLAIMS_IN_FLIGHT.single_gauge(&r)?,
             fail_open: DEDUPE_FAIL_OPEN.counter(&r)?,
+            blocked: BLOCKED_CLIENTS.counter(&r)?,
             redis_duration: REDIS_COMMAND_DURATION.histogram(&r)?,
             redis_errors: REDIS_ERRORS.counter(&r)?,
             produce_duration: KAFKA_PRODUCE_DURATION.histogram(&r)?,
@@ -171,6 +190,7 @@ impl IngressMetrics {
             self.dedupe_hits.with_label_values(&[source, state]);
         }
         self.fail_open.with_label_values(&[source]);
+        self.blocked.with_label_values(&[source]);
         for command in RedisCommand::ALL {
             self.redis_errors.with_label_values(&[command.label()]);
         }
@@ -222,6 +242,11 @@ impl IngressMetrics {
 
     pub fn fail_open(&self, source: &str) {
         self.fail_open.with_label_values(&[source]).inc();
+    }
+
+    /// A client address was blocked after failing verification on `source` too often.
+    pub fn client_blocked(&self, source: &str) {
+        self.blocked.with_label_values(&[source]).inc();
     }
 
     pub fn redis_command(&self, command: RedisCommand, seconds: f64, ok: bool) {
@@ -402,6 +427,7 @@ mod tests {
         m.dedupe_hit("github", true);
         m.claims_in_flight().inc();
         m.fail_open("github");
+        m.client_blocked("github");
         m.redis_command(RedisCommand::Claim, 0.001, false);
         m.produce("events.github", 0.004, Some("queue_full"));
         m.set_producer_queue(3);

@@ -1,6 +1,7 @@
 //! The defences the internet requires, across processes: robots.txt, header-count caps,
 //! compressed bodies and decompression bombs, per-source address allowlists behind trusted
-//! proxies, a rate limit shared by two processes, and an HTTP/2 rapid-reset flood. After each the process keeps serving.
+//! proxies, a rate limit and a client block shared by two processes, and an HTTP/2
+//! rapid-reset flood. After each the process keeps serving.
 
 use std::io::Write;
 
@@ -43,7 +44,8 @@ async fn hostile_requests_are_refused_and_compressed_ones_decoded() {
         &redis_nodes(),
         &[github.clone(), FENCED, LIMITED],
         // Loopback is the load balancer in front of this ingress.
-        "  trusted_proxies: [127.0.0.0/8]\n  max_headers: 50\n",
+        "  trusted_proxies: [127.0.0.0/8]\n  max_headers: 50\n  \
+         block_failing_clients: { failures: 3, window: 10000h, duration: 10000h }\n",
         "",
     );
     let yaml = std::fs::read_to_string(&setup.config).expect("config");
@@ -210,6 +212,47 @@ async fn hostile_requests_are_refused_and_compressed_ones_decoded() {
             assert!(after >= 1);
         }
     }
+    // A client that keeps failing verification is blocked by every process: three bad
+    // signatures are allowed, the fourth blocks the address, then even a valid request from
+    // it is refused, by the other process too; another address is not affected.
+    let as_client = |ip: &str, id: &str, tampered: bool| {
+        let body = event_body(id, 0);
+        let signed_body = if tampered {
+            b"{}".as_slice()
+        } else {
+            &body[..]
+        };
+        let mut headers = github.sign(id, signed_body, 0);
+        headers.push(("x-forwarded-for".into(), ip.to_owned()));
+        (headers, body)
+    };
+    for n in 0..4 {
+        let (headers, body) = as_client("192.0.2.66", &format!("forged-{n}"), true);
+        let reply = client
+            .post(&ingress.hook_url("github"), &headers, body)
+            .await
+            .expect("post");
+        assert_eq!(reply.status, 401);
+    }
+    for target in [&ingress, &second] {
+        let (headers, body) = as_client("192.0.2.66", "honest-now", false);
+        let reply = client
+            .post(&target.hook_url("github"), &headers, body)
+            .await
+            .expect("post");
+        assert_eq!(
+            (reply.status.as_u16(), reply.field("error")),
+            (403, Some("client_blocked".into()))
+        );
+        assert!(reply.headers.contains_key("retry-after"));
+        let (headers, body) =
+            as_client("192.0.2.67", &spillway_testkit::unique("bystander"), false);
+        let reply = client
+            .post(&target.hook_url("github"), &headers, body)
+            .await
+            .expect("post");
+        assert_eq!(reply.status, 202, "another address is not blocked");
+    }
     second.terminate();
     assert!(second.wait_exit(PATIENCE).success());
 
@@ -243,6 +286,8 @@ async fn hostile_requests_are_refused_and_compressed_ones_decoded() {
     let metrics = ingress.metrics().await;
     for line in [
         "spillway_http_requests_total{outcome=\"robots_txt\",source=\"_unknown\"} 1",
+        "spillway_blocked_clients_total{source=\"github\"} 1",
+        "spillway_http_requests_total{outcome=\"blocked\",source=\"github\"} 1",
         "spillway_http_requests_total{outcome=\"forbidden\",source=\"fenced\"} 3",
         "spillway_http_requests_total{outcome=\"unsupported_encoding\",source=\"github\"} 1",
         "spillway_http_requests_total{outcome=\"too_large\",source=\"fenced\"} 1",
