@@ -206,9 +206,6 @@ impl Pipeline {
                 );
             }
         }
-        if let Some(refused) = self.rate_limited(&source).await {
-            return refused;
-        }
         if req.method() != Method::POST {
             let mut a = answer::error(
                 Outcome::MethodNotAllowed,
@@ -242,6 +239,11 @@ impl Pipeline {
                 return a;
             }
         };
+        // Counted only for requests that could be accepted: a wrong method or a loop spends
+        // none of the source's allowance.
+        if let Some(refused) = self.rate_limited(&source).await {
+            return refused;
+        }
         // Admission: refuse at once rather than queue when the process is saturated.
         let Ok(_permit) = self.permits.clone().try_acquire_owned() else {
             let a = answer::retry_later(
