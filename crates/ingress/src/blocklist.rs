@@ -8,13 +8,14 @@
 //! protects against brute force; it must not turn a Redis outage into an ingest outage).
 
 use std::net::IpAddr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use spillway_config::BlockConfig;
 use spillway_idempotency::DedupeStore;
 use spillway_telemetry::{IngressMetrics, RedisCommand};
 
 use crate::pipeline::timed;
+use crate::window::{count_hit, millis, millis_since_epoch};
 
 #[derive(Debug)]
 pub struct Blocklist {
@@ -72,19 +73,18 @@ impl Blocklist {
 
     /// Counts a failed verification by `client`; the one past the limit blocks it.
     pub async fn failed(&self, client: IpAddr, source: &str, metrics: &IngressMetrics) {
-        let window_ms = millis(self.config.window);
-        let now = now_ms();
-        let key = format!("{}failures:{client}:{}", self.key_prefix, now / window_ms);
-        let counted = timed(
+        let counted = count_hit(
+            &self.store,
             metrics,
             RedisCommand::BlockCount,
-            self.store.count(&key, self.config.window),
+            &format!("{}failures:{client}", self.key_prefix),
+            self.config.window,
         )
         .await;
-        if counted.ok() != Some(self.config.failures + 1) {
+        if counted.map(|hit| hit.count).ok() != Some(self.config.failures + 1) {
             return;
         }
-        let until = now + millis(self.config.duration);
+        let until = now_ms() + millis(self.config.duration);
         let written = timed(
             metrics,
             RedisCommand::BlockCount,
@@ -103,15 +103,8 @@ impl Blocklist {
     }
 }
 
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
-}
-
 fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
+    millis_since_epoch(SystemTime::now())
 }
 
 #[cfg(test)]

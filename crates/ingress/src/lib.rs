@@ -12,6 +12,7 @@ mod client_addr;
 mod encoding;
 mod pipeline;
 mod server;
+mod window;
 
 pub use pipeline::Pipeline;
 pub use server::{load_tls, serve, ServerSettings};

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode};
@@ -23,6 +23,7 @@ use crate::answer::{self, Answer};
 use crate::blocklist::Blocklist;
 use crate::client_addr::client_address;
 use crate::encoding::{decode, encoding_of, DecodeError};
+use crate::window::{count_hit, millis_since_epoch};
 
 const HOOKS_PREFIX: &str = "/v1/hooks/";
 
@@ -265,32 +266,25 @@ impl Pipeline {
     /// protects, it does not decide what is accepted.
     async fn rate_limited(&self, source: &ResolvedSource) -> Option<Answer> {
         let (limit, store) = (source.rate_limit.as_ref()?, self.dedupe.as_ref()?);
-        let window_ms = u64::try_from(limit.window.as_millis())
-            .unwrap_or(u64::MAX)
-            .max(1);
-        let now_ms = millis_since_epoch(SystemTime::now());
-        let window = now_ms / window_ms;
-        let key = format!("{}rate:{}:{window}", self.key_prefix, source.name);
-        let count = timed(
+        let hit = count_hit(
+            store,
             &self.metrics,
             RedisCommand::RateLimit,
-            store.count(&key, limit.window),
+            &format!("{}rate:{}", self.key_prefix, source.name),
+            limit.window,
         )
         .await;
-        match count {
-            Ok(n) if n > limit.requests => {
-                let left = Duration::from_millis((window + 1) * window_ms - now_ms);
-                Some(answer::retry_later(
-                    Outcome::RateLimited,
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "rate_limited",
-                    format!(
-                        "this source accepts {} requests per {:?}; retry later",
-                        limit.requests, limit.window
-                    ),
-                    left,
-                ))
-            }
+        match hit {
+            Ok(hit) if hit.count > limit.requests => Some(answer::retry_later(
+                Outcome::RateLimited,
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!(
+                    "this source accepts {} requests per {:?}; retry later",
+                    limit.requests, limit.window
+                ),
+                hit.left,
+            )),
             Ok(_) => None,
             Err(e) => {
                 tracing::warn!(source = %source.name, error = %e, "rate limit not counted (Redis unavailable); letting the request through");
@@ -717,10 +711,4 @@ fn forwarded(headers: &HeaderMap, names: &[String]) -> Vec<(String, Bytes)> {
         }
     }
     out
-}
-
-fn millis_since_epoch(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
 }
