@@ -63,8 +63,9 @@ impl Pipeline {
         let method = req.method().clone();
         let version = req.version();
         // Only the access log and the traces need these; neither should cost when it is off.
-        let path = (self.access_log || traces::exporting()).then(|| req.uri().path().to_owned());
-        let user_agent = (self.access_log || traces::exporting())
+        let described = self.access_log || traces::exporting();
+        let path = described.then(|| req.uri().path().to_owned());
+        let user_agent = described
             .then(|| header_text(req.headers(), header::USER_AGENT.as_str()))
             .flatten();
         let client = client_address(peer.ip(), req.headers(), &self.trusted_proxies);

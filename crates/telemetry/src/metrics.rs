@@ -156,7 +156,7 @@ impl IngressMetrics {
         use catalog::*;
         let r = Registry::new();
         build_info(&r, "ingress")?;
-        Ok(Self {
+        let metrics = Self {
             requests: HTTP_REQUESTS.counter(&r)?,
             duration: HTTP_REQUEST_DURATION.histogram(&r)?,
             body: HTTP_REQUEST_BODY.histogram(&r)?,
@@ -173,7 +173,11 @@ impl IngressMetrics {
             produce_errors: KAFKA_PRODUCE_ERRORS.counter(&r)?,
             producer_queue: KAFKA_PRODUCER_QUEUE.single_gauge(&r)?,
             registry: r,
-        })
+        };
+        for command in RedisCommand::ALL {
+            metrics.redis_errors.with_label_values(&[command.label()]);
+        }
+        Ok(metrics)
     }
 
     /// Creates the series of a configured source and its topic at 0, so that dashboards and
@@ -191,9 +195,6 @@ impl IngressMetrics {
         }
         self.fail_open.with_label_values(&[source]);
         self.blocked.with_label_values(&[source]);
-        for command in RedisCommand::ALL {
-            self.redis_errors.with_label_values(&[command.label()]);
-        }
         for reason in produce_errors {
             self.produce_errors.with_label_values(&[topic, reason]);
         }
