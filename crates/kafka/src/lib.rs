@@ -16,7 +16,7 @@ use std::time::Duration;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer, PurgeConfig};
 use spillway_core::Envelope;
 
 /// Where the cluster is and how to reach it (security settings included): what every Kafka
@@ -138,6 +138,10 @@ pub struct Delivered {
 /// - after a timeout, librdkafka bumps the idempotent producer's epoch on the client side
 ///   (KIP-360). Apache Kafka accepts that, but not every Kafka-protocol broker does (tansu 0.6's
 ///   sqlite storage panics on it), and a fresh producer id sidesteps the question entirely.
+///
+/// The replaced producer's queued and in-flight records are purged at once: their requests
+/// get 503 (the sender retries) instead of the old producer sending them, under its old
+/// producer id or a bumped epoch, once the broker is back.
 #[derive(Clone)]
 pub struct EventProducer {
     shared: Arc<Shared>,
@@ -347,6 +351,8 @@ fn retire(producer: Arc<FutureProducer>) {
     let spawned = std::thread::Builder::new()
         .name("spillway-retire-producer".into())
         .spawn(move || {
+            // The sends still waiting on it get their (failed) reports now, so it can go.
+            producer.purge(PurgeConfig::default().queue().inflight());
             let mut producer = producer;
             loop {
                 match Arc::try_unwrap(producer) {
