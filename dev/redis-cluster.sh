@@ -33,6 +33,12 @@ ensure_installed() {
 healthy() {
   for p in $ports; do
     redis-cli -h 127.0.0.1 -p "$p" cluster info 2>/dev/null | grep -q 'cluster_state:ok' || return 1
+    # A replica that has not synced with its primary yet could not take over from it.
+    local replication
+    replication=$(redis-cli -h 127.0.0.1 -p "$p" info replication 2>/dev/null)
+    if grep -q '^role:slave' <<<"$replication"; then
+      grep -q '^master_link_status:up' <<<"$replication" || return 1
+    fi
   done
 }
 
