@@ -17,7 +17,8 @@ pub struct Answer {
     pub source: usize,
     /// From the moment the request was due to its answer (or failure).
     pub latency: Duration,
-    /// Status and the event id of a 2xx answer; or why there was no answer.
+    /// The status and a field of the answer's JSON body: `id` (the event id) of a 2xx,
+    /// `error` (the error code) of anything else; or why there was no answer.
     pub result: Result<(u16, Option<String>), String>,
 }
 

@@ -121,7 +121,7 @@ pub async fn run(
     Ok(report)
 }
 
-/// One POST: the status and, for 2xx answers, the event id in the body.
+/// One POST: the status and the answer's event id (2xx) or error code (anything else).
 async fn send(
     client: &Client<HttpConnector, Full<Bytes>>,
     url: &str,
@@ -147,12 +147,15 @@ async fn send(
         .await
         .map_err(|_| "body".to_owned())?
         .to_bytes();
-    let id = (200..300)
-        .contains(&status)
-        .then(|| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
-        .flatten()
-        .and_then(|v| v.get("id").and_then(|i| i.as_str()).map(str::to_owned));
-    Ok((status, id))
+    let field = if (200..300).contains(&status) {
+        "id"
+    } else {
+        "error"
+    };
+    let value = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .and_then(|v| v.get(field).and_then(|i| i.as_str()).map(str::to_owned));
+    Ok((status, value))
 }
 
 /// Whether `status` is a right answer to a request of `kind`. A duplicate sent on another

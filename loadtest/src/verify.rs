@@ -1,8 +1,10 @@
 //! `--verify`: after a run, read the source topics back and reconcile them with the answers.
 //! Every acknowledged event (a 202, or a 200 for a duplicate of it) must be in Kafka exactly
 //! once, under the id the answer gave; nothing may be in Kafka that was not acknowledged,
-//! except events whose request got no answer (a client timeout: the server may well have
-//! taken it), which are counted separately.
+//! except events whose outcome the sender was never told: a request that got no answer (a
+//! client timeout: the server may well have taken it), or a 503 `kafka_unavailable` (the
+//! write was attempted and its acknowledgement did not come in time; Kafka may still have
+//! it), or a 409 `in_flight`. Those are counted separately.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -30,8 +32,10 @@ pub struct Reconciliation {
     pub unexpected: Vec<u64>,
     /// In Kafka under another id than the answer gave.
     pub id_mismatch: Vec<u64>,
-    /// In Kafka, unacknowledged because a request of it got no answer (timed out).
-    pub unanswered_in_kafka: usize,
+    /// In Kafka, unacknowledged because a request of it got no answer (timed out), a 503
+    /// `kafka_unavailable` or a 409 `in_flight`: the sender retries, and its retry is answered
+    /// as a duplicate.
+    pub unconfirmed_in_kafka: usize,
 }
 
 impl Reconciliation {
@@ -53,7 +57,7 @@ impl Reconciliation {
         };
         format!(
             "Verify        {} acknowledged, {} in Kafka exactly once; missing {} [{}], produced twice {} [{}], \
-             unacknowledged in Kafka {} [{}], wrong id {} [{}], unanswered requests found in Kafka {}  => {}\n",
+             unacknowledged in Kafka {} [{}], wrong id {} [{}], unconfirmed requests found in Kafka {}  => {}\n",
             self.acknowledged,
             self.in_kafka_once,
             self.missing.len(),
@@ -64,10 +68,21 @@ impl Reconciliation {
             few(&self.unexpected),
             self.id_mismatch.len(),
             few(&self.id_mismatch),
-            self.unanswered_in_kafka,
+            self.unconfirmed_in_kafka,
             if self.ok() { "OK" } else { "FAILED" }
         )
     }
+}
+
+/// Answers that tell the sender to retry although the event may be in Kafka already: a 503
+/// `kafka_unavailable` (the write was attempted and not acknowledged in time; Kafka may have it
+/// all the same) and a 409 `in_flight` (another request of the event was being written: the
+/// case of a balancer retrying a request whose first answer it lost).
+fn is_unconfirmed(status: u16, error: &str) -> bool {
+    matches!(
+        (status, error),
+        (503, "kafka_unavailable") | (409, "in_flight")
+    )
 }
 
 /// Reconciles the answers of a run with the records found in Kafka for it: (sequence number,
@@ -77,7 +92,7 @@ pub fn reconcile(answers: &[Answer], records: &[(u64, String)]) -> Reconciliatio
     struct Seen {
         ids: BTreeSet<String>,
         acknowledged: bool,
-        unanswered: bool,
+        unconfirmed: bool,
     }
     let mut by_seq: BTreeMap<u64, Seen> = BTreeMap::new();
     for answer in answers {
@@ -87,8 +102,11 @@ pub fn reconcile(answers: &[Answer], records: &[(u64, String)]) -> Reconciliatio
                 seen.acknowledged = true;
                 seen.ids.extend(id.clone());
             }
+            Ok((status, Some(error))) if is_unconfirmed(*status, error) => {
+                seen.unconfirmed = true;
+            }
             Ok(_) => {}
-            Err(_) => seen.unanswered = true,
+            Err(_) => seen.unconfirmed = true,
         }
     }
     let mut in_kafka: BTreeMap<u64, Vec<&str>> = BTreeMap::new();
@@ -110,8 +128,8 @@ pub fn reconcile(answers: &[Answer], records: &[(u64, String)]) -> Reconciliatio
                 _ => {}
             }
         } else if !found.is_empty() {
-            if seen.unanswered {
-                out.unanswered_in_kafka += 1;
+            if seen.unconfirmed {
+                out.unconfirmed_in_kafka += 1;
             } else {
                 out.unexpected.push(*seq);
             }
@@ -176,32 +194,42 @@ mod tests {
             answer(1, Ok((401, None))),      // tampered: not in Kafka
             answer(2, Err("timeout")),       // unknown: allowed either way
             answer(3, Ok((503, None))),      // refused: not in Kafka
+            answer(4, Ok((503, Some("kafka_unavailable")))), // written, unconfirmed
+            answer(5, Ok((503, Some("kafka_unavailable")))), // not written
+            answer(6, Ok((409, Some("in_flight")))), // a retry of a request whose answer was lost
         ];
-        let got = reconcile(&answers, &records(&[(0, "a"), (2, "c")]));
+        let got = reconcile(
+            &answers,
+            &records(&[(0, "a"), (2, "c"), (4, "e"), (6, "g")]),
+        );
         assert!(got.ok(), "{got:?}");
         assert_eq!(
-            (got.acknowledged, got.in_kafka_once, got.unanswered_in_kafka),
-            (1, 1, 1)
+            (
+                got.acknowledged,
+                got.in_kafka_once,
+                got.unconfirmed_in_kafka
+            ),
+            (1, 1, 3)
         );
     }
 
     #[test]
     fn every_kind_of_damage_is_named() {
         let answers = [
-            answer(0, Ok((202, Some("a")))), // lost
-            answer(1, Ok((202, Some("b")))), // written twice
-            answer(2, Ok((401, None))),      // in Kafka though refused
-            answer(3, Ok((202, Some("d")))), // under another id
-            answer(4, Ok((503, None))),
+            answer(0, Ok((202, Some("a")))),                  // lost
+            answer(1, Ok((202, Some("b")))),                  // written twice
+            answer(2, Ok((401, None))),                       // in Kafka though refused
+            answer(3, Ok((202, Some("d")))),                  // under another id
+            answer(4, Ok((503, Some("dedupe_unavailable")))), // refused before any write
         ];
         let got = reconcile(
             &answers,
-            &records(&[(1, "b"), (1, "b"), (2, "c"), (3, "x"), (9, "z")]),
+            &records(&[(1, "b"), (1, "b"), (2, "c"), (3, "x"), (4, "e"), (9, "z")]),
         );
         assert!(!got.ok());
         assert_eq!(got.missing, vec![0]);
         assert_eq!(got.produced_twice, vec![1]);
-        assert_eq!(got.unexpected, vec![2, 9]);
+        assert_eq!(got.unexpected, vec![2, 4, 9]);
         assert_eq!(got.id_mismatch, vec![3]);
         assert!(got.text().contains("FAILED"));
     }
