@@ -2,13 +2,13 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: run test up down lint unit fmt clippy test-rust chart-test bench dashboard-pictures
+.PHONY: run test up down lint unit fmt clippy test-rust chart-test bench faults dashboard-pictures
 
 ## run: start the local stack and two ingress processes, send a signed demo burst
 run:
 	dev/run.sh
 
-## test: lint, the Helm chart's checks, then unit, integration and end-to-end tests against the real local stack
+## test: lint, the Helm chart's checks, then unit, integration, end-to-end tests and the short fault suite against the real local stack
 test: up lint chart-test test-rust
 
 ## chart-test: render the Helm chart with Helm's engine for every ci/ scenario and check it (see helm/tests/chart.py)
@@ -18,6 +18,10 @@ chart-test:
 ## bench: criterion micro benchmarks and the load generator's rate sweeps; writes docs/benchmarks.md
 bench:
 	dev/bench.sh
+
+## faults: the fault suite under a heavier, longer load, one case at a time; writes docs/faults.md
+faults:
+	dev/faults.sh
 
 ## up: install and start the local stack on 127.0.0.1 (tansu broker, Redis Cluster)
 up:

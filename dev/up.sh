@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Starts the local stack on 127.0.0.1: the tansu broker (memory storage) on 9092 and the Redis
-# Cluster on 7000-7005. Installs what is missing (and Prometheus, which tests start themselves).
+# Cluster on 7000-7005. Installs what is missing (and Prometheus and HAProxy, which tests start
+# themselves).
 # Idempotent.
 set -euo pipefail
 dev=$(cd "$(dirname "$0")" && pwd)
@@ -10,6 +11,10 @@ fi
 # Prometheus (and promtool): the dashboard and alert tests run a real one on loopback.
 if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
   "$dev/apt-install.sh" prometheus
+fi
+# HAProxy: the fault suite runs two ingress processes behind one on loopback.
+if ! command -v haproxy >/dev/null; then
+  "$dev/apt-install.sh" haproxy
 fi
 "$dev/tansu.sh" start --port 9092 --storage memory
 "$dev/redis-cluster.sh" start --base-port 7000

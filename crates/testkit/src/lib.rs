@@ -3,10 +3,13 @@
 //! they never skip.
 #![allow(clippy::expect_used)] // Test support: a failed expectation is a failed test.
 
+pub mod balancer;
 pub mod client;
+pub mod delay_proxy;
 pub mod otlp;
 pub mod process;
 pub mod prometheus;
+pub mod redis_cluster;
 pub mod subscriber;
 
 use std::path::PathBuf;
@@ -14,6 +17,7 @@ use std::time::Duration;
 
 pub use client::{Client, Reply};
 pub use process::{IngressProcess, Tansu, WorkerProcess};
+pub use redis_cluster::RedisCluster;
 use spillway_kafka::reader::ReadRecord;
 pub use subscriber::{Behaviour, Received, TestSubscriber};
 

@@ -150,13 +150,23 @@ fn signal(pid: u32, name: &str) {
 #[derive(Debug)]
 pub struct Tansu {
     child: Option<Child>,
+    /// Where it listens.
     pub port: u16,
+    /// The port it tells clients to connect to (its own, or a proxy's in front of it).
+    advertised: u16,
     dir: tempfile::TempDir,
 }
 
 impl Tansu {
     /// Starts a broker on a free loopback port.
     pub fn start_sqlite() -> Self {
+        Self::start_sqlite_behind(None)
+    }
+
+    /// Starts a broker that advertises `proxy_port` (a proxy in front of it, which forwards
+    /// to [`Tansu::listen_addr`]) instead of its own port, so clients reach it only through
+    /// the proxy; its own port when `None`.
+    pub fn start_sqlite_behind(proxy_port: Option<u16>) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         // Ask the kernel for a free port, then hand it to tansu, which takes no port 0.
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -166,14 +176,21 @@ impl Tansu {
         let mut tansu = Self {
             child: None,
             port,
+            advertised: proxy_port.unwrap_or(port),
             dir,
         };
         tansu.start();
         tansu
     }
 
+    /// Bootstrap servers: the advertised address.
     pub fn brokers(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("127.0.0.1:{}", self.advertised)
+    }
+
+    /// Where the broker itself listens.
+    pub fn listen_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
     }
 
     /// (Re)starts the broker on its port and data.
@@ -186,6 +203,7 @@ impl Tansu {
             bin.display()
         );
         let url = format!("tcp://127.0.0.1:{}", self.port);
+        let advertised = format!("tcp://127.0.0.1:{}", self.advertised);
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -198,7 +216,7 @@ impl Tansu {
                 "--listener-url",
                 &url,
                 "--advertised-listener-url",
-                &url,
+                &advertised,
             ])
             .args(["--storage-engine", "sqlite://tansu.db"])
             .stdout(Stdio::null())
@@ -215,6 +233,18 @@ impl Tansu {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Its log (both runs, when restarted).
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("tansu.log")).unwrap_or_default()
+    }
+
+    /// True while the broker process runs.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
     /// Stops the broker with SIGKILL, as a crash would.

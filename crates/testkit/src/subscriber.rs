@@ -27,12 +27,26 @@ pub enum Behaviour {
     Close,
 }
 
+impl Behaviour {
+    /// The status it answers with, if any.
+    fn status(&self) -> Option<u16> {
+        match self {
+            Self::Status(code) | Self::StatusRetryAfter(code, _) | Self::Slow(_, code) => {
+                Some(*code)
+            }
+            Self::Hang | Self::Close => None,
+        }
+    }
+}
+
 /// One request as the subscriber received it.
 #[derive(Debug, Clone)]
 pub struct Received {
     pub headers: HeaderMap,
     pub body: Bytes,
     pub at: Instant,
+    /// The status the subscriber answered; `None` when it hung or dropped the connection.
+    pub answered: Option<u16>,
 }
 
 impl Received {
@@ -47,7 +61,7 @@ impl Received {
     }
 }
 
-type Script = Arc<dyn Fn(usize) -> Behaviour + Send + Sync>;
+type Script = Arc<dyn Fn(usize, &Bytes) -> Behaviour + Send + Sync>;
 
 /// A running subscriber; it stops when dropped.
 pub struct TestSubscriber {
@@ -67,6 +81,13 @@ impl std::fmt::Debug for TestSubscriber {
 impl TestSubscriber {
     /// Starts on 127.0.0.1; `script(n)` decides the answer to the n-th request (0-based).
     pub async fn start(script: impl Fn(usize) -> Behaviour + Send + Sync + 'static) -> Self {
+        Self::start_judging(move |n, _| script(n)).await
+    }
+
+    /// Like [`TestSubscriber::start`], with the request's body to judge by as well.
+    pub async fn start_judging(
+        script: impl Fn(usize, &Bytes) -> Behaviour + Send + Sync + 'static,
+    ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let received: Arc<Mutex<Vec<Received>>> = Arc::default();
@@ -90,17 +111,19 @@ impl TestSubscriber {
                                         .await
                                         .map(|c| c.to_bytes())
                                         .unwrap_or_default();
-                                    let n = {
+                                    let behaviour = {
                                         let mut all =
                                             received.lock().unwrap_or_else(PoisonError::into_inner);
+                                        let behaviour = script(all.len(), &body);
                                         all.push(Received {
                                             headers: parts.headers,
                                             body,
                                             at: Instant::now(),
+                                            answered: behaviour.status(),
                                         });
-                                        all.len() - 1
+                                        behaviour
                                     };
-                                    match script(n) {
+                                    match behaviour {
                                         Behaviour::Status(code) => Ok(reply(code, None)),
                                         Behaviour::StatusRetryAfter(code, after) => {
                                             Ok(reply(code, Some(after)))
@@ -147,6 +170,15 @@ impl TestSubscriber {
         self.received()
             .iter()
             .filter_map(|r| r.webhook_id().map(str::to_owned))
+            .collect()
+    }
+
+    /// The bodies of the requests answered 2xx so far: what was delivered.
+    pub fn delivered_bodies(&self) -> Vec<Bytes> {
+        self.received()
+            .into_iter()
+            .filter(|r| r.answered.is_some_and(|s| (200..300).contains(&s)))
+            .map(|r| r.body)
             .collect()
     }
 

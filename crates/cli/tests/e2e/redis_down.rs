@@ -1,72 +1,14 @@
 //! Redis goes away: a fail-open source keeps accepting and counts the bypass; a fail-closed
 //! source answers 503 (and the pod reports not ready, since a source depends on Redis).
 
-use std::process::Command;
-
 use spillway_core::headers;
-use spillway_testkit::{read_topic, repo_root, Client};
+use spillway_testkit::{read_topic, Client, RedisCluster};
 
 use crate::support::{post_event, setup, source, TestSource, PATIENCE};
 
-/// A private Redis Cluster on six free loopback ports, stopped (and its state removed) on drop.
-struct PrivateCluster {
-    dir: tempfile::TempDir,
-    base: u16,
-}
-
-impl PrivateCluster {
-    fn start() -> Self {
-        let me = Self {
-            dir: tempfile::tempdir().expect("tempdir"),
-            base: free_port_block(),
-        };
-        me.script("start");
-        me
-    }
-
-    fn script(&self, cmd: &str) {
-        let out = Command::new(repo_root().join("dev/redis-cluster.sh"))
-            .args([cmd, "--base-port", &self.base.to_string(), "--dir"])
-            .arg(self.dir.path().join("redis"))
-            .output()
-            .expect("dev/redis-cluster.sh");
-        assert!(
-            out.status.success(),
-            "redis-cluster.sh {cmd}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    fn nodes(&self) -> Vec<String> {
-        (self.base..self.base + 3)
-            .map(|p| format!("redis://127.0.0.1:{p}"))
-            .collect()
-    }
-}
-
-impl Drop for PrivateCluster {
-    fn drop(&mut self) {
-        let _ = Command::new(repo_root().join("dev/redis-cluster.sh"))
-            .args(["stop", "--base-port", &self.base.to_string(), "--dir"])
-            .arg(self.dir.path().join("redis"))
-            .output();
-    }
-}
-
-/// Six consecutive free ports whose cluster-bus ports (port + 10000) are free too, so that
-/// concurrent runs on one machine do not collide.
-fn free_port_block() -> u16 {
-    let start = 21_000 + (std::process::id() % 900) as u16 * 10;
-    let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
-    (0..900u16)
-        .map(|i| 21_000 + (start - 21_000 + i * 10) % 9_000)
-        .find(|&base| (base..base + 6).all(|p| free(p) && free(p + 10_000)))
-        .expect("a free block of ports")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fail_open_accepts_and_counts_fail_closed_answers_503() {
-    let cluster = PrivateCluster::start();
+    let cluster = RedisCluster::start();
     let github = source("github");
     let mut open = github.clone();
     open.name = "open";
@@ -80,18 +22,8 @@ async fn fail_open_accepts_and_counts_fail_closed_answers_503() {
         "",
         "",
     );
-    // Per-source failure modes, appended to the generated config.
-    let yaml = std::fs::read_to_string(&setup.config).expect("config");
-    let yaml = yaml
-        .replace(
-            "  open:\n",
-            "  open:\n    on_redis_unavailable: fail_open\n",
-        )
-        .replace(
-            "  closed:\n",
-            "  closed:\n    on_redis_unavailable: fail_closed\n",
-        );
-    std::fs::write(&setup.config, yaml).expect("config");
+    setup.set_source_option("open", "on_redis_unavailable", "fail_open");
+    setup.set_source_option("closed", "on_redis_unavailable", "fail_closed");
     spillway_testkit::create_topics(&brokers, &[setup.topic("open"), setup.topic("closed")]).await;
     let ingress = setup.spawn("ingress");
     ingress.wait_ready(PATIENCE).await;
@@ -107,7 +39,7 @@ async fn fail_open_accepts_and_counts_fail_closed_answers_503() {
         "dedupe works while Redis is up"
     );
 
-    cluster.script("stop");
+    cluster.stop();
 
     let reply = send(&open, "o-2").await;
     assert_eq!(

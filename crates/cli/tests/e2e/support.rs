@@ -143,6 +143,15 @@ impl Setup {
         format!("{}{source}", self.topic_prefix)
     }
 
+    /// Adds `key: value` to source `source` of the config file.
+    pub fn set_source_option(&self, source: &str, key: &str, value: &str) {
+        let yaml = std::fs::read_to_string(&self.config).expect("config");
+        let heading = format!("  {source}:\n");
+        assert!(yaml.contains(&heading), "no source {source}");
+        let yaml = yaml.replacen(&heading, &format!("{heading}    {key}: {value}\n"), 1);
+        std::fs::write(&self.config, yaml).expect("config");
+    }
+
     pub fn spawn(&self, name: &str) -> IngressProcess {
         IngressProcess::spawn(
             Path::new(BIN),

@@ -1,0 +1,338 @@
+//! What every fault case shares: the stack's config, a steady open-model load from the load
+//! generator's library, and the one oracle: every acknowledged event is in Kafka exactly once
+//! (`spillway-loadgen --verify`'s reconciliation) and reached every matching subscriber at
+//! least once. Each case's figures are written to `target/faults/<case>.json`, from which
+//! `make faults` builds docs/faults.md.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use spillway_loadgen::plan::{run_and_seq, BodySizes, Mix, Planner};
+use spillway_loadgen::report::Report;
+use spillway_loadgen::run::Settings;
+use spillway_loadgen::signing::SignedSource;
+use spillway_loadgen::verify::{read_back, reconcile, Reconciliation};
+use spillway_testkit::{IngressProcess, TestSubscriber, WorkerProcess};
+
+use crate::support::{self, Setup, TestSource, BIN, PATIENCE};
+
+/// The load every case runs under: `SPILLWAY_FAULT_RATE` requests per second for
+/// `SPILLWAY_FAULT_SECONDS`. The defaults are the short form `make test` runs; `make faults`
+/// holds a higher rate for longer.
+pub fn load_shape() -> (f64, Duration) {
+    let number = |name: &str, default: f64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse::<f64>().ok())
+            .filter(|v| *v > 0.0)
+            .unwrap_or(default)
+    };
+    (
+        number("SPILLWAY_FAULT_RATE", 100.0),
+        Duration::from_secs_f64(number("SPILLWAY_FAULT_SECONDS", 8.0)),
+    )
+}
+
+/// A case's config: sources on the given Kafka and Redis, and a worker section whose
+/// subscriptions deliver every source to the named subscribers; every topic created.
+pub async fn stack(
+    brokers: &str,
+    redis: &[String],
+    sources: &[TestSource],
+    kafka_extra: &str,
+    worker_extra: &str,
+    subscribers: &[(&str, &TestSubscriber)],
+) -> Setup {
+    let setup = support::setup(brokers, redis, sources, "", kafka_extra);
+    let secret = setup.dir.path().join("subscriber.secret");
+    std::fs::write(&secret, support::ACME_OLD_SECRET).expect("secret");
+    let subscriptions: String = subscribers
+        .iter()
+        .map(|(id, subscriber)| {
+            format!(
+                "  - id: {id}\n    url: \"{}\"\n    timeout: 1s\n    \
+                 secrets: [{{ id: s, file: \"{}\" }}]\n",
+                subscriber.url("/in"),
+                secret.display()
+            )
+        })
+        .collect();
+    let mut yaml = std::fs::read_to_string(&setup.config).expect("config");
+    yaml.push_str(&format!(
+        "worker:\n  admin_listen: 127.0.0.1:0\n  group_id: \"{}workers\"\n  \
+         allow_cidrs: [127.0.0.0/8]\n  drain_timeout: 3s\n  \
+         consumer_properties: {{ session.timeout.ms: \"6000\", heartbeat.interval.ms: \"1000\" }}\n\
+         {worker_extra}subscriptions:\n{subscriptions}",
+        setup.topic_prefix,
+    ));
+    std::fs::write(&setup.config, yaml).expect("config");
+    let config = spillway_config::load(&setup.config).expect("valid config");
+    let mut topics = config.topics();
+    topics.extend(spillway_worker::topics::worker_topics(&config));
+    spillway_testkit::create_topics(brokers, &topics).await;
+    setup
+}
+
+/// Starts an ingress (ready) and a worker on the setup.
+pub async fn start(setup: &Setup) -> (IngressProcess, WorkerProcess) {
+    let ingress = setup.spawn("ingress");
+    ingress.wait_ready(PATIENCE).await;
+    (ingress, spawn_worker(setup, "worker"))
+}
+
+pub fn spawn_worker(setup: &Setup, name: &str) -> WorkerProcess {
+    WorkerProcess::spawn(
+        Path::new(BIN),
+        &setup.config,
+        setup.dir.path().join(format!("{name}.log")),
+    )
+}
+
+/// A load in progress.
+pub struct Load {
+    task: tokio::task::JoinHandle<Report>,
+    run_id: String,
+    topics: Vec<String>,
+    kafka: spillway_kafka::Connection,
+    started: Instant,
+    duration: Duration,
+    rate: f64,
+}
+
+/// A finished load: its answers and what Kafka holds for it.
+pub struct Finished {
+    pub report: Report,
+    pub run_id: String,
+    pub reconciliation: Reconciliation,
+    pub rate: f64,
+    pub duration: Duration,
+}
+
+impl Load {
+    /// Starts sending signed requests for every source of `config` to `target` at the rate of
+    /// [`load_shape`]; `duplicates` of them repeat an earlier request, as a sender's retry.
+    pub fn start(config: &Path, target: &str, duplicates: f64) -> Self {
+        let (rate, duration) = load_shape();
+        let config = spillway_config::load(config).expect("config");
+        let sources = SignedSource::from_config(&config).expect("signing sources");
+        let topics = sources.iter().map(|s| s.topic.clone()).collect();
+        let run_id = spillway_testkit::unique("fault");
+        let planner = Planner::new(
+            sources,
+            Mix {
+                duplicates,
+                tampered: 0.0,
+                stale: 0.0,
+                body_sizes: "512:50,2048:40,16384:10"
+                    .parse::<BodySizes>()
+                    .expect("sizes"),
+            },
+            &run_id,
+            1,
+        );
+        let settings = Settings {
+            target: target.to_owned(),
+            rate,
+            duration,
+            connections: 512,
+            http2: false,
+            timeout: Duration::from_secs(30),
+            progress: false,
+        };
+        let task = tokio::spawn(async move {
+            spillway_loadgen::run::run(&settings, planner)
+                .await
+                .expect("load")
+        });
+        Self {
+            task,
+            run_id,
+            topics,
+            kafka: spillway_kafka::Connection::from(&config.kafka),
+            started: Instant::now(),
+            duration,
+            rate,
+        }
+    }
+
+    /// Waits until this share of the load's duration has passed: when a fault is injected.
+    pub async fn at(&self, share: f64) {
+        let when = self.started + self.duration.mul_f64(share);
+        tokio::time::sleep_until(when.into()).await;
+    }
+
+    /// Waits for the last answer, then reads the source topics back and reconciles.
+    pub async fn finish(self) -> Finished {
+        let report = self.task.await.expect("load task");
+        let (kafka, topics, run) = (self.kafka.clone(), self.topics.clone(), self.run_id.clone());
+        let records = tokio::task::spawn_blocking(move || {
+            let mut tries = 0;
+            loop {
+                match read_back(&kafka, &topics, &run, Duration::from_secs(120)) {
+                    Ok(r) => break r,
+                    Err(e) if tries < 20 => {
+                        eprintln!("read back: {e:?}");
+                        tries += 1;
+                        std::thread::sleep(Duration::from_secs(1));
+                    }
+                    Err(e) => panic!("reading the source topics back: {e:?}"),
+                }
+            }
+        })
+        .await
+        .expect("reader");
+        let reconciliation = reconcile(report.answers(), &records);
+        Finished {
+            report,
+            run_id: self.run_id,
+            reconciliation,
+            rate: self.rate,
+            duration: self.duration,
+        }
+    }
+}
+
+impl Finished {
+    /// Requests answered with this status.
+    pub fn count(&self, status: u16) -> u64 {
+        self.report
+            .summary()
+            .statuses
+            .get(&status)
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// Answers with this status and error code.
+    pub fn count_error(&self, status: u16, error: &str) -> usize {
+        self.report
+            .answers()
+            .iter()
+            .filter(|a| matches!(&a.result, Ok((s, Some(e))) if *s == status && e == error))
+            .count()
+    }
+
+    /// Sequence numbers of the events acknowledged with a 2xx.
+    pub fn acknowledged(&self) -> BTreeSet<u64> {
+        self.report
+            .answers()
+            .iter()
+            .filter(|a| matches!(&a.result, Ok((s, _)) if (200..300).contains(s)))
+            .map(|a| a.seq)
+            .collect()
+    }
+
+    /// Fails the test when anything acknowledged is missing from Kafka, there twice, or there
+    /// under another id.
+    pub fn assert_nothing_lost(&self) {
+        assert!(
+            self.reconciliation.ok(),
+            "{}{}",
+            self.report.summary().text(),
+            self.reconciliation.text()
+        );
+        assert!(
+            !self.acknowledged().is_empty(),
+            "nothing was accepted:\n{}",
+            self.report.summary().text()
+        );
+    }
+
+    /// Waits until `subscriber` has answered 2xx to a delivery of every acknowledged event;
+    /// returns (deliveries of this run's events, duplicate deliveries among them).
+    pub async fn wait_delivered(
+        &self,
+        subscriber: &TestSubscriber,
+        workers: &mut [&mut WorkerProcess],
+    ) -> Delivery {
+        let wanted = self.acknowledged();
+        let deadline = Instant::now() + PATIENCE * 2;
+        loop {
+            let seqs: Vec<u64> = subscriber
+                .delivered_bodies()
+                .iter()
+                .filter_map(|b| run_and_seq(b))
+                .filter(|(run, _)| *run == self.run_id)
+                .map(|(_, seq)| seq)
+                .collect();
+            let unique: BTreeSet<u64> = seqs.iter().copied().collect();
+            let missing: Vec<&u64> = wanted.difference(&unique).collect();
+            if missing.is_empty() {
+                return Delivery {
+                    deliveries: seqs.len(),
+                    duplicates: seqs.len() - unique.len(),
+                };
+            }
+            for worker in workers.iter_mut() {
+                assert!(
+                    worker.is_running(),
+                    "a worker exited:\n{}",
+                    worker.log_text()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} acknowledged events never reached the subscriber (first: {:?});\nworker log:\n{}",
+                missing.len(),
+                missing.iter().take(5).collect::<Vec<_>>(),
+                workers.first().map(|w| w.log_text()).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// What a subscriber received of a run.
+#[derive(Debug, Clone, Copy)]
+pub struct Delivery {
+    pub deliveries: usize,
+    pub duplicates: usize,
+}
+
+/// Prints a case's figures and writes them to `target/faults/<case>.json`.
+pub fn record(
+    case: &str,
+    fault: &str,
+    finished: &Finished,
+    delivery: &[(&str, Delivery)],
+    notes: &str,
+) {
+    let summary = finished.report.summary();
+    let r = &finished.reconciliation;
+    let lost = r.missing.len() + r.id_mismatch.len();
+    let figures = json!({
+        "case": case,
+        "fault": fault,
+        "rate": finished.rate,
+        "seconds": finished.duration.as_secs_f64(),
+        "requests": summary.requests,
+        "statuses": summary.statuses.iter().map(|(k, v)| (k.to_string(), *v)).collect::<BTreeMap<_, _>>(),
+        "no_answer": summary.errors.values().sum::<u64>(),
+        "acknowledged": r.acknowledged,
+        "in_kafka_once": r.in_kafka_once,
+        "lost": lost,
+        "written_twice": r.produced_twice.len(),
+        "unconfirmed_in_kafka": r.unconfirmed_in_kafka,
+        "p99_ms": summary.latency_ms.p99,
+        "deliveries": delivery.iter().map(|(s, d)| json!({
+            "subscription": s, "deliveries": d.deliveries, "duplicates": d.duplicates
+        })).collect::<Vec<_>>(),
+        "notes": notes,
+    });
+    eprintln!("{case}: {figures}");
+    let dir = results_dir();
+    std::fs::create_dir_all(&dir).expect("results dir");
+    std::fs::write(
+        dir.join(format!("{case}.json")),
+        serde_json::to_string_pretty(&figures).expect("json"),
+    )
+    .expect("results file");
+}
+
+fn results_dir() -> PathBuf {
+    std::env::var("SPILLWAY_FAULT_RESULTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| spillway_testkit::repo_root().join("target/faults"))
+}

@@ -1,0 +1,17 @@
+//! The fault suite: each case runs the real local stack (ingress, worker, subscriber) under a
+//! steady open-model load, injects one fault mid-load, and ends with the same oracle: every
+//! acknowledged event is in Kafka exactly once, and reached every matching subscriber at least
+//! once. `make test` runs the short form; `make faults` a longer, heavier one and writes
+//! docs/faults.md from the figures each case records.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+#[path = "../e2e/support.rs"]
+#[allow(dead_code)] // shared with the end-to-end tests, which use more of it
+mod support;
+
+mod balancer;
+mod broker;
+mod clients;
+mod harness;
+mod redis;
+mod worker;

@@ -1,0 +1,101 @@
+//! HAProxy (Debian's package) on loopback in front of ingress processes, as a cloud load
+//! balancer or an Ingress controller would be: round robin, health checks on `/readyz`, and a
+//! retry on another server when a connection cannot be made or is closed without an answer.
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A backend: the hook listener and the admin listener whose `/readyz` is checked.
+#[derive(Debug, Clone, Copy)]
+pub struct Backend {
+    pub hooks: SocketAddr,
+    pub admin: SocketAddr,
+}
+
+#[derive(Debug)]
+pub struct Haproxy {
+    child: Child,
+    pub addr: SocketAddr,
+    dir: tempfile::TempDir,
+}
+
+impl Haproxy {
+    pub fn start(backends: &[Backend]) -> Self {
+        assert!(
+            Command::new("haproxy").arg("-v").output().is_ok(),
+            "haproxy is missing: run `make up` (it installs Debian's haproxy)"
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let servers: String = backends
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                format!(
+                    "  server ingress{i} {} check port {}\n",
+                    b.hooks,
+                    b.admin.port()
+                )
+            })
+            .collect();
+        // Retries are safe here because every request carries its idempotency key: a request
+        // that reached an ingress whose answer was lost is answered "duplicate" (or "in
+        // flight") on the retry, never written twice.
+        let config = format!(
+            "global\n  maxconn 4096\n\
+             defaults\n  mode http\n  timeout connect 2s\n  timeout client 30s\n  \
+             timeout server 30s\n  timeout http-request 10s\n  retries 3\n  option redispatch 1\n  \
+             option http-buffer-request\n  retry-on conn-failure empty-response\n\
+             frontend hooks\n  bind 127.0.0.1:{port}\n  default_backend ingress\n\
+             backend ingress\n  balance roundrobin\n  option httpchk GET /readyz\n  \
+             http-check expect status 200\n  \
+             default-server inter 200ms fastinter 100ms downinter 200ms fall 1 rise 2\n\
+             {servers}"
+        );
+        let path = dir.path().join("haproxy.cfg");
+        std::fs::write(&path, config).expect("haproxy.cfg");
+        let log = std::fs::File::create(dir.path().join("haproxy.log")).expect("log");
+        let child = Command::new("haproxy")
+            .arg("-db")
+            .arg("-f")
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn haproxy");
+        let me = Self {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(me.addr).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "haproxy did not listen:\n{}",
+                me.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        me
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("haproxy.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,47 @@
+"""Writes docs/faults.md from the figures the fault cases recorded (target/faults/*.json)."""
+
+import json
+import pathlib
+import sys
+
+
+def main(results: str, out: str) -> None:
+    cases = [json.loads(p.read_text()) for p in sorted(pathlib.Path(results).glob("*.json"))]
+    if not cases:
+        sys.exit(f"no results in {results}: run the fault suite first")
+    shape = {(c["rate"], c["seconds"]) for c in cases}
+    rate, seconds = sorted(shape)[0]
+    lines = [
+        "# Fault suite results",
+        "",
+        "Written by `make faults` (dev/faults.sh, dev/faults_report.py): each case of",
+        "`crates/cli/tests/faults` under a steady open-model load of "
+        f"{rate:g} requests/s for {seconds:g} s against",
+        "the local stack, with the fault injected mid-load. `make test` runs the same cases under a",
+        "lighter, shorter load. The oracle of every case: each acknowledged event (202, or 200 for a",
+        "duplicate of it) is in Kafka exactly once under the id it was given, and reached every",
+        "subscriber at least once. *Unconfirmed* events got a 503 `kafka_unavailable` (or no",
+        "answer) yet are in Kafka: the sender was told to retry, so they are at least once.",
+        "",
+        "| case | fault | requests | 202 | 200 dup | 409 | 503 | no answer | lost | written twice | unconfirmed | deliveries (duplicates) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for c in cases:
+        s = c["statuses"]
+        deliveries = ", ".join(
+            f'{d["subscription"]}: {d["deliveries"]} ({d["duplicates"]})' for d in c["deliveries"]
+        )
+        lines.append(
+            f'| `{c["case"]}` | {c["fault"]} | {c["requests"]} | {s.get("202", 0)} | '
+            f'{s.get("200", 0)} | {s.get("409", 0)} | {s.get("503", 0)} | {c["no_answer"]} | '
+            f'**{c["lost"]}** | {c["written_twice"]} | {c["unconfirmed_in_kafka"]} | {deliveries} |'
+        )
+    lines += ["", "## Notes per case", ""]
+    for c in cases:
+        lines.append(f'- `{c["case"]}` (p99 {c["p99_ms"]:.0f} ms): {c["notes"]}')
+    lines.append("")
+    pathlib.Path(out).write_text("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])
