@@ -86,10 +86,31 @@ pub fn parse_str(yaml: &str) -> Result<Config, ConfigError> {
         })
 }
 
+/// Files a config names (secrets, Kafka properties) are read up to this size: a path to a
+/// device or a huge file by mistake is refused instead of filling memory.
+pub const MAX_REFERENCED_FILE_BYTES: u64 = 1024 * 1024;
+
+/// Reads a text file the config names, refusing one past [`MAX_REFERENCED_FILE_BYTES`].
+pub(crate) fn read_small_file(path: &Path) -> Result<String, String> {
+    use std::io::Read as _;
+    let file = std::fs::File::open(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut text = String::new();
+    file.take(MAX_REFERENCED_FILE_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if text.len() as u64 > MAX_REFERENCED_FILE_BYTES {
+        return Err(format!(
+            "{} is larger than {MAX_REFERENCED_FILE_BYTES} bytes",
+            path.display()
+        ));
+    }
+    Ok(text)
+}
+
 /// Reads `key=value` lines; blank lines and `#` comments are skipped.
 fn read_properties(file: &Path) -> Result<Vec<(String, String)>, String> {
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let text = read_small_file(file)?;
     text.lines()
         .enumerate()
         .map(|(i, line)| (i, line.trim()))

@@ -735,8 +735,9 @@ pub fn read_credential(credential: &CredentialConfig) -> Result<String, String> 
         (Some(var), None) => {
             std::env::var(var).map_err(|_| format!("env: environment variable {var} is not set"))?
         }
-        (None, Some(path)) => std::fs::read_to_string(path)
-            .map_err(|e| format!("file: cannot read {}: {e}", path.display()))?,
+        (None, Some(path)) => {
+            crate::read_small_file(path).map_err(|message| format!("file: {message}"))?
+        }
     };
     Ok(text.trim_end_matches(['\r', '\n']).to_owned())
 }

@@ -309,3 +309,21 @@ fn kafka_properties_file_is_merged_over_properties() {
         Ok(())
     });
 }
+
+#[test]
+fn a_secret_file_that_never_ends_is_refused_not_read_into_memory() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "spillway.yaml",
+            &MINIMAL.replace("env: GH_SECRET", "file: /dev/zero"),
+        )?;
+        let errors = errors_of(load(Path::new("spillway.yaml")));
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("/dev/zero is larger than 1048576 bytes")),
+            "{errors:?}"
+        );
+        Ok(())
+    });
+}
