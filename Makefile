@@ -2,14 +2,14 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: run test up down lint unit fmt clippy test-rust chart-test bench faults dashboard-pictures
+.PHONY: run test up down lint unit fmt clippy test-rust chart-test fuzz-smoke bench faults fuzz dashboard-pictures
 
 ## run: start the local stack and two ingress processes, send a signed demo burst
 run:
 	dev/run.sh
 
-## test: lint, the Helm chart's checks, then unit, integration, end-to-end tests and the short fault suite against the real local stack
-test: up lint chart-test test-rust
+## test: lint, the Helm chart's checks, unit, integration, end-to-end tests and the short fault suite against the real local stack, then a short fuzz run
+test: up lint chart-test test-rust fuzz-smoke
 
 ## chart-test: render the Helm chart with Helm's engine for every ci/ scenario and check it (see helm/tests/chart.py)
 chart-test:
@@ -18,6 +18,14 @@ chart-test:
 ## bench: criterion micro benchmarks and the load generator's rate sweeps; writes docs/benchmarks.md
 bench:
 	dev/bench.sh
+
+## fuzz-smoke: every cargo-fuzz target for 10 seconds (part of `make test`)
+fuzz-smoke:
+	dev/fuzz.sh 10
+
+## fuzz: every cargo-fuzz target for 5 minutes (FUZZ_SECONDS to change it)
+fuzz:
+	dev/fuzz.sh $${FUZZ_SECONDS:-300}
 
 ## faults: the fault suite under a heavier, longer load, one case at a time; writes docs/faults.md
 faults:

@@ -31,6 +31,13 @@ async fn broker_killed_mid_load_and_restarted_on_its_data() {
     tansu.start();
     load.at(1.0).await;
     assert!(tansu.is_running(), "tansu died:\n{}", tansu.log_text());
+    let panics: Vec<String> = tansu
+        .log_text()
+        .lines()
+        .filter(|l| l.contains("panicked"))
+        .map(str::to_owned)
+        .collect();
+    assert!(panics.is_empty(), "the broker panicked: {panics:?}");
     let finished = load.finish().await;
 
     finished.assert_nothing_lost();
