@@ -1,11 +1,35 @@
-"""Writes docs/faults.md from the figures the fault cases recorded (target/faults/*.json)."""
+"""Writes docs/faults.md from the figures the fault cases recorded (target/faults/*.json) and
+nextest's JUnit report of the run (the cases that failed, with the first line of the reason)."""
 
 import json
 import pathlib
 import sys
+import xml.etree.ElementTree as ET
 
 
-def main(results: str, out: str) -> None:
+def failures(junit: str) -> list[tuple[str, str]]:
+    path = pathlib.Path(junit)
+    if not path.exists():
+        return []
+    failed = []
+    for case in ET.parse(path).getroot().iter("testcase"):
+        failure = case.find("failure")
+        if failure is None:
+            continue
+        text = (failure.get("message") or "") + "\n" + (failure.text or "")
+        reason = next(
+            (line.strip() for line in text.splitlines() if "panicked at" in line), ""
+        )
+        lines = text.splitlines()
+        for i, line in enumerate(lines):
+            if "panicked at" in line and i + 1 < len(lines):
+                reason = lines[i + 1].strip()
+                break
+        failed.append((case.get("name", "?"), reason[:400]))
+    return failed
+
+
+def main(results: str, junit: str, out: str) -> None:
     cases = [json.loads(p.read_text()) for p in sorted(pathlib.Path(results).glob("*.json"))]
     if not cases:
         sys.exit(f"no results in {results}: run the fault suite first")
@@ -39,9 +63,14 @@ def main(results: str, out: str) -> None:
     lines += ["", "## Notes per case", ""]
     for c in cases:
         lines.append(f'- `{c["case"]}` (p99 {c["p99_ms"]:.0f} ms): {c["notes"]}')
+    failed = failures(junit)
+    if failed:
+        lines += ["", "## Cases that failed at this load", ""]
+        for name, reason in failed:
+            lines.append(f"- `{name}`: {reason}")
     lines.append("")
     pathlib.Path(out).write_text("\n".join(lines))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(sys.argv[1], sys.argv[2], sys.argv[3])

@@ -93,8 +93,8 @@ pub const MAX_REFERENCED_FILE_BYTES: u64 = 1024 * 1024;
 /// Reads a text file the config names, refusing one past [`MAX_REFERENCED_FILE_BYTES`].
 pub(crate) fn read_small_file(path: &Path) -> Result<String, String> {
     use std::io::Read as _;
-    let file = std::fs::File::open(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let file =
+        std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let mut text = String::new();
     file.take(MAX_REFERENCED_FILE_BYTES + 1)
         .read_to_string(&mut text)
