@@ -14,10 +14,11 @@ struct Input {
     headers: Vec<(bool, Vec<u8>)>,
     body: Vec<u8>,
     signed_id: Option<String>,
+    client_subject: Option<String>,
 }
 
 fuzz_target!(|input: Input| {
-    let source = match input.source % 5 {
+    let source = match input.source % 6 {
         0 => KeySource::Header {
             name: "x-delivery".into(),
         },
@@ -26,6 +27,7 @@ fuzz_target!(|input: Input| {
         },
         2 => KeySource::BodyHash,
         3 => KeySource::SignedId,
+        4 => KeySource::ClientCertificate,
         _ => KeySource::None,
     };
     let mut headers = HeaderMap::new();
@@ -35,7 +37,8 @@ fuzz_target!(|input: Input| {
             headers.append(HeaderName::from_static(name), value);
         }
     }
-    let key_input = KeyInput::new(&headers, &input.body, input.signed_id.as_deref());
+    let key_input = KeyInput::new(&headers, &input.body, input.signed_id.as_deref())
+        .with_client_subject(input.client_subject.as_deref());
     if let Ok(Some(key)) = source.extract(&key_input) {
         assert!(!key.is_empty(), "an empty key");
         assert!(key.len() <= MAX_KEY_BYTES, "a key of {} bytes", key.len());

@@ -53,6 +53,7 @@ REFUSED = [
         "either hpa or keda",
     ),
     ({"ingress": {"tls": {"enabled": True}}}, "ingress.tls.secretName"),
+    ({"ingress": {"tls": {"clientCaSecret": "fleet-ca"}}}, "ingress.tls.clientCaSecret"),
     ({"worker": {"drainSeconds": 50}}, "session timeout"),
     (
         {"signingSecrets": {"create": True, "existingSecret": "mine"}},

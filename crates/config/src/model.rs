@@ -147,6 +147,11 @@ impl Default for IngressConfig {
 pub struct TlsConfig {
     pub cert_file: PathBuf,
     pub key_file: PathBuf,
+    /// PEM certificates of the CAs that issue client certificates (a device fleet's). With it
+    /// the listener asks every client for a certificate and checks it against these; a client
+    /// without one may still connect, and only sources with `require_client_cert` refuse it.
+    #[serde(default)]
+    pub client_ca_file: Option<PathBuf>,
 }
 
 /// The admin listener: `/healthz`, `/readyz`, `/metrics`.
@@ -299,6 +304,12 @@ pub struct SourceConfig {
     /// Redis Cluster); past it 429 with Retry-After. None: no limit.
     #[serde(default)]
     pub rate_limit: Option<RateLimitConfig>,
+    /// Requests must come over TLS with a client certificate from `ingress.tls.client_ca_file`
+    /// (mutual TLS, for device fleets); others get 401. The certificate's subject is the
+    /// device id: the record's `spillway-device-id` header, and a key source
+    /// (`from: client_certificate`).
+    #[serde(default)]
+    pub require_client_cert: bool,
     /// Client addresses allowed to send to this source; empty: any. Behind a proxy the client
     /// address comes from `X-Forwarded-For` (see `ingress.trusted_proxies`).
     #[serde(default)]

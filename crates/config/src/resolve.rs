@@ -56,6 +56,7 @@ pub struct ResolvedSource {
     pub max_body_bytes: u64,
     /// Empty: any client address.
     pub allow_cidrs: Vec<ipnet::IpNet>,
+    pub require_client_cert: bool,
     pub rate_limit: Option<crate::RateLimitConfig>,
     /// Lower-cased header names copied into the record.
     pub forward_headers: Vec<String>,
@@ -613,6 +614,29 @@ fn resolve_source(
     if source.tolerance < Duration::from_secs(1) {
         errors.push(err(at("tolerance"), "must be at least 1s"));
     }
+    let client_ca = config
+        .ingress
+        .tls
+        .as_ref()
+        .is_some_and(|t| t.client_ca_file.is_some());
+    if source.require_client_cert && !client_ca {
+        errors.push(err(
+            at("require_client_cert"),
+            "needs ingress.tls with a client_ca_file to check the certificates against",
+        ));
+    }
+    for (field, key) in [
+        ("dedupe", Some(&dedupe)),
+        ("partition_key", source.partition_key.as_ref()),
+        ("event_type", source.event_type.as_ref()),
+    ] {
+        if key == Some(&KeySource::ClientCertificate) && !source.require_client_cert {
+            errors.push(err(
+                at(field),
+                "from: client_certificate needs require_client_cert: true",
+            ));
+        }
+    }
 
     if !errors.is_empty() {
         return Err(errors);
@@ -629,6 +653,7 @@ fn resolve_source(
         on_redis_unavailable: source.on_redis_unavailable,
         max_body_bytes: source.max_body_bytes,
         allow_cidrs: source.allow_cidrs.clone(),
+        require_client_cert: source.require_client_cert,
         rate_limit: source.rate_limit,
         forward_headers,
         event_type,

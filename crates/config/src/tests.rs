@@ -327,3 +327,33 @@ fn a_secret_file_that_never_ends_is_refused_not_read_into_memory() {
         Ok(())
     });
 }
+
+#[test]
+fn a_client_certificate_source_needs_a_ca_to_check_against() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "spillway.yaml",
+            &format!(
+                "{MINIMAL}  fleet:\n    verify: {{ scheme: none }}\n    require_client_cert: true\n  \
+                 loose:\n    verify: {{ scheme: none }}\n    partition_key: {{ from: client_certificate }}\n"
+            ),
+        )?;
+        jail.set_env("GH_SECRET", "It's a Secret to Everybody");
+        let errors = errors_of(load(Path::new("spillway.yaml")));
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("sources.fleet.require_client_cert")
+                    && e.contains("client_ca_file")),
+            "{errors:?}"
+        );
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("sources.loose.partition_key")
+                    && e.contains("require_client_cert: true")),
+            "{errors:?}"
+        );
+        Ok(())
+    });
+}

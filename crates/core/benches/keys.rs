@@ -72,6 +72,7 @@ fn record(c: &mut Criterion) {
         dedupe_key: Some("evt_1NmPq2Lk".into()),
         scheme: "stripe".into(),
         key_id: Some("stripe-live".into()),
+        device_id: None,
         content_type: Some("application/json".into()),
         traceparent: trace::new_traceparent(),
         forwarded: vec![("stripe-signature".into(), Bytes::from_static(b"t=1,v1=abc"))],

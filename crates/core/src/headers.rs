@@ -13,6 +13,8 @@ pub const DEDUPE_KEY: &str = "spillway-dedupe-key";
 pub const SCHEME: &str = "spillway-verification-scheme";
 /// The id of the secret that matched.
 pub const KEY_ID: &str = "spillway-key-id";
+/// The subject of the client certificate a mutual-TLS source verified: the device id.
+pub const DEVICE_ID: &str = "spillway-device-id";
 /// The request's Content-Type, verbatim.
 pub const CONTENT_TYPE: &str = "content-type";
 /// W3C trace context started by the ingress.

@@ -24,6 +24,9 @@ pub enum KeySource {
     /// The event id covered by the signature (Standard Webhooks `webhook-id`/`svix-id`, or a
     /// generic scheme's `id_header`), so a retry under the svix header names dedupes too.
     SignedId,
+    /// The subject of the client's TLS certificate (its common name): the device id of a
+    /// fleet that authenticates with mutual TLS (`require_client_cert`).
+    ClientCertificate,
     /// No key: the source does not deduplicate.
     None,
 }
@@ -43,6 +46,8 @@ pub enum KeyError {
     NotScalar(String),
     #[error("the verification scheme signs no event id")]
     NoSignedId,
+    #[error("the request came without a client certificate")]
+    NoClientCertificate,
     #[error("key is empty")]
     Empty,
     #[error("key is longer than {MAX_KEY_BYTES} bytes")]
@@ -57,7 +62,9 @@ impl KeyError {
             Self::MissingHeader(_) | Self::BadHeader(_) => "key_header_invalid",
             Self::NotJson(_) => "body_not_json",
             Self::MissingPointer(_) | Self::NotScalar(_) => "key_not_in_body",
-            Self::Empty | Self::TooLong | Self::NoSignedId => "key_invalid",
+            Self::Empty | Self::TooLong | Self::NoSignedId | Self::NoClientCertificate => {
+                "key_invalid"
+            }
         }
     }
 }
@@ -69,6 +76,7 @@ pub struct KeyInput<'a> {
     headers: &'a HeaderMap,
     body: &'a [u8],
     signed_id: Option<&'a str>,
+    client_subject: Option<&'a str>,
     json: OnceCell<Result<serde_json::Value, String>>,
 }
 
@@ -81,8 +89,15 @@ impl<'a> KeyInput<'a> {
             headers,
             body,
             signed_id,
+            client_subject: None,
             json: OnceCell::new(),
         }
+    }
+
+    /// The subject of the client certificate the TLS handshake verified, if any.
+    pub fn with_client_subject(mut self, subject: Option<&'a str>) -> Self {
+        self.client_subject = subject;
+        self
     }
 
     fn json(&self) -> Result<&serde_json::Value, KeyError> {
@@ -101,6 +116,10 @@ impl KeySource {
         let key = match self {
             Self::None => return Ok(None),
             Self::SignedId => input.signed_id.ok_or(KeyError::NoSignedId)?.to_owned(),
+            Self::ClientCertificate => input
+                .client_subject
+                .ok_or(KeyError::NoClientCertificate)?
+                .to_owned(),
             Self::BodyHash => hex::encode(Sha256::digest(input.body)),
             Self::Header { name } => input
                 .headers
@@ -130,6 +149,21 @@ impl KeySource {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_client_certificate_subject_is_a_key_only_when_there_is_one() {
+        let empty = HeaderMap::new();
+        let with = KeyInput::new(&empty, b"{}", None).with_client_subject(Some("meter-0042"));
+        assert_eq!(
+            KeySource::ClientCertificate.extract(&with),
+            Ok(Some("meter-0042".into()))
+        );
+        let without = KeyInput::new(&empty, b"{}", None);
+        assert_eq!(
+            KeySource::ClientCertificate.extract(&without),
+            Err(KeyError::NoClientCertificate)
+        );
+    }
 
     fn headers(name: &'static str, value: &'static str) -> HeaderMap {
         let mut h = HeaderMap::new();

@@ -51,6 +51,8 @@ pub struct Envelope {
     pub scheme: String,
     /// The id of the secret that matched, for schemes with secrets.
     pub key_id: Option<String>,
+    /// The subject of the verified client certificate, for mutual-TLS sources.
+    pub device_id: Option<String>,
     pub content_type: Option<String>,
     /// A W3C traceparent started by the ingress for this event.
     pub traceparent: String,
@@ -85,6 +87,9 @@ impl Envelope {
         }
         if let Some(key_id) = &self.key_id {
             out.push((headers::KEY_ID, key_id.as_bytes().to_vec()));
+        }
+        if let Some(device_id) = &self.device_id {
+            out.push((headers::DEVICE_ID, device_id.as_bytes().to_vec()));
         }
         if let Some(content_type) = &self.content_type {
             out.push((headers::CONTENT_TYPE, content_type.as_bytes().to_vec()));
@@ -135,6 +140,7 @@ mod tests {
             dedupe_key: Some("abc".into()),
             scheme: "github".into(),
             key_id: Some("k1".into()),
+            device_id: None,
             content_type: Some("application/json".into()),
             traceparent: trace::new_traceparent(),
             forwarded: vec![("x-github-event".into(), Bytes::from_static(b"push"))],

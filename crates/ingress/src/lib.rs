@@ -15,7 +15,7 @@ mod server;
 mod window;
 
 pub use pipeline::Pipeline;
-pub use server::{load_tls, serve, ServerSettings};
+pub use server::{certificate_subject, load_tls, serve, ClientSubject, ServerSettings};
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -88,7 +88,11 @@ impl Ingress {
             metrics.init_source(&source.name, &source.topic, ProduceError::CODES);
         }
         let tls = match &config.ingress.tls {
-            Some(t) => Some(load_tls(&t.cert_file, &t.key_file)?),
+            Some(t) => Some(load_tls(
+                &t.cert_file,
+                &t.key_file,
+                t.client_ca_file.as_deref(),
+            )?),
             None => None,
         };
         let pipeline = Arc::new(Pipeline {

@@ -23,6 +23,7 @@ use crate::answer::{self, Answer};
 use crate::blocklist::Blocklist;
 use crate::client_addr::client_address;
 use crate::encoding::{decode, encoding_of, DecodeError};
+use crate::server::ClientSubject;
 use crate::window::{count_hit, millis_since_epoch};
 
 const HOOKS_PREFIX: &str = "/v1/hooks/";
@@ -197,6 +198,15 @@ impl Pipeline {
             );
         }
 
+        if source.require_client_cert && req.extensions().get::<ClientSubject>().is_none() {
+            return answer::error(
+                Outcome::Unauthorized,
+                StatusCode::UNAUTHORIZED,
+                "client_certificate_required",
+                "this source takes requests over TLS with a client certificate from its CA",
+            );
+        }
+
         if let Some(blocklist) = &self.blocklist {
             if let Some(left) = blocklist.blocked_for(client, &self.metrics).await {
                 return answer::retry_later(
@@ -302,6 +312,11 @@ impl Pipeline {
         id: EventId,
         client: IpAddr,
     ) -> Answer {
+        // The verified client certificate's subject: the device id of a mutual-TLS source.
+        let device_id = req
+            .extensions()
+            .get::<ClientSubject>()
+            .map(|s| s.0.to_string());
         let cap = source.max_body_bytes;
         let encoding = match encoding_of(req.headers()) {
             Ok(e) => e,
@@ -389,7 +404,8 @@ impl Pipeline {
                 return answer::error(outcome, status, e.code(), e.to_string());
             }
         };
-        let key_input = KeyInput::new(&parts.headers, &body, verified.signed_id.as_deref());
+        let key_input = KeyInput::new(&parts.headers, &body, verified.signed_id.as_deref())
+            .with_client_subject(device_id.as_deref());
         let dedupe_key = match source.dedupe.extract(&key_input) {
             Ok(k) => k,
             Err(e) => return bad_key("dedupe key", &e),
@@ -409,6 +425,7 @@ impl Pipeline {
             dedupe_key,
             scheme: source.verifier.scheme().name().to_owned(),
             key_id: verified.key_id,
+            device_id,
             content_type: header_text(&parts.headers, header::CONTENT_TYPE.as_str()),
             traceparent: trace::new_traceparent(),
             forwarded: forwarded(&parts.headers, &source.forward_headers),

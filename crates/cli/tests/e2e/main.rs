@@ -13,6 +13,7 @@ mod delivery_loop;
 mod drain;
 mod hostile;
 mod malformed;
+mod mutual_tls;
 mod redis_down;
 mod subscriptions;
 mod tls_and_http2;

@@ -21,6 +21,7 @@ fn envelope(i: usize) -> Envelope {
         dedupe_key: Some(format!("key-{i}")),
         scheme: "github".into(),
         key_id: Some("k1".into()),
+        device_id: None,
         content_type: Some("application/json".into()),
         traceparent: trace::new_traceparent(),
         forwarded: vec![("x-github-event".into(), Bytes::from_static(b"push"))],

@@ -78,6 +78,7 @@ impl Rig {
             dedupe_key: None,
             scheme: "github".into(),
             key_id: Some("k".into()),
+            device_id: None,
             content_type: Some("application/json".into()),
             traceparent: trace::new_traceparent(),
             forwarded: vec![("x-github-event".into(), Bytes::from(event_type.to_owned()))],
