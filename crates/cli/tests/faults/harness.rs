@@ -247,8 +247,26 @@ impl Finished {
         subscriber: &TestSubscriber,
         workers: &mut [&mut WorkerProcess],
     ) -> Delivery {
+        match self.try_wait_delivered(subscriber, workers, PATIENCE * 2).await {
+            Ok(delivery) => delivery,
+            Err(missing) => panic!(
+                "{} acknowledged events never reached the subscriber (event ids: {:?});\nworker log:\n{}",
+                missing.len(),
+                missing.iter().take(5).collect::<Vec<_>>(),
+                workers.first().map(|w| w.log_text()).unwrap_or_default()
+            ),
+        }
+    }
+
+    /// Like [`Finished::wait_delivered`], for up to `limit`; the event ids still missing then.
+    pub async fn try_wait_delivered(
+        &self,
+        subscriber: &TestSubscriber,
+        workers: &mut [&mut WorkerProcess],
+        limit: Duration,
+    ) -> Result<Delivery, Vec<String>> {
         let wanted = self.acknowledged();
-        let deadline = Instant::now() + PATIENCE * 2;
+        let deadline = Instant::now() + limit;
         loop {
             let seqs: Vec<u64> = subscriber
                 .delivered_bodies()
@@ -258,12 +276,12 @@ impl Finished {
                 .map(|(_, seq)| seq)
                 .collect();
             let unique: BTreeSet<u64> = seqs.iter().copied().collect();
-            let missing: Vec<&u64> = wanted.difference(&unique).collect();
+            let missing: BTreeSet<u64> = wanted.difference(&unique).copied().collect();
             if missing.is_empty() {
-                return Delivery {
+                return Ok(Delivery {
                     deliveries: seqs.len(),
                     duplicates: seqs.len() - unique.len(),
-                };
+                });
             }
             for worker in workers.iter_mut() {
                 assert!(
@@ -272,15 +290,24 @@ impl Finished {
                     worker.log_text()
                 );
             }
-            assert!(
-                Instant::now() < deadline,
-                "{} acknowledged events never reached the subscriber (first: {:?});\nworker log:\n{}",
-                missing.len(),
-                missing.iter().take(5).collect::<Vec<_>>(),
-                workers.first().map(|w| w.log_text()).unwrap_or_default()
-            );
+            if Instant::now() >= deadline {
+                return Err(self.event_ids(&missing));
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// The event ids the answers gave these sequence numbers.
+    fn event_ids(&self, seqs: &BTreeSet<u64>) -> Vec<String> {
+        self.report
+            .answers()
+            .iter()
+            .filter(|a| seqs.contains(&a.seq))
+            .filter_map(|a| match &a.result {
+                Ok((s, Some(id))) if (200..300).contains(s) => Some(id.clone()),
+                _ => None,
+            })
+            .collect()
     }
 }
 
