@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # `make faults`: the fault suite under a heavier, longer load than the short form `make test`
 # runs, one case at a time, then docs/faults.md from the figures each case recorded.
-# SPILLWAY_FAULT_RATE (requests/s, default 400) and SPILLWAY_FAULT_SECONDS (default 30) shape it.
+# SPILLWAY_FAULT_RATE (requests/s, default 200) and SPILLWAY_FAULT_SECONDS (default 30) shape it.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-export SPILLWAY_FAULT_RATE=${SPILLWAY_FAULT_RATE:-400}
+export SPILLWAY_FAULT_RATE=${SPILLWAY_FAULT_RATE:-200}
 export SPILLWAY_FAULT_SECONDS=${SPILLWAY_FAULT_SECONDS:-30}
 export SPILLWAY_FAULT_RESULTS="$root/target/faults"
 rm -rf "$SPILLWAY_FAULT_RESULTS"

@@ -8,6 +8,7 @@ import xml.etree.ElementTree as ET
 
 
 def failures(junit: str) -> list[tuple[str, str]]:
+    """(test, reason) of each failed case: the line after the first panic in its output."""
     path = pathlib.Path(junit)
     if not path.exists():
         return []
@@ -16,14 +17,15 @@ def failures(junit: str) -> list[tuple[str, str]]:
         failure = case.find("failure")
         if failure is None:
             continue
-        text = (failure.get("message") or "") + "\n" + (failure.text or "")
-        reason = next(
-            (line.strip() for line in text.splitlines() if "panicked at" in line), ""
-        )
-        lines = text.splitlines()
+        texts = [failure.text or ""]
+        texts += [(case.find(t).text or "") for t in ("system-err", "system-out") if case.find(t) is not None]
+        lines = "\n".join(texts).splitlines()
+        reason = failure.get("message") or "failed"
         for i, line in enumerate(lines):
-            if "panicked at" in line and i + 1 < len(lines):
-                reason = lines[i + 1].strip()
+            if "panicked at" in line:
+                following = [l.strip() for l in lines[i + 1 : i + 4] if l.strip()]
+                if following:
+                    reason = following[0]
                 break
         failed.append((case.get("name", "?"), reason[:400]))
     return failed

@@ -53,7 +53,8 @@ impl Haproxy {
              frontend hooks\n  bind 127.0.0.1:{port}\n  default_backend ingress\n\
              backend ingress\n  balance roundrobin\n  option httpchk GET /readyz\n  \
              http-check expect status 200\n  \
-             default-server inter 200ms fastinter 100ms downinter 200ms fall 1 rise 2\n\
+             timeout check 2s\n  \
+             default-server inter 200ms fastinter 100ms downinter 200ms fall 2 rise 2\n\
              {servers}"
         );
         let path = dir.path().join("haproxy.cfg");

@@ -48,9 +48,16 @@ async fn one_of_two_ingress_terminated_behind_haproxy() {
     let finished = load.finish().await;
 
     finished.assert_nothing_lost();
-    let failed: u64 = [502, 503, 504].iter().map(|s| finished.count(*s)).sum();
+    // 503s with an error code are the ingress's own (Kafka too slow, say); the balancer's
+    // 502, 503 and 504 carry none.
+    let at_the_balancer = finished
+        .report
+        .answers()
+        .iter()
+        .filter(|a| matches!(&a.result, Ok((502..=504, None))))
+        .count();
     assert_eq!(
-        failed,
+        at_the_balancer,
         0,
         "the balancer moved on without failing a request:\n{}\nhaproxy:\n{}",
         finished.report.summary().text(),

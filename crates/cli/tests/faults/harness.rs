@@ -205,16 +205,6 @@ impl Load {
 }
 
 impl Finished {
-    /// Requests answered with this status.
-    pub fn count(&self, status: u16) -> u64 {
-        self.report
-            .summary()
-            .statuses
-            .get(&status)
-            .copied()
-            .unwrap_or_default()
-    }
-
     /// Answers with this status and error code.
     pub fn count_error(&self, status: u16, error: &str) -> usize {
         self.report
