@@ -26,8 +26,12 @@ pub struct Reconciliation {
     pub in_kafka_once: usize,
     /// Acknowledged but not in Kafka: lost.
     pub missing: Vec<u64>,
-    /// In Kafka more than once.
+    /// In Kafka more than once, though no answer left the outcome open.
     pub produced_twice: Vec<u64>,
+    /// In Kafka more than once after an unconfirmed answer: the first write landed although
+    /// the sender was told to retry, and the retry wrote it again (at least once, as
+    /// docs/delivery-semantics.md says; consumers dedupe on the dedupe key).
+    pub written_again: Vec<u64>,
     /// In Kafka without ever being acknowledged, though every request of it was answered.
     pub unexpected: Vec<u64>,
     /// In Kafka under another id than the answer gave.
@@ -57,7 +61,7 @@ impl Reconciliation {
         };
         format!(
             "Verify        {} acknowledged, {} in Kafka exactly once; missing {} [{}], produced twice {} [{}], \
-             unacknowledged in Kafka {} [{}], wrong id {} [{}], unconfirmed requests found in Kafka {}  => {}\n",
+             unacknowledged in Kafka {} [{}], wrong id {} [{}], unconfirmed requests found in Kafka {} (written again {})  => {}\n",
             self.acknowledged,
             self.in_kafka_once,
             self.missing.len(),
@@ -69,6 +73,7 @@ impl Reconciliation {
             self.id_mismatch.len(),
             few(&self.id_mismatch),
             self.unconfirmed_in_kafka,
+            self.written_again.len(),
             if self.ok() { "OK" } else { "FAILED" }
         )
     }
@@ -117,14 +122,20 @@ pub fn reconcile(answers: &[Answer], records: &[(u64, String)]) -> Reconciliatio
     for (seq, seen) in &by_seq {
         let found = in_kafka.get(seq).map(Vec::as_slice).unwrap_or_default();
         if found.len() > 1 {
-            out.produced_twice.push(*seq);
+            if seen.unconfirmed {
+                out.written_again.push(*seq);
+            } else {
+                out.produced_twice.push(*seq);
+            }
         }
         if seen.acknowledged {
             out.acknowledged += 1;
-            match found {
-                [] => out.missing.push(*seq),
-                [id] if seen.ids.contains(*id) => out.in_kafka_once += 1,
-                [_] => out.id_mismatch.push(*seq),
+            let under_the_answered_id = found.iter().filter(|id| seen.ids.contains(**id)).count();
+            match (found.len(), under_the_answered_id) {
+                (0, _) => out.missing.push(*seq),
+                (_, 1) => out.in_kafka_once += 1,
+                (_, 0) => out.id_mismatch.push(*seq),
+                // The acknowledged record itself twice: already in `produced_twice`.
                 _ => {}
             }
         } else if !found.is_empty() {
@@ -197,10 +208,12 @@ mod tests {
             answer(4, Ok((503, Some("kafka_unavailable")))), // written, unconfirmed
             answer(5, Ok((503, Some("kafka_unavailable")))), // not written
             answer(6, Ok((409, Some("in_flight")))), // a retry of a request whose answer was lost
+            answer(7, Ok((503, Some("kafka_unavailable")))), // landed all the same...
+            answer(7, Ok((202, Some("h2")))), // ...and its retry wrote it again
         ];
         let got = reconcile(
             &answers,
-            &records(&[(0, "a"), (2, "c"), (4, "e"), (6, "g")]),
+            &records(&[(0, "a"), (2, "c"), (4, "e"), (6, "g"), (7, "h1"), (7, "h2")]),
         );
         assert!(got.ok(), "{got:?}");
         assert_eq!(
@@ -209,8 +222,9 @@ mod tests {
                 got.in_kafka_once,
                 got.unconfirmed_in_kafka
             ),
-            (1, 1, 3)
+            (2, 2, 3)
         );
+        assert_eq!(got.written_again, vec![7]);
     }
 
     #[test]

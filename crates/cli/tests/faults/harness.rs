@@ -370,6 +370,7 @@ pub fn record(
         "in_kafka_once": r.in_kafka_once,
         "lost": lost,
         "written_twice": r.produced_twice.len(),
+        "written_again": r.written_again.len(),
         "unconfirmed_in_kafka": r.unconfirmed_in_kafka,
         "p99_ms": summary.latency_ms.p99,
         "deliveries": delivery.iter().map(|(s, d)| json!({
