@@ -47,11 +47,17 @@ fmt:
 clippy:
 	$(CARGO) clippy --workspace --all-targets -q -- -D warnings
 
+# The fault suite's two broker cases run under `make faults` only: tansu 0.6's sqlite storage
+# panics now and then on the idempotent producer's epoch bump after a timeout, so on the local
+# broker they are not deterministic (docs/development.md). The e2e broker_restart test covers a
+# broker outage in `make test`.
+SHORT_FORM := not (binary(faults) & test(/^broker::/))
+
 test-rust:
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
-		$(CARGO) nextest run --workspace --no-fail-fast; \
+		$(CARGO) nextest run --workspace --no-fail-fast -E '$(SHORT_FORM)'; \
 	else \
-		$(CARGO) test --workspace --no-fail-fast; \
+		$(CARGO) test --workspace --no-fail-fast -- --skip broker::broker_; \
 	fi
 
 ## dashboard-pictures: the dashboard test with a one-minute load, drawn into docs/dashboards/*.png
