@@ -7,28 +7,37 @@ import sys
 import xml.etree.ElementTree as ET
 
 
-def failures(junit: str) -> list[tuple[str, str]]:
-    """(test, reason) of each failed case: the line after the first panic in its output."""
+def reason_of(element: ET.Element, case: ET.Element) -> str:
+    """The line after the first panic in a failed attempt's output, else its message."""
+    texts = [element.text or ""]
+    for holder in (element, case):
+        texts += [(holder.find(t).text or "") for t in ("system-err", "system-out") if holder.find(t) is not None]
+    lines = "\n".join(texts).splitlines()
+    reason = element.get("message") or "failed"
+    for i, line in enumerate(lines):
+        if "panicked at" in line:
+            following = [l.strip() for l in lines[i + 1 : i + 4] if l.strip()]
+            if following:
+                reason = following[0]
+            break
+    return reason[:400]
+
+
+def failures(junit: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(test, reason) of each case that failed, and of each failed attempt of a case that
+    passed on a retry (the profile retries the broker cases: see .config/nextest.toml)."""
     path = pathlib.Path(junit)
     if not path.exists():
-        return []
-    failed = []
+        return [], []
+    failed, retried = [], []
     for case in ET.parse(path).getroot().iter("testcase"):
+        name = case.get("name", "?")
         failure = case.find("failure")
-        if failure is None:
-            continue
-        texts = [failure.text or ""]
-        texts += [(case.find(t).text or "") for t in ("system-err", "system-out") if case.find(t) is not None]
-        lines = "\n".join(texts).splitlines()
-        reason = failure.get("message") or "failed"
-        for i, line in enumerate(lines):
-            if "panicked at" in line:
-                following = [l.strip() for l in lines[i + 1 : i + 4] if l.strip()]
-                if following:
-                    reason = following[0]
-                break
-        failed.append((case.get("name", "?"), reason[:400]))
-    return failed
+        if failure is not None:
+            failed.append((name, reason_of(failure, case)))
+        for attempt in case.findall("flakyFailure") + case.findall("rerunFailure"):
+            retried.append((name, reason_of(attempt, attempt)))
+    return failed, retried
 
 
 def main(results: str, junit: str, out: str) -> None:
@@ -67,10 +76,21 @@ def main(results: str, junit: str, out: str) -> None:
     lines += ["", "## Notes per case", ""]
     for c in cases:
         lines.append(f'- `{c["case"]}` (p99 {c["p99_ms"]:.0f} ms): {c["notes"]}')
-    failed = failures(junit)
+    failed, retried = failures(junit)
     if failed:
         lines += ["", "## Cases that failed at this load", ""]
         for name, reason in failed:
+            lines.append(f"- `{name}`: {reason}")
+    if retried:
+        lines += [
+            "",
+            "## Attempts that were retried",
+            "",
+            "The broker cases get up to two more attempts, because tansu's sqlite storage can panic",
+            "under them (docs/development.md); every failed attempt is listed, whatever its reason.",
+            "",
+        ]
+        for name, reason in retried:
             lines.append(f"- `{name}`: {reason}")
     lines.append("")
     pathlib.Path(out).write_text("\n".join(lines))

@@ -67,10 +67,9 @@ async fn redis_primary_killed_then_the_whole_cluster_down() {
         503,
         "without Redis the fail-closed source refuses"
     );
+    // A probe, not one request: under a heavy load a request may also meet a slow broker.
     assert_eq!(
-        post_event(&Client::http1(), &ingress, &open, "open-probe", 1)
-            .await
-            .status,
+        probe_until(&ingress, &open, 202).await,
         202,
         "without Redis the fail-open source accepts"
     );
