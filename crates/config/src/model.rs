@@ -215,8 +215,10 @@ pub struct KafkaConfig {
 fn default_topic_prefix() -> String {
     "spillway.".into()
 }
+/// The same 5 s as the chart's `kafka.deliveryTimeoutSeconds`: a 503 must reach the sender
+/// before its own timeout (GitHub gives up after 10 s), with room for the rest of the request.
 fn default_delivery_timeout() -> Duration {
-    Duration::from_secs(10)
+    Duration::from_secs(5)
 }
 fn default_linger() -> Duration {
     Duration::from_millis(2)
