@@ -1,8 +1,22 @@
-# Spillway: `make run` for the local demo, `make test` for everything CI runs.
+# Spillway: `make` lists the targets; `make unit` for the tests that need no service, `make test`
+# for everything CI runs, `make run` for the local demo.
 SHELL := /bin/bash
 CARGO ?= cargo
+.DEFAULT_GOAL := help
 
-.PHONY: run test up down lint unit fmt clippy test-rust chart-test fuzz-smoke bench faults fuzz dashboard-pictures
+.PHONY: help run test up down lint unit fmt clippy test-rust chart-test fuzz-smoke bench faults fuzz dashboard-pictures
+
+## help: list the targets with their one-line help (the default goal)
+help:
+	@grep -E '^## [a-z-]+:' $(MAKEFILE_LIST) | sed -E 's/^## ([a-z-]+): /  \1\t/' | expand -t 22
+
+## unit: every test that needs no local stack (unit tests, in-memory Kafka and Redis); green with no service running
+unit:
+	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
+		$(CARGO) nextest run --workspace --lib --bins --no-fail-fast; \
+	else \
+		$(CARGO) test --workspace --lib --bins --no-fail-fast; \
+	fi
 
 ## run: start the local stack and two ingress processes, send a signed demo burst
 run:
@@ -39,6 +53,7 @@ up:
 down:
 	dev/down.sh
 
+## lint: rustfmt check and clippy with warnings as errors
 lint: fmt clippy
 
 fmt:
@@ -63,5 +78,5 @@ test-rust:
 ## dashboard-pictures: the dashboard test with a one-minute load, drawn into docs/dashboards/*.png
 dashboard-pictures: up
 	SPILLWAY_DASHBOARD_DATA=$(CURDIR)/target/dashboard-data.json SPILLWAY_DASHBOARD_LOAD_SECONDS=60 \
-		cargo nextest run -p spillway --test e2e -E 'test(/dashboard_panel/)'
+		$(CARGO) nextest run -p spillway --test e2e -E 'test(/dashboard_panel/)'
 	"$$(dev/py-tools.sh python bench)" dev/dashboard_png.py target/dashboard-data.json docs/dashboards

@@ -12,7 +12,9 @@ Run it with the chart tools' Python (dev/chart.sh does):
 `check`: `helm lint --strict` and a render of every ci/*-values.yaml scenario; every rendered
 object of a Kubernetes kind validated against the Kubernetes JSON schemas in strict mode (unknown
 fields are errors) for the oldest and newest supported Kubernetes; values that must be refused
-are refused with a message naming the problem; the README and k8s/ are up to date. The
+are refused with a message naming the problem; each Deployment's pods mount the signing secrets
+their process uses and no others (the ingress the sources', the workers the subscriptions'); the
+README and k8s/ are up to date. The
 operator kinds (PodMonitor, PrometheusRule, ScaledObject) have no Kubernetes schema: crates/k8s
 checks them, and the invariants across objects, on the same renders.
 """
@@ -117,6 +119,7 @@ def to_yaml_stream(objects: list[dict[str, Any]]) -> str:
 
 def check() -> list[str]:
     problems: list[str] = []
+    mounts_checked_with_subscriptions = False
     scenarios = sorted((CHART / "ci").glob("*-values.yaml"))
     if not scenarios:
         problems.append("no ci/*-values.yaml scenarios")
@@ -136,7 +139,15 @@ def check() -> list[str]:
         problems += [f"{name}: {p}" for p in validate(objects)]
         if name == scenarios[0].name and not validate([with_typo(objects)]):
             problems.append("the schema validation let an unknown field through: it checks nothing")
+        problems += [f"{name}: {p}" for p in secret_mount_problems(objects)]
+        everything = with_every_signing_key(objects)
+        if everything is not None:
+            mounts_checked_with_subscriptions = True
+            if not secret_mount_problems(everything):
+                problems.append("the secret mount check let a mount of every signing key through: it checks nothing")
         print(f"{name}: {len(objects)} objects: {', '.join(sorted({o['kind'] for o in objects}))}")
+    if not mounts_checked_with_subscriptions:
+        problems.append("no ci/ scenario has a worker and a subscription secret: the secret mount check is idle")
     for values, expected in REFUSED:
         try:
             render(values)
@@ -185,6 +196,83 @@ def validate(objects: list[dict[str, Any]]) -> list[str]:
             except kubernetes_validate.SchemaNotFoundError:
                 problems.append(f"{what}: no Kubernetes {version} schema for {o.get('apiVersion')}")
     return problems
+
+
+# === signing secret mounts ===
+
+SECRETS_DIR = "/etc/spillway/secrets"
+
+
+def signing_files(objects: list[dict[str, Any]]) -> tuple[set[str], set[str]]:
+    """The signing secret files under SECRETS_DIR the rendered config names: the sources', then
+    the subscriptions'. (Files elsewhere do not come from the chart's signing Secret.)"""
+    config_map = next(o for o in objects if o["kind"] == "ConfigMap" and "spillway.yaml" in o.get("data", {}))
+    config = yaml.safe_load(config_map["data"]["spillway.yaml"])
+
+    def files(secrets: Any) -> set[str]:
+        return {
+            str(s["file"]) for s in secrets or []
+            if isinstance(s, dict) and str(s.get("file", "")).startswith(f"{SECRETS_DIR}/")
+        }
+
+    sources = set().union(*(files(s.get("secrets")) for s in (config.get("sources") or {}).values()))
+    subscriptions = set().union(*(files(s.get("secrets")) for s in config.get("subscriptions") or []))
+    return sources, subscriptions
+
+
+def visible(deployment: dict[str, Any], path: str) -> bool:
+    """Whether the containers of `deployment` see the file `path` in a Secret volume: a volume
+    projecting that key, or one without `items` (every key of the Secret) mounted above it."""
+    pod = deployment["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    for container in pod.get("containers", []):
+        for mount in container.get("volumeMounts", []):
+            secret = volumes.get(mount["name"], {}).get("secret")
+            if secret is None:
+                continue
+            base = mount["mountPath"].rstrip("/")
+            items = secret.get("items")
+            if items is None and path.startswith(f"{base}/"):
+                return True
+            if any(f"{base}/{item['path']}" == path for item in items or []):
+                return True
+    return False
+
+
+def secret_mount_problems(objects: list[dict[str, Any]]) -> list[str]:
+    """Each process holds the signing secrets it uses and no others: the ingress pods the
+    sources' (never a subscription's), the worker pods the subscriptions' (never a source's).
+    A key both sides name is the operator's choice and may be in both."""
+    sources, subscriptions = signing_files(objects)
+    wanted = {"ingress": (sources, subscriptions - sources), "worker": (subscriptions, sources - subscriptions)}
+    problems = []
+    for o in objects:
+        if o["kind"] != "Deployment":
+            continue
+        component = o["spec"]["template"]["metadata"]["labels"].get("app.kubernetes.io/component")
+        if component not in wanted:
+            continue
+        needed, foreign = wanted[component]
+        what = f"Deployment/{o['metadata']['name']}"
+        problems += [f"{what} does not mount {f}, which its process reads" for f in sorted(needed) if not visible(o, f)]
+        problems += [f"{what} mounts {f}, a secret its process must not hold" for f in sorted(foreign) if visible(o, f)]
+    return problems
+
+
+def with_every_signing_key(objects: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+    """A copy of `objects` whose worker mounts every key of the signing Secret (as the chart once
+    did), when the worker has a signing volume and a source secret to leak; else None."""
+    sources, subscriptions = signing_files(objects)
+    if not (sources - subscriptions):
+        return None
+    copied = json.loads(json.dumps(objects))
+    for o in copied:
+        if o["kind"] == "Deployment" and o["spec"]["template"]["metadata"]["labels"].get("app.kubernetes.io/component") == "worker":
+            for volume in o["spec"]["template"]["spec"].get("volumes", []):
+                if volume["name"] == "signing-secrets":
+                    volume["secret"].pop("items", None)
+                    return copied
+    return None
 
 
 # === alerts ===

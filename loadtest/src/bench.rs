@@ -305,7 +305,7 @@ async fn measure(
             outcomes.iter().filter(move |(outcome, _)| {
                 outcome
                     .parse::<u16>()
-                    .is_ok_and(|status| !crate::run::is_expected(*kind, status))
+                    .is_ok_and(|status| !kind.is_expected(status))
             })
         })
         .map(|(_, n)| n)

@@ -1,7 +1,9 @@
 //! `spillway-loadgen`: an open-model load generator for Spillway.
 //!
-//! - [`plan`]: what each request is (valid, duplicate, tampered, stale; body sizes), seeded;
-//! - [`signing`]: requests signed as each provider signs them, from a Spillway config;
+//! - [`plan`]: what each request is (valid, duplicate, tampered, stale; body sizes), seeded,
+//!   and which answers each kind should get;
+//! - [`signing`]: a Spillway config's sources as a sender sees them, each with the
+//!   `spillway-signature` signer of its first secret;
 //! - [`run`]: the constant-arrival-rate driver, latency measured from each request's due time;
 //! - [`report`]: HdrHistogram percentiles, statuses, errors, thresholds; text and JSON;
 //! - [`verify`]: reconciliation of the answers with what is in Kafka;

@@ -191,7 +191,7 @@ impl Summary {
                 "  {:<10}  {}  (expected {})\n",
                 kind.name(),
                 outcomes.join("  "),
-                crate::run::expected(*kind)
+                kind.expected()
             ));
         }
         out

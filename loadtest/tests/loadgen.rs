@@ -5,11 +5,12 @@
 
 use std::time::Duration;
 
+use serde_json::json;
 use spillway_loadgen::plan::{Kind, Mix, Planner};
 use spillway_loadgen::run::{is_expected, run, Settings};
 use spillway_loadgen::signing::SignedSource;
 use spillway_loadgen::verify::{read_back, reconcile};
-use spillway_testkit::{kafka_brokers, redis_nodes, unique};
+use spillway_testkit::{kafka_brokers, redis_nodes, unique, ConfigDoc};
 use tokio::net::TcpListener;
 
 struct Stack {
@@ -21,15 +22,15 @@ struct Stack {
 async fn stack() -> Stack {
     let dir = tempfile::tempdir().unwrap();
     let prefix = format!("{}.", unique("it.loadgen."));
-    let yaml = format!(
-        "kafka: {{ brokers: \"{}\", topic_prefix: \"{prefix}\" }}\n\
-         redis: {{ nodes: [{}], key_prefix: \"{prefix}\" }}\n{}",
-        kafka_brokers(),
-        redis_nodes().join(", "),
-        spillway_loadgen::bench::three_sources(dir.path()).unwrap(),
-    );
+    // The sources as the bench writes them, on this test's topics and key prefix.
+    let mut doc =
+        ConfigDoc::from_yaml(&spillway_loadgen::bench::three_sources(dir.path()).unwrap());
+    doc.merge(json!({
+        "kafka": { "brokers": kafka_brokers(), "topic_prefix": prefix },
+        "redis": { "nodes": redis_nodes(), "key_prefix": prefix },
+    }));
     let path = dir.path().join("spillway.yaml");
-    std::fs::write(&path, yaml).unwrap();
+    doc.write(&path);
     let config = spillway_config::load(&path).expect("valid config");
     spillway_testkit::create_topics(&kafka_brokers(), &config.topics()).await;
     Stack { _dir: dir, config }

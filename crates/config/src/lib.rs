@@ -4,15 +4,26 @@
 //!
 //! Unknown fields are errors (a typo must not silently fall back to a default), and signing
 //! secrets are read from environment variables or files, never from the config text itself.
+//! Each process reads only the secrets it uses ([`Process`], [`load_for`]): the ingress the
+//! sources', the workers the subscriptions'.
 
+mod error;
+mod field;
+mod files;
 mod model;
 mod resolve;
+mod secrets;
+mod validate;
 
-pub use model::*;
-pub use resolve::{
-    describe, read_api_token, read_credential, read_secret, FieldError, ResolvedSource,
-    ResolvedSubscription, SubscriptionSecret,
+pub use error::{
+    ApiTokenError, CredentialError, FileError, SigningSecretError, MIN_API_TOKEN_CHARS,
 };
+pub use field::{describe, FieldError};
+pub use files::MAX_REFERENCED_FILE_BYTES;
+pub use model::*;
+pub use resolve::{ResolvedSource, ResolvedSubscription, SourceRoute};
+pub use secrets::{read_api_token, read_credential, read_secret, SubscriptionSecret};
+pub use validate::Process;
 
 use std::path::Path;
 
@@ -43,8 +54,15 @@ pub enum ConfigError {
     Invalid(Vec<FieldError>),
 }
 
-/// Loads a config file with environment overrides and validates it.
+/// Loads a config file with environment overrides and validates it, every secret read: for
+/// `check-config` and tools that use both sides. The same as [`load_for`] with [`Process::All`].
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    load_for(path, Process::All)
+}
+
+/// Loads a config file with environment overrides and validates it for `process`, which reads
+/// only the secrets it uses (see [`Config::validate_for`]).
+pub fn load_for(path: &Path, process: Process) -> Result<Config, ConfigError> {
     let figment = Figment::new().merge(Yaml::file_exact(path)).merge(
         Env::prefixed("SPILLWAY_").split("__").filter(|key| {
             let section = key.as_str().split('.').next().unwrap_or_default();
@@ -56,16 +74,17 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         path: path.display().to_string(),
         source: Box::new(e),
     })?;
+    // Every process talks to Kafka, so every one reads the properties file.
     if let Some(file) = config.kafka.properties_file.clone() {
-        let merged = read_properties(&file).map_err(|message| {
+        let merged = files::read_properties(&file).map_err(|e| {
             ConfigError::Invalid(vec![FieldError {
                 path: "kafka.properties_file".into(),
-                message,
+                message: e.to_string(),
             }])
         })?;
         config.kafka.properties.extend(merged);
     }
-    let errors = config.validate();
+    let errors = config.validate_for(process);
     if errors.is_empty() {
         Ok(config)
     } else {
@@ -84,44 +103,6 @@ pub fn parse_str(yaml: &str) -> Result<Config, ConfigError> {
             path: "<text>".into(),
             source: Box::new(e),
         })
-}
-
-/// Files a config names (secrets, Kafka properties) are read up to this size: a path to a
-/// device or a huge file by mistake is refused instead of filling memory.
-pub const MAX_REFERENCED_FILE_BYTES: u64 = 1024 * 1024;
-
-/// Reads a text file the config names, refusing one past [`MAX_REFERENCED_FILE_BYTES`].
-pub(crate) fn read_small_file(path: &Path) -> Result<String, String> {
-    use std::io::Read as _;
-    let file =
-        std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let mut text = String::new();
-    file.take(MAX_REFERENCED_FILE_BYTES + 1)
-        .read_to_string(&mut text)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    if text.len() as u64 > MAX_REFERENCED_FILE_BYTES {
-        return Err(format!(
-            "{} is larger than {MAX_REFERENCED_FILE_BYTES} bytes",
-            path.display()
-        ));
-    }
-    Ok(text)
-}
-
-/// Reads `key=value` lines; blank lines and `#` comments are skipped.
-fn read_properties(file: &Path) -> Result<Vec<(String, String)>, String> {
-    let text = read_small_file(file)?;
-    text.lines()
-        .enumerate()
-        .map(|(i, line)| (i, line.trim()))
-        .filter(|(_, line)| !line.is_empty() && !line.starts_with('#'))
-        .map(|(i, line)| {
-            line.split_once('=')
-                .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-                .filter(|(k, _)| !k.is_empty())
-                .ok_or_else(|| format!("{}:{}: expected key=value", file.display(), i + 1))
-        })
-        .collect()
 }
 
 #[cfg(test)]

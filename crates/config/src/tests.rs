@@ -1,3 +1,11 @@
+//! The loader and validation as a user meets them: defaults, environment overrides, and every
+//! problem named with its field path. Beside it: `messages` pins every message, `process` what
+//! each process reads, `errors` the helpers' typed errors.
+
+mod errors;
+mod messages;
+mod process;
+
 use std::path::Path;
 use std::time::Duration;
 

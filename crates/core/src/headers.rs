@@ -1,5 +1,6 @@
-//! Kafka record header names written by the ingress. They are part of Spillway's contract with
-//! consumers: rename one only with a migration note.
+//! Kafka record header names: those the ingress writes and, in [`control`], those the workers
+//! add to retry and dead-letter records. They are part of Spillway's contract with consumers:
+//! rename one only with a migration note.
 
 /// The event id (UUID v4) returned to the sender in the 202 answer.
 pub const EVENT_ID: &str = "spillway-event-id";
@@ -27,3 +28,45 @@ pub const HOP: &str = "spillway-hop";
 
 /// The prefix reserved for Spillway's own headers; forwarded provider headers may not use it.
 pub const RESERVED_PREFIX: &str = "spillway-";
+
+/// Headers the workers add to retry and dead-letter records (and strip again before a redrive
+/// or replay writes new ones).
+pub mod control {
+    /// The subscription a parked delivery is for.
+    pub const SUBSCRIPTION: &str = "spillway-subscription";
+    /// The attempt a retry record is for (2 is the first retry); in a dead letter, the
+    /// attempts made.
+    pub const ATTEMPT: &str = "spillway-attempt";
+    /// Milliseconds since the epoch before which a retry record is not attempted.
+    pub const NOT_BEFORE: &str = "spillway-not-before";
+    /// Why the last attempt failed.
+    pub const LAST_ERROR: &str = "spillway-last-error";
+    /// The last HTTP status, when there was one.
+    pub const LAST_STATUS: &str = "spillway-last-status";
+    /// Why an event is a dead letter: `attempts_exhausted` or `target_refused`.
+    pub const DEAD_REASON: &str = "spillway-dead-reason";
+    /// Milliseconds since the epoch at which the event became a dead letter.
+    pub const DEAD_AT: &str = "spillway-dead-at";
+
+    /// Every control header, for stripping.
+    pub const ALL: &[&str] = &[
+        SUBSCRIPTION,
+        ATTEMPT,
+        NOT_BEFORE,
+        LAST_ERROR,
+        LAST_STATUS,
+        DEAD_REASON,
+        DEAD_AT,
+    ];
+}
+
+/// The event type header a worker sends to subscribers.
+pub const EVENT_TYPE: &str = "spillway-event-type";
+
+/// The text of header `name` in `headers`, when it is present and visible ASCII.
+pub fn text(headers: &http::HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}

@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 pub mod headers;
 pub mod key;
+pub mod time;
 pub mod trace;
 
 /// The identity Spillway gives an accepted event: a random UUID v4, returned in the 202 answer

@@ -106,3 +106,51 @@ pub fn robots() -> Answer {
         response,
     }
 }
+
+/// 413: the body (for a gzip or zstd body, decompressed) is larger than the source's cap.
+pub fn too_large(cap: u64) -> Answer {
+    error(
+        Outcome::TooLarge,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        format!("the body is larger than this source's limit of {cap} bytes (for a gzip or zstd body, decompressed)"),
+    )
+}
+
+/// Every answer the ingress gives, as (status, `error` or `status` code); an answer without a
+/// code is named in parentheses. The README's table lists exactly these (a test checks it),
+/// and every unit test of an answer checks that what it got is listed here.
+pub const CATALOG: &[(u16, &str)] = &[
+    (202, "accepted"),
+    (200, "duplicate"),
+    (200, "(robots.txt)"),
+    (400, "malformed_header"),
+    (400, "timestamp_too_old"),
+    (400, "timestamp_in_future"),
+    (400, "body_not_json"),
+    (400, "key_not_in_body"),
+    (400, "key_header_invalid"),
+    (400, "key_invalid"),
+    (400, "body_unreadable"),
+    (400, "body_undecodable"),
+    (401, "signature_missing"),
+    (401, "signature_mismatch"),
+    (401, "no_active_secret"),
+    (401, "client_certificate_required"),
+    (403, "address_not_allowed"),
+    (403, "client_blocked"),
+    (404, "unknown_source"),
+    (404, "not_found"),
+    (405, "method_not_allowed"),
+    (408, "body_timeout"),
+    (409, "in_flight"),
+    (413, "body_too_large"),
+    (415, "unsupported_encoding"),
+    (429, "rate_limited"),
+    (431, "(hyper)"),
+    (500, "internal"),
+    (503, "kafka_unavailable"),
+    (503, "dedupe_unavailable"),
+    (503, "overloaded"),
+    (508, "loop_detected"),
+];

@@ -8,19 +8,20 @@
 //! protects against brute force; it must not turn a Redis outage into an ingest outage).
 
 use std::net::IpAddr;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use spillway_config::BlockConfig;
-use spillway_idempotency::DedupeStore;
+use spillway_store::SharedStore;
 use spillway_telemetry::{IngressMetrics, RedisCommand};
 
-use crate::pipeline::timed;
-use crate::window::{count_hit, millis, millis_since_epoch};
+use spillway_core::time::{millis, now_ms};
+
+use crate::store::{count_hit, timed};
 
 #[derive(Debug)]
 pub struct Blocklist {
     config: BlockConfig,
-    store: DedupeStore,
+    store: SharedStore,
     key_prefix: String,
     /// Blocked until (ms since the epoch; 0 or past: not blocked), as last learnt.
     known: moka::sync::Cache<IpAddr, u64>,
@@ -33,7 +34,7 @@ const REMEMBERED: u64 = 100_000;
 impl Blocklist {
     pub fn new(
         config: BlockConfig,
-        store: DedupeStore,
+        store: SharedStore,
         key_prefix: String,
         check_interval: Duration,
     ) -> Self {
@@ -103,19 +104,15 @@ impl Blocklist {
     }
 }
 
-fn now_ms() -> u64 {
-    millis_since_epoch(SystemTime::now())
-}
-
 #[cfg(test)]
 mod tests {
-    use spillway_idempotency::MemoryStore;
+    use spillway_store::MemoryStore;
 
     use super::*;
 
     #[tokio::test]
     async fn the_failure_past_the_limit_blocks_the_client_for_every_pod() {
-        let store = DedupeStore::Memory(MemoryStore::new(
+        let store = SharedStore::Memory(MemoryStore::new(
             Duration::from_secs(30),
             Duration::from_secs(60),
         ));

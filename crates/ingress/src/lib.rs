@@ -6,18 +6,29 @@
 //! readiness turns false, new connections stop, in-flight requests finish within the drain
 //! timeout, the durable sections settle, and the producer is flushed.
 
+mod admission;
 mod answer;
 mod blocklist;
 mod client_addr;
+mod durable;
 mod encoding;
+mod intake;
 mod pipeline;
+mod route;
 mod server;
-mod window;
+mod spans;
+mod stages;
+mod store;
+mod tls;
 
-pub use pipeline::Pipeline;
-pub use server::{certificate_subject, load_tls, serve, ClientSubject, ServerSettings};
+#[cfg(test)]
+mod tests;
 
-use std::collections::HashMap;
+pub use answer::CATALOG as ANSWERS;
+pub use pipeline::{BodyError, Pipeline};
+pub use server::{serve, ServerSettings};
+pub use tls::{certificate_subject, load_tls, ClientSubject, TlsError};
+
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -25,25 +36,23 @@ use std::time::Duration;
 
 use spillway_config::{Config, FailMode};
 use spillway_core::key::KeySource;
-use spillway_idempotency::{DedupeStore, RedisSettings, RedisStore};
 use spillway_kafka::{EventProducer, ProduceError, ProducerSettings};
+use spillway_store::{RedisSettings, RedisStore, SharedStore};
 use spillway_telemetry::{serve_admin, IngressMetrics, Readiness, ReadinessFuture};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
-use tokio_util::task::TaskTracker;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngressError {
-    #[error("config: {0}")]
-    Config(String),
-    #[error("TLS file {path}: {reason}")]
-    Tls { path: String, reason: String },
+    #[error("config: {}", spillway_config::describe(.0))]
+    Config(Vec<spillway_config::FieldError>),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     #[error(transparent)]
     Kafka(#[from] spillway_kafka::ClientError),
     #[error(transparent)]
-    Dedupe(#[from] spillway_idempotency::StoreError),
+    Store(#[from] spillway_store::StoreError),
     #[error("metrics registry: {0}")]
-    Metrics(String),
+    Metrics(#[source] prometheus::Error),
 }
 
 /// An assembled ingress process.
@@ -59,16 +68,14 @@ pub struct Ingress {
 
 impl Ingress {
     pub fn from_config(config: &Config) -> Result<Self, IngressError> {
-        let sources = config
-            .resolve_sources()
-            .map_err(|errors| IngressError::Config(spillway_config::describe(&errors)))?;
+        let sources = config.resolve_sources().map_err(IngressError::Config)?;
         let producer = EventProducer::new(&ProducerSettings::from(&config.kafka))?;
         let dedupes = sources.iter().any(|s| s.dedupe != KeySource::None);
         let limits = sources.iter().any(|s| s.rate_limit.is_some());
         let blocks =
             config.ingress.block_failing_clients.is_some() && !config.redis.nodes.is_empty();
-        let dedupe = if dedupes || limits || blocks {
-            Some(DedupeStore::Redis(RedisStore::new(RedisSettings {
+        let store = if dedupes || limits || blocks {
+            Some(SharedStore::Redis(RedisStore::new(RedisSettings {
                 nodes: config.redis.nodes.clone(),
                 command_timeout: config.redis.command_timeout,
                 claim_ttl: config.redis.claim_ttl,
@@ -83,7 +90,7 @@ impl Ingress {
         let redis_required = sources
             .iter()
             .any(|s| s.dedupe != KeySource::None && s.on_redis_unavailable == FailMode::FailClosed);
-        let metrics = IngressMetrics::new().map_err(|e| IngressError::Metrics(e.to_string()))?;
+        let metrics = IngressMetrics::new().map_err(IngressError::Metrics)?;
         for source in &sources {
             metrics.init_source(&source.name, &source.topic, ProduceError::CODES);
         }
@@ -95,39 +102,17 @@ impl Ingress {
             )?),
             None => None,
         };
-        let pipeline = Arc::new(Pipeline {
-            sources: sources
-                .into_iter()
-                .map(|s| (s.name.clone(), Arc::new(s)))
-                .collect::<HashMap<_, _>>(),
-            producer: producer.clone(),
-            dedupe: dedupe.clone(),
-            key_prefix: config.redis.key_prefix.clone(),
-            permits: Arc::new(Semaphore::new(config.ingress.max_in_flight)),
+        let pipeline = Arc::new(Pipeline::new(
+            config,
+            sources,
+            producer.clone(),
+            store.clone(),
             metrics,
-            body_read_timeout: config.ingress.body_read_timeout,
-            retry_after: config.ingress.retry_after,
-            max_hops: config.ingress.max_hops,
-            access_log: config.telemetry.access_log,
-            trusted_proxies: config.ingress.trusted_proxies.clone(),
-            blocklist: config
-                .ingress
-                .block_failing_clients
-                .zip(dedupe.clone())
-                .map(|(block, store)| {
-                    blocklist::Blocklist::new(
-                        block,
-                        store,
-                        config.redis.key_prefix.clone(),
-                        config.ingress.block_check_interval,
-                    )
-                }),
-            tasks: TaskTracker::new(),
-        });
+        ));
         let readiness = Arc::new(IngressReadiness {
             draining: AtomicBool::new(false),
             producer,
-            dedupe: dedupe.filter(|_| redis_required),
+            store: store.filter(|_| redis_required),
         });
         Ok(Self {
             pipeline,
@@ -213,7 +198,8 @@ impl Ingress {
 struct IngressReadiness {
     draining: AtomicBool,
     producer: EventProducer,
-    dedupe: Option<DedupeStore>,
+    /// Checked only when some deduplicating source fails closed.
+    store: Option<SharedStore>,
 }
 
 impl Readiness for IngressReadiness {
@@ -227,7 +213,7 @@ impl Readiness for IngressReadiness {
                 .await
                 .map_err(|e| e.to_string())?
                 .map_err(|e| e.to_string())?;
-            if let Some(store) = &self.dedupe {
+            if let Some(store) = &self.store {
                 store.ping().await.map_err(|e| e.to_string())?;
             }
             Ok(())

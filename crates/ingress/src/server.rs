@@ -1,9 +1,8 @@
-//! Accepting connections: HTTP/1.1 and HTTP/2 on one port, TLS when configured, and a
-//! graceful drain on shutdown.
+//! Accepting connections: HTTP/1.1 and HTTP/2 on one port, TLS when configured (see
+//! [`crate::tls`]), and a graceful drain on shutdown.
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,15 +12,11 @@ use hyper::Request;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::WebPkiClientVerifier;
-use rustls::{RootCertStore, ServerConfig};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::pipeline::Pipeline;
-use crate::IngressError;
+use crate::tls::{certificate_subject, ClientSubject};
 
 /// Connection-level settings of the webhook listener.
 #[derive(Clone)]
@@ -50,78 +45,6 @@ impl std::fmt::Debug for ServerSettings {
             .field("tls", &self.tls.is_some())
             .finish()
     }
-}
-
-/// Loads a PEM certificate chain and key into a TLS 1.2/1.3 acceptor offering h2 and http/1.1.
-pub fn load_tls(
-    cert_file: &Path,
-    key_file: &Path,
-    client_ca_file: Option<&Path>,
-) -> Result<TlsAcceptor, IngressError> {
-    let tls_error = |path: &Path, reason: String| IngressError::Tls {
-        path: path.display().to_string(),
-        reason,
-    };
-    let certs = CertificateDer::pem_file_iter(cert_file)
-        .map_err(|e| tls_error(cert_file, e.to_string()))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| tls_error(cert_file, e.to_string()))?;
-    if certs.is_empty() {
-        return Err(tls_error(cert_file, "no certificate in the file".into()));
-    }
-    let key =
-        PrivateKeyDer::from_pem_file(key_file).map_err(|e| tls_error(key_file, e.to_string()))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = ServerConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| tls_error(cert_file, e.to_string()))?;
-    let builder = match client_ca_file {
-        None => builder.with_no_client_auth(),
-        Some(ca_file) => {
-            let mut roots = RootCertStore::empty();
-            for cert in CertificateDer::pem_file_iter(ca_file)
-                .map_err(|e| tls_error(ca_file, e.to_string()))?
-            {
-                let cert = cert.map_err(|e| tls_error(ca_file, e.to_string()))?;
-                roots
-                    .add(cert)
-                    .map_err(|e| tls_error(ca_file, e.to_string()))?;
-            }
-            if roots.is_empty() {
-                return Err(tls_error(ca_file, "no certificate in the file".into()));
-            }
-            // Optional at the handshake: sources that do not require a certificate share the
-            // listener. A certificate that is offered must chain to these CAs, or the
-            // handshake fails.
-            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                .allow_unauthenticated()
-                .build()
-                .map_err(|e| tls_error(ca_file, e.to_string()))?;
-            builder.with_client_cert_verifier(verifier)
-        }
-    };
-    let mut config = builder
-        .with_single_cert(certs, key)
-        .map_err(|e| tls_error(cert_file, e.to_string()))?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(TlsAcceptor::from(Arc::new(config)))
-}
-
-/// The subject of a verified client certificate, as a request extension: the device id of a
-/// mutual-TLS source.
-#[derive(Debug, Clone)]
-pub struct ClientSubject(pub Arc<str>);
-
-/// The device id of a client certificate: its subject's common name, or the whole subject
-/// (RFC 4514) when it has none.
-pub fn certificate_subject(der: &[u8]) -> Option<String> {
-    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
-    let subject = cert.subject();
-    let name = match subject.iter_common_name().next() {
-        Some(cn) => cn.as_str().ok()?.to_owned(),
-        None => subject.to_string(),
-    };
-    (!name.is_empty()).then_some(name)
 }
 
 /// Serves webhooks until `shutdown` resolves, then stops accepting and lets open connections
@@ -218,6 +141,6 @@ pub async fn serve(
         .await
         .is_err()
     {
-        tracing::warn!(timeout = ?settings.drain_timeout, "connections still open after the drain timeout; closing them");
+        tracing::warn!(timeout = ?settings.drain_timeout, "connections still open after the drain timeout; abandoning them");
     }
 }

@@ -1,22 +1,26 @@
 //! Kafka for Spillway, through rdkafka (librdkafka built by the `rdkafka` crate).
 //!
 //! - [`EventProducer`]: one per process, idempotent with `acks=all`; `send` resolves only when
-//!   the delivery report is in, which is what allows the ingress to answer 202.
+//!   the delivery report is in, which is what allows the ingress to answer 202. Its in-memory
+//!   variant ([`MemoryProducer`]) records what was produced and can be told to fail, time out
+//!   or delay, so the request path and the worker are unit-tested without a broker.
 //! - [`admin`]: topic creation for the sources' topics.
 //! - [`reader`]: reads topics back from the beginning to their end, for reconciliation in
 //!   tests, the demo and the load generator.
 
 pub mod admin;
+mod memory;
+mod producer;
 pub mod reader;
 
+pub use memory::{MemoryBehaviour, MemoryFault, MemoryProducer, ProducedRecord};
+pub use producer::KafkaProducer;
+
 use std::collections::BTreeMap;
-use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer, PurgeConfig};
+use rdkafka::error::KafkaError;
 use spillway_core::Envelope;
 
 /// Where the cluster is and how to reach it (security settings included): what every Kafka
@@ -118,7 +122,7 @@ pub struct ClientError {
     source: KafkaError,
 }
 
-fn client_error(context: impl Into<String>) -> impl FnOnce(KafkaError) -> ClientError {
+pub(crate) fn client_error(context: impl Into<String>) -> impl FnOnce(KafkaError) -> ClientError {
     let context = context.into();
     move |source| ClientError { context, source }
 }
@@ -130,84 +134,27 @@ pub struct Delivered {
     pub offset: i64,
 }
 
-/// The process's one producer. Cloning shares it.
+/// Where events are written: Kafka, or memory for tests. Cloning shares it.
 ///
-/// After a delivery timeout (when `recreate_on_timeout`) or a fatal error, the librdkafka
-/// producer is replaced by a fresh one with a new producer id:
-/// - a fatal error (e.g. a broken idempotence sequence) leaves a producer unusable for good;
-/// - after a timeout, librdkafka bumps the idempotent producer's epoch on the client side
-///   (KIP-360). Apache Kafka accepts that, but not every Kafka-protocol broker does (tansu 0.6's
-///   sqlite storage panics on it), and a fresh producer id sidesteps the question entirely.
-///
-/// The replaced producer's queued and in-flight records are purged at once: their requests
-/// get 503 (the sender retries) instead of the old producer sending them, under its old
-/// producer id or a bumped epoch, once the broker is back.
-#[derive(Clone)]
-pub struct EventProducer {
-    shared: Arc<Shared>,
-}
-
-struct Shared {
-    config: ClientConfig,
-    recreate_on_timeout: bool,
-    current: RwLock<Current>,
-}
-
-struct Current {
-    generation: u64,
-    producer: Arc<FutureProducer>,
-}
-
-impl std::fmt::Debug for EventProducer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EventProducer").finish_non_exhaustive()
-    }
+/// An enum rather than a trait object, as the dedupe store (`spillway_store::SharedStore`) is: the callers
+/// stay concrete, and the memory variant cannot drift from the calls the Kafka one offers.
+#[derive(Debug, Clone)]
+pub enum EventProducer {
+    Kafka(KafkaProducer),
+    Memory(MemoryProducer),
 }
 
 // === impl EventProducer ===
 
 impl EventProducer {
+    /// The process's Kafka producer.
     pub fn new(settings: &ProducerSettings) -> Result<Self, ClientError> {
-        let mut config = ClientConfig::new();
-        // Reconnect attempts are also when librdkafka notices timed-out records of a partition
-        // whose broker is down; its 10 s default would delay the 503 well past the delivery
-        // timeout. Overridable through `kafka.properties`.
-        config.set("reconnect.backoff.max.ms", "1000");
-        for (k, v) in &settings.properties {
-            config.set(k, v);
-        }
-        config
-            .set("bootstrap.servers", &settings.brokers)
-            // The durability contract: a record is acknowledged only once every in-sync
-            // replica has it, and retries never duplicate or reorder it.
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("message.timeout.ms", millis(settings.delivery_timeout))
-            .set("linger.ms", millis(settings.linger))
-            .set(
-                "queue.buffering.max.messages",
-                settings.max_queued_messages.to_string(),
-            );
-        let producer: FutureProducer = config.create().map_err(client_error("create producer"))?;
-        Ok(Self {
-            shared: Arc::new(Shared {
-                config,
-                recreate_on_timeout: settings.recreate_on_timeout,
-                current: RwLock::new(Current {
-                    generation: 0,
-                    producer: Arc::new(producer),
-                }),
-            }),
-        })
+        KafkaProducer::new(settings).map(Self::Kafka)
     }
 
-    fn current(&self) -> (u64, Arc<FutureProducer>) {
-        let current = self
-            .shared
-            .current
-            .read()
-            .unwrap_or_else(PoisonError::into_inner);
-        (current.generation, current.producer.clone())
+    /// A producer that keeps its records in memory (see [`MemoryProducer`]).
+    pub fn memory(memory: MemoryProducer) -> Self {
+        Self::Memory(memory)
     }
 
     /// Writes the envelope to `topic` and waits for the delivery report.
@@ -231,154 +178,51 @@ impl EventProducer {
         value: &[u8],
         headers: &[(K, V)],
     ) -> Result<Delivered, ProduceError> {
-        self.produce(topic, key, Some(value), headers).await
+        match self {
+            Self::Kafka(p) => p.send_record(topic, key, value, headers).await,
+            Self::Memory(p) => p.produce(topic, key, Some(value), headers).await,
+        }
     }
 
     /// Writes a tombstone (a record without a value) for `key`: in a compacted topic it deletes
     /// the key.
     pub async fn send_tombstone(&self, topic: &str, key: &[u8]) -> Result<Delivered, ProduceError> {
-        self.produce::<&str, &[u8]>(topic, Some(key), None, &[])
-            .await
-    }
-
-    async fn produce<K: AsRef<str>, V: AsRef<[u8]>>(
-        &self,
-        topic: &str,
-        key: Option<&[u8]>,
-        value: Option<&[u8]>,
-        headers: &[(K, V)],
-    ) -> Result<Delivered, ProduceError> {
-        let (generation, producer) = self.current();
-        let mut owned = OwnedHeaders::new_with_capacity(headers.len());
-        for (key, value) in headers {
-            owned = owned.insert(Header {
-                key: key.as_ref(),
-                value: Some(value.as_ref()),
-            });
+        match self {
+            Self::Kafka(p) => p.send_tombstone(topic, key).await,
+            Self::Memory(p) => p.produce::<&str, &[u8]>(topic, Some(key), None, &[]).await,
         }
-        let mut record = FutureRecord::<[u8], [u8]>::to(topic).headers(owned);
-        if let Some(value) = value {
-            record = record.payload(value);
-        }
-        if let Some(key) = key {
-            record = record.key(key);
-        }
-        let delivery = producer.send_result(record).map_err(|(e, _)| match e {
-            KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull) => ProduceError::QueueFull,
-            other => ProduceError::NotAcknowledged(other),
-        });
-        let result = match delivery {
-            Err(e) => Err(e),
-            Ok(delivery) => match delivery.await {
-                Ok(Ok(d)) => Ok(Delivered {
-                    partition: d.partition,
-                    offset: d.offset,
-                }),
-                Ok(Err((e, _))) => Err(ProduceError::NotAcknowledged(e)),
-                Err(_) => Err(ProduceError::Canceled),
-            },
-        };
-        if let Err(ProduceError::NotAcknowledged(e)) = &result {
-            let timed_out = matches!(
-                e,
-                KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut)
-            );
-            let fatal = producer.client().fatal_error().is_some();
-            if fatal || (timed_out && self.shared.recreate_on_timeout) {
-                self.replace(generation, producer);
-            }
-        }
-        result
-    }
-
-    /// Swaps in a fresh producer, unless another failed send of the same generation did already.
-    fn replace(&self, generation: u64, failed: Arc<FutureProducer>) {
-        let fresh: FutureProducer = match self.shared.config.create() {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot create a replacement kafka producer");
-                return;
-            }
-        };
-        {
-            let mut current = self
-                .shared
-                .current
-                .write()
-                .unwrap_or_else(PoisonError::into_inner);
-            if current.generation != generation {
-                return;
-            }
-            current.generation += 1;
-            current.producer = Arc::new(fresh);
-            tracing::warn!(
-                generation = current.generation,
-                "kafka producer replaced after a failed delivery"
-            );
-        }
-        // librdkafka's destroy blocks while its threads stop: do it off the async workers, once
-        // the sends still holding the old producer have their delivery reports.
-        retire(failed);
     }
 
     /// Records handed to the producer whose delivery report has not arrived yet.
     pub fn queued(&self) -> i32 {
-        self.current().1.in_flight_count()
+        match self {
+            Self::Kafka(p) => p.queued(),
+            Self::Memory(p) => p.queued(),
+        }
     }
 
     /// Waits until every queued record is acknowledged or failed. Blocks the thread: call it
     /// from `spawn_blocking` in async code.
     pub fn flush(&self, timeout: Duration) -> Result<(), ClientError> {
-        self.current()
-            .1
-            .flush(timeout)
-            .map_err(client_error("flush"))
+        match self {
+            Self::Kafka(p) => p.flush(timeout),
+            Self::Memory(_) => Ok(()),
+        }
     }
 
     /// Whether the cluster answers a metadata request within `timeout`. Blocks the thread.
     pub fn metadata_ok(&self, timeout: Duration) -> Result<(), ClientError> {
-        self.current()
-            .1
-            .client()
-            .fetch_metadata(None, timeout)
-            .map(|_| ())
-            .map_err(client_error("metadata"))
+        match self {
+            Self::Kafka(p) => p.metadata_ok(timeout),
+            Self::Memory(p) => p.metadata_ok(),
+        }
     }
-}
-
-/// Drops a replaced producer on a plain thread once nobody else holds it.
-fn retire(producer: Arc<FutureProducer>) {
-    let spawned = std::thread::Builder::new()
-        .name("spillway-retire-producer".into())
-        .spawn(move || {
-            // The sends still waiting on it get their (failed) reports now, so it can go.
-            producer.purge(PurgeConfig::default().queue().inflight());
-            let mut producer = producer;
-            loop {
-                match Arc::try_unwrap(producer) {
-                    Ok(last) => {
-                        drop(last);
-                        return;
-                    }
-                    Err(shared) => {
-                        producer = shared;
-                        std::thread::sleep(Duration::from_millis(200));
-                    }
-                }
-            }
-        });
-    if let Err(e) = spawned {
-        tracing::error!(error = %e, "cannot start the thread retiring a kafka producer");
-    }
-}
-
-pub(crate) fn millis(d: Duration) -> String {
-    d.as_millis().to_string()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rdkafka::error::RDKafkaErrorCode;
 
     #[test]
     fn every_produce_error_code_is_listed() {
@@ -415,7 +259,7 @@ mod tests {
             properties: properties.clone(),
             recreate_on_timeout: true,
         };
-        if let Err(e) = EventProducer::new(&settings) {
+        if let Err(e) = KafkaProducer::new(&settings) {
             panic!("producer with SASL_SSL: {e}");
         }
         let connection = Connection {

@@ -6,13 +6,16 @@
 //! a [`Scheme`] value that the one verification routine interprets.
 //!
 //! The crate is pure and synchronous: it takes headers, a body and "now", and answers. It also
-//! signs, so that tests, the demo and the load generator produce exactly what providers send.
+//! signs ([`sign`], [`Signer`]), so that tests, the demo and the load generator produce exactly
+//! what providers send.
 
 mod scheme;
 mod secret;
+mod signer;
 
 pub use scheme::{Encoding, GenericHmac, Scheme, Template, TemplateError};
 pub use secret::{Secret, SecretError, SecretRing};
+pub use signer::Signer;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -104,6 +107,18 @@ impl Verifier {
 
     pub fn scheme(&self) -> &Scheme {
         &self.scheme
+    }
+
+    /// A [`Signer`] with the ring's first secret (expired or not), signing as the provider
+    /// would; `None` when the ring is empty, as for the `none` scheme. `id_header`: see
+    /// [`Signer::new`].
+    pub fn signer(&self, id_header: Option<String>) -> Option<Signer> {
+        let secret = self.ring.first()?;
+        Some(Signer::new(
+            self.scheme.clone(),
+            secret.key.clone(),
+            id_header,
+        ))
     }
 
     /// Verifies `body` against `headers` as of `now`.

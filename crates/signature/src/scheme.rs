@@ -157,6 +157,16 @@ impl Scheme {
         }
     }
 
+    /// Whether requests carry a timestamp that verification holds to the replay window: only
+    /// then can a sender make a request that is refused as stale.
+    pub fn signs_timestamp(&self) -> bool {
+        match self {
+            Self::StandardWebhooks | Self::Stripe | Self::Slack => true,
+            Self::Generic(g) => g.timestamp_header.is_some(),
+            Self::Github | Self::Shopify | Self::None => false,
+        }
+    }
+
     /// Turns a secret as the provider shows it into key bytes. Standard Webhooks secrets are
     /// `whsec_` followed by base64; every other provider uses the secret text itself as the key
     /// (Stripe's `whsec_...` included).

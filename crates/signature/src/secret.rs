@@ -50,6 +50,11 @@ impl SecretRing {
         self.secrets.is_empty()
     }
 
+    /// The first secret, valid or not: the one a sender signs with.
+    pub(crate) fn first(&self) -> Option<&Secret> {
+        self.secrets.first()
+    }
+
     /// The secrets still valid at `now`.
     pub fn active(&self, now: SystemTime) -> impl Iterator<Item = &Secret> {
         self.secrets

@@ -2,9 +2,9 @@
 //! balancer or an Ingress controller would be: round robin, health checks on `/readyz`, and a
 //! retry on another server when a connection cannot be made or is closed without an answer.
 
+use crate::wait::Wait;
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 /// A backend: the hook listener and the admin listener whose `/readyz` is checked.
 #[derive(Debug, Clone, Copy)]
@@ -73,14 +73,9 @@ impl Haproxy {
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             dir,
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(me.addr).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "haproxy did not listen:\n{}",
-                me.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(50));
+        let listening = Wait::new().poll_blocking(|| std::net::TcpStream::connect(me.addr));
+        if let Err(e) = listening {
+            panic!("haproxy did not listen ({e}):\n{}", me.log_text());
         }
         me
     }

@@ -1,25 +1,34 @@
 //! Test support shared by the integration and end-to-end tests. Tests run against the real
 //! local stack that `make up` starts; when it is not there they fail with a message saying so,
 //! they never skip.
+//!
+//! Every wait polls for what it needs through [`wait`] ([`eventually`]), within one patience
+//! (`SPILLWAY_TEST_PATIENCE_SECS`); configs are built as data ([`ConfigDoc`]); [`spillway`]
+//! holds what the end-to-end and fault suites share: test sources, signed requests, a config
+//! per test and the processes started on it.
 #![allow(clippy::expect_used)] // Test support: a failed expectation is a failed test.
 
 pub mod balancer;
 pub mod client;
+pub mod config_doc;
 pub mod delay_proxy;
 pub mod otlp;
 pub mod process;
 pub mod prometheus;
 pub mod redis_cluster;
+pub mod spillway;
 pub mod subscriber;
+pub mod wait;
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 pub use client::{Client, Reply};
+pub use config_doc::ConfigDoc;
 pub use process::{IngressProcess, Tansu, WorkerProcess};
 pub use redis_cluster::RedisCluster;
 use spillway_kafka::reader::ReadRecord;
 pub use subscriber::{Behaviour, Received, TestSubscriber};
+pub use wait::{eventually, eventually_blocking, patience, Wait};
 
 /// Bootstrap servers of the shared local broker.
 pub fn kafka_brokers() -> String {
@@ -64,15 +73,11 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}{}{nanos:x}", std::process::id())
 }
 
-/// Every record of `topic`, read to its end.
+/// Every record of `topic`, read to its end (within [`patience`]).
 pub async fn read_topic(brokers: &str, topic: &str) -> Vec<ReadRecord> {
     let (b, t) = (brokers.to_owned(), topic.to_owned());
     tokio::task::spawn_blocking(move || {
-        spillway_kafka::reader::read_topic(
-            &spillway_kafka::Connection::plain(&b),
-            &t,
-            Duration::from_secs(60),
-        )
+        spillway_kafka::reader::read_topic(&spillway_kafka::Connection::plain(&b), &t, patience())
     })
     .await
     .expect("reader task")

@@ -5,8 +5,8 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
 
+use crate::wait::{eventually, eventually_blocking, patience, Wait};
 use crate::Client;
 
 /// A running `spillway ingress`.
@@ -74,22 +74,25 @@ impl IngressProcess {
         self.child.id()
     }
 
-    /// Waits (up to `limit`, a guard against hangs, not a speed check) for /readyz to say 200.
-    pub async fn wait_ready(&self, limit: Duration) {
+    /// Waits for /readyz to say 200 (within [`patience`], a guard against hangs, not a speed
+    /// check).
+    pub async fn wait_ready(&self) {
         let client = Client::http1();
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Ok(reply) = client.get(&self.admin_url("/readyz")).await {
-                if reply.status == 200 {
-                    return;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "ingress not ready within {limit:?}; log:\n{}",
+        let ready = Wait::new()
+            .poll(
+                async || match client.get(&self.admin_url("/readyz")).await {
+                    Ok(reply) if reply.status == 200 => Ok(()),
+                    Ok(reply) => Err(format!("/readyz answered {}", reply.status)),
+                    Err(e) => Err(e),
+                },
+            )
+            .await;
+        if let Err(last) = ready {
+            panic!(
+                "ingress not ready within {:?} ({last}); log:\n{}",
+                patience(),
                 self.log_text()
             );
-            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
@@ -115,20 +118,16 @@ impl IngressProcess {
         signal(self.child.id(), "TERM");
     }
 
-    /// Waits for the process to exit, up to `limit`.
-    pub fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "ingress did not exit within {limit:?}; log:\n{}",
+    /// Waits for the process to exit (within [`patience`]).
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let exited = Wait::new().poll_blocking(|| self.child.try_wait().expect("try_wait"));
+        exited.unwrap_or_else(|_| {
+            panic!(
+                "ingress did not exit within {:?}; log:\n{}",
+                patience(),
                 self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+            )
+        })
     }
 }
 
@@ -224,15 +223,10 @@ impl Tansu {
             .spawn()
             .expect("spawn tansu");
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "tansu did not listen on {}",
-                self.port
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let port = self.port;
+        eventually_blocking(format!("tansu to listen on {port}"), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())
+        });
     }
 
     /// Its log (both runs, when restarted).
@@ -283,9 +277,8 @@ impl WorkerProcess {
     }
 
     /// The admin address the worker bound, from its startup log line (text logs).
-    pub async fn admin_addr(&mut self, patience: Duration) -> SocketAddr {
-        let deadline = Instant::now() + patience;
-        loop {
+    pub async fn admin_addr(&mut self) -> SocketAddr {
+        eventually("the worker to announce its admin address", async || {
             let text = self.log_text();
             let announced = text
                 .lines()
@@ -293,16 +286,12 @@ impl WorkerProcess {
                 .find_map(|l| l.split("admin=").nth(1))
                 .and_then(|rest| rest.split_whitespace().next())
                 .and_then(|a| a.parse().ok());
-            if let Some(addr) = announced {
-                return addr;
+            if announced.is_none() {
+                assert!(self.is_running(), "worker exited:\n{text}");
             }
-            assert!(self.is_running(), "worker exited:\n{text}");
-            assert!(
-                Instant::now() < deadline,
-                "the worker never announced its admin address:\n{text}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+            announced.ok_or_else(|| format!("no announcement in its log:\n{text}"))
+        })
+        .await
     }
 
     /// True while the process is running.

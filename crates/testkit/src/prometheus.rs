@@ -4,8 +4,8 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
+use crate::wait::Wait;
 use crate::Client;
 
 /// A running Prometheus; killed when dropped.
@@ -58,22 +58,26 @@ impl Prometheus {
             log,
             client: Client::http1(),
         };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let ready = prometheus
-                .client
-                .get(&format!("http://{}/-/ready", prometheus.addr))
-                .await;
-            if ready.is_ok_and(|r| r.status == 200) {
-                return prometheus;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "prometheus never became ready:\n{}",
+        let ready = Wait::new()
+            .poll(async || {
+                match prometheus
+                    .client
+                    .get(&format!("http://{}/-/ready", prometheus.addr))
+                    .await
+                {
+                    Ok(reply) if reply.status == 200 => Ok(()),
+                    Ok(reply) => Err(format!("/-/ready answered {}", reply.status)),
+                    Err(e) => Err(e),
+                }
+            })
+            .await;
+        if let Err(last) = ready {
+            panic!(
+                "prometheus never became ready ({last}):\n{}",
                 prometheus.log_text()
             );
-            tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        prometheus
     }
 
     pub fn log_text(&self) -> String {

@@ -2,9 +2,10 @@
 //! `dev/redis-cluster.sh`; stopped, and its state removed, when the handle drops.
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::repo_root;
+use crate::wait::Wait;
 
 #[derive(Debug)]
 pub struct RedisCluster {
@@ -80,31 +81,32 @@ impl RedisCluster {
     }
 
     /// Waits until the cluster has marked `dead` as failed and serves every slot again (a
-    /// replica took over). `patience` guards against hangs; it is not a speed check.
-    pub fn wait_failover(&self, dead: u16, patience: Duration) {
-        let deadline = Instant::now() + patience;
+    /// replica took over).
+    pub fn wait_failover(&self, dead: u16) {
         let alive: Vec<u16> = (self.base..self.base + 6).filter(|&p| p != dead).collect();
-        loop {
-            let nodes = self.cli(alive[0], &["cluster", "nodes"]);
-            let dead_marked = nodes.lines().any(|l| {
-                l.contains(&format!("127.0.0.1:{dead}@"))
-                    && l.split_whitespace()
-                        .nth(2)
-                        .is_some_and(|flags| flags.contains("fail") && !flags.contains("fail?"))
+        // Every poll runs seven redis-cli processes: not too often.
+        Wait::new()
+            .every(Duration::from_millis(100))
+            .until_blocking(format!("a failover of {dead}"), || {
+                let nodes = self.cli(alive[0], &["cluster", "nodes"]);
+                let dead_marked = nodes.lines().any(|l| {
+                    l.contains(&format!("127.0.0.1:{dead}@"))
+                        && l.split_whitespace()
+                            .nth(2)
+                            .is_some_and(|flags| flags.contains("fail") && !flags.contains("fail?"))
+                });
+                let serving = alive.iter().all(|&p| {
+                    self.cli(p, &["cluster", "info"])
+                        .contains("cluster_state:ok")
+                });
+                if dead_marked && serving {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "dead marked: {dead_marked}, every node serving: {serving}:\n{nodes}"
+                    ))
+                }
             });
-            let serving = alive.iter().all(|&p| {
-                self.cli(p, &["cluster", "info"])
-                    .contains("cluster_state:ok")
-            });
-            if dead_marked && serving {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no failover of {dead} within {patience:?}:\n{nodes}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
     }
 }
 

@@ -9,7 +9,8 @@
 //!
 //! A write answers once this worker has read it back from the registry topic, so the caller
 //! can rely on this worker delivering with it; the other replicas follow within moments.
-//! Errors are `{"error": "<code>", "message": "..."}` like the ingress's.
+//! Errors are `{"error": "<code>", "message": "..."}` ([`spillway_core::ErrorBody`]) like the
+//! ingress's.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +21,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use serde_json::{json, Value};
 use spillway_config::StoredSubscription;
+use spillway_core::ErrorBody;
 use spillway_telemetry::{AdminRoutes, RouteFuture};
 use subtle::ConstantTimeEq;
 
@@ -261,10 +263,12 @@ fn registry_error(e: &RegistryError) -> Response<Full<Bytes>> {
                 .iter()
                 .map(|f| json!({ "path": f.path, "message": f.message }))
                 .collect();
-            json_answer(
-                StatusCode::BAD_REQUEST,
-                &json!({ "error": "invalid_subscription", "message": e.to_string(), "fields": fields }),
-            )
+            let mut body = json!(ErrorBody {
+                error: "invalid_subscription".into(),
+                message: e.to_string(),
+            });
+            body["fields"] = Value::Array(fields);
+            json_answer(StatusCode::BAD_REQUEST, &body)
         }
         RegistryError::ConfigManaged(_) => {
             error(StatusCode::CONFLICT, "config_managed", &e.to_string())
@@ -299,7 +303,11 @@ fn not_allowed(allow: &'static str) -> Response<Full<Bytes>> {
 }
 
 fn error(status: StatusCode, code: &str, message: &str) -> Response<Full<Bytes>> {
-    json_answer(status, &json!({ "error": code, "message": message }))
+    let body = ErrorBody {
+        error: code.to_owned(),
+        message: message.to_owned(),
+    };
+    json_answer(status, &json!(body))
 }
 
 fn json_answer(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {

@@ -3,6 +3,13 @@
 //! Requests carry the Standard Webhooks headers (`webhook-id`, `webhook-timestamp`,
 //! `webhook-signature`) signed with every active secret of the subscription, so a subscriber
 //! mid-rotation verifies with either. The body is the event's exact bytes.
+//!
+//! [`Deliverer`] is HTTP in a worker and, in unit tests, a [`MemoryDeliverer`] that answers as
+//! scripted and records what it was asked to deliver.
+
+mod memory;
+
+pub use memory::{MemoryAnswer, MemoryDeliverer, MemoryDelivery};
 
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
@@ -56,8 +63,23 @@ pub enum DeliveryOutcome {
 type HttpsClient = Client<HttpsConnector<HttpConnector<GuardedResolver>>, Full<Bytes>>;
 
 /// Delivers events; one per worker process, cheap to clone.
+///
+/// An enum rather than a trait, as `spillway_kafka::EventProducer` is: the handling keeps one
+/// concrete type (no boxed futures for an async trait object, no type parameter running
+/// through `Handling`, the lanes and the worker), and the memory variant answers through the
+/// very `deliver` call the HTTP one does.
 #[derive(Debug, Clone)]
-pub struct Deliverer {
+pub enum Deliverer {
+    /// Signed POSTs over HTTP(S), through the SSRF guard. Boxed: its client is large and the
+    /// memory variant tiny.
+    Http(Box<HttpDeliverer>),
+    /// Scripted outcomes, for unit tests.
+    Memory(MemoryDeliverer),
+}
+
+/// Signed POSTs over HTTP(S), through the SSRF guard.
+#[derive(Debug, Clone)]
+pub struct HttpDeliverer {
     client: HttpsClient,
     policy: AddressPolicy,
 }
@@ -69,6 +91,33 @@ pub struct SetupError(#[from] rustls::Error);
 // === impl Deliverer ===
 
 impl Deliverer {
+    /// The HTTP deliverer, refusing targets `policy` forbids.
+    pub fn new(policy: AddressPolicy) -> Result<Self, SetupError> {
+        HttpDeliverer::new(policy).map(|http| Self::Http(Box::new(http)))
+    }
+
+    /// A deliverer that answers as `memory` is told (see [`MemoryDeliverer`]).
+    pub fn memory(memory: MemoryDeliverer) -> Self {
+        Self::Memory(memory)
+    }
+
+    /// Delivers `event` to the subscription, attempt number `attempt` (1 for the first).
+    pub async fn deliver(
+        &self,
+        subscription: &ResolvedSubscription,
+        event: &OutboundEvent,
+        attempt: u32,
+    ) -> DeliveryOutcome {
+        match self {
+            Self::Http(http) => http.deliver(subscription, event, attempt).await,
+            Self::Memory(memory) => memory.deliver(subscription, event, attempt).await,
+        }
+    }
+}
+
+// === impl HttpDeliverer ===
+
+impl HttpDeliverer {
     pub fn new(policy: AddressPolicy) -> Result<Self, SetupError> {
         let mut http = HttpConnector::new_with_resolver(GuardedResolver::new(policy.clone()));
         // https:// URLs are handed to the TLS layer below.
@@ -193,9 +242,9 @@ fn build_request(
         )
         .header(headers::HOP, (event.hops + 1).to_string())
         .header(headers::SOURCE, &event.source)
-        .header("spillway-attempt", attempt.to_string());
+        .header(headers::control::ATTEMPT, attempt.to_string());
     if let Some(t) = &event.event_type {
-        request = request.header("spillway-event-type", t);
+        request = request.header(headers::EVENT_TYPE, t);
     }
     if let Some(tp) = &event.traceparent {
         request = request.header(headers::TRACEPARENT, tp);

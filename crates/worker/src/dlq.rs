@@ -10,7 +10,7 @@ use spillway_config::Config;
 use spillway_core::headers;
 use spillway_kafka::reader::{read_topic, ReadRecord};
 
-use crate::consumer::control;
+use crate::control;
 use crate::replay::requeue;
 use crate::topics::dead_letter_topic;
 use crate::WorkerError;

@@ -1,7 +1,10 @@
 //! Spillway's consumer workers.
 //!
-//! - [`consumer::Worker`]: consumer groups over the source topics and the retry tiers,
-//!   at-least-once, one lane per partition, drained on rebalance and shutdown;
+//! - [`Worker`] (`worker`): consumer groups over the source topics and the retry tiers,
+//!   at-least-once; `lanes`: one lane per partition, drained on rebalance and shutdown;
+//!   `ledger`: offsets stored in order, never past an unsettled record; `handling`: one
+//!   delivery's attempt and settlement (retry tier or dead letter); [`control`]: the headers
+//!   of parked records; `spans`: the tracing around an attempt;
 //! - [`registry`]: the subscription registry (a compacted topic every worker follows) and
 //!   [`api`]: its bearer-token HTTP API on the admin listener;
 //! - [`delivery`]: which subscriptions want an event, one signed attempt and its outcome;
@@ -13,16 +16,27 @@
 
 pub mod api;
 pub mod breaker;
-pub mod consumer;
+pub mod control;
 pub mod delivery;
 pub mod dlq;
+mod handling;
+mod lanes;
+mod ledger;
 pub mod registry;
 pub mod replay;
 pub mod retry;
+mod spans;
 pub mod ssrf;
 pub mod topics;
+mod worker;
 
-pub use consumer::{control, Worker, WorkerError};
-pub use delivery::{wants, Deliverer, DeliveryOutcome, OutboundEvent};
+#[cfg(test)]
+mod test_support;
+
+pub use delivery::{
+    wants, Deliverer, DeliveryOutcome, HttpDeliverer, MemoryAnswer, MemoryDeliverer,
+    MemoryDelivery, OutboundEvent,
+};
 pub use retry::RetryPolicy;
 pub use ssrf::{AddressPolicy, RefusedAddress};
+pub use worker::{ConfigProblem, Worker, WorkerError};

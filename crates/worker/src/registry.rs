@@ -28,8 +28,37 @@ pub enum RegistryError {
     ConfigManaged(String),
     #[error("no subscription {0:?} in the registry")]
     NotFound(String),
-    #[error("subscription registry {topic}: {message}")]
-    Kafka { topic: String, message: String },
+    #[error("subscription registry {topic}: {source}")]
+    Kafka {
+        topic: String,
+        /// Boxed: a Kafka error is large, and every result of the registry carries its room.
+        #[source]
+        source: Box<TopicError>,
+    },
+}
+
+/// What went wrong with the registry topic.
+#[derive(Debug, thiserror::Error)]
+pub enum TopicError {
+    /// Creating the topic or reading its metadata.
+    #[error(transparent)]
+    Client(#[from] spillway_kafka::ClientError),
+    /// The consumer reading it.
+    #[error(transparent)]
+    Consumer(#[from] KafkaError),
+    /// Kafka did not take a write.
+    #[error(transparent)]
+    Produce(#[from] spillway_kafka::ProduceError),
+    /// A subscription that cannot be written as JSON.
+    #[error(transparent)]
+    Encode(#[from] serde_json::Error),
+    /// The blocking task assigning its partitions did not finish.
+    #[error(transparent)]
+    Task(#[from] tokio::task::JoinError),
+    #[error("the topic has no partitions")]
+    NoPartitions,
+    #[error("not read to its end within {0:?}")]
+    NotCaughtUp(Duration),
 }
 
 /// How long the registry topic may take to be read to its end.
@@ -68,9 +97,9 @@ impl Follower {
     /// Creates the registry topic if it is missing and starts reading it from the beginning.
     pub async fn start(config: &Config) -> Result<Self, RegistryError> {
         let topic = registry_topic(config);
-        let failed = |message: String| RegistryError::Kafka {
+        let failed = |source: TopicError| RegistryError::Kafka {
             topic: topic.clone(),
-            message,
+            source: Box::new(source),
         };
         ensure_registry_topic(config).await?;
         let mut client = Connection::from(&config.kafka).client_config();
@@ -84,28 +113,23 @@ impl Follower {
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "true")
             .create()
-            .map_err(|e| failed(e.to_string()))?;
+            .map_err(|e| failed(e.into()))?;
         let (brokers_consumer, wanted) = (consumer, topic.clone());
         let (consumer, partitions) = tokio::task::spawn_blocking(move || {
             let partitions =
-                spillway_kafka::reader::partitions_of(&brokers_consumer, &wanted, CATCH_UP)
-                    .map_err(|e| e.to_string())?;
+                spillway_kafka::reader::partitions_of(&brokers_consumer, &wanted, CATCH_UP)?;
             let mut assignment = TopicPartitionList::new();
             for p in &partitions {
-                assignment
-                    .add_partition_offset(&wanted, *p, Offset::Beginning)
-                    .map_err(|e| e.to_string())?;
+                assignment.add_partition_offset(&wanted, *p, Offset::Beginning)?;
             }
-            brokers_consumer
-                .assign(&assignment)
-                .map_err(|e| e.to_string())?;
-            Ok::<_, String>((brokers_consumer, partitions))
+            brokers_consumer.assign(&assignment)?;
+            Ok::<_, TopicError>((brokers_consumer, partitions))
         })
         .await
-        .map_err(|e| failed(e.to_string()))?
+        .map_err(|e| failed(e.into()))?
         .map_err(failed)?;
         if partitions.is_empty() {
-            return Err(failed("the topic has no partitions".into()));
+            return Err(failed(TopicError::NoPartitions));
         }
         Ok(Self {
             consumer,
@@ -131,7 +155,7 @@ impl Follower {
             Err(e) => {
                 return Err(RegistryError::Kafka {
                     topic: self.topic.clone(),
-                    message: e.to_string(),
+                    source: Box::new(e.into()),
                 })
             }
         };
@@ -170,7 +194,7 @@ async fn ensure_registry_topic(config: &Config) -> Result<(), RegistryError> {
     .await
     .map_err(|e| RegistryError::Kafka {
         topic,
-        message: e.to_string(),
+        source: Box::new(e.into()),
     })
 }
 
@@ -224,11 +248,11 @@ impl Registry {
     pub async fn put(&self, sub: &StoredSubscription) -> Result<Delivered, RegistryError> {
         self.check(sub)?;
         self.ensure_topic().await?;
-        let value = serde_json::to_vec(sub).map_err(|e| self.failed(e.to_string()))?;
+        let value = serde_json::to_vec(sub).map_err(|e| self.failed(e.into()))?;
         self.producer
             .send_record::<&str, &[u8]>(&self.topic, Some(sub.id.as_bytes()), &value, &[])
             .await
-            .map_err(|e| self.failed(e.to_string()))
+            .map_err(|e| self.failed(e.into()))
     }
 
     /// Removes a registered subscription (a tombstone for its key). Deliveries of it already
@@ -241,7 +265,7 @@ impl Registry {
         self.producer
             .send_tombstone(&self.topic, id.as_bytes())
             .await
-            .map_err(|e| self.failed(e.to_string()))
+            .map_err(|e| self.failed(e.into()))
     }
 
     /// The registered subscriptions as they stand now, read from the topic (the ones this
@@ -277,10 +301,10 @@ impl Registry {
         SubscriptionView::new(sub, secrets, Origin::Registry)
     }
 
-    fn failed(&self, message: String) -> RegistryError {
+    fn failed(&self, source: TopicError) -> RegistryError {
         RegistryError::Kafka {
             topic: self.topic.clone(),
-            message,
+            source: Box::new(source),
         }
     }
 }
@@ -524,7 +548,7 @@ impl LiveSubscriptions {
             .await
             .map_err(|_| RegistryError::Kafka {
                 topic,
-                message: format!("not read to its end within {CATCH_UP:?}"),
+                source: Box::new(TopicError::NotCaughtUp(CATCH_UP)),
             })?
     }
 }

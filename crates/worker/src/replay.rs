@@ -8,12 +8,14 @@ use std::time::Duration;
 
 use spillway_config::{Config, ResolvedSubscription};
 use spillway_core::headers;
+use spillway_core::time::now_ms;
 use spillway_kafka::reader::{read_topic, ReadRecord};
 use spillway_kafka::{EventProducer, ProducerSettings};
 
-use crate::consumer::{control, event_type, now_ms, with_control};
+use crate::control::{self, event_type, with_control};
 use crate::delivery::wants;
 use crate::topics::retry_tiers;
+use crate::worker::ConfigProblem;
 use crate::WorkerError;
 
 /// What to replay.
@@ -50,17 +52,15 @@ pub fn select(
     timeout: Duration,
 ) -> Result<Vec<Replay>, WorkerError> {
     let sources = config
-        .resolve_sources()
-        .map_err(|e| WorkerError::Config(spillway_config::describe(&e)))?;
+        .resolve_source_routes()
+        .map_err(ConfigProblem::Invalid)?;
     let source = sources
         .iter()
         .find(|s| s.name == range.source)
-        .ok_or_else(|| WorkerError::Config(format!("no source named {:?}", range.source)))?;
+        .ok_or_else(|| ConfigProblem::UnknownSource(range.source.clone()))?;
     if let Some(wanted) = &range.subscription {
         if !subscriptions.iter().any(|s| &s.id == wanted) {
-            return Err(WorkerError::Config(format!(
-                "no subscription named {wanted:?}"
-            )));
+            return Err(ConfigProblem::UnknownSubscription(wanted.clone()).into());
         }
     }
     let mut records = read_topic(&(&config.kafka).into(), &source.topic, timeout)?;
@@ -147,8 +147,7 @@ pub(crate) async fn requeue<'a>(
         let headers = with_control(original, &fresh);
         producer
             .send_record(&tier.topic, record.key.as_deref(), &record.value, &headers)
-            .await
-            .map_err(|e| WorkerError::Produce(e.to_string()))?;
+            .await?;
     }
     Ok(count)
 }

@@ -26,7 +26,7 @@ pub fn retry_tiers(config: &Config) -> Vec<RetryTier> {
 }
 
 /// The tiers for a policy: the initial delay doubled until the cap.
-fn tiers_for(policy: &RetryPolicy, prefix: &str) -> Vec<RetryTier> {
+pub(crate) fn tiers_for(policy: &RetryPolicy, prefix: &str) -> Vec<RetryTier> {
     let mut tiers = Vec::new();
     let mut delay = policy.initial;
     loop {

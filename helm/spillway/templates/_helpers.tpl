@@ -60,33 +60,83 @@ app.kubernetes.io/component: {{ .component }}
 {{- add .preStop .drain .root.Values.kafka.deliveryTimeoutSeconds 5 }}
 {{- end }}
 
-{{/* Volumes and mounts every Spillway pod has: the config, the signing secrets, /tmp, and the Kafka credentials file. */}}
+{{/*
+The keys of the signing Secret that `secrets` name, as a JSON list (sorted, each once): the
+`file:` of each secret under /etc/spillway/secrets/. `secrets` is the sources' secrets (the
+ingress verifies with them) or the subscriptions' (the workers sign with them).
+*/}}
+{{- define "spillway.signingKeys" -}}
+{{- $keys := list }}
+{{- range .secrets }}
+{{- $file := toString (.file | default "") }}
+{{- if hasPrefix "/etc/spillway/secrets/" $file }}
+{{- $keys = append $keys (trimPrefix "/etc/spillway/secrets/" $file) }}
+{{- end }}
+{{- end }}
+{{- $keys | uniq | sortAlpha | toJson }}
+{{- end }}
+
+{{/* The signing Secret's keys the ingress reads: the sources' secrets, never a subscription's. */}}
+{{- define "spillway.ingressSigningKeys" -}}
+{{- $secrets := list }}
+{{- range $name, $source := .Values.sources }}
+{{- $secrets = concat $secrets ($source.secrets | default list) }}
+{{- end }}
+{{- include "spillway.signingKeys" (dict "secrets" $secrets) }}
+{{- end }}
+
+{{/* The signing Secret's keys the workers read: the subscriptions' secrets, never a source's. */}}
+{{- define "spillway.workerSigningKeys" -}}
+{{- $secrets := list }}
+{{- range .Values.subscriptions }}
+{{- $secrets = concat $secrets (.secrets | default list) }}
+{{- end }}
+{{- include "spillway.signingKeys" (dict "secrets" $secrets) }}
+{{- end }}
+
+{{/*
+Volumes every Spillway pod has: the config, /tmp, the Kafka credentials file, and the signing
+Secret projected down to `keys` (a JSON list from spillway.signingKeys), so that a pod holds
+only the secrets its process uses: (dict "root" $ "keys" (include "spillway.ingressSigningKeys" $)).
+No keys: no signing volume at all (a secret volume without items would project every key).
+*/}}
 {{- define "spillway.volumes" -}}
+{{- $keys := fromJsonArray .keys }}
 - name: config
   configMap:
-    name: {{ include "spillway.fullname" . }}
+    name: {{ include "spillway.fullname" .root }}
+{{- if $keys }}
 - name: signing-secrets
   secret:
-    secretName: {{ include "spillway.signingSecretName" . }}
+    secretName: {{ include "spillway.signingSecretName" .root }}
+    items:
+      {{- range $keys }}
+      - key: {{ . | quote }}
+        path: {{ . | quote }}
+      {{- end }}
+{{- end }}
 - name: tmp
   emptyDir: {}
-{{- with .Values.kafka.credentials.existingSecret }}
+{{- with .root.Values.kafka.credentials.existingSecret }}
 - name: kafka-credentials
   secret:
     secretName: {{ . }}
 {{- end }}
 {{- end }}
 
+{{/* The mounts of spillway.volumes, with the same (dict "root" $ "keys" ...). */}}
 {{- define "spillway.volumeMounts" -}}
 - name: config
   mountPath: /etc/spillway/config
   readOnly: true
+{{- if fromJsonArray .keys }}
 - name: signing-secrets
   mountPath: /etc/spillway/secrets
   readOnly: true
+{{- end }}
 - name: tmp
   mountPath: /tmp
-{{- if .Values.kafka.credentials.existingSecret }}
+{{- if .root.Values.kafka.credentials.existingSecret }}
 - name: kafka-credentials
   mountPath: /etc/spillway/kafka
   readOnly: true

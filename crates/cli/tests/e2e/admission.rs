@@ -1,11 +1,13 @@
 //! Admission: past `max_in_flight` a request is refused at once with 503; a body that does not
 //! arrive within `body_read_timeout` gets 408 and frees its place.
 
-use spillway_testkit::{redis_nodes, Client};
+use std::time::Duration;
+
+use serde_json::json;
+use spillway_testkit::spillway::{post_event, setup, source};
+use spillway_testkit::{patience, redis_nodes, Client, Wait};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-use crate::support::{post_event, setup, source, PATIENCE};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_the_in_flight_limit_is_503_and_a_stalled_body_is_408() {
@@ -15,12 +17,11 @@ async fn over_the_in_flight_limit_is_503_and_a_stalled_body_is_408() {
         &brokers,
         &redis_nodes(),
         std::slice::from_ref(&github),
-        "  max_in_flight: 1\n  body_read_timeout: 2s\n",
-        "",
+        json!({ "ingress": { "max_in_flight": 1, "body_read_timeout": "2s" } }),
     );
     spillway_testkit::create_topics(&brokers, &[setup.topic("github")]).await;
-    let ingress = setup.spawn("ingress");
-    ingress.wait_ready(PATIENCE).await;
+    let ingress = setup.spawn_ingress("ingress");
+    ingress.wait_ready().await;
 
     // A sender that promises 100 bytes and sends 10 holds the only place.
     let mut stalled = TcpStream::connect(ingress.addr).await.expect("connect");
@@ -29,18 +30,22 @@ async fn over_the_in_flight_limit_is_503_and_a_stalled_body_is_408() {
         ingress.addr
     );
     stalled.write_all(head.as_bytes()).await.expect("write");
-    let deadline = std::time::Instant::now() + PATIENCE;
-    while !ingress
-        .metrics()
-        .await
-        .contains("spillway_http_in_flight_requests 1")
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the stalled request never got in"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    // Polled often: the stalled body times out 2 s after it started.
+    Wait::new()
+        .every(Duration::from_millis(20))
+        .until("the stalled request in flight", async || {
+            let metrics = ingress.metrics().await;
+            if metrics.contains("spillway_http_in_flight_requests 1") {
+                Ok(())
+            } else {
+                let gauge = metrics
+                    .lines()
+                    .find(|l| l.starts_with("spillway_http_in_flight_requests "))
+                    .map(str::to_owned);
+                Err(format!("{gauge:?}"))
+            }
+        })
+        .await;
 
     let client = Client::http1();
     let id = spillway_testkit::unique("adm-");
@@ -51,7 +56,7 @@ async fn over_the_in_flight_limit_is_503_and_a_stalled_body_is_408() {
 
     // The stalled body times out: 408, and its place is free again.
     let mut answer = Vec::new();
-    let _ = tokio::time::timeout(PATIENCE, stalled.read_to_end(&mut answer)).await;
+    let _ = tokio::time::timeout(patience(), stalled.read_to_end(&mut answer)).await;
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains(r#""error":"body_timeout""#), "{answer}");

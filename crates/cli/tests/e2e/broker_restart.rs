@@ -5,10 +5,10 @@
 use std::collections::HashSet;
 
 use futures::future::join_all;
+use serde_json::json;
 use spillway_core::headers;
+use spillway_testkit::spillway::{post_event, setup, source};
 use spillway_testkit::{read_topic, redis_nodes, Client, Tansu};
-
-use crate::support::{post_event, setup, source, PATIENCE};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_down_answers_503_and_after_restart_nothing_is_lost() {
@@ -19,13 +19,12 @@ async fn broker_down_answers_503_and_after_restart_nothing_is_lost() {
         &tansu.brokers(),
         &redis_nodes(),
         &sources,
-        "",
-        "  delivery_timeout: 2s\n",
+        json!({ "kafka": { "delivery_timeout": "2s" } }),
     );
     let topic = setup.topic("github");
     spillway_testkit::create_topics(&tansu.brokers(), std::slice::from_ref(&topic)).await;
-    let ingress = setup.spawn("ingress");
-    ingress.wait_ready(PATIENCE).await;
+    let ingress = setup.spawn_ingress("ingress");
+    ingress.wait_ready().await;
     let client = Client::http1();
     let send = async |id: String, n: usize| post_event(&client, &ingress, &github, &id, n).await;
 
@@ -55,7 +54,7 @@ async fn broker_down_answers_503_and_after_restart_nothing_is_lost() {
     assert_eq!(not_ready.status, 503, "not ready without Kafka");
 
     tansu.start();
-    ingress.wait_ready(PATIENCE).await;
+    ingress.wait_ready().await;
     // The senders retry what got 503: their claims were released, so they are accepted now.
     for (n, id) in down.iter().enumerate() {
         let reply = send(id.clone(), n).await;

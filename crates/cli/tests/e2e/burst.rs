@@ -7,11 +7,11 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 use futures::StreamExt;
+use serde_json::json;
 use sha2_hex::sha256_hex;
 use spillway_core::headers;
+use spillway_testkit::spillway::{all_sources, event_body, setup, TestSource, ACME_OLD_SECRET};
 use spillway_testkit::{read_topic, redis_nodes, Client, Reply};
-
-use crate::support::{all_sources, create_topics, event_body, setup, TestSource, ACME_OLD_SECRET};
 
 const EVENTS_PER_SOURCE: usize = 400;
 const CONCURRENCY: usize = 32;
@@ -70,13 +70,15 @@ async fn burst_is_in_kafka_exactly_once_with_exact_bodies_and_headers() {
         &brokers,
         &redis_nodes(),
         &sources,
-        "  block_failing_clients: null\n",
-        "",
+        json!({ "ingress": { "block_failing_clients": null } }),
     );
-    create_topics(&setup, &sources).await;
-    let ingresses = [setup.spawn("ingress-a"), setup.spawn("ingress-b")];
+    setup.create_topics().await;
+    let ingresses = [
+        setup.spawn_ingress("ingress-a"),
+        setup.spawn_ingress("ingress-b"),
+    ];
     for i in &ingresses {
-        i.wait_ready(crate::support::PATIENCE).await;
+        i.wait_ready().await;
     }
     let urls: Vec<Vec<String>> = ingresses
         .iter()

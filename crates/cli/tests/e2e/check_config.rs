@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use crate::support::BIN;
+use spillway_testkit::spillway::{all_sources, setup, spillway_bin};
 
 #[test]
 fn check_config_names_every_bad_field() {
@@ -40,12 +40,11 @@ sources:
     assert!(stderr.contains("brokerz"), "{stderr}");
 
     // And a good one passes.
-    let good = crate::support::setup(
+    let good = setup(
         "127.0.0.1:9092",
         &["redis://127.0.0.1:7000".into()],
-        &crate::support::all_sources(),
-        "",
-        "",
+        &all_sources(),
+        serde_json::json!({}),
     );
     let (ok, stdout, stderr) = check_config(&good.config);
     assert!(ok, "{stderr}");
@@ -54,7 +53,7 @@ sources:
 
 /// Runs `spillway check-config FILE`: success, stdout, stderr.
 fn check_config(config: &std::path::Path) -> (bool, String, String) {
-    let out = Command::new(BIN)
+    let out = Command::new(spillway_bin())
         .arg("check-config")
         .arg(config)
         .output()

@@ -7,13 +7,14 @@
 //! With `SPILLWAY_DASHBOARD_DATA=<file>` the panels' series over the load are written there
 //! for `make dashboard-pictures` (dev/dashboard_png.py) to draw into docs/dashboards/.
 
-use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use serde_json::json;
 use spillway_testkit::prometheus::Prometheus;
-use spillway_testkit::{repo_root, Behaviour, Client, TestSubscriber, WorkerProcess};
-
-use crate::support::{event_body, inbox_subscription, source, worker_setup, BIN, PATIENCE};
+use spillway_testkit::spillway::{
+    event_body, inbox_subscription, source, subscription, worker_setup,
+};
+use spillway_testkit::{repo_root, Behaviour, Client, TestSubscriber, Wait};
 
 /// How long the load runs: long enough for rates over a few scrapes, short for CI.
 /// `SPILLWAY_DASHBOARD_LOAD_SECONDS` makes it longer for the pictures.
@@ -48,23 +49,20 @@ async fn every_dashboard_panel_and_alert_rule_works_against_a_real_prometheus() 
         TestSubscriber::start(|n| Behaviour::Status(if n % 4 == 3 { 503 } else { 200 })).await;
     let github = source("github");
     let setup = worker_setup(&github, |dir| {
-        let inbox = inbox_subscription(dir, &subscriber.url("/inbox"));
-        format!(
-            "  retry_initial: 200ms\n  retry_max_delay: 1s\n{inbox}  \
-             - id: internal\n    url: \"http://10.255.0.1:9/\"\n    \
-             secrets: [{{ id: s, file: \"{}\" }}]\n",
-            dir.join("subscriber.secret").display()
-        )
+        json!({
+            "worker": { "retry_initial": "200ms", "retry_max_delay": "1s" },
+            "subscriptions": [
+                inbox_subscription(dir, &subscriber.url("/inbox")),
+                // An address the SSRF guard refuses.
+                subscription(dir, "internal", "http://10.255.0.1:9/"),
+            ],
+        })
     })
     .await;
-    let ingress = setup.spawn("ingress");
-    ingress.wait_ready(PATIENCE).await;
-    let mut worker = WorkerProcess::spawn(
-        Path::new(BIN),
-        &setup.config,
-        setup.dir.path().join("worker.log"),
-    );
-    let worker_admin = worker.admin_addr(PATIENCE).await;
+    let ingress = setup.spawn_ingress("ingress");
+    ingress.wait_ready().await;
+    let mut worker = setup.spawn_worker("worker");
+    let worker_admin = worker.admin_addr().await;
     let rules = repo_root().join("helm/spillway/files/alerts.yaml");
     let prometheus = Prometheus::start(
         setup.dir.path(),
@@ -118,23 +116,28 @@ async fn every_dashboard_panel_and_alert_rule_works_against_a_real_prometheus() 
     assert!(accepted > 0, "nothing was accepted");
 
     // Wait for the worker to catch up and Prometheus to scrape it.
-    let deadline = Instant::now() + PATIENCE;
     let delivered = format!(
         "sum(spillway_worker_deliveries_total{{outcome=\"delivered\",subscription=\"inbox\"}}) >= {accepted}"
     );
-    while prometheus
-        .query(&delivered)
-        .await
-        .expect("query")
-        .is_empty()
-    {
-        assert!(worker.is_running(), "worker exited:\n{}", worker.log_text());
-        assert!(
-            Instant::now() < deadline,
+    let seen = Wait::new()
+        .every(Duration::from_millis(500))
+        .poll(async || {
+            let seen = !prometheus
+                .query(&delivered)
+                .await
+                .expect("query")
+                .is_empty();
+            if !seen {
+                assert!(worker.is_running(), "worker exited:\n{}", worker.log_text());
+            }
+            seen
+        })
+        .await;
+    if seen.is_err() {
+        panic!(
             "Prometheus never saw {accepted} deliveries;\n{}",
             prometheus.log_text()
         );
-        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 
     // Every panel of every dashboard returns data.
@@ -192,40 +195,43 @@ async fn every_dashboard_panel_and_alert_rule_works_against_a_real_prometheus() 
         .expect("rules")
         .matches("- alert:")
         .count();
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let groups = prometheus.api("rules", &[]).await.expect("rules API");
-        let rules: Vec<serde_json::Value> = groups["groups"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default())
-            .collect();
-        let healthy = rules.iter().filter(|r| r["health"] == "ok").count();
-        let broken: Vec<String> = rules
-            .iter()
-            .filter(|r| r["health"] == "err")
-            .map(|r| format!("{}: {}", r["name"], r["lastError"]))
-            .collect();
-        assert!(
-            broken.is_empty(),
-            "alert rules fail to evaluate: {broken:#?}"
-        );
-        if rules.len() == alert_count && healthy == alert_count {
-            for rule in &rules {
-                let expr = rule["query"].as_str().expect("query");
-                if let Err(e) = prometheus.query(expr).await {
-                    problems.push(format!("alert {}: {e}", rule["name"]));
+    Wait::new()
+        .every(Duration::from_millis(500))
+        .until(
+            format!("all {alert_count} alert rules evaluated"),
+            async || {
+                let groups = prometheus.api("rules", &[]).await.expect("rules API");
+                let rules: Vec<serde_json::Value> = groups["groups"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default())
+                    .collect();
+                let healthy = rules.iter().filter(|r| r["health"] == "ok").count();
+                let broken: Vec<String> = rules
+                    .iter()
+                    .filter(|r| r["health"] == "err")
+                    .map(|r| format!("{}: {}", r["name"], r["lastError"]))
+                    .collect();
+                assert!(
+                    broken.is_empty(),
+                    "alert rules fail to evaluate: {broken:#?}"
+                );
+                if rules.len() != alert_count || healthy != alert_count {
+                    return Err(format!(
+                        "{healthy} of {alert_count} alert rules evaluated: {rules:#?}"
+                    ));
                 }
-            }
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{healthy} of {alert_count} alert rules evaluated: {rules:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+                for rule in &rules {
+                    let expr = rule["query"].as_str().expect("query");
+                    if let Err(e) = prometheus.query(expr).await {
+                        problems.push(format!("alert {}: {e}", rule["name"]));
+                    }
+                }
+                Ok(())
+            },
+        )
+        .await;
     assert!(problems.is_empty(), "{problems:#?}");
 
     if let Some(out) = std::env::var_os("SPILLWAY_DASHBOARD_DATA") {

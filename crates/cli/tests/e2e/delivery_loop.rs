@@ -3,15 +3,14 @@
 //! `ingress.max_hops` times, then the ingress answers 508 and the worker dead-letters the
 //! event instead of retrying: the loop is cut.
 
-use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use serde_json::json;
 use spillway_signature::Scheme;
-use spillway_testkit::{read_topic, Client, WorkerProcess};
+use spillway_testkit::spillway::{post_event, spillway_bin, worker_setup, TestSource};
+use spillway_testkit::{read_topic, Client, Wait};
 use spillway_worker::control;
-
-use crate::support::{post_event, worker_setup, TestSource, BIN, PATIENCE};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_delivery_loop_through_the_ingress_is_cut_at_the_hop_limit() {
@@ -20,13 +19,13 @@ async fn a_delivery_loop_through_the_ingress_is_cut_at_the_hop_limit() {
         scheme: Scheme::StandardWebhooks,
         secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
     };
-    let setup = worker_setup(&relay, |_| String::new()).await;
-    let config = spillway_config::load(&setup.config).expect("config");
-    let ingress = setup.spawn("ingress");
-    ingress.wait_ready(PATIENCE).await;
+    let setup = worker_setup(&relay, |_| json!({})).await;
+    let config = setup.load();
+    let ingress = setup.spawn_ingress("ingress");
+    ingress.wait_ready().await;
     // The subscription signs with the relay source's own secret, so the ingress accepts what
     // the worker sends back to it.
-    let added = Command::new(BIN)
+    let added = Command::new(spillway_bin())
         .args(["--log-format", "text", "subscriptions", "add", "--config"])
         .arg(&setup.config)
         .args(["--id", "echo", "--source", "relay", "--url"])
@@ -40,29 +39,29 @@ async fn a_delivery_loop_through_the_ingress_is_cut_at_the_hop_limit() {
         "{}",
         String::from_utf8_lossy(&added.stderr)
     );
-    let mut worker = WorkerProcess::spawn(
-        Path::new(BIN),
-        &setup.config,
-        setup.dir.path().join("worker.log"),
-    );
+    let mut worker = setup.spawn_worker("worker");
 
     let reply = post_event(&Client::http1(), &ingress, &relay, "loop-0", 0).await;
     assert_eq!(reply.status, 202);
     let dead_letters = spillway_worker::topics::dead_letter_topic(&config);
-    let deadline = Instant::now() + PATIENCE;
-    let dead = loop {
-        let dead = read_topic(&setup.brokers, &dead_letters).await;
-        if !dead.is_empty() {
-            break dead;
-        }
-        assert!(worker.is_running(), "worker exited:\n{}", worker.log_text());
-        assert!(
-            Instant::now() < deadline,
-            "the loop never ended in a dead letter;\nworker:\n{}",
-            worker.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let dead = Wait::new()
+        .every(Duration::from_millis(200))
+        .poll(async || {
+            let dead = read_topic(&setup.brokers, &dead_letters).await;
+            if dead.is_empty() {
+                assert!(worker.is_running(), "worker exited:\n{}", worker.log_text());
+                None
+            } else {
+                Some(dead)
+            }
+        })
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "the loop never ended in a dead letter;\nworker:\n{}",
+                worker.log_text()
+            )
+        });
 
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].header(control::DEAD_REASON), Some("target_refused"));

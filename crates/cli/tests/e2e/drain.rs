@@ -5,10 +5,10 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use serde_json::json;
 use spillway_core::headers;
-use spillway_testkit::{read_topic, redis_nodes, Client};
-
-use crate::support::{event_body, setup, source, PATIENCE};
+use spillway_testkit::spillway::{event_body, setup, source};
+use spillway_testkit::{read_topic, redis_nodes, Client, Wait};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigterm_drains_in_flight_requests_and_loses_nothing() {
@@ -18,13 +18,12 @@ async fn sigterm_drains_in_flight_requests_and_loses_nothing() {
         &brokers,
         &redis_nodes(),
         std::slice::from_ref(&github),
-        "  drain_timeout: 20s\n",
-        "",
+        json!({ "ingress": { "drain_timeout": "20s" } }),
     );
     let topic = setup.topic("github");
     spillway_testkit::create_topics(&brokers, std::slice::from_ref(&topic)).await;
-    let mut ingress = setup.spawn("ingress");
-    ingress.wait_ready(PATIENCE).await;
+    let mut ingress = setup.spawn_ingress("ingress");
+    ingress.wait_ready().await;
 
     let answered = Arc::new(AtomicUsize::new(0));
     let url = ingress.hook_url("github");
@@ -62,12 +61,15 @@ async fn sigterm_drains_in_flight_requests_and_loses_nothing() {
         .collect();
 
     // Terminate once traffic is flowing (a count, not a clock).
-    while answered.load(Ordering::Relaxed) < 300 {
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    Wait::new()
+        .every(std::time::Duration::from_millis(10))
+        .until("300 answers", async || {
+            spillway_testkit::wait::at_least(answered.load(Ordering::Relaxed), 300)
+        })
+        .await;
     ingress.terminate();
     let status = tokio::task::spawn_blocking(move || {
-        let status = ingress.wait_exit(PATIENCE);
+        let status = ingress.wait_exit();
         (status, ingress.log_text())
     })
     .await

@@ -6,10 +6,10 @@
 use std::io::Write;
 
 use bytes::Bytes;
+use serde_json::json;
 use spillway_signature::Scheme;
-use spillway_testkit::{read_topic, redis_nodes, Client, IngressProcess};
-
-use crate::support::{event_body, post_event, setup, source, TestSource, PATIENCE};
+use spillway_testkit::spillway::{event_body, post_event, setup, source, TestSource};
+use spillway_testkit::{patience, read_topic, redis_nodes, Client, IngressProcess};
 
 const FENCED: TestSource = TestSource {
     name: "fenced",
@@ -43,25 +43,20 @@ async fn hostile_requests_are_refused_and_compressed_ones_decoded() {
         &brokers,
         &redis_nodes(),
         &[github.clone(), FENCED, LIMITED],
-        // Loopback is the load balancer in front of this ingress.
-        "  trusted_proxies: [127.0.0.0/8]\n  max_headers: 50\n  \
-         block_failing_clients: { failures: 3, window: 10000h, duration: 10000h }\n",
-        "",
+        json!({
+            "ingress": {
+                // Loopback is the load balancer in front of this ingress.
+                "trusted_proxies": ["127.0.0.0/8"],
+                "max_headers": 50,
+                "block_failing_clients": { "failures": 3, "window": "10000h", "duration": "10000h" },
+            },
+            "sources": {
+                "fenced": { "allow_cidrs": ["198.51.100.0/24"], "max_body_bytes": 65536 },
+                // A window so long that no test run crosses one of its edges.
+                "limited": { "rate_limit": { "requests": 5, "window": "10000h" } },
+            },
+        }),
     );
-    let yaml = std::fs::read_to_string(&setup.config).expect("config");
-    std::fs::write(
-        &setup.config,
-        yaml.replace(
-            "  fenced:\n",
-            "  fenced:\n    allow_cidrs: [198.51.100.0/24]\n    max_body_bytes: 65536\n",
-        )
-        // A window so long that no test run crosses one of its edges.
-        .replace(
-            "  limited:\n",
-            "  limited:\n    rate_limit: { requests: 5, window: 10000h }\n",
-        ),
-    )
-    .expect("config");
     spillway_testkit::create_topics(
         &brokers,
         &[
@@ -71,8 +66,8 @@ async fn hostile_requests_are_refused_and_compressed_ones_decoded() {
         ],
     )
     .await;
-    let mut ingress = setup.spawn("ingress");
-    ingress.wait_ready(PATIENCE).await;
+    let mut ingress = setup.spawn_ingress("ingress");
+    ingress.wait_ready().await;
     let client = Client::http1();
 
     // robots.txt keeps crawlers out.
@@ -194,8 +189,8 @@ async fn hostile_requests_are_refused_and_compressed_ones_decoded() {
 
     // A rate limit shared by two ingress processes: five requests pass, whichever process
     // they reach, then both answer 429 with a Retry-After.
-    let mut second = setup.spawn("ingress-2");
-    second.wait_ready(PATIENCE).await;
+    let mut second = setup.spawn_ingress("ingress-2");
+    second.wait_ready().await;
     for n in 0..8 {
         let target = if n % 2 == 0 { &ingress } else { &second };
         let reply = post_event(&client, target, &LIMITED, &format!("limited-{n}"), n).await;
@@ -254,7 +249,7 @@ async fn hostile_requests_are_refused_and_compressed_ones_decoded() {
         assert_eq!(reply.status, 202, "another address is not blocked");
     }
     second.terminate();
-    assert!(second.wait_exit(PATIENCE).success());
+    assert!(second.wait_exit().success());
 
     // HTTP/2 rapid reset (CVE-2023-44487): streams opened and cancelled at once, thousands of
     // them. The server closes the connection instead of doing the work for ever.
@@ -276,7 +271,7 @@ async fn hostile_requests_are_refused_and_compressed_ones_decoded() {
         stream.send_reset(h2::Reason::CANCEL);
         sent += 1;
     }
-    let closed = tokio::time::timeout(PATIENCE, driven)
+    let closed = tokio::time::timeout(patience(), driven)
         .await
         .expect("the server closes a flooding connection");
     assert!(sent < 10_000, "all {sent} resets were taken: {closed:?}");

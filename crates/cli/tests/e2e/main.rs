@@ -1,8 +1,8 @@
 //! End-to-end tests: real `spillway ingress` processes against the real local stack (`make up`),
 //! asserting on what users see: statuses, bodies, and what is in Kafka.
+//!
+//! What the suites share (test sources, configs, processes) is in `spillway_testkit::spillway`.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
-
-mod support;
 
 mod admission;
 mod broker_restart;

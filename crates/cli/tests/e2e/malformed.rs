@@ -2,11 +2,11 @@
 //! far as Spillway), and the process keeps serving valid requests after every one.
 
 use bytes::Bytes;
-use spillway_testkit::{redis_nodes, Client, IngressProcess};
+use serde_json::json;
+use spillway_testkit::spillway::{all_sources, event_body, post_event, setup, TestSource};
+use spillway_testkit::{patience, redis_nodes, Client, IngressProcess};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-use crate::support::{all_sources, event_body, post_event, setup, TestSource, PATIENCE};
 
 /// Sends raw bytes and returns the status code and the whole answer text.
 async fn raw(ingress: &IngressProcess, request: Vec<u8>) -> (u16, String) {
@@ -17,7 +17,7 @@ async fn raw(ingress: &IngressProcess, request: Vec<u8>) -> (u16, String) {
     let mut answer = Vec::new();
     let mut buf = [0u8; 8192];
     loop {
-        match tokio::time::timeout(PATIENCE, stream.read(&mut buf)).await {
+        match tokio::time::timeout(patience(), stream.read(&mut buf)).await {
             Ok(Ok(0)) | Ok(Err(_)) => break,
             Ok(Ok(n)) => {
                 answer.extend_from_slice(&buf[..n]);
@@ -34,7 +34,7 @@ async fn raw(ingress: &IngressProcess, request: Vec<u8>) -> (u16, String) {
                     }
                 }
             }
-            Err(_) => panic!("no answer within {PATIENCE:?}"),
+            Err(_) => panic!("no answer within {:?}", patience()),
         }
     }
     let text = String::from_utf8_lossy(&answer).into_owned();
@@ -72,21 +72,17 @@ async fn every_bad_input_gets_its_status_and_the_process_keeps_serving() {
         &brokers,
         &redis_nodes(),
         &all,
-        "  max_header_bytes: 16384\n",
-        "",
+        json!({
+            "ingress": { "max_header_bytes": 16384 },
+            "sources": { "tiny": { "max_body_bytes": 1024 } },
+            // Also: the access log turned off leaves no request lines.
+            "telemetry": { "access_log": false },
+        }),
     );
-    let yaml = std::fs::read_to_string(&setup.config).expect("config");
-    // Also: the access log turned off leaves no request lines.
-    std::fs::write(
-        &setup.config,
-        yaml.replace("  tiny:\n", "  tiny:\n    max_body_bytes: 1024\n")
-            + "telemetry:\n  access_log: false\n",
-    )
-    .expect("config");
     let topics: Vec<String> = all.iter().map(|s| setup.topic(s.name)).collect();
     spillway_testkit::create_topics(&brokers, &topics).await;
-    let mut ingress = setup.spawn("ingress");
-    ingress.wait_ready(PATIENCE).await;
+    let mut ingress = setup.spawn_ingress("ingress");
+    ingress.wait_ready().await;
     let host = format!("Host: {}\r\n", ingress.addr);
     let mut case = 0;
 
@@ -254,7 +250,7 @@ async fn every_bad_input_gets_its_status_and_the_process_keeps_serving() {
         "{metrics}"
     );
     ingress.terminate();
-    assert!(ingress.wait_exit(PATIENCE).success());
+    assert!(ingress.wait_exit().success());
     let log = std::fs::read_to_string(setup.dir.path().join("ingress.log")).expect("log");
     assert!(log.contains("spillway ingress started"), "{log}");
     assert!(

@@ -9,12 +9,12 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use serde_json::json;
 use spillway_core::headers;
-use spillway_testkit::{read_topic, redis_nodes, IngressProcess};
+use spillway_testkit::spillway::{event_body, source, spillway_bin};
+use spillway_testkit::{read_topic, redis_nodes, ConfigDoc, IngressProcess};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
-
-use crate::support::{event_body, source, PATIENCE};
 
 struct Issuer {
     cert: rcgen::Certificate,
@@ -115,32 +115,43 @@ async fn a_fleet_source_takes_the_device_id_from_its_client_certificate() {
     std::fs::write(path("github.secret"), github.secret).expect("secret");
     let brokers = spillway_testkit::kafka_brokers();
     let prefix = format!("{}.", spillway_testkit::unique("e2e."));
-    let yaml = format!(
-        "ingress:\n  listen: 127.0.0.1:0\n  tls:\n    cert_file: \"{}\"\n    key_file: \"{}\"\n    \
-         client_ca_file: \"{}\"\nadmin:\n  listen: 127.0.0.1:0\n\
-         kafka:\n  brokers: \"{brokers}\"\n  topic_prefix: \"{prefix}\"\n\
-         redis:\n  nodes: [{}]\n  key_prefix: \"{prefix}\"\n\
-         sources:\n  \
-         meters:\n    verify: {{ scheme: none }}\n    require_client_cert: true\n    \
-         dedupe: {{ from: json_pointer, pointer: /id }}\n    partition_key: {{ from: client_certificate }}\n  \
-         github:\n    verify: {{ scheme: github }}\n    secrets: [{{ id: k, file: \"{}\" }}]\n",
-        path("tls.crt").display(),
-        path("tls.key").display(),
-        path("fleet-ca.crt").display(),
-        redis_nodes().join(", "),
-        path("github.secret").display(),
-    );
-    std::fs::write(path("spillway.yaml"), yaml).expect("config");
+    let file = |name: &str| path(name).display().to_string();
+    ConfigDoc::new(json!({
+        "ingress": {
+            "listen": "127.0.0.1:0",
+            "tls": {
+                "cert_file": file("tls.crt"),
+                "key_file": file("tls.key"),
+                "client_ca_file": file("fleet-ca.crt"),
+            },
+        },
+        "admin": { "listen": "127.0.0.1:0" },
+        "kafka": { "brokers": brokers, "topic_prefix": prefix },
+        "redis": { "nodes": redis_nodes(), "key_prefix": prefix },
+        "sources": {
+            "meters": {
+                "verify": { "scheme": "none" },
+                "require_client_cert": true,
+                "dedupe": { "from": "json_pointer", "pointer": "/id" },
+                "partition_key": { "from": "client_certificate" },
+            },
+            "github": {
+                "verify": { "scheme": "github" },
+                "secrets": [{ "id": "k", "file": file("github.secret") }],
+            },
+        },
+    }))
+    .write(&path("spillway.yaml"));
     let meters_topic = format!("{prefix}meters");
     spillway_testkit::create_topics(&brokers, &[meters_topic.clone(), format!("{prefix}github")])
         .await;
     let ingress = IngressProcess::spawn(
-        std::path::Path::new(crate::support::BIN),
+        &spillway_bin(),
         &path("spillway.yaml"),
         &[],
         path("ingress.log"),
     );
-    ingress.wait_ready(PATIENCE).await;
+    ingress.wait_ready().await;
     let server_cert = server.cert.der().clone();
     let json = [("content-type".to_owned(), "application/json".to_owned())];
 

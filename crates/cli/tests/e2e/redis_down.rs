@@ -1,10 +1,10 @@
 //! Redis goes away: a fail-open source keeps accepting and counts the bypass; a fail-closed
 //! source answers 503 (and the pod reports not ready, since a source depends on Redis).
 
+use serde_json::json;
 use spillway_core::headers;
+use spillway_testkit::spillway::{post_event, setup, source, TestSource};
 use spillway_testkit::{read_topic, Client, RedisCluster};
-
-use crate::support::{post_event, setup, source, TestSource, PATIENCE};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fail_open_accepts_and_counts_fail_closed_answers_503() {
@@ -19,14 +19,16 @@ async fn fail_open_accepts_and_counts_fail_closed_answers_503() {
         &brokers,
         &cluster.nodes(),
         &[open.clone(), closed.clone()],
-        "",
-        "",
+        json!({
+            "sources": {
+                "open": { "on_redis_unavailable": "fail_open" },
+                "closed": { "on_redis_unavailable": "fail_closed" },
+            }
+        }),
     );
-    setup.set_source_option("open", "on_redis_unavailable", "fail_open");
-    setup.set_source_option("closed", "on_redis_unavailable", "fail_closed");
     spillway_testkit::create_topics(&brokers, &[setup.topic("open"), setup.topic("closed")]).await;
-    let ingress = setup.spawn("ingress");
-    ingress.wait_ready(PATIENCE).await;
+    let ingress = setup.spawn_ingress("ingress");
+    ingress.wait_ready().await;
     let client = Client::http1();
     let send =
         async |source: &TestSource, id: &str| post_event(&client, &ingress, source, id, 1).await;

@@ -4,17 +4,18 @@
 use std::collections::HashSet;
 use std::path::Path;
 use std::process::{Command, Output};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
+use serde_json::json;
 use spillway_signature::{Scheme, Secret, SecretRing, Verifier};
-use spillway_testkit::{Client, TestSubscriber, WorkerProcess};
-
-use crate::support::{post_event, source, worker_setup, BIN, PATIENCE};
+use spillway_testkit::spillway::{post_event, source, spillway_bin, worker_setup};
+use spillway_testkit::wait::all_of;
+use spillway_testkit::{Client, TestSubscriber, Wait};
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 fn spillway(config: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
+    Command::new(spillway_bin())
         .args(["--log-format", "text", "subscriptions"])
         .args(args)
         .arg("--config")
@@ -37,20 +38,17 @@ fn listed(config: &Path) -> serde_json::Value {
 async fn the_cli_manages_the_registry_and_a_running_worker_follows_it() {
     let subscriber = TestSubscriber::ok().await;
     let github = source("github");
-    let setup = worker_setup(&github, |_| {
-        "  ingress_urls: [\"http://hooks.example.com\"]\n".into()
-    })
+    let setup = worker_setup(
+        &github,
+        |_| json!({ "worker": { "ingress_urls": ["http://hooks.example.com"] } }),
+    )
     .await;
     let secret_file = setup.dir.path().join("crm.secret");
     std::fs::write(&secret_file, format!("{SECRET}\n")).expect("secret");
 
-    let ingress = setup.spawn("ingress");
-    let mut worker = WorkerProcess::spawn(
-        Path::new(BIN),
-        &setup.config,
-        setup.dir.path().join("worker.log"),
-    );
-    ingress.wait_ready(PATIENCE).await;
+    let ingress = setup.spawn_ingress("ingress");
+    let mut worker = setup.spawn_worker("worker");
+    ingress.wait_ready().await;
 
     let added = spillway(
         &setup.config,
@@ -78,15 +76,17 @@ async fn the_cli_manages_the_registry_and_a_running_worker_follows_it() {
         assert_eq!(reply.status, 202, "{:?}", reply.body);
         accepted.insert(reply.field("id").expect("id"));
     }
-    let deadline = Instant::now() + PATIENCE;
-    while !subscriber.webhook_ids().is_superset(&accepted) {
-        assert!(worker.is_running(), "worker exited:\n{}", worker.log_text());
-        assert!(
-            Instant::now() < deadline,
-            "the registered subscription never got every event;\nworker:\n{}",
+    let delivered = Wait::new()
+        .poll(async || {
+            assert!(worker.is_running(), "worker exited:\n{}", worker.log_text());
+            all_of(&subscriber.webhook_ids(), &accepted)
+        })
+        .await;
+    if let Err(missing) = delivered {
+        panic!(
+            "the registered subscription never got every event ({missing});\nworker:\n{}",
             worker.log_text()
         );
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let ring = SecretRing::new(vec![Secret {
         id: "crm".into(),

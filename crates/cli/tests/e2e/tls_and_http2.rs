@@ -8,11 +8,11 @@ use http::Request;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::{CertificateDer, ServerName};
+use serde_json::json;
+use spillway_testkit::spillway::{event_body, post_event, setup, source, TestSource};
 use spillway_testkit::{redis_nodes, Client};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
-
-use crate::support::{event_body, post_event, setup, source, TestSource, PATIENCE};
 
 fn github() -> TestSource {
     source("github")
@@ -95,15 +95,18 @@ async fn https_with_tls12_and_tls13_over_h2_and_http1() {
     let (cert_file, key_file) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
     std::fs::write(&cert_file, certified.cert.pem()).expect("cert");
     std::fs::write(&key_file, certified.key_pair.serialize_pem()).expect("key");
-    let tls = format!(
-        "  tls:\n    cert_file: \"{}\"\n    key_file: \"{}\"\n",
-        cert_file.display(),
-        key_file.display()
-    );
-    let setup = setup(&brokers, &redis_nodes(), &[github()], &tls, "");
+    let tls = json!({
+        "ingress": {
+            "tls": {
+                "cert_file": cert_file.display().to_string(),
+                "key_file": key_file.display().to_string(),
+            }
+        }
+    });
+    let setup = setup(&brokers, &redis_nodes(), &[github()], tls);
     spillway_testkit::create_topics(&brokers, &[setup.topic("github")]).await;
-    let ingress = setup.spawn("ingress");
-    ingress.wait_ready(PATIENCE).await;
+    let ingress = setup.spawn_ingress("ingress");
+    ingress.wait_ready().await;
 
     let der = certified.cert.der().clone();
     let cases: [(
@@ -153,10 +156,10 @@ async fn https_with_tls12_and_tls13_over_h2_and_http1() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_prior_knowledge_on_the_plain_port() {
     let brokers = spillway_testkit::kafka_brokers();
-    let setup = setup(&brokers, &redis_nodes(), &[github()], "", "");
+    let setup = setup(&brokers, &redis_nodes(), &[github()], json!({}));
     spillway_testkit::create_topics(&brokers, &[setup.topic("github")]).await;
-    let ingress = setup.spawn("ingress");
-    ingress.wait_ready(PATIENCE).await;
+    let ingress = setup.spawn_ingress("ingress");
+    ingress.wait_ready().await;
     let id = spillway_testkit::unique("h2c-");
     let reply = post_event(&Client::http2(), &ingress, &github(), &id, 1).await;
     assert_eq!(reply.status, 202, "{:?}", reply.body);

@@ -2,13 +2,12 @@
 //! delivery, exported over OTLP/HTTP to an in-process collector; and the JSON logs that carry
 //! the event id and source, with the access log line.
 
-use std::path::Path;
-use std::time::{Duration, Instant};
-
+use serde_json::json;
 use spillway_testkit::otlp::{self, ExportedSpan};
-use spillway_testkit::{read_topic, Client, IngressProcess, TestSubscriber, WorkerProcess};
-
-use crate::support::{inbox_subscription, source, worker_setup, BIN, PATIENCE};
+use spillway_testkit::spillway::{
+    event_body, inbox_subscription, source, spillway_bin, worker_setup,
+};
+use spillway_testkit::{read_topic, Client, IngressProcess, TestSubscriber, Wait};
 
 /// The trace an outside sender was in; the ingress must link it, not adopt it.
 const SENDER_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -30,28 +29,23 @@ async fn a_webhook_is_traced_from_the_ingress_through_kafka_to_the_delivery() {
     let subscriber = TestSubscriber::ok().await;
     let github = source("github");
     let setup = worker_setup(&github, |dir| {
-        format!(
-            "telemetry:\n  otlp_endpoint: \"{}\"\n  export_interval: 100ms\n{}",
-            collector.url(""),
-            inbox_subscription(dir, &subscriber.url("/inbox")),
-        )
+        json!({
+            "telemetry": { "otlp_endpoint": collector.url(""), "export_interval": "100ms" },
+            "subscriptions": [inbox_subscription(dir, &subscriber.url("/inbox"))],
+        })
     })
     .await;
-    let log = setup.dir.path().join("ingress.log");
+    let log = setup.log("ingress");
     let ingress = IngressProcess::spawn(
-        Path::new(BIN),
+        &spillway_bin(),
         &setup.config,
         &[("SPILLWAY_LOG_FORMAT", "json")],
         log.clone(),
     );
-    ingress.wait_ready(PATIENCE).await;
-    let _worker = WorkerProcess::spawn(
-        Path::new(BIN),
-        &setup.config,
-        setup.dir.path().join("worker.log"),
-    );
+    ingress.wait_ready().await;
+    let _worker = setup.spawn_worker("worker");
 
-    let body = crate::support::event_body("trace-1", 0);
+    let body = event_body("trace-1", 0);
     let mut headers = github.sign("trace-1", &body, 0);
     headers.push((
         "traceparent".into(),
@@ -65,16 +59,19 @@ async fn a_webhook_is_traced_from_the_ingress_through_kafka_to_the_delivery() {
     let event_id = reply.json()["id"].as_str().expect("id").to_owned();
 
     // Wait for the delivery and for both processes' spans to reach the collector.
-    let deadline = Instant::now() + PATIENCE;
-    let spans = loop {
-        let spans = otlp::spans(&collector);
-        let has = |kind: &str| spans.iter().any(|s| s.kind == kind);
-        if !subscriber.received().is_empty() && has("server") && has("client") && has("consumer") {
-            break spans;
-        }
-        assert!(Instant::now() < deadline, "spans never arrived: {spans:#?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let spans = Wait::new()
+        .poll(async || {
+            let spans = otlp::spans(&collector);
+            let has = |kind: &str| spans.iter().any(|s| s.kind == kind);
+            let arrived = has("server") && has("client") && has("consumer");
+            if arrived && !subscriber.received().is_empty() {
+                Ok(spans)
+            } else {
+                Err(spans)
+            }
+        })
+        .await
+        .unwrap_or_else(|spans| panic!("spans never arrived: {spans:#?}"));
 
     // The ingress: a root server span following the HTTP conventions, linked to the sender's.
     let server = one(&spans, "server", |s| s.kind == "server");

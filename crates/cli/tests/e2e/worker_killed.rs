@@ -2,37 +2,28 @@
 //! worker`, and a worker killed with SIGKILL mid-stream and replaced loses none of them.
 
 use std::collections::HashSet;
-use std::path::Path;
-use std::time::{Duration, Instant};
 
-use spillway_testkit::{Client, TestSubscriber, WorkerProcess};
-
-use crate::support::{inbox_subscription, post_event, source, worker_setup, BIN, PATIENCE};
-
-async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + PATIENCE;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+use serde_json::json;
+use spillway_testkit::spillway::{
+    inbox_subscription, post_event, quick_failover, source, worker_setup,
+};
+use spillway_testkit::wait::{all_of, at_least};
+use spillway_testkit::{eventually, Client, TestSubscriber, Wait};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_killed_worker_is_replaced_and_nothing_accepted_is_lost() {
     let subscriber = TestSubscriber::ok().await;
     let github = source("github");
     let setup = worker_setup(&github, |dir| {
-        format!(
-            // A killed member holds its partitions until its session times out (45 s by default).
-            "  drain_timeout: 3s\n  \
-             consumer_properties: {{ session.timeout.ms: \"6000\", heartbeat.interval.ms: \"1000\" }}\n{}",
-            inbox_subscription(dir, &subscriber.url("/inbox")),
-        )
+        // A killed member holds its partitions until its session times out (45 s by default).
+        let mut patch = quick_failover();
+        patch["subscriptions"] = json!([inbox_subscription(dir, &subscriber.url("/inbox"))]);
+        patch
     })
     .await;
 
-    let ingress = setup.spawn("ingress");
-    ingress.wait_ready(PATIENCE).await;
+    let ingress = setup.spawn_ingress("ingress");
+    ingress.wait_ready().await;
     let client = Client::http1();
     let mut accepted = HashSet::new();
     for n in 0..300 {
@@ -41,37 +32,29 @@ async fn a_killed_worker_is_replaced_and_nothing_accepted_is_lost() {
         accepted.insert(reply.field("id").expect("id"));
     }
 
-    let mut first = WorkerProcess::spawn(
-        Path::new(BIN),
-        &setup.config,
-        setup.dir.path().join("worker-1.log"),
-    );
-    wait_until("the first worker under way", || {
+    let mut first = setup.spawn_worker("worker-1");
+    eventually("the first worker under way", async || {
         assert!(
             first.is_running(),
             "the worker exited:\n{}",
             first.log_text()
         );
-        subscriber.received().len() >= 40
+        at_least(subscriber.received().len(), 40)
     })
     .await;
     first.kill();
     let log = first.log_text();
 
-    let second = WorkerProcess::spawn(
-        Path::new(BIN),
-        &setup.config,
-        setup.dir.path().join("worker-2.log"),
-    );
-    let deadline = Instant::now() + PATIENCE;
-    while !subscriber.webhook_ids().is_superset(&accepted) {
-        assert!(
-            Instant::now() < deadline,
-            "{} accepted events never reached the subscriber;\nfirst worker:\n{log}\nsecond worker:\n{}",
-            accepted.difference(&subscriber.webhook_ids()).count(),
+    let second = setup.spawn_worker("worker-2");
+    let delivered = Wait::new()
+        .poll(async || all_of(&subscriber.webhook_ids(), &accepted))
+        .await;
+    if let Err(missing) = delivered {
+        panic!(
+            "accepted events never reached the subscriber ({missing});\nfirst worker:\n{log}\n\
+             second worker:\n{}",
             second.log_text()
         );
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // Everything the subscriber got was accepted: nothing invented. Duplicates are allowed
     // (the killed worker's unsettled deliveries are made again) and counted.

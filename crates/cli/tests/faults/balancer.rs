@@ -1,11 +1,12 @@
 //! An ingress process stopped with SIGTERM mid-load behind a load balancer (HAProxy on
 //! loopback): its in-flight requests finish, the balancer sends the rest to the other one.
 
+use serde_json::json;
 use spillway_testkit::balancer::{Backend, Haproxy};
+use spillway_testkit::spillway::source;
 use spillway_testkit::{redis_nodes, TestSubscriber};
 
-use crate::harness::{record, spawn_worker, stack, Load};
-use crate::support::{source, PATIENCE};
+use crate::harness::{record, stack, Load};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_of_two_ingress_terminated_behind_haproxy() {
@@ -14,15 +15,14 @@ async fn one_of_two_ingress_terminated_behind_haproxy() {
         &spillway_testkit::kafka_brokers(),
         &redis_nodes(),
         &[source("github"), source("shopify")],
-        "",
-        "",
+        json!({}),
         &[("inbox", &subscriber)],
     )
     .await;
-    let mut first = setup.spawn("ingress-1");
-    let second = setup.spawn("ingress-2");
-    first.wait_ready(PATIENCE).await;
-    second.wait_ready(PATIENCE).await;
+    let mut first = setup.spawn_ingress("ingress-1");
+    let second = setup.spawn_ingress("ingress-2");
+    first.wait_ready().await;
+    second.wait_ready().await;
     let haproxy = Haproxy::start(&[
         Backend {
             hooks: first.addr,
@@ -33,13 +33,13 @@ async fn one_of_two_ingress_terminated_behind_haproxy() {
             admin: second.admin,
         },
     ]);
-    let mut worker = spawn_worker(&setup, "worker");
+    let mut worker = setup.spawn_worker("worker");
 
     let load = Load::start(&setup.config, &haproxy.url(), 0.05);
     load.at(0.4).await;
     first.terminate();
     let (status, log) = tokio::task::spawn_blocking(move || {
-        let status = first.wait_exit(PATIENCE);
+        let status = first.wait_exit();
         (status, first.log_text())
     })
     .await

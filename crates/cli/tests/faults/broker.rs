@@ -3,11 +3,12 @@
 
 use std::time::Duration;
 
+use serde_json::json;
 use spillway_testkit::delay_proxy::DelayProxy;
+use spillway_testkit::spillway::source;
 use spillway_testkit::{redis_nodes, Tansu, TestSubscriber};
 
 use crate::harness::{record, stack, start, Load};
-use crate::support::source;
 
 /// Fails if the broker process died. tansu's storage can panic inside a request (see
 /// docs/development.md) and the broker may live on or not; the panics are printed, so that a
@@ -29,8 +30,7 @@ async fn broker_killed_mid_load_and_restarted_on_its_data() {
         &tansu.brokers(),
         &redis_nodes(),
         &[source("github"), source("stripe")],
-        "  delivery_timeout: 2s\n",
-        "",
+        json!({ "kafka": { "delivery_timeout": "2s" } }),
         &[("inbox", &subscriber)],
     )
     .await;
@@ -78,8 +78,7 @@ async fn broker_slower_than_the_produce_timeout() {
         &tansu.brokers(),
         &redis_nodes(),
         &[source("github"), source("stripe")],
-        "  delivery_timeout: 1s\n",
-        "",
+        json!({ "kafka": { "delivery_timeout": "1s" } }),
         &[("inbox", &subscriber)],
     )
     .await;

@@ -3,13 +3,14 @@
 //! accepted or answered "duplicate", and the event must be in Kafka exactly once either way.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use spillway_testkit::{read_topic, redis_nodes, Client, TestSubscriber};
+use serde_json::json;
+use spillway_testkit::spillway::{event_body, source};
+use spillway_testkit::{read_topic, redis_nodes, Client, TestSubscriber, Wait};
 use tokio::io::AsyncWriteExt;
 
 use crate::harness::{record, stack, start, Load};
-use crate::support::{event_body, source, PATIENCE};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn clients_vanish_after_sending_and_their_retries_are_exactly_once() {
@@ -19,8 +20,7 @@ async fn clients_vanish_after_sending_and_their_retries_are_exactly_once() {
         &spillway_testkit::kafka_brokers(),
         &redis_nodes(),
         std::slice::from_ref(&github),
-        "",
-        "",
+        json!({}),
         &[("inbox", &subscriber)],
     )
     .await;
@@ -58,28 +58,29 @@ async fn clients_vanish_after_sending_and_their_retries_are_exactly_once() {
     let mut statuses: HashMap<u16, usize> = HashMap::new();
     for (n, id) in vanished.iter().enumerate() {
         let body = event_body(id, n);
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let reply = client
-                .post(
-                    &ingress.hook_url("github"),
-                    &github.sign(id, &body, 0),
-                    body.clone(),
-                )
-                .await
-                .expect("retry");
-            *statuses.entry(reply.status.as_u16()).or_default() += 1;
-            if matches!(reply.status.as_u16(), 200 | 202) {
-                break;
-            }
-            assert_eq!(
-                reply.status, 409,
-                "only in flight may delay it: {:?}",
-                reply.body
-            );
-            assert!(Instant::now() < deadline, "{id} stays in flight");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        Wait::new()
+            .every(Duration::from_millis(100))
+            .until(format!("{id} settled, not in flight"), async || {
+                let reply = client
+                    .post(
+                        &ingress.hook_url("github"),
+                        &github.sign(id, &body, 0),
+                        body.clone(),
+                    )
+                    .await
+                    .expect("retry");
+                *statuses.entry(reply.status.as_u16()).or_default() += 1;
+                if matches!(reply.status.as_u16(), 200 | 202) {
+                    return Ok(());
+                }
+                assert_eq!(
+                    reply.status, 409,
+                    "only in flight may delay it: {:?}",
+                    reply.body
+                );
+                Err(format!("{:?}", reply.body))
+            })
+            .await;
     }
     let records = read_topic(&setup.brokers, &setup.topic("github")).await;
     let mut copies: HashMap<String, usize> = HashMap::new();

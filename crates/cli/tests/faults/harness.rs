@@ -8,15 +8,17 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use serde_json::json;
+use serde_json::{json, Value};
 use spillway_loadgen::plan::{run_and_seq, BodySizes, Mix, Planner};
 use spillway_loadgen::report::Report;
 use spillway_loadgen::run::Settings;
 use spillway_loadgen::signing::SignedSource;
 use spillway_loadgen::verify::{read_back, reconcile, Reconciliation};
-use spillway_testkit::{IngressProcess, TestSubscriber, WorkerProcess};
-
-use crate::support::{self, Setup, TestSource, BIN, PATIENCE};
+use spillway_testkit::config_doc::merge;
+use spillway_testkit::spillway::{
+    quick_failover, subscription, worker_setup_on, Setup, TestSource,
+};
+use spillway_testkit::{IngressProcess, TestSubscriber, Wait, WorkerProcess};
 
 /// The load every case runs under: `SPILLWAY_FAULT_RATE` requests per second for
 /// `SPILLWAY_FAULT_SECONDS`. The defaults are the short form `make test` runs; `make faults`
@@ -35,71 +37,46 @@ pub fn load_shape() -> (f64, Duration) {
     )
 }
 
-/// A case's config: sources on the given Kafka and Redis, and a worker section whose
-/// subscriptions deliver every source to the named subscribers; every topic created.
+/// A case's config: sources on the given Kafka and Redis, a worker whose subscriptions deliver
+/// every source to the named subscribers, then the case's `patch`; every topic created.
 pub async fn stack(
     brokers: &str,
     redis: &[String],
     sources: &[TestSource],
-    kafka_extra: &str,
-    worker_extra: &str,
+    patch: Value,
     subscribers: &[(&str, &TestSubscriber)],
 ) -> Setup {
-    // `make faults` asks for one record per batch (SPILLWAY_FAULT_ONE_RECORD_BATCHES=1). tansu
-    // 0.6's memory storage answers a fetch from an offset inside a batch with the batches that
-    // start after it, skipping the rest of that batch; a consumer fetches from mid-batch after
-    // a pause or a rebalance, which the heavier load brings about, so the worker would miss
-    // records (Apache Kafka returns the batch that holds the offset). The short form keeps
-    // normal batching: single-record batches slow the shared broker down for every other test.
-    let one_record = std::env::var("SPILLWAY_FAULT_ONE_RECORD_BATCHES").is_ok_and(|v| v == "1");
-    let kafka_extra = if one_record {
-        format!("{kafka_extra}  properties: {{ batch.num.messages: \"1\" }}\n")
-    } else {
-        kafka_extra.to_owned()
-    };
-    let setup = support::setup(brokers, redis, sources, "", &kafka_extra);
-    let secret = setup.dir.path().join("subscriber.secret");
-    std::fs::write(&secret, support::ACME_OLD_SECRET).expect("secret");
-    let subscriptions: String = subscribers
-        .iter()
-        .map(|(id, subscriber)| {
-            format!(
-                "  - id: {id}\n    url: \"{}\"\n    timeout: 1s\n    \
-                 secrets: [{{ id: s, file: \"{}\" }}]\n",
-                subscriber.url("/in"),
-                secret.display()
-            )
-        })
-        .collect();
-    let mut yaml = std::fs::read_to_string(&setup.config).expect("config");
-    yaml.push_str(&format!(
-        "worker:\n  admin_listen: 127.0.0.1:0\n  group_id: \"{}workers\"\n  \
-         allow_cidrs: [127.0.0.0/8]\n  drain_timeout: 3s\n  \
-         consumer_properties: {{ session.timeout.ms: \"6000\", heartbeat.interval.ms: \"1000\" }}\n\
-         {worker_extra}subscriptions:\n{subscriptions}",
-        setup.topic_prefix,
-    ));
-    std::fs::write(&setup.config, yaml).expect("config");
-    let config = spillway_config::load(&setup.config).expect("valid config");
-    let mut topics = config.topics();
-    topics.extend(spillway_worker::topics::worker_topics(&config));
-    spillway_testkit::create_topics(brokers, &topics).await;
-    setup
+    worker_setup_on(brokers, redis, sources, |dir| {
+        let mut config = quick_failover();
+        config["subscriptions"] = subscribers
+            .iter()
+            .map(|(id, subscriber)| {
+                let mut subscription = subscription(dir, id, &subscriber.url("/in"));
+                subscription["timeout"] = json!("1s");
+                subscription
+            })
+            .collect();
+        // `make faults` asks for one record per batch (SPILLWAY_FAULT_ONE_RECORD_BATCHES=1).
+        // tansu 0.6's memory storage answers a fetch from an offset inside a batch with the
+        // batches that start after it, skipping the rest of that batch; a consumer fetches from
+        // mid-batch after a pause or a rebalance, which the heavier load brings about, so the
+        // worker would miss records (Apache Kafka returns the batch that holds the offset). The
+        // short form keeps normal batching: single-record batches slow the shared broker down
+        // for every other test.
+        if std::env::var("SPILLWAY_FAULT_ONE_RECORD_BATCHES").is_ok_and(|v| v == "1") {
+            config["kafka"] = json!({ "properties": { "batch.num.messages": "1" } });
+        }
+        merge(&mut config, patch);
+        config
+    })
+    .await
 }
 
 /// Starts an ingress (ready) and a worker on the setup.
 pub async fn start(setup: &Setup) -> (IngressProcess, WorkerProcess) {
-    let ingress = setup.spawn("ingress");
-    ingress.wait_ready(PATIENCE).await;
-    (ingress, spawn_worker(setup, "worker"))
-}
-
-pub fn spawn_worker(setup: &Setup, name: &str) -> WorkerProcess {
-    WorkerProcess::spawn(
-        Path::new(BIN),
-        &setup.config,
-        setup.dir.path().join(format!("{name}.log")),
-    )
+    let ingress = setup.spawn_ingress("ingress");
+    ingress.wait_ready().await;
+    (ingress, setup.spawn_worker("worker"))
 }
 
 /// A load in progress.
@@ -256,7 +233,7 @@ impl Finished {
         subscriber: &TestSubscriber,
         workers: &mut [&mut WorkerProcess],
     ) -> Delivery {
-        match self.try_wait_delivered(subscriber, workers, PATIENCE * 2).await {
+        match self.try_wait_delivered(subscriber, workers, Wait::new().times(2)).await {
             Ok(delivery) => delivery,
             Err(missing) => panic!(
                 "{} acknowledged events never reached the subscriber (event ids: {:?}; where: {});\nworker log:\n{}",
@@ -268,16 +245,15 @@ impl Finished {
         }
     }
 
-    /// Like [`Finished::wait_delivered`], for up to `limit`; the event ids still missing then.
+    /// Like [`Finished::wait_delivered`], within `wait`; the event ids still missing then.
     pub async fn try_wait_delivered(
         &self,
         subscriber: &TestSubscriber,
         workers: &mut [&mut WorkerProcess],
-        limit: Duration,
+        wait: Wait,
     ) -> Result<Delivery, Vec<String>> {
         let wanted = self.acknowledged();
-        let deadline = Instant::now() + limit;
-        loop {
+        wait.poll(async || {
             let seqs: Vec<u64> = subscriber
                 .delivered_bodies()
                 .iter()
@@ -300,11 +276,10 @@ impl Finished {
                     worker.log_text()
                 );
             }
-            if Instant::now() >= deadline {
-                return Err(self.event_ids(&missing));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+            Err(missing)
+        })
+        .await
+        .map_err(|missing| self.event_ids(&missing))
     }
 
     /// Where the records of these events are: topic/partition@offset, and each partition's

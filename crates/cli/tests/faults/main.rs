@@ -3,11 +3,10 @@
 //! acknowledged event is in Kafka exactly once, and reached every matching subscriber at least
 //! once. `make test` runs the short form; `make faults` a longer, heavier one and writes
 //! docs/faults.md from the figures each case records.
+//!
+//! What the suite shares with the end-to-end tests (test sources, configs, processes) is in
+//! `spillway_testkit::spillway`.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
-
-#[path = "../e2e/support.rs"]
-#[allow(dead_code)] // shared with the end-to-end tests, which use more of it
-mod support;
 
 mod balancer;
 mod broker;

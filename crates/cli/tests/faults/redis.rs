@@ -1,25 +1,32 @@
 //! Redis faults: a primary of the cluster killed (its replica takes over), then the whole
 //! cluster down, with a fail-open and a fail-closed source under the same load.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use spillway_testkit::{Client, IngressProcess, RedisCluster, TestSubscriber};
+use serde_json::json;
+use spillway_testkit::spillway::{post_event, source, TestSource};
+use spillway_testkit::{Client, IngressProcess, RedisCluster, TestSubscriber, Wait};
 
 use crate::harness::{record, stack, start, Load};
-use crate::support::{post_event, source, TestSource, PATIENCE};
 
-/// Posts fresh events to `source` until one gets `status`; the status of the last answer.
+/// Posts fresh events to `source` until one gets `status` (within the patience); the status of
+/// the last answer.
 async fn probe_until(ingress: &IngressProcess, source: &TestSource, status: u16) -> u16 {
     let client = Client::http1();
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let id = spillway_testkit::unique("probe-");
-        let reply = post_event(&client, ingress, source, &id, 1).await;
-        if reply.status == status || Instant::now() > deadline {
-            return reply.status.as_u16();
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // Each probe is a request: not too many of them.
+    let probed = Wait::new()
+        .every(Duration::from_millis(100))
+        .poll(async || {
+            let id = spillway_testkit::unique("probe-");
+            let answered = post_event(&client, ingress, source, &id, 1).await.status;
+            if answered == status {
+                Ok(answered.as_u16())
+            } else {
+                Err(answered.as_u16())
+            }
+        })
+        .await;
+    probed.unwrap_or_else(|last| last)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -34,13 +41,15 @@ async fn redis_primary_killed_then_the_whole_cluster_down() {
         &spillway_testkit::kafka_brokers(),
         &cluster.nodes(),
         &[open.clone(), closed.clone()],
-        "",
-        "",
+        json!({
+            "sources": {
+                "open": { "on_redis_unavailable": "fail_open" },
+                "closed": { "on_redis_unavailable": "fail_closed" },
+            }
+        }),
         &[("inbox", &subscriber)],
     )
     .await;
-    setup.set_source_option("open", "on_redis_unavailable", "fail_open");
-    setup.set_source_option("closed", "on_redis_unavailable", "fail_closed");
     let (ingress, mut worker) = start(&setup).await;
 
     // No duplicates in this load: a fail-open source writes a sender's retry again while it
@@ -54,7 +63,7 @@ async fn redis_primary_killed_then_the_whole_cluster_down() {
         "the first node starts as a primary"
     );
     cluster.kill_node(primary);
-    tokio::task::block_in_place(|| cluster.wait_failover(primary, PATIENCE));
+    tokio::task::block_in_place(|| cluster.wait_failover(primary));
     assert_eq!(
         probe_until(&ingress, &closed, 202).await,
         202,

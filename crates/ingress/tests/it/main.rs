@@ -5,8 +5,9 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use serde_json::json;
 use spillway_core::headers;
-use spillway_testkit::{kafka_brokers, read_topic, redis_nodes, unique, Client};
+use spillway_testkit::{kafka_brokers, read_topic, redis_nodes, unique, Client, ConfigDoc};
 use tokio::net::TcpListener;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -15,16 +16,18 @@ async fn run_serves_until_shutdown_and_the_event_is_in_kafka() {
     let secret = dir.path().join("gh.secret");
     std::fs::write(&secret, "in-process-secret").expect("secret");
     let prefix = format!("{}.", unique("it.ingress."));
-    let yaml = format!(
-        "kafka: {{ brokers: \"{}\", topic_prefix: \"{prefix}\" }}\n\
-         redis: {{ nodes: [{}], key_prefix: \"{prefix}\" }}\n\
-         sources:\n  github:\n    verify: {{ scheme: github }}\n    secrets: [{{ id: k, file: \"{}\" }}]\n",
-        kafka_brokers(),
-        redis_nodes().join(", "),
-        secret.display()
-    );
     let path = dir.path().join("spillway.yaml");
-    std::fs::write(&path, yaml).expect("config");
+    ConfigDoc::new(json!({
+        "kafka": { "brokers": kafka_brokers(), "topic_prefix": prefix },
+        "redis": { "nodes": redis_nodes(), "key_prefix": prefix },
+        "sources": {
+            "github": {
+                "verify": { "scheme": "github" },
+                "secrets": [{ "id": "k", "file": secret.display().to_string() }],
+            }
+        },
+    }))
+    .write(&path);
     let config = spillway_config::load(&path).expect("valid config");
     let topic = format!("{prefix}github");
     spillway_testkit::create_topics(&kafka_brokers(), std::slice::from_ref(&topic)).await;

@@ -4,11 +4,13 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use spillway_testkit::{read_topic, Behaviour, TestSubscriber};
+use serde_json::json;
+use spillway_testkit::wait::{all_of, at_least};
+use spillway_testkit::{eventually, read_topic, Behaviour, TestSubscriber, Wait};
 use spillway_worker::control;
 use spillway_worker::registry::LiveSubscriptions;
 
-use crate::rig::{keys_and_seqs, rig, wait_for};
+use crate::rig::{keys_and_seqs, rig};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_event_reaches_every_matching_subscriber_in_key_order() {
@@ -17,11 +19,19 @@ async fn every_event_reaches_every_matching_subscriber_in_key_order() {
     let elsewhere = TestSubscriber::ok().await;
     let rig = rig(
         &[
-            ("all", all.url("/"), ""),
-            ("pushes", pushes.url("/"), "event_types: [push]"),
-            ("elsewhere", elsewhere.url("/"), "event_types: [release]"),
+            ("all", all.url("/"), json!({})),
+            (
+                "pushes",
+                pushes.url("/"),
+                json!({ "event_types": ["push"] }),
+            ),
+            (
+                "elsewhere",
+                elsewhere.url("/"),
+                json!({ "event_types": ["release"] }),
+            ),
         ],
-        "",
+        json!({}),
     )
     .await;
     let (stop, running, admin) = rig.start_worker_with_admin();
@@ -31,9 +41,12 @@ async fn every_event_reaches_every_matching_subscriber_in_key_order() {
         let kind = if seq % 2 == 0 { "push" } else { "issues" };
         ids.insert(rig.publish(&key, seq, kind).await);
     }
-    wait_for("all 120 events at 'all'", || all.received().len() >= 120).await;
-    wait_for("the 60 pushes at 'pushes'", || {
-        pushes.received().len() >= 60
+    eventually("all 120 events at 'all'", async || {
+        at_least(all.received().len(), 120)
+    })
+    .await;
+    eventually("the 60 pushes at 'pushes'", async || {
+        at_least(pushes.received().len(), 60)
     })
     .await;
 
@@ -94,18 +107,18 @@ async fn every_event_reaches_every_matching_subscriber_in_key_order() {
             .map(str::to_owned)
             .collect()
     };
-    let deadline = std::time::Instant::now() + crate::rig::PATIENCE;
-    loop {
-        let lag = gauges(&scrape().await);
-        if lag.len() == 3 && lag.iter().all(|l| l.ends_with(" 0")) {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "lag never settled at 0: {lag:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let every = Duration::from_millis(200);
+    Wait::new()
+        .every(every)
+        .until("the lag settled at 0", async || {
+            let lag = gauges(&scrape().await);
+            if lag.len() == 3 && lag.iter().all(|l| l.ends_with(" 0")) {
+                Ok(())
+            } else {
+                Err(format!("{lag:?}"))
+            }
+        })
+        .await;
     stop.send(()).expect("stop");
     running.await.expect("worker stops");
 
@@ -119,19 +132,18 @@ async fn every_event_reaches_every_matching_subscriber_in_key_order() {
             .expect("metrics");
         String::from_utf8_lossy(&reply.body).into_owned()
     };
-    let deadline = std::time::Instant::now() + crate::rig::PATIENCE;
-    loop {
-        let lag = gauges(&scrape().await);
-        if lag.len() == 3 {
-            assert!(lag.iter().all(|l| l.ends_with(" 0")), "{lag:?}");
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no lag gauges: {lag:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let lag = Wait::new()
+        .every(every)
+        .until("a lag gauge for each of the 3 partitions", async || {
+            let lag = gauges(&scrape().await);
+            if lag.len() == 3 {
+                Ok(lag)
+            } else {
+                Err(format!("{lag:?}"))
+            }
+        })
+        .await;
+    assert!(lag.iter().all(|l| l.ends_with(" 0")), "{lag:?}");
     stop.send(()).expect("stop");
     running.await.expect("worker stops");
     assert!(
@@ -164,19 +176,31 @@ async fn failures_are_retried_with_backoff_then_delivered_or_dead_lettered() {
     let healthy = TestSubscriber::ok().await;
     let rig = rig(
         &[
-            ("flaky", flaky.url("/"), ""),
-            ("throttled", throttled.url("/"), ""),
-            ("broken", broken.url("/"), ""),
-            ("healthy", healthy.url("/"), ""),
-            ("metadata", "http://169.254.169.254/latest/".into(), ""),
+            ("flaky", flaky.url("/"), json!({})),
+            ("throttled", throttled.url("/"), json!({})),
+            ("broken", broken.url("/"), json!({})),
+            ("healthy", healthy.url("/"), json!({})),
+            (
+                "metadata",
+                "http://169.254.169.254/latest/".into(),
+                json!({}),
+            ),
         ],
-        "  retry_initial: 250ms\n  retry_max_delay: 4s\n  max_attempts: 4\n  retry_jitter: 0.0\n",
+        json!({
+            "retry_initial": "250ms",
+            "retry_max_delay": "4s",
+            "max_attempts": 4,
+            "retry_jitter": 0.0,
+        }),
     )
     .await;
     let (stop, running) = rig.start_worker();
     let id = rig.publish("k", 1, "push").await;
 
-    wait_for("flaky's fourth attempt", || flaky.received().len() >= 4).await;
+    eventually("flaky's fourth attempt", async || {
+        at_least(flaky.received().len(), 4)
+    })
+    .await;
     let got = flaky.received();
     let attempts: Vec<String> = got
         .iter()
@@ -200,8 +224,8 @@ async fn failures_are_retried_with_backoff_then_delivered_or_dead_lettered() {
     }
     assert!(got.iter().all(|r| r.webhook_id() == Some(id.as_str())));
 
-    wait_for("throttled's second attempt", || {
-        throttled.received().len() >= 2
+    eventually("throttled's second attempt", async || {
+        at_least(throttled.received().len(), 2)
     })
     .await;
     let t = throttled.received();
@@ -218,14 +242,19 @@ async fn failures_are_retried_with_backoff_then_delivered_or_dead_lettered() {
     // 'broken' exhausts its four attempts, 'metadata' is refused outright: two dead letters.
     let dead_topic = spillway_worker::topics::dead_letter_topic(&rig.config);
     let brokers = rig.config.kafka.brokers.clone();
-    let mut dead = Vec::new();
-    for _ in 0..600 {
-        dead = read_topic(&brokers, &dead_topic).await;
-        if dead.len() >= 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // At the limit the test goes on with the last read, and the assertions say what is wrong.
+    let dead = Wait::new()
+        .every(Duration::from_millis(100))
+        .poll(async || {
+            let dead = read_topic(&brokers, &dead_topic).await;
+            if dead.len() >= 2 {
+                Ok(dead)
+            } else {
+                Err(dead)
+            }
+        })
+        .await
+        .unwrap_or_else(|last| last);
     assert_eq!(dead.len(), 2, "{dead:?}");
     let by_sub = |s: &str| {
         dead.iter()
@@ -265,20 +294,23 @@ async fn failures_are_retried_with_backoff_then_delivered_or_dead_lettered() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_restarted_worker_delivers_everything_at_least_once() {
     let subscriber = TestSubscriber::ok().await;
-    let rig = rig(&[("sub", subscriber.url("/"), "")], "").await;
+    let rig = rig(&[("sub", subscriber.url("/"), json!({}))], json!({})).await;
     let mut ids = HashSet::new();
     for seq in 0..200 {
         ids.insert(rig.publish(&format!("k{}", seq % 10), seq, "push").await);
     }
     let (stop, running) = rig.start_worker();
-    wait_for("some deliveries", || subscriber.received().len() >= 20).await;
+    eventually("some deliveries", async || {
+        at_least(subscriber.received().len(), 20)
+    })
+    .await;
     stop.send(()).expect("stop");
     running.await.expect("worker stops");
 
     let (stop, running) = rig.start_worker();
     let delivered = || subscriber.webhook_ids();
-    wait_for("every event after the restart", || {
-        delivered().is_superset(&ids)
+    eventually("every event after the restart", async || {
+        all_of(&delivered(), &ids)
     })
     .await;
     stop.send(()).expect("stop");
@@ -299,30 +331,39 @@ async fn dead_letters_are_listed_by_subscription_and_redriven() {
     let broken = TestSubscriber::start(|_| Behaviour::Status(500)).await;
     let rig = rig(
         &[
-            ("fixed-later", fixed_later.url("/"), ""),
-            ("broken", broken.url("/"), ""),
+            ("fixed-later", fixed_later.url("/"), json!({})),
+            ("broken", broken.url("/"), json!({})),
         ],
-        "  retry_initial: 250ms\n  retry_max_delay: 1s\n  max_attempts: 2\n  retry_jitter: 0.0\n",
+        json!({
+            "retry_initial": "250ms",
+            "retry_max_delay": "1s",
+            "max_attempts": 2,
+            "retry_jitter": 0.0,
+        }),
     )
     .await;
     let (stop, running) = rig.start_worker();
     let id = rig.publish("k", 7, "push").await;
 
     let everything = spillway_worker::dlq::Filter::default();
-    let mut letters = Vec::new();
-    for _ in 0..600 {
-        let (config, filter) = (rig.config.clone(), everything.clone());
-        letters = tokio::task::spawn_blocking(move || {
-            spillway_worker::dlq::list(&config, &filter, Duration::from_secs(30))
+    let letters = Wait::new()
+        .every(Duration::from_millis(100))
+        .poll(async || {
+            let (config, filter) = (rig.config.clone(), everything.clone());
+            let letters = tokio::task::spawn_blocking(move || {
+                spillway_worker::dlq::list(&config, &filter, Duration::from_secs(30))
+            })
+            .await
+            .expect("join")
+            .expect("list");
+            if letters.len() >= 2 {
+                Ok(letters)
+            } else {
+                Err(letters)
+            }
         })
         .await
-        .expect("join")
-        .expect("list");
-        if letters.len() >= 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        .unwrap_or_else(|last| last);
     assert_eq!(letters.len(), 2);
 
     let only_fixed = spillway_worker::dlq::Filter {
@@ -345,8 +386,8 @@ async fn dead_letters_are_listed_by_subscription_and_redriven() {
             .expect("redrive"),
         1
     );
-    wait_for("the redriven delivery", || {
-        fixed_later.received().len() >= 3
+    eventually("the redriven delivery", async || {
+        at_least(fixed_later.received().len(), 3)
     })
     .await;
     let last = fixed_later.received().pop().expect("third request");
@@ -376,10 +417,10 @@ async fn a_slow_subscriber_does_not_hold_up_a_healthy_one() {
     let healthy = TestSubscriber::ok().await;
     let rig = rig(
         &[
-            ("slow", slow.url("/"), "timeout: 10m"),
-            ("healthy", healthy.url("/"), ""),
+            ("slow", slow.url("/"), json!({ "timeout": "10m" })),
+            ("healthy", healthy.url("/"), json!({})),
         ],
-        "  subscription_queue: 2\n",
+        json!({ "subscription_queue": 2 }),
     )
     .await;
     let (stop, running) = rig.start_worker();
@@ -387,8 +428,8 @@ async fn a_slow_subscriber_does_not_hold_up_a_healthy_one() {
     for seq in 0..30 {
         rig.publish("meter-1", seq, "push").await;
     }
-    wait_for("all 30 events at the healthy subscriber", || {
-        healthy.received().len() >= 30
+    eventually("all 30 events at the healthy subscriber", async || {
+        at_least(healthy.received().len(), 30)
     })
     .await;
     let seqs: Vec<u64> = keys_and_seqs(&healthy)
@@ -414,7 +455,7 @@ async fn a_slow_subscriber_does_not_hold_up_a_healthy_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_rebalance_between_two_workers_loses_nothing() {
     let subscriber = TestSubscriber::ok().await;
-    let rig = rig(&[("sub", subscriber.url("/"), "")], "").await;
+    let rig = rig(&[("sub", subscriber.url("/"), json!({}))], json!({})).await;
     let mut ids = HashSet::new();
     for seq in 0..300 {
         ids.insert(
@@ -423,7 +464,10 @@ async fn a_rebalance_between_two_workers_loses_nothing() {
         );
     }
     let (stop_a, running_a) = rig.start_worker();
-    wait_for("worker A under way", || subscriber.received().len() >= 30).await;
+    eventually("worker A under way", async || {
+        at_least(subscriber.received().len(), 30)
+    })
+    .await;
     // B joins the group: the partitions are shared out again.
     let (stop_b, running_b) = rig.start_worker();
     for seq in 300..400 {
@@ -435,8 +479,8 @@ async fn a_rebalance_between_two_workers_loses_nothing() {
     // A leaves: B takes over everything A had.
     stop_a.send(()).expect("stop A");
     running_a.await.expect("A stops");
-    wait_for("every event after both rebalances", || {
-        subscriber.webhook_ids().is_superset(&ids)
+    eventually("every event after both rebalances", async || {
+        all_of(&subscriber.webhook_ids(), &ids)
     })
     .await;
     stop_b.send(()).expect("stop B");
@@ -450,7 +494,7 @@ async fn a_rebalance_between_two_workers_loses_nothing() {
 async fn rebalances_and_shutdown_drain_in_hand_deliveries_without_repeating_them() {
     let subscriber =
         TestSubscriber::start(|_| Behaviour::Slow(Duration::from_millis(200), 200)).await;
-    let rig = rig(&[("sub", subscriber.url("/"), "")], "").await;
+    let rig = rig(&[("sub", subscriber.url("/"), json!({}))], json!({})).await;
     let mut ids = HashSet::new();
     for seq in 0..60 {
         ids.insert(
@@ -459,15 +503,21 @@ async fn rebalances_and_shutdown_drain_in_hand_deliveries_without_repeating_them
         );
     }
     let (stop_a, running_a) = rig.start_worker();
-    wait_for("worker A under way", || subscriber.received().len() >= 6).await;
+    eventually("worker A under way", async || {
+        at_least(subscriber.received().len(), 6)
+    })
+    .await;
     let (stop_b, running_b) = rig.start_worker();
-    wait_for("B shares the partitions", || {
-        subscriber.received().len() >= 24
+    eventually("B shares the partitions", async || {
+        at_least(subscriber.received().len(), 24)
     })
     .await;
     stop_a.send(()).expect("stop A");
     running_a.await.expect("A stops");
-    wait_for("every event", || subscriber.webhook_ids().is_superset(&ids)).await;
+    eventually("every event", async || {
+        all_of(&subscriber.webhook_ids(), &ids)
+    })
+    .await;
     stop_b.send(()).expect("stop B");
     running_b.await.expect("B stops");
     let received = subscriber.received().len();
@@ -483,9 +533,15 @@ async fn rebalances_and_shutdown_drain_in_hand_deliveries_without_repeating_them
 async fn an_open_circuit_pauses_deliveries_instead_of_spending_attempts() {
     let down = TestSubscriber::start(|_| Behaviour::Status(500)).await;
     let rig = rig(
-        &[("down", down.url("/"), "")],
-        // The cooldown outlasts the test: no probe is sent while it runs.
-        "  breaker_failures: 3\n  breaker_cooldown: 1h\n  retry_initial: 100ms\n  retry_max_delay: 2h\n  max_attempts: 3\n",
+        &[("down", down.url("/"), json!({}))],
+        json!({
+            "breaker_failures": 3,
+            // The cooldown outlasts the test: no probe is sent while it runs.
+            "breaker_cooldown": "1h",
+            "retry_initial": "100ms",
+            "retry_max_delay": "2h",
+            "max_attempts": 3,
+        }),
     )
     .await;
     let (stop, running) = rig.start_worker();
@@ -499,21 +555,26 @@ async fn an_open_circuit_pauses_deliveries_instead_of_spending_attempts() {
         .map(|t| t.topic)
         .collect();
     let brokers = rig.config.kafka.brokers.clone();
-    let mut parked = Vec::new();
-    for _ in 0..600 {
-        parked.clear();
-        for topic in &tiers {
-            parked.extend(read_topic(&brokers, topic).await);
-        }
-        let events: HashSet<&str> = parked
-            .iter()
-            .filter_map(|r| r.header("spillway-event-id"))
-            .collect();
-        if ids.iter().all(|id| events.contains(id.as_str())) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // At the limit the test goes on with the last read, and the assertions say what is wrong.
+    let parked = Wait::new()
+        .every(Duration::from_millis(100))
+        .poll(async || {
+            let mut parked = Vec::new();
+            for topic in &tiers {
+                parked.extend(read_topic(&brokers, topic).await);
+            }
+            let events: HashSet<&str> = parked
+                .iter()
+                .filter_map(|r| r.header("spillway-event-id"))
+                .collect();
+            if ids.iter().all(|id| events.contains(id.as_str())) {
+                Ok(parked)
+            } else {
+                Err(parked)
+            }
+        })
+        .await
+        .unwrap_or_else(|last| last);
     let postponed: Vec<_> = parked
         .iter()
         .filter(|r| r.header(control::LAST_ERROR) == Some("postponed: circuit open"))
@@ -555,7 +616,7 @@ async fn an_open_circuit_pauses_deliveries_instead_of_spending_attempts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_replay_redelivers_the_selected_range() {
     let subscriber = TestSubscriber::ok().await;
-    let rig = rig(&[("sub", subscriber.url("/"), "")], "").await;
+    let rig = rig(&[("sub", subscriber.url("/"), json!({}))], json!({})).await;
     let (stop, running) = rig.start_worker();
     let mut pushes = HashSet::new();
     for seq in 0..6 {
@@ -565,7 +626,10 @@ async fn a_replay_redelivers_the_selected_range() {
             pushes.insert(id);
         }
     }
-    wait_for("the first deliveries", || subscriber.received().len() >= 6).await;
+    eventually("the first deliveries", async || {
+        at_least(subscriber.received().len(), 6)
+    })
+    .await;
 
     let range = spillway_worker::replay::Range {
         source: "github".into(),
@@ -596,8 +660,8 @@ async fn a_replay_redelivers_the_selected_range() {
         3
     );
 
-    wait_for("the replayed deliveries", || {
-        subscriber.received().len() >= 9
+    eventually("the replayed deliveries", async || {
+        at_least(subscriber.received().len(), 9)
     })
     .await;
     let again: Vec<_> = subscriber.received().into_iter().skip(6).collect();

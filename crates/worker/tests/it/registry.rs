@@ -6,10 +6,12 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
+use serde_json::json;
 use spillway_signature::{Scheme, Secret, SecretRing, Verifier};
-use spillway_testkit::{Client, Reply, TestSubscriber};
+use spillway_testkit::wait::{all_of, at_least};
+use spillway_testkit::{eventually, Client, Reply, TestSubscriber};
 
-use crate::rig::{rig, wait_for};
+use crate::rig::rig;
 
 const TOKEN: &str = "test-token-0123456789abcdef";
 
@@ -44,14 +46,15 @@ impl Api {
 
     /// Waits until `GET path` answers `status` (this worker has followed the registry).
     async fn wait_for_status(&self, path: &str, status: StatusCode) {
-        let deadline = Instant::now() + crate::rig::PATIENCE;
-        while self.call(Method::GET, path, TOKEN, "").await.status != status {
-            assert!(
-                Instant::now() < deadline,
-                "GET {path} never answered {status}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        eventually(format!("GET {path} to answer {status}"), async || {
+            let answered = self.call(Method::GET, path, TOKEN, "").await.status;
+            if answered == status {
+                Ok(())
+            } else {
+                Err(format!("it answered {answered}"))
+            }
+        })
+        .await;
     }
 }
 
@@ -77,18 +80,18 @@ async fn subscriptions_managed_over_the_api_reach_every_replica_live() {
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, format!("{TOKEN}\n")).expect("token");
     let rig = rig(
-        &[("from-file", from_file.url("/"), "")],
-        &format!(
-            "  api_token: {{ file: \"{}\" }}\n  ingress_urls: [\"http://hooks.example.com\"]\n",
-            token_file.display()
-        ),
+        &[("from-file", from_file.url("/"), json!({}))],
+        json!({
+            "api_token": { "file": token_file.display().to_string() },
+            "ingress_urls": ["http://hooks.example.com"],
+        }),
     )
     .await;
     let (stop_a, running_a, admin_a) = rig.start_worker_with_admin();
     let (stop_b, running_b, admin_b) = rig.start_worker_with_admin();
     let (a, b) = (Api::new(admin_a), Api::new(admin_b));
-    wait_for("worker A's admin API", || {
-        std::net::TcpStream::connect(admin_a).is_ok()
+    eventually("worker A's admin API", async || {
+        std::net::TcpStream::connect(admin_a).map_err(|e| e.to_string())
     })
     .await;
 
@@ -180,8 +183,8 @@ async fn subscriptions_managed_over_the_api_reach_every_replica_live() {
     for seq in 0..20 {
         ids.insert(rig.publish(&format!("k{}", seq % 6), seq, "push").await);
     }
-    wait_for("every event at the registered subscriber", || {
-        registered.webhook_ids().is_superset(&ids)
+    eventually("every event at the registered subscriber", async || {
+        all_of(&registered.webhook_ids(), &ids)
     })
     .await;
     assert!(registered
@@ -217,9 +220,10 @@ async fn subscriptions_managed_over_the_api_reach_every_replica_live() {
     for seq in 20..30 {
         later.insert(rig.publish(&format!("k{}", seq % 6), seq, "push").await);
     }
-    wait_for("the later events at the config file's subscriber", || {
-        from_file.webhook_ids().is_superset(&later)
-    })
+    eventually(
+        "the later events at the config file's subscriber",
+        async || all_of(&from_file.webhook_ids(), &later),
+    )
     .await;
     assert_eq!(
         registered.received().len(),
@@ -236,13 +240,20 @@ async fn subscriptions_managed_over_the_api_reach_every_replica_live() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_rate_limit_spaces_deliveries_out() {
     let subscriber = TestSubscriber::ok().await;
-    let rig = rig(&[("limited", subscriber.url("/"), "rate_limit: 5")], "").await;
+    let rig = rig(
+        &[("limited", subscriber.url("/"), json!({ "rate_limit": 5 }))],
+        json!({}),
+    )
+    .await;
     for seq in 0..15 {
         rig.publish(&format!("k{}", seq % 3), seq, "push").await;
     }
     let started = Instant::now();
     let (stop, running) = rig.start_worker();
-    wait_for("every delivery", || subscriber.received().len() >= 15).await;
+    eventually("every delivery", async || {
+        at_least(subscriber.received().len(), 15)
+    })
+    .await;
     let received = subscriber.received();
     let spread = received[14].at.duration_since(received[0].at);
     // 5 a second with a burst of 5: the last 10 need at least 2 s. (A lower bound: a slow

@@ -1,15 +1,17 @@
 //! A worker under test: a config with its own topics and consumer group, records produced the
-//! way the ingress writes them, and a way to wait for what subscribers received.
+//! way the ingress writes them, and what subscribers received, by key and sequence. Waits are
+//! testkit's (`spillway_testkit::eventually`), within its one patience.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
+use serde_json::{json, Value};
 use spillway_config::Config;
 use spillway_core::{trace, Envelope, EventId};
 use spillway_kafka::{EventProducer, ProducerSettings};
-use spillway_testkit::{kafka_brokers, unique, TestSubscriber};
+use spillway_testkit::config_doc::merge;
+use spillway_testkit::{kafka_brokers, unique, ConfigDoc, TestSubscriber};
 
-pub const PATIENCE: Duration = Duration::from_secs(60);
 pub const SUB_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 pub struct Rig {
@@ -18,35 +20,42 @@ pub struct Rig {
     pub producer: EventProducer,
 }
 
-/// `subscriptions`: (id, url, extra YAML lines); `worker`: YAML lines of the worker section.
-pub async fn rig(subscriptions: &[(&str, String, &str)], worker: &str) -> Rig {
+/// `subscriptions`: (id, url, settings merged into the subscription, `json!({})` for none);
+/// `worker`: settings merged into the worker section.
+pub async fn rig(subscriptions: &[(&str, String, Value)], worker: Value) -> Rig {
     let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(dir.path().join("gh"), "gh-secret").expect("secret");
-    std::fs::write(dir.path().join("sub"), SUB_SECRET).expect("secret");
+    let file = |name: &str, text: &str| -> String {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).expect("secret");
+        path.display().to_string()
+    };
+    let (gh, sub) = (file("gh", "gh-secret"), file("sub", SUB_SECRET));
     let prefix = format!("{}.", unique("it.worker."));
-    let mut yaml = format!(
-        "kafka: {{ brokers: \"{}\", topic_prefix: \"{prefix}\", partitions: 3 }}\n\
-         sources:\n  github:\n    verify: {{ scheme: github }}\n    dedupe: {{ from: none }}\n    \
-         secrets: [{{ id: k, file: \"{}\" }}]\n\
-         worker:\n  group_id: \"{prefix}workers\"\n  allow_cidrs: [127.0.0.0/8]\n{worker}\
-         subscriptions:\n",
-        kafka_brokers(),
-        dir.path().join("gh").display()
-    );
-    for (id, url, extra) in subscriptions {
-        yaml.push_str(&format!(
-            "  - id: {id}\n    url: \"{url}\"\n    secrets: [{{ id: s, file: \"{}\" }}]\n",
-            dir.path().join("sub").display()
-        ));
-        if !extra.contains("timeout:") {
-            yaml.push_str("    timeout: 2s\n");
-        }
-        for line in extra.lines().filter(|l| !l.trim().is_empty()) {
-            yaml.push_str(&format!("    {}\n", line.trim()));
-        }
+    let mut doc = ConfigDoc::new(json!({
+        "kafka": { "brokers": kafka_brokers(), "topic_prefix": prefix, "partitions": 3 },
+        "sources": {
+            "github": {
+                "verify": { "scheme": "github" },
+                "dedupe": { "from": "none" },
+                "secrets": [{ "id": "k", "file": gh }],
+            }
+        },
+        "worker": { "group_id": format!("{prefix}workers"), "allow_cidrs": ["127.0.0.0/8"] },
+        "subscriptions": [],
+    }));
+    doc.merge(json!({ "worker": worker }));
+    for (id, url, settings) in subscriptions {
+        let mut subscription = json!({
+            "id": id,
+            "url": url,
+            "secrets": [{ "id": "s", "file": sub }],
+            "timeout": "2s",
+        });
+        merge(&mut subscription, settings.clone());
+        doc.push("subscriptions", subscription);
     }
     let path = dir.path().join("spillway.yaml");
-    std::fs::write(&path, yaml).expect("config");
+    doc.write(&path);
     let config = spillway_config::load(&path).expect("valid config");
     let mut topics = config.topics();
     topics.extend(spillway_worker::topics::worker_topics(&config));
@@ -133,22 +142,13 @@ impl Rig {
     }
 }
 
-/// Waits until `done` holds (a guard against hangs, not a speed check).
-pub async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + PATIENCE;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// The JSON body fields of what a subscriber received: (key, seq) in arrival order.
 pub fn keys_and_seqs(subscriber: &TestSubscriber) -> Vec<(String, u64)> {
     subscriber
         .received()
         .iter()
         .map(|r| {
-            let v: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
+            let v: Value = serde_json::from_slice(&r.body).expect("json");
             (
                 v["key"].as_str().expect("key").to_owned(),
                 v["seq"].as_u64().expect("seq"),

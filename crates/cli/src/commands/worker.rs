@@ -1,0 +1,25 @@
+//! `spillway worker`: delivers events to subscribers (consume the source topics, sign, retry,
+//! dead-letter) until SIGTERM or SIGINT.
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use spillway_config::Config;
+use tokio::net::TcpListener;
+
+use super::shutdown_signal;
+
+/// Binds the worker's admin listener and runs the worker until a stop signal.
+pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
+    let admin = TcpListener::bind(config.worker.admin_listen)
+        .await
+        .with_context(|| format!("binding worker.admin_listen {}", config.worker.admin_listen))?;
+    let worker = spillway_worker::Worker::from_config(&config)?;
+    tracing::info!(
+        subscriptions = config.subscriptions.len(),
+        admin = %admin.local_addr()?,
+        "spillway worker started"
+    );
+    worker.run(admin, shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,135 @@
+//! The `ingress` and `admin` sections: the webhook listener (limits, timeouts, TLS, proxies,
+//! the blocking of failing clients) and the admin listener.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The public HTTP listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngressConfig {
+    /// Address the webhook listener binds (HTTP/1.1 and HTTP/2 on the same port).
+    pub listen: SocketAddr,
+    /// Requests handled at once by this process; beyond it new requests get 503 at once
+    /// instead of queueing unboundedly.
+    pub max_in_flight: usize,
+    /// How long SIGTERM waits for in-flight requests before closing connections.
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
+    /// A client that has not sent its whole header block within this is disconnected.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// A client that has not sent its whole body within this gets 408.
+    #[serde(with = "humantime_serde")]
+    pub body_read_timeout: Duration,
+    /// Largest header block accepted, in bytes (HTTP/1.1 read buffer and HTTP/2 header list).
+    pub max_header_bytes: usize,
+    /// Most header fields in one HTTP/1.1 request; more: 431.
+    pub max_headers: usize,
+    /// Streams one HTTP/2 connection may have open at once.
+    pub http2_max_concurrent_streams: u32,
+    /// HTTP/2 streams a client may open and reset before the server has accepted them; past
+    /// it the connection is closed (the "rapid reset" flood, CVE-2023-44487).
+    pub http2_max_pending_accept_reset_streams: usize,
+    /// HTTP/2 streams the server may reset for a client's protocol errors before it closes the
+    /// connection (CVE-2024-2653-style floods of bad frames).
+    pub http2_max_local_error_reset_streams: usize,
+    /// Peers whose `X-Forwarded-For` is believed: the load balancers and proxies in front of
+    /// the ingress. The client address is the right-most `X-Forwarded-For` entry not in this
+    /// list; from any other peer the header is ignored and the peer is the client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Clients (by address) whose requests fail signature verification more than
+    /// `failures` times per `window`, summed over every ingress pod in the Redis Cluster, are
+    /// refused with 403 for `duration`. `null` turns it off. Needs `redis.nodes`.
+    pub block_failing_clients: Option<BlockConfig>,
+    /// How long a pod trusts what it learnt of a client's block state before asking Redis
+    /// again (one GET per client address per this period at most).
+    #[serde(with = "humantime_serde")]
+    pub block_check_interval: Duration,
+    /// An event that has already been delivered this many times by Spillway workers (the
+    /// `spillway-hop` header) is refused with 508: a subscription loops back into the ingress.
+    pub max_hops: u32,
+    /// The Retry-After sent with 409 (same key in flight) and 503 (Kafka or a fail-closed
+    /// Redis unavailable, or too many requests in flight).
+    #[serde(with = "humantime_serde")]
+    pub retry_after: Duration,
+    /// Serve HTTPS (TLS 1.2 and 1.3) with these PEM files; plain HTTP when absent.
+    pub tls: Option<TlsConfig>,
+}
+
+impl Default for IngressConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_in_flight: 4096,
+            drain_timeout: Duration::from_secs(20),
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            max_header_bytes: 64 * 1024,
+            max_headers: 100,
+            http2_max_concurrent_streams: 256,
+            http2_max_pending_accept_reset_streams: 20,
+            http2_max_local_error_reset_streams: 256,
+            trusted_proxies: Vec::new(),
+            block_failing_clients: Some(BlockConfig::default()),
+            block_check_interval: Duration::from_secs(5),
+            max_hops: 3,
+            retry_after: Duration::from_secs(2),
+            tls: None,
+        }
+    }
+}
+
+/// PEM certificate chain and private key for the public listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    /// PEM certificates of the CAs that issue client certificates (a device fleet's). With it
+    /// the listener asks every client for a certificate and checks it against these; a client
+    /// without one may still connect, and only sources with `require_client_cert` refuse it.
+    #[serde(default)]
+    pub client_ca_file: Option<PathBuf>,
+}
+
+/// The admin listener: `/healthz`, `/readyz`, `/metrics`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+        }
+    }
+}
+
+/// When a client that keeps failing verification is blocked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BlockConfig {
+    /// Failed verifications per window that a client may have; one more blocks it.
+    pub failures: u64,
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+    /// How long the block lasts.
+    #[serde(with = "humantime_serde")]
+    pub duration: Duration,
+}
+
+impl Default for BlockConfig {
+    fn default() -> Self {
+        Self {
+            failures: 100,
+            window: Duration::from_secs(60),
+            duration: Duration::from_secs(600),
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! The `kafka` section: the cluster events are written to, and the producer's bounds.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The Kafka cluster events are written to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, comma-separated `host:port`.
+    pub brokers: String,
+    /// Prefix of the default per-source topic, `<prefix><source>`.
+    #[serde(default = "default_topic_prefix")]
+    pub topic_prefix: String,
+    /// How long the producer may try to deliver one record (librdkafka `message.timeout.ms`);
+    /// after it the request is answered 503 and its claim released.
+    #[serde(default = "default_delivery_timeout", with = "humantime_serde")]
+    pub delivery_timeout: Duration,
+    /// How long the producer waits to batch records (`linger.ms`).
+    #[serde(default = "default_linger", with = "humantime_serde")]
+    pub linger: Duration,
+    /// Records the producer may hold before refusing more (`queue.buffering.max.messages`);
+    /// a full queue answers 503 rather than buffering without bound.
+    #[serde(default = "default_max_queued")]
+    pub max_queued_messages: u32,
+    /// After a delivery timeout, replace the producer (new producer id) instead of letting
+    /// librdkafka bump its epoch client-side. Needed for brokers without KIP-360 support for
+    /// idempotent producers (tansu 0.6); harmless on Apache Kafka. Fatal producer errors always
+    /// replace the producer.
+    #[serde(default = "default_true")]
+    pub recreate_producer_on_timeout: bool,
+    /// Partitions given to topics that `spillway topics create` makes.
+    #[serde(default = "default_partitions")]
+    pub partitions: i32,
+    /// Replication factor of topics that `spillway topics create` makes.
+    #[serde(default = "default_replication")]
+    pub replication_factor: i32,
+    /// Any further librdkafka producer properties (security.protocol, sasl.*, ...). The
+    /// durability settings `acks` and `enable.idempotence` cannot be overridden here.
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+    /// A librdkafka properties file (`key=value` lines, `#` comments), read at startup and
+    /// merged over `properties`: the place for credentials (`sasl.password`, ...) mounted
+    /// from a Kubernetes Secret instead of written into the config.
+    #[serde(default)]
+    pub properties_file: Option<PathBuf>,
+}
+
+fn default_topic_prefix() -> String {
+    "spillway.".into()
+}
+/// The same 5 s as the chart's `kafka.deliveryTimeoutSeconds`: a 503 must reach the sender
+/// before its own timeout (GitHub gives up after 10 s), with room for the rest of the request.
+fn default_delivery_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_linger() -> Duration {
+    Duration::from_millis(2)
+}
+fn default_max_queued() -> u32 {
+    100_000
+}
+fn default_true() -> bool {
+    true
+}
+fn default_partitions() -> i32 {
+    3
+}
+fn default_replication() -> i32 {
+    1
+}

@@ -1,0 +1,170 @@
+//! The `worker` section and `subscriptions`: how the workers deliver, and to whom, with the
+//! signing secrets of the config file or of the subscription registry.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::SecretConfig;
+
+/// Outbound delivery: how the workers call subscribers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerConfig {
+    /// The worker's admin listener: `/healthz`, `/readyz`, `/metrics`.
+    pub admin_listen: SocketAddr,
+    /// Kafka consumer group of the workers: replicas in one group share the partitions.
+    pub group_id: String,
+    /// Records queued for one partition before it is paused (backpressure instead of
+    /// unbounded buffering); it resumes below half of this.
+    pub partition_backlog: usize,
+    /// Deliveries queued for one subscription within one partition. When a slow subscriber's
+    /// queue is full, its further deliveries wait in the first retry tier instead, so the
+    /// partition keeps moving for every other subscription.
+    pub subscription_queue: usize,
+    /// A subscription whose queue stays full this long counts as slow: until its queue has
+    /// drained to half, its further deliveries go straight to the first retry tier.
+    #[serde(with = "humantime_serde")]
+    pub slow_after: Duration,
+    /// Consecutive failed deliveries after which a subscription's circuit opens: its
+    /// deliveries pause (without spending attempts) and one probe is sent per cooldown.
+    /// 0 turns the breaker off.
+    pub breaker_failures: u32,
+    /// How long an open circuit waits before its next probe.
+    #[serde(with = "humantime_serde")]
+    pub breaker_cooldown: Duration,
+    /// Deliveries one retry-tier partition makes at once, so that one hanging subscriber does
+    /// not hold up the retries of the others.
+    pub retry_concurrency: usize,
+    /// How long a worker finishes the deliveries in hand when it loses partitions (a
+    /// rebalance) or stops (SIGTERM) before it abandons them to the next owner. Records not
+    /// started yet are handed back at once. Must be shorter than the consumer's
+    /// `session.timeout.ms` (45 s unless set in `consumer_properties`).
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
+    /// Bearer token of the subscription API on the admin listener (`/v1/subscriptions`); the
+    /// API is off without one.
+    pub api_token: Option<CredentialConfig>,
+    /// Further librdkafka consumer properties.
+    pub consumer_properties: BTreeMap<String, String>,
+    /// The public base URLs of this cluster's ingress (e.g. `https://hooks.example.com`). A
+    /// subscription pointing at one of them is refused: it would feed events back into the
+    /// ingress in a loop. (The ingress also refuses events past `ingress.max_hops`.)
+    pub ingress_urls: Vec<String>,
+    /// Addresses subscribers may resolve to although they are loopback, private, link-local
+    /// and so on (trusted internal targets, tests). Everything else in those ranges is refused.
+    pub allow_cidrs: Vec<ipnet::IpNet>,
+    /// Delay before the first retry; doubled for each further attempt.
+    #[serde(with = "humantime_serde")]
+    pub retry_initial: Duration,
+    /// Longest delay between two attempts.
+    #[serde(with = "humantime_serde")]
+    pub retry_max_delay: Duration,
+    /// Attempts in all (the first one included) before an event is dead-lettered.
+    pub max_attempts: u32,
+    /// Random spread of each delay, as a fraction (0.2 = +/-20%), so that retries of many
+    /// events do not arrive at a recovering subscriber all at once.
+    pub retry_jitter: f64,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 9095)),
+            group_id: "spillway-workers".into(),
+            ingress_urls: Vec::new(),
+            partition_backlog: 256,
+            subscription_queue: 64,
+            slow_after: Duration::from_secs(1),
+            retry_concurrency: 64,
+            drain_timeout: Duration::from_secs(10),
+            api_token: None,
+            breaker_failures: 5,
+            breaker_cooldown: Duration::from_secs(30),
+            consumer_properties: BTreeMap::new(),
+            allow_cidrs: Vec::new(),
+            retry_initial: Duration::from_secs(1),
+            retry_max_delay: Duration::from_secs(600),
+            max_attempts: 12,
+            retry_jitter: 0.2,
+        }
+    }
+}
+
+/// One subscriber. `S` is where its signing secrets come from: the config file names
+/// environment variables or files ([`SecretConfig`]); the subscription registry in Kafka holds
+/// the secrets themselves ([`StoredSecret`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriptionConfig<S = SecretConfig> {
+    /// Unique, stable id: it names the subscription in headers, metrics and the dead-letter topic.
+    pub id: String,
+    /// Where events are POSTed (http or https).
+    pub url: String,
+    /// Sources whose events it receives; all sources when empty.
+    #[serde(default)]
+    pub sources: Vec<String>,
+    /// Event types it receives; all types when empty.
+    #[serde(default)]
+    pub event_types: Vec<String>,
+    /// Standard Webhooks secrets (`whsec_<base64>`) the deliveries are signed with; several
+    /// during a rotation give several signatures.
+    pub secrets: Vec<S>,
+    /// Extra headers sent with every delivery.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// A delivery not answered within this has failed.
+    #[serde(default = "default_delivery_timeout_sub", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Deliveries per second each worker process makes to this subscriber at most (first
+    /// attempts and retries alike); unlimited when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<u32>,
+}
+
+/// A subscription as the registry topic holds it.
+pub type StoredSubscription = SubscriptionConfig<StoredSecret>;
+
+/// A signing secret held in the subscription registry itself. The registry topic therefore
+/// needs the access control of a secret store (see docs/operations.md).
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoredSecret {
+    /// Names the secret in listings.
+    pub id: String,
+    /// `whsec_<base64>`.
+    pub secret: String,
+    /// RFC 3339 time after which deliveries are no longer signed with it.
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub not_after: Option<time::OffsetDateTime>,
+}
+
+impl std::fmt::Debug for StoredSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredSecret")
+            .field("id", &self.id)
+            .field("not_after", &self.not_after)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A credential read from an environment variable or a file, never from the config text.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialConfig {
+    /// Environment variable holding it.
+    pub env: Option<String>,
+    /// File holding it (a mounted Kubernetes Secret); a trailing newline is ignored.
+    pub file: Option<PathBuf>,
+}
+
+fn default_delivery_timeout_sub() -> Duration {
+    Duration::from_secs(10)
+}

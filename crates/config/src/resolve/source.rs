@@ -1,0 +1,398 @@
+//! One source resolved: its route (topic, forwarded headers, event type), which the workers
+//! need, and its verification (scheme, secrets, keys, limits), which only the ingress needs.
+
+use std::time::Duration;
+
+use spillway_core::headers::RESERVED_PREFIX;
+use spillway_core::key::KeySource;
+use spillway_signature::{Scheme, Secret, SecretRing, Verifier};
+
+use super::scheme;
+use crate::field::{all_or_errors, err, FieldError};
+use crate::model::{Config, FailMode, SourceConfig};
+use crate::secrets::{check_secret_name, SecretAccess};
+
+/// A source ready to serve.
+#[derive(Debug, Clone)]
+pub struct ResolvedSource {
+    pub name: String,
+    pub verifier: Verifier,
+    pub topic: String,
+    pub dedupe: KeySource,
+    pub partition_key: Option<KeySource>,
+    pub on_redis_unavailable: FailMode,
+    pub max_body_bytes: u64,
+    /// Empty: any client address.
+    pub allow_cidrs: Vec<ipnet::IpNet>,
+    pub require_client_cert: bool,
+    pub rate_limit: Option<crate::RateLimitConfig>,
+    /// Lower-cased header names copied into the record.
+    pub forward_headers: Vec<String>,
+    /// Where the worker reads the event type from.
+    pub event_type: Option<KeySource>,
+}
+
+/// What a worker needs of a source to route its records: no secret, nothing of verification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceRoute {
+    pub name: String,
+    /// The Kafka topic its events are written to.
+    pub topic: String,
+    /// Lower-cased header names the ingress copies into the record.
+    pub forward_headers: Vec<String>,
+    /// Where the event type is read from (a forwarded header or the body); subscriptions
+    /// filter on it.
+    pub event_type: Option<KeySource>,
+}
+
+// === impl ResolvedSource ===
+
+impl ResolvedSource {
+    /// The routing part of this source.
+    pub fn route(&self) -> SourceRoute {
+        SourceRoute {
+            name: self.name.clone(),
+            topic: self.topic.clone(),
+            forward_headers: self.forward_headers.clone(),
+            event_type: self.event_type.clone(),
+        }
+    }
+}
+
+// === impl Config ===
+
+impl Config {
+    /// Resolves every source, secrets read, or returns every problem found.
+    pub fn resolve_sources(&self) -> Result<Vec<ResolvedSource>, Vec<FieldError>> {
+        all_or_errors(self.sources.iter().map(|(name, source)| {
+            check_source(self, name, source, SecretAccess::Read).map(|c| c.resolved(source))
+        }))
+    }
+
+    /// The route of every source, for the workers: every source is checked as
+    /// [`Config::resolve_sources`] checks it, but no secret is read (environment or file), so a
+    /// process without the providers' secrets can run it.
+    pub fn resolve_source_routes(&self) -> Result<Vec<SourceRoute>, Vec<FieldError>> {
+        all_or_errors(self.sources.iter().map(|(name, source)| {
+            check_source(self, name, source, SecretAccess::NameOnly).map(|c| c.route)
+        }))
+    }
+
+    /// The topic of every source, for topic creation and read-back.
+    pub fn topics(&self) -> Vec<String> {
+        let mut topics: Vec<String> = self
+            .sources
+            .iter()
+            .map(|(name, s)| topic_of(self, name, s))
+            .collect();
+        topics.sort();
+        topics.dedup();
+        topics
+    }
+}
+
+/// Every problem of every source, its secrets read or not as `access` says.
+pub(crate) fn source_errors(config: &Config, access: SecretAccess) -> Vec<FieldError> {
+    let checked = config
+        .sources
+        .iter()
+        .map(|(name, source)| check_source(config, name, source, access));
+    all_or_errors(checked).err().unwrap_or_default()
+}
+
+fn topic_of(config: &Config, name: &str, source: &SourceConfig) -> String {
+    source
+        .topic
+        .clone()
+        .unwrap_or_else(|| format!("{}{name}", config.kafka.topic_prefix))
+}
+
+/// A source that passed every check.
+struct Checked {
+    route: SourceRoute,
+    scheme: Scheme,
+    dedupe: KeySource,
+    /// Empty unless the secrets were read ([`SecretAccess::Read`]).
+    secrets: Vec<Secret>,
+}
+
+impl Checked {
+    fn resolved(self, source: &SourceConfig) -> ResolvedSource {
+        let SourceRoute {
+            name,
+            topic,
+            forward_headers,
+            event_type,
+        } = self.route;
+        ResolvedSource {
+            name,
+            verifier: Verifier::new(self.scheme, SecretRing::new(self.secrets), source.tolerance),
+            topic,
+            dedupe: self.dedupe,
+            partition_key: source.partition_key.clone(),
+            on_redis_unavailable: source.on_redis_unavailable,
+            max_body_bytes: source.max_body_bytes,
+            allow_cidrs: source.allow_cidrs.clone(),
+            require_client_cert: source.require_client_cert,
+            rate_limit: source.rate_limit,
+            forward_headers,
+            event_type,
+        }
+    }
+}
+
+/// The problems of one source, each under `sources.<name>`.
+struct Problems<'a> {
+    name: &'a str,
+    found: Vec<FieldError>,
+}
+
+impl Problems<'_> {
+    /// A problem with `sources.<name>.<field>`.
+    fn push(&mut self, field: &str, message: impl Into<String>) {
+        self.found
+            .push(err(format!("sources.{}.{field}", self.name), message));
+    }
+}
+
+/// Checks one source and works out its defaults. The checks run in a fixed order, and so
+/// their errors come out in it, whichever process asks.
+fn check_source(
+    config: &Config,
+    name: &str,
+    source: &SourceConfig,
+    access: SecretAccess,
+) -> Result<Checked, Vec<FieldError>> {
+    let mut problems = Problems {
+        name,
+        found: Vec::new(),
+    };
+    check_name(&mut problems);
+    let scheme = scheme::build(&source.verify)
+        .map_err(|e| problems.push("verify", e.to_string()))
+        .ok();
+    let topic = topic_of(config, name, source);
+    check_topic(&topic, &mut problems);
+    check_limits(source, &mut problems);
+    let forward_headers = forward_headers(source, scheme.as_ref(), &mut problems);
+    let secrets = match &scheme {
+        Some(scheme) => secrets(source, scheme, access, &mut problems),
+        None => Vec::new(),
+    };
+    let (dedupe, event_type) = keys(source, scheme.as_ref(), &forward_headers, &mut problems);
+    check_client_side(config, source, &dedupe, &mut problems);
+
+    if !problems.found.is_empty() {
+        return Err(problems.found);
+    }
+    let Some(scheme) = scheme else {
+        return Err(vec![err(format!("sources.{name}.verify"), "invalid")]);
+    };
+    Ok(Checked {
+        route: SourceRoute {
+            name: name.to_owned(),
+            topic,
+            forward_headers,
+            event_type,
+        },
+        scheme,
+        dedupe,
+        secrets,
+    })
+}
+
+/// Source names appear in URLs, metric labels and Redis keys.
+fn check_name(problems: &mut Problems<'_>) {
+    let name = problems.name;
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if !valid {
+        problems.found.push(err(
+            format!("sources.{name}"),
+            "source names are 1 to 64 characters of a-z, 0-9, '-' and '_' (they appear in URLs and metric labels)",
+        ));
+    }
+}
+
+fn check_topic(topic: &str, problems: &mut Problems<'_>) {
+    let valid = !topic.is_empty()
+        && topic.len() <= 249
+        && topic
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if !valid {
+        problems.push(
+            "topic",
+            format!("{topic:?} is not a valid Kafka topic name (1 to 249 of a-z A-Z 0-9 . _ -)"),
+        );
+    }
+}
+
+/// The body size and the rate limit.
+fn check_limits(source: &SourceConfig, problems: &mut Problems<'_>) {
+    if source.max_body_bytes == 0 {
+        problems.push("max_body_bytes", "must be at least 1");
+    }
+    if let Some(limit) = &source.rate_limit {
+        if limit.requests == 0 {
+            problems.push("rate_limit.requests", "must be at least 1");
+        }
+        if limit.window < Duration::from_millis(100) {
+            problems.push("rate_limit.window", "must be at least 100ms");
+        }
+    }
+}
+
+/// The headers copied into the record, lower-cased: the configured ones, else the scheme's.
+fn forward_headers(
+    source: &SourceConfig,
+    scheme: Option<&Scheme>,
+    problems: &mut Problems<'_>,
+) -> Vec<String> {
+    let requested = match (&source.forward_headers, scheme) {
+        (Some(list), _) => list.clone(),
+        (None, Some(s)) => scheme::default_forward_headers(s)
+            .iter()
+            .map(|h| (*h).to_owned())
+            .collect(),
+        (None, None) => Vec::new(),
+    };
+    let mut forward = Vec::new();
+    for (i, header) in requested.iter().enumerate() {
+        let lower = header.to_ascii_lowercase();
+        let field = format!("forward_headers[{i}]");
+        if http::HeaderName::from_bytes(lower.as_bytes()).is_err() {
+            problems.push(&field, format!("{header:?} is not a header name"));
+        } else if lower.starts_with(RESERVED_PREFIX)
+            || lower == "content-type"
+            || lower == "traceparent"
+        {
+            // The ingress writes these itself; a forwarded copy would let a sender forge them.
+            problems.push(
+                &field,
+                format!("{header:?} is written by Spillway itself and cannot be forwarded"),
+            );
+        } else {
+            forward.push(lower);
+        }
+    }
+    forward
+}
+
+/// The source's secrets, read and decoded with `access` [`SecretAccess::Read`]; otherwise
+/// only their names are checked and none is returned.
+fn secrets(
+    source: &SourceConfig,
+    scheme: &Scheme,
+    access: SecretAccess,
+    problems: &mut Problems<'_>,
+) -> Vec<Secret> {
+    let needs_secrets = *scheme != Scheme::None;
+    if needs_secrets && source.secrets.is_empty() {
+        problems.push(
+            "secrets",
+            format!("scheme {} needs at least one secret", scheme.name()),
+        );
+    }
+    if !needs_secrets && !source.secrets.is_empty() {
+        problems.push("secrets", "scheme none takes no secrets");
+    }
+    let mut secrets = Vec::new();
+    for (i, secret) in source.secrets.iter().enumerate() {
+        let read = match access {
+            SecretAccess::Read => secret.read(scheme).map(Some),
+            SecretAccess::NameOnly => check_secret_name(secret).map(|()| None),
+        };
+        match read {
+            Ok(read) => secrets.extend(read),
+            Err(e) => problems.push(&format!("secrets[{i}]"), e.to_string()),
+        }
+    }
+    let mut ids: Vec<&str> = source.secrets.iter().map(|s| s.id.as_str()).collect();
+    ids.sort_unstable();
+    if ids.windows(2).any(|w| w[0] == w[1]) {
+        problems.push("secrets", "secret ids must be unique");
+    }
+    secrets
+}
+
+/// The dedupe key and the event type, defaults filled in from the scheme, with the partition
+/// key checked beside them.
+fn keys(
+    source: &SourceConfig,
+    scheme: Option<&Scheme>,
+    forward_headers: &[String],
+    problems: &mut Problems<'_>,
+) -> (KeySource, Option<KeySource>) {
+    let dedupe = match (&source.dedupe, scheme) {
+        (Some(d), _) => d.clone(),
+        (None, Some(s)) => scheme::default_dedupe(s),
+        (None, None) => KeySource::BodyHash,
+    };
+    let event_type = match (&source.event_type, scheme) {
+        (Some(e), _) => Some(e.clone()),
+        (None, Some(s)) => scheme::default_event_type(s),
+        (None, None) => None,
+    };
+    for (field, key) in [
+        ("dedupe", Some(&dedupe)),
+        ("event_type", source.event_type.as_ref()),
+        ("partition_key", source.partition_key.as_ref()),
+    ] {
+        let Some(key) = key else { continue };
+        if let Some(message) = scheme::check_key_source(key, scheme) {
+            problems.push(field, message);
+        }
+    }
+    if let Some(KeySource::Header { name: h }) = &event_type {
+        if !forward_headers.contains(&h.to_ascii_lowercase()) {
+            problems.push(
+                "event_type",
+                format!("header {h:?} must be in forward_headers: the workers read it from the Kafka record"),
+            );
+        }
+    }
+    if source.partition_key == Some(KeySource::None) {
+        problems.push("partition_key", "omit partition_key instead of from: none");
+    }
+    (dedupe, event_type)
+}
+
+/// The replay window, and what mutual TLS needs: a CA to check client certificates against,
+/// and `require_client_cert` for every key read from the certificate.
+fn check_client_side(
+    config: &Config,
+    source: &SourceConfig,
+    dedupe: &KeySource,
+    problems: &mut Problems<'_>,
+) {
+    if source.tolerance < Duration::from_secs(1) {
+        problems.push("tolerance", "must be at least 1s");
+    }
+    let client_ca = config
+        .ingress
+        .tls
+        .as_ref()
+        .is_some_and(|t| t.client_ca_file.is_some());
+    if source.require_client_cert && !client_ca {
+        problems.push(
+            "require_client_cert",
+            "needs ingress.tls with a client_ca_file to check the certificates against",
+        );
+    }
+    for (field, key) in [
+        ("dedupe", Some(dedupe)),
+        ("partition_key", source.partition_key.as_ref()),
+        ("event_type", source.event_type.as_ref()),
+    ] {
+        if key == Some(&KeySource::ClientCertificate) && !source.require_client_cert {
+            problems.push(
+                field,
+                "from: client_certificate needs require_client_cert: true",
+            );
+        }
+    }
+}

@@ -1,0 +1,249 @@
+//! One subscription resolved: its URL parsed and kept off this cluster's own ingress, its
+//! sources known, its signing secrets decoded, its headers valid.
+
+use std::time::Duration;
+
+use spillway_signature::Secret;
+
+use crate::field::{all_or_errors, err, FieldError};
+use crate::model::{Config, SecretConfig, SubscriptionConfig};
+use crate::secrets::{SecretAccess, SubscriptionSecret};
+
+/// A subscription ready to deliver to.
+#[derive(Debug, Clone)]
+pub struct ResolvedSubscription {
+    pub id: String,
+    pub url: http::Uri,
+    /// Empty: every source.
+    pub sources: Vec<String>,
+    /// Empty: every event type.
+    pub event_types: Vec<String>,
+    /// Decoded Standard Webhooks keys.
+    pub secrets: Vec<Secret>,
+    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    pub timeout: Duration,
+    /// Deliveries per second per worker process.
+    pub rate_limit: Option<std::num::NonZeroU32>,
+}
+
+// === impl Config ===
+
+impl Config {
+    /// Resolves every subscription of the config file, or returns every problem found.
+    pub fn resolve_subscriptions(&self) -> Result<Vec<ResolvedSubscription>, Vec<FieldError>> {
+        let checked = check_all(self, SecretAccess::Read)?;
+        Ok(checked.into_iter().map(Checked::resolved).collect())
+    }
+
+    /// Resolves one subscription from the config file or the registry against this config
+    /// (its sources, `worker.ingress_urls`); field paths in the errors start with `at`.
+    pub fn resolve_subscription<S: SubscriptionSecret>(
+        &self,
+        at: &str,
+        sub: &SubscriptionConfig<S>,
+    ) -> Result<ResolvedSubscription, Vec<FieldError>> {
+        check(self, at, sub, SecretAccess::Read).map(Checked::resolved)
+    }
+}
+
+/// Every problem of the config file's subscriptions, their secrets read or not as `access`
+/// says.
+pub(crate) fn subscription_errors(config: &Config, access: SecretAccess) -> Vec<FieldError> {
+    check_all(config, access).err().unwrap_or_default()
+}
+
+/// A subscription that passed every check.
+struct Checked<'a, S> {
+    sub: &'a SubscriptionConfig<S>,
+    url: http::Uri,
+    /// Empty unless the secrets were read ([`SecretAccess::Read`]).
+    secrets: Vec<Secret>,
+    headers: Vec<(http::HeaderName, http::HeaderValue)>,
+}
+
+impl<S> Checked<'_, S> {
+    fn resolved(self) -> ResolvedSubscription {
+        let sub = self.sub;
+        ResolvedSubscription {
+            id: sub.id.clone(),
+            url: self.url,
+            sources: sub.sources.clone(),
+            event_types: sub.event_types.clone(),
+            secrets: self.secrets,
+            headers: self.headers,
+            timeout: sub.timeout,
+            rate_limit: sub.rate_limit.and_then(std::num::NonZeroU32::new),
+        }
+    }
+}
+
+/// Every subscription of the config file checked, and their ids unique.
+fn check_all(
+    config: &Config,
+    access: SecretAccess,
+) -> Result<Vec<Checked<'_, SecretConfig>>, Vec<FieldError>> {
+    let mut seen = std::collections::HashSet::new();
+    let mut duplicates = Vec::new();
+    for (i, sub) in config.subscriptions.iter().enumerate() {
+        if !seen.insert(sub.id.as_str()) {
+            duplicates.push(err(
+                format!("subscriptions[{i}].id"),
+                format!("{:?} is used by another subscription", sub.id),
+            ));
+        }
+    }
+    let checked = all_or_errors(
+        config
+            .subscriptions
+            .iter()
+            .enumerate()
+            .map(|(i, sub)| check(config, &format!("subscriptions[{i}]."), sub, access)),
+    );
+    match checked {
+        Ok(all) if duplicates.is_empty() => Ok(all),
+        Ok(_) => Err(duplicates),
+        Err(mut errors) => {
+            errors.append(&mut duplicates);
+            Err(errors)
+        }
+    }
+}
+
+/// Checks one subscription; the checks run in a fixed order, and so their errors come out in
+/// it, whichever process asks.
+fn check<'a, S: SubscriptionSecret>(
+    config: &Config,
+    at: &str,
+    sub: &'a SubscriptionConfig<S>,
+    access: SecretAccess,
+) -> Result<Checked<'a, S>, Vec<FieldError>> {
+    let mut errors = Vec::new();
+    let field = |name: &str| format!("{at}{name}");
+    let valid_id = !sub.id.is_empty()
+        && sub.id.len() <= 128
+        && sub
+            .id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !valid_id {
+        errors.push(err(field("id"), "1 to 128 characters of a-z A-Z 0-9 - _"));
+    }
+    let url = url(config, &sub.url, &field("url"), &mut errors);
+    for (j, source) in sub.sources.iter().enumerate() {
+        if !config.sources.contains_key(source) {
+            errors.push(err(
+                field(&format!("sources[{j}]")),
+                format!("no source named {source:?}"),
+            ));
+        }
+    }
+    let secrets = secrets(&sub.secrets, at, access, &mut errors);
+    let headers = headers(sub, at, &mut errors);
+    if sub.timeout.is_zero() {
+        errors.push(err(field("timeout"), "must be greater than zero"));
+    }
+    if sub.rate_limit == Some(0) {
+        errors.push(err(
+            field("rate_limit"),
+            "must be at least 1 delivery per second (leave it out for no limit)",
+        ));
+    }
+    match url {
+        Some(url) if errors.is_empty() => Ok(Checked {
+            sub,
+            url,
+            secrets,
+            headers,
+        }),
+        _ => Err(errors),
+    }
+}
+
+/// The URL, if it is an http(s) URL with a host that is not this cluster's own ingress.
+fn url(config: &Config, text: &str, path: &str, errors: &mut Vec<FieldError>) -> Option<http::Uri> {
+    let url = match text.parse::<http::Uri>() {
+        Ok(u) if matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some() => u,
+        _ => {
+            errors.push(err(
+                path,
+                format!("{text:?} is not an http(s) URL with a host"),
+            ));
+            return None;
+        }
+    };
+    // Reported, but the URL is still returned: it is valid, only this config refuses it.
+    if let Some(own) = config
+        .worker
+        .ingress_urls
+        .iter()
+        .find(|own| same_origin(own, &url))
+    {
+        errors.push(err(
+            path,
+            format!("points at this cluster's own ingress ({own}): its events would loop back in"),
+        ));
+    }
+    Some(url)
+}
+
+/// The decoded secrets with `access` [`SecretAccess::Read`]; otherwise only their names are
+/// checked and none is returned.
+fn secrets<S: SubscriptionSecret>(
+    configured: &[S],
+    at: &str,
+    access: SecretAccess,
+    errors: &mut Vec<FieldError>,
+) -> Vec<Secret> {
+    if configured.is_empty() {
+        errors.push(err(
+            format!("{at}secrets"),
+            "at least one signing secret is required",
+        ));
+    }
+    let mut secrets = Vec::new();
+    for (j, secret) in configured.iter().enumerate() {
+        let read = match access {
+            SecretAccess::Read => secret.resolve().map(Some),
+            SecretAccess::NameOnly => secret.check_name().map(|()| None),
+        };
+        match read {
+            Ok(read) => secrets.extend(read),
+            Err(e) => errors.push(err(format!("{at}secrets[{j}]"), e.to_string())),
+        }
+    }
+    secrets
+}
+
+fn headers<S>(
+    sub: &SubscriptionConfig<S>,
+    at: &str,
+    errors: &mut Vec<FieldError>,
+) -> Vec<(http::HeaderName, http::HeaderValue)> {
+    let mut headers = Vec::new();
+    for (name, value) in &sub.headers {
+        match (
+            http::HeaderName::from_bytes(name.as_bytes()),
+            http::HeaderValue::from_str(value),
+        ) {
+            (Ok(n), Ok(v)) => headers.push((n, v)),
+            _ => errors.push(err(format!("{at}headers.{name}"), "not a valid header")),
+        }
+    }
+    headers
+}
+
+/// Whether `base` (a URL as configured) has the same scheme, host and port as `url`.
+fn same_origin(base: &str, url: &http::Uri) -> bool {
+    let Ok(base) = base.parse::<http::Uri>() else {
+        return false;
+    };
+    let port = |u: &http::Uri| {
+        u.port_u16().or(match u.scheme_str() {
+            Some("https") => Some(443),
+            Some("http") => Some(80),
+            _ => None,
+        })
+    };
+    let host = |u: &http::Uri| u.host().map(str::to_ascii_lowercase);
+    base.scheme_str() == url.scheme_str() && host(&base) == host(url) && port(&base) == port(url)
+}

@@ -1,0 +1,256 @@
+//! Every validation message and field path, in order, pinned for configs that break nearly
+//! every rule at once (recorded before validation was split into sections): no split or new
+//! process mode may change a word of them.
+
+use std::path::Path;
+
+use figment::Jail;
+
+use crate::{load, ConfigError};
+
+/// Ingress, admin, Kafka, Redis, sources, subscriptions, worker and telemetry all wrong.
+pub(super) const EVERYTHING_WRONG: &str = r#"
+ingress:
+  listen: 127.0.0.1:8080
+  max_in_flight: 0
+  max_header_bytes: 100
+  block_failing_clients: { failures: 0, window: 0s, duration: 500ms }
+  max_headers: 0
+  http2_max_concurrent_streams: 0
+  http2_max_pending_accept_reset_streams: 0
+  http2_max_local_error_reset_streams: 0
+  tls: { cert_file: /nonexistent/cert.pem, key_file: /nonexistent/key.pem }
+admin:
+  listen: 127.0.0.1:8080
+kafka:
+  brokers: " "
+  delivery_timeout: 10ms
+  max_queued_messages: 0
+  partitions: 0
+  replication_factor: 0
+  properties: { acks: "1", enable.idempotence: "false", request.required.acks: "0" }
+redis:
+  nodes: [127.0.0.1:7000, "redis://ok:7000"]
+  command_timeout: 0s
+  claim_ttl: 500ms
+  window: 100ms
+sources:
+  Bad Name:
+    verify: { scheme: none }
+    secrets: [ { id: x, env: SET_SECRET } ]
+  github:
+    verify: { scheme: github }
+    topic: "bad topic!"
+    max_body_bytes: 0
+    rate_limit: { requests: 0, window: 10ms }
+    forward_headers: ["bad header", spillway-x, Content-Type, traceparent, X-Ok]
+  stripe:
+    verify: { scheme: stripe }
+    secrets:
+      - { id: a, env: UNSET_SECRET }
+      - { id: a, value: inline }
+      - { id: "", env: SET_SECRET }
+      - { id: b, env: SET_SECRET, file: /nonexistent/both }
+      - { id: c }
+      - { id: d, file: /nonexistent/stripe }
+      - { id: e, env: EMPTY_SECRET }
+  shopify:
+    verify: { scheme: shopify }
+    secrets: [ { id: s, env: SET_SECRET } ]
+    dedupe: { from: signed_id }
+    event_type: { from: header, name: "bad name" }
+    partition_key: { from: none }
+    tolerance: 0s
+    require_client_cert: true
+  cert:
+    verify: { scheme: none }
+    dedupe: { from: client_certificate }
+    event_type: { from: client_certificate }
+    partition_key: { from: json_pointer, pointer: nope }
+  hmac:
+    verify: { scheme: hmac, header: "bad header", encoding: hex }
+    secrets: [ { id: h, env: SET_SECRET } ]
+  hmac-template:
+    verify: { scheme: hmac, header: x-sig, encoding: hex, template: "{nope}" }
+    secrets: [ { id: h, env: SET_SECRET } ]
+  hmac-stamp:
+    verify: { scheme: hmac, header: x-sig, encoding: base64, template: "{timestamp}.{body}" }
+    secrets: [ { id: h, env: SET_SECRET } ]
+  topical:
+    verify: { scheme: standard-webhooks }
+    topic: ""
+    secrets: [ { id: w, env: BAD_WHSEC } ]
+subscriptions:
+  - id: "bad id!"
+    url: ftp://x
+    sources: [nope, github]
+    secrets: []
+    headers: { "bad header": v }
+    timeout: 0s
+    rate_limit: 0
+  - id: loop
+    url: https://HOOKS.example.com:443/again
+    secrets:
+      - { id: s, file: /nonexistent/sub }
+      - { id: "", env: SUB_SECRET }
+      - { id: v, value: whsec_inline }
+      - { id: w, env: BAD_WHSEC }
+      - { id: u, env: UNSET_SECRET }
+  - id: loop
+    url: http://fine.example.com
+    secrets: [ { id: ok, env: SUB_SECRET } ]
+worker:
+  max_attempts: 0
+  retry_initial: 0s
+  ingress_urls: [https://hooks.example.com, nope]
+  drain_timeout: 0s
+  api_token: {}
+  retry_jitter: 1.0
+telemetry:
+  otlp_endpoint: otel:4318
+  trace_sample_ratio: 1.5
+  export_interval: 0s
+  export_queue: 0
+"#;
+
+/// The environment EVERYTHING_WRONG reads its secrets from.
+pub(super) fn set_secret_env(jail: &mut Jail) {
+    jail.set_env("SET_SECRET", "It's a Secret to Everybody");
+    jail.set_env("EMPTY_SECRET", "");
+    jail.set_env("BAD_WHSEC", "whsec_%%%");
+    jail.set_env("SUB_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
+}
+
+/// What `spillway check-config` prints for EVERYTHING_WRONG, one line per field error.
+pub(super) const EVERYTHING_WRONG_MESSAGES: &[&str] = &[
+    "ingress.max_in_flight: must be at least 1",
+    "ingress.max_header_bytes: must be at least 8192",
+    "ingress.block_failing_clients.failures: must be at least 1",
+    "ingress.block_failing_clients.window: must be at least 1s",
+    "ingress.block_failing_clients.duration: must be at least 1s",
+    "ingress.max_headers: must be at least 1",
+    "ingress.http2_max_concurrent_streams: must be at least 1",
+    "ingress.http2_max_pending_accept_reset_streams: must be at least 1",
+    "ingress.http2_max_local_error_reset_streams: must be at least 1",
+    "ingress.tls.cert_file: /nonexistent/cert.pem: No such file or directory (os error 2)",
+    "ingress.tls.key_file: /nonexistent/key.pem: No such file or directory (os error 2)",
+    "admin.listen: must differ from ingress.listen",
+    "kafka.brokers: must name at least one broker",
+    "kafka.delivery_timeout: must be at least 100ms",
+    "kafka.max_queued_messages: must be at least 1",
+    "kafka.partitions: must be at least 1",
+    "kafka.replication_factor: must be at least 1",
+    "kafka.properties.acks: is fixed by Spillway (acks=all, enable.idempotence=true) and cannot be overridden",
+    "kafka.properties.enable.idempotence: is fixed by Spillway (acks=all, enable.idempotence=true) and cannot be overridden",
+    "kafka.properties.request.required.acks: is fixed by Spillway (acks=all, enable.idempotence=true) and cannot be overridden",
+    "redis.nodes[0]: must start with redis:// or rediss://",
+    "redis.command_timeout: must be greater than zero",
+    "redis.claim_ttl: must be at least 1s",
+    "redis.window: must be at least redis.claim_ttl",
+    "sources.Bad Name: source names are 1 to 64 characters of a-z, 0-9, '-' and '_' (they appear in URLs and metric labels)",
+    "sources.Bad Name.topic: \"spillway.Bad Name\" is not a valid Kafka topic name (1 to 249 of a-z A-Z 0-9 . _ -)",
+    "sources.Bad Name.secrets: scheme none takes no secrets",
+    "sources.cert.partition_key: \"nope\" is not a JSON pointer; it must start with '/'",
+    "sources.cert.dedupe: from: client_certificate needs require_client_cert: true",
+    "sources.cert.event_type: from: client_certificate needs require_client_cert: true",
+    "sources.github.topic: \"bad topic!\" is not a valid Kafka topic name (1 to 249 of a-z A-Z 0-9 . _ -)",
+    "sources.github.max_body_bytes: must be at least 1",
+    "sources.github.rate_limit.requests: must be at least 1",
+    "sources.github.rate_limit.window: must be at least 100ms",
+    "sources.github.forward_headers[0]: \"bad header\" is not a header name",
+    "sources.github.forward_headers[1]: \"spillway-x\" is written by Spillway itself and cannot be forwarded",
+    "sources.github.forward_headers[2]: \"Content-Type\" is written by Spillway itself and cannot be forwarded",
+    "sources.github.forward_headers[3]: \"traceparent\" is written by Spillway itself and cannot be forwarded",
+    "sources.github.secrets: scheme github needs at least one secret",
+    "sources.github.event_type: header \"x-github-event\" must be in forward_headers: the workers read it from the Kafka record",
+    "sources.hmac.verify: \"bad header\" is not a header name",
+    "sources.hmac-stamp.verify: template: template uses {timestamp} but no timestamp_header is configured",
+    "sources.hmac-template.verify: template: unknown placeholder {nope}; use {id}, {timestamp} or {body}",
+    "sources.shopify.dedupe: from: signed_id needs a scheme that signs an event id; shopify does not",
+    "sources.shopify.event_type: \"bad name\" is not a header name",
+    "sources.shopify.event_type: header \"bad name\" must be in forward_headers: the workers read it from the Kafka record",
+    "sources.shopify.partition_key: omit partition_key instead of from: none",
+    "sources.shopify.tolerance: must be at least 1s",
+    "sources.shopify.require_client_cert: needs ingress.tls with a client_ca_file to check the certificates against",
+    "sources.stripe.secrets[0]: env: environment variable UNSET_SECRET is not set",
+    "sources.stripe.secrets[1]: inline secret values are not accepted; put the secret in an environment variable (env:) or a file (file:)",
+    "sources.stripe.secrets[2]: id: must not be empty",
+    "sources.stripe.secrets[3]: set either env or file, not both",
+    "sources.stripe.secrets[4]: set env (an environment variable) or file",
+    "sources.stripe.secrets[5]: file: cannot read /nonexistent/stripe: No such file or directory (os error 2)",
+    "sources.stripe.secrets[6]: secret is empty",
+    "sources.stripe.secrets: secret ids must be unique",
+    "sources.topical.topic: \"\" is not a valid Kafka topic name (1 to 249 of a-z A-Z 0-9 . _ -)",
+    "sources.topical.secrets[0]: secret is not valid base64 after the whsec_ prefix: Invalid symbol 37, offset 0.",
+    "subscriptions[0].id: 1 to 128 characters of a-z A-Z 0-9 - _",
+    "subscriptions[0].url: \"ftp://x\" is not an http(s) URL with a host",
+    "subscriptions[0].sources[0]: no source named \"nope\"",
+    "subscriptions[0].secrets: at least one signing secret is required",
+    "subscriptions[0].headers.bad header: not a valid header",
+    "subscriptions[0].timeout: must be greater than zero",
+    "subscriptions[0].rate_limit: must be at least 1 delivery per second (leave it out for no limit)",
+    "subscriptions[1].url: points at this cluster's own ingress (https://hooks.example.com): its events would loop back in",
+    "subscriptions[1].secrets[0]: file: cannot read /nonexistent/sub: No such file or directory (os error 2)",
+    "subscriptions[1].secrets[1]: id: must not be empty",
+    "subscriptions[1].secrets[2]: inline secret values are not accepted; put the secret in an environment variable (env:) or a file (file:)",
+    "subscriptions[1].secrets[3]: secret is not valid base64 after the whsec_ prefix: Invalid symbol 37, offset 0.",
+    "subscriptions[1].secrets[4]: env: environment variable UNSET_SECRET is not set",
+    "subscriptions[2].id: \"loop\" is used by another subscription",
+    "worker.max_attempts: must be at least 1",
+    "worker.retry_max_delay: retry_initial must be positive and retry_max_delay at least retry_initial",
+    "worker.ingress_urls[1]: \"nope\" is not an http(s) URL with a host",
+    "worker.drain_timeout: must be positive and shorter than the consumer session timeout (45000 ms): a longer drain gets the worker thrown out of its group",
+    "worker.api_token: set either env or file",
+    "worker.retry_jitter: must be in [0, 1)",
+    "telemetry.otlp_endpoint: must be an http:// or https:// URL such as http://otel-collector:4318",
+    "telemetry.trace_sample_ratio: must be in [0, 1]",
+    "telemetry.export_interval: must be greater than zero",
+    "telemetry.export_queue: must be at least 1",
+];
+
+pub(super) fn messages(path: &str) -> Vec<String> {
+    match load(Path::new(path)) {
+        Err(ConfigError::Invalid(errors)) => errors.iter().map(ToString::to_string).collect(),
+        Err(ConfigError::Parse { source, .. }) => vec![format!("parse: {source}")],
+        Ok(_) => Vec::new(),
+    }
+}
+
+#[test]
+fn every_message_and_path_of_a_config_wrong_everywhere() {
+    Jail::expect_with(|jail| {
+        set_secret_env(jail);
+        jail.create_file("spillway.yaml", EVERYTHING_WRONG)?;
+        assert_eq!(messages("spillway.yaml"), EVERYTHING_WRONG_MESSAGES);
+        Ok(())
+    });
+}
+
+#[test]
+fn the_messages_that_depend_on_the_sources_as_a_whole() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "limited.yaml",
+            "kafka: { brokers: k:9092 }\nsources:\n  a:\n    verify: { scheme: none }\n    \
+             dedupe: { from: none }\n    rate_limit: { requests: 1, window: 1s }\n",
+        )?;
+        jail.create_file(
+            "deduped.yaml",
+            "kafka: { brokers: k:9092 }\nsources:\n  a: { verify: { scheme: none } }\n",
+        )?;
+        jail.create_file("none.yaml", "kafka: { brokers: k:9092 }\nsources: {}\n")?;
+        assert_eq!(
+            messages("limited.yaml"),
+            ["redis.nodes: a source has a rate_limit, counted in the Redis Cluster: at least one node is required"]
+        );
+        assert_eq!(
+            messages("deduped.yaml"),
+            ["redis.nodes: a source deduplicates, so at least one Redis Cluster node is required"]
+        );
+        assert_eq!(
+            messages("none.yaml"),
+            ["sources: at least one source is required"]
+        );
+        Ok(())
+    });
+}

@@ -1,0 +1,83 @@
+//! Validation of a whole config, section by section, for the process that will run it. Every
+//! problem is collected as a [`FieldError`], so that `check-config` names them all at once.
+//!
+//! Every process checks every section, so a mistake anywhere stops each of them the same way;
+//! what differs is only what each reads from outside the config: a process reads the secrets
+//! and files it uses itself, and no others (it need not mount them).
+
+mod ingress;
+mod kafka;
+mod redis;
+mod telemetry;
+mod worker;
+
+use crate::field::{err, FieldError};
+use crate::model::Config;
+use crate::resolve::{source_errors, subscription_errors};
+use crate::secrets::SecretAccess;
+
+/// The Spillway process a config is validated for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Process {
+    /// `spillway ingress`: reads the sources' signing secrets and its TLS files, never the
+    /// subscriptions' secrets.
+    Ingress,
+    /// `spillway worker`: reads the subscriptions' signing secrets, never the sources' secrets
+    /// or the ingress's TLS files.
+    Worker,
+    /// `spillway check-config`: reads everything either process would.
+    All,
+}
+
+// === impl Process ===
+
+impl Process {
+    fn source_secrets(self) -> SecretAccess {
+        match self {
+            Self::Ingress | Self::All => SecretAccess::Read,
+            Self::Worker => SecretAccess::NameOnly,
+        }
+    }
+
+    fn subscription_secrets(self) -> SecretAccess {
+        match self {
+            Self::Worker | Self::All => SecretAccess::Read,
+            Self::Ingress => SecretAccess::NameOnly,
+        }
+    }
+
+    /// Whether it serves webhooks, and so needs the listener's TLS files.
+    fn serves_webhooks(self) -> bool {
+        matches!(self, Self::Ingress | Self::All)
+    }
+}
+
+// === impl Config ===
+
+impl Config {
+    /// Every problem in the configuration, every secret read; empty when it is valid. The same
+    /// as [`Config::validate_for`] with [`Process::All`].
+    pub fn validate(&self) -> Vec<FieldError> {
+        self.validate_for(Process::All)
+    }
+
+    /// Every problem in the configuration as `process` sees it: every section is checked, but
+    /// only the secrets and files `process` uses are read. Empty when it is valid.
+    pub fn validate_for(&self, process: Process) -> Vec<FieldError> {
+        let mut errors = Vec::new();
+        if self.sources.is_empty() {
+            errors.push(err("sources", "at least one source is required"));
+        }
+        ingress::validate(self, process.serves_webhooks(), &mut errors);
+        kafka::validate(&self.kafka, &mut errors);
+        redis::validate(self, &mut errors);
+        errors.append(&mut source_errors(self, process.source_secrets()));
+        errors.append(&mut subscription_errors(
+            self,
+            process.subscription_secrets(),
+        ));
+        worker::validate(&self.worker, &mut errors);
+        telemetry::validate(&self.telemetry, &mut errors);
+        errors
+    }
+}

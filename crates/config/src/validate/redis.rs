@@ -1,0 +1,48 @@
+//! Validation of the `redis` section: node URLs, the dedupe timings, and a Redis Cluster
+//! wherever a source deduplicates or is rate limited.
+
+use std::time::Duration;
+
+use spillway_core::key::KeySource;
+
+use crate::field::{err, FieldError};
+use crate::model::Config;
+
+pub(super) fn validate(config: &Config, errors: &mut Vec<FieldError>) {
+    let redis = &config.redis;
+    for (i, node) in redis.nodes.iter().enumerate() {
+        if !(node.starts_with("redis://") || node.starts_with("rediss://")) {
+            errors.push(err(
+                format!("redis.nodes[{i}]"),
+                "must start with redis:// or rediss://",
+            ));
+        }
+    }
+    if redis.command_timeout.is_zero() {
+        errors.push(err("redis.command_timeout", "must be greater than zero"));
+    }
+    if redis.claim_ttl < Duration::from_secs(1) {
+        errors.push(err("redis.claim_ttl", "must be at least 1s"));
+    }
+    if redis.window < redis.claim_ttl {
+        errors.push(err("redis.window", "must be at least redis.claim_ttl"));
+    }
+    // Every source deduplicates unless it says `from: none`.
+    let dedupes = config
+        .sources
+        .values()
+        .any(|s| s.dedupe != Some(KeySource::None));
+    if dedupes && redis.nodes.is_empty() {
+        errors.push(err(
+            "redis.nodes",
+            "a source deduplicates, so at least one Redis Cluster node is required",
+        ));
+    }
+    let limits = config.sources.values().any(|s| s.rate_limit.is_some());
+    if limits && !dedupes && redis.nodes.is_empty() {
+        errors.push(err(
+            "redis.nodes",
+            "a source has a rate_limit, counted in the Redis Cluster: at least one node is required",
+        ));
+    }
+}

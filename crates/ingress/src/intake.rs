@@ -1,0 +1,244 @@
+//! Stages 3 to 6, the request's content: read the body (bounded in size and time), decode a
+//! compressed one, verify the signature over the decoded bytes, and extract the dedupe and
+//! partition keys into the envelope that is written to Kafka.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http::{header, HeaderMap, Request, StatusCode};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use hyper::body::Body;
+use spillway_config::ResolvedSource;
+use spillway_core::key::{KeyError, KeyInput};
+use spillway_core::time::millis_since_epoch;
+use spillway_core::{headers, trace, Envelope, EventId};
+use spillway_signature::Verified;
+use spillway_telemetry::Outcome;
+
+use crate::answer::{self, Answer};
+use crate::encoding::{decode, encoding_of, DecodeError, Encoding};
+use crate::pipeline::{BodyError, Pipeline};
+use crate::spans;
+use crate::tls::ClientSubject;
+
+/// What is known of an admitted request as its content is taken in.
+#[derive(Debug)]
+pub(crate) struct Intake {
+    pub(crate) source: Arc<ResolvedSource>,
+    id: EventId,
+    hops: u32,
+    /// The verified client certificate's subject: the device id of a mutual-TLS source.
+    device_id: Option<String>,
+    encoding: Encoding,
+    /// When the body was in, decoded: the event's `received_at`, and the time its signature's
+    /// timestamp is checked against.
+    received_at: SystemTime,
+}
+
+// === impl Intake ===
+
+impl Intake {
+    pub(crate) fn new<B>(
+        source: Arc<ResolvedSource>,
+        req: &Request<B>,
+        id: EventId,
+        hops: u32,
+    ) -> Self {
+        Self {
+            source,
+            id,
+            hops,
+            device_id: req
+                .extensions()
+                .get::<ClientSubject>()
+                .map(|s| s.0.to_string()),
+            encoding: Encoding::Identity,
+            received_at: SystemTime::now(),
+        }
+    }
+
+    /// Stage 4, decode: a gzip or zstd body is decompressed, within the source's size cap.
+    // An `Answer` is the request's whole reply, built once on the way out; boxing it would
+    // only add an allocation to every refusal.
+    #[allow(clippy::result_large_err)]
+    pub(crate) fn decode(&mut self, body: Bytes) -> Result<Bytes, Answer> {
+        let cap = self.source.max_body_bytes;
+        let decoded = match decode(self.encoding, body, cap) {
+            Ok(b) => b,
+            Err(DecodeError::TooLarge(_)) => return Err(answer::too_large(cap)),
+            Err(e) => {
+                return Err(answer::error(
+                    Outcome::BadRequest,
+                    StatusCode::BAD_REQUEST,
+                    "body_undecodable",
+                    e.to_string(),
+                ))
+            }
+        };
+        self.received_at = SystemTime::now();
+        Ok(decoded)
+    }
+
+    /// Stage 6, keys: the dedupe and partition keys, and the envelope written to Kafka.
+    // An `Answer` is the request's whole reply, built once on the way out; boxing it would
+    // only add an allocation to every refusal.
+    #[allow(clippy::result_large_err)]
+    pub(crate) fn keys(
+        &self,
+        headers: &HeaderMap,
+        body: Bytes,
+        verified: Verified,
+    ) -> Result<Envelope, Answer> {
+        let source = &self.source;
+        let key_input = KeyInput::new(headers, &body, verified.signed_id.as_deref())
+            .with_client_subject(self.device_id.as_deref());
+        let dedupe_key = source
+            .dedupe
+            .extract(&key_input)
+            .map_err(|e| bad_key("dedupe key", &e))?;
+        let partition_key = match source.partition_key.as_ref().map(|p| p.extract(&key_input)) {
+            None => None,
+            Some(Ok(k)) => k,
+            Some(Err(e)) => return Err(bad_key("partition key", &e)),
+        };
+        Ok(Envelope {
+            id: self.id,
+            source: source.name.clone(),
+            received_at_ms: millis_since_epoch(self.received_at),
+            record_key: partition_key.or_else(|| dedupe_key.clone()),
+            hops: self.hops,
+            dedupe_key,
+            scheme: source.verifier.scheme().name().to_owned(),
+            key_id: verified.key_id,
+            device_id: self.device_id.clone(),
+            content_type: headers::text(headers, header::CONTENT_TYPE.as_str()),
+            traceparent: trace::new_traceparent(),
+            forwarded: forwarded(headers, &source.forward_headers),
+            body,
+        })
+    }
+}
+
+// === impl Pipeline ===
+
+impl Pipeline {
+    /// Stage 3, read: the body, refused when its coding is unknown, when it announces or
+    /// reaches more than the source's cap, or when it does not arrive within the read timeout.
+    pub(crate) async fn read<B>(
+        &self,
+        intake: &mut Intake,
+        headers: &HeaderMap,
+        body: B,
+    ) -> Result<Bytes, Answer>
+    where
+        B: Body<Data = Bytes>,
+        B::Error: Into<BodyError>,
+    {
+        intake.encoding = encoding_of(headers).map_err(|e| {
+            answer::error(
+                Outcome::UnsupportedEncoding,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_encoding",
+                e.to_string(),
+            )
+        })?;
+        let cap = intake.source.max_body_bytes;
+        if content_length(headers).is_some_and(|length| length > cap) {
+            return Err(answer::too_large(cap));
+        }
+        let cap_usize = usize::try_from(cap).unwrap_or(usize::MAX);
+        let collected = tokio::time::timeout(
+            self.body_read_timeout,
+            Limited::new(body, cap_usize).collect(),
+        )
+        .await;
+        let body = match collected {
+            Err(_) => {
+                return Err(answer::error(
+                    Outcome::BodyTimeout,
+                    StatusCode::REQUEST_TIMEOUT,
+                    "body_timeout",
+                    format!(
+                        "the body was not received within {:?}",
+                        self.body_read_timeout
+                    ),
+                ))
+            }
+            Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
+                return Err(answer::too_large(cap))
+            }
+            Ok(Err(e)) => {
+                return Err(answer::error(
+                    Outcome::BadRequest,
+                    StatusCode::BAD_REQUEST,
+                    "body_unreadable",
+                    format!("the body could not be read: {e}"),
+                ))
+            }
+            Ok(Ok(collected)) => collected.to_bytes(),
+        };
+        self.metrics.body_read(&intake.source.name, body.len());
+        Ok(body)
+    }
+
+    /// Stage 5, verify: the source's scheme over the decoded body. A failure counts against
+    /// the client's address for the blocklist.
+    pub(crate) async fn verify(
+        &self,
+        intake: &Intake,
+        headers: &HeaderMap,
+        body: &[u8],
+        client: IpAddr,
+    ) -> Result<Verified, Answer> {
+        let source = &intake.source;
+        let verified = spans::verify(&source.verifier, || {
+            source.verifier.verify(headers, body, intake.received_at)
+        });
+        let e = match verified {
+            Ok(v) => return Ok(v),
+            Err(e) => e,
+        };
+        self.metrics.verify_failure(&source.name, e.code());
+        if let Some(blocklist) = &self.blocklist {
+            blocklist.failed(client, &source.name, &self.metrics).await;
+        }
+        let (outcome, status) = if e.is_unauthorized() {
+            (Outcome::Unauthorized, StatusCode::UNAUTHORIZED)
+        } else {
+            (Outcome::BadRequest, StatusCode::BAD_REQUEST)
+        };
+        Err(answer::error(outcome, status, e.code(), e.to_string()))
+    }
+}
+
+fn bad_key(what: &str, e: &KeyError) -> Answer {
+    answer::error(
+        Outcome::BadRequest,
+        StatusCode::BAD_REQUEST,
+        e.code(),
+        format!("no {what}: {e}"),
+    )
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// The provider headers the source lets through into the record.
+fn forwarded(headers: &HeaderMap, names: &[String]) -> Vec<(String, Bytes)> {
+    let mut out = Vec::new();
+    for name in names {
+        for value in headers.get_all(name.as_str()) {
+            out.push((name.clone(), Bytes::copy_from_slice(value.as_bytes())));
+        }
+    }
+    out
+}

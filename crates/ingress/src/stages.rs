@@ -1,0 +1,91 @@
+//! The request path as named stages, in the order docs/architecture.md lists them: route,
+//! admission, read, decode, verify, keys, durable (claim, produce, commit or release), answer.
+//! Each stage is one small function in its own module; this one only strings them together.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::Request;
+use hyper::body::Body;
+use spillway_core::EventId;
+use tracing::Instrument;
+
+use crate::answer::{self, Answer};
+use crate::client_addr::client_address;
+use crate::intake::Intake;
+use crate::pipeline::{BodyError, Pipeline};
+use crate::route::{route, Route};
+use crate::spans::RequestRecord;
+
+// === impl Pipeline ===
+
+impl Pipeline {
+    /// Handles one request from `peer` and records its outcome: metrics, the server span and
+    /// the access log line.
+    pub async fn handle<B>(
+        self: Arc<Self>,
+        req: Request<B>,
+        peer: SocketAddr,
+    ) -> http::Response<answer::Body>
+    where
+        B: Body<Data = Bytes> + Send,
+        B::Error: Into<BodyError>,
+    {
+        let client = client_address(peer.ip(), req.headers(), &self.trusted_proxies);
+        let route = route(req.method(), req.uri().path(), &self.sources);
+        // The id this request's event gets if it is accepted. The request's span carries it
+        // and the source from the start, so every log line inside names them (a duplicate's
+        // span is given the original event's id).
+        let id = EventId::new_v4();
+        let record = RequestRecord::start(&self, &req, &route, id, peer, client);
+        let answer = self
+            .stages(req, route, id, client)
+            .instrument(record.span().clone())
+            .await;
+        record.finish(&self, answer)
+    }
+
+    /// The stages after routing, in order; each returns the answer that ends the request
+    /// early, or what the next stage needs.
+    async fn stages<B>(
+        self: &Arc<Self>,
+        req: Request<B>,
+        route: Route,
+        id: EventId,
+        client: IpAddr,
+    ) -> Answer
+    where
+        B: Body<Data = Bytes>,
+        B::Error: Into<BodyError>,
+    {
+        let source = match route {
+            Route::Source(source) => source,
+            Route::Answered(answer) => return answer,
+        };
+        // Admission holds its permit until the request is answered.
+        let admitted = match self.admit(&req, &source, client).await {
+            Ok(admitted) => admitted,
+            Err(refused) => return refused,
+        };
+        let mut intake = Intake::new(source, &req, id, admitted.hops);
+        let (parts, body) = req.into_parts();
+        let body = match self.read(&mut intake, &parts.headers, body).await {
+            Ok(body) => body,
+            Err(refused) => return refused,
+        };
+        let body = match intake.decode(body) {
+            Ok(body) => body,
+            Err(refused) => return refused,
+        };
+        let verified = match self.verify(&intake, &parts.headers, &body, client).await {
+            Ok(verified) => verified,
+            Err(refused) => return refused,
+        };
+        let envelope = match intake.keys(&parts.headers, body, verified) {
+            Ok(envelope) => envelope,
+            Err(refused) => return refused,
+        };
+        self.make_durable_detached(intake.source, envelope).await
+    }
+}

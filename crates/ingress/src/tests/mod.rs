@@ -1,0 +1,213 @@
+//! Unit tests of the request path without any server: a [`Pipeline`] on the in-memory Kafka
+//! producer and the in-memory shared store, fed requests built in memory, with tokio's paused
+//! clock for timeouts. The answers asserted are the ones senders see (status, code, headers).
+
+mod answers;
+mod durability;
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Body, Frame};
+use spillway_kafka::{EventProducer, MemoryProducer};
+use spillway_store::{MemoryStore, SharedStore};
+use spillway_telemetry::IngressMetrics;
+
+use crate::pipeline::Pipeline;
+
+/// GitHub's published example: this secret signs `Hello, World!` as below
+/// (docs.github.com, "Validating webhook deliveries", testing the webhook payload validation).
+pub(crate) const GITHUB_SECRET: &str = "It's a Secret to Everybody";
+pub(crate) const GITHUB_BODY: &str = "Hello, World!";
+pub(crate) const GITHUB_SIGNATURE: &str =
+    "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
+
+/// The sources the tests send to; `{secret}` is the GitHub secret's file.
+const SOURCES: &str = r#"
+ingress:
+  max_in_flight: 8
+  retry_after: 3s
+  body_read_timeout: 5s
+  max_hops: 2
+  block_failing_clients: { failures: 2, window: 1h, duration: 10m }
+  # Named for the mutual-TLS source; the pipeline never opens them (the server does).
+  tls: { cert_file: /unused/cert.pem, key_file: /unused/key.pem, client_ca_file: /unused/ca.pem }
+kafka:
+  brokers: 127.0.0.1:1
+  delivery_timeout: 5s
+redis:
+  nodes: [redis://127.0.0.1:1]
+  key_prefix: "t:"
+sources:
+  github:
+    verify: { scheme: github }
+    secrets:
+      - { id: gh-1, file: "{secret}" }
+  open:
+    verify: { scheme: none }
+    dedupe: { from: header, name: x-id }
+    forward_headers: [x-trace-me]
+    max_body_bytes: 64
+  meters:
+    verify: { scheme: none }
+    dedupe: { from: json_pointer, pointer: /id }
+    partition_key: { from: json_pointer, pointer: /device }
+  lenient:
+    verify: { scheme: none }
+    dedupe: { from: header, name: x-id }
+    on_redis_unavailable: fail_open
+  nodedupe:
+    verify: { scheme: none }
+    dedupe: { from: none }
+  limited:
+    verify: { scheme: none }
+    dedupe: { from: none }
+    rate_limit: { requests: 2, window: 1m }
+  fenced:
+    verify: { scheme: none }
+    dedupe: { from: none }
+    allow_cidrs: [10.0.0.0/8]
+  devices:
+    verify: { scheme: none }
+    dedupe: { from: none }
+    require_client_cert: true
+"#;
+
+/// A pipeline on memory, and handles on its memory.
+pub(crate) struct Harness {
+    pub(crate) pipeline: Arc<Pipeline>,
+    pub(crate) kafka: MemoryProducer,
+    pub(crate) store: MemoryStore,
+    _secrets: tempfile::TempDir,
+}
+
+/// What a sender sees.
+#[derive(Debug)]
+pub(crate) struct Seen {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: serde_json::Value,
+}
+
+impl Seen {
+    /// The `error` code of an error answer.
+    pub(crate) fn code(&self) -> &str {
+        self.body["error"].as_str().unwrap_or_default()
+    }
+
+    /// The event id of a 202 or 200 answer.
+    pub(crate) fn id(&self) -> &str {
+        self.body["id"].as_str().unwrap_or_default()
+    }
+
+    pub(crate) fn retry_after(&self) -> Option<&str> {
+        self.headers
+            .get(http::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+    }
+}
+
+pub(crate) fn harness() -> Harness {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let secret = dir.path().join("github.secret");
+    std::fs::write(&secret, GITHUB_SECRET).expect("secret");
+    let yaml = SOURCES.replace("{secret}", &secret.display().to_string());
+    let config = spillway_config::parse_str(&yaml).expect("config");
+    // Not `validate()`: it would want the TLS files a mutual-TLS source needs; the sources
+    // resolve on their own.
+    let sources = config.resolve_sources().expect("sources");
+    let kafka = MemoryProducer::new();
+    let store = MemoryStore::new(config.redis.claim_ttl, config.redis.window);
+    let pipeline = Pipeline::new(
+        &config,
+        sources,
+        EventProducer::memory(kafka.clone()),
+        Some(SharedStore::Memory(store.clone())),
+        IngressMetrics::new().expect("metrics"),
+    );
+    Harness {
+        pipeline: Arc::new(pipeline),
+        kafka,
+        store,
+        _secrets: dir,
+    }
+}
+
+pub(crate) const PEER: &str = "192.0.2.10:40000";
+
+/// A POST of `body` to `/v1/hooks/{source}` with `headers`.
+pub(crate) fn post(source: &str, headers: &[(&str, &str)], body: &str) -> Request<Full<Bytes>> {
+    let mut builder = Request::post(format!("/v1/hooks/{source}"));
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    builder
+        .body(Full::new(Bytes::from(body.to_owned())))
+        .expect("request")
+}
+
+impl Harness {
+    /// Sends `req` from [`PEER`] and reads the answer.
+    pub(crate) async fn send<B>(&self, req: Request<B>) -> Seen
+    where
+        B: Body<Data = Bytes> + Send,
+        B::Error: Into<crate::BodyError>,
+    {
+        self.send_from(req, PEER).await
+    }
+
+    pub(crate) async fn send_from<B>(&self, req: Request<B>, peer: &str) -> Seen
+    where
+        B: Body<Data = Bytes> + Send,
+        B::Error: Into<crate::BodyError>,
+    {
+        let peer: SocketAddr = peer.parse().expect("peer");
+        let response = self.pipeline.clone().handle(req, peer).await;
+        let (parts, body) = response.into_parts();
+        let bytes = body.collect().await.expect("body").to_bytes();
+        Seen {
+            status: parts.status,
+            headers: parts.headers,
+            body: serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+                serde_json::Value::String(String::from_utf8_lossy(&bytes).into())
+            }),
+        }
+    }
+
+    /// The ingress's metrics as Prometheus text.
+    pub(crate) fn metrics(&self) -> String {
+        String::from_utf8(self.pipeline.metrics.encode()).expect("utf8")
+    }
+}
+
+/// A body whose bytes never come: a sender that stalls after its headers.
+pub(crate) struct Stalled;
+
+impl Body for Stalled {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        Poll::Pending
+    }
+}
+
+/// Lets spawned tasks run until they wait on something (the paused clock, a channel).
+pub(crate) async fn settle() {
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+}
+
+pub(crate) fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}

@@ -1,0 +1,329 @@
+//! The state the ingress pods share in the Redis Cluster: dedupe claims on an event key, and
+//! the window counters and expiring flags of rate limits and client blocks.
+//!
+//! The ingress claims a key before producing to Kafka, commits it once Kafka acknowledged the
+//! event, and releases it when the produce failed, so that the sender's retry is processed
+//! rather than dropped:
+//!
+//! ```text
+//! claim    SET k "pending:<id>" NX PX claim_ttl GET   -> Claimed | InFlight | Done(<original id>)
+//! commit   k == "pending:<id>" or absent ? SET k "done:<id>" EX window
+//! release  k == "pending:<id>" ? DEL k
+//! count    INCR k (PEXPIRE ttl on the first)              -> rate limits, verification failures
+//! read     GET k / write SET k v PX ttl                   -> blocked client addresses
+//! ```
+//!
+//! Commit and release compare before they write: a pod whose claim expired (it stalled past
+//! `claim_ttl`) must not overwrite or delete the claim another pod took since.
+//!
+//! Backends are an enum, as in Svix: the Redis Cluster for production and an in-memory map
+//! that needs no server for unit tests.
+
+mod memory;
+mod redis_store;
+
+use std::time::Duration;
+
+pub use memory::MemoryStore;
+pub use redis_store::{RedisSettings, RedisStore};
+
+/// The outcome of a claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// This request owns the key: produce, then commit or release.
+    Claimed(ClaimToken),
+    /// Another request holds the key and has not finished: answer 409, retry later.
+    InFlight,
+    /// An event with this key was accepted within the window, under this event id.
+    Done(String),
+}
+
+/// Proof of a claim, needed to commit or release it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimToken {
+    key: String,
+    event_id: String,
+}
+
+// === impl ClaimToken ===
+
+impl ClaimToken {
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    fn pending_value(&self) -> String {
+        format!("{PENDING}{}", self.event_id)
+    }
+
+    fn done_value(&self) -> String {
+        format!("{DONE}{}", self.event_id)
+    }
+}
+
+const PENDING: &str = "pending:";
+const DONE: &str = "done:";
+
+/// Reads a stored value back into a claim outcome.
+fn outcome_of(stored: &str) -> Result<Claim, StoreError> {
+    if stored.starts_with(PENDING) {
+        Ok(Claim::InFlight)
+    } else if let Some(id) = stored.strip_prefix(DONE) {
+        Ok(Claim::Done(id.to_owned()))
+    } else {
+        Err(StoreError::Corrupt(stored.chars().take(64).collect()))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("shared store unavailable during {op}: {source}")]
+    Unavailable {
+        op: &'static str,
+        #[source]
+        source: redis::RedisError,
+    },
+    #[error("shared store gave no answer to {op} within {after:?}")]
+    TimedOut { op: &'static str, after: Duration },
+    /// Only the in-memory store, switched offline by a test.
+    #[error("shared store offline during {op}")]
+    Offline { op: &'static str },
+    #[error("dedupe key holds a value Spillway did not write: {0:?}")]
+    Corrupt(String),
+}
+
+/// The shared store of a process: the Redis Cluster, or memory for tests.
+#[derive(Debug, Clone)]
+pub enum SharedStore {
+    Redis(RedisStore),
+    Memory(MemoryStore),
+}
+
+// === impl SharedStore ===
+
+impl SharedStore {
+    /// Claims `key` for the event `event_id`.
+    pub async fn claim(&self, key: &str, event_id: &str) -> Result<Claim, StoreError> {
+        let token = ClaimToken {
+            key: key.to_owned(),
+            event_id: event_id.to_owned(),
+        };
+        match self {
+            Self::Redis(s) => s.claim(token).await,
+            Self::Memory(s) => s.reachable("claim").and_then(|()| s.claim(token)),
+        }
+    }
+
+    /// Records that the claimed event is in Kafka. Returns false when the claim had already
+    /// been taken over by another request (it expired first): both events are then in Kafka.
+    pub async fn commit(&self, token: &ClaimToken) -> Result<bool, StoreError> {
+        match self {
+            Self::Redis(s) => s.commit(token).await,
+            Self::Memory(s) => s.reachable("commit").map(|()| s.commit(token)),
+        }
+    }
+
+    /// Gives the key back after a failed produce, so the sender's retry is processed.
+    pub async fn release(&self, token: &ClaimToken) -> Result<(), StoreError> {
+        match self {
+            Self::Redis(s) => s.release(token).await,
+            Self::Memory(s) => s.reachable("release").map(|()| s.release(token)),
+        }
+    }
+
+    /// Adds one to the counter `key` and returns its new value. The counter lives `ttl` from
+    /// its first hit, so keying it by a time window gives a fixed-window rate limit shared by
+    /// every process that uses the same store.
+    pub async fn count(&self, key: &str, ttl: Duration) -> Result<u64, StoreError> {
+        match self {
+            Self::Redis(s) => s.count(key, ttl).await,
+            Self::Memory(s) => s.reachable("count").map(|()| s.count(key, ttl)),
+        }
+    }
+
+    /// The value of `key`, if it is set and not expired.
+    pub async fn read(&self, key: &str) -> Result<Option<String>, StoreError> {
+        match self {
+            Self::Redis(s) => s.read(key).await,
+            Self::Memory(s) => s.reachable("read").map(|()| s.read(key)),
+        }
+    }
+
+    /// Sets `key` to `value` for `ttl`.
+    pub async fn write(&self, key: &str, value: &str, ttl: Duration) -> Result<(), StoreError> {
+        match self {
+            Self::Redis(s) => s.write(key, value, ttl).await,
+            Self::Memory(s) => s.reachable("write").map(|()| s.write(key, value, ttl)),
+        }
+    }
+
+    /// Whether the store answers; used by readiness.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        match self {
+            Self::Redis(s) => s.ping().await,
+            Self::Memory(s) => s.reachable("ping"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn memory_store_follows_the_claim_protocol() {
+        let store = SharedStore::Memory(MemoryStore::new(
+            Duration::from_secs(30),
+            Duration::from_secs(60),
+        ));
+        let Claim::Claimed(token) = store.claim("k", "id-1").await.expect("claim") else {
+            panic!("first claim must win");
+        };
+        assert_eq!(
+            store.claim("k", "id-2").await.expect("claim"),
+            Claim::InFlight
+        );
+        store.release(&token).await.expect("release");
+        let Claim::Claimed(token) = store.claim("k", "id-3").await.expect("claim") else {
+            panic!("a released key can be claimed again");
+        };
+        assert!(store.commit(&token).await.expect("commit"));
+        assert_eq!(
+            store.claim("k", "id-4").await.expect("claim"),
+            Claim::Done("id-3".into())
+        );
+        // Releasing a committed key does nothing.
+        store.release(&token).await.expect("release");
+        assert_eq!(
+            store.claim("k", "id-5").await.expect("claim"),
+            Claim::Done("id-3".into())
+        );
+    }
+
+    #[tokio::test]
+    async fn counters_count_until_they_expire() {
+        let store = SharedStore::Memory(MemoryStore::new(
+            Duration::from_secs(30),
+            Duration::from_secs(60),
+        ));
+        for n in 1..=3 {
+            assert_eq!(
+                store
+                    .count("c", Duration::from_secs(60))
+                    .await
+                    .expect("count"),
+                n
+            );
+        }
+        assert_eq!(
+            store
+                .count("other", Duration::from_secs(60))
+                .await
+                .expect("count"),
+            1
+        );
+        assert_eq!(store.count("gone", Duration::ZERO).await.expect("count"), 1);
+        assert_eq!(store.count("gone", Duration::ZERO).await.expect("count"), 1);
+    }
+
+    fn memory() -> (MemoryStore, SharedStore) {
+        let memory = MemoryStore::new(Duration::from_secs(30), Duration::from_secs(600));
+        (memory.clone(), SharedStore::Memory(memory))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_claim_never_committed_expires_after_claim_ttl() {
+        let (_, store) = memory();
+        assert!(matches!(
+            store.claim("k", "stalled").await,
+            Ok(Claim::Claimed(_))
+        ));
+        tokio::time::advance(Duration::from_secs(29)).await;
+        assert_eq!(store.claim("k", "early").await.ok(), Some(Claim::InFlight));
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert!(matches!(
+            store.claim("k", "after").await,
+            Ok(Claim::Claimed(_))
+        ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_committed_key_is_a_duplicate_for_the_window_only() {
+        let (memory, store) = memory();
+        let Ok(Claim::Claimed(token)) = store.claim("k", "first").await else {
+            panic!("first claim must win");
+        };
+        assert!(store.commit(&token).await.expect("commit"));
+        assert_eq!(memory.peek("k").as_deref(), Some("done:first"));
+        tokio::time::advance(Duration::from_secs(599)).await;
+        assert_eq!(
+            store.claim("k", "retry").await.ok(),
+            Some(Claim::Done("first".into()))
+        );
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert!(matches!(
+            store.claim("k", "much later").await,
+            Ok(Claim::Claimed(_))
+        ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_commit_after_another_request_took_the_expired_claim_reports_it() {
+        let (_, store) = memory();
+        let Ok(Claim::Claimed(slow)) = store.claim("k", "slow").await else {
+            panic!("first claim must win");
+        };
+        tokio::time::advance(Duration::from_secs(31)).await;
+        let Ok(Claim::Claimed(_)) = store.claim("k", "fast").await else {
+            panic!("the expired claim is free");
+        };
+        assert!(!store.commit(&slow).await.expect("commit"));
+        store.release(&slow).await.expect("release");
+        assert_eq!(store.claim("k", "third").await.ok(), Some(Claim::InFlight));
+    }
+
+    #[tokio::test]
+    async fn an_offline_store_fails_every_call_until_it_is_back() {
+        let (memory, store) = memory();
+        memory.set_offline(true);
+        assert!(matches!(
+            store.claim("k", "id").await,
+            Err(StoreError::Offline { op: "claim" })
+        ));
+        assert!(store.count("c", Duration::from_secs(1)).await.is_err());
+        assert!(store.read("r").await.is_err());
+        assert!(store.write("w", "v", Duration::from_secs(1)).await.is_err());
+        assert!(store.ping().await.is_err());
+        memory.set_offline(false);
+        assert!(store.ping().await.is_ok());
+        assert!(matches!(
+            store.claim("k", "id").await,
+            Ok(Claim::Claimed(_))
+        ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_written_flag_reads_back_until_its_ttl() {
+        let (_, store) = memory();
+        store
+            .write("block", "until", Duration::from_secs(10))
+            .await
+            .expect("write");
+        assert_eq!(
+            store.read("block").await.expect("read").as_deref(),
+            Some("until")
+        );
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert_eq!(store.read("block").await.expect("read"), None);
+    }
+
+    #[test]
+    fn foreign_values_are_reported_not_guessed() {
+        assert!(matches!(
+            outcome_of("something"),
+            Err(StoreError::Corrupt(_))
+        ));
+    }
+}

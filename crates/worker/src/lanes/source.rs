@@ -1,0 +1,146 @@
+//! A source partition's lane: each record is fanned out to the queue of every subscription that
+//! wants it, and each subscription's task delivers its share in order, so subscriptions proceed
+//! independently. A subscription whose queue stays full is slow: its deliveries are deferred to
+//! the first retry tier instead of holding up the lane.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use rdkafka::message::{Message, OwnedMessage};
+use spillway_config::ResolvedSubscription;
+use tokio::sync::{mpsc, Notify};
+
+use super::LaneContext;
+use crate::delivery::{wants, OutboundEvent};
+use crate::ledger::{Ledger, Progress};
+
+/// One delivery of one record to one subscription.
+struct Job {
+    message: Arc<OwnedMessage>,
+    event: Arc<OutboundEvent>,
+    /// As it stood when the record was read: a later change applies to later records.
+    subscription: Arc<ResolvedSubscription>,
+    progress: Arc<Progress>,
+}
+
+/// A subscription's queue within a source lane.
+struct SubscriptionQueue {
+    tx: mpsc::Sender<Job>,
+    /// Its queue stayed full for `slow_after`: deliveries are deferred until it drains to half.
+    slow: bool,
+}
+
+/// Reads the partition's records until the lane is handed back or its records end, storing
+/// the settled offsets as deliveries settle.
+pub(super) async fn run_source_lane(
+    lane: LaneContext,
+    mut rx: mpsc::UnboundedReceiver<OwnedMessage>,
+    ledger: &mut Ledger,
+) {
+    let mut queues: HashMap<String, SubscriptionQueue> = HashMap::new();
+    let settled = ledger.settled();
+    let capacity = lane.limits.subscription_queue.max(1);
+    loop {
+        tokio::select! {
+            biased;
+            () = lane.handback.cancelled() => return,
+            () = settled.notified() => {}
+            received = rx.recv() => {
+                let Some(message) = received else { return };
+                lane.queued.fetch_sub(1, Ordering::Relaxed);
+                let event = Arc::new(lane.handling.outbound(&message));
+                let message = Arc::new(message);
+                let matching: Vec<Arc<ResolvedSubscription>> = lane
+                    .handling
+                    .subscriptions
+                    .snapshot()
+                    .iter()
+                    .filter(|s| wants(s, &event.source, event.event_type.as_deref()))
+                    .cloned()
+                    .collect();
+                let progress = ledger.open(message.offset(), matching.len());
+                for subscription in matching {
+                    let queue = queues.entry(subscription.id.clone()).or_insert_with(|| SubscriptionQueue {
+                        tx: subscription_task(&lane, settled.clone()),
+                        slow: false,
+                    });
+                    if queue.slow && queue.tx.capacity() >= capacity / 2 {
+                        queue.slow = false;
+                    }
+                    let job = Job { message: message.clone(), event: event.clone(), subscription: subscription.clone(), progress: progress.clone() };
+                    let refused = if queue.slow {
+                        Some(job)
+                    } else {
+                        match queue.tx.send_timeout(job, lane.limits.slow_after).await {
+                            Ok(()) => None,
+                            Err(mpsc::error::SendTimeoutError::Timeout(job)) => {
+                                tracing::info!(subscription = %subscription.id, "slow subscriber: deferring its deliveries");
+                                queue.slow = true;
+                                Some(job)
+                            }
+                            // Its task stopped: the lane is being handed back.
+                            Err(mpsc::error::SendTimeoutError::Closed(_)) => return,
+                        }
+                    };
+                    if let Some(job) = refused {
+                        defer(&lane, job, settled.clone());
+                    }
+                }
+            }
+        }
+        ledger.store_settled(lane.offsets.as_ref());
+    }
+}
+
+/// Parks a slow subscription's delivery in the first retry tier, still as its first attempt.
+fn defer(lane: &LaneContext, job: Job, settled: Arc<Notify>) {
+    let (handling, abandon) = (lane.handling.clone(), lane.abandon.clone());
+    lane.tracker.spawn(async move {
+        let wait = handling.tiers.first().map(|t| t.delay).unwrap_or_default();
+        if handling
+            .postpone(
+                &job.message,
+                &job.subscription,
+                1,
+                wait,
+                "the subscription is slow",
+                &abandon,
+            )
+            .await
+        {
+            job.progress.settle_one(&settled);
+        }
+    });
+}
+
+/// The task delivering one subscription's share of a partition, in order. When the lane is
+/// handed back it finishes the delivery in hand and leaves the queued ones to the next owner.
+fn subscription_task(lane: &LaneContext, settled: Arc<Notify>) -> mpsc::Sender<Job> {
+    let (tx, mut rx) = mpsc::channel::<Job>(lane.limits.subscription_queue.max(1));
+    let (handling, handback, abandon) = (
+        lane.handling.clone(),
+        lane.handback.clone(),
+        lane.abandon.clone(),
+    );
+    lane.tracker.spawn(async move {
+        loop {
+            let job = tokio::select! {
+                biased;
+                () = handback.cancelled() => return,
+                job = rx.recv() => match job {
+                    Some(job) => job,
+                    None => return,
+                },
+            };
+            if !handling
+                .attempt(&job.message, &job.subscription, &job.event, 1, &abandon)
+                .await
+            {
+                return;
+            }
+            job.progress.settle_one(&settled);
+        }
+    });
+    tx
+}

@@ -1,0 +1,309 @@
+//! Lanes over the memory producer and deliverer, their offsets recorded: which offsets are
+//! stored when deliveries settle, when the lane is handed back and when it abandons its work.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::message::OwnedMessage;
+use spillway_core::time::now_ms;
+use tokio::task::JoinHandle;
+
+use super::*;
+use crate::control::{ATTEMPT, LAST_ERROR};
+use crate::delivery::{DeliveryOutcome, MemoryAnswer};
+use crate::test_support::{
+    kit, retry_record, source_record, subscription, tier, Kit, OffsetRecorder,
+};
+
+const DELIVERED: MemoryAnswer = MemoryAnswer::Now(DeliveryOutcome::Delivered { status: 200 });
+
+fn limits() -> LaneLimits {
+    LaneLimits {
+        subscription_queue: 8,
+        slow_after: Duration::from_secs(1),
+        retry_concurrency: 4,
+    }
+}
+
+/// A lane running in its own task, its offsets recorded.
+struct Running {
+    lane: Lane,
+    task: JoinHandle<()>,
+    offsets: Arc<OffsetRecorder>,
+}
+
+fn start(kit: &Kit, role: Role, limits: LaneLimits) -> Running {
+    let offsets = Arc::new(OffsetRecorder::default());
+    let (context, lane, rx, finished) =
+        LaneContext::open(role, offsets.clone(), kit.handling.clone(), limits);
+    let ledger = Ledger::new("t.lane".into(), 0);
+    let task = tokio::spawn(async move {
+        let _finished = finished;
+        run_lane(context, rx, ledger).await;
+    });
+    Running {
+        lane,
+        task,
+        offsets,
+    }
+}
+
+impl Running {
+    fn send(&self, message: OwnedMessage) {
+        self.lane.queued.fetch_add(1, Ordering::Relaxed);
+        assert!(self.lane.tx.send(message).is_ok(), "the lane is running");
+    }
+}
+
+/// Lets the lane's tasks run for `secs` of the paused clock.
+async fn run_for(secs: u64) {
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+}
+
+// --- source lanes ---
+
+#[tokio::test(start_paused = true)]
+async fn a_source_lane_stores_each_record_once_every_subscription_has_it() {
+    let kit = kit(vec![subscription("s1"), subscription("s2")]);
+    let running = start(&kit, Role::Source, limits());
+    for offset in 0..3 {
+        running.send(source_record(offset));
+    }
+    run_for(1).await;
+    assert_eq!(running.offsets.offsets(), [0, 1, 2]);
+    assert_eq!(kit.subscribers.deliveries().len(), 6);
+    assert_eq!(running.lane.queued.load(Ordering::Relaxed), 0);
+    drop(running.lane);
+    running.task.await.expect("lane");
+    assert_eq!(running.offsets.offsets(), [0, 1, 2], "nothing stored twice");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_record_no_subscription_wants_is_stored_without_a_delivery() {
+    let elsewhere = spillway_config::ResolvedSubscription {
+        sources: vec!["stripe".into()],
+        ..subscription("s1")
+    };
+    let kit = kit(vec![elsewhere]);
+    let running = start(&kit, Role::Source, limits());
+    running.send(source_record(0));
+    run_for(1).await;
+    assert_eq!(running.offsets.offsets(), [0]);
+    assert!(kit.subscribers.deliveries().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_offset_waits_for_the_slowest_subscription_of_its_record() {
+    let kit = kit(vec![subscription("s1"), subscription("s2")]);
+    // The first delivery (s1 or s2 of record 0) takes 10 s, the others none.
+    kit.subscribers.then(MemoryAnswer::After(
+        Duration::from_secs(10),
+        DeliveryOutcome::Delivered { status: 200 },
+    ));
+    let running = start(&kit, Role::Source, limits());
+    running.send(source_record(0));
+    running.send(source_record(1));
+    run_for(5).await;
+    assert_eq!(
+        kit.subscribers.deliveries().len(),
+        3,
+        "the other queue went on"
+    );
+    assert!(running.offsets.offsets().is_empty());
+    run_for(10).await;
+    assert_eq!(running.offsets.offsets(), [0, 1]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_handed_back_source_lane_finishes_the_delivery_in_hand_and_leaves_the_queued_ones() {
+    let kit = kit(vec![subscription("s1")]);
+    kit.subscribers.then(DELIVERED).then(MemoryAnswer::After(
+        Duration::from_secs(5),
+        DeliveryOutcome::Delivered { status: 200 },
+    ));
+    let running = start(&kit, Role::Source, limits());
+    for offset in 0..3 {
+        running.send(source_record(offset));
+    }
+    run_for(1).await;
+    running.lane.handback.cancel();
+    running.task.await.expect("lane");
+    assert_eq!(running.offsets.offsets(), [0, 1]);
+    let delivered: Vec<_> = kit
+        .subscribers
+        .deliveries()
+        .into_iter()
+        .map(|d| d.event.event_id)
+        .collect();
+    assert_eq!(delivered, ["e-0", "e-1"], "record 2 is the next owner's");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_abandoned_source_lane_stores_nothing_past_the_delivery_it_gave_up() {
+    let kit = kit(vec![subscription("s1")]);
+    kit.subscribers.then(DELIVERED).then(MemoryAnswer::Hang);
+    let running = start(&kit, Role::Source, limits());
+    for offset in 0..3 {
+        running.send(source_record(offset));
+    }
+    run_for(1).await;
+    running.lane.handback.cancel();
+    run_for(60).await;
+    assert!(
+        !running.task.is_finished(),
+        "waiting for the delivery in hand"
+    );
+    running.lane.abandon.cancel();
+    running.task.await.expect("lane");
+    assert_eq!(running.offsets.offsets(), [0]);
+    assert!(kit.kafka.records().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_subscription_is_deferred_to_the_first_tier_as_its_first_attempt() {
+    let kit = kit(vec![subscription("s1")]);
+    kit.subscribers.behave(MemoryAnswer::Hang);
+    let tight = LaneLimits {
+        subscription_queue: 1,
+        ..limits()
+    };
+    let running = start(&kit, Role::Source, tight);
+    // Record 0 hangs in hand, record 1 fills the queue, record 2 waits `slow_after` for room.
+    for offset in 0..3 {
+        running.send(source_record(offset));
+    }
+    run_for(2).await;
+    let deferred = kit.kafka.records_in(&tier(1));
+    assert_eq!(deferred.len(), 1, "{deferred:?}");
+    assert_eq!(
+        deferred[0].header(spillway_core::headers::EVENT_ID),
+        Some("e-2")
+    );
+    assert_eq!(deferred[0].header(ATTEMPT), Some("1"));
+    assert_eq!(
+        deferred[0].header(LAST_ERROR),
+        Some("postponed: the subscription is slow")
+    );
+    assert!(
+        running.offsets.offsets().is_empty(),
+        "record 2 settled, 0 and 1 not"
+    );
+    running.lane.handback.cancel();
+    running.lane.abandon.cancel();
+    running.task.await.expect("lane");
+    assert!(running.offsets.offsets().is_empty());
+}
+
+// --- retry lanes ---
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_lane_waits_until_its_head_record_is_due() {
+    let kit = kit(vec![subscription("s1")]);
+    let running = start(&kit, Role::Retry, limits());
+    running.send(retry_record(0, "s1", 2, now_ms() + 3_000));
+    run_for(2).await;
+    assert!(kit.subscribers.deliveries().is_empty(), "not due yet");
+    run_for(2).await;
+    let asked = kit.subscribers.deliveries();
+    assert_eq!(asked.len(), 1);
+    assert_eq!(asked[0].attempt, 2);
+    assert_eq!(running.offsets.offsets(), [0]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn retries_settling_out_of_order_are_stored_in_order() {
+    let kit = kit(vec![subscription("s1")]);
+    kit.subscribers.then(MemoryAnswer::After(
+        Duration::from_secs(10),
+        DeliveryOutcome::Delivered { status: 200 },
+    ));
+    let running = start(&kit, Role::Retry, limits());
+    running.send(retry_record(0, "s1", 2, 0));
+    running.send(retry_record(1, "s1", 2, 0));
+    run_for(1).await;
+    assert_eq!(
+        kit.subscribers.deliveries().len(),
+        2,
+        "delivered concurrently"
+    );
+    assert!(running.offsets.offsets().is_empty(), "1 settled, 0 not yet");
+    run_for(10).await;
+    assert_eq!(running.offsets.offsets(), [0, 1]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_concurrency_bounds_the_retries_in_hand() {
+    let kit = kit(vec![subscription("s1")]);
+    kit.subscribers.behave(MemoryAnswer::After(
+        Duration::from_secs(5),
+        DeliveryOutcome::Delivered { status: 200 },
+    ));
+    let one_at_a_time = LaneLimits {
+        retry_concurrency: 1,
+        ..limits()
+    };
+    let running = start(&kit, Role::Retry, one_at_a_time);
+    running.send(retry_record(0, "s1", 2, 0));
+    running.send(retry_record(1, "s1", 2, 0));
+    run_for(1).await;
+    assert_eq!(kit.subscribers.deliveries().len(), 1);
+    run_for(5).await;
+    assert_eq!(kit.subscribers.deliveries().len(), 2);
+    assert_eq!(running.offsets.offsets(), [0]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_handed_back_retry_lane_leaves_what_it_has_not_started() {
+    let kit = kit(vec![subscription("s1")]);
+    kit.subscribers.behave(MemoryAnswer::Hang);
+    let running = start(&kit, Role::Retry, limits());
+    running.send(retry_record(0, "s1", 2, 0));
+    running.send(retry_record(1, "s1", 2, now_ms() + 60_000));
+    run_for(1).await;
+    running.lane.handback.cancel();
+    run_for(1).await;
+    assert!(!running.task.is_finished(), "record 0 is still in hand");
+    running.lane.abandon.cancel();
+    running.task.await.expect("lane");
+    assert_eq!(
+        kit.subscribers.deliveries().len(),
+        1,
+        "record 1 never started"
+    );
+    assert!(running.offsets.offsets().is_empty());
+    assert!(kit.kafka.records().is_empty());
+}
+
+// --- draining ---
+
+#[test]
+fn draining_finished_lanes_hands_them_back_and_abandons_nothing() {
+    let kit = kit(vec![]);
+    let offsets = Arc::new(OffsetRecorder::default());
+    let (context, lane, _rx, finished) =
+        LaneContext::open(Role::Source, offsets, kit.handling.clone(), limits());
+    drop(finished);
+    assert_eq!(drain_lanes(vec![lane], Duration::ZERO), 0);
+    assert!(context.handback.is_cancelled());
+    assert!(!context.abandon.is_cancelled());
+}
+
+#[test]
+fn a_lane_still_busy_at_the_drain_bound_abandons_its_work() {
+    let kit = kit(vec![]);
+    let offsets = Arc::new(OffsetRecorder::default());
+    let (context, lane, _rx, finished) =
+        LaneContext::open(Role::Retry, offsets, kit.handling.clone(), limits());
+    // The lane finishes only once told to abandon its deliveries.
+    let abandon = context.abandon.clone();
+    let busy = std::thread::spawn(move || {
+        while !abandon.is_cancelled() {
+            std::thread::yield_now();
+        }
+        drop(finished);
+    });
+    assert_eq!(drain_lanes(vec![lane], Duration::ZERO), 1);
+    assert!(context.handback.is_cancelled() && context.abandon.is_cancelled());
+    busy.join().expect("lane thread");
+}

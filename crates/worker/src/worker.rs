@@ -1,0 +1,331 @@
+//! A worker process assembled from its config and run: a consumer for the source topics (first
+//! attempts) and one for the retry tiers, the registry it follows, its admin listener
+//! (readiness, metrics, the subscription API) and its consumer-lag gauge.
+//!
+//! At-least-once: a record's offset is stored only after the record is fully handled: each
+//! matching subscription got it, or the delivery was parked in a retry tier or the dead-letter
+//! topic with Kafka's acknowledgement (see [`crate::ledger`]). The stored offsets are committed
+//! every second, when partitions are revoked and on shutdown.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::Consumer;
+use spillway_config::{Config, FieldError};
+use spillway_kafka::{Connection, EventProducer, ProducerSettings};
+use spillway_telemetry::{serve_admin, Readiness, ReadinessFuture, WorkerMetrics};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::SubscriptionApi;
+use crate::breaker::Breakers;
+use crate::delivery::Deliverer;
+use crate::handling::Handling;
+use crate::lanes::{consume, DrainingContext, LaneLimits, Lanes, Role, WorkerConsumer};
+use crate::registry::{Follower, LiveSubscriptions, Registry};
+use crate::ssrf::AddressPolicy;
+use crate::topics::{dead_letter_topic, retry_tiers};
+use crate::RetryPolicy;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("config: {0}")]
+    Config(#[from] ConfigProblem),
+    #[error(transparent)]
+    Kafka(#[from] spillway_kafka::ClientError),
+    #[error("kafka consumer: {0}")]
+    Consumer(#[from] rdkafka::error::KafkaError),
+    #[error(transparent)]
+    Setup(#[from] crate::delivery::SetupError),
+    #[error("kafka did not take the record: {0}")]
+    Produce(#[from] spillway_kafka::ProduceError),
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
+}
+
+/// Why a config cannot run a worker, a replay or a redrive.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigProblem {
+    /// Sources or subscriptions that do not resolve.
+    #[error("{}", spillway_config::describe(.0))]
+    Invalid(Vec<FieldError>),
+    /// The API token cannot be read (the config crate says why only in words).
+    #[error("worker.api_token: {0}")]
+    ApiToken(String),
+    #[error("metrics registry: {0}")]
+    Metrics(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("no source named {0:?}")]
+    UnknownSource(String),
+    #[error("no subscription named {0:?}")]
+    UnknownSubscription(String),
+}
+
+/// A worker process: a consumer for the source topics and one for the retry tiers.
+#[derive(Debug)]
+pub struct Worker {
+    config: Arc<Config>,
+    handling: Arc<Handling>,
+    api_token: Option<String>,
+    consumer_config: ClientConfig,
+    group_id: String,
+    source_topics: Vec<String>,
+    backlog: usize,
+    limits: LaneLimits,
+    flush_timeout: Duration,
+    drain_timeout: Duration,
+}
+
+// === impl Worker ===
+
+impl Worker {
+    pub fn from_config(config: &Config) -> Result<Self, WorkerError> {
+        let sources = config
+            .resolve_source_routes()
+            .map_err(ConfigProblem::Invalid)?;
+        let shared = Arc::new(config.clone());
+        let subscriptions = Arc::new(LiveSubscriptions::new(
+            shared.clone(),
+            config
+                .resolve_subscriptions()
+                .map_err(ConfigProblem::Invalid)?,
+        ));
+        let api_token = config
+            .worker
+            .api_token
+            .as_ref()
+            .map(spillway_config::read_api_token)
+            .transpose()
+            .map_err(ConfigProblem::ApiToken)?;
+        let producer = EventProducer::new(&ProducerSettings::from(&config.kafka))?;
+        let mut consumer_config = Connection::from(&config.kafka).client_config();
+        for (k, v) in &config.worker.consumer_properties {
+            consumer_config.set(k, v);
+        }
+        consumer_config
+            // Offsets are stored by hand once a record is handled, committed every second.
+            .set("enable.auto.commit", "true")
+            .set("auto.commit.interval.ms", "1000")
+            .set("enable.auto.offset.store", "false")
+            // A new group starts at the beginning: events accepted before the first worker
+            // started are delivered too.
+            .set("auto.offset.reset", "earliest");
+        Ok(Self {
+            config: shared,
+            api_token,
+            handling: Arc::new(Handling {
+                sources: sources
+                    .iter()
+                    .map(|s| (s.name.clone(), s.clone()))
+                    .collect(),
+                subscriptions,
+                limiters: std::sync::Mutex::default(),
+                deliverer: Deliverer::new(AddressPolicy::new(config.worker.allow_cidrs.clone()))?,
+                policy: RetryPolicy::from(&config.worker),
+                tiers: retry_tiers(config),
+                dead_letter: dead_letter_topic(config),
+                producer,
+                breakers: Breakers::new(
+                    config.worker.breaker_failures,
+                    config.worker.breaker_cooldown,
+                ),
+                metrics: WorkerMetrics::new().map_err(|e| ConfigProblem::Metrics(Box::new(e)))?,
+            }),
+            consumer_config,
+            group_id: config.worker.group_id.clone(),
+            source_topics: config.topics(),
+            backlog: config.worker.partition_backlog.max(1),
+            limits: LaneLimits {
+                subscription_queue: config.worker.subscription_queue.max(1),
+                slow_after: config.worker.slow_after,
+                retry_concurrency: config.worker.retry_concurrency.max(1),
+            },
+            flush_timeout: config.kafka.delivery_timeout,
+            drain_timeout: config.worker.drain_timeout,
+        })
+    }
+
+    /// The worker's metrics (for tests and embedding).
+    pub fn metrics(&self) -> WorkerMetrics {
+        self.handling.metrics.clone()
+    }
+
+    /// Consumes until `shutdown` resolves, serving `/healthz`, `/readyz` and `/metrics` on
+    /// `admin` meanwhile; then records not started are handed back, deliveries in hand get up
+    /// to `worker.drain_timeout` to finish, offsets of settled records are committed and the
+    /// producer is flushed.
+    pub async fn run(
+        self,
+        admin: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), WorkerError> {
+        let cancel = CancellationToken::new();
+        // The registry is read to its end before any record is handled: a record handled
+        // before its subscriptions are known would be settled without reaching them.
+        let mut follower = Follower::start(&self.config).await?;
+        self.handling.subscriptions.catch_up(&mut follower).await?;
+        let registry_task = tokio::spawn(
+            self.handling
+                .subscriptions
+                .clone()
+                .follow(follower, cancel.clone()),
+        );
+        let (source, source_lanes) = self.consumer(&self.group_id, &self.source_topics)?;
+        let retry_topics: Vec<String> = self
+            .handling
+            .tiers
+            .iter()
+            .map(|t| t.topic.clone())
+            .collect();
+        let (retry, retry_lanes) =
+            self.consumer(&format!("{}.retry", self.group_id), &retry_topics)?;
+        let readiness = Arc::new(WorkerReadiness {
+            producer: self.handling.producer.clone(),
+            cancel: cancel.clone(),
+        });
+        let admin_task = tokio::spawn(serve_admin(
+            admin,
+            Arc::new(self.handling.metrics.clone()),
+            readiness,
+            self.api_token.clone().map(|token| {
+                Arc::new(SubscriptionApi::new(
+                    Registry::new(self.config.clone(), self.handling.producer.clone()),
+                    self.handling.subscriptions.clone(),
+                    token,
+                )) as Arc<dyn spillway_telemetry::AdminRoutes>
+            }),
+            {
+                let cancel = cancel.clone();
+                async move { cancel.cancelled().await }
+            },
+        ));
+        let lag_task = tokio::spawn(report_lag(
+            // Source topics only: records in the retry tiers wait on purpose.
+            source.clone(),
+            self.handling.metrics.clone(),
+            cancel.clone(),
+        ));
+        let tasks = [
+            tokio::spawn(consume(
+                source,
+                source_lanes,
+                Role::Source,
+                self.handling.clone(),
+                cancel.clone(),
+                self.backlog,
+                self.limits,
+            )),
+            tokio::spawn(consume(
+                retry,
+                retry_lanes,
+                Role::Retry,
+                self.handling.clone(),
+                cancel.clone(),
+                self.backlog,
+                self.limits,
+            )),
+        ];
+        shutdown.await;
+        tracing::info!("shutdown: draining the deliveries in hand");
+        cancel.cancel();
+        for task in tasks {
+            if let Err(e) = task.await {
+                tracing::error!(error = %e, "consumer task failed");
+            }
+        }
+        let _ = lag_task.await;
+        let _ = admin_task.await;
+        let _ = registry_task.await;
+        let producer = self.handling.producer.clone();
+        let timeout = self.flush_timeout;
+        let _ = tokio::task::spawn_blocking(move || producer.flush(timeout)).await;
+        tracing::info!("worker stopped");
+        Ok(())
+    }
+
+    fn consumer(
+        &self,
+        group: &str,
+        topics: &[String],
+    ) -> Result<(Arc<WorkerConsumer>, Lanes), WorkerError> {
+        let lanes = Lanes::default();
+        let consumer: WorkerConsumer = self
+            .consumer_config
+            .clone()
+            .set("group.id", group)
+            .create_with_context(DrainingContext::new(lanes.clone(), self.drain_timeout))?;
+        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+        consumer.subscribe(&names)?;
+        Ok((Arc::new(consumer), lanes))
+    }
+}
+
+/// Ready while not stopping and Kafka answers metadata requests.
+#[derive(Debug)]
+struct WorkerReadiness {
+    producer: EventProducer,
+    cancel: CancellationToken,
+}
+
+impl Readiness for WorkerReadiness {
+    fn check(&self) -> ReadinessFuture<'_> {
+        Box::pin(async move {
+            if self.cancel.is_cancelled() {
+                return Err("stopping".into());
+            }
+            let producer = self.producer.clone();
+            tokio::task::spawn_blocking(move || producer.metadata_ok(Duration::from_secs(2)))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())
+        })
+    }
+}
+
+/// How often consumer lag is measured.
+const LAG_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Measures, every few seconds, how far each assigned source partition's position is behind
+/// its end.
+async fn report_lag(
+    consumer: Arc<WorkerConsumer>,
+    metrics: WorkerMetrics,
+    cancel: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(LAG_INTERVAL) => {}
+        }
+        let (consumer, metrics) = (consumer.clone(), metrics.clone());
+        let measured = tokio::task::spawn_blocking(move || {
+            let Ok(positions) = consumer.position() else {
+                return;
+            };
+            // A partition that fetched nothing since it was assigned has no position yet: it
+            // stands at the group's committed offset.
+            let committed = consumer.committed(Duration::from_secs(2)).ok();
+            for p in positions.elements() {
+                let Ok((low, high)) =
+                    consumer.fetch_watermarks(p.topic(), p.partition(), Duration::from_secs(2))
+                else {
+                    continue;
+                };
+                let stored = committed
+                    .as_ref()
+                    .and_then(|c| c.find_partition(p.topic(), p.partition()))
+                    .and_then(|e| match e.offset() {
+                        rdkafka::Offset::Offset(o) => Some(o),
+                        _ => None,
+                    });
+                let at = match p.offset() {
+                    rdkafka::Offset::Offset(o) => o,
+                    _ => stored.unwrap_or(low),
+                };
+                metrics.lag(p.topic(), p.partition(), (high - at).max(0));
+            }
+        });
+        let _ = measured.await;
+    }
+}
