@@ -74,7 +74,7 @@ fn main() -> ExitCode {
     let loaded = match serving_config(&cli.command) {
         Ok(loaded) => loaded,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", commands::report(&e));
             return ExitCode::FAILURE;
         }
     };
@@ -102,7 +102,7 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli.command, config)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", commands::report(&e));
             ExitCode::FAILURE
         }
     }

@@ -77,7 +77,7 @@ impl Pipeline {
         match produced {
             Ok(_) => {
                 if let Some(held) = claim {
-                    held.commit(&source.name).await;
+                    held.commit(&source.name, &id).await;
                 }
                 answer::accepted(&id)
             }
@@ -177,7 +177,7 @@ impl<'a> HeldClaim<'a> {
     }
 
     /// The event is in Kafka: later requests with its key are duplicates.
-    async fn commit(self, source: &str) {
+    async fn commit(self, source: &str, event_id: &str) {
         let committed = timed(
             self.metrics,
             RedisCommand::Commit,
@@ -188,10 +188,11 @@ impl<'a> HeldClaim<'a> {
             Ok(true) => {}
             Ok(false) => tracing::warn!(
                 source,
+                event_id,
                 "claim expired before commit; another request took the key"
             ),
             // The event is in Kafka; the claim expires after claim_ttl.
-            Err(e) => tracing::warn!(source, error = %e, "commit failed"),
+            Err(e) => tracing::warn!(source, event_id, error = %e, "commit failed"),
         }
     }
 

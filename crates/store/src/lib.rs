@@ -83,8 +83,6 @@ pub enum StoreError {
         #[source]
         source: redis::RedisError,
     },
-    #[error("shared store gave no answer to {op} within {after:?}")]
-    TimedOut { op: &'static str, after: Duration },
     /// Only the in-memory store, switched offline by a test.
     #[error("shared store offline during {op}")]
     Offline { op: &'static str },

@@ -133,10 +133,14 @@ impl RedisStore {
         {
             Ok(Ok(v)) => return Ok(v),
             Ok(Err(e)) => unavailable(op, e),
-            Err(_) => StoreError::TimedOut {
+            // One variant for every way the cluster fails to answer, as callers treat them alike.
+            Err(_) => unavailable(
                 op,
-                after: self.inner.settings.command_timeout,
-            },
+                RedisError::from(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no answer within {:?}", self.inner.settings.command_timeout),
+                )),
+            ),
         };
         self.slot().take();
         Err(result)

@@ -237,10 +237,12 @@ fn parse_subscription(
             }
         };
         let secrets = serde_json::to_value(secrets).map_err(|e| {
+            // The cause goes to the log; the caller gets the code and a sentence.
+            tracing::error!(error = %e, "subscription API: secrets could not be encoded");
             error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
-                &e.to_string(),
+                "the subscription could not be stored; see the worker's log",
             )
         })?;
         fields.insert("secrets".into(), secrets);
@@ -274,11 +276,15 @@ fn registry_error(e: &RegistryError) -> Response<Full<Bytes>> {
             error(StatusCode::CONFLICT, "config_managed", &e.to_string())
         }
         RegistryError::NotFound(id) => not_found(id),
-        RegistryError::Kafka { .. } => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "registry_unavailable",
-            &e.to_string(),
-        ),
+        RegistryError::Kafka { .. } => {
+            // The cause goes to the log; the caller gets the code and a sentence.
+            tracing::warn!(error = %e, "subscription API: the registry is unavailable");
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "registry_unavailable",
+                "the subscription registry cannot be reached; retry later",
+            )
+        }
     }
 }
 

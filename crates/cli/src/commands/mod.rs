@@ -33,6 +33,23 @@ pub fn load(path: &Path, process: Process) -> anyhow::Result<Config> {
     })
 }
 
+/// An error and its causes on one line, for the terminal. Library errors both keep their cause
+/// as a source and say it in their own message (so a log line of the error alone is whole):
+/// a cause whose text the line already holds is not repeated.
+pub fn report(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if line.is_empty() {
+            line = text;
+        } else if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+    }
+    line
+}
+
 /// An RFC 3339 time as milliseconds since the epoch.
 pub fn parse_time(text: &str) -> Result<u64, String> {
     let t = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
@@ -78,6 +95,35 @@ mod tests {
             2,
             "the parser's error is kept as the cause"
         );
+    }
+
+    /// An error that says its cause and keeps it, as the library errors do.
+    #[derive(Debug)]
+    struct Says {
+        source: std::io::Error,
+    }
+
+    impl std::fmt::Display for Says {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "outer: {}", self.source)
+        }
+    }
+
+    impl std::error::Error for Says {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.source)
+        }
+    }
+
+    #[test]
+    fn a_report_names_each_cause_once() {
+        let cause = || std::io::Error::other("disk on fire");
+        let says = anyhow::Error::new(Says { source: cause() });
+        assert_eq!(report(&says), "outer: disk on fire");
+        let context = anyhow::Error::new(cause()).context("cannot read config x");
+        assert_eq!(report(&context), "cannot read config x: disk on fire");
+        let nested = anyhow::Error::new(Says { source: cause() }).context("replay");
+        assert_eq!(report(&nested), "replay: outer: disk on fire");
     }
 
     #[test]

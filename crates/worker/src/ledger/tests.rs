@@ -1,3 +1,6 @@
+//! The ledger's rule on an offset recorder: offsets stored in order, never past an unsettled
+//! record, whatever order records settle in; and what a hand-back or an abandon leaves stored.
+
 use super::*;
 use crate::test_support::OffsetRecorder;
 

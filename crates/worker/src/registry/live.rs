@@ -1,0 +1,246 @@
+//! The subscriptions a worker delivers to, live: the config file's beside the registry's as
+//! far as it has been read, swapped as a whole on every change; and how listings show them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+use spillway_config::{Config, ResolvedSubscription, StoredSubscription};
+use spillway_kafka::Delivered;
+
+use super::{Change, Follower, RegistryError, TopicError, CATCH_UP};
+use crate::topics::registry_topic;
+
+/// The subscriptions a worker delivers to, as they stand: the config file's, then the
+/// registry's as far as it has been read. Replaced as a whole on every change, so a lane
+/// reading it never sees half an update.
+#[derive(Debug)]
+pub struct LiveSubscriptions {
+    config: Arc<Config>,
+    from_config: Vec<ResolvedSubscription>,
+    registered: RwLock<BTreeMap<String, (StoredSubscription, ResolvedSubscription)>>,
+    current: RwLock<Arc<Vec<Arc<ResolvedSubscription>>>>,
+    /// The next offset to apply, per registry partition (for read-your-writes).
+    applied: tokio::sync::watch::Sender<HashMap<i32, i64>>,
+}
+
+/// A subscription as listings show it: secrets by id only, headers by name only (their
+/// values may be credentials of the subscriber).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SubscriptionView {
+    pub id: String,
+    pub origin: Origin,
+    pub url: String,
+    pub sources: Vec<String>,
+    pub event_types: Vec<String>,
+    pub secrets: Vec<SecretView>,
+    pub header_names: Vec<String>,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    pub rate_limit: Option<u32>,
+}
+
+/// A secret as listings show it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SecretView {
+    pub id: String,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub not_after: Option<time::OffsetDateTime>,
+}
+
+impl SubscriptionView {
+    pub(super) fn new<S>(
+        sub: &spillway_config::SubscriptionConfig<S>,
+        secrets: impl Iterator<Item = (String, Option<time::OffsetDateTime>)>,
+        origin: Origin,
+    ) -> Self {
+        Self {
+            id: sub.id.clone(),
+            origin,
+            url: sub.url.clone(),
+            sources: sub.sources.clone(),
+            event_types: sub.event_types.clone(),
+            secrets: secrets
+                .map(|(id, not_after)| SecretView { id, not_after })
+                .collect(),
+            header_names: sub.headers.keys().cloned().collect(),
+            timeout: sub.timeout,
+            rate_limit: sub.rate_limit,
+        }
+    }
+}
+
+/// Where a listed subscription is defined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    Config,
+    Registry,
+}
+
+// === impl LiveSubscriptions ===
+
+impl LiveSubscriptions {
+    pub fn new(config: Arc<Config>, from_config: Vec<ResolvedSubscription>) -> Self {
+        let current = RwLock::new(Arc::new(
+            from_config.iter().cloned().map(Arc::new).collect(),
+        ));
+        Self {
+            config,
+            from_config,
+            registered: RwLock::default(),
+            current,
+            applied: tokio::sync::watch::Sender::new(HashMap::new()),
+        }
+    }
+
+    /// The config file's subscriptions and the registry's as it stands now (for one-off
+    /// commands such as replay; workers keep following it).
+    pub async fn load(config: Arc<Config>) -> Result<Self, RegistryError> {
+        let from_config = config
+            .resolve_subscriptions()
+            .map_err(RegistryError::Invalid)?;
+        let live = Self::new(config.clone(), from_config);
+        let mut follower = Follower::start(&config).await?;
+        live.catch_up(&mut follower).await?;
+        Ok(live)
+    }
+
+    /// Every subscription now.
+    pub fn snapshot(&self) -> Arc<Vec<Arc<ResolvedSubscription>>> {
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The subscription with that id now.
+    pub fn find(&self, id: &str) -> Option<Arc<ResolvedSubscription>> {
+        self.snapshot().iter().find(|s| s.id == id).cloned()
+    }
+
+    /// The registered subscriptions as stored (secrets included).
+    pub fn registered(&self) -> Vec<StoredSubscription> {
+        self.registered
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .map(|(stored, _)| stored.clone())
+            .collect()
+    }
+
+    /// The registered subscription with that id, as stored.
+    pub fn registered_one(&self, id: &str) -> Option<StoredSubscription> {
+        self.registered
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(id)
+            .map(|(stored, _)| stored.clone())
+    }
+
+    /// Applies one change read at `at`.
+    pub fn apply(&self, at: Delivered, change: Change) {
+        {
+            let mut registered = self
+                .registered
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            match change {
+                Change::Put(sub) => match self.resolve(&sub) {
+                    Ok(resolved) => {
+                        tracing::info!(subscription = %sub.id, "registry: subscription set");
+                        registered.insert(sub.id.clone(), (*sub, resolved));
+                    }
+                    Err(why) => {
+                        // Delivering to the previous version would be wrong too.
+                        tracing::error!(subscription = %sub.id, why, "registry: subscription refused by this worker; not delivering to it");
+                        registered.remove(&sub.id);
+                    }
+                },
+                Change::Remove(id) => {
+                    tracing::info!(subscription = %id, "registry: subscription removed");
+                    registered.remove(&id);
+                }
+                Change::Unreadable { key, why } => {
+                    tracing::error!(key, why, "registry: unreadable record skipped");
+                }
+            }
+            let all = self
+                .from_config
+                .iter()
+                .chain(registered.values().map(|(_, r)| r))
+                .cloned()
+                .map(Arc::new)
+                .collect();
+            *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(all);
+        }
+        self.applied.send_modify(|applied| {
+            applied.insert(at.partition, at.offset + 1);
+        });
+    }
+
+    fn resolve(&self, sub: &StoredSubscription) -> Result<ResolvedSubscription, String> {
+        if is_config_managed(&self.config, &sub.id) {
+            return Err("its id belongs to a subscription of the config file".into());
+        }
+        self.config
+            .resolve_subscription("", sub)
+            .map_err(|e| spillway_config::describe(&e))
+    }
+
+    /// Waits until the record written at `at` has been applied here, up to `patience`.
+    pub async fn wait_applied(&self, at: Delivered, patience: Duration) -> bool {
+        let mut applied = self.applied.subscribe();
+        tokio::time::timeout(
+            patience,
+            applied.wait_for(|a| a.get(&at.partition).is_some_and(|next| *next > at.offset)),
+        )
+        .await
+        .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Follows the registry until `stop` is cancelled.
+    pub async fn follow(
+        self: Arc<Self>,
+        mut follower: Follower,
+        stop: tokio_util::sync::CancellationToken,
+    ) {
+        loop {
+            let next = tokio::select! {
+                () = stop.cancelled() => return,
+                next = follower.next() => next,
+            };
+            match next {
+                Ok(Some((at, change))) => self.apply(at, change),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "registry: read failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+
+    /// Applies the registry up to the end it has now.
+    pub async fn catch_up(&self, follower: &mut Follower) -> Result<(), RegistryError> {
+        let topic = registry_topic(&self.config);
+        let reading = async {
+            while !follower.caught_up() {
+                if let Some((at, change)) = follower.next().await? {
+                    self.apply(at, change);
+                }
+            }
+            Ok::<_, RegistryError>(())
+        };
+        tokio::time::timeout(CATCH_UP, reading)
+            .await
+            .map_err(|_| RegistryError::Kafka {
+                topic,
+                source: Box::new(TopicError::NotCaughtUp(CATCH_UP)),
+            })?
+    }
+}
+
+pub(super) fn is_config_managed(config: &Config, id: &str) -> bool {
+    config.subscriptions.iter().any(|s| s.id == id)
+}
