@@ -63,10 +63,7 @@ impl TestSource {
 
     /// True when the scheme signs a timestamp, so that a stale request can be made.
     pub fn has_timestamp(&self) -> bool {
-        matches!(
-            self.scheme,
-            Scheme::StandardWebhooks | Scheme::Stripe | Scheme::Slack | Scheme::Generic(_)
-        )
+        self.scheme.signs_timestamp()
     }
 
     /// The source's `verify` section.
