@@ -8,8 +8,6 @@
 
 use std::path::PathBuf;
 
-use crate::files::MAX_REFERENCED_FILE_BYTES;
-
 /// Why a file the config names could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum FileError {
@@ -19,9 +17,9 @@ pub enum FileError {
         #[source]
         source: std::io::Error,
     },
-    /// Past [`MAX_REFERENCED_FILE_BYTES`]: a device or a huge file named by mistake.
-    #[error("{} is larger than {MAX_REFERENCED_FILE_BYTES} bytes", path.display())]
-    TooLarge { path: PathBuf },
+    /// Past `limit` (`MAX_REFERENCED_FILE_BYTES`): a device or a huge file named by mistake.
+    #[error("{} is larger than {limit} bytes", path.display())]
+    TooLarge { path: PathBuf, limit: u64 },
 }
 
 /// Why `kafka.properties_file` could not be merged into the Kafka properties (shown as the

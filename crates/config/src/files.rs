@@ -25,6 +25,7 @@ pub(crate) fn read_small_file(path: &Path) -> Result<String, FileError> {
     if text.len() as u64 > MAX_REFERENCED_FILE_BYTES {
         return Err(FileError::TooLarge {
             path: path.to_owned(),
+            limit: MAX_REFERENCED_FILE_BYTES,
         });
     }
     Ok(text)
