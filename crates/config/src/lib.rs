@@ -22,7 +22,7 @@ pub use field::{describe, FieldError};
 pub use files::MAX_REFERENCED_FILE_BYTES;
 pub use model::*;
 pub use resolve::{ResolvedSource, ResolvedSubscription, SourceRoute};
-pub use secrets::{read_api_token, read_credential, read_secret, SubscriptionSecret};
+pub use secrets::{read_credential, SubscriptionSecret};
 pub use validate::Process;
 
 use std::path::Path;

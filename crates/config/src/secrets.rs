@@ -107,19 +107,6 @@ pub fn read_credential(credential: &CredentialConfig) -> Result<String, Credenti
     credential.read()
 }
 
-/// [`SecretConfig::read`] with the error as text: kept for callers written before it had a
-/// type, which new code should not join.
-pub fn read_secret(scheme: &Scheme, secret: &SecretConfig) -> Result<Secret, String> {
-    secret.read(scheme).map_err(|e| e.to_string())
-}
-
-/// [`CredentialConfig::read_api_token`] with the error as text: kept for callers written before
-/// it had a type (the worker's `ConfigProblem::ApiToken(String)`), which new code should not
-/// join.
-pub fn read_api_token(token: &CredentialConfig) -> Result<String, String> {
-    token.read_api_token().map_err(|e| e.to_string())
-}
-
 /// The checks of [`SecretConfig::read`] that come before reading, in the same order, so that
 /// a process that does not mount a secret reports the same naming mistakes as one that does.
 pub(crate) fn check_secret_name(secret: &SecretConfig) -> Result<(), SigningSecretError> {

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::Consumer;
-use spillway_config::{Config, FieldError};
+use spillway_config::{Config, CredentialConfig, FieldError};
 use spillway_kafka::{Connection, EventProducer, ProducerSettings};
 use spillway_telemetry::{serve_admin, Readiness, ReadinessFuture, WorkerMetrics};
 use tokio::net::TcpListener;
@@ -51,9 +51,9 @@ pub enum ConfigProblem {
     /// Sources or subscriptions that do not resolve.
     #[error("{}", spillway_config::describe(.0))]
     Invalid(Vec<FieldError>),
-    /// The API token cannot be read (the config crate says why only in words).
+    /// The API token cannot be read.
     #[error("worker.api_token: {0}")]
-    ApiToken(String),
+    ApiToken(#[source] spillway_config::ApiTokenError),
     #[error("metrics registry: {0}")]
     Metrics(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("no source named {0:?}")]
@@ -95,7 +95,7 @@ impl Worker {
             .worker
             .api_token
             .as_ref()
-            .map(spillway_config::read_api_token)
+            .map(CredentialConfig::read_api_token)
             .transpose()
             .map_err(ConfigProblem::ApiToken)?;
         let producer = EventProducer::new(&ProducerSettings::from(&config.kafka))?;

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use spillway_signature::Scheme;
 
 use crate::{
-    read_api_token, read_credential, ApiTokenError, CredentialConfig, CredentialError, FileError,
-    SecretConfig, SigningSecretError,
+    read_credential, ApiTokenError, CredentialConfig, CredentialError, FileError, SecretConfig,
+    SigningSecretError,
 };
 
 fn secret(env: Option<&str>, file: Option<&str>) -> SecretConfig {
@@ -77,7 +77,7 @@ fn naming_mistakes_come_before_any_read() {
 }
 
 #[test]
-fn the_text_only_helpers_say_what_the_typed_ones_say() {
+fn typed_errors_say_what_check_config_has_always_printed() {
     figment::Jail::expect_with(|jail| {
         jail.set_env("SHORT_TOKEN", "short");
         let short = CredentialConfig {
@@ -85,11 +85,14 @@ fn the_text_only_helpers_say_what_the_typed_ones_say() {
             file: None,
         };
         assert_eq!(
-            read_api_token(&short),
+            short.read_api_token().map_err(|e| e.to_string()),
             Err("must be at least 16 characters (e.g. `openssl rand -hex 32`)".to_owned())
         );
         assert_eq!(
-            crate::read_secret(&Scheme::Github, &secret(None, None)).map(|s| s.id),
+            secret(None, None)
+                .read(&Scheme::Github)
+                .map(|s| s.id)
+                .map_err(|e| e.to_string()),
             Err("set env (an environment variable) or file".to_owned())
         );
         Ok(())
