@@ -30,6 +30,7 @@ impl Pipeline {
         envelope: Envelope,
     ) -> Answer {
         let this = Arc::clone(self);
+        let id = envelope.id;
         let task = self.tasks.spawn(
             async move { this.make_durable(source, envelope).await }
                 .instrument(tracing::Span::current()),
@@ -37,8 +38,7 @@ impl Pipeline {
         match task.await {
             Ok(answer) => answer,
             Err(e) => {
-                // The request's span names the event id on this line.
-                tracing::error!(error = %e, "the durable section of a request failed");
+                tracing::error!(event_id = %id, error = %e, "the durable section of a request failed");
                 answer::error(
                     Outcome::Internal,
                     StatusCode::INTERNAL_SERVER_ERROR,
@@ -85,9 +85,9 @@ impl Pipeline {
                 if let Some(held) = claim {
                     held.release(&source.name).await;
                 }
-                // The cause goes to the log (the request's span names the event id); the
-                // sender gets the stable code and a sentence, not librdkafka's text.
-                tracing::warn!(source = %source.name, error = %e, code = e.code(), "kafka did not take the event");
+                // The cause goes to the log with the event id; the sender gets the stable
+                // code and a sentence, not librdkafka's text.
+                tracing::warn!(source = %source.name, event_id = %id, error = %e, code = e.code(), "kafka did not take the event");
                 answer::retry_later(
                     Outcome::KafkaUnavailable,
                     StatusCode::SERVICE_UNAVAILABLE,
