@@ -134,6 +134,15 @@ pub struct Delivered {
     pub offset: i64,
 }
 
+/// The first header named `name` among a record's `headers`, as text: how records read back
+/// ([`reader::ReadRecord`]) and records produced to memory ([`ProducedRecord`]) are inspected.
+pub(crate) fn header_text<'a>(headers: &'a [(String, Vec<u8>)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .and_then(|(_, v)| std::str::from_utf8(v).ok())
+}
+
 /// Where events are written: Kafka, or memory for tests. Cloning shares it.
 ///
 /// An enum rather than a trait object, as the dedupe store (`spillway_store::SharedStore`) is: the callers

@@ -25,10 +25,7 @@ pub struct ProducedRecord {
 impl ProducedRecord {
     /// The text of the first header named `name`.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .and_then(|(_, v)| std::str::from_utf8(v).ok())
+        crate::header_text(&self.headers, name)
     }
 }
 

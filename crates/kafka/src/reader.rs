@@ -48,10 +48,7 @@ pub struct ReadRecord {
 impl ReadRecord {
     /// The first header of that name, as text.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .and_then(|(_, v)| std::str::from_utf8(v).ok())
+        crate::header_text(&self.headers, name)
     }
 }
 
