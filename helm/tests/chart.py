@@ -12,11 +12,12 @@ Run it with the chart tools' Python (dev/chart.sh does):
 `check`: `helm lint --strict` and a render of every ci/*-values.yaml scenario; every rendered
 object of a Kubernetes kind validated against the Kubernetes JSON schemas in strict mode (unknown
 fields are errors) for the oldest and newest supported Kubernetes; values that must be refused
-are refused with a message naming the problem; each Deployment's pods mount the signing secrets
-their process uses and no others (the ingress the sources', the workers the subscriptions'); the
-README and k8s/ are up to date. The
-operator kinds (PodMonitor, PrometheusRule, ScaledObject) have no Kubernetes schema: crates/k8s
-checks them, and the invariants across objects, on the same renders.
+are refused with a message naming the problem (a body budget that does not fit the ingress's
+memory limit among them), and values at the edge of a refusal are not; each Deployment's pods
+mount the signing secrets their process uses and no others (the ingress the sources', the
+workers the subscriptions'); the ingress container is told its memory limit; the README and k8s/
+are up to date. The operator kinds (PodMonitor, PrometheusRule, ScaledObject) have no Kubernetes
+schema: crates/k8s checks them, and the invariants across objects, on the same renders.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ NAMESPACE = "spillway"
 KUBE_VERSIONS = ["1.30.0", "1.37.0"]
 OPERATOR_KINDS = {"PodMonitor", "PrometheusRule", "ScaledObject"}
 MANIFESTS = ROOT / "k8s" / "base"
+MIB = 1024 * 1024
 
 # Values that must be refused, and a part of the message that says why.
 REFUSED = [
@@ -61,6 +63,34 @@ REFUSED = [
         {"signingSecrets": {"create": True, "existingSecret": "mine"}},
         "either create",
     ),
+    # The ingress's body budget must fit its memory limit: 2 x max_body_memory + 64 MiB.
+    (
+        {"ingress": {"config": {"max_body_memory": 96 * MIB + 1}}},
+        "ingress.resources.limits.memory: 256Mi leaves no room for the body budget",
+    ),
+    (
+        {"ingress": {"resources": {"requests": {"cpu": "1", "memory": "128Mi"}, "limits": {"cpu": "2", "memory": "128Mi"}}}},
+        "(the default max_body_memory)",
+    ),
+    (
+        {"ingress": {"resources": {"requests": {"cpu": "1", "memory": "128Mi"}, "limits": {"cpu": "2", "memory": "1G"}},
+                     "config": {"max_body_memory": 466445569}}},
+        "at most 466445568",
+    ),
+    (
+        {"ingress": {"resources": {"requests": {"cpu": "1", "memory": "128Mi"}, "limits": {"cpu": "2", "memory": "lots"}}}},
+        "not a memory quantity",
+    ),
+]
+
+# Values at the edge of a refusal above, which must render.
+ACCEPTED: list[dict[str, Any]] = [
+    {"ingress": {"config": {"max_body_memory": 96 * MIB}}},
+    {"ingress": {"resources": {"requests": {"cpu": "1", "memory": "128Mi"}, "limits": {"cpu": "2", "memory": "1G"}},
+                 "config": {"max_body_memory": 466445568}}},
+    {"ingress": {"resources": {"requests": {"cpu": "1", "memory": "128Mi"}, "limits": {"cpu": "2", "memory": "1e9"}},
+                 "config": {"max_body_memory": 466445568}}},
+    {"ingress": {"resources": {"requests": {"cpu": "1", "memory": "128Mi"}, "limits": {"cpu": "2", "memory": "0.1875Gi"}}}},
 ]
 
 
@@ -140,6 +170,9 @@ def check() -> list[str]:
         if name == scenarios[0].name and not validate([with_typo(objects)]):
             problems.append("the schema validation let an unknown field through: it checks nothing")
         problems += [f"{name}: {p}" for p in secret_mount_problems(objects)]
+        problems += [f"{name}: {p}" for p in memory_limit_problems(objects)]
+        if name == scenarios[0].name and not memory_limit_problems(without_memory_limit(objects)):
+            problems.append("the memory limit check let an ingress without SPILLWAY_INGRESS__MEMORY_LIMIT through: it checks nothing")
         everything = with_every_signing_key(objects)
         if everything is not None:
             mounts_checked_with_subscriptions = True
@@ -156,6 +189,12 @@ def check() -> list[str]:
             if expected not in str(e):
                 problems.append(f"values {values} refused without naming {expected!r}: {e}")
     print(f"{len(REFUSED)} bad value sets refused, each with its reason")
+    for values in ACCEPTED:
+        try:
+            render(values)
+        except helm.HelmError as e:
+            problems.append(f"values {values} were refused: {e}")
+    print(f"{len(ACCEPTED)} value sets at the edge of a refusal accepted")
     problems += check_alerts()
     if (CHART / "values.schema.json").read_text() != schema_text():
         problems.append("helm/spillway/values.schema.json is stale: run `dev/chart.sh generate`")
@@ -273,6 +312,42 @@ def with_every_signing_key(objects: list[dict[str, Any]]) -> list[dict[str, Any]
                     volume["secret"].pop("items", None)
                     return copied
     return None
+
+
+# === the ingress's memory limit ===
+
+MEMORY_LIMIT_ENV = {
+    "name": "SPILLWAY_INGRESS__MEMORY_LIMIT",
+    "valueFrom": {"resourceFieldRef": {"containerName": "ingress", "resource": "limits.memory", "divisor": "1"}},
+}
+
+
+def memory_limit_problems(objects: list[dict[str, Any]]) -> list[str]:
+    """The ingress container is told its own memory limit in bytes (the downward API), so that
+    the process checks its body budget against it; the workers hold no request bodies."""
+    problems = []
+    for o in objects:
+        if o["kind"] != "Deployment":
+            continue
+        component = o["spec"]["template"]["metadata"]["labels"].get("app.kubernetes.io/component")
+        for container in o["spec"]["template"]["spec"]["containers"]:
+            env = [e for e in container.get("env", []) if e["name"] == MEMORY_LIMIT_ENV["name"]]
+            what = f"Deployment/{o['metadata']['name']} container {container['name']}"
+            if component == "ingress" and env != [MEMORY_LIMIT_ENV]:
+                problems.append(f"{what} is not given its memory limit as {MEMORY_LIMIT_ENV}: {env}")
+            if component != "ingress" and env:
+                problems.append(f"{what} sets {MEMORY_LIMIT_ENV['name']}, which only the ingress reads")
+    return problems
+
+
+def without_memory_limit(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A copy of `objects` whose ingress container is not told its memory limit."""
+    copied = json.loads(json.dumps(objects))
+    for o in copied:
+        if o["kind"] == "Deployment":
+            for container in o["spec"]["template"]["spec"]["containers"]:
+                container["env"] = [e for e in container.get("env", []) if e["name"] != MEMORY_LIMIT_ENV["name"]]
+    return copied
 
 
 # === alerts ===

@@ -4,7 +4,7 @@
 //! except events whose outcome the sender was never told: a request that got no answer (a
 //! client timeout: the server may well have taken it), or a 503 `kafka_unavailable` (the
 //! write was attempted and its acknowledgement did not come in time; Kafka may still have
-//! it), or a 409 `in_flight`. Those are counted separately.
+//! it), or a 503 `in_flight`. Those are counted separately.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -37,7 +37,7 @@ pub struct Reconciliation {
     /// In Kafka under another id than the answer gave.
     pub id_mismatch: Vec<u64>,
     /// In Kafka, unacknowledged because a request of it got no answer (timed out), a 503
-    /// `kafka_unavailable` or a 409 `in_flight`: the sender retries, and its retry is answered
+    /// `kafka_unavailable` or a 503 `in_flight`: the sender retries, and its retry is answered
     /// as a duplicate.
     pub unconfirmed_in_kafka: usize,
 }
@@ -81,12 +81,12 @@ impl Reconciliation {
 
 /// Answers that tell the sender to retry although the event may be in Kafka already: a 503
 /// `kafka_unavailable` (the write was attempted and not acknowledged in time; Kafka may have it
-/// all the same) and a 409 `in_flight` (another request of the event was being written: the
+/// all the same) and a 503 `in_flight` (another request of the event was being written: the
 /// case of a balancer retrying a request whose first answer it lost).
 fn is_unconfirmed(status: u16, error: &str) -> bool {
     matches!(
         (status, error),
-        (503, "kafka_unavailable") | (409, "in_flight")
+        (503, "kafka_unavailable") | (503, "in_flight")
     )
 }
 
@@ -207,7 +207,7 @@ mod tests {
             answer(3, Ok((503, None))),      // refused: not in Kafka
             answer(4, Ok((503, Some("kafka_unavailable")))), // written, unconfirmed
             answer(5, Ok((503, Some("kafka_unavailable")))), // not written
-            answer(6, Ok((409, Some("in_flight")))), // a retry of a request whose answer was lost
+            answer(6, Ok((503, Some("in_flight")))), // a retry of a request whose answer was lost
             answer(7, Ok((503, Some("kafka_unavailable")))), // landed all the same...
             answer(7, Ok((202, Some("h2")))), // ...and its retry wrote it again
         ];

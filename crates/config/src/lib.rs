@@ -11,9 +11,11 @@ mod error;
 mod field;
 mod files;
 mod model;
+mod redact;
 mod resolve;
 mod secrets;
 mod validate;
+mod warnings;
 
 pub use error::{
     ApiTokenError, CredentialError, FileError, SigningSecretError, MIN_API_TOKEN_CHARS,
@@ -21,9 +23,13 @@ pub use error::{
 pub use field::{describe, FieldError};
 pub use files::MAX_REFERENCED_FILE_BYTES;
 pub use model::*;
+pub use redact::{is_secret_key, redact_url_credentials};
 pub use resolve::{ResolvedSource, ResolvedSubscription, SourceRoute};
 pub use secrets::{read_credential, SubscriptionSecret};
-pub use validate::Process;
+pub use validate::{
+    Process, DEFAULT_MESSAGE_MAX_BYTES, MEMORY_HEADROOM_BYTES, RECORD_OVERHEAD_BYTES,
+};
+pub use warnings::Warning;
 
 use std::path::Path;
 
@@ -44,6 +50,8 @@ const ENV_SECTIONS: &[&str] = &[
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The file could not be read or parsed, or a value has the wrong type. Values that look
+    /// secret (under a secret-looking key, or a URL's credentials) are redacted from `source`.
     #[error("cannot read config {path}: {source}")]
     Parse {
         path: String,
@@ -72,7 +80,7 @@ pub fn load_for(path: &Path, process: Process) -> Result<Config, ConfigError> {
     );
     let mut config: Config = figment.extract().map_err(|e| ConfigError::Parse {
         path: path.display().to_string(),
-        source: Box::new(e),
+        source: Box::new(redact::figment_error(e)),
     })?;
     // Every process talks to Kafka, so every one reads the properties file.
     if let Some(file) = config.kafka.properties_file.clone() {
@@ -101,8 +109,24 @@ pub fn parse_str(yaml: &str) -> Result<Config, ConfigError> {
         .extract()
         .map_err(|e| ConfigError::Parse {
             path: "<text>".into(),
-            source: Box::new(e),
+            source: Box::new(redact::figment_error(e)),
         })
+}
+
+/// A valid config and what in it is legal but probably wrong ([`Warning`]).
+#[derive(Debug)]
+pub struct Loaded {
+    pub config: Config,
+    pub warnings: Vec<Warning>,
+}
+
+/// [`load_for`], and the warnings of the config for `process` ([`Config::warnings_for`]) and
+/// of the config file itself (group or others can read it while it holds secrets).
+pub fn load_with_warnings(path: &Path, process: Process) -> Result<Loaded, ConfigError> {
+    let config = load_for(path, process)?;
+    let mut warnings = config.warnings_for(process);
+    warnings.extend(warnings::config_file(path));
+    Ok(Loaded { config, warnings })
 }
 
 #[cfg(test)]

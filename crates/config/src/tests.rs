@@ -1,8 +1,11 @@
 //! The loader and validation as a user meets them: defaults, environment overrides, and every
 //! problem named with its field path. Beside it: `messages` pins every message, `process` what
-//! each process reads, `errors` the helpers' typed errors.
+//! each process reads, `errors` the helpers' typed errors, `limits` the limits checked against
+//! each other, `hygiene` secrets kept out of output and the warnings.
 
 mod errors;
+mod hygiene;
+mod limits;
 mod messages;
 mod process;
 
@@ -57,7 +60,7 @@ fn minimal_config_gets_sane_defaults() {
             }
         );
         assert_eq!(gh.on_redis_unavailable, FailMode::FailClosed);
-        assert_eq!(gh.max_body_bytes, 1024 * 1024);
+        assert_eq!(gh.max_body_bytes, 960 * 1024);
         assert!(gh
             .forward_headers
             .contains(&"x-hub-signature-256".to_string()));

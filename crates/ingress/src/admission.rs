@@ -1,7 +1,10 @@
 //! Stage 2, admission: everything that can refuse a request before its body is read, cheapest
 //! first: the source's address allowlist, its client-certificate requirement, the client
-//! blocklist, the method, the hop count (loop protection), the source's rate limit, and the
-//! process's in-flight limit.
+//! blocklist, the method, the hop count (loop protection), and the client's place among its
+//! open requests. Then two gates that come later in the request: the process's in-flight
+//! limit once the body is in (a slow upload must not hold one of the places verified work
+//! needs), and the source's rate limit once the signature is verified (an anonymous client
+//! must not use up a source's allowance).
 
 use std::net::IpAddr;
 
@@ -12,17 +15,26 @@ use spillway_telemetry::{IngressMetrics, Outcome, RedisCommand};
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::answer::{self, Answer};
+use crate::budget::ClientPlace;
 use crate::pipeline::Pipeline;
 use crate::store::count_hit;
 use crate::tls::ClientSubject;
 
-/// A request let in: it holds one of the process's in-flight permits until it is answered.
+/// A request let in: it holds one of its client's places until it is answered.
 #[derive(Debug)]
 pub(crate) struct Admitted {
     /// The `spillway-hop` count the request carried.
     pub(crate) hops: u32,
+    _place: ClientPlace,
+}
+
+/// A request whose body is in: it holds one of the process's in-flight places until its
+/// event's fate is settled, in the durable task if it gets that far (so a client that hangs
+/// up cannot free a place while its event is still being written).
+#[derive(Debug)]
+pub(crate) struct InFlight {
     _permit: OwnedSemaphorePermit,
-    _in_flight: InFlightGuard,
+    _gauge: InFlightGuard,
 }
 
 // === impl Pipeline ===
@@ -58,12 +70,27 @@ impl Pipeline {
             return Err(method_not_allowed());
         }
         let hops = self.hops(req.headers())?;
-        // Counted only for requests that could be accepted: a wrong method or a loop spends
-        // none of the source's allowance.
-        if let Some(refused) = self.rate_limited(source).await {
-            return Err(refused);
-        }
-        // Refuse at once rather than queue when the process is saturated.
+        let Some(place) = self.client_places.take(client) else {
+            return Err(answer::retry_later(
+                Outcome::ClientLimit,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "client_overloaded",
+                "this client address has too many requests open; retry later",
+                self.retry_after,
+            ));
+        };
+        Ok(Admitted {
+            hops,
+            _place: place,
+        })
+    }
+
+    /// The in-flight gate, passed once the body is in: refuse at once rather than queue when
+    /// the process is saturated.
+    // An `Answer` is the request's whole reply, built once on the way out; boxing it would
+    // only add an allocation to every refusal.
+    #[allow(clippy::result_large_err)]
+    pub(crate) fn enter(&self) -> Result<InFlight, Answer> {
         let Ok(permit) = self.permits.clone().try_acquire_owned() else {
             return Err(answer::retry_later(
                 Outcome::Overloaded,
@@ -73,10 +100,9 @@ impl Pipeline {
                 self.retry_after,
             ));
         };
-        Ok(Admitted {
-            hops,
+        Ok(InFlight {
             _permit: permit,
-            _in_flight: InFlightGuard::new(&self.metrics),
+            _gauge: InFlightGuard::new(&self.metrics),
         })
     }
 
@@ -117,17 +143,18 @@ impl Pipeline {
         }
     }
 
-    /// Counts the request against its source's rate limit, shared by every pod through the
-    /// Redis Cluster (a fixed window: at a window's edge up to twice the limit can pass within
-    /// one window's length). A limiter that cannot be reached lets requests through: it
-    /// protects, it does not decide what is accepted.
-    async fn rate_limited(&self, source: &ResolvedSource) -> Option<Answer> {
+    /// Counts a verified request against its source's rate limit, shared by every pod through
+    /// the Redis Cluster (a fixed window: at a window's edge up to twice the limit can pass
+    /// within one window's length). Only authentic requests count, so nobody without the
+    /// secret can use up a source's allowance. A limiter that cannot be reached lets requests
+    /// through: it protects, it does not decide what is accepted.
+    pub(crate) async fn rate_limited(&self, source: &ResolvedSource) -> Option<Answer> {
         let (limit, store) = (source.rate_limit.as_ref()?, self.store.as_ref()?);
         let hit = count_hit(
             store,
             &self.metrics,
             RedisCommand::RateLimit,
-            &format!("{}rate:{}", self.key_prefix, source.name),
+            &self.keys.rate(&source.name),
             limit.window,
         )
         .await;

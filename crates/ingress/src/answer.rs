@@ -73,7 +73,7 @@ pub fn error(
     }
 }
 
-/// An error the sender should retry after a pause (409, 503).
+/// An error the sender should retry after a pause (429, 503, a blocked client's 403).
 pub fn retry_later(
     outcome: Outcome,
     status: StatusCode,
@@ -143,8 +143,9 @@ pub const CATALOG: &[(u16, &str)] = &[
     (404, "not_found"),
     (405, "method_not_allowed"),
     (408, "body_timeout"),
-    (409, "in_flight"),
+    (408, "body_too_slow"),
     (413, "body_too_large"),
+    (413, "record_too_large"),
     (415, "unsupported_encoding"),
     (429, "rate_limited"),
     (431, "(hyper)"),
@@ -152,5 +153,7 @@ pub const CATALOG: &[(u16, &str)] = &[
     (503, "kafka_unavailable"),
     (503, "dedupe_unavailable"),
     (503, "overloaded"),
+    (503, "client_overloaded"),
+    (503, "in_flight"),
     (508, "loop_detected"),
 ];

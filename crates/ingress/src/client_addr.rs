@@ -10,7 +10,11 @@ use std::net::IpAddr;
 use http::HeaderMap;
 use ipnet::IpNet;
 
+/// The client of a request from `peer`. IPv4-mapped IPv6 addresses (a dual-stack listener's
+/// IPv4 peers) are read as the IPv4 addresses they are, so IPv4 `trusted_proxies` and
+/// `allow_cidrs` match them.
 pub fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    let peer = peer.to_canonical();
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
     if !is_trusted(&peer) {
         return peer;
@@ -28,6 +32,7 @@ pub fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> I
             // further left.
             return client;
         };
+        let ip = ip.to_canonical();
         client = ip;
         if !is_trusted(&ip) {
             return ip;
@@ -71,6 +76,17 @@ mod tests {
 
     fn trusted() -> Vec<IpNet> {
         PROXIES.iter().map(|n| n.parse().expect("net")).collect()
+    }
+
+    #[test]
+    fn a_dual_stack_listeners_ipv4_peer_matches_ipv4_proxies() {
+        let mapped = ip("::ffff:10.1.2.3");
+        let h = headers(&["203.0.113.5"]);
+        assert_eq!(client_address(mapped, &h, &trusted()), ip("203.0.113.5"));
+        assert_eq!(
+            client_address(ip("::ffff:198.51.100.1"), &h, &trusted()),
+            ip("198.51.100.1")
+        );
     }
 
     #[test]

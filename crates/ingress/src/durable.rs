@@ -1,5 +1,6 @@
-//! Stage 7, durable: claim the dedupe key, write the event to Kafka, then commit the claim (202)
-//! or release it (503, so the sender's retry is processed, not answered as a duplicate). Runs
+//! Stage 7, durable: claim the dedupe key (and a replay fingerprint), write the event to
+//! Kafka, then commit the claims (202) or release them (503, so the sender's retry is
+//! processed, not answered as a duplicate; 413 when Kafka refuses the record as too large). Runs
 //! as its own task, so a client that disconnects cannot leave a claim or a record unsettled.
 
 use std::sync::Arc;
@@ -11,11 +12,13 @@ use spillway_core::Envelope;
 use spillway_kafka::ProduceError;
 use spillway_store::{Claim, ClaimToken, SharedStore};
 use spillway_telemetry::{IngressMetrics, Outcome, RedisCommand};
+use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::answer::{self, Answer};
 use crate::pipeline::Pipeline;
 use crate::spans;
+use crate::stages::Held;
 use crate::store::timed;
 
 // === impl Pipeline ===
@@ -23,17 +26,24 @@ use crate::store::timed;
 impl Pipeline {
     /// Runs [`Pipeline::make_durable`] as its own task and waits for its answer. If the client
     /// disconnects, hyper drops this future, but the claim is still committed or released and
-    /// the record's fate still settled. Shutdown waits for these tasks.
+    /// the record's fate still settled; `held` (the in-flight place and the body's bytes)
+    /// stays taken until then. Shutdown waits for these tasks.
     pub(crate) async fn make_durable_detached(
         self: &Arc<Self>,
         source: Arc<ResolvedSource>,
         envelope: Envelope,
+        replay_key: Option<String>,
+        held: Held,
     ) -> Answer {
         let this = Arc::clone(self);
         let id = envelope.id;
         let task = self.tasks.spawn(
-            async move { this.make_durable(source, envelope).await }
-                .instrument(tracing::Span::current()),
+            async move {
+                let answer = this.make_durable(source, envelope, replay_key).await;
+                drop(held);
+                answer
+            }
+            .instrument(tracing::Span::current()),
         );
         match task.await {
             Ok(answer) => answer,
@@ -50,9 +60,14 @@ impl Pipeline {
     }
 
     /// Claim, produce, then commit or release.
-    async fn make_durable(&self, source: Arc<ResolvedSource>, mut envelope: Envelope) -> Answer {
-        let claim = match self.claim(&source, &envelope).await {
-            Ok(claim) => claim,
+    async fn make_durable(
+        &self,
+        source: Arc<ResolvedSource>,
+        mut envelope: Envelope,
+        replay_key: Option<String>,
+    ) -> Answer {
+        let claims = match self.claim_all(&source, &envelope, replay_key).await {
+            Ok(claims) => claims,
             Err(answered) => return answered,
         };
         let id = envelope.id.to_string();
@@ -76,55 +91,83 @@ impl Pipeline {
         );
         match produced {
             Ok(_) => {
-                if let Some(held) = claim {
-                    held.commit(&source.name, &id).await;
+                for held in claims {
+                    held.commit(&self.tasks, &source.name, &id).await;
                 }
                 answer::accepted(&id)
             }
             Err(e) => {
-                if let Some(held) = claim {
+                for held in claims {
                     held.release(&source.name).await;
                 }
                 // The cause goes to the log with the event id; the sender gets the stable
                 // code and a sentence, not librdkafka's text.
                 tracing::warn!(source = %source.name, event_id = %id, error = %e, code = e.code(), "kafka did not take the event");
-                answer::retry_later(
-                    Outcome::KafkaUnavailable,
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "kafka_unavailable",
-                    "the event could not be made durable in Kafka; retry later",
-                    self.retry_after,
-                )
+                refused_by_kafka(&e, self.retry_after)
             }
         }
     }
 
-    /// Claims the envelope's dedupe key: `Ok(None)` when the source does not deduplicate or
-    /// the store is down and the source fails open; an answer for a duplicate, a claim in
-    /// flight elsewhere, or a store that is down for a source that fails closed.
-    async fn claim(
+    /// Claims the envelope's dedupe key and, for a scheme whose signature covers neither an id
+    /// nor a timestamp, the request's fingerprint too (a captured request re-sent with a
+    /// fresh unsigned delivery id is then a duplicate). Empty when the source does not
+    /// deduplicate; an answer for a duplicate, a claim in flight elsewhere, or a store that
+    /// is down for a source that fails closed. Claims taken before a refusal are released.
+    async fn claim_all(
         &self,
         source: &ResolvedSource,
         envelope: &Envelope,
-    ) -> Result<Option<HeldClaim<'_>>, Answer> {
+        replay_key: Option<String>,
+    ) -> Result<Vec<HeldClaim>, Answer> {
         let (Some(store), Some(key)) = (&self.store, &envelope.dedupe_key) else {
-            return Ok(None);
+            return Ok(Vec::new());
         };
+        let Some(cluster) = self.cluster.get() else {
+            // Not yet connected to Kafka: nothing could be written anyway.
+            return Err(kafka_unavailable(self.retry_after));
+        };
+        let mut keys = vec![self.keys.dedupe(cluster, &source.topic, key)];
+        keys.extend(
+            replay_key.map(|fingerprint| self.keys.replay(cluster, &source.topic, &fingerprint)),
+        );
         let id = envelope.id.to_string();
-        let redis_key = format!("{}{}:{key}", self.key_prefix, source.name);
+        let mut held = Vec::with_capacity(keys.len());
+        for redis_key in keys {
+            match self.claim(store, source, &redis_key, &id).await {
+                Ok(claim) => held.push(claim),
+                Err(refused) => {
+                    for claim in held {
+                        claim.release(&source.name).await;
+                    }
+                    return Err(refused);
+                }
+            }
+        }
+        Ok(held)
+    }
+
+    async fn claim(
+        &self,
+        store: &SharedStore,
+        source: &ResolvedSource,
+        redis_key: &str,
+        id: &str,
+    ) -> Result<HeldClaim, Answer> {
         let claimed = timed(
             &self.metrics,
             RedisCommand::Claim,
-            store.claim(&redis_key, &id),
+            store.claim(redis_key, id),
         )
         .await;
         match claimed {
-            Ok(Claim::Claimed(token)) => Ok(Some(HeldClaim::new(store, token, &self.metrics))),
+            Ok(Claim::Claimed(token)) => Ok(HeldClaim::new(store, token, &self.metrics)),
+            // 503, not 409: several senders treat any 4xx as final, and the original may yet
+            // fail; the retry after the pause is answered "duplicate" or accepted.
             Ok(Claim::InFlight) => {
                 self.metrics.dedupe_hit(&source.name, false);
                 Err(answer::retry_later(
                     Outcome::InFlight,
-                    StatusCode::CONFLICT,
+                    StatusCode::SERVICE_UNAVAILABLE,
                     "in_flight",
                     "an event with this key is being accepted right now; retry later",
                     self.retry_after,
@@ -135,71 +178,142 @@ impl Pipeline {
                 tracing::Span::current().record("event_id", original.as_str());
                 Err(answer::duplicate(&original))
             }
-            Err(e) => match source.on_redis_unavailable {
-                FailMode::FailOpen => {
-                    self.metrics.fail_open(&source.name);
-                    tracing::warn!(source = %source.name, event_id = %id, error = %e, "dedupe bypassed (fail-open)");
-                    Ok(None)
+            // The command may have been applied before it failed: the claim is this request's
+            // either way, to commit after a produce (fail open) or to give back (fail closed).
+            Err(e) => {
+                let token = ClaimToken::new(redis_key, id);
+                match source.on_redis_unavailable {
+                    FailMode::FailOpen => {
+                        self.metrics.fail_open(&source.name);
+                        tracing::warn!(source = %source.name, event_id = %id, error = %e, "dedupe bypassed (fail-open)");
+                        Ok(HeldClaim::new(store, token, &self.metrics))
+                    }
+                    FailMode::FailClosed => {
+                        tracing::warn!(source = %source.name, error = %e, "dedupe store unavailable (fail-closed)");
+                        HeldClaim::new(store, token, &self.metrics)
+                            .release(&source.name)
+                            .await;
+                        Err(answer::retry_later(
+                            Outcome::RedisUnavailable,
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "dedupe_unavailable",
+                            "the dedupe store is unavailable; retry later",
+                            self.retry_after,
+                        ))
+                    }
                 }
-                FailMode::FailClosed => {
-                    tracing::warn!(source = %source.name, error = %e, "dedupe store unavailable (fail-closed)");
-                    Err(answer::retry_later(
-                        Outcome::RedisUnavailable,
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "dedupe_unavailable",
-                        "the dedupe store is unavailable; retry later",
-                        self.retry_after,
-                    ))
-                }
-            },
+            }
         }
     }
 }
 
+/// The answer to a record Kafka did not take: 413 when it is too large for Kafka (a retry
+/// cannot help), else 503 with Retry-After.
+fn refused_by_kafka(e: &ProduceError, retry_after: std::time::Duration) -> Answer {
+    match e {
+        ProduceError::TooLarge(_) => answer::error(
+            Outcome::TooLarge,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "record_too_large",
+            "the event with its headers is larger than Kafka accepts for one record",
+        ),
+        _ => kafka_unavailable(retry_after),
+    }
+}
+
+fn kafka_unavailable(retry_after: std::time::Duration) -> Answer {
+    answer::retry_later(
+        Outcome::KafkaUnavailable,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "kafka_unavailable",
+        "the event could not be made durable in Kafka; retry later",
+        retry_after,
+    )
+}
+
+/// Pauses between the tries of a commit that failed: the commit is an idempotent
+/// compare-and-set, and each one lost means a duplicate once the sender retries after
+/// `claim_ttl`.
+const COMMIT_RETRIES: [std::time::Duration; 3] = [
+    std::time::Duration::from_millis(100),
+    std::time::Duration::from_millis(500),
+    std::time::Duration::from_secs(2),
+];
+
 /// A dedupe claim this process holds; keeps `spillway_dedupe_in_flight_claims` true until it
 /// is committed or released (or its task ends any other way).
-struct HeldClaim<'a> {
-    store: &'a SharedStore,
+struct HeldClaim {
+    store: SharedStore,
     token: ClaimToken,
-    metrics: &'a IngressMetrics,
+    metrics: IngressMetrics,
 }
 
 // === impl HeldClaim ===
 
-impl<'a> HeldClaim<'a> {
-    fn new(store: &'a SharedStore, token: ClaimToken, metrics: &'a IngressMetrics) -> Self {
+impl HeldClaim {
+    fn new(store: &SharedStore, token: ClaimToken, metrics: &IngressMetrics) -> Self {
         metrics.claims_in_flight().inc();
         Self {
-            store,
+            store: store.clone(),
             token,
-            metrics,
+            metrics: metrics.clone(),
         }
     }
 
-    /// The event is in Kafka: later requests with its key are duplicates.
-    async fn commit(self, source: &str, event_id: &str) {
+    /// The event is in Kafka: later requests with its key are duplicates. A failed commit is
+    /// tried again in the background (the answer does not wait for it).
+    async fn commit(self, tasks: &TaskTracker, source: &str, event_id: &str) {
+        if self.try_commit(source, event_id).await {
+            return;
+        }
+        let (source, event_id) = (source.to_owned(), event_id.to_owned());
+        tasks.spawn(
+            async move {
+                for pause in COMMIT_RETRIES {
+                    tokio::time::sleep(pause).await;
+                    if self.try_commit(&source, &event_id).await {
+                        return;
+                    }
+                }
+                tracing::warn!(
+                    source,
+                    event_id,
+                    "commit failed after retries; the key stays claimed until claim_ttl"
+                );
+            }
+            .instrument(tracing::Span::current()),
+        );
+    }
+
+    /// One commit: true when settled (written, or taken over by another request).
+    async fn try_commit(&self, source: &str, event_id: &str) -> bool {
         let committed = timed(
-            self.metrics,
+            &self.metrics,
             RedisCommand::Commit,
             self.store.commit(&self.token),
         )
         .await;
         match committed {
-            Ok(true) => {}
-            Ok(false) => tracing::warn!(
-                source,
-                event_id,
-                "claim expired before commit; another request took the key"
-            ),
-            // The event is in Kafka; the claim expires after claim_ttl.
-            Err(e) => tracing::warn!(source, event_id, error = %e, "commit failed"),
+            Ok(true) => true,
+            Ok(false) => {
+                tracing::warn!(
+                    source,
+                    event_id,
+                    "claim expired before commit; another request took the key"
+                );
+                true
+            }
+            Err(e) => {
+                tracing::warn!(source, event_id, error = %e, "commit failed");
+                false
+            }
         }
     }
 
     /// The event is not in Kafka: the sender's retry must be processed.
     async fn release(self, source: &str) {
         let released = timed(
-            self.metrics,
+            &self.metrics,
             RedisCommand::Release,
             self.store.release(&self.token),
         )
@@ -210,7 +324,7 @@ impl<'a> HeldClaim<'a> {
     }
 }
 
-impl Drop for HeldClaim<'_> {
+impl Drop for HeldClaim {
     fn drop(&mut self) {
         self.metrics.claims_in_flight().dec();
     }

@@ -24,6 +24,9 @@ pub enum DecodeError {
     TooLarge(u64),
     #[error("the {0} body cannot be decompressed: {1}")]
     Corrupt(&'static str, String),
+    /// The memory the decoded body needs could not be had now.
+    #[error("no memory for the decompressed body now")]
+    NoRoom,
 }
 
 /// The request's encoding; one coding at most (stacked codings are refused).
@@ -46,8 +49,14 @@ pub fn encoding_of(headers: &HeaderMap) -> Result<Encoding, DecodeError> {
     }
 }
 
-/// Decodes `body`, refusing to produce more than `cap` bytes.
-pub fn decode(encoding: Encoding, body: Bytes, cap: u64) -> Result<Bytes, DecodeError> {
+/// Decodes `body`, refusing to produce more than `cap` bytes. `grow` is asked for every byte
+/// of capacity the output takes, before it is used, and may refuse it (the body budget).
+pub fn decode(
+    encoding: Encoding,
+    body: Bytes,
+    cap: u64,
+    mut grow: impl FnMut(usize) -> bool,
+) -> Result<Bytes, DecodeError> {
     let (name, reader): (&'static str, Box<dyn Read + '_>) = match encoding {
         Encoding::Identity => return Ok(body),
         Encoding::Gzip => (
@@ -62,17 +71,35 @@ pub fn decode(encoding: Encoding, body: Bytes, cap: u64) -> Result<Bytes, Decode
             ),
         ),
     };
-    let mut out = Vec::new();
     // One byte past the cap tells "exactly at the limit" from "over it".
-    reader
-        .take(cap.saturating_add(1))
-        .read_to_end(&mut out)
-        .map_err(|e| DecodeError::Corrupt(name, e.to_string()))?;
+    let mut reader = reader.take(cap.saturating_add(1));
+    let mut out: Vec<u8> = Vec::new();
+    let mut chunk = [0u8; DECODE_CHUNK];
+    loop {
+        let n = match reader.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(DecodeError::Corrupt(name, e.to_string())),
+        };
+        if out.len() + n > out.capacity() {
+            // Grow the way Vec would (doubling), but ask first.
+            let want = (out.len() + n).max(out.capacity() * 2);
+            if !grow(want - out.capacity()) {
+                return Err(DecodeError::NoRoom);
+            }
+            out.reserve_exact(want - out.len());
+        }
+        out.extend_from_slice(&chunk[..n]);
+    }
     if out.len() as u64 > cap {
         return Err(DecodeError::TooLarge(cap));
     }
     Ok(Bytes::from(out))
 }
+
+/// The decoder's read size: small enough for the stack, large enough to be few calls.
+const DECODE_CHUNK: usize = 16 * 1024;
 
 #[cfg(test)]
 mod tests {
@@ -119,10 +146,16 @@ mod tests {
     fn bodies_round_trip_up_to_the_cap() {
         let body = br#"{"id":"evt_1","type":"reading"}"#.repeat(100);
         let n = body.len() as u64;
-        assert_eq!(decode(Encoding::Gzip, gzip(&body), n).expect("gzip"), body);
-        assert_eq!(decode(Encoding::Zstd, zstd(&body), n).expect("zstd"), body);
         assert_eq!(
-            decode(Encoding::Gzip, gzip(&body), n - 1),
+            decode(Encoding::Gzip, gzip(&body), n, |_| true).expect("gzip"),
+            body
+        );
+        assert_eq!(
+            decode(Encoding::Zstd, zstd(&body), n, |_| true).expect("zstd"),
+            body
+        );
+        assert_eq!(
+            decode(Encoding::Gzip, gzip(&body), n - 1, |_| true),
             Err(DecodeError::TooLarge(n - 1))
         );
     }
@@ -137,7 +170,7 @@ mod tests {
         ] {
             assert!(bomb.len() < 1 << 20);
             assert_eq!(
-                decode(encoding, bomb, 1 << 20),
+                decode(encoding, bomb, 1 << 20, |_| true),
                 Err(DecodeError::TooLarge(1 << 20))
             );
         }
@@ -147,9 +180,29 @@ mod tests {
     fn garbage_is_corrupt() {
         for encoding in [Encoding::Gzip, Encoding::Zstd] {
             assert!(matches!(
-                decode(encoding, Bytes::from_static(b"not compressed"), 1024),
+                decode(
+                    encoding,
+                    Bytes::from_static(b"not compressed"),
+                    1024,
+                    |_| true
+                ),
                 Err(DecodeError::Corrupt(..))
             ));
         }
+    }
+
+    #[test]
+    fn the_output_grows_only_with_room_and_never_past_what_was_granted() {
+        let body = vec![b'a'; 100_000];
+        let mut granted = 0;
+        let decoded = decode(Encoding::Gzip, gzip(&body), 1 << 20, |n| {
+            granted += n;
+            true
+        })
+        .expect("decoded");
+        assert_eq!(decoded.len(), 100_000);
+        assert!((100_000..=2 * 100_000).contains(&granted), "{granted}");
+        let refused = decode(Encoding::Gzip, gzip(&body), 1 << 20, |n| n <= DECODE_CHUNK);
+        assert_eq!(refused, Err(DecodeError::NoRoom));
     }
 }

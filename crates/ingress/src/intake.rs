@@ -4,11 +4,11 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::{header, HeaderMap, Request, StatusCode};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::BodyExt;
 use hyper::body::Body;
 use spillway_config::ResolvedSource;
 use spillway_core::key::{KeyError, KeyInput};
@@ -16,8 +16,10 @@ use spillway_core::time::millis_since_epoch;
 use spillway_core::{headers, trace, Envelope, EventId};
 use spillway_signature::Verified;
 use spillway_telemetry::Outcome;
+use tokio::time::Instant;
 
 use crate::answer::{self, Answer};
+use crate::budget::{BodyBudget, Charge, Exhausted};
 use crate::encoding::{decode, encoding_of, DecodeError, Encoding};
 use crate::pipeline::{BodyError, Pipeline};
 use crate::spans;
@@ -60,14 +62,30 @@ impl Intake {
     }
 
     /// Stage 4, decode: a gzip or zstd body is decompressed, within the source's size cap.
+    /// The decoded bytes are charged to the body budget as the output grows, and the
+    /// compressed bytes are given back once it is done.
     // An `Answer` is the request's whole reply, built once on the way out; boxing it would
     // only add an allocation to every refusal.
     #[allow(clippy::result_large_err)]
-    pub(crate) fn decode(&mut self, body: Bytes) -> Result<Bytes, Answer> {
+    pub(crate) fn decode(
+        &mut self,
+        budget: &BodyBudget,
+        charge: &mut Charge,
+        body: Bytes,
+        retry_after: Duration,
+    ) -> Result<Bytes, Answer> {
         let cap = self.source.max_body_bytes;
-        let decoded = match decode(self.encoding, body, cap) {
+        let mut decoded_room = 0usize;
+        let grow = |n: usize| {
+            let granted = budget.charge(charge, n).is_ok();
+            decoded_room += if granted { n } else { 0 };
+            granted
+        };
+        let identity = self.encoding == Encoding::Identity;
+        let decoded = match decode(self.encoding, body, cap, grow) {
             Ok(b) => b,
             Err(DecodeError::TooLarge(_)) => return Err(answer::too_large(cap)),
+            Err(DecodeError::NoRoom) => return Err(memory_full(retry_after)),
             Err(e) => {
                 return Err(answer::error(
                     Outcome::BadRequest,
@@ -77,6 +95,10 @@ impl Intake {
                 ))
             }
         };
+        if !identity {
+            // The compressed body is gone; what is held is the decoded one's room.
+            charge.shrink_to(decoded_room);
+        }
         self.received_at = SystemTime::now();
         Ok(decoded)
     }
@@ -125,12 +147,15 @@ impl Intake {
 
 impl Pipeline {
     /// Stage 3, read: the body, refused when its coding is unknown, when it announces or
-    /// reaches more than the source's cap, or when it does not arrive within the read timeout.
+    /// reaches more than the source's cap, when it arrives slower than `min_body_rate` after
+    /// the grace period or not within the read timeout, or when the body budget has not got
+    /// its bytes. Every byte read is charged to `charge` as it arrives.
     pub(crate) async fn read<B>(
         &self,
         intake: &mut Intake,
         headers: &HeaderMap,
         body: B,
+        charge: &mut Charge,
     ) -> Result<Bytes, Answer>
     where
         B: Body<Data = Bytes>,
@@ -148,39 +173,98 @@ impl Pipeline {
         if content_length(headers).is_some_and(|length| length > cap) {
             return Err(answer::too_large(cap));
         }
-        let cap_usize = usize::try_from(cap).unwrap_or(usize::MAX);
-        let collected = tokio::time::timeout(
-            self.body_read_timeout,
-            Limited::new(body, cap_usize).collect(),
-        )
-        .await;
-        let body = match collected {
-            Err(_) => {
-                return Err(answer::error(
-                    Outcome::BodyTimeout,
-                    StatusCode::REQUEST_TIMEOUT,
-                    "body_timeout",
-                    format!(
-                        "the body was not received within {:?}",
-                        self.body_read_timeout
-                    ),
-                ))
+        let cap = usize::try_from(cap).unwrap_or(usize::MAX);
+        let mut body = std::pin::pin!(body);
+        let mut chunks = Vec::new();
+        let mut received = 0usize;
+        let started = Instant::now();
+        let hard = started + self.body_read_timeout;
+        loop {
+            let deadline = hard.min(self.rate_deadline(started, received));
+            let frame = match tokio::time::timeout_at(deadline, body.as_mut().frame()).await {
+                Err(_) if deadline == hard => return Err(self.body_timeout()),
+                Err(_) => return Err(self.body_too_slow()),
+                Ok(None) => break,
+                Ok(Some(Err(e))) => {
+                    let e: BodyError = e.into();
+                    return Err(answer::error(
+                        Outcome::BadRequest,
+                        StatusCode::BAD_REQUEST,
+                        "body_unreadable",
+                        format!("the body could not be read: {e}"),
+                    ));
+                }
+                Ok(Some(Ok(frame))) => frame,
+            };
+            let Ok(data) = frame.into_data() else {
+                continue; // trailers carry nothing Spillway keeps
+            };
+            received += data.len();
+            if received > cap {
+                return Err(answer::too_large(intake.source.max_body_bytes));
             }
-            Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
-                return Err(answer::too_large(cap))
-            }
-            Ok(Err(e)) => {
-                return Err(answer::error(
-                    Outcome::BadRequest,
-                    StatusCode::BAD_REQUEST,
-                    "body_unreadable",
-                    format!("the body could not be read: {e}"),
-                ))
-            }
-            Ok(Ok(collected)) => collected.to_bytes(),
-        };
+            self.budget
+                .charge(charge, data.len())
+                .map_err(|Exhausted| memory_full(self.retry_after))?;
+            chunks.push(data);
+        }
+        let body = self.join(chunks, received, charge)?;
         self.metrics.body_read(&intake.source.name, body.len());
         Ok(body)
+    }
+
+    /// When a body that has `received` bytes so far must have sent more: `min_body_rate`
+    /// bytes per second after the grace period, on average.
+    fn rate_deadline(&self, started: Instant, received: usize) -> Instant {
+        if self.min_body_rate == 0 {
+            return started + self.body_read_timeout;
+        }
+        let earned = Duration::from_secs_f64(received as f64 / self.min_body_rate as f64);
+        started + self.body_rate_grace + earned
+    }
+
+    /// One contiguous body: the single frame as it is, or the frames copied once into one
+    /// buffer (charged while both exist, then the frames' bytes are given back).
+    // An `Answer` is the request's whole reply, built once on the way out; boxing it would
+    // only add an allocation to every refusal.
+    #[allow(clippy::result_large_err)]
+    fn join(&self, chunks: Vec<Bytes>, len: usize, charge: &mut Charge) -> Result<Bytes, Answer> {
+        if chunks.len() <= 1 {
+            return Ok(chunks.into_iter().next().unwrap_or_default());
+        }
+        self.budget
+            .charge(charge, len)
+            .map_err(|Exhausted| memory_full(self.retry_after))?;
+        let mut joined = BytesMut::with_capacity(len);
+        for chunk in chunks {
+            joined.extend_from_slice(&chunk);
+        }
+        charge.shrink_to(len);
+        Ok(joined.freeze())
+    }
+
+    fn body_timeout(&self) -> Answer {
+        answer::error(
+            Outcome::BodyTimeout,
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            format!(
+                "the body was not received within {:?}",
+                self.body_read_timeout
+            ),
+        )
+    }
+
+    fn body_too_slow(&self) -> Answer {
+        answer::error(
+            Outcome::BodyTimeout,
+            StatusCode::REQUEST_TIMEOUT,
+            "body_too_slow",
+            format!(
+                "the body arrived slower than {} bytes per second",
+                self.min_body_rate
+            ),
+        )
     }
 
     /// Stage 5, verify: the source's scheme over the decoded body. A failure counts against
@@ -211,6 +295,17 @@ impl Pipeline {
         };
         Err(answer::error(outcome, status, e.code(), e.to_string()))
     }
+}
+
+/// 503: the body budget has not got the bytes this request needs now.
+fn memory_full(retry_after: Duration) -> Answer {
+    answer::retry_later(
+        Outcome::MemoryFull,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "overloaded",
+        "too many request bodies in memory; retry later",
+        retry_after,
+    )
 }
 
 fn bad_key(what: &str, e: &KeyError) -> Answer {

@@ -9,10 +9,12 @@
 mod admission;
 mod answer;
 mod blocklist;
+mod budget;
 mod client_addr;
 mod durable;
 mod encoding;
 mod intake;
+mod keys;
 mod pipeline;
 mod route;
 mod server;
@@ -31,7 +33,7 @@ pub use tls::{certificate_subject, load_tls, ClientSubject, TlsError};
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use spillway_config::{Config, FailMode};
@@ -84,12 +86,7 @@ impl Ingress {
         } else {
             None
         };
-        // Redis counts for readiness only if some deduplicating source fails closed: when every
-        // such source fails open, taking pods out of the load balancer over a Redis outage
-        // would turn a dedupe outage into an ingest outage.
-        let redis_required = sources
-            .iter()
-            .any(|s| s.dedupe != KeySource::None && s.on_redis_unavailable == FailMode::FailClosed);
+        let redis_required = redis_gates_readiness(&sources);
         let metrics = IngressMetrics::new().map_err(IngressError::Metrics)?;
         for source in &sources {
             metrics.init_source(&source.name, &source.topic, ProduceError::CODES);
@@ -113,6 +110,8 @@ impl Ingress {
             draining: AtomicBool::new(false),
             producer,
             store: store.filter(|_| redis_required),
+            health_key: keys::Keys::new(&config.redis.key_prefix).health(),
+            cluster: pipeline.cluster.clone(),
         });
         Ok(Self {
             pipeline,
@@ -129,6 +128,11 @@ impl Ingress {
                     .http2_max_local_error_reset_streams,
                 header_read_timeout: config.ingress.header_read_timeout,
                 drain_timeout: config.ingress.drain_timeout,
+                max_connections: config.ingress.max_connections,
+                max_connections_per_peer: config.ingress.max_connections_per_peer,
+                max_connection_age: config.ingress.max_connection_age,
+                http2_keep_alive: config.ingress.http2_keep_alive,
+                trusted_proxies: config.ingress.trusted_proxies.clone(),
                 tls,
             },
             delivery_timeout: config.kafka.delivery_timeout,
@@ -156,6 +160,10 @@ impl Ingress {
             async move {
                 let _ = admin_stop_rx.await;
             },
+        ));
+        let cluster_task = tokio::spawn(learn_cluster_id(
+            self.pipeline.producer.clone(),
+            self.pipeline.cluster.clone(),
         ));
         let readiness = self.readiness.clone();
         let draining = async move {
@@ -187,19 +195,53 @@ impl Ingress {
             Ok(Err(e)) => tracing::error!(error = %e, "producer flush failed"),
             Err(e) => tracing::error!(error = %e, "producer flush task failed"),
         }
+        cluster_task.abort();
         let _ = admin_stop_tx.send(());
         let _ = admin_task.await;
     }
 }
 
-/// Ready while not draining, Kafka answers metadata requests, and (when a source fails closed)
-/// Redis answers.
+/// Whether Redis counts for readiness: only if every deduplicating source fails closed. While
+/// one fails open, taking pods out of the load balancer over a Redis outage would take that
+/// source down with the rest; a fail-closed source's requests are answered 503
+/// `dedupe_unavailable` one by one, which is all a Redis outage should cost.
+fn redis_gates_readiness(sources: &[spillway_config::ResolvedSource]) -> bool {
+    let mut deduplicating = sources.iter().filter(|s| s.dedupe != KeySource::None);
+    deduplicating.clone().next().is_some()
+        && deduplicating.all(|s| s.on_redis_unavailable == FailMode::FailClosed)
+}
+
+/// Asks the cluster for its id until it answers (it names the dedupe keys, see
+/// [`keys`]); until then deduplicating sources answer 503 and the pod is not ready.
+async fn learn_cluster_id(producer: EventProducer, cluster: Arc<OnceLock<String>>) {
+    while cluster.get().is_none() {
+        let asked = producer.clone();
+        let id = tokio::task::spawn_blocking(move || asked.cluster_id(Duration::from_secs(2)))
+            .await
+            .ok()
+            .flatten();
+        match id {
+            Some(id) => {
+                tracing::info!(cluster_id = %id, "kafka cluster id learnt");
+                let _ = cluster.set(id);
+            }
+            None => tokio::time::sleep(Duration::from_secs(1)).await,
+        }
+    }
+}
+
+/// Ready while not draining, Kafka answers metadata requests and its cluster id is known,
+/// and (when every deduplicating source fails closed) Redis runs a claim-shaped command.
 #[derive(Debug)]
 struct IngressReadiness {
     draining: AtomicBool,
     producer: EventProducer,
-    /// Checked only when some deduplicating source fails closed.
+    /// Checked only when every deduplicating source fails closed.
     store: Option<SharedStore>,
+    /// The key the Redis check writes: `SET NX PX GET` fails on a Redis older than 7, where
+    /// no claim could succeed, which a PING would not show.
+    health_key: String,
+    cluster: Arc<OnceLock<String>>,
 }
 
 impl Readiness for IngressReadiness {
@@ -213,8 +255,14 @@ impl Readiness for IngressReadiness {
                 .await
                 .map_err(|e| e.to_string())?
                 .map_err(|e| e.to_string())?;
+            if self.cluster.get().is_none() {
+                return Err("kafka cluster id not known yet".into());
+            }
             if let Some(store) = &self.store {
-                store.ping().await.map_err(|e| e.to_string())?;
+                store
+                    .health(&self.health_key)
+                    .await
+                    .map_err(|e| e.to_string())?;
             }
             Ok(())
         })

@@ -2,7 +2,7 @@
 //! limits. The stages that use it are in [`crate::stages`] and the modules it names.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use spillway_config::{Config, ResolvedSource};
@@ -13,6 +13,8 @@ use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 
 use crate::blocklist::Blocklist;
+use crate::budget::{BodyBudget, ClientPlaces};
+use crate::keys::Keys;
 
 /// The error of a request body that [`Pipeline::handle`] can read: hyper's, or a test's.
 pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
@@ -26,14 +28,25 @@ pub struct Pipeline {
     pub(crate) producer: EventProducer,
     /// Dedupe claims, rate-limit and failure counters; None when no source needs Redis.
     pub(crate) store: Option<SharedStore>,
-    /// Prepended to every key this process writes to the shared store.
-    pub(crate) key_prefix: String,
-    /// Requests admitted at once (`ingress.max_in_flight`); past it 503 `overloaded`.
+    /// The names of the keys this process writes to the shared store.
+    pub(crate) keys: Keys,
+    /// The id of the Kafka cluster events go to, in every dedupe key; learnt once the
+    /// producer reaches the cluster (see [`crate::Ingress::run`]).
+    pub(crate) cluster: Arc<OnceLock<String>>,
+    /// Requests past their body read at once (`ingress.max_in_flight`); past it 503
+    /// `overloaded`.
     pub(crate) permits: Arc<Semaphore>,
+    /// Bytes of bodies held at once (`ingress.max_body_memory`); past it 503 `memory_full`.
+    pub(crate) budget: BodyBudget,
+    /// Requests open per client (`ingress.max_requests_per_client`).
+    pub(crate) client_places: ClientPlaces,
+    /// After `body_rate_grace`, bytes per second a body must keep arriving at (0: off).
+    pub(crate) min_body_rate: u64,
+    pub(crate) body_rate_grace: Duration,
     pub(crate) metrics: IngressMetrics,
     /// How long a body may take to arrive once the headers are in.
     pub(crate) body_read_timeout: Duration,
-    /// The pause a 409 or 503 asks the sender to wait (Retry-After).
+    /// The pause a 503 asks the sender to wait (Retry-After).
     pub(crate) retry_after: Duration,
     /// Deliveries by Spillway workers an event may have been through (loop protection).
     pub(crate) max_hops: u32,
@@ -68,10 +81,13 @@ impl Pipeline {
                     Blocklist::new(
                         block,
                         store,
-                        config.redis.key_prefix.clone(),
+                        Keys::new(&config.redis.key_prefix),
                         config.ingress.block_check_interval,
+                        config.ingress.trusted_proxies.clone(),
                     )
                 });
+        // Learnt once the process runs (see `Ingress::run`); unit tests set it.
+        let cluster = Arc::new(OnceLock::new());
         Self {
             sources: sources
                 .into_iter()
@@ -79,8 +95,13 @@ impl Pipeline {
                 .collect(),
             producer,
             store,
-            key_prefix: config.redis.key_prefix.clone(),
+            keys: Keys::new(&config.redis.key_prefix),
+            cluster,
             permits: Arc::new(Semaphore::new(config.ingress.max_in_flight)),
+            budget: BodyBudget::new(config.ingress.max_body_memory),
+            client_places: ClientPlaces::new(config.ingress.max_requests_per_client),
+            min_body_rate: config.ingress.min_body_rate,
+            body_rate_grace: config.ingress.body_rate_grace,
             metrics,
             body_read_timeout: config.ingress.body_read_timeout,
             retry_after: config.ingress.retry_after,

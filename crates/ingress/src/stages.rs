@@ -1,5 +1,6 @@
 //! The request path as named stages, in the order docs/architecture.md lists them: route,
-//! admission, read, decode, verify, keys, durable (claim, produce, commit or release), answer.
+//! admission, read, in-flight gate, decode, verify, rate limit, keys, durable (claim, produce,
+//! commit or release), answer.
 //! Each stage is one small function in its own module; this one only strings them together.
 
 use std::net::{IpAddr, SocketAddr};
@@ -11,7 +12,9 @@ use hyper::body::Body;
 use spillway_core::EventId;
 use tracing::Instrument;
 
+use crate::admission::InFlight;
 use crate::answer::{self, Answer};
+use crate::budget::Charge;
 use crate::client_addr::client_address;
 use crate::intake::Intake;
 use crate::pipeline::{BodyError, Pipeline};
@@ -63,18 +66,27 @@ impl Pipeline {
             Route::Source(source) => source,
             Route::Answered(answer) => return answer,
         };
-        // Admission holds its permit until the request is answered.
+        // The client's place is held until the request is answered.
         let admitted = match self.admit(&req, &source, client).await {
             Ok(admitted) => admitted,
             Err(refused) => return refused,
         };
         let mut intake = Intake::new(source, &req, id, admitted.hops);
         let (parts, body) = req.into_parts();
-        let body = match self.read(&mut intake, &parts.headers, body).await {
+        // The body's bytes, charged to the budget until the event's fate is settled.
+        let mut charge = Charge::default();
+        let body = match self
+            .read(&mut intake, &parts.headers, body, &mut charge)
+            .await
+        {
             Ok(body) => body,
             Err(refused) => return refused,
         };
-        let body = match intake.decode(body) {
+        let in_flight = match self.enter() {
+            Ok(in_flight) => in_flight,
+            Err(refused) => return refused,
+        };
+        let body = match intake.decode(&self.budget, &mut charge, body, self.retry_after) {
             Ok(body) => body,
             Err(refused) => return refused,
         };
@@ -82,10 +94,27 @@ impl Pipeline {
             Ok(verified) => verified,
             Err(refused) => return refused,
         };
+        if let Some(refused) = self.rate_limited(&intake.source).await {
+            return refused;
+        }
+        let replay_key = verified.replay_key.clone();
         let envelope = match intake.keys(&parts.headers, body, verified) {
             Ok(envelope) => envelope,
             Err(refused) => return refused,
         };
-        self.make_durable_detached(intake.source, envelope).await
+        let held = Held {
+            _in_flight: in_flight,
+            _charge: charge,
+        };
+        self.make_durable_detached(intake.source, envelope, replay_key, held)
+            .await
     }
+}
+
+/// What a request holds until its event's fate is settled, moved into the durable task: its
+/// in-flight place and its body's bytes.
+#[derive(Debug)]
+pub(crate) struct Held {
+    _in_flight: InFlight,
+    _charge: Charge,
 }

@@ -4,17 +4,21 @@
 //!   the delivery report is in, which is what allows the ingress to answer 202. Its in-memory
 //!   variant ([`MemoryProducer`]) records what was produced and can be told to fail, time out
 //!   or delay, so the request path and the worker are unit-tested without a broker.
-//! - [`admin`]: topic creation for the sources' topics.
+//!   While librdkafka reports every broker down it fails sends at once
+//!   ([`ProduceError::Unreachable`]) instead of letting them wait out the delivery timeout.
+//! - [`admin`]: topic creation for the sources' topics, and the topics' size limit.
 //! - [`reader`]: reads topics back from the beginning to their end, for reconciliation in
 //!   tests, the demo and the load generator.
 
 pub mod admin;
 mod memory;
 mod producer;
+mod reachability;
 pub mod reader;
 
 pub use memory::{MemoryBehaviour, MemoryFault, MemoryProducer, ProducedRecord};
 pub use producer::KafkaProducer;
+pub use reachability::STATISTICS_INTERVAL;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -61,6 +65,13 @@ impl From<&spillway_config::KafkaConfig> for Connection {
     }
 }
 
+/// librdkafka's default `message.max.bytes` (the largest produce request it builds), which a
+/// producer applies unless `kafka.properties` sets it: a record's key, value and serialized
+/// headers plus up to 36 bytes of record framing must fit in it, or librdkafka refuses the
+/// record locally. Apache Kafka's default topic `max.message.bytes` (1,048,588) is above it,
+/// so on an untuned cluster the producer refuses first.
+pub const LIBRDKAFKA_MESSAGE_MAX_BYTES: u64 = 1_000_000;
+
 /// Producer settings, from the `kafka` section of the config.
 #[derive(Debug, Clone)]
 pub struct ProducerSettings {
@@ -98,11 +109,29 @@ pub enum ProduceError {
     NotAcknowledged(KafkaError),
     #[error("producer was shut down before the delivery report arrived")]
     Canceled,
+    /// The record is larger than Kafka takes: librdkafka's own check against the producer's
+    /// `message.max.bytes` ([`EventProducer::message_max_bytes`]) when it is handed over, or
+    /// the broker's against the topic's `max.message.bytes` in the delivery report. Sending
+    /// it again cannot succeed. The broker checks whole batches, so small records can get
+    /// this too when the topic's limit is below the producer's: compare them at startup
+    /// ([`admin::topic_max_message_bytes`]).
+    #[error("kafka refused the record as too large")]
+    TooLarge(#[source] KafkaError),
+    /// librdkafka reports every broker down: the record was not handed over at all, rather
+    /// than wait out the delivery timeout.
+    #[error("no kafka broker is reachable")]
+    Unreachable,
 }
 
 impl ProduceError {
     /// Every value [`ProduceError::code`] can return.
-    pub const CODES: &'static [&'static str] = &["queue_full", "not_acknowledged", "canceled"];
+    pub const CODES: &'static [&'static str] = &[
+        "queue_full",
+        "not_acknowledged",
+        "canceled",
+        "too_large",
+        "unreachable",
+    ];
 
     /// A stable code for metrics and logs.
     pub fn code(&self) -> &'static str {
@@ -110,6 +139,8 @@ impl ProduceError {
             Self::QueueFull => "queue_full",
             Self::NotAcknowledged(_) => "not_acknowledged",
             Self::Canceled => "canceled",
+            Self::TooLarge(_) => "too_large",
+            Self::Unreachable => "unreachable",
         }
     }
 }
@@ -226,6 +257,27 @@ impl EventProducer {
             Self::Memory(p) => p.metadata_ok(),
         }
     }
+
+    /// The producer's `message.max.bytes`: `kafka.properties`' value, else librdkafka's
+    /// default ([`LIBRDKAFKA_MESSAGE_MAX_BYTES`]). A record larger than this, framing
+    /// included, fails with [`ProduceError::TooLarge`].
+    pub fn message_max_bytes(&self) -> u64 {
+        match self {
+            Self::Kafka(p) => p.message_max_bytes(),
+            Self::Memory(p) => p.message_max_bytes(),
+        }
+    }
+
+    /// The Kafka cluster's id, to tell clusters apart (dedupe keys are namespaced by it);
+    /// `None` when the cluster does not answer within `timeout` or has no id. The memory
+    /// producer's is `"memory"`. Blocks the thread: call it from `spawn_blocking` in async
+    /// code.
+    pub fn cluster_id(&self, timeout: Duration) -> Option<String> {
+        match self {
+            Self::Kafka(p) => p.cluster_id(timeout),
+            Self::Memory(_) => Some(memory::MEMORY_CLUSTER_ID.to_owned()),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -241,10 +293,14 @@ mod tests {
                 RDKafkaErrorCode::MessageTimedOut,
             )),
             ProduceError::Canceled,
+            ProduceError::TooLarge(KafkaError::MessageProduction(
+                RDKafkaErrorCode::MessageSizeTooLarge,
+            )),
+            ProduceError::Unreachable,
         ] {
             assert!(ProduceError::CODES.contains(&e.code()), "{}", e.code());
         }
-        assert_eq!(ProduceError::CODES.len(), 3);
+        assert_eq!(ProduceError::CODES.len(), 5);
     }
 
     /// Managed Kafka (MSK, Confluent Cloud, Strimzi with TLS) needs TLS and SASL; librdkafka

@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
-use crate::{ClientError, Delivered, ProduceError};
+use crate::{ClientError, Delivered, ProduceError, LIBRDKAFKA_MESSAGE_MAX_BYTES};
+
+/// What [`crate::EventProducer::cluster_id`] answers for the memory producer.
+pub(crate) const MEMORY_CLUSTER_ID: &str = "memory";
 
 /// One record the memory producer acknowledged, as a consumer would read it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,8 +37,13 @@ impl ProducedRecord {
 pub enum MemoryFault {
     /// librdkafka's local queue is full ([`ProduceError::QueueFull`]).
     QueueFull,
-    /// The broker refused the record ([`ProduceError::NotAcknowledged`]), nothing written.
+    /// The broker refused the record ([`ProduceError::NotAcknowledged`], here for want of
+    /// authorization), nothing written.
     Refused,
+    /// The record is too large for Kafka ([`ProduceError::TooLarge`]), nothing written.
+    TooLarge,
+    /// No broker is reachable ([`ProduceError::Unreachable`]), nothing written.
+    Unreachable,
     /// The record was written but its acknowledgement was lost: the caller sees
     /// [`ProduceError::NotAcknowledged`] although the record is in the topic (the
     /// at-least-once case a sender's retry turns into a second copy).
@@ -64,7 +72,7 @@ pub struct MemoryProducer {
     state: Arc<Mutex<State>>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct State {
     records: Vec<ProducedRecord>,
     next_offset: BTreeMap<String, i64>,
@@ -74,6 +82,22 @@ struct State {
     in_flight: i32,
     /// Whether metadata requests fail, as when no broker answers.
     unreachable: bool,
+    /// What [`MemoryProducer::message_max_bytes`] says; nothing is refused for it.
+    message_max_bytes: u64,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        Self {
+            records: Vec::new(),
+            next_offset: BTreeMap::new(),
+            scripted: VecDeque::new(),
+            usual: None,
+            in_flight: 0,
+            unreachable: false,
+            message_max_bytes: LIBRDKAFKA_MESSAGE_MAX_BYTES,
+        }
+    }
 }
 
 // === impl MemoryProducer ===
@@ -97,6 +121,16 @@ impl MemoryProducer {
     /// Whether a readiness check (`metadata_ok`) fails.
     pub fn set_unreachable(&self, unreachable: bool) {
         self.lock().unreachable = unreachable;
+    }
+
+    /// What [`crate::EventProducer::message_max_bytes`] answers (librdkafka's default until
+    /// set). Only the answer: records are refused as too large by [`MemoryFault::TooLarge`].
+    pub fn set_message_max_bytes(&self, bytes: u64) {
+        self.lock().message_max_bytes = bytes;
+    }
+
+    pub(crate) fn message_max_bytes(&self) -> u64 {
+        self.lock().message_max_bytes
     }
 
     /// Every record written so far, in the order written.
@@ -168,8 +202,12 @@ impl MemoryProducer {
             }
             MemoryBehaviour::Fail(MemoryFault::QueueFull) => Err(ProduceError::QueueFull),
             MemoryBehaviour::Fail(MemoryFault::Refused) => {
-                Err(not_acknowledged(RDKafkaErrorCode::MessageSizeTooLarge))
+                Err(not_acknowledged(RDKafkaErrorCode::TopicAuthorizationFailed))
             }
+            MemoryBehaviour::Fail(MemoryFault::TooLarge) => Err(ProduceError::TooLarge(
+                KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge),
+            )),
+            MemoryBehaviour::Fail(MemoryFault::Unreachable) => Err(ProduceError::Unreachable),
             MemoryBehaviour::Fail(MemoryFault::AcknowledgementLost) => {
                 self.write(record());
                 Err(not_acknowledged(RDKafkaErrorCode::MessageTimedOut))
@@ -275,6 +313,42 @@ mod tests {
         assert_eq!(started.elapsed(), Duration::from_secs(5));
         assert!(memory.records().is_empty());
         assert_eq!(producer.queued(), 0);
+    }
+
+    #[tokio::test]
+    async fn too_large_and_unreachable_write_nothing() {
+        let (memory, producer) = producer();
+        memory
+            .then(MemoryBehaviour::Fail(MemoryFault::TooLarge))
+            .then(MemoryBehaviour::Fail(MemoryFault::Unreachable));
+        let too_large = producer
+            .send_record::<&str, &[u8]>("t", None, b"big", &[])
+            .await;
+        assert!(
+            matches!(too_large, Err(ProduceError::TooLarge(_))),
+            "{too_large:?}"
+        );
+        let unreachable = producer
+            .send_record::<&str, &[u8]>("t", None, b"x", &[])
+            .await;
+        assert!(
+            matches!(unreachable, Err(ProduceError::Unreachable)),
+            "{unreachable:?}"
+        );
+        assert!(memory.records().is_empty());
+        assert_eq!(producer.queued(), 0);
+    }
+
+    #[test]
+    fn the_memory_cluster_and_its_size_limit() {
+        let (memory, producer) = producer();
+        assert_eq!(
+            producer.cluster_id(Duration::from_secs(1)).as_deref(),
+            Some("memory")
+        );
+        assert_eq!(producer.message_max_bytes(), 1_000_000);
+        memory.set_message_max_bytes(2048);
+        assert_eq!(producer.message_max_bytes(), 2048);
     }
 
     #[tokio::test]

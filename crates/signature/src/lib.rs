@@ -12,6 +12,7 @@
 mod scheme;
 mod secret;
 mod signer;
+mod to_sign;
 
 pub use scheme::{Encoding, GenericHmac, Scheme, Template, TemplateError};
 pub use secret::{Secret, SecretError, SecretRing};
@@ -24,6 +25,8 @@ use hmac::{Hmac, Mac};
 use http::HeaderMap;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
+
+use to_sign::ToSign;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -84,6 +87,14 @@ pub struct Verified {
     pub key_id: Option<String>,
     /// The event id the signature covers, for schemes that sign one.
     pub signed_id: Option<String>,
+    /// A fingerprint of the authenticated request, for the schemes whose signature covers
+    /// neither a timestamp nor an event id (GitHub, Shopify, generic templates without `{id}`
+    /// and `{timestamp}`; see [`Scheme`] on replays): the lowercase hex SHA-256 of the MAC that
+    /// matched. It is the same for every copy of a request whatever its unsigned headers say
+    /// (a fresh delivery id, hex in upper case), so it catches replays that the delivery id
+    /// cannot. Two genuine events with the same body and secret share it too. `None` for every
+    /// other scheme and for `none`.
+    pub replay_key: Option<String>,
 }
 
 /// A scheme, the secrets it may be signed with, and the replay window.
@@ -132,16 +143,17 @@ impl Verifier {
             return Ok(Verified {
                 key_id: None,
                 signed_id: None,
+                replay_key: None,
             });
         };
         if let Some(ts) = parts.timestamp {
             check_tolerance(ts, now, self.tolerance)?;
         }
-        let signed = self.scheme.string_to_sign(&parts, body);
+        let signed = ToSign::new(&self.scheme, &parts, body);
         let mut any_active = false;
         for secret in self.ring.active(now) {
             any_active = true;
-            let expected = mac(&secret.key, &signed);
+            let expected = mac(&secret.key, signed.pieces());
             // Compare against every candidate without an early exit on the first byte that
             // differs: `ct_eq` is constant-time for equal lengths, and lengths are public.
             let matched = parts
@@ -152,6 +164,12 @@ impl Verifier {
                 return Ok(Verified {
                     key_id: Some(secret.id.clone()),
                     signed_id: parts.id.clone(),
+                    // `expected` equals the candidate that matched: hashing it spares finding
+                    // out which candidate that was, which the fold above does not reveal.
+                    replay_key: self
+                        .scheme
+                        .needs_replay_key()
+                        .then(|| replay_key(&expected)),
                 });
             }
         }
@@ -172,14 +190,24 @@ pub(crate) struct SignatureParts {
     pub(crate) candidates: Vec<Vec<u8>>,
 }
 
-fn mac(key: &[u8], message: &[u8]) -> Vec<u8> {
+/// The MAC of the concatenation of `pieces`, fed one after another rather than joined first.
+fn mac<'p>(key: &[u8], pieces: impl IntoIterator<Item = &'p [u8]>) -> Vec<u8> {
     // HMAC accepts keys of any length, so `new_from_slice` cannot fail here.
     let mut mac = match HmacSha256::new_from_slice(key) {
         Ok(mac) => mac,
         Err(_) => unreachable!("HMAC takes keys of any length"),
     };
-    mac.update(message);
+    for piece in pieces {
+        mac.update(piece);
+    }
     mac.finalize().into_bytes().to_vec()
+}
+
+/// See [`Verified::replay_key`]. The MAC's bytes, not the header's text, so that a re-encoded
+/// signature (hex in upper case) is the same request.
+fn replay_key(mac: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(Sha256::digest(mac))
 }
 
 fn check_tolerance(
@@ -234,8 +262,7 @@ pub fn sign(
         timestamp: Some(timestamp),
         candidates: Vec::new(),
     };
-    let signed = scheme.string_to_sign(&parts, body);
-    let raw = mac(key, &signed);
+    let raw = mac(key, ToSign::new(scheme, &parts, body).pieces());
     scheme.signature_headers(id, timestamp, &raw)
 }
 

@@ -1,6 +1,8 @@
 //! The providers' signature schemes: where each keeps its id, timestamp and signature, what it
 //! signs, and how the MAC is encoded.
 
+use std::borrow::Cow;
+
 use base64::Engine as _;
 use http::HeaderMap;
 
@@ -15,6 +17,16 @@ pub enum Encoding {
 
 /// A verification scheme. The provider presets fix every detail; [`GenericHmac`] lets a source
 /// describe any other HMAC-SHA256 sender.
+///
+/// Replays: a scheme that signs a timestamp refuses a captured request once it leaves the
+/// replay window, and one that signs an event id lets the dedupe key on that id catch it
+/// within. GitHub, Shopify and generic templates with neither `{id}` nor `{timestamp}` sign the
+/// body alone, and their delivery ids travel unsigned: a captured request resent under a fresh
+/// id verifies as a new one. For those schemes (and only those; not `none`, which proves
+/// nothing) verification returns [`crate::Verified::replay_key`], the SHA-256 of the MAC, which
+/// is the same for every copy of the request whatever its unsigned headers say, so that the
+/// ingress can claim it as a second dedupe key. Their event-type headers (`X-GitHub-Event`,
+/// `X-Shopify-Topic`) are not signed either.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Scheme {
     /// standardwebhooks.com: `webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<base64>`
@@ -55,9 +67,11 @@ pub struct Template {
     parts: Vec<Part>,
 }
 
+/// One piece of a string-to-sign. Literals are borrowed for the presets' fixed layouts (see
+/// `to_sign`) and owned for parsed templates.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Part {
-    Literal(Vec<u8>),
+pub(crate) enum Part {
+    Literal(Cow<'static, [u8]>),
     Id,
     Timestamp,
     Body,
@@ -83,7 +97,7 @@ impl Template {
         let mut rest = text;
         while let Some(open) = rest.find('{') {
             if open > 0 {
-                parts.push(Part::Literal(rest.as_bytes()[..open].to_vec()));
+                parts.push(Part::Literal(Cow::Owned(rest.as_bytes()[..open].to_vec())));
             }
             let after = &rest[open + 1..];
             let close = after.find('}').ok_or(TemplateError::Unclosed)?;
@@ -96,7 +110,7 @@ impl Template {
             rest = &after[close + 1..];
         }
         if !rest.is_empty() {
-            parts.push(Part::Literal(rest.as_bytes().to_vec()));
+            parts.push(Part::Literal(Cow::Owned(rest.as_bytes().to_vec())));
         }
         if parts.iter().filter(|p| **p == Part::Body).count() != 1 {
             return Err(TemplateError::BodyCount);
@@ -108,21 +122,8 @@ impl Template {
         self.parts.contains(part)
     }
 
-    fn render(&self, id: &str, timestamp: Option<i64>, body: &[u8]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(body.len() + 64);
-        for part in &self.parts {
-            match part {
-                Part::Literal(bytes) => out.extend_from_slice(bytes),
-                Part::Id => out.extend_from_slice(id.as_bytes()),
-                Part::Timestamp => {
-                    if let Some(ts) = timestamp {
-                        out.extend_from_slice(ts.to_string().as_bytes());
-                    }
-                }
-                Part::Body => out.extend_from_slice(body),
-            }
-        }
-        out
+    pub(crate) fn parts(&self) -> &[Part] {
+        &self.parts
     }
 }
 
@@ -167,6 +168,18 @@ impl Scheme {
         }
     }
 
+    /// Whether a verified request gets a [`crate::Verified::replay_key`]: its signature covers
+    /// neither a timestamp nor an event id, so nothing signed tells a replay from the original
+    /// (see the replay rule above). A generic scheme counts what its template signs, not which
+    /// headers it reads: a timestamp header outside the template is not signed.
+    pub(crate) fn needs_replay_key(&self) -> bool {
+        match self {
+            Self::Github | Self::Shopify => true,
+            Self::Generic(g) => !(g.template.uses(&Part::Id) || g.template.uses(&Part::Timestamp)),
+            Self::StandardWebhooks | Self::Stripe | Self::Slack | Self::None => false,
+        }
+    }
+
     /// Turns a secret as the provider shows it into key bytes. Standard Webhooks secrets are
     /// `whsec_` followed by base64; every other provider uses the secret text itself as the key
     /// (Stripe's `whsec_...` included).
@@ -180,7 +193,7 @@ impl Scheme {
                 let encoded = text.strip_prefix("whsec_").unwrap_or(text);
                 b64()
                     .decode(encoded)
-                    .map_err(|e| SecretError::NotBase64(e.to_string()))
+                    .map_err(|e| SecretError::not_base64(&e))
             }
             _ => Ok(text.as_bytes().to_vec()),
         }
@@ -292,19 +305,6 @@ impl Scheme {
             }
         };
         Ok(Some(parts))
-    }
-
-    pub(crate) fn string_to_sign(&self, parts: &SignatureParts, body: &[u8]) -> Vec<u8> {
-        let id = parts.id.as_deref().unwrap_or_default();
-        let ts = parts.timestamp.map(|t| t.to_string()).unwrap_or_default();
-        let joined = |pieces: &[&[u8]]| pieces.concat();
-        match self {
-            Self::StandardWebhooks => joined(&[id.as_bytes(), b".", ts.as_bytes(), b".", body]),
-            Self::Stripe => joined(&[ts.as_bytes(), b".", body]),
-            Self::Slack => joined(&[b"v0:", ts.as_bytes(), b":", body]),
-            Self::Github | Self::Shopify | Self::None => body.to_vec(),
-            Self::Generic(g) => g.template.render(id, parts.timestamp, body),
-        }
     }
 
     pub(crate) fn signature_headers(&self, id: &str, ts: i64, raw: &[u8]) -> Vec<(String, String)> {

@@ -24,13 +24,31 @@ impl std::fmt::Debug for Secret {
     }
 }
 
-/// Why a secret's text could not be turned into key bytes.
+/// Why a secret's text could not be turned into key bytes. No variant quotes any of the text:
+/// these errors end up on stderr and in logs.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SecretError {
     #[error("secret is empty")]
     Empty,
+    /// What is wrong, in fixed words. The base64 crate's error is deliberately not kept as the
+    /// `#[source]`: its text names the offending byte and its offset, i.e. part of the secret.
     #[error("secret is not valid base64 after the whsec_ prefix: {0}")]
-    NotBase64(String),
+    NotBase64(&'static str),
+}
+
+// === impl SecretError ===
+
+impl SecretError {
+    /// The kind of `e` without its byte, offset or length (see [`SecretError::NotBase64`]).
+    pub(crate) fn not_base64(e: &base64::DecodeError) -> Self {
+        use base64::DecodeError as E;
+        Self::NotBase64(match e {
+            E::InvalidByte(..) => "a character outside the base64 alphabet, or one after padding",
+            E::InvalidLength(_) => "its length is not a possible base64 length",
+            E::InvalidLastSymbol(..) => "its last character has bits set beyond the last byte",
+            E::InvalidPadding => "missing, extra or misplaced padding",
+        })
+    }
 }
 
 /// The secrets a source accepts, tried in order.

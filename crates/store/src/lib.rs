@@ -6,24 +6,41 @@
 //! rather than dropped:
 //!
 //! ```text
-//! claim    SET k "pending:<id>" NX PX claim_ttl GET   -> Claimed | InFlight | Done(<original id>)
+//! claim    SET k "pending:<id>" NX PX claim_ttl GET   -> nil or "pending:<id>": Claimed
+//!                                                        "pending:<other>": InFlight
+//!                                                        "done:<original>": Done(<original>)
 //! commit   k == "pending:<id>" or absent ? SET k "done:<id>" EX window
 //! release  k == "pending:<id>" ? DEL k
 //! count    INCR k (PEXPIRE ttl on the first)              -> rate limits, verification failures
 //! read     GET k / write SET k v PX ttl                   -> blocked client addresses
+//! health   SET k "health" NX PX 5000 GET                  -> readiness
 //! ```
 //!
 //! Commit and release compare before they write: a pod whose claim expired (it stalled past
 //! `claim_ttl`) must not overwrite or delete the claim another pod took since.
 //!
+//! A claim that finds this request's own `pending:<id>` is this request's: redis-rs re-sends a
+//! command after a reset connection or an I/O error whether or not the first send ran, and the
+//! re-sent `SET NX GET` then reads back what the first one wrote. Event ids are unique per
+//! request, so no other request can hold that value. When a claim fails (an error or our
+//! timeout), the `SET` may still have run: [`ClaimToken::new`] rebuilds the token so the caller
+//! can release it best-effort (else the sender's retry finds the key in flight for
+//! `claim_ttl`), or commit it after producing without a claim (fail open; commit accepts an
+//! absent key as well as its own claim, and writes nothing over another request's).
+//!
+//! Readiness runs `health`, not `PING`: it needs what the claim needs (`SET ... NX ... GET` is
+//! Redis 7), so a cluster that answers PING but refuses every claim is not reported ready.
+//!
 //! Backends are an enum, as in Svix: the Redis Cluster for production and an in-memory map
 //! that needs no server for unit tests.
 
+mod connection;
 mod memory;
 mod redis_store;
 
 use std::time::Duration;
 
+pub use connection::{RECONNECT_BACKOFF_MAX, RECONNECT_BACKOFF_MIN};
 pub use memory::MemoryStore;
 pub use redis_store::{RedisSettings, RedisStore};
 
@@ -32,7 +49,7 @@ pub use redis_store::{RedisSettings, RedisStore};
 pub enum Claim {
     /// This request owns the key: produce, then commit or release.
     Claimed(ClaimToken),
-    /// Another request holds the key and has not finished: answer 409, retry later.
+    /// Another request holds the key and has not finished: the sender should retry later.
     InFlight,
     /// An event with this key was accepted within the window, under this event id.
     Done(String),
@@ -48,8 +65,22 @@ pub struct ClaimToken {
 // === impl ClaimToken ===
 
 impl ClaimToken {
+    /// The token of the claim on `key` for the event `event_id`: what [`SharedStore::claim`]
+    /// returns, and what a caller rebuilds after a claim that failed or timed out, since that
+    /// claim may have been applied (see the crate documentation).
+    pub fn new(key: impl Into<String>, event_id: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            event_id: event_id.into(),
+        }
+    }
+
     pub fn key(&self) -> &str {
         &self.key
+    }
+
+    pub fn event_id(&self) -> &str {
+        &self.event_id
     }
 
     fn pending_value(&self) -> String {
@@ -64,9 +95,16 @@ impl ClaimToken {
 const PENDING: &str = "pending:";
 const DONE: &str = "done:";
 
-/// Reads a stored value back into a claim outcome.
-fn outcome_of(stored: &str) -> Result<Claim, StoreError> {
-    if stored.starts_with(PENDING) {
+/// What `health` writes, and for how long: short, as only the write matters.
+const HEALTH_VALUE: &str = "health";
+const HEALTH_TTL: Duration = Duration::from_secs(5);
+
+/// Reads the value a claim found into its outcome. Our own pending value means the claim is
+/// ours: an earlier send of the same `SET NX` wrote it.
+fn outcome_of(stored: &str, token: ClaimToken) -> Result<Claim, StoreError> {
+    if stored == token.pending_value() {
+        Ok(Claim::Claimed(token))
+    } else if stored.starts_with(PENDING) {
         Ok(Claim::InFlight)
     } else if let Some(id) = stored.strip_prefix(DONE) {
         Ok(Claim::Done(id.to_owned()))
@@ -100,12 +138,10 @@ pub enum SharedStore {
 // === impl SharedStore ===
 
 impl SharedStore {
-    /// Claims `key` for the event `event_id`.
+    /// Claims `key` for the event `event_id`, which must be unique to this request: a key
+    /// that already holds this id's claim is reported `Claimed` (see the crate documentation).
     pub async fn claim(&self, key: &str, event_id: &str) -> Result<Claim, StoreError> {
-        let token = ClaimToken {
-            key: key.to_owned(),
-            event_id: event_id.to_owned(),
-        };
+        let token = ClaimToken::new(key, event_id);
         match self {
             Self::Redis(s) => s.claim(token).await,
             Self::Memory(s) => s.reachable("claim").and_then(|()| s.claim(token)),
@@ -114,6 +150,8 @@ impl SharedStore {
 
     /// Records that the claimed event is in Kafka. Returns false when the claim had already
     /// been taken over by another request (it expired first): both events are then in Kafka.
+    /// An absent key is written too, so a fail-open source can commit a token it rebuilt with
+    /// [`ClaimToken::new`] after its claim failed.
     pub async fn commit(&self, token: &ClaimToken) -> Result<bool, StoreError> {
         match self {
             Self::Redis(s) => s.commit(token).await,
@@ -121,7 +159,9 @@ impl SharedStore {
         }
     }
 
-    /// Gives the key back after a failed produce, so the sender's retry is processed.
+    /// Gives the key back after a failed produce, so the sender's retry is processed; also
+    /// after a failed claim, with a token from [`ClaimToken::new`], as that claim may have
+    /// been applied. Only this token's own pending claim is deleted.
     pub async fn release(&self, token: &ClaimToken) -> Result<(), StoreError> {
         match self {
             Self::Redis(s) => s.release(token).await,
@@ -155,11 +195,23 @@ impl SharedStore {
         }
     }
 
-    /// Whether the store answers; used by readiness.
+    /// Whether the store answers. It says nothing about whether claims work: readiness uses
+    /// [`SharedStore::health`].
     pub async fn ping(&self) -> Result<(), StoreError> {
         match self {
             Self::Redis(s) => s.ping().await,
             Self::Memory(s) => s.reachable("ping"),
+        }
+    }
+
+    /// Whether the store can run claims; used by readiness. Writes `key` with
+    /// `SET key "health" NX PX 5000 GET`, the claim's own form, which Redis before 7 refuses
+    /// (as it refuses every claim) while it still answers PING. `key` lives in one slot, so
+    /// this checks the primary that owns it and the cluster's routing to it.
+    pub async fn health(&self, key: &str) -> Result<(), StoreError> {
+        match self {
+            Self::Redis(s) => s.health(key).await,
+            Self::Memory(s) => s.reachable("health").map(|()| s.health(key)),
         }
     }
 }
@@ -320,7 +372,7 @@ mod tests {
     #[test]
     fn foreign_values_are_reported_not_guessed() {
         assert!(matches!(
-            outcome_of("something"),
+            outcome_of("something", ClaimToken::new("k", "id")),
             Err(StoreError::Corrupt(_))
         ));
     }

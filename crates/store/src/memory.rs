@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::{outcome_of, Claim, ClaimToken, StoreError};
+use crate::{outcome_of, Claim, ClaimToken, StoreError, HEALTH_TTL, HEALTH_VALUE};
 
 #[derive(Debug, Clone)]
 pub struct MemoryStore {
@@ -91,7 +91,7 @@ impl MemoryStore {
     pub(crate) fn claim(&self, token: ClaimToken) -> Result<Claim, StoreError> {
         let ttl = self.claim_ttl;
         self.with_live(&token.key.clone(), |map, current| match current {
-            Some(stored) => outcome_of(&stored),
+            Some(stored) => outcome_of(&stored, token),
             None => {
                 map.insert(
                     token.key.clone(),
@@ -102,6 +102,19 @@ impl MemoryStore {
         })
     }
 
+    /// The claim's `SET NX`, without the claim: writes `key` if it is free.
+    pub(crate) fn health(&self, key: &str) {
+        self.with_live(key, |map, current| {
+            if current.is_none() {
+                map.insert(
+                    key.to_owned(),
+                    (HEALTH_VALUE.to_owned(), Instant::now() + HEALTH_TTL),
+                );
+            }
+        });
+    }
+
+    /// As the Redis script: an absent key or this token's own claim becomes `done:<id>`.
     pub(crate) fn commit(&self, token: &ClaimToken) -> bool {
         let window = self.window;
         self.with_live(&token.key, |map, current| {
@@ -124,5 +137,107 @@ impl MemoryStore {
                 map.remove(&token.key);
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::{Claim, ClaimToken, MemoryStore, SharedStore, StoreError, HEALTH_TTL};
+
+    fn memory() -> (MemoryStore, SharedStore) {
+        let memory = MemoryStore::new(Duration::from_secs(30), Duration::from_secs(600));
+        (memory.clone(), SharedStore::Memory(memory))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_claim_sent_again_with_its_own_event_id_is_still_claimed() {
+        let (_, store) = memory();
+        let Ok(Claim::Claimed(first)) = store.claim("k", "ev-1").await else {
+            panic!("first claim must win");
+        };
+        // What a re-sent SET NX GET finds: its own pending value.
+        assert_eq!(
+            store.claim("k", "ev-1").await.ok(),
+            Some(Claim::Claimed(first.clone()))
+        );
+        assert_eq!(store.claim("k", "ev-2").await.ok(), Some(Claim::InFlight));
+        assert!(store.commit(&first).await.expect("commit"));
+        assert_eq!(
+            store.claim("k", "ev-3").await.ok(),
+            Some(Claim::Done("ev-1".into()))
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_rebuilt_token_releases_its_own_claim_only() {
+        let (memory, store) = memory();
+        // The claim ran, but its caller saw an error (say, its timeout) and rebuilt the token.
+        let _ = store.claim("k", "lost").await;
+        let lost = ClaimToken::new("k", "lost");
+        assert_eq!((lost.key(), lost.event_id()), ("k", "lost"));
+        store.release(&lost).await.expect("release");
+        assert_eq!(memory.peek("k"), None, "the sender's retry can claim");
+
+        let Ok(Claim::Claimed(_)) = store.claim("k", "retry").await else {
+            panic!("the released key can be claimed");
+        };
+        store.release(&lost).await.expect("release");
+        assert_eq!(memory.peek("k").as_deref(), Some("pending:retry"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fail_open_commit_writes_an_absent_key_but_not_another_claim() {
+        let (memory, store) = memory();
+        memory.set_offline(true);
+        assert!(store.claim("k", "open").await.is_err());
+        memory.set_offline(false);
+        // Produced without a claim; the store is back for the commit.
+        assert!(store
+            .commit(&ClaimToken::new("k", "open"))
+            .await
+            .expect("commit"));
+        assert_eq!(
+            store.claim("k", "retry").await.ok(),
+            Some(Claim::Done("open".into()))
+        );
+
+        let Ok(Claim::Claimed(_)) = store.claim("other", "owner").await else {
+            panic!("first claim must win");
+        };
+        assert!(!store
+            .commit(&ClaimToken::new("other", "open"))
+            .await
+            .expect("commit"));
+        assert_eq!(memory.peek("other").as_deref(), Some("pending:owner"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn health_writes_a_free_key_and_fails_while_offline() {
+        let (memory, store) = memory();
+        store.health("ready").await.expect("healthy");
+        assert_eq!(memory.peek("ready").as_deref(), Some("health"));
+        tokio::time::advance(HEALTH_TTL).await;
+        assert_eq!(
+            memory.peek("ready"),
+            None,
+            "the check leaves nothing behind"
+        );
+
+        // Like SET NX: a key that holds something keeps it.
+        let Ok(Claim::Claimed(_)) = store.claim("busy", "ev").await else {
+            panic!("first claim must win");
+        };
+        store.health("busy").await.expect("healthy");
+        assert_eq!(memory.peek("busy").as_deref(), Some("pending:ev"));
+
+        memory.set_offline(true);
+        assert!(matches!(
+            store.health("ready").await,
+            Err(StoreError::Offline { op: "health" })
+        ));
+        memory.set_offline(false);
+        store.health("ready").await.expect("healthy again");
     }
 }

@@ -7,9 +7,9 @@ use std::time::Duration;
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
 use redis::{RedisError, Script, Value};
-use std::sync::Mutex;
 
-use crate::{outcome_of, Claim, ClaimToken, StoreError};
+use crate::connection::{self, Lease, Shared};
+use crate::{outcome_of, Claim, ClaimToken, StoreError, HEALTH_TTL, HEALTH_VALUE};
 
 // Compare-and-set in one atomic step; single-key scripts route to the key's slot like any
 // command, so they are cluster-safe.
@@ -57,9 +57,9 @@ pub struct RedisStore {
 
 struct Inner {
     client: ClusterClient,
-    /// Created on first use and again after a failure, so a process can start while Redis is
-    /// down (fail-open sources keep working) and recovers when it is back.
-    connection: Mutex<Option<ClusterConnection>>,
+    /// Created on first use, so a process can start while Redis is down (fail-open sources
+    /// keep working), and again after an error that leaves it unusable.
+    connection: Shared<ClusterConnection>,
     settings: RedisSettings,
     commit_script: Script,
     release_script: Script,
@@ -90,7 +90,7 @@ impl RedisStore {
         Ok(Self {
             inner: Arc::new(Inner {
                 client,
-                connection: Mutex::new(None),
+                connection: Shared::new(),
                 settings,
                 commit_script: Script::new(COMMIT_LUA),
                 release_script: Script::new(RELEASE_LUA),
@@ -99,51 +99,58 @@ impl RedisStore {
         })
     }
 
-    /// The shared connection (a cheap handle onto redis-rs's multiplexed connections). The
-    /// lock is held only to clone it, never across an await: every command takes it. Two
-    /// callers racing to make the first connection both succeed; one of them is kept.
-    async fn connection(&self) -> Result<ClusterConnection, RedisError> {
-        if let Some(conn) = self.slot().as_ref() {
-            return Ok(conn.clone());
-        }
-        let conn = self.inner.client.get_async_connection().await?;
-        *self.slot() = Some(conn.clone());
-        Ok(conn)
+    /// How many cluster connections this store has started to make: one while the cluster is
+    /// healthy, as every caller shares it. For tests and diagnostics.
+    pub fn connects(&self) -> u64 {
+        self.inner.connection.connects()
     }
 
-    fn slot(&self) -> std::sync::MutexGuard<'_, Option<ClusterConnection>> {
+    /// The shared connection (a cheap handle onto redis-rs's multiplexed connections), made by
+    /// one caller at a time when there is none (see [`crate::connection`]).
+    async fn connection(&self) -> Result<Lease<ClusterConnection>, RedisError> {
         self.inner
             .connection
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(|| {
+                // Cloned only when connecting: the task that connects outlives this call.
+                let client = self.inner.client.clone();
+                async move { client.get_async_connection().await }
+            })
+            .await
     }
 
-    /// Runs one operation under the command timeout; on failure the connection is dropped so
-    /// the next call starts from a fresh view of the cluster.
+    /// Runs one operation under the command timeout. The connection is kept after a timeout
+    /// or a command error, and replaced only after an error that leaves it unusable: redis-rs
+    /// repairs a slow or lost node by itself, and a reconnect for every slow command would
+    /// flood a recovering cluster with connects.
     async fn run<T, F, Fut>(&self, op: &'static str, f: F) -> Result<T, StoreError>
     where
         F: FnOnce(ClusterConnection) -> Fut,
         Fut: Future<Output = Result<T, RedisError>>,
     {
         let attempt = async {
-            let conn = self.connection().await?;
-            f(conn).await
+            // Errors of the connect itself name no connection to discard.
+            let lease = self.connection().await.map_err(|e| (None, e))?;
+            f(lease.conn).await.map_err(|e| (Some(lease.generation), e))
         };
-        let result = match tokio::time::timeout(self.inner.settings.command_timeout, attempt).await
-        {
-            Ok(Ok(v)) => return Ok(v),
-            Ok(Err(e)) => unavailable(op, e),
+        let timeout = self.inner.settings.command_timeout;
+        match tokio::time::timeout(timeout, attempt).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err((generation, e))) => {
+                if let Some(generation) = generation.filter(|_| connection::unusable(&e)) {
+                    tracing::warn!(op, error = %e, "replacing the Redis Cluster connection");
+                    self.inner.connection.discard(generation);
+                }
+                Err(unavailable(op, e))
+            }
             // One variant for every way the cluster fails to answer, as callers treat them alike.
-            Err(_) => unavailable(
+            Err(_) => Err(unavailable(
                 op,
                 RedisError::from(std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
-                    format!("no answer within {:?}", self.inner.settings.command_timeout),
+                    format!("no answer within {timeout:?}"),
                 )),
-            ),
-        };
-        self.slot().take();
-        Err(result)
+            )),
+        }
     }
 
     pub(crate) async fn claim(&self, token: ClaimToken) -> Result<Claim, StoreError> {
@@ -165,7 +172,7 @@ impl RedisStore {
             .await?;
         match previous {
             None => Ok(Claim::Claimed(token)),
-            Some(stored) => outcome_of(&stored),
+            Some(stored) => outcome_of(&stored, token),
         }
     }
 
@@ -234,6 +241,26 @@ impl RedisStore {
                     .arg(value)
                     .arg("PX")
                     .arg(ttl_ms)
+                    .query_async(&mut conn)
+                    .await
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// The claim's own command on `key`, so it fails wherever claims fail (Redis < 7 refuses
+    /// `NX` with `GET`).
+    pub(crate) async fn health(&self, key: &str) -> Result<(), StoreError> {
+        let ttl_ms = millis(HEALTH_TTL);
+        let _: Value = self
+            .run("health", |mut conn| async move {
+                redis::cmd("SET")
+                    .arg(key)
+                    .arg(HEALTH_VALUE)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(ttl_ms)
+                    .arg("GET")
                     .query_async(&mut conn)
                     .await
             })

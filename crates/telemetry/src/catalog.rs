@@ -92,7 +92,7 @@ pub const HTTP_REQUESTS: MetricDef = MetricDef {
         SOURCE,
         Label {
             name: "outcome",
-            values: "`accepted` (202), `duplicate` (200), `in_flight` (409), `unauthorized` (401), `bad_request` (400), `unknown_source` (404), `method_not_allowed` (405), `too_large` (413), `body_timeout` (408), `overloaded` (503), `kafka_unavailable` (503), `redis_unavailable` (503), `loop_detected` (508), `forbidden` (403), `rate_limited` (429), `blocked` (403), `unsupported_encoding` (415), `robots_txt` (200, `GET /robots.txt`), `internal` (500)",
+            values: "`accepted` (202), `duplicate` (200), `in_flight` (503, the same key being accepted now), `unauthorized` (401), `bad_request` (400), `unknown_source` (404), `method_not_allowed` (405), `too_large` (413), `body_timeout` (408, too late or too slow), `overloaded` (503), `memory_full` (503), `client_limit` (503), `kafka_unavailable` (503), `redis_unavailable` (503), `loop_detected` (508), `forbidden` (403), `rate_limited` (429), `blocked` (403), `unsupported_encoding` (415), `robots_txt` (200, `GET /robots.txt`), `internal` (500)",
         },
     ],
 };
@@ -126,7 +126,7 @@ pub const HTTP_SHED: MetricDef = MetricDef {
         SOURCE,
         Label {
             name: "reason",
-            values: "`max_in_flight` (`ingress.max_in_flight` reached: 503 with Retry-After), `rate_limited` (the source's `rate_limit` used up: 429 with Retry-After)",
+            values: "`max_in_flight` (`ingress.max_in_flight` reached: 503 with Retry-After), `body_memory` (`ingress.max_body_memory` has not got the bytes: 503 with Retry-After), `client_limit` (the client address has `ingress.max_requests_per_client` requests open: 503 with Retry-After), `rate_limited` (the source's `rate_limit` used up: 429 with Retry-After)",
         },
     ],
 };
@@ -152,7 +152,7 @@ pub const DEDUPE_HITS: MetricDef = MetricDef {
         SOURCE,
         Label {
             name: "state",
-            values: "`done` (answered 200 with the original id), `in_flight` (answered 409)",
+            values: "`done` (answered 200 with the original id), `in_flight` (answered 503 with Retry-After)",
         },
     ],
 };
@@ -214,7 +214,7 @@ pub const KAFKA_PRODUCE_ERRORS: MetricDef = MetricDef {
         TOPIC,
         Label {
             name: "reason",
-            values: "`queue_full`, `not_acknowledged` (timeout or broker error), `canceled`",
+            values: "`queue_full`, `not_acknowledged` (timeout or broker error), `canceled`, `too_large` (over `message.max.bytes` or the topic's `max.message.bytes`: answered 413), `unreachable` (no broker reachable: answered 503 at once)",
         },
     ],
 };

@@ -21,7 +21,12 @@ pub enum Outcome {
     MethodNotAllowed,
     TooLarge,
     BodyTimeout,
+    /// `ingress.max_in_flight` reached.
     Overloaded,
+    /// `ingress.max_body_memory` has not got the bytes the body needs now.
+    MemoryFull,
+    /// The client address has `ingress.max_requests_per_client` requests open.
+    ClientLimit,
     KafkaUnavailable,
     RedisUnavailable,
     LoopDetected,
@@ -42,7 +47,7 @@ pub enum Outcome {
 // === impl Outcome ===
 
 impl Outcome {
-    pub const ALL: [Outcome; 19] = [
+    pub const ALL: [Outcome; 21] = [
         Self::Accepted,
         Self::Duplicate,
         Self::InFlight,
@@ -53,6 +58,8 @@ impl Outcome {
         Self::TooLarge,
         Self::BodyTimeout,
         Self::Overloaded,
+        Self::MemoryFull,
+        Self::ClientLimit,
         Self::KafkaUnavailable,
         Self::RedisUnavailable,
         Self::LoopDetected,
@@ -76,6 +83,8 @@ impl Outcome {
             Self::TooLarge => "too_large",
             Self::BodyTimeout => "body_timeout",
             Self::Overloaded => "overloaded",
+            Self::MemoryFull => "memory_full",
+            Self::ClientLimit => "client_limit",
             Self::KafkaUnavailable => "kafka_unavailable",
             Self::RedisUnavailable => "redis_unavailable",
             Self::LoopDetected => "loop_detected",
@@ -187,7 +196,12 @@ impl IngressMetrics {
         for outcome in Outcome::ALL {
             self.requests.with_label_values(&[source, outcome.label()]);
         }
-        for reason in ["max_in_flight", "rate_limited"] {
+        for reason in [
+            "max_in_flight",
+            "body_memory",
+            "client_limit",
+            "rate_limited",
+        ] {
             self.shed.with_label_values(&[source, reason]);
         }
         for state in ["done", "in_flight"] {
@@ -208,6 +222,8 @@ impl IngressMetrics {
         self.duration.with_label_values(&[source]).observe(seconds);
         let shed = match outcome {
             Outcome::Overloaded => Some("max_in_flight"),
+            Outcome::MemoryFull => Some("body_memory"),
+            Outcome::ClientLimit => Some("client_limit"),
             Outcome::RateLimited => Some("rate_limited"),
             _ => None,
         };

@@ -301,6 +301,21 @@ pub fn setup(brokers: &str, redis: &[String], sources: &[TestSource], patch: Val
     }
 }
 
+/// A setup of `sources` on the shared local stack with `patch` merged in, its topics created,
+/// and one ingress started on it and ready.
+pub async fn ready_ingress(sources: &[TestSource], patch: Value) -> (Setup, IngressProcess) {
+    let setup = setup(
+        &crate::kafka_brokers(),
+        &crate::redis_nodes(),
+        sources,
+        patch,
+    );
+    setup.create_topics().await;
+    let ingress = setup.spawn_ingress("ingress");
+    ingress.wait_ready().await;
+    (setup, ingress)
+}
+
 /// A setup for ingress and worker processes on the shared local stack: one source, a worker
 /// section (admin port 0, its own group, loopback subscribers allowed), then what `patch`
 /// returns for the setup's directory merged in (it may write files there), and every topic

@@ -156,6 +156,27 @@ No keys: no signing volume at all (a secret volume without items would project e
 {{- end }}
 {{- end }}
 
+{{/*
+A memory quantity (`256Mi`, `1Gi`, `500M`, `1e9`, `268435456`) in bytes, printed as a whole
+number; anything else fails the render. Milli-bytes (`m`) are refused: no memory limit is meant so.
+*/}}
+{{- define "spillway.bytes" -}}
+{{- $quantity := toString . | trim }}
+{{- if not (regexMatch "^[0-9]+(\\.[0-9]+)?([KMGTPE]i|[kMGTPE]|[eE][0-9]+)?$" $quantity) }}
+{{- fail (printf "%q is not a memory quantity the chart understands (such as 256Mi, 1Gi or 500M)" $quantity) }}
+{{- end }}
+{{- $number := regexFind "^[0-9]+(\\.[0-9]+)?" $quantity }}
+{{- $suffix := trimPrefix $number $quantity }}
+{{- $factors := dict "" 1 "Ki" 1024 "Mi" 1048576 "Gi" 1073741824 "Ti" 1099511627776 "Pi" 1125899906842624 "Ei" 1152921504606846976 "k" 1000 "M" 1000000 "G" 1000000000 "T" 1000000000000 "P" 1000000000000000 "E" 1000000000000000000 }}
+{{- $factor := 1.0 }}
+{{- if hasKey $factors $suffix }}
+{{- $factor = index $factors $suffix | float64 }}
+{{- else }}
+{{- range until (int (trimPrefix "e" (lower $suffix))) }}{{ $factor = mulf $factor 10 }}{{ end }}
+{{- end }}
+{{- printf "%.0f" (mulf (float64 $number) $factor) }}
+{{- end }}
+
 {{/* Zone and node spread of one component: (dict "root" $ "component" "ingress" "spread" .Values.ingress.topologySpread). */}}
 {{- define "spillway.topologySpread" -}}
 {{- if .spread.enabled }}

@@ -1,13 +1,20 @@
-//! `spillway check-config`: validates a config file, secrets included, and names every bad
-//! field.
+//! `spillway check-config`: validates a config file, secrets included, names every bad
+//! field, and prints what is legal but probably wrong as warnings.
 
 use std::path::Path;
 use std::process::ExitCode;
 
-/// Prints a one-line summary of a valid config, or every error of an invalid one.
+use spillway_config::Process;
+
+/// Prints the warnings and a one-line summary of a valid config (warnings do not fail it), or
+/// every error of an invalid one.
 pub fn run(config: &Path) -> ExitCode {
-    match spillway_config::load(config) {
-        Ok(c) => {
+    match spillway_config::load_with_warnings(config, Process::All) {
+        Ok(loaded) => {
+            for warning in &loaded.warnings {
+                eprintln!("warning: {warning}");
+            }
+            let c = &loaded.config;
             println!(
                 "{}: ok ({} sources: {})",
                 config.display(),

@@ -196,10 +196,13 @@ async fn burst_is_in_kafka_exactly_once_with_exact_bodies_and_headers() {
                                 "a duplicate names the original"
                             );
                         }
-                        409 => assert!(
-                            r.headers.contains_key("retry-after"),
-                            "409 carries Retry-After"
-                        ),
+                        503 => {
+                            assert_eq!(r.field("error").as_deref(), Some("in_flight"));
+                            assert!(
+                                r.headers.contains_key("retry-after"),
+                                "503 in_flight carries Retry-After"
+                            );
+                        }
                         other => {
                             panic!("{} {}: unexpected {other} {:?}", source.name, p.id, r.body)
                         }

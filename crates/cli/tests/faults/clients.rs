@@ -74,7 +74,8 @@ async fn clients_vanish_after_sending_and_their_retries_are_exactly_once() {
                     return Ok(());
                 }
                 assert_eq!(
-                    reply.status, 409,
+                    (reply.status.as_u16(), reply.field("error").as_deref()),
+                    (503, Some("in_flight")),
                     "only in flight may delay it: {:?}",
                     reply.body
                 );

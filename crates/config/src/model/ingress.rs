@@ -13,9 +13,47 @@ use serde::Deserialize;
 pub struct IngressConfig {
     /// Address the webhook listener binds (HTTP/1.1 and HTTP/2 on the same port).
     pub listen: SocketAddr,
-    /// Requests handled at once by this process; beyond it new requests get 503 at once
-    /// instead of queueing unboundedly.
+    /// Requests past their body read (verifying, claiming, producing) at once in this process;
+    /// beyond it new requests get 503 at once instead of queueing. A request holds its place
+    /// until its event's fate in Kafka is settled, even when its client has gone.
     pub max_in_flight: usize,
+    /// Bytes of request bodies this process holds at once (as read, and decoded), charged as
+    /// the bytes arrive and held until the event's fate is settled; a request that would pass
+    /// it gets 503 `overloaded`. Must hold at least one body of every source's
+    /// `max_body_bytes`, and with `memory_limit` set it must fit in it.
+    pub max_body_memory: u64,
+    /// The process's memory limit in bytes, if it has one (the chart sets it from the
+    /// container's `resources.limits.memory`, as `SPILLWAY_INGRESS__MEMORY_LIMIT`). With it,
+    /// `max_body_memory` is checked to fit: 2 x `max_body_memory` (bodies, plus librdkafka's
+    /// copy of each record) + 64 MiB (`MEMORY_HEADROOM_BYTES`) must not exceed it.
+    pub memory_limit: Option<u64>,
+    /// Requests one client address may have open at once, from its headers until its answer;
+    /// more get 503 `client_overloaded`. Keeps one client from holding the capacity every
+    /// sender shares. Behind a proxy the client comes from `X-Forwarded-For` (see
+    /// `trusted_proxies`); without it every request counts against the proxy.
+    pub max_requests_per_client: usize,
+    /// After `body_rate_grace`, a body must keep arriving at this many bytes per second on
+    /// average, or the request gets 408 `body_too_slow` (a slow upload cannot hold memory and
+    /// a place for the whole `body_read_timeout`). 0 turns it off.
+    pub min_body_rate: u64,
+    /// How long a body may take before `min_body_rate` applies. While the rate is on, more
+    /// than zero and shorter than `body_read_timeout` (or the rate would never apply).
+    #[serde(with = "humantime_serde")]
+    pub body_rate_grace: Duration,
+    /// Connections this process keeps open at once; past it new connections are closed at
+    /// once (the kernel's backlog holds the rest briefly).
+    pub max_connections: usize,
+    /// Connections one peer address may have open at once; peers in `trusted_proxies` are
+    /// exempt (a proxy carries every client).
+    pub max_connections_per_peer: usize,
+    /// A connection is closed gracefully after this long (finishing its requests), so that
+    /// idle or long-lived HTTP/2 connections cannot pile up; clients reconnect. At least 1 s.
+    #[serde(with = "humantime_serde")]
+    pub max_connection_age: Duration,
+    /// An HTTP/2 connection is pinged after this long without a frame, and closed when the
+    /// ping is not answered within the same time. At least 1 s.
+    #[serde(with = "humantime_serde")]
+    pub http2_keep_alive: Duration,
     /// How long SIGTERM waits for in-flight requests before closing connections.
     #[serde(with = "humantime_serde")]
     pub drain_timeout: Duration,
@@ -41,9 +79,12 @@ pub struct IngressConfig {
     /// the ingress. The client address is the right-most `X-Forwarded-For` entry not in this
     /// list; from any other peer the header is ignored and the peer is the client.
     pub trusted_proxies: Vec<ipnet::IpNet>,
-    /// Clients (by address) whose requests fail signature verification more than
-    /// `failures` times per `window`, summed over every ingress pod in the Redis Cluster, are
-    /// refused with 403 for `duration`. `null` turns it off. Needs `redis.nodes`.
+    /// Clients (by address; IPv6 by its /64) whose requests fail signature verification more
+    /// than `failures` times per `window`, summed over every ingress pod in the Redis Cluster,
+    /// are refused with 403 for `duration`. Off (`null`) by default: turn it on only where the
+    /// client address is the sender's (see `trusted_proxies`). Addresses in `trusted_proxies`
+    /// and private, loopback and link-local addresses are never blocked. Needs `redis.nodes`.
+    /// On while `trusted_proxies` is empty is legal, but `check-config` warns about it.
     pub block_failing_clients: Option<BlockConfig>,
     /// How long a pod trusts what it learnt of a client's block state before asking Redis
     /// again (one GET per client address per this period at most).
@@ -65,16 +106,25 @@ impl Default for IngressConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             max_in_flight: 4096,
+            max_body_memory: 64 * 1024 * 1024,
+            memory_limit: None,
+            max_requests_per_client: 64,
+            min_body_rate: 8 * 1024,
+            body_rate_grace: Duration::from_secs(2),
+            max_connections: 10_000,
+            max_connections_per_peer: 512,
+            max_connection_age: Duration::from_secs(600),
+            http2_keep_alive: Duration::from_secs(20),
             drain_timeout: Duration::from_secs(20),
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(30),
             max_header_bytes: 64 * 1024,
             max_headers: 100,
-            http2_max_concurrent_streams: 256,
+            http2_max_concurrent_streams: 32,
             http2_max_pending_accept_reset_streams: 20,
             http2_max_local_error_reset_streams: 256,
             trusted_proxies: Vec::new(),
-            block_failing_clients: Some(BlockConfig::default()),
+            block_failing_clients: None,
             block_check_interval: Duration::from_secs(5),
             max_hops: 3,
             retry_after: Duration::from_secs(2),

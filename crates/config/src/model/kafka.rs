@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-/// The Kafka cluster events are written to.
-#[derive(Debug, Clone, Deserialize)]
+/// The Kafka cluster events are written to. Its `Debug` hides the values of secret-looking
+/// properties (`sasl.password`, `*secret*`, `*token*`, ...).
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaConfig {
     /// Bootstrap servers, comma-separated `host:port`.
@@ -38,8 +39,9 @@ pub struct KafkaConfig {
     /// Replication factor of topics that `spillway topics create` makes.
     #[serde(default = "default_replication")]
     pub replication_factor: i32,
-    /// Any further librdkafka producer properties (security.protocol, sasl.*, ...). The
-    /// durability settings `acks` and `enable.idempotence` cannot be overridden here.
+    /// Any further librdkafka properties (security.protocol, sasl.*, ...), for every Kafka
+    /// client. What Spillway sets itself is refused here: `acks` and `enable.idempotence`, and
+    /// the keys (and their aliases) of the fields above, such as `linger.ms`.
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
     /// A librdkafka properties file (`key=value` lines, `#` comments), read at startup and
@@ -47,6 +49,36 @@ pub struct KafkaConfig {
     /// from a Kubernetes Secret instead of written into the config.
     #[serde(default)]
     pub properties_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Destructured, so that a new field cannot be left out unnoticed.
+        let Self {
+            brokers,
+            topic_prefix,
+            delivery_timeout,
+            linger,
+            max_queued_messages,
+            recreate_producer_on_timeout,
+            partitions,
+            replication_factor,
+            properties,
+            properties_file,
+        } = self;
+        f.debug_struct("KafkaConfig")
+            .field("brokers", brokers)
+            .field("topic_prefix", topic_prefix)
+            .field("delivery_timeout", delivery_timeout)
+            .field("linger", linger)
+            .field("max_queued_messages", max_queued_messages)
+            .field("recreate_producer_on_timeout", recreate_producer_on_timeout)
+            .field("partitions", partitions)
+            .field("replication_factor", replication_factor)
+            .field("properties", &crate::redact::Properties(properties))
+            .field("properties_file", properties_file)
+            .finish()
+    }
 }
 
 fn default_topic_prefix() -> String {

@@ -4,20 +4,25 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-/// The Redis Cluster holding dedupe claims.
-#[derive(Debug, Clone, Deserialize)]
+/// The Redis Cluster holding dedupe claims. Its `Debug` hides the credentials in node URLs.
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RedisConfig {
     /// Seed nodes, `redis://host:port`; the rest of the cluster is discovered.
     pub nodes: Vec<String>,
-    /// Prefix of every dedupe key: `<prefix><source>:<key>`.
+    /// Prefix of every key Spillway writes: `<prefix>dedupe:<kafka cluster id>:<topic>:<key>`,
+    /// `<prefix>rate:<source>:<window>`, `<prefix>block:<addr>` and
+    /// `<prefix>failures:<addr>:<window>`. Deployments sharing a Redis Cluster need not differ
+    /// in it (dedupe keys name their Kafka cluster and topic), but may.
     pub key_prefix: String,
     /// Upper bound on one Redis round trip, reconnection included; past it Redis counts as
     /// unavailable and the source's `on_redis_unavailable` applies.
     #[serde(with = "humantime_serde")]
     pub command_timeout: Duration,
     /// How long an in-flight claim lives if its pod dies between claim and commit; a retry
-    /// within it gets 409, after it the event is processed again.
+    /// within it gets 409, after it the event is processed again. Must be longer than
+    /// `kafka.delivery_timeout`, or a retry could claim an event whose record is still being
+    /// produced.
     #[serde(with = "humantime_serde")]
     pub claim_ttl: Duration,
     /// How long an accepted key is remembered: duplicates within it are answered 200.
@@ -25,11 +30,30 @@ pub struct RedisConfig {
     pub window: Duration,
 }
 
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Self {
+            nodes,
+            key_prefix,
+            command_timeout,
+            claim_ttl,
+            window,
+        } = self;
+        f.debug_struct("RedisConfig")
+            .field("nodes", &crate::redact::Urls(nodes))
+            .field("key_prefix", key_prefix)
+            .field("command_timeout", command_timeout)
+            .field("claim_ttl", claim_ttl)
+            .field("window", window)
+            .finish()
+    }
+}
+
 impl Default for RedisConfig {
     fn default() -> Self {
         Self {
             nodes: Vec::new(),
-            key_prefix: "spillway:dedupe:".into(),
+            key_prefix: "spillway:".into(),
             command_timeout: Duration::from_millis(500),
             claim_ttl: Duration::from_secs(30),
             window: Duration::from_secs(24 * 3600),

@@ -79,8 +79,10 @@ pub struct RateLimitConfig {
 fn default_tolerance() -> Duration {
     spillway_signature::DEFAULT_TOLERANCE
 }
+/// 960 KiB: with 16 KiB for the record's headers and key, a body of this size fits
+/// librdkafka's default `message.max.bytes` of 1,000,000.
 fn default_max_body() -> u64 {
-    1024 * 1024
+    960 * 1024
 }
 
 /// Behaviour of a source while Redis is unreachable.

@@ -10,8 +10,9 @@ use serde::{Deserialize, Serialize};
 
 use super::SecretConfig;
 
-/// Outbound delivery: how the workers call subscribers.
-#[derive(Debug, Clone, Deserialize)]
+/// Outbound delivery: how the workers call subscribers. Its `Debug` hides the values of
+/// secret-looking `consumer_properties`.
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WorkerConfig {
     /// The worker's admin listener: `/healthz`, `/readyz`, `/metrics`.
@@ -91,6 +92,53 @@ impl Default for WorkerConfig {
             max_attempts: 12,
             retry_jitter: 0.2,
         }
+    }
+}
+
+impl std::fmt::Debug for WorkerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Destructured, so that a new field cannot be left out unnoticed.
+        let Self {
+            admin_listen,
+            group_id,
+            partition_backlog,
+            subscription_queue,
+            slow_after,
+            breaker_failures,
+            breaker_cooldown,
+            retry_concurrency,
+            drain_timeout,
+            api_token,
+            consumer_properties,
+            ingress_urls,
+            allow_cidrs,
+            retry_initial,
+            retry_max_delay,
+            max_attempts,
+            retry_jitter,
+        } = self;
+        f.debug_struct("WorkerConfig")
+            .field("admin_listen", admin_listen)
+            .field("group_id", group_id)
+            .field("partition_backlog", partition_backlog)
+            .field("subscription_queue", subscription_queue)
+            .field("slow_after", slow_after)
+            .field("breaker_failures", breaker_failures)
+            .field("breaker_cooldown", breaker_cooldown)
+            .field("retry_concurrency", retry_concurrency)
+            .field("drain_timeout", drain_timeout)
+            .field("api_token", api_token)
+            .field(
+                "consumer_properties",
+                &crate::redact::Properties(consumer_properties),
+            )
+            .field("ingress_urls", &crate::redact::Urls(ingress_urls))
+            .field("allow_cidrs", allow_cidrs)
+            .field("retry_initial", retry_initial)
+            .field("retry_max_delay", retry_max_delay)
+            .field("max_attempts", max_attempts)
+            .field("retry_jitter", retry_jitter)
+            .finish()
     }
 }
 

@@ -19,6 +19,14 @@ ingress:
   http2_max_concurrent_streams: 0
   http2_max_pending_accept_reset_streams: 0
   http2_max_local_error_reset_streams: 0
+  max_body_memory: 0
+  memory_limit: 0
+  max_requests_per_client: 0
+  body_rate_grace: 0s
+  max_connections: 0
+  max_connections_per_peer: 0
+  max_connection_age: 500ms
+  http2_keep_alive: 0s
   tls: { cert_file: /nonexistent/cert.pem, key_file: /nonexistent/key.pem }
 admin:
   listen: 127.0.0.1:8080
@@ -28,7 +36,19 @@ kafka:
   max_queued_messages: 0
   partitions: 0
   replication_factor: 0
-  properties: { acks: "1", enable.idempotence: "false", request.required.acks: "0" }
+  properties:
+    acks: "1"
+    enable.idempotence: "false"
+    request.required.acks: "0"
+    delivery.timeout.ms: "120000"
+    linger.ms: "5"
+    message.max.bytes: lots
+    transactional.id: spillway
+    message.timeout.ms: "1000"
+    queue.buffering.max.ms: "5"
+    queue.buffering.max.messages: "10"
+    bootstrap.servers: elsewhere:9092
+    metadata.broker.list: elsewhere:9092
 redis:
   nodes: [127.0.0.1:7000, "redis://ok:7000"]
   command_timeout: 0s
@@ -125,6 +145,14 @@ pub(super) fn set_secret_env(jail: &mut Jail) {
 pub(super) const EVERYTHING_WRONG_MESSAGES: &[&str] = &[
     "ingress.max_in_flight: must be at least 1",
     "ingress.max_header_bytes: must be at least 8192",
+    "ingress.max_requests_per_client: must be at least 1",
+    "ingress.max_body_memory: must be at least 1",
+    "ingress.memory_limit: must be greater than zero (leave it out when the process has no memory limit)",
+    "ingress.body_rate_grace: must be greater than zero while min_body_rate is on (0 turns the rate off)",
+    "ingress.max_connections: must be at least 1",
+    "ingress.max_connections_per_peer: must be at least 1",
+    "ingress.max_connection_age: must be at least 1s",
+    "ingress.http2_keep_alive: must be at least 1s",
     "ingress.block_failing_clients.failures: must be at least 1",
     "ingress.block_failing_clients.window: must be at least 1s",
     "ingress.block_failing_clients.duration: must be at least 1s",
@@ -141,8 +169,17 @@ pub(super) const EVERYTHING_WRONG_MESSAGES: &[&str] = &[
     "kafka.partitions: must be at least 1",
     "kafka.replication_factor: must be at least 1",
     "kafka.properties.acks: is fixed by Spillway (acks=all, enable.idempotence=true) and cannot be overridden",
+    "kafka.properties.bootstrap.servers: is set by Spillway from kafka.brokers; set that field instead",
+    "kafka.properties.delivery.timeout.ms: is set by Spillway from kafka.delivery_timeout; set that field instead",
     "kafka.properties.enable.idempotence: is fixed by Spillway (acks=all, enable.idempotence=true) and cannot be overridden",
+    "kafka.properties.linger.ms: is set by Spillway from kafka.linger; set that field instead",
+    "kafka.properties.message.timeout.ms: is set by Spillway from kafka.delivery_timeout; set that field instead",
+    "kafka.properties.metadata.broker.list: is set by Spillway from kafka.brokers; set that field instead",
+    "kafka.properties.queue.buffering.max.messages: is set by Spillway from kafka.max_queued_messages; set that field instead",
+    "kafka.properties.queue.buffering.max.ms: is set by Spillway from kafka.linger; set that field instead",
     "kafka.properties.request.required.acks: is fixed by Spillway (acks=all, enable.idempotence=true) and cannot be overridden",
+    "kafka.properties.transactional.id: cannot be set: Spillway's producer is idempotent, not transactional, and a transactional.id makes every send fail",
+    "kafka.properties.message.max.bytes: must be a number of bytes from 1000 to 1000000000 (librdkafka's range)",
     "redis.nodes[0]: must start with redis:// or rediss://",
     "redis.command_timeout: must be greater than zero",
     "redis.claim_ttl: must be at least 1s",
@@ -181,7 +218,7 @@ pub(super) const EVERYTHING_WRONG_MESSAGES: &[&str] = &[
     "sources.stripe.secrets[6]: secret is empty",
     "sources.stripe.secrets: secret ids must be unique",
     "sources.topical.topic: \"\" is not a valid Kafka topic name (1 to 249 of a-z A-Z 0-9 . _ -)",
-    "sources.topical.secrets[0]: secret is not valid base64 after the whsec_ prefix: Invalid symbol 37, offset 0.",
+    "sources.topical.secrets[0]: secret is not valid base64 after the whsec_ prefix: a character outside the base64 alphabet, or one after padding",
     "subscriptions[0].id: 1 to 128 characters of a-z A-Z 0-9 - _",
     "subscriptions[0].url: \"ftp://x\" is not an http(s) URL with a host",
     "subscriptions[0].sources[0]: no source named \"nope\"",
@@ -193,7 +230,7 @@ pub(super) const EVERYTHING_WRONG_MESSAGES: &[&str] = &[
     "subscriptions[1].secrets[0]: file: cannot read /nonexistent/sub: No such file or directory (os error 2)",
     "subscriptions[1].secrets[1]: id: must not be empty",
     "subscriptions[1].secrets[2]: inline secret values are not accepted; put the secret in an environment variable (env:) or a file (file:)",
-    "subscriptions[1].secrets[3]: secret is not valid base64 after the whsec_ prefix: Invalid symbol 37, offset 0.",
+    "subscriptions[1].secrets[3]: secret is not valid base64 after the whsec_ prefix: a character outside the base64 alphabet, or one after padding",
     "subscriptions[1].secrets[4]: env: environment variable UNSET_SECRET is not set",
     "subscriptions[2].id: \"loop\" is used by another subscription",
     "worker.max_attempts: must be at least 1",
@@ -250,6 +287,68 @@ fn the_messages_that_depend_on_the_sources_as_a_whole() {
         assert_eq!(
             messages("none.yaml"),
             ["sources: at least one source is required"]
+        );
+        Ok(())
+    });
+}
+
+/// The checks between fields, which EVERYTHING_WRONG cannot reach (their fields are wrong on
+/// their own there): bodies against the body budget, the memory limit and Kafka's largest
+/// record, and the claim against the produce it guards.
+#[test]
+fn the_messages_of_limits_that_depend_on_other_fields() {
+    Jail::expect_with(|jail| {
+        let sources = "sources:\n  big: { verify: { scheme: none }, dedupe: { from: none }, \
+                       max_body_bytes: 2097152 }\n  small: { verify: { scheme: none }, \
+                       dedupe: { from: none }, max_body_bytes: 1000000 }\n";
+        jail.create_file(
+            "records.yaml",
+            &format!("kafka: {{ brokers: k:9092 }}\n{sources}"),
+        )?;
+        jail.create_file(
+            "budget.yaml",
+            &format!(
+                "kafka: {{ brokers: k:9092, properties: {{ message.max.bytes: \"2200000\" }} }}\n\
+                 ingress: {{ max_body_memory: 1048576 }}\n{sources}"
+            ),
+        )?;
+        jail.create_file(
+            "limit.yaml",
+            "kafka: { brokers: k:9092 }\ningress: { memory_limit: 134217728 }\nsources:\n  \
+             a: { verify: { scheme: none }, dedupe: { from: none } }\n",
+        )?;
+        jail.create_file(
+            "tiny.yaml",
+            "kafka: { brokers: k:9092 }\ningress: { memory_limit: 33554432 }\nsources:\n  \
+             a: { verify: { scheme: none }, dedupe: { from: none } }\n",
+        )?;
+        jail.create_file(
+            "claim.yaml",
+            "kafka: { brokers: k:9092, delivery_timeout: 30s }\nredis: { nodes: [\"redis://r:7000\"] }\n\
+             sources:\n  a: { verify: { scheme: none } }\n",
+        )?;
+        assert_eq!(
+            messages("records.yaml"),
+            [
+                "sources.big.max_body_bytes: 2097152 + 16384 bytes of record headers and key = 2113536 is more than the producer's message.max.bytes (1000000, librdkafka's default): a body that large would be accepted and then refused by Kafka. Lower max_body_bytes to at most 983616, or raise kafka.properties message.max.bytes and the topics' max.message.bytes (and the brokers' message.max.bytes) to at least 2113536",
+                "sources.small.max_body_bytes: 1000000 + 16384 bytes of record headers and key = 1016384 is more than the producer's message.max.bytes (1000000, librdkafka's default): a body that large would be accepted and then refused by Kafka. Lower max_body_bytes to at most 983616, or raise kafka.properties message.max.bytes and the topics' max.message.bytes (and the brokers' message.max.bytes) to at least 1016384",
+            ]
+        );
+        assert_eq!(
+            messages("budget.yaml"),
+            ["ingress.max_body_memory: 1 MiB is less than sources.big.max_body_bytes (2 MiB): a body that large could never be admitted; raise max_body_memory or lower max_body_bytes"]
+        );
+        assert_eq!(
+            messages("limit.yaml"),
+            ["ingress.max_body_memory: 2 x 64 MiB + 64 MiB for the rest of the process = 192 MiB does not fit in ingress.memory_limit (128 MiB): each body is held twice, as read and as librdkafka's copy of its record; lower max_body_memory to at most 32 MiB or raise the memory limit to at least 192 MiB"]
+        );
+        assert_eq!(
+            messages("tiny.yaml"),
+            ["ingress.max_body_memory: 2 x 64 MiB + 64 MiB for the rest of the process = 192 MiB does not fit in ingress.memory_limit (32 MiB): each body is held twice, as read and as librdkafka's copy of its record; raise the memory limit above 64 MiB"]
+        );
+        assert_eq!(
+            messages("claim.yaml"),
+            ["redis.claim_ttl: must be longer than kafka.delivery_timeout (30s): a claim that ends while its record may still be acknowledged lets a retry claim the key again and produce a duplicate"]
         );
         Ok(())
     });

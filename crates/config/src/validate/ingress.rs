@@ -1,5 +1,6 @@
-//! Validation of the `ingress` and `admin` sections: the webhook listener's limits, the
-//! blocking of failing clients, its TLS files, and an admin port of its own.
+//! Validation of the `ingress` and `admin` sections: the webhook listener's limits (requests,
+//! bodies, connections), the blocking of failing clients, its TLS files, and an admin port of
+//! its own.
 
 use std::time::Duration;
 
@@ -10,6 +11,9 @@ use crate::model::{BlockConfig, Config, IngressConfig, TlsConfig};
 pub(super) fn validate(config: &Config, read_files: bool, errors: &mut Vec<FieldError>) {
     let ingress = &config.ingress;
     check_limits(ingress, errors);
+    super::sizes::check_memory(config, errors);
+    check_slow_bodies(ingress, errors);
+    check_connections(ingress, errors);
     if let Some(block) = &ingress.block_failing_clients {
         check_blocking(block, errors);
     }
@@ -29,6 +33,56 @@ fn check_limits(ingress: &IngressConfig, errors: &mut Vec<FieldError>) {
     if ingress.max_header_bytes < 8192 {
         // hyper's HTTP/1 read buffer has an 8 KiB floor.
         errors.push(err("ingress.max_header_bytes", "must be at least 8192"));
+    }
+    if ingress.max_requests_per_client == 0 {
+        errors.push(err("ingress.max_requests_per_client", "must be at least 1"));
+    }
+}
+
+/// The minimum body rate (0: off) needs a grace period to measure from, ending before the
+/// body read timeout, or it never applies.
+fn check_slow_bodies(ingress: &IngressConfig, errors: &mut Vec<FieldError>) {
+    if ingress.min_body_rate == 0 {
+        return;
+    }
+    if ingress.body_rate_grace.is_zero() {
+        errors.push(err(
+            "ingress.body_rate_grace",
+            "must be greater than zero while min_body_rate is on (0 turns the rate off)",
+        ));
+    } else if ingress.body_rate_grace >= ingress.body_read_timeout {
+        errors.push(err(
+            "ingress.body_rate_grace",
+            format!(
+                "must be shorter than ingress.body_read_timeout ({:?}), or min_body_rate never \
+                 applies",
+                ingress.body_read_timeout
+            ),
+        ));
+    }
+}
+
+/// The connection caps: 0 would refuse every connection; an age or keep-alive under a second
+/// would churn connections or flood them with pings.
+fn check_connections(ingress: &IngressConfig, errors: &mut Vec<FieldError>) {
+    for (field, value) in [
+        ("ingress.max_connections", ingress.max_connections),
+        (
+            "ingress.max_connections_per_peer",
+            ingress.max_connections_per_peer,
+        ),
+    ] {
+        if value == 0 {
+            errors.push(err(field, "must be at least 1"));
+        }
+    }
+    for (field, value) in [
+        ("ingress.max_connection_age", ingress.max_connection_age),
+        ("ingress.http2_keep_alive", ingress.http2_keep_alive),
+    ] {
+        if value < Duration::from_secs(1) {
+            errors.push(err(field, "must be at least 1s"));
+        }
     }
 }
 

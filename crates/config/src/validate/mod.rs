@@ -8,8 +8,11 @@
 mod ingress;
 mod kafka;
 mod redis;
+mod sizes;
 mod telemetry;
 mod worker;
+
+pub use sizes::{DEFAULT_MESSAGE_MAX_BYTES, MEMORY_HEADROOM_BYTES, RECORD_OVERHEAD_BYTES};
 
 use crate::field::{err, FieldError};
 use crate::model::Config;
@@ -32,14 +35,14 @@ pub enum Process {
 // === impl Process ===
 
 impl Process {
-    fn source_secrets(self) -> SecretAccess {
+    pub(crate) fn source_secrets(self) -> SecretAccess {
         match self {
             Self::Ingress | Self::All => SecretAccess::Read,
             Self::Worker => SecretAccess::NameOnly,
         }
     }
 
-    fn subscription_secrets(self) -> SecretAccess {
+    pub(crate) fn subscription_secrets(self) -> SecretAccess {
         match self {
             Self::Worker | Self::All => SecretAccess::Read,
             Self::Ingress => SecretAccess::NameOnly,
@@ -47,7 +50,7 @@ impl Process {
     }
 
     /// Whether it serves webhooks, and so needs the listener's TLS files.
-    fn serves_webhooks(self) -> bool {
+    pub(crate) fn serves_webhooks(self) -> bool {
         matches!(self, Self::Ingress | Self::All)
     }
 }
@@ -70,6 +73,7 @@ impl Config {
         }
         ingress::validate(self, process.serves_webhooks(), &mut errors);
         kafka::validate(&self.kafka, &mut errors);
+        sizes::check_records(self, &mut errors);
         redis::validate(self, &mut errors);
         errors.append(&mut source_errors(self, process.source_secrets()));
         errors.append(&mut subscription_errors(

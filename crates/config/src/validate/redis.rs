@@ -1,5 +1,5 @@
-//! Validation of the `redis` section: node URLs, the dedupe timings, and a Redis Cluster
-//! wherever a source deduplicates or is rate limited.
+//! Validation of the `redis` section: node URLs, the dedupe timings (a claim outlives the
+//! produce it guards), and a Redis Cluster wherever a source deduplicates or is rate limited.
 
 use std::time::Duration;
 
@@ -32,6 +32,22 @@ pub(super) fn validate(config: &Config, errors: &mut Vec<FieldError>) {
         .sources
         .values()
         .any(|s| s.dedupe != Some(KeySource::None));
+    // L-1: a claim that ends while its record may still be acknowledged lets a retry claim
+    // the key again and produce the event a second time.
+    if dedupes
+        && redis.claim_ttl >= Duration::from_secs(1)
+        && redis.claim_ttl <= config.kafka.delivery_timeout
+    {
+        errors.push(err(
+            "redis.claim_ttl",
+            format!(
+                "must be longer than kafka.delivery_timeout ({:?}): a claim that ends while its \
+                 record may still be acknowledged lets a retry claim the key again and produce \
+                 a duplicate",
+                config.kafka.delivery_timeout
+            ),
+        ));
+    }
     if dedupes && redis.nodes.is_empty() {
         errors.push(err(
             "redis.nodes",

@@ -12,7 +12,7 @@ use crate::answer::CATALOG;
 use crate::tls::ClientSubject;
 
 /// Asserts the answer's status and code, and that the pair is catalogued.
-fn expect(seen: &Seen, status: u16, code: &str) {
+pub(super) fn expect(seen: &Seen, status: u16, code: &str) {
     assert_eq!(seen.status.as_u16(), status, "{seen:?}");
     let got = if seen.body.get("error").is_some() {
         seen.code()
@@ -288,11 +288,23 @@ async fn bodies_over_the_cap_are_too_large_announced_or_streamed() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_body_that_never_arrives_times_out() {
+async fn a_body_that_never_arrives_is_too_slow_after_the_grace() {
     let h = harness();
     let req = Request::post("/v1/hooks/open")
         .header("x-id", "slow")
         .body(Stalled)
+        .expect("request");
+    let started = tokio::time::Instant::now();
+    let seen = h.send(req).await;
+    expect(&seen, 408, "body_too_slow");
+    assert_eq!(started.elapsed(), secs(2), "the configured body_rate_grace");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_body_that_keeps_coming_but_never_ends_times_out() {
+    let h = harness();
+    let req = Request::post("/v1/hooks/nodedupe")
+        .body(Paced(Box::pin(tokio::time::sleep(secs(0)))))
         .expect("request");
     let started = tokio::time::Instant::now();
     let seen = h.send(req).await;
@@ -332,13 +344,16 @@ async fn keys_that_cannot_be_read_are_the_senders_fault() {
 }
 
 #[tokio::test]
-async fn a_key_claimed_by_a_request_in_flight_is_answered_409() {
+async fn a_key_claimed_by_a_request_in_flight_is_answered_503_to_retry() {
     let h = harness();
     let store = SharedStore::Memory(h.store.clone());
-    let claimed = store.claim("t:open:busy", "elsewhere").await;
+    let claimed = store
+        .claim(&h.dedupe_key("open", "busy"), "elsewhere")
+        .await;
     assert!(matches!(claimed, Ok(spillway_store::Claim::Claimed(_))));
     let seen = h.send(post("open", &[("x-id", "busy")], "{}")).await;
-    expect(&seen, 409, "in_flight");
+    // Not 409: several senders treat every 4xx as final, and the original may yet fail.
+    expect(&seen, 503, "in_flight");
     assert_eq!(seen.retry_after(), Some("3"));
 }
 

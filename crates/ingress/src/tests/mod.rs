@@ -4,7 +4,9 @@
 
 mod answers;
 mod durability;
+mod hostile;
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -32,6 +34,10 @@ pub(crate) const GITHUB_SIGNATURE: &str =
 const SOURCES: &str = r#"
 ingress:
   max_in_flight: 8
+  max_body_memory: 4096
+  max_requests_per_client: 4
+  min_body_rate: 100
+  body_rate_grace: 2s
   retry_after: 3s
   body_read_timeout: 5s
   max_hops: 2
@@ -65,6 +71,11 @@ sources:
   nodedupe:
     verify: { scheme: none }
     dedupe: { from: none }
+  guarded:
+    verify: { scheme: github }
+    secrets:
+      - { id: gh-1, file: "{secret}" }
+    rate_limit: { requests: 1, window: 1m }
   limited:
     verify: { scheme: none }
     dedupe: { from: none }
@@ -113,7 +124,15 @@ impl Seen {
     }
 }
 
+/// The Kafka cluster id the harness's pipeline writes to.
+pub(crate) const CLUSTER: &str = "cluster-a";
+
 pub(crate) fn harness() -> Harness {
+    harness_on(None, CLUSTER)
+}
+
+/// A harness on `store` (a fresh one when None) whose Kafka cluster is `cluster`.
+pub(crate) fn harness_on(store: Option<MemoryStore>, cluster: &str) -> Harness {
     let dir = tempfile::tempdir().expect("tempdir");
     let secret = dir.path().join("github.secret");
     std::fs::write(&secret, GITHUB_SECRET).expect("secret");
@@ -123,7 +142,8 @@ pub(crate) fn harness() -> Harness {
     // resolve on their own.
     let sources = config.resolve_sources().expect("sources");
     let kafka = MemoryProducer::new();
-    let store = MemoryStore::new(config.redis.claim_ttl, config.redis.window);
+    let store =
+        store.unwrap_or_else(|| MemoryStore::new(config.redis.claim_ttl, config.redis.window));
     let pipeline = Pipeline::new(
         &config,
         sources,
@@ -131,6 +151,10 @@ pub(crate) fn harness() -> Harness {
         Some(SharedStore::Memory(store.clone())),
         IngressMetrics::new().expect("metrics"),
     );
+    pipeline
+        .cluster
+        .set(cluster.to_owned())
+        .expect("cluster id");
     Harness {
         pipeline: Arc::new(pipeline),
         kafka,
@@ -180,6 +204,12 @@ impl Harness {
         }
     }
 
+    /// The Redis key of `source`'s dedupe key `key`.
+    pub(crate) fn dedupe_key(&self, source: &str, key: &str) -> String {
+        let topic = &self.pipeline.sources[source].topic;
+        self.pipeline.keys.dedupe(CLUSTER, topic, key)
+    }
+
     /// The ingress's metrics as Prometheus text.
     pub(crate) fn metrics(&self) -> String {
         String::from_utf8(self.pipeline.metrics.encode()).expect("utf8")
@@ -198,6 +228,46 @@ impl Body for Stalled {
         _: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         Poll::Pending
+    }
+}
+
+/// A body that sends its chunks, then stalls: an upload that stops midway.
+pub(crate) struct Trickle(pub(crate) Vec<Bytes>);
+
+impl Body for Trickle {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        if self.0.is_empty() {
+            return Poll::Pending;
+        }
+        let chunk = self.0.remove(0);
+        Poll::Ready(Some(Ok(Frame::data(chunk))))
+    }
+}
+
+/// A body that sends 200 bytes a second for ever: fast enough for `min_body_rate`, but it
+/// never ends.
+pub(crate) struct Paced(pub(crate) Pin<Box<tokio::time::Sleep>>);
+
+impl Body for Paced {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        if self.0.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        let next = tokio::time::Instant::now() + secs(1);
+        self.0.as_mut().reset(next);
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from(vec![b' '; 200])))))
     }
 }
 

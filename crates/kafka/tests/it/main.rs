@@ -1,6 +1,9 @@
 //! The producer and reader against the local tansu broker (`make up`; address from
-//! SPILLWAY_TEST_KAFKA, default 127.0.0.1:9092).
+//! SPILLWAY_TEST_KAFKA, default 127.0.0.1:9092), and the producer without one.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod limits;
+mod reachability;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -11,6 +14,46 @@ use spillway_kafka::{admin, reader, Connection, EventProducer, ProducerSettings}
 
 fn brokers() -> String {
     std::env::var("SPILLWAY_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+/// A producer of `brokers` with a delivery timeout and extra properties.
+fn producer_of(
+    brokers: &str,
+    delivery_timeout: Duration,
+    properties: &[(&str, &str)],
+) -> EventProducer {
+    EventProducer::new(&ProducerSettings {
+        brokers: brokers.to_owned(),
+        delivery_timeout,
+        linger: Duration::from_millis(2),
+        max_queued_messages: 10_000,
+        properties: properties
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+        recreate_on_timeout: true,
+    })
+    .expect("producer")
+}
+
+/// A topic of its own on the local broker, created.
+async fn new_topic() -> String {
+    let topic = format!("spillway.it.{}", uuid::Uuid::new_v4());
+    admin::ensure_topics(
+        &Connection::plain(&brokers()),
+        std::slice::from_ref(&topic),
+        1,
+        1,
+    )
+    .await
+    .expect("the local broker is not reachable: run `make up` (dev/tansu.sh start) first");
+    topic
+}
+
+/// A loopback address where nothing listens (a port just given up by the kernel's choice).
+fn closed_port() -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("local addr")
 }
 
 fn envelope(i: usize) -> Envelope {

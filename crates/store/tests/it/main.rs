@@ -2,9 +2,12 @@
 //! read from SPILLWAY_TEST_REDIS_NODES, default 127.0.0.1:7000-7005).
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+mod connection;
+mod redis6;
+
 use std::time::Duration;
 
-use spillway_store::{Claim, RedisSettings, RedisStore, SharedStore, StoreError};
+use spillway_store::{Claim, ClaimToken, RedisSettings, RedisStore, SharedStore, StoreError};
 use spillway_testkit::redis_nodes;
 
 fn store_at(nodes: Vec<String>) -> SharedStore {
@@ -38,6 +41,29 @@ async fn claim_commit_and_duplicate() {
     let Claim::Claimed(token) = store.claim(&key, "ev-1").await.expect("claim") else {
         panic!("first claim must win");
     };
+    assert_eq!(
+        store.claim(&key, "ev-2").await.expect("claim"),
+        Claim::InFlight
+    );
+    assert!(store.commit(&token).await.expect("commit"));
+    assert_eq!(
+        store.claim(&key, "ev-3").await.expect("claim"),
+        Claim::Done("ev-1".into())
+    );
+}
+
+#[tokio::test]
+async fn a_claim_sent_again_finds_its_own_value_and_is_still_claimed() {
+    let store = store().await;
+    let key = unique("resent");
+    let Claim::Claimed(token) = store.claim(&key, "ev-1").await.expect("claim") else {
+        panic!("first claim must win");
+    };
+    // What redis-rs's re-send of the same SET NX GET returns: "pending:ev-1", our own.
+    assert_eq!(
+        store.claim(&key, "ev-1").await.expect("claim"),
+        Claim::Claimed(ClaimToken::new(key.as_str(), "ev-1"))
+    );
     assert_eq!(
         store.claim(&key, "ev-2").await.expect("claim"),
         Claim::InFlight

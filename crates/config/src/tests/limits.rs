@@ -1,0 +1,201 @@
+//! The limits checked against each other, at their edges: bodies against the body budget, the
+//! memory limit and Kafka's largest record; the claim against the produce; the librdkafka
+//! properties Spillway sets itself. The defaults pass them all.
+
+use figment::Jail;
+
+use super::messages::messages;
+use crate::{
+    parse_str, Config, Process, DEFAULT_MESSAGE_MAX_BYTES, MEMORY_HEADROOM_BYTES,
+    RECORD_OVERHEAD_BYTES,
+};
+
+/// One source that does not deduplicate (so no Redis is needed), with `source` added to it,
+/// and `top` added at the top level (a `kafka` section there replaces the default one).
+fn config(top: &str, source: &str) -> Config {
+    let kafka = if top.contains("kafka:") {
+        ""
+    } else {
+        "kafka: { brokers: k:9092 }"
+    };
+    let text = format!(
+        "{kafka}\n{top}\nsources:\n  a:\n    verify: {{ scheme: none }}\n    \
+         dedupe: {{ from: none }}\n{source}"
+    );
+    parse_str(&text).expect("parses")
+}
+
+fn errors(config: &Config, process: Process) -> Vec<String> {
+    config
+        .validate_for(process)
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+#[test]
+fn the_defaults_pass_every_limit() {
+    let defaults = config("", "");
+    assert_eq!(errors(&defaults, Process::All), Vec::<String>::new());
+    assert!(
+        defaults.sources["a"].max_body_bytes + RECORD_OVERHEAD_BYTES <= DEFAULT_MESSAGE_MAX_BYTES
+    );
+    // The chart's ingress limit, as the downward API gives it.
+    let in_a_pod = config("ingress: { memory_limit: 268435456 }", "");
+    assert_eq!(errors(&in_a_pod, Process::Ingress), Vec::<String>::new());
+    // 2 x the default budget and the headroom, exactly.
+    let exact = 2 * in_a_pod.ingress.max_body_memory + MEMORY_HEADROOM_BYTES;
+    let tight = config(&format!("ingress: {{ memory_limit: {exact} }}"), "");
+    assert_eq!(errors(&tight, Process::Ingress), Vec::<String>::new());
+    let short = config(&format!("ingress: {{ memory_limit: {} }}", exact - 1), "");
+    let found = errors(&short, Process::Ingress);
+    assert!(
+        found.len() == 1 && found[0].starts_with("ingress.max_body_memory: 2 x 64 MiB"),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn the_largest_body_fits_kafkas_largest_record_for_every_process() {
+    let fits = DEFAULT_MESSAGE_MAX_BYTES - RECORD_OVERHEAD_BYTES;
+    let at_edge = config("", &format!("    max_body_bytes: {fits}\n"));
+    assert_eq!(errors(&at_edge, Process::Ingress), Vec::<String>::new());
+    let over = config("", &format!("    max_body_bytes: {}\n", fits + 1));
+    for process in [Process::Ingress, Process::Worker, Process::All] {
+        let found = errors(&over, process);
+        assert!(
+            found.len() == 1
+                && found[0].starts_with("sources.a.max_body_bytes: 983617 + 16384")
+                && found[0].contains("raise kafka.properties message.max.bytes"),
+            "{process:?}: {found:?}"
+        );
+    }
+    // A larger message.max.bytes (from properties or properties_file) lets it through.
+    let raised = config(
+        "kafka: { brokers: k:9092, properties: { message.max.bytes: \"2000000\" } }",
+        "    max_body_bytes: 1048576\n",
+    );
+    assert_eq!(errors(&raised, Process::Ingress), Vec::<String>::new());
+}
+
+#[test]
+fn the_message_max_bytes_comes_from_the_properties_file_too() {
+    Jail::expect_with(|jail| {
+        jail.create_file("client.properties", "message.max.bytes=2000000\n")?;
+        let with = |properties: &str| {
+            format!(
+                "kafka: {{ brokers: k:9092{properties} }}\nsources:\n  a: {{ verify: {{ scheme: none }}, \
+                 dedupe: {{ from: none }}, max_body_bytes: 1048576 }}\n"
+            )
+        };
+        jail.create_file("file.yaml", &with(", properties_file: client.properties"))?;
+        jail.create_file("none.yaml", &with(""))?;
+        assert_eq!(messages("file.yaml"), Vec::<String>::new());
+        assert_eq!(messages("none.yaml").len(), 1);
+        Ok(())
+    });
+}
+
+#[test]
+fn the_body_budget_holds_the_largest_body() {
+    let at_edge = config(
+        "ingress: { max_body_memory: 65536 }",
+        "    max_body_bytes: 65536\n",
+    );
+    assert_eq!(errors(&at_edge, Process::All), Vec::<String>::new());
+    let under = config(
+        "ingress: { max_body_memory: 65535 }",
+        "    max_body_bytes: 65536\n",
+    );
+    assert_eq!(
+        errors(&under, Process::All),
+        ["ingress.max_body_memory: 65535 bytes is less than sources.a.max_body_bytes (64 KiB): a \
+          body that large could never be admitted; raise max_body_memory or lower max_body_bytes"]
+    );
+}
+
+#[test]
+fn a_minimum_body_rate_needs_a_grace_shorter_than_the_body_timeout() {
+    let off = config("ingress: { min_body_rate: 0, body_rate_grace: 0s }", "");
+    assert_eq!(errors(&off, Process::All), Vec::<String>::new());
+    let never = config(
+        "ingress: { body_rate_grace: 30s, body_read_timeout: 30s }",
+        "",
+    );
+    assert_eq!(
+        errors(&never, Process::All),
+        [
+            "ingress.body_rate_grace: must be shorter than ingress.body_read_timeout (30s), or \
+          min_body_rate never applies"
+        ]
+    );
+}
+
+#[test]
+fn a_claim_outlives_the_produce_it_guards_wherever_a_source_deduplicates() {
+    let deduplicating = |timings: &str| {
+        parse_str(&format!(
+            "kafka: {{ brokers: k:9092, delivery_timeout: 60s }}\nredis: {{ nodes: \
+             [\"redis://r:7000\"]{timings} }}\nsources:\n  a: {{ verify: {{ scheme: none }} }}\n"
+        ))
+        .expect("parses")
+    };
+    // The review's case: a retry at 31 s would claim again and produce a duplicate.
+    let found = errors(&deduplicating(""), Process::All);
+    assert!(
+        found.len() == 1
+            && found[0]
+                .starts_with("redis.claim_ttl: must be longer than kafka.delivery_timeout (60s)"),
+        "{found:?}"
+    );
+    let equal = errors(&deduplicating(", claim_ttl: 60s"), Process::All);
+    assert_eq!(equal.len(), 1, "{equal:?}");
+    let longer = deduplicating(", claim_ttl: 61s");
+    assert_eq!(errors(&longer, Process::All), Vec::<String>::new());
+    // Without deduplication no claim is taken.
+    let no_dedupe = config("kafka: { brokers: k:9092, delivery_timeout: 60s }", "");
+    assert_eq!(errors(&no_dedupe, Process::All), Vec::<String>::new());
+}
+
+#[test]
+fn properties_that_spillway_sets_itself_are_refused_and_others_pass() {
+    let with = |key: &str| {
+        config(
+            &format!("kafka: {{ brokers: k:9092, properties: {{ {key}: \"1\" }} }}"),
+            "",
+        )
+    };
+    for (key, field) in [
+        ("message.timeout.ms", Some("kafka.delivery_timeout")),
+        ("delivery.timeout.ms", Some("kafka.delivery_timeout")),
+        ("linger.ms", Some("kafka.linger")),
+        ("queue.buffering.max.ms", Some("kafka.linger")),
+        (
+            "queue.buffering.max.messages",
+            Some("kafka.max_queued_messages"),
+        ),
+        ("bootstrap.servers", Some("kafka.brokers")),
+        ("metadata.broker.list", Some("kafka.brokers")),
+        ("transactional.id", None),
+        ("acks", None),
+    ] {
+        let found = errors(&with(key), Process::All);
+        assert!(
+            found.len() == 1
+                && found[0].starts_with(&format!("kafka.properties.{key}: "))
+                && field.is_none_or(|f| found[0].contains(f)),
+            "{key}: {found:?}"
+        );
+    }
+    for key in [
+        "compression.type",
+        "batch.num.messages",
+        "security.protocol",
+    ] {
+        assert_eq!(
+            errors(&with(key), Process::All),
+            Vec::<String>::new(),
+            "{key}"
+        );
+    }
+}
