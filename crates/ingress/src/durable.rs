@@ -122,7 +122,7 @@ impl Pipeline {
         let (Some(store), Some(key)) = (&self.store, &envelope.dedupe_key) else {
             return Ok(Vec::new());
         };
-        let Some(cluster) = self.cluster.get() else {
+        let Some(cluster) = self.cluster_id().await else {
             // Not yet connected to Kafka: nothing could be written anyway.
             return Err(kafka_unavailable(self.retry_after));
         };
@@ -132,9 +132,13 @@ impl Pipeline {
         );
         let id = envelope.id.to_string();
         let mut held = Vec::with_capacity(keys.len());
+        let mut bypassed = false;
         for redis_key in keys {
             match self.claim(store, source, &redis_key, &id).await {
-                Ok(claim) => held.push(claim),
+                Ok((claim, failed_open)) => {
+                    held.push(claim);
+                    bypassed |= failed_open;
+                }
                 Err(refused) => {
                     for claim in held {
                         claim.release(&source.name).await;
@@ -143,16 +147,22 @@ impl Pipeline {
                 }
             }
         }
+        // Counted once per event, however many of its claims went unanswered.
+        if bypassed {
+            self.metrics.fail_open(&source.name);
+        }
         Ok(held)
     }
 
+    /// One claim, and whether it went unanswered on a fail-open source (the event goes on
+    /// without its dedupe).
     async fn claim(
         &self,
         store: &SharedStore,
         source: &ResolvedSource,
         redis_key: &str,
         id: &str,
-    ) -> Result<HeldClaim, Answer> {
+    ) -> Result<(HeldClaim, bool), Answer> {
         let claimed = timed(
             &self.metrics,
             RedisCommand::Claim,
@@ -160,7 +170,7 @@ impl Pipeline {
         )
         .await;
         match claimed {
-            Ok(Claim::Claimed(token)) => Ok(HeldClaim::new(store, token, &self.metrics)),
+            Ok(Claim::Claimed(token)) => Ok((HeldClaim::new(store, token, &self.metrics), false)),
             // 503, not 409: several senders treat any 4xx as final, and the original may yet
             // fail; the retry after the pause is answered "duplicate" or accepted.
             Ok(Claim::InFlight) => {
@@ -184,9 +194,8 @@ impl Pipeline {
                 let token = ClaimToken::new(redis_key, id);
                 match source.on_redis_unavailable {
                     FailMode::FailOpen => {
-                        self.metrics.fail_open(&source.name);
                         tracing::warn!(source = %source.name, event_id = %id, error = %e, "dedupe bypassed (fail-open)");
-                        Ok(HeldClaim::new(store, token, &self.metrics))
+                        Ok((HeldClaim::new(store, token, &self.metrics), true))
                     }
                     FailMode::FailClosed => {
                         tracing::warn!(source = %source.name, error = %e, "dedupe store unavailable (fail-closed)");

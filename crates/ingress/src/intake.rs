@@ -61,28 +61,51 @@ impl Intake {
         }
     }
 
-    /// Stage 4, decode: a gzip or zstd body is decompressed, within the source's size cap.
-    /// The decoded bytes are charged to the body budget as the output grows, and the
-    /// compressed bytes are given back once it is done.
-    // An `Answer` is the request's whole reply, built once on the way out; boxing it would
-    // only add an allocation to every refusal.
-    #[allow(clippy::result_large_err)]
-    pub(crate) fn decode(
+    /// Stage 4, decode: a gzip or zstd body is decompressed, within the source's size cap, on
+    /// a blocking thread (decompression would hold an async worker). The decoded bytes are
+    /// charged to the body budget as the output grows, and the compressed bytes are given
+    /// back once it is done.
+    pub(crate) async fn decode(
         &mut self,
         budget: &BodyBudget,
         charge: &mut Charge,
         body: Bytes,
         retry_after: Duration,
     ) -> Result<Bytes, Answer> {
+        if self.encoding == Encoding::Identity {
+            self.received_at = SystemTime::now();
+            return Ok(body);
+        }
         let cap = self.source.max_body_bytes;
-        let mut decoded_room = 0usize;
-        let grow = |n: usize| {
-            let granted = budget.charge(charge, n).is_ok();
-            decoded_room += if granted { n } else { 0 };
-            granted
+        let (encoding, budget, mut held) = (self.encoding, budget.clone(), std::mem::take(charge));
+        let decoding = move || {
+            let mut room = 0usize;
+            let grow = |n: usize| {
+                let granted = budget.charge(&mut held, n).is_ok();
+                room += if granted { n } else { 0 };
+                granted
+            };
+            let decoded = decode(encoding, body, cap, grow);
+            // The compressed body is gone; what is held is the decoded one's room.
+            held.shrink_to(room);
+            (decoded, held)
         };
-        let identity = self.encoding == Encoding::Identity;
-        let decoded = match decode(self.encoding, body, cap, grow) {
+        let decoded = match tokio::task::spawn_blocking(decoding).await {
+            Ok((decoded, held)) => {
+                *charge = held;
+                decoded
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the decoding task failed");
+                return Err(answer::error(
+                    Outcome::Internal,
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "the request could not be handled; retry later",
+                ));
+            }
+        };
+        let decoded = match decoded {
             Ok(b) => b,
             Err(DecodeError::TooLarge(_)) => return Err(answer::too_large(cap)),
             Err(DecodeError::NoRoom) => return Err(memory_full(retry_after)),
@@ -95,10 +118,6 @@ impl Intake {
                 ))
             }
         };
-        if !identity {
-            // The compressed body is gone; what is held is the decoded one's room.
-            charge.shrink_to(decoded_room);
-        }
         self.received_at = SystemTime::now();
         Ok(decoded)
     }
@@ -273,13 +292,40 @@ impl Pipeline {
         &self,
         intake: &Intake,
         headers: &HeaderMap,
-        body: &[u8],
+        body: &Bytes,
         client: IpAddr,
     ) -> Result<Verified, Answer> {
         let source = &intake.source;
-        let verified = spans::verify(&source.verifier, || {
-            source.verifier.verify(headers, body, intake.received_at)
-        });
+        let at = intake.received_at;
+        let verified = if body.len() < OFFLOAD_BYTES {
+            spans::verify(&source.verifier, || {
+                source.verifier.verify(headers, body, at)
+            })
+        } else {
+            // A MAC over a large body would hold an async worker (of two, on a small pod)
+            // for as long as it takes; a blocking thread does it while they serve others.
+            let (source, headers, body) = (source.clone(), headers.clone(), body.clone());
+            let parent = tracing::Span::current();
+            let check = move || {
+                parent.in_scope(|| {
+                    spans::verify(&source.verifier, || {
+                        source.verifier.verify(&headers, &body, at)
+                    })
+                })
+            };
+            match tokio::task::spawn_blocking(check).await {
+                Ok(verified) => verified,
+                Err(e) => {
+                    tracing::error!(error = %e, "the verification task failed");
+                    return Err(answer::error(
+                        Outcome::Internal,
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "internal",
+                        "the request could not be handled; retry later",
+                    ));
+                }
+            }
+        };
         let e = match verified {
             Ok(v) => return Ok(v),
             Err(e) => e,
@@ -296,6 +342,9 @@ impl Pipeline {
         Err(answer::error(outcome, status, e.code(), e.to_string()))
     }
 }
+
+/// Bodies from this size on are verified on a blocking thread rather than an async worker.
+const OFFLOAD_BYTES: usize = 64 * 1024;
 
 /// 503: the body budget has not got the bytes this request needs now.
 fn memory_full(retry_after: Duration) -> Answer {

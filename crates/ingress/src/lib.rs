@@ -33,7 +33,7 @@ pub use tls::{certificate_subject, load_tls, ClientSubject, TlsError};
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use spillway_config::{Config, FailMode};
@@ -64,6 +64,8 @@ pub struct Ingress {
     readiness: Arc<IngressReadiness>,
     settings: ServerSettings,
     delivery_timeout: Duration,
+    /// Where the topics' size limits are asked at start.
+    kafka: spillway_kafka::Connection,
 }
 
 // === impl Ingress ===
@@ -136,6 +138,7 @@ impl Ingress {
                 tls,
             },
             delivery_timeout: config.kafka.delivery_timeout,
+            kafka: spillway_kafka::Connection::from(&config.kafka),
         })
     }
 
@@ -161,9 +164,10 @@ impl Ingress {
                 let _ = admin_stop_rx.await;
             },
         ));
-        let cluster_task = tokio::spawn(learn_cluster_id(
-            self.pipeline.producer.clone(),
-            self.pipeline.cluster.clone(),
+        let cluster_task = tokio::spawn(learn_cluster_id(self.pipeline.clone()));
+        let limits_task = tokio::spawn(check_topic_limits(
+            self.kafka.clone(),
+            self.pipeline.sources.values().cloned().collect(),
         ));
         let readiness = self.readiness.clone();
         let draining = async move {
@@ -179,27 +183,69 @@ impl Ingress {
         )
         .await;
 
-        // Requests whose connections were cut still settle their claim and record.
+        // Requests whose connections were cut still settle their claim and record, then the
+        // producer is flushed: both within one budget, delivery_timeout + 5 s after the drain,
+        // which is what the chart's grace period allows for (a durable section is bounded by
+        // the delivery timeout and a few Redis round trips; once they are settled the flush
+        // has little left to wait for).
+        let budget = self.delivery_timeout + SHUTDOWN_MARGIN;
+        let deadline = tokio::time::Instant::now() + budget;
         self.pipeline.tasks.close();
-        let settle = self.delivery_timeout + Duration::from_secs(5);
-        if tokio::time::timeout(settle, self.pipeline.tasks.wait())
+        if tokio::time::timeout_at(deadline, self.pipeline.tasks.wait())
             .await
             .is_err()
         {
-            tracing::error!("durable sections still running after {settle:?}");
+            tracing::error!("durable sections still running after {budget:?}");
         }
         let producer = self.pipeline.producer.clone();
-        let flush_timeout = self.delivery_timeout;
+        let flush_timeout = deadline
+            .saturating_duration_since(tokio::time::Instant::now())
+            .max(Duration::from_secs(1));
         match tokio::task::spawn_blocking(move || producer.flush(flush_timeout)).await {
             Ok(Ok(())) => tracing::info!("producer flushed"),
             Ok(Err(e)) => tracing::error!(error = %e, "producer flush failed"),
             Err(e) => tracing::error!(error = %e, "producer flush task failed"),
         }
         cluster_task.abort();
+        limits_task.abort();
         let _ = admin_stop_tx.send(());
         let _ = admin_task.await;
     }
 }
+
+/// Warns about every source whose largest body (with its record's headers) is over its topic's
+/// `max.message.bytes`, where the broker tells it: such bodies would be answered 413
+/// `record_too_large`. The producer's own `message.max.bytes` is checked with the config.
+async fn check_topic_limits(
+    kafka: spillway_kafka::Connection,
+    sources: Vec<Arc<spillway_config::ResolvedSource>>,
+) {
+    for source in sources {
+        let limit = spillway_kafka::admin::topic_max_message_bytes(
+            &kafka,
+            &source.topic,
+            Duration::from_secs(10),
+        )
+        .await;
+        let largest = source.max_body_bytes + spillway_config::RECORD_OVERHEAD_BYTES;
+        match limit {
+            Ok(Some(limit)) if largest > limit => tracing::warn!(
+                source = %source.name,
+                topic = %source.topic,
+                max_body_bytes = source.max_body_bytes,
+                topic_max_message_bytes = limit,
+                "the topic takes smaller records than this source's largest body with its headers: such bodies will be answered 413 record_too_large; raise the topic's max.message.bytes or lower max_body_bytes"
+            ),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::info!(topic = %source.topic, error = %e, "cannot read the topic's max.message.bytes");
+            }
+        }
+    }
+}
+
+/// What the ingress's shutdown may take after its drain, beyond the delivery timeout.
+pub const SHUTDOWN_MARGIN: Duration = Duration::from_secs(5);
 
 /// Whether Redis counts for readiness: only if every deduplicating source fails closed. While
 /// one fails open, taking pods out of the load balancer over a Redis outage would take that
@@ -211,22 +257,11 @@ fn redis_gates_readiness(sources: &[spillway_config::ResolvedSource]) -> bool {
         && deduplicating.all(|s| s.on_redis_unavailable == FailMode::FailClosed)
 }
 
-/// Asks the cluster for its id until it answers (it names the dedupe keys, see
-/// [`keys`]); until then deduplicating sources answer 503 and the pod is not ready.
-async fn learn_cluster_id(producer: EventProducer, cluster: Arc<OnceLock<String>>) {
-    while cluster.get().is_none() {
-        let asked = producer.clone();
-        let id = tokio::task::spawn_blocking(move || asked.cluster_id(Duration::from_secs(2)))
-            .await
-            .ok()
-            .flatten();
-        match id {
-            Some(id) => {
-                tracing::info!(cluster_id = %id, "kafka cluster id learnt");
-                let _ = cluster.set(id);
-            }
-            None => tokio::time::sleep(Duration::from_secs(1)).await,
-        }
+/// Asks the cluster for its id until it answers (it names the dedupe keys, see [`keys`]);
+/// until then deduplicating sources answer 503 and the pod is not ready.
+async fn learn_cluster_id(pipeline: Arc<Pipeline>) {
+    while pipeline.cluster_id().await.is_none() {
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 
@@ -241,7 +276,7 @@ struct IngressReadiness {
     /// The key the Redis check writes: `SET NX PX GET` fails on a Redis older than 7, where
     /// no claim could succeed, which a PING would not show.
     health_key: String,
-    cluster: Arc<OnceLock<String>>,
+    cluster: Arc<tokio::sync::OnceCell<String>>,
 }
 
 impl Readiness for IngressReadiness {

@@ -2,14 +2,14 @@
 //! limits. The stages that use it are in [`crate::stages`] and the modules it names.
 
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use spillway_config::{Config, ResolvedSource};
 use spillway_kafka::EventProducer;
 use spillway_store::SharedStore;
 use spillway_telemetry::IngressMetrics;
-use tokio::sync::Semaphore;
+use tokio::sync::{OnceCell, Semaphore};
 use tokio_util::task::TaskTracker;
 
 use crate::blocklist::Blocklist;
@@ -31,8 +31,8 @@ pub struct Pipeline {
     /// The names of the keys this process writes to the shared store.
     pub(crate) keys: Keys,
     /// The id of the Kafka cluster events go to, in every dedupe key; learnt once the
-    /// producer reaches the cluster (see [`crate::Ingress::run`]).
-    pub(crate) cluster: Arc<OnceLock<String>>,
+    /// producer reaches the cluster (see [`Pipeline::cluster_id`]).
+    pub(crate) cluster: Arc<OnceCell<String>>,
     /// Requests past their body read at once (`ingress.max_in_flight`); past it 503
     /// `overloaded`.
     pub(crate) permits: Arc<Semaphore>,
@@ -87,7 +87,7 @@ impl Pipeline {
                     )
                 });
         // Learnt once the process runs (see `Ingress::run`); unit tests set it.
-        let cluster = Arc::new(OnceLock::new());
+        let cluster = Arc::new(OnceCell::new());
         Self {
             sources: sources
                 .into_iter()
@@ -111,5 +111,32 @@ impl Pipeline {
             blocklist,
             tasks: TaskTracker::new(),
         }
+    }
+}
+
+/// How long a request waits for the cluster id when the process does not know it yet (it has
+/// just started); then it is answered 503 `kafka_unavailable`.
+const CLUSTER_ID_WAIT: Duration = Duration::from_secs(2);
+
+impl Pipeline {
+    /// The Kafka cluster's id, asked once (callers that come meanwhile wait for the same
+    /// answer, up to [`CLUSTER_ID_WAIT`]); None while the cluster does not answer.
+    pub(crate) async fn cluster_id(&self) -> Option<&str> {
+        if let Some(id) = self.cluster.get() {
+            return Some(id);
+        }
+        let producer = self.producer.clone();
+        let ask = async move {
+            let asked = tokio::task::spawn_blocking(move || producer.cluster_id(CLUSTER_ID_WAIT));
+            match asked.await {
+                Ok(Some(id)) => {
+                    tracing::info!(cluster_id = %id, "kafka cluster id learnt");
+                    Ok(id)
+                }
+                _ => Err(()),
+            }
+        };
+        let learnt = tokio::time::timeout(CLUSTER_ID_WAIT, self.cluster.get_or_try_init(|| ask));
+        learnt.await.ok()?.ok().map(String::as_str)
     }
 }

@@ -86,7 +86,10 @@ impl Pipeline {
             Ok(in_flight) => in_flight,
             Err(refused) => return refused,
         };
-        let body = match intake.decode(&self.budget, &mut charge, body, self.retry_after) {
+        let body = match intake
+            .decode(&self.budget, &mut charge, body, self.retry_after)
+            .await
+        {
             Ok(body) => body,
             Err(refused) => return refused,
         };

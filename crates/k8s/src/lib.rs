@@ -340,22 +340,26 @@ fn check_deployment(
             .map(|s| s.seconds)
             .max()
             .unwrap_or(0);
-        let drain = match role.as_str() {
-            "ingress" => config.ingress.drain_timeout,
-            "worker" => config.worker.drain_timeout,
+        // After its drain the ingress settles its durable sections and flushes the producer
+        // within delivery_timeout + 5 s (spillway_ingress::SHUTDOWN_MARGIN); the worker's
+        // last produce is bounded by the delivery timeout.
+        let (drain, margin) = match role.as_str() {
+            "ingress" => (config.ingress.drain_timeout, Duration::from_secs(5)),
+            "worker" => (config.worker.drain_timeout, Duration::ZERO),
             other => {
                 flag("component", format!("unknown component label {other:?}"));
-                Duration::ZERO
+                (Duration::ZERO, Duration::ZERO)
             }
         };
         let needed = Duration::from_secs(u64::try_from(pre_stop).unwrap_or(0))
             + drain
-            + config.kafka.delivery_timeout;
+            + config.kafka.delivery_timeout
+            + margin;
         let grace = pod.termination_grace_period_seconds.unwrap_or(30);
         if Duration::from_secs(u64::try_from(grace).unwrap_or(0)) < needed {
             flag(
                 "grace-period",
-                format!("terminationGracePeriodSeconds {grace} is shorter than preStop {pre_stop} s + drain {drain:?} + producer flush {:?}", config.kafka.delivery_timeout),
+                format!("terminationGracePeriodSeconds {grace} is shorter than preStop {pre_stop} s + drain {drain:?} + settle and flush {:?}", config.kafka.delivery_timeout + margin),
             );
         }
     }

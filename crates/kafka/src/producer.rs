@@ -258,13 +258,16 @@ impl KafkaProducer {
 
     /// Whether the cluster answers a metadata request within `timeout`. Blocks the thread.
     pub fn metadata_ok(&self, timeout: Duration) -> Result<(), ClientError> {
-        self.current()
-            .1
+        let client = self.current().1;
+        client
             .producer
             .client()
             .fetch_metadata(None, timeout)
-            .map(|_| ())
-            .map_err(client_error("metadata"))
+            .map_err(client_error("metadata"))?;
+        // A broker answered: sends need not wait for the next statistics report to stop
+        // failing fast (readiness asks this, so a pod that turns ready again also sends).
+        client.reachability.delivered();
+        Ok(())
     }
 
     /// The producer's `message.max.bytes`: what librdkafka refuses locally as too large.

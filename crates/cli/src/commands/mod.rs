@@ -21,10 +21,10 @@ pub const READ_BACK_TIMEOUT: Duration = Duration::from_secs(30);
 /// Loads the config at `path` and validates what `process` serves (the ingress never reads a
 /// subscriber's secret, the worker never a provider's), keeping why it failed as the error's
 /// cause.
-/// What is legal but probably wrong is printed on stderr as a warning (logging starts only
-/// once the config is read).
+/// What is legal but probably wrong is `check-config`'s to say (`load_with_warnings`): a
+/// process prints nothing before its logging starts, and its logs are JSON lines.
 pub fn load(path: &Path, process: Process) -> anyhow::Result<Config> {
-    let loaded = spillway_config::load_with_warnings(path, process).map_err(|e| match e {
+    spillway_config::load_for(path, process).map_err(|e| match e {
         // The message of `Parse` already ends with its source's text, and `main` prints the
         // whole chain (`{:#}`): the source goes under the message without its own text, so that
         // the line reads as before instead of naming the cause twice.
@@ -32,11 +32,7 @@ pub fn load(path: &Path, process: Process) -> anyhow::Result<Config> {
             anyhow::Error::new(source).context(format!("cannot read config {path}"))
         }
         other => anyhow::Error::new(other),
-    })?;
-    for warning in &loaded.warnings {
-        eprintln!("warning: {warning}");
-    }
-    Ok(loaded.config)
+    })
 }
 
 /// An error and its causes on one line, for the terminal. Library errors both keep their cause

@@ -39,7 +39,7 @@ async fn post(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_the_defaults_a_body_kafka_cannot_take_is_413_at_once() {
     let github = source("github");
-    let (setup, ingress) = ready_ingress(&[github.clone()], json!({})).await;
+    let (setup, ingress) = ready_ingress(std::slice::from_ref(&github), json!({})).await;
     for len in SIZES {
         let id = spillway_testkit::unique("big-");
         let reply = post(&ingress, &github, &id, len, &[]).await;
@@ -60,7 +60,7 @@ async fn with_the_defaults_a_body_kafka_cannot_take_is_413_at_once() {
 async fn with_kafkas_limit_raised_they_land_and_an_oversized_record_is_413() {
     let github = source("github");
     let (setup, ingress) = ready_ingress(
-        &[github.clone()],
+        std::slice::from_ref(&github),
         json!({
             "kafka": { "properties": { "message.max.bytes": "1064960" } },
             "sources": { "github": {

@@ -65,19 +65,21 @@ async fn run_serves_until_shutdown_and_the_event_is_in_kafka() {
     assert_eq!(reply.status, 202, "{:?}", reply.body);
     let id = reply.field("id").expect("id");
     // An event a Spillway worker delivered back in (within the hop limit) keeps its count.
+    // Another body: the same body and signature under a new delivery id would be a replay.
+    let relayed_body = Bytes::from_static(br#"{"zen":"Relayed."}"#);
     let mut relayed = spillway_signature::sign(
         &spillway_signature::Scheme::Github,
         b"in-process-secret",
         "d-2",
         ts,
-        &body,
+        &relayed_body,
     );
     relayed.push(("spillway-hop".into(), "2".into()));
     let reply = Client::http1()
         .post(
             &format!("http://{addr}/v1/hooks/github"),
             &relayed,
-            body.clone(),
+            relayed_body.clone(),
         )
         .await
         .expect("post");
