@@ -12,10 +12,10 @@ use http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode};
 use prometheus::IntGauge;
 use spillway_config::ResolvedSource;
 use spillway_telemetry::{IngressMetrics, Outcome, RedisCommand};
-use tokio::sync::OwnedSemaphorePermit;
 
 use crate::answer::{self, Answer};
 use crate::budget::ClientPlace;
+use crate::limit::Place;
 use crate::pipeline::Pipeline;
 use crate::store::count_hit;
 use crate::tls::ClientSubject;
@@ -33,7 +33,7 @@ pub(crate) struct Admitted {
 /// up cannot free a place while its event is still being written).
 #[derive(Debug)]
 pub(crate) struct InFlight {
-    _permit: OwnedSemaphorePermit,
+    _place: Place,
     _gauge: InFlightGuard,
 }
 
@@ -70,6 +70,11 @@ impl Pipeline {
             return Err(method_not_allowed());
         }
         let hops = self.hops(req.headers())?;
+        // Shed before the body is read when no in-flight place is free: refusing costs
+        // nothing now and a read body later (the place itself is taken after the read).
+        if !self.limit.has_room() {
+            return Err(overloaded(self.retry_after));
+        }
         let Some(place) = self.client_places.take(client) else {
             return Err(answer::retry_later(
                 Outcome::ClientLimit,
@@ -91,17 +96,11 @@ impl Pipeline {
     // only add an allocation to every refusal.
     #[allow(clippy::result_large_err)]
     pub(crate) fn enter(&self) -> Result<InFlight, Answer> {
-        let Ok(permit) = self.permits.clone().try_acquire_owned() else {
-            return Err(answer::retry_later(
-                Outcome::Overloaded,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "overloaded",
-                "too many requests in flight; retry later",
-                self.retry_after,
-            ));
+        let Some(place) = self.limit.try_enter() else {
+            return Err(overloaded(self.retry_after));
         };
         Ok(InFlight {
-            _permit: permit,
+            _place: place,
             _gauge: InFlightGuard::new(&self.metrics),
         })
     }
@@ -176,6 +175,17 @@ impl Pipeline {
             }
         }
     }
+}
+
+/// 503: the in-flight limit is reached (it may have shrunk while Kafka or Redis is slow).
+fn overloaded(retry_after: std::time::Duration) -> Answer {
+    answer::retry_later(
+        Outcome::Overloaded,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "overloaded",
+        "too many requests in flight; retry later",
+        retry_after,
+    )
 }
 
 fn method_not_allowed() -> Answer {

@@ -4,7 +4,6 @@
 //! as its own task, so a client that disconnects cannot leave a claim or a record unsettled.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use http::StatusCode;
 use spillway_config::{FailMode, ResolvedSource};
@@ -12,6 +11,7 @@ use spillway_core::Envelope;
 use spillway_kafka::ProduceError;
 use spillway_store::{Claim, ClaimToken, SharedStore};
 use spillway_telemetry::{IngressMetrics, Outcome, RedisCommand};
+use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
@@ -61,6 +61,21 @@ impl Pipeline {
 
     /// Claim, produce, then commit or release.
     async fn make_durable(
+        &self,
+        source: Arc<ResolvedSource>,
+        envelope: Envelope,
+        replay_key: Option<String>,
+    ) -> Answer {
+        let started = Instant::now();
+        let answer = self
+            .claim_produce_settle(source, envelope, replay_key)
+            .await;
+        // How long Kafka and Redis took is what the in-flight limit follows.
+        self.limit.observe(started.elapsed());
+        answer
+    }
+
+    async fn claim_produce_settle(
         &self,
         source: Arc<ResolvedSource>,
         mut envelope: Envelope,

@@ -15,6 +15,7 @@ mod durable;
 mod encoding;
 mod intake;
 mod keys;
+mod limit;
 mod pipeline;
 mod route;
 mod server;

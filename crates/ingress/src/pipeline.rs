@@ -9,12 +9,13 @@ use spillway_config::{Config, ResolvedSource};
 use spillway_kafka::EventProducer;
 use spillway_store::SharedStore;
 use spillway_telemetry::IngressMetrics;
-use tokio::sync::{OnceCell, Semaphore};
+use tokio::sync::OnceCell;
 use tokio_util::task::TaskTracker;
 
 use crate::blocklist::Blocklist;
 use crate::budget::{BodyBudget, ClientPlaces};
 use crate::keys::Keys;
+use crate::limit::InFlightLimit;
 
 /// The error of a request body that [`Pipeline::handle`] can read: hyper's, or a test's.
 pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
@@ -33,9 +34,9 @@ pub struct Pipeline {
     /// The id of the Kafka cluster events go to, in every dedupe key; learnt once the
     /// producer reaches the cluster (see [`Pipeline::cluster_id`]).
     pub(crate) cluster: Arc<OnceCell<String>>,
-    /// Requests past their body read at once (`ingress.max_in_flight`); past it 503
-    /// `overloaded`.
-    pub(crate) permits: Arc<Semaphore>,
+    /// Requests past their body read at once: at most `ingress.max_in_flight`, fewer while
+    /// Kafka and Redis answer slower than `ingress.latency_target`; past it 503 `overloaded`.
+    pub(crate) limit: InFlightLimit,
     /// Bytes of bodies held at once (`ingress.max_body_memory`); past it 503 `memory_full`.
     pub(crate) budget: BodyBudget,
     /// Requests open per client (`ingress.max_requests_per_client`).
@@ -97,7 +98,11 @@ impl Pipeline {
             store,
             keys: Keys::new(&config.redis.key_prefix),
             cluster,
-            permits: Arc::new(Semaphore::new(config.ingress.max_in_flight)),
+            limit: InFlightLimit::new(
+                config.ingress.max_in_flight,
+                config.ingress.latency_target,
+                metrics.in_flight_limit().clone(),
+            ),
             budget: BodyBudget::new(config.ingress.max_body_memory),
             client_places: ClientPlaces::new(config.ingress.max_requests_per_client),
             min_body_rate: config.ingress.min_body_rate,

@@ -114,7 +114,14 @@ pub const HTTP_IN_FLIGHT: MetricDef = MetricDef {
     name: "spillway_http_in_flight_requests",
     kind: Kind::Gauge,
     process: Process::Ingress,
-    help: "Webhook requests admitted and not yet answered.",
+    help: "Webhook requests past their body read whose event is not settled yet (the in-flight places taken).",
+    labels: &[],
+};
+pub const HTTP_IN_FLIGHT_LIMIT: MetricDef = MetricDef {
+    name: "spillway_http_in_flight_limit_requests",
+    kind: Kind::Gauge,
+    process: Process::Ingress,
+    help: "The in-flight limit now: `ingress.max_in_flight`, or less while Kafka and Redis answer slower than `ingress.latency_target`.",
     labels: &[],
 };
 pub const HTTP_SHED: MetricDef = MetricDef {
@@ -308,6 +315,7 @@ pub const CATALOG: &[MetricDef] = &[
     HTTP_REQUEST_DURATION,
     HTTP_REQUEST_BODY,
     HTTP_IN_FLIGHT,
+    HTTP_IN_FLIGHT_LIMIT,
     HTTP_SHED,
     VERIFICATION_FAILURES,
     DEDUPE_HITS,

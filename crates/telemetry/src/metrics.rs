@@ -142,6 +142,7 @@ pub struct IngressMetrics {
     duration: HistogramVec,
     body: HistogramVec,
     in_flight: IntGauge,
+    in_flight_limit: IntGauge,
     shed: IntCounterVec,
     verify_failures: IntCounterVec,
     dedupe_hits: IntCounterVec,
@@ -170,6 +171,7 @@ impl IngressMetrics {
             duration: HTTP_REQUEST_DURATION.histogram(&r)?,
             body: HTTP_REQUEST_BODY.histogram(&r)?,
             in_flight: HTTP_IN_FLIGHT.single_gauge(&r)?,
+            in_flight_limit: HTTP_IN_FLIGHT_LIMIT.single_gauge(&r)?,
             shed: HTTP_SHED.counter(&r)?,
             verify_failures: VERIFICATION_FAILURES.counter(&r)?,
             dedupe_hits: DEDUPE_HITS.counter(&r)?,
@@ -234,6 +236,11 @@ impl IngressMetrics {
 
     pub fn in_flight(&self) -> &IntGauge {
         &self.in_flight
+    }
+
+    /// The adaptive in-flight limit now.
+    pub fn in_flight_limit(&self) -> &IntGauge {
+        &self.in_flight_limit
     }
 
     pub fn body_read(&self, source: &str, bytes: usize) {

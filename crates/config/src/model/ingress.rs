@@ -17,6 +17,13 @@ pub struct IngressConfig {
     /// beyond it new requests get 503 at once instead of queueing. A request holds its place
     /// until its event's fate in Kafka is settled, even when its client has gone.
     pub max_in_flight: usize,
+    /// How long the durable section of a request (claim, produce, commit) may take before
+    /// the ingress admits fewer requests at once: the in-flight limit shrinks while sections
+    /// are slower than this and grows back to `max_in_flight` while they are faster, so what is
+    /// admitted is answered in about this time and the rest is refused at once (503
+    /// `overloaded`) instead of waiting up to `kafka.delivery_timeout`.
+    #[serde(with = "humantime_serde")]
+    pub latency_target: Duration,
     /// Bytes of request bodies this process holds at once (as read, and decoded), charged as
     /// the bytes arrive and held until the event's fate is settled; a request that would pass
     /// it gets 503 `overloaded`. Must hold at least one body of every source's
@@ -106,6 +113,7 @@ impl Default for IngressConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             max_in_flight: 4096,
+            latency_target: Duration::from_millis(500),
             max_body_memory: 64 * 1024 * 1024,
             memory_limit: None,
             max_requests_per_client: 64,

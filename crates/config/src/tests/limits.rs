@@ -132,6 +132,17 @@ fn a_minimum_body_rate_needs_a_grace_shorter_than_the_body_timeout() {
 }
 
 #[test]
+fn the_latency_target_is_at_least_10ms() {
+    let fine = config("ingress: { latency_target: 10ms }", "");
+    assert_eq!(errors(&fine, Process::All), Vec::<String>::new());
+    let zero = config("ingress: { latency_target: 0s }", "");
+    assert_eq!(
+        errors(&zero, Process::All),
+        ["ingress.latency_target: must be at least 10ms"]
+    );
+}
+
+#[test]
 fn a_claim_outlives_the_produce_it_guards_wherever_a_source_deduplicates() {
     let deduplicating = |timings: &str| {
         parse_str(&format!(

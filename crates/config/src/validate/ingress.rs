@@ -37,6 +37,9 @@ fn check_limits(ingress: &IngressConfig, errors: &mut Vec<FieldError>) {
     if ingress.max_requests_per_client == 0 {
         errors.push(err("ingress.max_requests_per_client", "must be at least 1"));
     }
+    if ingress.latency_target < Duration::from_millis(10) {
+        errors.push(err("ingress.latency_target", "must be at least 10ms"));
+    }
 }
 
 /// The minimum body rate (0: off) needs a grace period to measure from, ending before the

@@ -225,14 +225,8 @@ async fn a_source_over_its_rate_limit_is_told_when_to_come_back() {
 #[tokio::test]
 async fn a_saturated_process_sheds_instead_of_queueing() {
     let h = harness();
-    let held: Vec<_> = (0..8)
-        .map(|_| {
-            h.pipeline
-                .permits
-                .clone()
-                .try_acquire_owned()
-                .expect("permit")
-        })
+    let held: Vec<_> = (0..MAX_IN_FLIGHT)
+        .map(|_| h.pipeline.limit.try_enter().expect("place"))
         .collect();
     let seen = h.send(post("open", &[("x-id", "x")], "{}")).await;
     expect(&seen, 503, "overloaded");

@@ -37,9 +37,9 @@ fn genuine_github() -> Request<Full<Bytes>> {
 #[tokio::test(start_paused = true)]
 async fn stalled_uploads_hold_no_place_a_genuine_sender_needs() {
     let h = harness();
-    // More stalled uploads than there are in-flight places (8), from addresses of their own.
+    // More stalled uploads than there are in-flight places, from addresses of their own.
     let mut stalls = Vec::new();
-    for n in 0..12 {
+    for n in 0..MAX_IN_FLIGHT + 4 {
         let pipeline = h.pipeline.clone();
         let peer = format!("198.51.100.{n}:1000").parse().expect("peer");
         stalls.push(tokio::spawn(async move {
@@ -244,11 +244,7 @@ async fn a_client_that_hangs_up_keeps_its_place_and_bytes_until_the_event_is_set
     settle().await;
     request.abort();
     assert!(request.await.is_err());
-    assert_eq!(
-        h.pipeline.permits.available_permits(),
-        7,
-        "the place is still taken"
-    );
+    assert_eq!(h.pipeline.limit.in_flight(), 1, "the place is still taken");
     assert_eq!(
         h.pipeline.budget.available(),
         4096 - 1000,
@@ -256,7 +252,7 @@ async fn a_client_that_hangs_up_keeps_its_place_and_bytes_until_the_event_is_set
     );
     h.pipeline.tasks.close();
     h.pipeline.tasks.wait().await;
-    assert_eq!(h.pipeline.permits.available_permits(), 8);
+    assert_eq!(h.pipeline.limit.in_flight(), 0);
     assert_eq!(h.pipeline.budget.available(), 4096);
 }
 
@@ -273,4 +269,68 @@ fn redis_decides_readiness_only_when_every_deduplicating_source_fails_closed() {
         .collect();
     assert!(crate::redis_gates_readiness(&closed));
     assert!(!crate::redis_gates_readiness(&[]));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_kafka_shrinks_admission_so_the_rest_is_refused_at_once_and_it_recovers() {
+    let h = harness();
+    h.kafka.behave(MemoryBehaviour::Delay(secs(2)));
+    // Rounds of requests that take 2 s each, four times the 500 ms latency target.
+    for round in 0..6 {
+        let sent: Vec<_> = (0..4)
+            .map(|n| {
+                let pipeline = h.pipeline.clone();
+                tokio::spawn(async move {
+                    let req = post("nodedupe", &[], &format!("{{\"r\":{round},\"n\":{n}}}"));
+                    pipeline
+                        .handle(req, PEER.parse().expect("peer"))
+                        .await
+                        .status()
+                })
+            })
+            .collect();
+        for request in sent {
+            assert_eq!(request.await.expect("request").as_u16(), 202);
+        }
+    }
+    let limit = h.pipeline.limit.limit();
+    assert!(limit < MAX_IN_FLIGHT, "the limit shrank: {limit}");
+    // A burst: as many as the limit are admitted (and answered after the delay); the rest are
+    // refused before any time passes, instead of waiting behind the slow broker.
+    let burst: Vec<_> = (0..MAX_IN_FLIGHT)
+        .map(|n| {
+            let pipeline = h.pipeline.clone();
+            tokio::spawn(async move {
+                let started = tokio::time::Instant::now();
+                let req = post("nodedupe", &[], &format!("{{\"burst\":{n}}}"));
+                let peer = format!("198.51.100.{n}:1").parse().expect("peer");
+                let status = pipeline.handle(req, peer).await.status().as_u16();
+                (status, started.elapsed())
+            })
+        })
+        .collect();
+    let mut admitted = 0;
+    for request in burst {
+        let (status, took) = request.await.expect("request");
+        match status {
+            202 => admitted += 1,
+            503 => assert_eq!(took, Duration::ZERO, "refused at once"),
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!(admitted, limit);
+    // Kafka is fast again: the limit grows back to max_in_flight.
+    h.kafka.behave(MemoryBehaviour::Accept);
+    for n in 0..200 {
+        tokio::time::advance(Duration::from_millis(100)).await;
+        let req = post("nodedupe", &[], &format!("{{\"after\":{n}}}"));
+        expect(&h.send(req).await, 202, "accepted");
+        if h.pipeline.limit.limit() == MAX_IN_FLIGHT {
+            break;
+        }
+    }
+    assert_eq!(h.pipeline.limit.limit(), MAX_IN_FLIGHT);
+    assert!(h.metrics().contains(&format!(
+        "spillway_http_in_flight_limit_requests {MAX_IN_FLIGHT}"
+    )));
 }

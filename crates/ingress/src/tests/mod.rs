@@ -33,7 +33,7 @@ pub(crate) const GITHUB_SIGNATURE: &str =
 /// The sources the tests send to; `{secret}` is the GitHub secret's file.
 const SOURCES: &str = r#"
 ingress:
-  max_in_flight: 8
+  max_in_flight: 32
   max_body_memory: 4096
   max_requests_per_client: 4
   min_body_rate: 100
@@ -123,6 +123,9 @@ impl Seen {
             .and_then(|v| v.to_str().ok())
     }
 }
+
+/// The harness's `ingress.max_in_flight`.
+pub(crate) const MAX_IN_FLIGHT: usize = 32;
 
 /// The Kafka cluster id the harness's pipeline writes to.
 pub(crate) const CLUSTER: &str = "cluster-a";
