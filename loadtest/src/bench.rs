@@ -18,6 +18,7 @@ use spillway_kafka::Connection;
 use tokio::io::AsyncBufReadExt as _;
 use tokio::process::{Child, Command};
 
+use crate::overload::Overload;
 use crate::plan::{Kind, Mix, Planner};
 use crate::run::Settings;
 use crate::signing::SignedSource;
@@ -41,6 +42,9 @@ pub struct BenchSettings {
     /// The rate held for `sustained_step` at the end, whether or not it meets the p99 bound.
     pub sustained_rate: f64,
     pub sustained_step: Duration,
+    /// How long the overload step offers twice the highest rate held (and then half of it);
+    /// zero skips it.
+    pub overload_step: Duration,
     pub dir: PathBuf,
 }
 
@@ -81,6 +85,7 @@ pub struct Results {
     pub cpu_us_per_req: f64,
     pub bare_cpu_us_per_req: f64,
     pub rss_mib_at_max: f64,
+    pub overload: Option<Overload>,
 }
 
 impl Results {
@@ -185,6 +190,11 @@ pub async fn bench(settings: &BenchSettings) -> anyhow::Result<Results> {
         sustained.lost.unwrap_or(0),
     ));
     steps.push(sustained);
+    let overload = if settings.overload_step.is_zero() || max_rate <= 0.0 {
+        None
+    } else {
+        Some(overload(settings, &ingress, &sources, max_rate).await?)
+    };
     ingress.stop().await;
 
     let bare = start_bare(settings).await?;
@@ -218,7 +228,72 @@ pub async fn bench(settings: &BenchSettings) -> anyhow::Result<Results> {
         cpu_us_per_req: half_cpu,
         bare_cpu_us_per_req: bare_cpu.unwrap_or_default(),
         rss_mib_at_max,
+        overload,
     })
+}
+
+/// Twice `max_rate` for the overload step, then half of it for as long: see
+/// [`crate::overload`].
+async fn overload(
+    settings: &BenchSettings,
+    server: &Server,
+    sources: &[SignedSource],
+    max_rate: f64,
+) -> anyhow::Result<Overload> {
+    let (high, low) = (2.0 * max_rate, (max_rate / 2.0).max(100.0));
+    let cpu_before = crate::cpu::cpu_time(server.pid)?;
+    let during = open_run(settings, server, sources, high).await?;
+    let cpu = crate::cpu::cpu_time(server.pid)? - cpu_before;
+    let after = open_run(settings, server, sources, low).await?;
+    let cpu_us = cpu.as_secs_f64() * 1e6 / (during.answers().len().max(1) as f64);
+    let figures = crate::overload::figures(
+        high,
+        settings.overload_step.as_secs_f64(),
+        during.answers(),
+        low,
+        after.answers(),
+        Duration::from_secs_f64(settings.p99_bound_ms / 1e3),
+        cpu_us,
+    );
+    eprintln!(
+        "overload      {high:>7.0}/s  answered within 1 s {:.1}%  refused {:.1}%  p99 of 202s {:.0} ms  {cpu_us:.0} us/req  recovered after {:?} s at {low:.0}/s",
+        figures.answered_within_1s * 100.0,
+        figures.refused * 100.0,
+        figures.p99_accepted_ms,
+        figures.recovered_after_s,
+    );
+    Ok(figures)
+}
+
+/// One open-model run at `rate` for the overload step's length, new events only.
+async fn open_run(
+    settings: &BenchSettings,
+    server: &Server,
+    sources: &[SignedSource],
+    rate: f64,
+) -> anyhow::Result<crate::report::Report> {
+    let run_id = uuid::Uuid::new_v4().simple().to_string();
+    let mix = Mix {
+        duplicates: 0.0,
+        tampered: 0.0,
+        stale: 0.0,
+        body_sizes: "1024".parse().map_err(anyhow::Error::msg)?,
+    };
+    let planner = Planner::new(sources.to_vec(), mix, &run_id, 11);
+    crate::run::run(
+        &Settings {
+            target: server.base.clone(),
+            rate,
+            duration: settings.overload_step,
+            connections: settings.connections,
+            http2: false,
+            timeout: Duration::from_secs(10),
+            progress: false,
+        },
+        planner,
+    )
+    .await
+    .map_err(anyhow::Error::from)
 }
 
 /// Measures `settings.rates` in order until one is not held, measuring a miss once more (one
@@ -302,11 +377,9 @@ async fn measure(
         .kinds
         .iter()
         .flat_map(|(kind, outcomes)| {
-            outcomes.iter().filter(move |(outcome, _)| {
-                outcome
-                    .parse::<u16>()
-                    .is_ok_and(|status| !kind.is_expected(status))
-            })
+            outcomes
+                .iter()
+                .filter(move |(outcome, _)| kind.is_expected_outcome(outcome) == Some(false))
         })
         .map(|(_, n)| n)
         .sum();

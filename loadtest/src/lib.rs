@@ -13,6 +13,7 @@
 pub mod bare;
 pub mod bench;
 pub mod cpu;
+pub mod overload;
 pub mod plan;
 pub mod report;
 pub mod run;

@@ -136,6 +136,10 @@ struct BenchArgs {
     sustained_rate: f64,
     #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
     sustained_step: Duration,
+    /// How long the overload step offers twice the highest rate held, then half of it (0s
+    /// skips it).
+    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+    overload_step: Duration,
     /// A rate is held while p99 stays under this many milliseconds (and nothing is lost).
     #[arg(long, default_value_t = 50.0)]
     p99_bound_ms: f64,
@@ -189,6 +193,7 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 partitions: args.partitions,
                 sustained_rate: args.sustained_rate,
                 sustained_step: args.sustained_step,
+                overload_step: args.overload_step,
                 dir: args.out.join(format!("run-{}", std::process::id())),
             };
             let results = spillway_loadgen::bench::bench(&settings).await?;

@@ -29,6 +29,15 @@ pub enum Kind {
     Stale,
 }
 
+/// How the summary keys an answer: its status, and for a 503 `in_flight` (a right answer to
+/// a duplicate, unlike a shed 503) its code too.
+pub fn outcome_key(status: u16, code: Option<&str>) -> String {
+    match code {
+        Some("in_flight") if status == 503 => "503 in_flight".to_owned(),
+        _ => status.to_string(),
+    }
+}
+
 // === impl Kind ===
 
 impl Kind {
@@ -41,19 +50,30 @@ impl Kind {
         }
     }
 
-    /// Whether `status` is a right answer to a request of this kind. A duplicate sent on
-    /// another connection can overtake its original: then the duplicate is accepted (202) and
-    /// the original answered as the duplicate (503 `in_flight`, or 200). A 503 is
-    /// counted as expected for these two kinds: its code (`in_flight` or a shed) is not known here,
-    /// and shedding is reported on its own. `--verify` still catches
-    /// an event wrongly answered as a duplicate: it is acknowledged but missing from Kafka.
-    pub fn is_expected(self, status: u16) -> bool {
+    /// Whether `status` (with the answer's error `code`) is a right answer to a request of
+    /// this kind. A duplicate sent on another connection can overtake its original: then the
+    /// duplicate is accepted (202) and the original answered as the duplicate (503
+    /// `in_flight`, or 200). Any other 503 (a shed) is not a right answer. `--verify` still
+    /// catches an event wrongly answered as a duplicate: it is acknowledged but missing from
+    /// Kafka.
+    pub fn is_expected(self, status: u16, code: Option<&str>) -> bool {
+        let in_flight = status == 503 && code == Some("in_flight");
         match self {
-            Self::Valid => matches!(status, 202 | 200 | 503),
-            Self::Duplicate => matches!(status, 200 | 202 | 503),
+            Self::Valid => matches!(status, 202 | 200) || in_flight,
+            Self::Duplicate => matches!(status, 200 | 202) || in_flight,
             Self::Tampered => status == 401,
             Self::Stale => status == 400,
         }
+    }
+
+    /// [`Kind::is_expected`] of an outcome as the summary keys it ([`outcome_key`]); None
+    /// for a failure without an answer.
+    pub fn is_expected_outcome(self, outcome: &str) -> Option<bool> {
+        let (status, code) = match outcome.split_once(' ') {
+            Some((status, code)) => (status, Some(code)),
+            None => (outcome, None),
+        };
+        Some(self.is_expected(status.parse().ok()?, code))
     }
 
     /// The status a request of this kind should get, for the summary.

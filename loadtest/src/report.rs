@@ -86,9 +86,9 @@ impl Report {
         let micros = u64::try_from(answer.latency.as_micros()).unwrap_or(u64::MAX);
         self.latencies_us.saturating_record(micros.max(1));
         let outcome = match &answer.result {
-            Ok((status, _)) => {
+            Ok((status, field)) => {
                 *self.statuses.entry(*status).or_default() += 1;
-                status.to_string()
+                crate::plan::outcome_key(*status, field.as_deref())
             }
             Err(e) => {
                 *self.errors.entry(e.clone()).or_default() += 1;

@@ -1,0 +1,147 @@
+//! The bench's overload step: twice the highest rate held, then half of it, each for a while,
+//! with what an overloaded receiver owes its senders measured from the answers: the share
+//! answered (admitted or refused) within one second, the p99 of the requests admitted, the
+//! share refused, and how long after the load drops the answers are fast and accepted again.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::report::Answer;
+
+/// An answer later than this counts as not answered in time by a sender's clock.
+const ANSWERED_WITHIN: Duration = Duration::from_secs(1);
+
+/// The overload step's figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct Overload {
+    /// Offered during the overload (twice the highest rate held).
+    pub rate: f64,
+    pub seconds: f64,
+    /// Requests answered, 202 or 503 alike, within one second of being due.
+    pub answered_within_1s: f64,
+    /// p99 of the requests answered 202, in ms.
+    pub p99_accepted_ms: f64,
+    /// Share answered 503.
+    pub refused: f64,
+    /// CPU per request during the overload, µs.
+    pub cpu_us_per_req: f64,
+    /// Seconds after the load dropped to half until every one-second window of answers was
+    /// accepted (no 503, no failure) and within the p99 bound; None when it never was.
+    pub recovered_after_s: Option<f64>,
+}
+
+/// The overload figures of `during` (answers to `rate` requests/s) and `after` (answers to
+/// `after_rate` requests/s that followed at once).
+pub fn figures(
+    rate: f64,
+    seconds: f64,
+    during: &[Answer],
+    after_rate: f64,
+    after: &[Answer],
+    p99_bound: Duration,
+    cpu_us_per_req: f64,
+) -> Overload {
+    let n = during.len().max(1) as f64;
+    let within = during
+        .iter()
+        .filter(|a| a.result.is_ok() && a.latency <= ANSWERED_WITHIN)
+        .count() as f64;
+    let refused = during
+        .iter()
+        .filter(|a| matches!(a.result, Ok((503, _))))
+        .count() as f64;
+    let mut accepted: Vec<Duration> = during
+        .iter()
+        .filter(|a| matches!(a.result, Ok((202, _))))
+        .map(|a| a.latency)
+        .collect();
+    accepted.sort_unstable();
+    let p99 = accepted
+        .get((accepted.len() as f64 * 0.99) as usize)
+        .or(accepted.last())
+        .copied()
+        .unwrap_or_default();
+    Overload {
+        rate,
+        seconds,
+        answered_within_1s: within / n,
+        p99_accepted_ms: p99.as_secs_f64() * 1e3,
+        refused: refused / n,
+        cpu_us_per_req,
+        recovered_after_s: recovered_after(after, after_rate, p99_bound),
+    }
+}
+
+/// The start (in seconds from the first request) of the first one-second window from which
+/// on every window's answers are all accepted within `bound`.
+fn recovered_after(answers: &[Answer], rate: f64, bound: Duration) -> Option<f64> {
+    let window_of = |a: &Answer| (a.seq as f64 / rate.max(1.0)) as usize;
+    let windows = answers.iter().map(window_of).max()? + 1;
+    let mut good = vec![true; windows];
+    for a in answers {
+        let fine = matches!(a.result, Ok((status, _)) if status < 300) && a.latency <= bound;
+        good[window_of(a)] &= fine;
+    }
+    let bad_last = good.iter().rposition(|g| !g);
+    match bad_last {
+        None => Some(0.0),
+        Some(last) if last + 1 < windows => Some((last + 1) as f64),
+        Some(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::Kind;
+
+    fn answer(seq: u64, status: u16, ms: u64) -> Answer {
+        Answer {
+            seq,
+            kind: Kind::Valid,
+            source: 0,
+            latency: Duration::from_millis(ms),
+            result: Ok((status, None)),
+        }
+    }
+
+    #[test]
+    fn figures_count_refusals_as_answers_and_find_the_recovery() {
+        let during = [
+            answer(0, 202, 100),
+            answer(1, 503, 1),
+            answer(2, 503, 1),
+            answer(3, 202, 3000),
+        ];
+        // At 2/s: window 0 slow, window 1 refused, windows 2 and 3 fine.
+        let after = [
+            answer(0, 202, 900),
+            answer(1, 202, 10),
+            answer(2, 503, 1),
+            answer(3, 202, 10),
+            answer(4, 202, 10),
+            answer(5, 202, 10),
+            answer(6, 202, 10),
+            answer(7, 202, 10),
+        ];
+        let o = figures(
+            4.0,
+            1.0,
+            &during,
+            2.0,
+            &after,
+            Duration::from_millis(50),
+            10.0,
+        );
+        assert_eq!(o.answered_within_1s, 0.75);
+        assert_eq!(o.refused, 0.5);
+        assert_eq!(o.p99_accepted_ms, 3000.0);
+        assert_eq!(o.recovered_after_s, Some(2.0));
+        let never = [answer(0, 202, 10), answer(1, 503, 1)];
+        assert_eq!(
+            recovered_after(&never, 1.0, Duration::from_millis(50)),
+            None
+        );
+    }
+}
