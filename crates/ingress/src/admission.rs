@@ -25,7 +25,8 @@ use crate::tls::ClientSubject;
 pub(crate) struct Admitted {
     /// The `spillway-hop` count the request carried.
     pub(crate) hops: u32,
-    _place: ClientPlace,
+    /// The client's place; its body bytes are counted against the client's share through it.
+    pub(crate) place: ClientPlace,
 }
 
 /// A request whose body is in: it holds one of the process's in-flight places until its
@@ -84,10 +85,7 @@ impl Pipeline {
                 self.retry_after,
             ));
         };
-        Ok(Admitted {
-            hops,
-            _place: place,
-        })
+        Ok(Admitted { hops, place })
     }
 
     /// The in-flight gate, passed once the body is in: refuse at once rather than queue when

@@ -18,7 +18,7 @@ use spillway_telemetry::{IngressMetrics, RedisCommand};
 
 use spillway_core::time::{millis, now_ms};
 
-use crate::budget::client_key;
+use crate::budget::{client_key, shared_address};
 use crate::keys::Keys;
 use crate::store::{count_hit, timed};
 
@@ -125,29 +125,6 @@ impl Blocklist {
             self.known.insert(client, until);
             metrics.client_blocked(source);
             tracing::warn!(%client, source, failures = self.config.failures + 1, window = ?self.config.window, blocked_for = ?self.config.duration, "client blocked for failing verification");
-        }
-    }
-}
-
-/// Addresses many senders can share: whoever sends from them is a proxy, a load balancer or
-/// a NAT in front of the ingress, not one sender.
-fn shared_address(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            v4.is_private()
-                || v4.is_loopback()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                // 100.64.0.0/10, carrier-grade NAT (RFC 6598).
-                || (v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64)
-        }
-        IpAddr::V6(v6) => {
-            let first = v6.segments()[0];
-            v6.is_loopback()
-                || v6.is_unspecified()
-                // fc00::/7 unique local and fe80::/10 link-local.
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80
         }
     }
 }

@@ -19,7 +19,7 @@ use spillway_telemetry::Outcome;
 use tokio::time::Instant;
 
 use crate::answer::{self, Answer};
-use crate::budget::{BodyBudget, Charge, Exhausted};
+use crate::budget::{BodyBudget, Charge, ClientPlace, Exhausted};
 use crate::encoding::{decode, encoding_of, DecodeError, Encoding};
 use crate::pipeline::{BodyError, Pipeline};
 use crate::spans;
@@ -174,6 +174,7 @@ impl Pipeline {
         intake: &mut Intake,
         headers: &HeaderMap,
         body: B,
+        place: &ClientPlace,
         charge: &mut Charge,
     ) -> Result<Bytes, Answer>
     where
@@ -198,8 +199,9 @@ impl Pipeline {
         let mut received = 0usize;
         let started = Instant::now();
         let hard = started + self.body_read_timeout;
+        let mut last_frame = started;
         loop {
-            let deadline = hard.min(self.rate_deadline(started, received));
+            let deadline = hard.min(self.rate_deadline(started, last_frame, received));
             let frame = match tokio::time::timeout_at(deadline, body.as_mut().frame()).await {
                 Err(_) if deadline == hard => return Err(self.body_timeout()),
                 Err(_) => return Err(self.body_too_slow()),
@@ -215,6 +217,7 @@ impl Pipeline {
                 }
                 Ok(Some(Ok(frame))) => frame,
             };
+            last_frame = Instant::now();
             let Ok(data) = frame.into_data() else {
                 continue; // trailers carry nothing Spillway keeps
             };
@@ -222,6 +225,9 @@ impl Pipeline {
             if received > cap {
                 return Err(answer::too_large(intake.source.max_body_bytes));
             }
+            place
+                .hold(charge, data.len())
+                .map_err(|Exhausted| client_overloaded(self.retry_after))?;
             self.budget
                 .charge(charge, data.len())
                 .map_err(|Exhausted| memory_full(self.retry_after))?;
@@ -233,13 +239,15 @@ impl Pipeline {
     }
 
     /// When a body that has `received` bytes so far must have sent more: `min_body_rate`
-    /// bytes per second after the grace period, on average.
-    fn rate_deadline(&self, started: Instant, received: usize) -> Instant {
+    /// bytes per second after the grace period, on average, and never a pause between frames
+    /// longer than the grace period (a client that sends most of a body at once and then
+    /// stalls would otherwise hold its bytes on the credit of its average).
+    fn rate_deadline(&self, started: Instant, last_frame: Instant, received: usize) -> Instant {
         if self.min_body_rate == 0 {
             return started + self.body_read_timeout;
         }
         let earned = Duration::from_secs_f64(received as f64 / self.min_body_rate as f64);
-        started + self.body_rate_grace + earned
+        (started + self.body_rate_grace + earned).min(last_frame + self.body_rate_grace)
     }
 
     /// One contiguous body: the single frame as it is, or the frames copied once into one
@@ -345,6 +353,17 @@ impl Pipeline {
 
 /// Bodies from this size on are verified on a blocking thread rather than an async worker.
 const OFFLOAD_BYTES: usize = 64 * 1024;
+
+/// 503: the client holds as many body bytes as one client may.
+fn client_overloaded(retry_after: Duration) -> Answer {
+    answer::retry_later(
+        Outcome::ClientLimit,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "client_overloaded",
+        "this client address holds too many request bodies; retry later",
+        retry_after,
+    )
+}
 
 /// 503: the body budget has not got the bytes this request needs now.
 fn memory_full(retry_after: Duration) -> Answer {

@@ -1,13 +1,14 @@
 //! The in-flight limit, adapted to how fast Kafka and Redis answer: requests past their body
-//! read may be in flight up to a limit that shrinks when the durable sections take longer
-//! than `ingress.latency_target` and grows back while they are faster (additive increase,
+//! read may be in flight up to a limit that shrinks when the durable sections' p90 is longer
+//! than `ingress.latency_target` and grows back while it is shorter (additive increase,
 //! multiplicative decrease, as TCP's congestion window does), between a floor and
 //! `ingress.max_in_flight`.
 //!
 //! A fixed count cannot shed in time: with 1,024 senders the count of 4,096 is never reached,
 //! and every admitted request waits up to `delivery_timeout` behind a broker that is behind.
 //! Following latency keeps what is admitted answered within the target and refuses the rest
-//! at once, when refusing is cheap, rather than after a wait that costs both sides.
+//! at once rather than after a wait that costs both sides; while no place is free, requests
+//! are refused before their body is read.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -18,9 +19,12 @@ use tokio::time::Instant;
 
 /// How far one slow window shrinks the limit.
 const DECREASE: f64 = 0.7;
-/// The limit never goes below this: a handful of requests can always probe whether Kafka is
-/// fast again.
+/// The limit never goes below this, nor below a 32nd of `max_in_flight`: requests can always
+/// probe whether Kafka is fast again, and a few slow partitions cannot starve the rest.
 const FLOOR: usize = 8;
+/// A window is slow when more than this share of its sections were slower than the target
+/// (its p90 is over it): one slow partition or a rare slow tail does not shrink the limit.
+const SLOW_SHARE: f64 = 0.1;
 
 /// The adaptive in-flight limit. Cloning shares it.
 #[derive(Debug, Clone)]
@@ -46,7 +50,8 @@ struct Window {
     started: Instant,
     /// The limit as a real number: additive increase adds fractions.
     limit: f64,
-    slow: bool,
+    sections: u64,
+    slow: u64,
 }
 
 /// A place under the limit, given back when dropped.
@@ -72,7 +77,8 @@ impl InFlightLimit {
                 window: Mutex::new(Window {
                     started: Instant::now(),
                     limit: ceiling as f64,
-                    slow: false,
+                    sections: 0,
+                    slow: 0,
                 }),
                 gauge,
             }),
@@ -100,25 +106,28 @@ impl InFlightLimit {
     }
 
     /// Records how long one durable section (claim, produce, commit) took. Once per target's
-    /// length the limit changes: shrunk if any section of the window was slower than the
-    /// target, else grown by one (and by at most a tenth of itself).
+    /// length the limit changes: shrunk if more than a tenth of the window's sections were
+    /// slower than the target, else grown by a tenth of itself (at least 1, at most 64).
     pub(crate) fn observe(&self, took: Duration) {
         let shared = &self.shared;
         let mut window = shared.window.lock().unwrap_or_else(PoisonError::into_inner);
-        window.slow |= took > shared.target;
+        window.sections += 1;
+        window.slow += u64::from(took > shared.target);
         let now = Instant::now();
         if now.duration_since(window.started) < shared.target {
             return;
         }
         let ceiling = shared.ceiling as f64;
-        let floor = FLOOR.min(shared.ceiling) as f64;
-        window.limit = if window.slow {
+        let floor = FLOOR.max(shared.ceiling / 32).min(shared.ceiling) as f64;
+        let slow = window.slow as f64 > SLOW_SHARE * window.sections as f64;
+        window.limit = if slow {
             (window.limit * DECREASE).max(floor)
         } else {
             (window.limit + (window.limit / 10.0).clamp(1.0, 64.0)).min(ceiling)
         };
         window.started = now;
-        window.slow = false;
+        window.sections = 0;
+        window.slow = 0;
         // The limit is a count: rounding keeps it within [floor, ceiling].
         let limit = window.limit.round() as usize;
         shared.limit.store(limit, Ordering::Relaxed);
@@ -185,6 +194,24 @@ mod tests {
         tokio::time::advance(ms(500)).await;
         limit.observe(ms(2000));
         assert_eq!(limit.limit(), 70);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_tail_does_not_shrink_the_limit() {
+        let limit = InFlightLimit::new(4096, ms(500), gauge());
+        for _ in 0..20 {
+            tokio::time::advance(ms(50)).await;
+            // One partition in twelve waits for its delivery timeout.
+            for n in 0..12 {
+                limit.observe(if n == 0 { ms(5000) } else { ms(5) });
+            }
+        }
+        assert_eq!(limit.limit(), 4096);
+        for _ in 0..30 {
+            tokio::time::advance(ms(500)).await;
+            limit.observe(ms(5000));
+        }
+        assert_eq!(limit.limit(), 128, "the floor is a 32nd of max_in_flight");
     }
 
     #[test]

@@ -89,7 +89,13 @@ impl Pipeline {
                 });
         // Learnt once the process runs (see `Ingress::run`); unit tests set it.
         let cluster = Arc::new(OnceCell::new());
+        let client_places = ClientPlaces::new(
+            config.ingress.max_requests_per_client,
+            client_share(config, &sources),
+            &config.ingress.trusted_proxies,
+        );
         Self {
+            client_places,
             sources: sources
                 .into_iter()
                 .map(|s| (s.name.clone(), Arc::new(s)))
@@ -104,7 +110,6 @@ impl Pipeline {
                 metrics.in_flight_limit().clone(),
             ),
             budget: BodyBudget::new(config.ingress.max_body_memory),
-            client_places: ClientPlaces::new(config.ingress.max_requests_per_client),
             min_body_rate: config.ingress.min_body_rate,
             body_rate_grace: config.ingress.body_rate_grace,
             metrics,
@@ -117,6 +122,14 @@ impl Pipeline {
             tasks: TaskTracker::new(),
         }
     }
+}
+
+/// The body bytes one client may hold at once: an eighth of the budget, so that a few clients
+/// cannot fill it, or the largest body a source takes if that is more.
+fn client_share(config: &Config, sources: &[ResolvedSource]) -> usize {
+    let largest = sources.iter().map(|s| s.max_body_bytes).max().unwrap_or(0);
+    let share = (config.ingress.max_body_memory / 8).max(largest);
+    usize::try_from(share).unwrap_or(usize::MAX)
 }
 
 /// How long a request waits for the cluster id when the process does not know it yet (it has

@@ -234,17 +234,17 @@ impl Watch {
     }
 }
 
-/// The caps on open connections: in all, and per peer address (trusted proxies exempt).
+/// The caps on open connections: in all, and per peer address (trusted proxies and shared
+/// addresses exempt, see [`ClientPlaces`]).
 struct ConnectionLimits {
     all: Arc<Semaphore>,
     per_peer: ClientPlaces,
-    trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// A connection's place under the caps, given back when it closes.
 struct Slot {
     _all: OwnedSemaphorePermit,
-    _peer: Option<ClientPlace>,
+    _peer: ClientPlace,
 }
 
 // === impl ConnectionLimits ===
@@ -253,19 +253,17 @@ impl ConnectionLimits {
     fn new(settings: &ServerSettings) -> Self {
         Self {
             all: Arc::new(Semaphore::new(settings.max_connections)),
-            per_peer: ClientPlaces::new(settings.max_connections_per_peer),
-            trusted_proxies: settings.trusted_proxies.clone(),
+            per_peer: ClientPlaces::new(
+                settings.max_connections_per_peer,
+                usize::MAX,
+                &settings.trusted_proxies,
+            ),
         }
     }
 
     fn admit(&self, peer: IpAddr) -> Option<Slot> {
         let all = self.all.clone().try_acquire_owned().ok()?;
-        let peer = peer.to_canonical();
-        let place = if self.trusted_proxies.iter().any(|net| net.contains(&peer)) {
-            None
-        } else {
-            Some(self.per_peer.take(peer)?)
-        };
+        let place = self.per_peer.take(peer)?;
         Some(Slot {
             _all: all,
             _peer: place,

@@ -75,10 +75,14 @@ impl Pipeline {
         let (parts, body) = req.into_parts();
         // The body's bytes, charged to the budget until the event's fate is settled.
         let mut charge = Charge::default();
-        let body = match self
-            .read(&mut intake, &parts.headers, body, &mut charge)
-            .await
-        {
+        let read = self.read(
+            &mut intake,
+            &parts.headers,
+            body,
+            &admitted.place,
+            &mut charge,
+        );
+        let body = match read.await {
             Ok(body) => body,
             Err(refused) => return refused,
         };

@@ -333,13 +333,13 @@ fn create_client(config: &ClientConfig, unreachable_hold: Duration) -> Result<Cl
 
 /// What a refused record is: too large (for librdkafka's own `message.max.bytes` check when
 /// handed over, or for the broker in the delivery report), a full local queue, or not
-/// acknowledged for another reason.
+/// acknowledged for another reason. A batch the broker refuses as too large
+/// (`MessageBatchTooLarge`) is not the record's fault (small records share the batch): it is
+/// not acknowledged, so the sender retries rather than giving up on a 413.
 fn refused(e: KafkaError) -> ProduceError {
     match e.rdkafka_error_code() {
         Some(RDKafkaErrorCode::QueueFull) => ProduceError::QueueFull,
-        Some(RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::MessageBatchTooLarge) => {
-            ProduceError::TooLarge(e)
-        }
+        Some(RDKafkaErrorCode::MessageSizeTooLarge) => ProduceError::TooLarge(e),
         _ => ProduceError::NotAcknowledged(e),
     }
 }

@@ -100,7 +100,7 @@ pub struct IngressConfig {
     /// An event that has already been delivered this many times by Spillway workers (the
     /// `spillway-hop` header) is refused with 508: a subscription loops back into the ingress.
     pub max_hops: u32,
-    /// The Retry-After sent with 409 (same key in flight) and 503 (Kafka or a fail-closed
+    /// The Retry-After sent with 503 (the same key in flight, Kafka or a fail-closed
     /// Redis unavailable, or too many requests in flight).
     #[serde(with = "humantime_serde")]
     pub retry_after: Duration,

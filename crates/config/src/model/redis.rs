@@ -20,7 +20,7 @@ pub struct RedisConfig {
     #[serde(with = "humantime_serde")]
     pub command_timeout: Duration,
     /// How long an in-flight claim lives if its pod dies between claim and commit; a retry
-    /// within it gets 409, after it the event is processed again. Must be longer than
+    /// within it gets 503 `in_flight`, after it the event is processed again. Must be longer than
     /// `kafka.delivery_timeout`, or a retry could claim an event whose record is still being
     /// produced.
     #[serde(with = "humantime_serde")]

@@ -298,7 +298,8 @@ async fn a_body_that_never_arrives_is_too_slow_after_the_grace() {
 async fn a_body_that_keeps_coming_but_never_ends_times_out() {
     let h = harness();
     let req = Request::post("/v1/hooks/nodedupe")
-        .body(Paced(Box::pin(tokio::time::sleep(secs(0)))))
+        // 200 bytes a second: faster than the harness's min_body_rate of 100.
+        .body(Paced::new(200))
         .expect("request");
     let started = tokio::time::Instant::now();
     let seen = h.send(req).await;

@@ -128,10 +128,24 @@ async fn body_memory_is_budgeted_in_bytes_as_they_arrive() {
 async fn a_body_slower_than_the_minimum_rate_is_cut_off_before_the_read_timeout() {
     let h = harness();
     let started = tokio::time::Instant::now();
-    // 50 bytes, then nothing: at 100 bytes/s after a 2 s grace they buy half a second more.
-    let seen = h.send(stalled_after("nodedupe", 50)).await;
+    // 50 bytes a second against a minimum of 100 after a 2 s grace: the bytes at 0..=4 s buy
+    // 2.5 s, so the cut comes at 4.5 s, before the 5 s read timeout.
+    let req = Request::post("/v1/hooks/nodedupe")
+        .body(Paced::new(50))
+        .expect("request");
+    let seen = h.send(req).await;
     expect(&seen, 408, "body_too_slow");
-    assert_eq!(started.elapsed(), Duration::from_millis(2500));
+    assert_eq!(started.elapsed(), Duration::from_millis(4500));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_body_sent_at_once_then_stalled_is_cut_off_after_the_grace() {
+    let h = harness();
+    let started = tokio::time::Instant::now();
+    // 1,000 bytes would buy 10 s at the average rate; a pause longer than the grace does not.
+    let seen = h.send(stalled_after("nodedupe", 1000)).await;
+    expect(&seen, 408, "body_too_slow");
+    assert_eq!(started.elapsed(), Duration::from_secs(2));
 }
 
 #[tokio::test]

@@ -253,9 +253,17 @@ impl Body for Trickle {
     }
 }
 
-/// A body that sends 200 bytes a second for ever: fast enough for `min_body_rate`, but it
-/// never ends.
-pub(crate) struct Paced(pub(crate) Pin<Box<tokio::time::Sleep>>);
+/// A body that sends this many bytes a second, from its start, for ever: it never ends.
+pub(crate) struct Paced(usize, Pin<Box<tokio::time::Sleep>>);
+
+impl Paced {
+    pub(crate) fn new(bytes_per_second: usize) -> Self {
+        Self(
+            bytes_per_second,
+            Box::pin(tokio::time::sleep(Duration::ZERO)),
+        )
+    }
+}
 
 impl Body for Paced {
     type Data = Bytes;
@@ -265,12 +273,12 @@ impl Body for Paced {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        if self.0.as_mut().poll(cx).is_pending() {
+        if self.1.as_mut().poll(cx).is_pending() {
             return Poll::Pending;
         }
         let next = tokio::time::Instant::now() + secs(1);
-        self.0.as_mut().reset(next);
-        Poll::Ready(Some(Ok(Frame::data(Bytes::from(vec![b' '; 200])))))
+        self.1.as_mut().reset(next);
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from(vec![b' '; self.0])))))
     }
 }
 
