@@ -28,12 +28,43 @@ use rdkafka::error::KafkaError;
 use spillway_core::Envelope;
 
 /// Where the cluster is and how to reach it (security settings included): what every Kafka
-/// client of Spillway (producer, consumers, admin, readers) starts from.
-#[derive(Debug, Clone, Default)]
+/// client of Spillway (producer, consumers, admin, readers) starts from. Its Debug output
+/// names the properties but never their values (`sasl.password` is one).
+#[derive(Clone, Default)]
 pub struct Connection {
     pub brokers: String,
     /// librdkafka properties: `security.protocol`, `sasl.*`, `ssl.*`, ...
     pub properties: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("brokers", &self.brokers)
+            .field("properties", &self.properties.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for ProducerSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Self {
+            brokers,
+            delivery_timeout,
+            linger,
+            max_queued_messages,
+            properties,
+            recreate_on_timeout,
+        } = self;
+        f.debug_struct("ProducerSettings")
+            .field("brokers", brokers)
+            .field("delivery_timeout", delivery_timeout)
+            .field("linger", linger)
+            .field("max_queued_messages", max_queued_messages)
+            .field("properties", &properties.keys().collect::<Vec<_>>())
+            .field("recreate_on_timeout", recreate_on_timeout)
+            .finish()
+    }
 }
 
 impl Connection {
@@ -72,8 +103,9 @@ impl From<&spillway_config::KafkaConfig> for Connection {
 /// so on an untuned cluster the producer refuses first.
 pub const LIBRDKAFKA_MESSAGE_MAX_BYTES: u64 = 1_000_000;
 
-/// Producer settings, from the `kafka` section of the config.
-#[derive(Debug, Clone)]
+/// Producer settings, from the `kafka` section of the config. Debug output names the
+/// properties but never their values.
+#[derive(Clone)]
 pub struct ProducerSettings {
     pub brokers: String,
     pub delivery_timeout: Duration,
@@ -284,6 +316,26 @@ impl EventProducer {
 mod tests {
     use super::*;
     use rdkafka::error::RDKafkaErrorCode;
+
+    #[test]
+    fn debug_output_names_properties_but_not_their_values() {
+        let mut connection = Connection::plain("k:9092");
+        connection
+            .properties
+            .insert("sasl.password".into(), "hunter2-secret".into());
+        let settings = ProducerSettings {
+            brokers: "k:9092".into(),
+            delivery_timeout: Duration::from_secs(5),
+            linger: Duration::from_millis(2),
+            max_queued_messages: 10,
+            properties: connection.properties.clone(),
+            recreate_on_timeout: true,
+        };
+        for text in [format!("{connection:?}"), format!("{settings:?}")] {
+            assert!(text.contains("sasl.password"), "{text}");
+            assert!(!text.contains("hunter2"), "{text}");
+        }
+    }
 
     #[test]
     fn every_produce_error_code_is_listed() {

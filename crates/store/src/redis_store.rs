@@ -38,8 +38,9 @@ end
 return n
 ";
 
-/// Connection settings of a [`RedisStore`].
-#[derive(Debug, Clone)]
+/// Connection settings of a [`RedisStore`]. Debug output shows the nodes without the
+/// credentials a `redis://user:password@host` URL may carry.
+#[derive(Clone)]
 pub struct RedisSettings {
     /// Seed nodes, `redis://host:port`.
     pub nodes: Vec<String>,
@@ -47,6 +48,29 @@ pub struct RedisSettings {
     pub command_timeout: Duration,
     pub claim_ttl: Duration,
     pub window: Duration,
+}
+
+impl std::fmt::Debug for RedisSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let nodes: Vec<String> = self.nodes.iter().map(|n| without_credentials(n)).collect();
+        f.debug_struct("RedisSettings")
+            .field("nodes", &nodes)
+            .field("command_timeout", &self.command_timeout)
+            .field("claim_ttl", &self.claim_ttl)
+            .field("window", &self.window)
+            .finish()
+    }
+}
+
+/// `url` with the user and password between `://` and `@` replaced.
+fn without_credentials(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.rsplit_once('@') {
+            Some((_, host)) => format!("{scheme}://<redacted>@{host}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
 }
 
 /// Cloning shares the client, connection and scripts.
@@ -284,4 +308,26 @@ fn millis(d: Duration) -> u64 {
 
 fn unavailable(op: &'static str, source: RedisError) -> StoreError {
     StoreError::Unavailable { op, source }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_hides_node_credentials() {
+        let settings = RedisSettings {
+            nodes: vec![
+                "redis://:s3cret-pw@redis-0:6379".into(),
+                "redis://r1:6379".into(),
+            ],
+            command_timeout: Duration::from_millis(500),
+            claim_ttl: Duration::from_secs(30),
+            window: Duration::from_secs(60),
+        };
+        let text = format!("{settings:?}");
+        assert!(!text.contains("s3cret"), "{text}");
+        assert!(text.contains("redis://<redacted>@redis-0:6379"), "{text}");
+        assert!(text.contains("redis://r1:6379"), "{text}");
+    }
 }

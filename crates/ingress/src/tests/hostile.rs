@@ -348,3 +348,33 @@ async fn a_slow_kafka_shrinks_admission_so_the_rest_is_refused_at_once_and_it_re
         "spillway_http_in_flight_limit_requests {MAX_IN_FLIGHT}"
     )));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_commit_that_fails_once_is_tried_again() {
+    let h = harness();
+    h.kafka.behave(MemoryBehaviour::Delay(secs(1)));
+    let pipeline = h.pipeline.clone();
+    let first = tokio::spawn(async move {
+        let req = post("open", &[("x-id", "blink")], "{}");
+        pipeline
+            .handle(req, PEER.parse().expect("peer"))
+            .await
+            .status()
+    });
+    settle().await;
+    // Redis blinks while Kafka writes the event: the first commit fails.
+    h.store.set_offline(true);
+    assert_eq!(first.await.expect("first").as_u16(), 202);
+    h.store.set_offline(false);
+    h.pipeline.tasks.close();
+    h.pipeline.tasks.wait().await;
+    let id = h.kafka.records()[0]
+        .header("spillway-event-id")
+        .map(str::to_owned)
+        .expect("id");
+    assert_eq!(
+        h.store.peek(&h.dedupe_key("open", "blink")),
+        Some(format!("done:{id}")),
+        "committed by a later try, so the sender's retry is a duplicate, not a second event"
+    );
+}
