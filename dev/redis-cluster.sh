@@ -3,8 +3,12 @@
 # redis-server. Idempotent: `start` on a healthy cluster only reports it.
 #
 #   dev/redis-cluster.sh start|stop|status [--base-port 7000] [--dir .stack/redis-7000]
+#                        [--announce-ports P0,P1,P2,P3,P4,P5]
 #
-# Nodes listen on base-port .. base-port+5. `stop` shuts the nodes down and removes their
+# Nodes listen on base-port .. base-port+5. With --announce-ports, node i tells clients (CLUSTER
+# SLOTS, MOVED) and replicas to connect to 127.0.0.1:Pi instead: a proxy in front of it, which
+# the tests use to cut the network between a client and the cluster. The cluster bus keeps the
+# nodes' own ports (port + 10000), so the nodes still see each other through such a cut. `stop` shuts the nodes down and removes their
 # state, so the next `start` forms a fresh cluster.
 set -euo pipefail
 
@@ -12,10 +16,12 @@ cmd=${1:-status}
 shift || true
 base_port=7000
 dir=""
+announce=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --base-port) base_port=$2; shift 2 ;;
     --dir) dir=$2; shift 2 ;;
+    --announce-ports) announce=$2; shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -50,12 +56,21 @@ start() {
   fi
   # A half-started cluster from an earlier run is cleared rather than repaired.
   stop >/dev/null 2>&1 || true
+  local announced=()
+  [ -n "$announce" ] && IFS=, read -r -a announced <<<"$announce"
+  local i=0
   for p in $ports; do
     mkdir -p "$dir/$p"
+    local extra=()
+    if [ -n "$announce" ]; then
+      extra=(--cluster-announce-ip 127.0.0.1 --cluster-announce-port "${announced[$i]}"
+        --cluster-announce-bus-port $((p + 10000)))
+    fi
     redis-server --port "$p" --bind 127.0.0.1 --protected-mode yes \
       --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 2000 \
       --appendonly no --save "" --daemonize yes --dir "$dir/$p" \
-      --logfile "$dir/$p/redis.log" --pidfile "$dir/$p/redis.pid"
+      --logfile "$dir/$p/redis.log" --pidfile "$dir/$p/redis.pid" "${extra[@]}"
+    i=$((i + 1))
   done
   for p in $ports; do
     for _ in $(seq 100); do
@@ -97,5 +112,5 @@ case "$cmd" in
   start) start ;;
   stop) stop ;;
   status) if healthy; then echo running; else echo stopped; exit 1; fi ;;
-  *) echo "usage: $0 start|stop|status [--base-port N] [--dir D]" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|status [--base-port N] [--dir D] [--announce-ports P0,...,P5]" >&2; exit 2 ;;
 esac

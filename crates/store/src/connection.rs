@@ -8,7 +8,7 @@
 //! up (its command timeout) does not cancel it: the next caller waits for the same attempt.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -40,7 +40,15 @@ pub(crate) struct Shared<C> {
     /// Held by the one caller that connects (or waits for the connect) while the others queue.
     connector: tokio::sync::Mutex<Connector<C>>,
     connects: AtomicU64,
+    /// Commands timed out in a row, with no answer in between.
+    unanswered: AtomicU32,
 }
+
+/// Commands that time out in a row, none answered in between, after which the connection is
+/// replaced: a timeout alone leaves it (redis-rs repairs a slow or lost node itself), but a
+/// client that answers nothing at all may be wedged (seen after a network black-hole healed:
+/// redis-rs's recovery never finished) and only a new connection gets out.
+pub(crate) const WEDGED_AFTER: u32 = 16;
 
 #[derive(Debug)]
 struct Connector<C> {
@@ -66,7 +74,24 @@ impl<C: Clone + Send + 'static> Shared<C> {
                 backoff: None,
             }),
             connects: AtomicU64::new(0),
+            unanswered: AtomicU32::new(0),
         }
+    }
+
+    /// A command was answered (whatever the answer): the connection is alive.
+    pub(crate) fn answered(&self) {
+        self.unanswered.store(0, Ordering::Relaxed);
+    }
+
+    /// A command on the connection of `generation` timed out; the [`WEDGED_AFTER`]th in a
+    /// row drops it. True when it was dropped.
+    pub(crate) fn timed_out(&self, generation: u64) -> bool {
+        if self.unanswered.fetch_add(1, Ordering::Relaxed) + 1 < WEDGED_AFTER {
+            return false;
+        }
+        self.unanswered.store(0, Ordering::Relaxed);
+        self.discard(generation);
+        true
     }
 
     /// The shared connection, made with `connect` if there is none, unless another caller is
@@ -198,6 +223,25 @@ mod tests {
         result: Result<u32, RedisError>,
     ) -> impl FnOnce() -> std::future::Ready<Result<u32, RedisError>> {
         move || std::future::ready(result)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_that_answers_nothing_is_replaced_and_one_answer_resets_the_count() {
+        let shared: Shared<u32> = Shared::new();
+        let first = shared.get(|| async { Ok(1) }).await.expect("connect");
+        for _ in 1..WEDGED_AFTER {
+            assert!(!shared.timed_out(first.generation));
+        }
+        shared.answered();
+        for _ in 1..WEDGED_AFTER {
+            assert!(
+                !shared.timed_out(first.generation),
+                "the count started again"
+            );
+        }
+        assert!(shared.timed_out(first.generation), "wedged: replaced");
+        let second = shared.get(|| async { Ok(2) }).await.expect("connect");
+        assert_eq!((second.generation, second.conn), (2, 2));
     }
 
     #[tokio::test(start_paused = true)]

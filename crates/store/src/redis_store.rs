@@ -151,29 +151,51 @@ impl RedisStore {
         F: FnOnce(ClusterConnection) -> Fut,
         Fut: Future<Output = Result<T, RedisError>>,
     {
-        let attempt = async {
-            // Errors of the connect itself name no connection to discard.
-            let lease = self.connection().await.map_err(|e| (None, e))?;
-            f(lease.conn).await.map_err(|e| (Some(lease.generation), e))
-        };
         let timeout = self.inner.settings.command_timeout;
-        match tokio::time::timeout(timeout, attempt).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err((generation, e))) => {
-                if let Some(generation) = generation.filter(|_| connection::unusable(&e)) {
-                    tracing::warn!(op, error = %e, "replacing the Redis Cluster connection");
-                    self.inner.connection.discard(generation);
-                }
-                Err(unavailable(op, e))
-            }
-            // One variant for every way the cluster fails to answer, as callers treat them alike.
-            Err(_) => Err(unavailable(
+        let deadline = tokio::time::Instant::now() + timeout;
+        let timed_out = || {
+            unavailable(
                 op,
                 RedisError::from(std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
                     format!("no answer within {timeout:?}"),
                 )),
-            )),
+            )
+        };
+        // Errors of the connect itself name no connection to discard.
+        let lease = match tokio::time::timeout_at(deadline, self.connection()).await {
+            Ok(Ok(lease)) => lease,
+            Ok(Err(e)) => return Err(unavailable(op, e)),
+            Err(_) => return Err(timed_out()),
+        };
+        let generation = lease.generation;
+        match tokio::time::timeout_at(deadline, f(lease.conn)).await {
+            Ok(Ok(v)) => {
+                self.inner.connection.answered();
+                Ok(v)
+            }
+            Ok(Err(e)) => {
+                if connection::unusable(&e) {
+                    tracing::warn!(op, error = %e, "replacing the Redis Cluster connection");
+                    self.inner.connection.discard(generation);
+                } else if e.is_timeout() || e.is_io_error() {
+                    // redis-rs's own timeout (its response timeout is ours): no answer either.
+                    if self.inner.connection.timed_out(generation) {
+                        tracing::warn!(op, error = %e, "replacing the Redis Cluster connection: no command answered in a row of {}", connection::WEDGED_AFTER);
+                    }
+                } else {
+                    // An error reply is an answer: the connection is alive.
+                    self.inner.connection.answered();
+                }
+                Err(unavailable(op, e))
+            }
+            // One variant for every way the cluster fails to answer, as callers treat them alike.
+            Err(_) => {
+                if self.inner.connection.timed_out(generation) {
+                    tracing::warn!(op, "replacing the Redis Cluster connection: no command answered in a row of {}", connection::WEDGED_AFTER);
+                }
+                Err(timed_out())
+            }
         }
     }
 

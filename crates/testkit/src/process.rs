@@ -145,7 +145,9 @@ fn signal(pid: u32, name: &str) {
     assert!(status.is_ok_and(|s| s.success()), "kill -{name} {pid}");
 }
 
-/// A private tansu broker with sqlite storage, so that a restart keeps its data.
+/// A private tansu broker: sqlite storage, so that a restart keeps its data, or memory storage
+/// (faster, and without the sqlite storage's epoch panic; see docs/development.md) for cases
+/// that never restart it.
 #[derive(Debug)]
 pub struct Tansu {
     child: Option<Child>,
@@ -153,6 +155,8 @@ pub struct Tansu {
     pub port: u16,
     /// The port it tells clients to connect to (its own, or a proxy's in front of it).
     advertised: u16,
+    /// `--storage-engine`, relative to `dir`.
+    storage: &'static str,
     dir: tempfile::TempDir,
 }
 
@@ -166,6 +170,16 @@ impl Tansu {
     /// to [`Tansu::listen_addr`]) instead of its own port, so clients reach it only through
     /// the proxy; its own port when `None`.
     pub fn start_sqlite_behind(proxy_port: Option<u16>) -> Self {
+        Self::start_on("sqlite://tansu.db", proxy_port)
+    }
+
+    /// Starts a broker with memory storage that advertises `proxy_port`, as
+    /// [`Tansu::start_sqlite_behind`] does; its data is gone when it stops.
+    pub fn start_memory_behind(proxy_port: u16) -> Self {
+        Self::start_on("memory://tansu/", Some(proxy_port))
+    }
+
+    fn start_on(storage: &'static str, proxy_port: Option<u16>) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         // Ask the kernel for a free port, then hand it to tansu, which takes no port 0.
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -176,6 +190,7 @@ impl Tansu {
             child: None,
             port,
             advertised: proxy_port.unwrap_or(port),
+            storage,
             dir,
         };
         tansu.start();
@@ -192,7 +207,7 @@ impl Tansu {
         SocketAddr::from(([127, 0, 0, 1], self.port))
     }
 
-    /// (Re)starts the broker on its port and data.
+    /// (Re)starts the broker on its port and data (sqlite storage keeps it).
     pub fn start(&mut self) {
         assert!(self.child.is_none(), "already running");
         let bin = crate::tansu_bin();
@@ -217,7 +232,7 @@ impl Tansu {
                 "--advertised-listener-url",
                 &advertised,
             ])
-            .args(["--storage-engine", "sqlite://tansu.db"])
+            .args(["--storage-engine", self.storage])
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

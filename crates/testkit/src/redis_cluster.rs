@@ -1,9 +1,12 @@
 //! A private Redis Cluster (three primaries, three replicas) on six free loopback ports, from
-//! `dev/redis-cluster.sh`; stopped, and its state removed, when the handle drops.
+//! `dev/redis-cluster.sh`; stopped, and its state removed, when the handle drops. Its nodes may
+//! announce proxies in front of them instead of their own ports ([`ProxiedRedisCluster`]), so
+//! that a test can cut or slow the network between its clients and the cluster.
 
 use std::process::Command;
 use std::time::Duration;
 
+use crate::delay_proxy::DelayProxy;
 use crate::repo_root;
 use crate::wait::Wait;
 
@@ -12,24 +15,37 @@ pub struct RedisCluster {
     dir: tempfile::TempDir,
     /// The first of the six ports; the first three nodes start as primaries.
     pub base: u16,
+    /// The ports the nodes tell clients to use, when not their own.
+    announced: Option<Vec<u16>>,
 }
 
 impl RedisCluster {
     pub fn start() -> Self {
+        Self::start_on(free_port_block(), None)
+    }
+
+    /// Starts the cluster on `base` ..= `base` + 5, node `i` announcing `announced[i]` to
+    /// clients and replicas when given, else its own port.
+    fn start_on(base: u16, announced: Option<Vec<u16>>) -> Self {
         let me = Self {
             dir: tempfile::tempdir().expect("tempdir"),
-            base: free_port_block(),
+            base,
+            announced,
         };
         me.script("start");
         me
     }
 
     fn script(&self, cmd: &str) {
-        let out = Command::new(repo_root().join("dev/redis-cluster.sh"))
+        let mut command = Command::new(repo_root().join("dev/redis-cluster.sh"));
+        command
             .args([cmd, "--base-port", &self.base.to_string(), "--dir"])
-            .arg(self.dir.path().join("redis"))
-            .output()
-            .expect("dev/redis-cluster.sh");
+            .arg(self.dir.path().join("redis"));
+        if let Some(ports) = self.announced.as_ref().filter(|_| cmd == "start") {
+            let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
+            command.args(["--announce-ports", &ports.join(",")]);
+        }
+        let out = command.output().expect("dev/redis-cluster.sh");
         assert!(
             out.status.success(),
             "redis-cluster.sh {cmd}: {}",
@@ -128,4 +144,62 @@ fn free_port_block() -> u16 {
         .map(|i| 21_000 + (start - 21_000 + i * 10) % 9_000)
         .find(|&base| (base..base + 6).all(|p| free(p) && free(p + 10_000)))
         .expect("a free block of ports")
+}
+
+/// A private Redis Cluster whose six nodes clients reach only through a [`DelayProxy`] each:
+/// the nodes announce the proxies' ports (CLUSTER SLOTS, MOVED), so a client that follows the
+/// cluster's topology goes through them too. The replicas replicate through them as well; the
+/// cluster bus does not, so a cut between clients and nodes starts no failover.
+#[derive(Debug)]
+pub struct ProxiedRedisCluster {
+    pub cluster: RedisCluster,
+    /// One per node, in the nodes' order.
+    pub proxies: Vec<DelayProxy>,
+}
+
+impl ProxiedRedisCluster {
+    /// Starts the proxies, then the cluster behind them. Needs a multi-threaded runtime: the
+    /// proxies forward while the cluster forms.
+    pub async fn start() -> Self {
+        let mut listeners = Vec::new();
+        for _ in 0..6 {
+            listeners.push(
+                tokio::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .expect("bind a proxy port"),
+            );
+        }
+        let ports: Vec<u16> = listeners
+            .iter()
+            .map(|l| l.local_addr().expect("addr").port())
+            .collect();
+        // The cluster's ports are known once it has picked them; the proxies connect to them
+        // only when a client connects, so they can listen first.
+        let base = free_port_block();
+        let proxies = listeners
+            .into_iter()
+            .zip(base..)
+            .map(|(listener, port)| {
+                DelayProxy::serve(listener, std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+            })
+            .collect();
+        let cluster =
+            tokio::task::spawn_blocking(move || RedisCluster::start_on(base, Some(ports)))
+                .await
+                .expect("starting the cluster");
+        Self { cluster, proxies }
+    }
+
+    /// Seed URLs: the proxies of the three primaries.
+    pub fn nodes(&self) -> Vec<String> {
+        self.proxies[..3]
+            .iter()
+            .map(|p| format!("redis://{}", p.addr))
+            .collect()
+    }
+
+    /// Applies `fault` to every node's proxy.
+    pub fn each(&self, fault: impl Fn(&DelayProxy)) {
+        self.proxies.iter().for_each(fault);
+    }
 }

@@ -200,6 +200,34 @@ impl Finished {
             .count()
     }
 
+    /// How many answers had each error code, for a status: `dedupe_unavailable x12, ...`.
+    pub fn error_codes(&self, status: u16) -> String {
+        let mut codes: BTreeMap<&str, usize> = BTreeMap::new();
+        for answer in self.report.answers() {
+            if let Ok((s, error)) = &answer.result {
+                if *s == status {
+                    *codes.entry(error.as_deref().unwrap_or("none")).or_default() += 1;
+                }
+            }
+        }
+        let codes: Vec<String> = codes.iter().map(|(c, n)| format!("{c} x{n}")).collect();
+        codes.join(", ")
+    }
+
+    /// The longest any answer with this status (and error code, if given) took, from when it
+    /// was due.
+    pub fn slowest(&self, status: u16, error: Option<&str>) -> Option<Duration> {
+        self.report
+            .answers()
+            .iter()
+            .filter(|a| match &a.result {
+                Ok((s, e)) => *s == status && error.is_none_or(|want| e.as_deref() == Some(want)),
+                Err(_) => false,
+            })
+            .map(|a| a.latency)
+            .max()
+    }
+
     /// Sequence numbers of the events acknowledged with a 2xx.
     pub fn acknowledged(&self) -> BTreeSet<u64> {
         self.report

@@ -12,5 +12,8 @@ mod balancer;
 mod broker;
 mod clients;
 mod harness;
+mod memory;
+mod partition;
+mod probe;
 mod redis;
 mod worker;
