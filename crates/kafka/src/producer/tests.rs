@@ -120,6 +120,7 @@ async fn a_send_fails_at_once_while_every_broker_is_down() {
         matches!(sent, Some(Err(ProduceError::Unreachable))),
         "{sent:?}"
     );
-    assert_eq!(p.queued(), 0, "nothing was handed to librdkafka");
+    // (librdkafka's queue length also counts its own events, such as the error just raised,
+    // so it says nothing about whether the record was handed over.)
     assert_eq!(p.current().0, 0, "no replacement");
 }
