@@ -50,7 +50,7 @@ fn harness() -> &'static Harness {
         std::fs::write(&secret, SECRET).expect("secret file");
         let yaml = format!(
             "ingress:\n  listen: 127.0.0.1:0\n  body_read_timeout: 2s\n  \
-             header_read_timeout: 2s\n  block_failing_clients: null\n\
+             header_read_timeout: 2s\n  body_rate_grace: 1s\n  block_failing_clients: null\n\
              admin:\n  listen: 127.0.0.1:0\n\
              telemetry:\n  access_log: false\n\
              kafka:\n  brokers: \"{brokers}\"\n  topic_prefix: \"fuzz.\"\n  delivery_timeout: 5s\n\
