@@ -205,13 +205,7 @@ impl RedisStore {
         let key = token.key.clone();
         let previous: Option<String> = self
             .run("claim", |mut conn| async move {
-                redis::cmd("SET")
-                    .arg(&key)
-                    .arg(&pending)
-                    .arg("NX")
-                    .arg("PX")
-                    .arg(ttl_ms)
-                    .arg("GET")
+                set_nx_get(&key, &pending, ttl_ms)
                     .query_async(&mut conn)
                     .await
             })
@@ -300,13 +294,7 @@ impl RedisStore {
         let ttl_ms = millis(HEALTH_TTL);
         let _: Value = self
             .run("health", |mut conn| async move {
-                redis::cmd("SET")
-                    .arg(key)
-                    .arg(HEALTH_VALUE)
-                    .arg("NX")
-                    .arg("PX")
-                    .arg(ttl_ms)
-                    .arg("GET")
+                set_nx_get(key, HEALTH_VALUE, ttl_ms)
                     .query_async(&mut conn)
                     .await
             })
@@ -322,6 +310,19 @@ impl RedisStore {
             .await?;
         Ok(())
     }
+}
+
+/// `SET key value NX PX ttl GET`: the claim, and the health check that must fail exactly
+/// where a claim would (Redis < 7 refuses NX with GET).
+fn set_nx_get(key: &str, value: &str, ttl_ms: u64) -> redis::Cmd {
+    let mut cmd = redis::cmd("SET");
+    cmd.arg(key)
+        .arg(value)
+        .arg("NX")
+        .arg("PX")
+        .arg(ttl_ms)
+        .arg("GET");
+    cmd
 }
 
 fn millis(d: Duration) -> u64 {
