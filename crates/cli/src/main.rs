@@ -2,6 +2,7 @@
 //! its implementation in its own module under [`commands`]; this file parses the command line,
 //! installs logging and tracing, and starts the runtime.
 
+mod allocator;
 mod commands;
 
 use std::path::PathBuf;
@@ -11,11 +12,6 @@ use clap::{Parser, Subcommand};
 use spillway_config::{Config, Process};
 
 use crate::commands::{dlq, replay, subscriptions, topics};
-
-/// mimalloc instead of glibc's allocator: under load the ingress allocates and frees per request
-/// on many threads, and glibc's arena locks showed up in profiles (see docs/benchmarks.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -68,6 +64,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    allocator::tune();
     let cli = Cli::parse();
     // The serving processes read their config before anything else: it says where their
     // traces go, and the subscriber is installed once.
