@@ -66,17 +66,13 @@ clippy:
 # panics now and then on the idempotent producer's epoch bump after a timeout, so on the local
 # broker they are not deterministic (docs/development.md). The e2e broker_restart test covers a
 # broker outage in `make test`.
-#
-# The memory-pressure case also runs under `make faults` only: its peak resident memory passes
-# the 2 x max_body_memory + 64 MiB rule under hostile traffic (allocator retention, and about
-# 40 KiB per stalled connection outside the body budget), an open problem it reports there.
-SHORT_FORM := not (binary(faults) & (test(/^broker::/) | test(/^memory::/)))
+SHORT_FORM := not (binary(faults) & test(/^broker::/))
 
 test-rust:
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run --workspace --no-fail-fast -E '$(SHORT_FORM)'; \
 	else \
-		$(CARGO) test --workspace --no-fail-fast -- --skip broker::broker_ --skip memory::; \
+		$(CARGO) test --workspace --no-fail-fast -- --skip broker::broker_; \
 	fi
 
 ## dashboard-pictures: the dashboard test with a one-minute load, drawn into docs/dashboards/*.png

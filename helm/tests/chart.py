@@ -63,19 +63,24 @@ REFUSED = [
         {"signingSecrets": {"create": True, "existingSecret": "mine"}},
         "either create",
     ),
-    # The ingress's body budget must fit its memory limit: 2 x max_body_memory + 64 MiB.
+    # The ingress's memory limit holds its body budget and connections: 2 x max_body_memory +
+    # max_connections x 64 KiB + 64 MiB (512Mi with 4096 connections: a budget of 96 MiB).
     (
         {"ingress": {"config": {"max_body_memory": 96 * MIB + 1}}},
-        "ingress.resources.limits.memory: 256Mi leaves no room for the body budget",
+        "ingress.resources.limits.memory: 512Mi does not hold the body budget and the connections",
+    ),
+    (
+        {"ingress": {"config": {"max_connections": 5121}}},
+        "lower ingress.config.max_connections to at most 5120",
     ),
     (
         {"ingress": {"resources": {"requests": {"cpu": "1", "memory": "128Mi"}, "limits": {"cpu": "2", "memory": "128Mi"}}}},
-        "(the default max_body_memory)",
+        "(the default max_body_memory;",
     ),
     (
         {"ingress": {"resources": {"requests": {"cpu": "1", "memory": "128Mi"}, "limits": {"cpu": "2", "memory": "1G"}},
-                     "config": {"max_body_memory": 466445569}}},
-        "at most 466445568",
+                     "config": {"max_body_memory": 332227841}}},
+        "at most 332227840",
     ),
     (
         {"ingress": {"resources": {"requests": {"cpu": "1", "memory": "128Mi"}, "limits": {"cpu": "2", "memory": "lots"}}}},
@@ -86,11 +91,13 @@ REFUSED = [
 # Values at the edge of a refusal above, which must render.
 ACCEPTED: list[dict[str, Any]] = [
     {"ingress": {"config": {"max_body_memory": 96 * MIB}}},
+    {"ingress": {"config": {"max_connections": 5120}}},
+    {"ingress": {"config": {"max_body_memory": 32 * MIB, "max_connections": 5120}}},
     {"ingress": {"resources": {"requests": {"cpu": "1", "memory": "128Mi"}, "limits": {"cpu": "2", "memory": "1G"}},
-                 "config": {"max_body_memory": 466445568}}},
+                 "config": {"max_body_memory": 332227840}}},
     {"ingress": {"resources": {"requests": {"cpu": "1", "memory": "128Mi"}, "limits": {"cpu": "2", "memory": "1e9"}},
-                 "config": {"max_body_memory": 466445568}}},
-    {"ingress": {"resources": {"requests": {"cpu": "1", "memory": "128Mi"}, "limits": {"cpu": "2", "memory": "0.1875Gi"}}}},
+                 "config": {"max_body_memory": 332227840}}},
+    {"ingress": {"resources": {"requests": {"cpu": "1", "memory": "128Mi"}, "limits": {"cpu": "2", "memory": "0.4375Gi"}}}},
 ]
 
 

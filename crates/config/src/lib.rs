@@ -27,7 +27,8 @@ pub use redact::{is_secret_key, redact_url_credentials};
 pub use resolve::{ResolvedSource, ResolvedSubscription, SourceRoute};
 pub use secrets::{read_credential, SubscriptionSecret};
 pub use validate::{
-    Process, DEFAULT_MESSAGE_MAX_BYTES, MEMORY_HEADROOM_BYTES, RECORD_OVERHEAD_BYTES,
+    Process, CONNECTION_BYTES, DEFAULT_MESSAGE_MAX_BYTES, MEMORY_HEADROOM_BYTES,
+    RECORD_OVERHEAD_BYTES,
 };
 pub use warnings::Warning;
 

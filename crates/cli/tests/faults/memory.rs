@@ -27,9 +27,12 @@ use crate::probe::probe_until;
 const MIB: u64 = 1024 * 1024;
 /// The body budget: a few of the largest bodies at once.
 const BODY_MEMORY: u64 = 4 * MIB;
-/// The least the config accepts for that budget, 2 x `max_body_memory` + 64 MiB for the rest
-/// of the process: the memory the ingress promises to stay within.
-const MEMORY_LIMIT: u64 = 2 * BODY_MEMORY + 64 * MIB;
+/// Connections the ingress keeps open: the hostile clients' and the load's, with a little room.
+const MAX_CONNECTIONS: u64 = 288;
+/// The least the config accepts for that budget and those connections (twice the budget, 64 KiB
+/// a connection and 64 MiB for the rest of the process): the memory the ingress promises to
+/// stay within.
+const MEMORY_LIMIT: u64 = 2 * BODY_MEMORY + MAX_CONNECTIONS * 64 * 1024 + 64 * MIB;
 /// The sources' largest body.
 const MAX_BODY: usize = 512 * 1024;
 /// Hostile clients that hold an upload open, and that send near-max bodies whole.
@@ -175,7 +178,11 @@ async fn stalled_and_large_bodies_within_a_small_body_budget() {
         &redis_nodes(),
         &[github.clone(), source("stripe")],
         json!({
-            "ingress": { "max_body_memory": BODY_MEMORY, "memory_limit": MEMORY_LIMIT },
+            "ingress": {
+                "max_body_memory": BODY_MEMORY,
+                "max_connections": MAX_CONNECTIONS,
+                "memory_limit": MEMORY_LIMIT,
+            },
             "sources": {
                 "github": { "max_body_bytes": MAX_BODY },
                 "stripe": { "max_body_bytes": MAX_BODY },
@@ -209,8 +216,9 @@ async fn stalled_and_large_bodies_within_a_small_body_budget() {
     assert!(
         peak < MEMORY_LIMIT,
         "peak resident memory (VmHWM) {:.1} MiB is over ingress.memory_limit, {} MiB: the least \
-         the config accepts for max_body_memory {} MiB (2 x it + 64 MiB), which it promises to \
-         fit in ({:.1} MiB when ready); hostile clients: {tally:?}\n{summary}",
+         the config accepts for max_body_memory {} MiB and max_connections {MAX_CONNECTIONS} \
+         (2 x it + 64 KiB each + 64 MiB), which it promises to fit in ({:.1} MiB when ready); \
+         hostile clients: {tally:?}\n{summary}",
         peak as f64 / MIB as f64,
         MEMORY_LIMIT / MIB,
         BODY_MEMORY / MIB,
@@ -225,7 +233,7 @@ async fn stalled_and_large_bodies_within_a_small_body_budget() {
         &format!(
             "from 20% to 80% of the load, {STALLED} clients announce {} KiB bodies and send 64 \
              bytes, {LARGE} send such bodies whole (one in 8 signed), each again at once; \
-             max_body_memory {} MiB, memory_limit {} MiB",
+             max_body_memory {} MiB, max_connections {MAX_CONNECTIONS}, memory_limit {} MiB",
             MAX_BODY / 1024,
             BODY_MEMORY / MIB,
             MEMORY_LIMIT / MIB

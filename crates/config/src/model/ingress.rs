@@ -51,7 +51,8 @@ pub struct IngressConfig {
     #[serde(with = "humantime_serde")]
     pub body_rate_grace: Duration,
     /// Connections this process keeps open at once; past it new connections are closed at
-    /// once (the kernel's backlog holds the rest briefly).
+    /// once (the kernel's backlog holds the rest briefly). Each may cost up to 64 KiB outside
+    /// the body budget, which `memory_limit` must hold.
     pub max_connections: usize,
     /// Connections one peer address may have open at once; peers in `trusted_proxies` are
     /// exempt (a proxy carries every client).
@@ -122,7 +123,7 @@ impl Default for IngressConfig {
             max_requests_per_client: 64,
             min_body_rate: 8 * 1024,
             body_rate_grace: Duration::from_secs(2),
-            max_connections: 10_000,
+            max_connections: 4096,
             max_connections_per_peer: 512,
             max_connection_age: Duration::from_secs(600),
             http2_keep_alive: Duration::from_secs(20),

@@ -6,7 +6,7 @@ use figment::Jail;
 
 use super::messages::messages;
 use crate::{
-    parse_str, Config, Process, DEFAULT_MESSAGE_MAX_BYTES, MEMORY_HEADROOM_BYTES,
+    parse_str, Config, Process, CONNECTION_BYTES, DEFAULT_MESSAGE_MAX_BYTES, MEMORY_HEADROOM_BYTES,
     RECORD_OVERHEAD_BYTES,
 };
 
@@ -40,19 +40,32 @@ fn the_defaults_pass_every_limit() {
     assert!(
         defaults.sources["a"].max_body_bytes + RECORD_OVERHEAD_BYTES <= DEFAULT_MESSAGE_MAX_BYTES
     );
-    // The chart's ingress limit, as the downward API gives it.
-    let in_a_pod = config("ingress: { memory_limit: 268435456 }", "");
+    // The chart's ingress limit (512Mi), as the downward API gives it.
+    let in_a_pod = config("ingress: { memory_limit: 536870912 }", "");
     assert_eq!(errors(&in_a_pod, Process::Ingress), Vec::<String>::new());
-    // 2 x the default budget and the headroom, exactly.
-    let exact = 2 * in_a_pod.ingress.max_body_memory + MEMORY_HEADROOM_BYTES;
+    // 2 x the default budget, the default connections and the headroom, exactly.
+    let ingress = &in_a_pod.ingress;
+    let exact = 2 * ingress.max_body_memory
+        + ingress.max_connections as u64 * CONNECTION_BYTES
+        + MEMORY_HEADROOM_BYTES;
     let tight = config(&format!("ingress: {{ memory_limit: {exact} }}"), "");
     assert_eq!(errors(&tight, Process::Ingress), Vec::<String>::new());
     let short = config(&format!("ingress: {{ memory_limit: {} }}", exact - 1), "");
     let found = errors(&short, Process::Ingress);
     assert!(
-        found.len() == 1 && found[0].starts_with("ingress.max_body_memory: 2 x 64 MiB"),
+        found.len() == 1 && found[0].contains("does not hold 2 x 64 MiB"),
         "{found:?}"
     );
+    // Fewer connections make room for it.
+    let fewer = config(
+        &format!(
+            "ingress: {{ memory_limit: {}, max_connections: {} }}",
+            exact - 1,
+            ingress.max_connections - 1
+        ),
+        "",
+    );
+    assert_eq!(errors(&fewer, Process::Ingress), Vec::<String>::new());
 }
 
 #[test]

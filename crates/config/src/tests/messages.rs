@@ -314,7 +314,8 @@ fn the_messages_of_limits_that_depend_on_other_fields() {
         )?;
         jail.create_file(
             "limit.yaml",
-            "kafka: { brokers: k:9092 }\ningress: { memory_limit: 134217728 }\nsources:\n  \
+            "kafka: { brokers: k:9092 }\ningress: { memory_limit: 268435456, max_connections: 2048 }\n\
+             sources:\n  \
              a: { verify: { scheme: none }, dedupe: { from: none } }\n",
         )?;
         jail.create_file(
@@ -340,11 +341,11 @@ fn the_messages_of_limits_that_depend_on_other_fields() {
         );
         assert_eq!(
             messages("limit.yaml"),
-            ["ingress.max_body_memory: 2 x 64 MiB + 64 MiB for the rest of the process = 192 MiB does not fit in ingress.memory_limit (128 MiB): each body is held twice, as read and as librdkafka's copy of its record; lower max_body_memory to at most 32 MiB or raise the memory limit to at least 192 MiB"]
+            ["ingress.memory_limit: 256 MiB does not hold 2 x 64 MiB (max_body_memory; each body is held twice, as read and as librdkafka's copy of its record) + 2048 connections (max_connections) x 64 KiB + 64 MiB for the rest of the process = 320 MiB; lower max_body_memory to at most 32 MiB, or lower max_connections to at most 1024, or raise the memory limit to at least 320 MiB"]
         );
         assert_eq!(
             messages("tiny.yaml"),
-            ["ingress.max_body_memory: 2 x 64 MiB + 64 MiB for the rest of the process = 192 MiB does not fit in ingress.memory_limit (32 MiB): each body is held twice, as read and as librdkafka's copy of its record; raise the memory limit above 64 MiB"]
+            ["ingress.memory_limit: 32 MiB does not hold 2 x 64 MiB (max_body_memory; each body is held twice, as read and as librdkafka's copy of its record) + 4096 connections (max_connections) x 64 KiB + 64 MiB for the rest of the process = 448 MiB; raise the memory limit to at least 448 MiB"]
         );
         assert_eq!(
             messages("claim.yaml"),

@@ -12,7 +12,9 @@ mod sizes;
 mod telemetry;
 mod worker;
 
-pub use sizes::{DEFAULT_MESSAGE_MAX_BYTES, MEMORY_HEADROOM_BYTES, RECORD_OVERHEAD_BYTES};
+pub use sizes::{
+    CONNECTION_BYTES, DEFAULT_MESSAGE_MAX_BYTES, MEMORY_HEADROOM_BYTES, RECORD_OVERHEAD_BYTES,
+};
 
 use crate::field::{err, FieldError};
 use crate::model::Config;
