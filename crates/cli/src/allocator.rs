@@ -3,8 +3,8 @@
 //! mimalloc 3 keeps freed pages resident for a second (`purge_delay`, 1000 ms) before it
 //! returns them. Under hostile traffic the ingress frees near-maximum bodies hundreds of times a
 //! second, so a second of them stays resident: the memory-pressure fault case measured 77-89 MiB
-//! peak resident against the 72 MiB the config promises for a 4 MiB body budget, and 66-68 MiB
-//! with a 10 ms delay (mimalloc 2's default). A pod limit counts resident memory, and memory the
+//! peak resident against the 72 MiB the config then promised for a 4 MiB body budget, and 66-70
+//! MiB with a 10 ms delay (mimalloc 2's default). A pod limit counts resident memory, and memory the
 //! allocator still holds cannot be reclaimed by the kernel, so the ingress would be killed for
 //! memory it no longer uses.
 //!
@@ -20,26 +20,37 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// How long a freed page stays resident before it is returned to the OS.
 pub const PURGE_DELAY_MS: i64 = 10;
 
-/// mimalloc's own variable for the delay; when it is set, it is left as the operator set it.
-const PURGE_DELAY_VARIABLE: &str = "MIMALLOC_PURGE_DELAY";
+/// mimalloc's own variables for the delay (the second its older name), which it matches
+/// whatever their case; when one is set, the delay is left as the operator set it.
+const PURGE_DELAY_VARIABLES: [&str; 2] = ["MIMALLOC_PURGE_DELAY", "MIMALLOC_RESET_DELAY"];
 
 /// `mi_option_purge_delay` in mimalloc 3's `mi_option_e` (include/mimalloc.h): the Rust bindings
 /// predate it. `the_option_index_is_the_purge_delay` checks the index against its default.
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
-/// Sets the purge delay, unless the operator set `MIMALLOC_PURGE_DELAY`. Call first in `main`.
+/// Sets the purge delay, unless the operator set `MIMALLOC_PURGE_DELAY`. Call first in `main`,
+/// before any thread is started.
 pub fn tune() {
-    if std::env::var_os(PURGE_DELAY_VARIABLE).is_some() {
-        return;
+    if !operator_set_the_delay() {
+        set_purge_delay(PURGE_DELAY_MS);
     }
-    set_purge_delay(PURGE_DELAY_MS);
+}
+
+fn operator_set_the_delay() -> bool {
+    std::env::vars_os().any(|(name, _)| {
+        let name = name.to_string_lossy();
+        PURGE_DELAY_VARIABLES
+            .iter()
+            .any(|variable| name.eq_ignore_ascii_case(variable))
+    })
 }
 
 #[allow(unsafe_code)]
 fn set_purge_delay(ms: i64) {
-    // SAFETY: `mi_option_set` stores a value in mimalloc's option table (an atomic store); the
-    // index names an option of the linked mimalloc (checked by the test below), and the delay is
-    // read at each purge, so a change takes effect at once.
+    // SAFETY: `mi_option_set` writes a `long` into mimalloc's option table, a plain store: it
+    // is called before any thread is started, so nothing reads it at the same time. The index
+    // names an option of the linked mimalloc (checked by the test below); the delay is read at
+    // each purge, so the change takes effect at once.
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, ms as _) }
 }
 
@@ -59,9 +70,10 @@ mod tests {
 
     #[test]
     fn the_option_index_is_the_purge_delay() {
-        // mimalloc 3's documented default for `purge_delay` is 1000 ms, and no other option
-        // defaults to it: if the index or the linked mimalloc changed, this fails.
-        if std::env::var_os(PURGE_DELAY_VARIABLE).is_none() {
+        // mimalloc 3's default for `purge_delay` is 1000 ms (src/options.c; mimalloc 2's is
+        // 10), and no other option defaults to it: if the index or the linked mimalloc
+        // changed, this fails. The one test here that touches the option table.
+        if !operator_set_the_delay() {
             assert_eq!(purge_delay(), 1000);
         }
         set_purge_delay(PURGE_DELAY_MS);

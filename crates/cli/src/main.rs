@@ -77,7 +77,7 @@ fn main() -> ExitCode {
     };
     let export = loaded
         .as_ref()
-        .and_then(|(c, service)| trace_export(c, service));
+        .and_then(|(l, service)| trace_export(&l.config, service));
     let _telemetry = match spillway_telemetry::init(cli.log_format == "json", export.as_ref()) {
         Ok(guard) => guard,
         Err(e) => {
@@ -85,7 +85,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let config = loaded.map(|(c, _)| c);
+    let config = loaded.map(|(loaded, _)| {
+        for warning in &loaded.warnings {
+            tracing::warn!(field = %warning.path, "{}", warning.message);
+        }
+        loaded.config
+    });
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -107,14 +112,18 @@ fn main() -> ExitCode {
 
 /// The config of a serving process (`ingress`, `worker`) with its service name for traces;
 /// `None` for every other command, which reads its config itself.
-fn serving_config(command: &Command) -> anyhow::Result<Option<(Config, &'static str)>> {
+fn serving_config(
+    command: &Command,
+) -> anyhow::Result<Option<(spillway_config::Loaded, &'static str)>> {
     let serving = match command {
         Command::Ingress { config } => Some((config, Process::Ingress, "spillway-ingress")),
         Command::Worker { config } => Some((config, Process::Worker, "spillway-worker")),
         _ => None,
     };
     serving
-        .map(|(path, process, service)| commands::load(path, process).map(|c| (c, service)))
+        .map(|(path, process, service)| {
+            commands::load_with_warnings(path, process).map(|l| (l, service))
+        })
         .transpose()
 }
 

@@ -221,13 +221,21 @@ async fn check_topic_limits(
     kafka: spillway_kafka::Connection,
     sources: Vec<Arc<spillway_config::ResolvedSource>>,
 ) {
-    for source in sources {
-        let limit = spillway_kafka::admin::topic_max_message_bytes(
-            &kafka,
-            &source.topic,
-            Duration::from_secs(10),
-        )
-        .await;
+    let topics: Vec<String> = sources.iter().map(|s| s.topic.clone()).collect();
+    let limits = match spillway_kafka::admin::topics_max_message_bytes(
+        &kafka,
+        &topics,
+        Duration::from_secs(10),
+    )
+    .await
+    {
+        Ok(limits) => limits,
+        Err(e) => {
+            tracing::info!(error = %e, "cannot read the source topics' max.message.bytes");
+            return;
+        }
+    };
+    for (source, limit) in sources.iter().zip(limits) {
         let largest = source.max_body_bytes + spillway_config::RECORD_OVERHEAD_BYTES;
         match limit {
             Ok(Some(limit)) if largest > limit => tracing::warn!(

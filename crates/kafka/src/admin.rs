@@ -11,6 +11,23 @@ use rdkafka::types::RDKafkaErrorCode;
 
 use crate::{client_error, ClientError, Connection};
 
+/// A new admin client; give it back with [`release`].
+fn admin_client(connection: &Connection) -> Result<AdminClient<DefaultClientContext>, ClientError> {
+    connection
+        .client_config()
+        .create()
+        .map_err(client_error("create admin client"))
+}
+
+/// Drops an admin client off the async runtime: dropping an rdkafka client joins its threads
+/// (`rd_kafka_destroy`), which can block for as long as a broker takes to let go.
+fn release(admin: AdminClient<DefaultClientContext>) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => drop(runtime.spawn_blocking(move || drop(admin))),
+        Err(_) => drop(admin),
+    }
+}
+
 /// Creates the topics that do not exist yet; existing ones are left as they are.
 pub async fn ensure_topics(
     connection: &Connection,
@@ -45,10 +62,7 @@ async fn create(
     replication: i32,
     configs: &[(&str, &str)],
 ) -> Result<(), ClientError> {
-    let admin: AdminClient<DefaultClientContext> = connection
-        .client_config()
-        .create()
-        .map_err(client_error("create admin client"))?;
+    let admin = admin_client(connection)?;
     let new_topics: Vec<NewTopic<'_>> = topics
         .iter()
         .map(|t| {
@@ -59,10 +73,9 @@ async fn create(
         })
         .collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-    let results = admin
-        .create_topics(&new_topics, &options)
-        .await
-        .map_err(client_error("create topics"))?;
+    let results = admin.create_topics(&new_topics, &options).await;
+    release(admin);
+    let results = results.map_err(client_error("create topics"))?;
     for result in results {
         match result {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
@@ -77,48 +90,61 @@ async fn create(
     Ok(())
 }
 
-/// The largest record batch the broker takes for `topic` (its `max.message.bytes`), read with
-/// DescribeConfigs, for a startup check against the producer's
-/// [`crate::EventProducer::message_max_bytes`]: when the topic's limit is lower, the broker
-/// refuses batches the producer built. `Ok(None)` when the broker does not answer it (no
-/// DescribeConfigs, or no such entry, as with tansu 0.6); an error when the request fails or
-/// the broker refuses it for this topic (unknown topic, no authorization).
-pub async fn topic_max_message_bytes(
+/// The largest record batch the broker takes for each of `topics` (its `max.message.bytes`),
+/// read with one DescribeConfigs request, for a startup check against the producer's
+/// [`crate::EventProducer::message_max_bytes`]: when a topic's limit is lower, the broker
+/// refuses batches the producer built. Per topic `Ok(None)` when the broker does not answer it
+/// (no DescribeConfigs, or no such entry, as with tansu 0.6), an error when the broker refuses
+/// it for this topic (unknown topic, no authorization); an error for all when the request fails.
+pub async fn topics_max_message_bytes(
     connection: &Connection,
-    topic: &str,
+    topics: &[String],
     timeout: Duration,
-) -> Result<Option<u64>, ClientError> {
-    let admin: AdminClient<DefaultClientContext> = connection
-        .client_config()
-        .create()
-        .map_err(client_error("create admin client"))?;
+) -> Result<Vec<Result<Option<u64>, ClientError>>, ClientError> {
+    let admin = admin_client(connection)?;
     let options = AdminOptions::new().request_timeout(Some(timeout));
-    let answered = admin
-        .describe_configs(&[ResourceSpecifier::Topic(topic)], &options)
-        .await;
-    max_message_bytes(topic, answered)
+    let specifiers: Vec<ResourceSpecifier<'_>> = topics
+        .iter()
+        .map(|topic| ResourceSpecifier::Topic(topic))
+        .collect();
+    let answered = admin.describe_configs(&specifiers, &options).await;
+    release(admin);
+    max_message_bytes(topics, answered)
 }
 
-/// What a DescribeConfigs answer says of `max.message.bytes`.
+/// What a DescribeConfigs answer says of each topic's `max.message.bytes`.
 fn max_message_bytes(
-    topic: &str,
+    topics: &[String],
     answered: rdkafka::error::KafkaResult<Vec<ConfigResourceResult>>,
-) -> Result<Option<u64>, ClientError> {
-    let context = || format!("describe the configs of topic {topic}");
+) -> Result<Vec<Result<Option<u64>, ClientError>>, ClientError> {
     let resources = match answered {
         Ok(resources) => resources,
-        Err(e) if unsupported(request_code(&e)) => return Ok(None),
-        Err(e) => return Err(client_error(context())(e)),
+        Err(e) if unsupported(request_code(&e)) => {
+            return Ok(topics.iter().map(|_| Ok(None)).collect())
+        }
+        Err(e) => return Err(client_error("describe the configs of the source topics")(e)),
     };
-    let Some(resource) = resources.into_iter().next() else {
-        return Ok(None);
-    };
+    let mut resources = resources.into_iter();
+    Ok(topics
+        .iter()
+        .map(|topic| match resources.next() {
+            None => Ok(None),
+            Some(resource) => topic_max_message_bytes(topic, resource),
+        })
+        .collect())
+}
+
+/// What one topic's DescribeConfigs result says of its `max.message.bytes`.
+fn topic_max_message_bytes(
+    topic: &str,
+    resource: ConfigResourceResult,
+) -> Result<Option<u64>, ClientError> {
     let resource = match resource {
         Ok(resource) => resource,
         Err(code) if unsupported(Some(code)) => return Ok(None),
         Err(code) => {
             return Err(ClientError {
-                context: context(),
+                context: format!("describe the configs of topic {topic}"),
                 source: rdkafka::error::KafkaError::AdminOp(code),
             })
         }
@@ -174,28 +200,30 @@ mod tests {
 
     #[test]
     fn the_limit_when_told_none_when_not_an_error_when_refused() {
+        let topics = ["t".to_owned(), "u".to_owned(), "v".to_owned()];
         let told = resource(&[
             ("cleanup.policy", "delete"),
             ("max.message.bytes", "1048588"),
         ]);
-        assert_eq!(
-            max_message_bytes("t", Ok(vec![told])).ok(),
-            Some(Some(1_048_588))
-        );
-        // tansu 0.6: an answer without entries.
-        assert_eq!(
-            max_message_bytes("t", Ok(vec![resource(&[])])).ok(),
-            Some(None)
-        );
-        // A broker without DescribeConfigs.
+        // tansu 0.6: an answer without entries; then a topic the broker does not know.
+        let answers = vec![
+            told,
+            resource(&[]),
+            Err(RDKafkaErrorCode::UnknownTopicOrPartition),
+        ];
+        let per_topic = max_message_bytes(&topics, Ok(answers)).expect("answered");
+        assert_eq!(per_topic[0].as_ref().ok(), Some(&Some(1_048_588)));
+        assert_eq!(per_topic[1].as_ref().ok(), Some(&None));
+        assert!(per_topic[2].is_err(), "{:?}", per_topic[2]);
+        // A broker without DescribeConfigs, for the whole request or for topics.
         let unsupported = Err(KafkaError::AdminOp(RDKafkaErrorCode::UnsupportedVersion));
-        assert_eq!(max_message_bytes("t", unsupported).ok(), Some(None));
-        let per_topic = Err(RDKafkaErrorCode::UnsupportedVersion);
-        assert_eq!(max_message_bytes("t", Ok(vec![per_topic])).ok(), Some(None));
-        // Refusals and failures are errors.
-        let unknown = Err(RDKafkaErrorCode::UnknownTopicOrPartition);
-        assert!(max_message_bytes("t", Ok(vec![unknown])).is_err());
+        let none = max_message_bytes(&topics, unsupported).expect("not a failure");
+        assert!(none.iter().all(|t| matches!(t, Ok(None))), "{none:?}");
+        let per_topic = vec![Err(RDKafkaErrorCode::UnsupportedVersion)];
+        let none = max_message_bytes(&topics[..1], Ok(per_topic)).expect("answered");
+        assert!(matches!(none[..], [Ok(None)]), "{none:?}");
+        // A request that failed fails for all.
         let timed_out = Err(KafkaError::AdminOp(RDKafkaErrorCode::OperationTimedOut));
-        assert!(max_message_bytes("t", timed_out).is_err());
+        assert!(max_message_bytes(&topics, timed_out).is_err());
     }
 }

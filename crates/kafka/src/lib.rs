@@ -146,7 +146,7 @@ pub enum ProduceError {
     /// the broker's against the topic's `max.message.bytes` in the delivery report. Sending
     /// it again cannot succeed. The broker checks whole batches, so small records can get
     /// this too when the topic's limit is below the producer's: compare them at startup
-    /// ([`admin::topic_max_message_bytes`]).
+    /// ([`admin::topics_max_message_bytes`]).
     #[error("kafka refused the record as too large")]
     TooLarge(#[source] KafkaError),
     /// librdkafka reports every broker down: the record was not handed over at all, rather

@@ -13,7 +13,7 @@ pub mod worker;
 use std::path::Path;
 use std::time::Duration;
 
-use spillway_config::{Config, ConfigError, Process};
+use spillway_config::{Config, ConfigError, Loaded, Process};
 
 /// How long the commands that read topics back (`demo`, `dlq`, `replay`) wait for Kafka.
 pub const READ_BACK_TIMEOUT: Duration = Duration::from_secs(30);
@@ -21,10 +21,18 @@ pub const READ_BACK_TIMEOUT: Duration = Duration::from_secs(30);
 /// Loads the config at `path` and validates what `process` serves (the ingress never reads a
 /// subscriber's secret, the worker never a provider's), keeping why it failed as the error's
 /// cause.
-/// What is legal but probably wrong is `check-config`'s to say (`load_with_warnings`): a
-/// process prints nothing before its logging starts, and its logs are JSON lines.
 pub fn load(path: &Path, process: Process) -> anyhow::Result<Config> {
-    spillway_config::load_for(path, process).map_err(|e| match e {
+    spillway_config::load_for(path, process).map_err(load_error)
+}
+
+/// [`load`], and what in the config is legal but probably wrong: the serving processes log it
+/// once their logging has started (their logs are JSON lines), `check-config` prints it.
+pub fn load_with_warnings(path: &Path, process: Process) -> anyhow::Result<Loaded> {
+    spillway_config::load_with_warnings(path, process).map_err(load_error)
+}
+
+fn load_error(e: ConfigError) -> anyhow::Error {
+    match e {
         // The message of `Parse` already ends with its source's text, and `main` prints the
         // whole chain (`{:#}`): the source goes under the message without its own text, so that
         // the line reads as before instead of naming the cause twice.
@@ -32,7 +40,7 @@ pub fn load(path: &Path, process: Process) -> anyhow::Result<Config> {
             anyhow::Error::new(source).context(format!("cannot read config {path}"))
         }
         other => anyhow::Error::new(other),
-    })
+    }
 }
 
 /// An error and its causes on one line, for the terminal. Library errors both keep their cause

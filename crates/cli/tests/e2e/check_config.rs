@@ -1,4 +1,5 @@
-//! `spillway check-config` names each bad field and why, and exits non-zero.
+//! `spillway check-config` names each bad field and why, and exits non-zero; what it warns of,
+//! the serving processes log when they start.
 
 use std::process::Command;
 
@@ -60,4 +61,34 @@ fn check_config(config: &std::path::Path) -> (bool, String, String) {
         .expect("run");
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     (out.status.success(), text(&out.stdout), text(&out.stderr))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_serving_processes_log_what_check_config_warns_of() {
+    // Blocking failing clients with no trusted proxy: legal, and probably wrong.
+    let brokers = spillway_testkit::kafka_brokers();
+    let github = spillway_testkit::spillway::source("github");
+    let setup = setup(
+        &brokers,
+        &spillway_testkit::redis_nodes(),
+        std::slice::from_ref(&github),
+        serde_json::json!({
+            "ingress": {
+                "block_failing_clients": { "failures": 3, "window": "1m", "duration": "1m" },
+            },
+        }),
+    );
+    let (ok, stdout, stderr) = check_config(&setup.config);
+    assert!(ok, "{stderr}");
+    let warned = format!("{stdout}{stderr}");
+    assert!(warned.contains("ingress.block_failing_clients"), "{warned}");
+    spillway_testkit::create_topics(&brokers, &[setup.topic("github")]).await;
+    let ingress = setup.spawn_ingress("ingress");
+    ingress.wait_ready().await;
+    let log = ingress.log_text();
+    let line = log
+        .lines()
+        .find(|l| l.contains("ingress.block_failing_clients"))
+        .unwrap_or_else(|| panic!("no warning in the ingress's log:\n{log}"));
+    assert!(line.contains("WARN"), "{line}");
 }

@@ -164,3 +164,39 @@ async fn http2_prior_knowledge_on_the_plain_port() {
     let reply = post_event(&Client::http2(), &ingress, &github(), &id, 1).await;
     assert_eq!(reply.status, 202, "{:?}", reply.body);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_peers_may_send_only_the_protocols_default_window_ahead() {
+    // What an HTTP/2 peer sends before the ingress reads it waits in the connection's buffers,
+    // outside the body budget: the windows stay at HTTP/2's 65,535 bytes (hyper's are 1 MiB).
+    let brokers = spillway_testkit::kafka_brokers();
+    let setup = setup(&brokers, &redis_nodes(), &[github()], json!({}));
+    let ingress = setup.spawn_ingress("ingress");
+    ingress.wait_ready().await;
+    let tcp = TcpStream::connect(ingress.addr).await.expect("connect");
+    let (h2, connection) = h2::client::handshake(tcp).await.expect("h2 handshake");
+    tokio::spawn(connection);
+    // One whole exchange first, so the server's settings and window updates have arrived.
+    let mut h2 = h2.ready().await.expect("ready");
+    let robots = Request::get(format!("http://{}/robots.txt", ingress.addr))
+        .body(())
+        .expect("request");
+    let (answer, _) = h2.send_request(robots, true).expect("send");
+    assert_eq!(answer.await.expect("answer").status(), 200);
+
+    let mut h2 = h2.ready().await.expect("ready");
+    let upload = Request::post(ingress.hook_url("github"))
+        .header("content-length", "1048576")
+        .body(())
+        .expect("request");
+    let (_answer, mut stream) = h2.send_request(upload, false).expect("send");
+    stream.reserve_capacity(1024 * 1024);
+    let granted = futures::future::poll_fn(|cx| stream.poll_capacity(cx))
+        .await
+        .expect("capacity")
+        .expect("capacity");
+    assert_eq!(
+        granted, 65_535,
+        "bytes the peer may send ahead of the reads"
+    );
+}

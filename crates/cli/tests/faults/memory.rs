@@ -224,6 +224,12 @@ async fn stalled_and_large_bodies_within_a_small_body_budget() {
         BODY_MEMORY / MIB,
         at_start as f64 / MIB as f64
     );
+    // Every real request was answered: none was turned away at the connection cap.
+    let failures = finished.report.summary().errors;
+    assert!(
+        failures.is_empty(),
+        "real senders' requests got no answer: {failures:?}\n{summary}"
+    );
     let refused = finished.count_error(503, "overloaded");
     let delivery = finished
         .wait_delivered(&subscriber, &mut [&mut worker])

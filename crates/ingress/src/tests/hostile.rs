@@ -289,7 +289,7 @@ fn redis_decides_readiness_only_when_every_deduplicating_source_fails_closed() {
 async fn a_slow_kafka_shrinks_admission_so_the_rest_is_refused_at_once_and_it_recovers() {
     let h = harness();
     h.kafka.behave(MemoryBehaviour::Delay(secs(2)));
-    // Rounds of requests that take 2 s each, four times the 500 ms latency target.
+    // Rounds of requests that take 2 s each, ten times the 200 ms latency target.
     for round in 0..6 {
         let sent: Vec<_> = (0..4)
             .map(|n| {

@@ -57,16 +57,19 @@ async fn the_cluster_id_is_the_clusters_and_none_without_one() {
 #[tokio::test]
 async fn a_topics_max_message_bytes_when_the_broker_tells_it() {
     let topic = new_topic().await;
-    let told =
-        admin::topic_max_message_bytes(&Connection::plain(&brokers()), &topic, patience()).await;
+    let topics = [topic.clone()];
+    let told = admin::topics_max_message_bytes(&Connection::plain(&brokers()), &topics, patience())
+        .await
+        .expect("describe configs");
     // tansu 0.6 answers DescribeConfigs without any entry; Apache Kafka with the topic's limit.
-    match told {
-        Ok(None) => {}
-        Ok(Some(bytes)) => assert!(bytes > 0),
-        Err(e) => panic!("describe configs: {e}"),
+    match &told[..] {
+        [Ok(None)] => {}
+        [Ok(Some(bytes))] => assert!(*bytes > 0),
+        other => panic!("describe configs: {other:?}"),
     }
     // Without a broker the request fails rather than say "unknown".
     let nowhere = Connection::plain(&closed_port().to_string());
-    let failed = admin::topic_max_message_bytes(&nowhere, &topic, Duration::from_millis(500)).await;
+    let failed =
+        admin::topics_max_message_bytes(&nowhere, &topics, Duration::from_millis(500)).await;
     assert!(failed.is_err(), "{failed:?}");
 }
