@@ -123,6 +123,7 @@ impl Ingress {
                 max_header_bytes: config.ingress.max_header_bytes,
                 max_headers: config.ingress.max_headers,
                 http2_max_concurrent_streams: config.ingress.http2_max_concurrent_streams,
+                http2_window_bytes: config.ingress.http2_window_bytes,
                 http2_max_pending_accept_reset_streams: config
                     .ingress
                     .http2_max_pending_accept_reset_streams,
@@ -235,14 +236,14 @@ async fn check_topic_limits(
             return;
         }
     };
-    for (source, limit) in sources.iter().zip(limits) {
+    for source in &sources {
         let largest = source.max_body_bytes + spillway_config::RECORD_OVERHEAD_BYTES;
-        match limit {
-            Ok(Some(limit)) if largest > limit => tracing::warn!(
+        match limits.get(&source.topic).unwrap_or(&Ok(None)) {
+            Ok(Some(limit)) if largest > *limit => tracing::warn!(
                 source = %source.name,
                 topic = %source.topic,
                 max_body_bytes = source.max_body_bytes,
-                topic_max_message_bytes = limit,
+                topic_max_message_bytes = *limit,
                 "the topic takes smaller records than this source's largest body with its headers: such bodies will be answered 413 record_too_large; raise the topic's max.message.bytes or lower max_body_bytes"
             ),
             Ok(_) => {}

@@ -26,15 +26,13 @@ use crate::budget::{ClientPlace, ClientPlaces};
 use crate::pipeline::Pipeline;
 use crate::tls::{certificate_subject, ClientSubject};
 
-/// The HTTP/2 flow-control windows, of a stream and of a connection: the protocol's default.
-const HTTP2_WINDOW_BYTES: u32 = 65_535;
-
 /// Connection-level settings of the webhook listener.
 #[derive(Clone)]
 pub struct ServerSettings {
     pub max_header_bytes: usize,
     pub max_headers: usize,
     pub http2_max_concurrent_streams: u32,
+    pub http2_window_bytes: u32,
     pub http2_max_pending_accept_reset_streams: usize,
     pub http2_max_local_error_reset_streams: usize,
     pub header_read_timeout: Duration,
@@ -88,11 +86,11 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(settings.max_header_bytes).unwrap_or(u32::MAX))
         .max_concurrent_streams(settings.http2_max_concurrent_streams)
-        // HTTP/2's own initial windows (65,535 bytes) rather than hyper's 1 MiB: what a peer
-        // sends ahead of the reads sits in the connection's buffers outside the body budget,
-        // and the memory rule allows a connection 64 KiB (config validate/sizes.rs).
-        .initial_stream_window_size(HTTP2_WINDOW_BYTES)
-        .initial_connection_window_size(HTTP2_WINDOW_BYTES)
+        // What a peer sends ahead of the reads sits in the connection's buffers, outside the
+        // body budget: the windows stay small (`ingress.http2_window_bytes`, HTTP/2's own
+        // 65,535 by default) rather than hyper's 1 MiB.
+        .initial_stream_window_size(settings.http2_window_bytes)
+        .initial_connection_window_size(settings.http2_window_bytes)
         .max_pending_accept_reset_streams(settings.http2_max_pending_accept_reset_streams)
         .max_local_error_reset_streams(settings.http2_max_local_error_reset_streams)
         // A peer that has gone silent is found by a PING it does not answer.

@@ -1,6 +1,7 @@
 //! Topic administration through the Kafka admin API, which works alike on Apache Kafka,
 //! Redpanda, MSK and tansu: creating topics, and reading a topic's size limit.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use rdkafka::admin::{
@@ -11,20 +12,36 @@ use rdkafka::types::RDKafkaErrorCode;
 
 use crate::{client_error, ClientError, Connection};
 
-/// A new admin client; give it back with [`release`].
-fn admin_client(connection: &Connection) -> Result<AdminClient<DefaultClientContext>, ClientError> {
-    connection
-        .client_config()
-        .create()
-        .map_err(client_error("create admin client"))
+/// An admin client dropped off the async runtime, also when the future using it is dropped
+/// mid-request (a start-up check aborted at shutdown): dropping an rdkafka client joins its
+/// threads (`rd_kafka_destroy`), which can block for as long as a broker takes to let go.
+struct Admin(Option<AdminClient<DefaultClientContext>>);
+
+impl Admin {
+    fn new(connection: &Connection) -> Result<Self, ClientError> {
+        let client = connection
+            .client_config()
+            .create()
+            .map_err(client_error("create admin client"))?;
+        Ok(Self(Some(client)))
+    }
+
+    /// The client; only `drop` takes it out, so this never fails in practice.
+    fn client(&self) -> Result<&AdminClient<DefaultClientContext>, ClientError> {
+        self.0.as_ref().ok_or_else(|| ClientError {
+            context: "use an admin client already released".into(),
+            source: rdkafka::error::KafkaError::Canceled,
+        })
+    }
 }
 
-/// Drops an admin client off the async runtime: dropping an rdkafka client joins its threads
-/// (`rd_kafka_destroy`), which can block for as long as a broker takes to let go.
-fn release(admin: AdminClient<DefaultClientContext>) {
-    match tokio::runtime::Handle::try_current() {
-        Ok(runtime) => drop(runtime.spawn_blocking(move || drop(admin))),
-        Err(_) => drop(admin),
+impl Drop for Admin {
+    fn drop(&mut self) {
+        let Some(client) = self.0.take() else { return };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(move || drop(client))),
+            Err(_) => drop(client),
+        }
     }
 }
 
@@ -62,7 +79,7 @@ async fn create(
     replication: i32,
     configs: &[(&str, &str)],
 ) -> Result<(), ClientError> {
-    let admin = admin_client(connection)?;
+    let admin = Admin::new(connection)?;
     let new_topics: Vec<NewTopic<'_>> = topics
         .iter()
         .map(|t| {
@@ -73,9 +90,11 @@ async fn create(
         })
         .collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-    let results = admin.create_topics(&new_topics, &options).await;
-    release(admin);
-    let results = results.map_err(client_error("create topics"))?;
+    let results = admin
+        .client()?
+        .create_topics(&new_topics, &options)
+        .await
+        .map_err(client_error("create topics"))?;
     for result in results {
         match result {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
@@ -91,45 +110,59 @@ async fn create(
 }
 
 /// The largest record batch the broker takes for each of `topics` (its `max.message.bytes`),
-/// read with one DescribeConfigs request, for a startup check against the producer's
-/// [`crate::EventProducer::message_max_bytes`]: when a topic's limit is lower, the broker
-/// refuses batches the producer built. Per topic `Ok(None)` when the broker does not answer it
-/// (no DescribeConfigs, or no such entry, as with tansu 0.6), an error when the broker refuses
-/// it for this topic (unknown topic, no authorization); an error for all when the request fails.
+/// by topic, read with one DescribeConfigs request (a topic named twice is asked once; the
+/// broker would answer it twice and librdkafka fail the request), for a startup check against
+/// the producer's [`crate::EventProducer::message_max_bytes`]: when a topic's limit is lower,
+/// the broker refuses batches the producer built. Per topic `Ok(None)` when the broker does not
+/// tell it (no DescribeConfigs, no such entry as with tansu 0.6, and with rdkafka 0.39 also a
+/// per-topic refusal, which it reports as an empty answer); an error for all when the request
+/// fails.
 pub async fn topics_max_message_bytes(
     connection: &Connection,
     topics: &[String],
     timeout: Duration,
-) -> Result<Vec<Result<Option<u64>, ClientError>>, ClientError> {
-    let admin = admin_client(connection)?;
+) -> Result<BTreeMap<String, Result<Option<u64>, ClientError>>, ClientError> {
+    let topics: Vec<String> = topics
+        .iter()
+        .cloned()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let admin = Admin::new(connection)?;
     let options = AdminOptions::new().request_timeout(Some(timeout));
     let specifiers: Vec<ResourceSpecifier<'_>> = topics
         .iter()
         .map(|topic| ResourceSpecifier::Topic(topic))
         .collect();
-    let answered = admin.describe_configs(&specifiers, &options).await;
-    release(admin);
-    max_message_bytes(topics, answered)
+    let answered = admin
+        .client()?
+        .describe_configs(&specifiers, &options)
+        .await;
+    max_message_bytes(&topics, answered)
 }
 
-/// What a DescribeConfigs answer says of each topic's `max.message.bytes`.
+/// What a DescribeConfigs answer (its results in the order of `topics`, as librdkafka returns
+/// them) says of each topic's `max.message.bytes`.
 fn max_message_bytes(
     topics: &[String],
     answered: rdkafka::error::KafkaResult<Vec<ConfigResourceResult>>,
-) -> Result<Vec<Result<Option<u64>, ClientError>>, ClientError> {
+) -> Result<BTreeMap<String, Result<Option<u64>, ClientError>>, ClientError> {
     let resources = match answered {
         Ok(resources) => resources,
         Err(e) if unsupported(request_code(&e)) => {
-            return Ok(topics.iter().map(|_| Ok(None)).collect())
+            return Ok(topics.iter().map(|t| (t.clone(), Ok(None))).collect())
         }
         Err(e) => return Err(client_error("describe the configs of the source topics")(e)),
     };
     let mut resources = resources.into_iter();
     Ok(topics
         .iter()
-        .map(|topic| match resources.next() {
-            None => Ok(None),
-            Some(resource) => topic_max_message_bytes(topic, resource),
+        .map(|topic| {
+            let limit = match resources.next() {
+                None => Ok(None),
+                Some(resource) => topic_max_message_bytes(topic, resource),
+            };
+            (topic.clone(), limit)
         })
         .collect())
 }
@@ -212,16 +245,16 @@ mod tests {
             Err(RDKafkaErrorCode::UnknownTopicOrPartition),
         ];
         let per_topic = max_message_bytes(&topics, Ok(answers)).expect("answered");
-        assert_eq!(per_topic[0].as_ref().ok(), Some(&Some(1_048_588)));
-        assert_eq!(per_topic[1].as_ref().ok(), Some(&None));
-        assert!(per_topic[2].is_err(), "{:?}", per_topic[2]);
+        assert_eq!(per_topic["t"].as_ref().ok(), Some(&Some(1_048_588)));
+        assert_eq!(per_topic["u"].as_ref().ok(), Some(&None));
+        assert!(per_topic["v"].is_err(), "{:?}", per_topic["v"]);
         // A broker without DescribeConfigs, for the whole request or for topics.
         let unsupported = Err(KafkaError::AdminOp(RDKafkaErrorCode::UnsupportedVersion));
         let none = max_message_bytes(&topics, unsupported).expect("not a failure");
-        assert!(none.iter().all(|t| matches!(t, Ok(None))), "{none:?}");
+        assert!(none.values().all(|t| matches!(t, Ok(None))), "{none:?}");
         let per_topic = vec![Err(RDKafkaErrorCode::UnsupportedVersion)];
         let none = max_message_bytes(&topics[..1], Ok(per_topic)).expect("answered");
-        assert!(matches!(none[..], [Ok(None)]), "{none:?}");
+        assert!(matches!(none["t"], Ok(None)), "{none:?}");
         // A request that failed fails for all.
         let timed_out = Err(KafkaError::AdminOp(RDKafkaErrorCode::OperationTimedOut));
         assert!(max_message_bytes(&topics, timed_out).is_err());

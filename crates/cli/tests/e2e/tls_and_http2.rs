@@ -185,16 +185,18 @@ async fn http2_peers_may_send_only_the_protocols_default_window_ahead() {
     assert_eq!(answer.await.expect("answer").status(), 200);
 
     let mut h2 = h2.ready().await.expect("ready");
+    // A length the source takes (its max_body_bytes is 960 KiB), so that no 413 ends the stream.
     let upload = Request::post(ingress.hook_url("github"))
-        .header("content-length", "1048576")
+        .header("content-length", "524288")
         .body(())
         .expect("request");
     let (_answer, mut stream) = h2.send_request(upload, false).expect("send");
-    stream.reserve_capacity(1024 * 1024);
+    stream.reserve_capacity(512 * 1024);
     let granted = futures::future::poll_fn(|cx| stream.poll_capacity(cx))
         .await
         .expect("capacity")
         .expect("capacity");
+    // The smaller of the stream's window and the connection's.
     assert_eq!(
         granted, 65_535,
         "bytes the peer may send ahead of the reads"

@@ -60,7 +60,8 @@ async fn broker_killed_mid_load_and_restarted_on_its_data() {
         "broker SIGKILL at 30% of the load, restarted on its sqlite data at 60%",
         &finished,
         &[("inbox", delivery)],
-        "503 kafka_unavailable while the broker is down (after kafka.delivery_timeout, 2 s here)",
+        "503 kafka_unavailable while the broker is down: at once once the producer knows no broker \
+         is reachable, after kafka.delivery_timeout (2 s here) for the requests in flight",
     );
 }
 

@@ -14,6 +14,15 @@ use spillway_worker::control;
 
 use crate::harness::{record, stack, start, Load};
 
+/// The worker cases pause partitions (an open circuit), resume from committed offsets (a new
+/// worker) or re-read retries, all fetches that can start inside a record batch, which tansu
+/// 0.6's memory storage answers without the rest of that batch (docs/development.md). One
+/// record per batch keeps that bug out of these cases in the short form too; the CI run of
+/// 2026-12-01 lost a delivery to it in `a_hanging_subscriber_does_not_hold_up_the_others`.
+fn one_record_batches() -> serde_json::Value {
+    json!({ "properties": { "batch.num.messages": "1" } })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn worker_killed_mid_batch_and_replaced() {
     let subscriber = TestSubscriber::ok().await;
@@ -21,7 +30,7 @@ async fn worker_killed_mid_batch_and_replaced() {
         &spillway_testkit::kafka_brokers(),
         &redis_nodes(),
         &[source("github"), source("acme")],
-        json!({}),
+        json!({ "kafka": one_record_batches() }),
         &[("inbox", &subscriber)],
     )
     .await;
@@ -67,6 +76,7 @@ async fn a_hanging_subscriber_does_not_hold_up_the_others() {
         &redis_nodes(),
         &[source("github"), source("slack")],
         json!({
+            "kafka": one_record_batches(),
             "worker": {
                 "retry_initial": "200ms",
                 "retry_max_delay": "1s",
@@ -142,6 +152,7 @@ async fn poison_events_are_dead_lettered_and_the_rest_flows() {
         &redis_nodes(),
         std::slice::from_ref(&github),
         json!({
+            "kafka": one_record_batches(),
             "worker": { "retry_initial": "100ms", "retry_max_delay": "200ms", "max_attempts": 3 }
         }),
         &[("inbox", &subscriber)],

@@ -81,6 +81,11 @@ pub struct IngressConfig {
     pub max_headers: usize,
     /// Streams one HTTP/2 connection may have open at once.
     pub http2_max_concurrent_streams: u32,
+    /// HTTP/2 flow-control window of a stream and of a connection, in bytes: what a peer may
+    /// send ahead of the ingress's reads, which waits in the connection's buffers outside the
+    /// body budget. HTTP/2's own 65,535 by default (hyper would grant 1 MiB); a connection then
+    /// carries about that much per round trip, shared by its streams.
+    pub http2_window_bytes: u32,
     /// HTTP/2 streams a client may open and reset before the server has accepted them; past
     /// it the connection is closed (the "rapid reset" flood, CVE-2023-44487).
     pub http2_max_pending_accept_reset_streams: usize,
@@ -134,6 +139,7 @@ impl Default for IngressConfig {
             max_header_bytes: 64 * 1024,
             max_headers: 100,
             http2_max_concurrent_streams: 32,
+            http2_window_bytes: 65_535,
             http2_max_pending_accept_reset_streams: 20,
             http2_max_local_error_reset_streams: 256,
             trusted_proxies: Vec::new(),

@@ -17,6 +17,7 @@ ingress:
   block_failing_clients: { failures: 0, window: 0s, duration: 500ms }
   max_headers: 0
   http2_max_concurrent_streams: 0
+  http2_window_bytes: 1024
   http2_max_pending_accept_reset_streams: 0
   http2_max_local_error_reset_streams: 0
   max_body_memory: 0
@@ -156,6 +157,7 @@ pub(super) const EVERYTHING_WRONG_MESSAGES: &[&str] = &[
     "ingress.block_failing_clients.failures: must be at least 1",
     "ingress.block_failing_clients.window: must be at least 1s",
     "ingress.block_failing_clients.duration: must be at least 1s",
+    "ingress.http2_window_bytes: must be from 65535 to 2147483647 (HTTP/2's bounds)",
     "ingress.max_headers: must be at least 1",
     "ingress.http2_max_concurrent_streams: must be at least 1",
     "ingress.http2_max_pending_accept_reset_streams: must be at least 1",

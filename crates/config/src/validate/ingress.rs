@@ -110,8 +110,19 @@ fn check_blocking(block: &BlockConfig, errors: &mut Vec<FieldError>) {
     }
 }
 
-/// The header count and the HTTP/2 stream limits: 0 would refuse every request.
+/// HTTP/2's initial window, the least a connection's can be, and the largest window it allows.
+const HTTP2_MIN_WINDOW: u32 = 65_535;
+const HTTP2_MAX_WINDOW: u32 = (1 << 31) - 1;
+
+/// The header count and the HTTP/2 stream limits: 0 would refuse every request. The window
+/// within HTTP/2's bounds (RFC 9113 6.5.2, 6.9.1).
 fn check_http2(ingress: &IngressConfig, errors: &mut Vec<FieldError>) {
+    if !(HTTP2_MIN_WINDOW..=HTTP2_MAX_WINDOW).contains(&ingress.http2_window_bytes) {
+        errors.push(err(
+            "ingress.http2_window_bytes",
+            format!("must be from {HTTP2_MIN_WINDOW} to {HTTP2_MAX_WINDOW} (HTTP/2's bounds)"),
+        ));
+    }
     for (field, value) in [
         ("ingress.max_headers", ingress.max_headers),
         (
