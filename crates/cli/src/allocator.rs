@@ -1,12 +1,12 @@
 //! The global allocator (mimalloc), and how soon it hands freed memory back to the OS.
 //!
 //! mimalloc 3 keeps freed pages resident for a second (`purge_delay`, 1000 ms) before it
-//! returns them. Under hostile traffic the ingress frees near-maximum bodies hundreds of times a
-//! second, so a second of them stays resident: the memory-pressure fault case measured 77-89 MiB
-//! peak resident against the 72 MiB the config then promised for a 4 MiB body budget, and 66-71
-//! MiB with a 10 ms delay (mimalloc 2's default). A pod limit counts resident memory, and memory the
-//! allocator still holds cannot be reclaimed by the kernel, so the ingress would be killed for
-//! memory it no longer uses.
+//! returns them. Under hostile traffic the ingress frees near-maximum bodies hundreds of times
+//! a second, so a second of them stays resident: the memory-pressure fault case measured 77-89
+//! MiB peak resident against the 72 MiB the config then promised for a 4 MiB body budget, and
+//! 66-71 MiB with a 10 ms delay (mimalloc 2's default). A pod limit counts resident memory, and
+//! memory the allocator still holds cannot be reclaimed by the kernel, so the ingress would be
+//! killed for memory it no longer uses.
 //!
 //! The option is set through mimalloc's C API because mimalloc reads its environment once, when
 //! the process loads, before `main` could set a variable; an operator's own

@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use serde_json::json;
+use spillway_config::{CONNECTION_BYTES, MEMORY_HEADROOM_BYTES};
 use spillway_testkit::spillway::{source, TestSource};
 use spillway_testkit::{redis_nodes, IngressProcess, TestSubscriber};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -32,7 +33,8 @@ const MAX_CONNECTIONS: u64 = 288;
 /// The least the config accepts for that budget and those connections (twice the budget, 64 KiB
 /// a connection and 64 MiB for the rest of the process): the memory the ingress promises to
 /// stay within.
-const MEMORY_LIMIT: u64 = 2 * BODY_MEMORY + MAX_CONNECTIONS * 64 * 1024 + 64 * MIB;
+const MEMORY_LIMIT: u64 =
+    2 * BODY_MEMORY + MAX_CONNECTIONS * CONNECTION_BYTES + MEMORY_HEADROOM_BYTES;
 /// The sources' largest body.
 const MAX_BODY: usize = 512 * 1024;
 /// Hostile clients that hold an upload open, and that send near-max bodies whole.
