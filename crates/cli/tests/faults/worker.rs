@@ -14,9 +14,9 @@ use spillway_worker::control;
 
 use crate::harness::{record, stack, start, Load};
 
-/// The worker cases pause partitions (an open circuit), resume from committed offsets (a new
-/// worker) or re-read retries, all fetches that can start inside a record batch, which tansu
-/// 0.6's memory storage answers without the rest of that batch (docs/development.md). One
+/// Two worker cases pause partitions (an open circuit) or resume from committed offsets (a new
+/// worker), fetches that can start inside a record batch, which tansu 0.6's memory storage
+/// answers without the rest of that batch (docs/development.md). One
 /// record per batch keeps that bug out of these cases in the short form too; the CI run of
 /// 2026-12-01 lost a delivery to it in `a_hanging_subscriber_does_not_hold_up_the_others`.
 fn one_record_batches() -> serde_json::Value {
@@ -152,7 +152,6 @@ async fn poison_events_are_dead_lettered_and_the_rest_flows() {
         &redis_nodes(),
         std::slice::from_ref(&github),
         json!({
-            "kafka": one_record_batches(),
             "worker": { "retry_initial": "100ms", "retry_max_delay": "200ms", "max_attempts": 3 }
         }),
         &[("inbox", &subscriber)],
