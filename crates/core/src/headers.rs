@@ -43,7 +43,11 @@ pub mod control {
     pub const LAST_ERROR: &str = "spillway-last-error";
     /// The last HTTP status, when there was one.
     pub const LAST_STATUS: &str = "spillway-last-status";
-    /// Why an event is a dead letter: `attempts_exhausted` or `target_refused`.
+    /// Milliseconds since the epoch at which a delivery was first postponed without an
+    /// attempt (its circuit open, its subscription slow); kept while it is postponed again.
+    pub const POSTPONED_SINCE: &str = "spillway-postponed-since";
+    /// Why an event is a dead letter: `attempts_exhausted`, `target_refused`,
+    /// `postponed_too_long` or `subscription_unknown`.
     pub const DEAD_REASON: &str = "spillway-dead-reason";
     /// Milliseconds since the epoch at which the event became a dead letter.
     pub const DEAD_AT: &str = "spillway-dead-at";
@@ -53,6 +57,7 @@ pub mod control {
         SUBSCRIPTION,
         ATTEMPT,
         NOT_BEFORE,
+        POSTPONED_SINCE,
         LAST_ERROR,
         LAST_STATUS,
         DEAD_REASON,

@@ -30,6 +30,22 @@ use crate::ssrf::{AddressPolicy, GuardedResolver, RefusedAddress};
 /// The part of an answer body read before the connection is reused; the rest is not waited for.
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
+/// How long the answer body is read after its status arrived. The status decides the
+/// outcome; the body is read only so the connection can be reused (L-15: a 200 whose body
+/// stalls is a success, not a failure retried later).
+const ANSWER_BODY_WAIT: Duration = Duration::from_secs(1);
+
+/// Bytes kept as they are in `spillway-dedupe-key`; everything else is percent-encoded, so
+/// any key (control characters, non-ASCII) makes a valid header, and one key one value.
+const DEDUPE_KEY_ESCAPES: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~')
+    .remove(b':')
+    .remove(b'/')
+    .remove(b'@');
+
 /// An event on its way to a subscriber.
 #[derive(Debug, Clone)]
 pub struct OutboundEvent {
@@ -39,6 +55,10 @@ pub struct OutboundEvent {
     pub event_type: Option<String>,
     pub content_type: Option<String>,
     pub traceparent: Option<String>,
+    /// The source's dedupe key (the provider's delivery or event id), when the source
+    /// deduplicates: the same for every copy of an event that at-least-once may deliver,
+    /// where `event_id` is not (a sender's retry after a lost answer gets a new one).
+    pub dedupe_key: Option<String>,
     /// Deliveries this event has already been through; sent incremented.
     pub hops: u32,
     pub body: Bytes,
@@ -161,13 +181,20 @@ impl HttpDeliverer {
             let response = self.client.request(request).await?;
             let status = response.status();
             let retry_after = retry_after(response.headers());
-            // Read (a bounded part of) the answer so the connection can be reused.
-            let _ = Limited::new(response.into_body(), MAX_ANSWER_BYTES)
-                .collect()
-                .await;
-            Ok::<_, hyper_util::client::legacy::Error>((status, retry_after))
+            Ok::<_, hyper_util::client::legacy::Error>((status, retry_after, response))
         };
-        match tokio::time::timeout(subscription.timeout, exchange).await {
+        let answered = match tokio::time::timeout(subscription.timeout, exchange).await {
+            Ok(Ok((status, retry_after, response))) => {
+                // Read (a bounded part of) the answer so the connection can be reused; a
+                // body that does not come is given up, the status stands.
+                let body = Limited::new(response.into_body(), MAX_ANSWER_BYTES).collect();
+                let _ = tokio::time::timeout(ANSWER_BODY_WAIT, body).await;
+                Ok(Ok((status, retry_after)))
+            }
+            Ok(Err(e)) => Ok(Err(e)),
+            Err(elapsed) => Err(elapsed),
+        };
+        match answered {
             Err(_) => DeliveryOutcome::Failed {
                 reason: format!("no answer within {:?}", subscription.timeout),
                 status: None,
@@ -208,7 +235,7 @@ fn build_request(
     subscription: &ResolvedSubscription,
     event: &OutboundEvent,
     attempt: u32,
-) -> Result<Request<Full<Bytes>>, http::Error> {
+) -> Result<Request<Full<Bytes>>, BuildError> {
     let now = SystemTime::now();
     let timestamp = unix_seconds(now);
     // One `v1,<base64>` per active secret, space-separated, as the spec allows for rotation.
@@ -228,6 +255,11 @@ fn build_request(
         .filter(|(name, _)| name == "webhook-signature")
         .map(|(_, value)| value)
         .collect();
+    // L-14: an unsigned delivery would be refused by every subscriber that verifies, and
+    // accepted by one that does not; neither is what the subscription asked for.
+    if signatures.is_empty() {
+        return Err(BuildError::NoActiveSecret);
+    }
     let mut request = Request::post(subscription.url.clone())
         .header("webhook-id", &event.event_id)
         .header("webhook-timestamp", timestamp.to_string())
@@ -243,8 +275,17 @@ fn build_request(
         .header(headers::HOP, (event.hops + 1).to_string())
         .header(headers::SOURCE, &event.source)
         .header(headers::control::ATTEMPT, attempt.to_string());
-    if let Some(t) = &event.event_type {
+    // L-5: an event type from a body can hold anything; one that is not a valid header value
+    // is left out rather than failing the delivery (subscribers still have the body).
+    if let Some(t) = event
+        .event_type
+        .as_deref()
+        .and_then(|t| http::HeaderValue::from_str(t).ok())
+    {
         request = request.header(headers::EVENT_TYPE, t);
+    }
+    if let Some(key) = &event.dedupe_key {
+        request = request.header(headers::DEDUPE_KEY, dedupe_identity(&event.source, key));
     }
     if let Some(tp) = &event.traceparent {
         request = request.header(headers::TRACEPARENT, tp);
@@ -252,7 +293,25 @@ fn build_request(
     for (name, value) in &subscription.headers {
         request = request.header(name, value);
     }
-    request.body(Full::new(event.body.clone()))
+    Ok(request.body(Full::new(event.body.clone()))?)
+}
+
+/// Why a request could not be built; retrying cannot help.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum BuildError {
+    #[error("every signing secret of the subscription has expired: add a new one")]
+    NoActiveSecret,
+    #[error(transparent)]
+    Http(#[from] http::Error),
+}
+
+/// `spillway-dedupe-key`: `<source>:<key>`, the key percent-encoded. Stable across every copy
+/// of an event, so subscribers drop the duplicates that at-least-once allows (M-11).
+pub(crate) fn dedupe_identity(source: &str, key: &str) -> String {
+    format!(
+        "{source}:{}",
+        percent_encoding::utf8_percent_encode(key, DEDUPE_KEY_ESCAPES)
+    )
 }
 
 fn literal_ip(host: &str) -> Option<IpAddr> {

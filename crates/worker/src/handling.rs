@@ -29,8 +29,11 @@ use crate::spans;
 use crate::topics::{tier_for, RetryTier};
 use crate::RetryPolicy;
 
-/// How long a park waits before writing the record again after Kafka did not take it.
+/// How long a park first waits before writing the record again after Kafka did not take it;
+/// doubled after each further refusal up to [`PARK_RETRY_MAX`] (M-2: a missing topic or a
+/// broker down is not hammered once a second by every parked delivery).
 const PARK_RETRY: Duration = Duration::from_secs(1);
+const PARK_RETRY_MAX: Duration = Duration::from_secs(30);
 
 /// At most this much of a failure's reason goes into `spillway-last-error`.
 const MAX_LAST_ERROR_CHARS: usize = 512;
@@ -51,6 +54,10 @@ pub(crate) struct Handling {
     pub(crate) producer: EventProducer,
     pub(crate) breakers: Breakers,
     pub(crate) metrics: WorkerMetrics,
+    /// How long a first attempt may hold its source partition (`worker.first_attempt_budget`).
+    pub(crate) first_attempt_budget: Duration,
+    /// How long a delivery may be postponed without an attempt (`worker.max_postponement`).
+    pub(crate) max_postponement: Duration,
 }
 
 // === impl Handling ===
@@ -99,14 +106,63 @@ impl Handling {
         let attempt: u32 = header_text(message, control::ATTEMPT)
             .and_then(|a| a.parse().ok())
             .unwrap_or(2);
-        let wanted = header_text(message, control::SUBSCRIPTION);
-        let Some(subscription) = wanted.as_deref().and_then(|id| self.subscriptions.find(id))
-        else {
-            tracing::warn!(subscription = ?wanted, "retry for a subscription that no longer exists; dropped");
-            return true;
+        let wanted = header_text(message, control::SUBSCRIPTION).unwrap_or_default();
+        let Some(subscription) = self.subscriptions.find(&wanted) else {
+            return self
+                .unknown_subscription(message, &wanted, attempt, cancel)
+                .await;
         };
         let event = self.outbound(message);
         self.attempt(message, &subscription, &event, attempt, cancel)
+            .await
+    }
+
+    /// A retry for a subscription this worker does not deliver to (M-6). Dropped only when
+    /// the registry removed it; otherwise (a worker whose config or registry lags behind the
+    /// one that parked it, a subscription this worker's config cannot resolve) it becomes a
+    /// dead letter, which can be redriven once the workers agree again.
+    async fn unknown_subscription(
+        &self,
+        message: &OwnedMessage,
+        id: &str,
+        attempt: u32,
+        cancel: &CancellationToken,
+    ) -> bool {
+        if self.subscriptions.was_removed(id) {
+            tracing::info!(
+                subscription = id,
+                "retry for a removed subscription; dropped"
+            );
+            self.metrics.dead_letter(id, "subscription_removed");
+            return true;
+        }
+        let control = [
+            (control::SUBSCRIPTION, id.to_owned()),
+            (control::ATTEMPT, attempt.saturating_sub(1).to_string()),
+            (
+                control::LAST_ERROR,
+                "no such subscription on the worker that owned the retry".to_owned(),
+            ),
+        ];
+        self.dead_letter(message, id, &control, "subscription_unknown", cancel)
+            .await
+    }
+
+    /// Writes `message` to the dead-letter topic with `control` and the reason `why`.
+    async fn dead_letter(
+        &self,
+        message: &OwnedMessage,
+        subscription: &str,
+        control: &[(&str, String)],
+        why: &str,
+        cancel: &CancellationToken,
+    ) -> bool {
+        let mut control = control.to_vec();
+        control.push((control::DEAD_REASON, why.to_owned()));
+        control.push((control::DEAD_AT, now_ms().to_string()));
+        self.metrics.dead_letter(subscription, why);
+        tracing::warn!(subscription, reason = why, "dead letter");
+        self.park(message, &self.dead_letter, &control, cancel)
             .await
     }
 
@@ -123,7 +179,25 @@ impl Handling {
         cancel: &CancellationToken,
     ) -> bool {
         let process = spans::process_span(message, subscription, event, attempt);
-        self.attempt_in_span(message, subscription, event, attempt, cancel)
+        self.attempt_in_span(message, subscription, event, attempt, None, cancel)
+            .instrument(process)
+            .await
+    }
+
+    /// The first attempt of a source record: as [`Self::attempt`], but a request still in hand
+    /// after `worker.first_attempt_budget` is given up and the delivery parked in the first
+    /// retry tier without spending an attempt (M-7), so the source partition's offsets keep
+    /// moving while a hanging subscriber takes its whole timeout in a retry lane.
+    pub(crate) async fn first_attempt(
+        &self,
+        message: &OwnedMessage,
+        subscription: &ResolvedSubscription,
+        event: &OutboundEvent,
+        cancel: &CancellationToken,
+    ) -> bool {
+        let process = spans::process_span(message, subscription, event, 1);
+        let budget = Some(self.first_attempt_budget);
+        self.attempt_in_span(message, subscription, event, 1, budget, cancel)
             .instrument(process)
             .await
     }
@@ -134,6 +208,7 @@ impl Handling {
         subscription: &ResolvedSubscription,
         event: &OutboundEvent,
         attempt: u32,
+        budget: Option<Duration>,
         cancel: &CancellationToken,
     ) -> bool {
         self.metrics.init_subscription(&subscription.id);
@@ -152,9 +227,23 @@ impl Handling {
         let started = Instant::now();
         let client = spans::delivery_span(subscription);
         let event = spans::with_span_parent(&client, event);
+        let out_of_budget = async {
+            match budget {
+                Some(budget) => tokio::time::sleep(budget).await,
+                None => std::future::pending().await,
+            }
+        };
         let outcome = tokio::select! {
             () = cancel.cancelled() => return false,
             outcome = self.deliverer.deliver(subscription, &event, attempt).instrument(client.clone()) => outcome,
+            () = out_of_budget => {
+                tracing::info!(subscription = %subscription.id, event_id = %event.event_id, "first attempt still in hand after worker.first_attempt_budget: parked as a retry");
+                self.metrics.delivery(&subscription.id, "postponed", None);
+                let first_tier = self.tiers.first().map(|t| t.delay).unwrap_or_default();
+                return self
+                    .postpone(message, subscription, attempt, first_tier, "in hand past worker.first_attempt_budget", cancel)
+                    .await;
+            }
         };
         spans::record_delivery(&client, &outcome);
         spans::log_outcome(subscription, &event, attempt, &outcome);
@@ -214,8 +303,7 @@ impl Handling {
         let next_delay = if refused {
             None
         } else {
-            self.policy
-                .delay_before(attempt + 1, retry_after, &mut rand::rng())
+            self.policy.delay_before(attempt + 1, retry_after)
         };
         let mut control: Vec<(&str, String)> = vec![
             (control::SUBSCRIPTION, subscription.id.clone()),
@@ -227,12 +315,12 @@ impl Handling {
         if let Some(status) = status {
             control.push((control::LAST_STATUS, status.to_string()));
         }
-        let topic = match next_delay.and_then(|d| tier_for(&self.tiers, d).map(|t| (t, d))) {
-            Some((tier, delay)) => {
+        match next_delay.and_then(|d| tier_for(&self.tiers, d)) {
+            Some(tier) => {
                 control.push((control::ATTEMPT, (attempt + 1).to_string()));
                 self.metrics.parked(&subscription.id);
-                control.push((control::NOT_BEFORE, (now_ms() + millis(delay)).to_string()));
-                tier.topic.as_str()
+                control.push((control::NOT_BEFORE, due_in(tier)));
+                self.park(message, &tier.topic, &control, cancel).await
             }
             None => {
                 control.push((control::ATTEMPT, attempt.to_string()));
@@ -241,18 +329,19 @@ impl Handling {
                 } else {
                     "attempts_exhausted"
                 };
-                control.push((control::DEAD_REASON, why.to_owned()));
-                control.push((control::DEAD_AT, now_ms().to_string()));
-                self.metrics.dead_letter(&subscription.id, why);
-                tracing::warn!(subscription = %subscription.id, attempts = attempt, reason = why, "dead letter");
-                self.dead_letter.as_str()
+                self.dead_letter(message, &subscription.id, &control, why, cancel)
+                    .await
             }
-        };
-        self.park(message, topic, &control, cancel).await
+        }
     }
 
     /// Parks a delivery for `wait` without spending an attempt: `attempt` is made when it is
     /// due. Used when a subscription's queue is full (it is slow) and while its circuit is open.
+    ///
+    /// M-1: a delivery postponed again and again waits longer each time (as long as it has
+    /// already been postponed, up to the longest tier), so an outage of a day rewrites each
+    /// record a few dozen times, not once per cooldown; and once it has been postponed for
+    /// `worker.max_postponement` it is dead-lettered with reason `postponed_too_long`.
     pub(crate) async fn postpone(
         &self,
         message: &OwnedMessage,
@@ -262,18 +351,34 @@ impl Handling {
         why: &str,
         cancel: &CancellationToken,
     ) -> bool {
-        let Some(tier) = tier_for(&self.tiers, wait) else {
-            return true;
-        };
-        let control = [
+        let now = now_ms();
+        let since = header_text(message, control::POSTPONED_SINCE)
+            .and_then(|t| t.parse::<u64>().ok())
+            .filter(|since| *since <= now)
+            .unwrap_or(now);
+        let postponed = Duration::from_millis(now - since);
+        let mut control = vec![
             (control::SUBSCRIPTION, subscription.id.clone()),
-            (control::ATTEMPT, attempt.to_string()),
-            (
-                control::NOT_BEFORE,
-                (now_ms() + millis(wait.max(tier.delay))).to_string(),
-            ),
+            (control::ATTEMPT, attempt.saturating_sub(1).to_string()),
+            (control::POSTPONED_SINCE, since.to_string()),
             (control::LAST_ERROR, format!("postponed: {why}")),
         ];
+        if postponed >= self.max_postponement {
+            return self
+                .dead_letter(
+                    message,
+                    &subscription.id,
+                    &control,
+                    "postponed_too_long",
+                    cancel,
+                )
+                .await;
+        }
+        let Some(tier) = tier_for(&self.tiers, wait.max(postponed)) else {
+            return true;
+        };
+        control[1].1 = attempt.to_string();
+        control.push((control::NOT_BEFORE, due_in(tier)));
         self.metrics.parked(&subscription.id);
         self.park(message, &tier.topic, &control, cancel).await
     }
@@ -288,6 +393,7 @@ impl Handling {
         cancel: &CancellationToken,
     ) -> bool {
         let headers = parked_headers(message, control);
+        let mut pause = PARK_RETRY;
         loop {
             let sent = self
                 .producer
@@ -304,8 +410,9 @@ impl Handling {
                     tracing::warn!(error = %e, topic, "cannot park a delivery yet; trying again");
                     tokio::select! {
                         () = cancel.cancelled() => return false,
-                        () = tokio::time::sleep(PARK_RETRY) => {}
+                        () = tokio::time::sleep(pause) => {}
                     }
+                    pause = (pause * 2).min(PARK_RETRY_MAX);
                 }
             }
         }
@@ -325,6 +432,7 @@ impl Handling {
             event_type,
             content_type: header(headers::CONTENT_TYPE),
             traceparent: header(headers::TRACEPARENT),
+            dedupe_key: header(headers::DEDUPE_KEY),
             hops: header(headers::HOP)
                 .and_then(|h| h.parse().ok())
                 .unwrap_or(0),
@@ -332,6 +440,13 @@ impl Handling {
             body,
         }
     }
+}
+
+/// `NOT_BEFORE` of a record parked in `tier` now: exactly the tier's delay, so due times rise
+/// with offsets within a tier and a lane waiting for its head never holds up a later record
+/// that is due sooner (M-12).
+fn due_in(tier: &RetryTier) -> String {
+    (now_ms() + millis(tier.delay)).to_string()
 }
 
 #[cfg(test)]

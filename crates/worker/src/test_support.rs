@@ -30,6 +30,12 @@ pub(crate) const DEAD_LETTER: &str = "t.worker.dead-letter";
 /// The retry policy's attempts: the fourth failure is a dead letter.
 pub(crate) const MAX_ATTEMPTS: u32 = 4;
 
+/// The kit's `worker.first_attempt_budget`.
+pub(crate) const FIRST_ATTEMPT_BUDGET: Duration = Duration::from_secs(15);
+
+/// The kit's `worker.max_postponement`.
+pub(crate) const MAX_POSTPONEMENT: Duration = Duration::from_secs(3600);
+
 /// The retry tier topic that waits `secs` (tiers: 1 s, 2 s, 4 s, 8 s).
 pub(crate) fn tier(secs: u64) -> String {
     format!("{PREFIX}worker.retry.{secs}s")
@@ -102,6 +108,21 @@ pub(crate) fn record(
     )
 }
 
+/// A produced record (a parked retry) as the retry consumer reads it back.
+pub(crate) fn record_of(produced: &ProducedRecord) -> OwnedMessage {
+    let headers: Vec<(&str, &[u8])> = produced
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_slice()))
+        .collect();
+    record(
+        &produced.topic,
+        produced.offset,
+        &headers,
+        produced.value.as_deref().unwrap_or_default(),
+    )
+}
+
 /// A `push` event of the github source as the ingress writes it, its event id `e-<offset>`.
 pub(crate) fn source_record(offset: i64) -> OwnedMessage {
     let id = format!("e-{offset}");
@@ -154,7 +175,7 @@ pub(crate) struct Kit {
     pub(crate) subscribers: MemoryDeliverer,
 }
 
-/// A kit delivering to `subscriptions`, retrying after 1, 2, 4 then 8 s (no jitter) for
+/// A kit delivering to `subscriptions`, retrying after 1, 2, 4 then 8 s for
 /// [`MAX_ATTEMPTS`], its breakers opening after `breaker_failures` failures (0: never) for
 /// 30 s.
 pub(crate) fn kit_with(subscriptions: Vec<ResolvedSubscription>, breaker_failures: u32) -> Kit {
@@ -164,7 +185,6 @@ pub(crate) fn kit_with(subscriptions: Vec<ResolvedSubscription>, breaker_failure
         initial: Duration::from_secs(1),
         max_delay: Duration::from_secs(8),
         max_attempts: MAX_ATTEMPTS,
-        jitter: 0.0,
     };
     let source = github_source();
     let handling = Handling {
@@ -178,6 +198,8 @@ pub(crate) fn kit_with(subscriptions: Vec<ResolvedSubscription>, breaker_failure
         producer: EventProducer::memory(kafka.clone()),
         breakers: Breakers::new(breaker_failures, Duration::from_secs(30)),
         metrics: WorkerMetrics::new().expect("metrics"),
+        first_attempt_budget: FIRST_ATTEMPT_BUDGET,
+        max_postponement: MAX_POSTPONEMENT,
     };
     Kit {
         handling: Arc::new(handling),

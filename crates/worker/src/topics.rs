@@ -41,13 +41,14 @@ pub(crate) fn tiers_for(policy: &RetryPolicy, prefix: &str) -> Vec<RetryTier> {
     }
 }
 
-/// The tier a delay waits in: the longest tier not longer than it.
+/// The tier a delay waits in: the shortest tier at least as long as it (the longest tier for
+/// a delay longer than every tier). A record waits exactly its tier's delay, never less than
+/// asked for (a subscriber's Retry-After is honoured) and never more than one doubling.
 pub fn tier_for(tiers: &[RetryTier], delay: Duration) -> Option<&RetryTier> {
     tiers
         .iter()
-        .rev()
-        .find(|t| t.delay <= delay)
-        .or_else(|| tiers.first())
+        .find(|t| t.delay >= delay)
+        .or_else(|| tiers.last())
 }
 
 pub fn dead_letter_topic(config: &Config) -> String {
@@ -83,7 +84,6 @@ mod tests {
             initial,
             max_delay: max,
             max_attempts: 10,
-            jitter: 0.0,
         }
     }
 
@@ -112,17 +112,21 @@ mod tests {
     }
 
     #[test]
-    fn a_delay_waits_in_the_longest_tier_not_longer_than_it() {
+    fn a_delay_waits_in_the_shortest_tier_at_least_as_long_as_it() {
         let t = tiers_for(
             &policy(Duration::from_secs(1), Duration::from_secs(600)),
             "",
         );
         let pick = |s: f64| tier_for(&t, Duration::from_secs_f64(s)).map(|t| t.delay.as_secs());
+        assert_eq!(pick(0.0), Some(1));
         assert_eq!(pick(0.5), Some(1), "shorter than every tier: the first");
         assert_eq!(pick(1.0), Some(1));
-        assert_eq!(pick(3.9), Some(2));
-        assert_eq!(pick(4.2), Some(4));
-        assert_eq!(pick(599.0), Some(512));
-        assert_eq!(pick(3600.0), Some(600));
+        assert_eq!(pick(3.9), Some(4));
+        assert_eq!(pick(4.0), Some(4));
+        assert_eq!(pick(4.2), Some(8));
+        assert_eq!(pick(511.0), Some(512), "a Retry-After of 511 s is honoured");
+        assert_eq!(pick(599.0), Some(600));
+        assert_eq!(pick(3600.0), Some(600), "longer than every tier: the last");
+        assert_eq!(tier_for(&[], Duration::from_secs(1)), None);
     }
 }

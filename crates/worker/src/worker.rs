@@ -131,6 +131,8 @@ impl Worker {
                     config.worker.breaker_cooldown,
                 ),
                 metrics: WorkerMetrics::new().map_err(|e| ConfigProblem::Metrics(Box::new(e)))?,
+                first_attempt_budget: config.worker.first_attempt_budget,
+                max_postponement: config.worker.max_postponement,
             }),
             consumer_config,
             group_id: config.worker.group_id.clone(),

@@ -66,9 +66,36 @@ pub struct WorkerConfig {
     pub retry_max_delay: Duration,
     /// Attempts in all (the first one included) before an event is dead-lettered.
     pub max_attempts: u32,
-    /// Random spread of each delay, as a fraction (0.2 = +/-20%), so that retries of many
-    /// events do not arrive at a recovering subscriber all at once.
+    /// No longer used, accepted so older configs still load: every retry now waits exactly
+    /// its tier's delay, so that due times rise with offsets within a tier (one subscriber's
+    /// long wait cannot hold up another's retries). The spread of the failures themselves
+    /// spreads the retries.
     pub retry_jitter: f64,
+    /// The longest `timeout` a subscription may have (the config file's and the API's alike).
+    #[serde(with = "humantime_serde")]
+    pub max_subscription_timeout: Duration,
+    /// How long a first attempt may hold its source partition: past it the request is given
+    /// up and the delivery is parked in the first retry tier (without spending an attempt),
+    /// where it gets the subscription's whole timeout, so the partition's offsets keep moving.
+    #[serde(with = "humantime_serde")]
+    pub first_attempt_budget: Duration,
+    /// How long a delivery may be postponed without an attempt (its circuit open, its
+    /// subscription slow) before it is dead-lettered with reason `postponed_too_long`.
+    #[serde(with = "humantime_serde")]
+    pub max_postponement: Duration,
+    /// Bytes of records a worker holds at once in its lanes, queued or in hand (payloads,
+    /// each counted twice: the record and the event built from it). A partition whose lane
+    /// holds more than its share is paused until it has worked its share down to half.
+    pub max_record_memory: u64,
+    /// Bytes librdkafka may prefetch per consumer (the worker has two): its
+    /// `queued.max.messages.kbytes`, and `fetch.max.bytes` unless that is set in
+    /// `consumer_properties`.
+    pub consumer_prefetch_bytes: u64,
+    /// The memory limit of the worker's container (the chart sets it from
+    /// `worker.resources.limits.memory`). When set, `check-config` refuses record memory and
+    /// prefetch that do not fit: 2 x `max_record_memory` + 2 x `consumer_prefetch_bytes` +
+    /// 64 MiB must not pass it.
+    pub memory_limit: Option<u64>,
 }
 
 impl Default for WorkerConfig {
@@ -91,6 +118,12 @@ impl Default for WorkerConfig {
             retry_max_delay: Duration::from_secs(600),
             max_attempts: 12,
             retry_jitter: 0.2,
+            max_subscription_timeout: Duration::from_secs(60),
+            first_attempt_budget: Duration::from_secs(15),
+            max_postponement: Duration::from_secs(24 * 3600),
+            max_record_memory: 64 << 20,
+            consumer_prefetch_bytes: 16 << 20,
+            memory_limit: None,
         }
     }
 }
@@ -116,6 +149,12 @@ impl std::fmt::Debug for WorkerConfig {
             retry_max_delay,
             max_attempts,
             retry_jitter,
+            max_subscription_timeout,
+            first_attempt_budget,
+            max_postponement,
+            max_record_memory,
+            consumer_prefetch_bytes,
+            memory_limit,
         } = self;
         f.debug_struct("WorkerConfig")
             .field("admin_listen", admin_listen)
@@ -138,6 +177,12 @@ impl std::fmt::Debug for WorkerConfig {
             .field("retry_max_delay", retry_max_delay)
             .field("max_attempts", max_attempts)
             .field("retry_jitter", retry_jitter)
+            .field("max_subscription_timeout", max_subscription_timeout)
+            .field("first_attempt_budget", first_attempt_budget)
+            .field("max_postponement", max_postponement)
+            .field("max_record_memory", max_record_memory)
+            .field("consumer_prefetch_bytes", consumer_prefetch_bytes)
+            .field("memory_limit", memory_limit)
             .finish()
     }
 }

@@ -139,8 +139,16 @@ fn check<'a, S: SubscriptionSecret>(
     }
     let secrets = secrets(&sub.secrets, at, access, &mut errors);
     let headers = headers(sub, at, &mut errors);
-    if sub.timeout.is_zero() {
-        errors.push(err(field("timeout"), "must be greater than zero"));
+    let longest = config.worker.max_subscription_timeout;
+    if sub.timeout.is_zero() || sub.timeout > longest {
+        errors.push(err(
+            field("timeout"),
+            format!(
+                "must be greater than zero and at most worker.max_subscription_timeout ({}): \
+                 a delivery in hand holds retry capacity and its partition's offsets",
+                humantime_serde::re::humantime::format_duration(longest)
+            ),
+        ));
     }
     if sub.rate_limit == Some(0) {
         errors.push(err(
@@ -225,11 +233,38 @@ fn headers<S>(
             http::HeaderName::from_bytes(name.as_bytes()),
             http::HeaderValue::from_str(value),
         ) {
+            (Ok(n), _) if is_reserved(&n) => errors.push(err(
+                format!("{at}headers.{name}"),
+                "set by the worker itself (Host, framing, Standard Webhooks and spillway- \
+                 headers cannot be overridden)",
+            )),
             (Ok(n), Ok(v)) => headers.push((n, v)),
             _ => errors.push(err(format!("{at}headers.{name}"), "not a valid header")),
         }
     }
     headers
+}
+
+/// L-4: headers a subscription may not set. `Host` would aim a shared front-end at another
+/// virtual host; the framing headers would desynchronise the request; the signature headers
+/// and `spillway-*` are what subscribers verify and deduplicate on.
+fn is_reserved(name: &http::HeaderName) -> bool {
+    const RESERVED: &[&str] = &[
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "upgrade",
+        "te",
+        "trailer",
+        "content-type",
+        "webhook-id",
+        "webhook-timestamp",
+        "webhook-signature",
+        "traceparent",
+    ];
+    let name = name.as_str();
+    RESERVED.contains(&name) || name.starts_with(spillway_core::headers::RESERVED_PREFIX)
 }
 
 /// Whether `base` (a URL as configured) has the same scheme, host and port as `url`.

@@ -223,3 +223,61 @@ fn properties_that_spillway_sets_itself_are_refused_and_others_pass() {
         );
     }
 }
+
+#[test]
+fn the_worker_s_record_memory_and_prefetch_fit_its_memory_limit() {
+    // 2 x 64 MiB + 2 x 16 MiB + 64 MiB = 224 MiB by default.
+    let at_edge = config("worker: { memory_limit: 234881024 }", "");
+    assert_eq!(errors(&at_edge, Process::All), Vec::<String>::new());
+    let under = config("worker: { memory_limit: 234881023 }", "");
+    assert_eq!(
+        errors(&under, Process::All),
+        [
+            "worker.memory_limit: 223 MiB cannot hold 2 x worker.max_record_memory + 2 x \
+          worker.consumer_prefetch_bytes + 64 MiB = 224 MiB: lower those or raise the limit"
+        ]
+    );
+    let tiny = config(
+        "worker: { max_record_memory: 1000, consumer_prefetch_bytes: 1000 }",
+        "",
+    );
+    assert_eq!(
+        errors(&tiny, Process::All),
+        [
+            "worker.max_record_memory: must be at least 1 MiB",
+            "worker.consumer_prefetch_bytes: must be at least 1 MiB"
+        ]
+    );
+}
+
+#[test]
+fn a_subscription_s_timeout_is_bounded_and_its_headers_cannot_replace_the_worker_s() {
+    let text = |timeout: &str, header: &str| {
+        format!(
+            "worker: {{ max_subscription_timeout: 30s }}\nsubscriptions:\n  - id: s\n    \
+             url: https://example.com/\n    secrets: [{{ id: a, env: SUB_SECRET }}]\n    \
+             timeout: {timeout}\n    headers: {{ {header}: x }}\n"
+        )
+    };
+    Jail::expect_with(|jail| {
+        jail.set_env("SUB_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
+        let fine = config(&text("30s", "x-team"), "");
+        assert_eq!(errors(&fine, Process::Worker), Vec::<String>::new());
+        let long = config(&text("31s", "Host"), "");
+        assert_eq!(
+            errors(&long, Process::Worker),
+            [
+                "subscriptions[0].headers.Host: set by the worker itself (Host, framing, \
+                 Standard Webhooks and spillway- headers cannot be overridden)",
+                "subscriptions[0].timeout: must be greater than zero and at most \
+                 worker.max_subscription_timeout (30s): a delivery in hand holds retry \
+                 capacity and its partition's offsets"
+            ]
+        );
+        for reserved in ["webhook-signature", "Content-Length", "spillway-dedupe-key"] {
+            let refused = config(&text("1s", reserved), "");
+            assert_eq!(errors(&refused, Process::Worker).len(), 1, "{reserved}");
+        }
+        Ok(())
+    });
+}

@@ -226,7 +226,7 @@ pub(super) const EVERYTHING_WRONG_MESSAGES: &[&str] = &[
     "subscriptions[0].sources[0]: no source named \"nope\"",
     "subscriptions[0].secrets: at least one signing secret is required",
     "subscriptions[0].headers.bad header: not a valid header",
-    "subscriptions[0].timeout: must be greater than zero",
+    "subscriptions[0].timeout: must be greater than zero and at most worker.max_subscription_timeout (1m): a delivery in hand holds retry capacity and its partition's offsets",
     "subscriptions[0].rate_limit: must be at least 1 delivery per second (leave it out for no limit)",
     "subscriptions[1].url: points at this cluster's own ingress (https://hooks.example.com): its events would loop back in",
     "subscriptions[1].secrets[0]: file: cannot read /nonexistent/sub: No such file or directory (os error 2)",

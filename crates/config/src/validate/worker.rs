@@ -41,6 +41,57 @@ pub(super) fn validate(w: &WorkerConfig, errors: &mut Vec<FieldError>) {
     if !(0.0..1.0).contains(&w.retry_jitter) {
         errors.push(err("worker.retry_jitter", "must be in [0, 1)"));
     }
+    for (field, value) in [
+        (
+            "worker.max_subscription_timeout",
+            w.max_subscription_timeout,
+        ),
+        ("worker.first_attempt_budget", w.first_attempt_budget),
+        ("worker.max_postponement", w.max_postponement),
+    ] {
+        if value.is_zero() {
+            errors.push(err(field, "must be greater than zero"));
+        }
+    }
+    check_memory(w, errors);
+}
+
+/// What a worker needs beside its records and librdkafka's prefetch: the runtime, the HTTP
+/// client's connections, the registry and the metrics.
+pub const WORKER_BASE_BYTES: u64 = 64 << 20;
+
+/// H-6: the worker's memory is bounded in bytes, and with a container limit the bound must fit.
+fn check_memory(w: &WorkerConfig, errors: &mut Vec<FieldError>) {
+    const MIB: u64 = 1 << 20;
+    if w.max_record_memory < MIB {
+        errors.push(err("worker.max_record_memory", "must be at least 1 MiB"));
+    }
+    if w.consumer_prefetch_bytes < MIB {
+        errors.push(err(
+            "worker.consumer_prefetch_bytes",
+            "must be at least 1 MiB",
+        ));
+    }
+    let Some(limit) = w.memory_limit else {
+        return;
+    };
+    let needed = w
+        .max_record_memory
+        .saturating_mul(2)
+        .saturating_add(w.consumer_prefetch_bytes.saturating_mul(2))
+        .saturating_add(WORKER_BASE_BYTES);
+    if needed > limit {
+        errors.push(err(
+            "worker.memory_limit",
+            format!(
+                "{} MiB cannot hold 2 x worker.max_record_memory + 2 x \
+                 worker.consumer_prefetch_bytes + 64 MiB = {} MiB: lower those or raise the \
+                 limit",
+                limit / MIB,
+                needed.div_ceil(MIB)
+            ),
+        ));
+    }
 }
 
 /// A drain that outlasts the consumer session gets the worker thrown out of its group.

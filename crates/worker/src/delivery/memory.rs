@@ -112,6 +112,7 @@ mod tests {
             event_type: None,
             content_type: None,
             traceparent: None,
+            dedupe_key: None,
             hops: 0,
             body: bytes::Bytes::from_static(b"{}"),
         }

@@ -13,12 +13,13 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::control::{
-    ATTEMPT, DEAD_AT, DEAD_REASON, LAST_ERROR, LAST_STATUS, NOT_BEFORE, SUBSCRIPTION,
+    ATTEMPT, DEAD_AT, DEAD_REASON, LAST_ERROR, LAST_STATUS, NOT_BEFORE, POSTPONED_SINCE,
+    SUBSCRIPTION,
 };
 use crate::delivery::{DeliveryOutcome, MemoryAnswer};
 use crate::test_support::{
-    all_headers, failed, kit, kit_with, number, record, retry_record, source_record, subscription,
-    tier, Kit, DEAD_LETTER, MAX_ATTEMPTS, SOURCE_TOPIC,
+    all_headers, failed, kit, kit_with, number, record, record_of, retry_record, source_record,
+    subscription, tier, Kit, DEAD_LETTER, MAX_ATTEMPTS, MAX_POSTPONEMENT, SOURCE_TOPIC,
 };
 
 const TRACEPARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
@@ -126,10 +127,43 @@ async fn a_subscriber_s_retry_after_sets_a_later_due_time() {
     let before = now_ms();
     assert!(attempt(&kit, &source_record(0), &sub, 1).await);
     let parked = kit.kafka.records().pop().expect("parked");
-    // Six seconds wait in the longest tier not longer than that: 4 s.
-    assert_eq!(parked.topic, tier(4));
-    assert!(due_after(number(&parked, NOT_BEFORE), before, 6_000));
+    // Six seconds wait in the shortest tier at least that long, exactly its delay: due times
+    // within a tier rise with its offsets (M-12).
+    assert_eq!(parked.topic, tier(8));
+    assert!(due_after(number(&parked, NOT_BEFORE), before, 8_000));
     assert_eq!(parked.header(ATTEMPT), Some("2"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_subscriber_s_long_retry_after_does_not_hold_up_another_s_retries_in_its_tier() {
+    let (slow, quick) = (subscription("slow"), subscription("quick"));
+    let kit = kit(vec![slow.clone(), quick.clone()]);
+    kit.subscribers
+        .then(MemoryAnswer::Now(DeliveryOutcome::Failed {
+            reason: "answered 429".into(),
+            status: Some(429),
+            retry_after: Some(Duration::from_secs(7)),
+        }))
+        .then(MemoryAnswer::Now(failed(500)));
+    // The slow one asks for 7 s; the quick one's third attempt fails and waits 4 s.
+    assert!(attempt(&kit, &source_record(0), &slow, 2).await);
+    assert!(attempt(&kit, &source_record(1), &quick, 3).await);
+    // Within a tier, a later record is never due before an earlier one: a lane waiting for
+    // its head holds up nothing that is due sooner.
+    let records = kit.kafka.records();
+    assert_eq!(records.len(), 2, "{records:?}");
+    for (i, earlier) in records.iter().enumerate() {
+        for later in &records[i + 1..] {
+            if later.topic == earlier.topic {
+                assert!(
+                    number(earlier, NOT_BEFORE) <= number(later, NOT_BEFORE),
+                    "{earlier:?} is due after {later:?}"
+                );
+            }
+        }
+    }
+    assert_eq!(records[0].topic, tier(8), "7 s wait in the 8 s tier");
+    assert_eq!(records[1].topic, tier(4));
 }
 
 #[tokio::test(start_paused = true)]
@@ -215,10 +249,83 @@ async fn an_open_circuit_postpones_keeping_the_attempt_number() {
         postponed.header(LAST_ERROR),
         Some("postponed: circuit open")
     );
-    let due = number(postponed, NOT_BEFORE);
+    assert!(due_after(number(postponed, NOT_BEFORE), before, 8_000));
+    assert!(due_after(number(postponed, POSTPONED_SINCE), before, 0));
+}
+
+/// `produced` as read back, postponed since `ago` before now.
+fn postponed_since(produced: &spillway_kafka::ProducedRecord, ago: Duration) -> OwnedMessage {
+    let mut produced = produced.clone();
+    let since = now_ms() - ago.as_millis() as u64;
+    produced.headers.retain(|(k, _)| k != POSTPONED_SINCE);
+    produced
+        .headers
+        .push((POSTPONED_SINCE.into(), since.to_string().into_bytes()));
+    record_of(&produced)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_delivery_postponed_again_keeps_when_it_was_first_postponed_and_waits_longer() {
+    let sub = subscription("s1");
+    let kit = kit(vec![sub.clone()]);
+    let cancel = CancellationToken::new();
+    let before = now_ms();
+    let one_second = Duration::from_secs(1);
     assert!(
-        (before + 29_000..=now_ms() + 30_000).contains(&due),
-        "due when the circuit half-opens"
+        kit.handling
+            .postpone(&source_record(0), &sub, 1, one_second, "x", &cancel)
+            .await
+    );
+    let first = kit.kafka.records().pop().expect("parked");
+    assert_eq!(first.topic, tier(1));
+    let since = number(&first, POSTPONED_SINCE);
+    assert!(due_after(since, before, 0));
+    // Postponed again: it keeps its first postponement, and waits as long as it has waited.
+    assert!(
+        kit.handling
+            .postpone(&record_of(&first), &sub, 1, one_second, "x", &cancel)
+            .await
+    );
+    let again = kit.kafka.records().pop().expect("parked");
+    assert_eq!(number(&again, POSTPONED_SINCE), since);
+    for (ago_secs, tier_secs) in [(3, 4), (7, 8), (600, 8)] {
+        let waited = postponed_since(&first, Duration::from_secs(ago_secs));
+        assert!(
+            kit.handling
+                .postpone(&waited, &sub, 1, one_second, "x", &cancel)
+                .await
+        );
+        let parked = kit.kafka.records().pop().expect("parked again");
+        assert_eq!(parked.topic, tier(tier_secs), "postponed {ago_secs} s ago");
+        assert_eq!(parked.header(ATTEMPT), Some("1"));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_delivery_postponed_past_the_bound_is_dead_lettered_with_its_reason() {
+    let sub = subscription("s1");
+    let kit = kit_with(vec![sub.clone()], 1);
+    kit.subscribers.behave(MemoryAnswer::Now(failed(500)));
+    assert!(attempt(&kit, &source_record(0), &sub, 1).await);
+    // The circuit is open: its retry is postponed, not attempted.
+    let cancel = CancellationToken::new();
+    let retry = kit.kafka.records().pop().expect("parked");
+    assert!(kit.handling.retry(&record_of(&retry), &cancel).await);
+    let postponed = kit.kafka.records().pop().expect("postponed");
+    assert_eq!(postponed.topic, tier(8));
+    // Still open when it has been postponed for worker.max_postponement: a dead letter.
+    let too_long = postponed_since(&postponed, MAX_POSTPONEMENT);
+    assert!(kit.handling.retry(&too_long, &cancel).await);
+    let dead = kit.kafka.records().pop().expect("dead letter");
+    assert_eq!(dead.topic, DEAD_LETTER);
+    assert_eq!(dead.header(DEAD_REASON), Some("postponed_too_long"));
+    assert_eq!(dead.header(SUBSCRIPTION), Some("s1"));
+    assert_eq!(dead.header(ATTEMPT), Some("1"), "attempts made");
+    assert_eq!(dead.header(NOT_BEFORE), None);
+    assert_eq!(
+        kit.subscribers.deliveries().len(),
+        1,
+        "only the first attempt"
     );
 }
 
@@ -250,8 +357,8 @@ async fn park_keeps_trying_until_kafka_takes_the_record() {
         .then(MemoryBehaviour::TimeOut(Duration::from_secs(5)));
     let started = Instant::now();
     assert!(attempt(&kit, &source_record(0), &sub, 1).await);
-    // A second between tries, and the time-out's own five.
-    assert_eq!(started.elapsed(), Duration::from_secs(8));
+    // 1 s, then 2 s between tries (backing off), the time-out's own five, then 4 s.
+    assert_eq!(started.elapsed(), Duration::from_secs(12));
     let records = kit.kafka.records();
     assert_eq!(records.len(), 1, "{records:?}");
     assert_eq!(records[0].topic, tier(1));
@@ -336,7 +443,7 @@ async fn a_slow_subscription_s_delivery_is_postponed_as_its_first_attempt() {
 async fn a_postponement_waits_at_least_as_long_as_its_tier() {
     let sub = subscription("s1");
     let kit = kit(vec![sub.clone()]);
-    for (wait_ms, topic, due_ms) in [(500, tier(1), 1_000), (3_000, tier(2), 3_000)] {
+    for (wait_ms, topic, due_ms) in [(500, tier(1), 1_000), (3_000, tier(4), 4_000)] {
         let before = now_ms();
         let wait = Duration::from_millis(wait_ms);
         let cancel = CancellationToken::new();
@@ -355,8 +462,15 @@ async fn a_postponement_waits_at_least_as_long_as_its_tier() {
 // --- retries ---
 
 #[tokio::test(start_paused = true)]
-async fn a_retry_for_a_deleted_subscription_is_dropped_and_settles() {
+async fn a_retry_for_a_subscription_the_registry_removed_is_dropped_and_settles() {
     let kit = kit(vec![subscription("s1")]);
+    kit.handling.subscriptions.apply(
+        spillway_kafka::Delivered {
+            partition: 0,
+            offset: 0,
+        },
+        crate::registry::Change::Remove("gone".into()),
+    );
     let message = retry_record(0, "gone", 2, 0);
     assert!(
         kit.handling
@@ -365,6 +479,24 @@ async fn a_retry_for_a_deleted_subscription_is_dropped_and_settles() {
     );
     assert!(kit.subscribers.deliveries().is_empty());
     assert!(kit.kafka.records().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_for_a_subscription_this_worker_does_not_know_is_dead_lettered() {
+    let kit = kit(vec![subscription("s1")]);
+    let message = retry_record(0, "unknown", 3, 0);
+    assert!(
+        kit.handling
+            .retry(&message, &CancellationToken::new())
+            .await
+    );
+    assert!(kit.subscribers.deliveries().is_empty());
+    let dead = kit.kafka.records_in(DEAD_LETTER);
+    assert_eq!(dead.len(), 1, "{:?}", kit.kafka.records());
+    assert_eq!(dead[0].header(DEAD_REASON), Some("subscription_unknown"));
+    assert_eq!(dead[0].header(SUBSCRIPTION), Some("unknown"));
+    assert_eq!(dead[0].header(ATTEMPT), Some("2"), "attempts made");
+    assert_eq!(dead[0].header(headers::EVENT_ID), Some("e-0"));
 }
 
 #[tokio::test(start_paused = true)]

@@ -134,7 +134,7 @@ fn subscription_task(lane: &LaneContext, settled: Arc<Notify>) -> mpsc::Sender<J
                 },
             };
             if !handling
-                .attempt(&job.message, &job.subscription, &job.event, 1, &abandon)
+                .first_attempt(&job.message, &job.subscription, &job.event, &abandon)
                 .await
             {
                 return;

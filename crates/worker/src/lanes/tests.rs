@@ -13,7 +13,7 @@ use super::*;
 use crate::control::{ATTEMPT, LAST_ERROR};
 use crate::delivery::{DeliveryOutcome, MemoryAnswer};
 use crate::test_support::{
-    kit, retry_record, source_record, subscription, tier, Kit, OffsetRecorder,
+    kit, retry_record, source_record, subscription, tier, Kit, OffsetRecorder, FIRST_ATTEMPT_BUDGET,
 };
 
 const DELIVERED: MemoryAnswer = MemoryAnswer::Now(DeliveryOutcome::Delivered { status: 200 });
@@ -149,7 +149,8 @@ async fn an_abandoned_source_lane_stores_nothing_past_the_delivery_it_gave_up() 
     }
     run_for(1).await;
     running.lane.handback.cancel();
-    run_for(60).await;
+    // Within worker.first_attempt_budget: the delivery is still in hand.
+    run_for(10).await;
     assert!(
         !running.task.is_finished(),
         "waiting for the delivery in hand"
@@ -158,6 +159,29 @@ async fn an_abandoned_source_lane_stores_nothing_past_the_delivery_it_gave_up() 
     running.task.await.expect("lane");
     assert_eq!(running.offsets.offsets(), [0]);
     assert!(kit.kafka.records().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_first_attempt_in_hand_past_its_budget_is_parked_and_the_offsets_move_on() {
+    let kit = kit(vec![subscription("s1")]);
+    kit.subscribers.then(MemoryAnswer::Hang).then(DELIVERED);
+    let running = start(&kit, Role::Source, limits());
+    for offset in 0..3 {
+        running.send(source_record(offset));
+    }
+    run_for(FIRST_ATTEMPT_BUDGET.as_secs() - 1).await;
+    assert!(running.offsets.offsets().is_empty(), "offset 0 is in hand");
+    run_for(2).await;
+    // Record 0 went to the first tier as a first attempt still to make; 1 and 2 followed.
+    let parked = kit.kafka.records();
+    assert_eq!(parked.len(), 1, "{parked:?}");
+    assert_eq!(parked[0].topic, tier(1));
+    assert_eq!(parked[0].header(ATTEMPT), Some("1"));
+    assert_eq!(
+        parked[0].header(LAST_ERROR),
+        Some("postponed: in hand past worker.first_attempt_budget")
+    );
+    assert_eq!(running.offsets.offsets().last(), Some(&2));
 }
 
 #[tokio::test(start_paused = true)]

@@ -1,7 +1,7 @@
 //! The subscriptions a worker delivers to, live: the config file's beside the registry's as
 //! far as it has been read, swapped as a whole on every change; and how listings show them.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -20,6 +20,9 @@ pub struct LiveSubscriptions {
     from_config: Vec<ResolvedSubscription>,
     registered: RwLock<BTreeMap<String, (StoredSubscription, ResolvedSubscription)>>,
     current: RwLock<Arc<Vec<Arc<ResolvedSubscription>>>>,
+    /// Ids whose removal (a tombstone) this worker has read: their parked retries are
+    /// dropped, while a retry for an id never seen is dead-lettered (see `Handling::retry`).
+    removed: RwLock<HashSet<String>>,
     /// The next offset to apply, per registry partition (for read-your-writes).
     applied: tokio::sync::watch::Sender<HashMap<i32, i64>>,
 }
@@ -90,6 +93,7 @@ impl LiveSubscriptions {
             from_config,
             registered: RwLock::default(),
             current,
+            removed: RwLock::default(),
             applied: tokio::sync::watch::Sender::new(HashMap::new()),
         }
     }
@@ -119,6 +123,14 @@ impl LiveSubscriptions {
         self.snapshot().iter().find(|s| s.id == id).cloned()
     }
 
+    /// Whether the registry removed the subscription with that id (and has not set it again).
+    pub fn was_removed(&self, id: &str) -> bool {
+        self.removed
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(id)
+    }
+
     /// The registered subscriptions as stored (secrets included).
     pub fn registered(&self) -> Vec<StoredSubscription> {
         self.registered
@@ -145,21 +157,28 @@ impl LiveSubscriptions {
                 .registered
                 .write()
                 .unwrap_or_else(PoisonError::into_inner);
+            let mut removed = self.removed.write().unwrap_or_else(PoisonError::into_inner);
             match change {
-                Change::Put(sub) => match self.resolve(&sub) {
-                    Ok(resolved) => {
-                        tracing::info!(subscription = %sub.id, "registry: subscription set");
-                        registered.insert(sub.id.clone(), (*sub, resolved));
+                Change::Put(sub) => {
+                    // Set again: no longer removed, whether this worker can deliver to it
+                    // or not.
+                    removed.remove(&sub.id);
+                    match self.resolve(&sub) {
+                        Ok(resolved) => {
+                            tracing::info!(subscription = %sub.id, "registry: subscription set");
+                            registered.insert(sub.id.clone(), (*sub, resolved));
+                        }
+                        Err(why) => {
+                            // Delivering to the previous version would be wrong too.
+                            tracing::error!(subscription = %sub.id, why, "registry: subscription refused by this worker; not delivering to it");
+                            registered.remove(&sub.id);
+                        }
                     }
-                    Err(why) => {
-                        // Delivering to the previous version would be wrong too.
-                        tracing::error!(subscription = %sub.id, why, "registry: subscription refused by this worker; not delivering to it");
-                        registered.remove(&sub.id);
-                    }
-                },
+                }
                 Change::Remove(id) => {
                     tracing::info!(subscription = %id, "registry: subscription removed");
                     registered.remove(&id);
+                    removed.insert(id);
                 }
                 Change::Unreadable { key, why } => {
                     tracing::error!(key, why, "registry: unreadable record skipped");

@@ -45,6 +45,7 @@ fn event() -> OutboundEvent {
         event_type: Some("invoice.paid".into()),
         content_type: Some("application/json".into()),
         traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
+        dedupe_key: None,
         hops: 0,
         body: Bytes::from_static(br#"{"id":"evt_1","type":"invoice.paid"}"#),
     }
@@ -236,4 +237,75 @@ async fn the_ssrf_guard_refuses_internal_targets_unless_allowed() {
         );
     }
     assert_eq!(subscriber.received().len(), 2);
+}
+
+#[tokio::test]
+async fn subscribers_get_the_source_s_dedupe_key_and_no_invalid_event_type() {
+    let subscriber = TestSubscriber::ok().await;
+    let sub = subscription(
+        &subscriber.url("/hooks"),
+        vec![secret("current", CURRENT, None)],
+        Duration::from_secs(5),
+    );
+    let mut sent = event();
+    sent.dedupe_key = Some("evt_1 \n€/x".into());
+    sent.event_type = Some("a\nb".into());
+    let outcome = loopback_allowed().deliver(&sub, &sent, 1).await;
+    assert_eq!(outcome, DeliveryOutcome::Delivered { status: 200 });
+    let got = subscriber.received();
+    assert_eq!(got.len(), 1);
+    // M-11: the same for every copy of the event; percent-encoded, so any key is a header.
+    assert_eq!(
+        got[0].header("spillway-dedupe-key"),
+        Some("stripe:evt_1%20%0A%E2%82%AC/x")
+    );
+    // L-5: an event type that is no header value is left out, the event still delivered.
+    assert_eq!(got[0].header("spillway-event-type"), None);
+}
+
+#[tokio::test]
+async fn a_subscription_whose_secrets_all_expired_is_refused_not_sent_unsigned() {
+    let subscriber = TestSubscriber::ok().await;
+    let sub = subscription(
+        &subscriber.url("/hooks"),
+        vec![secret("old", CURRENT, Some(SystemTime::UNIX_EPOCH))],
+        Duration::from_secs(5),
+    );
+    let outcome = loopback_allowed().deliver(&sub, &event(), 1).await;
+    match outcome {
+        DeliveryOutcome::Refused { reason } => {
+            assert!(reason.contains("every signing secret"), "{reason}")
+        }
+        other => panic!("sent anyway: {other:?}"),
+    }
+    assert!(subscriber.received().is_empty());
+}
+
+#[tokio::test]
+async fn a_2xx_whose_body_never_comes_is_a_success() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/hooks", listener.local_addr().expect("addr"));
+    let server = tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.expect("accept");
+        let mut request = vec![0u8; 64 * 1024];
+        let _ = socket.read(&mut request).await;
+        // The status and a promise of 100 bytes, then nothing.
+        socket
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n")
+            .await
+            .expect("write");
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        drop(socket);
+    });
+    let sub = subscription(
+        &url,
+        vec![secret("current", CURRENT, None)],
+        Duration::from_secs(5),
+    );
+    let outcome = loopback_allowed().deliver(&sub, &event(), 1).await;
+    assert_eq!(outcome, DeliveryOutcome::Delivered { status: 200 });
+    server.abort();
 }
