@@ -37,8 +37,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use spillway_config::{Config, FailMode};
+use spillway_config::{Config, FailMode, TopicCheck};
 use spillway_core::key::KeySource;
+use spillway_kafka::durability::TopicRules;
 use spillway_kafka::{EventProducer, ProduceError, ProducerSettings};
 use spillway_store::{RedisSettings, RedisStore, SharedStore};
 use spillway_telemetry::{serve_admin, IngressMetrics, Readiness, ReadinessFuture};
@@ -56,6 +57,8 @@ pub enum IngressError {
     Store(#[from] spillway_store::StoreError),
     #[error("metrics registry: {0}")]
     Metrics(#[source] prometheus::Error),
+    #[error(transparent)]
+    Topics(#[from] spillway_kafka::durability::UnfitTopics),
 }
 
 /// An assembled ingress process.
@@ -67,6 +70,8 @@ pub struct Ingress {
     delivery_timeout: Duration,
     /// Where the topics' size limits are asked at start.
     kafka: spillway_kafka::Connection,
+    /// How the source topics are checked at start (`kafka.topic_check`).
+    topic_rules: TopicRules,
 }
 
 // === impl Ingress ===
@@ -141,7 +146,37 @@ impl Ingress {
             },
             delivery_timeout: config.kafka.delivery_timeout,
             kafka: spillway_kafka::Connection::from(&config.kafka),
+            topic_rules: TopicRules {
+                check: config.kafka.topic_check,
+                single_replica: config.kafka.single_replica,
+                must_exist: false,
+            },
         })
+    }
+
+    /// With `kafka.topic_check: refuse`, an error when a source topic cannot honour acks=all
+    /// (H-5): call it before serving. Under `warn` the check runs once serving (see
+    /// [`Self::run`]), so a slow cluster does not hold up the start.
+    pub async fn check_topics(&self) -> Result<(), IngressError> {
+        if self.topic_rules.check != TopicCheck::Refuse {
+            return Ok(());
+        }
+        spillway_kafka::durability::check_topics(
+            &self.kafka,
+            &self.source_topics(),
+            self.topic_rules,
+            TOPIC_CHECK_TIMEOUT,
+        )
+        .await?;
+        Ok(())
+    }
+
+    fn source_topics(&self) -> Vec<String> {
+        self.pipeline
+            .sources
+            .values()
+            .map(|s| s.topic.clone())
+            .collect()
     }
 
     pub fn metrics(&self) -> IngressMetrics {
@@ -171,6 +206,22 @@ impl Ingress {
             self.kafka.clone(),
             self.pipeline.sources.values().cloned().collect(),
         ));
+        let durability_task = tokio::spawn({
+            let (kafka, topics, rules) =
+                (self.kafka.clone(), self.source_topics(), self.topic_rules);
+            async move {
+                if rules.check == TopicCheck::Warn {
+                    // Warnings only: the result says nothing more.
+                    let _ = spillway_kafka::durability::check_topics(
+                        &kafka,
+                        &topics,
+                        rules,
+                        TOPIC_CHECK_TIMEOUT,
+                    )
+                    .await;
+                }
+            }
+        });
         let readiness = self.readiness.clone();
         let draining = async move {
             shutdown.await;
@@ -210,6 +261,7 @@ impl Ingress {
         }
         cluster_task.abort();
         limits_task.abort();
+        durability_task.abort();
         let _ = admin_stop_tx.send(());
         let _ = admin_task.await;
     }
@@ -253,6 +305,9 @@ async fn check_topic_limits(
         }
     }
 }
+
+/// How long the start-up check of the source topics waits for the cluster.
+const TOPIC_CHECK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the ingress's shutdown may take after its drain, beyond the delivery timeout.
 pub const SHUTDOWN_MARGIN: Duration = Duration::from_secs(5);

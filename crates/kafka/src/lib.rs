@@ -11,6 +11,7 @@
 //!   tests, the demo and the load generator.
 
 pub mod admin;
+pub mod durability;
 mod memory;
 mod producer;
 mod reachability;

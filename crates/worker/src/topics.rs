@@ -51,6 +51,21 @@ pub fn tier_for(tiers: &[RetryTier], delay: Duration) -> Option<&RetryTier> {
         .or_else(|| tiers.last())
 }
 
+/// A subscription pattern (librdkafka's, a regular expression for it starts with `^`) that
+/// matches every retry tier topic of the config's prefix, whatever retry policy made it.
+pub fn retry_tier_pattern(config: &Config) -> String {
+    let prefix: String = config
+        .kafka
+        .topic_prefix
+        .chars()
+        .flat_map(|c| {
+            let escape = !(c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            escape.then_some('\\').into_iter().chain([c])
+        })
+        .collect();
+    format!("^{prefix}worker\\.retry\\.[0-9]+m?s$")
+}
+
 pub fn dead_letter_topic(config: &Config) -> String {
     format!("{}worker.dead-letter", config.kafka.topic_prefix)
 }

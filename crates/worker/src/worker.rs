@@ -26,7 +26,7 @@ use crate::handling::Handling;
 use crate::lanes::{consume, DrainingContext, LaneLimits, Lanes, Role, WorkerConsumer};
 use crate::registry::{Follower, LiveSubscriptions, Registry};
 use crate::ssrf::AddressPolicy;
-use crate::topics::{dead_letter_topic, retry_tiers};
+use crate::topics::{dead_letter_topic, registry_topic, retry_tier_pattern, retry_tiers};
 use crate::RetryPolicy;
 
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +43,8 @@ pub enum WorkerError {
     Produce(#[from] spillway_kafka::ProduceError),
     #[error(transparent)]
     Registry(#[from] crate::registry::RegistryError),
+    #[error(transparent)]
+    Topics(#[from] spillway_kafka::durability::UnfitTopics),
 }
 
 /// Why a config cannot run a worker, a replay or a redrive.
@@ -75,6 +77,7 @@ pub struct Worker {
     limits: LaneLimits,
     flush_timeout: Duration,
     drain_timeout: Duration,
+    connection: Connection,
 }
 
 // === impl Worker ===
@@ -145,6 +148,7 @@ impl Worker {
             },
             flush_timeout: config.kafka.delivery_timeout,
             drain_timeout: config.worker.drain_timeout,
+            connection: Connection::from(&config.kafka),
         })
     }
 
@@ -173,15 +177,15 @@ impl Worker {
                 .clone()
                 .follow(follower, cancel.clone()),
         );
+        self.check_topics().await?;
         let (source, source_lanes) = self.consumer(&self.group_id, &self.source_topics)?;
-        let retry_topics: Vec<String> = self
-            .handling
-            .tiers
-            .iter()
-            .map(|t| t.topic.clone())
-            .collect();
-        let (retry, retry_lanes) =
-            self.consumer(&format!("{}.retry", self.group_id), &retry_topics)?;
+        // Every tier topic of the prefix, not only the current policy's: records parked in the
+        // tiers of an earlier policy still drain after `retry_initial` or `retry_max_delay`
+        // changed (M-6).
+        let (retry, retry_lanes) = self.consumer(
+            &format!("{}.retry", self.group_id),
+            &[retry_tier_pattern(&self.config)],
+        )?;
         let readiness = Arc::new(WorkerReadiness {
             producer: self.handling.producer.clone(),
             cancel: cancel.clone(),
@@ -243,6 +247,32 @@ impl Worker {
         let timeout = self.flush_timeout;
         let _ = tokio::task::spawn_blocking(move || producer.flush(timeout)).await;
         tracing::info!("worker stopped");
+        Ok(())
+    }
+
+    /// Refuses to start when a topic the worker writes (its retry tiers, the dead-letter topic,
+    /// the registry) is missing, or cannot honour acks=all under `kafka.topic_check: refuse`.
+    async fn check_topics(&self) -> Result<(), WorkerError> {
+        let mut written: Vec<String> = self
+            .handling
+            .tiers
+            .iter()
+            .map(|t| t.topic.clone())
+            .collect();
+        written.push(self.handling.dead_letter.clone());
+        written.push(registry_topic(&self.config));
+        let rules = spillway_kafka::durability::TopicRules {
+            check: self.config.kafka.topic_check,
+            single_replica: self.config.kafka.single_replica,
+            must_exist: true,
+        };
+        spillway_kafka::durability::check_topics(
+            &self.connection,
+            &written,
+            rules,
+            Duration::from_secs(10),
+        )
+        .await?;
         Ok(())
     }
 

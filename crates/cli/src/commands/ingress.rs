@@ -18,6 +18,7 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("binding admin.listen {}", config.admin.listen))?;
     let ingress = spillway_ingress::Ingress::from_config(&config)?;
+    ingress.check_topics().await?;
     // One machine-readable line on stdout with the bound addresses (port 0 picks free ports).
     println!(
         "{}",

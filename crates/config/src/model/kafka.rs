@@ -36,9 +36,22 @@ pub struct KafkaConfig {
     /// Partitions given to topics that `spillway topics create` makes.
     #[serde(default = "default_partitions")]
     pub partitions: i32,
-    /// Replication factor of topics that `spillway topics create` makes.
+    /// Replication factor of the topics Spillway creates (`spillway topics create`, and the
+    /// registry a worker creates): 3 by default, -1 for the broker's
+    /// `default.replication.factor`. Each also gets `min.insync.replicas` = min(2, factor), so
+    /// a 202 (acks=all) rests on two brokers. 1 is refused unless `single_replica` is on.
     #[serde(default = "default_replication")]
     pub replication_factor: i32,
+    /// Development only: allow a replication factor of 1, where a 202 rests on one broker's
+    /// disk. Topics with one replica then also pass the start-up `topic_check`.
+    #[serde(default)]
+    pub single_replica: bool,
+    /// What the ingress and the workers do at start when a topic they write cannot honour
+    /// acks=all (one replica without `single_replica`, `min.insync.replicas` of 1 with
+    /// several replicas, or more in-sync replicas required than exist): `warn` (log it, the
+    /// default), `refuse` (exit) or `off`.
+    #[serde(default)]
+    pub topic_check: TopicCheck,
     /// Any further librdkafka properties (security.protocol, sasl.*, ...), for every Kafka
     /// client. What Spillway sets itself is refused here: `acks` and `enable.idempotence`, and
     /// the keys (and their aliases) of the fields above, such as `linger.ms`.
@@ -49,6 +62,16 @@ pub struct KafkaConfig {
     /// from a Kubernetes Secret instead of written into the config.
     #[serde(default)]
     pub properties_file: Option<PathBuf>,
+}
+
+/// See [`KafkaConfig::topic_check`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TopicCheck {
+    #[default]
+    Warn,
+    Refuse,
+    Off,
 }
 
 impl std::fmt::Debug for KafkaConfig {
@@ -63,6 +86,8 @@ impl std::fmt::Debug for KafkaConfig {
             recreate_producer_on_timeout,
             partitions,
             replication_factor,
+            single_replica,
+            topic_check,
             properties,
             properties_file,
         } = self;
@@ -75,6 +100,8 @@ impl std::fmt::Debug for KafkaConfig {
             .field("recreate_producer_on_timeout", recreate_producer_on_timeout)
             .field("partitions", partitions)
             .field("replication_factor", replication_factor)
+            .field("single_replica", single_replica)
+            .field("topic_check", topic_check)
             .field("properties", &crate::redact::Properties(properties))
             .field("properties_file", properties_file)
             .finish()
@@ -102,5 +129,5 @@ fn default_partitions() -> i32 {
     3
 }
 fn default_replication() -> i32 {
-    1
+    3
 }

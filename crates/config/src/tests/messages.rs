@@ -169,7 +169,7 @@ pub(super) const EVERYTHING_WRONG_MESSAGES: &[&str] = &[
     "kafka.delivery_timeout: must be at least 100ms",
     "kafka.max_queued_messages: must be at least 1",
     "kafka.partitions: must be at least 1",
-    "kafka.replication_factor: must be at least 1",
+    "kafka.replication_factor: must be -1 (the broker's default) or at least 1",
     "kafka.properties.acks: is fixed by Spillway (acks=all, enable.idempotence=true) and cannot be overridden",
     "kafka.properties.bootstrap.servers: is set by Spillway from kafka.brokers; set that field instead",
     "kafka.properties.delivery.timeout.ms: is set by Spillway from kafka.delivery_timeout; set that field instead",

@@ -19,8 +19,18 @@ pub(super) fn validate(kafka: &KafkaConfig, errors: &mut Vec<FieldError>) {
     if kafka.partitions < 1 {
         errors.push(err("kafka.partitions", "must be at least 1"));
     }
-    if kafka.replication_factor < 1 {
-        errors.push(err("kafka.replication_factor", "must be at least 1"));
+    match kafka.replication_factor {
+        -1 | 2.. => {}
+        1 if kafka.single_replica => {}
+        1 => errors.push(err(
+            "kafka.replication_factor",
+            "1 keeps every accepted event on one broker's disk: set kafka.single_replica: true \
+             to allow it (development only)",
+        )),
+        _ => errors.push(err(
+            "kafka.replication_factor",
+            "must be -1 (the broker's default) or at least 1",
+        )),
     }
     for key in kafka.properties.keys() {
         if let Some(why) = refusal(key) {

@@ -2,6 +2,7 @@
 //! SPILLWAY_TEST_KAFKA, default 127.0.0.1:9092), and the producer without one.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+mod durability;
 mod limits;
 mod reachability;
 

@@ -5,3 +5,4 @@ mod consuming;
 mod delivery;
 mod registry;
 mod rig;
+mod topics;
