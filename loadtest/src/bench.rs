@@ -443,7 +443,8 @@ fn write_config(settings: &BenchSettings, run: &str) -> anyhow::Result<PathBuf> 
         // The generator is one address sending bad signatures on purpose: no blocking.
         "ingress: {{ listen: 127.0.0.1:{}, max_in_flight: 8192, block_failing_clients: null }}\n\
          admin: {{ listen: 127.0.0.1:{} }}\n\
-         kafka: {{ brokers: \"{}\", topic_prefix: \"bench.{run}.\", linger: {}ms }}\n\
+         kafka: {{ brokers: \"{}\", topic_prefix: \"bench.{run}.\", linger: {}ms, \
+         recreate_producer_on_timeout: true }}\n\
          redis: {{ nodes: [{}], key_prefix: \"bench.{run}.\" }}\n{sources}",
         free_port()?,
         free_port()?,

@@ -27,9 +27,13 @@ use crate::{
 ///   (KIP-360). Apache Kafka accepts that, but not every Kafka-protocol broker does (tansu 0.6's
 ///   sqlite storage panics on it), and a fresh producer id sidesteps the question entirely.
 ///
-/// The replaced producer's queued and in-flight records are purged at once: their requests
-/// get 503 (the sender retries) instead of the old producer sending them, under its old
-/// producer id or a bumped epoch, once the broker is back.
+/// What becomes of the replaced producer's records depends on why it was replaced (M-4):
+/// - after a fatal error it can deliver nothing more, so its records are purged at once and
+///   their requests get 503 (the sender retries);
+/// - after a delivery timeout its records on healthy partitions are still on their way: it is
+///   left to deliver or time out each of them under its own producer id, while every new
+///   record goes to the fresh producer. Purging would fail records the broker was about to
+///   acknowledge, and their senders' retries would write them twice.
 ///
 /// Replacement is single-flight: the failed sends of one generation start at most one, and it
 /// runs on a thread of its own, because creating a librdkafka client (threads, connections)
@@ -52,6 +56,9 @@ struct Shared {
     current: RwLock<Current>,
     /// librdkafka producers created so far, the first one included.
     created: AtomicU64,
+    /// How long a producer replaced after a timeout gets to finish its records: its delivery
+    /// timeout, and a second for the last reports.
+    drain_bound: Duration,
 }
 
 struct Current {
@@ -131,6 +138,7 @@ impl KafkaProducer {
                     replacing: false,
                 }),
                 created: AtomicU64::new(1),
+                drain_bound: settings.delivery_timeout + Duration::from_secs(1),
             }),
         })
     }
@@ -209,9 +217,9 @@ impl KafkaProducer {
             },
         };
         if let Err(e) = &result {
-            let fatal = || client.producer.client().fatal_error().is_some();
-            if replaces(e, fatal, self.shared.recreate_on_timeout) {
-                self.replace(generation);
+            let fatal = client.producer.client().fatal_error().is_some();
+            if replaces(e, || fatal, self.shared.recreate_on_timeout) {
+                self.replace(generation, retirement(fatal));
             }
         }
         result
@@ -219,7 +227,7 @@ impl KafkaProducer {
 
     /// Starts swapping in a fresh producer, unless another failed send of `generation` did
     /// already or a later generation is current. Returns at once.
-    fn replace(&self, generation: u64) {
+    fn replace(&self, generation: u64, retirement: Retirement) {
         {
             let mut current = self
                 .shared
@@ -234,7 +242,7 @@ impl KafkaProducer {
         let shared = self.shared.clone();
         let spawned = std::thread::Builder::new()
             .name("spillway-kafka-replace".into())
-            .spawn(move || shared.swap_in_fresh());
+            .spawn(move || shared.swap_in_fresh(retirement));
         if let Err(e) = spawned {
             tracing::error!(error = %e, "cannot start the thread replacing the kafka producer");
             self.shared.replacing_done();
@@ -286,7 +294,7 @@ impl KafkaProducer {
 
 impl Shared {
     /// Creates the replacement and retires the old producer. Runs on a thread of its own.
-    fn swap_in_fresh(&self) {
+    fn swap_in_fresh(&self, retirement: Retirement) {
         let fresh = match create_client(&self.config, self.unreachable_hold) {
             Ok(client) => client,
             Err(e) => {
@@ -311,7 +319,7 @@ impl Shared {
             );
             std::mem::replace(&mut current.client, Arc::new(fresh))
         };
-        retire(old);
+        retire(old, retirement, self.drain_bound);
     }
 
     fn replacing_done(&self) {
@@ -355,13 +363,42 @@ fn replaces(error: &ProduceError, fatal: impl FnOnce() -> bool, recreate_on_time
     (timed_out && recreate_on_timeout) || fatal()
 }
 
-/// Purges a replaced producer and drops it once nobody else holds it. Blocks: call it on a
-/// thread of its own.
-fn retire(client: Arc<Client>) {
-    // The sends still waiting on it get their (failed) reports now, so it can go.
-    client
-        .producer
-        .purge(PurgeConfig::default().queue().inflight());
+/// How a replaced producer is let go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Retirement {
+    /// Fail its records now: it cannot deliver them (a fatal error).
+    Purge,
+    /// Let it deliver or time out the records it has, then drop it.
+    Drain,
+}
+
+/// How a producer replaced after a send failed is retired: purged only when it is broken.
+pub(crate) fn retirement(fatal: bool) -> Retirement {
+    if fatal {
+        Retirement::Purge
+    } else {
+        Retirement::Drain
+    }
+}
+
+/// Purges or drains a replaced producer and drops it once nobody else holds it. Blocks: call
+/// it on a thread of its own.
+fn retire(client: Arc<Client>, retirement: Retirement, drain_bound: Duration) {
+    match retirement {
+        // The sends still waiting on it get their (failed) reports now, so it can go.
+        Retirement::Purge => client
+            .producer
+            .purge(PurgeConfig::default().queue().inflight()),
+        // Every record it holds is reported within its delivery timeout, delivered or not.
+        Retirement::Drain => {
+            if let Err(e) = client.producer.flush(drain_bound) {
+                tracing::warn!(error = %e, "a replaced kafka producer did not finish its records; purging them");
+                client
+                    .producer
+                    .purge(PurgeConfig::default().queue().inflight());
+            }
+        }
+    }
     let mut client = client;
     loop {
         match Arc::try_unwrap(client) {

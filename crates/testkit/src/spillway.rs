@@ -257,7 +257,12 @@ pub fn setup(brokers: &str, redis: &[String], sources: &[TestSource], patch: Val
     let mut doc = ConfigDoc::new(json!({
         "ingress": { "listen": "127.0.0.1:0" },
         "admin": { "listen": "127.0.0.1:0" },
-        "kafka": { "brokers": brokers, "topic_prefix": topic_prefix },
+        "kafka": {
+            "brokers": brokers,
+            "topic_prefix": topic_prefix,
+            // tansu 0.6 has no KIP-360 epoch bump (docs/development.md).
+            "recreate_producer_on_timeout": true,
+        },
         "redis": { "nodes": redis, "key_prefix": topic_prefix },
         "sources": {},
     }));

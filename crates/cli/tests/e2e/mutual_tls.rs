@@ -126,7 +126,7 @@ async fn a_fleet_source_takes_the_device_id_from_its_client_certificate() {
             },
         },
         "admin": { "listen": "127.0.0.1:0" },
-        "kafka": { "brokers": brokers, "topic_prefix": prefix },
+        "kafka": { "brokers": brokers, "topic_prefix": prefix, "recreate_producer_on_timeout": true },
         "redis": { "nodes": redis_nodes(), "key_prefix": prefix },
         "sources": {
             "meters": {

@@ -28,10 +28,12 @@ pub struct KafkaConfig {
     #[serde(default = "default_max_queued")]
     pub max_queued_messages: u32,
     /// After a delivery timeout, replace the producer (new producer id) instead of letting
-    /// librdkafka bump its epoch client-side. Needed for brokers without KIP-360 support for
-    /// idempotent producers (tansu 0.6); harmless on Apache Kafka. Fatal producer errors always
-    /// replace the producer.
-    #[serde(default = "default_true")]
+    /// librdkafka bump its epoch client-side. Only for brokers without KIP-360 support for
+    /// idempotent producers (tansu 0.6); off by default, since Apache Kafka, MSK and Redpanda
+    /// need no such thing and each replacement costs a new producer id and fresh metadata. The
+    /// replaced producer still finishes its own records. Fatal producer errors always replace
+    /// the producer.
+    #[serde(default)]
     pub recreate_producer_on_timeout: bool,
     /// Partitions given to topics that `spillway topics create` makes.
     #[serde(default = "default_partitions")]
@@ -121,9 +123,6 @@ fn default_linger() -> Duration {
 }
 fn default_max_queued() -> u32 {
     100_000
-}
-fn default_true() -> bool {
-    true
 }
 fn default_partitions() -> i32 {
     3
