@@ -63,16 +63,21 @@ pub(crate) struct Handling {
 // === impl Handling ===
 
 impl Handling {
+    /// How long until a retry record is due; zero when it is.
+    pub(crate) fn due_in(&self, message: &OwnedMessage) -> Duration {
+        let not_before: u64 = header_text(message, control::NOT_BEFORE)
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(0);
+        Duration::from_millis(not_before.saturating_sub(now_ms()))
+    }
+
     /// Waits until a retry record is due; false when the worker stops first.
     pub(crate) async fn wait_until_due(
         &self,
         message: &OwnedMessage,
         cancel: &CancellationToken,
     ) -> bool {
-        let not_before: u64 = header_text(message, control::NOT_BEFORE)
-            .and_then(|t| t.parse().ok())
-            .unwrap_or(0);
-        let wait = Duration::from_millis(not_before.saturating_sub(now_ms()));
+        let wait = self.due_in(message);
         tokio::select! {
             () = cancel.cancelled() => false,
             () = tokio::time::sleep(wait) => true,

@@ -2,10 +2,15 @@
 //! when its partition is revoked or the worker stops.
 //!
 //! Partitions progress in parallel and the records of one key, which share a partition, are
-//! handled in order. A lane whose backlog passes `worker.partition_backlog` has its partition
-//! paused until it drains to half, so memory stays bounded and the consumer keeps polling (a
-//! retry lane may wait minutes for its head record). What a lane does with its records is in
-//! [`source`] (first attempts, fanned out to subscriptions) and [`retry`] (due retry records).
+//! handled in order. Memory is bounded in records and in bytes (H-6): a record counts against
+//! its lane from the moment it is dispatched until the lane is done with it (delivered, or
+//! parked in a retry tier; deferred and parked work included, M-2), and a lane holding more
+//! than `worker.partition_backlog` records or its share of `worker.max_record_memory` bytes,
+//! or a worker holding all of that memory, has its partition paused until it has worked it
+//! down to half. A retry lane waiting for a head record that is not due yet has its partition
+//! paused at once, so it holds its head and little more while it waits, however long the wait.
+//! What a lane does with its records is in [`source`] (first attempts, fanned out to
+//! subscriptions) and [`retry`] (due retry records).
 
 mod retry;
 mod source;
@@ -45,10 +50,97 @@ pub(crate) struct LaneLimits {
     pub(crate) retry_concurrency: usize,
 }
 
+/// What a lane holds: records and their bytes, counted until it is done with them.
+#[derive(Debug, Default)]
+pub(crate) struct LaneLoad {
+    records: AtomicUsize,
+    bytes: AtomicUsize,
+    /// A retry lane is waiting for a head record that is not due yet.
+    waiting: std::sync::atomic::AtomicBool,
+}
+
+/// The bytes of records every lane of a worker holds, against `worker.max_record_memory`.
+#[derive(Debug, Clone)]
+pub(crate) struct RecordMemory {
+    held: Arc<AtomicUsize>,
+    limit: usize,
+}
+
+impl RecordMemory {
+    pub(crate) fn new(limit: u64) -> Self {
+        Self {
+            held: Arc::default(),
+            limit: usize::try_from(limit).unwrap_or(usize::MAX).max(1),
+        }
+    }
+
+    /// What one lane may hold before its partition is paused: an eighth of the whole, so a
+    /// few busy partitions cannot take it all.
+    fn lane_share(&self) -> usize {
+        (self.limit / 8).max(1)
+    }
+
+    fn held(&self) -> usize {
+        self.held.load(Ordering::Relaxed)
+    }
+}
+
+/// A record in a lane's hands, counted against the lane and the worker's record memory until
+/// it is dropped (which the last of its deliveries or parks does).
+pub(crate) struct Held {
+    pub(crate) message: OwnedMessage,
+    _charge: Charge,
+}
+
+struct Charge {
+    bytes: usize,
+    lane: Arc<LaneLoad>,
+    memory: Arc<AtomicUsize>,
+}
+
+impl Held {
+    fn new(message: OwnedMessage, lane: Arc<LaneLoad>, memory: &RecordMemory) -> Self {
+        // The record, and the event built from its payload for the subscribers.
+        let bytes = message.payload().map_or(0, <[u8]>::len) * 2
+            + message.key().map_or(0, <[u8]>::len)
+            + RECORD_OVERHEAD_BYTES;
+        lane.records.fetch_add(1, Ordering::Relaxed);
+        lane.bytes.fetch_add(bytes, Ordering::Relaxed);
+        memory.held.fetch_add(bytes, Ordering::Relaxed);
+        Self {
+            message,
+            _charge: Charge {
+                bytes,
+                lane,
+                memory: memory.held.clone(),
+            },
+        }
+    }
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        self.lane.records.fetch_sub(1, Ordering::Relaxed);
+        self.lane.bytes.fetch_sub(self.bytes, Ordering::Relaxed);
+        self.memory.fetch_sub(self.bytes, Ordering::Relaxed);
+    }
+}
+
+impl std::ops::Deref for Held {
+    type Target = OwnedMessage;
+
+    fn deref(&self) -> &OwnedMessage {
+        &self.message
+    }
+}
+
+/// What a record costs beside its key and payload: its headers, the allocations around it.
+const RECORD_OVERHEAD_BYTES: usize = 1024;
+
 /// A partition's lane as the dispatcher and the rebalance callback see it.
 pub(crate) struct Lane {
-    tx: mpsc::UnboundedSender<OwnedMessage>,
-    queued: Arc<AtomicUsize>,
+    tx: mpsc::UnboundedSender<Held>,
+    load: Arc<LaneLoad>,
     /// Cancelled when the partition is revoked or the worker stops: the lane starts nothing
     /// new and hands back what it has not started.
     handback: CancellationToken,
@@ -148,6 +240,7 @@ fn drain_lanes(lanes: Vec<Lane>, bound: Duration) -> usize {
 /// The dispatcher of one consumer: hands each record to its partition's lane (made on first
 /// use), pauses a partition whose lane falls behind and resumes it once drained to half. On
 /// `stop` it drains every lane as a revocation would and commits what was stored.
+#[allow(clippy::too_many_arguments)] // the dispatcher's whole context, passed once
 pub(crate) async fn consume(
     consumer: Arc<WorkerConsumer>,
     lanes: Lanes,
@@ -156,17 +249,24 @@ pub(crate) async fn consume(
     stop: CancellationToken,
     backlog: usize,
     limits: LaneLimits,
+    memory: RecordMemory,
 ) {
     let mut paused: HashSet<(String, i32)> = HashSet::new();
     let tracker = TaskTracker::new();
     let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let bounds = Bounds {
+        records: backlog,
+        lane_bytes: memory.lane_share(),
+        worker_bytes: memory.limit,
+    };
     loop {
         tokio::select! {
             () = stop.cancelled() => break,
             _ = tick.tick() => {
                 let Ok(map) = lanes.lock() else { break };
+                let held = memory.held();
                 paused.retain(|id| {
-                    let drained = map.get(id).is_none_or(|l| l.queued.load(Ordering::Relaxed) <= backlog / 2);
+                    let drained = map.get(id).is_none_or(|l| bounds.worked_down(&l.load, held));
                     if drained {
                         let _ = consumer.resume(&partition_list(id));
                     }
@@ -192,11 +292,10 @@ pub(crate) async fn consume(
                     });
                     lane
                 });
-                lane.queued.fetch_add(1, Ordering::Relaxed);
-                if lane.tx.send(message).is_err() {
+                if lane.tx.send(Held::new(message, lane.load.clone(), &memory)).is_err() {
                     tracing::error!(topic = %id.0, partition = id.1, "lane stopped; the partition is re-read after a restart");
                 }
-                if lane.queued.load(Ordering::Relaxed) > backlog && paused.insert(id.clone()) {
+                if bounds.over(&lane.load, memory.held()) && paused.insert(id.clone()) {
                     let _ = consumer.pause(&partition_list(&id));
                 }
             }
@@ -220,6 +319,34 @@ pub(crate) async fn consume(
         .await;
 }
 
+/// When a partition is paused, and when it resumes.
+#[derive(Debug, Clone, Copy)]
+struct Bounds {
+    records: usize,
+    lane_bytes: usize,
+    worker_bytes: usize,
+}
+
+impl Bounds {
+    /// Whether a lane holding `load`, in a worker holding `held` bytes, must pause: over
+    /// its records or its bytes, the worker over its memory, or (a retry lane) waiting for a
+    /// head that is not due.
+    fn over(&self, load: &LaneLoad, held: usize) -> bool {
+        load.records.load(Ordering::Relaxed) > self.records
+            || load.bytes.load(Ordering::Relaxed) > self.lane_bytes
+            || held > self.worker_bytes
+            || load.waiting.load(Ordering::Relaxed)
+    }
+
+    /// Whether a paused lane has worked its load down to half (and is not waiting).
+    fn worked_down(&self, load: &LaneLoad, held: usize) -> bool {
+        load.records.load(Ordering::Relaxed) <= self.records / 2
+            && load.bytes.load(Ordering::Relaxed) <= self.lane_bytes / 2
+            && held <= self.worker_bytes / 2
+            && !load.waiting.load(Ordering::Relaxed)
+    }
+}
+
 fn partition_list((topic, partition): &(String, i32)) -> TopicPartitionList {
     let mut list = TopicPartitionList::new();
     list.add_partition(topic, *partition);
@@ -228,11 +355,7 @@ fn partition_list((topic, partition): &(String, i32)) -> TopicPartitionList {
 
 /// A lane: the records of one partition, in order. Once handed back, it waits for the
 /// deliveries it started (or their abandonment), then stores the offsets that settled.
-async fn run_lane(
-    lane: LaneContext,
-    rx: mpsc::UnboundedReceiver<OwnedMessage>,
-    mut ledger: Ledger,
-) {
+async fn run_lane(lane: LaneContext, rx: mpsc::UnboundedReceiver<Held>, mut ledger: Ledger) {
     let (offsets, tracker) = (lane.offsets.clone(), lane.tracker.clone());
     match lane.role {
         Role::Source => source::run_source_lane(lane, rx, &mut ledger).await,
@@ -247,7 +370,7 @@ async fn run_lane(
 #[derive(Clone)]
 struct LaneContext {
     role: Role,
-    queued: Arc<AtomicUsize>,
+    load: Arc<LaneLoad>,
     /// Where settled offsets are stored: the consumer (a recorder in tests).
     offsets: Arc<dyn OffsetStore + Send + Sync>,
     handling: Arc<Handling>,
@@ -273,14 +396,14 @@ impl LaneContext {
     ) -> (
         Self,
         Lane,
-        mpsc::UnboundedReceiver<OwnedMessage>,
+        mpsc::UnboundedReceiver<Held>,
         std::sync::mpsc::SyncSender<()>,
     ) {
         let (tx, rx) = mpsc::unbounded_channel();
         let (finished_tx, finished) = std::sync::mpsc::sync_channel(0);
         let context = Self {
             role,
-            queued: Arc::new(AtomicUsize::new(0)),
+            load: Arc::default(),
             offsets,
             handling,
             handback: CancellationToken::new(),
@@ -290,7 +413,7 @@ impl LaneContext {
         };
         let lane = Lane {
             tx,
-            queued: context.queued.clone(),
+            load: context.load.clone(),
             handback: context.handback.clone(),
             abandon: context.abandon.clone(),
             finished,

@@ -23,7 +23,9 @@ use crate::api::SubscriptionApi;
 use crate::breaker::Breakers;
 use crate::delivery::Deliverer;
 use crate::handling::Handling;
-use crate::lanes::{consume, DrainingContext, LaneLimits, Lanes, Role, WorkerConsumer};
+use crate::lanes::{
+    consume, DrainingContext, LaneLimits, Lanes, RecordMemory, Role, WorkerConsumer,
+};
 use crate::registry::{Follower, LiveSubscriptions, Registry};
 use crate::ssrf::AddressPolicy;
 use crate::topics::{dead_letter_topic, registry_topic, retry_tier_pattern, retry_tiers};
@@ -114,6 +116,7 @@ impl Worker {
             // A new group starts at the beginning: events accepted before the first worker
             // started are delivered too.
             .set("auto.offset.reset", "earliest");
+        prefetch_within(&mut consumer_config, config.worker.consumer_prefetch_bytes);
         Ok(Self {
             config: shared,
             api_token,
@@ -212,6 +215,8 @@ impl Worker {
             self.handling.metrics.clone(),
             cancel.clone(),
         ));
+        // One budget for both consumers' lanes.
+        let memory = RecordMemory::new(self.config.worker.max_record_memory);
         let tasks = [
             tokio::spawn(consume(
                 source,
@@ -221,6 +226,7 @@ impl Worker {
                 cancel.clone(),
                 self.backlog,
                 self.limits,
+                memory.clone(),
             )),
             tokio::spawn(consume(
                 retry,
@@ -230,6 +236,7 @@ impl Worker {
                 cancel.clone(),
                 self.backlog,
                 self.limits,
+                memory,
             )),
         ];
         shutdown.await;
@@ -290,6 +297,22 @@ impl Worker {
         let names: Vec<&str> = topics.iter().map(String::as_str).collect();
         consumer.subscribe(&names)?;
         Ok((Arc::new(consumer), lanes))
+    }
+}
+
+/// librdkafka's read-ahead bounded by `worker.consumer_prefetch_bytes` (H-6): its own default
+/// is 64 MiB per consumer, queued before a lane ever sees a record. Either setting in
+/// `consumer_properties` wins. `fetch.max.bytes` is lowered with it (librdkafka raises it to
+/// `message.max.bytes` where that is larger, so the largest record still fits).
+fn prefetch_within(consumer: &mut ClientConfig, prefetch: u64) {
+    /// librdkafka's own default for `fetch.max.bytes`, and below its `receive.message.max.bytes`.
+    const FETCH_MAX: u64 = 50 << 20;
+    let kbytes = (prefetch / 1024).clamp(1, 2_097_151);
+    if consumer.get("queued.max.messages.kbytes").is_none() {
+        consumer.set("queued.max.messages.kbytes", kbytes.to_string());
+    }
+    if consumer.get("fetch.max.bytes").is_none() {
+        consumer.set("fetch.max.bytes", prefetch.min(FETCH_MAX).to_string());
     }
 }
 

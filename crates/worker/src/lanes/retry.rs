@@ -1,21 +1,22 @@
 //! A retry tier partition's lane: records are waited for in order (their due times rise within
 //! a tier), then delivered concurrently up to `retry_concurrency`, so one hanging subscriber
-//! does not hold up the others' retries.
+//! does not hold up the others' retries. While it waits for a head that is not due, it says so,
+//! and the dispatcher pauses its partition: it holds its head, not the tier's backlog.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::message::Message;
 use tokio::sync::mpsc;
 
-use super::LaneContext;
+use super::{Held, LaneContext};
 use crate::ledger::Ledger;
 
 /// Reads the partition's records until the lane is handed back or its records end, storing
 /// the settled offsets as retries settle.
 pub(super) async fn run_retry_lane(
     lane: LaneContext,
-    mut rx: mpsc::UnboundedReceiver<OwnedMessage>,
+    mut rx: mpsc::UnboundedReceiver<Held>,
     ledger: &mut Ledger,
 ) {
     let permits = Arc::new(tokio::sync::Semaphore::new(
@@ -29,10 +30,13 @@ pub(super) async fn run_retry_lane(
             () = settled.notified() => {}
             received = rx.recv() => {
                 let Some(message) = received else { return };
-                lane.queued.fetch_sub(1, Ordering::Relaxed);
                 // Settled offsets are stored before a possibly long wait, not after it.
                 ledger.store_settled(lane.offsets.as_ref());
-                if !lane.handling.wait_until_due(&message, &lane.handback).await {
+                let waits = !lane.handling.due_in(&message).is_zero();
+                lane.load.waiting.store(waits, Ordering::Relaxed);
+                let due = lane.handling.wait_until_due(&message, &lane.handback).await;
+                lane.load.waiting.store(false, Ordering::Relaxed);
+                if !due {
                     return;
                 }
                 let permit = tokio::select! {

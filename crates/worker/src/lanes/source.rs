@@ -4,20 +4,20 @@
 //! the first retry tier instead of holding up the lane.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::message::Message;
 use spillway_config::ResolvedSubscription;
 use tokio::sync::{mpsc, Notify};
 
-use super::LaneContext;
+use super::{Held, LaneContext};
 use crate::delivery::{wants, OutboundEvent};
 use crate::ledger::{Ledger, Progress};
 
 /// One delivery of one record to one subscription.
 struct Job {
-    message: Arc<OwnedMessage>,
+    /// Counted against the lane until the last of the record's deliveries lets it go.
+    message: Arc<Held>,
     event: Arc<OutboundEvent>,
     /// As it stood when the record was read: a later change applies to later records.
     subscription: Arc<ResolvedSubscription>,
@@ -35,7 +35,7 @@ struct SubscriptionQueue {
 /// the settled offsets as deliveries settle.
 pub(super) async fn run_source_lane(
     lane: LaneContext,
-    mut rx: mpsc::UnboundedReceiver<OwnedMessage>,
+    mut rx: mpsc::UnboundedReceiver<Held>,
     ledger: &mut Ledger,
 ) {
     let mut queues: HashMap<String, SubscriptionQueue> = HashMap::new();
@@ -48,7 +48,6 @@ pub(super) async fn run_source_lane(
             () = settled.notified() => {}
             received = rx.recv() => {
                 let Some(message) = received else { return };
-                lane.queued.fetch_sub(1, Ordering::Relaxed);
                 let event = Arc::new(lane.handling.outbound(&message));
                 let message = Arc::new(message);
                 let matching: Vec<Arc<ResolvedSubscription>> = lane

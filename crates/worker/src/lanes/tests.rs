@@ -15,6 +15,7 @@ use crate::delivery::{DeliveryOutcome, MemoryAnswer};
 use crate::test_support::{
     kit, retry_record, source_record, subscription, tier, Kit, OffsetRecorder, FIRST_ATTEMPT_BUDGET,
 };
+use spillway_kafka::{MemoryBehaviour, MemoryFault};
 
 const DELIVERED: MemoryAnswer = MemoryAnswer::Now(DeliveryOutcome::Delivered { status: 200 });
 
@@ -31,6 +32,7 @@ struct Running {
     lane: Lane,
     task: JoinHandle<()>,
     offsets: Arc<OffsetRecorder>,
+    memory: RecordMemory,
 }
 
 fn start(kit: &Kit, role: Role, limits: LaneLimits) -> Running {
@@ -46,13 +48,22 @@ fn start(kit: &Kit, role: Role, limits: LaneLimits) -> Running {
         lane,
         task,
         offsets,
+        memory: RecordMemory::new(64 << 20),
     }
 }
 
 impl Running {
     fn send(&self, message: OwnedMessage) {
-        self.lane.queued.fetch_add(1, Ordering::Relaxed);
-        assert!(self.lane.tx.send(message).is_ok(), "the lane is running");
+        let held = Held::new(message, self.lane.load.clone(), &self.memory);
+        assert!(self.lane.tx.send(held).is_ok(), "the lane is running");
+    }
+
+    /// The records the lane holds, and their bytes in the worker's record memory.
+    fn holds(&self) -> (usize, usize) {
+        (
+            self.lane.load.records.load(Ordering::Relaxed),
+            self.memory.held(),
+        )
     }
 }
 
@@ -73,7 +84,7 @@ async fn a_source_lane_stores_each_record_once_every_subscription_has_it() {
     run_for(1).await;
     assert_eq!(running.offsets.offsets(), [0, 1, 2]);
     assert_eq!(kit.subscribers.deliveries().len(), 6);
-    assert_eq!(running.lane.queued.load(Ordering::Relaxed), 0);
+    assert_eq!(running.holds(), (0, 0), "nothing held once delivered");
     drop(running.lane);
     running.task.await.expect("lane");
     assert_eq!(running.offsets.offsets(), [0, 1, 2], "nothing stored twice");
@@ -219,7 +230,84 @@ async fn a_slow_subscription_is_deferred_to_the_first_tier_as_its_first_attempt(
     assert!(running.offsets.offsets().is_empty());
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_deferred_delivery_counts_against_its_lane_until_kafka_takes_it() {
+    let kit = kit(vec![subscription("s1")]);
+    kit.subscribers.behave(MemoryAnswer::Hang);
+    // Kafka refuses the deferral a few times (a missing tier, a broker down).
+    for _ in 0..3 {
+        kit.kafka.then(MemoryBehaviour::Fail(MemoryFault::Refused));
+    }
+    let tight = LaneLimits {
+        subscription_queue: 1,
+        ..limits()
+    };
+    let running = start(&kit, Role::Source, tight);
+    for offset in 0..3 {
+        running.send(source_record(offset));
+    }
+    run_for(3).await;
+    // Record 0 in hand, 1 queued, 2 being deferred: all three still count (M-2).
+    let (records, bytes) = running.holds();
+    assert_eq!(records, 3);
+    assert!(bytes > 3 * 2 * br#"{"seq":0}"#.len(), "{bytes}");
+    run_for(10).await;
+    assert_eq!(kit.kafka.records_in(&tier(1)).len(), 1, "deferred at last");
+    assert_eq!(running.holds().0, 2, "the deferred record let go");
+    running.lane.handback.cancel();
+    running.lane.abandon.cancel();
+    let (load, memory) = (running.lane.load.clone(), running.memory.clone());
+    running.task.await.expect("lane");
+    assert_eq!(load.records.load(Ordering::Relaxed), 0);
+    assert_eq!(memory.held(), 0, "abandoned work is let go too");
+}
+
+#[test]
+fn a_lane_pauses_over_its_records_its_bytes_the_worker_s_memory_or_a_head_not_due() {
+    let bounds = Bounds {
+        records: 4,
+        lane_bytes: 1_000,
+        worker_bytes: 8_000,
+    };
+    let load = |records: usize, bytes: usize, waiting: bool| LaneLoad {
+        records: records.into(),
+        bytes: bytes.into(),
+        waiting: waiting.into(),
+    };
+    assert!(!bounds.over(&load(4, 1_000, false), 8_000));
+    assert!(bounds.over(&load(5, 0, false), 0), "records");
+    assert!(bounds.over(&load(1, 1_001, false), 0), "the lane's bytes");
+    assert!(
+        bounds.over(&load(1, 10, false), 8_001),
+        "the worker's bytes"
+    );
+    assert!(bounds.over(&load(1, 10, true), 0), "a retry head not due");
+    // Resumed at half of each.
+    assert!(bounds.worked_down(&load(2, 500, false), 4_000));
+    assert!(!bounds.worked_down(&load(3, 0, false), 0));
+    assert!(!bounds.worked_down(&load(0, 501, false), 0));
+    assert!(!bounds.worked_down(&load(0, 0, false), 4_001));
+    assert!(!bounds.worked_down(&load(0, 0, true), 0));
+}
+
 // --- retry lanes ---
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_lane_waiting_for_its_head_says_so_until_it_is_due() {
+    let kit = kit(vec![subscription("s1")]);
+    let running = start(&kit, Role::Retry, limits());
+    running.send(retry_record(0, "s1", 2, now_ms() + 3_000));
+    run_for(1).await;
+    assert!(running.lane.load.waiting.load(Ordering::Relaxed));
+    run_for(3).await;
+    assert!(!running.lane.load.waiting.load(Ordering::Relaxed));
+    assert_eq!(kit.subscribers.deliveries().len(), 1);
+    assert_eq!(running.holds(), (0, 0));
+    // A record already due is not waited for: its partition is never paused for it.
+    running.send(retry_record(1, "s1", 2, 0));
+    tokio::task::yield_now().await;
+    assert!(!running.lane.load.waiting.load(Ordering::Relaxed));
+}
 
 #[tokio::test(start_paused = true)]
 async fn a_retry_lane_waits_until_its_head_record_is_due() {
