@@ -241,7 +241,7 @@ pub const WORKER_DELIVERIES: MetricDef = MetricDef {
         SUBSCRIPTION,
         Label {
             name: "outcome",
-            values: "`delivered` (2xx), `failed` (error, timeout or retryable status), `refused` (SSRF guard or 508), `postponed` (circuit open)",
+            values: "`delivered` (2xx), `failed` (error, timeout or retryable status), `refused` (SSRF guard, 508, every secret expired), `postponed` (circuit open, or a first attempt past `worker.first_attempt_budget`), `dropped` (a retry for a subscription the registry removed)",
         },
     ],
 };
@@ -268,7 +268,7 @@ pub const WORKER_DEAD_LETTERS: MetricDef = MetricDef {
         SUBSCRIPTION,
         Label {
             name: "reason",
-            values: "`attempts_exhausted`, `target_refused`",
+            values: "`attempts_exhausted`, `target_refused`, `postponed_too_long` (postponed past `worker.max_postponement`), `subscription_unknown` (a retry for a subscription the worker does not know)",
         },
     ],
 };

@@ -364,11 +364,16 @@ impl WorkerMetrics {
         if seen.contains(subscription) {
             return;
         }
-        for outcome in ["delivered", "failed", "refused", "postponed"] {
+        for outcome in ["delivered", "failed", "refused", "postponed", "dropped"] {
             self.deliveries.with_label_values(&[subscription, outcome]);
         }
         self.retries.with_label_values(&[subscription]);
-        for reason in ["attempts_exhausted", "target_refused"] {
+        for reason in [
+            "attempts_exhausted",
+            "target_refused",
+            "postponed_too_long",
+            "subscription_unknown",
+        ] {
             self.dead_letters.with_label_values(&[subscription, reason]);
         }
         self.circuit_state.with_label_values(&[subscription]);
@@ -404,6 +409,34 @@ impl WorkerMetrics {
         self.lag
             .with_label_values(&[topic, &partition.to_string()])
             .set(lag);
+    }
+
+    /// Drops the lag series of a partition this worker no longer owns: its last value would go
+    /// on firing (or hiding) alerts for a partition another worker now reads.
+    pub fn forget_lag(&self, topic: &str, partition: i32) {
+        let _ = self
+            .lag
+            .remove_label_values(&[topic, &partition.to_string()]);
+    }
+
+    /// The subscriptions whose series exist.
+    pub fn subscriptions_seen(&self) -> Vec<String> {
+        self.initialized
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .cloned()
+            .collect()
+    }
+
+    /// Drops the circuit series of a subscription that no longer exists (its counters stay:
+    /// they are totals, and a rate over them falls to zero by itself).
+    pub fn forget_subscription(&self, subscription: &str) {
+        let _ = self.circuit_state.remove_label_values(&[subscription]);
+        self.initialized
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(subscription);
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -487,6 +520,24 @@ mod tests {
         ] {
             assert!(text.contains(line), "{line} missing from\n{text}");
         }
+    }
+
+    #[test]
+    fn a_forgotten_subscription_or_partition_exports_no_gauge() {
+        let metrics = WorkerMetrics::new().expect("metrics");
+        metrics.init_subscription("gone");
+        metrics.circuit("gone", CircuitState::Open);
+        metrics.lag("t", 1, 5);
+        let text = |m: &WorkerMetrics| String::from_utf8(m.encode()).expect("utf-8");
+        assert!(text(&metrics).contains("spillway_worker_circuit_state{subscription=\"gone\"} 2"));
+        metrics.forget_subscription("gone");
+        metrics.forget_lag("t", 1);
+        let after = text(&metrics);
+        assert!(
+            !after.contains("circuit_state{subscription=\"gone\"}"),
+            "{after}"
+        );
+        assert!(!after.contains("partition=\"1\""), "{after}");
     }
 
     #[test]

@@ -8,7 +8,9 @@
 //! - `DELETE /v1/subscriptions/{id}`: remove a registered subscription (204).
 //!
 //! A write answers once this worker has read it back from the registry topic, so the caller
-//! can rely on this worker delivering with it; the other replicas follow within moments.
+//! can rely on this worker delivering with it; the other replicas follow within moments. A
+//! write not read back within 10 s answers 503 `not_applied` with `Retry-After`: it is in the
+//! registry, but not yet in effect here, and repeating it is safe.
 //! Errors are `{"error": "<code>", "message": "..."}` ([`spillway_core::ErrorBody`]) like the
 //! ingress's.
 
@@ -65,7 +67,10 @@ impl SubscriptionApi {
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+            // The scheme is case-insensitive (RFC 9110, section 11.1).
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim_start())
         else {
             return false;
         };
@@ -141,7 +146,9 @@ impl SubscriptionApi {
             Ok(at) => at,
             Err(e) => return registry_error(&e),
         };
-        self.state.live.wait_applied(at, READ_BACK).await;
+        if !self.state.live.wait_applied(at, READ_BACK).await {
+            return not_applied();
+        }
         let mut body = json!(self.state.registry.view_of(&sub));
         if let Some(secret) = generated {
             body["secret"] = Value::String(secret);
@@ -163,7 +170,9 @@ impl SubscriptionApi {
         }
         match self.state.registry.remove(id).await {
             Ok(at) => {
-                self.state.live.wait_applied(at, READ_BACK).await;
+                if !self.state.live.wait_applied(at, READ_BACK).await {
+                    return not_applied();
+                }
                 let mut answer = Response::new(Full::new(Bytes::new()));
                 *answer.status_mut() = StatusCode::NO_CONTENT;
                 answer
@@ -288,6 +297,24 @@ fn registry_error(e: &RegistryError) -> Response<Full<Bytes>> {
     }
 }
 
+/// A write that is in the registry topic but was not read back in time: not a success the
+/// caller can rely on (this worker may not deliver with it yet), and safe to repeat.
+fn not_applied() -> Response<Full<Bytes>> {
+    let mut answer = error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "not_applied",
+        &format!(
+            "written to the registry, but this worker has not read it back within {}s (is its \
+             registry follower behind?): repeat the request, PUT and DELETE are idempotent",
+            READ_BACK.as_secs()
+        ),
+    );
+    answer
+        .headers_mut()
+        .insert(header::RETRY_AFTER, http::HeaderValue::from_static("1"));
+    answer
+}
+
 fn not_found(id: &str) -> Response<Full<Bytes>> {
     error(
         StatusCode::NOT_FOUND,
@@ -324,4 +351,25 @@ fn json_answer(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
         http::HeaderValue::from_static("application/json"),
     );
     answer
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_write_not_read_back_in_time_is_no_success() {
+        let answer = not_applied();
+        assert_eq!(answer.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            answer
+                .headers()
+                .get(header::RETRY_AFTER)
+                .map(|v| v.as_bytes()),
+            Some(b"1".as_slice())
+        );
+        let body = answer.into_body().collect().await.expect("body").to_bytes();
+        let body: Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(body["error"], "not_applied");
+    }
 }

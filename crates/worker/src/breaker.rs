@@ -100,6 +100,14 @@ impl Breakers {
         };
     }
 
+    /// Forgets the circuit of a subscription that no longer exists.
+    pub fn forget(&self, subscription: &str) {
+        self.states
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(subscription);
+    }
+
     /// Whether the circuit of `subscription` is open or half-open.
     pub fn is_open(&self, subscription: &str) -> bool {
         self.state(subscription) != CircuitState::Closed

@@ -138,7 +138,7 @@ impl Handling {
                 subscription = id,
                 "retry for a removed subscription; dropped"
             );
-            self.metrics.dead_letter(id, "subscription_removed");
+            self.metrics.delivery(id, "dropped", None);
             return true;
         }
         let control = [

@@ -7,6 +7,7 @@
 //! topic with Kafka's acknowledgement (see [`crate::ledger`]). The stored offsets are committed
 //! every second, when partitions are revoked and on shutdown.
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -212,7 +213,7 @@ impl Worker {
         let lag_task = tokio::spawn(report_lag(
             // Source topics only: records in the retry tiers wait on purpose.
             source.clone(),
-            self.handling.metrics.clone(),
+            self.handling.clone(),
             cancel.clone(),
         ));
         // One budget for both consumers' lanes.
@@ -342,45 +343,72 @@ impl Readiness for WorkerReadiness {
 const LAG_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Measures, every few seconds, how far each assigned source partition's position is behind
-/// its end.
+/// its end; and drops the series of partitions no longer assigned and of subscriptions no
+/// longer there, whose last values would otherwise keep alerts firing.
 async fn report_lag(
     consumer: Arc<WorkerConsumer>,
-    metrics: WorkerMetrics,
+    handling: Arc<Handling>,
     cancel: CancellationToken,
 ) {
+    let mut reported: HashSet<(String, i32)> = HashSet::new();
     loop {
         tokio::select! {
             () = cancel.cancelled() => return,
             () = tokio::time::sleep(LAG_INTERVAL) => {}
         }
-        let (consumer, metrics) = (consumer.clone(), metrics.clone());
-        let measured = tokio::task::spawn_blocking(move || {
-            let Ok(positions) = consumer.position() else {
-                return;
-            };
-            // A partition that fetched nothing since it was assigned has no position yet: it
-            // stands at the group's committed offset.
-            let committed = consumer.committed(Duration::from_secs(2)).ok();
-            for p in positions.elements() {
-                let Ok((low, high)) =
-                    consumer.fetch_watermarks(p.topic(), p.partition(), Duration::from_secs(2))
-                else {
-                    continue;
-                };
-                let stored = committed
-                    .as_ref()
-                    .and_then(|c| c.find_partition(p.topic(), p.partition()))
-                    .and_then(|e| match e.offset() {
-                        rdkafka::Offset::Offset(o) => Some(o),
-                        _ => None,
-                    });
-                let at = match p.offset() {
-                    rdkafka::Offset::Offset(o) => o,
-                    _ => stored.unwrap_or(low),
-                };
-                metrics.lag(p.topic(), p.partition(), (high - at).max(0));
+        let (measuring, metrics) = (consumer.clone(), handling.metrics.clone());
+        let measured = tokio::task::spawn_blocking(move || measure_lag(&measuring, &metrics)).await;
+        if let Ok(Some(now)) = measured {
+            for (topic, partition) in reported.difference(&now) {
+                handling.metrics.forget_lag(topic, *partition);
             }
-        });
-        let _ = measured.await;
+            reported = now;
+        }
+        let current: HashSet<String> = handling
+            .subscriptions
+            .snapshot()
+            .iter()
+            .map(|s| s.id.clone())
+            .collect();
+        for gone in handling.metrics.subscriptions_seen() {
+            if !current.contains(&gone) {
+                handling.metrics.forget_subscription(&gone);
+                handling.breakers.forget(&gone);
+            }
+        }
     }
+}
+
+/// Reports the lag of every assigned source partition; returns the partitions reported, or
+/// `None` when the assignment could not be read.
+fn measure_lag(
+    consumer: &WorkerConsumer,
+    metrics: &WorkerMetrics,
+) -> Option<HashSet<(String, i32)>> {
+    let positions = consumer.position().ok()?;
+    // A partition that fetched nothing since it was assigned has no position yet: it
+    // stands at the group's committed offset.
+    let committed = consumer.committed(Duration::from_secs(2)).ok();
+    let mut reported = HashSet::new();
+    for p in positions.elements() {
+        let Ok((low, high)) =
+            consumer.fetch_watermarks(p.topic(), p.partition(), Duration::from_secs(2))
+        else {
+            continue;
+        };
+        let stored = committed
+            .as_ref()
+            .and_then(|c| c.find_partition(p.topic(), p.partition()))
+            .and_then(|e| match e.offset() {
+                rdkafka::Offset::Offset(o) => Some(o),
+                _ => None,
+            });
+        let at = match p.offset() {
+            rdkafka::Offset::Offset(o) => o,
+            _ => stored.unwrap_or(low),
+        };
+        metrics.lag(p.topic(), p.partition(), (high - at).max(0));
+        reported.insert((p.topic().to_owned(), p.partition()));
+    }
+    Some(reported)
 }

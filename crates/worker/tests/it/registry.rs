@@ -58,6 +58,23 @@ impl Api {
     }
 }
 
+/// The circuit series of the subscription the registry test removes.
+const STALE: &str = "spillway_worker_circuit_state{subscription=\"live\"}";
+
+/// A worker's metrics page.
+async fn metrics_of(admin: std::net::SocketAddr) -> Result<String, String> {
+    let page = Client::http1()
+        .send(
+            Method::GET,
+            &format!("http://{admin}/metrics"),
+            &[],
+            Bytes::new(),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(String::from_utf8_lossy(&page.body).into_owned())
+}
+
 fn verifies_with(secret: &str, received: &spillway_testkit::Received) -> bool {
     let key = Scheme::StandardWebhooks
         .decode_secret(secret)
@@ -207,6 +224,13 @@ async fn subscriptions_managed_over_the_api_reach_every_replica_live() {
     assert_eq!(replaced.status, StatusCode::OK, "{:?}", replaced.json());
     assert!(replaced.field("secret").is_none());
 
+    // A worker that delivered to it exports its circuit's state.
+    let mut exported = false;
+    for admin in [admin_a, admin_b] {
+        exported |= metrics_of(admin).await.is_ok_and(|t| t.contains(STALE));
+    }
+    assert!(exported, "no worker exports {STALE}");
+
     // Removed through B; once A has seen it, A delivers nothing more to it.
     let removed = b.call(Method::DELETE, "/live", TOKEN, "").await;
     assert_eq!(removed.status, StatusCode::NO_CONTENT);
@@ -230,7 +254,18 @@ async fn subscriptions_managed_over_the_api_reach_every_replica_live() {
         before,
         "nothing reaches a removed subscription"
     );
-
+    // Nor does its circuit gauge stay behind on either worker, to go on firing alerts.
+    for admin in [admin_a, admin_b] {
+        eventually("the removed subscription's series gone", async || {
+            let text = metrics_of(admin).await?;
+            if text.contains(STALE) {
+                Err(format!("{STALE} is still exported"))
+            } else {
+                Ok(())
+            }
+        })
+        .await;
+    }
     for (stop, running) in [(stop_a, running_a), (stop_b, running_b)] {
         stop.send(()).expect("stop");
         running.await.expect("worker stops");
