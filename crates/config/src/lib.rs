@@ -28,7 +28,7 @@ pub use resolve::{ResolvedSource, ResolvedSubscription, SourceRoute};
 pub use secrets::{read_credential, SubscriptionSecret};
 pub use validate::{
     Process, CONNECTION_BYTES, DEFAULT_MESSAGE_MAX_BYTES, MEMORY_HEADROOM_BYTES,
-    RECORD_OVERHEAD_BYTES,
+    RECORD_OVERHEAD_BYTES, WORKER_BASE_BYTES,
 };
 pub use warnings::Warning;
 

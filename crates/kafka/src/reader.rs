@@ -169,3 +169,37 @@ pub fn read_topic(
     }
     Ok(records)
 }
+
+/// The offsets consumer group `group` has committed for `topic`'s partitions
+/// `0..partitions`, summed (a partition without a commit counts 0): how far a group has
+/// settled a topic. Blocks the thread.
+pub fn committed_total(
+    connection: &Connection,
+    group: &str,
+    topic: &str,
+    partitions: i32,
+    timeout: Duration,
+) -> Result<i64, ClientError> {
+    let consumer: BaseConsumer = connection
+        .client_config()
+        .set("group.id", group)
+        .create()
+        .map_err(client_error("create an offsets client"))?;
+    let mut wanted = TopicPartitionList::new();
+    for partition in 0..partitions {
+        wanted.add_partition(topic, partition);
+    }
+    let committed = consumer
+        .committed_offsets(wanted, timeout)
+        .map_err(client_error(format!(
+            "committed offsets of {group} on {topic}"
+        )))?;
+    Ok(committed
+        .elements()
+        .iter()
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(o) => Some(o),
+            _ => None,
+        })
+        .sum())
+}

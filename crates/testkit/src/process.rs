@@ -314,6 +314,25 @@ impl WorkerProcess {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM, as Kubernetes does, and waits for the process to exit (within
+    /// [`patience`]).
+    pub fn terminate_and_wait(&mut self) -> ExitStatus {
+        signal(self.child.id(), "TERM");
+        Wait::new()
+            .poll_blocking(|| self.child.try_wait().expect("try_wait"))
+            .unwrap_or_else(|_| {
+                panic!(
+                    "worker did not exit within {:?}; log:\n{}",
+                    patience(),
+                    self.log_text()
+                )
+            })
+    }
+
     /// SIGKILL, as a crash or an OOM kill would.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

@@ -37,6 +37,27 @@ pub fn load_shape() -> (f64, Duration) {
     )
 }
 
+/// A figure of `/proc/<pid>/status`, in bytes (`VmHWM`: the peak resident set).
+pub fn proc_status_bytes(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kib| kib * 1024)
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+/// Kafka properties for one record per batch. The worker cases pause partitions (an open
+/// circuit, a retry lane waiting for its head, a lane over its memory) or resume from committed
+/// offsets (a new worker): fetches that can start inside a record batch, which tansu 0.6's
+/// memory storage answers without the rest of that batch (docs/development.md). One record
+/// per batch keeps that bug out of these cases in the short form too; the CI run of 2026-12-01
+/// lost a delivery to it in `a_hanging_subscriber_does_not_hold_up_the_others`.
+pub fn one_record_batches() -> Value {
+    json!({ "properties": { "batch.num.messages": "1" } })
+}
+
 /// A case's config: sources on the given Kafka and Redis, a worker whose subscriptions deliver
 /// every source to the named subscribers, then the case's `patch`; every topic created.
 pub async fn stack(

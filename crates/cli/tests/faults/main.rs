@@ -16,4 +16,5 @@ mod memory;
 mod partition;
 mod probe;
 mod redis;
+mod retries;
 mod worker;

@@ -22,7 +22,7 @@ use spillway_testkit::{redis_nodes, IngressProcess, TestSubscriber};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::harness::{record, stack, start, Load};
+use crate::harness::{proc_status_bytes, record, stack, start, Load};
 use crate::probe::probe_until;
 
 const MIB: u64 = 1024 * 1024;
@@ -160,17 +160,6 @@ async fn post_raw(
         Ok(_) if status.is_empty() => "closed without an answer".into(),
         Ok(_) => format!("{status}{code}"),
     }
-}
-
-/// A figure of `/proc/<pid>/status`, in bytes (`VmHWM`: the peak resident set).
-fn proc_status_bytes(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{field}:")))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map(|kib| kib * 1024)
-        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

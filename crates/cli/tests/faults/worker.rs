@@ -12,16 +12,7 @@ use spillway_testkit::spillway::source;
 use spillway_testkit::{read_topic, redis_nodes, Behaviour, Client, TestSubscriber, Wait};
 use spillway_worker::control;
 
-use crate::harness::{record, stack, start, Load};
-
-/// Two worker cases pause partitions (an open circuit) or resume from committed offsets (a new
-/// worker), fetches that can start inside a record batch, which tansu 0.6's memory storage
-/// answers without the rest of that batch (docs/development.md). One
-/// record per batch keeps that bug out of these cases in the short form too; the CI run of
-/// 2026-12-01 lost a delivery to it in `a_hanging_subscriber_does_not_hold_up_the_others`.
-fn one_record_batches() -> serde_json::Value {
-    json!({ "properties": { "batch.num.messages": "1" } })
-}
+use crate::harness::{one_record_batches, record, stack, start, Load};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn worker_killed_mid_batch_and_replaced() {

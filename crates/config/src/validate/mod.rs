@@ -15,6 +15,7 @@ mod worker;
 pub use sizes::{
     CONNECTION_BYTES, DEFAULT_MESSAGE_MAX_BYTES, MEMORY_HEADROOM_BYTES, RECORD_OVERHEAD_BYTES,
 };
+pub use worker::WORKER_BASE_BYTES;
 
 use crate::field::{err, FieldError};
 use crate::model::Config;

@@ -10,8 +10,11 @@ use rdkafka::message::Message;
 use spillway_config::ResolvedSubscription;
 use tokio::sync::{mpsc, Notify};
 
+use tokio_util::sync::CancellationToken;
+
 use super::{Held, LaneContext};
 use crate::delivery::{wants, OutboundEvent};
+use crate::handling::Handling;
 use crate::ledger::{Ledger, Progress};
 
 /// One delivery of one record to one subscription.
@@ -92,25 +95,31 @@ pub(super) async fn run_source_lane(
     }
 }
 
-/// Parks a slow subscription's delivery in the first retry tier, still as its first attempt.
+/// Parks a slow subscription's delivery in the first retry tier, still as its first attempt,
+/// in a task of its own.
 fn defer(lane: &LaneContext, job: Job, settled: Arc<Notify>) {
     let (handling, abandon) = (lane.handling.clone(), lane.abandon.clone());
     lane.tracker.spawn(async move {
-        let wait = handling.tiers.first().map(|t| t.delay).unwrap_or_default();
-        if handling
-            .postpone(
-                &job.message,
-                &job.subscription,
-                1,
-                wait,
-                "the subscription is slow",
-                &abandon,
-            )
-            .await
-        {
+        if park_as_slow(&handling, &job, &abandon).await {
             job.progress.settle_one(&settled);
         }
     });
+}
+
+/// Postpones `job` to the first retry tier as a first attempt still to make; false when
+/// cancelled first.
+async fn park_as_slow(handling: &Handling, job: &Job, abandon: &CancellationToken) -> bool {
+    let wait = handling.tiers.first().map(|t| t.delay).unwrap_or_default();
+    handling
+        .postpone(
+            &job.message,
+            &job.subscription,
+            1,
+            wait,
+            "the subscription is slow",
+            abandon,
+        )
+        .await
 }
 
 /// The task delivering one subscription's share of a partition, in order. When the lane is
@@ -123,6 +132,10 @@ fn subscription_task(lane: &LaneContext, settled: Arc<Notify>) -> mpsc::Sender<J
         lane.abandon.clone(),
     );
     lane.tracker.spawn(async move {
+        // The last attempt ran out of `worker.first_attempt_budget`: the subscriber is slow,
+        // so what is queued behind it is deferred, not each given the whole budget in turn;
+        // the last one queued is attempted again, as a probe.
+        let mut behind = false;
         loop {
             let job = tokio::select! {
                 biased;
@@ -132,10 +145,17 @@ fn subscription_task(lane: &LaneContext, settled: Arc<Notify>) -> mpsc::Sender<J
                     None => return,
                 },
             };
-            if !handling
-                .first_attempt(&job.message, &job.subscription, &job.event, &abandon)
-                .await
-            {
+            let done = if behind && !rx.is_empty() {
+                park_as_slow(&handling, &job, &abandon).await
+            } else {
+                let started = tokio::time::Instant::now();
+                let done = handling
+                    .first_attempt(&job.message, &job.subscription, &job.event, &abandon)
+                    .await;
+                behind = started.elapsed() >= handling.first_attempt_budget;
+                done
+            };
+            if !done {
                 return;
             }
             job.progress.settle_one(&settled);

@@ -183,15 +183,28 @@ async fn a_first_attempt_in_hand_past_its_budget_is_parked_and_the_offsets_move_
     run_for(FIRST_ATTEMPT_BUDGET.as_secs() - 1).await;
     assert!(running.offsets.offsets().is_empty(), "offset 0 is in hand");
     run_for(2).await;
-    // Record 0 went to the first tier as a first attempt still to make; 1 and 2 followed.
+    // Record 0 went to the first tier as a first attempt still to make; 1, queued behind a
+    // subscriber known to be slow, was deferred without waiting its turn; 2, the last queued,
+    // was attempted (a probe) and delivered.
     let parked = kit.kafka.records();
-    assert_eq!(parked.len(), 1, "{parked:?}");
+    assert_eq!(parked.len(), 2, "{parked:?}");
     assert_eq!(parked[0].topic, tier(1));
     assert_eq!(parked[0].header(ATTEMPT), Some("1"));
     assert_eq!(
         parked[0].header(LAST_ERROR),
         Some("postponed: in hand past worker.first_attempt_budget")
     );
+    assert_eq!(
+        parked[1].header(LAST_ERROR),
+        Some("postponed: the subscription is slow")
+    );
+    let delivered: Vec<String> = kit
+        .subscribers
+        .deliveries()
+        .iter()
+        .map(|d| d.event.event_id.clone())
+        .collect();
+    assert_eq!(delivered, ["e-0", "e-2"]);
     assert_eq!(running.offsets.offsets().last(), Some(&2));
 }
 
@@ -265,7 +278,7 @@ async fn a_deferred_delivery_counts_against_its_lane_until_kafka_takes_it() {
 #[test]
 fn a_lane_pauses_over_its_records_its_bytes_the_worker_s_memory_or_a_head_not_due() {
     let bounds = Bounds {
-        records: 4,
+        records: 100,
         lane_bytes: 1_000,
         worker_bytes: 8_000,
     };
@@ -274,17 +287,27 @@ fn a_lane_pauses_over_its_records_its_bytes_the_worker_s_memory_or_a_head_not_du
         bytes: bytes.into(),
         waiting: waiting.into(),
     };
-    assert!(!bounds.over(&load(4, 1_000, false), 8_000));
-    assert!(bounds.over(&load(5, 0, false), 0), "records");
+    assert!(!bounds.over(&load(100, 1_000, false), 8_000));
+    assert!(bounds.over(&load(101, 0, false), 0), "records");
     assert!(bounds.over(&load(1, 1_001, false), 0), "the lane's bytes");
     assert!(
         bounds.over(&load(1, 10, false), 8_001),
         "the worker's bytes"
     );
-    assert!(bounds.over(&load(1, 10, true), 0), "a retry head not due");
+    assert!(
+        !bounds.over(&load(1, 10, true), 0),
+        "a retry head not due, alone"
+    );
+    let behind = WAITING_SLACK_RECORDS + 1;
+    assert!(bounds.over(&load(behind, 10, true), 0), "records behind it");
+    assert!(bounds.over(&load(2, 126, true), 0), "bytes behind it");
+    assert!(
+        !bounds.over(&load(behind, 10, false), 0),
+        "not waiting: its backlog"
+    );
     // Resumed at half of each.
-    assert!(bounds.worked_down(&load(2, 500, false), 4_000));
-    assert!(!bounds.worked_down(&load(3, 0, false), 0));
+    assert!(bounds.worked_down(&load(50, 500, false), 4_000));
+    assert!(!bounds.worked_down(&load(51, 0, false), 0));
     assert!(!bounds.worked_down(&load(0, 501, false), 0));
     assert!(!bounds.worked_down(&load(0, 0, false), 4_001));
     assert!(!bounds.worked_down(&load(0, 0, true), 0));

@@ -145,27 +145,14 @@ impl Rig {
 impl Rig {
     /// The workers' committed offsets of `topic`, summed over its partitions.
     pub fn committed(&self, topic: &str) -> i64 {
-        use rdkafka::consumer::{BaseConsumer, Consumer};
-        let consumer: BaseConsumer = rdkafka::ClientConfig::new()
-            .set("bootstrap.servers", &self.config.kafka.brokers)
-            .set("group.id", &self.config.worker.group_id)
-            .create()
-            .expect("consumer");
-        let mut partitions = rdkafka::TopicPartitionList::new();
-        for partition in 0..self.config.kafka.partitions {
-            partitions.add_partition(topic, partition);
-        }
-        let Ok(committed) = consumer.committed_offsets(partitions, Duration::from_secs(5)) else {
-            return 0;
-        };
-        committed
-            .elements()
-            .iter()
-            .filter_map(|e| match e.offset() {
-                rdkafka::Offset::Offset(o) => Some(o),
-                _ => None,
-            })
-            .sum()
+        spillway_kafka::reader::committed_total(
+            &spillway_kafka::Connection::plain(&self.config.kafka.brokers),
+            &self.config.worker.group_id,
+            topic,
+            self.config.kafka.partitions,
+            Duration::from_secs(5),
+        )
+        .unwrap_or(0)
     }
 }
 
