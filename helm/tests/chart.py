@@ -86,6 +86,21 @@ REFUSED = [
         {"ingress": {"resources": {"requests": {"cpu": "1", "memory": "128Mi"}, "limits": {"cpu": "2", "memory": "lots"}}}},
         "not a memory quantity",
     ),
+    # The workers' memory limit holds 2 x max_record_memory + 2 x consumer_prefetch_bytes +
+    # 64 MiB (256Mi with 16 MiB of prefetch: 80 MiB of records).
+    (
+        {"worker": {"config": {"max_record_memory": 80 * MIB + 1}}},
+        "worker.resources.limits.memory: 256Mi does not hold",
+    ),
+    # L-13: a private range the NetworkPolicy opens to subscribers, which the SSRF guard refuses.
+    (
+        {"networkPolicy": {"subscribers": {"cidrs": ["10.40.0.0/16"]}}},
+        "10.40.0.0/16 is a private range the workers' SSRF guard refuses",
+    ),
+    (
+        {"networkPolicy": {"subscribers": {"cidrs": ["172.20.0.0/16"]}}, "worker": {"config": {"allow_cidrs": ["10.40.0.0/16"]}}},
+        "172.20.0.0/16 is a private range",
+    ),
 ]
 
 # Values at the edge of a refusal above, which must render.
@@ -98,6 +113,9 @@ ACCEPTED: list[dict[str, Any]] = [
     {"ingress": {"resources": {"requests": {"cpu": "1", "memory": "128Mi"}, "limits": {"cpu": "2", "memory": "1e9"}},
                  "config": {"max_body_memory": 332227840}}},
     {"ingress": {"resources": {"requests": {"cpu": "1", "memory": "128Mi"}, "limits": {"cpu": "2", "memory": "0.4375Gi"}}}},
+    {"worker": {"config": {"max_record_memory": 80 * MIB}}},
+    {"networkPolicy": {"subscribers": {"cidrs": ["10.40.0.0/16", "0.0.0.0/0"]}},
+     "worker": {"config": {"allow_cidrs": ["10.40.0.0/16"]}}},
 ]
 
 
@@ -323,27 +341,30 @@ def with_every_signing_key(objects: list[dict[str, Any]]) -> list[dict[str, Any]
 
 # === the ingress's memory limit ===
 
-MEMORY_LIMIT_ENV = {
-    "name": "SPILLWAY_INGRESS__MEMORY_LIMIT",
-    "valueFrom": {"resourceFieldRef": {"containerName": "ingress", "resource": "limits.memory", "divisor": "1"}},
+MEMORY_LIMIT_ENVS = {
+    component: {
+        "name": f"SPILLWAY_{component.upper()}__MEMORY_LIMIT",
+        "valueFrom": {"resourceFieldRef": {"containerName": component, "resource": "limits.memory", "divisor": "1"}},
+    }
+    for component in ("ingress", "worker")
 }
 
 
 def memory_limit_problems(objects: list[dict[str, Any]]) -> list[str]:
-    """The ingress container is told its own memory limit in bytes (the downward API), so that
-    the process checks its body budget against it; the workers hold no request bodies."""
+    """The ingress and worker containers are told their own memory limit in bytes (the downward
+    API), so that each process checks its memory budgets against it."""
     problems = []
+    names = {env["name"] for env in MEMORY_LIMIT_ENVS.values()}
     for o in objects:
         if o["kind"] != "Deployment":
             continue
         component = o["spec"]["template"]["metadata"]["labels"].get("app.kubernetes.io/component")
+        wanted = MEMORY_LIMIT_ENVS.get(component)
         for container in o["spec"]["template"]["spec"]["containers"]:
-            env = [e for e in container.get("env", []) if e["name"] == MEMORY_LIMIT_ENV["name"]]
+            env = [e for e in container.get("env", []) if e["name"] in names]
             what = f"Deployment/{o['metadata']['name']} container {container['name']}"
-            if component == "ingress" and env != [MEMORY_LIMIT_ENV]:
-                problems.append(f"{what} is not given its memory limit as {MEMORY_LIMIT_ENV}: {env}")
-            if component != "ingress" and env:
-                problems.append(f"{what} sets {MEMORY_LIMIT_ENV['name']}, which only the ingress reads")
+            if env != ([wanted] if wanted else []):
+                problems.append(f"{what} is not given exactly its own memory limit ({wanted}): {env}")
     return problems
 
 
@@ -353,7 +374,7 @@ def without_memory_limit(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for o in copied:
         if o["kind"] == "Deployment":
             for container in o["spec"]["template"]["spec"]["containers"]:
-                container["env"] = [e for e in container.get("env", []) if e["name"] != MEMORY_LIMIT_ENV["name"]]
+                container["env"] = [e for e in container.get("env", []) if e["name"] != MEMORY_LIMIT_ENVS["ingress"]["name"]]
     return copied
 
 

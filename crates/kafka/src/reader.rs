@@ -79,6 +79,19 @@ pub fn read_topic(
     topic: &str,
     timeout: Duration,
 ) -> Result<Vec<ReadRecord>, ClientError> {
+    read_topic_where(connection, topic, timeout, |_| true)
+}
+
+/// Like [`read_topic`], keeping only the records `keep` accepts, as they are read: a tool
+/// looking for a few records of a topic with days of retention holds those few, not the
+/// topic (L-12). `timeout` bounds each wait for the next record, not the whole read, so a
+/// long topic is read to its end.
+pub fn read_topic_where(
+    connection: &Connection,
+    topic: &str,
+    timeout: Duration,
+    mut keep: impl FnMut(&ReadRecord) -> bool,
+) -> Result<Vec<ReadRecord>, ClientError> {
     let consumer: BaseConsumer<ReaderContext> = connection
         .client_config()
         // A throwaway group: nothing is committed, and assign() is used, not subscribe().
@@ -120,12 +133,13 @@ pub fn read_topic(
 
     let mut unfinished: std::collections::HashSet<i32> = partitions.iter().copied().collect();
     let mut records = Vec::new();
-    let deadline = Instant::now() + timeout;
+    let mut deadline = Instant::now() + timeout;
     while !unfinished.is_empty() {
         if Instant::now() > deadline {
             return Err(ClientError {
                 context: format!(
-                    "read {topic}: partitions {unfinished:?} not read to their end in time"
+                    "read {topic}: partitions {unfinished:?} gave nothing for {timeout:?} before \
+                     their end"
                 ),
                 source: KafkaError::NoMessageReceived,
             });
@@ -145,6 +159,7 @@ pub fn read_topic(
         };
         let partition = message.partition();
         next.insert(partition, message.offset() + 1);
+        deadline = Instant::now() + timeout;
         let headers = message
             .headers()
             .map(|hs| {
@@ -158,14 +173,17 @@ pub fn read_topic(
                     .collect()
             })
             .unwrap_or_default();
-        records.push(ReadRecord {
+        let record = ReadRecord {
             topic: topic.to_owned(),
             partition,
             offset: message.offset(),
             key: message.key().map(<[u8]>::to_vec),
             value: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
             headers,
-        });
+        };
+        if keep(&record) {
+            records.push(record);
+        }
     }
     Ok(records)
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use spillway_config::Config;
 use spillway_core::headers;
-use spillway_kafka::reader::{read_topic, ReadRecord};
+use spillway_kafka::reader::{read_topic_where, ReadRecord};
 
 use crate::control;
 use crate::replay::requeue;
@@ -38,24 +38,30 @@ impl DeadLetter {
     }
 
     pub fn dead_at_ms(&self) -> u64 {
-        self.header(control::DEAD_AT)
-            .and_then(|t| t.parse().ok())
-            .unwrap_or(0)
+        dead_at_ms(&self.record)
     }
 }
 
 // === impl Filter ===
 
 impl Filter {
-    fn matches(&self, d: &DeadLetter) -> bool {
+    fn matches(&self, record: &ReadRecord) -> bool {
         let same = |want: &Option<String>, got: Option<&str>| {
             want.as_deref().is_none_or(|w| Some(w) == got)
         };
-        same(&self.subscription, d.header(control::SUBSCRIPTION))
-            && same(&self.source, d.header(headers::SOURCE))
-            && self.since_ms.is_none_or(|s| d.dead_at_ms() >= s)
-            && self.until_ms.is_none_or(|u| d.dead_at_ms() < u)
+        let dead_at = dead_at_ms(record);
+        same(&self.subscription, record.header(control::SUBSCRIPTION))
+            && same(&self.source, record.header(headers::SOURCE))
+            && self.since_ms.is_none_or(|s| dead_at >= s)
+            && self.until_ms.is_none_or(|u| dead_at < u)
     }
+}
+
+fn dead_at_ms(record: &ReadRecord) -> u64 {
+    record
+        .header(control::DEAD_AT)
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(0)
 }
 
 /// The dead letters matching `filter`, oldest first. Blocking: call from `spawn_blocking`.
@@ -64,12 +70,15 @@ pub fn list(
     filter: &Filter,
     timeout: Duration,
 ) -> Result<Vec<DeadLetter>, WorkerError> {
+    let topic = dead_letter_topic(config);
+    // Filtered as read: only the matching dead letters are held.
     let mut all: Vec<DeadLetter> =
-        read_topic(&(&config.kafka).into(), &dead_letter_topic(config), timeout)?
-            .into_iter()
-            .map(|record| DeadLetter { record })
-            .filter(|d| filter.matches(d))
-            .collect();
+        read_topic_where(&(&config.kafka).into(), &topic, timeout, |r| {
+            filter.matches(r)
+        })?
+        .into_iter()
+        .map(|record| DeadLetter { record })
+        .collect();
     all.sort_by_key(DeadLetter::dead_at_ms);
     Ok(all)
 }

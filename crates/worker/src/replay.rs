@@ -9,7 +9,7 @@ use std::time::Duration;
 use spillway_config::{Config, ResolvedSubscription};
 use spillway_core::headers;
 use spillway_core::time::now_ms;
-use spillway_kafka::reader::{read_topic, ReadRecord};
+use spillway_kafka::reader::{read_topic_where, ReadRecord};
 use spillway_kafka::{EventProducer, ProducerSettings};
 
 use crate::control::{self, event_type, with_control};
@@ -33,6 +33,29 @@ pub struct Range {
     pub event_type: Option<String>,
     /// Only to this subscription; to every subscription that wants the event otherwise.
     pub subscription: Option<String>,
+}
+
+impl Range {
+    /// Whether a record of `source` is in the range: accepted and written within its bounds,
+    /// of its event type.
+    fn selects(&self, source: &spillway_config::SourceRoute, record: &ReadRecord) -> bool {
+        let received: u64 = record
+            .header(headers::RECEIVED_AT)
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(0);
+        let in_range = self.since_ms.is_none_or(|s| received >= s)
+            && self.until_ms.is_none_or(|u| received < u)
+            && self.from_offset.is_none_or(|o| record.offset >= o)
+            && self.to_offset.is_none_or(|o| record.offset < o);
+        in_range
+            && self.event_type.as_ref().is_none_or(|wanted| {
+                let pairs = record
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_slice()));
+                event_type(source, pairs, &record.value).as_ref() == Some(wanted)
+            })
+    }
 }
 
 /// One event to one subscription.
@@ -63,33 +86,18 @@ pub fn select(
             return Err(ConfigProblem::UnknownSubscription(wanted.clone()).into());
         }
     }
-    let mut records = read_topic(&(&config.kafka).into(), &source.topic, timeout)?;
+    // Filtered as read: only the records in the range are held (L-12).
+    let mut records = read_topic_where(&(&config.kafka).into(), &source.topic, timeout, |r| {
+        range.selects(source, r)
+    })?;
     records.sort_by_key(|r| (r.partition, r.offset));
     let mut out = Vec::new();
     for record in records {
-        let received: u64 = record
-            .header(headers::RECEIVED_AT)
-            .and_then(|t| t.parse().ok())
-            .unwrap_or(0);
-        let in_range = range.since_ms.is_none_or(|s| received >= s)
-            && range.until_ms.is_none_or(|u| received < u)
-            && range.from_offset.is_none_or(|o| record.offset >= o)
-            && range.to_offset.is_none_or(|o| record.offset < o);
-        if !in_range {
-            continue;
-        }
         let pairs = record
             .headers
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_slice()));
         let kind = event_type(source, pairs, &record.value);
-        if range
-            .event_type
-            .as_ref()
-            .is_some_and(|t| kind.as_ref() != Some(t))
-        {
-            continue;
-        }
         for subscription in subscriptions {
             let chosen = range
                 .subscription

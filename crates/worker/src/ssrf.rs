@@ -56,8 +56,9 @@ impl AddressPolicy {
     }
 }
 
-/// IPv4 addresses written as IPv6 (mapped `::ffff:a.b.c.d`, or NAT64 `64:ff9b::a.b.c.d`) are
-/// judged as the IPv4 address they reach.
+/// IPv4 addresses written as IPv6 (mapped `::ffff:a.b.c.d`, NAT64 `64:ff9b::a.b.c.d`, or 6to4
+/// `2002:aabb:ccdd::/48`, whose router is at a.b.c.d) are judged as the IPv4 address they
+/// reach.
 fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => {
@@ -65,9 +66,12 @@ fn canonical(ip: IpAddr) -> IpAddr {
                 return IpAddr::V4(v4);
             }
             let s = v6.segments();
+            let o = v6.octets();
             if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
-                let o = v6.octets();
                 return IpAddr::V4(Ipv4Addr::new(o[12], o[13], o[14], o[15]));
+            }
+            if s[0] == 0x2002 {
+                return IpAddr::V4(Ipv4Addr::new(o[2], o[3], o[4], o[5]));
             }
             IpAddr::V6(v6)
         }
@@ -133,6 +137,12 @@ fn refused_v6(ip: Ipv6Addr) -> Option<&'static str> {
         Some("documentation")
     } else if ip.segments()[..4] == [0x0100, 0, 0, 0] {
         Some("discard-only")
+    } else if first == 0x2001 && ip.segments()[1] == 0 {
+        // The client's IPv4 address is in there, obfuscated; no subscriber needs Teredo.
+        Some("Teredo tunnel")
+    } else if ip.segments()[..3] == [0x64, 0xff9b, 1] {
+        // RFC 8215: whatever IPv4 a local translator maps it to, internal ones included.
+        Some("local-use NAT64")
     } else {
         None
     }
@@ -227,6 +237,27 @@ mod tests {
         ] {
             assert_eq!(policy.check(ip(public)), Ok(()), "{public}");
         }
+    }
+
+    #[test]
+    fn tunnels_and_translators_to_ipv4_are_judged_by_what_they_reach() {
+        let policy = AddressPolicy::default();
+        let refused = |text: &str| {
+            policy
+                .check(text.parse().expect("address"))
+                .err()
+                .map(|e| e.reason)
+        };
+        // 6to4: 2002:0a00:0001:: is the 6to4 site of 10.0.0.1.
+        assert_eq!(refused("2002:a00:1::1"), Some("private network"));
+        assert_eq!(refused("2002:7f00:1::"), Some("loopback"));
+        assert_eq!(refused("2002:5db8:d822::1"), None, "93.184.216.34, public");
+        assert_eq!(
+            refused("2001:0:4136:e378:8000:63bf:3fff:fdd2"),
+            Some("Teredo tunnel")
+        );
+        assert_eq!(refused("64:ff9b:1::a00:1"), Some("local-use NAT64"));
+        assert_eq!(refused("64:ff9b::a00:1"), Some("private network"));
     }
 
     #[test]

@@ -135,3 +135,33 @@ async fn produced_records_read_back_byte_identical_with_headers() {
         assert_eq!(r.header(headers::DEDUPE_KEY), e.dedupe_key.as_deref());
     }
 }
+
+#[tokio::test]
+async fn a_filtered_read_keeps_only_what_it_is_asked_for() {
+    let topic = new_topic().await;
+    let producer = producer_of(&brokers(), Duration::from_secs(10), &[]);
+    for i in 0..40usize {
+        let headers = [("n", i.to_string())];
+        producer
+            .send_record(&topic, None, format!("{i}").as_bytes(), &headers)
+            .await
+            .expect("produce");
+    }
+    let connection = Connection::plain(&brokers());
+    let even = tokio::task::spawn_blocking(move || {
+        reader::read_topic_where(&connection, &topic, Duration::from_secs(10), |r| {
+            r.header("n")
+                .and_then(|n| n.parse::<usize>().ok())
+                .is_some_and(|n| n % 2 == 0)
+        })
+    })
+    .await
+    .expect("task")
+    .expect("read");
+    let kept: Vec<String> = even
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.value).into_owned())
+        .collect();
+    let wanted: Vec<String> = (0..40).step_by(2).map(|i| i.to_string()).collect();
+    assert_eq!(kept, wanted);
+}
