@@ -244,6 +244,11 @@ impl Handling {
             () = out_of_budget => {
                 tracing::info!(subscription = %subscription.id, event_id = %event.event_id, "first attempt still in hand after worker.first_attempt_budget: parked as a retry");
                 self.metrics.delivery(&subscription.id, "postponed", None);
+                // No answer within the budget is a failure for the breaker: a subscriber that
+                // always hangs opens its circuit, and a probe that hangs does not leave it
+                // half-open for a whole cooldown.
+                self.breakers.record(&subscription.id, false, Instant::now());
+                self.metrics.circuit(&subscription.id, self.breakers.state(&subscription.id));
                 let first_tier = self.tiers.first().map(|t| t.delay).unwrap_or_default();
                 return self
                     .postpone(message, subscription, attempt, first_tier, "in hand past worker.first_attempt_budget", cancel)

@@ -285,6 +285,8 @@ pub(crate) async fn consume(
                 let id = (message.topic().to_owned(), message.partition());
                 let Ok(mut map) = lanes.lock() else { break };
                 let lane = map.entry(id.clone()).or_insert_with(|| {
+                    // A partition assigned again starts unpaused, whatever its old lane was.
+                    paused.remove(&id);
                     let (context, lane, rx, finished_tx) = LaneContext::open(role, consumer.clone(), handling.clone(), limits);
                     let ledger = Ledger::new(id.0.clone(), id.1);
                     tracker.spawn(async move {
@@ -321,11 +323,14 @@ pub(crate) async fn consume(
 }
 
 /// Records a retry lane waiting for its head may hold behind it before its partition is
-/// paused (or an eighth of its bytes). Not zero: every pause makes the consumer fetch again
+/// paused (or 1/[`WAITING_SLACK_SHARE`] of the worker's record memory, so that the waiting
+/// lanes of every tier and partition together stay well under half of it, where the source
+/// partitions would pause too). Not zero: every pause makes the consumer fetch again
 /// from the lane's position, which costs a round trip, and tansu 0.6 answers a fetch from
 /// inside a record batch without the rest of that batch (docs/development.md), so pausing on
 /// every record behind a waiting head would make that bug an everyday event in tests.
 const WAITING_SLACK_RECORDS: usize = 64;
+const WAITING_SLACK_SHARE: usize = 512;
 
 /// When a partition is paused, and when it resumes.
 #[derive(Debug, Clone, Copy)]
@@ -345,7 +350,7 @@ impl Bounds {
             load.bytes.load(Ordering::Relaxed),
         );
         let waiting = load.waiting.load(Ordering::Relaxed)
-            && (records > WAITING_SLACK_RECORDS || bytes > self.lane_bytes / 8);
+            && (records > WAITING_SLACK_RECORDS || bytes > self.worker_bytes / WAITING_SLACK_SHARE);
         records > self.records || bytes > self.lane_bytes || held > self.worker_bytes || waiting
     }
 

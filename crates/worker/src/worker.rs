@@ -175,13 +175,14 @@ impl Worker {
         // before its subscriptions are known would be settled without reaching them.
         let mut follower = Follower::start(&self.config).await?;
         self.handling.subscriptions.catch_up(&mut follower).await?;
+        // Before anything is spawned: a refusal leaves nothing running behind it.
+        self.check_topics().await?;
         let registry_task = tokio::spawn(
             self.handling
                 .subscriptions
                 .clone()
                 .follow(follower, cancel.clone()),
         );
-        self.check_topics().await?;
         let (source, source_lanes) = self.consumer(&self.group_id, &self.source_topics)?;
         // Every tier topic of the prefix, not only the current policy's: records parked in the
         // tiers of an earlier policy still drain after `retry_initial` or `retry_max_delay`

@@ -46,6 +46,37 @@ impl Config {
     }
 }
 
+impl Config {
+    /// A subscription read back from the registry, fitted to this config's bounds instead of
+    /// refused by them: one stored before a bound existed (a `timeout` over
+    /// `worker.max_subscription_timeout`, a header now reserved) must go on being delivered
+    /// to, not be skipped by every worker. Returns the fitted subscription and what was changed.
+    pub fn fit_stored_subscription<S: Clone>(
+        &self,
+        sub: &SubscriptionConfig<S>,
+    ) -> (SubscriptionConfig<S>, Vec<String>) {
+        let mut fitted = sub.clone();
+        let mut changed = Vec::new();
+        let longest = self.worker.max_subscription_timeout;
+        if fitted.timeout > longest {
+            changed.push(format!(
+                "timeout {} lowered to worker.max_subscription_timeout",
+                humantime_serde::re::humantime::format_duration(fitted.timeout)
+            ));
+            fitted.timeout = longest;
+        }
+        fitted.headers.retain(|name, _| {
+            let reserved =
+                http::HeaderName::from_bytes(name.as_bytes()).is_ok_and(|n| is_reserved_header(&n));
+            if reserved {
+                changed.push(format!("header {name} left out (set by the worker itself)"));
+            }
+            !reserved
+        });
+        (fitted, changed)
+    }
+}
+
 /// Every problem of the config file's subscriptions, their secrets read or not as `access`
 /// says.
 pub(crate) fn subscription_errors(config: &Config, access: SecretAccess) -> Vec<FieldError> {
@@ -233,7 +264,7 @@ fn headers<S>(
             http::HeaderName::from_bytes(name.as_bytes()),
             http::HeaderValue::from_str(value),
         ) {
-            (Ok(n), _) if is_reserved(&n) => errors.push(err(
+            (Ok(n), _) if is_reserved_header(&n) => errors.push(err(
                 format!("{at}headers.{name}"),
                 "set by the worker itself (Host, framing, Standard Webhooks and spillway- \
                  headers cannot be overridden)",
@@ -248,7 +279,7 @@ fn headers<S>(
 /// L-4: headers a subscription may not set. `Host` would aim a shared front-end at another
 /// virtual host; the framing headers would desynchronise the request; the signature headers
 /// and `spillway-*` are what subscribers verify and deduplicate on.
-fn is_reserved(name: &http::HeaderName) -> bool {
+fn is_reserved_header(name: &http::HeaderName) -> bool {
     const RESERVED: &[&str] = &[
         "host",
         "content-length",

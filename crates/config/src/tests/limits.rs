@@ -281,3 +281,27 @@ fn a_subscription_s_timeout_is_bounded_and_its_headers_cannot_replace_the_worker
         Ok(())
     });
 }
+
+#[test]
+fn by_default_topics_are_replicated_and_no_producer_is_replaced_after_a_timeout() {
+    let defaults = config("", "");
+    // H-5: three replicas, checked at start with a warning.
+    assert_eq!(defaults.kafka.replication_factor, 3);
+    assert!(!defaults.kafka.single_replica);
+    assert_eq!(defaults.kafka.topic_check, crate::TopicCheck::Warn);
+    // M-4: replacing the producer after a timeout is for tansu only.
+    assert!(!defaults.kafka.recreate_producer_on_timeout);
+    let single = config("kafka: { brokers: k:9092, replication_factor: 1 }", "");
+    assert_eq!(
+        errors(&single, Process::All),
+        [
+            "kafka.replication_factor: 1 keeps every accepted event on one broker's disk: set \
+          kafka.single_replica: true to allow it (development only)"
+        ]
+    );
+    let development = config(
+        "kafka: { brokers: k:9092, replication_factor: 1, single_replica: true }",
+        "",
+    );
+    assert_eq!(errors(&development, Process::All), Vec::<String>::new());
+}

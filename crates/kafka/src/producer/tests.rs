@@ -85,7 +85,7 @@ fn concurrent_failed_sends_of_one_generation_create_one_producer() {
         for _ in 0..callers {
             scope.spawn(|| {
                 start.wait();
-                p.replace(0, Retirement::Drain);
+                p.replace(0);
             });
         }
     });
@@ -97,7 +97,7 @@ fn concurrent_failed_sends_of_one_generation_create_one_producer() {
     });
     assert_eq!(p.shared.created.load(Ordering::Relaxed), 2);
     // A late failure of the replaced generation changes nothing.
-    p.replace(0, Retirement::Drain);
+    p.replace(0);
     assert_eq!(p.current().0, 1);
     let replacing = p.shared.current.read().map(|c| c.replacing);
     assert_eq!(replacing.ok(), Some(false));
@@ -123,11 +123,4 @@ async fn a_send_fails_at_once_while_every_broker_is_down() {
     // (librdkafka's queue length also counts its own events, such as the error just raised,
     // so it says nothing about whether the record was handed over.)
     assert_eq!(p.current().0, 0, "no replacement");
-}
-
-#[test]
-fn a_producer_replaced_after_a_timeout_keeps_its_records_and_a_broken_one_is_purged() {
-    // M-4: a timeout on one partition says nothing of the others' records in flight.
-    assert_eq!(retirement(false), Retirement::Drain);
-    assert_eq!(retirement(true), Retirement::Purge);
 }

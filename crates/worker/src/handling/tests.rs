@@ -706,3 +706,22 @@ fn a_limiter_is_kept_while_its_rate_stays_and_made_anew_when_it_changes() {
     let changed = kit.handling.limiter(&limited(10)).expect("limiter");
     assert!(!std::sync::Arc::ptr_eq(&first, &changed));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_first_attempt_out_of_its_budget_counts_as_a_failure_for_the_breaker() {
+    let sub = subscription("s1");
+    let kit = kit_with(vec![sub.clone()], 1);
+    kit.subscribers.behave(MemoryAnswer::Hang);
+    let message = source_record(0);
+    let event = kit.handling.outbound(&message);
+    assert!(
+        kit.handling
+            .first_attempt(&message, &sub, &event, &CancellationToken::new())
+            .await
+    );
+    // Parked unattempted, and the hang opened the circuit: the next one is postponed at once.
+    assert!(kit.handling.breakers.is_open("s1"));
+    assert_eq!(kit.kafka.records().len(), 1);
+    assert!(attempt(&kit, &source_record(1), &sub, 1).await);
+    assert_eq!(kit.subscribers.deliveries().len(), 1, "no second request");
+}

@@ -202,8 +202,12 @@ impl LiveSubscriptions {
         if is_config_managed(&self.config, &sub.id) {
             return Err("its id belongs to a subscription of the config file".into());
         }
+        let (fitted, changed) = self.config.fit_stored_subscription(sub);
+        for change in &changed {
+            tracing::warn!(subscription = %sub.id, change, "registry: subscription fitted to this worker's bounds");
+        }
         self.config
-            .resolve_subscription("", sub)
+            .resolve_subscription("", &fitted)
             .map_err(|e| spillway_config::describe(&e))
     }
 
