@@ -31,7 +31,8 @@ pub struct KafkaConfig {
     /// librdkafka bump its epoch client-side. Only for brokers without KIP-360 support for
     /// idempotent producers (tansu 0.6); off by default, since Apache Kafka, MSK and Redpanda
     /// need no such thing and each replacement costs a new producer id and fresh metadata. The
-    /// replaced producer still finishes its own records. Fatal producer errors always replace
+    /// replaced producer's queued and in-flight records are purged (their requests get 503),
+    /// those of healthy partitions too. Fatal producer errors always replace
     /// the producer.
     #[serde(default)]
     pub recreate_producer_on_timeout: bool,
