@@ -19,13 +19,28 @@ async fn read_until_closed(stream: &mut TcpStream) -> String {
     String::from_utf8_lossy(&answer).into_owned()
 }
 
+/// An upload that promises `announced` bytes and sends `sent`, once the ingress has admitted
+/// it and begun to read its body: it asks `Expect: 100-continue`, which hyper answers when
+/// the body is first read, so the upload is known to be past admission (where a request may
+/// be shed while every in-flight place is taken) before anything else is sent.
 async fn stalled_upload(ingress: &IngressProcess, announced: usize, sent: &str) -> TcpStream {
     let mut stream = TcpStream::connect(ingress.addr).await.expect("connect");
     let head = format!(
-        "POST /v1/hooks/github HTTP/1.1\r\nHost: {}\r\nContent-Length: {announced}\r\n\r\n{sent}",
+        "POST /v1/hooks/github HTTP/1.1\r\nHost: {}\r\nContent-Length: {announced}\r\n\
+         Expect: 100-continue\r\n\r\n",
         ingress.addr
     );
     stream.write_all(head.as_bytes()).await.expect("write");
+    let mut interim = Vec::new();
+    while !interim.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(patience(), stream.read_exact(&mut byte)).await;
+        assert!(matches!(read, Ok(Ok(_))), "no answer to the upload's head");
+        interim.push(byte[0]);
+    }
+    let interim = String::from_utf8_lossy(&interim);
+    assert!(interim.starts_with("HTTP/1.1 100"), "{interim}");
+    stream.write_all(sent.as_bytes()).await.expect("write");
     stream
 }
 

@@ -132,7 +132,8 @@ fn subscription_task(lane: &LaneContext, settled: Arc<Notify>) -> mpsc::Sender<J
         lane.abandon.clone(),
     );
     lane.tracker.spawn(async move {
-        // The last attempt ran out of `worker.first_attempt_budget`: the subscriber is slow,
+        // The last attempt ran out of `worker.first_attempt_budget` or timed out: the
+        // subscriber is slow,
         // so what is queued behind it is deferred, not each given the whole budget in turn;
         // the last one queued is attempted again, as a probe.
         let mut behind = false;
@@ -152,7 +153,9 @@ fn subscription_task(lane: &LaneContext, settled: Arc<Notify>) -> mpsc::Sender<J
                 let done = handling
                     .first_attempt(&job.message, &job.subscription, &job.event, &abandon)
                     .await;
-                behind = started.elapsed() >= handling.first_attempt_budget;
+                // Ran out of its budget, or timed out: either way the subscriber is slow.
+                let bound = handling.first_attempt_budget.min(job.subscription.timeout);
+                behind = started.elapsed() >= bound;
                 done
             };
             if !done {

@@ -209,6 +209,37 @@ async fn a_first_attempt_in_hand_past_its_budget_is_parked_and_the_offsets_move_
 }
 
 #[tokio::test(start_paused = true)]
+async fn after_a_first_attempt_timed_out_what_is_queued_behind_it_is_deferred() {
+    let kit = kit(vec![subscription("s1")]);
+    // Its timeout (1 s) is shorter than the budget: the attempt fails at the timeout.
+    let timed_out = MemoryAnswer::After(
+        Duration::from_secs(1),
+        DeliveryOutcome::Failed {
+            reason: "no answer within 1s".into(),
+            status: None,
+            retry_after: None,
+        },
+    );
+    kit.subscribers.then(timed_out).then(DELIVERED);
+    let running = start(&kit, Role::Source, limits());
+    for offset in 0..4 {
+        running.send(source_record(offset));
+    }
+    run_for(2).await;
+    // 0 failed after its timeout and was parked as a retry; 1 and 2 were deferred without a
+    // request; 3, the last queued, went out as a probe.
+    let asked: Vec<String> = kit
+        .subscribers
+        .deliveries()
+        .iter()
+        .map(|d| d.event.event_id.clone())
+        .collect();
+    assert_eq!(asked, ["e-0", "e-3"]);
+    assert_eq!(kit.kafka.records_in(&tier(1)).len(), 3);
+    assert_eq!(running.offsets.offsets().last(), Some(&3));
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_slow_subscription_is_deferred_to_the_first_tier_as_its_first_attempt() {
     let kit = kit(vec![subscription("s1")]);
     kit.subscribers.behave(MemoryAnswer::Hang);
