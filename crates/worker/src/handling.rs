@@ -29,6 +29,16 @@ use crate::spans;
 use crate::topics::RetryTier;
 use crate::RetryPolicy;
 
+/// How an attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Attempted {
+    /// Delivered, or parked with Kafka's acknowledgement; false when cancelled first.
+    pub(crate) settled: bool,
+    /// The subscriber did not answer in time: the request timed out, or (a first attempt)
+    /// ran past `worker.first_attempt_budget`.
+    pub(crate) slow: bool,
+}
+
 /// What the workers need to handle a record, shared by every lane.
 #[derive(Debug)]
 pub(crate) struct Handling {
@@ -129,6 +139,7 @@ impl Handling {
         self.attempt_in_span(message, subscription, event, attempt, None, cancel)
             .instrument(process)
             .await
+            .settled
     }
 
     /// The first attempt of a source record: as [`Self::attempt`], but a request still in hand
@@ -141,7 +152,7 @@ impl Handling {
         subscription: &ResolvedSubscription,
         event: &OutboundEvent,
         cancel: &CancellationToken,
-    ) -> bool {
+    ) -> Attempted {
         let process = spans::process_span(message, subscription, event, 1);
         let budget = Some(self.first_attempt_budget);
         self.attempt_in_span(message, subscription, event, 1, budget, cancel)
@@ -157,21 +168,29 @@ impl Handling {
         attempt: u32,
         budget: Option<Duration>,
         cancel: &CancellationToken,
-    ) -> bool {
+    ) -> Attempted {
+        let quick = |settled| Attempted {
+            settled,
+            slow: false,
+        };
         self.metrics.init_subscription(&subscription.id);
         if let Err(wait) = self.breakers.admit(&subscription.id, Instant::now()) {
             self.metrics.delivery(&subscription.id, "postponed", None);
-            return self
-                .postpone(message, subscription, attempt, wait, "circuit open", cancel)
-                .await;
+            return quick(
+                self.postpone(message, subscription, attempt, wait, "circuit open", cancel)
+                    .await,
+            );
         }
         if let Some(limiter) = self.limiter(subscription) {
             tokio::select! {
-                () = cancel.cancelled() => return false,
+                () = cancel.cancelled() => return quick(false),
                 () = limiter.until_ready() => {}
             }
         }
         let started = Instant::now();
+        // The request's own time (not the limiter's wait, nor the parking after it), on
+        // tokio's clock like the budget.
+        let requested = tokio::time::Instant::now();
         let client = spans::delivery_span(subscription);
         let event = spans::with_span_parent(&client, event);
         let out_of_budget = async {
@@ -181,7 +200,7 @@ impl Handling {
             }
         };
         let outcome = tokio::select! {
-            () = cancel.cancelled() => return false,
+            () = cancel.cancelled() => return quick(false),
             outcome = self.deliverer.deliver(subscription, &event, attempt).instrument(client.clone()) => outcome,
             () = out_of_budget => {
                 tracing::info!(subscription = %subscription.id, event_id = %event.event_id, "first attempt still in hand after worker.first_attempt_budget: parked as a retry");
@@ -192,16 +211,22 @@ impl Handling {
                 self.breakers.record(&subscription.id, false, Instant::now());
                 self.metrics.circuit(&subscription.id, self.breakers.state(&subscription.id));
                 let first_tier = self.tiers.first().map(|t| t.delay).unwrap_or_default();
-                return self
+                let settled = self
                     .postpone(message, subscription, attempt, first_tier, "in hand past worker.first_attempt_budget", cancel)
                     .await;
+                return Attempted { settled, slow: true };
             }
         };
+        // A failure that took the whole timeout: the subscriber did not answer in time.
+        let slow = !matches!(outcome, DeliveryOutcome::Delivered { .. })
+            && requested.elapsed() >= subscription.timeout;
         spans::record_delivery(&client, &outcome);
         spans::log_outcome(subscription, &event, attempt, &outcome);
         self.count(subscription, &outcome, started.elapsed());
-        self.settle(message, subscription, attempt, outcome, cancel)
-            .await
+        let settled = self
+            .settle(message, subscription, attempt, outcome, cancel)
+            .await;
+        Attempted { settled, slow }
     }
 
     /// Counts an attempt's outcome and feeds it to the subscription's circuit breaker.

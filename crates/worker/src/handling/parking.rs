@@ -131,7 +131,9 @@ impl Handling {
     }
 
     /// Parks a delivery for `wait` without spending an attempt: `attempt` is made when it is
-    /// due. Used when a subscription's queue is full (it is slow) and while its circuit is open.
+    /// due. Used when a subscription is slow (its queue full, or its last first attempt timed
+    /// out or ran past its budget), for a first attempt past its budget, and while its circuit
+    /// is open.
     ///
     /// M-1: a delivery postponed again and again waits longer each time (as long as it has
     /// already been postponed, up to the longest tier), so an outage of a day rewrites each

@@ -17,6 +17,7 @@ use crate::control::{
     SUBSCRIPTION,
 };
 use crate::delivery::{DeliveryOutcome, MemoryAnswer};
+use crate::handling::Attempted;
 use crate::test_support::{
     all_headers, failed, kit, kit_with, number, record, record_of, retry_record, source_record,
     subscription, tier, Kit, DEAD_LETTER, MAX_ATTEMPTS, MAX_POSTPONEMENT, SOURCE_TOPIC,
@@ -714,14 +715,52 @@ async fn a_first_attempt_out_of_its_budget_counts_as_a_failure_for_the_breaker()
     kit.subscribers.behave(MemoryAnswer::Hang);
     let message = source_record(0);
     let event = kit.handling.outbound(&message);
-    assert!(
-        kit.handling
-            .first_attempt(&message, &sub, &event, &CancellationToken::new())
-            .await
+    let attempted = kit
+        .handling
+        .first_attempt(&message, &sub, &event, &CancellationToken::new())
+        .await;
+    assert_eq!(
+        attempted,
+        Attempted {
+            settled: true,
+            slow: true
+        }
     );
     // Parked unattempted, and the hang opened the circuit: the next one is postponed at once.
     assert!(kit.handling.breakers.is_open("s1"));
     assert_eq!(kit.kafka.records().len(), 1);
     assert!(attempt(&kit, &source_record(1), &sub, 1).await);
     assert_eq!(kit.subscribers.deliveries().len(), 1, "no second request");
+}
+
+#[tokio::test(start_paused = true)]
+async fn only_a_subscriber_that_did_not_answer_in_time_makes_a_first_attempt_slow() {
+    let mut sub = subscription("s1");
+    sub.rate_limit = NonZeroU32::new(1);
+    let kit = kit(vec![sub.clone()]);
+    let timed_out = MemoryAnswer::After(sub.timeout, failed(504));
+    kit.subscribers
+        .then(MemoryAnswer::Now(DeliveryOutcome::Delivered {
+            status: 200,
+        }))
+        .then(MemoryAnswer::Now(DeliveryOutcome::Delivered {
+            status: 200,
+        }))
+        .then(MemoryAnswer::Now(failed(500)))
+        .then(timed_out);
+    let cancel = CancellationToken::new();
+    let mut slow = Vec::new();
+    for offset in 0..4 {
+        let message = source_record(offset);
+        let event = kit.handling.outbound(&message);
+        let attempted = kit
+            .handling
+            .first_attempt(&message, &sub, &event, &cancel)
+            .await;
+        assert!(attempted.settled);
+        slow.push(attempted.slow);
+    }
+    // The second waited a second for the rate limit, the third failed at once: neither is a
+    // subscriber too slow to answer; the fourth took its whole timeout.
+    assert_eq!(slow, [false, false, false, true]);
 }

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use rdkafka::message::Message;
 use spillway_config::ResolvedSubscription;
@@ -133,10 +134,16 @@ fn subscription_task(lane: &LaneContext, settled: Arc<Notify>) -> mpsc::Sender<J
     );
     lane.tracker.spawn(async move {
         // The last attempt ran out of `worker.first_attempt_budget` or timed out: the
-        // subscriber is slow,
-        // so what is queued behind it is deferred, not each given the whole budget in turn;
-        // the last one queued is attempted again, as a probe.
+        // subscriber is slow, so what is queued behind it is deferred, not each given the
+        // whole wait in turn. A probe goes out when the queue has emptied, or a first tier's
+        // delay after the last attempt ended while it has not (a backlog read after a restart
+        // keeps it full).
+        let probe_every = handling
+            .tiers
+            .first()
+            .map_or(Duration::from_secs(1), |t| t.delay);
         let mut behind = false;
+        let mut last_attempt = tokio::time::Instant::now();
         loop {
             let job = tokio::select! {
                 biased;
@@ -146,17 +153,16 @@ fn subscription_task(lane: &LaneContext, settled: Arc<Notify>) -> mpsc::Sender<J
                     None => return,
                 },
             };
-            let done = if behind && !rx.is_empty() {
+            let defer = behind && !rx.is_empty() && last_attempt.elapsed() < probe_every;
+            let done = if defer {
                 park_as_slow(&handling, &job, &abandon).await
             } else {
-                let started = tokio::time::Instant::now();
-                let done = handling
+                let attempted = handling
                     .first_attempt(&job.message, &job.subscription, &job.event, &abandon)
                     .await;
-                // Ran out of its budget, or timed out: either way the subscriber is slow.
-                let bound = handling.first_attempt_budget.min(job.subscription.timeout);
-                behind = started.elapsed() >= bound;
-                done
+                last_attempt = tokio::time::Instant::now();
+                behind = attempted.slow;
+                attempted.settled
             };
             if !done {
                 return;
