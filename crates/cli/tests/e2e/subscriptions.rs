@@ -10,7 +10,7 @@ use serde_json::json;
 use spillway_signature::{Scheme, Secret, SecretRing, Verifier};
 use spillway_testkit::spillway::{post_event, source, spillway_bin, worker_setup};
 use spillway_testkit::wait::all_of;
-use spillway_testkit::{Client, TestSubscriber, Wait};
+use spillway_testkit::{eventually, Client, TestSubscriber, Wait};
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
@@ -68,6 +68,17 @@ async fn the_cli_manages_the_registry_and_a_running_worker_follows_it() {
     );
     assert!(added.status.success(), "{}", text(&added.stderr));
     assert!(text(&added.stdout).contains("subscription crm registered"));
+    // Events the worker reads before it has applied the change are not for `crm` (the
+    // documented behaviour: a subscription gets the events read after it reached the worker).
+    eventually("the worker to apply the new subscription", async || {
+        let log = worker.log_text();
+        if log.contains("registry: subscription set subscription=crm") {
+            Ok(())
+        } else {
+            Err(format!("not in its log yet:\n{log}"))
+        }
+    })
+    .await;
 
     let client = Client::http1();
     let mut accepted = HashSet::new();
