@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
 # The tansu Kafka-protocol broker on 127.0.0.1, built once from crates.io and cached.
 #
-#   dev/tansu.sh install                 build tansu (about 8 minutes the first time), print its path
+#   dev/tansu.sh install                 build tansu (about 18 minutes the first time), print its path
 #   dev/tansu.sh path                    print the binary's path (installing it if needed)
-#   dev/tansu.sh start [--port 9092] [--storage memory|sqlite] [--dir .stack/tansu-9092]
+#   dev/tansu.sh start [--port 9092] [--storage memory|sqlite|postgres] [--pg-port 5433]
+#                      [--dir .stack/tansu-9092]
 #   dev/tansu.sh stop|kill|status [--port 9092] [--dir ...]
 #
-# memory storage is fastest; sqlite keeps the data in DIR/tansu.db across restarts.
+# memory storage is fastest; sqlite keeps the data in DIR/tansu.db across restarts; postgres
+# keeps it in the database of `dev/postgres.sh start --port PG_PORT`, which several brokers
+# (on different ports) can share: one cluster whose brokers each answer for every partition.
 # `kill` sends SIGKILL, as a crash would; `stop` sends SIGTERM.
 set -euo pipefail
 
 TANSU_VERSION=0.6.0
+# memory:// is dynostore's; sqlite:// is libsql's; postgres:// is postgres's.
+TANSU_FEATURES=libsql,dynostore,postgres
 cache=${SPILLWAY_CACHE:-$HOME/.cache/spillway}
 root_dir=$cache/tansu-$TANSU_VERSION
 bin=$root_dir/bin/tansu
@@ -19,11 +24,13 @@ cmd=${1:-status}
 shift || true
 port=9092
 storage=memory
+pg_port=5433
 dir=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --port) port=$2; shift 2 ;;
     --storage) storage=$2; shift 2 ;;
+    --pg-port) pg_port=$2; shift 2 ;;
     --dir) dir=$2; shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
@@ -32,13 +39,15 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 dir=${dir:-$repo/.stack/tansu-$port}
 
 install() {
-  if [ -x "$bin" ] && [ "$("$bin" --version 2>/dev/null)" = "tansu $TANSU_VERSION" ]; then
+  if [ -x "$bin" ] && [ "$("$bin" --version 2>/dev/null)" = "tansu $TANSU_VERSION" ] &&
+    [ "$(cat "$root_dir/features" 2>/dev/null)" = "$TANSU_FEATURES" ]; then
     return 0
   fi
   echo "building tansu $TANSU_VERSION into $root_dir (one time, several minutes)" >&2
   # A separate target dir keeps the broker's build out of the workspace's.
   CARGO_TARGET_DIR=$cache/tansu-build cargo install tansu --version "$TANSU_VERSION" --locked \
-    --features libsql,dynostore --root "$root_dir" >&2
+    --features "$TANSU_FEATURES" --root "$root_dir" >&2
+  echo "$TANSU_FEATURES" >"$root_dir/features"
   rm -rf "$cache/tansu-build"
 }
 
@@ -57,7 +66,8 @@ start() {
     memory) engine="memory://tansu/" ;;
     # Relative to the broker's working directory, which is $dir.
     sqlite) engine="sqlite://tansu.db" ;;
-    *) echo "storage must be memory or sqlite" >&2; exit 2 ;;
+    postgres) engine=$("$repo/dev/postgres.sh" url --port "$pg_port") ;;
+    *) echo "storage must be memory, sqlite or postgres" >&2; exit 2 ;;
   esac
   (
     cd "$dir"
@@ -93,5 +103,5 @@ case "$cmd" in
   stop) signal TERM ;;
   kill) signal KILL ;;
   status) if listening; then echo running; else echo stopped; exit 1; fi ;;
-  *) echo "usage: $0 install|path|start|stop|kill|status [--port N] [--storage memory|sqlite] [--dir D]" >&2; exit 2 ;;
+  *) echo "usage: $0 install|path|start|stop|kill|status [--port N] [--storage memory|sqlite|postgres] [--pg-port N] [--dir D]" >&2; exit 2 ;;
 esac

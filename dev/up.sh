@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Starts the local stack on 127.0.0.1: the tansu broker (memory storage) on 9092 and the Redis
-# Cluster on 7000-7005. Installs what is missing (and Prometheus and HAProxy, which tests start
-# themselves).
+# Cluster on 7000-7005. Installs what is missing (and Prometheus, HAProxy and PostgreSQL, which
+# tests start themselves).
 # Idempotent.
 set -euo pipefail
 dev=$(cd "$(dirname "$0")" && pwd)
@@ -16,5 +16,7 @@ fi
 if ! command -v haproxy >/dev/null; then
   "$dev/apt-install.sh" haproxy
 fi
+# PostgreSQL: the store of the tansu cluster that a broker fault case starts (dev/postgres.sh).
+"$dev/postgres.sh" install
 "$dev/tansu.sh" start --port 9092 --storage memory
 "$dev/redis-cluster.sh" start --base-port 7000

@@ -155,6 +155,9 @@ pub fn read_topic_where(
                 }
                 continue;
             }
+            // A broker of several gone: librdkafka reconnects to another by itself, and the
+            // deadline bounds the wait; only what no reconnection cures ends the read.
+            Err(e) if broker_unreachable(&e) => continue,
             Err(e) => return Err(client_error(format!("read {topic}"))(e)),
         };
         let partition = message.partition();
@@ -186,6 +189,25 @@ pub fn read_topic_where(
         }
     }
     Ok(records)
+}
+
+/// An error of the connection to a broker, not of the topic: the consumer recovers from it by
+/// connecting again (to that broker or, in a cluster, to another).
+fn broker_unreachable(error: &KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as Code;
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            Code::BrokerTransportFailure
+                | Code::AllBrokersDown
+                | Code::NetworkException
+                | Code::RequestTimedOut
+                | Code::OperationTimedOut
+                | Code::NotLeaderForPartition
+                | Code::LeaderNotAvailable
+                | Code::BrokerNotAvailable
+        )
+    )
 }
 
 /// The offsets consumer group `group` has committed for `topic`'s partitions

@@ -13,6 +13,7 @@ pub mod client;
 pub mod config_doc;
 pub mod delay_proxy;
 pub mod otlp;
+pub mod postgres;
 pub mod process;
 pub mod prometheus;
 pub mod redis_cluster;
@@ -24,6 +25,7 @@ use std::path::PathBuf;
 
 pub use client::{Client, Reply};
 pub use config_doc::ConfigDoc;
+pub use postgres::Postgres;
 pub use process::{IngressProcess, Tansu, WorkerProcess};
 pub use redis_cluster::RedisCluster;
 use spillway_kafka::reader::ReadRecord;

@@ -155,8 +155,8 @@ pub struct Tansu {
     pub port: u16,
     /// The port it tells clients to connect to (its own, or a proxy's in front of it).
     advertised: u16,
-    /// `--storage-engine`, relative to `dir`.
-    storage: &'static str,
+    /// `--storage-engine`: a file relative to `dir`, or a PostgreSQL server's URL.
+    storage: String,
     dir: tempfile::TempDir,
 }
 
@@ -179,22 +179,37 @@ impl Tansu {
         Self::start_on("memory://tansu/", Some(proxy_port))
     }
 
-    fn start_on(storage: &'static str, proxy_port: Option<u16>) -> Self {
+    /// A broker on a free loopback port whose storage is `postgres` (tansu's PostgreSQL
+    /// storage) and that advertises `proxy_port`, not started yet. Several such brokers over
+    /// one server are one cluster in which every broker answers for every partition as node
+    /// 111, so clients must reach them through one address, a balancer's on `proxy_port`: a
+    /// client that knew a broker by its own address would go on trying that address for the
+    /// group coordinator after it died (librdkafka keeps a coordinator's address while its id
+    /// stays the same).
+    pub fn on_postgres_behind(postgres: &crate::Postgres, proxy_port: u16) -> Self {
+        Self::prepare(postgres.url(), Some(proxy_port))
+    }
+
+    fn start_on(storage: &str, proxy_port: Option<u16>) -> Self {
+        let mut tansu = Self::prepare(storage.to_owned(), proxy_port);
+        tansu.start();
+        tansu
+    }
+
+    fn prepare(storage: String, proxy_port: Option<u16>) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         // Ask the kernel for a free port, then hand it to tansu, which takes no port 0.
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("free port")
             .port();
-        let mut tansu = Self {
+        Self {
             child: None,
             port,
             advertised: proxy_port.unwrap_or(port),
             storage,
             dir,
-        };
-        tansu.start();
-        tansu
+        }
     }
 
     /// Bootstrap servers: the advertised address.
@@ -232,7 +247,7 @@ impl Tansu {
                 "--advertised-listener-url",
                 &advertised,
             ])
-            .args(["--storage-engine", self.storage])
+            .args(["--storage-engine", &self.storage])
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -11,6 +11,7 @@
 mod balancer;
 mod broker;
 mod clients;
+mod cluster;
 mod harness;
 mod memory;
 mod partition;

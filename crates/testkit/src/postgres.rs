@@ -1,0 +1,61 @@
+//! A private PostgreSQL server holding tansu's tables (`dev/postgres.sh`): the store several
+//! tansu brokers share, or one broker's data across its restarts. Stopped and removed when the
+//! handle drops.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// A running PostgreSQL server on a free loopback port, with an empty `tansu` database.
+#[derive(Debug)]
+pub struct Postgres {
+    port: u16,
+    dir: PathBuf,
+}
+
+impl Postgres {
+    /// Initialises and starts a server (installing Debian's postgresql if it is missing).
+    pub fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        // Not a tempfile::TempDir: under root the server runs as `postgres`, which must be able
+        // to reach its directory, and a TempDir's own directory is private to its creator.
+        let dir = std::env::temp_dir().join(crate::unique("spillway-postgres-"));
+        let postgres = Self { port, dir };
+        postgres.script("start");
+        postgres
+    }
+
+    /// tansu's `--storage-engine` URL for this server's `tansu` database.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/tansu", self.port)
+    }
+
+    /// `dev/postgres.sh <command>` for this server.
+    fn command(&self, command: &str) -> Command {
+        let mut script = Command::new(crate::repo_root().join("dev/postgres.sh"));
+        script
+            .arg(command)
+            .args(["--port", &self.port.to_string()])
+            .arg("--dir")
+            .arg(&self.dir);
+        script
+    }
+
+    fn script(&self, command: &str) {
+        let output = self.command(command).output().expect("run dev/postgres.sh");
+        assert!(
+            output.status.success(),
+            "dev/postgres.sh {command} failed:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let _ = self.command("stop").output();
+    }
+}
