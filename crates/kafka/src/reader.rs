@@ -134,12 +134,16 @@ pub fn read_topic_where(
     let mut unfinished: std::collections::HashSet<i32> = partitions.iter().copied().collect();
     let mut records = Vec::new();
     let mut deadline = Instant::now() + timeout;
+    let mut last_transient: Option<String> = None;
     while !unfinished.is_empty() {
         if Instant::now() > deadline {
+            let cause = last_transient
+                .map(|e| format!(" (last error: {e})"))
+                .unwrap_or_default();
             return Err(ClientError {
                 context: format!(
                     "read {topic}: partitions {unfinished:?} gave nothing for {timeout:?} before \
-                     their end"
+                     their end{cause}"
                 ),
                 source: KafkaError::NoMessageReceived,
             });
@@ -156,8 +160,12 @@ pub fn read_topic_where(
                 continue;
             }
             // A broker of several gone: librdkafka reconnects to another by itself, and the
-            // deadline bounds the wait; only what no reconnection cures ends the read.
-            Err(e) if broker_unreachable(&e) => continue,
+            // deadline bounds the wait (and names this error if nothing comes); only what no
+            // reconnection cures ends the read at once.
+            Err(e) if broker_unreachable(&e) => {
+                last_transient = Some(e.to_string());
+                continue;
+            }
             Err(e) => return Err(client_error(format!("read {topic}"))(e)),
         };
         let partition = message.partition();
@@ -195,18 +203,19 @@ pub fn read_topic_where(
 /// connecting again (to that broker or, in a cluster, to another).
 fn broker_unreachable(error: &KafkaError) -> bool {
     use rdkafka::types::RDKafkaErrorCode as Code;
+    let KafkaError::MessageConsumption(code) = error else {
+        return false;
+    };
     matches!(
-        error.rdkafka_error_code(),
-        Some(
-            Code::BrokerTransportFailure
-                | Code::AllBrokersDown
-                | Code::NetworkException
-                | Code::RequestTimedOut
-                | Code::OperationTimedOut
-                | Code::NotLeaderForPartition
-                | Code::LeaderNotAvailable
-                | Code::BrokerNotAvailable
-        )
+        code,
+        Code::BrokerTransportFailure
+            | Code::AllBrokersDown
+            | Code::NetworkException
+            | Code::RequestTimedOut
+            | Code::OperationTimedOut
+            | Code::NotLeaderForPartition
+            | Code::LeaderNotAvailable
+            | Code::BrokerNotAvailable
     )
 }
 

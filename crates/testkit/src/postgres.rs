@@ -5,7 +5,8 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-/// A running PostgreSQL server on a free loopback port, with an empty `tansu` database.
+/// A running PostgreSQL server on a free loopback port, with a `tansu` database holding tansu's
+/// tables and nothing else.
 #[derive(Debug)]
 pub struct Postgres {
     port: u16,
@@ -13,15 +14,16 @@ pub struct Postgres {
 }
 
 impl Postgres {
-    /// Initialises and starts a server (installing Debian's postgresql if it is missing).
+    /// Initialises and starts a server (`dev/postgres.sh` installs PostgreSQL from npm, once).
     pub fn start() -> Self {
+        stop_abandoned();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("free port")
             .port();
-        // Not a tempfile::TempDir: under root the server runs as `postgres`, which must be able
+        // Not a tempfile::TempDir: under root the server runs as `nobody`, which must be able
         // to reach its directory, and a TempDir's own directory is private to its creator.
-        let dir = std::env::temp_dir().join(crate::unique("spillway-postgres-"));
+        let dir = std::env::temp_dir().join(format!("{DIR_PREFIX}{}-{port}", std::process::id()));
         let postgres = Self { port, dir };
         postgres.script("start");
         postgres
@@ -51,6 +53,36 @@ impl Postgres {
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
         );
+    }
+}
+
+/// Data directories are named after the test process that started the server.
+const DIR_PREFIX: &str = "spillway-postgres-";
+
+/// Stops the servers of test processes that are gone: the server runs on by itself (pg_ctl
+/// detaches it), so a test killed before its handle dropped would leave it running.
+fn stop_abandoned() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some((pid, port)) = name
+            .strip_prefix(DIR_PREFIX)
+            .and_then(|rest| rest.split_once('-'))
+        else {
+            continue;
+        };
+        if std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        if let Ok(port) = port.parse::<u16>() {
+            let abandoned = Postgres {
+                port,
+                dir: entry.path(),
+            };
+            drop(abandoned);
+        }
     }
 }
 

@@ -137,6 +137,30 @@ async fn produced_records_read_back_byte_identical_with_headers() {
 }
 
 #[tokio::test]
+async fn a_read_goes_on_while_some_listed_brokers_are_down() {
+    let topic = new_topic().await;
+    let producer = producer_of(&brokers(), Duration::from_secs(10), &[]);
+    for i in 0..10usize {
+        producer
+            .send_record::<&str, &str>(&topic, None, format!("{i}").as_bytes(), &[])
+            .await
+            .expect("produce");
+    }
+    // Brokers listed in `kafka.brokers` that are down, as when one of a cluster's is lost
+    // (eight of them, so that the reader meets one whichever it tries first):
+    // each refused connection is an error the consumer reports, not a reason to stop reading.
+    let dead: Vec<String> = (0..8).map(|_| closed_port().to_string()).collect();
+    let listed = format!("{},{}", dead.join(","), brokers());
+    let records = tokio::task::spawn_blocking(move || {
+        reader::read_topic(&Connection::plain(&listed), &topic, Duration::from_secs(20))
+    })
+    .await
+    .expect("task")
+    .expect("read with some brokers down");
+    assert_eq!(records.len(), 10);
+}
+
+#[tokio::test]
 async fn a_filtered_read_keeps_only_what_it_is_asked_for() {
     let topic = new_topic().await;
     let producer = producer_of(&brokers(), Duration::from_secs(10), &[]);
