@@ -65,7 +65,11 @@ async fn broker_lost_while_two_others_serve() {
     finished.assert_nothing_lost();
     // The kill cut both processes' connections: librdkafka reports it through their logs, as
     // a disconnection, a transport failure or every known broker down.
-    let broken = ["Disconnected", "Broker transport failure", "brokers are down"];
+    let broken = [
+        "Disconnected",
+        "Broker transport failure",
+        "brokers are down",
+    ];
     let after_kill = [
         (
             "ingress",
