@@ -86,10 +86,15 @@ REFUSED = [
         {"ingress": {"resources": {"requests": {"cpu": "1", "memory": "128Mi"}, "limits": {"cpu": "2", "memory": "lots"}}}},
         "not a memory quantity",
     ),
-    # The workers' memory limit holds 2 x max_record_memory + 2 x consumer_prefetch_bytes +
-    # 64 MiB (256Mi with 16 MiB of prefetch: 80 MiB of records).
+    # The workers' memory limit holds 2 x max_record_memory + 2 x the prefetch + 64 MiB (256Mi
+    # with 16 MiB of prefetch set: 80 MiB of records; with the prefetch sized from the limit,
+    # which shrinks to 1 MiB: 95 MiB of records).
     (
-        {"worker": {"config": {"max_record_memory": 80 * MIB + 1}}},
+        {"worker": {"config": {"max_record_memory": 80 * MIB + 1, "consumer_prefetch_bytes": 16 * MIB}}},
+        "worker.resources.limits.memory: 256Mi does not hold",
+    ),
+    (
+        {"worker": {"config": {"max_record_memory": 95 * MIB + 1}}},
         "worker.resources.limits.memory: 256Mi does not hold",
     ),
     # L-13: a private range the NetworkPolicy opens to subscribers, which the SSRF guard refuses.
@@ -105,6 +110,8 @@ REFUSED = [
 
 # Values at the edge of a refusal above, which must render.
 ACCEPTED: list[dict[str, Any]] = [
+    {"worker": {"config": {"max_record_memory": 80 * MIB, "consumer_prefetch_bytes": 16 * MIB}}},
+    {"worker": {"config": {"max_record_memory": 95 * MIB}}},
     {"ingress": {"config": {"max_body_memory": 96 * MIB}}},
     {"ingress": {"config": {"max_connections": 5120}}},
     {"ingress": {"config": {"max_body_memory": 32 * MIB, "max_connections": 5120}}},

@@ -117,7 +117,7 @@ impl Worker {
             // A new group starts at the beginning: events accepted before the first worker
             // started are delivered too.
             .set("auto.offset.reset", "earliest");
-        prefetch_within(&mut consumer_config, config.worker.consumer_prefetch_bytes);
+        prefetch_within(&mut consumer_config, config.worker.prefetch_bytes());
         Ok(Self {
             config: shared,
             api_token,
@@ -302,8 +302,9 @@ impl Worker {
     }
 }
 
-/// librdkafka's read-ahead bounded by `worker.consumer_prefetch_bytes` (H-6): its own default
-/// is 64 MiB per consumer, queued before a lane ever sees a record. Either setting in
+/// librdkafka's read-ahead bounded by the worker's prefetch (H-6; `consumer_prefetch_bytes`, or
+/// sized from `memory_limit`): its own default is 64 MiB per consumer, queued before a lane
+/// ever sees a record. Either setting in
 /// `consumer_properties` wins. `fetch.max.bytes` is lowered with it (librdkafka raises it to
 /// `message.max.bytes` where that is larger, so the largest record still fits).
 fn prefetch_within(consumer: &mut ClientConfig, prefetch: u64) {

@@ -215,7 +215,7 @@ async fn a_subscriber_down_for_long_behind_an_open_circuit_gets_everything_once_
     let peak_mib = proc_status_mib(pid, "VmHWM");
     let config = setup.load();
     let rule_mib = (2 * config.worker.max_record_memory
-        + 2 * config.worker.consumer_prefetch_bytes
+        + 2 * config.worker.prefetch_bytes()
         + spillway_config::WORKER_BASE_BYTES) as f64
         / f64::from(1 << 20);
     assert!(

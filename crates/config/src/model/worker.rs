@@ -89,13 +89,39 @@ pub struct WorkerConfig {
     pub max_record_memory: u64,
     /// Bytes librdkafka may prefetch per consumer (the worker has two): its
     /// `queued.max.messages.kbytes`, and `fetch.max.bytes` unless that is set in
-    /// `consumer_properties`.
-    pub consumer_prefetch_bytes: u64,
+    /// `consumer_properties`. Unset, it is sized from `memory_limit`
+    /// ([`WorkerConfig::prefetch_bytes`]).
+    pub consumer_prefetch_bytes: Option<u64>,
     /// The memory limit of the worker's container (the chart sets it from
     /// `worker.resources.limits.memory`). When set, `check-config` refuses record memory and
-    /// prefetch that do not fit: 2 x `max_record_memory` + 2 x `consumer_prefetch_bytes` +
-    /// 64 MiB must not pass it.
+    /// prefetch that do not fit: 2 x `max_record_memory` + 2 x the prefetch + 64 MiB must not
+    /// pass it.
     pub memory_limit: Option<u64>,
+}
+
+/// What a worker needs beside its records and librdkafka's prefetch: the runtime, the HTTP
+/// client's connections, the registry and the metrics.
+pub const WORKER_BASE_BYTES: u64 = 64 << 20;
+
+impl WorkerConfig {
+    /// What librdkafka may read ahead per consumer: `consumer_prefetch_bytes` when set;
+    /// otherwise a quarter of what `memory_limit` leaves beside 2 x `max_record_memory` and
+    /// [`WORKER_BASE_BYTES`], within 1..=64 MiB (16 MiB in the chart's default 256 MiB
+    /// container); 16 MiB without a limit. A quarter, not the half the limit would allow for
+    /// two consumers, keeps room for what the rule does not count.
+    pub fn prefetch_bytes(&self) -> u64 {
+        const MIB: u64 = 1 << 20;
+        if let Some(bytes) = self.consumer_prefetch_bytes {
+            return bytes;
+        }
+        let Some(limit) = self.memory_limit else {
+            return 16 * MIB;
+        };
+        let left = limit
+            .saturating_sub(WORKER_BASE_BYTES)
+            .saturating_sub(self.max_record_memory.saturating_mul(2));
+        (left / 4).clamp(MIB, 64 * MIB)
+    }
 }
 
 impl Default for WorkerConfig {
@@ -122,7 +148,7 @@ impl Default for WorkerConfig {
             first_attempt_budget: Duration::from_secs(15),
             max_postponement: Duration::from_secs(24 * 3600),
             max_record_memory: 64 << 20,
-            consumer_prefetch_bytes: 16 << 20,
+            consumer_prefetch_bytes: None,
             memory_limit: None,
         }
     }

@@ -226,15 +226,38 @@ fn properties_that_spillway_sets_itself_are_refused_and_others_pass() {
 
 #[test]
 fn the_worker_s_record_memory_and_prefetch_fit_its_memory_limit() {
-    // 2 x 64 MiB + 2 x 16 MiB + 64 MiB = 224 MiB by default.
-    let at_edge = config("worker: { memory_limit: 234881024 }", "");
-    assert_eq!(errors(&at_edge, Process::All), Vec::<String>::new());
-    let under = config("worker: { memory_limit: 234881023 }", "");
+    const MIB: u64 = 1 << 20;
+    // A prefetch that is set: 2 x 64 MiB + 2 x 16 MiB + 64 MiB = 224 MiB.
+    let set = |limit: u64| {
+        config(
+            &format!(
+                "worker: {{ memory_limit: {limit}, consumer_prefetch_bytes: {} }}",
+                16 * MIB
+            ),
+            "",
+        )
+    };
+    assert_eq!(errors(&set(224 * MIB), Process::All), Vec::<String>::new());
     assert_eq!(
-        errors(&under, Process::All),
+        errors(&set(224 * MIB - 1), Process::All),
         [
-            "worker.memory_limit: 223 MiB cannot hold 2 x worker.max_record_memory + 2 x \
-          worker.consumer_prefetch_bytes + 64 MiB = 224 MiB: lower those or raise the limit"
+            "worker.memory_limit: 223 MiB cannot hold 2 x worker.max_record_memory + 2 x the \
+             prefetch (worker.consumer_prefetch_bytes, 16 MiB) + 64 MiB = 224 MiB: lower those \
+             or raise the limit"
+        ]
+    );
+    // A prefetch sized from the limit shrinks to fit, down to 1 MiB: 2 x 64 + 2 x 1 + 64.
+    let sized = |limit: u64| config(&format!("worker: {{ memory_limit: {limit} }}"), "");
+    assert_eq!(
+        errors(&sized(194 * MIB), Process::All),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        errors(&sized(194 * MIB - 1), Process::All),
+        [
+            "worker.memory_limit: 193 MiB cannot hold 2 x worker.max_record_memory + 2 x the \
+             prefetch (worker.consumer_prefetch_bytes, 1 MiB, the least it is sized to) + 64 MiB \
+             = 194 MiB: lower those or raise the limit"
         ]
     );
     let tiny = config(
@@ -247,6 +270,50 @@ fn the_worker_s_record_memory_and_prefetch_fit_its_memory_limit() {
             "worker.max_record_memory: must be at least 1 MiB",
             "worker.consumer_prefetch_bytes: must be at least 1 MiB"
         ]
+    );
+}
+
+#[test]
+fn the_prefetch_is_sized_from_the_memory_limit_unless_it_is_set() {
+    const MIB: u64 = 1 << 20;
+    let prefetch = |worker: &str| {
+        config(&format!("worker: {worker}"), "")
+            .worker
+            .prefetch_bytes()
+    };
+    assert_eq!(prefetch("{}"), 16 * MIB, "without a limit");
+    // The chart's default container: (256 - 64 - 2 x 64) / 4.
+    assert_eq!(
+        prefetch(&format!("{{ memory_limit: {} }}", 256 * MIB)),
+        16 * MIB
+    );
+    assert_eq!(
+        prefetch(&format!("{{ memory_limit: {} }}", 1024 * MIB)),
+        64 * MIB,
+        "at most 64 MiB"
+    );
+    assert_eq!(
+        prefetch(&format!("{{ memory_limit: {} }}", 100 * MIB)),
+        MIB,
+        "at least 1 MiB"
+    );
+    assert_eq!(
+        prefetch(&format!(
+            "{{ memory_limit: {}, max_record_memory: {} }}",
+            256 * MIB,
+            32 * MIB
+        )),
+        32 * MIB,
+        "fewer bytes of records leave more to read ahead: (256 - 64 - 2 x 32) / 4"
+    );
+    assert_eq!(
+        prefetch(&format!(
+            "{{ memory_limit: {}, consumer_prefetch_bytes: {} }}",
+            1024 * MIB,
+            2 * MIB
+        )),
+        2 * MIB,
+        "a prefetch that is set wins"
     );
 }
 

@@ -56,9 +56,7 @@ pub(super) fn validate(w: &WorkerConfig, errors: &mut Vec<FieldError>) {
     check_memory(w, errors);
 }
 
-/// What a worker needs beside its records and librdkafka's prefetch: the runtime, the HTTP
-/// client's connections, the registry and the metrics.
-pub const WORKER_BASE_BYTES: u64 = 64 << 20;
+pub use crate::model::WORKER_BASE_BYTES;
 
 /// H-6: the worker's memory is bounded in bytes, and with a container limit the bound must fit.
 fn check_memory(w: &WorkerConfig, errors: &mut Vec<FieldError>) {
@@ -66,7 +64,7 @@ fn check_memory(w: &WorkerConfig, errors: &mut Vec<FieldError>) {
     if w.max_record_memory < MIB {
         errors.push(err("worker.max_record_memory", "must be at least 1 MiB"));
     }
-    if w.consumer_prefetch_bytes < MIB {
+    if w.consumer_prefetch_bytes.is_some_and(|bytes| bytes < MIB) {
         errors.push(err(
             "worker.consumer_prefetch_bytes",
             "must be at least 1 MiB",
@@ -78,16 +76,22 @@ fn check_memory(w: &WorkerConfig, errors: &mut Vec<FieldError>) {
     let needed = w
         .max_record_memory
         .saturating_mul(2)
-        .saturating_add(w.consumer_prefetch_bytes.saturating_mul(2))
+        .saturating_add(w.prefetch_bytes().saturating_mul(2))
         .saturating_add(WORKER_BASE_BYTES);
     if needed > limit {
         errors.push(err(
             "worker.memory_limit",
             format!(
-                "{} MiB cannot hold 2 x worker.max_record_memory + 2 x \
-                 worker.consumer_prefetch_bytes + 64 MiB = {} MiB: lower those or raise the \
-                 limit",
+                "{} MiB cannot hold 2 x worker.max_record_memory + 2 x the prefetch \
+                 (worker.consumer_prefetch_bytes, {} MiB{}) + 64 MiB = {} MiB: lower those or \
+                 raise the limit",
                 limit / MIB,
+                w.prefetch_bytes().div_ceil(MIB),
+                if w.consumer_prefetch_bytes.is_none() {
+                    ", the least it is sized to"
+                } else {
+                    ""
+                },
                 needed.div_ceil(MIB)
             ),
         ));
