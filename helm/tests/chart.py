@@ -120,7 +120,6 @@ ACCEPTED: list[dict[str, Any]] = [
     {"ingress": {"resources": {"requests": {"cpu": "1", "memory": "128Mi"}, "limits": {"cpu": "2", "memory": "1e9"}},
                  "config": {"max_body_memory": 332227840}}},
     {"ingress": {"resources": {"requests": {"cpu": "1", "memory": "128Mi"}, "limits": {"cpu": "2", "memory": "0.4375Gi"}}}},
-    {"worker": {"config": {"max_record_memory": 80 * MIB}}},
     {"networkPolicy": {"subscribers": {"cidrs": ["10.40.0.0/16", "0.0.0.0/0"]}},
      "worker": {"config": {"allow_cidrs": ["10.40.0.0/16"]}}},
 ]

@@ -175,6 +175,11 @@ impl Load {
         tokio::time::sleep_until(when.into()).await;
     }
 
+    /// The share of the load's duration that has passed.
+    pub fn elapsed_share(&self) -> f64 {
+        self.started.elapsed().as_secs_f64() / self.duration.as_secs_f64()
+    }
+
     /// Waits for the last answer, then reads the source topics back and reconciles.
     pub async fn finish(self) -> Finished {
         let report = self.task.await.expect("load task");
