@@ -4,6 +4,7 @@
 //! Or, in TCP mode, in front of tansu brokers that share one store, as a Kubernetes Service in
 //! front of such a broker's pods would be.
 
+use crate::free_port;
 use crate::wait::Wait;
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -122,12 +123,4 @@ impl Drop for Haproxy {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// A loopback port nothing listens on now (the kernel's choice, given up again).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
 }

@@ -48,6 +48,14 @@ pub fn redis_nodes() -> Vec<String> {
         .collect()
 }
 
+/// A port free right now on 127.0.0.1, for a server that cannot be handed a listener.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
 /// The repository's root directory.
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")

@@ -17,10 +17,7 @@ impl Postgres {
     /// Initialises and starts a server (`dev/postgres.sh` installs PostgreSQL from npm, once).
     pub fn start() -> Self {
         stop_abandoned();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
+        let port = crate::free_port();
         // Not a tempfile::TempDir: under root the server runs as `nobody`, which must be able
         // to reach its directory, and a TempDir's own directory is private to its creator.
         let dir = std::env::temp_dir().join(format!("{DIR_PREFIX}{}-{port}", std::process::id()));

@@ -199,10 +199,7 @@ impl Tansu {
     fn prepare(storage: String, proxy_port: Option<u16>) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         // Ask the kernel for a free port, then hand it to tansu, which takes no port 0.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
+        let port = crate::free_port();
         Self {
             child: None,
             port,

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use crate::wait::Wait;
-use crate::Client;
+use crate::{free_port, Client};
 
 /// A running Prometheus; killed when dropped.
 #[derive(Debug)]
@@ -148,12 +148,4 @@ fn which(name: &str) -> Option<PathBuf> {
             .map(|p| p.join(name))
             .find(|p| p.is_file())
     })
-}
-
-/// A port free right now on 127.0.0.1, for a server that cannot be handed a listener.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }

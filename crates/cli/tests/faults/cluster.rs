@@ -2,9 +2,9 @@
 //! PostgreSQL store behind a TCP balancer, the one every client uses killed mid-load.
 
 use serde_json::json;
-use spillway_testkit::balancer::{free_port, Haproxy};
+use spillway_testkit::balancer::Haproxy;
 use spillway_testkit::spillway::source;
-use spillway_testkit::{eventually, redis_nodes, Postgres, Tansu, TestSubscriber, Wait};
+use spillway_testkit::{eventually, free_port, redis_nodes, Postgres, Tansu, TestSubscriber, Wait};
 
 use crate::harness::{load_shape, record, stack, start, Load};
 
@@ -76,23 +76,10 @@ async fn broker_lost_while_two_others_serve() {
     ];
     // Logs only grow, so an earlier length ends on a character boundary; `get` guards against
     // a read that failed (an empty text).
+    let tail = |log: String, from: usize| log.get(from..).unwrap_or_default().to_owned();
     let after_kill = [
-        (
-            "ingress",
-            ingress
-                .log_text()
-                .get(logged_before_kill.0..)
-                .unwrap_or_default()
-                .to_owned(),
-        ),
-        (
-            "worker",
-            worker
-                .log_text()
-                .get(logged_before_kill.1..)
-                .unwrap_or_default()
-                .to_owned(),
-        ),
+        ("ingress", tail(ingress.log_text(), logged_before_kill.0)),
+        ("worker", tail(worker.log_text(), logged_before_kill.1)),
     ];
     for (process, log) in &after_kill {
         assert!(
