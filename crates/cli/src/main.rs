@@ -61,6 +61,19 @@ enum Command {
     },
     /// Send a signed demo burst (valid, duplicate, tampered, stale) and show where it went.
     Demo(commands::demo::DemoArgs),
+    /// The provider presets a source can name in `verify.scheme`: family, dedupe key, event
+    /// type (`--format json` for every detail).
+    Providers {
+        #[arg(long, value_enum, default_value_t = ProvidersFormat::Table)]
+        format: ProvidersFormat,
+    },
+}
+
+/// How `spillway providers` prints the catalogue.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ProvidersFormat {
+    Table,
+    Json,
 }
 
 fn main() -> ExitCode {
@@ -160,5 +173,12 @@ async fn run(command: Command, loaded: Option<Config>) -> anyhow::Result<ExitCod
         Command::Subscriptions { command } => subscriptions::run(command).await,
         Command::Topics { command } => topics::run(command).await,
         Command::Demo(args) => commands::demo::run(args).await,
+        Command::Providers { format } => {
+            match format {
+                ProvidersFormat::Table => print!("{}", spillway_providers::listing::table()),
+                ProvidersFormat::Json => println!("{}", spillway_providers::listing::json()),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }

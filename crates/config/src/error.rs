@@ -87,6 +87,12 @@ pub enum SigningSecretError {
 /// `sources.<name>.verify`).
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum SchemeError {
+    #[error("unknown scheme {name:?}; `spillway providers` lists the presets (starting alike: {close}), or use hmac or none")]
+    Unknown { name: String, close: String },
+    #[error("{field} describes an hmac scheme; {scheme} takes none")]
+    NotGeneric { field: &'static str, scheme: String },
+    #[error("scheme hmac needs {0}")]
+    Missing(&'static str),
     #[error("{name:?} is not a header name")]
     HeaderName {
         name: String,

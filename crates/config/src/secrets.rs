@@ -30,7 +30,7 @@ pub trait SubscriptionSecret {
 
 impl SubscriptionSecret for SecretConfig {
     fn resolve(&self) -> Result<Secret, SigningSecretError> {
-        self.read(&Scheme::StandardWebhooks)
+        self.read(&Scheme::standard_webhooks())
     }
 
     fn check_name(&self) -> Result<(), SigningSecretError> {
@@ -46,7 +46,7 @@ impl SubscriptionSecret for StoredSecret {
         }
         Ok(Secret {
             id: self.id.clone(),
-            key: Scheme::StandardWebhooks.decode_secret(&self.secret)?,
+            key: Scheme::standard_webhooks().decode_secret(&self.secret)?,
             not_after: self.not_after.map(SystemTime::from),
         })
     }

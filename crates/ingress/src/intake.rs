@@ -11,11 +11,11 @@ use http::{header, HeaderMap, Request, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Body;
 use spillway_config::ResolvedSource;
-use spillway_core::key::{KeyError, KeyInput};
+use spillway_core::key::{KeyError, KeyInput, KeySource};
 use spillway_core::time::millis_since_epoch;
 use spillway_core::{headers, trace, Envelope, EventId};
-use spillway_signature::Verified;
-use spillway_telemetry::Outcome;
+use spillway_signature::{Part, Verified};
+use spillway_telemetry::{IngressMetrics, Outcome};
 use tokio::time::Instant;
 
 use crate::answer::{self, Answer};
@@ -131,14 +131,25 @@ impl Intake {
         headers: &HeaderMap,
         body: Bytes,
         verified: Verified,
+        metrics: &IngressMetrics,
     ) -> Result<Envelope, Answer> {
         let source = &self.source;
         let key_input = KeyInput::new(headers, &body, verified.signed_id.as_deref())
             .with_client_subject(self.device_id.as_deref());
-        let dedupe_key = source
-            .dedupe
-            .extract(&key_input)
-            .map_err(|e| bad_key("dedupe key", &e))?;
+        let dedupe_key = match source.dedupe.extract(&key_input) {
+            Ok(key) => key,
+            // The preset's own id is absent or unusable: the request is authentic, so it is
+            // keyed by its body rather than refused (a provider changing its headers must not
+            // lose events).
+            Err(e) if source.dedupe_fallback => {
+                tracing::debug!(error = %e, "no preset dedupe key; keyed by the body's hash");
+                metrics.dedupe_fallback(&source.name);
+                KeySource::BodyHash
+                    .extract(&key_input)
+                    .map_err(|e| bad_key("dedupe key", &e))?
+            }
+            Err(e) => return Err(bad_key("dedupe key", &e)),
+        };
         let partition_key = match source.partition_key.as_ref().map(|p| p.extract(&key_input)) {
             None => None,
             Some(Ok(k)) => k,
@@ -299,25 +310,39 @@ impl Pipeline {
     pub(crate) async fn verify(
         &self,
         intake: &Intake,
-        headers: &HeaderMap,
+        parts: &http::request::Parts,
         body: &Bytes,
         client: IpAddr,
     ) -> Result<Verified, Answer> {
         let source = &intake.source;
         let at = intake.received_at;
+        let url = signed_url(source, parts);
         let verified = if body.len() < OFFLOAD_BYTES {
+            let request = spillway_signature::Request {
+                method: parts.method.as_str(),
+                url: &url,
+                headers: &parts.headers,
+                body,
+            };
             spans::verify(&source.verifier, || {
-                source.verifier.verify(headers, body, at)
+                source.verifier.verify_request(&request, at)
             })
         } else {
             // A MAC over a large body would hold an async worker (of two, on a small pod)
             // for as long as it takes; a blocking thread does it while they serve others.
-            let (source, headers, body) = (source.clone(), headers.clone(), body.clone());
+            let (source, headers, body) = (source.clone(), parts.headers.clone(), body.clone());
+            let method = parts.method.clone();
             let parent = tracing::Span::current();
             let check = move || {
+                let request = spillway_signature::Request {
+                    method: method.as_str(),
+                    url: &url,
+                    headers: &headers,
+                    body: &body,
+                };
                 parent.in_scope(|| {
                     spans::verify(&source.verifier, || {
-                        source.verifier.verify(&headers, &body, at)
+                        source.verifier.verify_request(&request, at)
                     })
                 })
             };
@@ -335,7 +360,12 @@ impl Pipeline {
             }
         };
         let e = match verified {
-            Ok(v) => return Ok(v),
+            Ok(v) => {
+                if let Some(key_id) = &v.key_id {
+                    self.metrics.verified(&source.name, key_id);
+                }
+                return Ok(v);
+            }
             Err(e) => e,
         };
         self.metrics.verify_failure(&source.name, e.code());
@@ -349,6 +379,32 @@ impl Pipeline {
         };
         Err(answer::error(outcome, status, e.code(), e.to_string()))
     }
+}
+
+/// The URL the provider called, for schemes that sign it: the source's `public_url` (else
+/// `https://` and the Host header, or the authority of an HTTP/2 request) with the request's
+/// path and query.
+fn signed_url(source: &ResolvedSource, parts: &http::request::Parts) -> String {
+    if !source.verifier.scheme().template.uses(&Part::Url) {
+        return String::new();
+    }
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or("/", http::uri::PathAndQuery::as_str);
+    let base = match &source.public_url {
+        Some(base) => base.clone(),
+        None => {
+            let host = parts
+                .headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .or_else(|| parts.uri.authority().map(http::uri::Authority::as_str))
+                .unwrap_or_default();
+            format!("https://{host}")
+        }
+    };
+    format!("{base}{path}")
 }
 
 /// Bodies from this size on are verified on a blocking thread rather than an async worker.

@@ -98,6 +98,9 @@ impl Ingress {
         let metrics = IngressMetrics::new().map_err(IngressError::Metrics)?;
         for source in &sources {
             metrics.init_source(&source.name, &source.topic, ProduceError::CODES);
+            for key_id in source.verifier.key_ids() {
+                metrics.init_key(&source.name, key_id);
+            }
         }
         let tls = match &config.ingress.tls {
             Some(t) => Some(load_tls(

@@ -97,7 +97,7 @@ impl Pipeline {
             Ok(body) => body,
             Err(refused) => return refused,
         };
-        let verified = match self.verify(&intake, &parts.headers, &body, client).await {
+        let verified = match self.verify(&intake, &parts, &body, client).await {
             Ok(verified) => verified,
             Err(refused) => return refused,
         };
@@ -105,7 +105,7 @@ impl Pipeline {
             return refused;
         }
         let replay_key = verified.replay_key.clone();
-        let envelope = match intake.keys(&parts.headers, body, verified) {
+        let envelope = match intake.keys(&parts.headers, body, verified, &self.metrics) {
             Ok(envelope) => envelope,
             Err(refused) => return refused,
         };

@@ -1,34 +1,47 @@
 //! Webhook signature verification over the raw request body.
 //!
-//! Every scheme here is an HMAC-SHA256 over some string-to-sign built from the body and, for
-//! schemes with replay protection, a timestamp (and an id). The schemes differ only in where the
-//! pieces live in the headers and how the MAC is encoded, so each provider preset is expressed as
-//! a [`Scheme`] value that the one verification routine interprets.
+//! Every provider's scheme is data (a [`Scheme`]): an algorithm family (HMAC with SHA-1,
+//! SHA-256 or SHA-512, Ed25519, ECDSA P-256, a shared token), where the signature, the id and
+//! the timestamp travel, and a template of what is signed. One routine interprets them all, so
+//! a provider preset is a value, not code.
 //!
-//! The crate is pure and synchronous: it takes headers, a body and "now", and answers. It also
-//! signs ([`sign`], [`Signer`]), so that tests, the demo and the load generator produce exactly
-//! what providers send.
+//! The crate is pure and synchronous: it takes a request, the secrets and "now", and answers.
+//! It also signs HMAC schemes ([`sign`], [`Signer`]), so that tests, the demo and the load
+//! generator send exactly what providers send.
 
+mod algorithm;
+mod extract;
+mod message;
 mod scheme;
 mod secret;
 mod signer;
-mod to_sign;
+mod template;
 
-pub use scheme::{Encoding, GenericHmac, Scheme, Template, TemplateError};
+pub use scheme::{
+    Algorithm, Encoding, Field, Scheme, SecretFormat, SignatureFormat, Text, TimestampFormat,
+    TimestampSpec,
+};
 pub use secret::{Secret, SecretError, SecretRing};
-pub use signer::Signer;
+pub use signer::{sign, sign_request, SignError, SignInput, Signer};
+pub use template::{Part, Template, TemplateError};
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use base64::Engine as _;
-use hmac::{Hmac, Mac};
 use http::HeaderMap;
-use sha2::Sha256;
-use subtle::ConstantTimeEq;
 
-use to_sign::ToSign;
+use message::Message;
 
-type HmacSha256 = Hmac<Sha256>;
+/// A request as verification sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    /// Upper case, e.g. `POST`.
+    pub method: &'a str,
+    /// The full URL the sender called, query included, for schemes that sign it.
+    pub url: &'a str,
+    pub headers: &'a HeaderMap,
+    /// The raw body, decoded from any `Content-Encoding`.
+    pub body: &'a [u8],
+}
 
 /// The default replay window: a timestamp older (or further in the future) than this is refused.
 pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(300);
@@ -88,9 +101,10 @@ pub struct Verified {
     /// The event id the signature covers, for schemes that sign one.
     pub signed_id: Option<String>,
     /// A fingerprint of the authenticated request, for the schemes whose signature covers
-    /// neither a timestamp nor an event id (GitHub, Shopify, generic templates without `{id}`
-    /// and `{timestamp}`; see [`Scheme`] on replays): the lowercase hex SHA-256 of the MAC that
-    /// matched. It is the same for every copy of a request whatever its unsigned headers say
+    /// the body but neither a timestamp nor an event id (GitHub, Shopify, generic templates
+    /// without `{id}` and `{timestamp}`), whose provider's delivery id travels unsigned: a
+    /// captured request resent under a fresh id would verify as a new one. It is the
+    /// lowercase hex SHA-256 of the MAC (or signature) that matched. It is the same for every copy of a request whatever its unsigned headers say
     /// (a fresh delivery id, hex in upper case), so it catches replays that the delivery id
     /// cannot. Two genuine events with the same body and secret share it too. `None` for every
     /// other scheme and for `none`.
@@ -120,56 +134,72 @@ impl Verifier {
         &self.scheme
     }
 
+    /// The ids of the secrets this verifier holds.
+    pub fn key_ids(&self) -> impl Iterator<Item = &str> {
+        self.ring.ids()
+    }
+
     /// A [`Signer`] with the ring's first secret (expired or not), signing as the provider
     /// would; `None` when the ring is empty, as for the `none` scheme. `id_header`: see
     /// [`Signer::new`].
     pub fn signer(&self, id_header: Option<String>) -> Option<Signer> {
         let secret = self.ring.first()?;
-        Some(Signer::new(
-            self.scheme.clone(),
-            secret.key.clone(),
-            id_header,
-        ))
+        Signer::new(self.scheme.clone(), secret.key.clone(), id_header)
     }
 
-    /// Verifies `body` against `headers` as of `now`.
+    /// Verifies a POST of `body` with `headers` as of `now`, for schemes that sign neither
+    /// the URL nor the method.
     pub fn verify(
         &self,
         headers: &HeaderMap,
         body: &[u8],
         now: SystemTime,
     ) -> Result<Verified, VerifyError> {
-        let Some(parts) = self.scheme.signature_parts(headers)? else {
+        self.verify_request(
+            &Request {
+                method: "POST",
+                url: "",
+                headers,
+                body,
+            },
+            now,
+        )
+    }
+
+    /// Verifies `request` as of `now`.
+    pub fn verify_request(
+        &self,
+        request: &Request<'_>,
+        now: SystemTime,
+    ) -> Result<Verified, VerifyError> {
+        let Some(parts) = extract::signature_parts(&self.scheme, request)? else {
             return Ok(Verified {
                 key_id: None,
                 signed_id: None,
                 replay_key: None,
             });
         };
-        if let Some(ts) = parts.timestamp {
+        if let Some((_, ts)) = parts.timestamp {
             check_tolerance(ts, now, self.tolerance)?;
         }
-        let signed = ToSign::new(&self.scheme, &parts, body);
+        let message = Message::new(&self.scheme, &parts, request);
         let mut any_active = false;
         for secret in self.ring.active(now) {
             any_active = true;
-            let expected = mac(&secret.key, signed.pieces());
-            // Compare against every candidate without an early exit on the first byte that
-            // differs: `ct_eq` is constant-time for equal lengths, and lengths are public.
-            let matched = parts
-                .candidates
-                .iter()
-                .fold(false, |acc, cand| acc | bool::from(expected.ct_eq(cand)));
-            if matched {
+            let matched = algorithm::check(
+                self.scheme.algorithm,
+                &secret.key,
+                &message,
+                &parts.candidates,
+            );
+            if let Some(matched) = matched {
                 return Ok(Verified {
                     key_id: Some(secret.id.clone()),
-                    signed_id: parts.id.clone(),
-                    // `expected` equals the candidate that matched: hashing it spares finding
-                    // out which candidate that was, which the fold above does not reveal.
+                    signed_id: self.scheme.signs_id().then(|| parts.id.clone()).flatten(),
                     replay_key: self
                         .scheme
                         .needs_replay_key()
-                        .then(|| replay_key(&expected)),
+                        .then(|| algorithm::sha256_hex(&matched)),
                 });
             }
         }
@@ -179,35 +209,6 @@ impl Verifier {
             Err(VerifyError::NoActiveSecret)
         }
     }
-}
-
-/// The pieces of a signed request, extracted from its headers by a scheme.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct SignatureParts {
-    pub(crate) id: Option<String>,
-    pub(crate) timestamp: Option<i64>,
-    /// Decoded MAC values offered by the sender (several during the provider's own rotation).
-    pub(crate) candidates: Vec<Vec<u8>>,
-}
-
-/// The MAC of the concatenation of `pieces`, fed one after another rather than joined first.
-fn mac<'p>(key: &[u8], pieces: impl IntoIterator<Item = &'p [u8]>) -> Vec<u8> {
-    // HMAC accepts keys of any length, so `new_from_slice` cannot fail here.
-    let mut mac = match HmacSha256::new_from_slice(key) {
-        Ok(mac) => mac,
-        Err(_) => unreachable!("HMAC takes keys of any length"),
-    };
-    for piece in pieces {
-        mac.update(piece);
-    }
-    mac.finalize().into_bytes().to_vec()
-}
-
-/// See [`Verified::replay_key`]. The MAC's bytes, not the header's text, so that a re-encoded
-/// signature (hex in upper case) is the same request.
-fn replay_key(mac: &[u8]) -> String {
-    use sha2::Digest as _;
-    hex::encode(Sha256::digest(mac))
 }
 
 fn check_tolerance(
@@ -245,33 +246,8 @@ pub fn unix_seconds(t: SystemTime) -> i64 {
     }
 }
 
-/// Signs a request the way the scheme's provider does, returning the headers to send.
-///
-/// `id` is the event or delivery id: signed by Standard Webhooks and generic templates with
-/// `{id}`, sent as the delivery-id header by GitHub and Shopify. `timestamp` is used where the
-/// scheme signs one. `key` is the raw secret (already decoded).
-pub fn sign(
-    scheme: &Scheme,
-    key: &[u8],
-    id: &str,
-    timestamp: i64,
-    body: &[u8],
-) -> Vec<(String, String)> {
-    let parts = SignatureParts {
-        id: Some(id.to_owned()),
-        timestamp: Some(timestamp),
-        candidates: Vec::new(),
-    };
-    let raw = mac(key, ToSign::new(scheme, &parts, body).pieces());
-    scheme.signature_headers(id, timestamp, &raw)
-}
-
 pub(crate) fn b64() -> base64::engine::GeneralPurpose {
     base64::engine::general_purpose::STANDARD
-}
-
-pub(crate) fn b64_encode(bytes: &[u8]) -> String {
-    b64().encode(bytes)
 }
 
 #[cfg(test)]

@@ -1,392 +1,328 @@
-//! The providers' signature schemes: where each keeps its id, timestamp and signature, what it
-//! signs, and how the MAC is encoded.
+//! A signature scheme as data: the algorithm, where the signature, the id and the timestamp
+//! travel, what is signed, and how the secret is written. Every provider preset is a value of
+//! [`Scheme`]; one interpreter (`extract`, `message`, `algorithm`) serves them all.
 
 use std::borrow::Cow;
 
-use base64::Engine as _;
-use http::HeaderMap;
+use crate::template::{Part, Template};
 
-use crate::{b64, b64_encode, SecretError, SignatureParts, VerifyError};
+/// Text that is `'static` for the built-in presets and owned for a configured template.
+pub type Text = Cow<'static, str>;
 
-/// How a signature value is encoded in its header.
+/// How the signature is computed and checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Encoding {
-    Hex,
-    Base64,
-}
-
-/// A verification scheme. The provider presets fix every detail; [`GenericHmac`] lets a source
-/// describe any other HMAC-SHA256 sender.
-///
-/// Replays: a scheme that signs a timestamp refuses a captured request once it leaves the
-/// replay window, and one that signs an event id lets the dedupe key on that id catch it
-/// within. GitHub, Shopify and generic templates with neither `{id}` nor `{timestamp}` sign the
-/// body alone, and their delivery ids travel unsigned: a captured request resent under a fresh
-/// id verifies as a new one. For those schemes (and only those; not `none`, which proves
-/// nothing) verification returns [`crate::Verified::replay_key`], the SHA-256 of the MAC, which
-/// is the same for every copy of the request whatever its unsigned headers say, so that the
-/// ingress can claim it as a second dedupe key. Their event-type headers (`X-GitHub-Event`,
-/// `X-Shopify-Topic`) are not signed either.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Scheme {
-    /// standardwebhooks.com: `webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<base64>`
-    /// over `id.timestamp.body`; the `svix-*` header names are accepted too.
-    StandardWebhooks,
-    /// GitHub: `X-Hub-Signature-256: sha256=<hex>` over the body.
-    Github,
-    /// Stripe: `Stripe-Signature: t=<ts>,v1=<hex>[,v1=...]` over `ts.body`.
-    Stripe,
-    /// Shopify: `X-Shopify-Hmac-Sha256: <base64>` over the body.
-    Shopify,
-    /// Slack: `X-Slack-Signature: v0=<hex>` over `v0:ts:body`, `X-Slack-Request-Timestamp`.
-    Slack,
-    Generic(GenericHmac),
-    /// No verification. A source must choose this explicitly.
+pub enum Algorithm {
+    HmacSha1,
+    HmacSha256,
+    HmacSha512,
+    /// The sender signs with its private key; the source holds the public key.
+    Ed25519,
+    /// ECDSA over P-256 with SHA-256, the signature DER-encoded; the source holds the public
+    /// key (SubjectPublicKeyInfo, base64 or PEM).
+    EcdsaP256Sha256,
+    /// A shared secret sent as it is (a token header, Basic credentials once decoded),
+    /// compared in constant time. Proves the sender knows the secret, not what it sent.
+    Token,
+    /// No verification at all.
     None,
 }
 
-/// A configurable HMAC-SHA256 scheme.
+/// How a signature value is written in its header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// Either case.
+    Hex,
+    /// Standard alphabet, padded or not.
+    Base64,
+    /// URL-safe alphabet, padded or not.
+    Base64Url,
+    /// The bytes as sent (tokens).
+    Text,
+}
+
+/// Where a value travels in the request.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GenericHmac {
-    /// The header carrying the signature, e.g. `X-Signature`.
-    pub signature_header: String,
-    /// Text before the encoded MAC, e.g. `sha256=`; may be empty.
-    pub prefix: String,
+pub enum Field {
+    /// A request header (lower-case name).
+    Header(Text),
+    /// A `key=value` item of the signature header itself (Stripe's `t=`).
+    Param(Text),
+    /// A JSON pointer into the body (Mailgun's `/signature/timestamp`).
+    Json(Text),
+}
+
+/// How one signature header carries its signatures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignatureFormat {
+    /// One signature after a fixed prefix, e.g. `sha256=<hex>`; the prefix may be empty.
+    Plain { prefix: Text },
+    /// Items split on `separator`; those starting with `label` are signatures, e.g.
+    /// `v1,<b64> v1,<b64>` (Standard Webhooks), others are ignored.
+    List { separator: char, label: Text },
+    /// `key=value` pairs split on `separator`; every value under `key` is a signature, and the
+    /// others can be read as [`Field::Param`], e.g. `t=<ts>,v1=<hex>,v1=<hex>` (Stripe).
+    Params { separator: char, key: Text },
+}
+
+/// How a timestamp is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimestampFormat {
+    /// Unix seconds.
+    Seconds,
+    /// Unix milliseconds.
+    Millis,
+    /// RFC 3339, e.g. `2026-12-02T10:00:00.123Z`.
+    Rfc3339,
+}
+
+/// Where the timestamp is and how it is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimestampSpec {
+    pub at: Field,
+    pub format: TimestampFormat,
+}
+
+/// How a secret is written where the provider shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretFormat {
+    /// The text itself is the key.
+    Text,
+    /// Base64 after an optional prefix (`whsec_` for Standard Webhooks).
+    Base64 { prefix: Text },
+    /// Hex digits.
+    Hex,
+}
+
+/// A verification scheme: see the module doc.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scheme {
+    /// The name used in configuration and in the record's verification-scheme header.
+    pub name: Text,
+    pub algorithm: Algorithm,
+    /// The headers that may carry signatures, tried in order; every one present contributes
+    /// candidates (Box sends a primary and a secondary). Empty for [`Algorithm::None`].
+    pub signature_headers: Vec<Text>,
+    /// A JSON pointer to the signature in the body, read instead of the headers (Mailgun).
+    pub signature_pointer: Option<Text>,
+    pub format: SignatureFormat,
     pub encoding: Encoding,
+    /// An id the signature covers.
+    pub id: Option<Field>,
+    /// Enables the replay window.
+    pub timestamp: Option<TimestampSpec>,
     pub template: Template,
-    /// Required when the template uses `{id}`.
-    pub id_header: Option<String>,
-    /// Required when the template uses `{timestamp}`; enables the replay window.
-    pub timestamp_header: Option<String>,
-}
-
-/// A string-to-sign such as `{timestamp}.{body}`: literal text with `{id}`, `{timestamp}` and
-/// `{body}` placeholders.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Template {
-    parts: Vec<Part>,
-}
-
-/// One piece of a string-to-sign. Literals are borrowed for the presets' fixed layouts (see
-/// `to_sign`) and owned for parsed templates.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Part {
-    Literal(Cow<'static, [u8]>),
-    Id,
-    Timestamp,
-    Body,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TemplateError {
-    #[error("unknown placeholder {{{0}}}; use {{id}}, {{timestamp}} or {{body}}")]
-    UnknownPlaceholder(String),
-    #[error("unclosed '{{' in template")]
-    Unclosed,
-    #[error("template must contain {{body}} exactly once")]
-    BodyCount,
-    #[error("template uses {{{0}}} but no {0}_header is configured")]
-    MissingHeader(&'static str),
-}
-
-// === impl Template ===
-
-impl Template {
-    pub fn parse(text: &str) -> Result<Self, TemplateError> {
-        let mut parts = Vec::new();
-        let mut rest = text;
-        while let Some(open) = rest.find('{') {
-            if open > 0 {
-                parts.push(Part::Literal(Cow::Owned(rest.as_bytes()[..open].to_vec())));
-            }
-            let after = &rest[open + 1..];
-            let close = after.find('}').ok_or(TemplateError::Unclosed)?;
-            parts.push(match &after[..close] {
-                "id" => Part::Id,
-                "timestamp" => Part::Timestamp,
-                "body" => Part::Body,
-                other => return Err(TemplateError::UnknownPlaceholder(other.to_owned())),
-            });
-            rest = &after[close + 1..];
-        }
-        if !rest.is_empty() {
-            parts.push(Part::Literal(Cow::Owned(rest.as_bytes().to_vec())));
-        }
-        if parts.iter().filter(|p| **p == Part::Body).count() != 1 {
-            return Err(TemplateError::BodyCount);
-        }
-        Ok(Self { parts })
-    }
-
-    fn uses(&self, part: &Part) -> bool {
-        self.parts.contains(part)
-    }
-
-    pub(crate) fn parts(&self) -> &[Part] {
-        &self.parts
-    }
-}
-
-// === impl GenericHmac ===
-
-impl GenericHmac {
-    /// Checks that every placeholder the template uses has a header to come from.
-    pub fn validate(&self) -> Result<(), TemplateError> {
-        if self.template.uses(&Part::Id) && self.id_header.is_none() {
-            return Err(TemplateError::MissingHeader("id"));
-        }
-        if self.template.uses(&Part::Timestamp) && self.timestamp_header.is_none() {
-            return Err(TemplateError::MissingHeader("timestamp"));
-        }
-        Ok(())
-    }
+    pub secret: SecretFormat,
+    /// Another name for every header: when no signature header is present under the first
+    /// prefix, every header name starting with it is read under the second (Svix sends
+    /// Standard Webhooks as `svix-*`).
+    pub header_alias: Option<(Text, Text)>,
+    /// An unsigned header in which the provider sends its delivery id (`X-GitHub-Delivery`):
+    /// only the signing side (demo, tests) uses it.
+    pub delivery_id_header: Option<Text>,
 }
 
 // === impl Scheme ===
 
 impl Scheme {
-    /// The name used in configuration and in the record's verification-scheme header.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Self::StandardWebhooks => "standard-webhooks",
-            Self::Github => "github",
-            Self::Stripe => "stripe",
-            Self::Shopify => "shopify",
-            Self::Slack => "slack",
-            Self::Generic(_) => "hmac",
-            Self::None => "none",
+    /// A scheme of `algorithm` signing the body alone, with one plain signature header; the
+    /// other fields are set with the builder methods below.
+    pub fn new(name: impl Into<Text>, algorithm: Algorithm, header: impl Into<Text>) -> Self {
+        Self {
+            name: name.into(),
+            algorithm,
+            signature_headers: vec![header.into()],
+            signature_pointer: None,
+            format: SignatureFormat::Plain { prefix: "".into() },
+            encoding: Encoding::Hex,
+            id: None,
+            timestamp: None,
+            template: Template::body_only(),
+            secret: SecretFormat::Text,
+            header_alias: None,
+            delivery_id_header: None,
+        }
+    }
+
+    /// No verification. A source must choose it explicitly.
+    pub fn none() -> Self {
+        Self {
+            signature_headers: Vec::new(),
+            ..Self::new("none", Algorithm::None, "")
+        }
+    }
+
+    /// standardwebhooks.com: `webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<base64>
+    /// ...` over `id.timestamp.body`, the secret `whsec_` and base64; the `svix-*` header
+    /// names are accepted too. Also how the workers sign their deliveries.
+    pub fn standard_webhooks() -> Self {
+        Self::new(
+            "standard-webhooks",
+            Algorithm::HmacSha256,
+            "webhook-signature",
+        )
+        .list(' ', "v1,")
+        .encoding(Encoding::Base64)
+        .id(Field::Header("webhook-id".into()))
+        .timestamp(
+            Field::Header("webhook-timestamp".into()),
+            TimestampFormat::Seconds,
+        )
+        .template(Template::of(&[
+            Part::Id,
+            Part::dot(),
+            Part::Timestamp,
+            Part::dot(),
+            Part::Body,
+        ]))
+        .secret(SecretFormat::Base64 {
+            prefix: "whsec_".into(),
+        })
+        .alias("webhook-", "svix-")
+    }
+
+    pub fn named(mut self, name: impl Into<Text>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    pub fn prefix(mut self, prefix: impl Into<Text>) -> Self {
+        self.format = SignatureFormat::Plain {
+            prefix: prefix.into(),
+        };
+        self
+    }
+
+    pub fn list(mut self, separator: char, label: impl Into<Text>) -> Self {
+        self.format = SignatureFormat::List {
+            separator,
+            label: label.into(),
+        };
+        self
+    }
+
+    pub fn params(mut self, separator: char, key: impl Into<Text>) -> Self {
+        self.format = SignatureFormat::Params {
+            separator,
+            key: key.into(),
+        };
+        self
+    }
+
+    pub fn encoding(mut self, encoding: Encoding) -> Self {
+        self.encoding = encoding;
+        self
+    }
+
+    /// A second (third...) header that may carry signatures.
+    pub fn also_header(mut self, header: impl Into<Text>) -> Self {
+        self.signature_headers.push(header.into());
+        self
+    }
+
+    /// The signature is read from the body at `pointer`, not from a header.
+    pub fn signature_in_body(mut self, pointer: impl Into<Text>) -> Self {
+        self.signature_pointer = Some(pointer.into());
+        self.signature_headers.clear();
+        self
+    }
+
+    pub fn id(mut self, at: Field) -> Self {
+        self.id = Some(at);
+        self
+    }
+
+    pub fn timestamp(mut self, at: Field, format: TimestampFormat) -> Self {
+        self.timestamp = Some(TimestampSpec { at, format });
+        self
+    }
+
+    pub fn template(mut self, template: Template) -> Self {
+        self.template = template;
+        self
+    }
+
+    pub fn secret(mut self, secret: SecretFormat) -> Self {
+        self.secret = secret;
+        self
+    }
+
+    pub fn alias(mut self, from: impl Into<Text>, to: impl Into<Text>) -> Self {
+        self.header_alias = Some((from.into(), to.into()));
+        self
+    }
+
+    pub fn delivery_id(mut self, header: impl Into<Text>) -> Self {
+        self.delivery_id_header = Some(header.into());
+        self
+    }
+
+    /// Checks that every value the template signs has a place to come from.
+    pub fn check(&self) -> Result<(), crate::TemplateError> {
+        if self.template.uses(&Part::Id) && self.id.is_none() {
+            return Err(crate::TemplateError::MissingHeader("id"));
+        }
+        if self.template.uses(&Part::Timestamp) && self.timestamp.is_none() {
+            return Err(crate::TemplateError::MissingHeader("timestamp"));
+        }
+        Ok(())
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The family, as `spillway providers` and the docs name it.
+    pub fn family(&self) -> &'static str {
+        match self.algorithm {
+            Algorithm::HmacSha1 => "hmac-sha1",
+            Algorithm::HmacSha256 => "hmac-sha256",
+            Algorithm::HmacSha512 => "hmac-sha512",
+            Algorithm::Ed25519 => "ed25519",
+            Algorithm::EcdsaP256Sha256 => "ecdsa-p256",
+            Algorithm::Token if self.encoding == Encoding::Base64 => "basic",
+            Algorithm::Token => "token",
+            Algorithm::None => "none",
         }
     }
 
     /// Whether requests carry a timestamp that verification holds to the replay window: only
     /// then can a sender make a request that is refused as stale.
     pub fn signs_timestamp(&self) -> bool {
-        match self {
-            Self::StandardWebhooks | Self::Stripe | Self::Slack => true,
-            Self::Generic(g) => g.timestamp_header.is_some(),
-            Self::Github | Self::Shopify | Self::None => false,
-        }
+        self.timestamp.is_some() && self.algorithm != Algorithm::None
+    }
+
+    /// Whether the scheme signs an event id (a key source `signed_id` can use).
+    pub fn signs_id(&self) -> bool {
+        self.id.is_some() && self.template.uses(&Part::Id)
     }
 
     /// Whether a verified request gets a [`crate::Verified::replay_key`]: its signature covers
-    /// neither a timestamp nor an event id, so nothing signed tells a replay from the original
-    /// (see the replay rule above). A generic scheme counts what its template signs, not which
-    /// headers it reads: a timestamp header outside the template is not signed.
+    /// the body but neither a timestamp nor an event id, so nothing signed tells a replay from
+    /// the original. What the template signs counts, not which headers the scheme reads: a
+    /// timestamp header outside the template is not signed.
     pub(crate) fn needs_replay_key(&self) -> bool {
-        match self {
-            Self::Github | Self::Shopify => true,
-            Self::Generic(g) => !(g.template.uses(&Part::Id) || g.template.uses(&Part::Timestamp)),
-            Self::StandardWebhooks | Self::Stripe | Self::Slack | Self::None => false,
-        }
+        let signs = !matches!(self.algorithm, Algorithm::Token | Algorithm::None);
+        signs
+            && self.template.uses(&Part::Body)
+            && !(self.template.uses(&Part::Id) || self.template.uses(&Part::Timestamp))
     }
 
-    /// Turns a secret as the provider shows it into key bytes. Standard Webhooks secrets are
-    /// `whsec_` followed by base64; every other provider uses the secret text itself as the key
-    /// (Stripe's `whsec_...` included).
-    pub fn decode_secret(&self, text: &str) -> Result<Vec<u8>, SecretError> {
-        let text = text.trim_end_matches(['\n', '\r']);
-        if text.is_empty() {
-            return Err(SecretError::Empty);
-        }
-        match self {
-            Self::StandardWebhooks => {
-                let encoded = text.strip_prefix("whsec_").unwrap_or(text);
-                b64()
-                    .decode(encoded)
-                    .map_err(|e| SecretError::not_base64(&e))
-            }
-            _ => Ok(text.as_bytes().to_vec()),
-        }
-    }
-
-    /// Reads the id, timestamp and offered signatures; `None` for the `none` scheme.
-    pub(crate) fn signature_parts(
-        &self,
-        headers: &HeaderMap,
-    ) -> Result<Option<SignatureParts>, VerifyError> {
-        let parts = match self {
-            Self::None => return Ok(None),
-            Self::StandardWebhooks => {
-                // Svix sends the same scheme under its own header names.
-                let (id_h, ts_h, sig_h) = if headers.contains_key("webhook-signature") {
-                    ("webhook-id", "webhook-timestamp", "webhook-signature")
-                } else if headers.contains_key("svix-signature") {
-                    ("svix-id", "svix-timestamp", "svix-signature")
-                } else {
-                    return Err(VerifyError::MissingHeader("webhook-signature".into()));
-                };
-                let id = required(headers, id_h)?.to_owned();
-                let timestamp = Some(parse_timestamp(ts_h, required(headers, ts_h)?)?);
-                let candidates = required(headers, sig_h)?
-                    .split(' ')
-                    .filter_map(|entry| entry.strip_prefix("v1,"))
-                    .map(|sig| decode(sig_h, Encoding::Base64, sig))
-                    .collect::<Result<Vec<_>, _>>()?;
-                SignatureParts {
-                    id: Some(id),
-                    timestamp,
-                    candidates,
-                }
-            }
-            Self::Github => {
-                let h = "x-hub-signature-256";
-                let value = required(headers, h)?;
-                let hex = value
-                    .strip_prefix("sha256=")
-                    .ok_or_else(|| malformed(h, "expected sha256=<hex>"))?;
-                SignatureParts {
-                    candidates: vec![decode(h, Encoding::Hex, hex)?],
-                    ..SignatureParts::default()
-                }
-            }
-            Self::Stripe => {
-                let h = "stripe-signature";
-                let mut timestamp = None;
-                let mut candidates = Vec::new();
-                for item in required(headers, h)?.split(',') {
-                    let (k, v) = item
-                        .trim()
-                        .split_once('=')
-                        .ok_or_else(|| malformed(h, "expected comma-separated key=value pairs"))?;
-                    match k {
-                        "t" if timestamp.is_some() => return Err(malformed(h, "more than one t=")),
-                        "t" => timestamp = Some(parse_timestamp(h, v)?),
-                        "v1" => candidates.push(decode(h, Encoding::Hex, v)?),
-                        // v0 (test mode legacy) and future versions are not ours to check.
-                        _ => {}
-                    }
-                }
-                SignatureParts {
-                    id: None,
-                    timestamp: Some(timestamp.ok_or_else(|| malformed(h, "no t= timestamp"))?),
-                    candidates,
-                }
-            }
-            Self::Shopify => {
-                let h = "x-shopify-hmac-sha256";
-                SignatureParts {
-                    candidates: vec![decode(h, Encoding::Base64, required(headers, h)?)?],
-                    ..SignatureParts::default()
-                }
-            }
-            Self::Slack => {
-                let sig_h = "x-slack-signature";
-                let ts_h = "x-slack-request-timestamp";
-                let sig = required(headers, sig_h)?;
-                let timestamp = Some(parse_timestamp(ts_h, required(headers, ts_h)?)?);
-                let hex = sig
-                    .strip_prefix("v0=")
-                    .ok_or_else(|| malformed(sig_h, "expected v0=<hex>"))?;
-                SignatureParts {
-                    id: None,
-                    timestamp,
-                    candidates: vec![decode(sig_h, Encoding::Hex, hex)?],
-                }
-            }
-            Self::Generic(g) => {
-                let sig_h = g.signature_header.as_str();
-                let value = required(headers, sig_h)?;
-                let encoded = value
-                    .strip_prefix(g.prefix.as_str())
-                    .ok_or_else(|| malformed(sig_h, &format!("expected prefix {:?}", g.prefix)))?;
-                let id = match &g.id_header {
-                    Some(h) => Some(required(headers, h)?.to_owned()),
-                    None => None,
-                };
-                let timestamp = match &g.timestamp_header {
-                    Some(h) => Some(parse_timestamp(h, required(headers, h)?)?),
-                    None => None,
-                };
-                SignatureParts {
-                    id,
-                    timestamp,
-                    candidates: vec![decode(sig_h, g.encoding, encoded)?],
-                }
-            }
-        };
-        Ok(Some(parts))
-    }
-
-    pub(crate) fn signature_headers(&self, id: &str, ts: i64, raw: &[u8]) -> Vec<(String, String)> {
-        let hexed = || hex::encode(raw);
-        let pairs: Vec<(&str, String)> = match self {
-            Self::StandardWebhooks => vec![
-                ("webhook-id", id.to_owned()),
-                ("webhook-timestamp", ts.to_string()),
-                ("webhook-signature", format!("v1,{}", b64_encode(raw))),
-            ],
-            // The provider's delivery id travels beside the signature (unsigned): it is the
-            // natural dedupe key of these schemes.
-            Self::Github => vec![
-                ("x-hub-signature-256", format!("sha256={}", hexed())),
-                ("x-github-delivery", id.to_owned()),
-            ],
-            Self::Stripe => vec![("stripe-signature", format!("t={ts},v1={}", hexed()))],
-            Self::Shopify => vec![
-                ("x-shopify-hmac-sha256", b64_encode(raw)),
-                ("x-shopify-webhook-id", id.to_owned()),
-            ],
-            Self::Slack => vec![
-                ("x-slack-request-timestamp", ts.to_string()),
-                ("x-slack-signature", format!("v0={}", hexed())),
-            ],
-            Self::Generic(g) => {
-                let encoded = match g.encoding {
-                    Encoding::Hex => hexed(),
-                    Encoding::Base64 => b64_encode(raw),
-                };
-                let mut v = vec![(
-                    g.signature_header.as_str(),
-                    format!("{}{encoded}", g.prefix),
-                )];
-                if let Some(h) = &g.id_header {
-                    v.push((h.as_str(), id.to_owned()));
-                }
-                if let Some(h) = &g.timestamp_header {
-                    v.push((h.as_str(), ts.to_string()));
-                }
-                v
-            }
-            Self::None => Vec::new(),
-        };
-        pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+    /// Whether the sending side can be played by Spillway: HMAC schemes whose values all travel
+    /// in headers. Public-key schemes need the sender's private key.
+    pub fn can_sign(&self) -> bool {
+        let in_headers = |f: &Option<Field>| !matches!(f, Some(Field::Json(_)));
+        self.signature_pointer.is_none()
+            && matches!(
+                self.algorithm,
+                Algorithm::HmacSha1 | Algorithm::HmacSha256 | Algorithm::HmacSha512
+            )
+            && in_headers(&self.id)
+            && in_headers(&self.timestamp.as_ref().map(|t| t.at.clone()))
     }
 }
 
-fn malformed(header: &str, reason: &str) -> VerifyError {
-    VerifyError::MalformedHeader {
-        header: header.to_owned(),
-        reason: reason.to_owned(),
-    }
-}
-
-/// The single value of a header. A header sent twice is refused rather than guessed at: two
-/// timestamps or two signature headers mean a confused or hostile sender.
-fn required<'h>(headers: &'h HeaderMap, name: &str) -> Result<&'h str, VerifyError> {
-    let mut values = headers.get_all(name).iter();
-    let value = values
-        .next()
-        .ok_or_else(|| VerifyError::MissingHeader(name.to_owned()))?;
-    if values.next().is_some() {
-        return Err(malformed(name, "header appears more than once"));
-    }
-    value
-        .to_str()
-        .map(str::trim)
-        .map_err(|_| malformed(name, "not visible ASCII"))
-}
-
-fn parse_timestamp(header: &str, value: &str) -> Result<i64, VerifyError> {
-    value
-        .parse::<i64>()
-        .map_err(|_| malformed(header, "timestamp is not an integer number of seconds"))
-}
-
-fn decode(header: &str, encoding: Encoding, text: &str) -> Result<Vec<u8>, VerifyError> {
-    match encoding {
-        Encoding::Hex => hex::decode(text).map_err(|_| malformed(header, "signature is not hex")),
-        Encoding::Base64 => b64()
-            .decode(text)
-            .map_err(|_| malformed(header, "signature is not base64")),
+impl Default for Scheme {
+    fn default() -> Self {
+        Self::none()
     }
 }

@@ -1,7 +1,126 @@
 //! The sending side: requests signed the way a source's provider signs them, which is what
-//! `spillway demo` and the load generator send.
+//! `spillway demo`, the load generator and the tests send, and how the workers sign deliveries.
 
-use crate::{sign, Scheme};
+use base64::Engine as _;
+
+use crate::extract::SignatureParts;
+use crate::message::Message;
+use crate::scheme::{Encoding, Field, SignatureFormat, TimestampFormat};
+use crate::{algorithm, Request, Scheme};
+
+/// What a request to be signed is made of.
+#[derive(Debug, Clone, Copy)]
+pub struct SignInput<'a> {
+    /// The event or delivery id: signed where the scheme signs one, else sent as the
+    /// provider's delivery-id header.
+    pub id: &'a str,
+    /// Unix seconds, written as the scheme writes timestamps.
+    pub timestamp: i64,
+    pub method: &'a str,
+    pub url: &'a str,
+    pub body: &'a [u8],
+}
+
+/// Why a scheme cannot be signed here.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("scheme {0} cannot be signed by Spillway: it needs the sender's private key, or values in the body")]
+pub struct SignError(pub String);
+
+/// Signs a POST of `body` as event `id` at `timestamp` the way the scheme's provider does,
+/// returning the headers to send. `key` is the raw secret (already decoded).
+pub fn sign(
+    scheme: &Scheme,
+    key: &[u8],
+    id: &str,
+    timestamp: i64,
+    body: &[u8],
+) -> Result<Vec<(String, String)>, SignError> {
+    sign_request(
+        scheme,
+        key,
+        &SignInput {
+            id,
+            timestamp,
+            method: "POST",
+            url: "",
+            body,
+        },
+    )
+}
+
+/// Signs `input` as [`sign`] does, for schemes that also sign the URL or the method.
+pub fn sign_request(
+    scheme: &Scheme,
+    key: &[u8],
+    input: &SignInput<'_>,
+) -> Result<Vec<(String, String)>, SignError> {
+    let unsupported = || SignError(scheme.name().to_owned());
+    if !scheme.can_sign() {
+        return Err(unsupported());
+    }
+    let timestamp = scheme.timestamp.as_ref().map(|spec| match spec.format {
+        TimestampFormat::Seconds => input.timestamp.to_string(),
+        TimestampFormat::Millis => (i128::from(input.timestamp) * 1000).to_string(),
+        TimestampFormat::Rfc3339 => time::OffsetDateTime::from_unix_timestamp(input.timestamp)
+            .ok()
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+            .unwrap_or_default(),
+    });
+    let parts = SignatureParts {
+        id: Some(input.id.to_owned()),
+        timestamp: timestamp.clone().map(|t| (t, input.timestamp)),
+        candidates: Vec::new(),
+    };
+    let no_headers = http::HeaderMap::new();
+    let request = Request {
+        method: input.method,
+        url: input.url,
+        headers: &no_headers,
+        body: input.body,
+    };
+    let message = Message::new(scheme, &parts, &request);
+    let raw = algorithm::mac(scheme.algorithm, key, message.pieces()).ok_or_else(unsupported)?;
+    let encoded = match scheme.encoding {
+        Encoding::Hex => hex::encode(&raw),
+        Encoding::Base64 => crate::b64().encode(&raw),
+        Encoding::Base64Url => base64::engine::general_purpose::URL_SAFE.encode(&raw),
+        Encoding::Text => return Err(unsupported()),
+    };
+    let ts_param = match &scheme.timestamp {
+        Some(spec) => match &spec.at {
+            Field::Param(k) => Some(k.as_ref()),
+            _ => None,
+        },
+        None => None,
+    };
+    let value = match &scheme.format {
+        SignatureFormat::Plain { prefix } => format!("{prefix}{encoded}"),
+        SignatureFormat::List { label, .. } => format!("{label}{encoded}"),
+        SignatureFormat::Params { separator, key } => match (ts_param, &timestamp) {
+            (Some(t), Some(ts)) => format!("{t}={ts}{separator}{key}={encoded}"),
+            _ => format!("{key}={encoded}"),
+        },
+    };
+    let header = scheme.signature_headers.first().ok_or_else(unsupported)?;
+    let mut headers = vec![(header.to_string(), value)];
+    if let Some(Field::Header(h)) = &scheme.id {
+        headers.push((h.to_string(), input.id.to_owned()));
+    }
+    if let (Some(spec), Some(ts)) = (&scheme.timestamp, timestamp) {
+        if let Field::Header(h) = &spec.at {
+            headers.push((h.to_string(), ts));
+        }
+    }
+    if let Some(h) = &scheme.delivery_id_header {
+        if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(h)) {
+            headers.push((h.to_string(), input.id.to_owned()));
+        }
+    }
+    Ok(headers)
+}
 
 /// Signs requests for one source as its provider does: the scheme's signature headers, a JSON
 /// content type, and the event id under the source's id header when the scheme does not send
@@ -29,13 +148,14 @@ impl std::fmt::Debug for Signer {
 impl Signer {
     /// `key` is the raw secret, already decoded (as [`crate::Secret::key`]). `id_header` names
     /// a header that must carry the event id, such as the one a source takes its dedupe key
-    /// from: a provider that does not send it on its own gets it added.
-    pub fn new(scheme: Scheme, key: Vec<u8>, id_header: Option<String>) -> Self {
-        Self {
+    /// from: a provider that does not send it on its own gets it added. `None` when the scheme
+    /// cannot be signed here (see [`Scheme::can_sign`]).
+    pub fn new(scheme: Scheme, key: Vec<u8>, id_header: Option<String>) -> Option<Self> {
+        scheme.can_sign().then_some(Self {
             scheme,
             key,
             id_header,
-        }
+        })
     }
 
     pub fn scheme(&self) -> &Scheme {
@@ -55,7 +175,8 @@ impl Signer {
         timestamp: i64,
         body: &[u8],
     ) -> Vec<(String, String)> {
-        let mut headers = sign(&self.scheme, key, id, timestamp, body);
+        // `new` admitted only schemes that sign.
+        let mut headers = sign(&self.scheme, key, id, timestamp, body).unwrap_or_default();
         headers.push(("content-type".into(), "application/json".into()));
         if let Some(name) = &self.id_header {
             if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name)) {
@@ -109,7 +230,7 @@ mod tests {
 
     #[test]
     fn a_signer_from_a_verifier_signs_with_its_first_secret() {
-        let verifier = verifier(Scheme::StandardWebhooks, &[b"first", b"second"]);
+        let verifier = verifier(Scheme::standard_webhooks(), &[b"first", b"second"]);
         let signer = verifier.signer(None).expect("a secret");
         let headers = signer.headers("evt_1", NOW, BODY);
         let verified = verifier
@@ -126,7 +247,7 @@ mod tests {
 
     #[test]
     fn no_secret_no_signer() {
-        assert!(verifier(Scheme::None, &[]).signer(None).is_none());
+        assert!(verifier(Scheme::none(), &[]).signer(None).is_none());
     }
 
     #[test]
@@ -139,53 +260,62 @@ mod tests {
         };
         // GitHub sends its delivery id itself: not a second time.
         let github = Signer::new(
-            Scheme::Github,
+            crate::tests::github(),
             b"k".to_vec(),
             Some("X-GitHub-Delivery".into()),
-        );
+        )
+        .expect("signs");
         assert_eq!(
             named(&github.headers("d-1", NOW, BODY), "x-github-delivery"),
             1
         );
         // Stripe sends no id: the source's header carries it.
-        let stripe = Signer::new(Scheme::Stripe, b"k".to_vec(), Some("x-event-id".into()));
+        let stripe = Signer::new(
+            crate::tests::stripe(),
+            b"k".to_vec(),
+            Some("x-event-id".into()),
+        )
+        .expect("signs");
         let headers = stripe.headers("evt_1", NOW, BODY);
         assert!(headers.contains(&("x-event-id".into(), "evt_1".into())));
-        let plain = Signer::new(Scheme::Stripe, b"k".to_vec(), None);
+        let plain = Signer::new(crate::tests::stripe(), b"k".to_vec(), None).expect("signs");
         assert_eq!(plain.headers("evt_1", NOW, BODY).len(), headers.len() - 1);
     }
 
     #[test]
     fn the_schemes_that_sign_a_timestamp() {
+        use crate::tests::{github, shopify, slack, stripe};
         let signing: Vec<bool> = [
-            Scheme::StandardWebhooks,
-            Scheme::Stripe,
-            Scheme::Slack,
-            Scheme::Github,
-            Scheme::Shopify,
-            Scheme::None,
+            Scheme::standard_webhooks(),
+            stripe(),
+            slack(),
+            github(),
+            shopify(),
+            Scheme::none(),
         ]
         .iter()
         .map(Scheme::signs_timestamp)
         .collect();
         assert_eq!(signing, [true, true, true, false, false, false]);
-        let generic = |timestamp_header: Option<&str>| {
-            Scheme::Generic(crate::GenericHmac {
-                signature_header: "x-signature".into(),
-                prefix: String::new(),
-                encoding: crate::Encoding::Hex,
-                template: crate::Template::parse("{body}").expect("template"),
-                id_header: None,
-                timestamp_header: timestamp_header.map(str::to_owned),
-            })
-        };
-        assert!(generic(Some("x-time")).signs_timestamp());
-        assert!(!generic(None).signs_timestamp());
+    }
+
+    #[test]
+    fn public_key_and_in_body_schemes_cannot_be_signed_here() {
+        let ed = Scheme::new("ed", crate::Algorithm::Ed25519, "x-sig");
+        assert!(!ed.can_sign());
+        assert!(Signer::new(ed.clone(), vec![0; 32], None).is_none());
+        assert_eq!(
+            sign(&ed, b"k", "id", NOW, BODY),
+            Err(SignError("ed".into()))
+        );
+        let in_body = Scheme::new("mg", crate::Algorithm::HmacSha256, "").signature_in_body("/s");
+        assert!(!in_body.can_sign());
     }
 
     #[test]
     fn debug_output_hides_the_key() {
-        let signer = Signer::new(Scheme::Github, b"hunter2-secret".to_vec(), None);
+        let signer =
+            Signer::new(crate::tests::github(), b"hunter2-secret".to_vec(), None).expect("signs");
         let printed = format!("{signer:?}");
         assert!(printed.contains("<redacted>"), "{printed}");
         assert!(!printed.contains("104, 117"), "{printed}"); // the key's first bytes

@@ -178,6 +178,26 @@ pub const DEDUPE_FAIL_OPEN: MetricDef = MetricDef {
         "Events accepted without a dedupe claim because Redis was unavailable (fail-open sources).",
     labels: &[SOURCE],
 };
+pub const DEDUPE_FALLBACK: MetricDef = MetricDef {
+    name: "spillway_dedupe_fallback_events_total",
+    kind: Kind::Counter,
+    process: Process::Ingress,
+    help: "Authentic events keyed by the SHA-256 of their body because the preset's own delivery or event id was absent (a provider changed its headers or body shape); accepted, not refused.",
+    labels: &[SOURCE],
+};
+pub const VERIFICATIONS: MetricDef = MetricDef {
+    name: "spillway_signature_verified_requests_total",
+    kind: Kind::Counter,
+    process: Process::Ingress,
+    help: "Requests whose signature (or token) matched, by the id of the secret that matched: when an old secret's count stops growing, senders have switched and it can be removed.",
+    labels: &[
+        SOURCE,
+        Label {
+            name: "key_id",
+            values: "the `id` of one of the source's configured secrets",
+        },
+    ],
+};
 pub const BLOCKED_CLIENTS: MetricDef = MetricDef {
     name: "spillway_blocked_clients_total",
     kind: Kind::Counter,
@@ -321,6 +341,8 @@ pub const CATALOG: &[MetricDef] = &[
     DEDUPE_HITS,
     DEDUPE_CLAIMS_IN_FLIGHT,
     DEDUPE_FAIL_OPEN,
+    DEDUPE_FALLBACK,
+    VERIFICATIONS,
     BLOCKED_CLIENTS,
     REDIS_COMMAND_DURATION,
     REDIS_ERRORS,

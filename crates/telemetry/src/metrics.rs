@@ -148,6 +148,8 @@ pub struct IngressMetrics {
     dedupe_hits: IntCounterVec,
     claims_in_flight: IntGauge,
     fail_open: IntCounterVec,
+    dedupe_fallback: IntCounterVec,
+    verifications: IntCounterVec,
     blocked: IntCounterVec,
     redis_duration: HistogramVec,
     redis_errors: IntCounterVec,
@@ -177,6 +179,8 @@ impl IngressMetrics {
             dedupe_hits: DEDUPE_HITS.counter(&r)?,
             claims_in_flight: DEDUPE_CLAIMS_IN_FLIGHT.single_gauge(&r)?,
             fail_open: DEDUPE_FAIL_OPEN.counter(&r)?,
+            dedupe_fallback: DEDUPE_FALLBACK.counter(&r)?,
+            verifications: VERIFICATIONS.counter(&r)?,
             blocked: BLOCKED_CLIENTS.counter(&r)?,
             redis_duration: REDIS_COMMAND_DURATION.histogram(&r)?,
             redis_errors: REDIS_ERRORS.counter(&r)?,
@@ -210,6 +214,7 @@ impl IngressMetrics {
             self.dedupe_hits.with_label_values(&[source, state]);
         }
         self.fail_open.with_label_values(&[source]);
+        self.dedupe_fallback.with_label_values(&[source]);
         self.blocked.with_label_values(&[source]);
         for reason in produce_errors {
             self.produce_errors.with_label_values(&[topic, reason]);
@@ -266,6 +271,23 @@ impl IngressMetrics {
 
     pub fn fail_open(&self, source: &str) {
         self.fail_open.with_label_values(&[source]).inc();
+    }
+
+    /// An authentic event without its preset's id, keyed by its body's hash.
+    pub fn dedupe_fallback(&self, source: &str) {
+        self.dedupe_fallback.with_label_values(&[source]).inc();
+    }
+
+    /// A signature matched the secret `key_id`.
+    pub fn verified(&self, source: &str, key_id: &str) {
+        self.verifications
+            .with_label_values(&[source, key_id])
+            .inc();
+    }
+
+    /// Creates a source's verification series at 0 for each of its secrets.
+    pub fn init_key(&self, source: &str, key_id: &str) {
+        self.verifications.with_label_values(&[source, key_id]);
     }
 
     /// A client address was blocked after failing verification on `source` too often.
@@ -484,6 +506,8 @@ mod tests {
         m.dedupe_hit("github", true);
         m.claims_in_flight().inc();
         m.fail_open("github");
+        m.dedupe_fallback("github");
+        m.verified("github", "gh-2026");
         m.client_blocked("github");
         m.redis_command(RedisCommand::Claim, 0.001, false);
         m.produce("events.github", 0.004, Some("queue_full"));

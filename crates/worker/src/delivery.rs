@@ -239,18 +239,14 @@ fn build_request(
     let now = SystemTime::now();
     let timestamp = unix_seconds(now);
     // One `v1,<base64>` per active secret, space-separated, as the spec allows for rotation.
+    let scheme = Scheme::standard_webhooks();
     let signatures: Vec<String> = subscription
         .secrets
         .iter()
         .filter(|s| s.not_after.is_none_or(|end| now < end))
         .flat_map(|s| {
-            sign(
-                &Scheme::StandardWebhooks,
-                &s.key,
-                &event.event_id,
-                timestamp,
-                &event.body,
-            )
+            // Standard Webhooks always signs; an empty result ends below as L-14.
+            sign(&scheme, &s.key, &event.event_id, timestamp, &event.body).unwrap_or_default()
         })
         .filter(|(name, _)| name == "webhook-signature")
         .map(|(_, value)| value)

@@ -16,7 +16,7 @@ use spillway_worker::control;
 async fn a_delivery_loop_through_the_ingress_is_cut_at_the_hop_limit() {
     let relay = TestSource {
         name: "relay",
-        scheme: Scheme::StandardWebhooks,
+        scheme: Scheme::standard_webhooks(),
         secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
     };
     let setup = worker_setup(&relay, |_| json!({})).await;

@@ -7,21 +7,26 @@ use std::io::Write;
 
 use bytes::Bytes;
 use serde_json::json;
-use spillway_signature::Scheme;
-use spillway_testkit::spillway::{event_body, post_event, setup, source, TestSource};
+use spillway_testkit::spillway::{
+    event_body, post_event, preset_scheme, setup, source, TestSource,
+};
 use spillway_testkit::{patience, read_topic, redis_nodes, Client, IngressProcess};
 
-const FENCED: TestSource = TestSource {
-    name: "fenced",
-    scheme: Scheme::Github,
-    secret: "fenced-source-secret",
-};
+fn fenced() -> TestSource {
+    TestSource {
+        name: "fenced",
+        scheme: preset_scheme("github"),
+        secret: "fenced-source-secret",
+    }
+}
 
-const LIMITED: TestSource = TestSource {
-    name: "limited",
-    scheme: Scheme::Github,
-    secret: "limited-source-secret",
-};
+fn limited() -> TestSource {
+    TestSource {
+        name: "limited",
+        scheme: preset_scheme("github"),
+        secret: "limited-source-secret",
+    }
+}
 
 fn gzip(data: &[u8]) -> Vec<u8> {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
@@ -42,7 +47,7 @@ async fn hostile_requests_are_refused_and_compressed_ones_decoded() {
     let setup = setup(
         &brokers,
         &redis_nodes(),
-        &[github.clone(), FENCED, LIMITED],
+        &[github.clone(), fenced(), limited()],
         json!({
             "ingress": {
                 // Loopback is the load balancer in front of this ingress.
@@ -146,7 +151,7 @@ async fn hostile_requests_are_refused_and_compressed_ones_decoded() {
     let zeros = vec![0u8; 32 << 20];
     let bomb = gzip(&zeros);
     assert!(bomb.len() < 65536);
-    let mut headers = FENCED.sign("bomb", &zeros, 0);
+    let mut headers = fenced().sign("bomb", &zeros, 0);
     headers.push(("content-encoding".into(), "gzip".into()));
     headers.push(("x-forwarded-for".into(), "198.51.100.7".into()));
     let reply = client
@@ -169,7 +174,7 @@ async fn hostile_requests_are_refused_and_compressed_ones_decoded() {
     ] {
         let id = format!("fenced-{}", spillway_testkit::unique(""));
         let body = event_body(&id, 0);
-        let mut headers = FENCED.sign(&id, &body, 0);
+        let mut headers = fenced().sign(&id, &body, 0);
         if let Some(f) = forwarded {
             headers.push(("x-forwarded-for".into(), f.into()));
         }
@@ -193,7 +198,7 @@ async fn hostile_requests_are_refused_and_compressed_ones_decoded() {
     second.wait_ready().await;
     for n in 0..8 {
         let target = if n % 2 == 0 { &ingress } else { &second };
-        let reply = post_event(&client, target, &LIMITED, &format!("limited-{n}"), n).await;
+        let reply = post_event(&client, target, &limited(), &format!("limited-{n}"), n).await;
         if n < 5 {
             assert_eq!(reply.status, 202, "request {n} is within the limit");
         } else {

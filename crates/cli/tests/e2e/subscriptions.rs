@@ -101,12 +101,12 @@ async fn the_cli_manages_the_registry_and_a_running_worker_follows_it() {
     }
     let ring = SecretRing::new(vec![Secret {
         id: "crm".into(),
-        key: Scheme::StandardWebhooks
+        key: Scheme::standard_webhooks()
             .decode_secret(SECRET)
             .expect("secret"),
         not_after: None,
     }]);
-    let verifier = Verifier::new(Scheme::StandardWebhooks, ring, Duration::from_secs(300));
+    let verifier = Verifier::new(Scheme::standard_webhooks(), ring, Duration::from_secs(300));
     for received in subscriber.received() {
         assert!(verifier
             .verify(&received.headers, &received.body, SystemTime::now())

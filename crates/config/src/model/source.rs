@@ -17,15 +17,17 @@ pub struct SourceConfig {
     /// The secrets accepted at once (several during a rotation).
     #[serde(default)]
     pub secrets: Vec<SecretConfig>,
-    /// Replay window for schemes with a timestamp, both into the past and the future.
-    #[serde(default = "default_tolerance", with = "humantime_serde")]
-    pub tolerance: Duration,
+    /// Replay window for schemes with a timestamp, both into the past and the future; the
+    /// preset's (Twitch and Box: 10 minutes), else 5 minutes, by default.
+    #[serde(default, with = "humantime_serde")]
+    pub tolerance: Option<Duration>,
     /// Kafka topic; `<kafka.topic_prefix><source>` by default.
     #[serde(default)]
     pub topic: Option<String>,
-    /// Where the dedupe key comes from; the scheme's natural event id by default
-    /// (webhook-id, X-GitHub-Delivery, the Stripe event's `/id`, X-Shopify-Webhook-Id),
-    /// else a hash of the body.
+    /// Where the dedupe key comes from; the preset's own delivery or event id by default
+    /// (webhook-id, X-GitHub-Delivery, the Stripe event's `/id`...), else a hash of the body.
+    /// A request without the preset's id is keyed by the hash of its body and counted; one
+    /// without a key configured here is refused (400).
     #[serde(default)]
     pub dedupe: Option<KeySource>,
     /// Kafka record key, so that one device's events stay in one partition, in order; the
@@ -55,14 +57,18 @@ pub struct SourceConfig {
     #[serde(default)]
     pub allow_cidrs: Vec<ipnet::IpNet>,
     /// Where the event type comes from, for subscriptions that filter on it; by default the
-    /// scheme's own (X-GitHub-Event, Stripe's `/type`, X-Shopify-Topic, `/type` for Standard
-    /// Webhooks and Slack), none for generic HMAC and `none` sources.
+    /// preset's own (X-GitHub-Event, Stripe's `/type`...), none for `hmac` and `none` sources.
     #[serde(default)]
     pub event_type: Option<KeySource>,
     /// Provider headers copied into the Kafka record (case-insensitive names). By default the
-    /// scheme's event-type and id headers.
+    /// preset's signature, id, timestamp and event-type headers.
     #[serde(default)]
     pub forward_headers: Option<Vec<String>>,
+    /// The URL the provider was given, for schemes that sign it (Twilio, Square, HubSpot,
+    /// Trello, Mandrill): its scheme, host and port replace what the request says, and the
+    /// request's path and query are appended. By default `https://` and the Host header.
+    #[serde(default)]
+    pub public_url: Option<String>,
 }
 
 /// A fixed-window rate limit.
@@ -76,9 +82,6 @@ pub struct RateLimitConfig {
     pub window: Duration,
 }
 
-fn default_tolerance() -> Duration {
-    spillway_signature::DEFAULT_TOLERANCE
-}
 /// 960 KiB: with 16 KiB for the record's headers and key, a body of this size fits
 /// librdkafka's default `message.max.bytes` of 1,000,000.
 fn default_max_body() -> u64 {
@@ -96,36 +99,36 @@ pub enum FailMode {
     FailClosed,
 }
 
-/// The verification scheme of a source.
+/// The verification scheme of a source: a provider preset by name (`spillway providers` lists
+/// them), `hmac` for any other HMAC sender, or `none`. The other fields describe an `hmac`
+/// scheme and are refused with any other.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "scheme", rename_all = "kebab-case", deny_unknown_fields)]
-pub enum VerifyConfig {
-    StandardWebhooks,
-    Github,
-    Stripe,
-    Shopify,
-    Slack,
-    /// Any HMAC-SHA256 sender.
-    Hmac {
-        /// Header carrying the signature.
-        header: String,
-        /// Text before the encoded MAC, e.g. `sha256=`.
-        #[serde(default)]
-        prefix: String,
-        /// `hex` or `base64`.
-        encoding: EncodingConfig,
-        /// String to sign with `{id}`, `{timestamp}` and `{body}` placeholders.
-        #[serde(default = "default_template")]
-        template: String,
-        id_header: Option<String>,
-        timestamp_header: Option<String>,
-    },
-    /// No verification at all.
-    None,
-}
-
-fn default_template() -> String {
-    "{body}".into()
+#[serde(deny_unknown_fields)]
+pub struct VerifyConfig {
+    pub scheme: String,
+    /// Header carrying the signature.
+    #[serde(default)]
+    pub header: Option<String>,
+    /// Text before the encoded MAC, e.g. `sha256=`.
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// `hex`, `base64` or `base64url`.
+    #[serde(default)]
+    pub encoding: Option<EncodingConfig>,
+    /// `sha256` (default), `sha1` or `sha512`.
+    #[serde(default)]
+    pub algorithm: Option<HmacAlgorithmConfig>,
+    /// String to sign with `{id}`, `{timestamp}`, `{body}`, `{url}`, `{method}` and `{form}`
+    /// placeholders; `{body}` by default.
+    #[serde(default)]
+    pub template: Option<String>,
+    #[serde(default)]
+    pub id_header: Option<String>,
+    #[serde(default)]
+    pub timestamp_header: Option<String>,
+    /// `seconds` (default), `milliseconds` or `rfc3339`.
+    #[serde(default)]
+    pub timestamp_format: Option<TimestampFormatConfig>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -133,6 +136,23 @@ fn default_template() -> String {
 pub enum EncodingConfig {
     Hex,
     Base64,
+    Base64url,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HmacAlgorithmConfig {
+    Sha1,
+    Sha256,
+    Sha512,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimestampFormatConfig {
+    Seconds,
+    Milliseconds,
+    Rfc3339,
 }
 
 /// One secret: where to read it and when it stops being accepted.

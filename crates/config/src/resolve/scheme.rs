@@ -1,52 +1,78 @@
-//! A source's verification scheme: built from its `verify` section, with the defaults each
-//! scheme implies (dedupe key, event type, forwarded headers) and the key sources it allows.
+//! A source's verification scheme: a provider preset by name, a generic `hmac` template, or
+//! `none`, with the defaults it implies (dedupe key, event type, forwarded headers, replay
+//! window) and the key sources it allows.
 
 use spillway_core::key::KeySource;
-use spillway_signature::{Encoding, GenericHmac, Scheme, Template};
+use spillway_providers::Preset;
+use spillway_signature::{
+    Algorithm, Encoding, Field, Scheme, Template, TimestampFormat, DEFAULT_TOLERANCE,
+};
 
 use crate::error::SchemeError;
-use crate::model::{EncodingConfig, VerifyConfig};
+use crate::model::{
+    EncodingConfig, HmacAlgorithmConfig, SourceConfig, TimestampFormatConfig, VerifyConfig,
+};
+
+/// The scheme a `verify` section describes, and the preset it names, if any.
+#[derive(Debug, Clone)]
+pub(crate) struct Built {
+    pub(crate) scheme: Scheme,
+    pub(crate) preset: Option<&'static Preset>,
+}
 
 /// The scheme a `verify` section describes.
-pub(crate) fn build(verify: &VerifyConfig) -> Result<Scheme, SchemeError> {
-    Ok(match verify {
-        VerifyConfig::StandardWebhooks => Scheme::StandardWebhooks,
-        VerifyConfig::Github => Scheme::Github,
-        VerifyConfig::Stripe => Scheme::Stripe,
-        VerifyConfig::Shopify => Scheme::Shopify,
-        VerifyConfig::Slack => Scheme::Slack,
-        VerifyConfig::None => Scheme::None,
-        VerifyConfig::Hmac {
-            header,
-            prefix,
-            encoding,
-            template,
-            id_header,
-            timestamp_header,
-        } => Scheme::Generic(build_generic(
-            header,
-            prefix,
-            *encoding,
-            template,
-            id_header.as_deref(),
-            timestamp_header.as_deref(),
-        )?),
-    })
+pub(crate) fn build(verify: &VerifyConfig) -> Result<Built, SchemeError> {
+    match verify.scheme.as_str() {
+        "hmac" => Ok(Built {
+            scheme: build_generic(verify)?,
+            preset: None,
+        }),
+        other => {
+            let generic_fields = [
+                ("header", verify.header.is_some()),
+                ("prefix", verify.prefix.is_some()),
+                ("encoding", verify.encoding.is_some()),
+                ("algorithm", verify.algorithm.is_some()),
+                ("template", verify.template.is_some()),
+                ("id_header", verify.id_header.is_some()),
+                ("timestamp_header", verify.timestamp_header.is_some()),
+                ("timestamp_format", verify.timestamp_format.is_some()),
+            ];
+            if let Some((field, _)) = generic_fields.iter().find(|(_, set)| *set) {
+                return Err(SchemeError::NotGeneric {
+                    field,
+                    scheme: other.to_owned(),
+                });
+            }
+            if other == "none" {
+                return Ok(Built {
+                    scheme: Scheme::none(),
+                    preset: None,
+                });
+            }
+            let preset = spillway_providers::find(other).ok_or_else(|| SchemeError::Unknown {
+                name: other.to_owned(),
+                close: spillway_providers::suggestions(other).join(", "),
+            })?;
+            Ok(Built {
+                scheme: preset.scheme.clone(),
+                preset: Some(preset),
+            })
+        }
+    }
 }
 
 /// The generic HMAC scheme: header names checked, the template parsed and held to the headers
 /// its placeholders need.
-fn build_generic(
-    header: &str,
-    prefix: &str,
-    encoding: EncodingConfig,
-    template: &str,
-    id_header: Option<&str>,
-    timestamp_header: Option<&str>,
-) -> Result<GenericHmac, SchemeError> {
+fn build_generic(verify: &VerifyConfig) -> Result<Scheme, SchemeError> {
+    let header = verify
+        .header
+        .as_deref()
+        .ok_or(SchemeError::Missing("header"))?;
+    let encoding = verify.encoding.ok_or(SchemeError::Missing("encoding"))?;
     for h in std::iter::once(header)
-        .chain(id_header)
-        .chain(timestamp_header)
+        .chain(verify.id_header.as_deref())
+        .chain(verify.timestamp_header.as_deref())
     {
         http::HeaderName::from_bytes(h.to_ascii_lowercase().as_bytes()).map_err(|source| {
             SchemeError::HeaderName {
@@ -56,79 +82,70 @@ fn build_generic(
         })?;
     }
     let template_error = |source| SchemeError::Template { source };
-    let generic = GenericHmac {
-        signature_header: header.to_ascii_lowercase(),
-        prefix: prefix.to_owned(),
-        encoding: match encoding {
+    let template =
+        Template::parse(verify.template.as_deref().unwrap_or("{body}")).map_err(template_error)?;
+    let algorithm = match verify.algorithm.unwrap_or(HmacAlgorithmConfig::Sha256) {
+        HmacAlgorithmConfig::Sha1 => Algorithm::HmacSha1,
+        HmacAlgorithmConfig::Sha256 => Algorithm::HmacSha256,
+        HmacAlgorithmConfig::Sha512 => Algorithm::HmacSha512,
+    };
+    let mut scheme = Scheme::new("hmac", algorithm, header.to_ascii_lowercase())
+        .prefix(verify.prefix.clone().unwrap_or_default())
+        .encoding(match encoding {
             EncodingConfig::Hex => Encoding::Hex,
             EncodingConfig::Base64 => Encoding::Base64,
-        },
-        template: Template::parse(template).map_err(template_error)?,
-        id_header: id_header.map(str::to_ascii_lowercase),
-        timestamp_header: timestamp_header.map(str::to_ascii_lowercase),
-    };
-    generic.validate().map_err(template_error)?;
-    Ok(generic)
-}
-
-/// The scheme's own event id where it has one, else a hash of the body.
-pub(super) fn default_dedupe(scheme: &Scheme) -> KeySource {
-    let header = |name: &str| KeySource::Header { name: name.into() };
-    match scheme {
-        Scheme::StandardWebhooks => KeySource::SignedId,
-        Scheme::Github => header("x-github-delivery"),
-        Scheme::Stripe => KeySource::JsonPointer {
-            pointer: "/id".into(),
-        },
-        Scheme::Shopify => header("x-shopify-webhook-id"),
-        Scheme::Generic(g) if g.id_header.is_some() => KeySource::SignedId,
-        Scheme::Slack | Scheme::Generic(_) | Scheme::None => KeySource::BodyHash,
+            EncodingConfig::Base64url => Encoding::Base64Url,
+        })
+        .template(template);
+    if let Some(h) = &verify.id_header {
+        scheme = scheme.id(Field::Header(h.to_ascii_lowercase().into()));
     }
-}
-
-/// Where each provider says what kind of event it sent.
-pub(super) fn default_event_type(scheme: &Scheme) -> Option<KeySource> {
-    let header = |name: &str| Some(KeySource::Header { name: name.into() });
-    let pointer = |p: &str| Some(KeySource::JsonPointer { pointer: p.into() });
-    match scheme {
-        Scheme::Github => header("x-github-event"),
-        Scheme::Shopify => header("x-shopify-topic"),
-        Scheme::Stripe | Scheme::StandardWebhooks | Scheme::Slack => pointer("/type"),
-        Scheme::Generic(_) | Scheme::None => None,
+    if let Some(h) = &verify.timestamp_header {
+        let format = match verify
+            .timestamp_format
+            .unwrap_or(TimestampFormatConfig::Seconds)
+        {
+            TimestampFormatConfig::Seconds => TimestampFormat::Seconds,
+            TimestampFormatConfig::Milliseconds => TimestampFormat::Millis,
+            TimestampFormatConfig::Rfc3339 => TimestampFormat::Rfc3339,
+        };
+        scheme = scheme.timestamp(Field::Header(h.to_ascii_lowercase().into()), format);
+    } else if verify.timestamp_format.is_some() {
+        return Err(SchemeError::Missing("timestamp_header"));
     }
+    scheme.check().map_err(template_error)?;
+    Ok(scheme)
 }
 
-/// The signature headers (so consumers can verify again) and the provider's event metadata.
-pub(super) fn default_forward_headers(scheme: &Scheme) -> &'static [&'static str] {
-    match scheme {
-        Scheme::StandardWebhooks => &[
-            "webhook-id",
-            "webhook-timestamp",
-            "webhook-signature",
-            "svix-id",
-            "svix-timestamp",
-            "svix-signature",
-        ],
-        Scheme::Github => &[
-            "x-hub-signature-256",
-            "x-github-event",
-            "x-github-delivery",
-            "x-github-hook-id",
-        ],
-        Scheme::Stripe => &["stripe-signature"],
-        Scheme::Shopify => &[
-            "x-shopify-hmac-sha256",
-            "x-shopify-topic",
-            "x-shopify-shop-domain",
-            "x-shopify-webhook-id",
-            "x-shopify-api-version",
-        ],
-        Scheme::Slack => &[
-            "x-slack-signature",
-            "x-slack-request-timestamp",
-            "x-slack-retry-num",
-        ],
-        Scheme::Generic(_) | Scheme::None => &[],
+// === impl Built ===
+
+impl Built {
+    /// The preset's own event id where it has one, the id a generic scheme signs, else a hash
+    /// of the body.
+    pub(super) fn default_dedupe(&self) -> KeySource {
+        match self.preset.and_then(|p| p.dedupe.clone()) {
+            Some(key) => key,
+            None if self.scheme.signs_id() => KeySource::SignedId,
+            None => KeySource::BodyHash,
+        }
+    }
+
+    /// Where the preset says what kind of event it sent.
+    pub(super) fn default_event_type(&self) -> Option<KeySource> {
+        self.preset.and_then(|p| p.event_type.clone())
+    }
+
+    /// The preset's signature headers (so consumers can verify again) and event metadata.
+    pub(super) fn default_forward_headers(&self) -> Vec<String> {
+        self.preset.map(Preset::forward_headers).unwrap_or_default()
+    }
+
+    /// The source's replay window: its own, else the preset's, else the default.
+    pub(super) fn tolerance(&self, source: &SourceConfig) -> std::time::Duration {
+        source
+            .tolerance
+            .or_else(|| self.preset.and_then(|p| p.tolerance))
+            .unwrap_or(DEFAULT_TOLERANCE)
     }
 }
 
@@ -147,8 +164,7 @@ pub(super) fn check_key_source(key: &KeySource, scheme: Option<&Scheme>) -> Opti
             ))
         }
         KeySource::SignedId => match scheme {
-            Some(Scheme::StandardWebhooks) => None,
-            Some(Scheme::Generic(g)) if g.id_header.is_some() => None,
+            Some(s) if s.signs_id() => None,
             Some(s) => Some(format!(
                 "from: signed_id needs a scheme that signs an event id; {} does not",
                 s.name()

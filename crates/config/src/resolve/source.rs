@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use spillway_core::headers::RESERVED_PREFIX;
 use spillway_core::key::KeySource;
-use spillway_signature::{Scheme, Secret, SecretRing, Verifier};
+use spillway_signature::{Algorithm, Scheme, Secret, SecretRing, Verifier};
 
 use super::scheme;
 use crate::field::{all_or_errors, err, FieldError};
@@ -30,6 +30,12 @@ pub struct ResolvedSource {
     pub forward_headers: Vec<String>,
     /// Where the worker reads the event type from.
     pub event_type: Option<KeySource>,
+    /// The dedupe key is the preset's default: a request without it is keyed by the body's
+    /// hash (and counted) rather than refused, so a provider changing its headers loses no
+    /// event.
+    pub dedupe_fallback: bool,
+    /// `scheme://host[:port]` the provider called, for schemes that sign the URL.
+    pub public_url: Option<String>,
 }
 
 /// What a worker needs of a source to route its records: no secret, nothing of verification.
@@ -111,7 +117,9 @@ fn topic_of(config: &Config, name: &str, source: &SourceConfig) -> String {
 struct Checked {
     route: SourceRoute,
     scheme: Scheme,
+    tolerance: Duration,
     dedupe: KeySource,
+    dedupe_fallback: bool,
     /// Empty unless the secrets were read ([`SecretAccess::Read`]).
     secrets: Vec<Secret>,
 }
@@ -126,7 +134,7 @@ impl Checked {
         } = self.route;
         ResolvedSource {
             name,
-            verifier: Verifier::new(self.scheme, SecretRing::new(self.secrets), source.tolerance),
+            verifier: Verifier::new(self.scheme, SecretRing::new(self.secrets), self.tolerance),
             topic,
             dedupe: self.dedupe,
             partition_key: source.partition_key.clone(),
@@ -137,6 +145,11 @@ impl Checked {
             rate_limit: source.rate_limit,
             forward_headers,
             event_type,
+            dedupe_fallback: self.dedupe_fallback,
+            public_url: source
+                .public_url
+                .as_ref()
+                .map(|u| u.trim_end_matches('/').to_owned()),
         }
     }
 }
@@ -168,19 +181,27 @@ fn check_source(
         found: Vec::new(),
     };
     check_name(&mut problems);
-    let scheme = scheme::build(&source.verify)
+    let built = scheme::build(&source.verify)
         .map_err(|e| problems.push("verify", e.to_string()))
         .ok();
+    let scheme = built.as_ref().map(|b| b.scheme.clone());
     let topic = topic_of(config, name, source);
     check_topic(&topic, &mut problems);
     check_limits(source, &mut problems);
-    let forward_headers = forward_headers(source, scheme.as_ref(), &mut problems);
+    check_public_url(source, &mut problems);
+    let forward_headers = forward_headers(source, built.as_ref(), &mut problems);
     let secrets = match &scheme {
         Some(scheme) => secrets(source, scheme, access, &mut problems),
         None => Vec::new(),
     };
-    let (dedupe, event_type) = keys(source, scheme.as_ref(), &forward_headers, &mut problems);
-    check_client_side(config, source, &dedupe, &mut problems);
+    let (dedupe, event_type) = keys(source, built.as_ref(), &forward_headers, &mut problems);
+    let tolerance = match &built {
+        Some(b) => b.tolerance(source),
+        None => source
+            .tolerance
+            .unwrap_or(spillway_signature::DEFAULT_TOLERANCE),
+    };
+    check_client_side(config, source, tolerance, &dedupe, &mut problems);
 
     if !problems.found.is_empty() {
         return Err(problems.found);
@@ -196,6 +217,8 @@ fn check_source(
             event_type,
         },
         scheme,
+        tolerance,
+        dedupe_fallback: source.dedupe.is_none() && dedupe != KeySource::BodyHash,
         dedupe,
         secrets,
     })
@@ -249,15 +272,12 @@ fn check_limits(source: &SourceConfig, problems: &mut Problems<'_>) {
 /// The headers copied into the record, lower-cased: the configured ones, else the scheme's.
 fn forward_headers(
     source: &SourceConfig,
-    scheme: Option<&Scheme>,
+    built: Option<&scheme::Built>,
     problems: &mut Problems<'_>,
 ) -> Vec<String> {
-    let requested = match (&source.forward_headers, scheme) {
+    let requested = match (&source.forward_headers, built) {
         (Some(list), _) => list.clone(),
-        (None, Some(s)) => scheme::default_forward_headers(s)
-            .iter()
-            .map(|h| (*h).to_owned())
-            .collect(),
+        (None, Some(b)) => b.default_forward_headers(),
         (None, None) => Vec::new(),
     };
     let mut forward = Vec::new();
@@ -290,7 +310,7 @@ fn secrets(
     access: SecretAccess,
     problems: &mut Problems<'_>,
 ) -> Vec<Secret> {
-    let needs_secrets = *scheme != Scheme::None;
+    let needs_secrets = scheme.algorithm != Algorithm::None;
     if needs_secrets && source.secrets.is_empty() {
         problems.push(
             "secrets",
@@ -323,20 +343,21 @@ fn secrets(
 /// key checked beside them.
 fn keys(
     source: &SourceConfig,
-    scheme: Option<&Scheme>,
+    built: Option<&scheme::Built>,
     forward_headers: &[String],
     problems: &mut Problems<'_>,
 ) -> (KeySource, Option<KeySource>) {
-    let dedupe = match (&source.dedupe, scheme) {
+    let dedupe = match (&source.dedupe, built) {
         (Some(d), _) => d.clone(),
-        (None, Some(s)) => scheme::default_dedupe(s),
+        (None, Some(b)) => b.default_dedupe(),
         (None, None) => KeySource::BodyHash,
     };
-    let event_type = match (&source.event_type, scheme) {
+    let event_type = match (&source.event_type, built) {
         (Some(e), _) => Some(e.clone()),
-        (None, Some(s)) => scheme::default_event_type(s),
+        (None, Some(b)) => b.default_event_type(),
         (None, None) => None,
     };
+    let scheme = built.map(|b| &b.scheme);
     for (field, key) in [
         ("dedupe", Some(&dedupe)),
         ("event_type", source.event_type.as_ref()),
@@ -361,15 +382,39 @@ fn keys(
     (dedupe, event_type)
 }
 
+/// `public_url` is a scheme and an authority, nothing more: the request's path and query are
+/// appended to it.
+fn check_public_url(source: &SourceConfig, problems: &mut Problems<'_>) {
+    let Some(url) = &source.public_url else {
+        return;
+    };
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    let valid = rest.is_some_and(|authority| {
+        let authority = authority.trim_end_matches('/');
+        !authority.is_empty()
+            && !authority.contains(['/', '?', '#', '@', ' '])
+            && http::uri::Authority::try_from(authority).is_ok()
+    });
+    if !valid {
+        problems.push(
+            "public_url",
+            format!("{url:?} must be http(s)://host[:port], without a path: the request's path and query are appended"),
+        );
+    }
+}
+
 /// The replay window, and what mutual TLS needs: a CA to check client certificates against,
 /// and `require_client_cert` for every key read from the certificate.
 fn check_client_side(
     config: &Config,
     source: &SourceConfig,
+    tolerance: Duration,
     dedupe: &KeySource,
     problems: &mut Problems<'_>,
 ) {
-    if source.tolerance < Duration::from_secs(1) {
+    if tolerance < Duration::from_secs(1) {
         problems.push("tolerance", "must be at least 1s");
     }
     let client_ca = config

@@ -4,8 +4,6 @@
 use std::error::Error as _;
 use std::path::PathBuf;
 
-use spillway_signature::Scheme;
-
 use crate::{
     read_credential, ApiTokenError, CredentialConfig, CredentialError, FileError, SecretConfig,
     SigningSecretError,
@@ -46,7 +44,7 @@ fn a_missing_file_keeps_the_io_error_as_its_source() {
 #[test]
 fn an_unset_variable_keeps_the_var_error_as_its_source() {
     let e = secret(Some("SPILLWAY_SURELY_UNSET"), None)
-        .read(&Scheme::Github)
+        .read(&spillway_providers::find("github").expect("preset").scheme)
         .expect_err("unset");
     assert_eq!(
         e.to_string(),
@@ -63,11 +61,12 @@ fn naming_mistakes_come_before_any_read() {
     let mut inline = secret(Some("SPILLWAY_SURELY_UNSET"), None);
     inline.value = Some("whsec_x".into());
     assert!(matches!(
-        inline.read(&Scheme::Github),
+        inline.read(&spillway_providers::find("github").expect("preset").scheme),
         Err(SigningSecretError::Inline)
     ));
     assert!(matches!(
-        secret(Some("A"), Some("/b")).read(&Scheme::Github),
+        secret(Some("A"), Some("/b"))
+            .read(&spillway_providers::find("github").expect("preset").scheme),
         Err(SigningSecretError::Credential(CredentialError::Both))
     ));
     assert!(matches!(
@@ -90,7 +89,7 @@ fn typed_errors_say_what_check_config_has_always_printed() {
         );
         assert_eq!(
             secret(None, None)
-                .read(&Scheme::Github)
+                .read(&spillway_providers::find("github").expect("preset").scheme)
                 .map(|s| s.id)
                 .map_err(|e| e.to_string()),
             Err("set env (an environment variable) or file".to_owned())
@@ -101,13 +100,16 @@ fn typed_errors_say_what_check_config_has_always_printed() {
 
 #[test]
 fn a_template_error_is_the_scheme_errors_source() {
-    let hmac = crate::VerifyConfig::Hmac {
-        header: "x-sig".into(),
-        prefix: String::new(),
-        encoding: crate::EncodingConfig::Hex,
-        template: "{nope}".into(),
+    let hmac = crate::VerifyConfig {
+        scheme: "hmac".into(),
+        header: Some("x-sig".into()),
+        prefix: None,
+        encoding: Some(crate::EncodingConfig::Hex),
+        algorithm: None,
+        template: Some("{nope}".into()),
         id_header: None,
         timestamp_header: None,
+        timestamp_format: None,
     };
     let e = crate::resolve::build_scheme(&hmac).expect_err("unknown placeholder");
     assert!(e.to_string().starts_with("template: unknown placeholder"));

@@ -99,9 +99,10 @@ fn a_worker_validates_and_routes_without_the_sources_secrets() {
                 topic: "spillway.github".into(),
                 forward_headers: vec![
                     "x-hub-signature-256".into(),
-                    "x-github-event".into(),
                     "x-github-delivery".into(),
+                    "x-github-event".into(),
                     "x-github-hook-id".into(),
+                    "x-github-hook-installation-target-type".into(),
                 ],
                 event_type: Some(KeySource::Header {
                     name: "x-github-event".into()

@@ -48,12 +48,13 @@ async fn run_serves_until_shutdown_and_the_event_is_in_kafka() {
         .expect("clock")
         .as_secs() as i64;
     let signed = spillway_signature::sign(
-        &spillway_signature::Scheme::Github,
+        &spillway_testkit::spillway::preset_scheme("github"),
         b"in-process-secret",
         "d-1",
         ts,
         &body,
-    );
+    )
+    .expect("signs");
     let reply = Client::http1()
         .post(
             &format!("http://{addr}/v1/hooks/github"),
@@ -68,12 +69,13 @@ async fn run_serves_until_shutdown_and_the_event_is_in_kafka() {
     // Another body: the same body and signature under a new delivery id would be a replay.
     let relayed_body = Bytes::from_static(br#"{"zen":"Relayed."}"#);
     let mut relayed = spillway_signature::sign(
-        &spillway_signature::Scheme::Github,
+        &spillway_testkit::spillway::preset_scheme("github"),
         b"in-process-secret",
         "d-2",
         ts,
         &relayed_body,
-    );
+    )
+    .expect("signs");
     relayed.push(("spillway-hop".into(), "2".into()));
     let reply = Client::http1()
         .post(

@@ -15,7 +15,7 @@ const GH_SIG: &str = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f
 
 #[test]
 fn github_replays_under_a_fresh_delivery_id_share_the_replay_key() {
-    let v = verifier(Scheme::Github, &[("gh", "It's a Secret to Everybody")]);
+    let v = verifier(github(), &[("gh", "It's a Secret to Everybody")]);
     let body = b"Hello, World!";
     let first = replay_key(
         &v,
@@ -47,7 +47,7 @@ fn github_replays_under_a_fresh_delivery_id_share_the_replay_key() {
 
 #[test]
 fn shopify_replays_under_a_fresh_webhook_id_share_the_replay_key() {
-    let v = verifier(Scheme::Shopify, &[("sh", "shpss_test_secret")]);
+    let v = verifier(shopify(), &[("sh", "shpss_test_secret")]);
     let body = br#"{"id":820982911946154508}"#;
     let sig = "AU5n5C4JV1EbE8g4yEzV+ZHbqkXpM29HXkzNAa5zicA=";
     let keys: Vec<_> = ["w-1", "w-2"]
@@ -64,7 +64,7 @@ fn shopify_replays_under_a_fresh_webhook_id_share_the_replay_key() {
 
 #[test]
 fn a_different_body_has_a_different_replay_key() {
-    for scheme in [Scheme::Github, Scheme::Shopify, generic("{body}")] {
+    for scheme in [github(), shopify(), generic("{body}")] {
         let (v, h) = signed_request(&scheme, b"k", "d-1", b"one", 0);
         let one = v.verify(&h, b"one", at(0)).expect("one").replay_key;
         let (v, h) = signed_request(&scheme, b"k", "d-1", b"two", 0);
@@ -78,9 +78,9 @@ fn a_different_body_has_a_different_replay_key() {
 fn schemes_that_sign_a_timestamp_or_an_id_have_no_replay_key() {
     let now = 1_700_000_000;
     let signing = [
-        Scheme::StandardWebhooks,
-        Scheme::Stripe,
-        Scheme::Slack,
+        Scheme::standard_webhooks(),
+        stripe(),
+        slack(),
         device_scheme(),
         generic("{id}.{body}"),
         generic("{timestamp}.{body}"),
@@ -91,14 +91,14 @@ fn schemes_that_sign_a_timestamp_or_an_id_have_no_replay_key() {
         assert_eq!(verified.replay_key, None, "{}", scheme.name());
     }
     // The published vectors too, verified by headers we did not sign.
-    let v = verifier(Scheme::StandardWebhooks, &[("k1", SW_SECRET)]);
+    let v = verifier(Scheme::standard_webhooks(), &[("k1", SW_SECRET)]);
     let sw = [
         ("webhook-id", "msg_p5jXN8AQM9LWM0D4loKWxJek"),
         ("webhook-timestamp", "1614265330"),
         ("webhook-signature", SW_SIG),
     ];
     assert_eq!(replay_key(&v, &sw, SW_BODY, 1_614_265_330), None);
-    let v = verifier(Scheme::Slack, &[("s", "8f742231b10e8888abcd99yyyzzz85a5")]);
+    let v = verifier(slack(), &[("s", "8f742231b10e8888abcd99yyyzzz85a5")]);
     let slack = [
         ("X-Slack-Request-Timestamp", "1531420618"),
         (
@@ -112,7 +112,7 @@ fn schemes_that_sign_a_timestamp_or_an_id_have_no_replay_key() {
 
 #[test]
 fn the_none_scheme_has_no_replay_key() {
-    let v = Verifier::new(Scheme::None, SecretRing::default(), DEFAULT_TOLERANCE);
+    let v = Verifier::new(Scheme::none(), SecretRing::default(), DEFAULT_TOLERANCE);
     assert_eq!(replay_key(&v, &[], b"anything", 0), None);
 }
 
@@ -129,12 +129,11 @@ fn a_generic_timestamp_header_outside_the_template_is_not_signed() {
 
 /// A generic scheme with `template`, reading an id and a timestamp header.
 fn generic(template: &str) -> Scheme {
-    Scheme::Generic(GenericHmac {
-        signature_header: "x-device-signature".into(),
-        prefix: String::new(),
-        encoding: Encoding::Hex,
-        template: Template::parse(template).expect("test template"),
-        id_header: Some("x-device-id".into()),
-        timestamp_header: Some("x-device-time".into()),
-    })
+    Scheme::new("hmac", Algorithm::HmacSha256, "x-device-signature")
+        .id(Field::Header("x-device-id".into()))
+        .timestamp(
+            Field::Header("x-device-time".into()),
+            TimestampFormat::Seconds,
+        )
+        .template(Template::parse(template).expect("test template"))
 }

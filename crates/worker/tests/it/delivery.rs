@@ -15,7 +15,7 @@ const PREVIOUS: &str = "whsec_b2xkLXNlY3JldC1rZXktMTIzNDU2";
 fn secret(id: &str, text: &str, not_after: Option<SystemTime>) -> Secret {
     Secret {
         id: id.into(),
-        key: Scheme::StandardWebhooks
+        key: Scheme::standard_webhooks()
             .decode_secret(text)
             .expect("secret"),
         not_after,
@@ -61,7 +61,7 @@ fn loopback_allowed() -> Deliverer {
 
 fn verifies_with(text: &str, received: &spillway_testkit::Received) -> bool {
     let ring = SecretRing::new(vec![secret("v", text, None)]);
-    Verifier::new(Scheme::StandardWebhooks, ring, Duration::from_secs(300))
+    Verifier::new(Scheme::standard_webhooks(), ring, Duration::from_secs(300))
         .verify(&received.headers, &received.body, SystemTime::now())
         .is_ok()
 }

@@ -76,7 +76,7 @@ async fn metrics_of(admin: std::net::SocketAddr) -> Result<String, String> {
 }
 
 fn verifies_with(secret: &str, received: &spillway_testkit::Received) -> bool {
-    let key = Scheme::StandardWebhooks
+    let key = Scheme::standard_webhooks()
         .decode_secret(secret)
         .expect("whsec secret");
     let ring = SecretRing::new(vec![Secret {
@@ -84,7 +84,7 @@ fn verifies_with(secret: &str, received: &spillway_testkit::Received) -> bool {
         key,
         not_after: None,
     }]);
-    Verifier::new(Scheme::StandardWebhooks, ring, Duration::from_secs(300))
+    Verifier::new(Scheme::standard_webhooks(), ring, Duration::from_secs(300))
         .verify(&received.headers, &received.body, SystemTime::now())
         .is_ok()
 }

@@ -40,7 +40,7 @@ impl Inbox {
         let port = subscription.url.port_u16().unwrap_or(80);
         let listener = TcpListener::bind((host, port)).await?;
         let verifier = Arc::new(Verifier::new(
-            Scheme::StandardWebhooks,
+            Scheme::standard_webhooks(),
             SecretRing::new(subscription.secrets.clone()),
             spillway_signature::DEFAULT_TOLERANCE,
         ));
