@@ -67,6 +67,9 @@ impl Pipeline {
             ));
         }
         self.not_blocked(client).await?;
+        if let Some(answer) = self.early_handshake(req, source) {
+            return Err(answer);
+        }
         if req.method() != Method::POST {
             return Err(method_not_allowed());
         }

@@ -13,6 +13,7 @@ mod budget;
 mod client_addr;
 mod durable;
 mod encoding;
+mod handshake;
 mod intake;
 mod keys;
 mod limit;

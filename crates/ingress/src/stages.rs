@@ -101,6 +101,11 @@ impl Pipeline {
             Ok(verified) => verified,
             Err(refused) => return refused,
         };
+        if let Some(answer) =
+            self.signed_handshake(&intake.source, &parts.headers, &body, &verified)
+        {
+            return answer;
+        }
         if let Some(refused) = self.rate_limited(&intake.source).await {
             return refused;
         }

@@ -4,6 +4,7 @@
 //! into the Kafka record. A source names a preset with `verify: { scheme: <name> }`.
 
 mod catalogue;
+mod handshake;
 pub mod listing;
 mod shapes;
 
@@ -13,6 +14,7 @@ use std::time::Duration;
 use spillway_core::key::KeySource;
 use spillway_signature::{Field, Scheme};
 
+pub use handshake::Handshake;
 pub use shapes::*;
 
 /// One provider.
@@ -38,6 +40,8 @@ pub struct Preset {
     pub docs: &'static str,
     /// Something a user must know: what is not signed, what is not supported.
     pub note: &'static str,
+    /// The registration handshake the ingress answers for this provider.
+    pub handshake: Option<Handshake>,
 }
 
 // === impl Preset ===
@@ -56,6 +60,7 @@ impl Preset {
             secret: "the signing secret's text",
             docs: "",
             note: "",
+            handshake: None,
         }
     }
 
@@ -106,6 +111,11 @@ impl Preset {
 
     pub fn docs(mut self, url: &'static str) -> Self {
         self.docs = url;
+        self
+    }
+
+    pub fn handshake(mut self, handshake: Handshake) -> Self {
+        self.handshake = Some(handshake);
         self
     }
 

@@ -23,6 +23,8 @@ pub struct Row {
     pub event_type: Option<String>,
     pub forward_headers: Vec<String>,
     pub secret: &'static str,
+    /// The registration handshake answered at the edge, if the provider makes one.
+    pub handshake: Option<&'static str>,
     pub docs: &'static str,
     pub note: &'static str,
 }
@@ -58,6 +60,7 @@ fn row(preset: &Preset) -> Row {
         event_type: preset.event_type.as_ref().map(key_source),
         forward_headers: preset.forward_headers(),
         secret: preset.secret,
+        handshake: preset.handshake.map(crate::Handshake::name),
         docs: preset.docs,
         note: preset.note,
     }
@@ -220,6 +223,15 @@ pub fn markdown() -> String {
                 r.event_type.as_deref().unwrap_or("-"),
             );
         }
+    }
+    out.push_str(include_str!("listing/handshakes.md"));
+    for r in rows.iter().filter(|r| r.handshake.is_some()) {
+        let _ = writeln!(
+            out,
+            "| `{}` | `{}` |",
+            r.name,
+            r.handshake.unwrap_or_default()
+        );
     }
     out.push_str("\n## Notes per provider\n\n");
     for r in rows.iter().filter(|r| !r.note.is_empty()) {

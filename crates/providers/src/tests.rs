@@ -107,6 +107,18 @@ fn token_schemes_do_not_forward_their_secret() {
 }
 
 #[test]
+fn at_least_eight_handshakes_each_on_some_preset() {
+    for handshake in Handshake::ALL {
+        assert!(
+            all().iter().any(|p| p.handshake == Some(handshake)),
+            "{} is on no preset",
+            handshake.name()
+        );
+    }
+    assert!(Handshake::ALL.len() >= 8);
+}
+
+#[test]
 fn lookup_and_suggestions() {
     assert_eq!(find("stripe").map(|p| p.display), Some("Stripe"));
     assert!(find("Stripe").is_none());

@@ -134,6 +134,14 @@ impl Verifier {
         &self.scheme
     }
 
+    /// The hex HMAC of `data` with the secret `key_id`, in the scheme's algorithm (Zoom's
+    /// handshake answers with one); `None` for a key it does not hold or a scheme that is not
+    /// an HMAC.
+    pub fn mac_hex(&self, key_id: &str, data: &[u8]) -> Option<String> {
+        let secret = self.ring.get(key_id)?;
+        algorithm::mac(self.scheme.algorithm, &secret.key, [data]).map(hex::encode)
+    }
+
     /// The ids of the secrets this verifier holds.
     pub fn key_ids(&self) -> impl Iterator<Item = &str> {
         self.ring.ids()

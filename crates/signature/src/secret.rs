@@ -151,6 +151,11 @@ impl SecretRing {
         self.secrets.iter().map(|s| s.id.as_str())
     }
 
+    /// The secret `id`, valid or not.
+    pub(crate) fn get(&self, id: &str) -> Option<&Secret> {
+        self.secrets.iter().find(|s| s.id == id)
+    }
+
     /// The first secret, valid or not: the one a sender signs with.
     pub(crate) fn first(&self) -> Option<&Secret> {
         self.secrets.first()

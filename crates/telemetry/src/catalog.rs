@@ -92,7 +92,7 @@ pub const HTTP_REQUESTS: MetricDef = MetricDef {
         SOURCE,
         Label {
             name: "outcome",
-            values: "`accepted` (202), `duplicate` (200), `in_flight` (503, the same key being accepted now), `unauthorized` (401), `bad_request` (400), `unknown_source` (404), `method_not_allowed` (405), `too_large` (413), `body_timeout` (408, too late or too slow), `overloaded` (503), `memory_full` (503), `client_limit` (503), `kafka_unavailable` (503), `redis_unavailable` (503), `loop_detected` (508), `forbidden` (403), `rate_limited` (429), `blocked` (403), `unsupported_encoding` (415), `robots_txt` (200, `GET /robots.txt`), `internal` (500)",
+            values: "`accepted` (202), `duplicate` (200), `in_flight` (503, the same key being accepted now), `unauthorized` (401), `bad_request` (400), `unknown_source` (404), `method_not_allowed` (405), `too_large` (413), `body_timeout` (408, too late or too slow), `overloaded` (503), `memory_full` (503), `client_limit` (503), `kafka_unavailable` (503), `redis_unavailable` (503), `loop_detected` (508), `forbidden` (403), `rate_limited` (429), `blocked` (403), `unsupported_encoding` (415), `robots_txt` (200, `GET /robots.txt`), `handshake` (200, a provider's registration handshake), `internal` (500)",
         },
     ],
 };
@@ -195,6 +195,23 @@ pub const VERIFICATIONS: MetricDef = MetricDef {
         Label {
             name: "key_id",
             values: "the `id` of one of the source's configured secrets",
+        },
+    ],
+};
+pub const HANDSHAKES: MetricDef = MetricDef {
+    name: "spillway_handshake_requests_total",
+    kind: Kind::Counter,
+    process: Process::Ingress,
+    help: "Provider registration handshakes (Slack url_verification, Meta hub.challenge, Zoom endpoint.url_validation...) answered at the edge or refused; none is written to Kafka.",
+    labels: &[
+        SOURCE,
+        Label {
+            name: "kind",
+            values: "the handshake, as docs/providers.md names it (`slack_url_verification`, `meta_hub_challenge`, ...)",
+        },
+        Label {
+            name: "result",
+            values: "`answered`, `refused` (a wrong verify token, an invalid challenge, a failed signature on Okta's)",
         },
     ],
 };
@@ -343,6 +360,7 @@ pub const CATALOG: &[MetricDef] = &[
     DEDUPE_FAIL_OPEN,
     DEDUPE_FALLBACK,
     VERIFICATIONS,
+    HANDSHAKES,
     BLOCKED_CLIENTS,
     REDIS_COMMAND_DURATION,
     REDIS_ERRORS,

@@ -40,6 +40,8 @@ pub enum Outcome {
     UnsupportedEncoding,
     /// `GET /robots.txt`.
     RobotsTxt,
+    /// A provider's registration handshake, answered at the edge.
+    Handshake,
     /// A bug: the request's task failed. Never expected; alert on any.
     Internal,
 }
@@ -47,7 +49,7 @@ pub enum Outcome {
 // === impl Outcome ===
 
 impl Outcome {
-    pub const ALL: [Outcome; 21] = [
+    pub const ALL: [Outcome; 22] = [
         Self::Accepted,
         Self::Duplicate,
         Self::InFlight,
@@ -68,6 +70,7 @@ impl Outcome {
         Self::Blocked,
         Self::UnsupportedEncoding,
         Self::RobotsTxt,
+        Self::Handshake,
         Self::Internal,
     ];
 
@@ -93,6 +96,7 @@ impl Outcome {
             Self::Blocked => "blocked",
             Self::UnsupportedEncoding => "unsupported_encoding",
             Self::RobotsTxt => "robots_txt",
+            Self::Handshake => "handshake",
             Self::Internal => "internal",
         }
     }
@@ -150,6 +154,7 @@ pub struct IngressMetrics {
     fail_open: IntCounterVec,
     dedupe_fallback: IntCounterVec,
     verifications: IntCounterVec,
+    handshakes: IntCounterVec,
     blocked: IntCounterVec,
     redis_duration: HistogramVec,
     redis_errors: IntCounterVec,
@@ -181,6 +186,7 @@ impl IngressMetrics {
             fail_open: DEDUPE_FAIL_OPEN.counter(&r)?,
             dedupe_fallback: DEDUPE_FALLBACK.counter(&r)?,
             verifications: VERIFICATIONS.counter(&r)?,
+            handshakes: HANDSHAKES.counter(&r)?,
             blocked: BLOCKED_CLIENTS.counter(&r)?,
             redis_duration: REDIS_COMMAND_DURATION.histogram(&r)?,
             redis_errors: REDIS_ERRORS.counter(&r)?,
@@ -282,6 +288,13 @@ impl IngressMetrics {
     pub fn verified(&self, source: &str, key_id: &str) {
         self.verifications
             .with_label_values(&[source, key_id])
+            .inc();
+    }
+
+    /// A registration handshake of `kind` was `answered` or `refused`.
+    pub fn handshake(&self, source: &str, kind: &str, result: &str) {
+        self.handshakes
+            .with_label_values(&[source, kind, result])
             .inc();
     }
 
@@ -508,6 +521,7 @@ mod tests {
         m.fail_open("github");
         m.dedupe_fallback("github");
         m.verified("github", "gh-2026");
+        m.handshake("github", "slack_url_verification", "answered");
         m.client_blocked("github");
         m.redis_command(RedisCommand::Claim, 0.001, false);
         m.produce("events.github", 0.004, Some("queue_full"));

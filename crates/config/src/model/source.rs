@@ -69,6 +69,11 @@ pub struct SourceConfig {
     /// request's path and query are appended. By default `https://` and the Host header.
     #[serde(default)]
     pub public_url: Option<String>,
+    /// The token Meta's subscription handshake (`GET ?hub.verify_token=`) must carry: the
+    /// value typed into the app dashboard beside the callback URL. Without it that handshake
+    /// is refused.
+    #[serde(default)]
+    pub verify_token: Option<super::CredentialConfig>,
 }
 
 /// A fixed-window rate limit.

@@ -36,6 +36,10 @@ pub struct ResolvedSource {
     pub dedupe_fallback: bool,
     /// `scheme://host[:port]` the provider called, for schemes that sign the URL.
     pub public_url: Option<String>,
+    /// The registration handshake the ingress answers for this source's provider.
+    pub handshake: Option<spillway_providers::Handshake>,
+    /// Meta's `hub.verify_token`; read only by the ingress.
+    pub verify_token: Option<String>,
 }
 
 /// What a worker needs of a source to route its records: no secret, nothing of verification.
@@ -122,6 +126,8 @@ struct Checked {
     dedupe_fallback: bool,
     /// Empty unless the secrets were read ([`SecretAccess::Read`]).
     secrets: Vec<Secret>,
+    handshake: Option<spillway_providers::Handshake>,
+    verify_token: Option<String>,
 }
 
 impl Checked {
@@ -150,6 +156,8 @@ impl Checked {
                 .public_url
                 .as_ref()
                 .map(|u| u.trim_end_matches('/').to_owned()),
+            handshake: self.handshake,
+            verify_token: self.verify_token,
         }
     }
 }
@@ -189,6 +197,7 @@ fn check_source(
     check_topic(&topic, &mut problems);
     check_limits(source, &mut problems);
     check_public_url(source, &mut problems);
+    let verify_token = verify_token(source, access, &mut problems);
     let forward_headers = forward_headers(source, built.as_ref(), &mut problems);
     let secrets = match &scheme {
         Some(scheme) => secrets(source, scheme, access, &mut problems),
@@ -221,7 +230,40 @@ fn check_source(
         dedupe_fallback: source.dedupe.is_none() && dedupe != KeySource::BodyHash,
         dedupe,
         secrets,
+        handshake: built
+            .as_ref()
+            .and_then(|b| b.preset)
+            .and_then(|p| p.handshake),
+        verify_token,
     })
+}
+
+/// Meta's verify token, read with `access` [`SecretAccess::Read`], named only otherwise.
+fn verify_token(
+    source: &SourceConfig,
+    access: SecretAccess,
+    problems: &mut Problems<'_>,
+) -> Option<String> {
+    let credential = source.verify_token.as_ref()?;
+    let read = match access {
+        SecretAccess::Read => credential.read().map(Some),
+        SecretAccess::NameOnly => match (&credential.env, &credential.file) {
+            (Some(_), Some(_)) => Err(crate::error::CredentialError::Both),
+            (None, None) => Err(crate::error::CredentialError::Neither),
+            _ => Ok(None),
+        },
+    };
+    match read {
+        Ok(Some(token)) if token.is_empty() => {
+            problems.push("verify_token", "is empty");
+            None
+        }
+        Ok(token) => token,
+        Err(e) => {
+            problems.push("verify_token", e.to_string());
+            None
+        }
+    }
 }
 
 /// Source names appear in URLs, metric labels and Redis keys.

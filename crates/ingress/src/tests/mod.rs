@@ -4,6 +4,7 @@
 
 mod answers;
 mod durability;
+mod handshakes;
 mod hostile;
 
 use std::future::Future;
@@ -88,7 +89,61 @@ sources:
     verify: { scheme: none }
     dedupe: { from: none }
     require_client_cert: true
+  stripe:
+    verify: { scheme: stripe }
+    secrets: [{ id: st-1, file: "{dir}/stripe" }]
+  slack:
+    verify: { scheme: slack }
+    secrets: [{ id: sl-1, file: "{dir}/slack" }]
+  zoom:
+    verify: { scheme: zoom }
+    secrets: [{ id: zm-1, file: "{dir}/zoom" }]
+  twitch:
+    verify: { scheme: twitch }
+    secrets: [{ id: tw-1, file: "{dir}/twitch" }]
+  discord:
+    verify: { scheme: discord }
+    secrets: [{ id: dc-1, file: "{dir}/discord" }]
+  meta:
+    verify: { scheme: meta }
+    secrets: [{ id: fb-1, file: "{dir}/meta" }]
+    verify_token: { file: "{dir}/meta-verify-token" }
+  whatsapp:
+    verify: { scheme: whatsapp }
+    secrets: [{ id: wa-1, file: "{dir}/meta" }]
+  dropbox:
+    verify: { scheme: dropbox }
+    secrets: [{ id: db-1, file: "{dir}/dropbox" }]
+  graph:
+    verify: { scheme: microsoft-graph }
+    secrets: [{ id: ms-1, file: "{dir}/graph" }]
+  okta:
+    verify: { scheme: okta }
+    secrets: [{ id: ok-1, file: "{dir}/okta" }]
+  asana:
+    verify: { scheme: asana }
+    secrets: [{ id: as-1, file: "{dir}/asana" }]
 "#;
+
+/// The secrets of the provider sources, by file name under the harness's directory.
+pub(crate) const PROVIDER_SECRETS: &[(&str, &str)] = &[
+    ("stripe", "whsec_unit_test"),
+    ("slack", "slack-signing-secret"),
+    ("zoom", "zoom-secret-token"),
+    ("twitch", "twitch-eventsub-secret"),
+    // The public key of the Ed25519 key pair whose seed is 32 bytes of 7 (handshakes.rs).
+    ("discord", DISCORD_PUBLIC_KEY),
+    ("meta", "meta-app-secret"),
+    ("meta-verify-token", "meta-verify-token"),
+    ("dropbox", "dropbox-app-secret"),
+    ("graph", "graph-client-state"),
+    ("okta", "Bearer okta-hook-token"),
+    ("asana", "asana-hook-secret"),
+];
+
+/// See [`PROVIDER_SECRETS`].
+pub(crate) const DISCORD_PUBLIC_KEY: &str =
+    "ea4a6c63e29c520abef5507b132ec5f9954776aebebe7b92421eea691446d22c";
 
 /// A pipeline on memory, and handles on its memory.
 pub(crate) struct Harness {
@@ -139,7 +194,12 @@ pub(crate) fn harness_on(store: Option<MemoryStore>, cluster: &str) -> Harness {
     let dir = tempfile::tempdir().expect("tempdir");
     let secret = dir.path().join("github.secret");
     std::fs::write(&secret, GITHUB_SECRET).expect("secret");
-    let yaml = SOURCES.replace("{secret}", &secret.display().to_string());
+    for (file, text) in PROVIDER_SECRETS {
+        std::fs::write(dir.path().join(file), text).expect("secret");
+    }
+    let yaml = SOURCES
+        .replace("{secret}", &secret.display().to_string())
+        .replace("{dir}", &dir.path().display().to_string());
     let config = spillway_config::parse_str(&yaml).expect("config");
     // Not `validate()`: it would want the TLS files a mutual-TLS source needs; the sources
     // resolve on their own.

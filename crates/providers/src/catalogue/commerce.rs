@@ -3,7 +3,7 @@
 use spillway_signature::{Algorithm, Encoding, Field, Part, Scheme, Template, TimestampFormat};
 
 use crate::shapes::{basic, body_hmac, body_sha256, lit, stripe_like};
-use crate::Preset;
+use crate::{Handshake, Preset};
 
 pub(super) fn presets() -> Vec<Preset> {
     let base64_body = |header| body_sha256(header).encoding(Encoding::Base64);
@@ -91,7 +91,8 @@ pub(super) fn presets() -> Vec<Preset> {
             .docs("https://developer.box.com/guides/webhooks/v2/signatures-v2/"),
         Preset::new("dropbox", "Dropbox", body_sha256("x-dropbox-signature"))
             .secret("the app secret")
-            .docs("https://www.dropbox.com/developers/reference/webhooks"),
+            .docs("https://www.dropbox.com/developers/reference/webhooks")
+            .handshake(Handshake::DropboxChallenge),
         Preset::new("calendly", "Calendly", stripe_like("calendly-webhook-signature", ',', ("t", TimestampFormat::Seconds), "v1", Encoding::Hex))
             .event_json("/event")
             .docs("https://developer.calendly.com/api-docs/overview/webhooks/webhook-signatures"),

@@ -5,7 +5,7 @@ use spillway_signature::{
 };
 
 use crate::shapes::{body_hmac, body_sha256, lit, slack_like, stripe_like, token};
-use crate::Preset;
+use crate::{Handshake, Preset};
 
 pub(super) fn presets() -> Vec<Preset> {
     let sha256_prefixed = |header| body_hmac(Algorithm::HmacSha256, header, "sha256=");
@@ -97,7 +97,8 @@ pub(super) fn presets() -> Vec<Preset> {
             .note("signs the callback URL: behind a proxy set the source's public_url to the URL Trello was given"),
         Preset::new("asana", "Asana", body_sha256("x-hook-signature"))
             .secret("the X-Hook-Secret Asana sent when the webhook was created")
-            .docs("https://developers.asana.com/docs/webhooks-guide"),
+            .docs("https://developers.asana.com/docs/webhooks-guide")
+            .handshake(Handshake::AsanaHookSecret),
         Preset::new("clickup", "ClickUp", body_sha256("x-signature"))
             .event_json("/event")
             .secret("the secret returned when the webhook was created")

@@ -5,7 +5,7 @@ use spillway_signature::{
 };
 
 use crate::shapes::{basic, body_hmac, body_sha256, ed25519, lit, slack_like};
-use crate::Preset;
+use crate::{Handshake, Preset};
 
 pub(super) fn presets() -> Vec<Preset> {
     let meta = || body_hmac(Algorithm::HmacSha256, "x-hub-signature-256", "sha256=");
@@ -15,16 +15,19 @@ pub(super) fn presets() -> Vec<Preset> {
             .event_json("/type")
             .forward(&["x-slack-retry-num", "x-slack-retry-reason"])
             .secret("the app's signing secret")
-            .docs("https://api.slack.com/authentication/verifying-requests-from-slack"),
+            .docs("https://api.slack.com/authentication/verifying-requests-from-slack")
+            .handshake(Handshake::SlackUrlVerification),
         Preset::new("discord", "Discord interactions", ed25519("x-signature-ed25519", "x-signature-timestamp", "", Encoding::Hex, SecretFormat::Hex))
             .dedupe_json("/id")
             .event_json("/type")
             .secret("the application's public key, hex")
-            .docs("https://discord.com/developers/docs/interactions/overview#setting-up-an-endpoint"),
+            .docs("https://discord.com/developers/docs/interactions/overview#setting-up-an-endpoint")
+            .handshake(Handshake::DiscordPing),
         Preset::new("zoom", "Zoom", slack_like("x-zm-signature", "x-zm-request-timestamp"))
             .event_json("/event")
             .secret("the event subscription's secret token")
-            .docs("https://developers.zoom.us/docs/api/webhooks/"),
+            .docs("https://developers.zoom.us/docs/api/webhooks/")
+            .handshake(Handshake::ZoomUrlValidation),
         Preset::new("twitch", "Twitch EventSub", Scheme::new("", Algorithm::HmacSha256, "twitch-eventsub-message-signature")
             .prefix("sha256=")
             .id(Field::Header("twitch-eventsub-message-id".into()))
@@ -35,21 +38,25 @@ pub(super) fn presets() -> Vec<Preset> {
             .forward(&["twitch-eventsub-message-type", "twitch-eventsub-message-retry", "twitch-eventsub-subscription-version"])
             .tolerance_secs(600)
             .secret("the secret given when the subscription was created")
-            .docs("https://dev.twitch.tv/docs/eventsub/handling-webhook-events/"),
+            .docs("https://dev.twitch.tv/docs/eventsub/handling-webhook-events/")
+            .handshake(Handshake::TwitchCallbackVerification),
         Preset::new("meta", "Meta (Facebook) Graph webhooks", meta())
             .event_json("/object")
             .secret("the app secret")
-            .docs("https://developers.facebook.com/docs/graph-api/webhooks/getting-started"),
+            .docs("https://developers.facebook.com/docs/graph-api/webhooks/getting-started")
+            .handshake(Handshake::MetaSubscribe),
         Preset::new("whatsapp", "WhatsApp Cloud API", meta())
             .dedupe_json("/entry/0/changes/0/value/messages/0/id")
             .event_json("/entry/0/changes/0/field")
             .secret("the app secret of the Meta app")
             .docs("https://developers.facebook.com/docs/whatsapp/cloud-api/guides/set-up-webhooks")
-            .note("status updates carry no message id: their key is the body hash"),
+            .note("status updates carry no message id: their key is the body hash")
+            .handshake(Handshake::MetaSubscribe),
         Preset::new("instagram", "Instagram", meta())
             .event_json("/entry/0/changes/0/field")
             .secret("the app secret of the Meta app")
-            .docs("https://developers.facebook.com/docs/instagram-platform/webhooks"),
+            .docs("https://developers.facebook.com/docs/instagram-platform/webhooks")
+            .handshake(Handshake::MetaSubscribe),
         Preset::new("twilio", "Twilio", Scheme::new("", Algorithm::HmacSha1, "x-twilio-signature")
             .encoding(Encoding::Base64)
             .template(Template::of(&[Part::Url, Part::Form])))

@@ -3,7 +3,7 @@
 use spillway_signature::{Encoding, Scheme, TimestampFormat};
 
 use crate::shapes::{stripe_like, token};
-use crate::Preset;
+use crate::{Handshake, Preset};
 
 pub(super) fn presets() -> Vec<Preset> {
     let standard = |name, display, docs| {
@@ -41,7 +41,8 @@ pub(super) fn presets() -> Vec<Preset> {
             .event_json("/data/events/0/eventType")
             .secret("the Authorization header value configured on the event hook")
             .docs("https://developer.okta.com/docs/concepts/event-hooks/")
-            .note("a token, not a signature: the body is not authenticated"),
+            .note("a token, not a signature: the body is not authenticated")
+            .handshake(Handshake::OktaVerification),
         Preset::new("auth0", "Auth0 log streams", token("authorization", ""))
             .dedupe_json("/log_id")
             .event_json("/data/type")
@@ -52,6 +53,7 @@ pub(super) fn presets() -> Vec<Preset> {
             .event_json("/value/0/changeType")
             .secret("the clientState given when the subscription was created")
             .docs("https://learn.microsoft.com/en-us/graph/change-notifications-delivery-webhooks")
-            .note("the clientState of the first notification in a batch is compared; the body is not signed"),
+            .note("the clientState of the first notification in a batch is compared; the body is not signed")
+            .handshake(Handshake::GraphValidationToken),
     ]
 }
