@@ -162,7 +162,8 @@ async fn run(command: Command, loaded: Option<Config>) -> anyhow::Result<ExitCod
     };
     match command {
         Command::Ingress { config } => {
-            commands::ingress::run(config_of(config, Process::Ingress)?).await
+            let path = config.clone();
+            commands::ingress::run(config_of(config, Process::Ingress)?, path).await
         }
         Command::Worker { config } => {
             commands::worker::run(config_of(config, Process::Worker)?).await

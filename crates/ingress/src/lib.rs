@@ -18,6 +18,7 @@ mod intake;
 mod keys;
 mod limit;
 mod pipeline;
+mod reload;
 mod route;
 mod server;
 mod spans;
@@ -73,6 +74,8 @@ pub struct Ingress {
     kafka: spillway_kafka::Connection,
     /// How the source topics are checked at start (`kafka.topic_check`).
     topic_rules: TopicRules,
+    /// Where the sources are reloaded from, if anywhere.
+    reload: Option<reload::Watch>,
 }
 
 // === impl Ingress ===
@@ -155,6 +158,7 @@ impl Ingress {
                 single_replica: config.kafka.single_replica,
                 must_exist: false,
             },
+            reload: None,
         })
     }
 
@@ -178,9 +182,17 @@ impl Ingress {
     fn source_topics(&self) -> Vec<String> {
         self.pipeline
             .sources
+            .load()
             .values()
             .map(|s| s.topic.clone())
             .collect()
+    }
+
+    /// Reloads the sources from `path` (the file this process was started with) when it or
+    /// a source's secret file changes, checked every `ingress.reload_interval`, and on SIGHUP.
+    pub fn reload_from(mut self, path: std::path::PathBuf, config: &Config) -> Self {
+        self.reload = Some(reload::Watch::new(path, config));
+        self
     }
 
     pub fn metrics(&self) -> IngressMetrics {
@@ -208,7 +220,7 @@ impl Ingress {
         let cluster_task = tokio::spawn(learn_cluster_id(self.pipeline.clone()));
         let limits_task = tokio::spawn(check_topic_limits(
             self.kafka.clone(),
-            self.pipeline.sources.values().cloned().collect(),
+            self.pipeline.sources.load().values().cloned().collect(),
         ));
         let durability_task = tokio::spawn({
             let (kafka, topics, rules) =
@@ -226,6 +238,10 @@ impl Ingress {
                 }
             }
         });
+        let reload_task = self
+            .reload
+            .clone()
+            .map(|watch| tokio::spawn(watch.run(self.pipeline.clone(), self.kafka.clone())));
         let readiness = self.readiness.clone();
         let draining = async move {
             shutdown.await;
@@ -265,6 +281,9 @@ impl Ingress {
         }
         cluster_task.abort();
         limits_task.abort();
+        if let Some(task) = reload_task {
+            task.abort();
+        }
         durability_task.abort();
         let _ = admin_stop_tx.send(());
         let _ = admin_task.await;
@@ -274,7 +293,7 @@ impl Ingress {
 /// Warns about every source whose largest body (with its record's headers) is over its topic's
 /// `max.message.bytes`, where the broker tells it: such bodies would be answered 413
 /// `record_too_large`. The producer's own `message.max.bytes` is checked with the config.
-async fn check_topic_limits(
+pub(crate) async fn check_topic_limits(
     kafka: spillway_kafka::Connection,
     sources: Vec<Arc<spillway_config::ResolvedSource>>,
 ) {

@@ -17,14 +17,18 @@ use crate::budget::{BodyBudget, ClientPlaces};
 use crate::keys::Keys;
 use crate::limit::InFlightLimit;
 
+/// The configured sources by name: the `{source}` of `/v1/hooks/{source}`.
+pub(crate) type Sources = HashMap<String, Arc<ResolvedSource>>;
+
 /// The error of a request body that [`Pipeline::handle`] can read: hyper's, or a test's.
 pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Everything a request needs, shared by all connections of a process.
 #[derive(Debug)]
 pub struct Pipeline {
-    /// The configured sources by name: the `{source}` of `/v1/hooks/{source}`.
-    pub(crate) sources: HashMap<String, Arc<ResolvedSource>>,
+    /// The configured sources, swapped whole by a reload (see [`crate::reload`]): a request
+    /// keeps the source it was routed to.
+    pub(crate) sources: arc_swap::ArcSwap<Sources>,
     /// Where accepted events are written; a 202 waits for its acknowledgement.
     pub(crate) producer: EventProducer,
     /// Dedupe claims, rate-limit and failure counters; None when no source needs Redis.
@@ -96,10 +100,7 @@ impl Pipeline {
         );
         Self {
             client_places,
-            sources: sources
-                .into_iter()
-                .map(|s| (s.name.clone(), Arc::new(s)))
-                .collect(),
+            sources: arc_swap::ArcSwap::from_pointee(by_name(sources)),
             producer,
             store,
             keys: Keys::new(&config.redis.key_prefix),
@@ -122,6 +123,14 @@ impl Pipeline {
             tasks: TaskTracker::new(),
         }
     }
+}
+
+/// `sources` keyed by name.
+pub(crate) fn by_name(sources: Vec<ResolvedSource>) -> Sources {
+    sources
+        .into_iter()
+        .map(|s| (s.name.clone(), Arc::new(s)))
+        .collect()
 }
 
 /// The body bytes one client may hold at once: an eighth of the budget, so that a few clients

@@ -36,7 +36,7 @@ impl Pipeline {
         B::Error: Into<BodyError>,
     {
         let client = client_address(peer.ip(), req.headers(), &self.trusted_proxies);
-        let route = route(req.method(), req.uri().path(), &self.sources);
+        let route = route(req.method(), req.uri().path(), &self.sources.load());
         // The id this request's event gets if it is accepted. The request's span carries it
         // and the source from the start, so every log line inside names them (a duplicate's
         // span is given the original event's id).

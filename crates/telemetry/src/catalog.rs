@@ -215,6 +215,16 @@ pub const HANDSHAKES: MetricDef = MetricDef {
         },
     ],
 };
+pub const CONFIG_RELOADS: MetricDef = MetricDef {
+    name: "spillway_config_reloads_total",
+    kind: Kind::Counter,
+    process: Process::Ingress,
+    help: "Reloads of the sources (the config file or a source's secret file changed, or SIGHUP): `ok` swapped them in, `failed` kept the running ones (every bad field is logged).",
+    labels: &[Label {
+        name: "result",
+        values: "`ok`, `failed`",
+    }],
+};
 pub const BLOCKED_CLIENTS: MetricDef = MetricDef {
     name: "spillway_blocked_clients_total",
     kind: Kind::Counter,
@@ -361,6 +371,7 @@ pub const CATALOG: &[MetricDef] = &[
     DEDUPE_FALLBACK,
     VERIFICATIONS,
     HANDSHAKES,
+    CONFIG_RELOADS,
     BLOCKED_CLIENTS,
     REDIS_COMMAND_DURATION,
     REDIS_ERRORS,

@@ -155,6 +155,7 @@ pub struct IngressMetrics {
     dedupe_fallback: IntCounterVec,
     verifications: IntCounterVec,
     handshakes: IntCounterVec,
+    reloads: IntCounterVec,
     blocked: IntCounterVec,
     redis_duration: HistogramVec,
     redis_errors: IntCounterVec,
@@ -187,6 +188,7 @@ impl IngressMetrics {
             dedupe_fallback: DEDUPE_FALLBACK.counter(&r)?,
             verifications: VERIFICATIONS.counter(&r)?,
             handshakes: HANDSHAKES.counter(&r)?,
+            reloads: CONFIG_RELOADS.counter(&r)?,
             blocked: BLOCKED_CLIENTS.counter(&r)?,
             redis_duration: REDIS_COMMAND_DURATION.histogram(&r)?,
             redis_errors: REDIS_ERRORS.counter(&r)?,
@@ -197,6 +199,9 @@ impl IngressMetrics {
         };
         for command in RedisCommand::ALL {
             metrics.redis_errors.with_label_values(&[command.label()]);
+        }
+        for result in ["ok", "failed"] {
+            metrics.reloads.with_label_values(&[result]);
         }
         Ok(metrics)
     }
@@ -296,6 +301,12 @@ impl IngressMetrics {
         self.handshakes
             .with_label_values(&[source, kind, result])
             .inc();
+    }
+
+    /// A reload of the sources ended `ok` or `failed`.
+    pub fn reload(&self, ok: bool) {
+        let result = if ok { "ok" } else { "failed" };
+        self.reloads.with_label_values(&[result]).inc();
     }
 
     /// Creates a source's verification series at 0 for each of its secrets.

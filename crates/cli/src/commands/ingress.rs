@@ -10,14 +10,14 @@ use tokio::net::TcpListener;
 use super::shutdown_signal;
 
 /// Binds the ingress and admin listeners, announces them, and serves until a stop signal.
-pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
+pub async fn run(config: Config, path: std::path::PathBuf) -> anyhow::Result<ExitCode> {
     let listener = TcpListener::bind(config.ingress.listen)
         .await
         .with_context(|| format!("binding ingress.listen {}", config.ingress.listen))?;
     let admin = TcpListener::bind(config.admin.listen)
         .await
         .with_context(|| format!("binding admin.listen {}", config.admin.listen))?;
-    let ingress = spillway_ingress::Ingress::from_config(&config)?;
+    let ingress = spillway_ingress::Ingress::from_config(&config)?.reload_from(path, &config);
     ingress.check_topics().await?;
     // One machine-readable line on stdout with the bound addresses (port 0 picks free ports).
     println!(

@@ -15,6 +15,7 @@ mod hostile;
 mod malformed;
 mod mutual_tls;
 mod redis_down;
+mod reload;
 mod sizes;
 mod subscriptions;
 mod tls_and_http2;

@@ -69,6 +69,11 @@ pub struct IngressConfig {
     /// How long SIGTERM waits for in-flight requests before closing connections.
     #[serde(with = "humantime_serde")]
     pub drain_timeout: Duration,
+    /// How often the config file and the source secret files it names are checked for
+    /// changes; a change reloads the sources (new, removed, rotated secrets) without a
+    /// restart, as SIGHUP does at once. `0s`: only on SIGHUP.
+    #[serde(with = "humantime_serde")]
+    pub reload_interval: Duration,
     /// A client that has not sent its whole header block within this is disconnected.
     #[serde(with = "humantime_serde")]
     pub header_read_timeout: Duration,
@@ -134,6 +139,7 @@ impl Default for IngressConfig {
             max_connection_age: Duration::from_secs(600),
             http2_keep_alive: Duration::from_secs(20),
             drain_timeout: Duration::from_secs(20),
+            reload_interval: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(30),
             max_header_bytes: 64 * 1024,

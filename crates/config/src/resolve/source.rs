@@ -88,6 +88,22 @@ impl Config {
         }))
     }
 
+    /// Every file the sources read (secrets, verify tokens): what a reload watches beside the
+    /// config file itself.
+    pub fn source_files(&self) -> Vec<std::path::PathBuf> {
+        let mut files: Vec<std::path::PathBuf> = self
+            .sources
+            .values()
+            .flat_map(|s| {
+                let secrets = s.secrets.iter().filter_map(|secret| secret.file.clone());
+                secrets.chain(s.verify_token.as_ref().and_then(|t| t.file.clone()))
+            })
+            .collect();
+        files.sort();
+        files.dedup();
+        files
+    }
+
     /// The topic of every source, for topic creation and read-back.
     pub fn topics(&self) -> Vec<String> {
         let mut topics: Vec<String> = self

@@ -273,7 +273,13 @@ async fn a_client_that_hangs_up_keeps_its_place_and_bytes_until_the_event_is_set
 #[test]
 fn redis_decides_readiness_only_when_every_deduplicating_source_fails_closed() {
     let h = harness();
-    let sources: Vec<_> = h.pipeline.sources.values().map(|s| (**s).clone()).collect();
+    let sources: Vec<_> = h
+        .pipeline
+        .sources
+        .load()
+        .values()
+        .map(|s| (**s).clone())
+        .collect();
     // The harness mixes `lenient` (fail open) with fail-closed sources: a Redis outage must
     // not take `lenient` out of the load balancer with the rest.
     assert!(!crate::redis_gates_readiness(&sources));

@@ -269,8 +269,8 @@ impl Harness {
 
     /// The Redis key of `source`'s dedupe key `key`.
     pub(crate) fn dedupe_key(&self, source: &str, key: &str) -> String {
-        let topic = &self.pipeline.sources[source].topic;
-        self.pipeline.keys.dedupe(CLUSTER, topic, key)
+        let topic = self.pipeline.sources.load()[source].topic.clone();
+        self.pipeline.keys.dedupe(CLUSTER, &topic, key)
     }
 
     /// The ingress's metrics as Prometheus text.

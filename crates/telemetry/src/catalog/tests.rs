@@ -17,6 +17,7 @@ const UNITS: &[&str] = &[
     "letters",
     "retries",
     "deliveries",
+    "reloads",
     "state",
     "info",
 ];
