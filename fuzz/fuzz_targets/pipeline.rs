@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use spillway_signature::{sign, unix_seconds, Scheme};
+use spillway_signature::{sign, unix_seconds};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::runtime::Runtime;
 
@@ -137,7 +137,9 @@ fn encode(input: Input) -> Vec<u8> {
             .take(64)
             .collect();
         let now = unix_seconds(SystemTime::now());
-        for (name, value) in sign(&Scheme::Github, SECRET.as_bytes(), &id, now, &body) {
+        let github = &spillway_providers::find("github").expect("preset").scheme;
+        let signed = sign(github, SECRET.as_bytes(), &id, now, &body).expect("GitHub signs");
+        for (name, value) in signed {
             extra.push((name, value.into_bytes()));
         }
         extra.push(("x-github-delivery".into(), id.into_bytes()));

@@ -14,6 +14,7 @@ mod drain;
 mod hostile;
 mod malformed;
 mod mutual_tls;
+mod providers;
 mod redis_down;
 mod reload;
 mod sizes;
