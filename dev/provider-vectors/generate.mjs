@@ -180,7 +180,7 @@ const PRESETS = {
   instagram: { docs: 'https://developers.facebook.com/docs/instagram-platform/webhooks', dedupe: null, event: { j: '/entry/0/changes/0/field' } },
   twilio: { docs: 'https://www.twilio.com/docs/usage/webhooks/webhooks-security', dedupe: { h: 'i-twilio-idempotency-token' }, event: null },
   sendgrid: { docs: 'https://www.twilio.com/docs/sendgrid/for-developers/tracking-events/getting-started-event-webhook-security-features', dedupe: null, event: null },
-  mailgun: { docs: 'https://documentation.mailgun.com/docs/mailgun/user-manual/webhooks/securing-webhooks', dedupe: { j: '/event-data/id' }, event: { j: '/event-data/event' } },
+  mailgun: { docs: 'https://documentation.mailgun.com/docs/mailgun/user-manual/webhooks/securing-webhooks', dedupe: { j: '/signature/token' }, event: { j: '/event-data/event' } },
   mandrill: { docs: 'https://mailchimp.com/developer/transactional/guides/track-respond-activity-webhooks/#authenticating-webhook-requests', dedupe: null, event: null },
   postmark: { docs: 'https://postmarkapp.com/developer/webhooks/webhooks-overview#protecting-your-webhook', dedupe: null, event: { j: '/RecordType' } },
   resend: { docs: 'https://resend.com/docs/dashboard/webhooks/verify-webhooks-requests', dedupe: 'standard', event: { j: '/type' } },

@@ -33,6 +33,27 @@ impl std::fmt::Display for Warning {
     }
 }
 
+/// A source whose preset signs the URL it called, without `public_url`: the URL is rebuilt
+/// from the Host header, which the sender chooses. A request signed for another endpoint of
+/// the same account would verify here if resent with that endpoint's Host.
+fn url_from_host(config: &Config, warnings: &mut Vec<Warning>) {
+    for (name, source) in &config.sources {
+        let signs_url = spillway_providers::find(&source.verify.scheme)
+            .is_some_and(|p| p.scheme.template.uses(&spillway_signature::Part::Url));
+        if signs_url && source.public_url.is_none() {
+            warnings.push(Warning {
+                path: format!("sources.{name}.public_url"),
+                message: format!(
+                    "scheme {} signs the URL it called; without public_url it is rebuilt from \
+                     the Host header, which the sender chooses: set it to the https://host the \
+                     provider was given",
+                    source.verify.scheme
+                ),
+            });
+        }
+    }
+}
+
 // === impl Config ===
 
 impl Config {
@@ -42,6 +63,7 @@ impl Config {
         let mut warnings = Vec::new();
         if process.serves_webhooks() {
             blocking_without_proxies(self, &mut warnings);
+            url_from_host(self, &mut warnings);
         }
         for (path, file) in secret_files(self, process) {
             if let Some(mode) = open_to_others(file) {

@@ -67,7 +67,7 @@ impl Pipeline {
             ));
         }
         self.not_blocked(client).await?;
-        if let Some(answer) = self.early_handshake(req, source) {
+        if let Some(answer) = self.early_handshake(req, source, client).await {
             return Err(answer);
         }
         if req.method() != Method::POST {

@@ -4,6 +4,8 @@
 //! Microsoft Graph's validation token, Asana's X-Hook-Secret) are answered before the body is
 //! read; the signed ones only once their signature is verified, like any event.
 
+use std::net::IpAddr;
+
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
@@ -24,11 +26,14 @@ const MAX_CHALLENGE: usize = 4096;
 // === impl Pipeline ===
 
 impl Pipeline {
-    /// The answer to an unsigned handshake of `source`'s provider, if `req` is one.
-    pub(crate) fn early_handshake<B>(
+    /// The answer to an unsigned handshake of `source`'s provider, if `req` is one. A wrong
+    /// verify token or Okta token counts against `client` as a failed verification does, so
+    /// that neither can be guessed at leisure.
+    pub(crate) async fn early_handshake<B>(
         &self,
         req: &Request<B>,
         source: &ResolvedSource,
+        client: IpAddr,
     ) -> Option<Answer> {
         let handshake = source.handshake?;
         let query = |name: &str| query_value(req.uri().query(), name);
@@ -78,6 +83,7 @@ impl Pipeline {
                     },
                 )
             }
+            (Handshake::HeadProbe, &Method::HEAD) => Some(empty()),
             (Handshake::AsanaHookSecret, &Method::POST)
                 if !req.headers().contains_key("x-hook-signature") =>
             {
@@ -91,6 +97,16 @@ impl Pipeline {
             }
             _ => None,
         }?;
+        let status = answer.response.status();
+        let guessed = status == StatusCode::UNAUTHORIZED
+            || (status == StatusCode::FORBIDDEN && source.verify_token.is_some());
+        if guessed {
+            let code = answer_code(&answer);
+            self.metrics.verify_failure(&source.name, code);
+            if let Some(blocklist) = &self.blocklist {
+                blocklist.failed(client, &source.name, &self.metrics).await;
+            }
+        }
         Some(self.counted(source, handshake, answer))
     }
 
@@ -129,6 +145,13 @@ impl Pipeline {
                 let key_id = verified.key_id.as_deref()?;
                 let encrypted = source.verifier.mac_hex(key_id, plain.as_bytes())?;
                 json_answer(&json!({ "plainToken": plain, "encryptedToken": encrypted }))
+            }
+            Handshake::XeroIntentToReceive => {
+                let body = parse()?;
+                if body["events"].as_array().is_none_or(|e| !e.is_empty()) {
+                    return None;
+                }
+                empty()
             }
             Handshake::DiscordPing => {
                 if parse()?["type"] != 1 {
@@ -194,6 +217,14 @@ fn text(challenge: &str) -> Answer {
     }
 }
 
+/// `200` with no body.
+fn empty() -> Answer {
+    Answer {
+        outcome: Outcome::Handshake,
+        response: Response::new(Full::new(Bytes::new())),
+    }
+}
+
 fn json_answer(body: &Value) -> Answer {
     let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
     response.headers_mut().insert(
@@ -203,6 +234,14 @@ fn json_answer(body: &Value) -> Answer {
     Answer {
         outcome: Outcome::Handshake,
         response,
+    }
+}
+
+/// The stable code of a refusal made here, for the verification-failure metric.
+fn answer_code(answer: &Answer) -> &'static str {
+    match answer.response.status() {
+        StatusCode::FORBIDDEN => "verify_token_mismatch",
+        _ => "signature_mismatch",
     }
 }
 

@@ -14,7 +14,7 @@ use spillway_config::ResolvedSource;
 use spillway_core::key::{KeyError, KeyInput, KeySource};
 use spillway_core::time::millis_since_epoch;
 use spillway_core::{headers, trace, Envelope, EventId};
-use spillway_signature::{Part, Verified};
+use spillway_signature::Verified;
 use spillway_telemetry::{IngressMetrics, Outcome};
 use tokio::time::Instant;
 
@@ -316,7 +316,7 @@ impl Pipeline {
     ) -> Result<Verified, Answer> {
         let source = &intake.source;
         let at = intake.received_at;
-        let url = signed_url(source, parts);
+        let url = crate::signed_url::signed_url(source, parts);
         let verified = if body.len() < OFFLOAD_BYTES {
             let request = spillway_signature::Request {
                 method: parts.method.as_str(),
@@ -379,32 +379,6 @@ impl Pipeline {
         };
         Err(answer::error(outcome, status, e.code(), e.to_string()))
     }
-}
-
-/// The URL the provider called, for schemes that sign it: the source's `public_url` (else
-/// `https://` and the Host header, or the authority of an HTTP/2 request) with the request's
-/// path and query.
-fn signed_url(source: &ResolvedSource, parts: &http::request::Parts) -> String {
-    if !source.verifier.scheme().template.uses(&Part::Url) {
-        return String::new();
-    }
-    let path = parts
-        .uri
-        .path_and_query()
-        .map_or("/", http::uri::PathAndQuery::as_str);
-    let base = match &source.public_url {
-        Some(base) => base.clone(),
-        None => {
-            let host = parts
-                .headers
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .or_else(|| parts.uri.authority().map(http::uri::Authority::as_str))
-                .unwrap_or_default();
-            format!("https://{host}")
-        }
-    };
-    format!("{base}{path}")
 }
 
 /// Bodies from this size on are verified on a blocking thread rather than an async worker.

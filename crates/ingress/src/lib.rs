@@ -21,6 +21,7 @@ mod pipeline;
 mod reload;
 mod route;
 mod server;
+mod signed_url;
 mod spans;
 mod stages;
 mod store;
@@ -202,7 +203,7 @@ impl Ingress {
     /// Serves until `shutdown` resolves, then drains. Returns once every accepted event's fate
     /// is settled and the producer is flushed.
     pub async fn run(
-        self,
+        mut self,
         listener: TcpListener,
         admin: TcpListener,
         shutdown: impl Future<Output = ()>,
@@ -240,7 +241,7 @@ impl Ingress {
         });
         let reload_task = self
             .reload
-            .clone()
+            .take()
             .map(|watch| tokio::spawn(watch.run(self.pipeline.clone(), self.kafka.clone())));
         let readiness = self.readiness.clone();
         let draining = async move {

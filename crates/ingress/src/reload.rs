@@ -3,7 +3,9 @@
 //! `ingress.reload_interval` (Kubernetes updates a mounted Secret in place, by a symlink swap
 //! that file watches miss, so the files are read rather than watched), and SIGHUP reloads at
 //! once. A reload validates the whole file as a start would; one that fails keeps the running
-//! sources and logs every bad field. Readiness is not touched either way.
+//! sources, logs every bad field, and is tried again quietly every interval until it succeeds
+//! (a ConfigMap and the Secret it names are updated one after the other). Readiness is not
+//! touched either way.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -11,19 +13,25 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use spillway_config::{Config, ConfigError, Process};
+use spillway_config::{Config, ConfigError, Process, ResolvedSource};
 use spillway_core::key::KeySource;
 use spillway_kafka::ProduceError;
 
 use crate::pipeline::{by_name, Pipeline};
 
 /// Where the sources come from, and what was last seen of it.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct Watch {
     path: PathBuf,
     interval: Duration,
     /// The config file and the source files it names, as last loaded.
     files: Vec<PathBuf>,
+    /// The largest `max_body_bytes` at start: each client's share of the body budget was
+    /// sized on it.
+    largest_body: u64,
+    /// Listened to from the start, so that a SIGHUP before the first reload does not end the
+    /// process (its default action).
+    hangup: Hangup,
 }
 
 impl Watch {
@@ -33,63 +41,93 @@ impl Watch {
             path,
             interval: config.ingress.reload_interval,
             files,
+            largest_body: config
+                .sources
+                .values()
+                .map(|s| s.max_body_bytes)
+                .max()
+                .unwrap_or(0),
+            hangup: hangups(),
         }
     }
 
     /// Reloads on every change and every SIGHUP until the task is aborted.
     pub(crate) async fn run(mut self, pipeline: Arc<Pipeline>, kafka: spillway_kafka::Connection) {
-        let mut hangup = hangups();
-        let mut seen = fingerprint(&self.files);
+        let mut seen = fingerprint(self.files.clone()).await;
+        let mut failing = false;
         loop {
             let asked = tokio::select! {
-                _ = recv(&mut hangup) => true,
+                _ = recv(&mut self.hangup) => true,
                 _ = tick(self.interval) => false,
             };
-            let now = fingerprint(&self.files);
-            if !asked && now == seen {
+            // Taken before loading: a change made while the file is read is seen next time.
+            let now = fingerprint(self.files.clone()).await;
+            let changed = now != seen;
+            if !(asked || changed || failing) {
                 continue;
             }
+            seen = now;
             let why = if asked {
                 "SIGHUP"
             } else {
                 "a watched file changed"
             };
-            seen = now;
-            if let Some(config) = self.reload(&pipeline, &kafka, why) {
-                self.files = watched(&self.path, &config);
-                seen = fingerprint(&self.files);
+            match self.reload(&pipeline, &kafka, why, asked || changed).await {
+                Some(config) => {
+                    failing = false;
+                    self.files = watched(&self.path, &config);
+                    seen = fingerprint(self.files.clone()).await;
+                }
+                None => failing = true,
             }
         }
     }
 
     /// Loads, validates and swaps in the sources; `None` (and the running sources kept) when
-    /// the file is not valid.
-    fn reload(
+    /// the file is not valid or needs a restart. A quiet attempt (a retry with nothing new)
+    /// logs and counts nothing.
+    async fn reload(
         &self,
         pipeline: &Arc<Pipeline>,
         kafka: &spillway_kafka::Connection,
         why: &str,
+        loud: bool,
     ) -> Option<Config> {
-        let loaded = spillway_config::load_for(&self.path, Process::Ingress).and_then(|config| {
+        let path = self.path.clone();
+        let loaded = tokio::task::spawn_blocking(move || {
+            let config = spillway_config::load_for(&path, Process::Ingress)?;
             let sources = config.resolve_sources().map_err(ConfigError::Invalid)?;
-            Ok((config, sources))
-        });
+            Ok::<_, ConfigError>((config, sources))
+        })
+        .await;
+        let refused = |e: &dyn std::fmt::Display| {
+            if loud {
+                pipeline.metrics.reload(false);
+                tracing::error!(
+                    reason = why,
+                    "reload refused, the running sources are kept: {e}"
+                );
+            }
+        };
         let (config, sources) = match loaded {
-            Ok(loaded) => loaded,
+            Ok(Ok(loaded)) => loaded,
+            Ok(Err(ConfigError::Invalid(fields))) => {
+                for field in &fields {
+                    refused(&format_args!("{}: {}", field.path, field.message));
+                }
+                return None;
+            }
+            Ok(Err(e)) => {
+                refused(&e);
+                return None;
+            }
             Err(e) => {
-                failed(pipeline, why, &e);
+                refused(&format_args!("the reload task failed: {e}"));
                 return None;
             }
         };
-        let needs_store = sources
-            .iter()
-            .any(|s| s.dedupe != KeySource::None || s.rate_limit.is_some());
-        if needs_store && pipeline.store.is_none() {
-            tracing::error!(
-                reason = why,
-                "reload refused: a source now deduplicates or limits its rate, and this process started without Redis; restart it"
-            );
-            pipeline.metrics.reload(false);
+        if let Some(why_not) = self.needs_restart(pipeline, &sources) {
+            refused(&why_not);
             return None;
         }
         let before: BTreeSet<String> = pipeline.sources.load().keys().cloned().collect();
@@ -118,19 +156,25 @@ impl Watch {
         tokio::spawn(crate::check_topic_limits(kafka.clone(), checked));
         Some(config)
     }
-}
 
-fn failed(pipeline: &Pipeline, why: &str, e: &ConfigError) {
-    pipeline.metrics.reload(false);
-    match e {
-        ConfigError::Invalid(fields) => {
-            for field in fields {
-                tracing::error!(reason = why, field = %field.path, "reload refused, the running sources are kept: {}", field.message);
-            }
+    /// What in `sources` this process cannot take without a restart, if anything.
+    fn needs_restart(&self, pipeline: &Pipeline, sources: &[ResolvedSource]) -> Option<String> {
+        let needs_store = sources
+            .iter()
+            .any(|s| s.dedupe != KeySource::None || s.rate_limit.is_some());
+        if needs_store && pipeline.store.is_none() {
+            return Some(
+                "a source now deduplicates or limits its rate, and this process started without Redis: restart it".into(),
+            );
         }
-        other => {
-            tracing::error!(reason = why, error = %other, "reload refused, the running sources are kept");
+        let largest = sources.iter().map(|s| s.max_body_bytes).max().unwrap_or(0);
+        if largest > self.largest_body {
+            return Some(format!(
+                "a source's max_body_bytes ({largest}) is over the largest at start ({}), on which each client's share of the body memory was sized: restart it",
+                self.largest_body
+            ));
         }
+        None
     }
 }
 
@@ -141,21 +185,25 @@ fn watched(path: &std::path::Path, config: &Config) -> Vec<PathBuf> {
         .collect()
 }
 
-/// A digest of the files' contents; a file that cannot be read counts as its error's kind, so
-/// that it vanishing or coming back is a change too.
-fn fingerprint(files: &[PathBuf]) -> [u8; 32] {
-    let mut digest = Sha256::new();
-    for file in files {
-        digest.update(file.as_os_str().as_encoded_bytes());
-        match std::fs::read(file) {
-            Ok(bytes) => {
-                digest.update(b"\0ok\0");
-                digest.update(&bytes);
+/// A digest of the files' contents, read on a blocking thread; a file that cannot be read
+/// counts as its error's kind, so that it vanishing or coming back is a change too.
+async fn fingerprint(files: Vec<PathBuf>) -> [u8; 32] {
+    let digest = move || {
+        let mut digest = Sha256::new();
+        for file in &files {
+            digest.update(file.as_os_str().as_encoded_bytes());
+            match std::fs::read(file) {
+                Ok(bytes) => {
+                    digest.update(b"\0ok\0");
+                    digest.update(&bytes);
+                }
+                Err(e) => digest.update(format!("\0{:?}\0", e.kind()).as_bytes()),
             }
-            Err(e) => digest.update(format!("\0{:?}\0", e.kind()).as_bytes()),
         }
-    }
-    digest.finalize().into()
+        digest.finalize().into()
+    };
+    // A failed task changes nothing: the same zeroes as last time, or a change once.
+    tokio::task::spawn_blocking(digest).await.unwrap_or([0; 32])
 }
 
 async fn tick(interval: Duration) {
@@ -166,7 +214,10 @@ async fn tick(interval: Duration) {
 }
 
 #[cfg(unix)]
-fn hangups() -> Option<tokio::signal::unix::Signal> {
+type Hangup = Option<tokio::signal::unix::Signal>;
+
+#[cfg(unix)]
+fn hangups() -> Hangup {
     use tokio::signal::unix::{signal, SignalKind};
     match signal(SignalKind::hangup()) {
         Ok(s) => Some(s),
@@ -178,7 +229,7 @@ fn hangups() -> Option<tokio::signal::unix::Signal> {
 }
 
 #[cfg(unix)]
-async fn recv(hangup: &mut Option<tokio::signal::unix::Signal>) {
+async fn recv(hangup: &mut Hangup) {
     match hangup {
         Some(s) => {
             if s.recv().await.is_none() {
@@ -190,11 +241,12 @@ async fn recv(hangup: &mut Option<tokio::signal::unix::Signal>) {
 }
 
 #[cfg(not(unix))]
-fn hangups() -> Option<()> {
-    None
-}
+type Hangup = ();
 
 #[cfg(not(unix))]
-async fn recv(_: &mut Option<()>) {
+fn hangups() -> Hangup {}
+
+#[cfg(not(unix))]
+async fn recv(_: &mut Hangup) {
     std::future::pending::<()>().await;
 }

@@ -30,12 +30,18 @@ pub enum Handshake {
     /// Asana: a POST with `X-Hook-Secret: S` when the webhook is created, answered `200` with
     /// the same `X-Hook-Secret` header; S is then the source's secret.
     AsanaHookSecret,
+    /// Trello and Mandrill: a `HEAD` to the callback URL when the webhook is created,
+    /// answered `200`.
+    HeadProbe,
+    /// Xero: a signed "intent to receive" POST with an empty `events` list, answered `200`
+    /// with an empty body (and a bad signature 401, as for any event).
+    XeroIntentToReceive,
 }
 
 // === impl Handshake ===
 
 impl Handshake {
-    pub const ALL: [Handshake; 9] = [
+    pub const ALL: [Handshake; 11] = [
         Self::SlackUrlVerification,
         Self::MetaSubscribe,
         Self::TwitchCallbackVerification,
@@ -45,6 +51,8 @@ impl Handshake {
         Self::OktaVerification,
         Self::DiscordPing,
         Self::AsanaHookSecret,
+        Self::HeadProbe,
+        Self::XeroIntentToReceive,
     ];
 
     /// The `kind` label of `spillway_handshake_requests_total` and the name in listings.
@@ -59,6 +67,8 @@ impl Handshake {
             Self::OktaVerification => "okta_verification",
             Self::DiscordPing => "discord_ping",
             Self::AsanaHookSecret => "asana_hook_secret",
+            Self::HeadProbe => "head_probe",
+            Self::XeroIntentToReceive => "xero_intent_to_receive",
         }
     }
 
@@ -72,6 +82,7 @@ impl Handshake {
                 | Self::ZoomUrlValidation
                 | Self::DiscordPing
                 | Self::OktaVerification
+                | Self::XeroIntentToReceive
         )
     }
 

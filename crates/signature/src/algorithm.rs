@@ -8,9 +8,10 @@ use subtle::ConstantTimeEq;
 use crate::message::Message;
 use crate::scheme::Algorithm;
 
-/// The candidate that `key` vouches for, if any: the computed MAC for HMAC families (equal to
-/// the candidate that matched, so that which one did is not revealed), the candidate itself
-/// for the others.
+/// What a match under `key` fingerprints, if a candidate matches: the computed MAC for HMAC
+/// families (equal to the candidate that matched, so that which one did is not revealed), the
+/// string-to-sign for the public-key ones (an ECDSA signature can be re-encoded into another
+/// valid one, so the signature itself would not name the request), the candidate for a token.
 pub(crate) fn check(
     algorithm: Algorithm,
     key: &[u8],
@@ -36,8 +37,8 @@ pub(crate) fn check(
             let joined = message.joined();
             candidates
                 .iter()
-                .find(|c| public.verify(&joined, c).is_ok())
-                .cloned()
+                .any(|c| public.verify(&joined, c).is_ok())
+                .then_some(joined)
         }
         Algorithm::Token => {
             // Digests first, so that the comparison takes as long whatever the token's length.

@@ -46,11 +46,17 @@ pub(crate) fn signature_parts(
     }
     for name in &scheme.signature_headers {
         let name = reader.name(name);
-        let Some(value) = optional(request.headers, &name)? else {
-            continue;
-        };
-        any = true;
-        read_signatures(scheme, &name, value, &mut candidates, &mut params)?;
+        let values = all(request.headers, &name)?;
+        // A plain or listed signature may come twice (Mollie sends one header per secret while
+        // it rotates): each is one more candidate, and each must match a MAC. A `key=value`
+        // header sent twice would carry two timestamps, and is refused.
+        if values.len() > 1 && matches!(scheme.format, SignatureFormat::Params { .. }) {
+            return Err(malformed(&name, "header appears more than once"));
+        }
+        for value in values {
+            any = true;
+            read_signatures(scheme, &name, value, &mut candidates, &mut params)?;
+        }
     }
     if !any {
         let first = scheme.signature_headers.first().map(|h| h.to_string());
@@ -227,6 +233,19 @@ fn optional<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, V
         .to_str()
         .map(|v| Some(v.trim()))
         .map_err(|_| malformed(name, "not visible ASCII"))
+}
+
+/// Every value of a header, in order.
+fn all<'h>(headers: &'h HeaderMap, name: &str) -> Result<Vec<&'h str>, VerifyError> {
+    headers
+        .get_all(name)
+        .iter()
+        .map(|v| {
+            v.to_str()
+                .map(str::trim)
+                .map_err(|_| malformed(name, "not visible ASCII"))
+        })
+        .collect()
 }
 
 fn required<'h>(headers: &'h HeaderMap, name: &str) -> Result<&'h str, VerifyError> {

@@ -104,7 +104,8 @@ pub struct Verified {
     /// the body but neither a timestamp nor an event id (GitHub, Shopify, generic templates
     /// without `{id}` and `{timestamp}`), whose provider's delivery id travels unsigned: a
     /// captured request resent under a fresh id would verify as a new one. It is the
-    /// lowercase hex SHA-256 of the MAC (or signature) that matched. It is the same for every copy of a request whatever its unsigned headers say
+    /// lowercase hex SHA-256 of the MAC that matched (for a public-key scheme, of the signed
+    /// string). It is the same for every copy of a request whatever its unsigned headers say
     /// (a fresh delivery id, hex in upper case), so it catches replays that the delivery id
     /// cannot. Two genuine events with the same body and secret share it too. `None` for every
     /// other scheme and for `none`.
@@ -190,7 +191,7 @@ impl Verifier {
         if let Some((_, ts)) = parts.timestamp {
             check_tolerance(ts, now, self.tolerance)?;
         }
-        let message = Message::new(&self.scheme, &parts, request);
+        let message = Message::new(&self.scheme, &parts, request)?;
         let mut any_active = false;
         for secret in self.ring.active(now) {
             any_active = true;

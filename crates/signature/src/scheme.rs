@@ -297,14 +297,13 @@ impl Scheme {
     }
 
     /// Whether a verified request gets a [`crate::Verified::replay_key`]: its signature covers
-    /// the body but neither a timestamp nor an event id, so nothing signed tells a replay from
-    /// the original. What the template signs counts, not which headers the scheme reads: a
-    /// timestamp header outside the template is not signed.
+    /// the content (`{body}` or `{form}`) but neither a timestamp nor an event id, so nothing
+    /// signed tells a replay from the original. What the template signs counts, not which
+    /// headers the scheme reads: a timestamp header outside the template is not signed.
     pub(crate) fn needs_replay_key(&self) -> bool {
         let signs = !matches!(self.algorithm, Algorithm::Token | Algorithm::None);
-        signs
-            && self.template.uses(&Part::Body)
-            && !(self.template.uses(&Part::Id) || self.template.uses(&Part::Timestamp))
+        let content = self.template.uses(&Part::Body) || self.template.uses(&Part::Form);
+        signs && content && !(self.template.uses(&Part::Id) || self.template.uses(&Part::Timestamp))
     }
 
     /// Whether the sending side can be played by Spillway: HMAC schemes whose values all travel

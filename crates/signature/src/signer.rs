@@ -81,7 +81,7 @@ pub fn sign_request(
         headers: &no_headers,
         body: input.body,
     };
-    let message = Message::new(scheme, &parts, &request);
+    let message = Message::new(scheme, &parts, &request).map_err(|_| unsupported())?;
     let raw = algorithm::mac(scheme.algorithm, key, message.pieces()).ok_or_else(unsupported)?;
     let encoded = match scheme.encoding {
         Encoding::Hex => hex::encode(&raw),

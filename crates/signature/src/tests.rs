@@ -288,12 +288,27 @@ fn missing_and_duplicated_headers() {
         .expect_err("missing");
     assert_eq!(err.code(), "signature_missing");
     assert!(err.is_unauthorized());
+    // A plain signature header sent twice: two candidates, neither of which matches here...
     let twice = headers(&[
         ("x-hub-signature-256", "sha256=00"),
         ("x-hub-signature-256", "sha256=00"),
     ]);
+    assert_eq!(v.verify(&twice, b"x", at(0)), Err(VerifyError::Mismatch));
+    // ... and either of which may (Mollie sends one per secret while it rotates).
+    let good = &sign(&github(), b"s", "", 0, b"x").expect("signs")[0].1;
+    let either = headers(&[
+        ("x-hub-signature-256", "sha256=00"),
+        ("x-hub-signature-256", good),
+    ]);
+    assert!(v.verify(&either, b"x", at(0)).is_ok());
+    // A key=value header sent twice would carry two timestamps: refused.
+    let stripe = verifier(stripe(), &[("st", "s")]);
+    let two = headers(&[
+        ("stripe-signature", "t=1,v1=00"),
+        ("stripe-signature", "t=2,v1=00"),
+    ]);
     assert_eq!(
-        v.verify(&twice, b"x", at(0)).expect_err("twice").code(),
+        stripe.verify(&two, b"x", at(0)).expect_err("twice").code(),
         "malformed_header"
     );
     let garbage = headers(&[("x-hub-signature-256", "sha256=zz")]);

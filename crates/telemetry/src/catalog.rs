@@ -146,7 +146,7 @@ pub const VERIFICATION_FAILURES: MetricDef = MetricDef {
         SOURCE,
         Label {
             name: "reason",
-            values: "the error code of the answer: `signature_missing`, `malformed_header`, `timestamp_too_old`, `timestamp_in_future`, `signature_mismatch`, `no_active_secret`",
+            values: "the error code of the answer: `signature_missing`, `malformed_header`, `timestamp_too_old`, `timestamp_in_future`, `signature_mismatch`, `no_active_secret`, `verify_token_mismatch` (Meta's handshake)",
         },
     ],
 };

@@ -32,7 +32,7 @@ async fn secrets_rotate_and_sources_arrive_under_load_without_a_restart() {
         &brokers,
         &redis_nodes(),
         std::slice::from_ref(&github),
-        json!({ "ingress": { "reload_interval": "200ms" } }),
+        json!({ "ingress": { "reload_interval": "1s" } }),
     );
     setup.create_topics().await;
     let ingress = Arc::new(setup.spawn_ingress("ingress"));

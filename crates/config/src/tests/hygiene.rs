@@ -189,6 +189,26 @@ fn blocking_without_trusted_proxies_is_a_warning_for_the_ingress() {
     assert_eq!(warnings(&default, Process::All), Vec::<String>::new());
 }
 
+#[test]
+fn a_preset_that_signs_the_url_without_public_url_is_a_warning() {
+    let with = |extra: &str| {
+        parse_str(&format!(
+            "kafka: {{ brokers: k:9092 }}\nredis: {{ nodes: [\"redis://r:1\"] }}\n\
+             sources:\n  calls: {{ verify: {{ scheme: twilio }}{extra} }}\n"
+        ))
+        .expect("parses")
+    };
+    let found = warnings(&with(""), Process::Ingress);
+    assert!(
+        found.len() == 1
+            && found[0].starts_with("sources.calls.public_url: scheme twilio signs the URL"),
+        "{found:?}"
+    );
+    let set = with(", public_url: \"https://hooks.example.com\"");
+    assert_eq!(warnings(&set, Process::Ingress), Vec::<String>::new());
+    assert_eq!(warnings(&with(""), Process::Worker), Vec::<String>::new());
+}
+
 #[cfg(unix)]
 fn chmod(path: &str, mode: u32) {
     use std::os::unix::fs::PermissionsExt as _;

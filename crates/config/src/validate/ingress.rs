@@ -87,6 +87,13 @@ fn check_connections(ingress: &IngressConfig, errors: &mut Vec<FieldError>) {
             errors.push(err(field, "must be at least 1s"));
         }
     }
+    let reload = ingress.reload_interval;
+    if !reload.is_zero() && reload < Duration::from_secs(1) {
+        errors.push(err(
+            "ingress.reload_interval",
+            "must be 0s (SIGHUP only) or at least 1s: every check reads the config and secret files",
+        ));
+    }
 }
 
 fn check_blocking(block: &BlockConfig, errors: &mut Vec<FieldError>) {

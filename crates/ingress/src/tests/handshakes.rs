@@ -188,6 +188,10 @@ async fn meta_hub_challenge_needs_the_verify_token() {
     );
     let wrong = h.send(get(&uri("guess"), &[])).await;
     expect(&wrong, 403, "verify_token_mismatch");
+    // A guess counts as a failed verification, towards blocking the address.
+    assert!(h.metrics().contains(
+        "spillway_verification_failures_total{reason=\"verify_token_mismatch\",source=\"meta\"} 1"
+    ));
     // WhatsApp uses Meta's handshake; this source has no verify_token.
     let unset = h
         .send(get(
@@ -286,6 +290,38 @@ async fn asana_hook_secret_is_echoed() {
         serde_json::json!({}),
         "asana_hook_secret",
         "asana",
+    );
+}
+
+#[tokio::test]
+async fn a_head_probe_and_xeros_intent_to_receive_are_answered_empty() {
+    let h = harness();
+    let head = Request::head("/v1/hooks/trello")
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    let seen = h.send(head).await;
+    assert_eq!(seen.status, StatusCode::OK, "{seen:?}");
+    // Xero's intent to receive: signed, no events, answered 200 with nothing in the body.
+    let body = r#"{"events":[],"firstEventSequence":0,"lastEventSequence":0,"entropy":"YBHUGWJPQRMOELSRLKTR"}"#;
+    let headers = signed("xero", "xero-webhooks-key", "", body);
+    let seen = h.send(post_signed("xero", &headers, body)).await;
+    answered(
+        &h,
+        &seen,
+        serde_json::json!(""),
+        "xero_intent_to_receive",
+        "xero",
+    );
+    // The same with a bad signature: 401, as Xero checks.
+    let forged = post("xero", &[("x-xero-signature", "AAAA")], body);
+    expect(&h.send(forged).await, 401, "signature_mismatch");
+    // A real delivery is an event.
+    let body = r#"{"events":[{"resourceId":"r1","eventType":"UPDATE"}],"entropy":"X"}"#;
+    let headers = signed("xero", "xero-webhooks-key", "", body);
+    expect(
+        &h.send(post_signed("xero", &headers, body)).await,
+        202,
+        "accepted",
     );
 }
 

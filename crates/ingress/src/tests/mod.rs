@@ -123,6 +123,12 @@ sources:
   asana:
     verify: { scheme: asana }
     secrets: [{ id: as-1, file: "{dir}/asana" }]
+  trello:
+    verify: { scheme: trello }
+    secrets: [{ id: tr-1, file: "{dir}/trello" }]
+  xero:
+    verify: { scheme: xero }
+    secrets: [{ id: xe-1, file: "{dir}/xero" }]
 "#;
 
 /// The secrets of the provider sources, by file name under the harness's directory.
@@ -139,6 +145,8 @@ pub(crate) const PROVIDER_SECRETS: &[(&str, &str)] = &[
     ("graph", "graph-client-state"),
     ("okta", "Bearer okta-hook-token"),
     ("asana", "asana-hook-secret"),
+    ("trello", "trello-app-secret"),
+    ("xero", "xero-webhooks-key"),
 ];
 
 /// See [`PROVIDER_SECRETS`].

@@ -60,7 +60,7 @@ pub(super) fn presets() -> Vec<Preset> {
         Preset::new("mollie", "Mollie", body_hmac(Algorithm::HmacSha256, "x-mollie-signature", "sha256="))
             .dedupe_json("/id")
             .event_json("/type")
-            .note("while Mollie rotates a secret it sends the signature header twice, which is refused; rotate on Spillway's side first")
+            .note("while Mollie rotates a secret it sends the signature header twice, one per secret: either may match")
             .docs("https://docs.mollie.com/reference/webhooks-new"),
         Preset::new("woocommerce", "WooCommerce", base64_body("x-wc-webhook-signature"))
             .dedupe_header("x-wc-webhook-delivery-id")
@@ -69,7 +69,8 @@ pub(super) fn presets() -> Vec<Preset> {
             .docs("https://woocommerce.com/document/webhooks/"),
         Preset::new("xero", "Xero", base64_body("x-xero-signature"))
             .secret("the app's webhooks key")
-            .docs("https://developer.xero.com/documentation/guides/webhooks/configuring-your-server/"),
+            .docs("https://developer.xero.com/documentation/guides/webhooks/configuring-your-server/")
+            .handshake(Handshake::XeroIntentToReceive),
         Preset::new("quickbooks", "QuickBooks Online", base64_body("intuit-signature"))
             .secret("the app's webhooks verifier token")
             .docs("https://developer.intuit.com/app/developer/qbo/docs/develop/webhooks"),

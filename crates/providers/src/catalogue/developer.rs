@@ -86,7 +86,7 @@ pub(super) fn presets() -> Vec<Preset> {
             .event_json("/event_type")
             .secret("the passcode given when the webhook was created")
             .docs("https://developers.figma.com/docs/rest-api/webhooks-security")
-            .note("a passcode in the body, not a signature: the body is not authenticated"),
+            .note("a passcode in the body, not a signature: the body is not authenticated, and the passcode is stored in Kafka and delivered with it, so whoever reads the topic can forge requests"),
         Preset::new("trello", "Trello", Scheme::new("", Algorithm::HmacSha1, "x-trello-webhook")
             .encoding(Encoding::Base64)
             .template(Template::of(&[Part::Body, Part::Url])))
@@ -94,7 +94,8 @@ pub(super) fn presets() -> Vec<Preset> {
             .event_json("/action/type")
             .secret("the application's OAuth secret")
             .docs("https://developer.atlassian.com/cloud/trello/guides/rest-api/webhooks/#webhook-signatures")
-            .note("signs the callback URL: behind a proxy set the source's public_url to the URL Trello was given"),
+            .note("signs the callback URL: behind a proxy set the source's public_url to the URL Trello was given")
+            .handshake(Handshake::HeadProbe),
         Preset::new("asana", "Asana", body_sha256("x-hook-signature"))
             .secret("the X-Hook-Secret Asana sent when the webhook was created")
             .docs("https://developers.asana.com/docs/webhooks-guide")

@@ -22,6 +22,7 @@ pub(super) fn presets() -> Vec<Preset> {
             .event_json("/type")
             .secret("the application's public key, hex")
             .docs("https://discord.com/developers/docs/interactions/overview#setting-up-an-endpoint")
+            .note("PINGs are answered; other interactions are accepted with 202, which Discord shows as a failed interaction: use it for event intake, not for replying")
             .handshake(Handshake::DiscordPing),
         Preset::new("zoom", "Zoom", slack_like("x-zm-signature", "x-zm-request-timestamp"))
             .event_json("/event")
@@ -76,17 +77,21 @@ pub(super) fn presets() -> Vec<Preset> {
             .id(Field::Json("/signature/token".into()))
             .timestamp(Field::Json("/signature/timestamp".into()), TimestampFormat::Seconds)
             .template(Template::of(&[Part::Timestamp, Part::Id])))
-            .dedupe_json("/event-data/id")
+            // The signature covers the token, not the event: the token is what may be
+            // accepted once. A signature block copied onto other event data is then a
+            // duplicate, not a new event.
+            .dedupe_signed_id()
             .event_json("/event-data/event")
             .secret("the HTTP webhook signing key")
             .docs("https://documentation.mailgun.com/docs/mailgun/user-manual/webhooks/securing-webhooks")
-            .note("signs a token and a timestamp, not the event data"),
+            .note("signs a token and a timestamp, not the event data: the token is the dedupe key, so each signature is accepted once"),
         Preset::new("mandrill", "Mailchimp Transactional (Mandrill)", Scheme::new("", Algorithm::HmacSha1, "x-mandrill-signature")
             .encoding(Encoding::Base64)
             .template(Template::of(&[Part::Url, Part::Form])))
             .secret("the webhook's authentication key")
             .docs("https://mailchimp.com/developer/transactional/guides/track-respond-activity-webhooks/#authenticating-webhook-requests")
-            .note("signs the URL: behind a proxy set the source's public_url"),
+            .note("signs the URL: behind a proxy set the source's public_url")
+            .handshake(Handshake::HeadProbe),
         Preset::new("postmark", "Postmark", basic())
             .event_json("/RecordType")
             .secret("user:password put in the webhook URL")

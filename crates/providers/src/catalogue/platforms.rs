@@ -35,7 +35,7 @@ pub(super) fn presets() -> Vec<Preset> {
             .event_json("/data/attributes/name")
             .secret("the webhook secret, wbhsec_ included")
             .docs("https://docs.withpersona.com/docs/webhooks-best-practices")
-            .note("during Persona's own secret rotation it sends two t=,v1= groups: add the new secret before it rotates"),
+            .note("while Persona rotates its secret it sends two t=,v1= groups in one header, which is refused (400) until the rotation ends"),
         Preset::new("okta", "Okta event hooks", token("authorization", ""))
             .dedupe_json("/eventId")
             .event_json("/data/events/0/eventType")
