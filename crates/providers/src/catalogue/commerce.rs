@@ -79,6 +79,7 @@ pub(super) fn presets() -> Vec<Preset> {
             .also_header("x-docusign-signature-3"))
             .event_json("/event")
             .secret("a Connect HMAC key; each active key signs into its own header")
+            .note("reads X-DocuSign-Signature-1 to -3: keep at most three Connect HMAC keys active")
             .docs("https://developers.docusign.com/platform/webhooks/connect/validate"),
         Preset::new("box", "Box", base64_body("box-signature-primary")
             .also_header("box-signature-secondary")
