@@ -201,11 +201,13 @@ impl Pipeline {
             )
         })?;
         let cap = intake.source.max_body_bytes;
-        if content_length(headers).is_some_and(|length| length > cap) {
+        let declared = content_length(headers);
+        let mut body = std::pin::pin!(body);
+        if declared.is_some_and(|length| length > cap) {
+            self.drain(body.as_mut(), 0, declared).await;
             return Err(answer::too_large(cap));
         }
         let cap = usize::try_from(cap).unwrap_or(usize::MAX);
-        let mut body = std::pin::pin!(body);
         let mut chunks = Vec::new();
         let mut received = 0usize;
         let started = Instant::now();
@@ -234,6 +236,8 @@ impl Pipeline {
             };
             received += data.len();
             if received > cap {
+                drop(chunks);
+                self.drain(body.as_mut(), received as u64, declared).await;
                 return Err(answer::too_large(intake.source.max_body_bytes));
             }
             place

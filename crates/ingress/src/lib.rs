@@ -11,6 +11,7 @@ mod answer;
 mod blocklist;
 mod budget;
 mod client_addr;
+mod drain;
 mod durable;
 mod encoding;
 mod handshake;

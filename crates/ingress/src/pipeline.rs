@@ -48,6 +48,8 @@ pub struct Pipeline {
     /// After `body_rate_grace`, bytes per second a body must keep arriving at (0: off).
     pub(crate) min_body_rate: u64,
     pub(crate) body_rate_grace: Duration,
+    /// Bytes of a body refused for its size read before the 413 (see [`crate::drain`]).
+    pub(crate) refused_body_drain_bytes: u64,
     pub(crate) metrics: IngressMetrics,
     /// How long a body may take to arrive once the headers are in.
     pub(crate) body_read_timeout: Duration,
@@ -113,6 +115,7 @@ impl Pipeline {
             budget: BodyBudget::new(config.ingress.max_body_memory),
             min_body_rate: config.ingress.min_body_rate,
             body_rate_grace: config.ingress.body_rate_grace,
+            refused_body_drain_bytes: config.ingress.refused_body_drain_bytes,
             metrics,
             body_read_timeout: config.ingress.body_read_timeout,
             retry_after: config.ingress.retry_after,

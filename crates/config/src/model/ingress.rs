@@ -47,6 +47,12 @@ pub struct IngressConfig {
     /// average, or the request gets 408 `body_too_slow` (a slow upload cannot hold memory and
     /// a place for the whole `body_read_timeout`). 0 turns it off.
     pub min_body_rate: u64,
+    /// A body refused for its size (413) is read and thrown away up to this many bytes in all,
+    /// within `body_rate_grace`, before the refusal is sent: a connection closed while the
+    /// client is still writing gives it a broken pipe or a reset instead of the 413 that says
+    /// why, and a sender that sees no answer retries. A body declared larger than this is
+    /// refused at once and its connection closed. 0: never read.
+    pub refused_body_drain_bytes: u64,
     /// How long a body may take before `min_body_rate` applies. While the rate is on, more
     /// than zero and shorter than `body_read_timeout` (or the rate would never apply).
     #[serde(with = "humantime_serde")]
@@ -134,6 +140,7 @@ impl Default for IngressConfig {
             max_requests_per_client: 64,
             min_body_rate: 8 * 1024,
             body_rate_grace: Duration::from_secs(2),
+            refused_body_drain_bytes: 4 * 1024 * 1024,
             max_connections: 4096,
             max_connections_per_peer: 512,
             max_connection_age: Duration::from_secs(600),

@@ -384,3 +384,31 @@ async fn a_commit_that_fails_once_is_tried_again() {
         "committed by a later try, so the sender's retry is a duplicate, not a second event"
     );
 }
+
+/// A body refused for its size is read on to its end before the 413, so that a client still
+/// writing gets the answer, not a reset; one that never ends is given up on after the grace
+/// period, and one declared over the drain limit is not read at all.
+#[tokio::test(start_paused = true)]
+async fn a_refused_body_is_drained_within_bounds_before_the_413() {
+    let h = harness();
+    fn over<B>(declared: &str, body: B) -> Request<B> {
+        Request::post("/v1/hooks/open")
+            .header("x-id", "d")
+            .header("content-length", declared)
+            .body(body)
+            .expect("request")
+    }
+    // 70 bytes announced over the 64-byte cap, sent in three frames: all three are read.
+    let chunks = vec![Bytes::from_static(&[b'x'; 30]); 3];
+    let body = Trickle(chunks);
+    let started = tokio::time::Instant::now();
+    let seen = h.send(over("90", body)).await;
+    expect(&seen, 413, "body_too_large");
+    // The trickle stalls after its frames: the drain waited out the grace period (2 s).
+    assert_eq!(started.elapsed(), secs(2));
+    // Declared over the drain limit (4 MiB by default): answered at once.
+    let started = tokio::time::Instant::now();
+    let seen = h.send(over("999999999", Stalled)).await;
+    expect(&seen, 413, "body_too_large");
+    assert_eq!(started.elapsed(), Duration::ZERO);
+}
