@@ -95,15 +95,16 @@ fn signature(scheme: &Scheme) -> String {
             )
         }
     };
+    // In backticks: `<hex>` would otherwise be read as an HTML tag where the table renders.
     match &scheme.signature_pointer {
-        Some(pointer) => format!("body `{pointer}`: {value}"),
+        Some(pointer) => format!("body `{pointer}`: `{value}`"),
         None => {
             let headers: Vec<String> = scheme
                 .signature_headers
                 .iter()
                 .map(|h| h.to_string())
                 .collect();
-            format!("`{}`: {value}", headers.join("`, `"))
+            format!("`{}`: `{value}`", headers.join("`, `"))
         }
     }
 }
