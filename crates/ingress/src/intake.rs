@@ -204,7 +204,11 @@ impl Pipeline {
         let declared = content_length(headers);
         let mut body = std::pin::pin!(body);
         if declared.is_some_and(|length| length > cap) {
-            self.drain(body.as_mut(), 0, declared).await;
+            // A client that asked `Expect: 100-continue` waits for this answer before sending
+            // its body: nothing to read, and reading would invite the upload.
+            if !headers.contains_key(header::EXPECT) {
+                self.drain(body.as_mut(), 0, declared).await;
+            }
             return Err(answer::too_large(cap));
         }
         let cap = usize::try_from(cap).unwrap_or(usize::MAX);
@@ -236,7 +240,10 @@ impl Pipeline {
             };
             received += data.len();
             if received > cap {
+                // What was read is given back (the budget and the client's share) before
+                // the rest is read and dropped.
                 drop(chunks);
+                charge.shrink_to(0);
                 self.drain(body.as_mut(), received as u64, declared).await;
                 return Err(answer::too_large(intake.source.max_body_bytes));
             }

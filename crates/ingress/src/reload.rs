@@ -60,7 +60,8 @@ impl Watch {
                 _ = recv(&mut self.hangup) => true,
                 _ = tick(self.interval) => false,
             };
-            // Taken before loading: a change made while the file is read is seen next time.
+            // Taken before loading. After a reload the new files are fingerprinted afresh: a
+            // change made in the moment the file was being read waits for the next one.
             let now = fingerprint(self.files.clone()).await;
             let changed = now != seen;
             if !(asked || changed || failing) {
@@ -112,9 +113,12 @@ impl Watch {
         let (config, sources) = match loaded {
             Ok(Ok(loaded)) => loaded,
             Ok(Err(ConfigError::Invalid(fields))) => {
-                for field in &fields {
-                    refused(&format_args!("{}: {}", field.path, field.message));
-                }
+                // One failed reload, every bad field logged.
+                let lines: Vec<String> = fields
+                    .iter()
+                    .map(|f| format!("{}: {}", f.path, f.message))
+                    .collect();
+                refused(&lines.join("; "));
                 return None;
             }
             Ok(Err(e)) => {

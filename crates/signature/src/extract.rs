@@ -10,6 +10,9 @@ use http::HeaderMap;
 use crate::scheme::{Algorithm, Encoding, Field, Scheme, SignatureFormat, TimestampFormat};
 use crate::{Request, VerifyError};
 
+/// Most signatures one request may offer: a sender rotating its secrets sends two or three.
+const MAX_CANDIDATES: usize = 16;
+
 /// The pieces of a signed request, as its scheme found them.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct SignatureParts {
@@ -47,16 +50,31 @@ pub(crate) fn signature_parts(
     for name in &scheme.signature_headers {
         let name = reader.name(name);
         let values = all(request.headers, &name)?;
-        // A plain or listed signature may come twice (Mollie sends one header per secret while
-        // it rotates): each is one more candidate, and each must match a MAC. A `key=value`
-        // header sent twice would carry two timestamps, and is refused.
-        if values.len() > 1 && matches!(scheme.format, SignatureFormat::Params { .. }) {
+        // A plain or listed HMAC signature may come twice (Mollie sends one header per secret
+        // while it rotates): each is one more candidate, and each must match a MAC. A
+        // `key=value` header sent twice would carry two timestamps; a token or a public-key
+        // signature sent twice would be more guesses, or more costly checks, per request.
+        let hmac = matches!(
+            scheme.algorithm,
+            Algorithm::HmacSha1 | Algorithm::HmacSha256 | Algorithm::HmacSha512
+        );
+        if values.len() > 1 && (!hmac || matches!(scheme.format, SignatureFormat::Params { .. })) {
             return Err(malformed(&name, "header appears more than once"));
         }
         for value in values {
             any = true;
             read_signatures(scheme, &name, value, &mut candidates, &mut params)?;
         }
+    }
+    if candidates.len() > MAX_CANDIDATES {
+        return Err(malformed(
+            &scheme
+                .signature_headers
+                .first()
+                .map(|h| h.to_string())
+                .unwrap_or_default(),
+            "more signatures than any sender rotates through",
+        ));
     }
     if !any {
         let first = scheme.signature_headers.first().map(|h| h.to_string());

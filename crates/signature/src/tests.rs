@@ -301,6 +301,22 @@ fn missing_and_duplicated_headers() {
         ("x-hub-signature-256", good),
     ]);
     assert!(v.verify(&either, b"x", at(0)).is_ok());
+    // More signatures than any rotation needs: refused before any is checked.
+    let many = vec![("x-hub-signature-256", "sha256=00"); 17];
+    assert_eq!(
+        v.verify(&headers(&many), b"x", at(0))
+            .expect_err("many")
+            .code(),
+        "malformed_header"
+    );
+    // A token sent twice would be two guesses for one request: refused.
+    let token = Scheme::new("t", Algorithm::Token, "x-token").encoding(Encoding::Text);
+    let token = verifier(token, &[("k", "tok")]);
+    let twice = headers(&[("x-token", "guess"), ("x-token", "tok")]);
+    assert_eq!(
+        token.verify(&twice, b"", at(0)).expect_err("twice").code(),
+        "malformed_header"
+    );
     // A key=value header sent twice would carry two timestamps: refused.
     let stripe = verifier(stripe(), &[("st", "s")]);
     let two = headers(&[

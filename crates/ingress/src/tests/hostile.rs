@@ -406,6 +406,15 @@ async fn a_refused_body_is_drained_within_bounds_before_the_413() {
     expect(&seen, 413, "body_too_large");
     // The trickle stalls after its frames: the drain waited out the grace period (2 s).
     assert_eq!(started.elapsed(), secs(2));
+    // A client that waits for `100 Continue` is answered at once: it has sent nothing.
+    let started = tokio::time::Instant::now();
+    let mut waiting = over("90", Stalled);
+    waiting.headers_mut().insert(
+        http::header::EXPECT,
+        http::HeaderValue::from_static("100-continue"),
+    );
+    expect(&h.send(waiting).await, 413, "body_too_large");
+    assert_eq!(started.elapsed(), Duration::ZERO);
     // Declared over the drain limit (4 MiB by default): answered at once.
     let started = tokio::time::Instant::now();
     let seen = h.send(over("999999999", Stalled)).await;
