@@ -17,8 +17,9 @@ pub struct Answer {
     pub response: Response<Body>,
 }
 
-fn json(status: StatusCode, body: &impl serde::Serialize) -> Response<Body> {
-    // Serialising these two plain structs cannot fail; an empty body is the fallback anyway.
+pub(crate) fn json(status: StatusCode, body: &impl serde::Serialize) -> Response<Body> {
+    // Serialising these plain bodies (the answers' structs, a handshake's JSON) cannot fail; an
+    // empty body is the fallback anyway.
     let bytes = serde_json::to_vec(body).unwrap_or_default();
     let mut response = Response::new(Full::new(Bytes::from(bytes)));
     *response.status_mut() = status;

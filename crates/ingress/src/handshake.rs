@@ -226,14 +226,9 @@ fn empty() -> Answer {
 }
 
 fn json_answer(body: &Value) -> Answer {
-    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
     Answer {
         outcome: Outcome::Handshake,
-        response,
+        response: answer::json(StatusCode::OK, body),
     }
 }
 

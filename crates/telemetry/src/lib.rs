@@ -6,11 +6,11 @@
 
 mod admin;
 pub mod catalog;
+mod labels;
 mod metrics;
 pub mod traces;
 
 pub use admin::{serve_admin, AdminRoutes, Encode, Readiness, ReadinessFuture, RouteFuture};
-pub use metrics::{
-    CircuitState, IngressMetrics, Outcome, RedisCommand, WorkerMetrics, UNKNOWN_SOURCE,
-};
+pub use labels::{Outcome, RedisCommand};
+pub use metrics::{CircuitState, IngressMetrics, WorkerMetrics, UNKNOWN_SOURCE};
 pub use traces::{init, TelemetryError, TelemetryGuard, TraceExport};
