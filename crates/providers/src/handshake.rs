@@ -33,6 +33,10 @@ pub enum Handshake {
     /// Trello and Mandrill: a `HEAD` to the callback URL when the webhook is created,
     /// answered `200`.
     HeadProbe,
+    /// AWS SNS: a signed `SubscriptionConfirmation` from a listed topic, confirmed by visiting
+    /// its `SubscribeURL` (through the SSRF guard), then answered `200`; an
+    /// `UnsubscribeConfirmation` is recorded (logged, counted) and answered `200`.
+    SnsSubscriptionConfirmation,
     /// Xero: a signed "intent to receive" POST with an empty `events` list, answered `200`
     /// with an empty body (and a bad signature 401, as for any event).
     XeroIntentToReceive,
@@ -41,7 +45,7 @@ pub enum Handshake {
 // === impl Handshake ===
 
 impl Handshake {
-    pub const ALL: [Handshake; 11] = [
+    pub const ALL: [Handshake; 12] = [
         Self::SlackUrlVerification,
         Self::MetaSubscribe,
         Self::TwitchCallbackVerification,
@@ -53,6 +57,7 @@ impl Handshake {
         Self::AsanaHookSecret,
         Self::HeadProbe,
         Self::XeroIntentToReceive,
+        Self::SnsSubscriptionConfirmation,
     ];
 
     /// The `kind` label of `spillway_handshake_requests_total` and the name in listings.
@@ -69,6 +74,7 @@ impl Handshake {
             Self::AsanaHookSecret => "asana_hook_secret",
             Self::HeadProbe => "head_probe",
             Self::XeroIntentToReceive => "xero_intent_to_receive",
+            Self::SnsSubscriptionConfirmation => "sns_subscription_confirmation",
         }
     }
 
@@ -83,6 +89,7 @@ impl Handshake {
                 | Self::DiscordPing
                 | Self::OktaVerification
                 | Self::XeroIntentToReceive
+                | Self::SnsSubscriptionConfirmation
         )
     }
 

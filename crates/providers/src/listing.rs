@@ -43,6 +43,7 @@ fn row(preset: &Preset) -> Row {
         signature: signature(scheme),
         signs: match scheme.algorithm {
             Algorithm::Token => "nothing (the secret itself is sent)".into(),
+            Algorithm::AwsSns => "Message, MessageId, Subject, SubscribeURL, Timestamp, Token, TopicArn, Type (those the message type has)".into(),
             _ => scheme.template.to_string(),
         },
         timestamp: scheme.timestamp.as_ref().map(|t| {
@@ -95,6 +96,10 @@ fn signature(scheme: &Scheme) -> String {
             )
         }
     };
+    if scheme.algorithm == Algorithm::AwsSns {
+        return "body `/Signature`: `<base64>`, with the certificate at body `/SigningCertURL`"
+            .into();
+    }
     // In backticks: `<hex>` would otherwise be read as an HTML tag where the table renders.
     match &scheme.signature_pointer {
         Some(pointer) => format!("body `{pointer}`: `{value}`"),
@@ -194,6 +199,10 @@ const FAMILIES: &[(&str, &str)] = &[
         "A shared token sent as it is: it proves the sender knows the secret, not what it sent.",
     ),
     ("basic", "HTTP Basic credentials: like a token."),
+    (
+        "rsa-x509",
+        "RSA with SHA-1 (SNS SignatureVersion 1) or SHA-256 (2); the key is an X.509 certificate the message names, fetched over HTTPS from an allowed host, checked and cached (see [AWS SNS](#aws-sns)).",
+    ),
 ];
 
 /// docs/providers.md.

@@ -51,7 +51,7 @@ pub(crate) fn check(
                 })
                 .cloned()
         }
-        Algorithm::None => None,
+        Algorithm::AwsSns | Algorithm::None => None,
     }
 }
 

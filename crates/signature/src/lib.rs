@@ -3,7 +3,8 @@
 //! Every provider's scheme is data (a [`Scheme`]): an algorithm family (HMAC with SHA-1,
 //! SHA-256 or SHA-512, Ed25519, ECDSA P-256, a shared token), where the signature, the id and
 //! the timestamp travel, and a template of what is signed. One routine interprets them all, so
-//! a provider preset is a value, not code.
+//! a provider preset is a value, not code. AWS SNS, whose signed values, signature and key
+//! location all travel in the JSON body, has its own module, [`sns`].
 //!
 //! The crate is pure and synchronous: it takes a request, the secrets and "now", and answers.
 //! It also signs HMAC schemes ([`sign`], [`Signer`]), so that tests, the demo and the load
@@ -15,6 +16,7 @@ mod message;
 mod scheme;
 mod secret;
 mod signer;
+pub mod sns;
 mod template;
 
 pub use scheme::{
@@ -66,6 +68,12 @@ pub enum VerifyError {
     Mismatch,
     #[error("the source has no active secret (all have expired)")]
     NoActiveSecret,
+    #[error("missing field {0} in the body")]
+    MissingField(String),
+    #[error("malformed message: {0}")]
+    MalformedMessage(String),
+    #[error("{0}")]
+    Certificate(String),
 }
 
 // === impl VerifyError ===
@@ -80,6 +88,9 @@ impl VerifyError {
             Self::FutureTimestamp { .. } => "timestamp_in_future",
             Self::Mismatch => "signature_mismatch",
             Self::NoActiveSecret => "no_active_secret",
+            Self::MissingField(_) => "field_missing",
+            Self::MalformedMessage(_) => "malformed_message",
+            Self::Certificate(_) => "certificate_invalid",
         }
     }
 
@@ -88,7 +99,7 @@ impl VerifyError {
     pub fn is_unauthorized(&self) -> bool {
         matches!(
             self,
-            Self::MissingHeader(_) | Self::Mismatch | Self::NoActiveSecret
+            Self::MissingHeader(_) | Self::Mismatch | Self::NoActiveSecret | Self::Certificate(_)
         )
     }
 }
@@ -181,6 +192,11 @@ impl Verifier {
         request: &Request<'_>,
         now: SystemTime,
     ) -> Result<Verified, VerifyError> {
+        if self.scheme.algorithm == Algorithm::AwsSns {
+            return Err(VerifyError::Certificate(
+                "an SNS message is verified with its signing certificate (sns::SnsMessage)".into(),
+            ));
+        }
         let Some(parts) = extract::signature_parts(&self.scheme, request)? else {
             return Ok(Verified {
                 key_id: None,
@@ -220,7 +236,7 @@ impl Verifier {
     }
 }
 
-fn check_tolerance(
+pub(crate) fn check_tolerance(
     timestamp: i64,
     now: SystemTime,
     tolerance: Duration,

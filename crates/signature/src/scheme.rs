@@ -23,6 +23,10 @@ pub enum Algorithm {
     /// A shared secret sent as it is (a token header, Basic credentials once decoded),
     /// compared in constant time. Proves the sender knows the secret, not what it sent.
     Token,
+    /// AWS SNS: RSA (SHA1withRSA or SHA256withRSA) over fields of the JSON body, with the
+    /// X.509 certificate at the message's `SigningCertURL`. Checked by [`crate::sns`] once the
+    /// caller has fetched the certificate, not by [`crate::Verifier`].
+    AwsSns,
     /// No verification at all.
     None,
 }
@@ -149,6 +153,19 @@ impl Scheme {
             signature_headers: Vec::new(),
             ..Self::new("none", Algorithm::None, "")
         }
+    }
+
+    /// AWS SNS over HTTP(S): see [`Algorithm::AwsSns`] and [`crate::sns`]. The timestamp and
+    /// id are the body's `Timestamp` and `MessageId`, both signed.
+    pub fn aws_sns() -> Self {
+        Self {
+            signature_headers: Vec::new(),
+            signature_pointer: Some("/Signature".into()),
+            encoding: Encoding::Base64,
+            id: Some(Field::Json("/MessageId".into())),
+            ..Self::new("aws-sns", Algorithm::AwsSns, "")
+        }
+        .timestamp(Field::Json("/Timestamp".into()), TimestampFormat::Rfc3339)
     }
 
     /// standardwebhooks.com: `webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<base64>
@@ -281,6 +298,7 @@ impl Scheme {
             Algorithm::EcdsaP256Sha256 => "ecdsa-p256",
             Algorithm::Token if self.encoding == Encoding::Base64 => "basic",
             Algorithm::Token => "token",
+            Algorithm::AwsSns => "rsa-x509",
             Algorithm::None => "none",
         }
     }
@@ -301,7 +319,10 @@ impl Scheme {
     /// signed tells a replay from the original. What the template signs counts, not which
     /// headers the scheme reads: a timestamp header outside the template is not signed.
     pub(crate) fn needs_replay_key(&self) -> bool {
-        let signs = !matches!(self.algorithm, Algorithm::Token | Algorithm::None);
+        let signs = !matches!(
+            self.algorithm,
+            Algorithm::Token | Algorithm::None | Algorithm::AwsSns
+        );
         let content = self.template.uses(&Part::Body) || self.template.uses(&Part::Form);
         signs && content && !(self.template.uses(&Part::Id) || self.template.uses(&Part::Timestamp))
     }

@@ -11,21 +11,20 @@ mod memory;
 
 pub use memory::{MemoryAnswer, MemoryDeliverer, MemoryDelivery};
 
-use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::{header, Request, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use spillway_config::ResolvedSubscription;
 use spillway_core::headers;
 use spillway_signature::{sign, unix_seconds, Scheme};
 
-use crate::ssrf::{AddressPolicy, GuardedResolver, RefusedAddress};
+use spillway_egress::{
+    guarded_connector, literal_ip, refused_by_guard, AddressPolicy, GuardedConnector, Roots,
+};
 
 /// The part of an answer body read before the connection is reused; the rest is not waited for.
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
@@ -80,7 +79,7 @@ pub enum DeliveryOutcome {
     Refused { reason: String },
 }
 
-type HttpsClient = Client<HttpsConnector<HttpConnector<GuardedResolver>>, Full<Bytes>>;
+type HttpsClient = Client<GuardedConnector, Full<Bytes>>;
 
 /// Delivers events; one per worker process, cheap to clone.
 ///
@@ -105,8 +104,8 @@ pub struct HttpDeliverer {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("cannot set up TLS for deliveries: {0}")]
-pub struct SetupError(#[from] rustls::Error);
+#[error("cannot set up TLS for deliveries")]
+pub struct SetupError(#[from] spillway_egress::TlsError);
 
 // === impl Deliverer ===
 
@@ -139,15 +138,7 @@ impl Deliverer {
 
 impl HttpDeliverer {
     pub fn new(policy: AddressPolicy) -> Result<Self, SetupError> {
-        let mut http = HttpConnector::new_with_resolver(GuardedResolver::new(policy.clone()));
-        // https:// URLs are handed to the TLS layer below.
-        http.enforce_http(false);
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())?
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(http);
+        let https = guarded_connector(policy.clone(), &Roots::BuiltIn, false)?;
         Ok(Self {
             client: Client::builder(TokioExecutor::new()).build(https),
             policy,
@@ -310,13 +301,6 @@ pub(crate) fn dedupe_identity(source: &str, key: &str) -> String {
     )
 }
 
-fn literal_ip(host: &str) -> Option<IpAddr> {
-    host.trim_start_matches('[')
-        .trim_end_matches(']')
-        .parse()
-        .ok()
-}
-
 /// Seconds or an HTTP date, as RFC 9110 allows.
 fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
     let text = headers.get(header::RETRY_AFTER)?.to_str().ok()?.trim();
@@ -325,22 +309,6 @@ fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
     }
     let at = httpdate::parse_http_date(text).ok()?;
     Some(at.duration_since(SystemTime::now()).unwrap_or_default())
-}
-
-fn refused_by_guard(e: &(dyn std::error::Error + 'static)) -> Option<RefusedAddress> {
-    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = current {
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            if let Some(r) = io
-                .get_ref()
-                .and_then(|inner| inner.downcast_ref::<RefusedAddress>())
-            {
-                return Some(r.clone());
-            }
-        }
-        current = err.source();
-    }
-    None
 }
 
 fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {

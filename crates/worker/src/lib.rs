@@ -12,7 +12,7 @@
 //! - [`dlq`]: listing and redriving dead letters;
 //! - [`replay`]: re-delivering a range of a source topic;
 //! - [`retry`]: when to try again; [`topics`]: the retry tiers and the dead-letter topic;
-//! - [`ssrf`]: the guard every delivery passes through.
+//! - the SSRF guard every delivery passes through lives in `spillway-egress`.
 
 pub mod api;
 pub mod breaker;
@@ -26,7 +26,6 @@ pub mod registry;
 pub mod replay;
 pub mod retry;
 mod spans;
-pub mod ssrf;
 pub mod topics;
 mod worker;
 
@@ -38,5 +37,5 @@ pub use delivery::{
     MemoryDelivery, OutboundEvent,
 };
 pub use retry::RetryPolicy;
-pub use ssrf::{AddressPolicy, RefusedAddress};
+pub use spillway_egress::{AddressPolicy, RefusedAddress};
 pub use worker::{ConfigProblem, Worker, WorkerError};

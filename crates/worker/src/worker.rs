@@ -28,9 +28,9 @@ use crate::lanes::{
     consume, DrainingContext, LaneLimits, Lanes, RecordMemory, Role, WorkerConsumer,
 };
 use crate::registry::{Follower, LiveSubscriptions, Registry};
-use crate::ssrf::AddressPolicy;
 use crate::topics::{dead_letter_topic, registry_topic, retry_tier_pattern, retry_tiers};
 use crate::RetryPolicy;
+use spillway_egress::AddressPolicy;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {

@@ -127,6 +127,8 @@ pub struct IngressConfig {
     pub retry_after: Duration,
     /// Serve HTTPS (TLS 1.2 and 1.3) with these PEM files; plain HTTP when absent.
     pub tls: Option<TlsConfig>,
+    /// How AWS SNS signing certificates are fetched and SNS subscriptions confirmed.
+    pub sns: super::SnsConfig,
 }
 
 impl Default for IngressConfig {
@@ -161,6 +163,7 @@ impl Default for IngressConfig {
             max_hops: 3,
             retry_after: Duration::from_secs(2),
             tls: None,
+            sns: super::SnsConfig::default(),
         }
     }
 }

@@ -6,6 +6,7 @@
 mod ingress;
 mod kafka;
 mod redis;
+mod sns;
 mod source;
 mod telemetry;
 mod worker;
@@ -13,6 +14,7 @@ mod worker;
 pub use ingress::*;
 pub use kafka::*;
 pub use redis::*;
+pub use sns::*;
 pub use source::*;
 pub use telemetry::*;
 pub use worker::*;

@@ -74,6 +74,21 @@ pub struct SourceConfig {
     /// is refused.
     #[serde(default)]
     pub verify_token: Option<super::CredentialConfig>,
+    /// `scheme: aws-sns` only, and required there: the topics (full ARNs,
+    /// `arn:aws:sns:<region>:<account>:<name>`) whose messages are accepted. AWS signs every
+    /// topic's messages with the same certificate, so the signature alone would admit any AWS
+    /// account's topic; a message or a subscription from another topic gets 403
+    /// `topic_not_allowed`.
+    #[serde(default)]
+    pub topic_arns: Vec<String>,
+    /// Also write the authenticated handshakes this source answers (Slack's url_verification,
+    /// Twitch's, Zoom's, Discord's PING, Xero's intent to receive, SNS's subscription and
+    /// unsubscribe confirmations) to Kafka as events, deduplicated like any other; the
+    /// provider still gets the handshake's own answer, once the event is durable. Unsigned
+    /// handshakes (GET challenges, HEAD probes, Graph's and Asana's) are never stored: anyone
+    /// can send one.
+    #[serde(default)]
+    pub store_handshakes: bool,
 }
 
 /// A fixed-window rate limit.

@@ -15,7 +15,7 @@ use crate::model::{Config, FailMode, SourceConfig};
 use crate::secrets::SecretAccess;
 use checks::{
     check_client_side, check_limits, check_name, check_public_url, check_topic, forward_headers,
-    keys, secrets, verify_token,
+    keys, secrets, topic_arns, verify_token,
 };
 
 /// A source ready to serve.
@@ -46,6 +46,10 @@ pub struct ResolvedSource {
     pub handshake: Option<spillway_providers::Handshake>,
     /// Meta's `hub.verify_token`; read only by the ingress.
     pub verify_token: Option<String>,
+    /// The SNS topics an `aws-sns` source accepts.
+    pub topic_arns: Vec<String>,
+    /// Authenticated handshakes are also written to Kafka as events.
+    pub store_handshakes: bool,
 }
 
 /// What a worker needs of a source to route its records: no secret, nothing of verification.
@@ -180,6 +184,8 @@ impl Checked {
                 .map(|u| u.trim_end_matches('/').to_owned()),
             handshake: self.handshake,
             verify_token: self.verify_token,
+            topic_arns: source.topic_arns.clone(),
+            store_handshakes: source.store_handshakes,
         }
     }
 }
@@ -219,6 +225,7 @@ fn check_source(
     check_topic(&topic, &mut problems);
     check_limits(source, &mut problems);
     check_public_url(source, &mut problems);
+    topic_arns(source, scheme.as_ref(), &mut problems);
     let verify_token = verify_token(source, access, &mut problems);
     let forward_headers = forward_headers(source, built.as_ref(), &mut problems);
     let secrets = match &scheme {

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::field::{err, FieldError};
-use crate::model::{BlockConfig, Config, IngressConfig, TlsConfig};
+use crate::model::{BlockConfig, Config, IngressConfig, SnsConfig, TlsConfig};
 
 /// `read_files`: check that the TLS files exist (only the process that serves them has them).
 pub(super) fn validate(config: &Config, read_files: bool, errors: &mut Vec<FieldError>) {
@@ -21,6 +21,7 @@ pub(super) fn validate(config: &Config, read_files: bool, errors: &mut Vec<Field
     if let Some(tls) = ingress.tls.as_ref().filter(|_| read_files) {
         check_tls_files(tls, errors);
     }
+    check_sns(&ingress.sns, read_files, errors);
     if ingress.listen == config.admin.listen && config.admin.listen.port() != 0 {
         errors.push(err("admin.listen", "must differ from ingress.listen"));
     }
@@ -157,6 +158,42 @@ fn check_tls_files(tls: &TlsConfig, errors: &mut Vec<FieldError>) {
             errors.push(err(
                 format!("ingress.tls.{field}"),
                 format!("{}: {e}", path.display()),
+            ));
+        }
+    }
+}
+
+/// The SNS fetches: host patterns that name hosts, a bounded time, a cache that holds one, and
+/// extra roots that exist where they are read.
+fn check_sns(sns: &SnsConfig, read_files: bool, errors: &mut Vec<FieldError>) {
+    if sns.hosts.is_empty() {
+        errors.push(err("ingress.sns.hosts", "must name at least one host"));
+    }
+    for (i, pattern) in sns.hosts.iter().enumerate() {
+        if let Some(problem) = crate::model::host_pattern_error(pattern) {
+            errors.push(err(format!("ingress.sns.hosts[{i}]"), problem));
+        }
+    }
+    if sns.timeout < Duration::from_millis(100) || sns.timeout > Duration::from_secs(30) {
+        errors.push(err("ingress.sns.timeout", "must be between 100ms and 30s"));
+    }
+    if sns.certificate_ttl < Duration::from_secs(1) {
+        errors.push(err("ingress.sns.certificate_ttl", "must be at least 1s"));
+    }
+    if sns.max_certificates == 0 {
+        errors.push(err("ingress.sns.max_certificates", "must be at least 1"));
+    }
+    if sns.max_certificate_bytes < 1024 {
+        errors.push(err(
+            "ingress.sns.max_certificate_bytes",
+            "must be at least 1024",
+        ));
+    }
+    if let Some(path) = sns.extra_roots.as_ref().filter(|_| read_files) {
+        if !path.is_file() {
+            errors.push(err(
+                "ingress.sns.extra_roots",
+                format!("{} is not a readable file", path.display()),
             ));
         }
     }

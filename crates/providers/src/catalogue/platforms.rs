@@ -55,5 +55,16 @@ pub(super) fn presets() -> Vec<Preset> {
             .docs("https://learn.microsoft.com/en-us/graph/change-notifications-delivery-webhooks")
             .note("the clientState of the first notification in a batch is compared; the body is not signed")
             .handshake(Handshake::GraphValidationToken),
+        Preset::new("aws-sns", "Amazon SNS (HTTP/S subscriptions)", Scheme::aws_sns())
+            .dedupe_json("/MessageId")
+            .event_json("/TopicArn")
+            .forward(&["x-amz-sns-message-type", "x-amz-sns-message-id", "x-amz-sns-topic-arn", "x-amz-sns-subscription-arn"])
+            // SNS retries a delivery for up to an hour (its HTTP/S delivery policy's limit),
+            // resending the message as first signed.
+            .tolerance_secs(3900)
+            .secret("no secret: the source lists its topic ARNs (sns.topic_arns); the key is AWS's certificate")
+            .docs("https://docs.aws.amazon.com/sns/latest/dg/sns-verify-signature-of-message.html")
+            .note("raw message delivery must be off (a raw message is not signed); only the listed topics are accepted; the event type is the topic ARN")
+            .handshake(Handshake::SnsSubscriptionConfirmation),
     ]
 }

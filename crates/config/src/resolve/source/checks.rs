@@ -127,7 +127,7 @@ pub(super) fn secrets(
     access: SecretAccess,
     problems: &mut Problems<'_>,
 ) -> Vec<Secret> {
-    let needs_secrets = scheme.algorithm != Algorithm::None;
+    let needs_secrets = !matches!(scheme.algorithm, Algorithm::None | Algorithm::AwsSns);
     if needs_secrets && source.secrets.is_empty() {
         problems.push(
             "secrets",
@@ -135,7 +135,10 @@ pub(super) fn secrets(
         );
     }
     if !needs_secrets && !source.secrets.is_empty() {
-        problems.push("secrets", "scheme none takes no secrets");
+        problems.push(
+            "secrets",
+            format!("scheme {} takes no secrets", scheme.name()),
+        );
     }
     let mut secrets = Vec::new();
     for (i, secret) in source.secrets.iter().enumerate() {
@@ -254,6 +257,45 @@ pub(super) fn check_client_side(
             problems.push(
                 field,
                 "from: client_certificate needs require_client_cert: true",
+            );
+        }
+    }
+}
+
+/// The topics of an `aws-sns` source: required there, refused elsewhere, each a full SNS ARN.
+pub(super) fn topic_arns(
+    source: &SourceConfig,
+    scheme: Option<&Scheme>,
+    problems: &mut Problems<'_>,
+) {
+    let Some(scheme) = scheme else { return };
+    let sns = scheme.algorithm == Algorithm::AwsSns;
+    if sns && source.topic_arns.is_empty() {
+        problems.push(
+            "topic_arns",
+            "scheme aws-sns needs the ARNs of the topics it accepts: AWS signs every account's topics alike",
+        );
+    }
+    if !sns && !source.topic_arns.is_empty() {
+        problems.push(
+            "topic_arns",
+            format!(
+                "only scheme aws-sns takes topic_arns, not {}",
+                scheme.name()
+            ),
+        );
+    }
+    for (i, arn) in source.topic_arns.iter().enumerate() {
+        let parts: Vec<&str> = arn.split(':').collect();
+        let valid = parts.len() == 6
+            && parts[0] == "arn"
+            && parts[1].starts_with("aws")
+            && parts[2] == "sns"
+            && parts[3..].iter().all(|p| !p.is_empty());
+        if !valid {
+            problems.push(
+                &format!("topic_arns[{i}]"),
+                format!("{arn:?} is not a topic ARN (arn:aws:sns:<region>:<account>:<topic>)"),
             );
         }
     }

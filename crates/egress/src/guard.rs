@@ -1,6 +1,7 @@
-//! The SSRF guard: subscribers are URLs that users register, so a delivery must never reach
-//! the cluster's own network (loopback, private ranges, link-local and the cloud metadata
-//! endpoint, CGNAT, multicast ...) unless an allowlist says so.
+//! The SSRF guard: subscribers and signing certificates are URLs that users or senders choose,
+//! so a request to one must never reach the cluster's own network (loopback, private ranges,
+//! link-local and the cloud metadata endpoint, CGNAT, multicast ...) unless an allowlist says
+//! so.
 //!
 //! Names are resolved by [`GuardedResolver`], which hands the connector only the addresses it
 //! checked, so a DNS answer cannot change between the check and the connection (no rebinding
@@ -25,7 +26,7 @@ pub struct AddressPolicy {
 
 /// A destination the policy refuses, and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{address} is refused: {reason} (add it to worker.allow_cidrs if it is a trusted target)")]
+#[error("{address} is refused: {reason} (add it to the allow_cidrs of the worker or of the certificate fetches if it is a trusted target)")]
 pub struct RefusedAddress {
     pub address: IpAddr,
     pub reason: &'static str,
