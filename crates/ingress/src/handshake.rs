@@ -164,7 +164,12 @@ impl Pipeline {
         Some(self.counted(source, handshake, answer))
     }
 
-    fn counted(&self, source: &ResolvedSource, handshake: Handshake, answer: Answer) -> Answer {
+    pub(crate) fn counted(
+        &self,
+        source: &ResolvedSource,
+        handshake: Handshake,
+        answer: Answer,
+    ) -> Answer {
         let result = if answer.response.status() == StatusCode::OK {
             "answered"
         } else {
@@ -225,7 +230,7 @@ fn empty() -> Answer {
     }
 }
 
-fn json_answer(body: &Value) -> Answer {
+pub(crate) fn json_answer(body: &Value) -> Answer {
     Answer {
         outcome: Outcome::Handshake,
         response: answer::json(StatusCode::OK, body),

@@ -1,8 +1,7 @@
-//! Stages 3 to 6, the request's content: read the body (bounded in size and time), decode a
-//! compressed one, verify the signature over the decoded bytes, and extract the dedupe and
-//! partition keys into the envelope that is written to Kafka.
+//! Stages 3, 4 and 6, the request's content: read the body (bounded in size and time), decode a
+//! compressed one, and extract the dedupe and partition keys into the envelope that is written
+//! to Kafka. Stage 5, verifying the decoded bytes, is [`crate::verify`].
 
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -22,7 +21,6 @@ use crate::answer::{self, Answer};
 use crate::budget::{BodyBudget, Charge, ClientPlace, Exhausted};
 use crate::encoding::{decode, encoding_of, DecodeError, Encoding};
 use crate::pipeline::{BodyError, Pipeline};
-use crate::spans;
 use crate::tls::ClientSubject;
 
 /// What is known of an admitted request as its content is taken in.
@@ -59,6 +57,11 @@ impl Intake {
             encoding: Encoding::Identity,
             received_at: SystemTime::now(),
         }
+    }
+
+    /// When the body was in: the time a signature's timestamp is checked against.
+    pub(crate) fn received_at(&self) -> SystemTime {
+        self.received_at
     }
 
     /// Stage 4, decode: a gzip or zstd body is decompressed, within the source's size cap, on
@@ -315,85 +318,7 @@ impl Pipeline {
             ),
         )
     }
-
-    /// Stage 5, verify: the source's scheme over the decoded body. A failure counts against
-    /// the client's address for the blocklist.
-    pub(crate) async fn verify(
-        &self,
-        intake: &Intake,
-        parts: &http::request::Parts,
-        body: &Bytes,
-        client: IpAddr,
-    ) -> Result<Verified, Answer> {
-        let source = &intake.source;
-        let at = intake.received_at;
-        let url = crate::signed_url::signed_url(source, parts);
-        let verified = if body.len() < OFFLOAD_BYTES {
-            let request = spillway_signature::Request {
-                method: parts.method.as_str(),
-                url: &url,
-                headers: &parts.headers,
-                body,
-            };
-            spans::verify(&source.verifier, || {
-                source.verifier.verify_request(&request, at)
-            })
-        } else {
-            // A MAC over a large body would hold an async worker (of two, on a small pod)
-            // for as long as it takes; a blocking thread does it while they serve others.
-            let (source, headers, body) = (source.clone(), parts.headers.clone(), body.clone());
-            let method = parts.method.clone();
-            let parent = tracing::Span::current();
-            let check = move || {
-                let request = spillway_signature::Request {
-                    method: method.as_str(),
-                    url: &url,
-                    headers: &headers,
-                    body: &body,
-                };
-                parent.in_scope(|| {
-                    spans::verify(&source.verifier, || {
-                        source.verifier.verify_request(&request, at)
-                    })
-                })
-            };
-            match tokio::task::spawn_blocking(check).await {
-                Ok(verified) => verified,
-                Err(e) => {
-                    tracing::error!(error = %e, "the verification task failed");
-                    return Err(answer::error(
-                        Outcome::Internal,
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "internal",
-                        "the request could not be handled; retry later",
-                    ));
-                }
-            }
-        };
-        let e = match verified {
-            Ok(v) => {
-                if let Some(key_id) = &v.key_id {
-                    self.metrics.verified(&source.name, key_id);
-                }
-                return Ok(v);
-            }
-            Err(e) => e,
-        };
-        self.metrics.verify_failure(&source.name, e.code());
-        if let Some(blocklist) = &self.blocklist {
-            blocklist.failed(client, &source.name, &self.metrics).await;
-        }
-        let (outcome, status) = if e.is_unauthorized() {
-            (Outcome::Unauthorized, StatusCode::UNAUTHORIZED)
-        } else {
-            (Outcome::BadRequest, StatusCode::BAD_REQUEST)
-        };
-        Err(answer::error(outcome, status, e.code(), e.to_string()))
-    }
 }
-
-/// Bodies from this size on are verified on a blocking thread rather than an async worker.
-const OFFLOAD_BYTES: usize = 64 * 1024;
 
 /// 503: the client holds as many body bytes as one client may.
 fn client_overloaded(retry_after: Duration) -> Answer {

@@ -23,10 +23,13 @@ mod reload;
 mod route;
 mod server;
 mod signed_url;
+mod sns;
+mod sns_fetch;
 mod spans;
 mod stages;
 mod store;
 mod tls;
+mod verify;
 
 #[cfg(test)]
 mod tests;
@@ -63,6 +66,8 @@ pub enum IngressError {
     Metrics(#[source] prometheus::Error),
     #[error(transparent)]
     Topics(#[from] spillway_kafka::durability::UnfitTopics),
+    #[error("ingress.sns: {0}")]
+    Sns(#[from] spillway_egress::TlsError),
 }
 
 /// An assembled ingress process.
@@ -116,12 +121,14 @@ impl Ingress {
             )?),
             None => None,
         };
+        let sns = sns_fetch::SnsFetcher::new(&config.ingress.sns)?;
         let pipeline = Arc::new(Pipeline::new(
             config,
             sources,
             producer.clone(),
             store.clone(),
             metrics,
+            sns,
         ));
         let readiness = Arc::new(IngressReadiness {
             draining: AtomicBool::new(false),

@@ -16,6 +16,7 @@ use crate::blocklist::Blocklist;
 use crate::budget::{BodyBudget, ClientPlaces};
 use crate::keys::Keys;
 use crate::limit::InFlightLimit;
+use crate::sns_fetch::SnsFetcher;
 
 /// The configured sources by name: the `{source}` of `/v1/hooks/{source}`.
 pub(crate) type Sources = HashMap<String, Arc<ResolvedSource>>;
@@ -65,6 +66,8 @@ pub struct Pipeline {
     pub(crate) blocklist: Option<Blocklist>,
     /// The durable sections (claim, produce, commit) in progress; drained on shutdown.
     pub(crate) tasks: TaskTracker,
+    /// SNS signing certificates and subscription confirmations.
+    pub(crate) sns: SnsFetcher,
 }
 
 // === impl Pipeline ===
@@ -78,6 +81,7 @@ impl Pipeline {
         producer: EventProducer,
         store: Option<SharedStore>,
         metrics: IngressMetrics,
+        sns: SnsFetcher,
     ) -> Self {
         let blocklist =
             config
@@ -124,6 +128,7 @@ impl Pipeline {
             trusted_proxies: config.ingress.trusted_proxies.clone(),
             blocklist,
             tasks: TaskTracker::new(),
+            sns,
         }
     }
 }

@@ -7,9 +7,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::Request;
+use http::{Request, StatusCode};
 use hyper::body::Body;
 use spillway_core::EventId;
+use spillway_signature::Algorithm;
 use tracing::Instrument;
 
 use crate::admission::InFlight;
@@ -97,15 +98,36 @@ impl Pipeline {
             Ok(body) => body,
             Err(refused) => return refused,
         };
-        let verified = match self.verify(&intake, &parts, &body, client).await {
-            Ok(verified) => verified,
-            Err(refused) => return refused,
+        let (verified, handshake) =
+            if intake.source.verifier.scheme().algorithm == Algorithm::AwsSns {
+                match self.verify_sns(&intake, &body, client).await {
+                    Ok((verified, message)) => {
+                        let handshake = self.sns_handshake(&intake.source, &message).await;
+                        (verified, handshake)
+                    }
+                    Err(refused) => return refused,
+                }
+            } else {
+                match self.verify(&intake, &parts, &body, client).await {
+                    Ok(verified) => {
+                        let handshake =
+                            self.signed_handshake(&intake.source, &parts.headers, &body, &verified);
+                        (verified, handshake)
+                    }
+                    Err(refused) => return refused,
+                }
+            };
+        // A handshake is answered as its provider expects; with `store_handshakes` an
+        // answered one is also written, and answered once it is durable.
+        let handshake = match handshake {
+            Some(answer)
+                if intake.source.store_handshakes && answer.response.status() == StatusCode::OK =>
+            {
+                Some(answer)
+            }
+            Some(answer) => return answer,
+            None => None,
         };
-        if let Some(answer) =
-            self.signed_handshake(&intake.source, &parts.headers, &body, &verified)
-        {
-            return answer;
-        }
         if let Some(refused) = self.rate_limited(&intake.source).await {
             return refused;
         }
@@ -118,8 +140,13 @@ impl Pipeline {
             _in_flight: in_flight,
             _charge: charge,
         };
-        self.make_durable_detached(intake.source, envelope, replay_key, held)
-            .await
+        let durable = self
+            .make_durable_detached(intake.source, envelope, replay_key, held)
+            .await;
+        match handshake {
+            Some(answer) if durable.response.status().is_success() => answer,
+            _ => durable,
+        }
     }
 }
 

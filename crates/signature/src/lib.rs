@@ -146,6 +146,11 @@ impl Verifier {
         &self.scheme
     }
 
+    /// The replay window.
+    pub fn tolerance(&self) -> Duration {
+        self.tolerance
+    }
+
     /// The hex HMAC of `data` with the secret `key_id`, in the scheme's algorithm (Zoom's
     /// handshake answers with one); `None` for a key it does not hold or a scheme that is not
     /// an HMAC.

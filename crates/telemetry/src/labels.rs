@@ -34,6 +34,9 @@ pub enum Outcome {
     RobotsTxt,
     /// A provider's registration handshake, answered at the edge.
     Handshake,
+    /// A URL the message names (an SNS signing certificate or SubscribeURL) could not be
+    /// fetched in time: 503, the provider retries.
+    ProviderUnreachable,
     /// A bug: the request's task failed. Never expected; alert on any.
     Internal,
 }
@@ -41,7 +44,7 @@ pub enum Outcome {
 // === impl Outcome ===
 
 impl Outcome {
-    pub const ALL: [Outcome; 22] = [
+    pub const ALL: [Outcome; 23] = [
         Self::Accepted,
         Self::Duplicate,
         Self::InFlight,
@@ -63,6 +66,7 @@ impl Outcome {
         Self::UnsupportedEncoding,
         Self::RobotsTxt,
         Self::Handshake,
+        Self::ProviderUnreachable,
         Self::Internal,
     ];
 
@@ -89,6 +93,7 @@ impl Outcome {
             Self::UnsupportedEncoding => "unsupported_encoding",
             Self::RobotsTxt => "robots_txt",
             Self::Handshake => "handshake",
+            Self::ProviderUnreachable => "provider_unreachable",
             Self::Internal => "internal",
         }
     }

@@ -18,6 +18,7 @@ mod providers;
 mod redis_down;
 mod reload;
 mod sizes;
+mod sns;
 mod subscriptions;
 mod tls_and_http2;
 mod traces;

@@ -79,6 +79,21 @@ async fn slack_url_verification_is_answered_with_its_challenge_once_verified() {
 }
 
 #[tokio::test]
+async fn a_source_that_stores_handshakes_writes_them_once_and_still_answers_them() {
+    let h = harness();
+    let body = r#"{"token":"t","challenge":"c-1","type":"url_verification"}"#;
+    for _ in 0..2 {
+        let headers = signed("slack", "slack-signing-secret", "", body);
+        let seen = h.send(post_signed("slack-stored", &headers, body)).await;
+        assert_eq!(seen.status, StatusCode::OK, "{seen:?}");
+        assert_eq!(seen.body, serde_json::json!({"challenge": "c-1"}));
+    }
+    let records = h.kafka.records();
+    assert_eq!(records.len(), 1, "written once, the second is a duplicate");
+    assert_eq!(records[0].value.as_deref(), Some(body.as_bytes()));
+}
+
+#[tokio::test]
 async fn a_slack_event_is_still_an_event() {
     let h = harness();
     let body = r#"{"type":"event_callback","event_id":"Ev1","event":{"type":"message"}}"#;

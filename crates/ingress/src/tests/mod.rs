@@ -95,6 +95,10 @@ sources:
   slack:
     verify: { scheme: slack }
     secrets: [{ id: sl-1, file: "{dir}/slack" }]
+  slack-stored:
+    verify: { scheme: slack }
+    secrets: [{ id: sl-1, file: "{dir}/slack" }]
+    store_handshakes: true
   zoom:
     verify: { scheme: zoom }
     secrets: [{ id: zm-1, file: "{dir}/zoom" }]
@@ -221,6 +225,7 @@ pub(crate) fn harness_on(store: Option<MemoryStore>, cluster: &str) -> Harness {
         EventProducer::memory(kafka.clone()),
         Some(SharedStore::Memory(store.clone())),
         IngressMetrics::new().expect("metrics"),
+        crate::sns_fetch::SnsFetcher::new(&config.ingress.sns).expect("sns fetcher"),
     );
     pipeline
         .cluster

@@ -1,0 +1,191 @@
+//! AWS SNS at the edge: a message is accepted only from the source's topics, and verified with
+//! the certificate its `SigningCertURL` names (fetched through [`crate::sns_fetch`]). A
+//! `SubscriptionConfirmation` is then confirmed by visiting its `SubscribeURL` and answered;
+//! an `UnsubscribeConfirmation` is recorded. A certificate or confirmation that cannot be
+//! fetched in time is answered 503, so SNS retries.
+
+use std::net::IpAddr;
+
+use bytes::Bytes;
+use http::StatusCode;
+use serde_json::json;
+use spillway_config::ResolvedSource;
+use spillway_providers::Handshake;
+use spillway_signature::sns::{SnsKind, SnsMessage};
+use spillway_signature::Verified;
+use spillway_telemetry::Outcome;
+
+use crate::answer::{self, Answer};
+use crate::handshake::json_answer;
+use crate::intake::Intake;
+use crate::pipeline::Pipeline;
+use crate::sns_fetch::FetchError;
+
+// === impl Pipeline ===
+
+impl Pipeline {
+    /// Stage 5 for an `aws-sns` source: the message's topic, its certificate's URL, the
+    /// certificate, then the signature.
+    pub(crate) async fn verify_sns(
+        &self,
+        intake: &Intake,
+        body: &Bytes,
+        client: IpAddr,
+    ) -> Result<(Verified, SnsMessage), Answer> {
+        let source = &intake.source;
+        let message = match SnsMessage::parse(body) {
+            Ok(m) => m,
+            Err(e) => return Err(self.verification_failed(source, client, &e).await),
+        };
+        if !source.topic_arns.contains(&message.topic_arn) {
+            let why = format!(
+                "topic {} is not one of this source's topic_arns",
+                message.topic_arn
+            );
+            return Err(self
+                .refused(
+                    source,
+                    client,
+                    StatusCode::FORBIDDEN,
+                    "topic_not_allowed",
+                    why,
+                )
+                .await);
+        }
+        let uri = match self
+            .sns
+            .check_url("SigningCertURL", &message.certificate_url, true)
+        {
+            Ok(uri) => uri,
+            Err(e) => {
+                return Err(self
+                    .refused(
+                        source,
+                        client,
+                        StatusCode::BAD_REQUEST,
+                        "certificate_url_refused",
+                        e.to_string(),
+                    )
+                    .await)
+            }
+        };
+        let der = match self.sns.certificate(&uri).await {
+            Ok(der) => der,
+            Err(e) => return Err(self.unfetched(source, client, &e).await),
+        };
+        // The certificate's file name tells one AWS signing certificate from the next in
+        // the verification metric's `key_id`.
+        let key_id = uri
+            .path()
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .trim_end_matches(".pem");
+        let tolerance = source.verifier.tolerance();
+        match message.verify(&der, key_id, intake.received_at(), tolerance) {
+            Ok(verified) => {
+                self.metrics.verified(&source.name, key_id);
+                Ok((verified, message))
+            }
+            Err(e) => Err(self.verification_failed(source, client, &e).await),
+        }
+    }
+
+    /// The answer to a verified (un)subscription confirmation; `None` for a notification.
+    pub(crate) async fn sns_handshake(
+        &self,
+        source: &ResolvedSource,
+        message: &SnsMessage,
+    ) -> Option<Answer> {
+        let handshake = Handshake::SnsSubscriptionConfirmation;
+        let url = message.subscribe_url.as_deref()?;
+        let answer = match message.kind {
+            SnsKind::Notification => return None,
+            SnsKind::UnsubscribeConfirmation => {
+                tracing::warn!(
+                    topic = %message.topic_arn,
+                    message_id = %message.message_id,
+                    resubscribe_url = url,
+                    "SNS unsubscribed this endpoint; visit the URL to subscribe again"
+                );
+                json_answer(&json!({ "recorded": "UnsubscribeConfirmation" }))
+            }
+            SnsKind::SubscriptionConfirmation => {
+                let confirmed = match self.sns.check_url("SubscribeURL", url, false) {
+                    Ok(uri) => self.sns.confirm(&uri).await.map_err(Some),
+                    Err(refused) => {
+                        tracing::warn!(error = %refused, "SNS subscription not confirmed");
+                        Err(None)
+                    }
+                };
+                match confirmed {
+                    Ok(()) => {
+                        tracing::info!(topic = %message.topic_arn, "SNS subscription confirmed");
+                        json_answer(&json!({ "confirmed": message.topic_arn }))
+                    }
+                    Err(None) => answer::error(
+                        Outcome::BadRequest,
+                        StatusCode::BAD_REQUEST,
+                        "subscribe_url_refused",
+                        "the SubscribeURL is not an https URL on ingress.sns.hosts",
+                    ),
+                    Err(Some(e)) => {
+                        tracing::warn!(error = %e, "SNS subscription confirmation failed");
+                        self.unreachable(&e)
+                    }
+                }
+            }
+        };
+        Some(self.counted(source, handshake, answer))
+    }
+
+    /// A certificate that could not be had: 503 for the provider to retry, or 401 when what
+    /// was served is not a certificate.
+    async fn unfetched(&self, source: &ResolvedSource, client: IpAddr, e: &FetchError) -> Answer {
+        match e {
+            FetchError::NotACertificate(..) => {
+                self.refused(
+                    source,
+                    client,
+                    StatusCode::UNAUTHORIZED,
+                    "certificate_invalid",
+                    e.to_string(),
+                )
+                .await
+            }
+            _ => {
+                tracing::warn!(source = %source.name, error = %e, "SNS signing certificate unavailable");
+                self.unreachable(e)
+            }
+        }
+    }
+
+    fn unreachable(&self, e: &FetchError) -> Answer {
+        answer::retry_later(
+            Outcome::ProviderUnreachable,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "provider_unreachable",
+            e.to_string(),
+            self.retry_after,
+        )
+    }
+
+    /// A refusal of the message's authenticity with `code`, counted as a verification
+    /// failure (and against the client's address) like a bad signature.
+    async fn refused(
+        &self,
+        source: &ResolvedSource,
+        client: IpAddr,
+        status: StatusCode,
+        code: &'static str,
+        why: String,
+    ) -> Answer {
+        self.count_failure(source, client, code).await;
+        let outcome = match status {
+            StatusCode::BAD_REQUEST => Outcome::BadRequest,
+            StatusCode::FORBIDDEN => Outcome::Forbidden,
+            _ => Outcome::Unauthorized,
+        };
+        answer::error(outcome, status, code, why)
+    }
+}
