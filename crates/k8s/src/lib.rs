@@ -5,6 +5,7 @@
 //! The objects come from `dev/chart.sh render --json` (Helm's own engine); schema validity is
 //! checked there with the Kubernetes JSON schemas, so this crate checks what no schema can.
 
+mod egress;
 pub mod operator;
 
 use std::collections::BTreeMap;
@@ -150,6 +151,9 @@ impl Rendered {
         };
         for deployment in &self.deployments {
             found.extend(check_deployment(deployment, config.as_ref()));
+        }
+        if let Some(config) = &config {
+            found.extend(egress::check_sns_egress(&self.network_policies, config));
         }
         found.extend(self.check_selectors());
         found.extend(self.check_autoscalers());

@@ -263,3 +263,32 @@ fn an_unknown_kind_or_operator_field_is_refused() {
     assert!(err.to_string().contains("podMetricEndpoints"), "{err}");
     assert!(Rendered::parse(monitoring).is_ok());
 }
+
+#[test]
+fn an_sns_source_opens_https_out_of_the_ingress_and_its_check_fires_without_it() {
+    let production = vec![repo().join("helm/spillway/ci/production-values.yaml")];
+    let mut objects = render(&production);
+    let policy = object(&mut objects, "NetworkPolicy", "spillway-ingress");
+    let egress = policy["spec"]["egress"].as_array_mut().expect("egress");
+    let https = |rule: &Value| rule["ports"][0]["port"] == 443;
+    assert!(egress.iter().any(https), "443 is open: {egress:?}");
+    egress.retain(|rule| !https(rule));
+    let violations = Rendered::parse(objects).expect("typed").violations();
+    assert!(
+        violations.iter().any(|v| v.rule == "sns-egress"),
+        "{violations:?}"
+    );
+    // Without an aws-sns source the port stays closed.
+    let defaults = render(&[]);
+    let policy = defaults
+        .iter()
+        .find(|o| o["kind"] == "NetworkPolicy" && o["metadata"]["name"] == "spillway-ingress")
+        .expect("policy");
+    let open: Vec<&Value> = policy["spec"]["egress"]
+        .as_array()
+        .expect("egress")
+        .iter()
+        .filter(|rule| rule["ports"][0]["port"] == 443)
+        .collect();
+    assert!(open.is_empty(), "{open:?}");
+}

@@ -216,8 +216,9 @@ pub fn markdown() -> String {
         }
         let _ = write!(
             out,
-            "\n## {family} ({} presets)\n\n{what}\n\n| scheme | provider | signature | signs | timestamp | dedupe key | event type |\n|---|---|---|---|---|---|---|\n",
-            members.len()
+            "\n## {family} ({} preset{})\n\n{what}\n\n| scheme | provider | signature | signs | timestamp | dedupe key | event type |\n|---|---|---|---|---|---|---|\n",
+            members.len(),
+            if members.len() == 1 { "" } else { "s" }
         );
         for r in members {
             let _ = writeln!(
@@ -243,6 +244,7 @@ pub fn markdown() -> String {
             r.handshake.unwrap_or_default()
         );
     }
+    out.push_str(include_str!("listing/sns.md"));
     out.push_str("\n## Notes per provider\n\n");
     for r in rows.iter().filter(|r| !r.note.is_empty()) {
         let _ = writeln!(out, "- `{}`: {}.", r.name, r.note);

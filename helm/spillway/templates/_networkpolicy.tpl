@@ -19,6 +19,18 @@
 {{- end }}
 {{- end }}
 
+{{/* HTTPS out of the ingress when a source is aws-sns: it fetches SNS signing certificates and
+confirms subscriptions (docs/providers.md, "AWS SNS"). */}}
+{{- define "spillway.egressSns" -}}
+{{- $sns := false }}
+{{- range $name, $source := .Values.sources }}
+{{- if eq (dig "verify" "scheme" "" $source) "aws-sns" }}{{ $sns = true }}{{ end }}
+{{- end }}
+{{- if $sns }}
+{{- include "spillway.egressTo" (dict "port" 443 "cidrs" .Values.networkPolicy.sns.cidrs) }}
+{{- end }}
+{{- end }}
+
 {{/* DNS, wherever the cluster's resolver is. */}}
 {{- define "spillway.egressDns" -}}
 - ports:
