@@ -191,6 +191,7 @@ const PRESETS = {
   telnyx: { docs: 'https://developers.telnyx.com/docs/development/sdk/node/webhooks', dedupe: { j: '/data/id' }, event: { j: '/data/event_type' } },
   // platforms
   'standard-webhooks': { docs: 'https://github.com/standard-webhooks/standard-webhooks/blob/main/spec/standard-webhooks.md', dedupe: 'standard', event: { j: '/type' } },
+  'standard-webhooks-v1a': { docs: 'https://github.com/standard-webhooks/standard-webhooks/blob/main/spec/standard-webhooks.md#signature-scheme', dedupe: 'standard', event: { j: '/type' } },
   svix: { docs: 'https://docs.svix.com/receiving/verifying-payloads/how-manual', dedupe: 'standard', event: { j: '/type' } },
   clerk: { docs: 'https://clerk.com/docs/webhooks/verify-webhooks', dedupe: 'standard', event: { j: '/type' } },
   openai: { docs: 'https://platform.openai.com/docs/guides/webhooks', dedupe: 'standard', event: { j: '/type' } },
@@ -1689,6 +1690,50 @@ const accepted = (preset, pkg, fn, how = 'node crypto') =>
   });
 }
 
+// Standard Webhooks v1a (Ed25519). No released library signs or verifies v1a (npm and PyPI
+// `standardwebhooks` 1.1.x skip every label but v1), so these are published vectors: Svix's
+// server test whose signature is the spec's own example, and the tests of the two v1a
+// libraries proposed upstream (Go, JS). Each public key is derived here from the published
+// key, and each signature checked with tweetnacl.
+{
+  const id = 'msg_p5jXN8AQM9LWM0D4loKWxJek';
+  const ts = 1614265330;
+  const body = '{"test": 2432232314}';
+  const fromSeed = (seed) => Buffer.from(nacl.sign.keyPair.fromSeed(new Uint8Array(seed)).publicKey);
+  const published64 = Buffer.from('6Xb/dCcHpPea21PS1N9VY/NZW723CEc77N4rJCubMbfVKIDij2HKpMKkioLlX0dRqSKJp4AJ6p9lMicMFs6Kvg==', 'base64');
+  same(b64(fromSeed(published64.subarray(0, 32))), b64(published64.subarray(32)), 'svix whsk_ is seed and public key');
+  for (const { url, publicKey, signature } of [
+    {
+      url: 'https://github.com/svix/svix-webhooks/blob/4fc0cfb8b426c87ef7e2b937e7d896a71d456a47/server/svix-server/src/worker.rs (test_asymmetric_key_signing: the spec example header, v1 and v1a)',
+      publicKey: published64.subarray(32),
+      signature: 'v1,K5oZfzN95Z9UVu1EsfQmfVNQhnkZ2pj9o9NDN/H/pI4= v1a,hnO3f9T8Ytu9HwrXslvumlUpqtNVqkhqw/enGzPCXe5BdqzCInXqYXFymVJaA7AZdpXwVLPo3mNl8EM+m7TBAg==',
+    },
+    {
+      url: 'https://github.com/standard-webhooks/standard-webhooks/blob/f50a00aed19df45a9f5f98121ff2b9effbf10a31/libraries/go/webhook_asymmetric_test.go (TestAsymmetricWebhookSign, PR #253)',
+      publicKey: fromSeed(Buffer.from('VEVTVFNJR05JTkdLRVlET05PVFVTRVRISVNGT1JBTlk=', 'base64')),
+      signature: 'v1a,tQ9V2XOqn7jL/DQenEFpqIugdBVtiMmER5mhSkXBNwM0mkATuDe6KYYUuxqtaiHeYGb7KaaBRdM5WqyeFiL8Ag==',
+    },
+    {
+      url: 'https://github.com/standard-webhooks/standard-webhooks/blob/659f67424f865ba66552a9388485f7273ea54862/libraries/javascript/src/webhook.test.ts (v1a: sign function works, PR #308; the seed is 32 bytes of 1)',
+      publicKey: fromSeed(Buffer.alloc(32, 1)),
+      signature: 'v1a,Ykcu7AtGZGmZxFEH1Gaa2Nd7feY/CTuruoL4fqgnKwfbHU4DhemoVHZdvGfIvKvn4BIgwktLGGPGIr/i9nK7AA==',
+    },
+  ]) {
+    const v1a = signature.split(' ').find((s) => s.startsWith('v1a,')).slice(4);
+    check(
+      nacl.sign.detached.verify(new Uint8Array(Buffer.from(`${id}.${ts}.${body}`)), new Uint8Array(Buffer.from(v1a, 'base64')), new Uint8Array(publicKey)),
+      `v1a vector of ${url}`,
+    );
+    add('standard-webhooks-v1a', {
+      origin: published(url),
+      secret: `whpk_${b64(publicKey)}`,
+      headers: [JSON_CT, ['webhook-id', id], ['webhook-timestamp', String(ts)], ['webhook-signature', signature]],
+      body,
+      now: ts,
+    });
+  }
+}
+
 /** A Standard Webhooks request signed by `lib` ('standardwebhooks' or 'svix'), under its header names. */
 function standardSigned(lib, secret, id, body) {
   const Webhook = lib === 'svix' ? SvixWebhook : StandardWebhook;
@@ -1937,6 +1982,15 @@ function standardSigned(lib, secret, id, body) {
     origin: byRecipe('persona'),
     secret,
     headers: [JSON_CT, ['Persona-Signature', recipe.stripeLike(secret, T, body)]],
+    body,
+  });
+  // While Persona rotates its secret: "two space-separated sets of the key-value pairs"
+  // (the docs' webhooks-best-practices page), the new secret's first.
+  const rotated = 'wbhsec_9e8d7c6b-5a4f-4e3d-2c1b-0a9f8e7d6c5b';
+  add('persona', {
+    origin: `${byRecipe('persona')} (two groups while the secret rotates; the source holds the old secret)`,
+    secret,
+    headers: [JSON_CT, ['Persona-Signature', `${recipe.stripeLike(rotated, T, body)} ${recipe.stripeLike(secret, T, body)}`]],
     body,
   });
 }

@@ -368,3 +368,77 @@ fn a_client_certificate_source_needs_a_ca_to_check_against() {
         Ok(())
     });
 }
+
+#[test]
+fn an_sns_source_needs_its_topics_and_no_secret_and_the_fetches_are_bounded() {
+    let parse = |text: &str| crate::parse_str(text).expect("parses");
+    let base = "kafka: { brokers: k:9092 }\nredis: { nodes: [\"redis://r:1\"] }\n";
+    let sns = parse(&format!(
+        "{base}sources:\n  orders:\n    verify: {{ scheme: aws-sns }}\n    \
+         topic_arns: [\"arn:aws:sns:eu-west-1:123456789012:orders\"]\n"
+    ));
+    let sources = sns.resolve_sources().expect("resolves");
+    assert_eq!(
+        sources[0].topic_arns,
+        ["arn:aws:sns:eu-west-1:123456789012:orders"]
+    );
+    assert_eq!(
+        sources[0].dedupe,
+        KeySource::JsonPointer {
+            pointer: "/MessageId".into()
+        }
+    );
+    assert_eq!(sources[0].verifier.tolerance(), Duration::from_secs(3900));
+    let problems = |text: String| -> Vec<String> {
+        let config = parse(&text);
+        config
+            .validate_for(crate::Process::Ingress)
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    };
+    let found = problems(format!(
+        "{base}sources:\n  orders:\n    verify: {{ scheme: aws-sns }}\n    \
+         secrets: [{{ id: k, env: X }}]\n"
+    ));
+    assert!(
+        found
+            .iter()
+            .any(|e| e.starts_with("sources.orders.topic_arns: scheme aws-sns needs"))
+            && found
+                .iter()
+                .any(|e| e == "sources.orders.secrets: scheme aws-sns takes no secrets"),
+        "{found:?}"
+    );
+    let found = problems(format!(
+        "{base}sources:\n  orders:\n    verify: {{ scheme: aws-sns }}\n    \
+         topic_arns: [\"orders\"]\n  gh:\n    verify: {{ scheme: github }}\n    \
+         secrets: [{{ id: k, env: X }}]\n    topic_arns: [\"arn:aws:sns:eu-west-1:1:t\"]\n"
+    ));
+    assert!(
+        found
+            .iter()
+            .any(|e| e.starts_with("sources.orders.topic_arns[0]: \"orders\" is not a topic ARN"))
+            && found
+                .iter()
+                .any(|e| e
+                    == "sources.gh.topic_arns: only scheme aws-sns takes topic_arns, not github"),
+        "{found:?}"
+    );
+    let found = problems(format!(
+        "{base}ingress:\n  sns: {{ hosts: [\"*.*\", \"https://x\"], timeout: 60s, max_certificates: 0 }}\n\
+         sources:\n  orders:\n    verify: {{ scheme: aws-sns }}\n    \
+         topic_arns: [\"arn:aws:sns:eu-west-1:1:t\"]\n"
+    ));
+    for field in [
+        "ingress.sns.hosts[0]",
+        "ingress.sns.hosts[1]",
+        "ingress.sns.timeout",
+        "ingress.sns.max_certificates",
+    ] {
+        assert!(
+            found.iter().any(|e| e.starts_with(field)),
+            "{field}: {found:?}"
+        );
+    }
+}

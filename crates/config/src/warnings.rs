@@ -54,6 +54,26 @@ fn url_from_host(config: &Config, warnings: &mut Vec<Warning>) {
     }
 }
 
+/// `store_handshakes` on a source whose provider makes no authenticated handshake: nothing
+/// would be stored (unsigned handshakes never are).
+fn handshakes_to_store(config: &Config, warnings: &mut Vec<Warning>) {
+    for (name, source) in &config.sources {
+        let signed = spillway_providers::find(&source.verify.scheme)
+            .and_then(|p| p.handshake)
+            .is_some_and(|h| h.is_signed());
+        if source.store_handshakes && !signed {
+            warnings.push(Warning {
+                path: format!("sources.{name}.store_handshakes"),
+                message: format!(
+                    "scheme {} has no authenticated handshake to store (unsigned handshakes are \
+                     never stored): the setting does nothing",
+                    source.verify.scheme
+                ),
+            });
+        }
+    }
+}
+
 // === impl Config ===
 
 impl Config {
@@ -64,6 +84,7 @@ impl Config {
         if process.serves_webhooks() {
             blocking_without_proxies(self, &mut warnings);
             url_from_host(self, &mut warnings);
+            handshakes_to_store(self, &mut warnings);
         }
         for (path, file) in secret_files(self, process) {
             if let Some(mode) = open_to_others(file) {

@@ -152,14 +152,19 @@ impl<'s, 'r> Reader<'s, 'r> {
         match field {
             Field::Header(h) => Ok(required(self.request.headers, &self.name(h))?.to_owned()),
             Field::Param(key) => {
+                // Repeated with one value is one value (each of Persona's rotation groups
+                // carries the same `t=`); two values would leave the signed one unknown.
                 let mut found = params.iter().filter(|(k, _)| k == key.as_ref());
-                match (found.next(), found.next()) {
-                    (Some((_, v)), None) => Ok(v.clone()),
-                    (Some(_), Some(_)) => {
-                        Err(malformed(&self.label(field), "appears more than once"))
-                    }
-                    (None, _) => Err(malformed(&self.label(field), "is missing")),
+                let Some((_, first)) = found.next() else {
+                    return Err(malformed(&self.label(field), "is missing"));
+                };
+                if found.any(|(_, v)| v != first) {
+                    return Err(malformed(
+                        &self.label(field),
+                        "appears more than once with different values",
+                    ));
                 }
+                Ok(first.clone())
             }
             Field::Json(pointer) => {
                 let json = self
@@ -202,7 +207,10 @@ fn read_signatures(
             }
         }
         SignatureFormat::Params { separator, key } => {
-            for item in value.split(*separator).map(str::trim) {
+            // Whitespace separates too: Persona sends two `t=..,v1=..` groups, space-separated,
+            // while it rotates its secret (and some senders write `, ` between pairs).
+            let items = value.split(|c: char| c == *separator || c.is_whitespace());
+            for item in items {
                 if item.is_empty() {
                     continue;
                 }
@@ -318,3 +326,7 @@ pub(crate) fn decode(header: &str, encoding: Encoding, text: &str) -> Result<Vec
     };
     decoded.map_err(|reason| malformed(header, reason))
 }
+
+#[cfg(test)]
+#[path = "extract_tests.rs"]
+mod tests;

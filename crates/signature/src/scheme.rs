@@ -168,6 +168,21 @@ impl Scheme {
         .timestamp(Field::Json("/Timestamp".into()), TimestampFormat::Rfc3339)
     }
 
+    /// Standard Webhooks' asymmetric signatures: `webhook-signature: v1a,<base64>` (Ed25519)
+    /// over the same `id.timestamp.body`; the source holds the sender's public key, `whpk_`
+    /// and base64. `v1,` items in the same header are another scheme's and are skipped.
+    pub fn standard_webhooks_v1a() -> Self {
+        Self {
+            algorithm: Algorithm::Ed25519,
+            ..Self::standard_webhooks()
+        }
+        .named("standard-webhooks-v1a")
+        .list(' ', "v1a,")
+        .secret(SecretFormat::Base64 {
+            prefix: "whpk_".into(),
+        })
+    }
+
     /// standardwebhooks.com: `webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<base64>
     /// ...` over `id.timestamp.body`, the secret `whsec_` and base64; the `svix-*` header
     /// names are accepted too. Also how the workers sign their deliveries.

@@ -77,6 +77,12 @@ impl Scheme {
         let bytes = match &self.secret {
             SecretFormat::Text => text.as_bytes().to_vec(),
             SecretFormat::Hex => hex::decode(text.trim()).map_err(|_| SecretError::NotHex)?,
+            // Standard Webhooks names its keys: `whsk_` is the sender's, never the receiver's.
+            SecretFormat::Base64 { prefix } if prefix == "whpk_" && text.starts_with("whsk_") => {
+                return Err(SecretError::NotPublicKey(
+                    "whsk_ is the sender's private key: give the source its public key, whpk_...",
+                ))
+            }
             SecretFormat::Base64 { prefix } => {
                 let encoded = text.strip_prefix(prefix.as_ref()).unwrap_or(text).trim();
                 crate::b64()

@@ -418,6 +418,17 @@ fn standard_webhooks_secret_must_be_base64() {
         Err(SecretError::NotBase64(_))
     ));
     assert_eq!(github().decode_secret(""), Err(SecretError::Empty));
+    // v1a: the source holds the sender's public key; its signing key is refused by name.
+    let v1a = Scheme::standard_webhooks_v1a();
+    let public = v1a
+        .decode_secret("whpk_1SiA4o9hyqTCpIqC5V9HUakiiaeACeqfZTInDBbOir4=")
+        .expect("public key");
+    assert_eq!(public.len(), 32);
+    let private = v1a.decode_secret("whsk_6Xb/dCcHpPea21PS1N9VY/NZW723CEc77N4rJCubMbc=");
+    assert!(
+        matches!(&private, Err(SecretError::NotPublicKey(why)) if why.contains("whpk_")),
+        "{private:?}"
+    );
 }
 
 #[test]

@@ -289,3 +289,26 @@ fn a_config_file_others_can_read_is_warned_about_only_when_it_holds_secrets() {
         Ok(())
     });
 }
+
+#[test]
+fn storing_handshakes_where_none_is_authenticated_is_a_warning() {
+    let with = |scheme: &str| {
+        parse_str(&format!(
+            "kafka: {{ brokers: k:9092 }}\nredis: {{ nodes: [\"redis://r:1\"] }}\n\
+             sources:\n  s: {{ verify: {{ scheme: {scheme} }}, store_handshakes: true }}\n"
+        ))
+        .expect("parses")
+    };
+    let found = warnings(&with("dropbox"), Process::Ingress);
+    assert!(
+        found.len() == 1
+            && found[0].starts_with(
+                "sources.s.store_handshakes: scheme dropbox has no authenticated handshake"
+            ),
+        "{found:?}"
+    );
+    assert_eq!(
+        warnings(&with("slack"), Process::Ingress),
+        Vec::<String>::new()
+    );
+}

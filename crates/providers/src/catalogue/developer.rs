@@ -97,7 +97,7 @@ pub(super) fn presets() -> Vec<Preset> {
             .note("signs the callback URL: behind a proxy set the source's public_url to the URL Trello was given")
             .handshake(Handshake::HeadProbe),
         Preset::new("asana", "Asana", body_sha256("x-hook-signature"))
-            .secret("the X-Hook-Secret Asana sent when the webhook was created")
+            .secret("the X-Hook-Secret in Asana's answer to the POST /webhooks that created the webhook (also sent in its handshake)")
             .docs("https://developers.asana.com/docs/webhooks-guide")
             .handshake(Handshake::AsanaHookSecret),
         Preset::new("clickup", "ClickUp", body_sha256("x-signature"))

@@ -18,6 +18,12 @@ pub(super) fn presets() -> Vec<Preset> {
         standard("svix", "Svix", "https://docs.svix.com/receiving/verifying-payloads/how-manual"),
         standard("clerk", "Clerk", "https://clerk.com/docs/webhooks/verify-webhooks"),
         standard("openai", "OpenAI", "https://platform.openai.com/docs/guides/webhooks"),
+        Preset::new("standard-webhooks-v1a", "Standard Webhooks, asymmetric (v1a, Ed25519)", Scheme::standard_webhooks_v1a())
+            .dedupe_signed_id()
+            .event_json("/type")
+            .secret("the sender's public key, whpk_ and base64 (never its whsk_ signing key)")
+            .docs("https://github.com/standard-webhooks/standard-webhooks/blob/main/spec/standard-webhooks.md#signature-scheme")
+            .note("v1 (HMAC) signatures in the same header are skipped: a sender that signs both ways can be received with either preset"),
         Preset::new("replicate", "Replicate", Scheme::standard_webhooks())
             .dedupe_signed_id()
             .secret("the account's webhook signing secret, whsec_...")
@@ -35,7 +41,7 @@ pub(super) fn presets() -> Vec<Preset> {
             .event_json("/data/attributes/name")
             .secret("the webhook secret, wbhsec_ included")
             .docs("https://docs.withpersona.com/docs/webhooks-best-practices")
-            .note("while Persona rotates its secret it sends two t=,v1= groups in one header, which is refused (400) until the rotation ends"),
+            .note("while Persona rotates its secret it sends two t=,v1= groups in one header: either signature verifies; groups with different t= are refused (400)"),
         Preset::new("okta", "Okta event hooks", token("authorization", ""))
             .dedupe_json("/eventId")
             .event_json("/data/events/0/eventType")
