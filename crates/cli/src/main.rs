@@ -166,7 +166,8 @@ async fn run(command: Command, loaded: Option<Config>) -> anyhow::Result<ExitCod
             commands::ingress::run(config_of(config, Process::Ingress)?, path).await
         }
         Command::Worker { config } => {
-            commands::worker::run(config_of(config, Process::Worker)?).await
+            let path = config.clone();
+            commands::worker::run(config_of(config, Process::Worker)?, path).await
         }
         Command::CheckConfig { config } => Ok(commands::check_config::run(&config)),
         Command::Dlq { command } => dlq::run(command).await,

@@ -199,8 +199,8 @@ impl Ingress {
 
     /// Reloads the sources from `path` (the file this process was started with) when it or
     /// a source's secret file changes, checked every `ingress.reload_interval`, and on SIGHUP.
-    pub fn reload_from(mut self, path: std::path::PathBuf, config: &Config) -> Self {
-        self.reload = Some(reload::Watch::new(path, config));
+    pub async fn reload_from(mut self, path: std::path::PathBuf, config: &Config) -> Self {
+        self.reload = Some(reload::Watch::new(path, config).await);
         self
     }
 

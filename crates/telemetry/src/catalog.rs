@@ -218,8 +218,8 @@ pub const HANDSHAKES: MetricDef = MetricDef {
 pub const CONFIG_RELOADS: MetricDef = MetricDef {
     name: "spillway_config_reloads_total",
     kind: Kind::Counter,
-    process: Process::Ingress,
-    help: "Reloads of the sources (the config file or a source's secret file changed, or SIGHUP): `ok` swapped them in, `failed` kept the running ones (every bad field is logged).",
+    process: Process::Both,
+    help: "Reloads of the sources (the config file or a source's secret file changed, or SIGHUP): `ok` swapped them in (a worker also consumes a new source's topic), `failed` kept the running ones (every bad field is logged).",
     labels: &[Label {
         name: "result",
         values: "`ok`, `failed`",

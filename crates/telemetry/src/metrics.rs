@@ -243,6 +243,7 @@ pub struct WorkerMetrics {
     dead_letters: IntCounterVec,
     circuit_state: IntGaugeVec,
     lag: IntGaugeVec,
+    reloads: IntCounterVec,
 }
 
 /// A circuit breaker's state, the value of `spillway_worker_circuit_state`.
@@ -267,9 +268,16 @@ impl WorkerMetrics {
             dead_letters: WORKER_DEAD_LETTERS.counter(&r)?,
             circuit_state: WORKER_CIRCUIT_STATE.gauge(&r)?,
             lag: CONSUMER_LAG.gauge(&r)?,
+            reloads: CONFIG_RELOADS.counter(&r)?,
             initialized: Arc::default(),
             registry: r,
         })
+    }
+
+    /// A reload of the sources: swapped in (`ok`) or refused.
+    pub fn reload(&self, ok: bool) {
+        let result = if ok { "ok" } else { "failed" };
+        self.reloads.with_label_values(&[result]).inc();
     }
 
     /// Creates a subscription's series at 0 the first time it is seen, so that its dead
@@ -469,6 +477,7 @@ mod tests {
         m.dead_letter("crm", "attempts_exhausted");
         m.circuit("crm", CircuitState::Open);
         m.lag("events.github", 0, 7);
+        m.reload(true);
         let text = String::from_utf8(m.encode()).expect("utf8");
         assert_eq!(families(&text), catalogued(Process::Worker), "\n{text}");
         m.init_subscription("quiet");

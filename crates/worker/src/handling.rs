@@ -42,8 +42,9 @@ pub(crate) struct Attempted {
 /// What the workers need to handle a record, shared by every lane.
 #[derive(Debug)]
 pub(crate) struct Handling {
-    /// The sources by name, for the event type of their records.
-    pub(crate) sources: HashMap<String, SourceRoute>,
+    /// The sources by name, for the event type of their records; swapped whole by a reload
+    /// (see [`crate::reload`]).
+    pub(crate) sources: arc_swap::ArcSwap<HashMap<String, SourceRoute>>,
     pub(crate) subscriptions: Arc<LiveSubscriptions>,
     /// Per subscription with a rate limit: its limit and the limiter enforcing it.
     pub(crate) limiters:
@@ -264,6 +265,7 @@ impl Handling {
         let body = bytes::Bytes::copy_from_slice(message.payload().unwrap_or_default());
         let event_type = self
             .sources
+            .load()
             .get(&source)
             .and_then(|s| event_type(s, header_pairs(message), &body));
         OutboundEvent {

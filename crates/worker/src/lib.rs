@@ -10,7 +10,8 @@
 //! - [`delivery`]: which subscriptions want an event, one signed attempt and its outcome;
 //! - [`breaker`]: a circuit breaker per subscription;
 //! - [`dlq`]: listing and redriving dead letters;
-//! - [`replay`]: re-delivering a range of a source topic;
+//! - [`replay`]: re-delivering a range of a source topic; `reload`: new sources without a
+//!   restart;
 //! - [`retry`]: when to try again; [`topics`]: the retry tiers and the dead-letter topic;
 //! - the SSRF guard every delivery passes through lives in `spillway-egress`.
 
@@ -23,6 +24,7 @@ mod handling;
 mod lanes;
 mod ledger;
 pub mod registry;
+mod reload;
 pub mod replay;
 pub mod retry;
 mod spans;

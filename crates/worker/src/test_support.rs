@@ -188,7 +188,9 @@ pub(crate) fn kit_with(subscriptions: Vec<ResolvedSubscription>, breaker_failure
     };
     let source = github_source();
     let handling = Handling {
-        sources: [(source.name.clone(), source)].into_iter().collect(),
+        sources: arc_swap::ArcSwap::from_pointee(
+            [(source.name.clone(), source)].into_iter().collect(),
+        ),
         subscriptions: Arc::new(LiveSubscriptions::new(Arc::new(config()), subscriptions)),
         limiters: Mutex::default(),
         deliverer: Deliverer::memory(subscribers.clone()),

@@ -28,6 +28,7 @@ use crate::lanes::{
     consume, DrainingContext, LaneLimits, Lanes, RecordMemory, Role, WorkerConsumer,
 };
 use crate::registry::{Follower, LiveSubscriptions, Registry};
+use crate::reload::SourceReload;
 use crate::topics::{dead_letter_topic, registry_topic, retry_tier_pattern, retry_tiers};
 use crate::RetryPolicy;
 use spillway_egress::AddressPolicy;
@@ -81,6 +82,8 @@ pub struct Worker {
     flush_timeout: Duration,
     drain_timeout: Duration,
     connection: Connection,
+    /// Where the sources are reloaded from, if anywhere.
+    reload: Option<SourceReload>,
 }
 
 // === impl Worker ===
@@ -122,10 +125,12 @@ impl Worker {
             config: shared,
             api_token,
             handling: Arc::new(Handling {
-                sources: sources
-                    .iter()
-                    .map(|s| (s.name.clone(), s.clone()))
-                    .collect(),
+                sources: arc_swap::ArcSwap::from_pointee(
+                    sources
+                        .iter()
+                        .map(|s| (s.name.clone(), s.clone()))
+                        .collect(),
+                ),
                 subscriptions,
                 limiters: std::sync::Mutex::default(),
                 deliverer: Deliverer::new(AddressPolicy::new(config.worker.allow_cidrs.clone()))?,
@@ -153,7 +158,16 @@ impl Worker {
             flush_timeout: config.kafka.delivery_timeout,
             drain_timeout: config.worker.drain_timeout,
             connection: Connection::from(&config.kafka),
+            reload: None,
         })
+    }
+
+    /// Reloads the sources from `path` (the file `config` was read from) when it changes,
+    /// checked every `worker.reload_interval`, and on SIGHUP: a new source's topic is
+    /// consumed without a restart.
+    pub async fn reload_from(mut self, path: std::path::PathBuf, config: &Config) -> Self {
+        self.reload = Some(SourceReload::new(path, config).await);
+        self
     }
 
     /// The worker's metrics (for tests and embedding).
@@ -166,7 +180,7 @@ impl Worker {
     /// to `worker.drain_timeout` to finish, offsets of settled records are committed and the
     /// producer is flushed.
     pub async fn run(
-        self,
+        mut self,
         admin: TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), WorkerError> {
@@ -184,6 +198,14 @@ impl Worker {
                 .follow(follower, cancel.clone()),
         );
         let (source, source_lanes) = self.consumer(&self.group_id, &self.source_topics)?;
+        let reload_task = self.reload.take().map(|reload| {
+            tokio::spawn(reload.run(
+                self.handling.clone(),
+                source.clone(),
+                self.source_topics.iter().cloned().collect(),
+                cancel.clone(),
+            ))
+        });
         // Every tier topic of the prefix, not only the current policy's: records parked in the
         // tiers of an earlier policy still drain after `retry_initial` or `retry_max_delay`
         // changed (M-6).
@@ -250,6 +272,9 @@ impl Worker {
             }
         }
         let _ = lag_task.await;
+        if let Some(task) = reload_task {
+            let _ = task.await;
+        }
         let _ = admin_task.await;
         let _ = registry_task.await;
         let producer = self.handling.producer.clone();

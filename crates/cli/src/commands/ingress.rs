@@ -17,7 +17,9 @@ pub async fn run(config: Config, path: std::path::PathBuf) -> anyhow::Result<Exi
     let admin = TcpListener::bind(config.admin.listen)
         .await
         .with_context(|| format!("binding admin.listen {}", config.admin.listen))?;
-    let ingress = spillway_ingress::Ingress::from_config(&config)?.reload_from(path, &config);
+    let ingress = spillway_ingress::Ingress::from_config(&config)?
+        .reload_from(path, &config)
+        .await;
     ingress.check_topics().await?;
     // One machine-readable line on stdout with the bound addresses (port 0 picks free ports).
     println!(

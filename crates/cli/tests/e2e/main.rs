@@ -23,3 +23,4 @@ mod subscriptions;
 mod tls_and_http2;
 mod traces;
 mod worker_killed;
+mod worker_reload;

@@ -46,6 +46,11 @@ pub struct WorkerConfig {
     /// `session.timeout.ms` (45 s unless set in `consumer_properties`).
     #[serde(with = "humantime_serde")]
     pub drain_timeout: Duration,
+    /// How often the config file is checked for changes to `sources`: a new source's topic
+    /// is consumed, and changed routes (event types, forwarded headers) used, without a
+    /// restart, as SIGHUP does at once. `0s`: only on SIGHUP.
+    #[serde(with = "humantime_serde")]
+    pub reload_interval: Duration,
     /// Bearer token of the subscription API on the admin listener (`/v1/subscriptions`); the
     /// API is off without one.
     pub api_token: Option<CredentialConfig>,
@@ -135,6 +140,7 @@ impl Default for WorkerConfig {
             slow_after: Duration::from_secs(1),
             retry_concurrency: 64,
             drain_timeout: Duration::from_secs(10),
+            reload_interval: Duration::from_secs(10),
             api_token: None,
             breaker_failures: 5,
             breaker_cooldown: Duration::from_secs(30),
@@ -167,6 +173,7 @@ impl std::fmt::Debug for WorkerConfig {
             breaker_cooldown,
             retry_concurrency,
             drain_timeout,
+            reload_interval,
             api_token,
             consumer_properties,
             ingress_urls,
@@ -192,6 +199,7 @@ impl std::fmt::Debug for WorkerConfig {
             .field("breaker_cooldown", breaker_cooldown)
             .field("retry_concurrency", retry_concurrency)
             .field("drain_timeout", drain_timeout)
+            .field("reload_interval", reload_interval)
             .field("api_token", api_token)
             .field(
                 "consumer_properties",

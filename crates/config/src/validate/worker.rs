@@ -30,6 +30,7 @@ pub(super) fn validate(w: &WorkerConfig, errors: &mut Vec<FieldError>) {
             ));
         }
     }
+    check_reload(w, errors);
     check_drain(w, errors);
     // Only its shape: the token itself is read by the worker, whose pods alone mount it
     // (the ingress validates this config too).
@@ -94,6 +95,17 @@ fn check_memory(w: &WorkerConfig, errors: &mut Vec<FieldError>) {
                 },
                 needed.div_ceil(MIB)
             ),
+        ));
+    }
+}
+
+/// Reloads are checked for by reading the config file: not more than once a second.
+fn check_reload(w: &WorkerConfig, errors: &mut Vec<FieldError>) {
+    let reload = w.reload_interval;
+    if !reload.is_zero() && reload < Duration::from_secs(1) {
+        errors.push(err(
+            "worker.reload_interval",
+            "must be 0s (SIGHUP only) or at least 1s: every check reads the config file",
         ));
     }
 }
