@@ -38,10 +38,22 @@ import * as gocardlessWebhooks from 'gocardless-nodejs/webhooks';
 import { Resend } from 'resend';
 import OpenAI from 'openai';
 import { validateWebhook as replicateValidate } from 'replicate';
+import '@shopify/shopify-api/adapters/node';
+import { shopifyApi, ApiVersion as ShopifyApiVersion, LogSeverity as ShopifyLogSeverity } from '@shopify/shopify-api';
+import { getHmac as shopifyGetHmac } from '@shopify/shopify-api/test-helpers';
+import { WebhooksManager as BoxWebhooksManager } from 'box-node-sdk/managers';
+import { signWebhookPayload as notionSign, verifyWebhookSignature as notionVerify } from '@notionhq/client';
+import { WebflowClient } from 'webflow-api';
+import { AwsLambdaReceiver as ZoomLambdaReceiver } from '@zoom/rivet/meetings';
+import { basicAuthValidator as chargebeeBasicAuth } from 'chargebee';
 
 const require = createRequire(import.meta.url);
 const coinbase = require('coinbase-commerce-node');
 const { TelnyxWebhook } = require('telnyx/lib/webhooks');
+const { verifyWebhookSignature: hookdeckVerify } = require('@hookdeck/sdk/webhooks');
+const { verifyRequestSignature: customerIoVerify } = require('customerio-node');
+// Segment's own sender: the Actions "Webhook" destination, which signs what Segment sends.
+const segmentWebhook = require('@segment/action-destinations/dist/destinations/webhook').default;
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const OUT = path.resolve(here, '../../crates/providers/tests/vectors');
@@ -74,6 +86,18 @@ function check(cond, what) {
 function same(actual, expected, what) {
   check(actual === expected, `${what}: got ${actual}, expected ${expected}`);
 }
+
+/** The body with one byte changed: the first letter of its first JSON string value that starts
+ * with a lowercase letter, upper-cased (still valid JSON, same keys). A verify function that
+ * accepted the body must reject this one. */
+function tampered(body) {
+  const i = body.search(/:"[a-z]/) + 2;
+  check(i >= 2, 'a letter to change');
+  return body.slice(0, i) + body[i].toUpperCase() + body.slice(i + 1);
+}
+
+/** Lower-cased header names to values, as Node's http module hands them to an SDK. */
+const headerMap = (headers) => Object.fromEntries(headers.map(([k, val]) => [k.toLowerCase(), val]));
 
 /** Runs `fn` with Date.now() and new Date() fixed at `seconds`, for SDKs that check freshness. */
 async function at(seconds, fn) {
@@ -635,10 +659,14 @@ const accepted = (preset, pkg, fn, how = 'node crypto') =>
     triggerType: 'form_submission',
     payload: { name: 'Contact Us', siteId: '65427cf400e02b306eaa049c', data: { 'First Name': 'Ada', Email: 'ada@example.com' }, submittedAt: '2023-11-14T22:13:19.000Z', id: '6321a2ff5a4fcf2ee2b3fa4b', formId: '65429eadebe8a9f3a30f62d0' },
   });
+  const headers = [JSON_CT, ['x-webflow-timestamp', T_MS], ['x-webflow-signature', recipe.webflow(secret, T_MS, body)]];
+  const webflow = new WebflowClient({ accessToken: 'vectors' });
+  check(await webflow.webhooks.verifySignature({ headers: headerMap(headers), body, secret }), 'webflow-api accepts');
+  check(!(await webflow.webhooks.verifySignature({ headers: headerMap(headers), body: tampered(body), secret })), 'webflow-api rejects a changed body');
   add('webflow', {
-    origin: byRecipe('webflow'),
+    origin: accepted('webflow', 'webflow-api', 'client.webhooks.verifySignature'),
     secret,
-    headers: [JSON_CT, ['x-webflow-timestamp', T_MS], ['x-webflow-signature', recipe.webflow(secret, T_MS, body)]],
+    headers,
     body,
   });
 }
@@ -750,10 +778,14 @@ const accepted = (preset, pkg, fn, how = 'node crypto') =>
     entity: { id: '153104cd-477e-809d-8dc4-ff2d96ae3090', type: 'page' },
     data: { parent: { id: '13950b26-c203-4f3b-b97d-93ec06319565', type: 'space' }, updated_blocks: [{ id: '153104cd-477e-80ec-9f3b-d6e7b1d4a3e1', type: 'block' }] },
   });
+  const sig = await notionSign({ body, verificationToken: secret });
+  same(sig, recipe.notion(secret, body), 'notion sdk');
+  check(await notionVerify({ body, signature: sig, verificationToken: secret }), '@notionhq/client accepts');
+  check(!(await notionVerify({ body: tampered(body), signature: sig, verificationToken: secret })), '@notionhq/client rejects a changed body');
   add('notion', {
-    origin: byRecipe('notion'),
+    origin: sdk('@notionhq/client', 'signWebhookPayload'),
     secret,
-    headers: [JSON_CT, ['X-Notion-Signature', recipe.notion(secret, body)]],
+    headers: [JSON_CT, ['X-Notion-Signature', sig]],
     body,
   });
 }
@@ -828,16 +860,19 @@ const accepted = (preset, pkg, fn, how = 'node crypto') =>
 {
   const secret = 'hookdeck-signing-secret-6Tq';
   const body = json({ id: 'evt_1OCxyzABCdef', object: 'event', type: 'customer.created', data: { object: { id: 'cus_P1a2b3', email: 'ada@example.com' } } });
+  const headers = [
+    JSON_CT,
+    ['x-hookdeck-eventid', 'evt_wX7QvH2bF9kLmN3p'],
+    ['x-hookdeck-source-name', 'stripe-production'],
+    ['x-hookdeck-attempt-count', '1'],
+    ['x-hookdeck-signature', recipe.b64Body(secret, body)],
+  ];
+  check((await hookdeckVerify({ headers: headerMap(headers), rawBody: body, signingSecret: secret })).isValidSignature, '@hookdeck/sdk accepts');
+  check(!(await hookdeckVerify({ headers: headerMap(headers), rawBody: tampered(body), signingSecret: secret })).isValidSignature, '@hookdeck/sdk rejects a changed body');
   add('hookdeck', {
-    origin: byRecipe('hookdeck'),
+    origin: accepted('hookdeck', '@hookdeck/sdk', 'verifyWebhookSignature (@hookdeck/sdk/webhooks)'),
     secret,
-    headers: [
-      JSON_CT,
-      ['x-hookdeck-eventid', 'evt_wX7QvH2bF9kLmN3p'],
-      ['x-hookdeck-source-name', 'stripe-production'],
-      ['x-hookdeck-attempt-count', '1'],
-      ['x-hookdeck-signature', recipe.b64Body(secret, body)],
-    ],
+    headers,
     body,
   });
 }
@@ -880,19 +915,37 @@ const accepted = (preset, pkg, fn, how = 'node crypto') =>
     financial_status: 'paid',
     line_items: [{ id: 13735528448122, title: 'IPod Nano - 8GB', quantity: 1, price: '199.00', sku: 'IPOD2008PINK' }],
   });
+  // Signed by the library's own test helper, then checked by the validator apps run on every
+  // delivery (which also requires the topic, shop domain, API version and webhook id headers).
+  const sig = shopifyGetHmac(body, secret);
+  same(sig, recipe.b64Body(secret, body), 'shopify sdk');
+  const headers = [
+    JSON_CT,
+    ['X-Shopify-Topic', 'orders/create'],
+    ['X-Shopify-Hmac-Sha256', sig],
+    ['X-Shopify-Shop-Domain', 'spillway-demo.myshopify.com'],
+    ['X-Shopify-API-Version', '2023-10'],
+    ['X-Shopify-Webhook-Id', 'b54557e4-bdd9-4b37-8a5f-bf7d70bcd043'],
+    ['X-Shopify-Event-Id', '98880550-7158-44d4-b7cd-2c97c8a091b5'],
+    ['X-Shopify-Triggered-At', '2023-11-14T22:13:19.713012452Z'],
+  ];
+  const shopify = shopifyApi({
+    apiKey: 'vectors',
+    apiSecretKey: secret,
+    scopes: [],
+    hostName: 'hooks.example.com',
+    apiVersion: ShopifyApiVersion.October24, // the app's own API version; validate() does not compare it
+    isEmbeddedApp: false,
+    logger: { level: ShopifyLogSeverity.Error, log: () => {} },
+  });
+  const delivery = (raw) => ({ rawBody: raw, rawRequest: { method: 'POST', url: '/v1/hooks/shopify', headers: headerMap(headers) }, rawResponse: {} });
+  const result = await shopify.webhooks.validate(delivery(body));
+  check(result.valid && result.eventId === '98880550-7158-44d4-b7cd-2c97c8a091b5', `@shopify/shopify-api accepts: ${json(result)}`);
+  check(!(await shopify.webhooks.validate(delivery(tampered(body)))).valid, '@shopify/shopify-api rejects a changed body');
   add('shopify', {
-    origin: byRecipe('shopify'),
+    origin: `${sdk('@shopify/shopify-api', 'getHmac (@shopify/shopify-api/test-helpers)')}, accepted by npm ${version('@shopify/shopify-api')} shopify.webhooks.validate`,
     secret,
-    headers: [
-      JSON_CT,
-      ['X-Shopify-Topic', 'orders/create'],
-      ['X-Shopify-Hmac-Sha256', recipe.b64Body(secret, body)],
-      ['X-Shopify-Shop-Domain', 'spillway-demo.myshopify.com'],
-      ['X-Shopify-API-Version', '2023-10'],
-      ['X-Shopify-Webhook-Id', 'b54557e4-bdd9-4b37-8a5f-bf7d70bcd043'],
-      ['X-Shopify-Event-Id', '98880550-7158-44d4-b7cd-2c97c8a091b5'],
-      ['X-Shopify-Triggered-At', '2023-11-14T22:13:19.713012452Z'],
-    ],
+    headers,
     body,
   });
 }
@@ -992,10 +1045,18 @@ const accepted = (preset, pkg, fn, how = 'node crypto') =>
     webhook_status: 'scheduled',
     content: { subscription: { id: '16BQ8BTZMz4aJ3sF1', customer_id: '16BQ8BTZMz4aJ3sF1', plan_id: 'basic', status: 'active' } },
   });
+  // chargebee's validator parses the Authorization header and hands the user name and password
+  // to the callback; the callback here compares them with the two halves of the secret.
+  const headers = [JSON_CT, ['Authorization', recipe.basic(secret)]];
+  const [user, pass] = [secret.slice(0, secret.indexOf(':')), secret.slice(secret.indexOf(':') + 1)];
+  const validate = chargebeeBasicAuth((u, p) => u === user && p === pass);
+  await validate(headerMap(headers));
+  const wrong = recipe.basic(`${user}:${pass.slice(0, -1)}x`);
+  check(await validate({ authorization: wrong }).then(() => false, (e) => e.name === 'WebhookAuthenticationError'), 'chargebee rejects another password');
   add('chargebee', {
-    origin: `recipe: HTTP Basic credentials, following ${PRESETS.chargebee.docs}`,
+    origin: accepted('chargebee', 'chargebee', 'basicAuthValidator', 'HTTP Basic credentials'),
     secret,
-    headers: [JSON_CT, ['Authorization', recipe.basic(secret)]],
+    headers,
     body,
   });
 }
@@ -1213,6 +1274,9 @@ const accepted = (preset, pkg, fn, how = 'node crypto') =>
     ['BOX-SIGNATURE-VERSION', '1'],
   ];
   const now = Math.floor(Date.parse(ts) / 1000);
+  const boxAccepts = (raw, hdrs, primary, secondaryKey) =>
+    at(now, () => BoxWebhooksManager.validateMessage(raw, headerMap(hdrs), primary, secondaryKey ? { secondaryKey } : {}));
+  check(await boxAccepts(body, headers, 'SamplePrimaryKey'), 'box-node-sdk accepts its test vector');
   add('box', { origin: published(src), secret: 'SamplePrimaryKey', headers, body, now });
 
   const secret = 'box-primary-signature-key-4Jt8';
@@ -1226,18 +1290,24 @@ const accepted = (preset, pkg, fn, how = 'node crypto') =>
     created_by: { type: 'user', id: '2', name: 'Aaron Levie', login: 'aaron@example.com' },
     source: { id: '73835521473', type: 'file', name: 'report.pdf' },
   });
+  const headers2 = [
+    JSON_CT,
+    ['BOX-DELIVERY-ID', 'f96bb54b-ee16-4fc5-aa65-8c2d9e5b546f'],
+    ['BOX-DELIVERY-TIMESTAMP', ts2],
+    ['BOX-SIGNATURE-ALGORITHM', 'HmacSHA256'],
+    ['BOX-SIGNATURE-PRIMARY', recipe.box(secret, ts2, body2)],
+    ['BOX-SIGNATURE-SECONDARY', recipe.box('box-secondary-signature-key-Zq1', ts2, body2)],
+    ['BOX-SIGNATURE-VERSION', '1'],
+  ];
+  const boxAt = (raw, primary, secondaryKey) =>
+    at(T, () => BoxWebhooksManager.validateMessage(raw, headerMap(headers2), primary, secondaryKey ? { secondaryKey } : {}));
+  check(await boxAt(body2, secret), 'box-node-sdk accepts the primary signature');
+  check(await boxAt(body2, 'another-key', 'box-secondary-signature-key-Zq1'), 'box-node-sdk accepts the secondary signature');
+  check(!(await boxAt(tampered(body2), secret, 'box-secondary-signature-key-Zq1')), 'box-node-sdk rejects a changed body');
   add('box', {
-    origin: byRecipe('box'),
+    origin: accepted('box', 'box-node-sdk', 'WebhooksManager.validateMessage'),
     secret,
-    headers: [
-      JSON_CT,
-      ['BOX-DELIVERY-ID', 'f96bb54b-ee16-4fc5-aa65-8c2d9e5b546f'],
-      ['BOX-DELIVERY-TIMESTAMP', ts2],
-      ['BOX-SIGNATURE-ALGORITHM', 'HmacSHA256'],
-      ['BOX-SIGNATURE-PRIMARY', recipe.box(secret, ts2, body2)],
-      ['BOX-SIGNATURE-SECONDARY', recipe.box('box-secondary-signature-key-Zq1', ts2, body2)],
-      ['BOX-SIGNATURE-VERSION', '1'],
-    ],
+    headers: headers2,
     body: body2,
   });
 }
@@ -1420,10 +1490,25 @@ const accepted = (preset, pkg, fn, how = 'node crypto') =>
     event_ts: 1700000000000,
     payload: { account_id: 'AAAAAABBBB', object: { id: '1234567890', uuid: '4444AAAiAAAAAiAiAiiAii==', host_id: 'x1yCzABCDEfg23HiJKl4mN', topic: 'Spillway standup', type: 2, start_time: '2023-11-14T22:13:19Z', timezone: 'America/Los_Angeles', duration: 30 } },
   });
+  const headers = [JSON_CT, ['x-zm-request-timestamp', String(T)], ['x-zm-signature', recipe.v0(secret, T, body)]];
+  // Rivet's receivers check the signature before handing an event on (400 when it fails).
+  // Rivet signs JSON.stringify(JSON.parse(body)), which is the body itself here.
+  const zoom = async (raw) => {
+    const debug = console.debug;
+    console.debug = () => {}; // the Lambda receiver logs every event
+    try {
+      return await new ZoomLambdaReceiver({ webhooksSecretToken: secret }).start()({ body: raw, headers: headerMap(headers), isBase64Encoded: false }, {});
+    } finally {
+      console.debug = debug;
+    }
+  };
+  same((await zoom(body)).statusCode, 200, '@zoom/rivet accepts');
+  const refused = await zoom(tampered(body));
+  check(refused.statusCode === 400 && refused.body.includes('Failed to verify'), '@zoom/rivet rejects a changed body');
   add('zoom', {
-    origin: byRecipe('zoom'),
+    origin: accepted('zoom', '@zoom/rivet', 'AwsLambdaReceiver (@zoom/rivet/meetings)'),
     secret,
-    headers: [JSON_CT, ['x-zm-request-timestamp', String(T)], ['x-zm-signature', recipe.v0(secret, T, body)]],
+    headers,
     body,
   });
 }
@@ -1838,7 +1923,7 @@ function standardSigned(lib, secret, id, body) {
 
 {
   const secret = 'segment-shared-secret';
-  const body = json({
+  const event = {
     anonymousId: '23adfd82-aa0f-45a7-a756-24f2a7a4c895',
     context: { library: { name: 'analytics.js', version: '2.11.1' }, ip: '108.0.78.21' },
     event: 'Order Completed',
@@ -1849,11 +1934,14 @@ function standardSigned(lib, secret, id, body) {
     timestamp: '2023-11-14T22:13:19.999Z',
     type: 'track',
     userId: '97980cfea0067',
-  });
+  };
+  const body = json(event); // what the destination sends as the body and signs
+  const { headers: signed } = segmentWebhook.extendRequest({ settings: { sharedSecret: secret }, payload: { data: event } });
+  same(signed['X-Signature'], recipe.segment(secret, body), 'segment sdk');
   add('segment', {
-    origin: byRecipe('segment'),
+    origin: sdk('@segment/action-destinations', 'the Webhook destination\'s extendRequest (destinations/webhook)'),
     secret,
-    headers: [JSON_CT, ['X-Signature', recipe.segment(secret, body)]],
+    headers: [JSON_CT, ['X-Signature', signed['X-Signature']]],
     body,
   });
 }
@@ -1867,10 +1955,13 @@ function standardSigned(lib, secret, id, body) {
     metric: 'delivered',
     timestamp: 1700000000,
   });
+  const sig = recipe.customerIo(secret, T, body);
+  check(customerIoVerify({ signingSecret: secret, timestamp: String(T), signature: sig, body }), 'customerio-node accepts');
+  check(!customerIoVerify({ signingSecret: secret, timestamp: String(T), signature: sig, body: tampered(body) }), 'customerio-node rejects a changed body');
   add('customer-io', {
-    origin: byRecipe('customer-io'),
+    origin: accepted('customer-io', 'customerio-node', 'verifyRequestSignature'),
     secret,
-    headers: [JSON_CT, ['X-CIO-Timestamp', String(T)], ['X-CIO-Signature', recipe.customerIo(secret, T, body)]],
+    headers: [JSON_CT, ['X-CIO-Timestamp', String(T)], ['X-CIO-Signature', sig]],
     body,
   });
 }
