@@ -60,7 +60,7 @@ fn handshakes_to_store(config: &Config, warnings: &mut Vec<Warning>) {
     for (name, source) in &config.sources {
         let signed = spillway_providers::find(&source.verify.scheme)
             .and_then(|p| p.handshake)
-            .is_some_and(|h| h.is_signed());
+            .is_some_and(|h| h.is_storable());
         if source.store_handshakes && !signed {
             warnings.push(Warning {
                 path: format!("sources.{name}.store_handshakes"),

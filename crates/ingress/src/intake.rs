@@ -129,12 +129,16 @@ impl Intake {
     // An `Answer` is the request's whole reply, built once on the way out; boxing it would
     // only add an allocation to every refusal.
     #[allow(clippy::result_large_err)]
+    /// `handshake`: the body is a stored handshake's, shaped by the provider's protocol rather
+    /// than as its events are, so keys it lacks do not refuse it (its body's hash is its dedupe
+    /// key, and it has no partition key) and it is not counted as a fallback.
     pub(crate) fn keys(
         &self,
         headers: &HeaderMap,
         body: Bytes,
         verified: Verified,
         metrics: &IngressMetrics,
+        handshake: bool,
     ) -> Result<Envelope, Answer> {
         let source = &self.source;
         let key_input = KeyInput::new(headers, &body, verified.signed_id.as_deref())
@@ -144,9 +148,11 @@ impl Intake {
             // The preset's own id is absent or unusable: the request is authentic, so it is
             // keyed by its body rather than refused (a provider changing its headers must not
             // lose events).
-            Err(e) if source.dedupe_fallback => {
+            Err(e) if source.dedupe_fallback || handshake => {
                 tracing::debug!(error = %e, "no preset dedupe key; keyed by the body's hash");
-                metrics.dedupe_fallback(&source.name);
+                if !handshake {
+                    metrics.dedupe_fallback(&source.name);
+                }
                 KeySource::BodyHash
                     .extract(&key_input)
                     .map_err(|e| bad_key("dedupe key", &e))?
@@ -156,6 +162,7 @@ impl Intake {
         let partition_key = match source.partition_key.as_ref().map(|p| p.extract(&key_input)) {
             None => None,
             Some(Ok(k)) => k,
+            Some(Err(_)) if handshake => None,
             Some(Err(e)) => return Err(bad_key("partition key", &e)),
         };
         Ok(Envelope {

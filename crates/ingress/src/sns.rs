@@ -52,10 +52,17 @@ impl Pipeline {
                 )
                 .await);
         }
-        let uri = match self
-            .sns
-            .check_url("SigningCertURL", &message.certificate_url, true)
-        {
+        // Before any fetch: a stale copy of a genuine message costs nothing.
+        let tolerance = source.verifier.tolerance();
+        if let Err(e) = message.check_timestamp(intake.received_at(), tolerance) {
+            return Err(self.verification_failed(source, client, &e).await);
+        }
+        let uri = match self.sns.check_url(
+            "SigningCertURL",
+            &message.certificate_url,
+            message.region(),
+            true,
+        ) {
             Ok(uri) => uri,
             Err(e) => {
                 return Err(self
@@ -81,7 +88,6 @@ impl Pipeline {
             .next()
             .unwrap_or_default()
             .trim_end_matches(".pem");
-        let tolerance = source.verifier.tolerance();
         match message.verify(&der, key_id, intake.received_at(), tolerance) {
             Ok(verified) => {
                 self.metrics.verified(&source.name, key_id);
@@ -111,7 +117,10 @@ impl Pipeline {
                 json_answer(&json!({ "recorded": "UnsubscribeConfirmation" }))
             }
             SnsKind::SubscriptionConfirmation => {
-                let confirmed = match self.sns.check_url("SubscribeURL", url, false) {
+                let checked = self
+                    .sns
+                    .check_url("SubscribeURL", url, message.region(), false);
+                let confirmed = match checked {
                     Ok(uri) => self.sns.confirm(&uri).await.map_err(Some),
                     Err(refused) => {
                         tracing::warn!(error = %refused, "SNS subscription not confirmed");
@@ -127,11 +136,11 @@ impl Pipeline {
                         Outcome::BadRequest,
                         StatusCode::BAD_REQUEST,
                         "subscribe_url_refused",
-                        "the SubscribeURL is not an https URL on ingress.sns.hosts",
+                        "the SubscribeURL is not an https URL on the topic's SNS endpoint",
                     ),
                     Err(Some(e)) => {
                         tracing::warn!(error = %e, "SNS subscription confirmation failed");
-                        self.unreachable(&e)
+                        self.unreachable("the subscription could not be confirmed; retry later")
                     }
                 }
             }
@@ -139,33 +148,32 @@ impl Pipeline {
         Some(self.counted(source, handshake, answer))
     }
 
-    /// A certificate that could not be had: 503 for the provider to retry, or 401 when what
-    /// was served is not a certificate.
+    /// A certificate that could not be had: 401 when the URL serves none (a 4xx, or a file
+    /// that is not one), counted like a bad signature; otherwise 503 for the provider to
+    /// retry. The answer never carries the fetch's own error (the log does).
     async fn unfetched(&self, source: &ResolvedSource, client: IpAddr, e: &FetchError) -> Answer {
+        tracing::warn!(source = %source.name, error = %e, "SNS signing certificate not had");
         match e {
-            FetchError::NotACertificate(..) => {
+            FetchError::NotACertificate(..) | FetchError::Refused(..) => {
                 self.refused(
                     source,
                     client,
                     StatusCode::UNAUTHORIZED,
                     "certificate_invalid",
-                    e.to_string(),
+                    "SigningCertURL does not serve a certificate".into(),
                 )
                 .await
             }
-            _ => {
-                tracing::warn!(source = %source.name, error = %e, "SNS signing certificate unavailable");
-                self.unreachable(e)
-            }
+            _ => self.unreachable("the SNS signing certificate could not be fetched; retry later"),
         }
     }
 
-    fn unreachable(&self, e: &FetchError) -> Answer {
+    fn unreachable(&self, why: &str) -> Answer {
         answer::retry_later(
             Outcome::ProviderUnreachable,
             StatusCode::SERVICE_UNAVAILABLE,
             "provider_unreachable",
-            e.to_string(),
+            why,
             self.retry_after,
         )
     }

@@ -51,6 +51,11 @@ pub(crate) enum FetchError {
     /// What was served is not a certificate: 401, the message cannot be verified with it.
     #[error("{0}: {1}")]
     NotACertificate(String, String),
+    /// The host answered 4xx: AWS names only URLs it serves, so the message made it up.
+    #[error("{0} answered {1}")]
+    Refused(String, StatusCode),
+    #[error("{0} could not be read: {1}")]
+    Unreadable(String, String),
 }
 
 // === impl SnsFetcher ===
@@ -73,12 +78,15 @@ impl SnsFetcher {
         })
     }
 
-    /// `url` checked as a URL the SNS fetches may visit: `https`, an allowed host, and for a
-    /// certificate (`pem`) a path ending in `.pem`.
+    /// `url` checked as a URL the SNS fetches may visit for a message of a topic in `region`:
+    /// `https`, an allowed host (on AWS's domains, the topic's own regional endpoint:
+    /// `sns.s3.amazonaws.com` is an S3 bucket's, not SNS's), and for a certificate (`pem`) a
+    /// path ending in `.pem` and no query.
     pub(crate) fn check_url(
         &self,
         what: &'static str,
         url: &str,
+        region: &str,
         pem: bool,
     ) -> Result<Uri, UrlRefused> {
         let refused = |reason: &str| UrlRefused {
@@ -95,13 +103,18 @@ impl SnsFetcher {
             return Err(refused("credentials in the URL"));
         }
         if !self.config.allows(authority.as_str()) {
+            return Err(refused("the host is not one of ingress.sns.hosts"));
+        }
+        let host = authority.host().to_ascii_lowercase();
+        let on_aws = host.ends_with(".amazonaws.com") || host.ends_with(".amazonaws.com.cn");
+        let regional = format!("sns.{region}.amazonaws.com");
+        if on_aws && host != regional && host != format!("{regional}.cn") {
             return Err(refused(&format!(
-                "the host is not one of ingress.sns.hosts ({})",
-                self.config.hosts.join(", ")
+                "the host is not {regional}, the endpoint of the topic's region"
             )));
         }
-        if pem && !uri.path().ends_with(".pem") {
-            return Err(refused("the path does not end in .pem"));
+        if pem && (!uri.path().ends_with(".pem") || uri.query().is_some()) {
+            return Err(refused("the path does not end in .pem, or has a query"));
         }
         Ok(uri)
     }
@@ -112,6 +125,7 @@ impl SnsFetcher {
         let url = uri.to_string();
         let fetch = async {
             let pem = self.get(uri, self.config.max_certificate_bytes).await?;
+            // Checked as X.509 before it is cached: a file that is not one is not kept.
             spillway_signature::sns::certificate_der(&pem)
                 .map(Arc::new)
                 .map_err(|e| FetchError::NotACertificate(url.clone(), e.to_string()))
@@ -147,13 +161,25 @@ impl SnsFetcher {
                 };
                 FetchError::Unreachable(url.clone(), why)
             })?;
-            if response.status() != StatusCode::OK {
-                return Err(FetchError::Status(url.clone(), response.status()));
+            let status = response.status();
+            if status.is_client_error() {
+                return Err(FetchError::Refused(url.clone(), status));
+            }
+            if status != StatusCode::OK {
+                return Err(FetchError::Status(url.clone(), status));
             }
             let body = Limited::new(response.into_body(), limit)
                 .collect()
                 .await
-                .map_err(|_| FetchError::TooLarge(url.clone(), limit))?;
+                .map_err(|e| {
+                    if e.downcast_ref::<http_body_util::LengthLimitError>()
+                        .is_some()
+                    {
+                        FetchError::TooLarge(url.clone(), limit)
+                    } else {
+                        FetchError::Unreadable(url.clone(), e.to_string())
+                    }
+                })?;
             Ok(body.to_bytes())
         };
         tokio::time::timeout(timeout, exchange)
@@ -186,7 +212,9 @@ mod tests {
     async fn only_https_pem_urls_on_the_allowed_hosts_are_fetched() {
         let f = fetcher();
         let good = "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-7506a1e35b36ef5a444dd1a8e7cc3ed8.pem";
-        assert!(f.check_url("SigningCertURL", good, true).is_ok());
+        assert!(f
+            .check_url("SigningCertURL", good, "us-east-1", true)
+            .is_ok());
         for (url, reason) in [
             ("http://sns.us-east-1.amazonaws.com/x.pem", "not https"),
             (
@@ -210,12 +238,33 @@ mod tests {
                 "the host is not one of",
             ),
             ("not a url at all", "not"),
+            // An S3 bucket named sns, on the old regional S3 endpoint: not SNS's.
+            (
+                "https://sns.s3-external-1.amazonaws.com/x.pem",
+                "the host is not sns.us-east-1",
+            ),
+            (
+                "https://sns.eu-west-1.amazonaws.com/x.pem",
+                "the host is not sns.us-east-1",
+            ),
+            (
+                "https://sns.us-east-1.amazonaws.com/x.pem?v=2",
+                "the path does not end in .pem, or has a query",
+            ),
         ] {
-            let refused = f.check_url("SigningCertURL", url, true).expect_err(url);
+            let refused = f
+                .check_url("SigningCertURL", url, "us-east-1", true)
+                .expect_err(url);
             assert!(refused.reason.starts_with(reason), "{url}: {refused}");
         }
         let confirm = "https://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription&Token=x";
-        assert!(f.check_url("SubscribeURL", confirm, false).is_ok());
+        assert!(f
+            .check_url("SubscribeURL", confirm, "us-east-1", false)
+            .is_ok());
+        let china = "https://sns.cn-north-1.amazonaws.com.cn/SimpleNotificationService-x.pem";
+        assert!(f
+            .check_url("SigningCertURL", china, "cn-north-1", true)
+            .is_ok());
     }
 
     #[tokio::test]
@@ -226,7 +275,12 @@ mod tests {
         })
         .expect("fetcher");
         let uri = f
-            .check_url("SigningCertURL", "https://127.0.0.1:9/x.pem", true)
+            .check_url(
+                "SigningCertURL",
+                "https://127.0.0.1:9/x.pem",
+                "us-east-1",
+                true,
+            )
             .expect("allowed host");
         let err = f.certificate(&uri).await.expect_err("guarded");
         assert!(err.to_string().contains("loopback"), "{err}");

@@ -128,11 +128,21 @@ impl Pipeline {
             Some(answer) => return answer,
             None => None,
         };
-        if let Some(refused) = self.rate_limited(&intake.source).await {
-            return refused;
+        // A handshake is not an event of the provider's traffic: it is not rate limited.
+        if handshake.is_none() {
+            if let Some(refused) = self.rate_limited(&intake.source).await {
+                return refused;
+            }
         }
         let replay_key = verified.replay_key.clone();
-        let envelope = match intake.keys(&parts.headers, body, verified, &self.metrics) {
+        let keys = intake.keys(
+            &parts.headers,
+            body,
+            verified,
+            &self.metrics,
+            handshake.is_some(),
+        );
+        let envelope = match keys {
             Ok(envelope) => envelope,
             Err(refused) => return refused,
         };

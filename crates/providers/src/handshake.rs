@@ -93,6 +93,13 @@ impl Handshake {
         )
     }
 
+    /// Whether a source's `store_handshakes` writes it to Kafka: the handshakes verified like
+    /// events, after the body is read (Okta's is checked at admission, bodiless, and never
+    /// stored).
+    pub fn is_storable(self) -> bool {
+        self.is_signed() && self != Self::OktaVerification
+    }
+
     /// Whether it needs the source's `verify_token`.
     pub fn needs_verify_token(self) -> bool {
         self == Self::MetaSubscribe

@@ -91,10 +91,14 @@ impl ConfigWatch {
     }
 
     /// The reload succeeded and its config names `files` (the config file first): watch them.
+    /// The fingerprint taken before the reload read them stays, so that a change made while it
+    /// read is seen at the next check; only a new list of files is fingerprinted afresh.
     pub async fn succeeded(&mut self, files: Vec<PathBuf>) {
         self.failing = false;
-        self.seen = fingerprint(files.clone()).await;
-        self.files = files;
+        if files != self.files {
+            self.seen = fingerprint(files.clone()).await;
+            self.files = files;
+        }
     }
 
     /// The reload failed; the running config is kept and the reload tried again.
@@ -187,6 +191,10 @@ mod tests {
             Trigger::Retry,
             "nothing new, but it failed"
         );
+        watch.succeeded(vec![file.clone()]).await;
+        // Written while the reload read the file: seen at the next check.
+        std::fs::write(&file, "c").expect("write");
+        assert_eq!(watch.next().await, Trigger::Changed);
         watch.succeeded(vec![file.clone()]).await;
         std::fs::remove_file(&file).expect("remove");
         assert_eq!(

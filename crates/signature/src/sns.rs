@@ -68,11 +68,12 @@ pub struct SnsMessage {
 impl SnsMessage {
     /// Reads an SNS message from a request body. Every field its kind signs must be a string.
     pub fn parse(body: &[u8]) -> Result<Self, VerifyError> {
-        let value: Value =
-            serde_json::from_slice(body).map_err(|_| malformed("the body is not a JSON object"))?;
-        let fields = value
-            .as_object()
-            .ok_or_else(|| malformed("the body is not a JSON object"))?;
+        let Ok(Fields(fields)) = serde_json::from_slice::<Fields>(body) else {
+            return Err(malformed(
+                "the body is not a JSON object, or names a field twice",
+            ));
+        };
+        let fields = &fields;
         let kind = match text(fields, "Type")? {
             "Notification" => SnsKind::Notification,
             "SubscriptionConfirmation" => SnsKind::SubscriptionConfirmation,
@@ -131,6 +132,23 @@ impl SnsMessage {
         &self.canonical
     }
 
+    /// The region of the topic (`us-east-1` of `arn:aws:sns:us-east-1:123456789012:t`), whose
+    /// endpoint serves its certificates.
+    pub fn region(&self) -> &str {
+        self.topic_arn.split(':').nth(3).unwrap_or_default()
+    }
+
+    /// Whether the message's `Timestamp` is within `tolerance` of `now`: checked before its
+    /// certificate is fetched, so that a stale copy costs no fetch.
+    pub fn check_timestamp(&self, now: SystemTime, tolerance: Duration) -> Result<(), VerifyError> {
+        let sent = time::OffsetDateTime::parse(
+            &self.timestamp,
+            &time::format_description::well_known::Rfc3339,
+        )
+        .map_err(|_| malformed("Timestamp is not an RFC 3339 date and time"))?;
+        check_tolerance(sent.unix_timestamp(), now, tolerance)
+    }
+
     /// Checks the signature with the certificate `der` (the PEM's DER) as of `now`: the
     /// certificate must be within its validity period and hold an RSA key of 2048 to 8192
     /// bits, and the message's `Timestamp` within `tolerance` of `now`. The key id reported is
@@ -142,12 +160,7 @@ impl SnsMessage {
         now: SystemTime,
         tolerance: Duration,
     ) -> Result<Verified, VerifyError> {
-        let sent = time::OffsetDateTime::parse(
-            &self.timestamp,
-            &time::format_description::well_known::Rfc3339,
-        )
-        .map_err(|_| malformed("Timestamp is not an RFC 3339 date and time"))?;
-        check_tolerance(sent.unix_timestamp(), now, tolerance)?;
+        self.check_timestamp(now, tolerance)?;
         let (_, cert) = X509Certificate::from_der(der)
             .map_err(|_| certificate("the signing certificate is not DER X.509"))?;
         let at = unix_seconds(now);
@@ -176,6 +189,37 @@ impl SnsMessage {
             signed_id: Some(self.message_id.clone()),
             replay_key: None,
         })
+    }
+}
+
+/// The top-level fields of a message, refused when one is named twice: the signature would
+/// cover the value this parser keeps (the last), and a subscriber whose parser keeps the first
+/// would read an unsigned one.
+struct Fields(Map<String, Value>);
+
+impl<'de> serde::Deserialize<'de> for Fields {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Fields;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object without repeated fields")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Fields, A::Error> {
+                let mut fields = Map::new();
+                while let Some((key, value)) = map.next_entry::<String, Value>()? {
+                    if fields.contains_key(&key) {
+                        return Err(serde::de::Error::custom(format!("{key} appears twice")));
+                    }
+                    fields.insert(key, value);
+                }
+                Ok(Fields(fields))
+            }
+        }
+        deserializer.deserialize_map(Visitor)
     }
 }
 

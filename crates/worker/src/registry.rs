@@ -211,7 +211,7 @@ fn uuid_like() -> String {
 /// Writes to the registry topic, validating first.
 #[derive(Debug, Clone)]
 pub struct Registry {
-    config: Arc<Config>,
+    config: ConfigOf,
     producer: EventProducer,
     topic: String,
     /// Set once the topic is known to exist: the first write makes sure, later ones do not
@@ -219,32 +219,61 @@ pub struct Registry {
     topic_ready: Arc<tokio::sync::OnceCell<()>>,
 }
 
+/// The config a [`Registry`] checks subscriptions against.
+#[derive(Debug, Clone)]
+enum ConfigOf {
+    /// The file a command was started with.
+    Fixed(Arc<Config>),
+    /// A worker's, as its reloads leave it (a subscription may name a source added since).
+    Live(Arc<LiveSubscriptions>),
+}
+
 // === impl Registry ===
 
 impl Registry {
     pub fn new(config: Arc<Config>, producer: EventProducer) -> Self {
-        let topic = registry_topic(&config);
-        Self {
+        Self::with(ConfigOf::Fixed(config), producer)
+    }
+
+    /// A registry that checks subscriptions against `live`'s config, which a worker's reloads
+    /// replace.
+    pub fn following(live: Arc<LiveSubscriptions>, producer: EventProducer) -> Self {
+        Self::with(ConfigOf::Live(live), producer)
+    }
+
+    fn with(config: ConfigOf, producer: EventProducer) -> Self {
+        let mut registry = Self {
             config,
             producer,
-            topic,
+            topic: String::new(),
             topic_ready: Arc::default(),
+        };
+        registry.topic = registry_topic(&registry.config());
+        registry
+    }
+
+    fn config(&self) -> Arc<Config> {
+        match &self.config {
+            ConfigOf::Fixed(config) => config.clone(),
+            ConfigOf::Live(live) => live.config(),
         }
     }
 
     async fn ensure_topic(&self) -> Result<(), RegistryError> {
+        let config = self.config();
         self.topic_ready
-            .get_or_try_init(|| ensure_registry_topic(&self.config))
+            .get_or_try_init(|| ensure_registry_topic(&config))
             .await
             .map(|_| ())
     }
 
     /// Checks `sub` as a worker would resolve it and that its id is not the config file's.
     pub fn check(&self, sub: &StoredSubscription) -> Result<ResolvedSubscription, RegistryError> {
-        if is_config_managed(&self.config, &sub.id) {
+        let config = self.config();
+        if is_config_managed(&config, &sub.id) {
             return Err(RegistryError::ConfigManaged(sub.id.clone()));
         }
-        self.config
+        config
             .resolve_subscription("", sub)
             .map_err(RegistryError::Invalid)
     }
@@ -263,7 +292,7 @@ impl Registry {
     /// Removes a registered subscription (a tombstone for its key). Deliveries of it already
     /// parked in retry tiers are dropped when they come due.
     pub async fn remove(&self, id: &str) -> Result<Delivered, RegistryError> {
-        if is_config_managed(&self.config, id) {
+        if is_config_managed(&self.config(), id) {
             return Err(RegistryError::ConfigManaged(id.to_owned()));
         }
         self.ensure_topic().await?;
@@ -276,20 +305,21 @@ impl Registry {
     /// The registered subscriptions as they stand now, read from the topic (the ones this
     /// config cannot resolve are left out, as the workers leave them out).
     pub async fn read_all(&self) -> Result<Vec<StoredSubscription>, RegistryError> {
-        let live = LiveSubscriptions::new(self.config.clone(), Vec::new());
-        let mut follower = Follower::start(&self.config).await?;
+        let config = self.config();
+        let live = LiveSubscriptions::new(config.clone(), Vec::new());
+        let mut follower = Follower::start(&config).await?;
         live.catch_up(&mut follower).await?;
         Ok(live.registered())
     }
 
     /// Whether `id` belongs to a subscription of the config file.
     pub fn is_config_managed(&self, id: &str) -> bool {
-        is_config_managed(&self.config, id)
+        is_config_managed(&self.config(), id)
     }
 
     /// How the config file's subscriptions and the `registered` ones are shown, in that order.
     pub fn views(&self, registered: &[StoredSubscription]) -> Vec<SubscriptionView> {
-        self.config
+        self.config()
             .subscriptions
             .iter()
             .map(|s| {

@@ -1,17 +1,19 @@
-//! Sources reloaded without a restart: when the config file changes (checked every
-//! `worker.reload_interval`) or on SIGHUP, a new source's topic is consumed and changed routes
-//! (event types, forwarded headers) are used for the records handled from then on. A removed
-//! source's topic is still consumed until the worker restarts, so that what the ingress
-//! accepted before the removal is still delivered. A reload validates the whole file as a start
-//! would; one that fails keeps the running sources and logs every bad field. Subscriptions in
-//! the config file are not reloaded (the registry's are live).
+//! Sources and the config file's subscriptions reloaded without a restart: when the config
+//! file changes (checked every `worker.reload_interval`) or on SIGHUP, a new source's topic is
+//! consumed, changed routes (event types, forwarded headers) are used for the records handled
+//! from then on, and subscriptions are resolved again (the file's, and registered ones that
+//! name a source this worker did not know). A removed source stays known, and its topic
+//! consumed, until the worker restarts, so that what the ingress accepted before the removal
+//! is still delivered to the subscriptions that want it. A reload validates the whole file as
+//! a start would; one that fails keeps everything running as it is and logs every bad field.
+//! Other sections need a restart.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use rdkafka::consumer::Consumer as _;
-use spillway_config::{Config, ConfigError, Process, SourceRoute};
+use spillway_config::{Config, ConfigError, Process};
 use spillway_reload::{ConfigWatch, Trigger};
 use tokio_util::sync::CancellationToken;
 
@@ -57,22 +59,33 @@ impl SourceReload {
         }
     }
 
-    /// Loads the file and swaps in its routes; false (the running ones kept) when it is not
-    /// valid or the new topics cannot be subscribed to.
+    /// Loads the file and swaps in its sources and subscriptions; false when it is not valid
+    /// (everything kept) or the new topics could not be subscribed to (tried again).
     async fn reload(
         &self,
         handling: &Handling,
-        consumer: &WorkerConsumer,
+        consumer: &Arc<WorkerConsumer>,
         topics: &mut BTreeSet<String>,
         trigger: Trigger,
     ) -> bool {
         let path = self.path.clone();
+        let running = handling.subscriptions.config();
         let loaded = tokio::task::spawn_blocking(move || {
-            let config = spillway_config::load_for(&path, Process::Worker)?;
+            let file = spillway_config::load_for(&path, Process::Worker)?;
+            let gone: Vec<String> = running
+                .sources
+                .keys()
+                .filter(|name| !file.sources.contains_key(*name))
+                .cloned()
+                .collect();
+            let config = merged(&running, file);
             let routes = config
                 .resolve_source_routes()
                 .map_err(ConfigError::Invalid)?;
-            Ok::<_, ConfigError>((config.topics(), routes))
+            let subscriptions = config
+                .resolve_subscriptions()
+                .map_err(ConfigError::Invalid)?;
+            Ok::<_, ConfigError>((config, routes, subscriptions, gone))
         })
         .await;
         let refused = |e: &dyn std::fmt::Display| {
@@ -80,12 +93,12 @@ impl SourceReload {
                 handling.metrics.reload(false);
                 tracing::error!(
                     reason = trigger.reason(),
-                    "reload refused, the running sources are kept: {e}"
+                    "reload refused, the running sources and subscriptions are kept: {e}"
                 );
             }
             false
         };
-        let (new_topics, routes) = match loaded {
+        let (config, routes, subscriptions, gone) = match loaded {
             Ok(Ok(loaded)) => loaded,
             Ok(Err(ConfigError::Invalid(fields))) => {
                 return refused(&spillway_config::describe(&fields))
@@ -93,21 +106,41 @@ impl SourceReload {
             Ok(Err(e)) => return refused(&e),
             Err(e) => return refused(&format_args!("the reload task failed: {e}")),
         };
-        let (merged, added, removed) = merge(&handling.sources.load(), routes);
-        let wanted: BTreeSet<String> = topics.iter().cloned().chain(new_topics).collect();
+        let wanted: BTreeSet<String> = topics.iter().cloned().chain(config.topics()).collect();
+        let known: BTreeSet<String> = handling.sources.load().keys().cloned().collect();
+        let added: Vec<String> = routes
+            .iter()
+            .filter(|r| !known.contains(&r.name))
+            .map(|r| r.name.clone())
+            .collect();
+        // Routes and subscriptions first: a record of a new topic must find its source.
+        handling.sources.store(Arc::new(
+            routes.into_iter().map(|r| (r.name.clone(), r)).collect(),
+        ));
+        handling
+            .subscriptions
+            .reconfigure(Arc::new(config), subscriptions);
         if wanted != *topics {
-            let names: Vec<&str> = wanted.iter().map(String::as_str).collect();
-            if let Err(e) = consumer.subscribe(&names) {
-                return refused(&format_args!("cannot subscribe to {names:?}: {e}"));
+            // A blocking librdkafka call (it takes the consumer's lock): off the runtime.
+            let (consumer, names) = (consumer.clone(), wanted.clone());
+            let subscribed = tokio::task::spawn_blocking(move || {
+                let names: Vec<&str> = names.iter().map(String::as_str).collect();
+                consumer.subscribe(&names)
+            })
+            .await;
+            match subscribed {
+                Ok(Ok(())) => *topics = wanted,
+                Ok(Err(e)) => {
+                    return refused(&format_args!("cannot subscribe to the new topics: {e}"))
+                }
+                Err(e) => return refused(&format_args!("the subscribe task failed: {e}")),
             }
-            *topics = wanted;
         }
-        handling.sources.store(Arc::new(merged));
         handling.metrics.reload(true);
-        if !removed.is_empty() {
+        if !gone.is_empty() {
             tracing::warn!(
-                ?removed,
-                "sources removed from the config are still consumed until the worker restarts, so that what was accepted is delivered"
+                removed = ?gone,
+                "sources removed from the config file are still consumed until the worker restarts, so that what was accepted is delivered"
             );
         }
         tracing::info!(
@@ -120,56 +153,51 @@ impl SourceReload {
     }
 }
 
-/// The running routes with `routes` laid over them: new ones added, changed ones replaced,
-/// and those no longer configured kept (their topics are still consumed). Also the names
-/// added and those no longer configured.
-fn merge(
-    running: &HashMap<String, SourceRoute>,
-    routes: Vec<SourceRoute>,
-) -> (HashMap<String, SourceRoute>, Vec<String>, Vec<String>) {
-    let configured: BTreeSet<String> = routes.iter().map(|r| r.name.clone()).collect();
-    let mut merged = running.clone();
-    let mut added = Vec::new();
-    for route in routes {
-        if !running.contains_key(&route.name) {
-            added.push(route.name.clone());
-        }
-        merged.insert(route.name.clone(), route);
+/// The running config with the file's sources laid over its own (new ones added, changed
+/// ones replaced, removed ones kept: their topics are still consumed) and the file's
+/// subscriptions; every other section stays as the worker started.
+fn merged(running: &Config, file: Config) -> Config {
+    let mut config = running.clone();
+    for (name, source) in file.sources {
+        config.sources.insert(name, source);
     }
-    let removed = running
-        .keys()
-        .filter(|name| !configured.contains(*name))
-        .cloned()
-        .collect();
-    (merged, added, removed)
+    config.subscriptions = file.subscriptions;
+    config
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn route(name: &str, topic: &str) -> SourceRoute {
-        SourceRoute {
-            name: name.into(),
-            topic: topic.into(),
-            forward_headers: Vec::new(),
-            event_type: None,
-        }
+    fn config(text: &str) -> Config {
+        spillway_config::parse_str(&format!("kafka: {{ brokers: k:9092 }}\n{text}"))
+            .expect("parses")
     }
 
     #[test]
-    fn new_and_changed_routes_are_laid_over_and_removed_ones_kept() {
-        let running: HashMap<String, SourceRoute> = [route("a", "t.a"), route("b", "t.b")]
-            .into_iter()
-            .map(|r| (r.name.clone(), r))
-            .collect();
-        let (merged, added, removed) = merge(&running, vec![route("a", "t.a2"), route("c", "t.c")]);
-        assert_eq!(merged["a"].topic, "t.a2", "changed");
-        assert_eq!(merged["b"].topic, "t.b", "kept, still consumed");
-        assert_eq!(merged["c"].topic, "t.c", "added");
+    fn the_file_s_sources_are_laid_over_and_removed_ones_kept_other_sections_not_reloaded() {
+        let running = config(
+            "worker: { drain_timeout: 5s }\nsources:\n  a: { verify: { scheme: none }, dedupe: { from: none }, topic: t.a }\n  b: { verify: { scheme: none }, dedupe: { from: none } }\n",
+        );
+        let file = config(
+            "worker: { drain_timeout: 7s }\nsources:\n  a: { verify: { scheme: none }, dedupe: { from: none }, topic: t.a2 }\n  c: { verify: { scheme: none }, dedupe: { from: none } }\n",
+        );
+        let merged = merged(&running, file);
+        let names: Vec<&String> = merged.sources.keys().collect();
         assert_eq!(
-            (added, removed),
-            (vec!["c".to_owned()], vec!["b".to_owned()])
+            names,
+            ["a", "b", "c"],
+            "b removed from the file, still known"
+        );
+        assert_eq!(
+            merged.sources["a"].topic.as_deref(),
+            Some("t.a2"),
+            "changed"
+        );
+        assert_eq!(
+            merged.worker.drain_timeout,
+            std::time::Duration::from_secs(5),
+            "other sections as started"
         );
     }
 }

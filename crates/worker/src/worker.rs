@@ -223,7 +223,10 @@ impl Worker {
             readiness,
             self.api_token.clone().map(|token| {
                 Arc::new(SubscriptionApi::new(
-                    Registry::new(self.config.clone(), self.handling.producer.clone()),
+                    Registry::following(
+                        self.handling.subscriptions.clone(),
+                        self.handling.producer.clone(),
+                    ),
                     self.handling.subscriptions.clone(),
                     token,
                 )) as Arc<dyn spillway_telemetry::AdminRoutes>

@@ -73,6 +73,7 @@ impl FakeAws {
                             let (status, body) = match path.as_str() {
                                 "/SimpleNotificationService-e2e.pem" => (200, pem),
                                 "/garbage.pem" => (200, "not a certificate".to_owned()),
+                                "/broken.pem" => (500, String::new()),
                                 "/hang.pem" => std::future::pending().await,
                                 p if p.starts_with("/?Action=ConfirmSubscription") => {
                                     (200, "<ConfirmSubscriptionResponse/>".to_owned())
@@ -335,10 +336,12 @@ async fn sns_messages_are_verified_with_the_fetched_certificate_and_subscription
         (400, Some("certificate_url_refused".into()))
     );
 
-    // A certificate that cannot be had: 503 with Retry-After (missing, or not answered in
-    // time); one that is not a certificate: 401.
+    // A certificate that cannot be had: 503 with Retry-After (the host failing, or not
+    // answering in time), and no internal error text; one the URL does not serve (404) or that
+    // is not a certificate: 401.
     for (path, status, code) in [
-        ("/missing.pem", 503, "provider_unreachable"),
+        ("/missing.pem", 401, "certificate_invalid"),
+        ("/broken.pem", 503, "provider_unreachable"),
         ("/hang.pem", 503, "provider_unreachable"),
         ("/garbage.pem", 401, "certificate_invalid"),
     ] {
@@ -361,6 +364,11 @@ async fn sns_messages_are_verified_with_the_fetched_certificate_and_subscription
         );
         if status == 503 {
             assert!(reply.headers.contains_key("retry-after"), "{path}");
+            let message = reply.field("message").unwrap_or_default();
+            assert!(
+                !message.contains("127.0.0.1") && !message.contains("localhost"),
+                "{message}"
+            );
         }
     }
 

@@ -1,6 +1,7 @@
-//! A source added to the config file while an ingress and a worker run: both reload it (the
-//! worker subscribes to its topic), and its events reach the subscriber without a restart. A
-//! bad edit is refused by the worker and changes nothing.
+//! A source added to the config file while an ingress and a worker run, with a subscription
+//! to it alone in the same edit: both processes reload (the worker subscribes to its topic and
+//! resolves the new subscription), and its events reach both the subscriber of everything and
+//! the new one without a restart. A bad edit is refused by the worker and changes nothing.
 
 use std::time::Duration;
 
@@ -63,13 +64,18 @@ async fn a_source_added_while_running_is_delivered_without_a_restart() {
     let secret = setup.dir.path().join("added.secret");
     std::fs::write(&secret, added.secret).expect("secret");
     spillway_testkit::create_topics(&setup.brokers, &[setup.topic("added")]).await;
-    setup.set(
-        "sources.added",
-        json!({
+    let only_added = TestSubscriber::ok().await;
+    let mut wants_added = inbox_subscription(setup.dir.path(), &only_added.url("/added"));
+    wants_added["id"] = json!("only-added");
+    wants_added["sources"] = json!(["added"]);
+    let everything = inbox_subscription(setup.dir.path(), &url);
+    setup.merge(json!({
+        "sources": { "added": {
             "verify": { "scheme": "standard-webhooks" },
             "secrets": [{ "id": "added-1", "file": secret.display().to_string() }],
-        }),
-    );
+        } },
+        "subscriptions": [everything, wants_added],
+    }));
     let reloaded = |log: &dyn Fn() -> String, times: usize| {
         let log = log();
         log.matches("sources reloaded").count() >= times
@@ -89,6 +95,18 @@ async fn a_source_added_while_running_is_delivered_without_a_restart() {
         "{}",
         worker.log_text()
     );
+    // The subscription to the new source alone, added in the same edit, gets it too.
+    let body = event_body("added-1", 2);
+    Wait::new()
+        .every(Duration::from_millis(100))
+        .poll(async || only_added.delivered_bodies().contains(&body).then_some(()))
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "the new subscription got nothing;\nworker:\n{}",
+                worker.log_text()
+            )
+        });
     assert!(worker.is_running());
 
     // A bad edit: refused, logged with its field, and the worker goes on.

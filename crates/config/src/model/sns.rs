@@ -61,7 +61,10 @@ impl SnsConfig {
     pub fn allows(&self, authority: &str) -> bool {
         let authority = authority.to_ascii_lowercase();
         let authority = authority.strip_suffix(":443").unwrap_or(&authority);
-        self.hosts.iter().any(|p| matches_pattern(p, authority))
+        self.hosts.iter().any(|p| {
+            let p = p.to_ascii_lowercase();
+            matches_pattern(p.strip_suffix(":443").unwrap_or(&p), authority)
+        })
     }
 }
 
@@ -157,6 +160,14 @@ mod tests {
         assert!(sns.allows("localhost:8443"));
         assert!(!sns.allows("localhost"));
         assert!(!sns.allows("localhost:9443"));
+        let explicit = SnsConfig {
+            hosts: vec!["sns.*.amazonaws.com:443".into()],
+            ..SnsConfig::default()
+        };
+        assert!(
+            explicit.allows("sns.us-east-1.amazonaws.com"),
+            "443 is the default port"
+        );
     }
 
     #[test]

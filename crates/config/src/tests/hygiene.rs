@@ -311,4 +311,6 @@ fn storing_handshakes_where_none_is_authenticated_is_a_warning() {
         warnings(&with("slack"), Process::Ingress),
         Vec::<String>::new()
     );
+    // Okta's handshake is token-checked at admission, bodiless: never stored either.
+    assert_eq!(warnings(&with("okta"), Process::Ingress).len(), 1);
 }

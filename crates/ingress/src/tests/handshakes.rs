@@ -81,16 +81,23 @@ async fn slack_url_verification_is_answered_with_its_challenge_once_verified() {
 #[tokio::test]
 async fn a_source_that_stores_handshakes_writes_them_once_and_still_answers_them() {
     let h = harness();
+    // The source keys its events by /event_id and /team_id, which a url_verification has
+    // not, and allows one event an hour: neither refuses its handshakes.
     let body = r#"{"token":"t","challenge":"c-1","type":"url_verification"}"#;
-    for _ in 0..2 {
+    for _ in 0..3 {
         let headers = signed("slack", "slack-signing-secret", "", body);
         let seen = h.send(post_signed("slack-stored", &headers, body)).await;
         assert_eq!(seen.status, StatusCode::OK, "{seen:?}");
         assert_eq!(seen.body, serde_json::json!({"challenge": "c-1"}));
     }
     let records = h.kafka.records();
-    assert_eq!(records.len(), 1, "written once, the second is a duplicate");
+    assert_eq!(records.len(), 1, "written once, the others are duplicates");
     assert_eq!(records[0].value.as_deref(), Some(body.as_bytes()));
+    // An event still needs its keys.
+    let event = r#"{"type":"event_callback","event":{"type":"message"}}"#;
+    let headers = signed("slack", "slack-signing-secret", "", event);
+    let seen = h.send(post_signed("slack-stored", &headers, event)).await;
+    expect(&seen, 400, "key_not_in_body");
 }
 
 #[tokio::test]

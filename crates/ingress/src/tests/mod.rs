@@ -99,6 +99,9 @@ sources:
     verify: { scheme: slack }
     secrets: [{ id: sl-1, file: "{dir}/slack" }]
     store_handshakes: true
+    dedupe: { from: json_pointer, pointer: /event_id }
+    partition_key: { from: json_pointer, pointer: /team_id }
+    rate_limit: { requests: 1, window: 1h }
   zoom:
     verify: { scheme: zoom }
     secrets: [{ id: zm-1, file: "{dir}/zoom" }]

@@ -64,7 +64,8 @@ pub(super) fn presets() -> Vec<Preset> {
         Preset::new("aws-sns", "Amazon SNS (HTTP/S subscriptions)", Scheme::aws_sns())
             .dedupe_json("/MessageId")
             .event_json("/TopicArn")
-            .forward(&["x-amz-sns-message-type", "x-amz-sns-message-id", "x-amz-sns-topic-arn", "x-amz-sns-subscription-arn"])
+            // No x-amz-sns-* header is forwarded: none is signed, and the body carries the
+            // signed Type, MessageId and TopicArn.
             // SNS retries a delivery for up to an hour (its HTTP/S delivery policy's limit),
             // resending the message as first signed.
             .tolerance_secs(3900)

@@ -16,9 +16,14 @@ use crate::topics::registry_topic;
 /// reading it never sees half an update.
 #[derive(Debug)]
 pub struct LiveSubscriptions {
-    config: Arc<Config>,
-    from_config: Vec<ResolvedSubscription>,
+    /// The config subscriptions are resolved against; a worker's reload replaces it (see
+    /// [`LiveSubscriptions::reconfigure`]).
+    config: arc_swap::ArcSwap<Config>,
+    from_config: RwLock<Vec<ResolvedSubscription>>,
     registered: RwLock<BTreeMap<String, (StoredSubscription, ResolvedSubscription)>>,
+    /// Registered subscriptions this worker could not resolve (a source it does not know
+    /// yet): resolved again when the config is replaced.
+    refused: RwLock<BTreeMap<String, StoredSubscription>>,
     current: RwLock<Arc<Vec<Arc<ResolvedSubscription>>>>,
     /// Ids whose removal (a tombstone) this worker has read: their parked retries are
     /// dropped, while a retry for an id never seen is dead-lettered (see `Handling::retry`).
@@ -89,9 +94,10 @@ impl LiveSubscriptions {
             from_config.iter().cloned().map(Arc::new).collect(),
         ));
         Self {
-            config,
-            from_config,
+            config: arc_swap::ArcSwap::new(config),
+            from_config: RwLock::new(from_config),
             registered: RwLock::default(),
+            refused: RwLock::default(),
             current,
             removed: RwLock::default(),
             applied: tokio::sync::watch::Sender::new(HashMap::new()),
@@ -108,6 +114,38 @@ impl LiveSubscriptions {
         let mut follower = Follower::start(&config).await?;
         live.catch_up(&mut follower).await?;
         Ok(live)
+    }
+
+    /// The config subscriptions are resolved against now.
+    pub fn config(&self) -> Arc<Config> {
+        self.config.load_full()
+    }
+
+    /// Replaces the config (a worker's reload: new sources, the file's subscriptions) and
+    /// resolves every subscription again against it: the file's are `from_config`, and the
+    /// registered ones refused before (a source this worker did not know) may resolve now.
+    pub fn reconfigure(&self, config: Arc<Config>, from_config: Vec<ResolvedSubscription>) {
+        self.config.store(config);
+        let mut registered = self
+            .registered
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut refused = self.refused.write().unwrap_or_else(PoisonError::into_inner);
+        let stored: Vec<StoredSubscription> = registered
+            .values()
+            .map(|(stored, _)| stored.clone())
+            .chain(refused.values().cloned())
+            .collect();
+        registered.clear();
+        refused.clear();
+        for sub in stored {
+            self.settle(sub, &mut registered, &mut refused);
+        }
+        *self
+            .from_config
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = from_config;
+        self.publish(&registered);
     }
 
     /// Every subscription now.
@@ -157,56 +195,79 @@ impl LiveSubscriptions {
                 .registered
                 .write()
                 .unwrap_or_else(PoisonError::into_inner);
+            let mut refused = self.refused.write().unwrap_or_else(PoisonError::into_inner);
             let mut removed = self.removed.write().unwrap_or_else(PoisonError::into_inner);
             match change {
                 Change::Put(sub) => {
                     // Set again: no longer removed, whether this worker can deliver to it
                     // or not.
                     removed.remove(&sub.id);
-                    match self.resolve(&sub) {
-                        Ok(resolved) => {
-                            tracing::info!(subscription = %sub.id, "registry: subscription set");
-                            registered.insert(sub.id.clone(), (*sub, resolved));
-                        }
-                        Err(why) => {
-                            // Delivering to the previous version would be wrong too.
-                            tracing::error!(subscription = %sub.id, why, "registry: subscription refused by this worker; not delivering to it");
-                            registered.remove(&sub.id);
-                        }
-                    }
+                    self.settle(*sub, &mut registered, &mut refused);
                 }
                 Change::Remove(id) => {
                     tracing::info!(subscription = %id, "registry: subscription removed");
                     registered.remove(&id);
+                    refused.remove(&id);
                     removed.insert(id);
                 }
                 Change::Unreadable { key, why } => {
                     tracing::error!(key, why, "registry: unreadable record skipped");
                 }
             }
-            let all = self
-                .from_config
-                .iter()
-                .chain(registered.values().map(|(_, r)| r))
-                .cloned()
-                .map(Arc::new)
-                .collect();
-            *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(all);
+            self.publish(&registered);
         }
         self.applied.send_modify(|applied| {
             applied.insert(at.partition, at.offset + 1);
         });
     }
 
+    /// Files `sub` under the subscriptions delivered to, or, if this worker cannot resolve
+    /// it, under those refused (delivering to a previous version would be wrong too).
+    fn settle(
+        &self,
+        sub: StoredSubscription,
+        registered: &mut BTreeMap<String, (StoredSubscription, ResolvedSubscription)>,
+        refused: &mut BTreeMap<String, StoredSubscription>,
+    ) {
+        match self.resolve(&sub) {
+            Ok(resolved) => {
+                tracing::info!(subscription = %sub.id, "registry: subscription set");
+                refused.remove(&sub.id);
+                registered.insert(sub.id.clone(), (sub, resolved));
+            }
+            Err(why) => {
+                tracing::error!(subscription = %sub.id, why, "registry: subscription refused by this worker; not delivering to it");
+                registered.remove(&sub.id);
+                refused.insert(sub.id.clone(), sub);
+            }
+        }
+    }
+
+    /// Swaps in the file's subscriptions and `registered`, as a whole.
+    fn publish(&self, registered: &BTreeMap<String, (StoredSubscription, ResolvedSubscription)>) {
+        let from_config = self
+            .from_config
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        let all = from_config
+            .iter()
+            .chain(registered.values().map(|(_, r)| r))
+            .cloned()
+            .map(Arc::new)
+            .collect();
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(all);
+    }
+
     fn resolve(&self, sub: &StoredSubscription) -> Result<ResolvedSubscription, String> {
-        if is_config_managed(&self.config, &sub.id) {
+        let config = self.config.load();
+        if is_config_managed(&config, &sub.id) {
             return Err("its id belongs to a subscription of the config file".into());
         }
-        let (fitted, changed) = self.config.fit_stored_subscription(sub);
+        let (fitted, changed) = config.fit_stored_subscription(sub);
         for change in &changed {
             tracing::warn!(subscription = %sub.id, change, "registry: subscription fitted to this worker's bounds");
         }
-        self.config
+        config
             .resolve_subscription("", &fitted)
             .map_err(|e| spillway_config::describe(&e))
     }
@@ -246,7 +307,7 @@ impl LiveSubscriptions {
 
     /// Applies the registry up to the end it has now.
     pub async fn catch_up(&self, follower: &mut Follower) -> Result<(), RegistryError> {
-        let topic = registry_topic(&self.config);
+        let topic = registry_topic(&self.config.load());
         let reading = async {
             while !follower.caught_up() {
                 if let Some((at, change)) = follower.next().await? {
@@ -266,4 +327,50 @@ impl LiveSubscriptions {
 
 pub(super) fn is_config_managed(config: &Config, id: &str) -> bool {
     config.subscriptions.iter().any(|s| s.id == id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(sources: &[&str]) -> Arc<Config> {
+        let mut yaml = String::from("kafka: { brokers: \"127.0.0.1:9\" }\nsources:\n");
+        for s in sources {
+            yaml.push_str(&format!(
+                "  {s}: {{ verify: {{ scheme: none }}, dedupe: {{ from: none }} }}\n"
+            ));
+        }
+        Arc::new(spillway_config::parse_str(&yaml).expect("config"))
+    }
+
+    fn wanting(source: &str) -> StoredSubscription {
+        serde_json::from_value(serde_json::json!({
+            "id": "billing",
+            "url": "https://billing.example.com/hooks",
+            "sources": [source],
+            "secrets": [{ "id": "s", "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw" }],
+        }))
+        .expect("stored subscription")
+    }
+
+    #[test]
+    fn a_registered_subscription_naming_a_source_added_later_is_delivered_to_after_a_reload() {
+        let live = LiveSubscriptions::new(config(&["github"]), Vec::new());
+        let at = Delivered {
+            partition: 0,
+            offset: 0,
+        };
+        live.apply(at, Change::Put(Box::new(wanting("added"))));
+        assert!(live.find("billing").is_none(), "no source named added yet");
+        live.reconfigure(config(&["github", "added"]), Vec::new());
+        assert_eq!(
+            live.find("billing").map(|s| s.sources.clone()),
+            Some(vec!["added".to_owned()])
+        );
+        assert_eq!(live.registered().len(), 1);
+        // Removed from the registry: gone for good, even if a later config could resolve it.
+        live.apply(at, Change::Remove("billing".into()));
+        live.reconfigure(config(&["github", "added"]), Vec::new());
+        assert!(live.find("billing").is_none());
+    }
 }
