@@ -560,6 +560,17 @@ const accepted = (preset, pkg, fn, how = 'node crypto') =>
 }
 
 {
+  // The signature test of PagerDuty's Go client (PagerDuty's GitHub org).
+  const src = 'https://github.com/PagerDuty/go-pagerduty/blob/3df5eb4e62dcdf897d37106578d7be6ad54449dc/webhookv3/webhookv3_test.go';
+  const secret = 'lDQHScfUeXUKaQRNF+8XIiDKZ7XX3itBAYzwU0TARw8lJqRnkKl2iB1anSb0Z+IK';
+  const body =
+    '{"event":{"id":"01BWDWL3NYY7LUFPZCC28QUCMK","event_type":"incident.priority_updated","resource_type":"incident","occurred_at":"2021-04-26T17:36:27.458Z","agent":{"html_url":"https://acme.pagerduty.com/users/PLH1HKV","id":"PLH1HKV","self":"https://api.pagerduty.com/users/PLH1HKV","summary":"Tenex Engineer","type":"user_reference"},"client":null,"data":{"id":"PGR0VU2","type":"incident","self":"https://api.pagerduty.com/incidents/PGR0VU2","html_url":"https://acme.pagerduty.com/incidents/PGR0VU2","number":2,"status":"triggered","title":"A little bump in the road","service":{"html_url":"https://acme.pagerduty.com/services/PF9KMXH","id":"PF9KMXH","self":"https://api.pagerduty.com/services/PF9KMXH","summary":"API Service","type":"service_reference"},"assignees":[{"html_url":"https://acme.pagerduty.com/users/PTUXL6G","id":"PTUXL6G","self":"https://api.pagerduty.com/users/PTUXL6G","summary":"User 123","type":"user_reference"}],"escalation_policy":{"html_url":"https://acme.pagerduty.com/escalation_policies/PUS0KTE","id":"PUS0KTE","self":"https://api.pagerduty.com/escalation_policies/PUS0KTE","summary":"Default","type":"escalation_policy_reference"},"teams":[{"html_url":"https://acme.pagerduty.com/teams/PFCVPS0","id":"PFCVPS0","self":"https://api.pagerduty.com/teams/PFCVPS0","summary":"Engineering","type":"team_reference"}],"priority":{"html_url":"https://acme.pagerduty.com/account/incident_priorities","id":"PSO75BM","self":"https://api.pagerduty.com/priorities/PSO75BM","summary":"P1","type":"priority_reference"},"urgency":"high","conference_bridge":{"conference_number":1000,"conference_url":"https://example.com"},"resolve_reason":null}}}';
+  const sig = 'v1=0c0b9495b893a39e70d1fea2fe11fbe0a825f88b9f67846f6cc07dd2bc5476cd';
+  same(recipe.pagerduty(secret, body), sig, 'pagerduty published');
+  add('pagerduty', { origin: published(src), secret, headers: [JSON_CT, ['X-PagerDuty-Signature', sig]], body });
+}
+
+{
   const secret = 'pd-v3-subscription-secret-Jm3kX9';
   const body = json({
     event: {
@@ -1689,6 +1700,20 @@ const accepted = (preset, pkg, fn, how = 'node crypto') =>
     headers: headersFor(sig, String(T)),
     body,
   });
+}
+
+{
+  // The webhook test of Mailgun's PHP SDK (Mailgun's GitHub org): key, timestamp, token and
+  // signature transcribed; they are put in the JSON "signature" block Mailgun sends today
+  // (the test posts them as form fields, as Mailgun's legacy webhooks did). Only the
+  // timestamp and token are signed.
+  const src = 'https://github.com/mailgun/mailgun-php/blob/043658f9967352dd9a4647c4ab1f5de4ffb1684c/tests/MailgunTest.php (testVerifyWebhookGood)';
+  const secret = 'key-3ax6xnjp29jd6fds4gc373sgvjxteol0';
+  const timestamp = '1403645220';
+  const token = '5egbgr1vjgqxtrnp65xfznchgdccwh5d6i09vijqi3whgowmn6';
+  const signature = '9cfc5c41582e51246e73c88d34db3af0a3a2692a76fbab81492842f000256d33';
+  same(recipe.mailgun(secret, timestamp, token), signature, 'mailgun published');
+  add('mailgun', { origin: published(src), secret, headers: [JSON_CT], body: json({ signature: { timestamp, token, signature } }), now: Number(timestamp) });
 }
 
 {
