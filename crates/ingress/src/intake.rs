@@ -130,8 +130,9 @@ impl Intake {
     // only add an allocation to every refusal.
     #[allow(clippy::result_large_err)]
     /// `handshake`: the body is a stored handshake's, shaped by the provider's protocol rather
-    /// than as its events are, so keys it lacks do not refuse it (its body's hash is its dedupe
-    /// key, and it has no partition key) and it is not counted as a fallback.
+    /// than as its events are, so keys it lacks do not refuse it (without its dedupe key its
+    /// body's hash is used, without its partition key it has none) and it is not counted as a
+    /// fallback.
     pub(crate) fn keys(
         &self,
         headers: &HeaderMap,

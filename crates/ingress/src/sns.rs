@@ -148,9 +148,9 @@ impl Pipeline {
         Some(self.counted(source, handshake, answer))
     }
 
-    /// A certificate that could not be had: 401 when the URL serves none (a 4xx, or a file
-    /// that is not one), counted like a bad signature; otherwise 503 for the provider to
-    /// retry. The answer never carries the fetch's own error (the log does).
+    /// A certificate that could not be had: 401 when the URL serves none (400, 404 or 410, or
+    /// a file that is not one), counted like a bad signature; otherwise 503 for the provider
+    /// to retry. The answer never carries the fetch's own error (the log does).
     async fn unfetched(&self, source: &ResolvedSource, client: IpAddr, e: &FetchError) -> Answer {
         tracing::warn!(source = %source.name, error = %e, "SNS signing certificate not had");
         match e {

@@ -51,7 +51,8 @@ pub(crate) enum FetchError {
     /// What was served is not a certificate: 401, the message cannot be verified with it.
     #[error("{0}: {1}")]
     NotACertificate(String, String),
-    /// The host answered 4xx: AWS names only URLs it serves, so the message made it up.
+    /// The host answered 400, 404 or 410: AWS names only URLs it serves, so the message made
+    /// it up.
     #[error("{0} answered {1}")]
     Refused(String, StatusCode),
     #[error("{0} could not be read: {1}")]
@@ -162,7 +163,9 @@ impl SnsFetcher {
                 FetchError::Unreachable(url.clone(), why)
             })?;
             let status = response.status();
-            if status.is_client_error() {
+            // Only "nothing here" is the message's fault; a throttle (429), a timeout (408)
+            // or a denial may pass, and SNS does not retry a 4xx: those are 503 to retry.
+            if matches!(status.as_u16(), 400 | 404 | 410) {
                 return Err(FetchError::Refused(url.clone(), status));
             }
             if status != StatusCode::OK {

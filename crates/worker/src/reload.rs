@@ -1,5 +1,6 @@
 //! Sources and the config file's subscriptions reloaded without a restart: when the config
-//! file changes (checked every `worker.reload_interval`) or on SIGHUP, a new source's topic is
+//! file or a subscription's secret file changes (checked every `worker.reload_interval`) or on
+//! SIGHUP, a new source's topic is
 //! consumed, changed routes (event types, forwarded headers) are used for the records handled
 //! from then on, and subscriptions are resolved again (the file's, and registered ones that
 //! name a source this worker did not know). A removed source stays known, and its topic
@@ -30,7 +31,7 @@ pub(crate) struct SourceReload {
 impl SourceReload {
     /// Watches `path`, which `config` was read from; SIGHUP is taken from now on.
     pub(crate) async fn new(path: PathBuf, config: &Config) -> Self {
-        let watch = ConfigWatch::new(vec![path.clone()], config.worker.reload_interval).await;
+        let watch = ConfigWatch::new(watched(&path, config), config.worker.reload_interval).await;
         Self { path, watch }
     }
 
@@ -153,6 +154,16 @@ impl SourceReload {
     }
 }
 
+/// The config file and the secret files its subscriptions name: a rotated subscription
+/// secret (a mounted Secret updated in place) is picked up like an edit.
+fn watched(path: &std::path::Path, config: &Config) -> Vec<PathBuf> {
+    let secrets = config
+        .subscriptions
+        .iter()
+        .flat_map(|s| s.secrets.iter().filter_map(|secret| secret.file.clone()));
+    std::iter::once(path.to_path_buf()).chain(secrets).collect()
+}
+
 /// The running config with the file's sources laid over its own (new ones added, changed
 /// ones replaced, removed ones kept: their topics are still consumed) and the file's
 /// subscriptions; every other section stays as the worker started.
@@ -172,6 +183,22 @@ mod tests {
     fn config(text: &str) -> Config {
         spillway_config::parse_str(&format!("kafka: {{ brokers: k:9092 }}\n{text}"))
             .expect("parses")
+    }
+
+    #[test]
+    fn the_config_file_and_the_subscriptions_secret_files_are_watched() {
+        let config = config(
+            "sources:\n  a: { verify: { scheme: none }, dedupe: { from: none } }\n\
+             subscriptions:\n  - { id: s, url: \"https://x.example.com\", secrets: [{ id: k, file: /run/secrets/s }] }\n",
+        );
+        let files = watched(std::path::Path::new("/etc/spillway.yaml"), &config);
+        assert_eq!(
+            files,
+            [
+                PathBuf::from("/etc/spillway.yaml"),
+                PathBuf::from("/run/secrets/s")
+            ]
+        );
     }
 
     #[test]
