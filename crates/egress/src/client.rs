@@ -139,6 +139,19 @@ pub fn literal_ip(host: &str) -> Option<IpAddr> {
         .ok()
 }
 
+/// An error and its sources on one line, for a log line or a reason recorded with a failed
+/// request (hyper's own message is "client error (Connect)", the cause is below it).
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut current = e.source();
+    while let Some(err) = current {
+        text.push_str(": ");
+        text.push_str(&err.to_string());
+        current = err.source();
+    }
+    text
+}
+
 /// The guard's refusal, if it is what made a request fail.
 pub fn refused_by_guard(e: &(dyn std::error::Error + 'static)) -> Option<RefusedAddress> {
     let mut current: Option<&(dyn std::error::Error + 'static)> = Some(e);

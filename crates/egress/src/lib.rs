@@ -9,6 +9,6 @@ pub mod client;
 pub mod guard;
 
 pub use client::{
-    guarded_connector, literal_ip, refused_by_guard, GuardedConnector, Roots, TlsError,
+    error_chain, guarded_connector, literal_ip, refused_by_guard, GuardedConnector, Roots, TlsError,
 };
 pub use guard::{AddressPolicy, GuardedResolver, RefusedAddress};

@@ -101,11 +101,8 @@ impl Pipeline {
         let guessed = status == StatusCode::UNAUTHORIZED
             || (status == StatusCode::FORBIDDEN && source.verify_token.is_some());
         if guessed {
-            let code = answer_code(&answer);
-            self.metrics.verify_failure(&source.name, code);
-            if let Some(blocklist) = &self.blocklist {
-                blocklist.failed(client, &source.name, &self.metrics).await;
-            }
+            self.count_failure(source, client, answer_code(&answer))
+                .await;
         }
         Some(self.counted(source, handshake, answer))
     }

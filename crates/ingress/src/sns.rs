@@ -177,23 +177,4 @@ impl Pipeline {
             self.retry_after,
         )
     }
-
-    /// A refusal of the message's authenticity with `code`, counted as a verification
-    /// failure (and against the client's address) like a bad signature.
-    async fn refused(
-        &self,
-        source: &ResolvedSource,
-        client: IpAddr,
-        status: StatusCode,
-        code: &'static str,
-        why: String,
-    ) -> Answer {
-        self.count_failure(source, client, code).await;
-        let outcome = match status {
-            StatusCode::BAD_REQUEST => Outcome::BadRequest,
-            StatusCode::FORBIDDEN => Outcome::Forbidden,
-            _ => Outcome::Unauthorized,
-        };
-        answer::error(outcome, status, code, why)
-    }
 }

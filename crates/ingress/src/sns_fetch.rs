@@ -13,8 +13,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use spillway_config::SnsConfig;
 use spillway_egress::{
-    guarded_connector, literal_ip, refused_by_guard, AddressPolicy, GuardedConnector, Roots,
-    TlsError,
+    error_chain, guarded_connector, literal_ip, refused_by_guard, AddressPolicy, GuardedConnector,
+    Roots, TlsError,
 };
 
 /// Fetches SNS certificates and confirms subscriptions; one per process.
@@ -189,18 +189,6 @@ impl SnsFetcher {
             .await
             .unwrap_or_else(|_| Err(FetchError::Timeout(url.clone(), timeout)))
     }
-}
-
-/// An error and its sources, for a log line and an answer's message.
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut current = e.source();
-    while let Some(cause) = current {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        current = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -89,13 +89,32 @@ impl Pipeline {
         client: IpAddr,
         e: &spillway_signature::VerifyError,
     ) -> Answer {
-        self.count_failure(source, client, e.code()).await;
-        let (outcome, status) = if e.is_unauthorized() {
-            (Outcome::Unauthorized, StatusCode::UNAUTHORIZED)
+        let status = if e.is_unauthorized() {
+            StatusCode::UNAUTHORIZED
         } else {
-            (Outcome::BadRequest, StatusCode::BAD_REQUEST)
+            StatusCode::BAD_REQUEST
         };
-        answer::error(outcome, status, e.code(), e.to_string())
+        self.refused(source, client, status, e.code(), e.to_string())
+            .await
+    }
+
+    /// A refusal of a request's authenticity with `code` (400, 401 or 403), counted as a
+    /// failed verification and against the client's address.
+    pub(crate) async fn refused(
+        &self,
+        source: &ResolvedSource,
+        client: IpAddr,
+        status: StatusCode,
+        code: &'static str,
+        why: String,
+    ) -> Answer {
+        self.count_failure(source, client, code).await;
+        let outcome = match status {
+            StatusCode::BAD_REQUEST => Outcome::BadRequest,
+            StatusCode::FORBIDDEN => Outcome::Forbidden,
+            _ => Outcome::Unauthorized,
+        };
+        answer::error(outcome, status, code, why)
     }
 
     /// Counts a failed verification of `source` with `code`, and against `client`.

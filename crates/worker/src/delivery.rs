@@ -23,7 +23,8 @@ use spillway_core::headers;
 use spillway_signature::{sign, unix_seconds, Scheme};
 
 use spillway_egress::{
-    guarded_connector, literal_ip, refused_by_guard, AddressPolicy, GuardedConnector, Roots,
+    error_chain, guarded_connector, literal_ip, refused_by_guard, AddressPolicy, GuardedConnector,
+    Roots,
 };
 
 /// The part of an answer body read before the connection is reused; the rest is not waited for.
@@ -309,17 +310,6 @@ fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
     }
     let at = httpdate::parse_http_date(text).ok()?;
     Some(at.duration_since(SystemTime::now()).unwrap_or_default())
-}
-
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut current = e.source();
-    while let Some(err) = current {
-        text.push_str(": ");
-        text.push_str(&err.to_string());
-        current = err.source();
-    }
-    text
 }
 
 /// Does `subscription` want events of `source` with this `event_type`?

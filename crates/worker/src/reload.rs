@@ -157,11 +157,9 @@ impl SourceReload {
 /// The config file and the secret files its subscriptions name: a rotated subscription
 /// secret (a mounted Secret updated in place) is picked up like an edit.
 fn watched(path: &std::path::Path, config: &Config) -> Vec<PathBuf> {
-    let secrets = config
-        .subscriptions
-        .iter()
-        .flat_map(|s| s.secrets.iter().filter_map(|secret| secret.file.clone()));
-    std::iter::once(path.to_path_buf()).chain(secrets).collect()
+    std::iter::once(path.to_path_buf())
+        .chain(config.subscription_files())
+        .collect()
 }
 
 /// The running config with the file's sources laid over its own (new ones added, changed

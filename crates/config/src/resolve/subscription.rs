@@ -35,6 +35,19 @@ impl Config {
         Ok(checked.into_iter().map(Checked::resolved).collect())
     }
 
+    /// Every secret file the file's subscriptions read: what a worker's reload watches beside
+    /// the config file itself (as [`Config::source_files`] is for the ingress).
+    pub fn subscription_files(&self) -> Vec<std::path::PathBuf> {
+        let mut files: Vec<std::path::PathBuf> = self
+            .subscriptions
+            .iter()
+            .flat_map(|s| s.secrets.iter().filter_map(|secret| secret.file.clone()))
+            .collect();
+        files.sort();
+        files.dedup();
+        files
+    }
+
     /// Resolves one subscription from the config file or the registry against this config
     /// (its sources, `worker.ingress_urls`); field paths in the errors start with `at`.
     pub fn resolve_subscription<S: SubscriptionSecret>(
