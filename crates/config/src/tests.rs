@@ -3,6 +3,7 @@
 //! each process reads, `errors` the helpers' typed errors, `limits` the limits checked against
 //! each other, `hygiene` secrets kept out of output and the warnings.
 
+mod batch;
 mod errors;
 mod hygiene;
 mod limits;

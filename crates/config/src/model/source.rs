@@ -89,6 +89,36 @@ pub struct SourceConfig {
     /// can send one.
     #[serde(default)]
     pub store_handshakes: bool,
+    /// Each request is a batch of records (`format: ndjson | json_array |
+    /// protobuf_delimited`): verified once over the whole body, then split, and each record
+    /// written as its own event with its own id, dedupe key and partition key. `dedupe` and
+    /// `partition_key` are then read from each record (a JSON pointer into it, or its hash;
+    /// a header applies to every record of the request). None: one request, one event.
+    #[serde(default)]
+    pub batch: Option<BatchConfig>,
+}
+
+/// How a batch source's requests are split into records, and the limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchConfig {
+    pub format: spillway_batch::BatchFormat,
+    /// More records in one request refuses it whole (413 `batch_too_many_records`).
+    #[serde(default = "default_max_records")]
+    pub max_records: usize,
+    /// A larger record is refused alone (`record_too_large` in the answer), the others are
+    /// written.
+    #[serde(default = "default_max_record_bytes")]
+    pub max_record_bytes: usize,
+}
+
+fn default_max_records() -> usize {
+    1000
+}
+
+/// 256 KiB: a reading is a few hundred bytes; a larger record is most likely a framing error.
+fn default_max_record_bytes() -> usize {
+    256 * 1024
 }
 
 /// A fixed-window rate limit.

@@ -8,6 +8,7 @@ use spillway_signature::{Scheme, Secret, SecretRing, Verifier};
 
 use super::scheme;
 
+mod batch;
 mod checks;
 
 use crate::field::{all_or_errors, err, FieldError};
@@ -50,6 +51,8 @@ pub struct ResolvedSource {
     pub topic_arns: Vec<String>,
     /// Authenticated handshakes are also written to Kafka as events.
     pub store_handshakes: bool,
+    /// Each request is a batch, split into records written one by one.
+    pub batch: Option<crate::model::BatchConfig>,
 }
 
 /// What a worker needs of a source to route its records: no secret, nothing of verification.
@@ -186,6 +189,7 @@ impl Checked {
             verify_token: self.verify_token,
             topic_arns: source.topic_arns.clone(),
             store_handshakes: source.store_handshakes,
+            batch: source.batch,
         }
     }
 }
@@ -240,6 +244,7 @@ fn check_source(
             .unwrap_or(spillway_signature::DEFAULT_TOLERANCE),
     };
     check_client_side(config, source, tolerance, &dedupe, &mut problems);
+    batch::check_batch(source, &dedupe, event_type.as_ref(), &mut problems);
 
     if !problems.found.is_empty() {
         return Err(problems.found);

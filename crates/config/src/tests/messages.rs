@@ -333,8 +333,8 @@ fn the_messages_of_limits_that_depend_on_other_fields() {
         assert_eq!(
             messages("records.yaml"),
             [
-                "sources.big.max_body_bytes: 2097152 + 16384 bytes of record headers and key = 2113536 is more than the producer's message.max.bytes (1000000, librdkafka's default): a body that large would be accepted and then refused by Kafka. Lower max_body_bytes to at most 983616, or raise kafka.properties message.max.bytes and the topics' max.message.bytes (and the brokers' message.max.bytes) to at least 2113536",
-                "sources.small.max_body_bytes: 1000000 + 16384 bytes of record headers and key = 1016384 is more than the producer's message.max.bytes (1000000, librdkafka's default): a body that large would be accepted and then refused by Kafka. Lower max_body_bytes to at most 983616, or raise kafka.properties message.max.bytes and the topics' max.message.bytes (and the brokers' message.max.bytes) to at least 1016384",
+                "sources.big.max_body_bytes: 2097152 + 16384 bytes of record headers and key = 2113536 is more than the producer's message.max.bytes (1000000, librdkafka's default): a record that large would be accepted and then refused by Kafka. Lower max_body_bytes to at most 983616, or raise kafka.properties message.max.bytes and the topics' max.message.bytes (and the brokers' message.max.bytes) to at least 2113536",
+                "sources.small.max_body_bytes: 1000000 + 16384 bytes of record headers and key = 1016384 is more than the producer's message.max.bytes (1000000, librdkafka's default): a record that large would be accepted and then refused by Kafka. Lower max_body_bytes to at most 983616, or raise kafka.properties message.max.bytes and the topics' max.message.bytes (and the brokers' message.max.bytes) to at least 1016384",
             ]
         );
         assert_eq!(

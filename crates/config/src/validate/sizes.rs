@@ -132,19 +132,29 @@ pub(super) fn check_records(config: &Config, errors: &mut Vec<FieldError>) {
         ""
     };
     for (name, source) in &config.sources {
-        let record = source.max_body_bytes.saturating_add(RECORD_OVERHEAD_BYTES);
-        if source.max_body_bytes == 0 || record <= limit {
+        // A batch's records are written one by one: the largest record, not the body, must
+        // fit.
+        let (field, largest) = match source.batch {
+            Some(batch) => (
+                "batch.max_record_bytes",
+                u64::try_from(batch.max_record_bytes)
+                    .unwrap_or(u64::MAX)
+                    .min(source.max_body_bytes),
+            ),
+            None => ("max_body_bytes", source.max_body_bytes),
+        };
+        let record = largest.saturating_add(RECORD_OVERHEAD_BYTES);
+        if largest == 0 || record <= limit {
             continue;
         }
         errors.push(err(
-            format!("sources.{name}.max_body_bytes"),
+            format!("sources.{name}.{field}"),
             format!(
-                "{} + {RECORD_OVERHEAD_BYTES} bytes of record headers and key = {record} is more \
-                 than the producer's message.max.bytes ({limit}{whose}): a body that large would \
-                 be accepted and then refused by Kafka. Lower max_body_bytes to at most {}, or \
-                 raise kafka.properties message.max.bytes and the topics' max.message.bytes \
+                "{largest} + {RECORD_OVERHEAD_BYTES} bytes of record headers and key = {record} is \
+                 more than the producer's message.max.bytes ({limit}{whose}): a record that \
+                 large would be accepted and then refused by Kafka. Lower {field} to at most {}, \
+                 or raise kafka.properties message.max.bytes and the topics' max.message.bytes \
                  (and the brokers' message.max.bytes) to at least {record}",
-                source.max_body_bytes,
                 limit.saturating_sub(RECORD_OVERHEAD_BYTES)
             ),
         ));

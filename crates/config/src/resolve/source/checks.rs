@@ -169,11 +169,18 @@ pub(super) fn keys(
 ) -> (KeySource, Option<KeySource>) {
     let dedupe = match (&source.dedupe, built) {
         (Some(d), _) => d.clone(),
+        // A batch's records are keyed each by its own hash: a preset's id (a delivery
+        // header, a signed id) is the request's, shared by all its records.
+        (None, _) if source.batch.is_some() => KeySource::BodyHash,
         (None, Some(b)) => b.default_dedupe(),
         (None, None) => KeySource::BodyHash,
     };
     let event_type = match (&source.event_type, built) {
         (Some(e), _) => Some(e.clone()),
+        // A preset's default pointer is for its JSON events, not a Protobuf record.
+        (None, Some(b)) if source.batch.is_some_and(|batch| !batch.format.is_json()) => b
+            .default_event_type()
+            .filter(|k| !matches!(k, KeySource::JsonPointer { .. })),
         (None, Some(b)) => b.default_event_type(),
         (None, None) => None,
     };
