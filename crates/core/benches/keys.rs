@@ -78,6 +78,7 @@ fn record(c: &mut Criterion) {
         forwarded: vec![("stripe-signature".into(), Bytes::from_static(b"t=1,v1=abc"))],
         record_key: Some("evt_1NmPq2Lk".into()),
         hops: 0,
+        batch: None,
         body: Bytes::from(body(1024)),
     };
     c.bench_function("record_headers", |b| {

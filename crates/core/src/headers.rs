@@ -26,6 +26,12 @@ pub const TRACEPARENT: &str = "traceparent";
 /// subscription that loops back into the cluster) and carries the count into the record.
 pub const HOP: &str = "spillway-hop";
 
+/// For a record split from a batch: the id of the request it came in (the `batch_id` of the
+/// answer), shared by the batch's records.
+pub const BATCH_ID: &str = "spillway-batch-id";
+/// For a record split from a batch: its 0-based place in the batch, decimal.
+pub const BATCH_INDEX: &str = "spillway-batch-index";
+
 /// The prefix reserved for Spillway's own headers; forwarded provider headers may not use it.
 pub const RESERVED_PREFIX: &str = "spillway-";
 

@@ -63,7 +63,18 @@ pub struct Envelope {
     pub record_key: Option<String>,
     /// Deliveries by Spillway workers this event has been through (0 from an outside sender).
     pub hops: u32,
+    /// Where the event was in the batch it was split from; None for a request of one event.
+    pub batch: Option<BatchPlace>,
     pub body: Bytes,
+}
+
+/// A record's place in the batch request it was split from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchPlace {
+    /// The request's id: the answer's `batch_id`.
+    pub id: EventId,
+    /// 0-based, among the batch's records.
+    pub index: u32,
 }
 
 // === impl Envelope ===
@@ -98,6 +109,10 @@ impl Envelope {
         if self.hops > 0 {
             out.push((headers::HOP, self.hops.to_string().into_bytes()));
         }
+        if let Some(place) = &self.batch {
+            out.push((headers::BATCH_ID, place.id.to_string().into_bytes()));
+            out.push((headers::BATCH_INDEX, place.index.to_string().into_bytes()));
+        }
         for (name, value) in &self.forwarded {
             out.push((name.as_str(), value.to_vec()));
         }
@@ -117,6 +132,45 @@ pub struct ErrorBody {
 pub struct AcceptedBody {
     pub id: String,
     pub status: String,
+}
+
+/// The JSON body of the answer to a batch: what happened to each record. `status` on a 202
+/// (`accepted`) or a 200 (`duplicate`, every record was one); `error` and `message` otherwise,
+/// as in [`ErrorBody`].
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BatchBody {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The request's id, in every record's `spillway-batch-id` header.
+    pub batch_id: String,
+    /// Records in the batch.
+    pub records: usize,
+    /// Written to Kafka by this request.
+    pub accepted: usize,
+    /// Written before (by an earlier request, or earlier in this batch).
+    pub duplicate: usize,
+    /// Refused for what they are (not JSON, too large, no key): a retry is refused again.
+    pub rejected: usize,
+    /// Not made durable this time (Kafka or the dedupe store unavailable, the key being
+    /// accepted elsewhere): a retry of the whole batch writes only these.
+    pub failed: usize,
+    /// Each record's event id by index: its own when accepted, the original's when a
+    /// duplicate, null when rejected or failed.
+    pub event_ids: Vec<Option<String>>,
+    /// Every rejected and failed record, by index, with its code.
+    pub errors: Vec<RecordErrorBody>,
+}
+
+/// Why one record of a batch was not written.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RecordErrorBody {
+    pub index: usize,
+    pub error: String,
+    pub message: String,
 }
 
 #[cfg(test)]
@@ -147,6 +201,10 @@ mod tests {
             forwarded: vec![("x-github-event".into(), Bytes::from_static(b"push"))],
             record_key: Some("abc".into()),
             hops: 1,
+            batch: Some(BatchPlace {
+                id: EventId::new_v4(),
+                index: 7,
+            }),
             body: Bytes::from_static(b"{}"),
         };
         let headers = envelope.record_headers();
@@ -162,5 +220,6 @@ mod tests {
         assert_eq!(find("x-github-event").as_deref(), Some("push"));
         assert_eq!(find(headers::RECEIVED_AT).as_deref(), Some("1700000000000"));
         assert_eq!(find(headers::HOP).as_deref(), Some("1"));
+        assert_eq!(find(headers::BATCH_INDEX).as_deref(), Some("7"));
     }
 }

@@ -82,7 +82,11 @@ pub fn retry_later(
     message: impl Into<String>,
     after: Duration,
 ) -> Answer {
-    let mut answer = error(outcome, status, code, message);
+    with_retry_after(error(outcome, status, code, message), after)
+}
+
+/// `answer` with a Retry-After header asking for a pause of `after`.
+pub(crate) fn with_retry_after(mut answer: Answer, after: Duration) -> Answer {
     // Rounded up: a client told to come back sooner than the pause is refused again.
     let secs = (after.as_secs() + u64::from(after.subsec_nanos() > 0))
         .max(1)
@@ -140,6 +144,8 @@ pub const CATALOG: &[(u16, &str)] = &[
     (400, "malformed_message"),
     (400, "certificate_url_refused"),
     (400, "subscribe_url_refused"),
+    (400, "batch_empty"),
+    (400, "batch_malformed"),
     (401, "signature_missing"),
     (401, "signature_mismatch"),
     (401, "no_active_secret"),
@@ -157,7 +163,9 @@ pub const CATALOG: &[(u16, &str)] = &[
     (408, "body_too_slow"),
     (413, "body_too_large"),
     (413, "record_too_large"),
+    (413, "batch_too_many_records"),
     (415, "unsupported_encoding"),
+    (422, "batch_rejected"),
     (429, "rate_limited"),
     (431, "(hyper)"),
     (500, "internal"),
@@ -167,5 +175,6 @@ pub const CATALOG: &[(u16, &str)] = &[
     (503, "client_overloaded"),
     (503, "in_flight"),
     (503, "provider_unreachable"),
+    (503, "batch_incomplete"),
     (508, "loop_detected"),
 ];

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use http::StatusCode;
 use spillway_config::{FailMode, ResolvedSource};
-use spillway_core::Envelope;
+use spillway_core::{Envelope, EventId};
 use spillway_kafka::ProduceError;
 use spillway_store::{Claim, ClaimToken, SharedStore};
 use spillway_telemetry::{IngressMetrics, Outcome, RedisCommand};
@@ -24,10 +24,8 @@ use crate::store::timed;
 // === impl Pipeline ===
 
 impl Pipeline {
-    /// Runs [`Pipeline::make_durable`] as its own task and waits for its answer. If the client
-    /// disconnects, hyper drops this future, but the claim is still committed or released and
-    /// the record's fate still settled; `held` (the in-flight place and the body's bytes)
-    /// stays taken until then. Shutdown waits for these tasks.
+    /// Runs [`Pipeline::make_durable`] as its own task and waits for its answer (see
+    /// [`Pipeline::detached`]).
     pub(crate) async fn make_durable_detached(
         self: &Arc<Self>,
         source: Arc<ResolvedSource>,
@@ -37,9 +35,23 @@ impl Pipeline {
     ) -> Answer {
         let this = Arc::clone(self);
         let id = envelope.id;
+        self.detached(id, held, async move {
+            this.make_durable(source, envelope, replay_key).await
+        })
+        .await
+    }
+
+    /// Runs a durable section as its own task and waits for its answer. If the client
+    /// disconnects, hyper drops this future, but the claims are still committed or released
+    /// and the records' fate still settled; `held` (the in-flight place and the body's bytes)
+    /// stays taken until then. Shutdown waits for these tasks.
+    pub(crate) async fn detached<F>(&self, id: EventId, held: Held, section: F) -> Answer
+    where
+        F: std::future::Future<Output = Answer> + Send + 'static,
+    {
         let task = self.tasks.spawn(
             async move {
-                let answer = this.make_durable(source, envelope, replay_key).await;
+                let answer = section.await;
                 drop(held);
                 answer
             }
@@ -178,6 +190,31 @@ impl Pipeline {
         redis_key: &str,
         id: &str,
     ) -> Result<(HeldClaim, bool), Answer> {
+        match self.take_claim(store, source, redis_key, id).await {
+            Claimed::Held(claim) => Ok((claim, false)),
+            Claimed::FailedOpen(claim) => Ok((claim, true)),
+            // 503, not 409: several senders treat any 4xx as final, and the original may yet
+            // fail; the retry after the pause is answered "duplicate" or accepted.
+            Claimed::InFlight => Err(in_flight(self.retry_after)),
+            Claimed::Done(original) => {
+                tracing::Span::current().record("event_id", original.as_str());
+                Err(answer::duplicate(&original))
+            }
+            Claimed::Unavailable => Err(dedupe_unavailable(self.retry_after)),
+        }
+    }
+
+    /// Runs one claim and reads what it found; a hit is counted. A claim the store did not
+    /// answer is this request's either way (the command may have been applied before it
+    /// failed): to commit after a produce (fail open) or, given back here, refused (fail
+    /// closed).
+    pub(crate) async fn take_claim(
+        &self,
+        store: &SharedStore,
+        source: &ResolvedSource,
+        redis_key: &str,
+        id: &str,
+    ) -> Claimed {
         let claimed = timed(
             &self.metrics,
             RedisCommand::Claim,
@@ -185,50 +222,96 @@ impl Pipeline {
         )
         .await;
         match claimed {
-            Ok(Claim::Claimed(token)) => Ok((HeldClaim::new(store, token, &self.metrics), false)),
-            // 503, not 409: several senders treat any 4xx as final, and the original may yet
-            // fail; the retry after the pause is answered "duplicate" or accepted.
+            Ok(Claim::Claimed(token)) => Claimed::Held(HeldClaim::new(store, token, &self.metrics)),
             Ok(Claim::InFlight) => {
                 self.metrics.dedupe_hit(&source.name, false);
-                Err(answer::retry_later(
-                    Outcome::InFlight,
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "in_flight",
-                    "an event with this key is being accepted right now; retry later",
-                    self.retry_after,
-                ))
+                Claimed::InFlight
             }
             Ok(Claim::Done(original)) => {
                 self.metrics.dedupe_hit(&source.name, true);
-                tracing::Span::current().record("event_id", original.as_str());
-                Err(answer::duplicate(&original))
+                Claimed::Done(original)
             }
-            // The command may have been applied before it failed: the claim is this request's
-            // either way, to commit after a produce (fail open) or to give back (fail closed).
             Err(e) => {
-                let token = ClaimToken::new(redis_key, id);
+                let claim = HeldClaim::new(store, ClaimToken::new(redis_key, id), &self.metrics);
                 match source.on_redis_unavailable {
                     FailMode::FailOpen => {
                         tracing::warn!(source = %source.name, event_id = %id, error = %e, "dedupe bypassed (fail-open)");
-                        Ok((HeldClaim::new(store, token, &self.metrics), true))
+                        Claimed::FailedOpen(claim)
                     }
                     FailMode::FailClosed => {
                         tracing::warn!(source = %source.name, error = %e, "dedupe store unavailable (fail-closed)");
-                        HeldClaim::new(store, token, &self.metrics)
-                            .release(&source.name)
-                            .await;
-                        Err(answer::retry_later(
-                            Outcome::RedisUnavailable,
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            "dedupe_unavailable",
-                            "the dedupe store is unavailable; retry later",
-                            self.retry_after,
-                        ))
+                        claim.release(&source.name).await;
+                        Claimed::Unavailable
                     }
                 }
             }
         }
     }
+}
+
+/// What a claim found.
+pub(crate) enum Claimed {
+    /// The key is this event's until it is committed or released.
+    Held(HeldClaim),
+    /// The store did not answer and the source fails open: the event goes on without its
+    /// dedupe, and the claim is committed after the produce all the same.
+    FailedOpen(HeldClaim),
+    /// Another request holds the key and has not finished.
+    InFlight,
+    /// An event with this key was accepted before, under this id.
+    Done(String),
+    /// The store did not answer and the source fails closed.
+    Unavailable,
+}
+
+/// Why an event was not made durable this time: a retry later may succeed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Failure {
+    pub(crate) code: &'static str,
+    pub(crate) message: &'static str,
+    pub(crate) outcome: Outcome,
+}
+
+// === impl Failure ===
+
+impl Failure {
+    /// Another request is accepting an event with this key right now.
+    pub(crate) const IN_FLIGHT: Self = Self {
+        code: "in_flight",
+        message: "an event with this key is being accepted right now; retry later",
+        outcome: Outcome::InFlight,
+    };
+    /// The dedupe store did not answer and the source fails closed.
+    pub(crate) const DEDUPE_UNAVAILABLE: Self = Self {
+        code: "dedupe_unavailable",
+        message: "the dedupe store is unavailable; retry later",
+        outcome: Outcome::RedisUnavailable,
+    };
+    /// Kafka did not acknowledge the event.
+    pub(crate) const KAFKA_UNAVAILABLE: Self = Self {
+        code: "kafka_unavailable",
+        message: "the event could not be made durable in Kafka; retry later",
+        outcome: Outcome::KafkaUnavailable,
+    };
+
+    /// The 503 of a single event, with Retry-After.
+    fn answer(self, retry_after: std::time::Duration) -> Answer {
+        answer::retry_later(
+            self.outcome,
+            StatusCode::SERVICE_UNAVAILABLE,
+            self.code,
+            self.message,
+            retry_after,
+        )
+    }
+}
+
+fn in_flight(retry_after: std::time::Duration) -> Answer {
+    Failure::IN_FLIGHT.answer(retry_after)
+}
+
+fn dedupe_unavailable(retry_after: std::time::Duration) -> Answer {
+    Failure::DEDUPE_UNAVAILABLE.answer(retry_after)
 }
 
 /// The answer to a record Kafka did not take: 413 when it is too large for Kafka (a retry
@@ -246,13 +329,7 @@ fn refused_by_kafka(e: &ProduceError, retry_after: std::time::Duration) -> Answe
 }
 
 fn kafka_unavailable(retry_after: std::time::Duration) -> Answer {
-    answer::retry_later(
-        Outcome::KafkaUnavailable,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "kafka_unavailable",
-        "the event could not be made durable in Kafka; retry later",
-        retry_after,
-    )
+    Failure::KAFKA_UNAVAILABLE.answer(retry_after)
 }
 
 /// Pauses between the tries of a commit that failed: the commit is an idempotent
@@ -266,7 +343,7 @@ const COMMIT_RETRIES: [std::time::Duration; 3] = [
 
 /// A dedupe claim this process holds; keeps `spillway_dedupe_in_flight_claims` true until it
 /// is committed or released (or its task ends any other way).
-struct HeldClaim {
+pub(crate) struct HeldClaim {
     store: SharedStore,
     token: ClaimToken,
     metrics: IngressMetrics,
@@ -286,7 +363,7 @@ impl HeldClaim {
 
     /// The event is in Kafka: later requests with its key are duplicates. A failed commit is
     /// tried again in the background (the answer does not wait for it).
-    async fn commit(self, tasks: &TaskTracker, source: &str, event_id: &str) {
+    pub(crate) async fn commit(self, tasks: &TaskTracker, source: &str, event_id: &str) {
         if self.try_commit(source, event_id).await {
             return;
         }
@@ -335,7 +412,7 @@ impl HeldClaim {
     }
 
     /// The event is not in Kafka: the sender's retry must be processed.
-    async fn release(self, source: &str) {
+    pub(crate) async fn release(self, source: &str) {
         let released = timed(
             &self.metrics,
             RedisCommand::Release,

@@ -12,7 +12,7 @@ use hyper::body::Body;
 use spillway_config::ResolvedSource;
 use spillway_core::key::{KeyError, KeyInput, KeySource};
 use spillway_core::time::millis_since_epoch;
-use spillway_core::{headers, trace, Envelope, EventId};
+use spillway_core::{headers, trace, BatchPlace, Envelope, EventId};
 use spillway_signature::Verified;
 use spillway_telemetry::{IngressMetrics, Outcome};
 use tokio::time::Instant;
@@ -57,6 +57,11 @@ impl Intake {
             encoding: Encoding::Identity,
             received_at: SystemTime::now(),
         }
+    }
+
+    /// The id of the request's event; a batch's id.
+    pub(crate) fn id(&self) -> EventId {
+        self.id
     }
 
     /// When the body was in: the time a signature's timestamp is checked against.
@@ -166,22 +171,80 @@ impl Intake {
             Some(Err(_)) if handshake => None,
             Some(Err(e)) => return Err(bad_key("partition key", &e)),
         };
-        Ok(Envelope {
+        let keys = RecordKeys {
+            dedupe_key,
+            partition_key,
+        };
+        let forwarded = forwarded(headers, &source.forward_headers);
+        Ok(self.envelope(headers, body, verified.key_id, keys, forwarded))
+    }
+
+    /// Stage 6 for one record of a batch: its keys read from the record itself (a header
+    /// key is the request's), in the envelope of the record's own event `id`. A record
+    /// without its keys is refused alone.
+    pub(crate) fn record(
+        &self,
+        headers: &HeaderMap,
+        record: Bytes,
+        key_id: Option<String>,
+        forwarded: Vec<(String, Bytes)>,
+        place: BatchPlace,
+    ) -> Result<Envelope, KeyError> {
+        let key_input =
+            KeyInput::new(headers, &record, None).with_client_subject(self.device_id.as_deref());
+        let keys = RecordKeys {
+            dedupe_key: self.source.dedupe.extract(&key_input)?,
+            partition_key: match &self.source.partition_key {
+                Some(key) => key.extract(&key_input)?,
+                None => None,
+            },
+        };
+        let mut envelope = self.envelope(headers, record, key_id, keys, forwarded);
+        envelope.id = EventId::new_v4();
+        envelope.batch = Some(place);
+        Ok(envelope)
+    }
+
+    /// The provider headers this source lets through into its records.
+    pub(crate) fn forwarded(&self, headers: &HeaderMap) -> Vec<(String, Bytes)> {
+        forwarded(headers, &self.source.forward_headers)
+    }
+
+    fn envelope(
+        &self,
+        headers: &HeaderMap,
+        body: Bytes,
+        key_id: Option<String>,
+        keys: RecordKeys,
+        forwarded: Vec<(String, Bytes)>,
+    ) -> Envelope {
+        let RecordKeys {
+            dedupe_key,
+            partition_key,
+        } = keys;
+        Envelope {
             id: self.id,
-            source: source.name.clone(),
+            source: self.source.name.clone(),
             received_at_ms: millis_since_epoch(self.received_at),
             record_key: partition_key.or_else(|| dedupe_key.clone()),
             hops: self.hops,
             dedupe_key,
-            scheme: source.verifier.scheme().name().to_owned(),
-            key_id: verified.key_id,
+            scheme: self.source.verifier.scheme().name().to_owned(),
+            key_id,
             device_id: self.device_id.clone(),
             content_type: headers::text(headers, header::CONTENT_TYPE.as_str()),
             traceparent: trace::new_traceparent(),
-            forwarded: forwarded(headers, &source.forward_headers),
+            forwarded,
+            batch: None,
             body,
-        })
+        }
     }
+}
+
+/// The keys of one event.
+struct RecordKeys {
+    dedupe_key: Option<String>,
+    partition_key: Option<String>,
 }
 
 // === impl Pipeline ===

@@ -8,6 +8,8 @@
 
 mod admission;
 mod answer;
+mod batch;
+mod batch_durable;
 mod blocklist;
 mod budget;
 mod client_addr;
@@ -31,6 +33,18 @@ mod store;
 mod tls;
 mod verify;
 
+/// Creates a source's series at 0: its outcomes, its secrets' and, for a batch source, its
+/// records'.
+pub(crate) fn init_source_metrics(metrics: &IngressMetrics, source: &ResolvedSource) {
+    metrics.init_source(&source.name, &source.topic, ProduceError::CODES);
+    for key_id in source.verifier.key_ids() {
+        metrics.init_key(&source.name, key_id);
+    }
+    if source.batch.is_some() {
+        metrics.init_batch_source(&source.name);
+    }
+}
+
 #[cfg(test)]
 mod tests;
 
@@ -44,7 +58,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use spillway_config::{Config, FailMode, TopicCheck};
+use spillway_config::{Config, FailMode, ResolvedSource, TopicCheck};
 use spillway_core::key::KeySource;
 use spillway_kafka::durability::TopicRules;
 use spillway_kafka::{EventProducer, ProduceError, ProducerSettings};
@@ -108,10 +122,7 @@ impl Ingress {
         let redis_required = redis_gates_readiness(&sources);
         let metrics = IngressMetrics::new().map_err(IngressError::Metrics)?;
         for source in &sources {
-            metrics.init_source(&source.name, &source.topic, ProduceError::CODES);
-            for key_id in source.verifier.key_ids() {
-                metrics.init_key(&source.name, key_id);
-            }
+            init_source_metrics(&metrics, source);
         }
         let tls = match &config.ingress.tls {
             Some(t) => Some(load_tls(
@@ -304,7 +315,7 @@ impl Ingress {
 /// `record_too_large`. The producer's own `message.max.bytes` is checked with the config.
 pub(crate) async fn check_topic_limits(
     kafka: spillway_kafka::Connection,
-    sources: Vec<Arc<spillway_config::ResolvedSource>>,
+    sources: Vec<Arc<ResolvedSource>>,
 ) {
     let topics: Vec<String> = sources.iter().map(|s| s.topic.clone()).collect();
     let limits = match spillway_kafka::admin::topics_max_message_bytes(
@@ -348,7 +359,7 @@ pub const SHUTDOWN_MARGIN: Duration = Duration::from_secs(5);
 /// one fails open, taking pods out of the load balancer over a Redis outage would take that
 /// source down with the rest; a fail-closed source's requests are answered 503
 /// `dedupe_unavailable` one by one, which is all a Redis outage should cost.
-fn redis_gates_readiness(sources: &[spillway_config::ResolvedSource]) -> bool {
+fn redis_gates_readiness(sources: &[ResolvedSource]) -> bool {
     let mut deduplicating = sources.iter().filter(|s| s.dedupe != KeySource::None);
     deduplicating.clone().next().is_some()
         && deduplicating.all(|s| s.on_redis_unavailable == FailMode::FailClosed)

@@ -9,7 +9,6 @@ use std::sync::Arc;
 
 use spillway_config::{Config, ConfigError, Process, ResolvedSource};
 use spillway_core::key::KeySource;
-use spillway_kafka::ProduceError;
 use spillway_reload::ConfigWatch;
 
 use crate::pipeline::{by_name, Pipeline};
@@ -102,12 +101,7 @@ impl Watch {
         }
         let before: BTreeSet<String> = pipeline.sources.load().keys().cloned().collect();
         for source in &sources {
-            pipeline
-                .metrics
-                .init_source(&source.name, &source.topic, ProduceError::CODES);
-            for key_id in source.verifier.key_ids() {
-                pipeline.metrics.init_key(&source.name, key_id);
-            }
+            crate::init_source_metrics(&pipeline.metrics, source);
         }
         let sources = by_name(sources);
         let after: BTreeSet<String> = sources.keys().cloned().collect();

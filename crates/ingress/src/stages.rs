@@ -134,6 +134,18 @@ impl Pipeline {
                 return refused;
             }
         }
+        let held = Held {
+            _in_flight: in_flight,
+            _charge: charge,
+        };
+        // A batch's records are keyed from their own bytes, so a replayed batch is caught
+        // record by record: no request fingerprint is claimed.
+        if let (Some(batch), None) = (intake.source.batch, &handshake) {
+            let key_id = verified.key_id;
+            return self
+                .accept_batch(&intake, batch, &parts.headers, body, key_id, held)
+                .await;
+        }
         let replay_key = verified.replay_key.clone();
         let keys = intake.keys(
             &parts.headers,
@@ -145,10 +157,6 @@ impl Pipeline {
         let envelope = match keys {
             Ok(envelope) => envelope,
             Err(refused) => return refused,
-        };
-        let held = Held {
-            _in_flight: in_flight,
-            _charge: charge,
         };
         let durable = self
             .make_durable_detached(intake.source, envelope, replay_key, held)

@@ -185,6 +185,19 @@ pub const DEDUPE_FALLBACK: MetricDef = MetricDef {
     help: "Authentic events keyed by the SHA-256 of their body because the preset's own delivery or event id was absent (a provider changed its headers or body shape); accepted, not refused.",
     labels: &[SOURCE],
 };
+pub const BATCH_RECORDS: MetricDef = MetricDef {
+    name: "spillway_batch_records_total",
+    kind: Kind::Counter,
+    process: Process::Ingress,
+    help: "Records of batch requests (sources with `batch:`) by what became of each: written, a duplicate, rejected for what it is (not JSON, too large, no key), or failed (not made durable; the sender is told to retry the batch).",
+    labels: &[
+        SOURCE,
+        Label {
+            name: "result",
+            values: "`accepted`, `duplicate`, `rejected`, `failed`",
+        },
+    ],
+};
 pub const VERIFICATIONS: MetricDef = MetricDef {
     name: "spillway_signature_verified_requests_total",
     kind: Kind::Counter,
@@ -369,6 +382,7 @@ pub const CATALOG: &[MetricDef] = &[
     DEDUPE_CLAIMS_IN_FLIGHT,
     DEDUPE_FAIL_OPEN,
     DEDUPE_FALLBACK,
+    BATCH_RECORDS,
     VERIFICATIONS,
     HANDSHAKES,
     CONFIG_RELOADS,

@@ -25,6 +25,7 @@ pub struct IngressMetrics {
     claims_in_flight: IntGauge,
     fail_open: IntCounterVec,
     dedupe_fallback: IntCounterVec,
+    batch_records: IntCounterVec,
     verifications: IntCounterVec,
     handshakes: IntCounterVec,
     reloads: IntCounterVec,
@@ -58,6 +59,7 @@ impl IngressMetrics {
             claims_in_flight: DEDUPE_CLAIMS_IN_FLIGHT.single_gauge(&r)?,
             fail_open: DEDUPE_FAIL_OPEN.counter(&r)?,
             dedupe_fallback: DEDUPE_FALLBACK.counter(&r)?,
+            batch_records: BATCH_RECORDS.counter(&r)?,
             verifications: VERIFICATIONS.counter(&r)?,
             handshakes: HANDSHAKES.counter(&r)?,
             reloads: CONFIG_RELOADS.counter(&r)?,
@@ -159,6 +161,20 @@ impl IngressMetrics {
     /// An authentic event without its preset's id, keyed by its body's hash.
     pub fn dedupe_fallback(&self, source: &str) {
         self.dedupe_fallback.with_label_values(&[source]).inc();
+    }
+
+    /// Creates a batch source's record series at 0 (see [`IngressMetrics::init_source`]).
+    pub fn init_batch_source(&self, source: &str) {
+        for result in ["accepted", "duplicate", "rejected", "failed"] {
+            self.batch_records.with_label_values(&[source, result]);
+        }
+    }
+
+    /// `count` records of a batch request for `source` ended as `result`.
+    pub fn batch_records(&self, source: &str, result: &str, count: usize) {
+        self.batch_records
+            .with_label_values(&[source, result])
+            .inc_by(count as u64);
     }
 
     /// A signature matched the secret `key_id`.
@@ -411,6 +427,7 @@ mod tests {
         m.claims_in_flight().inc();
         m.fail_open("github");
         m.dedupe_fallback("github");
+        m.batch_records("github", "accepted", 3);
         m.verified("github", "gh-2026");
         m.handshake("github", "slack_url_verification", "answered");
         m.client_blocked("github");
@@ -425,6 +442,7 @@ mod tests {
             "spillway_http_request_body_bytes_bucket{source=\"github\",le=\"4096\"} 1",
             "spillway_dedupe_hits_total{source=\"github\",state=\"done\"} 1",
             "spillway_dedupe_in_flight_claims 1",
+            "spillway_batch_records_total{result=\"accepted\",source=\"github\"} 3",
             "spillway_redis_errors_total{command=\"claim\"} 1",
             "spillway_kafka_produce_errors_total{reason=\"queue_full\",topic=\"events.github\"} 1",
             "spillway_kafka_producer_queue_messages 3",

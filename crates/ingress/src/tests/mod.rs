@@ -3,6 +3,7 @@
 //! clock for timeouts. The answers asserted are the ones senders see (status, code, headers).
 
 mod answers;
+mod batches;
 mod durability;
 mod handshakes;
 mod hostile;
@@ -81,6 +82,18 @@ sources:
     verify: { scheme: none }
     dedupe: { from: none }
     rate_limit: { requests: 2, window: 1m }
+  fleet:
+    verify: { scheme: none }
+    batch: { format: ndjson, max_records: 4, max_record_bytes: 48 }
+    dedupe: { from: json_pointer, pointer: /id }
+    partition_key: { from: json_pointer, pointer: /device }
+  fleet-array:
+    verify: { scheme: none }
+    batch: { format: json_array }
+    dedupe: { from: json_pointer, pointer: /id }
+  fleet-proto:
+    verify: { scheme: none }
+    batch: { format: protobuf_delimited }
   fenced:
     verify: { scheme: none }
     dedupe: { from: none }

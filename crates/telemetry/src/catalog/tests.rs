@@ -9,6 +9,7 @@ const UNITS: &[&str] = &[
     "clients",
     "messages",
     "events",
+    "records",
     "requests",
     "claims",
     "hits",

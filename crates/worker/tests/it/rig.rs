@@ -93,6 +93,7 @@ impl Rig {
             forwarded: vec![("x-github-event".into(), Bytes::from(event_type.to_owned()))],
             record_key: Some(key.to_owned()),
             hops: 0,
+            batch: None,
             body: Bytes::from(format!(r#"{{"key":"{key}","seq":{seq}}}"#)),
         };
         self.producer

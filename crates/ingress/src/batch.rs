@@ -1,0 +1,251 @@
+//! Stages 6 and 7 for a batch source: the verified body split into records, each keyed on its
+//! own and made durable with the others ([`crate::batch_durable`]), and the answer saying what
+//! became of each record.
+//!
+//! The answer's status is the batch's as a whole, as Elasticsearch's bulk API and Kinesis's
+//! PutRecords answer: 503 when any record must be retried (the retry writes only those: the
+//! others are duplicates by then), 422 when every record was refused for what it is, else 202
+//! (200 when every record was a duplicate) with the refused ones listed. A 4xx for a batch
+//! whose other records are in Kafka would tell a sender to drop or resend records already
+//! written.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode};
+use spillway_batch::{split, BatchError, Limits};
+use spillway_config::BatchConfig;
+use spillway_core::{BatchBody, BatchPlace, Envelope, EventId, RecordErrorBody};
+use spillway_telemetry::{IngressMetrics, Outcome};
+
+use crate::answer::{self, Answer};
+use crate::durable::Failure;
+use crate::intake::Intake;
+use crate::pipeline::Pipeline;
+use crate::stages::Held;
+
+/// One record to write, with its place in the batch.
+pub(crate) struct Record {
+    pub(crate) index: usize,
+    pub(crate) envelope: Envelope,
+}
+
+// === impl Pipeline ===
+
+impl Pipeline {
+    /// Splits `body`, keys its records and writes them; a record whose dedupe key an earlier
+    /// record of the same batch has is settled as that record is.
+    pub(crate) async fn accept_batch(
+        self: &Arc<Self>,
+        intake: &Intake,
+        batch: BatchConfig,
+        headers: &HeaderMap,
+        body: Bytes,
+        key_id: Option<String>,
+        held: Held,
+    ) -> Answer {
+        let limits = Limits {
+            max_records: batch.max_records,
+            max_record_bytes: batch.max_record_bytes,
+        };
+        let pieces = match split(batch.format, &body, limits) {
+            Ok(pieces) => pieces,
+            Err(e) => return refused_batch(&e),
+        };
+        let batch_id = intake.id();
+        let mut report = BatchReport::new(batch_id, pieces.len());
+        let forwarded = intake.forwarded(headers);
+        let mut records = Vec::with_capacity(pieces.len());
+        let mut first_with_key: HashMap<String, usize> = HashMap::new();
+        let mut repeats = Vec::new();
+        for (index, piece) in pieces.into_iter().enumerate() {
+            let place = BatchPlace {
+                id: batch_id,
+                index: u32::try_from(index).unwrap_or(u32::MAX),
+            };
+            let keyed = piece
+                .map_err(|e| (e.code(), e.to_string()))
+                .and_then(|record| {
+                    intake
+                        .record(headers, record, key_id.clone(), forwarded.clone(), place)
+                        .map_err(|e| (e.code(), format!("no key: {e}")))
+                });
+            match keyed {
+                Err((code, message)) => report.rejected(index, code, message),
+                Ok(envelope) => {
+                    if let Some(key) = &envelope.dedupe_key {
+                        if let Some(&first) = first_with_key.get(key) {
+                            repeats.push((index, first));
+                            continue;
+                        }
+                        first_with_key.insert(key.clone(), index);
+                    }
+                    records.push(Record { index, envelope });
+                }
+            }
+        }
+        let source = Arc::clone(&intake.source);
+        let this = Arc::clone(self);
+        self.detached(batch_id, held, async move {
+            if !records.is_empty() {
+                this.settle_batch(&source, records, &mut report).await;
+            }
+            report.settle_repeats(&repeats);
+            report.answer(&source.name, &this.metrics, this.retry_after)
+        })
+        .await
+    }
+}
+
+/// What became of each record of a batch.
+#[derive(Debug)]
+pub(crate) struct BatchReport {
+    body: BatchBody,
+    /// Each record's fate by index, for the records that repeat an earlier one's key.
+    fates: Vec<Fate>,
+    /// How the first failed record is counted in `spillway_http_requests_total`.
+    failed_outcome: Option<Outcome>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Fate {
+    Pending,
+    Written(String),
+    Refused(RecordErrorBody),
+    Failed(Failure),
+}
+
+// === impl BatchReport ===
+
+impl BatchReport {
+    fn new(batch_id: EventId, records: usize) -> Self {
+        Self {
+            body: BatchBody {
+                batch_id: batch_id.to_string(),
+                records,
+                event_ids: vec![None; records],
+                ..BatchBody::default()
+            },
+            fates: vec![Fate::Pending; records],
+            failed_outcome: None,
+        }
+    }
+
+    /// The record at `index` was written now under `event_id`.
+    pub(crate) fn accepted(&mut self, index: usize, event_id: String) {
+        self.body.accepted += 1;
+        self.written(index, event_id);
+    }
+
+    /// The record at `index` was written before, under `original`.
+    pub(crate) fn duplicate(&mut self, index: usize, original: String) {
+        self.body.duplicate += 1;
+        self.written(index, original);
+    }
+
+    fn written(&mut self, index: usize, event_id: String) {
+        if let Some(slot) = self.body.event_ids.get_mut(index) {
+            *slot = Some(event_id.clone());
+        }
+        if let Some(fate) = self.fates.get_mut(index) {
+            *fate = Fate::Written(event_id);
+        }
+    }
+
+    /// The record at `index` is refused for what it is: a retry would be refused again.
+    pub(crate) fn rejected(&mut self, index: usize, code: &str, message: String) {
+        let error = RecordErrorBody {
+            index,
+            error: code.to_owned(),
+            message,
+        };
+        self.body.rejected += 1;
+        self.body.errors.push(error.clone());
+        if let Some(fate) = self.fates.get_mut(index) {
+            *fate = Fate::Refused(error);
+        }
+    }
+
+    /// The record at `index` was not made durable: the batch is to be retried.
+    pub(crate) fn failed(&mut self, index: usize, failure: Failure) {
+        let error = RecordErrorBody {
+            index,
+            error: failure.code.to_owned(),
+            message: failure.message.to_owned(),
+        };
+        self.body.failed += 1;
+        self.body.errors.push(error);
+        self.failed_outcome.get_or_insert(failure.outcome);
+        if let Some(fate) = self.fates.get_mut(index) {
+            *fate = Fate::Failed(failure);
+        }
+    }
+
+    /// Each `(repeat, first)`: the record `repeat` has the dedupe key of the earlier record
+    /// `first` and ends as it did (a duplicate of it once it is written).
+    fn settle_repeats(&mut self, repeats: &[(usize, usize)]) {
+        for &(repeat, first) in repeats {
+            match self.fates.get(first).cloned() {
+                Some(Fate::Written(id)) => self.duplicate(repeat, id),
+                Some(Fate::Refused(e)) => self.rejected(repeat, &e.error, e.message),
+                Some(Fate::Failed(failure)) => self.failed(repeat, failure),
+                Some(Fate::Pending) | None => {}
+            }
+        }
+    }
+
+    /// The answer, with the records counted.
+    fn answer(mut self, source: &str, metrics: &IngressMetrics, retry_after: Duration) -> Answer {
+        let body = &mut self.body;
+        body.errors.sort_by_key(|e| e.index);
+        for (result, count) in [
+            ("accepted", body.accepted),
+            ("duplicate", body.duplicate),
+            ("rejected", body.rejected),
+            ("failed", body.failed),
+        ] {
+            if count > 0 {
+                metrics.batch_records(source, result, count);
+            }
+        }
+        let (outcome, status) = if let Some(outcome) = self.failed_outcome {
+            body.error = Some("batch_incomplete".into());
+            body.message = Some(format!(
+                "{} of {} records could not be made durable; retry the whole batch: the records already written are answered as duplicates",
+                body.failed, body.records
+            ));
+            (outcome, StatusCode::SERVICE_UNAVAILABLE)
+        } else if body.accepted + body.duplicate == 0 {
+            body.error = Some("batch_rejected".into());
+            body.message = Some("every record of the batch was refused; see errors".into());
+            (Outcome::BadRequest, StatusCode::UNPROCESSABLE_ENTITY)
+        } else if body.accepted > 0 {
+            body.status = Some("accepted".into());
+            (Outcome::Accepted, StatusCode::ACCEPTED)
+        } else {
+            body.status = Some("duplicate".into());
+            (Outcome::Duplicate, StatusCode::OK)
+        };
+        let answer = Answer {
+            outcome,
+            response: answer::json(status, &self.body),
+        };
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            return answer::with_retry_after(answer, retry_after);
+        }
+        answer
+    }
+}
+
+/// 400 or 413: the batch as a whole cannot be split, or breaks the record cap.
+fn refused_batch(e: &BatchError) -> Answer {
+    let (outcome, status) = match e {
+        BatchError::TooManyRecords { .. } => (Outcome::TooLarge, StatusCode::PAYLOAD_TOO_LARGE),
+        BatchError::Empty | BatchError::NotArray(_) | BatchError::BadFrame { .. } => {
+            (Outcome::BadRequest, StatusCode::BAD_REQUEST)
+        }
+    };
+    answer::error(outcome, status, e.code(), e.to_string())
+}
