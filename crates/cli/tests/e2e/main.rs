@@ -5,6 +5,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 mod admission;
+mod batches;
 mod broker_restart;
 mod burst;
 mod check_config;
