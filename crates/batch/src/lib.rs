@@ -112,6 +112,7 @@ pub fn split(format: BatchFormat, body: &Bytes, limits: Limits) -> Result<Vec<Pi
     let mut pieces = Pieces {
         found: Vec::new(),
         limits,
+        over_cap: false,
     };
     match format {
         BatchFormat::Ndjson => ndjson(body, &mut pieces)?,
@@ -129,11 +130,14 @@ pub fn split(format: BatchFormat, body: &Bytes, limits: Limits) -> Result<Vec<Pi
 struct Pieces {
     found: Vec<Piece>,
     limits: Limits,
+    /// A record past `max_records` was offered.
+    over_cap: bool,
 }
 
 impl Pieces {
     fn push(&mut self, piece: Piece) -> Result<(), BatchError> {
         if self.found.len() >= self.limits.max_records {
+            self.over_cap = true;
             return Err(BatchError::TooManyRecords {
                 max: self.limits.max_records,
             });
@@ -184,24 +188,53 @@ fn ndjson(body: &Bytes, pieces: &mut Pieces) -> Result<(), BatchError> {
 }
 
 fn json_array(body: &Bytes, pieces: &mut Pieces) -> Result<(), BatchError> {
-    let elements: Vec<&RawValue> =
-        serde_json::from_slice(body).map_err(|e| BatchError::NotArray(e.to_string()))?;
-    let base = body.as_ptr() as usize;
-    for element in elements {
-        // A borrowed RawValue is a slice of the body itself: its place in the body is where
-        // the record is, so the record is the sender's exact bytes.
-        let text = element.get();
-        let start = (text.as_ptr() as usize).saturating_sub(base);
-        let end = start + text.len();
-        if end > body.len() {
-            return Err(BatchError::NotArray(
-                "an element lies outside the body".into(),
-            ));
-        }
-        let piece = pieces.sized(body.slice(start..end));
-        pieces.push(piece)?;
+    let mut parser = serde_json::Deserializer::from_slice(body);
+    let elements = Elements { body, pieces };
+    // Elements are taken one at a time, so an array of more than `max_records` is refused
+    // at the first element over, never parsed whole into memory.
+    let parsed =
+        serde::Deserializer::deserialize_seq(&mut parser, elements).and_then(|()| parser.end());
+    match parsed {
+        Ok(()) => Ok(()),
+        // The cap stopped the parse through serde's error type: give it back as itself.
+        Err(_) if pieces.over_cap => Err(BatchError::TooManyRecords {
+            max: pieces.limits.max_records,
+        }),
+        Err(e) => Err(BatchError::NotArray(e.to_string())),
     }
-    Ok(())
+}
+
+/// Visits a JSON array's elements as raw slices of the body, pushing each as a record.
+struct Elements<'a> {
+    body: &'a Bytes,
+    pieces: &'a mut Pieces,
+}
+
+impl<'de> serde::de::Visitor<'de> for Elements<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON array of records")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let base = self.body.as_ptr() as usize;
+        while let Some(element) = seq.next_element::<&'de RawValue>()? {
+            // A borrowed RawValue is a slice of the body itself: its place in the body is
+            // where the record is, so the record is the sender's exact bytes.
+            let text = element.get();
+            let start = (text.as_ptr() as usize).saturating_sub(base);
+            let end = start + text.len();
+            if end > self.body.len() {
+                return Err(serde::de::Error::custom("an element lies outside the body"));
+            }
+            let piece = self.pieces.sized(self.body.slice(start..end));
+            self.pieces
+                .push(piece)
+                .map_err(|e| serde::de::Error::custom(e.to_string()))?;
+        }
+        Ok(())
+    }
 }
 
 fn protobuf_delimited(body: &Bytes, pieces: &mut Pieces) -> Result<(), BatchError> {

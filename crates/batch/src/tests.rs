@@ -87,6 +87,11 @@ fn more_records_than_the_cap_refuse_the_batch() {
         split(BatchFormat::Ndjson, &body, limits),
         Err(BatchError::TooManyRecords { max: 2 })
     );
+    let array = Bytes::from_static(b"[1, 2, 3, 4]");
+    assert_eq!(
+        split(BatchFormat::JsonArray, &array, limits),
+        Err(BatchError::TooManyRecords { max: 2 })
+    );
     // A body of empty frames stops at the cap rather than at its end.
     let zeros = Bytes::from(vec![0u8; 1_000_000]);
     assert_eq!(
@@ -152,6 +157,16 @@ fn a_truncated_frame_refuses_the_batch_and_says_where() {
 }
 
 proptest! {
+    #[test]
+    fn no_body_makes_a_split_panic(body in proptest::collection::vec(any::<u8>(), 0..512)) {
+        let body = Bytes::from(body);
+        for format in [BatchFormat::Ndjson, BatchFormat::JsonArray, BatchFormat::ProtobufDelimited] {
+            if let Ok(pieces) = split(format, &body, LIMITS) {
+                prop_assert!(!pieces.is_empty() && pieces.len() <= LIMITS.max_records);
+            }
+        }
+    }
+
     #[test]
     fn every_format_gives_back_what_was_framed(
         values in proptest::collection::vec(any::<u32>(), 1..40),

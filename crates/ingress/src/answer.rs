@@ -74,6 +74,16 @@ pub fn error(
     }
 }
 
+/// 500: the request's task failed unexpectedly (the cause is logged by the caller).
+pub fn internal() -> Answer {
+    error(
+        Outcome::Internal,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "the request could not be handled; retry later",
+    )
+}
+
 /// An error the sender should retry after a pause (429, 503, a blocked client's 403).
 pub fn retry_later(
     outcome: Outcome,

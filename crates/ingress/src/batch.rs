@@ -17,6 +17,7 @@ use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 use spillway_batch::{split, BatchError, Limits};
 use spillway_config::BatchConfig;
+use spillway_core::key::KeySource;
 use spillway_core::{BatchBody, BatchPlace, Envelope, EventId, RecordErrorBody};
 use spillway_telemetry::{IngressMetrics, Outcome};
 
@@ -46,64 +47,104 @@ impl Pipeline {
         key_id: Option<String>,
         held: Held,
     ) -> Answer {
-        let limits = Limits {
-            max_records: batch.max_records,
-            max_record_bytes: batch.max_record_bytes,
+        // Splitting parses every record and keying may hash each: on a blocking thread, as
+        // a large batch would hold an async worker (decoding goes there for the same reason).
+        let prepare = {
+            let (intake, headers) = (intake.clone(), headers.clone());
+            move || prepare(&intake, batch, &headers, &body, key_id)
         };
-        let pieces = match split(batch.format, &body, limits) {
-            Ok(pieces) => pieces,
-            Err(e) => return refused_batch(&e),
-        };
-        let batch_id = intake.id();
-        let mut report = BatchReport::new(batch_id, pieces.len());
-        let forwarded = intake.forwarded(headers);
-        let mut records = Vec::with_capacity(pieces.len());
-        let mut first_with_key: HashMap<String, usize> = HashMap::new();
-        let mut repeats = Vec::new();
-        for (index, piece) in pieces.into_iter().enumerate() {
-            let place = BatchPlace {
-                id: batch_id,
-                index: u32::try_from(index).unwrap_or(u32::MAX),
-            };
-            let keyed = piece
-                .map_err(|e| (e.code(), e.to_string()))
-                .and_then(|record| {
-                    intake
-                        .record(headers, record, key_id.clone(), forwarded.clone(), place)
-                        .map_err(|e| (e.code(), format!("no key: {e}")))
-                });
-            match keyed {
-                Err((code, message)) => report.rejected(index, code, message),
-                Ok(envelope) => {
-                    if let Some(key) = &envelope.dedupe_key {
-                        if let Some(&first) = first_with_key.get(key) {
-                            repeats.push((index, first));
-                            continue;
-                        }
-                        first_with_key.insert(key.clone(), index);
-                    }
-                    records.push(Record { index, envelope });
-                }
+        let prepared = match tokio::task::spawn_blocking(prepare).await {
+            Ok(Ok(prepared)) => prepared,
+            Ok(Err(e)) => return refused_batch(&e),
+            Err(e) => {
+                tracing::error!(error = %e, "the batch splitting task failed");
+                return answer::internal();
             }
-        }
+        };
+        let Prepared {
+            records,
+            mut report,
+            repeats,
+        } = prepared;
         let source = Arc::clone(&intake.source);
         let this = Arc::clone(self);
-        self.detached(batch_id, held, async move {
+        self.detached(intake.id(), held, async move {
             if !records.is_empty() {
                 this.settle_batch(&source, records, &mut report).await;
             }
             report.settle_repeats(&repeats);
-            report.answer(&source.name, &this.metrics, this.retry_after)
+            let deduplicated = source.dedupe != KeySource::None;
+            report.answer(&source.name, &this.metrics, this.retry_after, deduplicated)
         })
         .await
     }
+}
+
+/// A batch split and keyed: the records to write, the report of those refused already, and
+/// the records repeating an earlier one's key as `(repeat, first)`.
+struct Prepared {
+    records: Vec<Record>,
+    report: BatchReport,
+    repeats: Vec<(usize, usize)>,
+}
+
+fn prepare(
+    intake: &Intake,
+    batch: BatchConfig,
+    headers: &HeaderMap,
+    body: &Bytes,
+    key_id: Option<String>,
+) -> Result<Prepared, BatchError> {
+    let limits = Limits {
+        max_records: batch.max_records,
+        max_record_bytes: batch.max_record_bytes,
+    };
+    let pieces = split(batch.format, body, limits)?;
+    let batch_id = intake.id();
+    let mut report = BatchReport::new(batch_id, pieces.len());
+    let forwarded = intake.forwarded(headers);
+    let mut records = Vec::with_capacity(pieces.len());
+    let mut first_with_key: HashMap<String, usize> = HashMap::new();
+    let mut repeats = Vec::new();
+    for (index, piece) in pieces.into_iter().enumerate() {
+        let place = BatchPlace {
+            id: batch_id,
+            index: u32::try_from(index).unwrap_or(u32::MAX),
+        };
+        let keyed = piece
+            .map_err(|e| (e.code(), e.to_string()))
+            .and_then(|record| {
+                intake
+                    .record(headers, record, key_id.clone(), forwarded.clone(), place)
+                    .map_err(|e| (e.code(), format!("no key: {e}")))
+            });
+        match keyed {
+            Err((code, message)) => report.rejected(index, code, message),
+            Ok(envelope) => {
+                if let Some(key) = &envelope.dedupe_key {
+                    if let Some(&first) = first_with_key.get(key) {
+                        repeats.push((index, first));
+                        continue;
+                    }
+                    first_with_key.insert(key.clone(), index);
+                }
+                records.push(Record { index, envelope });
+            }
+        }
+    }
+    Ok(Prepared {
+        records,
+        report,
+        repeats,
+    })
 }
 
 /// What became of each record of a batch.
 #[derive(Debug)]
 pub(crate) struct BatchReport {
     body: BatchBody,
-    /// Each record's fate by index, for the records that repeat an earlier one's key.
+    /// Each record's fate by index, read back for the records that repeat an earlier one's
+    /// key.
     fates: Vec<Fate>,
     /// How the first failed record is counted in `spillway_http_requests_total`.
     failed_outcome: Option<Outcome>,
@@ -191,13 +232,23 @@ impl BatchReport {
                 Some(Fate::Written(id)) => self.duplicate(repeat, id),
                 Some(Fate::Refused(e)) => self.rejected(repeat, &e.error, e.message),
                 Some(Fate::Failed(failure)) => self.failed(repeat, failure),
-                Some(Fate::Pending) | None => {}
+                // Every record is settled before its repeats; should one not be, its repeat
+                // is not reported written: the sender retries the batch.
+                Some(Fate::Pending) | None => self.failed(repeat, Failure::KAFKA_UNAVAILABLE),
             }
         }
     }
 
     /// The answer, with the records counted.
-    fn answer(mut self, source: &str, metrics: &IngressMetrics, retry_after: Duration) -> Answer {
+    /// `deduplicated`: the source's records have dedupe keys, so a retry writes only what is
+    /// missing.
+    fn answer(
+        mut self,
+        source: &str,
+        metrics: &IngressMetrics,
+        retry_after: Duration,
+        deduplicated: bool,
+    ) -> Answer {
         let body = &mut self.body;
         body.errors.sort_by_key(|e| e.index);
         for (result, count) in [
@@ -212,8 +263,13 @@ impl BatchReport {
         }
         let (outcome, status) = if let Some(outcome) = self.failed_outcome {
             body.error = Some("batch_incomplete".into());
+            let retry = if deduplicated {
+                "the records already written are answered as duplicates"
+            } else {
+                "this source does not deduplicate, so the records already written are written again"
+            };
             body.message = Some(format!(
-                "{} of {} records could not be made durable; retry the whole batch: the records already written are answered as duplicates",
+                "{} of {} records could not be made durable; retry the whole batch: {retry}",
                 body.failed, body.records
             ));
             (outcome, StatusCode::SERVICE_UNAVAILABLE)

@@ -5,8 +5,9 @@
 //! The claims are sent together over the Redis Cluster connection, whose per-node multiplexed
 //! connections write them back to back (pipelining): a batch costs about one round trip per
 //! node, not one per record. The records are handed to the producer in batch order, so the
-//! records of one partition key keep their order (the idempotent producer keeps it per
-//! partition).
+//! records of one partition key keep their order when the batch is accepted whole (the
+//! idempotent producer keeps it per partition); a record the batch's retry writes lands after
+//! the later ones written the first time.
 
 use futures::future::join_all;
 use spillway_config::ResolvedSource;

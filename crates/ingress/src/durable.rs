@@ -61,12 +61,7 @@ impl Pipeline {
             Ok(answer) => answer,
             Err(e) => {
                 tracing::error!(event_id = %id, error = %e, "the durable section of a request failed");
-                answer::error(
-                    Outcome::Internal,
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "the request could not be handled; retry later",
-                )
+                answer::internal()
             }
         }
     }

@@ -24,7 +24,7 @@ use crate::pipeline::{BodyError, Pipeline};
 use crate::tls::ClientSubject;
 
 /// What is known of an admitted request as its content is taken in.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Intake {
     pub(crate) source: Arc<ResolvedSource>,
     id: EventId,
@@ -105,12 +105,7 @@ impl Intake {
             }
             Err(e) => {
                 tracing::error!(error = %e, "the decoding task failed");
-                return Err(answer::error(
-                    Outcome::Internal,
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "the request could not be handled; retry later",
-                ));
+                return Err(answer::internal());
             }
         };
         let decoded = match decoded {

@@ -244,7 +244,7 @@ fn check_source(
             .unwrap_or(spillway_signature::DEFAULT_TOLERANCE),
     };
     check_client_side(config, source, tolerance, &dedupe, &mut problems);
-    batch::check_batch(source, &dedupe, event_type.as_ref(), &mut problems);
+    batch::check_batch(config, source, &dedupe, event_type.as_ref(), &mut problems);
 
     if !problems.found.is_empty() {
         return Err(problems.found);

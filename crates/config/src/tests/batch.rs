@@ -63,7 +63,7 @@ fn keys_that_cannot_tell_records_apart_and_bad_limits_are_named() {
          dedupe: { from: json_pointer, pointer: /id }\n    partition_key: { from: json_pointer, pointer: /device }\n",
     );
     let expect = [
-        "sources.a.batch.max_records: must be 1 to 100000",
+        "sources.a.batch.max_records: must be 1 to 10000",
         "sources.a.batch.max_record_bytes: must be at least 1",
         "sources.a.dedupe: a batch source reads its dedupe key from each record",
         "sources.p.dedupe: a JSON pointer cannot reach into a protobuf_delimited record",
@@ -75,6 +75,22 @@ fn keys_that_cannot_tell_records_apart_and_bad_limits_are_named() {
             "{line}\n{found:#?}"
         );
     }
+    let queue = errors_of(
+        "  q:\n    verify: { scheme: none }\n    batch: { format: ndjson, max_records: 10000 }\n",
+    );
+    assert!(queue.is_empty(), "{queue:?}");
+    let text = "kafka: { brokers: k:9092, max_queued_messages: 1000 }\nsources:\n  q:\n    \
+                verify: { scheme: none }\n    dedupe: { from: none }\n    batch: { format: ndjson, max_records: 501 }\n";
+    let found: Vec<String> = parse_str(text)
+        .expect("parses")
+        .validate_for(Process::All)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert!(
+        found.len() == 1 && found[0].contains("half of kafka.max_queued_messages (1000)"),
+        "{found:?}"
+    );
     let unknown = parse_str(
         "kafka: { brokers: k:9092 }\nsources:\n  a:\n    verify: { scheme: none }\n    batch: { format: csv }\n",
     );

@@ -83,8 +83,12 @@ async fn each_record_becomes_its_own_event_and_repeats_inside_a_batch_are_duplic
             ids[index].as_str(),
             "the answer names each record's event"
         );
-        let value = record.value.as_deref().expect("value");
-        assert!(value.starts_with(format!("{{\"id\":\"{key}\"").as_bytes()));
+        let sent = body.lines().nth(index).expect("line");
+        assert_eq!(
+            record.value.as_deref(),
+            Some(sent.as_bytes()),
+            "the line, byte for byte"
+        );
     }
     assert!(h
         .metrics()
@@ -288,4 +292,83 @@ async fn json_array_and_protobuf_records_are_written_as_the_sender_framed_them()
         protos[0].header(headers::CONTENT_TYPE),
         Some("application/x-protobuf")
     );
+}
+
+#[tokio::test]
+async fn each_record_meets_its_own_claim_and_its_own_produce() {
+    let h = harness();
+    // Another request is accepting `b` right now.
+    let elsewhere = SharedStore::Memory(h.store.clone());
+    let taken = elsewhere
+        .claim(&h.dedupe_key("fleet", "b"), "other-request")
+        .await;
+    assert!(matches!(taken, Ok(spillway_store::Claim::Claimed(_))));
+    // Kafka refuses `c` as too large for it, fails `d`, takes the rest.
+    h.kafka
+        .then(MemoryBehaviour::Accept)
+        .then(MemoryBehaviour::Fail(MemoryFault::TooLarge))
+        .then(MemoryBehaviour::Fail(MemoryFault::Unreachable));
+    let body = ndjson(&[
+        r#"{"id":"a","device":"x"}"#,
+        r#"{"id":"b","device":"x"}"#,
+        r#"{"id":"c","device":"x"}"#,
+        r#"{"id":"d","device":"x"}"#,
+    ]);
+    let seen = h.send(post("fleet", &[], &body)).await;
+    assert_eq!(
+        seen.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{:?}",
+        seen.body
+    );
+    assert_eq!(counts(&seen), [1, 0, 1, 2]);
+    assert_eq!(
+        error_codes(&seen),
+        [
+            (1, "in_flight".to_owned()),
+            (2, "record_too_large".to_owned()),
+            (3, "kafka_unavailable".to_owned()),
+        ]
+    );
+    // Only the written record's claim is kept; the others' are given back.
+    assert_eq!(h.store.peek(&h.dedupe_key("fleet", "c")), None);
+    assert_eq!(h.store.peek(&h.dedupe_key("fleet", "d")), None);
+    assert!(h
+        .store
+        .peek(&h.dedupe_key("fleet", "a"))
+        .is_some_and(|v| v.starts_with("done:")));
+    assert_eq!(
+        copies(&h.kafka.records_in("spillway.fleet")),
+        BTreeMap::from([("a".into(), 1)])
+    );
+}
+
+#[tokio::test]
+async fn a_repeat_inside_a_batch_ends_as_the_record_it_repeats() {
+    let h = harness();
+    let repeat = |a: &str, b: &str| {
+        let record = |id: &str| format!(r#"{{"id":"{id}","device":"x"}}"#);
+        ndjson(&[&record(a), &record(b), &record(a)])
+    };
+    // Kafka refuses the first record as too large: its repeat is refused alike.
+    h.kafka.then(MemoryBehaviour::Fail(MemoryFault::TooLarge));
+    let seen = h.send(post("fleet", &[], &repeat("a", "b"))).await;
+    assert_eq!(seen.status, StatusCode::ACCEPTED, "{:?}", seen.body);
+    assert_eq!(counts(&seen), [1, 0, 2, 0]);
+    let too_large = "record_too_large".to_owned();
+    assert_eq!(error_codes(&seen), [(0, too_large.clone()), (2, too_large)]);
+    // Kafka fails the first record: its repeat fails with it, and the batch is retried.
+    h.kafka
+        .then(MemoryBehaviour::Fail(MemoryFault::Unreachable));
+    let seen = h.send(post("fleet", &[], &repeat("c", "d"))).await;
+    assert_eq!(seen.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(counts(&seen), [1, 0, 0, 2]);
+    let unavailable = "kafka_unavailable".to_owned();
+    assert_eq!(
+        error_codes(&seen),
+        [(0, unavailable.clone()), (2, unavailable)]
+    );
+    let retry = h.send(post("fleet", &[], &repeat("c", "d"))).await;
+    assert_eq!(counts(&retry), [1, 2, 0, 0]);
+    assert_eq!(retry.body["event_ids"][2], retry.body["event_ids"][0]);
 }
