@@ -19,6 +19,7 @@ use spillway_batch::{split, BatchError, Limits};
 use spillway_config::BatchConfig;
 use spillway_core::key::KeySource;
 use spillway_core::{BatchBody, BatchPlace, Envelope, EventId, RecordErrorBody};
+use spillway_signature::Verified;
 use spillway_telemetry::{IngressMetrics, Outcome};
 
 use crate::answer::{self, Answer};
@@ -44,14 +45,14 @@ impl Pipeline {
         batch: BatchConfig,
         headers: &HeaderMap,
         body: Bytes,
-        key_id: Option<String>,
+        verified: Verified,
         held: Held,
     ) -> Answer {
         // Splitting parses every record and keying may hash each: on a blocking thread, as
         // a large batch would hold an async worker (decoding goes there for the same reason).
         let prepare = {
             let (intake, headers) = (intake.clone(), headers.clone());
-            move || prepare(&intake, batch, &headers, &body, key_id)
+            move || prepare(&intake, batch, &headers, &body, &verified)
         };
         let prepared = match tokio::task::spawn_blocking(prepare).await {
             Ok(Ok(prepared)) => prepared,
@@ -88,12 +89,14 @@ struct Prepared {
     repeats: Vec<(usize, usize)>,
 }
 
+/// Splits `body` and keys each record; a key read from the request (a header, the signed id,
+/// the client certificate) is the same for all its records.
 fn prepare(
     intake: &Intake,
     batch: BatchConfig,
     headers: &HeaderMap,
     body: &Bytes,
-    key_id: Option<String>,
+    verified: &Verified,
 ) -> Result<Prepared, BatchError> {
     let limits = Limits {
         max_records: batch.max_records,
@@ -115,7 +118,7 @@ fn prepare(
             .map_err(|e| (e.code(), e.to_string()))
             .and_then(|record| {
                 intake
-                    .record(headers, record, key_id.clone(), forwarded.clone(), place)
+                    .record(headers, record, verified, forwarded.clone(), place)
                     .map_err(|e| (e.code(), format!("no key: {e}")))
             });
         match keyed {

@@ -181,12 +181,12 @@ impl Intake {
         &self,
         headers: &HeaderMap,
         record: Bytes,
-        key_id: Option<String>,
+        verified: &Verified,
         forwarded: Vec<(String, Bytes)>,
         place: BatchPlace,
     ) -> Result<Envelope, KeyError> {
-        let key_input =
-            KeyInput::new(headers, &record, None).with_client_subject(self.device_id.as_deref());
+        let key_input = KeyInput::new(headers, &record, verified.signed_id.as_deref())
+            .with_client_subject(self.device_id.as_deref());
         let keys = RecordKeys {
             dedupe_key: self.source.dedupe.extract(&key_input)?,
             partition_key: match &self.source.partition_key {
@@ -194,6 +194,7 @@ impl Intake {
                 None => None,
             },
         };
+        let key_id = verified.key_id.clone();
         let mut envelope = self.envelope(headers, record, key_id, keys, forwarded);
         envelope.id = EventId::new_v4();
         envelope.batch = Some(place);

@@ -141,9 +141,8 @@ impl Pipeline {
         // A batch's records are keyed from their own bytes, so a replayed batch is caught
         // record by record: no request fingerprint is claimed.
         if let (Some(batch), None) = (intake.source.batch, &handshake) {
-            let key_id = verified.key_id;
             return self
-                .accept_batch(&intake, batch, &parts.headers, body, key_id, held)
+                .accept_batch(&intake, batch, &parts.headers, body, verified, held)
                 .await;
         }
         let replay_key = verified.replay_key.clone();

@@ -372,3 +372,27 @@ async fn a_repeat_inside_a_batch_ends_as_the_record_it_repeats() {
     assert_eq!(counts(&retry), [1, 2, 0, 0]);
     assert_eq!(retry.body["event_ids"][2], retry.body["event_ids"][0]);
 }
+
+#[tokio::test]
+async fn a_key_of_the_request_is_every_records_key() {
+    let h = harness();
+    let body = ndjson(&[r#"{"id":"s1"}"#, r#"{"id":"s2"}"#]);
+    // The generic scheme's recipe: hex HMAC-SHA256 of "{id}.{body}" under the source's secret.
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, GITHUB_SECRET.as_bytes());
+    let mac = ring::hmac::sign(&key, format!("b-1.{body}").as_bytes());
+    let signature = hex::encode(mac.as_ref());
+    let headers = [("x-batch", "b-1"), ("x-sig", signature.as_str())];
+    let seen = h.send(post("fleet-signed", &headers, &body)).await;
+    assert_eq!(seen.status, StatusCode::ACCEPTED, "{:?}", seen.body);
+    assert_eq!(counts(&seen), [2, 0, 0, 0]);
+    let records = h.kafka.records_in("spillway.fleet-signed");
+    let keys: Vec<Option<&[u8]>> = records.iter().map(|r| r.key.as_deref()).collect();
+    assert_eq!(
+        keys,
+        [Some(&b"b-1"[..]), Some(&b"b-1"[..])],
+        "the signed id partitions the batch"
+    );
+    assert!(records
+        .iter()
+        .all(|r| r.header(headers::KEY_ID) == Some("fs-1")));
+}

@@ -94,6 +94,13 @@ sources:
   fleet-proto:
     verify: { scheme: none }
     batch: { format: protobuf_delimited }
+  fleet-signed:
+    verify: { scheme: hmac, header: x-sig, encoding: hex, template: "{id}.{body}", id_header: x-batch }
+    secrets:
+      - { id: fs-1, file: "{secret}" }
+    batch: { format: ndjson }
+    dedupe: { from: json_pointer, pointer: /id }
+    partition_key: { from: signed_id }
   fenced:
     verify: { scheme: none }
     dedupe: { from: none }
