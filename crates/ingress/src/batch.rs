@@ -142,21 +142,18 @@ fn prepare(
     })
 }
 
-/// What became of each record of a batch.
+/// What became of each record of a batch, by index: the one record the answer is built from.
 #[derive(Debug)]
 pub(crate) struct BatchReport {
-    body: BatchBody,
-    /// Each record's fate by index, read back for the records that repeat an earlier one's
-    /// key.
+    batch_id: EventId,
     fates: Vec<Fate>,
-    /// How the first failed record is counted in `spillway_http_requests_total`.
-    failed_outcome: Option<Outcome>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 enum Fate {
     Pending,
-    Written(String),
+    Accepted(String),
+    Duplicate(String),
     Refused(RecordErrorBody),
     Failed(Failure),
 }
@@ -166,36 +163,25 @@ enum Fate {
 impl BatchReport {
     fn new(batch_id: EventId, records: usize) -> Self {
         Self {
-            body: BatchBody {
-                batch_id: batch_id.to_string(),
-                records,
-                event_ids: vec![None; records],
-                ..BatchBody::default()
-            },
+            batch_id,
             fates: vec![Fate::Pending; records],
-            failed_outcome: None,
+        }
+    }
+
+    fn settle(&mut self, index: usize, fate: Fate) {
+        if let Some(slot) = self.fates.get_mut(index) {
+            *slot = fate;
         }
     }
 
     /// The record at `index` was written now under `event_id`.
     pub(crate) fn accepted(&mut self, index: usize, event_id: String) {
-        self.body.accepted += 1;
-        self.written(index, event_id);
+        self.settle(index, Fate::Accepted(event_id));
     }
 
     /// The record at `index` was written before, under `original`.
     pub(crate) fn duplicate(&mut self, index: usize, original: String) {
-        self.body.duplicate += 1;
-        self.written(index, original);
-    }
-
-    fn written(&mut self, index: usize, event_id: String) {
-        if let Some(slot) = self.body.event_ids.get_mut(index) {
-            *slot = Some(event_id.clone());
-        }
-        if let Some(fate) = self.fates.get_mut(index) {
-            *fate = Fate::Written(event_id);
-        }
+        self.settle(index, Fate::Duplicate(original));
     }
 
     /// The record at `index` is refused for what it is: a retry would be refused again.
@@ -205,55 +191,87 @@ impl BatchReport {
             error: code.to_owned(),
             message,
         };
-        self.body.rejected += 1;
-        self.body.errors.push(error.clone());
-        if let Some(fate) = self.fates.get_mut(index) {
-            *fate = Fate::Refused(error);
-        }
+        self.settle(index, Fate::Refused(error));
     }
 
     /// The record at `index` was not made durable: the batch is to be retried.
     pub(crate) fn failed(&mut self, index: usize, failure: Failure) {
-        let error = RecordErrorBody {
-            index,
-            error: failure.code.to_owned(),
-            message: failure.message.to_owned(),
-        };
-        self.body.failed += 1;
-        self.body.errors.push(error);
-        self.failed_outcome.get_or_insert(failure.outcome);
-        if let Some(fate) = self.fates.get_mut(index) {
-            *fate = Fate::Failed(failure);
-        }
+        self.settle(index, Fate::Failed(failure));
     }
 
     /// Each `(repeat, first)`: the record `repeat` has the dedupe key of the earlier record
     /// `first` and ends as it did (a duplicate of it once it is written).
     fn settle_repeats(&mut self, repeats: &[(usize, usize)]) {
         for &(repeat, first) in repeats {
-            match self.fates.get(first).cloned() {
-                Some(Fate::Written(id)) => self.duplicate(repeat, id),
-                Some(Fate::Refused(e)) => self.rejected(repeat, &e.error, e.message),
-                Some(Fate::Failed(failure)) => self.failed(repeat, failure),
+            let fate = match self.fates.get(first) {
+                Some(Fate::Accepted(id) | Fate::Duplicate(id)) => Fate::Duplicate(id.clone()),
+                Some(Fate::Refused(e)) => Fate::Refused(RecordErrorBody {
+                    index: repeat,
+                    ..e.clone()
+                }),
+                Some(Fate::Failed(failure)) => Fate::Failed(*failure),
                 // Every record is settled before its repeats; should one not be, its repeat
                 // is not reported written: the sender retries the batch.
-                Some(Fate::Pending) | None => self.failed(repeat, Failure::KAFKA_UNAVAILABLE),
-            }
+                Some(Fate::Pending) | None => Fate::Failed(Failure::KAFKA_UNAVAILABLE),
+            };
+            self.settle(repeat, fate);
         }
+    }
+
+    /// The answer body, in index order; and how the first failed record is counted in
+    /// `spillway_http_requests_total`, if any failed.
+    fn body(&self) -> (BatchBody, Option<Outcome>) {
+        let mut body = BatchBody {
+            batch_id: self.batch_id.to_string(),
+            records: self.fates.len(),
+            event_ids: vec![None; self.fates.len()],
+            ..BatchBody::default()
+        };
+        let mut failed_outcome = None;
+        for (index, fate) in self.fates.iter().enumerate() {
+            let failure = match fate {
+                Fate::Accepted(id) => {
+                    body.accepted += 1;
+                    body.event_ids[index] = Some(id.clone());
+                    continue;
+                }
+                Fate::Duplicate(id) => {
+                    body.duplicate += 1;
+                    body.event_ids[index] = Some(id.clone());
+                    continue;
+                }
+                Fate::Refused(error) => {
+                    body.rejected += 1;
+                    body.errors.push(error.clone());
+                    continue;
+                }
+                Fate::Failed(failure) => *failure,
+                // Every record is settled by the time the answer is built; should one not be,
+                // it is reported failed, so that the sender retries the batch.
+                Fate::Pending => Failure::KAFKA_UNAVAILABLE,
+            };
+            body.failed += 1;
+            body.errors.push(RecordErrorBody {
+                index,
+                error: failure.code.to_owned(),
+                message: failure.message.to_owned(),
+            });
+            failed_outcome.get_or_insert(failure.outcome);
+        }
+        (body, failed_outcome)
     }
 
     /// The answer, with the records counted.
     /// `deduplicated`: the source's records have dedupe keys, so a retry writes only what is
     /// missing.
     fn answer(
-        mut self,
+        self,
         source: &str,
         metrics: &IngressMetrics,
         retry_after: Duration,
         deduplicated: bool,
     ) -> Answer {
-        let body = &mut self.body;
-        body.errors.sort_by_key(|e| e.index);
+        let (mut body, failed_outcome) = self.body();
         for (result, count) in [
             ("accepted", body.accepted),
             ("duplicate", body.duplicate),
@@ -264,7 +282,7 @@ impl BatchReport {
                 metrics.batch_records(source, result, count);
             }
         }
-        let (outcome, status) = if let Some(outcome) = self.failed_outcome {
+        let (outcome, status) = if let Some(outcome) = failed_outcome {
             body.error = Some("batch_incomplete".into());
             let retry = if deduplicated {
                 "the records already written are answered as duplicates"
@@ -289,7 +307,7 @@ impl BatchReport {
         };
         let answer = Answer {
             outcome,
-            response: answer::json(status, &self.body),
+            response: answer::json(status, &body),
         };
         if status == StatusCode::SERVICE_UNAVAILABLE {
             return answer::with_retry_after(answer, retry_after);

@@ -208,16 +208,18 @@ async fn a_batch_the_stopped_broker_could_not_take_is_written_by_its_retry_exact
     let ingress = setup.spawn_ingress("ingress");
     ingress.wait_ready().await;
     let client = Client::http1();
+    let send = |readings: &[String]| {
+        post(
+            &client,
+            &ingress,
+            &meters,
+            "meters",
+            body_of("ndjson", readings),
+        )
+    };
 
     let first: Vec<String> = (0..100).map(|i| reading(&format!("first-{i}"))).collect();
-    let reply = post(
-        &client,
-        &ingress,
-        &meters,
-        "meters",
-        body_of("ndjson", &first),
-    )
-    .await;
+    let reply = send(&first).await;
     assert_eq!(counts(&reply), [100, 0, 0, 0]);
 
     // The same readings and 50 new ones, with the broker gone: the old ones are known
@@ -226,14 +228,7 @@ async fn a_batch_the_stopped_broker_could_not_take_is_written_by_its_retry_exact
     tansu.kill();
     let mut second = first.clone();
     second.extend((0..50).map(|i| reading(&format!("second-{i}"))));
-    let reply = post(
-        &client,
-        &ingress,
-        &meters,
-        "meters",
-        body_of("ndjson", &second),
-    )
-    .await;
+    let reply = send(&second).await;
     assert_eq!(reply.status, 503, "{:?}", reply.json());
     assert_eq!(reply.json()["error"], "batch_incomplete");
     assert!(reply.headers.contains_key("retry-after"));
@@ -247,14 +242,7 @@ async fn a_batch_the_stopped_broker_could_not_take_is_written_by_its_retry_exact
 
     tansu.start();
     ingress.wait_ready().await;
-    let reply = post(
-        &client,
-        &ingress,
-        &meters,
-        "meters",
-        body_of("ndjson", &second),
-    )
-    .await;
+    let reply = send(&second).await;
     assert_eq!(reply.status, 202, "{:?}", reply.json());
     assert_eq!(
         counts(&reply),
