@@ -3,8 +3,9 @@
 #   chart   helm-python-sdk (Helm v4's Go SDK: render, lint, values schema, no helm binary),
 #           kubernetes-validate (the Kubernetes JSON schemas, strict), pyyaml
 #   bench   matplotlib (the benchmark plot)
+#   protobuf  Google's protobuf runtime (the fleet schema vectors' JSON, dev/fleet-schemas)
 #
-#   dev/py-tools.sh python chart|bench     print the set's python (installing it if needed)
+#   dev/py-tools.sh python chart|bench|protobuf     print the set's python (installing it if needed)
 set -euo pipefail
 
 cache=${SPILLWAY_CACHE:-$HOME/.cache/spillway}
@@ -12,7 +13,8 @@ set_name=${2:-chart}
 case "$set_name" in
   chart) want="helm-python-sdk==0.2.2 kubernetes-validate==1.37.0 pyyaml==6.0.3" ;;
   bench) want="matplotlib==3.10.7" ;;
-  *) echo "unknown tool set $set_name (chart or bench)" >&2; exit 2 ;;
+  protobuf) want="protobuf==6.33.1" ;;
+  *) echo "unknown tool set $set_name (chart, bench or protobuf)" >&2; exit 2 ;;
 esac
 venv=$cache/$set_name-venv
 stamp=$venv/.spillway-versions
@@ -35,5 +37,5 @@ install() {
 
 case "${1:-python}" in
   python) install; echo "$venv/bin/python" ;;
-  *) echo "usage: dev/py-tools.sh python chart|bench" >&2; exit 2 ;;
+  *) echo "usage: dev/py-tools.sh python chart|bench|protobuf" >&2; exit 2 ;;
 esac
