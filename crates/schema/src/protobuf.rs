@@ -137,15 +137,15 @@ fn walk(message: &DynamicMessage, at: &str, out: &mut Vec<Violation>) {
         }
     }
     for (field, value) in message.fields() {
-        walk_value(&field, value, &path(field.name()), out);
+        walk_value(value, &path(field.name()), out);
     }
 }
 
-fn walk_value(field: &FieldDescriptor, value: &Value, at: &str, out: &mut Vec<Violation>) {
+fn walk_value(value: &Value, at: &str, out: &mut Vec<Violation>) {
     match value {
         Value::Message(inner) => walk(inner, at, out),
-        Value::List(items) => items.iter().for_each(|v| walk_value(field, v, at, out)),
-        Value::Map(entries) => entries.values().for_each(|v| walk_value(field, v, at, out)),
+        Value::List(items) => items.iter().for_each(|v| walk_value(v, at, out)),
+        Value::Map(entries) => entries.values().for_each(|v| walk_value(v, at, out)),
         _ => {}
     }
 }
