@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use spillway_config::{Config, Process};
 
-use crate::commands::{dlq, replay, subscriptions, topics};
+use crate::commands::{dlq, quarantine, replay, subscriptions, topics};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -45,6 +45,12 @@ enum Command {
     Dlq {
         #[command(subcommand)]
         command: dlq::DlqCommand,
+    },
+    /// A source's quarantine (records that failed its schema): list them, or redrive them to
+    /// the source's topic once they pass.
+    Quarantine {
+        #[command(subcommand)]
+        command: quarantine::QuarantineCommand,
     },
     /// Re-deliver a range of a source topic from Kafka retention to its subscriptions.
     Replay(replay::ReplayArgs),
@@ -171,6 +177,7 @@ async fn run(command: Command, loaded: Option<Config>) -> anyhow::Result<ExitCod
         }
         Command::CheckConfig { config } => Ok(commands::check_config::run(&config)),
         Command::Dlq { command } => dlq::run(command).await,
+        Command::Quarantine { command } => quarantine::run(command).await,
         Command::Replay(args) => replay::run(args).await,
         Command::Subscriptions { command } => subscriptions::run(command).await,
         Command::Topics { command } => topics::run(command).await,

@@ -9,6 +9,7 @@ mod hygiene;
 mod limits;
 mod messages;
 mod process;
+mod schema;
 
 use std::path::Path;
 use std::time::Duration;

@@ -79,6 +79,7 @@ fn record(c: &mut Criterion) {
         record_key: Some("evt_1NmPq2Lk".into()),
         hops: 0,
         batch: None,
+        invalid: None,
         body: Bytes::from(body(1024)),
     };
     c.bench_function("record_headers", |b| {

@@ -32,6 +32,13 @@ pub const BATCH_ID: &str = "spillway-batch-id";
 /// For a record split from a batch: its 0-based place in the batch, decimal.
 pub const BATCH_INDEX: &str = "spillway-batch-index";
 
+/// For a record in a quarantine topic: the first reason its body failed its source's schema
+/// (`type`, `required`, `not_protobuf`...).
+pub const INVALID_REASON: &str = "spillway-invalid-reason";
+/// For a record in a quarantine topic: every schema failure, a JSON array of
+/// `{"reason", "path", "message"}` (cut to 4 KiB, whole entries only).
+pub const SCHEMA_ERRORS: &str = "spillway-schema-errors";
+
 /// The prefix reserved for Spillway's own headers; forwarded provider headers may not use it.
 pub const RESERVED_PREFIX: &str = "spillway-";
 

@@ -27,8 +27,17 @@ pub enum KeySource {
     /// The subject of the client's TLS certificate (its common name): the device id of a
     /// fleet that authenticates with mutual TLS (`require_client_cert`).
     ClientCertificate,
+    /// A scalar field of a Protobuf record, by its dotted path (`meter.id`): the source must
+    /// name the record's message type (`schema.protobuf`), which decodes it.
+    ProtobufField { field: String },
     /// No key: the source does not deduplicate.
     None,
+}
+
+/// A decoded record whose fields keys can be read from: a Protobuf message.
+pub trait Fields: std::fmt::Debug {
+    /// The scalar at dotted field path `path` as text; None when it is unset.
+    fn field_text(&self, path: &str) -> Option<String>;
 }
 
 /// Why no key could be taken from a request. Each is the sender's fault (400).
@@ -48,6 +57,10 @@ pub enum KeyError {
     NoSignedId,
     #[error("the request came without a client certificate")]
     NoClientCertificate,
+    #[error("record has no field {0}")]
+    MissingField(String),
+    #[error("the record was not decoded as a Protobuf message, so field {0} cannot be read")]
+    NotDecoded(String),
     #[error("key is empty")]
     Empty,
     #[error("key is longer than {MAX_KEY_BYTES} bytes")]
@@ -61,7 +74,10 @@ impl KeyError {
         match self {
             Self::MissingHeader(_) | Self::BadHeader(_) => "key_header_invalid",
             Self::NotJson(_) => "body_not_json",
-            Self::MissingPointer(_) | Self::NotScalar(_) => "key_not_in_body",
+            Self::MissingPointer(_) | Self::NotScalar(_) | Self::MissingField(_) => {
+                "key_not_in_body"
+            }
+            Self::NotDecoded(_) => "body_not_protobuf",
             Self::Empty | Self::TooLong | Self::NoSignedId | Self::NoClientCertificate => {
                 "key_invalid"
             }
@@ -77,6 +93,7 @@ pub struct KeyInput<'a> {
     body: &'a [u8],
     signed_id: Option<&'a str>,
     client_subject: Option<&'a str>,
+    fields: Option<&'a dyn Fields>,
     json: OnceCell<Result<serde_json::Value, String>>,
 }
 
@@ -90,6 +107,7 @@ impl<'a> KeyInput<'a> {
             body,
             signed_id,
             client_subject: None,
+            fields: None,
             json: OnceCell::new(),
         }
     }
@@ -97,6 +115,12 @@ impl<'a> KeyInput<'a> {
     /// The subject of the client certificate the TLS handshake verified, if any.
     pub fn with_client_subject(mut self, subject: Option<&'a str>) -> Self {
         self.client_subject = subject;
+        self
+    }
+
+    /// The body decoded as a Protobuf message, for [`KeySource::ProtobufField`].
+    pub fn with_fields(mut self, fields: Option<&'a dyn Fields>) -> Self {
+        self.fields = fields;
         self
     }
 
@@ -135,6 +159,11 @@ impl KeySource {
                 Some(_) => return Err(KeyError::NotScalar(pointer.clone())),
                 None => return Err(KeyError::MissingPointer(pointer.clone())),
             },
+            Self::ProtobufField { field } => input
+                .fields
+                .ok_or_else(|| KeyError::NotDecoded(field.clone()))?
+                .field_text(field)
+                .ok_or_else(|| KeyError::MissingField(field.clone()))?,
         };
         if key.is_empty() {
             return Err(KeyError::Empty);

@@ -65,7 +65,19 @@ pub struct Envelope {
     pub hops: u32,
     /// Where the event was in the batch it was split from; None for a request of one event.
     pub batch: Option<BatchPlace>,
+    /// Why the body does not match its source's schema: the event goes to the source's
+    /// quarantine topic, not to subscribers. None: it matched, or the source has no schema.
+    pub invalid: Option<Invalid>,
     pub body: Bytes,
+}
+
+/// How an event failed its source's schema, written into its quarantine record's headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    /// The first failure's reason (`type`, `required`, `not_protobuf`...).
+    pub reason: String,
+    /// Every failure, as a JSON array of `{reason, path, message}`, cut to fit a header.
+    pub errors: String,
 }
 
 /// A record's place in the batch request it was split from.
@@ -112,6 +124,10 @@ impl Envelope {
         if let Some(place) = &self.batch {
             out.push((headers::BATCH_ID, place.id.to_string().into_bytes()));
             out.push((headers::BATCH_INDEX, place.index.to_string().into_bytes()));
+        }
+        if let Some(invalid) = &self.invalid {
+            out.push((headers::INVALID_REASON, invalid.reason.as_bytes().to_vec()));
+            out.push((headers::SCHEMA_ERRORS, invalid.errors.as_bytes().to_vec()));
         }
         for (name, value) in &self.forwarded {
             out.push((name.as_str(), value.to_vec()));
@@ -201,6 +217,7 @@ mod tests {
             forwarded: vec![("x-github-event".into(), Bytes::from_static(b"push"))],
             record_key: Some("abc".into()),
             hops: 1,
+            invalid: None,
             batch: Some(BatchPlace {
                 id: EventId::new_v4(),
                 index: 7,

@@ -176,6 +176,7 @@ pub const CATALOG: &[(u16, &str)] = &[
     (413, "batch_too_many_records"),
     (415, "unsupported_encoding"),
     (422, "batch_rejected"),
+    (422, "record_invalid"),
     (429, "rate_limited"),
     (431, "(hyper)"),
     (500, "internal"),

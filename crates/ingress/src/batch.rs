@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::future::join_all;
 use http::{HeaderMap, StatusCode};
 use spillway_batch::{split, BatchError, Limits};
 use spillway_config::BatchConfig;
@@ -26,6 +27,7 @@ use crate::answer::{self, Answer};
 use crate::durable::Failure;
 use crate::intake::Intake;
 use crate::pipeline::Pipeline;
+use crate::schema;
 use crate::stages::Held;
 
 /// One record to write, with its place in the batch.
@@ -66,13 +68,20 @@ impl Pipeline {
             records,
             mut report,
             repeats,
+            refused_invalid,
         } = prepared;
         let source = Arc::clone(&intake.source);
         let this = Arc::clone(self);
         self.detached(intake.id(), held, async move {
-            if !records.is_empty() {
-                this.settle_batch(&source, records, &mut report).await;
-            }
+            let copies = refused_invalid
+                .iter()
+                .map(|envelope| this.quarantine_refused(&source, envelope));
+            let settle = async {
+                if !records.is_empty() {
+                    this.settle_batch(&source, records, &mut report).await;
+                }
+            };
+            futures::join!(settle, join_all(copies));
             report.settle_repeats(&repeats);
             let deduplicated = source.dedupe != KeySource::None;
             report.answer(&source.name, &this.metrics, this.retry_after, deduplicated)
@@ -81,12 +90,14 @@ impl Pipeline {
     }
 }
 
-/// A batch split and keyed: the records to write, the report of those refused already, and
-/// the records repeating an earlier one's key as `(repeat, first)`.
+/// A batch split and keyed: the records to write, the report of those refused already, the
+/// records repeating an earlier one's key as `(repeat, first)`, and the records refused for
+/// failing the schema (`on_invalid: reject`), whose copies go to the quarantine.
 struct Prepared {
     records: Vec<Record>,
     report: BatchReport,
     repeats: Vec<(usize, usize)>,
+    refused_invalid: Vec<Envelope>,
 }
 
 /// Splits `body` and keys each record; a key read from the request (a header, the signed id,
@@ -109,6 +120,8 @@ fn prepare(
     let mut records = Vec::with_capacity(pieces.len());
     let mut first_with_key: HashMap<String, usize> = HashMap::new();
     let mut repeats = Vec::new();
+    let mut refused_invalid = Vec::new();
+    let rejects_invalid = schema::rejects(&intake.source);
     for (index, piece) in pieces.into_iter().enumerate() {
         let place = BatchPlace {
             id: batch_id,
@@ -123,6 +136,11 @@ fn prepare(
             });
         match keyed {
             Err((code, message)) => report.rejected(index, code, message),
+            Ok(envelope) if rejects_invalid && envelope.invalid.is_some() => {
+                let message = envelope.invalid.as_ref().map(schema::summary);
+                report.rejected(index, "record_invalid", message.unwrap_or_default());
+                refused_invalid.push(envelope);
+            }
             Ok(envelope) => {
                 if let Some(key) = &envelope.dedupe_key {
                     if let Some(&first) = first_with_key.get(key) {
@@ -139,6 +157,7 @@ fn prepare(
         records,
         report,
         repeats,
+        refused_invalid,
     })
 }
 

@@ -19,6 +19,7 @@ use tracing::Instrument;
 use crate::batch::{BatchReport, Record};
 use crate::durable::{Claimed, Failure, HeldClaim};
 use crate::pipeline::Pipeline;
+use crate::schema;
 use crate::spans;
 
 /// A record cleared to be produced, with the claim to settle once Kafka answers.
@@ -136,9 +137,10 @@ impl Pipeline {
         }
         let sends = cleared.iter().map(|c| async {
             let started = Instant::now();
-            let produced = self.producer.send(&source.topic, &c.record.envelope).await;
+            let topic = schema::topic_for(source, &c.record.envelope);
+            let produced = self.producer.send(topic, &c.record.envelope).await;
             self.metrics.produce(
-                &source.topic,
+                topic,
                 started.elapsed().as_secs_f64(),
                 produced.as_ref().err().map(ProduceError::code),
             );
@@ -159,6 +161,7 @@ impl Pipeline {
                         if let Some(claim) = c.claim {
                             claim.commit(&self.tasks, &source.name, &id).await;
                         }
+                        self.count_invalid(source, &c.record.envelope, "quarantined");
                         (c.record.index, Ok(id))
                     }
                     Err(e) => {

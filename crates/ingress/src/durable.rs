@@ -17,6 +17,7 @@ use tracing::Instrument;
 
 use crate::answer::{self, Answer};
 use crate::pipeline::Pipeline;
+use crate::schema;
 use crate::spans;
 use crate::stages::Held;
 use crate::store::timed;
@@ -93,7 +94,9 @@ impl Pipeline {
             Err(answered) => return answered,
         };
         let id = envelope.id.to_string();
-        let produce_span = spans::produce(&source.topic, &id);
+        // Claimed under the source's topic either way: a retried invalid event is a duplicate.
+        let topic = schema::topic_for(&source, &envelope);
+        let produce_span = spans::produce(topic, &id);
         // The producer span's context travels in the record, so the worker continues this
         // trace; without trace export the record keeps a fresh random traceparent.
         if let Some(tp) = spillway_telemetry::traces::traceparent(&produce_span) {
@@ -102,12 +105,12 @@ impl Pipeline {
         let started = Instant::now();
         let produced = self
             .producer
-            .send(&source.topic, &envelope)
+            .send(topic, &envelope)
             .instrument(produce_span.clone())
             .await;
         spans::produced(&produce_span, &produced);
         self.metrics.produce(
-            &source.topic,
+            topic,
             started.elapsed().as_secs_f64(),
             produced.as_ref().err().map(ProduceError::code),
         );
@@ -116,6 +119,7 @@ impl Pipeline {
                 for held in claims {
                     held.commit(&self.tasks, &source.name, &id).await;
                 }
+                self.count_invalid(&source, &envelope, "quarantined");
                 answer::accepted(&id)
             }
             Err(e) => {

@@ -21,6 +21,7 @@ use crate::answer::{self, Answer};
 use crate::budget::{BodyBudget, Charge, ClientPlace, Exhausted};
 use crate::encoding::{decode, encoding_of, DecodeError, Encoding};
 use crate::pipeline::{BodyError, Pipeline};
+use crate::schema::{self, Checked};
 use crate::tls::ClientSubject;
 
 /// What is known of an admitted request as its content is taken in.
@@ -125,14 +126,16 @@ impl Intake {
         Ok(decoded)
     }
 
-    /// Stage 6, keys: the dedupe and partition keys, and the envelope written to Kafka.
+    /// Stage 6, keys: the body checked against the source's schema, the dedupe and partition
+    /// keys, and the envelope written to Kafka (marked invalid for the quarantine when the
+    /// body failed the schema).
     // An `Answer` is the request's whole reply, built once on the way out; boxing it would
     // only add an allocation to every refusal.
     #[allow(clippy::result_large_err)]
     /// `handshake`: the body is a stored handshake's, shaped by the provider's protocol rather
-    /// than as its events are, so keys it lacks do not refuse it (without its dedupe key its
-    /// body's hash is used, without its partition key it has none) and it is not counted as a
-    /// fallback.
+    /// than as its events are, so it is not checked against the schema, and keys it lacks do
+    /// not refuse it (without its dedupe key its body's hash is used, without its partition
+    /// key it has none) and it is not counted as a fallback.
     pub(crate) fn keys(
         &self,
         headers: &HeaderMap,
@@ -141,42 +144,30 @@ impl Intake {
         metrics: &IngressMetrics,
         handshake: bool,
     ) -> Result<Envelope, Answer> {
-        let source = &self.source;
+        let checked = if handshake {
+            Checked::Unchecked
+        } else {
+            schema::check(&self.source, &body)
+        };
         let key_input = KeyInput::new(headers, &body, verified.signed_id.as_deref())
-            .with_client_subject(self.device_id.as_deref());
-        let dedupe_key = match source.dedupe.extract(&key_input) {
-            Ok(key) => key,
-            // The preset's own id is absent or unusable: the request is authentic, so it is
-            // keyed by its body rather than refused (a provider changing its headers must not
-            // lose events).
-            Err(e) if source.dedupe_fallback || handshake => {
-                tracing::debug!(error = %e, "no preset dedupe key; keyed by the body's hash");
-                if !handshake {
-                    metrics.dedupe_fallback(&source.name);
-                }
-                KeySource::BodyHash
-                    .extract(&key_input)
-                    .map_err(|e| bad_key("dedupe key", &e))?
-            }
-            Err(e) => return Err(bad_key("dedupe key", &e)),
-        };
-        let partition_key = match source.partition_key.as_ref().map(|p| p.extract(&key_input)) {
-            None => None,
-            Some(Ok(k)) => k,
-            Some(Err(_)) if handshake => None,
-            Some(Err(e)) => return Err(bad_key("partition key", &e)),
-        };
-        let keys = RecordKeys {
-            dedupe_key,
-            partition_key,
-        };
-        let forwarded = forwarded(headers, &source.forward_headers);
-        Ok(self.envelope(headers, body, verified.key_id, keys, forwarded))
+            .with_client_subject(self.device_id.as_deref())
+            .with_fields(checked.fields());
+        let lenient = handshake || checked.is_invalid();
+        let (keys, fell_back) = self
+            .read_keys(&key_input, lenient)
+            .map_err(|(what, e)| bad_key(what, &e))?;
+        if fell_back && !lenient {
+            metrics.dedupe_fallback(&self.source.name);
+        }
+        let forwarded = forwarded(headers, &self.source.forward_headers);
+        let mut envelope = self.envelope(headers, body, verified.key_id, keys, forwarded);
+        envelope.invalid = checked.invalid();
+        Ok(envelope)
     }
 
-    /// Stage 6 for one record of a batch: its keys read from the record itself (a header
-    /// key is the request's), in the envelope of the record's own event `id`. A record
-    /// without its keys is refused alone.
+    /// Stage 6 for one record of a batch: checked against the source's schema, its keys read
+    /// from the record itself (a header key is the request's), in the envelope of the
+    /// record's own event `id`. A valid record without its keys is refused alone.
     pub(crate) fn record(
         &self,
         headers: &HeaderMap,
@@ -185,20 +176,52 @@ impl Intake {
         forwarded: Vec<(String, Bytes)>,
         place: BatchPlace,
     ) -> Result<Envelope, KeyError> {
+        let checked = schema::check(&self.source, &record);
         let key_input = KeyInput::new(headers, &record, verified.signed_id.as_deref())
-            .with_client_subject(self.device_id.as_deref());
-        let keys = RecordKeys {
-            dedupe_key: self.source.dedupe.extract(&key_input)?,
-            partition_key: match &self.source.partition_key {
-                Some(key) => key.extract(&key_input)?,
-                None => None,
-            },
-        };
+            .with_client_subject(self.device_id.as_deref())
+            .with_fields(checked.fields());
+        let (keys, _) = self
+            .read_keys(&key_input, checked.is_invalid())
+            .map_err(|(_, e)| e)?;
         let key_id = verified.key_id.clone();
         let mut envelope = self.envelope(headers, record, key_id, keys, forwarded);
         envelope.id = EventId::new_v4();
         envelope.batch = Some(place);
+        envelope.invalid = checked.invalid();
         Ok(envelope)
+    }
+
+    /// The dedupe and partition keys, and whether the dedupe key fell back to the body's
+    /// hash. `lenient` (a stored handshake, a body failing the schema, which is quarantined
+    /// whatever its keys): a key the body lacks is no error, the dedupe key falls back to the
+    /// body's hash and the partition key is none. Without it only the preset's default
+    /// dedupe key falls back (a provider changing its headers must not lose events).
+    fn read_keys(
+        &self,
+        input: &KeyInput<'_>,
+        lenient: bool,
+    ) -> Result<(RecordKeys, bool), (&'static str, KeyError)> {
+        let source = &self.source;
+        let (dedupe_key, fell_back) = match source.dedupe.extract(input) {
+            Ok(key) => (key, false),
+            Err(e) if source.dedupe_fallback || lenient => {
+                tracing::debug!(error = %e, "no dedupe key; keyed by the body's hash");
+                let key = KeySource::BodyHash.extract(input);
+                (key.map_err(|e| ("dedupe key", e))?, true)
+            }
+            Err(e) => return Err(("dedupe key", e)),
+        };
+        let partition_key = match source.partition_key.as_ref().map(|p| p.extract(input)) {
+            None => None,
+            Some(Ok(k)) => k,
+            Some(Err(_)) if lenient => None,
+            Some(Err(e)) => return Err(("partition key", e)),
+        };
+        let keys = RecordKeys {
+            dedupe_key,
+            partition_key,
+        };
+        Ok((keys, fell_back))
     }
 
     /// The provider headers this source lets through into its records.
@@ -232,6 +255,7 @@ impl Intake {
             traceparent: trace::new_traceparent(),
             forwarded,
             batch: None,
+            invalid: None,
             body,
         }
     }

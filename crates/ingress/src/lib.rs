@@ -23,6 +23,7 @@ mod limit;
 mod pipeline;
 mod reload;
 mod route;
+mod schema;
 mod server;
 mod signed_url;
 mod sns;

@@ -20,6 +20,7 @@ use crate::client_addr::client_address;
 use crate::intake::Intake;
 use crate::pipeline::{BodyError, Pipeline};
 use crate::route::{route, Route};
+use crate::schema;
 use crate::spans::RequestRecord;
 
 // === impl Pipeline ===
@@ -157,6 +158,10 @@ impl Pipeline {
             Ok(envelope) => envelope,
             Err(refused) => return refused,
         };
+        if let (Some(invalid), true) = (&envelope.invalid, schema::rejects(&intake.source)) {
+            self.quarantine_refused(&intake.source, &envelope).await;
+            return schema::invalid_answer(invalid);
+        }
         let durable = self
             .make_durable_detached(intake.source, envelope, replay_key, held)
             .await;

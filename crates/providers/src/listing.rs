@@ -142,6 +142,7 @@ fn key_source(key: &KeySource) -> String {
     match key {
         KeySource::Header { name } => format!("header `{name}`"),
         KeySource::JsonPointer { pointer } => format!("body `{pointer}`"),
+        KeySource::ProtobufField { field } => format!("Protobuf field `{field}`"),
         KeySource::SignedId => "the signed id".into(),
         KeySource::BodyHash => "body hash".into(),
         KeySource::ClientCertificate => "client certificate".into(),

@@ -163,5 +163,11 @@ impl Valid {
     }
 }
 
+impl spillway_core::key::Fields for Valid {
+    fn field_text(&self, path: &str) -> Option<String> {
+        Valid::field_text(self, path)
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -185,6 +185,23 @@ pub const DEDUPE_FALLBACK: MetricDef = MetricDef {
     help: "Authentic events keyed by the SHA-256 of their body because the preset's own delivery or event id was absent (a provider changed its headers or body shape); accepted, not refused.",
     labels: &[SOURCE],
 };
+pub const INVALID_RECORDS: MetricDef = MetricDef {
+    name: "spillway_invalid_records_total",
+    kind: Kind::Counter,
+    process: Process::Ingress,
+    help: "Records (each of a batch, or a whole body) that did not match their source's schema, by the first failure's reason and by what was done: `quarantined` (written to the quarantine topic and answered as accepted) or `rejected` (answered 422, a copy sent to the quarantine).",
+    labels: &[
+        SOURCE,
+        Label {
+            name: "reason",
+            values: "the JSON Schema keyword in snake case (`type`, `required`, `pattern`...), `not_json`, `not_protobuf`, `unknown_field`, `missing_required_field`",
+        },
+        Label {
+            name: "action",
+            values: "`quarantined`, `rejected`",
+        },
+    ],
+};
 pub const BATCH_RECORDS: MetricDef = MetricDef {
     name: "spillway_batch_records_total",
     kind: Kind::Counter,
@@ -383,6 +400,7 @@ pub const CATALOG: &[MetricDef] = &[
     DEDUPE_FAIL_OPEN,
     DEDUPE_FALLBACK,
     BATCH_RECORDS,
+    INVALID_RECORDS,
     VERIFICATIONS,
     HANDSHAKES,
     CONFIG_RELOADS,

@@ -26,6 +26,7 @@ pub struct IngressMetrics {
     fail_open: IntCounterVec,
     dedupe_fallback: IntCounterVec,
     batch_records: IntCounterVec,
+    invalid_records: IntCounterVec,
     verifications: IntCounterVec,
     handshakes: IntCounterVec,
     reloads: IntCounterVec,
@@ -60,6 +61,7 @@ impl IngressMetrics {
             fail_open: DEDUPE_FAIL_OPEN.counter(&r)?,
             dedupe_fallback: DEDUPE_FALLBACK.counter(&r)?,
             batch_records: BATCH_RECORDS.counter(&r)?,
+            invalid_records: INVALID_RECORDS.counter(&r)?,
             verifications: VERIFICATIONS.counter(&r)?,
             handshakes: HANDSHAKES.counter(&r)?,
             reloads: CONFIG_RELOADS.counter(&r)?,
@@ -175,6 +177,14 @@ impl IngressMetrics {
         self.batch_records
             .with_label_values(&[source, result])
             .inc_by(count as u64);
+    }
+
+    /// A record of `source` did not match its schema, first for `reason`, and was
+    /// `quarantined` or `rejected`.
+    pub fn invalid_record(&self, source: &str, reason: &str, action: &str) {
+        self.invalid_records
+            .with_label_values(&[source, reason, action])
+            .inc();
     }
 
     /// A signature matched the secret `key_id`.
@@ -428,6 +438,7 @@ mod tests {
         m.fail_open("github");
         m.dedupe_fallback("github");
         m.batch_records("github", "accepted", 3);
+        m.invalid_record("github", "required", "quarantined");
         m.verified("github", "gh-2026");
         m.handshake("github", "slack_url_verification", "answered");
         m.client_blocked("github");
@@ -443,6 +454,7 @@ mod tests {
             "spillway_dedupe_hits_total{source=\"github\",state=\"done\"} 1",
             "spillway_dedupe_in_flight_claims 1",
             "spillway_batch_records_total{result=\"accepted\",source=\"github\"} 3",
+            "spillway_invalid_records_total{action=\"quarantined\",reason=\"required\",source=\"github\"} 1",
             "spillway_redis_errors_total{command=\"claim\"} 1",
             "spillway_kafka_produce_errors_total{reason=\"queue_full\",topic=\"events.github\"} 1",
             "spillway_kafka_producer_queue_messages 3",

@@ -5,7 +5,7 @@
 use http::{HeaderMap, HeaderName, HeaderValue};
 use rdkafka::message::{Headers, Message, OwnedMessage};
 use spillway_config::SourceRoute;
-use spillway_core::key::KeyInput;
+use spillway_core::key::{Fields, KeyInput, KeySource};
 
 // The names moved to the core crate with every other `spillway-*` header; re-exported so
 // `spillway_worker::control::SUBSCRIPTION` and the like keep working.
@@ -61,7 +61,7 @@ pub(crate) fn header_text(message: &OwnedMessage, name: &str) -> Option<String> 
 }
 
 /// The event type of a record of `source`, read as the source's `event_type` says (from the
-/// record's headers or its body); `None` when the source has none or the record lacks it.
+/// record's headers, its JSON body or its Protobuf fields); `None` when the source has none or the record lacks it.
 pub fn event_type<'a>(
     source: &SourceRoute,
     record_headers: impl IntoIterator<Item = (&'a str, &'a [u8])>,
@@ -77,7 +77,15 @@ pub fn event_type<'a>(
             map.append(name, value);
         }
     }
-    key.extract(&KeyInput::new(&map, body, None)).ok().flatten()
+    // A Protobuf field is read from the record decoded as the source's message type.
+    let decoded = match key {
+        KeySource::ProtobufField { .. } => Some(source.schema.as_ref()?.schema.check(body).ok()?),
+        _ => None,
+    };
+    let fields = decoded.as_ref().map(|d| d as &dyn Fields);
+    key.extract(&KeyInput::new(&map, body, None).with_fields(fields))
+        .ok()
+        .flatten()
 }
 
 #[cfg(test)]

@@ -62,6 +62,9 @@ pub struct OutboundEvent {
     /// Deliveries this event has already been through; sent incremented.
     pub hops: u32,
     pub body: Bytes,
+    /// A Protobuf record in its JSON mapping, for subscriptions that take JSON
+    /// (`protobuf_body: json`); None for other sources' events.
+    pub json_body: Option<Bytes>,
 }
 
 /// What one attempt came to.
@@ -230,6 +233,11 @@ fn build_request(
 ) -> Result<Request<Full<Bytes>>, BuildError> {
     let now = SystemTime::now();
     let timestamp = unix_seconds(now);
+    // The body as this subscription takes it: what is signed is what is sent.
+    let (body, content_type) = match (&event.json_body, subscription.protobuf_json) {
+        (Some(json), true) => (json, Some("application/json")),
+        _ => (&event.body, event.content_type.as_deref()),
+    };
     // One `v1,<base64>` per active secret, space-separated, as the spec allows for rotation.
     let scheme = Scheme::standard_webhooks();
     let signatures: Vec<String> = subscription
@@ -238,7 +246,7 @@ fn build_request(
         .filter(|s| s.not_after.is_none_or(|end| now < end))
         .flat_map(|s| {
             // Standard Webhooks always signs; an empty result ends below as L-14.
-            sign(&scheme, &s.key, &event.event_id, timestamp, &event.body).unwrap_or_default()
+            sign(&scheme, &s.key, &event.event_id, timestamp, body).unwrap_or_default()
         })
         .filter(|(name, _)| name == "webhook-signature")
         .map(|(_, value)| value)
@@ -254,7 +262,7 @@ fn build_request(
         .header("webhook-signature", signatures.join(" "))
         .header(
             header::CONTENT_TYPE,
-            event.content_type.as_deref().unwrap_or("application/json"),
+            content_type.unwrap_or("application/json"),
         )
         .header(
             header::USER_AGENT,
@@ -281,7 +289,7 @@ fn build_request(
     for (name, value) in &subscription.headers {
         request = request.header(name, value);
     }
-    Ok(request.body(Full::new(event.body.clone()))?)
+    Ok(request.body(Full::new(body.clone()))?)
 }
 
 /// Why a request could not be built; retrying cannot help.
@@ -346,6 +354,54 @@ mod tests {
         assert_eq!(retry_after(&h), None);
     }
 
+    #[tokio::test]
+    async fn a_subscription_taking_json_gets_the_protobuf_records_json_signed_as_sent() {
+        let key = b"a-key-of-the-subscriber".to_vec();
+        let secret = spillway_signature::Secret {
+            id: "k".into(),
+            key: key.clone(),
+            not_after: None,
+        };
+        let event = OutboundEvent {
+            event_id: "evt-1".into(),
+            source: "meters".into(),
+            event_type: None,
+            content_type: Some("application/x-protobuf".into()),
+            traceparent: None,
+            dedupe_key: None,
+            hops: 0,
+            body: Bytes::from_static(b"\x0a\x03r-1"),
+            json_body: Some(Bytes::from_static(br#"{"id":"r-1"}"#)),
+        };
+        for (json, body, content_type) in [
+            (false, &b"\x0a\x03r-1"[..], "application/x-protobuf"),
+            (true, &br#"{"id":"r-1"}"#[..], "application/json"),
+        ] {
+            let sub = ResolvedSubscription {
+                secrets: vec![secret.clone()],
+                protobuf_json: json,
+                ..crate::test_support::subscription("s")
+            };
+            let request = build_request(&sub, &event, 1).expect("request");
+            let header = |name: &str| request.headers()[name].to_str().expect("text").to_owned();
+            assert_eq!(header("content-type"), content_type);
+            let timestamp: i64 = header("webhook-timestamp").parse().expect("seconds");
+            let expected = sign(&Scheme::standard_webhooks(), &key, "evt-1", timestamp, body)
+                .expect("signs")
+                .into_iter()
+                .find(|(name, _)| name == "webhook-signature")
+                .map(|(_, v)| v);
+            assert_eq!(Some(header("webhook-signature")), expected);
+            let sent = request
+                .into_body()
+                .collect()
+                .await
+                .expect("body")
+                .to_bytes();
+            assert_eq!(&sent[..], body);
+        }
+    }
+
     #[test]
     fn matching_by_source_and_event_type() {
         let sub = |sources: &[&str], types: &[&str]| ResolvedSubscription {
@@ -357,6 +413,7 @@ mod tests {
             headers: Vec::new(),
             timeout: Duration::from_secs(1),
             rate_limit: None,
+            protobuf_json: false,
         };
         assert!(wants(&sub(&[], &[]), "github", None));
         assert!(wants(&sub(&["github"], &[]), "github", Some("push")));

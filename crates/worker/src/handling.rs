@@ -263,11 +263,10 @@ impl Handling {
         let header = |name: &str| header_text(message, name);
         let source = header(headers::SOURCE).unwrap_or_default();
         let body = bytes::Bytes::copy_from_slice(message.payload().unwrap_or_default());
-        let event_type = self
-            .sources
-            .load()
-            .get(&source)
-            .and_then(|s| event_type(s, header_pairs(message), &body));
+        let sources = self.sources.load();
+        let route = sources.get(&source);
+        let event_type = route.and_then(|s| event_type(s, header_pairs(message), &body));
+        let json_body = route.and_then(|s| protobuf_json(s, &body));
         OutboundEvent {
             event_id: header(headers::EVENT_ID).unwrap_or_default(),
             event_type,
@@ -279,6 +278,24 @@ impl Handling {
                 .unwrap_or(0),
             source,
             body,
+            json_body,
+        }
+    }
+}
+
+/// The JSON mapping of a record of a source with a Protobuf schema. A record that no longer
+/// decodes (the schema changed since it was accepted) has none: it is delivered as received,
+/// and logged.
+fn protobuf_json(source: &SourceRoute, body: &[u8]) -> Option<bytes::Bytes> {
+    let schema = &source.schema.as_ref()?.schema;
+    if !schema.is_protobuf() {
+        return None;
+    }
+    match schema.to_json(body) {
+        Ok(json) => Some(json.into()),
+        Err(e) => {
+            tracing::warn!(source = %source.name, error = %e, "a Protobuf record has no JSON mapping; delivered as received");
+            None
         }
     }
 }

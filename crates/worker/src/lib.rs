@@ -23,6 +23,7 @@ pub mod dlq;
 mod handling;
 mod lanes;
 mod ledger;
+pub mod quarantine;
 pub mod registry;
 mod reload;
 pub mod replay;

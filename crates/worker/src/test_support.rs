@@ -71,6 +71,7 @@ pub(crate) fn subscription(id: &str) -> ResolvedSubscription {
         headers: Vec::new(),
         timeout: Duration::from_secs(1),
         rate_limit: None,
+        protobuf_json: false,
     }
 }
 

@@ -66,6 +66,8 @@ pub enum ConfigProblem {
     UnknownSource(String),
     #[error("no subscription named {0:?}")]
     UnknownSubscription(String),
+    #[error("source {0:?} has no schema, and so no quarantine")]
+    NoQuarantine(String),
 }
 
 /// A worker process: a consumer for the source topics and one for the retry tiers.

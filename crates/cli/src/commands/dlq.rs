@@ -10,7 +10,7 @@ use spillway_worker::control;
 
 use spillway_config::Process;
 
-use super::{load, parse_time, READ_BACK_TIMEOUT};
+use super::{format_ms, load, parse_time, READ_BACK_TIMEOUT};
 
 #[derive(Debug, Subcommand)]
 pub enum DlqCommand {
@@ -84,14 +84,7 @@ fn print_letters(letters: &[spillway_worker::dlq::DeadLetter]) {
         "dead at", "subscription", "source", "event id", "reason", "attempts", "status"
     );
     for d in letters {
-        let at =
-            time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(d.dead_at_ms()) * 1_000_000)
-                .ok()
-                .and_then(|t| {
-                    t.format(&time::format_description::well_known::Rfc3339)
-                        .ok()
-                })
-                .unwrap_or_default();
+        let at = format_ms(d.dead_at_ms());
         let h = |name: &str| d.header(name).unwrap_or("-").to_owned();
         println!(
             "{at:<26} {:<20} {:<12} {:<36} {:<20} {:>8} {:>6}",

@@ -5,6 +5,7 @@ pub mod check_config;
 pub mod demo;
 pub mod dlq;
 pub mod ingress;
+pub mod quarantine;
 pub mod replay;
 pub mod subscriptions;
 pub mod topics;
@@ -15,7 +16,19 @@ use std::time::Duration;
 
 use spillway_config::{Config, ConfigError, Loaded, Process};
 
-/// How long the commands that read topics back (`demo`, `dlq`, `replay`) wait for Kafka.
+/// Milliseconds since the epoch as RFC 3339, or empty when out of range.
+pub fn format_ms(ms: u64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+/// How long the commands that read topics back (`demo`, `dlq`, `quarantine`, `replay`) wait
+/// for Kafka.
 pub const READ_BACK_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Loads the config at `path` and validates what `process` serves (the ingress never reads a

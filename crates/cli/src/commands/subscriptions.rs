@@ -74,6 +74,9 @@ pub struct AddArgs {
     /// Deliveries per second each worker makes to it at most.
     #[arg(long)]
     rate_limit: Option<u32>,
+    /// Take the records of sources with a Protobuf schema as their JSON mapping.
+    #[arg(long)]
+    protobuf_json: bool,
 }
 
 pub async fn run(command: SubscriptionsCommand) -> anyhow::Result<ExitCode> {
@@ -97,6 +100,11 @@ async fn add(args: AddArgs) -> anyhow::Result<ExitCode> {
         headers: parse_headers(args.headers)?,
         timeout: args.timeout,
         rate_limit: args.rate_limit,
+        protobuf_body: if args.protobuf_json {
+            spillway_config::ProtobufBody::Json
+        } else {
+            spillway_config::ProtobufBody::Bytes
+        },
     };
     let registry = registry(&config)?;
     match registry.put(&sub).await {

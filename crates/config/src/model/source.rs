@@ -96,6 +96,53 @@ pub struct SourceConfig {
     /// a header applies to every record of the request). None: one request, one event.
     #[serde(default)]
     pub batch: Option<BatchConfig>,
+    /// The shape of the source's records (each record of a batch, else each request's body):
+    /// a JSON Schema or a Protobuf message type. A record that does not match goes to the
+    /// source's quarantine topic, never to subscribers. None: bodies are not checked.
+    #[serde(default)]
+    pub schema: Option<SchemaConfig>,
+}
+
+/// What a source's records must look like, and what becomes of those that do not.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchemaConfig {
+    /// A JSON Schema file (draft 2020-12; `format` is checked). It must be self-contained:
+    /// `$ref`s point inside it (`#/$defs/...`).
+    #[serde(default)]
+    pub json_schema: Option<PathBuf>,
+    /// A Protobuf message type from a descriptor set.
+    #[serde(default)]
+    pub protobuf: Option<ProtobufSchemaConfig>,
+    /// What the sender is told of a record that does not match; it is quarantined either way.
+    #[serde(default)]
+    pub on_invalid: OnInvalid,
+    /// Where records that do not match are written; `<topic>.quarantine` by default.
+    #[serde(default)]
+    pub quarantine_topic: Option<String>,
+}
+
+/// A Protobuf message type.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProtobufSchemaConfig {
+    /// Written by `protoc --descriptor_set_out=FILE --include_imports`.
+    pub descriptor_set: PathBuf,
+    /// The message type's full name, package included (`fleet.v1.Reading`).
+    pub message: String,
+}
+
+/// What the sender is told of a record that does not match the source's schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnInvalid {
+    /// Nothing: the record is quarantined and answered as accepted (deduplicated like any
+    /// other), so that a provider neither retries it nor disables the endpoint.
+    #[default]
+    Quarantine,
+    /// 422 `record_invalid` with the errors (in a batch, the record is listed as rejected);
+    /// a copy still goes to the quarantine, for the operators.
+    Reject,
 }
 
 /// How a batch source's requests are split into records, and the limits.

@@ -250,6 +250,27 @@ pub struct SubscriptionConfig<S = SecretConfig> {
     /// attempts and retries alike); unlimited when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<u32>,
+    /// How records of a source with a Protobuf schema are delivered: `bytes`, the record as
+    /// the device sent it (by default), or `json`, the proto3 JSON mapping of it
+    /// (`Content-Type: application/json`; signed as sent). Other sources' events are always
+    /// delivered as received.
+    #[serde(default, skip_serializing_if = "ProtobufBody::is_bytes")]
+    pub protobuf_body: ProtobufBody,
+}
+
+/// How a subscription takes Protobuf records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProtobufBody {
+    #[default]
+    Bytes,
+    Json,
+}
+
+impl ProtobufBody {
+    fn is_bytes(&self) -> bool {
+        *self == Self::Bytes
+    }
 }
 
 /// A subscription as the registry topic holds it.

@@ -10,6 +10,7 @@ use super::scheme;
 
 mod batch;
 mod checks;
+mod schema;
 
 use crate::field::{all_or_errors, err, FieldError};
 use crate::model::{Config, FailMode, SourceConfig};
@@ -53,6 +54,8 @@ pub struct ResolvedSource {
     pub store_handshakes: bool,
     /// Each request is a batch, split into records written one by one.
     pub batch: Option<crate::model::BatchConfig>,
+    /// The shape its records must have, and where those that do not go.
+    pub schema: Option<SourceSchema>,
 }
 
 /// What a worker needs of a source to route its records: no secret, nothing of verification.
@@ -66,6 +69,17 @@ pub struct SourceRoute {
     /// Where the event type is read from (a forwarded header or the body); subscriptions
     /// filter on it.
     pub event_type: Option<KeySource>,
+    /// The shape its records must have, and where those that do not go.
+    pub schema: Option<SourceSchema>,
+}
+
+/// A source's schema, loaded, and its quarantine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceSchema {
+    pub schema: std::sync::Arc<spillway_schema::Schema>,
+    pub on_invalid: crate::model::OnInvalid,
+    /// Where records that do not match are written.
+    pub quarantine_topic: String,
 }
 
 // === impl ResolvedSource ===
@@ -78,6 +92,7 @@ impl ResolvedSource {
             topic: self.topic.clone(),
             forward_headers: self.forward_headers.clone(),
             event_type: self.event_type.clone(),
+            schema: self.schema.clone(),
         }
     }
 }
@@ -101,7 +116,7 @@ impl Config {
         }))
     }
 
-    /// Every file the sources read (secrets, verify tokens): what a reload watches beside the
+    /// Every file the sources read (secrets, verify tokens, schemas): what a reload watches beside the
     /// config file itself.
     pub fn source_files(&self) -> Vec<std::path::PathBuf> {
         let mut files: Vec<std::path::PathBuf> = self
@@ -109,7 +124,15 @@ impl Config {
             .values()
             .flat_map(|s| {
                 let secrets = s.secrets.iter().filter_map(|secret| secret.file.clone());
-                secrets.chain(s.verify_token.as_ref().and_then(|t| t.file.clone()))
+                let schema = s.schema.as_ref().and_then(|schema| {
+                    schema
+                        .json_schema
+                        .clone()
+                        .or_else(|| schema.protobuf.as_ref().map(|p| p.descriptor_set.clone()))
+                });
+                secrets
+                    .chain(s.verify_token.as_ref().and_then(|t| t.file.clone()))
+                    .chain(schema)
             })
             .collect();
         files.sort();
@@ -117,12 +140,20 @@ impl Config {
         files
     }
 
-    /// The topic of every source, for topic creation and read-back.
+    /// The topic of every source, and the quarantine of every source with a schema, for
+    /// topic creation and read-back.
     pub fn topics(&self) -> Vec<String> {
         let mut topics: Vec<String> = self
             .sources
             .iter()
-            .map(|(name, s)| topic_of(self, name, s))
+            .flat_map(|(name, s)| {
+                let topic = topic_of(self, name, s);
+                let quarantine = s
+                    .schema
+                    .as_ref()
+                    .map(|schema| schema::quarantine_topic_of(schema, &topic));
+                std::iter::once(topic).chain(quarantine)
+            })
             .collect();
         topics.sort();
         topics.dedup();
@@ -166,6 +197,7 @@ impl Checked {
             topic,
             forward_headers,
             event_type,
+            schema,
         } = self.route;
         ResolvedSource {
             name,
@@ -190,6 +222,7 @@ impl Checked {
             topic_arns: source.topic_arns.clone(),
             store_handshakes: source.store_handshakes,
             batch: source.batch,
+            schema,
         }
     }
 }
@@ -226,7 +259,7 @@ fn check_source(
         .ok();
     let scheme = built.as_ref().map(|b| b.scheme.clone());
     let topic = topic_of(config, name, source);
-    check_topic(&topic, &mut problems);
+    check_topic("topic", &topic, &mut problems);
     check_limits(source, &mut problems);
     check_public_url(source, &mut problems);
     topic_arns(source, scheme.as_ref(), &mut problems);
@@ -245,6 +278,7 @@ fn check_source(
     };
     check_client_side(config, source, tolerance, &dedupe, &mut problems);
     batch::check_batch(config, source, &dedupe, event_type.as_ref(), &mut problems);
+    let schema = schema::check_schema(source, &topic, &dedupe, event_type.as_ref(), &mut problems);
 
     if !problems.found.is_empty() {
         return Err(problems.found);
@@ -258,6 +292,7 @@ fn check_source(
             topic,
             forward_headers,
             event_type,
+            schema,
         },
         scheme,
         tolerance,

@@ -24,6 +24,8 @@ pub struct ResolvedSubscription {
     pub timeout: Duration,
     /// Deliveries per second per worker process.
     pub rate_limit: Option<std::num::NonZeroU32>,
+    /// Records of sources with a Protobuf schema are delivered as JSON.
+    pub protobuf_json: bool,
 }
 
 // === impl Config ===
@@ -117,6 +119,7 @@ impl<S> Checked<'_, S> {
             headers: self.headers,
             timeout: sub.timeout,
             rate_limit: sub.rate_limit.and_then(std::num::NonZeroU32::new),
+            protobuf_json: sub.protobuf_body == crate::model::ProtobufBody::Json,
         }
     }
 }

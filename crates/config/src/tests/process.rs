@@ -107,6 +107,7 @@ fn a_worker_validates_and_routes_without_the_sources_secrets() {
                 event_type: Some(KeySource::Header {
                     name: "x-github-event".into()
                 }),
+                schema: None,
             }]
         );
         let sources = config

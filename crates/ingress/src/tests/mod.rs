@@ -7,6 +7,7 @@ mod batches;
 mod durability;
 mod handshakes;
 mod hostile;
+mod schemas;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -101,6 +102,27 @@ sources:
     batch: { format: ndjson }
     dedupe: { from: json_pointer, pointer: /id }
     partition_key: { from: signed_id }
+  readings:
+    verify: { scheme: none }
+    dedupe: { from: json_pointer, pointer: /id }
+    schema: { json_schema: "{schemas}/reading.schema.json" }
+  readings-strict:
+    verify: { scheme: none }
+    dedupe: { from: json_pointer, pointer: /id }
+    schema: { json_schema: "{schemas}/reading.schema.json", on_invalid: reject }
+  readings-batch:
+    verify: { scheme: none }
+    batch: { format: ndjson }
+    dedupe: { from: json_pointer, pointer: /id }
+    schema: { json_schema: "{schemas}/reading.schema.json", on_invalid: reject }
+  readings-proto:
+    verify: { scheme: none }
+    batch: { format: protobuf_delimited }
+    dedupe: { from: protobuf_field, field: id }
+    partition_key: { from: protobuf_field, field: meter.id }
+    schema:
+      protobuf: { descriptor_set: "{schemas}/fleet.desc", message: fleet.v1.Reading }
+      quarantine_topic: fleet-quarantine
   fenced:
     verify: { scheme: none }
     dedupe: { from: none }
@@ -180,6 +202,9 @@ pub(crate) const PROVIDER_SECRETS: &[(&str, &str)] = &[
 pub(crate) const DISCORD_PUBLIC_KEY: &str =
     "ea4a6c63e29c520abef5507b132ec5f9954776aebebe7b92421eea691446d22c";
 
+/// The fleet schemas and the records Google's tools wrote for them.
+pub(crate) const SCHEMAS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../dev/fleet-schemas");
+
 /// A pipeline on memory, and handles on its memory.
 pub(crate) struct Harness {
     pub(crate) pipeline: Arc<Pipeline>,
@@ -234,7 +259,8 @@ pub(crate) fn harness_on(store: Option<MemoryStore>, cluster: &str) -> Harness {
     }
     let yaml = SOURCES
         .replace("{secret}", &secret.display().to_string())
-        .replace("{dir}", &dir.path().display().to_string());
+        .replace("{dir}", &dir.path().display().to_string())
+        .replace("{schemas}", SCHEMAS);
     let config = spillway_config::parse_str(&yaml).expect("config");
     // Not `validate()`: it would want the TLS files a mutual-TLS source needs; the sources
     // resolve on their own.

@@ -115,6 +115,7 @@ mod tests {
             dedupe_key: None,
             hops: 0,
             body: bytes::Bytes::from_static(b"{}"),
+            json_body: None,
         }
     }
 

@@ -35,6 +35,7 @@ fn subscription(url: &str, secrets: Vec<Secret>, timeout: Duration) -> ResolvedS
         )],
         timeout,
         rate_limit: None,
+        protobuf_json: false,
     }
 }
 
@@ -48,6 +49,7 @@ fn event() -> OutboundEvent {
         dedupe_key: None,
         hops: 0,
         body: Bytes::from_static(br#"{"id":"evt_1","type":"invoice.paid"}"#),
+        json_body: None,
     }
 }
 

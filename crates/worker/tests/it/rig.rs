@@ -94,6 +94,7 @@ impl Rig {
             record_key: Some(key.to_owned()),
             hops: 0,
             batch: None,
+            invalid: None,
             body: Bytes::from(format!(r#"{{"key":"{key}","seq":{seq}}}"#)),
         };
         self.producer

@@ -49,10 +49,13 @@ pub(super) fn check_batch(
         KeySource::Header { .. } | KeySource::SignedId | KeySource::ClientCertificate => {
             problems.push(
                 "dedupe",
-                "a batch source reads its dedupe key from each record (from: json_pointer or body_hash) or has none (from: none): a key of the request is the same for all its records, and all but the first would be dropped as duplicates",
+                "a batch source reads its dedupe key from each record (from: json_pointer, protobuf_field or body_hash) or has none (from: none): a key of the request is the same for all its records, and all but the first would be dropped as duplicates",
             );
         }
-        KeySource::JsonPointer { .. } | KeySource::BodyHash | KeySource::None => {}
+        KeySource::JsonPointer { .. }
+        | KeySource::ProtobufField { .. }
+        | KeySource::BodyHash
+        | KeySource::None => {}
     }
     if batch.format.is_json() {
         return;

@@ -57,7 +57,8 @@ pub(super) fn check_name(problems: &mut Problems<'_>) {
     }
 }
 
-pub(super) fn check_topic(topic: &str, problems: &mut Problems<'_>) {
+/// `field` names where the topic was configured (or defaulted from).
+pub(super) fn check_topic(field: &str, topic: &str, problems: &mut Problems<'_>) {
     let valid = !topic.is_empty()
         && topic.len() <= 249
         && topic
@@ -65,7 +66,7 @@ pub(super) fn check_topic(topic: &str, problems: &mut Problems<'_>) {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
     if !valid {
         problems.push(
-            "topic",
+            field,
             format!("{topic:?} is not a valid Kafka topic name (1 to 249 of a-z A-Z 0-9 . _ -)"),
         );
     }
