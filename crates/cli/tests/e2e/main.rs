@@ -16,6 +16,7 @@ mod hostile;
 mod malformed;
 mod mutual_tls;
 mod providers;
+mod quarantine;
 mod redis_down;
 mod reload;
 mod sizes;
