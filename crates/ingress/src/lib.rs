@@ -21,6 +21,7 @@ mod intake;
 mod keys;
 mod limit;
 mod pipeline;
+mod read;
 mod reload;
 mod route;
 mod schema;

@@ -204,4 +204,26 @@ mod tests {
         };
         assert_eq!(event_type(&untyped, pushed, b"{}"), None);
     }
+
+    #[test]
+    fn a_protobuf_event_type_is_read_from_the_decoded_record() {
+        let yaml = format!(
+            "kafka: {{ brokers: k:9092 }}\nredis: {{ nodes: [\"redis://r:7000\"] }}\nsources:\n  \
+             meters:\n    verify: {{ scheme: none }}\n    batch: {{ format: protobuf_delimited }}\n    \
+             event_type: {{ from: protobuf_field, field: kind }}\n    \
+             schema: {{ protobuf: {{ descriptor_set: \"{SCHEMAS}/fleet.desc\", message: fleet.v1.Reading }} }}\n"
+        );
+        let config = spillway_config::parse_str(&yaml).expect("config");
+        let meters = config.resolve_source_routes().expect("routes").remove(0);
+        // protoc's encoding of a reading of kind ENERGY (dev/fleet-schemas/valid.txtpb).
+        let record = std::fs::read(format!("{SCHEMAS}/valid.bin")).expect("record");
+        assert_eq!(event_type(&meters, [], &record).as_deref(), Some("ENERGY"));
+        assert_eq!(
+            event_type(&meters, [], &[0x48, 0x01]),
+            None,
+            "not a reading"
+        );
+    }
+
+    const SCHEMAS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../dev/fleet-schemas");
 }
