@@ -5,3 +5,4 @@ dev=$(cd "$(dirname "$0")" && pwd)
 "$dev/run.sh" stop || true
 "$dev/tansu.sh" stop --port 9092 || true
 "$dev/redis-cluster.sh" stop --base-port 7000 || true
+"$dev/s3.sh" stop --port 9000 || true

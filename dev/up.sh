@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Starts the local stack on 127.0.0.1: the tansu broker (memory storage) on 9092 and the Redis
-# Cluster on 7000-7005. Installs what is missing (and Prometheus, HAProxy and PostgreSQL, which
+# Starts the local stack on 127.0.0.1: the tansu broker (memory storage) on 9092, the Redis
+# Cluster on 7000-7005 and the S3-compatible object store (s3s-fs) on 9000. Installs what is missing (and Prometheus, HAProxy and PostgreSQL, which
 # tests start themselves).
 # Idempotent.
 set -euo pipefail
@@ -20,3 +20,4 @@ fi
 "$dev/postgres.sh" install
 "$dev/tansu.sh" start --port 9092 --storage memory
 "$dev/redis-cluster.sh" start --base-port 7000
+"$dev/s3.sh" start --port 9000
