@@ -317,3 +317,70 @@ fn one_changed_character_is_refused() {
         }
     }
 }
+
+/// The vector verified as a streamed body fed in `chunk`-byte pieces; None when its scheme
+/// does not stream.
+fn check_streamed(
+    v: &Vector,
+    preset: &Preset,
+    chunk: usize,
+) -> Option<Result<spillway_signature::Verified, VerifyError>> {
+    let headers = header_map(&v.headers);
+    let request = Request {
+        method: &v.method,
+        url: &v.url,
+        headers: &headers,
+        body: &[],
+    };
+    let verifier = verifier(preset, &v.secret);
+    let mut check = match verifier.begin_streamed(&request, at(v.now))? {
+        Ok(check) => check,
+        Err(e) => return Some(Err(e)),
+    };
+    for piece in v.body.as_bytes().chunks(chunk.max(1)) {
+        check.update(piece);
+    }
+    Some(check.finish(&verifier))
+}
+
+#[test]
+fn a_streamed_body_verifies_as_the_whole_body_does() {
+    let mut streamed = std::collections::BTreeSet::new();
+    for (v, preset) in vectors() {
+        let whole = check(&v, preset);
+        for chunk in [1, 7, v.body.len()] {
+            let Some(pieces) = check_streamed(&v, preset, chunk) else {
+                continue;
+            };
+            streamed.insert(v.preset.clone());
+            assert_eq!(
+                pieces, whole,
+                "{} ({}) in {chunk}-byte pieces",
+                v.preset, v.origin
+            );
+        }
+        let signs_body = preset.scheme.template.uses(&Part::Body);
+        if signs_body && preset.scheme.algorithm != Algorithm::Token && !v.body.is_empty() {
+            let mut changed = v.clone();
+            let last = changed.body.pop().expect("a byte");
+            changed.body.push(if last == 'x' { 'y' } else { 'x' });
+            if let Some(result) = check_streamed(&changed, preset, 3) {
+                assert!(
+                    result.is_err(),
+                    "{}: a changed body still verifies",
+                    v.preset
+                );
+            }
+        }
+    }
+    // Every HMAC preset whose values travel in headers streams; the public-key ones, those
+    // signing form parameters and those reading the body's JSON do not.
+    assert!(
+        streamed.len() >= 50,
+        "only {} presets stream: {streamed:?}",
+        streamed.len()
+    );
+    for never in ["discord", "twilio", "mailgun", "sendgrid"] {
+        assert!(!streamed.contains(never), "{never} cannot stream");
+    }
+}

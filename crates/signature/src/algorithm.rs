@@ -21,12 +21,7 @@ pub(crate) fn check(
     match algorithm {
         Algorithm::HmacSha1 | Algorithm::HmacSha256 | Algorithm::HmacSha512 => {
             let expected = mac(algorithm, key, message.pieces())?;
-            // Compared against every candidate without an early exit: `ct_eq` is constant
-            // time for equal lengths, and lengths are public.
-            let matched = candidates
-                .iter()
-                .fold(false, |acc, c| acc | bool::from(expected.ct_eq(c)));
-            matched.then_some(expected)
+            matches_any(&expected, candidates).then_some(expected)
         }
         Algorithm::Ed25519 | Algorithm::EcdsaP256Sha256 => {
             let which: &dyn signature::VerificationAlgorithm = match algorithm {
@@ -55,6 +50,25 @@ pub(crate) fn check(
     }
 }
 
+/// Whether `expected` is one of `candidates`, compared against every one without an early
+/// exit: `ct_eq` is constant time for equal lengths, and lengths are public.
+pub(crate) fn matches_any(expected: &[u8], candidates: &[Vec<u8>]) -> bool {
+    candidates
+        .iter()
+        .fold(false, |acc, c| acc | bool::from(expected.ct_eq(c)))
+}
+
+/// A MAC computation under `key`, to be fed; `None` for an algorithm that is not a MAC.
+pub(crate) fn mac_context(algorithm: Algorithm, key: &[u8]) -> Option<hmac::Context> {
+    let which = match algorithm {
+        Algorithm::HmacSha1 => hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY,
+        Algorithm::HmacSha256 => hmac::HMAC_SHA256,
+        Algorithm::HmacSha512 => hmac::HMAC_SHA512,
+        _ => return None,
+    };
+    Some(hmac::Context::with_key(&hmac::Key::new(which, key)))
+}
+
 /// The MAC of the concatenation of `pieces`, fed one after another rather than joined first;
 /// `None` for an algorithm that is not a MAC.
 pub(crate) fn mac<'p>(
@@ -62,13 +76,7 @@ pub(crate) fn mac<'p>(
     key: &[u8],
     pieces: impl IntoIterator<Item = &'p [u8]>,
 ) -> Option<Vec<u8>> {
-    let which = match algorithm {
-        Algorithm::HmacSha1 => hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY,
-        Algorithm::HmacSha256 => hmac::HMAC_SHA256,
-        Algorithm::HmacSha512 => hmac::HMAC_SHA512,
-        _ => return None,
-    };
-    let mut context = hmac::Context::with_key(&hmac::Key::new(which, key));
+    let mut context = mac_context(algorithm, key)?;
     for piece in pieces {
         context.update(piece);
     }

@@ -17,6 +17,7 @@ mod scheme;
 mod secret;
 mod signer;
 pub mod sns;
+mod streamed;
 mod template;
 
 pub use scheme::{
@@ -25,6 +26,7 @@ pub use scheme::{
 };
 pub use secret::{Secret, SecretError, SecretRing};
 pub use signer::{sign, sign_request, SignError, SignInput, Signer};
+pub use streamed::StreamedCheck;
 pub use template::{Part, Template, TemplateError};
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -223,21 +225,32 @@ impl Verifier {
                 &parts.candidates,
             );
             if let Some(matched) = matched {
-                return Ok(Verified {
-                    key_id: Some(secret.id.clone()),
-                    signed_id: self.scheme.signs_id().then(|| parts.id.clone()).flatten(),
-                    replay_key: self
-                        .scheme
-                        .needs_replay_key()
-                        .then(|| algorithm::sha256_hex(&matched)),
-                });
+                return Ok(self.proved(&secret.id, parts.id.as_ref(), &matched));
             }
         }
-        if any_active {
-            Err(VerifyError::Mismatch)
-        } else {
-            Err(VerifyError::NoActiveSecret)
+        Err(unmatched(any_active))
+    }
+
+    /// What a match under the secret `key_id` proved; `matched` is the MAC (or, for a
+    /// public-key scheme, the signed string) that matched.
+    fn proved(&self, key_id: &str, signed_id: Option<&String>, matched: &[u8]) -> Verified {
+        Verified {
+            key_id: Some(key_id.to_owned()),
+            signed_id: self.scheme.signs_id().then(|| signed_id.cloned()).flatten(),
+            replay_key: self
+                .scheme
+                .needs_replay_key()
+                .then(|| algorithm::sha256_hex(matched)),
         }
+    }
+}
+
+/// No secret matched: a mismatch, or no secret was active to try.
+fn unmatched(any_active: bool) -> VerifyError {
+    if any_active {
+        VerifyError::Mismatch
+    } else {
+        VerifyError::NoActiveSecret
     }
 }
 
