@@ -15,7 +15,7 @@ trap 'dev/tansu.sh stop --port "$port" --dir "$dir" >/dev/null 2>&1 || true; rm 
 dev/tansu.sh start --port "$port" --dir "$dir" >&2
 export SPILLWAY_TEST_KAFKA=127.0.0.1:$port
 cargo build --release -q -p spillway -p spillway-loadgen
-for bench in "spillway-signature verify" "spillway-core keys"; do
+for bench in "spillway-signature verify" "spillway-core keys" "spillway-batch split" "spillway-schema check"; do
   read -r package target <<<"$bench"
   cargo bench -q -p "$package" --bench "$target" -- --warm-up-time 1 --measurement-time 2 >&2
 done

@@ -53,7 +53,10 @@ start() {
     echo "s3s-fs already running on 127.0.0.1:$port"
     return 0
   fi
-  stop >/dev/null 2>&1 || true
+  # A server that died leaves its pid file: only that process is ended, the data is kept.
+  if [ -f "$dir/s3s.pid" ] && [ "$(cat "/proc/$(cat "$dir/s3s.pid")/comm" 2>/dev/null)" = s3s-fs ]; then
+    kill "$(cat "$dir/s3s.pid")" 2>/dev/null || true
+  fi
   mkdir -p "$dir/data/$BUCKET"
   nohup "$bin" --host 127.0.0.1 --port "$port" --access-key "$ACCESS_KEY" \
     --secret-key "$SECRET_KEY" "$dir/data" >"$dir/s3s.log" 2>&1 &
@@ -66,8 +69,9 @@ start() {
   exit 1
 }
 
+# Ends the server and removes its data, as the other local-stack scripts do.
 stop() {
-  if [ -f "$dir/s3s.pid" ]; then
+  if [ -f "$dir/s3s.pid" ] && [ "$(cat "/proc/$(cat "$dir/s3s.pid")/comm" 2>/dev/null)" = s3s-fs ]; then
     kill "$(cat "$dir/s3s.pid")" 2>/dev/null || true
   fi
   rm -rf "$dir"

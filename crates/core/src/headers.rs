@@ -39,6 +39,10 @@ pub const INVALID_REASON: &str = "spillway-invalid-reason";
 /// `{"reason", "path", "message"}` (cut to 4 KiB, whole entries only).
 pub const SCHEMA_ERRORS: &str = "spillway-schema-errors";
 
+/// For a record in a quarantine topic: `quarantined` (the sender was answered as accepted) or
+/// `rejected` (the sender was answered 422; a copy for the operators).
+pub const INVALID_ACTION: &str = "spillway-invalid-action";
+
 /// The prefix reserved for Spillway's own headers; forwarded provider headers may not use it.
 pub const RESERVED_PREFIX: &str = "spillway-";
 

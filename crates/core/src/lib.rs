@@ -76,8 +76,14 @@ pub struct Envelope {
 pub struct Invalid {
     /// The first failure's reason (`type`, `required`, `not_protobuf`...).
     pub reason: String,
-    /// Every failure, as a JSON array of `{reason, path, message}`, cut to fit a header.
+    /// The failures, as a JSON array of `{reason, path, message}`, the first ones that fit
+    /// a header.
     pub errors: String,
+    /// How many failures there were, listed or not.
+    pub count: usize,
+    /// The sender was answered 422 (`on_invalid: reject`): this record is a copy for the
+    /// operators, not an event the sender was told was taken, and is not redriven by default.
+    pub refused: bool,
 }
 
 /// A record's place in the batch request it was split from.
@@ -128,6 +134,12 @@ impl Envelope {
         if let Some(invalid) = &self.invalid {
             out.push((headers::INVALID_REASON, invalid.reason.as_bytes().to_vec()));
             out.push((headers::SCHEMA_ERRORS, invalid.errors.as_bytes().to_vec()));
+            let action: &[u8] = if invalid.refused {
+                b"rejected"
+            } else {
+                b"quarantined"
+            };
+            out.push((headers::INVALID_ACTION, action.to_vec()));
         }
         for (name, value) in &self.forwarded {
             out.push((name.as_str(), value.to_vec()));

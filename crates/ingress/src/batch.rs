@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::future::join_all;
 use http::{HeaderMap, StatusCode};
 use spillway_batch::{split, BatchError, Limits};
 use spillway_config::BatchConfig;
@@ -73,15 +72,12 @@ impl Pipeline {
         let source = Arc::clone(&intake.source);
         let this = Arc::clone(self);
         self.detached(intake.id(), held, async move {
-            let copies = refused_invalid
-                .iter()
-                .map(|envelope| this.quarantine_refused(&source, envelope));
-            let settle = async {
-                if !records.is_empty() {
-                    this.settle_batch(&source, records, &mut report).await;
-                }
-            };
-            futures::join!(settle, join_all(copies));
+            for envelope in &refused_invalid {
+                this.quarantine_refused(&source, envelope);
+            }
+            if !records.is_empty() {
+                this.settle_batch(&source, records, &mut report).await;
+            }
             report.settle_repeats(&repeats);
             let deduplicated = source.dedupe != KeySource::None;
             report.answer(&source.name, &this.metrics, this.retry_after, deduplicated)

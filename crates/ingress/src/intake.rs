@@ -152,7 +152,7 @@ impl Intake {
             .with_fields(checked.fields());
         let lenient = handshake || checked.is_invalid();
         let (keys, fell_back) = self
-            .read_keys(&key_input, lenient)
+            .read_keys(&key_input, lenient, checked.is_invalid())
             .map_err(|(what, e)| bad_key(what, &e))?;
         if fell_back && !lenient {
             metrics.dedupe_fallback(&self.source.name);
@@ -179,7 +179,7 @@ impl Intake {
             .with_client_subject(self.device_id.as_deref())
             .with_fields(checked.fields());
         let (keys, _) = self
-            .read_keys(&key_input, checked.is_invalid())
+            .read_keys(&key_input, checked.is_invalid(), checked.is_invalid())
             .map_err(|(_, e)| e)?;
         let key_id = verified.key_id.clone();
         let mut envelope = self.envelope(headers, record, key_id, keys, forwarded);
@@ -194,13 +194,18 @@ impl Intake {
     /// whatever its keys): a key the body lacks is no error, the dedupe key falls back to the
     /// body's hash and the partition key is none. Without it only the preset's default
     /// dedupe key falls back (a provider changing its headers must not lose events).
+    /// `invalid` (a body failing the schema): deduplicated by its hash, whatever the source's
+    /// key, so that the sender's corrected record under the same id is not a duplicate of it.
     fn read_keys(
         &self,
         input: &KeyInput<'_>,
         lenient: bool,
+        invalid: bool,
     ) -> Result<(RecordKeys, bool), (&'static str, KeyError)> {
         let source = &self.source;
-        let (dedupe_key, fell_back) = match source.dedupe.extract(input) {
+        let by_hash = (invalid && source.dedupe != KeySource::None).then_some(&KeySource::BodyHash);
+        let dedupe = by_hash.unwrap_or(&source.dedupe);
+        let (dedupe_key, fell_back) = match dedupe.extract(input) {
             Ok(key) => (key, false),
             Err(e) if source.dedupe_fallback || lenient => {
                 tracing::debug!(error = %e, "no dedupe key; keyed by the body's hash");

@@ -201,12 +201,17 @@ impl Ingress {
         Ok(())
     }
 
+    /// Every topic the sources write to: theirs, and their quarantines (a quarantined
+    /// record's 202 rests on its topic as much as any other's).
     fn source_topics(&self) -> Vec<String> {
         self.pipeline
             .sources
             .load()
             .values()
-            .map(|s| s.topic.clone())
+            .flat_map(|s| {
+                let quarantine = s.schema.as_ref().map(|q| q.quarantine_topic.clone());
+                std::iter::once(s.topic.clone()).chain(quarantine)
+            })
             .collect()
     }
 

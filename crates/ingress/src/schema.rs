@@ -77,6 +77,8 @@ fn invalid(violations: &[Violation]) -> Invalid {
     Invalid {
         reason,
         errors: serde_json::to_string(&kept).unwrap_or_else(|_| "[]".into()),
+        count: violations.len(),
+        refused: false,
     }
 }
 
@@ -110,7 +112,7 @@ pub(crate) fn summary(invalid: &Invalid) -> String {
             format!("{at}: {}", v.message)
         },
     );
-    match errors.len() {
+    match invalid.count {
         0 | 1 => format!("does not match the source's schema: {first}"),
         n => format!(
             "does not match the source's schema: {first} (and {} more)",
@@ -119,7 +121,8 @@ pub(crate) fn summary(invalid: &Invalid) -> String {
     }
 }
 
-/// 422 `record_invalid`, with every failure kept.
+/// 422 `record_invalid`, with the failures that fit the quarantine header (the message
+/// counts them all).
 pub(crate) fn invalid_answer(invalid: &Invalid) -> Answer {
     let errors: serde_json::Value =
         serde_json::from_str(&invalid.errors).unwrap_or(serde_json::Value::Null);
@@ -146,13 +149,24 @@ impl Pipeline {
     }
 
     /// Writes a copy of a record refused to its sender into the quarantine, unclaimed (the
-    /// sender was told: a retry is refused again, and copied again). A copy Kafka does not
-    /// take is logged, not retried: the sender still has the record.
-    pub(crate) async fn quarantine_refused(&self, source: &ResolvedSource, envelope: &Envelope) {
+    /// sender was told: a retry is refused again, and copied again), marked as refused. The
+    /// copy is written in the background: the 422 does not wait for Kafka. A copy Kafka does
+    /// not take is logged, not retried: the sender still has the record.
+    pub(crate) fn quarantine_refused(&self, source: &ResolvedSource, envelope: &Envelope) {
         self.count_invalid(source, envelope, "rejected");
-        let topic = topic_for(source, envelope);
-        if let Err(e) = self.producer.send(topic, envelope).await {
-            tracing::warn!(source = %source.name, event_id = %envelope.id, topic, error = %e, "a refused record's copy did not reach the quarantine");
+        let mut copy = envelope.clone();
+        if let Some(invalid) = copy.invalid.as_mut() {
+            invalid.refused = true;
         }
+        let (producer, topic) = (
+            self.producer.clone(),
+            topic_for(source, envelope).to_owned(),
+        );
+        let source = source.name.clone();
+        self.tasks.spawn(async move {
+            if let Err(e) = producer.send(&topic, &copy).await {
+                tracing::warn!(source = %source, event_id = %copy.id, topic, error = %e, "a refused record's copy did not reach the quarantine");
+            }
+        });
     }
 }

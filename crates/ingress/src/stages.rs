@@ -159,7 +159,7 @@ impl Pipeline {
             Err(refused) => return refused,
         };
         if let (Some(invalid), true) = (&envelope.invalid, schema::rejects(&intake.source)) {
-            self.quarantine_refused(&intake.source, &envelope).await;
+            self.quarantine_refused(&intake.source, &envelope);
             return schema::invalid_answer(invalid);
         }
         let durable = self

@@ -37,7 +37,7 @@ pub struct ObjectRef {
 }
 
 /// An object store under a root: where the bodies of one deployment go.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Objects {
     store: Arc<dyn ObjectStore>,
     /// The same store, for stores that can sign URLs (S3, GCS, Azure).
@@ -49,6 +49,17 @@ pub struct Objects {
     /// The size of each part of a write: what a write holds in memory, times the parts in
     /// flight.
     part_bytes: usize,
+}
+
+/// The store's own Debug may print its credentials: only where it points is printed.
+impl std::fmt::Debug for Objects {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Objects")
+            .field("base", &self.base)
+            .field("root", &self.root.as_ref())
+            .field("part_bytes", &self.part_bytes)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why an object could not be written, read, signed or deleted.

@@ -17,7 +17,7 @@ use url::Url;
 use crate::{store_error, Objects, ObjectsError};
 
 /// Where bodies go, as configured.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[derive(Clone, PartialEq, Eq, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ObjectsConfig {
     /// `s3://bucket/prefix`, `gs://bucket/prefix`, `az://container/prefix` or
@@ -32,6 +32,17 @@ pub struct ObjectsConfig {
     /// of 5 MiB and more (but the last).
     #[serde(default = "default_part_bytes")]
     pub part_bytes: usize,
+}
+
+/// The options' values are not printed: a key given there by mistake must not reach a log.
+impl std::fmt::Debug for ObjectsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObjectsConfig")
+            .field("url", &self.url)
+            .field("options", &self.options.keys().collect::<Vec<_>>())
+            .field("part_bytes", &self.part_bytes)
+            .finish()
+    }
 }
 
 fn default_part_bytes() -> usize {

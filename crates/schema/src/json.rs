@@ -41,11 +41,13 @@ impl JsonSchema {
                 message: e.to_string(),
             }]
         })?;
+        // The first failures only: a hostile record could fail once per element.
         let violations: Vec<Violation> = self
             .validator
             .iter_errors(&value)
+            .take(crate::MAX_VIOLATIONS)
             .map(|e| Violation {
-                reason: reason_of(e.kind()),
+                reason: reason_of(e.schema_path().as_str()),
                 path: e.instance_path().as_str().to_owned(),
                 message: e.to_string(),
             })
@@ -58,25 +60,25 @@ impl JsonSchema {
     }
 }
 
-/// The keyword that failed, in snake case, from the error kind's variant name: a name from
-/// a closed set (the crate's enum), so it can label a metric, unlike the schema path, which
-/// may end in a property name.
-fn reason_of(kind: &jsonschema::error::ValidationErrorKind) -> String {
-    let debug = format!("{kind:?}");
-    let variant = debug
-        .split(|c: char| !c.is_ascii_alphanumeric())
-        .next()
-        .unwrap_or_default();
-    let mut out = String::with_capacity(variant.len() + 4);
-    for (i, c) in variant.chars().enumerate() {
+/// The keyword that failed, in snake case: the last step of the schema path
+/// (`/properties/kwh/minimum` is `minimum`). Its values come from the schema, which the
+/// operator wrote, never from the record, so it can label a metric.
+fn reason_of(schema_path: &str) -> String {
+    let keyword = schema_path.rsplit('/').next().unwrap_or_default();
+    let mut out = String::with_capacity(keyword.len() + 4);
+    for c in keyword.chars() {
         if c.is_ascii_uppercase() {
-            if i > 0 {
+            if !out.is_empty() {
                 out.push('_');
             }
             out.push(c.to_ascii_lowercase());
-        } else {
+        } else if c.is_ascii_alphanumeric() || c == '_' {
             out.push(c);
         }
     }
-    out
+    if out.is_empty() {
+        "invalid".to_owned()
+    } else {
+        out
+    }
 }

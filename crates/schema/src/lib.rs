@@ -12,6 +12,10 @@ use std::path::{Path, PathBuf};
 
 pub use protobuf::Message;
 
+/// The most failures listed for one record: a hostile record could otherwise fail once per
+/// element, each failure an allocation.
+pub const MAX_VIOLATIONS: usize = 64;
+
 /// A loaded schema records are checked against.
 #[derive(Debug)]
 pub struct Schema {
@@ -107,11 +111,21 @@ impl Schema {
         })
     }
 
-    /// The record, checked: every violation when it fails.
+    /// The record, checked: its failures (the first [`MAX_VIOLATIONS`]) when it fails.
     pub fn check(&self, record: &[u8]) -> Result<Valid, Vec<Violation>> {
         match &self.kind {
             Kind::Json(schema) => schema.check(record).map(|()| Valid(None)),
             Kind::Protobuf(schema) => schema.check(record).map(|m| Valid(Some(m))),
+        }
+    }
+
+    /// A record that was checked when it came in, read again without the checks (a field the
+    /// descriptor has since lost, or a new one it does not know yet, does not stop it): for
+    /// its keys and event type. None when it is not Protobuf or does not decode.
+    pub fn read(&self, record: &[u8]) -> Option<Valid> {
+        match &self.kind {
+            Kind::Protobuf(schema) => schema.read(record).ok().map(|m| Valid(Some(m))),
+            Kind::Json(_) => None,
         }
     }
 
@@ -129,7 +143,8 @@ impl Schema {
     }
 
     /// A Protobuf record in the proto3 JSON mapping (field names in lowerCamelCase, 64-bit
-    /// integers as strings, bytes as base64), for subscriptions that take JSON.
+    /// integers as strings, bytes as base64), for subscriptions that take JSON. Read as
+    /// [`Schema::read`] reads: fields the descriptor does not know are left out.
     pub fn to_json(&self, record: &[u8]) -> Result<Vec<u8>, TranscodeError> {
         match &self.kind {
             Kind::Protobuf(schema) => schema.to_json(record),

@@ -40,8 +40,15 @@ impl ProtobufSchema {
         Ok(Self { message })
     }
 
+    /// The record decoded, fields the type does not declare kept aside, required ones not
+    /// checked: for reading a record that was checked when it came in, with a descriptor that
+    /// may since have changed.
+    pub(crate) fn read(&self, record: &[u8]) -> Result<Message, prost_reflect::prost::DecodeError> {
+        DynamicMessage::decode(self.message.clone(), record).map(Message)
+    }
+
     pub(crate) fn check(&self, record: &[u8]) -> Result<Message, Vec<Violation>> {
-        let decoded = DynamicMessage::decode(self.message.clone(), record).map_err(|e| {
+        let Message(decoded) = self.read(record).map_err(|e| {
             vec![Violation {
                 reason: "not_protobuf".into(),
                 path: String::new(),
@@ -94,14 +101,7 @@ impl ProtobufSchema {
             message: self.message.full_name().to_owned(),
             reason,
         };
-        let Message(decoded) = self.check(record).map_err(|violations| {
-            invalid(
-                violations
-                    .first()
-                    .map(|v| v.message.clone())
-                    .unwrap_or_default(),
-            )
-        })?;
+        let Message(decoded) = self.read(record).map_err(|e| invalid(e.to_string()))?;
         serde_json::to_vec(&decoded).map_err(|e| invalid(e.to_string()))
     }
 }
@@ -109,6 +109,9 @@ impl ProtobufSchema {
 /// Collects the unknown fields and the missing `required` fields of `message` and of every
 /// message inside it; `at` is the path of `message` in the record.
 fn walk(message: &DynamicMessage, at: &str, out: &mut Vec<Violation>) {
+    if out.len() >= crate::MAX_VIOLATIONS {
+        return;
+    }
     let path = |name: &str| {
         if at.is_empty() {
             name.to_owned()
@@ -116,7 +119,7 @@ fn walk(message: &DynamicMessage, at: &str, out: &mut Vec<Violation>) {
             format!("{at}.{name}")
         }
     };
-    for unknown in message.unknown_fields() {
+    for unknown in message.unknown_fields().take(crate::MAX_VIOLATIONS) {
         out.push(Violation {
             reason: "unknown_field".into(),
             path: path(&unknown.number().to_string()),

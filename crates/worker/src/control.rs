@@ -79,7 +79,7 @@ pub fn event_type<'a>(
     }
     // A Protobuf field is read from the record decoded as the source's message type.
     let decoded = match key {
-        KeySource::ProtobufField { .. } => Some(source.schema.as_ref()?.schema.check(body).ok()?),
+        KeySource::ProtobufField { .. } => Some(source.schema.as_ref()?.schema.read(body)?),
         _ => None,
     };
     let fields = decoded.as_ref().map(|d| d as &dyn Fields);

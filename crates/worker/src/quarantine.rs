@@ -27,14 +27,16 @@ pub struct Filter {
     pub until_ms: Option<u64>,
 }
 
-/// What a redrive did.
+/// What a redrive does or did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Redriven {
-    /// Written to the source's topic.
+    /// Written (or, in a dry run, to be written) to the source's topic.
     pub written: usize,
     /// Still failing the schema, left in the quarantine: each event id with the first
     /// failure.
     pub still_invalid: Vec<(String, String)>,
+    /// Copies of records the sender was answered 422 for, left unless asked for.
+    pub refused: usize,
 }
 
 // === impl Filter ===
@@ -73,8 +75,8 @@ pub fn quarantined_source(config: &Config, source: &str) -> Result<SourceRoute, 
     Ok(route)
 }
 
-/// The quarantined records of `source` matching `filter`, oldest first. Blocking: call from
-/// `spawn_blocking`.
+/// The quarantined records of `source` matching `filter`, oldest first (another source sharing
+/// the quarantine topic keeps its own). Blocking: call from `spawn_blocking`.
 pub fn list(
     config: &Config,
     source: &SourceRoute,
@@ -88,7 +90,7 @@ pub fn list(
         &(&config.kafka).into(),
         &schema.quarantine_topic,
         timeout,
-        |r| filter.matches(r),
+        |r| r.header(headers::SOURCE) == Some(source.name.as_str()) && filter.matches(r),
     )?;
     records.sort_by_key(received_at_ms);
     Ok(records)
@@ -96,19 +98,31 @@ pub fn list(
 
 /// Checks each record against the source's schema as configured now and writes those that
 /// pass to the source's topic, under their original key, event id and headers (the
-/// quarantine's own headers dropped).
+/// quarantine's own headers dropped). Copies of records the sender was refused (422) are left
+/// unless `include_refused`: the sender was told, and may have sent the record again. With
+/// `dry_run` nothing is written: the answer says what would be.
 pub async fn redrive(
     config: &Config,
     source: &SourceRoute,
     records: &[ReadRecord],
+    include_refused: bool,
+    dry_run: bool,
 ) -> Result<Redriven, WorkerError> {
     let mut out = Redriven::default();
     let Some(schema) = &source.schema else {
         return Ok(out);
     };
-    let producer = EventProducer::new(&ProducerSettings::from(&config.kafka))?;
+    let producer = if dry_run {
+        None
+    } else {
+        Some(EventProducer::new(&ProducerSettings::from(&config.kafka))?)
+    };
     for record in records {
         let id = record.header(headers::EVENT_ID).unwrap_or("-").to_owned();
+        if record.header(headers::INVALID_ACTION) == Some("rejected") && !include_refused {
+            out.refused += 1;
+            continue;
+        }
         if let Err(violations) = schema.schema.check(&record.value) {
             let first = violations
                 .first()
@@ -117,16 +131,30 @@ pub async fn redrive(
             out.still_invalid.push((id, first));
             continue;
         }
-        let kept: Vec<(&str, &[u8])> = record
-            .headers
-            .iter()
-            .filter(|(k, _)| k != headers::INVALID_REASON && k != headers::SCHEMA_ERRORS)
-            .map(|(k, v)| (k.as_str(), v.as_slice()))
-            .collect();
-        producer
-            .send_record(&source.topic, record.key.as_deref(), &record.value, &kept)
-            .await?;
+        if let Some(producer) = &producer {
+            let kept: Vec<(&str, &[u8])> = record
+                .headers
+                .iter()
+                .filter(|(k, _)| !QUARANTINE_HEADERS.contains(&k.as_str()))
+                .map(|(k, v)| (k.as_str(), v.as_slice()))
+                .collect();
+            let sent = producer
+                .send_record(&source.topic, record.key.as_deref(), &record.value, &kept)
+                .await;
+            if let Err(e) = sent {
+                // What was written is said, so that a rerun can be narrowed to the rest.
+                tracing::error!(written = out.written, event_id = %id, error = %e, "redrive stopped");
+                return Err(e.into());
+            }
+        }
         out.written += 1;
     }
     Ok(out)
 }
+
+/// The headers a quarantine record has beyond an accepted record's.
+const QUARANTINE_HEADERS: [&str; 3] = [
+    headers::INVALID_REASON,
+    headers::SCHEMA_ERRORS,
+    headers::INVALID_ACTION,
+];

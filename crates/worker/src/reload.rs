@@ -107,7 +107,11 @@ impl SourceReload {
             Ok(Err(e)) => return refused(&e),
             Err(e) => return refused(&format_args!("the reload task failed: {e}")),
         };
-        let wanted: BTreeSet<String> = topics.iter().cloned().chain(config.topics()).collect();
+        let wanted: BTreeSet<String> = topics
+            .iter()
+            .cloned()
+            .chain(config.source_topics())
+            .collect();
         let known: BTreeSet<String> = handling.sources.load().keys().cloned().collect();
         let added: Vec<String> = routes
             .iter()
@@ -154,11 +158,13 @@ impl SourceReload {
     }
 }
 
-/// The config file and the secret files its subscriptions name: a rotated subscription
-/// secret (a mounted Secret updated in place) is picked up like an edit.
+/// The config file, the secret files its subscriptions name and the sources' schema files: a
+/// rotated subscription secret (a mounted Secret updated in place) or a new descriptor set is
+/// picked up like an edit.
 fn watched(path: &std::path::Path, config: &Config) -> Vec<PathBuf> {
     std::iter::once(path.to_path_buf())
         .chain(config.subscription_files())
+        .chain(config.schema_files())
         .collect()
 }
 

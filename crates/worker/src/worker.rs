@@ -150,7 +150,7 @@ impl Worker {
             }),
             consumer_config,
             group_id: config.worker.group_id.clone(),
-            source_topics: config.topics(),
+            source_topics: config.source_topics(),
             backlog: config.worker.partition_backlog.max(1),
             limits: LaneLimits {
                 subscription_queue: config.worker.subscription_queue.max(1),

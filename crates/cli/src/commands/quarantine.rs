@@ -23,9 +23,13 @@ pub enum QuarantineCommand {
     Redrive {
         #[command(flatten)]
         filter: QuarantineFilter,
-        /// Only print what would be redriven.
+        /// Check, and print what would be redriven, without writing.
         #[arg(long)]
         dry_run: bool,
+        /// Also redrive the copies of records whose sender was answered 422
+        /// (`on_invalid: reject`); by default they stay, since the sender was told.
+        #[arg(long)]
+        include_rejected: bool,
     },
 }
 
@@ -51,7 +55,11 @@ pub struct QuarantineFilter {
 pub async fn run(command: QuarantineCommand) -> anyhow::Result<ExitCode> {
     let (filter, redrive) = match command {
         QuarantineCommand::List { filter } => (filter, None),
-        QuarantineCommand::Redrive { filter, dry_run } => (filter, Some(dry_run)),
+        QuarantineCommand::Redrive {
+            filter,
+            dry_run,
+            include_rejected,
+        } => (filter, Some((dry_run, include_rejected))),
     };
     let config = load(&filter.config, Process::Worker)?;
     let source = quarantine::quarantined_source(&config, &filter.source)?;
@@ -66,8 +74,8 @@ pub async fn run(command: QuarantineCommand) -> anyhow::Result<ExitCode> {
     })
     .await??;
     println!(
-        "{:<26} {:<36} {:<24} {:>8}  first error",
-        "received at", "event id", "reason", "bytes"
+        "{:<26} {:<36} {:<24} {:<11} {:>8}  first error",
+        "received at", "event id", "reason", "action", "bytes"
     );
     for r in &records {
         let first = r
@@ -77,31 +85,33 @@ pub async fn run(command: QuarantineCommand) -> anyhow::Result<ExitCode> {
             .map(|v| format!("{} {}", v.path, v.message))
             .unwrap_or_default();
         println!(
-            "{:<26} {:<36} {:<24} {:>8}  {first}",
+            "{:<26} {:<36} {:<24} {:<11} {:>8}  {first}",
             format_ms(quarantine::received_at_ms(r)),
             r.header(headers::EVENT_ID).unwrap_or("-"),
             r.header(headers::INVALID_REASON).unwrap_or("-"),
+            r.header(headers::INVALID_ACTION).unwrap_or("-"),
             r.value.len(),
         );
     }
-    match redrive {
-        None => println!("{} quarantined records", records.len()),
-        Some(true) => println!(
-            "{} quarantined records would be checked and redriven (dry run)",
-            records.len()
-        ),
-        Some(false) => {
-            let done = quarantine::redrive(&config, &source, &records).await?;
-            for (id, why) in &done.still_invalid {
-                println!("still invalid, left in the quarantine: {id}: {why}");
-            }
-            println!(
-                "{} records redriven to {}, {} still invalid",
-                done.written,
-                source.topic,
-                done.still_invalid.len()
-            );
-        }
+    let Some((dry_run, include_rejected)) = redrive else {
+        println!("{} quarantined records", records.len());
+        return Ok(ExitCode::SUCCESS);
+    };
+    let done = quarantine::redrive(&config, &source, &records, include_rejected, dry_run).await?;
+    for (id, why) in &done.still_invalid {
+        println!("still invalid, left in the quarantine: {id}: {why}");
     }
+    let (verb, note) = if dry_run {
+        ("would be redriven", " (dry run: nothing written)")
+    } else {
+        ("redriven", "")
+    };
+    println!(
+        "{} records {verb} to {}, {} still invalid, {} refused copies left{note}",
+        done.written,
+        source.topic,
+        done.still_invalid.len(),
+        done.refused
+    );
     Ok(ExitCode::SUCCESS)
 }

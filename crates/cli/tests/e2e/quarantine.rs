@@ -97,6 +97,13 @@ async fn quarantined_records_are_listed_and_redriven_once_the_schema_is_fixed() 
     let fixed = text.replace(r#""minimum": 0"#, r#""minimum": -1000"#);
     assert_ne!(text, fixed);
     std::fs::write(&schema, fixed).expect("fixed schema");
+    let dry = stdout(&quarantine(&setup.config, &["redrive", "--dry-run"]));
+    assert!(dry.contains("2 records would be redriven"), "{dry}");
+    assert_eq!(
+        read_topic(&kafka_brokers(), &topic).await.len(),
+        1,
+        "a dry run writes nothing"
+    );
     let redriven = stdout(&quarantine(&setup.config, &["redrive"]));
     assert!(redriven.contains("2 records redriven"), "{redriven}");
     assert!(redriven.contains("1 still invalid"), "{redriven}");

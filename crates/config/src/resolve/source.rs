@@ -124,35 +124,64 @@ impl Config {
             .values()
             .flat_map(|s| {
                 let secrets = s.secrets.iter().filter_map(|secret| secret.file.clone());
-                let schema = s.schema.as_ref().and_then(|schema| {
-                    schema
-                        .json_schema
-                        .clone()
-                        .or_else(|| schema.protobuf.as_ref().map(|p| p.descriptor_set.clone()))
-                });
-                secrets
-                    .chain(s.verify_token.as_ref().and_then(|t| t.file.clone()))
-                    .chain(schema)
+                secrets.chain(s.verify_token.as_ref().and_then(|t| t.file.clone()))
             })
+            .chain(self.schema_files())
             .collect();
         files.sort();
         files.dedup();
         files
     }
 
-    /// The topic of every source, and the quarantine of every source with a schema, for
-    /// topic creation and read-back.
+    /// The schema files the sources name (JSON Schemas, descriptor sets): what the workers
+    /// watch, since they read Protobuf records with them.
+    pub fn schema_files(&self) -> Vec<std::path::PathBuf> {
+        self.sources
+            .values()
+            .filter_map(|s| {
+                let schema = s.schema.as_ref()?;
+                schema
+                    .json_schema
+                    .clone()
+                    .or_else(|| schema.protobuf.as_ref().map(|p| p.descriptor_set.clone()))
+            })
+            .collect()
+    }
+
+    /// The topic of every source, and the quarantine of every source with a schema: every
+    /// topic the sources write to, for topic creation.
     pub fn topics(&self) -> Vec<String> {
+        let mut topics = self.source_topics();
+        topics.extend(self.quarantine_topics());
+        topics.sort();
+        topics.dedup();
+        topics
+    }
+
+    /// The topic of every source: what the workers consume and deliver from. Never a
+    /// quarantine topic, whose records are not for subscribers.
+    pub fn source_topics(&self) -> Vec<String> {
         let mut topics: Vec<String> = self
             .sources
             .iter()
-            .flat_map(|(name, s)| {
-                let topic = topic_of(self, name, s);
-                let quarantine = s
-                    .schema
-                    .as_ref()
-                    .map(|schema| schema::quarantine_topic_of(schema, &topic));
-                std::iter::once(topic).chain(quarantine)
+            .map(|(name, s)| topic_of(self, name, s))
+            .collect();
+        topics.sort();
+        topics.dedup();
+        topics
+    }
+
+    /// The quarantine topic of every source with a schema.
+    pub fn quarantine_topics(&self) -> Vec<String> {
+        let mut topics: Vec<String> = self
+            .sources
+            .iter()
+            .filter_map(|(name, s)| {
+                let schema = s.schema.as_ref()?;
+                Some(schema::quarantine_topic_of(
+                    schema,
+                    &topic_of(self, name, s),
+                ))
             })
             .collect();
         topics.sort();
@@ -279,6 +308,17 @@ fn check_source(
     check_client_side(config, source, tolerance, &dedupe, &mut problems);
     batch::check_batch(config, source, &dedupe, event_type.as_ref(), &mut problems);
     let schema = schema::check_schema(source, &topic, &dedupe, event_type.as_ref(), &mut problems);
+    if let Some(schema) = &schema {
+        if config.source_topics().contains(&schema.quarantine_topic) {
+            problems.push(
+                "schema.quarantine_topic",
+                format!(
+                    "{} is a source's topic: its records would be delivered",
+                    schema.quarantine_topic
+                ),
+            );
+        }
+    }
 
     if !problems.found.is_empty() {
         return Err(problems.found);

@@ -33,7 +33,12 @@ async fn an_invalid_event_is_quarantined_answered_accepted_and_deduplicated() {
     assert_eq!(q.len(), 1);
     assert_eq!(q[0].value.as_deref(), Some(INVALID.as_bytes()));
     assert_eq!(q[0].header(headers::EVENT_ID), Some(invalid.id()));
-    assert_eq!(q[0].header(headers::DEDUPE_KEY), Some("r-2"));
+    assert_eq!(
+        q[0].header(headers::DEDUPE_KEY).map(str::len),
+        Some(64),
+        "an invalid record is deduplicated by its hash, not its id"
+    );
+    assert_eq!(q[0].header(headers::INVALID_ACTION), Some("quarantined"));
     let errors: serde_json::Value =
         serde_json::from_str(q[0].header(headers::SCHEMA_ERRORS).expect("errors")).expect("json");
     let mut seen: Vec<(String, String)> = errors
@@ -64,11 +69,21 @@ async fn an_invalid_event_is_quarantined_answered_accepted_and_deduplicated() {
         "{reason}"
     );
 
-    // The provider's retry of the invalid event is a duplicate, as for any other.
+    // The provider's retry of the invalid event is a duplicate, as for any other...
     let again = h.send(post("readings", &[], INVALID)).await;
     assert_eq!(again.status, StatusCode::OK);
     assert_eq!(again.id(), invalid.id());
     assert_eq!(quarantined(&h, "spillway.readings.quarantine").len(), 1);
+    // ...but its corrected record under the same id is not.
+    let fixed = r#"{"id":"r-2","device":"meter-7","kwh":1}"#;
+    let corrected = h.send(post("readings", &[], fixed)).await;
+    assert_eq!(
+        corrected.status,
+        StatusCode::ACCEPTED,
+        "{:?}",
+        corrected.body
+    );
+    assert_eq!(h.kafka.records_in("spillway.readings").len(), 2);
     let metrics = h.metrics();
     let line = format!(
         "spillway_invalid_records_total{{action=\"quarantined\",reason=\"{reason}\",source=\"readings\"}} 1"
@@ -100,11 +115,13 @@ async fn a_source_that_rejects_answers_422_with_the_errors_and_keeps_a_copy() {
         .send(post("readings-strict", &[], r#"{"id":"r-3"}"#))
         .await;
     assert_eq!(again.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(
-        quarantined(&h, "spillway.readings-strict.quarantine").len(),
-        2,
-        "each refusal leaves the operators a copy"
-    );
+    h.pipeline.tasks.close();
+    h.pipeline.tasks.wait().await;
+    let copies = quarantined(&h, "spillway.readings-strict.quarantine");
+    assert_eq!(copies.len(), 2, "each refusal leaves the operators a copy");
+    assert!(copies
+        .iter()
+        .all(|c| c.header(headers::INVALID_ACTION) == Some("rejected")));
     let fixed = r#"{"id":"r-3","device":"meter-3","kwh":0}"#;
     let accepted = h.send(post("readings-strict", &[], fixed)).await;
     assert_eq!(accepted.status, StatusCode::ACCEPTED, "{:?}", accepted.body);
@@ -130,6 +147,8 @@ async fn a_batch_that_rejects_lists_its_invalid_records_and_writes_the_rest() {
         .as_str()
         .is_some_and(|m| m.contains("does not match the source's schema")));
     assert_eq!(h.kafka.records_in("spillway.readings-batch").len(), 2);
+    h.pipeline.tasks.close();
+    h.pipeline.tasks.wait().await;
     let q = quarantined(&h, "spillway.readings-batch.quarantine");
     assert_eq!(q.len(), 1);
     assert_eq!(q[0].value.as_deref(), Some(INVALID.as_bytes()));

@@ -67,6 +67,15 @@ impl MemoryDeliverer {
         self.lock().delivered.clone()
     }
 
+    /// The event ids delivered, in order.
+    pub fn delivered_ids(&self) -> Vec<String> {
+        self.lock()
+            .delivered
+            .iter()
+            .map(|d| d.event.event_id.clone())
+            .collect()
+    }
+
     pub(super) async fn deliver(
         &self,
         subscription: &ResolvedSubscription,

@@ -9,11 +9,13 @@ use std::time::Duration;
 
 use rdkafka::message::Message;
 use spillway_config::ResolvedSubscription;
+use spillway_core::headers;
 use tokio::sync::{mpsc, Notify};
 
 use tokio_util::sync::CancellationToken;
 
 use super::{Held, LaneContext};
+use crate::control::header_text;
 use crate::delivery::{wants, OutboundEvent};
 use crate::handling::Handling;
 use crate::ledger::{Ledger, Progress};
@@ -53,13 +55,16 @@ pub(super) async fn run_source_lane(
             received = rx.recv() => {
                 let Some(message) = received else { return };
                 let event = Arc::new(lane.handling.outbound(&message));
+                // A record that failed its source's schema is never for subscribers, whatever
+                // topic it is found in (a quarantine topic named as a source's by mistake).
+                let quarantined = header_text(&message, headers::INVALID_REASON).is_some();
                 let message = Arc::new(message);
                 let matching: Vec<Arc<ResolvedSubscription>> = lane
                     .handling
                     .subscriptions
                     .snapshot()
                     .iter()
-                    .filter(|s| wants(s, &event.source, event.event_type.as_deref()))
+                    .filter(|s| !quarantined && wants(s, &event.source, event.event_type.as_deref()))
                     .cloned()
                     .collect();
                 let progress = ledger.open(message.offset(), matching.len());

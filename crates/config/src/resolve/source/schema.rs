@@ -76,20 +76,26 @@ pub(super) fn check_schema(
         }
     }
     for (field, key) in keys {
-        if let Some(KeySource::ProtobufField { field: path }) = key {
-            if let Err(e) = schema.check_field_path(path) {
-                problems.push(field, e.to_string());
+        match key {
+            Some(KeySource::ProtobufField { field: path }) => {
+                if let Err(e) = schema.check_field_path(path) {
+                    problems.push(field, e.to_string());
+                }
             }
+            // Said once for batch sources (their record format names it), here for the others.
+            Some(KeySource::JsonPointer { .. })
+                if schema.is_protobuf() && source.batch.is_none() =>
+            {
+                problems.push(
+                    field,
+                    "a JSON pointer cannot reach into a Protobuf record: use from: protobuf_field",
+                );
+            }
+            _ => {}
         }
     }
     let quarantine_topic = quarantine_topic_of(config, topic);
     check_topic("schema.quarantine_topic", &quarantine_topic, problems);
-    if quarantine_topic == topic {
-        problems.push(
-            "schema.quarantine_topic",
-            "must differ from the source's topic: its records are never delivered",
-        );
-    }
     Some(SourceSchema {
         schema: Arc::new(schema),
         on_invalid: config.on_invalid,
