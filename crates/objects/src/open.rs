@@ -106,39 +106,49 @@ impl Objects {
 
 /// A cloud store from the environment, the URL and the options.
 fn cloud(url: &Url, options: &BTreeMap<String, String>) -> Result<Opened, ObjectsError> {
-    let bad_option = |key: &str, source| ObjectsError::BadOption {
-        key: key.to_owned(),
-        source,
-    };
     // The bucket alone: the key prefix is Spillway's root, not the store's.
     let bucket_url = format!("{}://{}", url.scheme(), url.host_str().unwrap_or_default());
     match url.scheme() {
         "s3" => {
-            let mut builder = AmazonS3Builder::from_env().with_url(bucket_url);
-            for (key, value) in options {
-                let key = key.parse().map_err(|e| bad_option(key, e))?;
-                builder = builder.with_config(key, value);
-            }
-            let s3 = Arc::new(builder.build().map_err(store_error)?);
-            Ok((s3.clone(), Some(s3)))
+            let builder = AmazonS3Builder::from_env().with_url(bucket_url);
+            let builder = configured(builder, options, AmazonS3Builder::with_config)?;
+            signing(builder.build())
         }
         "gs" => {
-            let mut builder = GoogleCloudStorageBuilder::from_env().with_url(bucket_url);
-            for (key, value) in options {
-                let key = key.parse().map_err(|e| bad_option(key, e))?;
-                builder = builder.with_config(key, value);
-            }
-            let gcs = Arc::new(builder.build().map_err(store_error)?);
-            Ok((gcs.clone(), Some(gcs)))
+            let builder = GoogleCloudStorageBuilder::from_env().with_url(bucket_url);
+            let builder = configured(builder, options, GoogleCloudStorageBuilder::with_config)?;
+            signing(builder.build())
         }
         _ => {
-            let mut builder = MicrosoftAzureBuilder::from_env().with_url(bucket_url);
-            for (key, value) in options {
-                let key = key.parse().map_err(|e| bad_option(key, e))?;
-                builder = builder.with_config(key, value);
-            }
-            let azure = Arc::new(builder.build().map_err(store_error)?);
-            Ok((azure.clone(), Some(azure)))
+            let builder = MicrosoftAzureBuilder::from_env().with_url(bucket_url);
+            let builder = configured(builder, options, MicrosoftAzureBuilder::with_config)?;
+            signing(builder.build())
         }
     }
+}
+
+/// `builder` with each option set by its key, parsed as the store's own key type.
+fn configured<B, K>(
+    builder: B,
+    options: &BTreeMap<String, String>,
+    with_config: fn(B, K, String) -> B,
+) -> Result<B, ObjectsError>
+where
+    K: std::str::FromStr<Err = object_store::Error>,
+{
+    options.iter().try_fold(builder, |builder, (key, value)| {
+        let parsed = key.parse().map_err(|source| ObjectsError::BadOption {
+            key: key.clone(),
+            source,
+        })?;
+        Ok(with_config(builder, parsed, value.clone()))
+    })
+}
+
+/// A built cloud store, which signs URLs too.
+fn signing<S: ObjectStore + Signer>(
+    built: object_store::Result<S>,
+) -> Result<Opened, ObjectsError> {
+    let store = Arc::new(built.map_err(store_error)?);
+    Ok((store.clone(), Some(store)))
 }

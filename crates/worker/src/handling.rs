@@ -23,7 +23,7 @@ use tracing::Instrument;
 
 use crate::breaker::Breakers;
 use crate::control::{self, event_type, header_pairs, header_text};
-use crate::delivery::{Deliverer, DeliveryOutcome, OutboundEvent};
+use crate::delivery::{wants, Deliverer, DeliveryOutcome, OutboundEvent};
 use crate::registry::LiveSubscriptions;
 use crate::spans;
 use crate::topics::RetryTier;
@@ -266,7 +266,16 @@ impl Handling {
         let sources = self.sources.load();
         let route = sources.get(&source);
         let event_type = route.and_then(|s| event_type(s, header_pairs(message), &body));
-        let json_body = route.and_then(|s| protobuf_json(s, &body));
+        // Transcoded only when a subscription that will get the event takes JSON: most
+        // Protobuf sources have none, and this runs for every record.
+        let wants_json = self
+            .subscriptions
+            .snapshot()
+            .iter()
+            .any(|s| s.protobuf_json && wants(s, &source, event_type.as_deref()));
+        let json_body = route
+            .filter(|_| wants_json)
+            .and_then(|s| protobuf_json(s, &body));
         OutboundEvent {
             event_id: header(headers::EVENT_ID).unwrap_or_default(),
             event_type,
