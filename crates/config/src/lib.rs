@@ -47,6 +47,7 @@ const ENV_SECTIONS: &[&str] = &[
     "sources",
     "worker",
     "telemetry",
+    "objects",
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -83,7 +83,7 @@ fn environment_overrides_nested_fields_and_ignores_other_spillway_vars() {
         jail.set_env("SPILLWAY_GITHUB_SECRET", "s");
         let config = load(Path::new("spillway.yaml")).map_err(|e| e.to_string())?;
         assert_eq!(config.kafka.brokers, "10.0.0.1:9092");
-        assert_eq!(config.sources["github"].max_body_bytes, 2048);
+        assert_eq!(config.sources["github"].max_body_bytes, Some(2048));
         assert!(!config.telemetry.access_log);
         assert_eq!(config.worker.max_attempts, 3);
         Ok(())

@@ -80,6 +80,7 @@ fn record(c: &mut Criterion) {
         hops: 0,
         batch: None,
         invalid: None,
+        stored: None,
         body: Bytes::from(body(1024)),
     };
     c.bench_function("record_headers", |b| {

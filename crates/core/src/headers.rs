@@ -43,6 +43,15 @@ pub const SCHEMA_ERRORS: &str = "spillway-schema-errors";
 /// `rejected` (the sender was answered 422; a copy for the operators).
 pub const INVALID_ACTION: &str = "spillway-invalid-action";
 
+/// For a record whose body is in object storage (over its source's `inline_max_bytes`): the
+/// object's URI (`s3://bucket/key`, `gs://`, `az://`, `file:///`). The record's value is empty.
+pub const OBJECT_URI: &str = "spillway-object-uri";
+/// For a record whose body is in object storage: the body's size in bytes, decimal.
+pub const OBJECT_SIZE: &str = "spillway-object-size";
+/// For a record whose body is in object storage: the body's SHA-256, lower-case hex. A reader
+/// checks the object against it.
+pub const OBJECT_SHA256: &str = "spillway-object-sha256";
+
 /// The prefix reserved for Spillway's own headers; forwarded provider headers may not use it.
 pub const RESERVED_PREFIX: &str = "spillway-";
 

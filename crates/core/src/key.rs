@@ -94,6 +94,9 @@ pub struct KeyInput<'a> {
     signed_id: Option<&'a str>,
     client_subject: Option<&'a str>,
     fields: Option<&'a dyn Fields>,
+    /// The body's SHA-256 in hex, when the body is not here (it was streamed to object
+    /// storage and hashed on the way).
+    body_sha256: Option<&'a str>,
     json: OnceCell<Result<serde_json::Value, String>>,
 }
 
@@ -108,6 +111,7 @@ impl<'a> KeyInput<'a> {
             signed_id,
             client_subject: None,
             fields: None,
+            body_sha256: None,
             json: OnceCell::new(),
         }
     }
@@ -124,6 +128,12 @@ impl<'a> KeyInput<'a> {
         self
     }
 
+    /// The hash of a body that is not here: what [`KeySource::BodyHash`] gives.
+    pub fn with_body_sha256(mut self, sha256: Option<&'a str>) -> Self {
+        self.body_sha256 = sha256;
+        self
+    }
+
     fn json(&self) -> Result<&serde_json::Value, KeyError> {
         self.json
             .get_or_init(|| serde_json::from_slice(self.body).map_err(|e| e.to_string()))
@@ -135,6 +145,12 @@ impl<'a> KeyInput<'a> {
 // === impl KeySource ===
 
 impl KeySource {
+    /// Whether the key is read from inside the body (a JSON pointer, a Protobuf field): such
+    /// a key cannot be read from a body streamed to object storage.
+    pub fn reads_body(&self) -> bool {
+        matches!(self, Self::JsonPointer { .. } | Self::ProtobufField { .. })
+    }
+
     /// Extracts the key, or `Ok(None)` for [`KeySource::None`].
     pub fn extract(&self, input: &KeyInput<'_>) -> Result<Option<String>, KeyError> {
         let key = match self {
@@ -144,7 +160,10 @@ impl KeySource {
                 .client_subject
                 .ok_or(KeyError::NoClientCertificate)?
                 .to_owned(),
-            Self::BodyHash => hex::encode(Sha256::digest(input.body)),
+            Self::BodyHash => match input.body_sha256 {
+                Some(sha256) => sha256.to_owned(),
+                None => hex::encode(Sha256::digest(input.body)),
+            },
             Self::Header { name } => input
                 .headers
                 .get(name.as_str())

@@ -68,7 +68,38 @@ pub struct Envelope {
     /// Why the body does not match its source's schema: the event goes to the source's
     /// quarantine topic, not to subscribers. None: it matched, or the source has no schema.
     pub invalid: Option<Invalid>,
+    /// Where the body is when it was too large to travel in the record (the claim check):
+    /// the record's value is then empty and its headers carry this reference.
+    pub stored: Option<ObjectRef>,
     pub body: Bytes,
+}
+
+/// Where a body was put in object storage, and what it must be when read back: what a Kafka
+/// record carries in place of a body over its source's `inline_max_bytes`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectRef {
+    /// `<scheme>://<bucket>/<key>`, e.g. `s3://spillway-bodies/prod/meters/2026-12-02/<id>`.
+    pub uri: String,
+    pub size: u64,
+    /// Hex SHA-256 of the body.
+    pub sha256: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+}
+
+// === impl ObjectRef ===
+
+impl ObjectRef {
+    /// The reference a record's headers carry, if they carry one (`header` looks a header's
+    /// text up by name).
+    pub fn from_headers<'a>(header: impl Fn(&str) -> Option<&'a str>) -> Option<Self> {
+        Some(Self {
+            uri: header(headers::OBJECT_URI)?.to_owned(),
+            size: header(headers::OBJECT_SIZE)?.parse().ok()?,
+            sha256: header(headers::OBJECT_SHA256)?.to_owned(),
+            content_type: header(headers::CONTENT_TYPE).map(str::to_owned),
+        })
+    }
 }
 
 /// How an event failed its source's schema, written into its quarantine record's headers.
@@ -140,6 +171,11 @@ impl Envelope {
                 b"quarantined"
             };
             out.push((headers::INVALID_ACTION, action.to_vec()));
+        }
+        if let Some(stored) = &self.stored {
+            out.push((headers::OBJECT_URI, stored.uri.as_bytes().to_vec()));
+            out.push((headers::OBJECT_SIZE, stored.size.to_string().into_bytes()));
+            out.push((headers::OBJECT_SHA256, stored.sha256.as_bytes().to_vec()));
         }
         for (name, value) in &self.forwarded {
             out.push((name.as_str(), value.to_vec()));
@@ -230,6 +266,7 @@ mod tests {
             record_key: Some("abc".into()),
             hops: 1,
             invalid: None,
+            stored: None,
             batch: Some(BatchPlace {
                 id: EventId::new_v4(),
                 index: 7,

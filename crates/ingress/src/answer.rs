@@ -187,5 +187,6 @@ pub const CATALOG: &[(u16, &str)] = &[
     (503, "in_flight"),
     (503, "provider_unreachable"),
     (503, "batch_incomplete"),
+    (503, "objects_unavailable"),
     (508, "loop_detected"),
 ];

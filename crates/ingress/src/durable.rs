@@ -16,6 +16,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::answer::{self, Answer};
+use crate::offload::{Keeper, StoredObject};
 use crate::pipeline::Pipeline;
 use crate::schema;
 use crate::spans;
@@ -36,8 +37,10 @@ impl Pipeline {
     ) -> Answer {
         let this = Arc::clone(self);
         let id = envelope.id;
+        let keeper = held.stored.as_ref().map(StoredObject::keeper);
         self.detached(id, held, async move {
-            this.make_durable(source, envelope, replay_key).await
+            this.make_durable(source, envelope, replay_key, keeper)
+                .await
         })
         .await
     }
@@ -67,16 +70,18 @@ impl Pipeline {
         }
     }
 
-    /// Claim, produce, then commit or release.
+    /// Claim, produce, then commit or release. `keeper` keeps the object of a body stored in
+    /// object storage once its record may be in Kafka.
     async fn make_durable(
         &self,
         source: Arc<ResolvedSource>,
         envelope: Envelope,
         replay_key: Option<String>,
+        keeper: Option<Keeper>,
     ) -> Answer {
         let started = Instant::now();
         let answer = self
-            .claim_produce_settle(source, envelope, replay_key)
+            .claim_produce_settle(source, envelope, replay_key, keeper)
             .await;
         // How long Kafka and Redis took is what the in-flight limit follows.
         self.limit.observe(started.elapsed());
@@ -88,6 +93,7 @@ impl Pipeline {
         source: Arc<ResolvedSource>,
         mut envelope: Envelope,
         replay_key: Option<String>,
+        keeper: Option<Keeper>,
     ) -> Answer {
         let claims = match self.claim_all(&source, &envelope, replay_key).await {
             Ok(claims) => claims,
@@ -109,6 +115,14 @@ impl Pipeline {
             .instrument(produce_span.clone())
             .await;
         spans::produced(&produce_span, &produced);
+        if produced
+            .as_ref()
+            .map_or_else(ProduceError::may_be_written, |_| true)
+        {
+            if let Some(keeper) = &keeper {
+                keeper.keep();
+            }
+        }
         self.metrics.produce(
             topic,
             started.elapsed().as_secs_f64(),

@@ -3,6 +3,7 @@
 //! to Kafka. Stage 3, reading the body, is [`crate::read`]; stage 5, verifying the decoded
 //! bytes, is [`crate::verify`].
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -11,7 +12,7 @@ use http::{header, HeaderMap, Request, StatusCode};
 use spillway_config::ResolvedSource;
 use spillway_core::key::{KeyError, KeyInput, KeySource};
 use spillway_core::time::millis_since_epoch;
-use spillway_core::{headers, trace, BatchPlace, Envelope, EventId};
+use spillway_core::{headers, trace, BatchPlace, Envelope, EventId, ObjectRef};
 use spillway_signature::Verified;
 use spillway_telemetry::{IngressMetrics, Outcome};
 
@@ -34,6 +35,8 @@ pub(crate) struct Intake {
     /// When the body was in, decoded: the event's `received_at`, and the time its signature's
     /// timestamp is checked against.
     received_at: SystemTime,
+    /// The client's address (the peer's, or the one a trusted proxy names).
+    client: IpAddr,
 }
 
 // === impl Intake ===
@@ -44,11 +47,13 @@ impl Intake {
         req: &Request<B>,
         id: EventId,
         hops: u32,
+        client: IpAddr,
     ) -> Self {
         Self {
             source,
             id,
             hops,
+            client,
             device_id: req
                 .extensions()
                 .get::<ClientSubject>()
@@ -61,6 +66,16 @@ impl Intake {
     /// The id of the request's event; a batch's id.
     pub(crate) fn id(&self) -> EventId {
         self.id
+    }
+
+    /// The client's address (the peer's, or the one a trusted proxy names).
+    pub(crate) fn client(&self) -> IpAddr {
+        self.client
+    }
+
+    /// The body is in (a body streamed to object storage, which is not decoded).
+    pub(crate) fn body_in(&mut self) {
+        self.received_at = SystemTime::now();
     }
 
     /// When the body was in: the time a signature's timestamp is checked against.
@@ -163,6 +178,48 @@ impl Intake {
         Ok(envelope)
     }
 
+    // An `Answer` is the request's whole reply, built once on the way out; boxing it would
+    // only add an allocation to every refusal.
+    #[allow(clippy::result_large_err)]
+    /// Stage 6 for a body streamed to object storage ([`crate::offload`]): keys that are read
+    /// from inside the body cannot be, so a dedupe key from the body is the body's hash (the
+    /// SHA-256 taken as it was stored) and a partition key from the body is none. Keys from
+    /// headers, the signed id or the client certificate are read as for any request.
+    pub(crate) fn stored_keys(
+        &self,
+        headers: &HeaderMap,
+        stored: &ObjectRef,
+        verified: Verified,
+    ) -> Result<Envelope, Answer> {
+        let key_input = KeyInput::new(headers, &[], verified.signed_id.as_deref())
+            .with_client_subject(self.device_id.as_deref())
+            .with_body_sha256(Some(&stored.sha256));
+        let source = &self.source;
+        let dedupe = match &source.dedupe {
+            key if key.reads_body() => &KeySource::BodyHash,
+            key => key,
+        };
+        let dedupe_key = match dedupe.extract(&key_input) {
+            Err(_) if source.dedupe_fallback => KeySource::BodyHash.extract(&key_input),
+            extracted => extracted,
+        }
+        .map_err(|e| bad_key("dedupe key", &e))?;
+        let partition_key = match &source.partition_key {
+            Some(key) if !key.reads_body() => key
+                .extract(&key_input)
+                .map_err(|e| bad_key("partition key", &e))?,
+            _ => None,
+        };
+        let keys = RecordKeys {
+            dedupe_key,
+            partition_key,
+        };
+        let forwarded = forwarded(headers, &source.forward_headers);
+        let mut envelope = self.envelope(headers, Bytes::new(), verified.key_id, keys, forwarded);
+        envelope.stored = Some(stored.clone());
+        Ok(envelope)
+    }
+
     /// Stage 6 for one record of a batch: checked against the source's schema, its keys read
     /// from the record itself (a header key is the request's), in the envelope of the
     /// record's own event `id`. A valid record without its keys is refused alone.
@@ -259,6 +316,7 @@ impl Intake {
             forwarded,
             batch: None,
             invalid: None,
+            stored: None,
             body,
         }
     }

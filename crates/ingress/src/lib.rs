@@ -20,6 +20,7 @@ mod handshake;
 mod intake;
 mod keys;
 mod limit;
+mod offload;
 mod pipeline;
 mod read;
 mod reload;
@@ -84,6 +85,8 @@ pub enum IngressError {
     Topics(#[from] spillway_kafka::durability::UnfitTopics),
     #[error("ingress.sns: {0}")]
     Sns(#[from] spillway_egress::TlsError),
+    #[error(transparent)]
+    Objects(#[from] spillway_objects::ObjectsError),
 }
 
 /// An assembled ingress process.
@@ -135,14 +138,22 @@ impl Ingress {
             None => None,
         };
         let sns = sns_fetch::SnsFetcher::new(&config.ingress.sns)?;
-        let pipeline = Arc::new(Pipeline::new(
-            config,
-            sources,
-            producer.clone(),
-            store.clone(),
-            metrics,
-            sns,
-        ));
+        let objects = config
+            .objects
+            .as_ref()
+            .map(spillway_objects::Objects::open)
+            .transpose()?;
+        let pipeline = Arc::new(
+            Pipeline::new(
+                config,
+                sources,
+                producer.clone(),
+                store.clone(),
+                metrics,
+                sns,
+            )
+            .with_objects(objects),
+        );
         let readiness = Arc::new(IngressReadiness {
             draining: AtomicBool::new(false),
             producer,
@@ -339,12 +350,16 @@ pub(crate) async fn check_topic_limits(
         }
     };
     for source in &sources {
-        let largest = source.max_body_bytes + spillway_config::RECORD_OVERHEAD_BYTES;
+        // A body over `inline_max_bytes` travels as a reference, not in the record.
+        let inline = source
+            .inline_max_bytes
+            .map_or(source.max_body_bytes, |i| i.min(source.max_body_bytes));
+        let largest = inline + spillway_config::RECORD_OVERHEAD_BYTES;
         match limits.get(&source.topic).unwrap_or(&Ok(None)) {
             Ok(Some(limit)) if largest > *limit => tracing::warn!(
                 source = %source.name,
                 topic = %source.topic,
-                max_body_bytes = source.max_body_bytes,
+                largest_inline_body_bytes = inline,
                 topic_max_message_bytes = *limit,
                 "the topic takes smaller records than this source's largest body with its headers: such bodies will be answered 413 record_too_large; raise the topic's max.message.bytes or lower max_body_bytes"
             ),

@@ -68,6 +68,8 @@ pub struct Pipeline {
     pub(crate) tasks: TaskTracker,
     /// SNS signing certificates and subscription confirmations.
     pub(crate) sns: SnsFetcher,
+    /// Where bodies over a source's `inline_max_bytes` go; None without `objects`.
+    pub(crate) objects: Option<spillway_objects::Objects>,
 }
 
 // === impl Pipeline ===
@@ -129,7 +131,14 @@ impl Pipeline {
             blocklist,
             tasks: TaskTracker::new(),
             sns,
+            objects: None,
         }
+    }
+
+    /// The pipeline storing large bodies in `objects`.
+    pub(crate) fn with_objects(mut self, objects: Option<spillway_objects::Objects>) -> Self {
+        self.objects = objects;
+        self
     }
 }
 
@@ -142,10 +151,17 @@ pub(crate) fn by_name(sources: Vec<ResolvedSource>) -> Sources {
 }
 
 /// The body bytes one client may hold at once: an eighth of the budget, so that a few clients
-/// cannot fill it, or the largest body a source takes if that is more.
+/// cannot fill it, or the largest body a source takes (or one upload's parts, for a body
+/// streamed to object storage) if that is more.
 fn client_share(config: &Config, sources: &[ResolvedSource]) -> usize {
     let largest = sources.iter().map(|s| s.max_body_bytes).max().unwrap_or(0);
-    let share = (config.ingress.max_body_memory / 8).max(largest);
+    let upload = config
+        .objects
+        .as_ref()
+        .map_or(0, spillway_objects::ObjectsConfig::upload_bytes);
+    let share = (config.ingress.max_body_memory / 8)
+        .max(largest)
+        .max(upload);
     usize::try_from(share).unwrap_or(usize::MAX)
 }
 

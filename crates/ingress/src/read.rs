@@ -1,6 +1,7 @@
 //! Stage 3, read: the body, bounded in size, in time and in memory, each byte charged as it
 //! arrives.
 
+use std::pin::Pin;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -22,19 +23,22 @@ impl Pipeline {
     /// Stage 3, read: the body, refused when its coding is unknown, when it announces or
     /// reaches more than the source's cap, when it arrives slower than `min_body_rate` after
     /// the grace period or not within the read timeout, or when the body budget has not got
-    /// its bytes. Every byte read is charged to `charge` as it arrives.
+    /// its bytes. Every byte read is charged to `charge` as it arrives. A body over the
+    /// source's `inline_max_bytes` that can be verified as it streams goes on to object
+    /// storage ([`crate::offload`]) rather than into memory.
     pub(crate) async fn read<B>(
         &self,
         intake: &mut Intake,
-        headers: &HeaderMap,
+        parts: &http::request::Parts,
         body: B,
         place: &ClientPlace,
         charge: &mut Charge,
-    ) -> Result<Bytes, Answer>
+    ) -> Result<ReadBody, Answer>
     where
         B: Body<Data = Bytes>,
         B::Error: Into<BodyError>,
     {
+        let headers = &parts.headers;
         intake.encoding = encoding_of(headers).map_err(|e| {
             answer::error(
                 Outcome::UnsupportedEncoding,
@@ -54,41 +58,22 @@ impl Pipeline {
             }
             return Err(answer::too_large(cap));
         }
+        let streamed = self.streams_past(intake);
+        let mut frames = Frames::new(self, body.as_mut(), declared);
+        if streamed.is_some_and(|inline| declared.is_some_and(|length| length > inline)) {
+            return self
+                .stream_to_store(intake, parts, frames, Vec::new(), place, charge)
+                .await;
+        }
         let cap = usize::try_from(cap).unwrap_or(usize::MAX);
         let mut chunks = Vec::new();
-        let mut received = 0usize;
-        let started = Instant::now();
-        let hard = started + self.body_read_timeout;
-        let mut last_frame = started;
-        loop {
-            let deadline = hard.min(self.rate_deadline(started, last_frame, received));
-            let frame = match tokio::time::timeout_at(deadline, body.as_mut().frame()).await {
-                Err(_) if deadline == hard => return Err(self.body_timeout()),
-                Err(_) => return Err(self.body_too_slow()),
-                Ok(None) => break,
-                Ok(Some(Err(e))) => {
-                    let e: BodyError = e.into();
-                    return Err(answer::error(
-                        Outcome::BadRequest,
-                        StatusCode::BAD_REQUEST,
-                        "body_unreadable",
-                        format!("the body could not be read: {e}"),
-                    ));
-                }
-                Ok(Some(Ok(frame))) => frame,
-            };
-            last_frame = Instant::now();
-            let Ok(data) = frame.into_data() else {
-                continue; // trailers carry nothing Spillway keeps
-            };
-            received += data.len();
-            if received > cap {
+        while let Some(data) = frames.next().await? {
+            if frames.received > cap {
                 // What was read is given back (the budget and the client's share) before
                 // the rest is read and dropped.
                 drop(chunks);
                 charge.shrink_to(0);
-                self.drain(body.as_mut(), received as u64, declared).await;
-                return Err(answer::too_large(intake.source.max_body_bytes));
+                return Err(frames.refuse_too_large(intake.source.max_body_bytes).await);
             }
             place
                 .hold(charge, data.len())
@@ -97,10 +82,15 @@ impl Pipeline {
                 .charge(charge, data.len())
                 .map_err(|Exhausted| memory_full(self.retry_after))?;
             chunks.push(data);
+            if streamed.is_some_and(|inline| frames.received as u64 > inline) {
+                return self
+                    .stream_to_store(intake, parts, frames, chunks, place, charge)
+                    .await;
+            }
         }
-        let body = self.join(chunks, received, charge)?;
+        let body = self.join(chunks, frames.received, charge)?;
         self.metrics.body_read(&intake.source.name, body.len());
-        Ok(body)
+        Ok(ReadBody::Whole(body))
     }
 
     /// When a body that has `received` bytes so far must have sent more: `min_body_rate`
@@ -135,7 +125,7 @@ impl Pipeline {
         Ok(joined.freeze())
     }
 
-    fn body_timeout(&self) -> Answer {
+    pub(crate) fn body_timeout(&self) -> Answer {
         answer::error(
             Outcome::BodyTimeout,
             StatusCode::REQUEST_TIMEOUT,
@@ -160,8 +150,95 @@ impl Pipeline {
     }
 }
 
+/// The body a request brought: in memory, or streamed to object storage.
+#[derive(Debug)]
+pub(crate) enum ReadBody {
+    Whole(Bytes),
+    /// Boxed: this one is rare, and large.
+    Stored(Box<crate::offload::Streamed>),
+}
+
+/// A body's frames as they come, each within the deadlines of the read: the read timeout, and
+/// `min_body_rate` after the grace period.
+pub(crate) struct Frames<'p, 'b, B> {
+    pipeline: &'p Pipeline,
+    body: Pin<&'b mut B>,
+    declared: Option<u64>,
+    /// Bytes received so far.
+    pub(crate) received: usize,
+    started: Instant,
+    hard: Instant,
+    last_frame: Instant,
+}
+
+impl<'p, 'b, B> Frames<'p, 'b, B>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BodyError>,
+{
+    fn new(pipeline: &'p Pipeline, body: Pin<&'b mut B>, declared: Option<u64>) -> Self {
+        let started = Instant::now();
+        Self {
+            pipeline,
+            body,
+            declared,
+            received: 0,
+            started,
+            hard: started + pipeline.body_read_timeout,
+            last_frame: started,
+        }
+    }
+
+    /// The next frame's data, None at the end of the body.
+    pub(crate) async fn next(&mut self) -> Result<Option<Bytes>, Answer> {
+        let p = self.pipeline;
+        loop {
+            let deadline =
+                self.hard
+                    .min(p.rate_deadline(self.started, self.last_frame, self.received));
+            let frame = match tokio::time::timeout_at(deadline, self.body.as_mut().frame()).await {
+                Err(_) if deadline == self.hard => return Err(p.body_timeout()),
+                Err(_) => return Err(p.body_too_slow()),
+                Ok(None) => return Ok(None),
+                Ok(Some(Err(e))) => {
+                    let e: BodyError = e.into();
+                    return Err(answer::error(
+                        Outcome::BadRequest,
+                        StatusCode::BAD_REQUEST,
+                        "body_unreadable",
+                        format!("the body could not be read: {e}"),
+                    ));
+                }
+                Ok(Some(Ok(frame))) => frame,
+            };
+            self.last_frame = Instant::now();
+            // Trailers carry nothing Spillway keeps.
+            if let Ok(data) = frame.into_data() {
+                self.received += data.len();
+                return Ok(Some(data));
+            }
+        }
+    }
+
+    /// Time spent waiting on something other than the sender (the object store taking the
+    /// parts before it): not counted against the sender's rate.
+    pub(crate) fn waited(&mut self, waited: Duration) {
+        self.started += waited;
+        self.last_frame += waited;
+    }
+
+    /// 413 for a body past `cap`, once the rest of it is read and dropped (see
+    /// [`crate::drain`]).
+    pub(crate) async fn refuse_too_large(&mut self, cap: u64) -> Answer {
+        let p = self.pipeline;
+        p.drain(self.body.as_mut(), self.received as u64, self.declared)
+            .await;
+        answer::too_large(cap)
+    }
+}
+
 /// 503: the client holds as many body bytes as one client may.
-fn client_overloaded(retry_after: Duration) -> Answer {
+pub(crate) fn client_overloaded(retry_after: Duration) -> Answer {
     answer::retry_later(
         Outcome::ClientLimit,
         StatusCode::SERVICE_UNAVAILABLE,

@@ -33,7 +33,7 @@ impl Watch {
             largest_body: config
                 .sources
                 .values()
-                .map(|s| s.max_body_bytes)
+                .map(|s| s.max_body(config.objects.is_some()))
                 .max()
                 .unwrap_or(0),
         }

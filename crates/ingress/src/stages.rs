@@ -18,7 +18,9 @@ use crate::answer::{self, Answer};
 use crate::budget::Charge;
 use crate::client_addr::client_address;
 use crate::intake::Intake;
+use crate::offload::{StoredObject, Streamed};
 use crate::pipeline::{BodyError, Pipeline};
+use crate::read::ReadBody;
 use crate::route::{route, Route};
 use crate::schema;
 use crate::spans::RequestRecord;
@@ -73,19 +75,16 @@ impl Pipeline {
             Ok(admitted) => admitted,
             Err(refused) => return refused,
         };
-        let mut intake = Intake::new(source, &req, id, admitted.hops);
+        let mut intake = Intake::new(source, &req, id, admitted.hops, client);
         let (parts, body) = req.into_parts();
         // The body's bytes, charged to the budget until the event's fate is settled.
         let mut charge = Charge::default();
-        let read = self.read(
-            &mut intake,
-            &parts.headers,
-            body,
-            &admitted.place,
-            &mut charge,
-        );
+        let read = self.read(&mut intake, &parts, body, &admitted.place, &mut charge);
         let body = match read.await {
-            Ok(body) => body,
+            Ok(ReadBody::Whole(body)) => body,
+            Ok(ReadBody::Stored(streamed)) => {
+                return self.accept_streamed(intake, parts, streamed, charge).await
+            }
             Err(refused) => return refused,
         };
         let in_flight = match self.enter() {
@@ -135,9 +134,10 @@ impl Pipeline {
                 return refused;
             }
         }
-        let held = Held {
+        let mut held = Held {
             _in_flight: in_flight,
             _charge: charge,
+            stored: None,
         };
         // A batch's records are keyed from their own bytes, so a replayed batch is caught
         // record by record: no request fingerprint is claimed.
@@ -154,11 +154,21 @@ impl Pipeline {
             &self.metrics,
             handshake.is_some(),
         );
-        let envelope = match keys {
+        let mut envelope = match keys {
             Ok(envelope) => envelope,
             Err(refused) => return refused,
         };
+        // A body over `inline_max_bytes` read whole (compressed, or verified whole) goes to
+        // object storage now that it passed its checks.
+        held.stored = match self.store_whole(&intake, &mut envelope).await {
+            Ok(stored) => stored,
+            Err(refused) => return refused,
+        };
         if let (Some(invalid), true) = (&envelope.invalid, schema::rejects(&intake.source)) {
+            // The operators' copy in the quarantine refers to the object.
+            if let Some(stored) = &held.stored {
+                stored.keeper().keep();
+            }
             self.quarantine_refused(&intake.source, &envelope);
             return schema::invalid_answer(invalid);
         }
@@ -170,12 +180,56 @@ impl Pipeline {
             _ => durable,
         }
     }
+
+    /// The stages after a body was streamed to object storage: its verification, the rate
+    /// limit, the keys its headers give, durable. Nothing of the body is in memory, and it
+    /// is never a handshake (those are small).
+    async fn accept_streamed(
+        self: &Arc<Self>,
+        intake: Intake,
+        parts: http::request::Parts,
+        streamed: Box<Streamed>,
+        charge: Charge,
+    ) -> Answer {
+        let Streamed { stored, verified } = *streamed;
+        let in_flight = match self.enter() {
+            Ok(in_flight) => in_flight,
+            Err(refused) => return refused,
+        };
+        let source = intake.source.clone();
+        let verified = match verified {
+            Ok(verified) => {
+                if let Some(key_id) = &verified.key_id {
+                    self.metrics.verified(&source.name, key_id);
+                }
+                verified
+            }
+            Err(e) => return self.verification_failed(&source, intake.client(), &e).await,
+        };
+        if let Some(refused) = self.rate_limited(&source).await {
+            return refused;
+        }
+        let replay_key = verified.replay_key.clone();
+        let envelope = match intake.stored_keys(&parts.headers, stored.reference(), verified) {
+            Ok(envelope) => envelope,
+            Err(refused) => return refused,
+        };
+        let held = Held {
+            _in_flight: in_flight,
+            _charge: charge,
+            stored: Some(stored),
+        };
+        self.make_durable_detached(source, envelope, replay_key, held)
+            .await
+    }
 }
 
 /// What a request holds until its event's fate is settled, moved into the durable task: its
-/// in-flight place and its body's bytes.
+/// in-flight place, its body's bytes, and the object its body was stored in (deleted unless
+/// the durable section keeps it).
 #[derive(Debug)]
 pub(crate) struct Held {
     _in_flight: InFlight,
     _charge: Charge,
+    pub(crate) stored: Option<StoredObject>,
 }

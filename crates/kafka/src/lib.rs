@@ -166,6 +166,12 @@ impl ProduceError {
         "unreachable",
     ];
 
+    /// Whether the record may be in Kafka all the same: no acknowledgement came, but the
+    /// broker may have written it (what refers to it must stay).
+    pub fn may_be_written(&self) -> bool {
+        matches!(self, Self::NotAcknowledged(_) | Self::Canceled)
+    }
+
     /// A stable code for metrics and logs.
     pub fn code(&self) -> &'static str {
         match self {

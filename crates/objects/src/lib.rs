@@ -21,20 +21,8 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use sha2::{Digest, Sha256};
 
 pub use open::ObjectsConfig;
+pub use spillway_core::ObjectRef;
 pub use writer::ObjectWriter;
-
-/// Where a body was put, and what it must be when read back: what a Kafka record carries in
-/// place of a body over its source's `inline_max_bytes`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectRef {
-    /// `<scheme>://<bucket>/<key>`, e.g. `s3://spillway-bodies/prod/meters/2026-12-02/<id>`.
-    pub uri: String,
-    pub size: u64,
-    /// Hex SHA-256 of the body.
-    pub sha256: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub content_type: Option<String>,
-}
 
 /// An object store under a root: where the bodies of one deployment go.
 #[derive(Clone)]
@@ -116,6 +104,11 @@ impl Objects {
             uri,
             content_type,
         ))
+    }
+
+    /// What one write holds in memory at most: the parts uploading and the one filling.
+    pub fn upload_bytes(&self) -> u64 {
+        writer::upload_bytes(self.part_bytes)
     }
 
     fn path_of(&self, name: &str) -> Path {

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use object_store::aws::AmazonS3Builder;
 use object_store::azure::MicrosoftAzureBuilder;
@@ -11,7 +12,7 @@ use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::signer::Signer;
-use object_store::ObjectStore;
+use object_store::{ObjectStore, RetryConfig};
 use url::Url;
 
 use crate::{store_error, Objects, ObjectsError};
@@ -32,6 +33,14 @@ pub struct ObjectsConfig {
     /// of 5 MiB and more (but the last).
     #[serde(default = "default_part_bytes")]
     pub part_bytes: usize,
+    /// How long a request to the store is retried (failed connections, 5xx answers) before
+    /// the request that needs it is answered 503: under a sender's timeout, so that the sender
+    /// hears the refusal and retries, rather than timing out.
+    #[serde(default = "default_retry_timeout", with = "humantime_serde")]
+    pub retry_timeout: Duration,
+    /// The most retries of one request to the store.
+    #[serde(default = "default_max_retries")]
+    pub max_retries: usize,
 }
 
 /// The options' values are not printed: a key given there by mistake must not reach a log.
@@ -41,8 +50,36 @@ impl std::fmt::Debug for ObjectsConfig {
             .field("url", &self.url)
             .field("options", &self.options.keys().collect::<Vec<_>>())
             .field("part_bytes", &self.part_bytes)
+            .field("retry_timeout", &self.retry_timeout)
+            .field("max_retries", &self.max_retries)
             .finish()
     }
+}
+
+impl ObjectsConfig {
+    /// The store at `url`, every other setting its default.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            options: BTreeMap::new(),
+            part_bytes: default_part_bytes(),
+            retry_timeout: default_retry_timeout(),
+            max_retries: default_max_retries(),
+        }
+    }
+
+    /// What one write holds in memory at most: the parts uploading and the one filling.
+    pub fn upload_bytes(&self) -> u64 {
+        crate::writer::upload_bytes(self.part_bytes)
+    }
+}
+
+fn default_retry_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_max_retries() -> usize {
+    3
 }
 
 fn default_part_bytes() -> usize {
@@ -64,7 +101,12 @@ impl Objects {
         let (opened, base, root): (Opened, String, &str) = match url.scheme() {
             "s3" | "gs" | "az" => {
                 let bucket = url.host_str().ok_or_else(|| bad_url("no bucket"))?;
-                let opened = cloud(&url, &config.options)?;
+                let retry = RetryConfig {
+                    max_retries: config.max_retries,
+                    retry_timeout: config.retry_timeout,
+                    ..RetryConfig::default()
+                };
+                let opened = cloud(&url, &config.options, retry)?;
                 (opened, format!("{}://{bucket}", url.scheme()), url.path())
             }
             "file" => {
@@ -105,22 +147,32 @@ impl Objects {
 }
 
 /// A cloud store from the environment, the URL and the options.
-fn cloud(url: &Url, options: &BTreeMap<String, String>) -> Result<Opened, ObjectsError> {
+fn cloud(
+    url: &Url,
+    options: &BTreeMap<String, String>,
+    retry: RetryConfig,
+) -> Result<Opened, ObjectsError> {
     // The bucket alone: the key prefix is Spillway's root, not the store's.
     let bucket_url = format!("{}://{}", url.scheme(), url.host_str().unwrap_or_default());
     match url.scheme() {
         "s3" => {
-            let builder = AmazonS3Builder::from_env().with_url(bucket_url);
+            let builder = AmazonS3Builder::from_env()
+                .with_url(bucket_url)
+                .with_retry(retry);
             let builder = configured(builder, options, AmazonS3Builder::with_config)?;
             signing(builder.build())
         }
         "gs" => {
-            let builder = GoogleCloudStorageBuilder::from_env().with_url(bucket_url);
+            let builder = GoogleCloudStorageBuilder::from_env()
+                .with_url(bucket_url)
+                .with_retry(retry);
             let builder = configured(builder, options, GoogleCloudStorageBuilder::with_config)?;
             signing(builder.build())
         }
         _ => {
-            let builder = MicrosoftAzureBuilder::from_env().with_url(bucket_url);
+            let builder = MicrosoftAzureBuilder::from_env()
+                .with_url(bucket_url)
+                .with_retry(retry);
             let builder = configured(builder, options, MicrosoftAzureBuilder::with_config)?;
             signing(builder.build())
         }

@@ -14,6 +14,7 @@ fn store(dir: &tempfile::TempDir, part_bytes: usize) -> Objects {
         url: url.to_string(),
         options: BTreeMap::new(),
         part_bytes,
+        ..ObjectsConfig::new("")
     })
     .expect("opens")
 }
@@ -151,6 +152,7 @@ fn bad_urls_and_options_are_named() {
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect(),
             part_bytes: 5 * 1024 * 1024,
+            ..ObjectsConfig::new("")
         })
     };
     assert!(matches!(

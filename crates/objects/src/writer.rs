@@ -10,6 +10,12 @@ use crate::{store_error, ObjectRef, ObjectsError};
 /// Parts uploading at once: a write holds at most this many parts, plus the one filling.
 const PARTS_IN_FLIGHT: usize = 2;
 
+/// What one write of parts of `part_bytes` holds in memory at most: the parts uploading and
+/// the one filling.
+pub(crate) fn upload_bytes(part_bytes: usize) -> u64 {
+    u64::try_from(part_bytes.saturating_mul(PARTS_IN_FLIGHT + 1)).unwrap_or(u64::MAX)
+}
+
 /// A write in progress. Drop it unfinished and the upload is left for the store's own
 /// cleanup of incomplete uploads; [`ObjectWriter::abort`] removes the parts at once.
 #[derive(Debug)]

@@ -37,6 +37,9 @@ pub enum Outcome {
     /// A URL the message names (an SNS signing certificate or SubscribeURL) could not be
     /// fetched in time: 503, the provider retries.
     ProviderUnreachable,
+    /// Object storage did not take a body over its source's `inline_max_bytes`: 503, the
+    /// sender retries.
+    ObjectsUnavailable,
     /// A bug: the request's task failed. Never expected; alert on any.
     Internal,
 }
@@ -44,7 +47,7 @@ pub enum Outcome {
 // === impl Outcome ===
 
 impl Outcome {
-    pub const ALL: [Outcome; 23] = [
+    pub const ALL: [Outcome; 24] = [
         Self::Accepted,
         Self::Duplicate,
         Self::InFlight,
@@ -67,6 +70,7 @@ impl Outcome {
         Self::RobotsTxt,
         Self::Handshake,
         Self::ProviderUnreachable,
+        Self::ObjectsUnavailable,
         Self::Internal,
     ];
 
@@ -94,6 +98,7 @@ impl Outcome {
             Self::RobotsTxt => "robots_txt",
             Self::Handshake => "handshake",
             Self::ProviderUnreachable => "provider_unreachable",
+            Self::ObjectsUnavailable => "objects_unavailable",
             Self::Internal => "internal",
         }
     }

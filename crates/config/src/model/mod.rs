@@ -46,4 +46,8 @@ pub struct Config {
     /// Access log and OpenTelemetry traces of the ingress and the workers.
     #[serde(default)]
     pub telemetry: TelemetryConfig,
+    /// Where bodies over a source's `inline_max_bytes` go (S3 and compatibles, GCS, Azure
+    /// Blob Storage, a directory); without it every body travels in its Kafka record.
+    #[serde(default)]
+    pub objects: Option<spillway_objects::ObjectsConfig>,
 }

@@ -39,9 +39,16 @@ pub struct SourceConfig {
     pub on_redis_unavailable: FailMode,
     /// Largest body accepted, in bytes; checked against Content-Length before reading and
     /// again while reading, and for a compressed body (`Content-Encoding: gzip` or `zstd`)
-    /// also against its decompressed size.
-    #[serde(default = "default_max_body")]
-    pub max_body_bytes: u64,
+    /// also against its decompressed size. By default 960 KiB (what fits Kafka's default
+    /// record limit), or 10 MiB for a source whose large bodies go to object storage
+    /// ([`SourceConfig::offloads`]). See [`SourceConfig::max_body`].
+    #[serde(default)]
+    pub max_body_bytes: Option<u64>,
+    /// With `objects:` configured, a body larger than this is written to object storage as
+    /// it arrives and the Kafka record carries a reference to it; 512 KiB by default. Not for
+    /// batch sources, whose records are written one by one.
+    #[serde(default)]
+    pub inline_max_bytes: Option<u64>,
     /// Requests accepted per window for this source across all ingress pods (counted in the
     /// Redis Cluster); past it 429 with Retry-After. None: no limit.
     #[serde(default)]
@@ -181,8 +188,47 @@ pub struct RateLimitConfig {
 
 /// 960 KiB: with 16 KiB for the record's headers and key, a body of this size fits
 /// librdkafka's default `message.max.bytes` of 1,000,000.
-fn default_max_body() -> u64 {
-    960 * 1024
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 960 * 1024;
+
+/// The largest body of a source whose large bodies go to object storage, by default.
+pub const DEFAULT_OFFLOADED_MAX_BODY_BYTES: u64 = 10 * 1024 * 1024;
+
+/// Bodies up to this size travel in the Kafka record, by default; larger ones go to object
+/// storage when it is configured.
+pub const DEFAULT_INLINE_MAX_BYTES: u64 = 512 * 1024;
+
+// === impl SourceConfig ===
+
+impl SourceConfig {
+    /// Whether this source's bodies over `inline_max_bytes` go to object storage: object
+    /// storage is configured (`objects`) and the source does not split batches (each of a
+    /// batch's records is written on its own, bounded by `batch.max_record_bytes`).
+    pub fn offloads(&self, objects: bool) -> bool {
+        objects && self.batch.is_none()
+    }
+
+    /// The largest body accepted, its default applied.
+    pub fn max_body(&self, objects: bool) -> u64 {
+        self.max_body_bytes.unwrap_or(if self.offloads(objects) {
+            DEFAULT_OFFLOADED_MAX_BODY_BYTES
+        } else {
+            DEFAULT_MAX_BODY_BYTES
+        })
+    }
+
+    /// The largest body that travels in the record, when larger ones go to object storage.
+    pub fn inline_max(&self, objects: bool) -> Option<u64> {
+        self.offloads(objects)
+            .then(|| self.inline_max_bytes.unwrap_or(DEFAULT_INLINE_MAX_BYTES))
+    }
+
+    /// The largest body a record of this source carries: the inline limit when larger ones
+    /// go to object storage, else the largest body.
+    pub fn largest_inline(&self, objects: bool) -> u64 {
+        let max = self.max_body(objects);
+        self.inline_max(objects)
+            .map_or(max, |inline| inline.min(max))
+    }
 }
 
 /// Behaviour of a source while Redis is unreachable.

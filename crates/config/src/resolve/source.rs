@@ -30,6 +30,9 @@ pub struct ResolvedSource {
     pub partition_key: Option<KeySource>,
     pub on_redis_unavailable: FailMode,
     pub max_body_bytes: u64,
+    /// Bodies larger than this go to object storage and the record carries a reference;
+    /// None: every body travels in its record (no `objects`, or a batch source).
+    pub inline_max_bytes: Option<u64>,
     /// Empty: any client address.
     pub allow_cidrs: Vec<ipnet::IpNet>,
     pub require_client_cert: bool,
@@ -103,7 +106,8 @@ impl Config {
     /// Resolves every source, secrets read, or returns every problem found.
     pub fn resolve_sources(&self) -> Result<Vec<ResolvedSource>, Vec<FieldError>> {
         all_or_errors(self.sources.iter().map(|(name, source)| {
-            check_source(self, name, source, SecretAccess::Read).map(|c| c.resolved(source))
+            check_source(self, name, source, SecretAccess::Read)
+                .map(|c| c.resolved(source, self.objects.is_some()))
         }))
     }
 
@@ -220,7 +224,7 @@ struct Checked {
 }
 
 impl Checked {
-    fn resolved(self, source: &SourceConfig) -> ResolvedSource {
+    fn resolved(self, source: &SourceConfig, objects: bool) -> ResolvedSource {
         let SourceRoute {
             name,
             topic,
@@ -235,7 +239,8 @@ impl Checked {
             dedupe: self.dedupe,
             partition_key: source.partition_key.clone(),
             on_redis_unavailable: source.on_redis_unavailable,
-            max_body_bytes: source.max_body_bytes,
+            max_body_bytes: source.max_body(objects),
+            inline_max_bytes: source.inline_max(objects),
             allow_cidrs: source.allow_cidrs.clone(),
             require_client_cert: source.require_client_cert,
             rate_limit: source.rate_limit,
@@ -289,7 +294,7 @@ fn check_source(
     let scheme = built.as_ref().map(|b| b.scheme.clone());
     let topic = topic_of(config, name, source);
     check_topic("topic", &topic, &mut problems);
-    check_limits(source, &mut problems);
+    check_limits(config, source, &mut problems);
     check_public_url(source, &mut problems);
     topic_arns(source, scheme.as_ref(), &mut problems);
     let verify_token = verify_token(source, access, &mut problems);

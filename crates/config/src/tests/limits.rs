@@ -38,7 +38,7 @@ fn the_defaults_pass_every_limit() {
     let defaults = config("", "");
     assert_eq!(errors(&defaults, Process::All), Vec::<String>::new());
     assert!(
-        defaults.sources["a"].max_body_bytes + RECORD_OVERHEAD_BYTES <= DEFAULT_MESSAGE_MAX_BYTES
+        defaults.sources["a"].max_body(false) + RECORD_OVERHEAD_BYTES <= DEFAULT_MESSAGE_MAX_BYTES
     );
     // The chart's ingress limit (512Mi), as the downward API gives it.
     let in_a_pod = config("ingress: { memory_limit: 536870912 }", "");
@@ -371,4 +371,64 @@ fn by_default_topics_are_replicated_and_no_producer_is_replaced_after_a_timeout(
         "",
     );
     assert_eq!(errors(&development, Process::All), Vec::<String>::new());
+}
+
+#[test]
+fn large_bodies_go_to_object_storage_with_their_own_limits() {
+    let dir = tempfile::tempdir().expect("dir");
+    let objects = format!(
+        "objects: {{ url: \"file://{}/bodies\" }}",
+        dir.path().display()
+    );
+    let offloaded = config(&objects, "");
+    assert_eq!(errors(&offloaded, Process::All), Vec::<String>::new());
+    let source = &offloaded.sources["a"];
+    assert_eq!(source.max_body(true), 10 * 1024 * 1024, "10 MiB by default");
+    assert_eq!(source.inline_max(true), Some(512 * 1024));
+    let resolved = offloaded.resolve_sources().expect("resolves");
+    assert_eq!(resolved[0].max_body_bytes, 10 * 1024 * 1024);
+    assert_eq!(resolved[0].inline_max_bytes, Some(512 * 1024));
+
+    // Kafka's record limit bounds the inline bodies, not the largest.
+    let large_inline = config(&objects, "    inline_max_bytes: 2000000\n");
+    assert!(
+        errors(&large_inline, Process::All)
+            .iter()
+            .any(|e| e.starts_with("sources.a.inline_max_bytes: 2000000 + 16384")),
+        "{:?}",
+        errors(&large_inline, Process::All)
+    );
+
+    assert_eq!(
+        errors(&config("", "    inline_max_bytes: 1024\n"), Process::All),
+        ["sources.a.inline_max_bytes: needs `objects:` configured: larger bodies go to object storage"]
+    );
+    let batch = config(
+        &objects,
+        "    batch: { format: ndjson }\n    inline_max_bytes: 1024\n",
+    );
+    assert!(errors(&batch, Process::All)
+        .iter()
+        .any(|e| e.starts_with("sources.a.inline_max_bytes: a batch source's records")));
+    assert_eq!(
+        batch.sources["a"].max_body(true),
+        960 * 1024,
+        "a batch stays in memory"
+    );
+
+    let s3 = config(
+        "objects: { url: s3://bucket/p, part_bytes: 1048576 }\ningress: { max_body_memory: 2097152 }",
+        "    max_body_bytes: 1048576\n",
+    );
+    assert_eq!(
+        errors(&s3, Process::All),
+        [
+            "ingress.max_body_memory: 2 MiB is less than one upload to object storage holds (3 MiB: three of objects.part_bytes); raise max_body_memory or lower objects.part_bytes",
+            "objects.part_bytes: must be at least 5242880 (5 MiB), the smallest part cloud stores take",
+        ]
+    );
+    let bad = config("objects: { url: \"ftp://x/y\" }", "");
+    assert!(errors(&bad, Process::All)
+        .iter()
+        .any(|e| e.starts_with("objects: objects.url \"ftp://x/y\"")));
 }

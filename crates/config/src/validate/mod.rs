@@ -7,6 +7,7 @@
 
 mod ingress;
 mod kafka;
+mod objects;
 mod redis;
 mod sizes;
 mod telemetry;
@@ -78,6 +79,7 @@ impl Config {
         kafka::validate(&self.kafka, &mut errors);
         sizes::check_records(self, &mut errors);
         redis::validate(self, &mut errors);
+        objects::validate(self, &mut errors);
         errors.append(&mut source_errors(self, process.source_secrets()));
         errors.append(&mut subscription_errors(
             self,

@@ -29,22 +29,38 @@ const MESSAGE_MAX_BYTES_RANGE: std::ops::RangeInclusive<u64> = 1000..=1_000_000_
 pub(super) fn check_memory(config: &Config, errors: &mut Vec<FieldError>) {
     let ingress = &config.ingress;
     let budget = ingress.max_body_memory;
+    let objects = config.objects.is_some();
     let largest = config
         .sources
         .iter()
-        .max_by_key(|(_, source)| source.max_body_bytes);
+        .map(|(name, source)| (name, source.max_body(objects)))
+        .max_by_key(|(_, max)| *max);
     match largest {
         _ if budget == 0 => errors.push(err("ingress.max_body_memory", "must be at least 1")),
-        Some((name, source)) if source.max_body_bytes > budget => errors.push(err(
+        Some((name, max)) if max > budget => errors.push(err(
             "ingress.max_body_memory",
             format!(
                 "{} is less than sources.{name}.max_body_bytes ({}): a body that large could \
                  never be admitted; raise max_body_memory or lower max_body_bytes",
                 size(budget),
-                size(source.max_body_bytes)
+                size(max)
             ),
         )),
         _ => {}
+    }
+    if let Some(store) = &config.objects {
+        let upload = store.upload_bytes();
+        if upload > budget {
+            errors.push(err(
+                "ingress.max_body_memory",
+                format!(
+                    "{} is less than one upload to object storage holds ({}: three of \
+                     objects.part_bytes); raise max_body_memory or lower objects.part_bytes",
+                    size(budget),
+                    size(upload)
+                ),
+            ));
+        }
     }
     let Some(limit) = ingress.memory_limit else {
         return;
@@ -131,17 +147,19 @@ pub(super) fn check_records(config: &Config, errors: &mut Vec<FieldError>) {
     } else {
         ""
     };
+    let objects = config.objects.is_some();
     for (name, source) in &config.sources {
         // A batch's records are written one by one: the largest record, not the body, must
-        // fit.
-        let (field, largest) = match source.batch {
-            Some(batch) => (
+        // fit. A body over `inline_max_bytes` goes to object storage, not into the record.
+        let (field, largest) = match (source.batch, source.inline_max(objects)) {
+            (Some(batch), _) => (
                 "batch.max_record_bytes",
                 u64::try_from(batch.max_record_bytes)
                     .unwrap_or(u64::MAX)
-                    .min(source.max_body_bytes),
+                    .min(source.max_body(objects)),
             ),
-            None => ("max_body_bytes", source.max_body_bytes),
+            (None, Some(_)) => ("inline_max_bytes", source.largest_inline(objects)),
+            (None, None) => ("max_body_bytes", source.max_body(objects)),
         };
         let record = largest.saturating_add(RECORD_OVERHEAD_BYTES);
         if largest == 0 || record <= limit {

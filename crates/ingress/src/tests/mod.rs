@@ -7,6 +7,7 @@ mod batches;
 mod durability;
 mod handshakes;
 mod hostile;
+mod large;
 mod schemas;
 
 use std::future::Future;
@@ -251,13 +252,19 @@ pub(crate) fn harness() -> Harness {
 
 /// A harness on `store` (a fresh one when None) whose Kafka cluster is `cluster`.
 pub(crate) fn harness_on(store: Option<MemoryStore>, cluster: &str) -> Harness {
+    harness_of(SOURCES, store, cluster)
+}
+
+/// A harness of the config `yaml`, in which `{secret}` (GitHub's secret's file), `{dir}`
+/// (the directory of the other secrets) and `{schemas}` are replaced.
+pub(crate) fn harness_of(yaml: &str, store: Option<MemoryStore>, cluster: &str) -> Harness {
     let dir = tempfile::tempdir().expect("tempdir");
     let secret = dir.path().join("github.secret");
     std::fs::write(&secret, GITHUB_SECRET).expect("secret");
     for (file, text) in PROVIDER_SECRETS {
         std::fs::write(dir.path().join(file), text).expect("secret");
     }
-    let yaml = SOURCES
+    let yaml = yaml
         .replace("{secret}", &secret.display().to_string())
         .replace("{dir}", &dir.path().display().to_string())
         .replace("{schemas}", SCHEMAS);
@@ -268,6 +275,10 @@ pub(crate) fn harness_on(store: Option<MemoryStore>, cluster: &str) -> Harness {
     let kafka = MemoryProducer::new();
     let store =
         store.unwrap_or_else(|| MemoryStore::new(config.redis.claim_ttl, config.redis.window));
+    let objects = config
+        .objects
+        .as_ref()
+        .map(|o| spillway_objects::Objects::open(o).expect("objects"));
     let pipeline = Pipeline::new(
         &config,
         sources,
@@ -275,7 +286,8 @@ pub(crate) fn harness_on(store: Option<MemoryStore>, cluster: &str) -> Harness {
         Some(SharedStore::Memory(store.clone())),
         IngressMetrics::new().expect("metrics"),
         crate::sns_fetch::SnsFetcher::new(&config.ingress.sns).expect("sns fetcher"),
-    );
+    )
+    .with_objects(objects);
     pipeline
         .cluster
         .set(cluster.to_owned())

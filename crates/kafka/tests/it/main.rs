@@ -73,6 +73,7 @@ fn envelope(i: usize) -> Envelope {
         hops: 0,
         batch: None,
         invalid: None,
+        stored: None,
         // Not valid UTF-8 on purpose: the value is bytes, never text.
         body: Bytes::from(vec![0xff, 0x00, i as u8, b'{', b'}']),
     }

@@ -33,6 +33,7 @@ fn s3(prefix: &str, secret: &str) -> Objects {
         url: format!("s3://spillway/{prefix}"),
         options,
         part_bytes: 5 * 1024 * 1024,
+        ..ObjectsConfig::new("")
     })
     .expect("opens")
 }

@@ -95,6 +95,7 @@ impl Rig {
             hops: 0,
             batch: None,
             invalid: None,
+            stored: None,
             body: Bytes::from(format!(r#"{{"key":"{key}","seq":{seq}}}"#)),
         };
         self.producer

@@ -72,10 +72,23 @@ pub(super) fn check_topic(field: &str, topic: &str, problems: &mut Problems<'_>)
     }
 }
 
-/// The body size and the rate limit.
-pub(super) fn check_limits(source: &SourceConfig, problems: &mut Problems<'_>) {
-    if source.max_body_bytes == 0 {
+/// The body sizes and the rate limit.
+pub(super) fn check_limits(config: &Config, source: &SourceConfig, problems: &mut Problems<'_>) {
+    if source.max_body_bytes == Some(0) {
         problems.push("max_body_bytes", "must be at least 1");
+    }
+    match source.inline_max_bytes {
+        Some(_) if config.objects.is_none() => problems.push(
+            "inline_max_bytes",
+            "needs `objects:` configured: larger bodies go to object storage",
+        ),
+        Some(_) if source.batch.is_some() => problems.push(
+            "inline_max_bytes",
+            "a batch source's records are written one by one; bound them with \
+             batch.max_record_bytes",
+        ),
+        Some(0) => problems.push("inline_max_bytes", "must be at least 1"),
+        _ => {}
     }
     if let Some(limit) = &source.rate_limit {
         if limit.requests == 0 {
