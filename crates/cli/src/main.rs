@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use spillway_config::{Config, Process};
 
-use crate::commands::{dlq, quarantine, replay, subscriptions, topics};
+use crate::commands::{dlq, objects, quarantine, replay, subscriptions, topics};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -51,6 +51,11 @@ enum Command {
     Quarantine {
         #[command(subcommand)]
         command: quarantine::QuarantineCommand,
+    },
+    /// Stored bodies (object storage): remove those no record refers to any more.
+    Objects {
+        #[command(subcommand)]
+        command: objects::ObjectsCommand,
     },
     /// Re-deliver a range of a source topic from Kafka retention to its subscriptions.
     Replay(replay::ReplayArgs),
@@ -178,6 +183,7 @@ async fn run(command: Command, loaded: Option<Config>) -> anyhow::Result<ExitCod
         Command::CheckConfig { config } => Ok(commands::check_config::run(&config)),
         Command::Dlq { command } => dlq::run(command).await,
         Command::Quarantine { command } => quarantine::run(command).await,
+        Command::Objects { command } => objects::run(command).await,
         Command::Replay(args) => replay::run(args).await,
         Command::Subscriptions { command } => subscriptions::run(command).await,
         Command::Topics { command } => topics::run(command).await,

@@ -192,6 +192,18 @@ pub struct ClientError {
     source: KafkaError,
 }
 
+// === impl ClientError ===
+
+impl ClientError {
+    /// The topic asked for does not exist.
+    pub fn is_unknown_topic(&self) -> bool {
+        matches!(
+            self.source,
+            KafkaError::MetadataFetch(rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition)
+        )
+    }
+}
+
 pub(crate) fn client_error(context: impl Into<String>) -> impl FnOnce(KafkaError) -> ClientError {
     let context = context.into();
     move |source| ClientError { context, source }

@@ -82,6 +82,20 @@ pub enum ObjectsError {
     CannotSign { base: String },
 }
 
+// === impl ObjectsError ===
+
+impl ObjectsError {
+    /// The object is not in the store (deleted, or expired by the store's lifecycle rules).
+    pub fn is_gone(&self) -> bool {
+        matches!(
+            self,
+            Self::Store {
+                source: object_store::Error::NotFound { .. }
+            }
+        )
+    }
+}
+
 fn store_error(source: object_store::Error) -> ObjectsError {
     ObjectsError::Store { source }
 }
@@ -119,13 +133,16 @@ impl Objects {
 
     /// The path of a reference's object, which must be under this store's root.
     fn resolve(&self, reference: &ObjectRef) -> Result<Path, ObjectsError> {
+        self.resolve_uri(&reference.uri)
+    }
+
+    fn resolve_uri(&self, uri: &str) -> Result<Path, ObjectsError> {
         let foreign = || ObjectsError::Foreign {
-            uri: reference.uri.clone(),
+            uri: uri.to_owned(),
             base: self.base.clone(),
             root: self.root.to_string(),
         };
-        let key = reference
-            .uri
+        let key = uri
             .strip_prefix(&self.base)
             .and_then(|rest| rest.strip_prefix('/'))
             .ok_or_else(foreign)?;
@@ -202,7 +219,13 @@ impl Objects {
 
     /// Deletes the object; one already gone is not an error.
     pub async fn delete(&self, reference: &ObjectRef) -> Result<(), ObjectsError> {
-        let path = self.resolve(reference)?;
+        self.delete_uri(&reference.uri).await
+    }
+
+    /// Deletes the object at `uri` (an [`ObjectRef::uri`] or a [`Listed::uri`]); one already
+    /// gone is not an error.
+    pub async fn delete_uri(&self, uri: &str) -> Result<(), ObjectsError> {
+        let path = self.resolve_uri(uri)?;
         match self.store.delete(&path).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(source) => Err(store_error(source)),

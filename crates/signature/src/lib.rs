@@ -25,7 +25,7 @@ pub use scheme::{
     TimestampSpec,
 };
 pub use secret::{Secret, SecretError, SecretRing};
-pub use signer::{sign, sign_request, SignError, SignInput, Signer};
+pub use signer::{sign, sign_request, sign_streamed, SignError, SignInput, Signer, StreamedSigner};
 pub use streamed::StreamedCheck;
 pub use template::{Part, Template, TemplateError};
 

@@ -58,22 +58,8 @@ pub fn sign_request(
     if !scheme.can_sign() {
         return Err(unsupported());
     }
-    let timestamp = scheme.timestamp.as_ref().map(|spec| match spec.format {
-        TimestampFormat::Seconds => input.timestamp.to_string(),
-        TimestampFormat::Millis => (i128::from(input.timestamp) * 1000).to_string(),
-        TimestampFormat::Rfc3339 => time::OffsetDateTime::from_unix_timestamp(input.timestamp)
-            .ok()
-            .and_then(|t| {
-                t.format(&time::format_description::well_known::Rfc3339)
-                    .ok()
-            })
-            .unwrap_or_default(),
-    });
-    let parts = SignatureParts {
-        id: Some(input.id.to_owned()),
-        timestamp: timestamp.clone().map(|t| (t, input.timestamp)),
-        candidates: Vec::new(),
-    };
+    let timestamp = timestamp_text(scheme, input.timestamp);
+    let parts = parts_of(input.id, timestamp.as_deref(), input.timestamp);
     let no_headers = http::HeaderMap::new();
     let request = Request {
         method: input.method,
@@ -83,10 +69,44 @@ pub fn sign_request(
     };
     let message = Message::new(scheme, &parts, &request).map_err(|_| unsupported())?;
     let raw = algorithm::mac(scheme.algorithm, key, message.pieces()).ok_or_else(unsupported)?;
+    signed_headers(scheme, input.id, timestamp, &raw)
+}
+
+/// The timestamp as `scheme` writes it.
+fn timestamp_text(scheme: &Scheme, timestamp: i64) -> Option<String> {
+    scheme.timestamp.as_ref().map(|spec| match spec.format {
+        TimestampFormat::Seconds => timestamp.to_string(),
+        TimestampFormat::Millis => (i128::from(timestamp) * 1000).to_string(),
+        TimestampFormat::Rfc3339 => time::OffsetDateTime::from_unix_timestamp(timestamp)
+            .ok()
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+            .unwrap_or_default(),
+    })
+}
+
+fn parts_of(id: &str, timestamp: Option<&str>, at: i64) -> SignatureParts {
+    SignatureParts {
+        id: Some(id.to_owned()),
+        timestamp: timestamp.map(|t| (t.to_owned(), at)),
+        candidates: Vec::new(),
+    }
+}
+
+/// The headers carrying the MAC `raw` of event `id` at `timestamp`, as `scheme` sends them.
+fn signed_headers(
+    scheme: &Scheme,
+    id: &str,
+    timestamp: Option<String>,
+    raw: &[u8],
+) -> Result<Vec<(String, String)>, SignError> {
+    let unsupported = || SignError(scheme.name().to_owned());
     let encoded = match scheme.encoding {
-        Encoding::Hex => hex::encode(&raw),
-        Encoding::Base64 => crate::b64().encode(&raw),
-        Encoding::Base64Url => base64::engine::general_purpose::URL_SAFE.encode(&raw),
+        Encoding::Hex => hex::encode(raw),
+        Encoding::Base64 => crate::b64().encode(raw),
+        Encoding::Base64Url => base64::engine::general_purpose::URL_SAFE.encode(raw),
         Encoding::Text => return Err(unsupported()),
     };
     let ts_param = match &scheme.timestamp {
@@ -107,7 +127,7 @@ pub fn sign_request(
     let header = scheme.signature_headers.first().ok_or_else(unsupported)?;
     let mut headers = vec![(header.to_string(), value)];
     if let Some(Field::Header(h)) = &scheme.id {
-        headers.push((h.to_string(), input.id.to_owned()));
+        headers.push((h.to_string(), id.to_owned()));
     }
     if let (Some(spec), Some(ts)) = (&scheme.timestamp, timestamp) {
         if let Field::Header(h) = &spec.at {
@@ -116,10 +136,95 @@ pub fn sign_request(
     }
     if let Some(h) = &scheme.delivery_id_header {
         if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(h)) {
-            headers.push((h.to_string(), input.id.to_owned()));
+            headers.push((h.to_string(), id.to_owned()));
         }
     }
     Ok(headers)
+}
+
+/// Signing a body that is read in pieces and never held whole (a large body streamed from
+/// object storage): what the scheme signs before the body goes into one MAC per key at the
+/// start, each piece as it comes, what follows the body at the end.
+pub struct StreamedSigner {
+    scheme: Scheme,
+    id: String,
+    timestamp: Option<String>,
+    macs: Vec<ring::hmac::Context>,
+    suffix: Vec<u8>,
+}
+
+impl std::fmt::Debug for StreamedSigner {
+    // Never print MAC state: it is derived from the keys.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamedSigner").finish_non_exhaustive()
+    }
+}
+
+/// Starts signing a POST as event `id` at `timestamp` with each of `keys`, the body to come
+/// through [`StreamedSigner::update`]. The same headers as [`sign`] over the whole body.
+pub fn sign_streamed(
+    scheme: &Scheme,
+    keys: &[&[u8]],
+    id: &str,
+    timestamp: i64,
+) -> Result<StreamedSigner, SignError> {
+    let unsupported = || SignError(scheme.name().to_owned());
+    if !scheme.can_sign() || scheme.template.uses(&crate::template::Part::Form) {
+        return Err(unsupported());
+    }
+    let timestamp_text = timestamp_text(scheme, timestamp);
+    let parts = parts_of(id, timestamp_text.as_deref(), timestamp);
+    let no_headers = http::HeaderMap::new();
+    let request = Request {
+        method: "POST",
+        url: "",
+        headers: &no_headers,
+        body: &[],
+    };
+    let message = Message::new(scheme, &parts, &request).map_err(|_| unsupported())?;
+    let (before, suffix) = crate::streamed::around_body(scheme, &message);
+    let macs = keys
+        .iter()
+        .map(|key| {
+            let mut mac = algorithm::mac_context(scheme.algorithm, key)?;
+            before.iter().for_each(|piece| mac.update(piece));
+            Some(mac)
+        })
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(unsupported)?;
+    Ok(StreamedSigner {
+        scheme: scheme.clone(),
+        id: id.to_owned(),
+        timestamp: timestamp_text,
+        macs,
+        suffix,
+    })
+}
+
+// === impl StreamedSigner ===
+
+impl StreamedSigner {
+    /// The next piece of the body.
+    pub fn update(&mut self, piece: &[u8]) {
+        self.macs.iter_mut().for_each(|mac| mac.update(piece));
+    }
+
+    /// The body is complete: the headers each key signs it with, in the order of the keys.
+    pub fn finish(self) -> Result<Vec<Vec<(String, String)>>, SignError> {
+        let Self {
+            scheme,
+            id,
+            timestamp,
+            macs,
+            suffix,
+        } = self;
+        macs.into_iter()
+            .map(|mut mac| {
+                mac.update(&suffix);
+                signed_headers(&scheme, &id, timestamp.clone(), mac.sign().as_ref())
+            })
+            .collect()
+    }
 }
 
 /// Signs requests for one source as its provider does: the scheme's signature headers, a JSON

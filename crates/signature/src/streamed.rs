@@ -16,7 +16,7 @@ use ring::hmac;
 use crate::algorithm::{mac_context, matches_any};
 use crate::extract;
 use crate::message::Message;
-use crate::scheme::Field;
+use crate::scheme::{Field, Scheme};
 use crate::template::Part;
 use crate::{check_tolerance, unmatched, Algorithm, Request, Verified, Verifier, VerifyError};
 
@@ -98,18 +98,7 @@ impl Verifier {
             check_tolerance(ts, now, self.tolerance)?;
         }
         let message = Message::new(&self.scheme, &parts, request)?;
-        let layout = self.scheme.template.parts();
-        let body_at = layout
-            .iter()
-            .position(|p| *p == Part::Body)
-            .unwrap_or(layout.len());
-        let pieces: Vec<&[u8]> = message.pieces().collect();
-        let (before, after) = pieces.split_at(body_at.min(pieces.len()));
-        let suffix = after
-            .iter()
-            .skip(1)
-            .flat_map(|p| p.iter().copied())
-            .collect();
+        let (before, suffix) = around_body(&self.scheme, &message);
         let macs: Vec<(String, hmac::Context)> = self
             .ring
             .active(now)
@@ -131,6 +120,27 @@ impl Verifier {
             },
         })
     }
+}
+
+/// What `scheme` signs of `message` (built with an empty body) before the body, piece by
+/// piece, and after it, joined.
+pub(crate) fn around_body<'m>(
+    scheme: &Scheme,
+    message: &'m Message<'_>,
+) -> (Vec<&'m [u8]>, Vec<u8>) {
+    let layout = scheme.template.parts();
+    let body_at = layout
+        .iter()
+        .position(|p| *p == Part::Body)
+        .unwrap_or(layout.len());
+    let mut pieces: Vec<&[u8]> = message.pieces().collect();
+    let after = pieces.split_off(body_at.min(pieces.len()));
+    let suffix = after
+        .iter()
+        .skip(1)
+        .flat_map(|p| p.iter().copied())
+        .collect();
+    (pieces, suffix)
 }
 
 // === impl StreamedCheck ===

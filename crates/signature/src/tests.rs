@@ -474,3 +474,56 @@ fn to_headers(pairs: Vec<(String, String)>) -> HeaderMap {
 mod families;
 mod properties;
 mod replay;
+
+#[test]
+fn a_body_signed_in_pieces_gets_the_published_signature() {
+    use base64::Engine as _;
+    let key = b64()
+        .decode(SW_SECRET.trim_start_matches("whsec_"))
+        .expect("key");
+    let id = "msg_p5jXN8AQM9LWM0D4loKWxJek";
+    for piece in [1, 7, SW_BODY.len()] {
+        let other: &[u8] = b"another key";
+        let mut signer = sign_streamed(
+            &Scheme::standard_webhooks(),
+            &[&key, other],
+            id,
+            1_614_265_330,
+        )
+        .expect("signs");
+        SW_BODY.chunks(piece).for_each(|p| signer.update(p));
+        let signed = signer.finish().expect("headers");
+        let signature = |headers: &[(String, String)]| {
+            headers
+                .iter()
+                .find(|(name, _)| name == "webhook-signature")
+                .map(|(_, value)| value.clone())
+        };
+        assert_eq!(signature(&signed[0]).as_deref(), Some(SW_SIG), "{piece}");
+        let whole = sign(
+            &Scheme::standard_webhooks(),
+            other,
+            id,
+            1_614_265_330,
+            SW_BODY,
+        )
+        .expect("signs");
+        assert_eq!(signed[1], whole, "the second key's, as the whole body's");
+    }
+}
+
+#[test]
+fn what_follows_the_body_is_signed_after_it_and_forms_do_not_stream() {
+    let tail = Scheme::new("tail", Algorithm::HmacSha256, "x-sig")
+        .timestamp(Field::Header("x-ts".into()), TimestampFormat::Seconds)
+        .template(Template::parse("{body}.{timestamp}").expect("template"));
+    let mut signer = sign_streamed(&tail, &[b"k"], "e-1", 1_700_000_000).expect("signs");
+    signer.update(b"hello ");
+    signer.update(b"world");
+    let whole = sign(&tail, b"k", "e-1", 1_700_000_000, b"hello world").expect("signs");
+    assert_eq!(signer.finish().expect("headers"), vec![whole]);
+
+    let form = Scheme::new("form", Algorithm::HmacSha256, "x-sig")
+        .template(Template::parse("{url}{form}").expect("template"));
+    assert!(sign_streamed(&form, &[b"k"], "e-1", 1).is_err());
+}

@@ -37,6 +37,25 @@ pub fn kafka_brokers() -> String {
     std::env::var("SPILLWAY_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into())
 }
 
+/// The `objects.options` of the local S3 server (s3s-fs, started by `make up` through
+/// dev/s3.sh): its endpoint, region, credentials and path-style URLs.
+pub fn local_s3_options() -> std::collections::BTreeMap<String, String> {
+    let endpoint =
+        std::env::var("SPILLWAY_S3_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:9000".into());
+    [
+        ("aws_endpoint", endpoint),
+        ("aws_allow_http", "true".into()),
+        ("aws_region", "us-east-1".into()),
+        ("aws_access_key_id", "spillway-local".into()),
+        ("aws_secret_access_key", "spillway-local-secret".into()),
+        // s3s-fs serves path-style URLs only.
+        ("aws_virtual_hosted_style_request", "false".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
 /// Seed nodes of the shared local Redis Cluster.
 pub fn redis_nodes() -> Vec<String> {
     std::env::var("SPILLWAY_TEST_REDIS_NODES")

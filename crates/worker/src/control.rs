@@ -52,12 +52,16 @@ pub(crate) fn with_control<'a>(
 
 /// The text of the first header `name` of a record, when it has a UTF-8 value.
 pub(crate) fn header_text(message: &OwnedMessage, name: &str) -> Option<String> {
+    header_str(message, name).map(str::to_owned)
+}
+
+/// The text of the record's first header named `name`, borrowed.
+pub(crate) fn header_str<'m>(message: &'m OwnedMessage, name: &str) -> Option<&'m str> {
     let hs = message.headers()?;
     hs.iter()
         .find(|h| h.key == name)
         .and_then(|h| h.value)
         .and_then(|v| std::str::from_utf8(v).ok())
-        .map(str::to_owned)
 }
 
 /// The event type of a record of `source`, read as the source's `event_type` says (from the

@@ -8,6 +8,7 @@
 //! scripted and records what it was asked to deliver.
 
 mod memory;
+mod stored;
 
 pub use memory::{MemoryAnswer, MemoryDeliverer, MemoryDelivery};
 
@@ -15,11 +16,13 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::{header, Request, StatusCode};
+use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use spillway_config::ResolvedSubscription;
-use spillway_core::headers;
+use spillway_core::{headers, ObjectRef};
+use spillway_objects::Objects;
 use spillway_signature::{sign, unix_seconds, Scheme};
 
 use spillway_egress::{
@@ -65,6 +68,8 @@ pub struct OutboundEvent {
     /// A Protobuf record in its JSON mapping, for subscriptions that take JSON
     /// (`protobuf_body: json`); None for other sources' events.
     pub json_body: Option<Bytes>,
+    /// Where the body is when it is in object storage (`body` is then empty).
+    pub stored: Option<ObjectRef>,
 }
 
 /// What one attempt came to.
@@ -83,7 +88,13 @@ pub enum DeliveryOutcome {
     Refused { reason: String },
 }
 
-type HttpsClient = Client<GuardedConnector, Full<Bytes>>;
+/// A request body: held whole, or streamed from object storage.
+pub(crate) type OutBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// Why a streamed request body broke off.
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+type HttpsClient = Client<GuardedConnector, OutBody>;
 
 /// Delivers events; one per worker process, cheap to clone.
 ///
@@ -105,6 +116,8 @@ pub enum Deliverer {
 pub struct HttpDeliverer {
     client: HttpsClient,
     policy: AddressPolicy,
+    /// Where the bodies of events over their source's `inline_max_bytes` are.
+    pub(crate) objects: Option<Objects>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -117,6 +130,17 @@ impl Deliverer {
     /// The HTTP deliverer, refusing targets `policy` forbids.
     pub fn new(policy: AddressPolicy) -> Result<Self, SetupError> {
         HttpDeliverer::new(policy).map(|http| Self::Http(Box::new(http)))
+    }
+
+    /// The deliverer reading stored bodies from `objects`.
+    pub fn with_objects(self, objects: Option<Objects>) -> Self {
+        match self {
+            Self::Http(mut http) => {
+                http.objects = objects;
+                Self::Http(http)
+            }
+            memory => memory,
+        }
     }
 
     /// A deliverer that answers as `memory` is told (see [`MemoryDeliverer`]).
@@ -146,6 +170,7 @@ impl HttpDeliverer {
         Ok(Self {
             client: Client::builder(TokioExecutor::new()).build(https),
             policy,
+            objects: None,
         })
     }
 
@@ -164,13 +189,16 @@ impl HttpDeliverer {
                 };
             }
         }
-        let request = match build_request(subscription, event, attempt) {
-            Ok(r) => r,
-            Err(e) => {
-                return DeliveryOutcome::Refused {
-                    reason: format!("cannot build the request: {e}"),
-                }
+        let built = match &event.stored {
+            Some(stored) => {
+                self.stored_request(subscription, event, stored, attempt)
+                    .await
             }
+            None => build_request(subscription, event, attempt).map_err(BuildError::refused),
+        };
+        let request = match built {
+            Ok(r) => r,
+            Err(outcome) => return outcome,
         };
         let exchange = async {
             let response = self.client.request(request).await?;
@@ -230,7 +258,7 @@ fn build_request(
     subscription: &ResolvedSubscription,
     event: &OutboundEvent,
     attempt: u32,
-) -> Result<Request<Full<Bytes>>, BuildError> {
+) -> Result<Request<OutBody>, BuildError> {
     let now = SystemTime::now();
     let timestamp = unix_seconds(now);
     // The body as this subscription takes it: what is signed is what is sent.
@@ -238,16 +266,44 @@ fn build_request(
         (Some(json), true) => (json, Some("application/json")),
         _ => (&event.body, event.content_type.as_deref()),
     };
-    // One `v1,<base64>` per active secret, space-separated, as the spec allows for rotation.
     let scheme = Scheme::standard_webhooks();
-    let signatures: Vec<String> = subscription
+    let signatures = active_keys(subscription, now)
+        // Standard Webhooks always signs; an empty result ends in `head` as L-14.
+        .map(|key| sign(&scheme, key, &event.event_id, timestamp, body).unwrap_or_default())
+        .collect();
+    let head = head(subscription, event, attempt, timestamp, signatures)?;
+    let head = head.header(
+        header::CONTENT_TYPE,
+        content_type.unwrap_or("application/json"),
+    );
+    Ok(head.body(whole(body.clone()))?)
+}
+
+/// The raw keys of the subscription's secrets that sign at `now`.
+pub(crate) fn active_keys(
+    subscription: &ResolvedSubscription,
+    now: SystemTime,
+) -> impl Iterator<Item = &[u8]> {
+    subscription
         .secrets
         .iter()
-        .filter(|s| s.not_after.is_none_or(|end| now < end))
-        .flat_map(|s| {
-            // Standard Webhooks always signs; an empty result ends below as L-14.
-            sign(&scheme, &s.key, &event.event_id, timestamp, body).unwrap_or_default()
-        })
+        .filter(move |s| s.not_after.is_none_or(|end| now < end))
+        .map(|s| s.key.as_slice())
+}
+
+/// A request to the subscription with every header but the content type: `signed` holds the
+/// headers each active secret's signature gave, one list per secret.
+pub(crate) fn head(
+    subscription: &ResolvedSubscription,
+    event: &OutboundEvent,
+    attempt: u32,
+    timestamp: i64,
+    signed: Vec<Vec<(String, String)>>,
+) -> Result<http::request::Builder, BuildError> {
+    // One `v1,<base64>` per active secret, space-separated, as the spec allows for rotation.
+    let signatures: Vec<String> = signed
+        .into_iter()
+        .flatten()
         .filter(|(name, _)| name == "webhook-signature")
         .map(|(_, value)| value)
         .collect();
@@ -260,10 +316,6 @@ fn build_request(
         .header("webhook-id", &event.event_id)
         .header("webhook-timestamp", timestamp.to_string())
         .header("webhook-signature", signatures.join(" "))
-        .header(
-            header::CONTENT_TYPE,
-            content_type.unwrap_or("application/json"),
-        )
         .header(
             header::USER_AGENT,
             concat!("Spillway/", env!("CARGO_PKG_VERSION")),
@@ -289,7 +341,14 @@ fn build_request(
     for (name, value) in &subscription.headers {
         request = request.header(name, value);
     }
-    Ok(request.body(Full::new(body.clone()))?)
+    Ok(request)
+}
+
+/// A body held whole, as a request body.
+pub(crate) fn whole(body: Bytes) -> OutBody {
+    Full::new(body)
+        .map_err(|never| match never {})
+        .boxed_unsync()
 }
 
 /// Why a request could not be built; retrying cannot help.
@@ -299,6 +358,15 @@ pub(crate) enum BuildError {
     NoActiveSecret,
     #[error(transparent)]
     Http(#[from] http::Error),
+}
+
+impl BuildError {
+    /// The delivery this refuses.
+    pub(crate) fn refused(self) -> DeliveryOutcome {
+        DeliveryOutcome::Refused {
+            reason: format!("cannot build the request: {self}"),
+        }
+    }
 }
 
 /// `spillway-dedupe-key`: `<source>:<key>`, the key percent-encoded. Stable across every copy
@@ -372,6 +440,7 @@ mod tests {
             hops: 0,
             body: Bytes::from_static(b"\x0a\x03r-1"),
             json_body: Some(Bytes::from_static(br#"{"id":"r-1"}"#)),
+            stored: None,
         };
         for (json, body, content_type) in [
             (false, &b"\x0a\x03r-1"[..], "application/x-protobuf"),
@@ -380,6 +449,7 @@ mod tests {
             let sub = ResolvedSubscription {
                 secrets: vec![secret.clone()],
                 protobuf_json: json,
+                reference_expiry: None,
                 ..crate::test_support::subscription("s")
             };
             let request = build_request(&sub, &event, 1).expect("request");
@@ -414,6 +484,7 @@ mod tests {
             timeout: Duration::from_secs(1),
             rate_limit: None,
             protobuf_json: false,
+            reference_expiry: None,
         };
         assert!(wants(&sub(&[], &[]), "github", None));
         assert!(wants(&sub(&["github"], &[]), "github", Some("push")));

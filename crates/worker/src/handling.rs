@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::breaker::Breakers;
-use crate::control::{self, event_type, header_pairs, header_text};
+use crate::control::{self, event_type, header_pairs, header_str, header_text};
 use crate::delivery::{wants, Deliverer, DeliveryOutcome, OutboundEvent};
 use crate::registry::LiveSubscriptions;
 use crate::spans;
@@ -285,6 +285,7 @@ impl Handling {
             hops: header(headers::HOP)
                 .and_then(|h| h.parse().ok())
                 .unwrap_or(0),
+            stored: spillway_core::ObjectRef::from_headers(|name| header_str(message, name)),
             source,
             body,
             json_body,

@@ -12,6 +12,7 @@
 //! - [`dlq`]: listing and redriving dead letters;
 //! - [`replay`]: re-delivering a range of a source topic; `reload`: new sources without a
 //!   restart;
+//! - [`sweep`]: removing the stored bodies no record refers to any more;
 //! - [`retry`]: when to try again; [`topics`]: the retry tiers and the dead-letter topic;
 //! - the SSRF guard every delivery passes through lives in `spillway-egress`.
 
@@ -29,6 +30,7 @@ mod reload;
 pub mod replay;
 pub mod retry;
 mod spans;
+pub mod sweep;
 pub mod topics;
 mod worker;
 

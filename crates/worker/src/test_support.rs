@@ -72,6 +72,7 @@ pub(crate) fn subscription(id: &str) -> ResolvedSubscription {
         timeout: Duration::from_secs(1),
         rate_limit: None,
         protobuf_json: false,
+        reference_expiry: None,
     }
 }
 

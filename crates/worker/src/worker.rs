@@ -49,6 +49,10 @@ pub enum WorkerError {
     Registry(#[from] crate::registry::RegistryError),
     #[error(transparent)]
     Topics(#[from] spillway_kafka::durability::UnfitTopics),
+    #[error(transparent)]
+    Objects(#[from] spillway_objects::ObjectsError),
+    #[error("a blocking task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
 }
 
 /// Why a config cannot run a worker, a replay or a redrive.
@@ -68,6 +72,8 @@ pub enum ConfigProblem {
     UnknownSubscription(String),
     #[error("source {0:?} has no schema, and so no quarantine")]
     NoQuarantine(String),
+    #[error("no `objects:` is configured: no body is in object storage")]
+    NoObjects,
 }
 
 /// A worker process: a consumer for the source topics and one for the retry tiers.
@@ -123,6 +129,11 @@ impl Worker {
             // started are delivered too.
             .set("auto.offset.reset", "earliest");
         prefetch_within(&mut consumer_config, config.worker.prefetch_bytes());
+        let objects = config
+            .objects
+            .as_ref()
+            .map(spillway_objects::Objects::open)
+            .transpose()?;
         Ok(Self {
             config: shared,
             api_token,
@@ -135,7 +146,8 @@ impl Worker {
                 ),
                 subscriptions,
                 limiters: std::sync::Mutex::default(),
-                deliverer: Deliverer::new(AddressPolicy::new(config.worker.allow_cidrs.clone()))?,
+                deliverer: Deliverer::new(AddressPolicy::new(config.worker.allow_cidrs.clone()))?
+                    .with_objects(objects),
                 policy: RetryPolicy::from(&config.worker),
                 tiers: retry_tiers(config),
                 dead_letter: dead_letter_topic(config),

@@ -5,6 +5,7 @@ pub mod check_config;
 pub mod demo;
 pub mod dlq;
 pub mod ingress;
+pub mod objects;
 pub mod quarantine;
 pub mod replay;
 pub mod subscriptions;

@@ -77,6 +77,10 @@ pub struct AddArgs {
     /// Take the records of sources with a Protobuf schema as their JSON mapping.
     #[arg(long)]
     protobuf_json: bool,
+    /// Take events whose body is in object storage as a reference with a pre-signed URL,
+    /// valid this long (e.g. `1h`), instead of the body.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    large_body_reference: Option<Duration>,
 }
 
 pub async fn run(command: SubscriptionsCommand) -> anyhow::Result<ExitCode> {
@@ -105,6 +109,12 @@ async fn add(args: AddArgs) -> anyhow::Result<ExitCode> {
         } else {
             spillway_config::ProtobufBody::Bytes
         },
+        large_body: if args.large_body_reference.is_some() {
+            spillway_config::LargeBody::Reference
+        } else {
+            spillway_config::LargeBody::Body
+        },
+        reference_expiry: args.large_body_reference,
     };
     let registry = registry(&config)?;
     match registry.put(&sub).await {

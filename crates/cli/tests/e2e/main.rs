@@ -13,6 +13,7 @@ mod dashboards;
 mod delivery_loop;
 mod drain;
 mod hostile;
+mod large_bodies;
 mod malformed;
 mod mutual_tls;
 mod providers;

@@ -256,7 +256,40 @@ pub struct SubscriptionConfig<S = SecretConfig> {
     /// delivered as received.
     #[serde(default, skip_serializing_if = "ProtobufBody::is_bytes")]
     pub protobuf_body: ProtobufBody,
+    /// How an event whose body is in object storage (over its source's `inline_max_bytes`)
+    /// is delivered: `body`, the body itself, streamed from the store and checked against its
+    /// SHA-256 (by default), or `reference`, a JSON document with a pre-signed URL the
+    /// subscriber fetches the body from (`Content-Type:
+    /// application/vnd.spillway.object-reference+json`).
+    #[serde(default, skip_serializing_if = "LargeBody::is_body")]
+    pub large_body: LargeBody,
+    /// With `large_body: reference`: how long the pre-signed URL works, from the delivery
+    /// attempt; 1 hour by default, at most 7 days (S3's limit).
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub reference_expiry: Option<Duration>,
 }
+
+/// How a subscription takes events whose body is in object storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LargeBody {
+    #[default]
+    Body,
+    Reference,
+}
+
+impl LargeBody {
+    fn is_body(&self) -> bool {
+        *self == Self::Body
+    }
+}
+
+/// A pre-signed URL's life, by default.
+pub const DEFAULT_REFERENCE_EXPIRY: Duration = Duration::from_secs(3600);
 
 /// How a subscription takes Protobuf records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -6,7 +6,7 @@ use std::time::Duration;
 use spillway_signature::Secret;
 
 use crate::field::{all_or_errors, err, FieldError};
-use crate::model::{Config, SecretConfig, SubscriptionConfig};
+use crate::model::{Config, LargeBody, SecretConfig, SubscriptionConfig};
 use crate::secrets::{SecretAccess, SubscriptionSecret};
 
 /// A subscription ready to deliver to.
@@ -26,6 +26,9 @@ pub struct ResolvedSubscription {
     pub rate_limit: Option<std::num::NonZeroU32>,
     /// Records of sources with a Protobuf schema are delivered as JSON.
     pub protobuf_json: bool,
+    /// An event whose body is in object storage is delivered as a reference with a
+    /// pre-signed URL valid this long; None: its body is delivered.
+    pub reference_expiry: Option<Duration>,
 }
 
 // === impl Config ===
@@ -120,6 +123,10 @@ impl<S> Checked<'_, S> {
             timeout: sub.timeout,
             rate_limit: sub.rate_limit.and_then(std::num::NonZeroU32::new),
             protobuf_json: sub.protobuf_body == crate::model::ProtobufBody::Json,
+            reference_expiry: (sub.large_body == LargeBody::Reference).then(|| {
+                sub.reference_expiry
+                    .unwrap_or(crate::model::DEFAULT_REFERENCE_EXPIRY)
+            }),
         }
     }
 }
@@ -203,6 +210,7 @@ fn check<'a, S: SubscriptionSecret>(
             "must be at least 1 delivery per second (leave it out for no limit)",
         ));
     }
+    check_large_body(config, sub, &field, &mut errors);
     match url {
         Some(url) if errors.is_empty() => Ok(Checked {
             sub,
@@ -211,6 +219,43 @@ fn check<'a, S: SubscriptionSecret>(
             headers,
         }),
         _ => Err(errors),
+    }
+}
+
+/// A reference needs a store that signs URLs, and an expiry it takes.
+fn check_large_body<S>(
+    config: &Config,
+    sub: &SubscriptionConfig<S>,
+    field: &dyn Fn(&str) -> String,
+    errors: &mut Vec<FieldError>,
+) {
+    if sub.large_body != LargeBody::Reference {
+        if sub.reference_expiry.is_some() {
+            errors.push(err(
+                field("reference_expiry"),
+                "applies to `large_body: reference` only",
+            ));
+        }
+        return;
+    }
+    let signs = config
+        .objects
+        .as_ref()
+        .is_some_and(|o| !o.url.starts_with("file:"));
+    if !signs {
+        errors.push(err(
+            field("large_body"),
+            "`reference` needs `objects:` on a store that signs URLs (s3://, gs://, az://)",
+        ));
+    }
+    let expiry = sub
+        .reference_expiry
+        .unwrap_or(crate::model::DEFAULT_REFERENCE_EXPIRY);
+    if expiry < Duration::from_secs(60) || expiry > Duration::from_secs(7 * 24 * 3600) {
+        errors.push(err(
+            field("reference_expiry"),
+            "must be from 1m to 7d (the longest a pre-signed S3 URL lives)",
+        ));
     }
 }
 

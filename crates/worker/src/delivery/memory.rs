@@ -125,6 +125,7 @@ mod tests {
             hops: 0,
             body: bytes::Bytes::from_static(b"{}"),
             json_body: None,
+            stored: None,
         }
     }
 

@@ -9,10 +9,10 @@ use spillway_signature::{Scheme, Secret, SecretRing, Verifier};
 use spillway_testkit::{Behaviour, TestSubscriber};
 use spillway_worker::{AddressPolicy, Deliverer, DeliveryOutcome, OutboundEvent};
 
-const CURRENT: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+pub(crate) const CURRENT: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const PREVIOUS: &str = "whsec_b2xkLXNlY3JldC1rZXktMTIzNDU2";
 
-fn secret(id: &str, text: &str, not_after: Option<SystemTime>) -> Secret {
+pub(crate) fn secret(id: &str, text: &str, not_after: Option<SystemTime>) -> Secret {
     Secret {
         id: id.into(),
         key: Scheme::standard_webhooks()
@@ -22,7 +22,11 @@ fn secret(id: &str, text: &str, not_after: Option<SystemTime>) -> Secret {
     }
 }
 
-fn subscription(url: &str, secrets: Vec<Secret>, timeout: Duration) -> ResolvedSubscription {
+pub(crate) fn subscription(
+    url: &str,
+    secrets: Vec<Secret>,
+    timeout: Duration,
+) -> ResolvedSubscription {
     ResolvedSubscription {
         id: "test-sub".into(),
         url: url.parse().expect("url"),
@@ -36,10 +40,11 @@ fn subscription(url: &str, secrets: Vec<Secret>, timeout: Duration) -> ResolvedS
         timeout,
         rate_limit: None,
         protobuf_json: false,
+        reference_expiry: None,
     }
 }
 
-fn event() -> OutboundEvent {
+pub(crate) fn event() -> OutboundEvent {
     OutboundEvent {
         event_id: "5b1f8a8e-7c57-4e4c-9a51-d1c1a6f0b7a2".into(),
         source: "stripe".into(),
@@ -50,10 +55,11 @@ fn event() -> OutboundEvent {
         hops: 0,
         body: Bytes::from_static(br#"{"id":"evt_1","type":"invoice.paid"}"#),
         json_body: None,
+        stored: None,
     }
 }
 
-fn loopback_allowed() -> Deliverer {
+pub(crate) fn loopback_allowed() -> Deliverer {
     Deliverer::new(AddressPolicy::new(vec![
         "127.0.0.0/8".parse().unwrap(),
         "::1/128".parse().unwrap(),
@@ -61,7 +67,7 @@ fn loopback_allowed() -> Deliverer {
     .expect("deliverer")
 }
 
-fn verifies_with(text: &str, received: &spillway_testkit::Received) -> bool {
+pub(crate) fn verifies_with(text: &str, received: &spillway_testkit::Received) -> bool {
     let ring = SecretRing::new(vec![secret("v", text, None)]);
     Verifier::new(Scheme::standard_webhooks(), ring, Duration::from_secs(300))
         .verify(&received.headers, &received.body, SystemTime::now())

@@ -5,4 +5,5 @@ mod consuming;
 mod delivery;
 mod registry;
 mod rig;
+mod stored;
 mod topics;
