@@ -1,8 +1,9 @@
 //! Large bodies by reference (the claim check): a body over its source's `inline_max_bytes` is
 //! written to object storage and its Kafka record carries a reference to it. A body whose
 //! scheme can be verified piece by piece is streamed to the store as it arrives, holding a
-//! few parts of memory, never the body; any other (a compressed body, a public-key scheme, a
-//! source with a schema) is read whole as usual and stored once it has passed its checks.
+//! few parts of memory, never the body; any other (a compressed body, a public-key scheme) is
+//! read whole as usual and stored once it has passed its checks. Sources with a schema or a
+//! batch keep their bodies in their records (see `SourceConfig::offloads`).
 //!
 //! An object belongs to the request until its record may be in Kafka: a request refused,
 //! answered as a duplicate or not written gives its object back (deleted), and an upload cut
@@ -62,14 +63,11 @@ struct Upload {
 impl Pipeline {
     /// The size past which `intake`'s body is streamed to object storage, if it is: a store
     /// is configured, the source keeps large bodies there, the body is not compressed (it is
-    /// decoded whole), the source has no schema (checked on the whole body) and its scheme
-    /// verifies a body piece by piece.
+    /// decoded whole) and the source's scheme verifies a body piece by piece.
     pub(crate) fn streams_past(&self, intake: &Intake) -> Option<u64> {
         let source = &intake.source;
         self.objects.as_ref()?;
-        let streams = intake.encoding == Encoding::Identity
-            && source.schema.is_none()
-            && source.verifier.streams();
+        let streams = intake.encoding == Encoding::Identity && source.verifier.streams();
         source.inline_max_bytes.filter(|_| streams)
     }
 

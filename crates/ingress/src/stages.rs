@@ -164,11 +164,8 @@ impl Pipeline {
             Ok(stored) => stored,
             Err(refused) => return refused,
         };
+        // (A source with a schema keeps its bodies in its records: nothing was stored here.)
         if let (Some(invalid), true) = (&envelope.invalid, schema::rejects(&intake.source)) {
-            // The operators' copy in the quarantine refers to the object.
-            if let Some(stored) = &held.stored {
-                stored.keeper().keep();
-            }
             self.quarantine_refused(&intake.source, &envelope);
             return schema::invalid_answer(invalid);
         }

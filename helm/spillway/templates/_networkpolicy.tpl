@@ -31,6 +31,14 @@ confirms subscriptions (docs/providers.md, "AWS SNS"). */}}
 {{- end }}
 {{- end }}
 
+{{/* The object store, when large bodies go there (docs/fleet.md, "Large payloads by
+reference"): the ingress writes them, the workers read them. */}}
+{{- define "spillway.egressObjects" -}}
+{{- if .Values.objects.config }}
+{{- include "spillway.egressTo" (dict "port" .Values.objects.port "cidrs" .Values.networkPolicy.objectsCidrs) }}
+{{- end }}
+{{- end }}
+
 {{/* DNS, wherever the cluster's resolver is. */}}
 {{- define "spillway.egressDns" -}}
 - ports:

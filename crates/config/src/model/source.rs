@@ -46,7 +46,7 @@ pub struct SourceConfig {
     pub max_body_bytes: Option<u64>,
     /// With `objects:` configured, a body larger than this is written to object storage as
     /// it arrives and the Kafka record carries a reference to it; 512 KiB by default. Not for
-    /// batch sources, whose records are written one by one.
+    /// batch sources, whose records are written one by one, nor sources with a schema.
     #[serde(default)]
     pub inline_max_bytes: Option<u64>,
     /// Requests accepted per window for this source across all ingress pods (counted in the
@@ -201,10 +201,11 @@ pub const DEFAULT_INLINE_MAX_BYTES: u64 = 512 * 1024;
 
 impl SourceConfig {
     /// Whether this source's bodies over `inline_max_bytes` go to object storage: object
-    /// storage is configured (`objects`) and the source does not split batches (each of a
-    /// batch's records is written on its own, bounded by `batch.max_record_bytes`).
+    /// storage is configured (`objects`), the source does not split batches (each of a
+    /// batch's records is written on its own, bounded by `batch.max_record_bytes`) and has no
+    /// schema (its records are checked, quarantined and redriven by their bytes).
     pub fn offloads(&self, objects: bool) -> bool {
-        objects && self.batch.is_none()
+        objects && self.batch.is_none() && self.schema.is_none()
     }
 
     /// The largest body accepted, its default applied.

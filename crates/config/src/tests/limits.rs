@@ -432,3 +432,26 @@ fn large_bodies_go_to_object_storage_with_their_own_limits() {
         .iter()
         .any(|e| e.starts_with("objects: objects.url \"ftp://x/y\"")));
 }
+
+#[test]
+fn a_source_with_a_schema_keeps_its_bodies_in_its_records() {
+    let dir = tempfile::tempdir().expect("dir");
+    let schema = dir.path().join("s.json");
+    std::fs::write(&schema, r#"{"type":"object"}"#).expect("schema");
+    let objects = format!(
+        "objects: {{ url: \"file://{}/bodies\" }}",
+        dir.path().display()
+    );
+    let with_schema = format!("    schema: {{ json_schema: \"{}\" }}\n", schema.display());
+    let kept = config(&objects, &with_schema);
+    assert_eq!(errors(&kept, Process::All), Vec::<String>::new());
+    assert_eq!(kept.sources["a"].inline_max(true), None);
+    assert_eq!(kept.sources["a"].max_body(true), 960 * 1024);
+    let asked = config(
+        &objects,
+        &format!("{with_schema}    inline_max_bytes: 1024\n"),
+    );
+    assert!(errors(&asked, Process::All)
+        .iter()
+        .any(|e| e.starts_with("sources.a.inline_max_bytes: a source with a schema")));
+}

@@ -87,6 +87,11 @@ pub(super) fn check_limits(config: &Config, source: &SourceConfig, problems: &mu
             "a batch source's records are written one by one; bound them with \
              batch.max_record_bytes",
         ),
+        Some(_) if source.schema.is_some() => problems.push(
+            "inline_max_bytes",
+            "a source with a schema keeps its bodies in its records, where they are checked, \
+             quarantined and redriven",
+        ),
         Some(0) => problems.push("inline_max_bytes", "must be at least 1"),
         _ => {}
     }
