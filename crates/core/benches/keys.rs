@@ -81,6 +81,7 @@ fn record(c: &mut Criterion) {
         batch: None,
         invalid: None,
         stored: None,
+        event_type: None,
         body: Bytes::from(body(1024)),
     };
     c.bench_function("record_headers", |b| {

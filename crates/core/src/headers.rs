@@ -91,7 +91,8 @@ pub mod control {
     ];
 }
 
-/// The event type header a worker sends to subscribers.
+/// The event type header a worker sends to subscribers; also, in a record whose body is in
+/// object storage, the event type the ingress read from that body.
 pub const EVENT_TYPE: &str = "spillway-event-type";
 
 /// The text of header `name` in `headers`, when it is present and visible ASCII.

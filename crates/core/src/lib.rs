@@ -71,6 +71,9 @@ pub struct Envelope {
     /// Where the body is when it was too large to travel in the record (the claim check):
     /// the record's value is then empty and its headers carry this reference.
     pub stored: Option<ObjectRef>,
+    /// The event type read from a stored body (the workers read it from the body, which such
+    /// a record does not carry); None otherwise.
+    pub event_type: Option<String>,
     pub body: Bytes,
 }
 
@@ -172,6 +175,9 @@ impl Envelope {
             };
             out.push((headers::INVALID_ACTION, action.to_vec()));
         }
+        if let Some(event_type) = &self.event_type {
+            out.push((headers::EVENT_TYPE, event_type.as_bytes().to_vec()));
+        }
         if let Some(stored) = &self.stored {
             out.push((headers::OBJECT_URI, stored.uri.as_bytes().to_vec()));
             out.push((headers::OBJECT_SIZE, stored.size.to_string().into_bytes()));
@@ -267,6 +273,7 @@ mod tests {
             hops: 1,
             invalid: None,
             stored: None,
+            event_type: None,
             batch: Some(BatchPlace {
                 id: EventId::new_v4(),
                 index: 7,

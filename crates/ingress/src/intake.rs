@@ -181,10 +181,9 @@ impl Intake {
     // An `Answer` is the request's whole reply, built once on the way out; boxing it would
     // only add an allocation to every refusal.
     #[allow(clippy::result_large_err)]
-    /// Stage 6 for a body streamed to object storage ([`crate::offload`]): keys that are read
-    /// from inside the body cannot be, so a dedupe key from the body is the body's hash (the
-    /// SHA-256 taken as it was stored) and a partition key from the body is none. Keys from
-    /// headers, the signed id or the client certificate are read as for any request.
+    /// Stage 6 for a body streamed to object storage ([`crate::offload`]), whose source reads
+    /// no key from inside its bodies: the keys its headers, signed id or client certificate
+    /// give, or the body's hash (the SHA-256 taken as it was stored).
     pub(crate) fn stored_keys(
         &self,
         headers: &HeaderMap,
@@ -195,20 +194,16 @@ impl Intake {
             .with_client_subject(self.device_id.as_deref())
             .with_body_sha256(Some(&stored.sha256));
         let source = &self.source;
-        let dedupe = match &source.dedupe {
-            key if key.reads_body() => &KeySource::BodyHash,
-            key => key,
-        };
-        let dedupe_key = match dedupe.extract(&key_input) {
+        let dedupe_key = match source.dedupe.extract(&key_input) {
             Err(_) if source.dedupe_fallback => KeySource::BodyHash.extract(&key_input),
             extracted => extracted,
         }
         .map_err(|e| bad_key("dedupe key", &e))?;
         let partition_key = match &source.partition_key {
-            Some(key) if !key.reads_body() => key
+            Some(key) => key
                 .extract(&key_input)
                 .map_err(|e| bad_key("partition key", &e))?,
-            _ => None,
+            None => None,
         };
         let keys = RecordKeys {
             dedupe_key,
@@ -317,6 +312,7 @@ impl Intake {
             batch: None,
             invalid: None,
             stored: None,
+            event_type: None,
             body,
         }
     }

@@ -16,6 +16,7 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use http::StatusCode;
 use hyper::body::Body;
+use spillway_core::key::{KeyInput, KeySource};
 use spillway_core::{headers, Envelope, EventId, ObjectRef};
 use spillway_objects::{ObjectWriter, Objects, ObjectsError};
 use spillway_signature::{Request, Verified, VerifyError};
@@ -51,6 +52,22 @@ pub(crate) struct StoredObject {
 #[derive(Debug, Clone)]
 pub(crate) struct Keeper(Arc<AtomicBool>);
 
+/// The body budget an upload is charged: its bytes as they arrive, up to `limit`, the most
+/// its parts hold at once.
+struct Room {
+    limit: usize,
+    charged: usize,
+}
+
+impl Room {
+    /// Bytes to charge for `n` more of the body.
+    fn more(&mut self, n: usize) -> usize {
+        let more = n.min(self.limit.saturating_sub(self.charged));
+        self.charged += more;
+        more
+    }
+}
+
 /// An upload in progress: aborted when dropped unfinished (the request refused for its size,
 /// too slow, or its client gone), so that no parts are left behind.
 struct Upload {
@@ -63,11 +80,23 @@ struct Upload {
 impl Pipeline {
     /// The size past which `intake`'s body is streamed to object storage, if it is: a store
     /// is configured, the source keeps large bodies there, the body is not compressed (it is
-    /// decoded whole) and the source's scheme verifies a body piece by piece.
+    /// decoded whole), the source's scheme verifies a body piece by piece, and nothing is read
+    /// from inside the body (a dedupe or partition key, the event type), which a body never
+    /// held whole could not give.
     pub(crate) fn streams_past(&self, intake: &Intake) -> Option<u64> {
         let source = &intake.source;
         self.objects.as_ref()?;
-        let streams = intake.encoding == Encoding::Identity && source.verifier.streams();
+        let reads_body = source.dedupe.reads_body()
+            || source
+                .partition_key
+                .as_ref()
+                .is_some_and(KeySource::reads_body)
+            || source
+                .event_type
+                .as_ref()
+                .is_some_and(KeySource::reads_body);
+        let streams =
+            intake.encoding == Encoding::Identity && source.verifier.streams() && !reads_body;
         source.inline_max_bytes.filter(|_| streams)
     }
 
@@ -105,14 +134,12 @@ impl Pipeline {
             }
             None => return Err(answer::internal()),
         };
-        let room = usize::try_from(objects.upload_bytes()).unwrap_or(usize::MAX);
-        let top_up = room.saturating_sub(frames.received);
-        place
-            .hold(charge, top_up)
-            .map_err(|Exhausted| client_overloaded(self.retry_after))?;
-        self.budget
-            .charge(charge, top_up)
-            .map_err(|Exhausted| memory_full(self.retry_after))?;
+        // What the upload holds in memory grows with the body up to its parts' room, and is
+        // charged as it grows: the bytes read so far are already.
+        let mut room = Room {
+            limit: usize::try_from(objects.upload_bytes()).unwrap_or(usize::MAX),
+            charged: frames.received,
+        };
         let content_type = headers::text(&parts.headers, http::header::CONTENT_TYPE.as_str());
         let name = object_name(&source.name, intake.id(), SystemTime::now());
         let writer = objects.writer(&name, content_type).await;
@@ -125,14 +152,20 @@ impl Pipeline {
             self.put(&mut upload, &mut frames, chunk, &source.name)
                 .await?;
         }
-        // The bytes read before the switch are in the upload's parts now.
-        charge.shrink_to(room);
         let cap = usize::try_from(source.max_body_bytes).unwrap_or(usize::MAX);
         while let Some(chunk) = frames.next().await? {
             if frames.received > cap {
                 drop(upload);
+                charge.shrink_to(0);
                 return Err(frames.refuse_too_large(source.max_body_bytes).await);
             }
+            let more = room.more(chunk.len());
+            place
+                .hold(charge, more)
+                .map_err(|Exhausted| client_overloaded(self.retry_after))?;
+            self.budget
+                .charge(charge, more)
+                .map_err(|Exhausted| memory_full(self.retry_after))?;
             check.update(&chunk);
             self.put(&mut upload, &mut frames, chunk, &source.name)
                 .await?;
@@ -144,6 +177,9 @@ impl Pipeline {
             .finish()
             .await
             .map_err(|e| self.store_failed(&source.name, &e))?;
+        // The body is out of memory: its room goes back to the others now, not when the
+        // event is settled.
+        charge.shrink_to(0);
         let stored = self.stored(objects, reference);
         intake.body_in();
         self.metrics.body_read(&source.name, frames.received);
@@ -188,13 +224,37 @@ impl Pipeline {
         let source = &intake.source.name;
         let name = object_name(source, envelope.id, SystemTime::now());
         let body = std::mem::take(&mut envelope.body);
+        let stored_body = body.clone();
         let written = async {
-            let mut writer = objects.writer(&name, envelope.content_type.clone()).await?;
-            writer.write(body).await?;
-            writer.finish().await
+            let writer = objects.writer(&name, envelope.content_type.clone()).await?;
+            // Aborted if the write fails or the request is dropped meanwhile.
+            let mut upload = Upload {
+                writer: Some(writer),
+                tasks: self.tasks.clone(),
+            };
+            if let Some(writer) = upload.writer.as_mut() {
+                writer.write(body).await?;
+            }
+            match upload.writer.take() {
+                Some(writer) => writer.finish().await.map(Some),
+                None => Ok(None),
+            }
         };
-        let reference = written.await.map_err(|e| self.store_failed(source, &e))?;
+        let reference = match written.await {
+            Ok(Some(reference)) => reference,
+            Ok(None) => return Err(answer::internal()),
+            Err(e) => return Err(self.store_failed(source, &e)),
+        };
         envelope.stored = Some(reference.clone());
+        // The workers read the event type of a record from its body, which the record no
+        // longer has: it is read now and carried in a header.
+        if let Some(key) = intake.source.event_type.as_ref().filter(|k| k.reads_body()) {
+            let no_headers = http::HeaderMap::new();
+            envelope.event_type = key
+                .extract(&KeyInput::new(&no_headers, &stored_body, None))
+                .ok()
+                .flatten();
+        }
         Ok(Some(self.stored(objects.clone(), reference)))
     }
 

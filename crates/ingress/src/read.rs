@@ -58,13 +58,10 @@ impl Pipeline {
             }
             return Err(answer::too_large(cap));
         }
+        // Switched to streaming once the bytes are in, not on the length a client announces:
+        // an upload's room in the budget is taken as its bytes arrive, as any body's.
         let streamed = self.streams_past(intake);
         let mut frames = Frames::new(self, body.as_mut(), declared);
-        if streamed.is_some_and(|inline| declared.is_some_and(|length| length > inline)) {
-            return self
-                .stream_to_store(intake, parts, frames, Vec::new(), place, charge)
-                .await;
-        }
         let cap = usize::try_from(cap).unwrap_or(usize::MAX);
         let mut chunks = Vec::new();
         while let Some(data) = frames.next().await? {

@@ -61,11 +61,34 @@ pub fn partitions_of<C: ConsumerContext, K: Consumer<C>>(
     let metadata = consumer
         .fetch_metadata(Some(topic), timeout)
         .map_err(client_error(format!("metadata of {topic}")))?;
+    let mut partitions = Vec::new();
+    for t in metadata.topics().iter().filter(|t| t.name() == topic) {
+        // A topic the client may not describe, or one without a leader now, is an error, not
+        // a topic without partitions: a reader must not take it for an empty one.
+        if let Some(code) = t.error() {
+            return Err(ClientError {
+                context: format!("metadata of {topic}"),
+                source: KafkaError::MetadataFetch(code.into()),
+            });
+        }
+        partitions.extend(t.partitions().iter().map(|p| p.id()));
+    }
+    Ok(partitions)
+}
+
+/// The names of every topic of the cluster. Blocking.
+pub fn topic_names(connection: &Connection, timeout: Duration) -> Result<Vec<String>, ClientError> {
+    let consumer: BaseConsumer<ReaderContext> = connection
+        .client_config()
+        .create_with_context(ReaderContext)
+        .map_err(client_error("create reader"))?;
+    let metadata = consumer
+        .fetch_metadata(None, timeout)
+        .map_err(client_error("metadata of the cluster"))?;
     Ok(metadata
         .topics()
         .iter()
-        .filter(|t| t.name() == topic)
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .map(|t| t.name().to_owned())
         .collect())
 }
 

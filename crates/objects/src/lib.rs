@@ -153,9 +153,12 @@ impl Objects {
         Ok(path)
     }
 
-    /// The object's bytes as they are read, in the store's chunks; the last item is an error
-    /// if the bytes did not match the reference's size and SHA-256, so that whoever forwards
-    /// the stream can fail what it sends rather than complete it.
+    /// The object's bytes as they are read, in the store's chunks, checked against the
+    /// reference's size and SHA-256: the chunk that completes the reference's size is replaced
+    /// by the error if the bytes do not match, so whoever forwards the stream (with a
+    /// `Content-Length` of that size, after which nothing more is read) fails what it sends
+    /// rather than completes it. Bytes past the size, or a stream that ends short, are errors
+    /// too.
     pub async fn stream(
         &self,
         reference: &ObjectRef,
@@ -169,15 +172,25 @@ impl Objects {
             .map(Some)
             .chain(futures::stream::once(async { None }))
             .filter_map(move |item| {
-                let out = match item {
-                    Some(Ok(chunk)) => {
-                        if let Some(check) = check.as_mut() {
-                            check.update(&chunk);
+                let out = match (item, check.as_mut()) {
+                    (Some(Ok(chunk)), Some(c)) => {
+                        c.update(&chunk);
+                        if c.size < expected.size {
+                            Some(Ok(chunk))
+                        } else {
+                            let verdict = check.take().map_or(Ok(()), |c| c.finish(&expected));
+                            Some(verdict.map(|()| chunk))
                         }
-                        Some(Ok(chunk))
                     }
-                    Some(Err(e)) => Some(Err(e)),
-                    None => check
+                    // Past the reference's size: the object is longer than it.
+                    (Some(Ok(chunk)), None) => Some(Err(ObjectsError::Mismatch {
+                        uri: expected.uri.clone(),
+                        expected: format!("{} bytes", expected.size),
+                        found: format!("{} bytes more", chunk.len()),
+                    })),
+                    (Some(Err(e)), _) => Some(Err(e)),
+                    // The end: an object shorter than the reference fails here.
+                    (None, _) => check
                         .take()
                         .and_then(|c| c.finish(&expected).err())
                         .map(Err),

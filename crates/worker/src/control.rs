@@ -65,7 +65,9 @@ pub(crate) fn header_str<'m>(message: &'m OwnedMessage, name: &str) -> Option<&'
 }
 
 /// The event type of a record of `source`, read as the source's `event_type` says (from the
-/// record's headers, its JSON body or its Protobuf fields); `None` when the source has none or the record lacks it.
+/// record's headers, its JSON body or its Protobuf fields, or, for a body in object storage,
+/// from the `spillway-event-type` header the ingress wrote); `None` when the source has none
+/// or the record lacks it.
 pub fn event_type<'a>(
     source: &SourceRoute,
     record_headers: impl IntoIterator<Item = (&'a str, &'a [u8])>,
@@ -80,6 +82,10 @@ pub fn event_type<'a>(
         ) {
             map.append(name, value);
         }
+    }
+    // A record whose body is in object storage carries the type the ingress read from it.
+    if let Some(stored) = map.get(spillway_core::headers::EVENT_TYPE) {
+        return stored.to_str().ok().map(str::to_owned);
     }
     // A Protobuf field is read from the record decoded as the source's message type.
     let decoded = match key {
@@ -207,6 +213,19 @@ mod tests {
             ..github
         };
         assert_eq!(event_type(&untyped, pushed, b"{}"), None);
+        // A record whose body is in object storage: the type the ingress read from the body.
+        let stripe = SourceRoute {
+            event_type: Some(KeySource::JsonPointer {
+                pointer: "/type".into(),
+            }),
+            ..github_source()
+        };
+        let stored: [(&str, &[u8]); 1] = [(headers::EVENT_TYPE, b"invoice.paid")];
+        assert_eq!(
+            event_type(&stripe, stored, b"").as_deref(),
+            Some("invoice.paid")
+        );
+        assert_eq!(event_type(&stripe, [], b"").as_deref(), None);
     }
 
     #[test]

@@ -5,17 +5,18 @@
 //! written right now is not taken for an orphan.
 //!
 //! An object is only removed on a complete reading: a topic that cannot be read to its end
-//! stops the sweep before anything is deleted.
+//! stops the sweep before anything is deleted. The topics are those the cluster has, found by
+//! name: a topic that does not exist has no records to refer to anything.
 
 use std::collections::HashSet;
 use std::time::{Duration, SystemTime};
 
 use spillway_config::Config;
 use spillway_core::headers;
-use spillway_kafka::reader::read_topic_where;
+use spillway_kafka::reader::{read_topic_where, topic_names};
 use spillway_objects::Objects;
 
-use crate::topics::worker_topics;
+use crate::topics::{dead_letter_topic, is_retry_tier};
 use crate::worker::ConfigProblem;
 use crate::WorkerError;
 
@@ -32,35 +33,35 @@ pub struct Swept {
     pub orphans: Vec<String>,
 }
 
-/// Every topic whose records may refer to a stored body.
-pub fn referring_topics(config: &Config) -> Vec<String> {
-    let mut topics = config.topics();
-    topics.extend(worker_topics(config));
+/// Every topic of the cluster whose records may refer to a stored body: the sources', the
+/// quarantines, the dead letters, and every retry tier of the prefix (an earlier retry
+/// policy's too, whose records still wait). `existing` is every topic of the cluster.
+pub fn referring_topics(config: &Config, existing: &[String]) -> Vec<String> {
+    let mut named = config.topics();
+    named.push(dead_letter_topic(config));
+    let mut topics: Vec<String> = existing
+        .iter()
+        .filter(|t| named.contains(t) || is_retry_tier(config, t))
+        .cloned()
+        .collect();
     topics.sort();
     topics.dedup();
     topics
 }
 
-/// The object URIs the records of `topics` refer to. A topic that does not exist refers to
-/// nothing; any other failure to read one is an error. Blocking.
-pub fn referenced(
-    config: &Config,
-    topics: &[String],
-    timeout: Duration,
-) -> Result<HashSet<String>, WorkerError> {
+/// The object URIs the records of every referring topic refer to. Any failure to read one
+/// to its end is an error: an object is removed only on a complete reading. Blocking.
+pub fn referenced(config: &Config, timeout: Duration) -> Result<HashSet<String>, WorkerError> {
+    let connection = (&config.kafka).into();
+    let existing = topic_names(&connection, timeout)?;
     let mut uris = HashSet::new();
-    for topic in topics {
-        let read = read_topic_where(&(&config.kafka).into(), topic, timeout, |record| {
+    for topic in referring_topics(config, &existing) {
+        read_topic_where(&connection, &topic, timeout, |record| {
             if let Some(uri) = record.header(headers::OBJECT_URI) {
                 uris.insert(uri.to_owned());
             }
             false
-        });
-        match read {
-            Ok(_) => {}
-            Err(e) if e.is_unknown_topic() => {}
-            Err(e) => return Err(e.into()),
-        }
+        })?;
     }
     Ok(uris)
 }
@@ -80,9 +81,8 @@ pub async fn sweep(
     // or is younger than the grace period.
     let listed = objects.list().await?;
     let started = SystemTime::now();
-    let (reading, topics) = (config.clone(), referring_topics(config));
-    let uris =
-        tokio::task::spawn_blocking(move || referenced(&reading, &topics, timeout)).await??;
+    let reading = config.clone();
+    let uris = tokio::task::spawn_blocking(move || referenced(&reading, timeout)).await??;
     let mut swept = Swept {
         listed: listed.len(),
         ..Swept::default()
@@ -105,4 +105,38 @@ pub async fn sweep(
         }
     }
     Ok(swept)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_topic_that_may_refer_to_a_body_is_read_an_earlier_policys_tiers_too() {
+        let config = spillway_config::parse_str(
+            "kafka: { brokers: k:9092, topic_prefix: hooks. }\n\
+             sources:\n  a: { verify: { scheme: none }, dedupe: { from: none } }\n",
+        )
+        .expect("config");
+        let existing: Vec<String> = [
+            "hooks.a",
+            "hooks.worker.retry.5s",
+            "hooks.worker.retry.250ms",
+            "hooks.worker.retry.x",
+            "hooks.worker.dead-letter",
+            "hooks.worker.subscriptions",
+            "other.a",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(
+            referring_topics(&config, &existing),
+            [
+                "hooks.a",
+                "hooks.worker.dead-letter",
+                "hooks.worker.retry.250ms",
+                "hooks.worker.retry.5s"
+            ]
+        );
+    }
 }

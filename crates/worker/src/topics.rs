@@ -66,6 +66,16 @@ pub fn retry_tier_pattern(config: &Config) -> String {
     format!("^{prefix}worker\\.retry\\.[0-9]+m?s$")
 }
 
+/// Whether `topic` is a retry tier topic of the config's prefix, whatever retry policy made it
+/// (what [`retry_tier_pattern`] matches).
+pub fn is_retry_tier(config: &Config, topic: &str) -> bool {
+    let tier = format!("{}worker.retry.", config.kafka.topic_prefix);
+    topic.strip_prefix(&tier).is_some_and(|delay| {
+        let unit = delay.strip_suffix("ms").or_else(|| delay.strip_suffix('s'));
+        unit.is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    })
+}
+
 pub fn dead_letter_topic(config: &Config) -> String {
     format!("{}worker.dead-letter", config.kafka.topic_prefix)
 }

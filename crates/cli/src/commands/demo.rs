@@ -140,7 +140,7 @@ async fn send_burst(
     let now = unix_seconds(SystemTime::now());
     for (source, signer) in sources {
         for i in 0..EVENTS_PER_SOURCE {
-            for (kind, headers, body) in requests(&source.name, signer, i, now) {
+            for (kind, headers, body) in requests(source, signer, i, now) {
                 let target = &targets[outcome.sent % targets.len()];
                 outcome.sent += 1;
                 let url = format!("{}/v1/hooks/{}", target.trim_end_matches('/'), source.name);
@@ -163,13 +163,15 @@ async fn send_burst(
 }
 
 /// The requests for event `i` of a source: valid, duplicate, tampered and, where the scheme
-/// signs a timestamp, stale.
+/// signs a timestamp, stale; for the first event of a source whose large bodies go to object
+/// storage, a large one too.
 fn requests(
-    source: &str,
+    resolved: &ResolvedSource,
     signer: &Signer,
     i: usize,
     now: i64,
 ) -> Vec<(&'static str, Headers, String)> {
+    let source = resolved.name.as_str();
     let id = format!("evt_demo_{}", uuid::Uuid::new_v4().simple());
     let body = format!(
         r#"{{"id":"{id}","type":"demo.event","source":"{source}","device":"meter-{}","n":{i}}}"#,
@@ -185,8 +187,22 @@ fn requests(
         let stale = signer.headers(&id, now - 3600, body.as_bytes());
         kinds.push(("stale", stale, body));
     }
+    let large = resolved
+        .inline_max_bytes
+        .filter(|inline| i == 0 && inline + LARGE_EXTRA_BYTES <= resolved.max_body_bytes);
+    if let Some(inline) = large {
+        let id = format!("evt_demo_{}", uuid::Uuid::new_v4().simple());
+        let pad = "w".repeat(usize::try_from(inline + LARGE_EXTRA_BYTES).unwrap_or(0));
+        let body = format!(
+            r#"{{"id":"{id}","type":"demo.waveform","source":"{source}","device":"meter-0","samples":"{pad}"}}"#
+        );
+        kinds.push(("large", signer.headers(&id, now, body.as_bytes()), body));
+    }
     kinds
 }
+
+/// How much larger than its source's `inline_max_bytes` the demo's large body is.
+const LARGE_EXTRA_BYTES: u64 = 64 * 1024;
 
 fn print_answers(outcome: &Outcome, targets: &[String]) {
     println!("sent {} requests to {}", outcome.sent, targets.join(", "));
@@ -218,10 +234,13 @@ async fn print_in_kafka(config: &Config, accepted: &[(String, String)]) -> anyho
                 .find(|r| r.header(headers::EVENT_ID) == Some(id.as_str()))
             {
                 Some(r) => println!(
-                    "  {topic}/{}@{}  id={id}  key={}",
+                    "  {topic}/{}@{}  id={id}  key={}{}",
                     r.partition,
                     r.offset,
-                    String::from_utf8_lossy(r.key.as_deref().unwrap_or_default())
+                    String::from_utf8_lossy(r.key.as_deref().unwrap_or_default()),
+                    r.header(headers::OBJECT_URI)
+                        .map(|uri| format!("  body in {uri}"))
+                        .unwrap_or_default()
                 ),
                 None => anyhow::bail!("event {id} was answered 202 but is not in {topic}"),
             }
@@ -236,6 +255,7 @@ fn explain(kind: &str) -> &'static str {
         "duplicate" => "200: same event seen, original id returned",
         "tampered" => "401: signature does not match the body",
         "stale" => "400: timestamp outside the replay window",
+        "large" => "202: body over inline_max_bytes, in object storage; its record refers to it",
         _ => "",
     }
 }

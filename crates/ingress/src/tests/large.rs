@@ -39,6 +39,7 @@ sources:
     verify: { scheme: none }
     dedupe: { from: json_pointer, pointer: /id }
     partition_key: { from: json_pointer, pointer: /device }
+    event_type: { from: json_pointer, pointer: /type }
     inline_max_bytes: 65536
   capped:
     verify: { scheme: none }
@@ -220,21 +221,23 @@ async fn a_retried_large_body_is_a_duplicate_and_leaves_one_object() {
 }
 
 #[tokio::test]
-async fn keys_inside_a_streamed_body_fall_back_to_its_hash_and_none() {
+async fn a_body_whose_keys_are_inside_it_is_read_whole_then_stored_with_them() {
     let h = large();
     let body = Bytes::from(format!(
-        r#"{{"id":"r-1","device":"meter-7","wave":"{}"}}"#,
+        r#"{{"id":"r-1","device":"meter-7","type":"waveform","wave":"{}"}}"#,
         "x".repeat(200 * 1024)
     ));
     let seen = h.send(streamed("readings", &[], body.clone())).await;
     assert_eq!(seen.status, StatusCode::ACCEPTED, "{:?}", seen.body);
-    let records = h.kafka.records_in("spillway.readings");
-    let sha = hex::encode(Sha256::digest(&body));
-    assert_eq!(records[0].header(headers::DEDUPE_KEY), Some(sha.as_str()));
+    let reference = only_reference(&h, "spillway.readings");
+    assert!(read_back(&h, &reference).await == body);
+    let record = &h.kafka.records_in("spillway.readings")[0];
+    assert_eq!(record.header(headers::DEDUPE_KEY), Some("r-1"));
+    assert_eq!(record.key.as_deref(), Some(&b"meter-7"[..]));
     assert_eq!(
-        records[0].key.as_deref(),
-        Some(sha.as_bytes()),
-        "no partition key: the record is keyed by its dedupe key"
+        record.header(headers::EVENT_TYPE),
+        Some("waveform"),
+        "the type the workers would read from the body"
     );
     let again = h.send(streamed("readings", &[], body)).await;
     assert_eq!(again.body["status"], "duplicate", "{:?}", again.body);
@@ -307,7 +310,7 @@ async fn a_store_that_is_down_is_503_and_leaves_no_record() {
     );
     let h = harness_of(&yaml, None, CLUSTER);
     let body = body_of(256 * 1024, 8);
-    let seen = h.send(streamed("readings", &[], body)).await;
+    let seen = h.send(streamed("capped", &[], body)).await;
     assert_eq!(
         seen.status,
         StatusCode::SERVICE_UNAVAILABLE,
@@ -316,7 +319,13 @@ async fn a_store_that_is_down_is_503_and_leaves_no_record() {
     );
     assert_eq!(seen.code(), "objects_unavailable");
     assert!(seen.retry_after().is_some());
-    assert!(h.kafka.records_in("spillway.readings").is_empty());
+    assert!(h.kafka.records_in("spillway.capped").is_empty());
+    settle().await;
+    assert_eq!(
+        h.pipeline.budget.available(),
+        8 * 1024 * 1024,
+        "every byte given back"
+    );
     assert!(
         crate::ANSWERS.contains(&(503, "objects_unavailable")),
         "listed in the README's answers"

@@ -74,6 +74,7 @@ fn envelope(i: usize) -> Envelope {
         batch: None,
         invalid: None,
         stored: None,
+        event_type: None,
         // Not valid UTF-8 on purpose: the value is bytes, never text.
         body: Bytes::from(vec![0xff, 0x00, i as u8, b'{', b'}']),
     }

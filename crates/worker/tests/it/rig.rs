@@ -96,6 +96,7 @@ impl Rig {
             batch: None,
             invalid: None,
             stored: None,
+            event_type: None,
             body: Bytes::from(format!(r#"{{"key":"{key}","seq":{seq}}}"#)),
         };
         self.producer
