@@ -91,9 +91,16 @@ impl Charge {
             .map_or(0, OwnedSemaphorePermit::num_permits)
     }
 
-    /// Gives back all but `keep` bytes (what the request still holds after a step that
-    /// freed memory, e.g. a compressed body dropped once decoded).
+    /// Gives back all but `keep` bytes, to the budget and to the client's share (what the
+    /// request still holds after a step that freed memory: a compressed body dropped once
+    /// decoded, a body streamed to object storage).
     pub(crate) fn shrink_to(&mut self, keep: usize) {
+        if let Some((held, counted)) = &mut self.client {
+            if *counted > keep {
+                held.fetch_sub(*counted - keep, Ordering::AcqRel);
+                *counted = keep;
+            }
+        }
         let Some(permit) = &mut self.permit else {
             return;
         };

@@ -52,7 +52,8 @@ impl ReadRecord {
     }
 }
 
-/// The partition ids of `topic` (empty when it does not exist). Blocking.
+/// The partition ids of `topic`; an error when its metadata carries one (it does not exist,
+/// the client may not describe it, it has no leader now). Blocking.
 pub fn partitions_of<C: ConsumerContext, K: Consumer<C>>(
     consumer: &K,
     topic: &str,
@@ -76,7 +77,8 @@ pub fn partitions_of<C: ConsumerContext, K: Consumer<C>>(
     Ok(partitions)
 }
 
-/// The names of every topic of the cluster. Blocking.
+/// The names of the topics of the cluster that this client may describe (a topic it may not
+/// is left out by the broker, not reported). Blocking.
 pub fn topic_names(connection: &Connection, timeout: Duration) -> Result<Vec<String>, ClientError> {
     let consumer: BaseConsumer<ReaderContext> = connection
         .client_config()
@@ -129,10 +131,8 @@ pub fn read_topic_where(
     let partitions = partitions_of(&consumer, topic, timeout)?;
     if partitions.is_empty() {
         return Err(ClientError {
-            context: format!("read {topic}: no such topic"),
-            source: KafkaError::MetadataFetch(
-                rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition,
-            ),
+            context: format!("read {topic}: the cluster reports no partition of it"),
+            source: KafkaError::MetadataFetch(rdkafka::types::RDKafkaErrorCode::UnknownTopic),
         });
     }
 

@@ -182,6 +182,7 @@ impl Objects {
                             Some(verdict.map(|()| chunk))
                         }
                     }
+                    (Some(Ok(chunk)), None) if chunk.is_empty() => None,
                     // Past the reference's size: the object is longer than it.
                     (Some(Ok(chunk)), None) => Some(Err(ObjectsError::Mismatch {
                         uri: expected.uri.clone(),

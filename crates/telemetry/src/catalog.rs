@@ -92,7 +92,7 @@ pub const HTTP_REQUESTS: MetricDef = MetricDef {
         SOURCE,
         Label {
             name: "outcome",
-            values: "`accepted` (202), `duplicate` (200), `in_flight` (503, the same key being accepted now), `unauthorized` (401), `bad_request` (400), `unknown_source` (404), `method_not_allowed` (405), `too_large` (413), `body_timeout` (408, too late or too slow), `overloaded` (503), `memory_full` (503), `client_limit` (503), `kafka_unavailable` (503), `redis_unavailable` (503), `loop_detected` (508), `forbidden` (403), `rate_limited` (429), `blocked` (403), `unsupported_encoding` (415), `robots_txt` (200, `GET /robots.txt`), `handshake` (200, a provider's registration handshake), `provider_unreachable` (503, an SNS certificate or SubscribeURL could not be fetched), `internal` (500)",
+            values: "`accepted` (202), `duplicate` (200), `in_flight` (503, the same key being accepted now), `unauthorized` (401), `bad_request` (400), `unknown_source` (404), `method_not_allowed` (405), `too_large` (413), `body_timeout` (408, too late or too slow), `overloaded` (503), `memory_full` (503), `client_limit` (503), `kafka_unavailable` (503), `redis_unavailable` (503), `loop_detected` (508), `forbidden` (403), `rate_limited` (429), `blocked` (403), `unsupported_encoding` (415), `robots_txt` (200, `GET /robots.txt`), `handshake` (200, a provider's registration handshake), `provider_unreachable` (503, an SNS certificate or SubscribeURL could not be fetched), `objects_unavailable` (503, object storage did not take a large body), `internal` (500)",
         },
     ],
 };

@@ -85,7 +85,7 @@ pub fn event_type<'a>(
     }
     // A record whose body is in object storage carries the type the ingress read from it.
     if let Some(stored) = map.get(spillway_core::headers::EVENT_TYPE) {
-        return stored.to_str().ok().map(str::to_owned);
+        return String::from_utf8(stored.as_bytes().to_vec()).ok();
     }
     // A Protobuf field is read from the record decoded as the source's message type.
     let decoded = match key {

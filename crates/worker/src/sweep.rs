@@ -33,35 +33,43 @@ pub struct Swept {
     pub orphans: Vec<String>,
 }
 
-/// Every topic of the cluster whose records may refer to a stored body: the sources', the
-/// quarantines, the dead letters, and every retry tier of the prefix (an earlier retry
-/// policy's too, whose records still wait). `existing` is every topic of the cluster.
+/// Every topic whose records may refer to a stored body: by name, the sources', the
+/// quarantines and the dead letters; from the cluster's listing (`existing`), every retry tier
+/// of the prefix, an earlier retry policy's too, whose records still wait.
 pub fn referring_topics(config: &Config, existing: &[String]) -> Vec<String> {
-    let mut named = config.topics();
-    named.push(dead_letter_topic(config));
-    let mut topics: Vec<String> = existing
-        .iter()
-        .filter(|t| named.contains(t) || is_retry_tier(config, t))
-        .cloned()
-        .collect();
+    let mut topics = config.topics();
+    topics.push(dead_letter_topic(config));
+    topics.extend(
+        existing
+            .iter()
+            .filter(|t| is_retry_tier(config, t))
+            .cloned(),
+    );
     topics.sort();
     topics.dedup();
     topics
 }
 
-/// The object URIs the records of every referring topic refer to. Any failure to read one
-/// to its end is an error: an object is removed only on a complete reading. Blocking.
+/// The object URIs the records of every referring topic refer to. A topic the cluster says
+/// does not exist refers to nothing; any other failure to read one to its end is an error,
+/// since an object is removed only on a complete reading (a topic the listing leaves out
+/// because it may not be described is still read by name, and fails). Blocking.
 pub fn referenced(config: &Config, timeout: Duration) -> Result<HashSet<String>, WorkerError> {
     let connection = (&config.kafka).into();
     let existing = topic_names(&connection, timeout)?;
     let mut uris = HashSet::new();
     for topic in referring_topics(config, &existing) {
-        read_topic_where(&connection, &topic, timeout, |record| {
+        let read = read_topic_where(&connection, &topic, timeout, |record| {
             if let Some(uri) = record.header(headers::OBJECT_URI) {
                 uris.insert(uri.to_owned());
             }
             false
-        })?;
+        });
+        match read {
+            Ok(_) => {}
+            Err(e) if e.is_unknown_topic() => {}
+            Err(e) => return Err(e.into()),
+        }
     }
     Ok(uris)
 }
@@ -137,6 +145,11 @@ mod tests {
                 "hooks.worker.retry.250ms",
                 "hooks.worker.retry.5s"
             ]
+        );
+        assert_eq!(
+            referring_topics(&config, &[]),
+            ["hooks.a", "hooks.worker.dead-letter"],
+            "the named ones are read whether listed or not"
         );
     }
 }
