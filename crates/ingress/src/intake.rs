@@ -183,33 +183,25 @@ impl Intake {
     #[allow(clippy::result_large_err)]
     /// Stage 6 for a body streamed to object storage ([`crate::offload`]), whose source reads
     /// no key from inside its bodies: the keys its headers, signed id or client certificate
-    /// give, or the body's hash (the SHA-256 taken as it was stored).
+    /// give, read as for any request, the body's hash being the SHA-256 taken as it was
+    /// stored.
     pub(crate) fn stored_keys(
         &self,
         headers: &HeaderMap,
         stored: &ObjectRef,
         verified: Verified,
+        metrics: &IngressMetrics,
     ) -> Result<Envelope, Answer> {
         let key_input = KeyInput::new(headers, &[], verified.signed_id.as_deref())
             .with_client_subject(self.device_id.as_deref())
             .with_body_sha256(Some(&stored.sha256));
-        let source = &self.source;
-        let dedupe_key = match source.dedupe.extract(&key_input) {
-            Err(_) if source.dedupe_fallback => KeySource::BodyHash.extract(&key_input),
-            extracted => extracted,
+        let (keys, fell_back) = self
+            .read_keys(&key_input, false, false)
+            .map_err(|(what, e)| bad_key(what, &e))?;
+        if fell_back {
+            metrics.dedupe_fallback(&self.source.name);
         }
-        .map_err(|e| bad_key("dedupe key", &e))?;
-        let partition_key = match &source.partition_key {
-            Some(key) => key
-                .extract(&key_input)
-                .map_err(|e| bad_key("partition key", &e))?,
-            None => None,
-        };
-        let keys = RecordKeys {
-            dedupe_key,
-            partition_key,
-        };
-        let forwarded = forwarded(headers, &source.forward_headers);
+        let forwarded = forwarded(headers, &self.source.forward_headers);
         let mut envelope = self.envelope(headers, Bytes::new(), verified.key_id, keys, forwarded);
         envelope.stored = Some(stored.clone());
         Ok(envelope)

@@ -207,10 +207,11 @@ impl Pipeline {
             return refused;
         }
         let replay_key = verified.replay_key.clone();
-        let envelope = match intake.stored_keys(&parts.headers, stored.reference(), verified) {
-            Ok(envelope) => envelope,
-            Err(refused) => return refused,
-        };
+        let envelope =
+            match intake.stored_keys(&parts.headers, stored.reference(), verified, &self.metrics) {
+                Ok(envelope) => envelope,
+                Err(refused) => return refused,
+            };
         let held = Held {
             _in_flight: in_flight,
             _charge: charge,

@@ -26,7 +26,7 @@ use std::path::PathBuf;
 pub use client::{Client, Reply};
 pub use config_doc::ConfigDoc;
 pub use postgres::Postgres;
-pub use process::{IngressProcess, Tansu, WorkerProcess};
+pub use process::{proc_status_bytes, IngressProcess, Tansu, WorkerProcess};
 pub use redis_cluster::RedisCluster;
 use spillway_kafka::reader::ReadRecord;
 pub use subscriber::{Behaviour, Received, TestSubscriber};

@@ -266,17 +266,29 @@ fn build_request(
         (Some(json), true) => (json, Some("application/json")),
         _ => (&event.body, event.content_type.as_deref()),
     };
-    let scheme = Scheme::standard_webhooks();
-    let signatures = active_keys(subscription, now)
-        // Standard Webhooks always signs; an empty result ends in `head` as L-14.
-        .map(|key| sign(&scheme, key, &event.event_id, timestamp, body).unwrap_or_default())
-        .collect();
+    let signatures = signed_whole(subscription, &event.event_id, now, timestamp, body);
     let head = head(subscription, event, attempt, timestamp, signatures)?;
     let head = head.header(
         header::CONTENT_TYPE,
         content_type.unwrap_or("application/json"),
     );
     Ok(head.body(whole(body.clone()))?)
+}
+
+/// The headers each of the subscription's secrets active at `now` signs `body` with, as
+/// event `id` at `timestamp`.
+pub(crate) fn signed_whole(
+    subscription: &ResolvedSubscription,
+    id: &str,
+    now: SystemTime,
+    timestamp: i64,
+    body: &[u8],
+) -> Vec<Vec<(String, String)>> {
+    let scheme = Scheme::standard_webhooks();
+    active_keys(subscription, now)
+        // Standard Webhooks always signs; an empty result ends in `head` as L-14.
+        .map(|key| sign(&scheme, key, id, timestamp, body).unwrap_or_default())
+        .collect()
 }
 
 /// The raw keys of the subscription's secrets that sign at `now`.

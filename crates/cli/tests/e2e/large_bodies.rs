@@ -16,20 +16,11 @@ use spillway_signature::{Scheme, SecretRing, Verifier};
 use spillway_testkit::spillway::{
     inbox_subscription, spillway_bin, worker_setup, TestSource, ACME_OLD_SECRET,
 };
-use spillway_testkit::{kafka_brokers, local_s3_options, read_topic, Client, TestSubscriber, Wait};
+use spillway_testkit::{
+    kafka_brokers, local_s3_options, proc_status_bytes, read_topic, Client, TestSubscriber, Wait,
+};
 
 const SIZE: usize = 100 * 1024 * 1024;
-
-/// The peak resident memory of process `pid`, in bytes.
-fn peak_rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .expect("VmHWM")
-        * 1024
-}
 
 fn sweep(config: &std::path::Path, args: &[&str]) -> String {
     let out = Command::new(spillway_bin())
@@ -93,7 +84,7 @@ async fn a_100_mib_body_streams_to_the_store_and_reaches_its_subscriber_whole() 
         .await
         .expect("answer");
     assert_eq!(reply.status, 202, "{:?}", reply.json());
-    let peak = peak_rss(ingress.pid());
+    let peak = proc_status_bytes(ingress.pid(), "VmHWM");
     assert!(
         peak < 96 * 1024 * 1024,
         "the ingress peaked at {} MiB: it held the body",

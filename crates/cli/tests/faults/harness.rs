@@ -37,16 +37,7 @@ pub fn load_shape() -> (f64, Duration) {
     )
 }
 
-/// A figure of `/proc/<pid>/status`, in bytes (`VmHWM`: the peak resident set).
-pub fn proc_status_bytes(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{field}:")))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map(|kib| kib * 1024)
-        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
-}
+pub use spillway_testkit::proc_status_bytes;
 
 /// Kafka properties for one record per batch. The worker cases pause partitions (an open
 /// circuit, a retry lane waiting for its head, a lane over its memory) or resume from committed

@@ -17,9 +17,12 @@ use hyper::body::Frame;
 use spillway_config::ResolvedSubscription;
 use spillway_core::ObjectRef;
 use spillway_objects::{Objects, ObjectsError};
-use spillway_signature::{sign, sign_streamed, unix_seconds, Scheme};
+use spillway_signature::{sign_streamed, unix_seconds, Scheme};
 
-use super::{active_keys, head, BoxError, DeliveryOutcome, HttpDeliverer, OutBody, OutboundEvent};
+use super::{
+    active_keys, head, signed_whole, BoxError, DeliveryOutcome, HttpDeliverer, OutBody,
+    OutboundEvent,
+};
 
 /// The content type of a reference delivered in place of a body.
 pub const REFERENCE_CONTENT_TYPE: &str = "application/vnd.spillway.object-reference+json";
@@ -64,12 +67,7 @@ impl HttpDeliverer {
                 let body = reference_body(objects, stored, now, expiry)
                     .await
                     .map_err(|e| store_outcome(&e))?;
-                let scheme = Scheme::standard_webhooks();
-                let signed = active_keys(subscription, now)
-                    .map(|key| {
-                        sign(&scheme, key, &event.event_id, timestamp, &body).unwrap_or_default()
-                    })
-                    .collect();
+                let signed = signed_whole(subscription, &event.event_id, now, timestamp, &body);
                 (signed, super::whole(body), REFERENCE_CONTENT_TYPE)
             }
             None => {
