@@ -1,24 +1,39 @@
 #!/usr/bin/env bash
 # `make bench`: criterion micro benchmarks, then the end-to-end sweeps of spillway-loadgen
-# against a release `spillway ingress` and the bare baseline on the local stack, then
+# against a release `spillway ingress` and the bare baseline on the local stack, then the fleet
+# figures (batches split into records, large bodies streamed to the local S3 server), then
 # docs/benchmarks.md and its plot. The last line printed is the headline:
 #   max_rate=<rps> p99_ms_at_half=<ms> cpu_us_per_req=<us> bare_cpu_us_per_req=<us> ingest_vs_bare=<ratio>
 # Extra arguments go to `spillway-loadgen bench` (e.g. --rates 1000,2000 --step 3s).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dev/up.sh
-# The sweeps get a broker of their own, fresh (memory storage), on a free port, so what earlier
-# tests left in the shared one does not weigh on the figures; it is stopped on exit.
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-dir=$(mktemp -d)
-trap 'dev/tansu.sh stop --port "$port" --dir "$dir" >/dev/null 2>&1 || true; rm -rf "$dir"' EXIT
-dev/tansu.sh start --port "$port" --dir "$dir" >&2
-export SPILLWAY_TEST_KAFKA=127.0.0.1:$port
+# Each part gets a broker of its own, fresh (memory storage), on a free port, so what earlier
+# tests or parts left in a broker does not weigh on the figures; it is stopped on exit.
+port="" dir=""
+stop_broker() {
+  if [ -n "$dir" ]; then
+    dev/tansu.sh stop --port "$port" --dir "$dir" >/dev/null 2>&1 || true
+    rm -rf "$dir"
+  fi
+  port="" dir=""
+}
+fresh_broker() {
+  stop_broker
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  dir=$(mktemp -d)
+  dev/tansu.sh start --port "$port" --dir "$dir" >&2
+  export SPILLWAY_TEST_KAFKA=127.0.0.1:$port
+}
+trap stop_broker EXIT
 cargo build --release -q -p spillway -p spillway-loadgen
 for bench in "spillway-signature verify" "spillway-core keys" "spillway-batch split" "spillway-schema check"; do
   read -r package target <<<"$bench"
   cargo bench -q -p "$package" --bench "$target" -- --warm-up-time 1 --measurement-time 2 >&2
 done
+fresh_broker
 target/release/spillway-loadgen bench --spillway-bin target/release/spillway --out target/bench "$@" >&2
+fresh_broker
+target/release/spillway-loadgen fleet --spillway-bin target/release/spillway --out target/bench >&2
 python=$(dev/py-tools.sh python bench)
 "$python" loadtest/report.py target/bench/benchmarks.json

@@ -9,18 +9,15 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use serde::Serialize;
 use spillway_kafka::Connection;
-use tokio::io::AsyncBufReadExt as _;
-use tokio::process::{Child, Command};
 
 use crate::overload::Overload;
 use crate::plan::{Kind, Mix, Planner};
 use crate::run::Settings;
+use crate::server::{free_port, start_bare, start_ingress, Server};
 use crate::signing::SignedSource;
 use crate::verify::{read_back, reconcile};
 
@@ -102,20 +99,6 @@ impl Results {
     }
 }
 
-/// A server process under test.
-struct Server {
-    child: Child,
-    base: String,
-    pid: i32,
-}
-
-impl Server {
-    async fn stop(mut self) {
-        let _ = self.child.start_kill();
-        let _ = self.child.wait().await;
-    }
-}
-
 /// One measurement: which server, what to call it, the rate, for how long, with how many
 /// duplicates.
 struct Case<'a> {
@@ -148,7 +131,12 @@ pub async fn bench(settings: &BenchSettings) -> anyhow::Result<Results> {
     };
 
     let mut steps = Vec::new();
-    let ingress = start_ingress(settings, &config_path).await?;
+    let ingress = start_ingress(
+        &settings.spillway_bin,
+        &config_path,
+        &settings.dir.join("ingress.log"),
+    )
+    .await?;
     let max_rate = sweep(settings, &ingress, &sources, &mut steps, |rate| {
         verified("sweep", rate, settings.step, 0.0)
     })
@@ -197,7 +185,7 @@ pub async fn bench(settings: &BenchSettings) -> anyhow::Result<Results> {
     };
     ingress.stop().await;
 
-    let bare = start_bare(settings).await?;
+    let bare = start_bare(&settings.loadgen_bin).await?;
     let first_bare = steps.len();
     let bare_max_rate = sweep(settings, &bare, &sources, &mut steps, |rate| Case {
         target: "bare",
@@ -478,70 +466,4 @@ pub fn three_sources(dir: &Path) -> std::io::Result<String> {
         ));
     }
     Ok(yaml)
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-async fn start_ingress(settings: &BenchSettings, config: &Path) -> anyhow::Result<Server> {
-    let parsed = spillway_config::load(config)?;
-    let log = std::fs::File::create(settings.dir.join("ingress.log"))?;
-    let child = Command::new(&settings.spillway_bin)
-        .args(["--log-format", "text", "ingress", "--config"])
-        .arg(config)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("starting {}", settings.spillway_bin.display()))?;
-    let pid = i32::try_from(child.id().context("ingress pid")?)?;
-    let ready = format!("http://{}/readyz", parsed.admin.listen);
-    for _ in 0..300 {
-        if http_ok(&ready).await {
-            return Ok(Server {
-                child,
-                base: format!("http://{}", parsed.ingress.listen),
-                pid,
-            });
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    anyhow::bail!(
-        "the ingress never became ready; see {}",
-        settings.dir.join("ingress.log").display()
-    )
-}
-
-async fn start_bare(settings: &BenchSettings) -> anyhow::Result<Server> {
-    let mut child = Command::new(&settings.loadgen_bin)
-        .args(["bare", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()?;
-    let pid = i32::try_from(child.id().context("bare pid")?)?;
-    let stdout = child.stdout.take().context("bare stdout")?;
-    let mut lines = tokio::io::BufReader::new(stdout).lines();
-    let addr = lines
-        .next_line()
-        .await?
-        .context("the bare server printed no address")?;
-    Ok(Server {
-        child,
-        base: format!("http://{}", addr.trim()),
-        pid,
-    })
-}
-
-async fn http_ok(url: &str) -> bool {
-    let client: hyper_util::client::legacy::Client<_, http_body_util::Empty<bytes::Bytes>> =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .build_http();
-    let Ok(uri) = url.parse::<http::Uri>() else {
-        return false;
-    };
-    client.get(uri).await.is_ok_and(|r| r.status().is_success())
 }

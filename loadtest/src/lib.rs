@@ -8,14 +8,17 @@
 //! - [`report`]: HdrHistogram percentiles, statuses, errors, thresholds; text and JSON;
 //! - [`verify`]: reconciliation of the answers with what is in Kafka;
 //! - [`bare`]: the bare hyper baseline server; [`cpu`]: a process's CPU time from /proc;
-//! - [`bench`]: the rate sweeps of `make bench`.
+//! - [`bench`]: the rate sweeps of `make bench`; [`fleet`]: its batch and large-body figures;
+//!   [`server`]: the processes they measure.
 
 pub mod bare;
 pub mod bench;
 pub mod cpu;
+pub mod fleet;
 pub mod overload;
 pub mod plan;
 pub mod report;
 pub mod run;
+pub mod server;
 pub mod signing;
 pub mod verify;

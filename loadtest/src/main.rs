@@ -34,6 +34,9 @@ enum Command {
     },
     /// The benchmark sweeps of `make bench` against a release `spillway ingress`.
     Bench(BenchArgs),
+    /// `make bench`'s fleet figures: batches split into records, and large bodies streamed to
+    /// the local S3 server, each through a release `spillway ingress` of its own.
+    Fleet(FleetArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -97,8 +100,9 @@ struct RunArgs {
     quiet: bool,
 }
 
+/// What the benchmarks run: the binary, the local broker and Redis Cluster.
 #[derive(Debug, clap::Args)]
-struct BenchArgs {
+struct StackArgs {
     /// The release `spillway` binary.
     #[arg(long, default_value = "target/release/spillway")]
     spillway_bin: PathBuf,
@@ -111,6 +115,12 @@ struct BenchArgs {
         default_value = "redis://127.0.0.1:7000,redis://127.0.0.1:7001,redis://127.0.0.1:7002"
     )]
     redis_nodes: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+struct BenchArgs {
+    #[command(flatten)]
+    stack: StackArgs,
     /// The offered rates of the sweeps, in order.
     #[arg(
         long,
@@ -149,6 +159,39 @@ struct BenchArgs {
     out: PathBuf,
 }
 
+#[derive(Debug, clap::Args)]
+struct FleetArgs {
+    #[command(flatten)]
+    stack: StackArgs,
+    /// Records per batch, one step each.
+    #[arg(long, value_delimiter = ',', default_value = "1,10,100,1000")]
+    batch_sizes: Vec<usize>,
+    /// Bytes of each record.
+    #[arg(long, default_value_t = 200)]
+    record_bytes: usize,
+    /// How long each batch size is sent.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    batch_step: Duration,
+    /// Records in flight: each batch size gets this many over its size senders (2 to 64).
+    #[arg(long, default_value_t = 2000)]
+    batch_records_in_flight: usize,
+    /// Bytes of each large body.
+    #[arg(long, default_value_t = 10 * 1024 * 1024)]
+    upload_bytes: usize,
+    /// Bodies sent per upload step.
+    #[arg(long, default_value_t = 24)]
+    uploads: u64,
+    /// Uploads in flight, one step each.
+    #[arg(long, value_delimiter = ',', default_value = "1,4")]
+    upload_senders: Vec<usize>,
+    /// The ingress's `kafka.linger`.
+    #[arg(long, default_value = "5ms", value_parser = humantime::parse_duration)]
+    linger: Duration,
+    /// Where the results go: `<out>/fleet.json`, which loadtest/report.py reads.
+    #[arg(long, default_value = "target/bench")]
+    out: PathBuf,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -181,10 +224,10 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
         Command::Run(args) => run(args).await,
         Command::Bench(args) => {
             let settings = spillway_loadgen::bench::BenchSettings {
-                spillway_bin: args.spillway_bin,
+                spillway_bin: args.stack.spillway_bin,
                 loadgen_bin: std::env::current_exe()?,
-                brokers: args.brokers,
-                redis_nodes: args.redis_nodes,
+                brokers: args.stack.brokers,
+                redis_nodes: args.stack.redis_nodes,
                 rates: args.rates,
                 step: args.step,
                 connections: args.connections,
@@ -208,7 +251,43 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             println!("{}", results.headline());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Fleet(args) => fleet(args).await,
     }
+}
+
+async fn fleet(args: FleetArgs) -> anyhow::Result<ExitCode> {
+    let settings = spillway_loadgen::fleet::FleetSettings {
+        spillway_bin: args.stack.spillway_bin,
+        brokers: args.stack.brokers,
+        redis_nodes: args.stack.redis_nodes,
+        batch_sizes: args.batch_sizes,
+        record_bytes: args.record_bytes,
+        batch_step: args.batch_step,
+        batch_records_in_flight: args.batch_records_in_flight,
+        upload_bytes: args.upload_bytes,
+        uploads: args.uploads,
+        upload_senders: args.upload_senders,
+        linger: args.linger,
+        dir: args.out.join(format!("fleet-{}", std::process::id())),
+    };
+    let results = spillway_loadgen::fleet::fleet(&settings).await?;
+    std::fs::create_dir_all(&args.out)?;
+    let path = args.out.join("fleet.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&results)?)?;
+    eprintln!("results: {}", path.display());
+    // Anything acknowledged and not found is a loss: the figures stand, the run fails.
+    let lost: u64 = results.batches.iter().map(|b| b.lost).sum::<u64>()
+        + results
+            .uploads
+            .iter()
+            .map(|u| u.uploads - u.in_kafka.min(u.stored))
+            .sum::<u64>();
+    Ok(if lost == 0 {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("{lost} acknowledged records or bodies were not found");
+        ExitCode::from(2)
+    })
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {

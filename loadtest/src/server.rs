@@ -1,0 +1,97 @@
+//! The server processes the benchmarks measure: a release `spillway ingress` started on a
+//! config of the bench's own, or the bare baseline; their pids for /proc, their base URLs.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::io::AsyncBufReadExt as _;
+use tokio::process::{Child, Command};
+
+/// A server process under test, killed when stopped or dropped.
+#[derive(Debug)]
+pub struct Server {
+    child: Child,
+    /// e.g. `http://127.0.0.1:41234`.
+    pub base: String,
+    pub pid: i32,
+}
+
+// === impl Server ===
+
+impl Server {
+    pub async fn stop(mut self) {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+    }
+}
+
+/// A free loopback port (for a config the bench writes).
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Starts `spillway ingress --config config`, logging to `log`, and waits until it is ready.
+pub async fn start_ingress(
+    spillway_bin: &Path,
+    config: &Path,
+    log: &Path,
+) -> anyhow::Result<Server> {
+    let parsed = spillway_config::load(config)?;
+    let child = Command::new(spillway_bin)
+        .args(["--log-format", "text", "ingress", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log)?)
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {}", spillway_bin.display()))?;
+    let pid = i32::try_from(child.id().context("ingress pid")?)?;
+    let ready = format!("http://{}/readyz", parsed.admin.listen);
+    for _ in 0..300 {
+        if http_ok(&ready).await {
+            return Ok(Server {
+                child,
+                base: format!("http://{}", parsed.ingress.listen),
+                pid,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("the ingress never became ready; see {}", log.display())
+}
+
+/// Starts `spillway-loadgen bare` and reads the address it prints.
+pub async fn start_bare(loadgen_bin: &Path) -> anyhow::Result<Server> {
+    let mut child = Command::new(loadgen_bin)
+        .args(["bare", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let pid = i32::try_from(child.id().context("bare pid")?)?;
+    let stdout = child.stdout.take().context("bare stdout")?;
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let addr = lines
+        .next_line()
+        .await?
+        .context("the bare server printed no address")?;
+    Ok(Server {
+        child,
+        base: format!("http://{}", addr.trim()),
+        pid,
+    })
+}
+
+async fn http_ok(url: &str) -> bool {
+    let client: hyper_util::client::legacy::Client<_, http_body_util::Empty<bytes::Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http();
+    let Ok(uri) = url.parse::<http::Uri>() else {
+        return false;
+    };
+    client.get(uri).await.is_ok_and(|r| r.status().is_success())
+}
