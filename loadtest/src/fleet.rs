@@ -59,6 +59,17 @@ pub struct FleetResults {
 
 /// Runs the batch steps, then the upload steps.
 pub async fn fleet(settings: &FleetSettings) -> anyhow::Result<FleetResults> {
+    // Ids and results are told apart by batch size and by sender count.
+    for (name, values) in [
+        ("--batch-sizes", &settings.batch_sizes),
+        ("--upload-senders", &settings.upload_senders),
+    ] {
+        let distinct: std::collections::BTreeSet<_> = values.iter().collect();
+        anyhow::ensure!(
+            distinct.len() == values.len() && !values.contains(&0),
+            "{name} must list distinct numbers above 0"
+        );
+    }
     std::fs::create_dir_all(&settings.dir)?;
     let batches = batches::run(settings).await?;
     let uploads = uploads::run(settings).await?;
@@ -114,9 +125,15 @@ impl LoopResult {
         reasons
     }
 
-    /// Latency percentiles of every answer, in milliseconds: (p50, p99, max).
+    /// Latency percentiles of the answers that passed their check, in milliseconds: (p50,
+    /// p99, max). A quick refusal is not a faster acceptance.
     pub fn latency_ms(&self) -> (f64, f64, f64) {
-        let mut all: Vec<Duration> = self.answers.iter().map(|a| a.latency).collect();
+        let mut all: Vec<Duration> = self
+            .answers
+            .iter()
+            .filter(|a| a.outcome.is_ok())
+            .map(|a| a.latency)
+            .collect();
         all.sort_unstable();
         let at = |q: f64| {
             let index = ((all.len() as f64 * q).ceil() as usize).saturating_sub(1);
@@ -237,7 +254,7 @@ pub fn base_config(settings: &FleetSettings, run: &str) -> anyhow::Result<String
     ))
 }
 
-/// Megabytes per second in MiB.
+/// `bytes` in MiB.
 pub fn mib(bytes: f64) -> f64 {
     bytes / (1024.0 * 1024.0)
 }

@@ -275,12 +275,13 @@ async fn fleet(args: FleetArgs) -> anyhow::Result<ExitCode> {
     let path = args.out.join("fleet.json");
     std::fs::write(&path, serde_json::to_string_pretty(&results)?)?;
     eprintln!("results: {}", path.display());
-    // Anything acknowledged and not found is a loss: the figures stand, the run fails.
+    // Anything acknowledged and not found is a loss: the figures stand, the run fails. (A
+    // stored body is one whose record is in Kafka too.)
     let lost: u64 = results.batches.iter().map(|b| b.lost).sum::<u64>()
         + results
             .uploads
             .iter()
-            .map(|u| u.uploads - u.in_kafka.min(u.stored))
+            .map(|u| u.uploads.saturating_sub(u.stored))
             .sum::<u64>();
     Ok(if lost == 0 {
         ExitCode::SUCCESS

@@ -177,7 +177,7 @@ fn upload_id(senders: usize, number: u64) -> String {
 }
 
 /// How many of `ids` have a record referring to an object of `size` bytes, and how many of
-/// those objects are in the store.
+/// those have their object in the store (each id counted once, however many records it has).
 async fn check(
     connection: &Connection,
     topic: &str,
@@ -190,16 +190,24 @@ async fn check(
         reader::read_topic(&connection, &topic, Duration::from_secs(30))
     })
     .await??;
-    let referred: Vec<ObjectRef> = records
-        .iter()
-        .filter(|r| {
-            r.header(headers::DEDUPE_KEY)
-                .is_some_and(|k| ids.contains(k))
-        })
-        .filter_map(|r| ObjectRef::from_headers(|name| r.header(name)))
-        .filter(|o| o.size == size as u64)
-        .collect();
     let listed: HashSet<String> = objects.list().await?.into_iter().map(|o| o.uri).collect();
-    let stored = referred.iter().filter(|o| listed.contains(&o.uri)).count();
-    Ok((referred.len() as u64, stored as u64))
+    let (mut in_kafka, mut stored) = (HashSet::new(), HashSet::new());
+    for record in &records {
+        let Some(id) = record
+            .header(headers::DEDUPE_KEY)
+            .filter(|k| ids.contains(*k))
+        else {
+            continue;
+        };
+        let Some(object) = ObjectRef::from_headers(|name| record.header(name)) else {
+            continue;
+        };
+        if object.size == size as u64 {
+            in_kafka.insert(id);
+            if listed.contains(&object.uri) {
+                stored.insert(id);
+            }
+        }
+    }
+    Ok((in_kafka.len() as u64, stored.len() as u64))
 }
