@@ -35,9 +35,9 @@ pub struct FleetSettings {
     pub record_bytes: usize,
     /// How long each batch size is sent.
     pub batch_step: Duration,
-    /// Records in flight, over the batches in flight: each batch size gets this many over its
-    /// size senders, between 2 and 64, so that large batches do not pile up thousands of
-    /// records waiting on Redis and Kafka at once.
+    /// Records in flight at once: each batch size gets this divided by the size as senders,
+    /// clamped to 2..=64, so that large batches do not pile up tens of thousands of records
+    /// waiting on Redis and Kafka at once.
     pub batch_records_in_flight: usize,
     /// Bytes of each large body.
     pub upload_bytes: usize,

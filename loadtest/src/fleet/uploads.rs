@@ -40,9 +40,12 @@ pub struct UploadStep {
     pub peak_mib: f64,
     pub failed: u64,
     pub failures: Vec<String>,
-    /// Acknowledged bodies whose record in Kafka refers to an object of the right size, and
-    /// whose object is in the store.
+    /// docs/fleet.md's bound on what one streamed body adds to the peak: the body budget one
+    /// upload may hold (three parts) and 16 MiB.
+    pub bound_mib_per_upload: f64,
+    /// Acknowledged bodies whose record in Kafka refers to an object of the right size.
     pub in_kafka: u64,
+    /// Of those, the bodies whose object is in the store.
     pub stored: u64,
 }
 
@@ -97,6 +100,7 @@ pub async fn run(settings: &FleetSettings) -> anyhow::Result<Vec<UploadStep>> {
     for &senders in &settings.upload_senders {
         let (mut step, ids) = step(settings, &ingress, &source, &body, senders).await?;
         step.idle_peak_mib = mib(idle);
+        step.bound_mib_per_upload = mib((store.upload_bytes() + 16 * 1024 * 1024) as f64);
         let (in_kafka, stored) =
             check(&connection, &source.topic, &objects, &ids, body.len()).await?;
         (step.in_kafka, step.stored) = (in_kafka, stored);
@@ -163,6 +167,7 @@ async fn step(
         max_ms,
         cpu_ms_per_upload: cpu.as_secs_f64() * 1e3 / uploads.max(1) as f64,
         idle_peak_mib: 0.0,
+        bound_mib_per_upload: 0.0,
         peak_mib: mib(crate::cpu::peak_resident_bytes(ingress.pid)? as f64),
         failed: result.failed(),
         failures: result.failures(),
