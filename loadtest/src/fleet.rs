@@ -19,9 +19,13 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde::Serialize;
+use spillway_kafka::Connection;
 
 pub use batches::BatchStep;
 pub use uploads::UploadStep;
+
+use crate::server::{free_port, start_ingress, Server};
+use crate::signing::SignedSource;
 
 /// What the fleet benchmarks run with.
 #[derive(Debug, Clone)]
@@ -234,24 +238,65 @@ pub fn unexpected(status: u16, body: &[u8]) -> String {
     format!("{status} {}", code.unwrap_or_default())
 }
 
-/// The config lines every fleet ingress shares: its own ports, topics and Redis prefix.
-pub fn base_config(settings: &FleetSettings, run: &str) -> anyhow::Result<String> {
+/// A fleet ingress with its one source, as a sender sees it, and its topics made.
+#[derive(Debug)]
+pub struct OneSource {
+    pub ingress: Server,
+    pub source: SignedSource,
+    pub connection: Connection,
+}
+
+/// Starts an ingress of run `run`'s own (its ports, topics and Redis prefix) with one source
+/// `name` signed as Standard Webhooks, its secret written beside the config: `source_yaml`
+/// adds to the source's flow mapping, `top_yaml` to the config (whole lines).
+pub async fn one_source_ingress(
+    settings: &FleetSettings,
+    run: &str,
+    name: &str,
+    source_yaml: &str,
+    top_yaml: &str,
+) -> anyhow::Result<OneSource> {
+    let secret = settings.dir.join(format!("{name}.secret"));
+    std::fs::write(&secret, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")?;
     let nodes: Vec<String> = settings
         .redis_nodes
         .iter()
         .map(|n| format!("\"{n}\""))
         .collect();
-    Ok(format!(
+    let yaml = format!(
         "ingress: {{ listen: 127.0.0.1:{}, block_failing_clients: null }}\n\
          admin: {{ listen: 127.0.0.1:{} }}\n\
          kafka: {{ brokers: \"{}\", topic_prefix: \"fleet.{run}.\", linger: {}ms }}\n\
-         redis: {{ nodes: [{}], key_prefix: \"fleet.{run}.\" }}\n",
-        crate::server::free_port()?,
-        crate::server::free_port()?,
+         redis: {{ nodes: [{}], key_prefix: \"fleet.{run}.\" }}\n{top_yaml}\
+         sources:\n  {name}: {{ verify: {{ scheme: standard-webhooks }}, \
+         secrets: [{{ id: {name}-1, file: \"{}\" }}], {source_yaml} }}\n",
+        free_port()?,
+        free_port()?,
         settings.brokers,
         settings.linger.as_millis(),
         nodes.join(", "),
-    ))
+        secret.display(),
+    );
+    let path = settings.dir.join(format!("{name}.yaml"));
+    std::fs::write(&path, yaml)?;
+    let config = spillway_config::load(&path)?;
+    let connection = Connection::from(&config.kafka);
+    spillway_kafka::admin::ensure_topics(&connection, &config.topics(), 1, 1).await?;
+    let source = SignedSource::from_config(&config)
+        .map_err(|e| anyhow::anyhow!(spillway_config::describe(&e)))?
+        .pop()
+        .ok_or_else(|| anyhow::anyhow!("source {name} cannot be signed"))?;
+    let ingress = start_ingress(
+        &settings.spillway_bin,
+        &path,
+        &settings.dir.join(format!("{name}.log")),
+    )
+    .await?;
+    Ok(OneSource {
+        ingress,
+        source,
+        connection,
+    })
 }
 
 /// `bytes` in MiB.

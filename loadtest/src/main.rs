@@ -172,7 +172,8 @@ struct FleetArgs {
     /// How long each batch size is sent.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     batch_step: Duration,
-    /// Records in flight: each batch size gets this many over its size senders (2 to 64).
+    /// Records in flight at once: each batch size gets this divided by the size as senders,
+    /// clamped to 2..=64.
     #[arg(long, default_value_t = 2000)]
     batch_records_in_flight: usize,
     /// Bytes of each large body.

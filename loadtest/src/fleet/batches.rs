@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use serde::Serialize;
 use spillway_core::headers;
-use spillway_kafka::{reader, Connection};
+use spillway_kafka::reader;
 use spillway_signature::unix_seconds;
 
 use super::{closed_loop, post, unexpected, FleetSettings, Until};
@@ -47,31 +47,17 @@ pub struct BatchStep {
 /// The batch steps, one per size, against one ingress.
 pub async fn run(settings: &FleetSettings) -> anyhow::Result<Vec<BatchStep>> {
     let run = uuid::Uuid::new_v4().simple().to_string();
-    let secret = settings.dir.join("meters.secret");
-    std::fs::write(&secret, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")?;
-    let yaml = format!(
-        "{}sources:\n  meters: {{ verify: {{ scheme: standard-webhooks }}, \
-         secrets: [{{ id: meters-1, file: \"{}\" }}], \
-         batch: {{ format: ndjson }}, \
-         dedupe: {{ from: json_pointer, pointer: /id }}, \
-         partition_key: {{ from: json_pointer, pointer: /device }} }}\n",
-        super::base_config(settings, &run)?,
-        secret.display()
-    );
-    let path = settings.dir.join("batches.yaml");
-    std::fs::write(&path, yaml)?;
-    let config = spillway_config::load(&path)?;
-    let connection = Connection::from(&config.kafka);
-    let topics = config.topics();
-    spillway_kafka::admin::ensure_topics(&connection, &topics, 1, 1).await?;
-    let source = SignedSource::from_config(&config)
-        .map_err(|e| anyhow::anyhow!(spillway_config::describe(&e)))?
-        .pop()
-        .ok_or_else(|| anyhow::anyhow!("the batch source cannot be signed"))?;
-    let ingress = crate::server::start_ingress(
-        &settings.spillway_bin,
-        &path,
-        &settings.dir.join("batches.log"),
+    let super::OneSource {
+        ingress,
+        source,
+        connection,
+    } = super::one_source_ingress(
+        settings,
+        &run,
+        "meters",
+        "batch: { format: ndjson }, dedupe: { from: json_pointer, pointer: /id }, \
+         partition_key: { from: json_pointer, pointer: /device }",
+        "",
     )
     .await?;
 

@@ -52,8 +52,6 @@ pub struct UploadStep {
 /// The upload steps, one per sender count, against one ingress.
 pub async fn run(settings: &FleetSettings) -> anyhow::Result<Vec<UploadStep>> {
     let run = uuid::Uuid::new_v4().simple().to_string();
-    let secret = settings.dir.join("captures.secret");
-    std::fs::write(&secret, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")?;
     let store = ObjectsConfig {
         options: local_s3_options(),
         ..ObjectsConfig::new(format!("s3://spillway/fleet-bench-{run}"))
@@ -64,33 +62,26 @@ pub async fn run(settings: &FleetSettings) -> anyhow::Result<Vec<UploadStep>> {
         .map(|(k, v)| format!("{k}: \"{v}\""))
         .collect();
     // Keyed and typed from headers, so that the bodies stream.
-    let yaml = format!(
-        "{}objects: {{ url: \"{}\", options: {{ {} }} }}\n\
-         sources:\n  captures: {{ verify: {{ scheme: standard-webhooks }}, \
-         secrets: [{{ id: captures-1, file: \"{}\" }}], \
-         event_type: {{ from: none }}, max_body_bytes: {} }}\n",
-        super::base_config(settings, &run)?,
-        store.url,
-        options.join(", "),
-        secret.display(),
-        settings.upload_bytes,
-    );
-    let path = settings.dir.join("uploads.yaml");
-    std::fs::write(&path, yaml)?;
-    let config = spillway_config::load(&path)?;
-    let connection = Connection::from(&config.kafka);
-    spillway_kafka::admin::ensure_topics(&connection, &config.topics(), 1, 1).await?;
-    let source = SignedSource::from_config(&config)
-        .map_err(|e| anyhow::anyhow!(spillway_config::describe(&e)))?
-        .pop()
-        .ok_or_else(|| anyhow::anyhow!("the upload source cannot be signed"))?;
-    let objects = Objects::open(&store)?;
-    let ingress = crate::server::start_ingress(
-        &settings.spillway_bin,
-        &path,
-        &settings.dir.join("uploads.log"),
+    let super::OneSource {
+        ingress,
+        source,
+        connection,
+    } = super::one_source_ingress(
+        settings,
+        &run,
+        "captures",
+        &format!(
+            "event_type: {{ from: none }}, max_body_bytes: {}",
+            settings.upload_bytes
+        ),
+        &format!(
+            "objects: {{ url: \"{}\", options: {{ {} }} }}\n",
+            store.url,
+            options.join(", ")
+        ),
     )
     .await?;
+    let objects = Objects::open(&store)?;
     let idle = crate::cpu::peak_resident_bytes(ingress.pid)? as f64;
 
     let mut body = vec![0u8; settings.upload_bytes];

@@ -72,10 +72,19 @@ fn verify_delivery(delivered: &Received) {
         .expect("the subscriber verifies the delivery");
 }
 
+/// A source signed as Standard Webhooks, as a device sending large captures would be.
+fn streaming_source(name: &'static str) -> TestSource {
+    TestSource {
+        name,
+        scheme: Scheme::standard_webhooks(),
+        secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+    }
+}
+
 /// A worker setup for `source` with objects in the local S3 server under a prefix of the
 /// test's own (returned), one inbox subscription at `subscriber` and `extra` merged into the
-/// config's top level. The tests' sources take their event type from nowhere (`extra`): the
-/// Standard Webhooks preset reads it from the body, and a body read from cannot stream.
+/// config's top level. The source takes its event type from nowhere: the Standard Webhooks
+/// preset reads it from the body, and a body read from cannot stream.
 async fn stored_setup(
     source: &TestSource,
     subscriber: &TestSubscriber,
@@ -98,6 +107,7 @@ async fn stored_setup(
         if let (Some(config), Some(extra)) = (config.as_object_mut(), extra.as_object()) {
             config.extend(extra.clone());
         }
+        config["sources"][source.name]["event_type"] = json!({ "from": "none" });
         config
     })
     .await;
@@ -132,11 +142,7 @@ async fn delivered(subscriber: &TestSubscriber, body: &[u8], log: impl Fn() -> S
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_100_mib_body_streams_to_the_store_and_reaches_its_subscriber_whole() {
-    let source = TestSource {
-        name: "waveforms",
-        scheme: Scheme::standard_webhooks(),
-        secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
-    };
+    let source = streaming_source("waveforms");
     let subscriber = TestSubscriber::ok().await;
     let (setup, prefix) = stored_setup(
         &source,
@@ -145,7 +151,7 @@ async fn a_100_mib_body_streams_to_the_store_and_reaches_its_subscriber_whole() 
             // The body budget could hold the body (a compressed one is read whole); the
             // peak memory below shows this one was not.
             "ingress": { "max_body_memory": 134217728, "body_read_timeout": "120s" },
-            "sources": { "waveforms": { "max_body_bytes": SIZE, "event_type": { "from": "none" } } },
+            "sources": { "waveforms": { "max_body_bytes": SIZE } },
         }),
     )
     .await;
@@ -228,18 +234,9 @@ async fn a_100_mib_body_streams_to_the_store_and_reaches_its_subscriber_whole() 
 /// docs/fleet.md gives.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bodies_on_each_side_of_the_inline_and_record_limits_arrive_whole() {
-    let source = TestSource {
-        name: "captures",
-        scheme: Scheme::standard_webhooks(),
-        secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
-    };
+    let source = streaming_source("captures");
     let subscriber = TestSubscriber::ok().await;
-    let (setup, prefix) = stored_setup(
-        &source,
-        &subscriber,
-        json!({ "sources": { "captures": { "event_type": { "from": "none" } } } }),
-    )
-    .await;
+    let (setup, prefix) = stored_setup(&source, &subscriber, json!({})).await;
     let ingress = setup.spawn_ingress("ingress");
     ingress.wait_ready().await;
     let worker = setup.spawn_worker("worker");
