@@ -52,6 +52,11 @@ pub const OBJECT_SIZE: &str = "spillway-object-size";
 /// checks the object against it.
 pub const OBJECT_SHA256: &str = "spillway-object-sha256";
 
+/// On a test event the console sent to one subscription (`POST /v1/subscriptions/{id}/test`):
+/// its value is that subscription's id. Workers deliver such a record to that subscription
+/// only, with a `spillway-test-event: true` header, and mark its attempt records as tests.
+pub const TEST_EVENT: &str = "spillway-test-event";
+
 /// The prefix reserved for Spillway's own headers; forwarded provider headers may not use it.
 pub const RESERVED_PREFIX: &str = "spillway-";
 

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+pub mod attempt;
 pub mod headers;
 pub mod key;
 pub mod time;

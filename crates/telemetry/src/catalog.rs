@@ -336,6 +336,17 @@ pub const WORKER_RETRIES: MetricDef = MetricDef {
     help: "Deliveries parked in a retry tier (failed, deferred or postponed), by subscription.",
     labels: &[SUBSCRIPTION],
 };
+pub const WORKER_ATTEMPT_RECORDS: MetricDef = MetricDef {
+    name: "spillway_worker_attempt_records_total",
+    kind: Kind::Counter,
+    process: Process::Worker,
+    help: "Records of delivery attempts written to the attempts topic for the console, by result.",
+    labels: &[Label {
+        name: "result",
+        values: "`written`, `lost` (Kafka did not take it: the console will not show that attempt; the delivery is unaffected)",
+    }],
+};
+
 pub const WORKER_DEAD_LETTERS: MetricDef = MetricDef {
     name: "spillway_worker_dead_letters_total",
     kind: Kind::Counter,
@@ -414,6 +425,7 @@ pub const CATALOG: &[MetricDef] = &[
     WORKER_DELIVERY_DURATION,
     WORKER_RETRIES,
     WORKER_DEAD_LETTERS,
+    WORKER_ATTEMPT_RECORDS,
     WORKER_CIRCUIT_STATE,
     CONSUMER_LAG,
     BUILD_INFO,

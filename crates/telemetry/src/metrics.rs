@@ -267,6 +267,7 @@ pub struct WorkerMetrics {
     duration: HistogramVec,
     retries: IntCounterVec,
     dead_letters: IntCounterVec,
+    attempt_records: IntCounterVec,
     circuit_state: IntGaugeVec,
     lag: IntGaugeVec,
     reloads: IntCounterVec,
@@ -292,6 +293,7 @@ impl WorkerMetrics {
             duration: WORKER_DELIVERY_DURATION.histogram(&r)?,
             retries: WORKER_RETRIES.counter(&r)?,
             dead_letters: WORKER_DEAD_LETTERS.counter(&r)?,
+            attempt_records: WORKER_ATTEMPT_RECORDS.counter(&r)?,
             circuit_state: WORKER_CIRCUIT_STATE.gauge(&r)?,
             lag: CONSUMER_LAG.gauge(&r)?,
             reloads: CONFIG_RELOADS.counter(&r)?,
@@ -349,6 +351,12 @@ impl WorkerMetrics {
         self.dead_letters
             .with_label_values(&[subscription, reason])
             .inc();
+    }
+
+    /// An attempt record written to the attempts topic (`true`) or not taken by Kafka.
+    pub fn attempt_record(&self, written: bool) {
+        let result = if written { "written" } else { "lost" };
+        self.attempt_records.with_label_values(&[result]).inc();
     }
 
     pub fn circuit(&self, subscription: &str, state: CircuitState) {
@@ -508,6 +516,7 @@ mod tests {
         m.circuit("crm", CircuitState::Open);
         m.lag("events.github", 0, 7);
         m.reload(true);
+        m.attempt_record(true);
         let text = String::from_utf8(m.encode()).expect("utf8");
         assert_eq!(families(&text), catalogued(Process::Worker), "\n{text}");
         m.init_subscription("quiet");

@@ -70,6 +70,22 @@ pub struct OutboundEvent {
     pub json_body: Option<Bytes>,
     /// Where the body is when it is in object storage (`body` is then empty).
     pub stored: Option<ObjectRef>,
+    /// For a test event the console sent (`spillway-test-event`): the one subscription it is
+    /// for. None for the events providers sent.
+    pub test_for: Option<String>,
+}
+
+// === impl OutboundEvent ===
+
+impl OutboundEvent {
+    /// Does `subscription` get this event? A test event goes to its subscription only;
+    /// others by source and event type ([`wants`]).
+    pub fn is_for(&self, subscription: &ResolvedSubscription) -> bool {
+        match &self.test_for {
+            Some(id) => *id == subscription.id,
+            None => wants(subscription, &self.source, self.event_type.as_deref()),
+        }
+    }
 }
 
 /// What one attempt came to.
@@ -86,6 +102,15 @@ pub enum DeliveryOutcome {
     },
     /// The target is forbidden by the SSRF guard: retrying cannot help.
     Refused { reason: String },
+}
+
+/// An attempt's outcome and the first bytes of the subscriber's answer body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answered {
+    pub outcome: DeliveryOutcome,
+    /// Up to [`spillway_core::attempt::RESPONSE_HEAD_BYTES`] of the answer body; None when
+    /// there was no answer or its body did not come within [`ANSWER_BODY_WAIT`].
+    pub response_head: Option<Bytes>,
 }
 
 /// A request body: held whole, or streamed from object storage.
@@ -155,9 +180,24 @@ impl Deliverer {
         event: &OutboundEvent,
         attempt: u32,
     ) -> DeliveryOutcome {
+        self.deliver_answered(subscription, event, attempt)
+            .await
+            .outcome
+    }
+
+    /// As [`Self::deliver`], with the head of the subscriber's answer for the attempt record.
+    pub async fn deliver_answered(
+        &self,
+        subscription: &ResolvedSubscription,
+        event: &OutboundEvent,
+        attempt: u32,
+    ) -> Answered {
         match self {
             Self::Http(http) => http.deliver(subscription, event, attempt).await,
-            Self::Memory(memory) => memory.deliver(subscription, event, attempt).await,
+            Self::Memory(memory) => Answered {
+                outcome: memory.deliver(subscription, event, attempt).await,
+                response_head: None,
+            },
         }
     }
 }
@@ -180,6 +220,23 @@ impl HttpDeliverer {
         subscription: &ResolvedSubscription,
         event: &OutboundEvent,
         attempt: u32,
+    ) -> Answered {
+        let mut response_head = None;
+        let outcome = self
+            .exchange(subscription, event, attempt, &mut response_head)
+            .await;
+        Answered {
+            outcome,
+            response_head,
+        }
+    }
+
+    async fn exchange(
+        &self,
+        subscription: &ResolvedSubscription,
+        event: &OutboundEvent,
+        attempt: u32,
+        response_head: &mut Option<Bytes>,
     ) -> DeliveryOutcome {
         // hyper's connector does not resolve IP literals, so they are checked here.
         if let Some(ip) = subscription.url.host().and_then(literal_ip) {
@@ -211,7 +268,11 @@ impl HttpDeliverer {
                 // Read (a bounded part of) the answer so the connection can be reused; a
                 // body that does not come is given up, the status stands.
                 let body = Limited::new(response.into_body(), MAX_ANSWER_BYTES).collect();
-                let _ = tokio::time::timeout(ANSWER_BODY_WAIT, body).await;
+                if let Ok(Ok(body)) = tokio::time::timeout(ANSWER_BODY_WAIT, body).await {
+                    let mut body = body.to_bytes();
+                    body.truncate(spillway_core::attempt::RESPONSE_HEAD_BYTES);
+                    *response_head = Some(body);
+                }
                 Ok(Ok((status, retry_after)))
             }
             Ok(Err(e)) => Ok(Err(e)),
@@ -350,6 +411,9 @@ pub(crate) fn head(
     if let Some(tp) = &event.traceparent {
         request = request.header(headers::TRACEPARENT, tp);
     }
+    if event.test_for.is_some() {
+        request = request.header(headers::TEST_EVENT, "true");
+    }
     for (name, value) in &subscription.headers {
         request = request.header(name, value);
     }
@@ -453,6 +517,7 @@ mod tests {
             body: Bytes::from_static(b"\x0a\x03r-1"),
             json_body: Some(Bytes::from_static(br#"{"id":"r-1"}"#)),
             stored: None,
+            test_for: None,
         };
         for (json, body, content_type) in [
             (false, &b"\x0a\x03r-1"[..], "application/x-protobuf"),
@@ -506,6 +571,41 @@ mod tests {
         assert!(
             !wants(&sub(&[], &["push"]), "github", None),
             "a typed subscription needs a type"
+        );
+    }
+
+    #[test]
+    fn a_test_event_is_for_its_subscription_only_and_says_so() {
+        let mut event = OutboundEvent {
+            event_id: "evt-1".into(),
+            source: "github".into(),
+            event_type: Some("push".into()),
+            content_type: None,
+            traceparent: None,
+            dedupe_key: None,
+            hops: 0,
+            body: Bytes::from_static(b"{}"),
+            json_body: None,
+            stored: None,
+            test_for: None,
+        };
+        let sub = |id: &str| ResolvedSubscription {
+            secrets: vec![spillway_signature::Secret {
+                id: "k".into(),
+                key: b"a-key-of-the-subscriber".to_vec(),
+                not_after: None,
+            }],
+            ..crate::test_support::subscription(id)
+        };
+        let (billing, audit) = (sub("billing"), sub("audit"));
+        assert!(event.is_for(&billing) && event.is_for(&audit));
+        let header = |request: &Request<OutBody>| request.headers().get(headers::TEST_EVENT).cloned();
+        assert_eq!(header(&build_request(&billing, &event, 1).expect("request")), None);
+        event.test_for = Some("billing".into());
+        assert!(event.is_for(&billing) && !event.is_for(&audit));
+        assert_eq!(
+            header(&build_request(&billing, &event, 1).expect("request")),
+            Some(HeaderValue::from_static("true"))
         );
     }
 }

@@ -21,6 +21,7 @@ use spillway_telemetry::WorkerMetrics;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::attempts::{Attempt, AttemptLog};
 use crate::breaker::Breakers;
 use crate::control::{self, event_type, header_pairs, header_str, header_text};
 use crate::delivery::{wants, Deliverer, DeliveryOutcome, OutboundEvent};
@@ -54,6 +55,8 @@ pub(crate) struct Handling {
     pub(crate) tiers: Vec<RetryTier>,
     pub(crate) dead_letter: String,
     pub(crate) producer: EventProducer,
+    /// Where each attempt is recorded for the console.
+    pub(crate) attempts: AttemptLog,
     pub(crate) breakers: Breakers,
     pub(crate) metrics: WorkerMetrics,
     /// How long a first attempt may hold its source partition (`worker.first_attempt_budget`).
@@ -189,6 +192,7 @@ impl Handling {
             }
         }
         let started = Instant::now();
+        let at_ms = now_ms();
         // The request's own time (not the limiter's wait, nor the parking after it), on
         // tokio's clock like the budget.
         let requested = tokio::time::Instant::now();
@@ -200,9 +204,9 @@ impl Handling {
                 None => std::future::pending().await,
             }
         };
-        let outcome = tokio::select! {
+        let answered = tokio::select! {
             () = cancel.cancelled() => return quick(false),
-            outcome = self.deliverer.deliver(subscription, &event, attempt).instrument(client.clone()) => outcome,
+            answered = self.deliverer.deliver_answered(subscription, &event, attempt).instrument(client.clone()) => answered,
             () = out_of_budget => {
                 tracing::info!(subscription = %subscription.id, event_id = %event.event_id, "first attempt still in hand after worker.first_attempt_budget: parked as a retry");
                 self.metrics.delivery(&subscription.id, "postponed", None);
@@ -218,15 +222,26 @@ impl Handling {
                 return Attempted { settled, slow: true };
             }
         };
+        let outcome = &answered.outcome;
+        let took = requested.elapsed();
         // A failure that took the whole timeout: the subscriber did not answer in time.
         let slow = !matches!(outcome, DeliveryOutcome::Delivered { .. })
             && requested.elapsed() >= subscription.timeout;
-        spans::record_delivery(&client, &outcome);
-        spans::log_outcome(subscription, &event, attempt, &outcome);
-        self.count(subscription, &outcome, started.elapsed());
-        let settled = self
-            .settle(message, subscription, attempt, outcome, cancel)
+        spans::record_delivery(&client, outcome);
+        spans::log_outcome(subscription, &event, attempt, outcome);
+        self.count(subscription, outcome, started.elapsed());
+        let (settled, next) = self
+            .settle(message, subscription, attempt, outcome.clone(), cancel)
             .await;
+        let recorded = Attempt {
+            event: &event,
+            subscription: &subscription.id,
+            attempt,
+            at_ms,
+            took,
+            answered: &answered,
+        };
+        self.attempts.record(&recorded, settled.then_some(next));
         Attempted { settled, slow }
     }
 
@@ -286,6 +301,7 @@ impl Handling {
                 .and_then(|h| h.parse().ok())
                 .unwrap_or(0),
             stored: spillway_core::ObjectRef::from_headers(|name| header_str(message, name)),
+            test_for: header(headers::TEST_EVENT),
             source,
             body,
             json_body,

@@ -4,7 +4,8 @@
 //!   at-least-once; `lanes`: one lane per partition, drained on rebalance and shutdown;
 //!   `ledger`: offsets stored in order, never past an unsettled record; `handling`: one
 //!   delivery's attempt and settlement (retry tier or dead letter); [`control`]: the headers
-//!   of parked records; `spans`: the tracing around an attempt;
+//!   of parked records; `spans`: the tracing around an attempt; `attempts`: the record of
+//!   each attempt on the attempts topic, for the console;
 //! - [`registry`]: the subscription registry (a compacted topic every worker follows) and
 //!   [`api`]: its bearer-token HTTP API on the admin listener;
 //! - [`delivery`]: which subscriptions want an event, one signed attempt and its outcome;
@@ -17,6 +18,7 @@
 //! - the SSRF guard every delivery passes through lives in `spillway-egress`.
 
 pub mod api;
+mod attempts;
 pub mod breaker;
 pub mod control;
 pub mod delivery;
@@ -38,7 +40,7 @@ mod worker;
 mod test_support;
 
 pub use delivery::{
-    wants, Deliverer, DeliveryOutcome, HttpDeliverer, MemoryAnswer, MemoryDeliverer,
+    wants, Answered, Deliverer, DeliveryOutcome, HttpDeliverer, MemoryAnswer, MemoryDeliverer,
     MemoryDelivery, OutboundEvent,
 };
 pub use retry::RetryPolicy;

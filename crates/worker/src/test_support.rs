@@ -12,6 +12,7 @@ use spillway_core::headers;
 use spillway_kafka::{EventProducer, MemoryProducer, ProducedRecord};
 use spillway_telemetry::WorkerMetrics;
 
+use crate::attempts::AttemptLog;
 use crate::breaker::Breakers;
 use crate::control;
 use crate::delivery::{Deliverer, DeliveryOutcome, MemoryDeliverer};
@@ -27,6 +28,7 @@ pub(crate) const PREFIX: &str = "t.";
 pub(crate) const SOURCE_TOPIC: &str = "t.github";
 /// The dead-letter topic.
 pub(crate) const DEAD_LETTER: &str = "t.worker.dead-letter";
+pub(crate) const ATTEMPTS: &str = "t.worker.attempts";
 /// The retry policy's attempts: the fourth failure is a dead letter.
 pub(crate) const MAX_ATTEMPTS: u32 = 4;
 
@@ -174,6 +176,8 @@ pub(crate) fn retry_record(
 pub(crate) struct Kit {
     pub(crate) handling: Arc<Handling>,
     pub(crate) kafka: MemoryProducer,
+    /// Where the attempt records go.
+    pub(crate) attempts: MemoryProducer,
     pub(crate) subscribers: MemoryDeliverer,
 }
 
@@ -182,6 +186,7 @@ pub(crate) struct Kit {
 /// 30 s.
 pub(crate) fn kit_with(subscriptions: Vec<ResolvedSubscription>, breaker_failures: u32) -> Kit {
     let kafka = MemoryProducer::new();
+    let attempts = MemoryProducer::new();
     let subscribers = MemoryDeliverer::new();
     let policy = RetryPolicy {
         initial: Duration::from_secs(1),
@@ -189,6 +194,7 @@ pub(crate) fn kit_with(subscriptions: Vec<ResolvedSubscription>, breaker_failure
         max_attempts: MAX_ATTEMPTS,
     };
     let source = github_source();
+    let metrics = WorkerMetrics::new().expect("metrics");
     let handling = Handling {
         sources: arc_swap::ArcSwap::from_pointee(
             [(source.name.clone(), source)].into_iter().collect(),
@@ -200,14 +206,20 @@ pub(crate) fn kit_with(subscriptions: Vec<ResolvedSubscription>, breaker_failure
         policy,
         dead_letter: DEAD_LETTER.into(),
         producer: EventProducer::memory(kafka.clone()),
+        attempts: AttemptLog::new(
+            Some(ATTEMPTS.into()),
+            EventProducer::memory(attempts.clone()),
+            metrics.clone(),
+        ),
         breakers: Breakers::new(breaker_failures, Duration::from_secs(30)),
-        metrics: WorkerMetrics::new().expect("metrics"),
+        metrics,
         first_attempt_budget: FIRST_ATTEMPT_BUDGET,
         max_postponement: MAX_POSTPONEMENT,
     };
     Kit {
         handling: Arc::new(handling),
         kafka,
+        attempts,
         subscribers,
     }
 }

@@ -1,5 +1,5 @@
-//! The workers' own topics, beside the source topics: retry tiers, the dead-letter topic and
-//! the subscription registry.
+//! The workers' own topics, beside the source topics: retry tiers, the dead-letter topic, the
+//! attempts topic and the subscription registry.
 //! Their names contain a '.', which source names cannot, so they never collide with
 //! `<prefix><source>`.
 
@@ -80,6 +80,11 @@ pub fn dead_letter_topic(config: &Config) -> String {
     format!("{}worker.dead-letter", config.kafka.topic_prefix)
 }
 
+/// The attempts topic: one record per delivery attempt, for the console's index.
+pub fn attempts_topic(config: &Config) -> String {
+    format!("{}worker.attempts", config.kafka.topic_prefix)
+}
+
 /// The subscription registry (compacted, one partition).
 pub fn registry_topic(config: &Config) -> String {
     format!("{}worker.subscriptions", config.kafka.topic_prefix)
@@ -89,6 +94,9 @@ pub fn registry_topic(config: &Config) -> String {
 pub fn worker_topics(config: &Config) -> Vec<String> {
     let mut topics: Vec<String> = retry_tiers(config).into_iter().map(|t| t.topic).collect();
     topics.push(dead_letter_topic(config));
+    if config.worker.record_attempts {
+        topics.push(attempts_topic(config));
+    }
     topics
 }
 

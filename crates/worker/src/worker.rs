@@ -29,7 +29,10 @@ use crate::lanes::{
 };
 use crate::registry::{Follower, LiveSubscriptions, Registry};
 use crate::reload::SourceReload;
-use crate::topics::{dead_letter_topic, registry_topic, retry_tier_pattern, retry_tiers};
+use crate::attempts::AttemptLog;
+use crate::topics::{
+    attempts_topic, dead_letter_topic, registry_topic, retry_tier_pattern, retry_tiers,
+};
 use crate::RetryPolicy;
 use spillway_egress::AddressPolicy;
 
@@ -134,6 +137,7 @@ impl Worker {
             .as_ref()
             .map(spillway_objects::Objects::open)
             .transpose()?;
+        let metrics = WorkerMetrics::new().map_err(|e| ConfigProblem::Metrics(Box::new(e)))?;
         Ok(Self {
             config: shared,
             api_token,
@@ -151,12 +155,20 @@ impl Worker {
                 policy: RetryPolicy::from(&config.worker),
                 tiers: retry_tiers(config),
                 dead_letter: dead_letter_topic(config),
+                attempts: AttemptLog::new(
+                    config
+                        .worker
+                        .record_attempts
+                        .then(|| attempts_topic(config)),
+                    producer.clone(),
+                    metrics.clone(),
+                ),
                 producer,
                 breakers: Breakers::new(
                     config.worker.breaker_failures,
                     config.worker.breaker_cooldown,
                 ),
-                metrics: WorkerMetrics::new().map_err(|e| ConfigProblem::Metrics(Box::new(e)))?,
+                metrics,
                 first_attempt_budget: config.worker.first_attempt_budget,
                 max_postponement: config.worker.max_postponement,
             }),

@@ -54,6 +54,10 @@ pub struct WorkerConfig {
     /// Bearer token of the subscription API on the admin listener (`/v1/subscriptions`); the
     /// API is off without one.
     pub api_token: Option<CredentialConfig>,
+    /// Write one record per delivery attempt to `<topic_prefix>worker.attempts` (event id,
+    /// subscription, time, status, latency, error, the first KiB of the answer), which the
+    /// console's index reads. Off, the console shows events but no attempts.
+    pub record_attempts: bool,
     /// Further librdkafka consumer properties.
     pub consumer_properties: BTreeMap<String, String>,
     /// The public base URLs of this cluster's ingress (e.g. `https://hooks.example.com`). A
@@ -142,6 +146,7 @@ impl Default for WorkerConfig {
             drain_timeout: Duration::from_secs(10),
             reload_interval: Duration::from_secs(10),
             api_token: None,
+            record_attempts: true,
             breaker_failures: 5,
             breaker_cooldown: Duration::from_secs(30),
             consumer_properties: BTreeMap::new(),
@@ -175,6 +180,7 @@ impl std::fmt::Debug for WorkerConfig {
             drain_timeout,
             reload_interval,
             api_token,
+            record_attempts,
             consumer_properties,
             ingress_urls,
             allow_cidrs,
@@ -201,6 +207,7 @@ impl std::fmt::Debug for WorkerConfig {
             .field("drain_timeout", drain_timeout)
             .field("reload_interval", reload_interval)
             .field("api_token", api_token)
+            .field("record_attempts", record_attempts)
             .field(
                 "consumer_properties",
                 &crate::redact::Properties(consumer_properties),

@@ -126,6 +126,7 @@ mod tests {
             body: bytes::Bytes::from_static(b"{}"),
             json_body: None,
             stored: None,
+            test_for: None,
         }
     }
 

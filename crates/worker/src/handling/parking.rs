@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use rdkafka::message::{Message, OwnedMessage};
 use spillway_config::ResolvedSubscription;
+use spillway_core::attempt::AttemptNext;
 use spillway_core::time::{millis, now_ms};
 use tokio_util::sync::CancellationToken;
 
@@ -77,7 +78,8 @@ impl Handling {
 
     /// Parks a failed attempt in a retry tier or the dead-letter topic; nothing to do for a
     /// delivered one. Keeps trying to write the record until Kafka takes it or the worker
-    /// stops, because the source offset must not move past an unsettled delivery.
+    /// stops, because the source offset must not move past an unsettled delivery. Returns
+    /// whether it was settled, and where the delivery went.
     pub(super) async fn settle(
         &self,
         message: &OwnedMessage,
@@ -85,9 +87,9 @@ impl Handling {
         attempt: u32,
         outcome: DeliveryOutcome,
         cancel: &CancellationToken,
-    ) -> bool {
+    ) -> (bool, AttemptNext) {
         let (reason, status, retry_after, refused) = match outcome {
-            DeliveryOutcome::Delivered { .. } => return true,
+            DeliveryOutcome::Delivered { .. } => return (true, AttemptNext::Done),
             DeliveryOutcome::Failed {
                 reason,
                 status,
@@ -114,8 +116,10 @@ impl Handling {
             Some(tier) => {
                 control.push((control::ATTEMPT, (attempt + 1).to_string()));
                 self.metrics.parked(&subscription.id);
-                control.push((control::NOT_BEFORE, due_in(tier)));
-                self.park(message, &tier.topic, &control, cancel).await
+                let due = due_in(tier);
+                control.push((control::NOT_BEFORE, due.to_string()));
+                let next = AttemptNext::Retry { due_ms: due };
+                (self.park(message, &tier.topic, &control, cancel).await, next)
             }
             None => {
                 control.push((control::ATTEMPT, attempt.to_string()));
@@ -124,8 +128,11 @@ impl Handling {
                 } else {
                     "attempts_exhausted"
                 };
-                self.dead_letter(message, &subscription.id, &control, why, cancel)
-                    .await
+                let next = AttemptNext::DeadLetter { reason: why.into() };
+                let settled = self
+                    .dead_letter(message, &subscription.id, &control, why, cancel)
+                    .await;
+                (settled, next)
             }
         }
     }
@@ -175,7 +182,7 @@ impl Handling {
             return true;
         };
         control[1].1 = attempt.to_string();
-        control.push((control::NOT_BEFORE, due_in(tier)));
+        control.push((control::NOT_BEFORE, due_in(tier).to_string()));
         self.metrics.parked(&subscription.id);
         self.park(message, &tier.topic, &control, cancel).await
     }
@@ -219,6 +226,6 @@ impl Handling {
 /// `NOT_BEFORE` of a record parked in `tier` now: exactly the tier's delay, so due times rise
 /// with offsets within a tier and a lane waiting for its head never holds up a later record
 /// that is due sooner (M-12).
-fn due_in(tier: &RetryTier) -> String {
-    (now_ms() + millis(tier.delay)).to_string()
+fn due_in(tier: &RetryTier) -> u64 {
+    now_ms() + millis(tier.delay)
 }

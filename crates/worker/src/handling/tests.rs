@@ -55,6 +55,9 @@ fn due_after(due: u64, before: u64, delay_ms: u64) -> bool {
 // The settlement of an attempt: where it is parked, postponed, or dead-lettered.
 mod settling;
 
+// The record of each attempt on the attempts topic.
+mod recording;
+
 // --- retries ---
 
 #[tokio::test(start_paused = true)]

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Held, LaneContext};
 use crate::control::header_text;
-use crate::delivery::{wants, OutboundEvent};
+use crate::delivery::OutboundEvent;
 use crate::handling::Handling;
 use crate::ledger::{Ledger, Progress};
 
@@ -64,7 +64,7 @@ pub(super) async fn run_source_lane(
                     .subscriptions
                     .snapshot()
                     .iter()
-                    .filter(|s| !quarantined && wants(s, &event.source, event.event_type.as_deref()))
+                    .filter(|s| !quarantined && event.is_for(s))
                     .cloned()
                     .collect();
                 let progress = ledger.open(message.offset(), matching.len());

@@ -56,6 +56,7 @@ pub(crate) fn event() -> OutboundEvent {
         body: Bytes::from_static(br#"{"id":"evt_1","type":"invoice.paid"}"#),
         json_body: None,
         stored: None,
+        test_for: None,
     }
 }
 
