@@ -4,8 +4,10 @@
 #           kubernetes-validate (the Kubernetes JSON schemas, strict), pyyaml
 #   bench   matplotlib (the benchmark plot)
 #   protobuf  Google's protobuf runtime (the fleet schema vectors' JSON, dev/fleet-schemas)
+#   schemathesis  Schemathesis (the console API fuzzed from its OpenAPI document)
 #
-#   dev/py-tools.sh python chart|bench|protobuf     print the set's python (installing it if needed)
+#   dev/py-tools.sh python chart|bench|protobuf|schemathesis
+#                                                   print the set's python (installing it if needed)
 set -euo pipefail
 
 cache=${SPILLWAY_CACHE:-$HOME/.cache/spillway}
@@ -14,7 +16,8 @@ case "$set_name" in
   chart) want="helm-python-sdk==0.2.2 kubernetes-validate==1.37.0 pyyaml==6.0.3" ;;
   bench) want="matplotlib==3.10.7" ;;
   protobuf) want="protobuf==6.33.1" ;;
-  *) echo "unknown tool set $set_name (chart, bench or protobuf)" >&2; exit 2 ;;
+  schemathesis) want="schemathesis==4.32.5" ;;
+  *) echo "unknown tool set $set_name (chart, bench, protobuf or schemathesis)" >&2; exit 2 ;;
 esac
 venv=$cache/$set_name-venv
 stamp=$venv/.spillway-versions
@@ -37,5 +40,5 @@ install() {
 
 case "${1:-python}" in
   python) install; echo "$venv/bin/python" ;;
-  *) echo "usage: dev/py-tools.sh python chart|bench|protobuf" >&2; exit 2 ;;
+  *) echo "usage: dev/py-tools.sh python chart|bench|protobuf|schemathesis" >&2; exit 2 ;;
 esac

@@ -39,6 +39,12 @@ enum Command {
         #[arg(long, env = "SPILLWAY_CONFIG")]
         config: PathBuf,
     },
+    /// The operator console: search events, see every attempt, retry, send test webhooks
+    /// (the JSON API under /v1/), and index events and attempts into PostgreSQL.
+    Console {
+        #[arg(long, env = "SPILLWAY_CONFIG")]
+        config: PathBuf,
+    },
     /// Validate a config file (secrets included) and name every bad field.
     CheckConfig { config: PathBuf },
     /// Dead letters: list them, or redrive them for a fresh set of attempts.
@@ -134,7 +140,7 @@ fn main() -> ExitCode {
     }
 }
 
-/// The config of a serving process (`ingress`, `worker`) with its service name for traces;
+/// The config of a serving process (`ingress`, `worker`, `console`) with its service name for traces;
 /// `None` for every other command, which reads its config itself.
 fn serving_config(
     command: &Command,
@@ -142,6 +148,8 @@ fn serving_config(
     let serving = match command {
         Command::Ingress { config } => Some((config, Process::Ingress, "spillway-ingress")),
         Command::Worker { config } => Some((config, Process::Worker, "spillway-worker")),
+        // The console resolves the subscriptions as the workers do, secrets included.
+        Command::Console { config } => Some((config, Process::Worker, "spillway-console")),
         _ => None,
     };
     serving
@@ -179,6 +187,9 @@ async fn run(command: Command, loaded: Option<Config>) -> anyhow::Result<ExitCod
         Command::Worker { config } => {
             let path = config.clone();
             commands::worker::run(config_of(config, Process::Worker)?, path).await
+        }
+        Command::Console { config } => {
+            commands::console::run(config_of(config, Process::Worker)?).await
         }
         Command::CheckConfig { config } => Ok(commands::check_config::run(&config)),
         Command::Dlq { command } => dlq::run(command).await,

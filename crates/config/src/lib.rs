@@ -48,6 +48,7 @@ const ENV_SECTIONS: &[&str] = &[
     "worker",
     "telemetry",
     "objects",
+    "console",
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -54,6 +54,9 @@ pub enum AttemptOutcome {
     Failed,
     /// The target is forbidden (the SSRF guard, a loop, no signing secret): not retried.
     Refused,
+    /// No request was made: the delivery was parked without spending an attempt (its circuit
+    /// open, its subscription slow, its first attempt past the budget).
+    Postponed,
 }
 
 /// What became of a delivery after an attempt.
@@ -105,14 +108,22 @@ mod tests {
             http_status: Some(503),
             error: Some("answered 503".into()),
             response_head: None,
-            next: AttemptNext::Retry { due_ms: 1_700_000_002_000 },
+            next: AttemptNext::Retry {
+                due_ms: 1_700_000_002_000,
+            },
             test: false,
         };
         let json = record.to_json();
         let text = String::from_utf8(json.clone()).expect("utf-8");
-        assert!(text.contains(r#""next":{"kind":"retry","due_ms":1700000002000}"#), "{text}");
+        assert!(
+            text.contains(r#""next":{"kind":"retry","due_ms":1700000002000}"#),
+            "{text}"
+        );
         assert!(text.contains(r#""outcome":"failed""#), "{text}");
-        assert!(!text.contains("response_head") && !text.contains("test"), "{text}");
+        assert!(
+            !text.contains("response_head") && !text.contains("test"),
+            "{text}"
+        );
         assert_eq!(AttemptRecord::from_json(&json).expect("reads"), record);
     }
 }

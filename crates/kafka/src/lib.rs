@@ -9,9 +9,11 @@
 //! - [`admin`]: topic creation for the sources' topics, and the topics' size limit.
 //! - [`reader`]: reads topics back from the beginning to their end, for reconciliation in
 //!   tests, the demo and the load generator.
+//! - [`fetch`]: reads single records back by partition and offset, for the console.
 
 pub mod admin;
 pub mod durability;
+pub mod fetch;
 mod memory;
 mod producer;
 mod reachability;

@@ -46,6 +46,31 @@ pub struct ReadRecord {
 // === impl ReadRecord ===
 
 impl ReadRecord {
+    /// A consumed message, copied.
+    pub fn of<M: Message>(message: &M) -> Self {
+        let headers = message
+            .headers()
+            .map(|hs| {
+                hs.iter()
+                    .map(|h| {
+                        (
+                            h.key.to_owned(),
+                            h.value.map(<[u8]>::to_vec).unwrap_or_default(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Self {
+            topic: message.topic().to_owned(),
+            partition: message.partition(),
+            offset: message.offset(),
+            key: message.key().map(<[u8]>::to_vec),
+            value: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+            headers,
+        }
+    }
+
     /// The first header of that name, as text.
     pub fn header(&self, name: &str) -> Option<&str> {
         crate::header_text(&self.headers, name)
@@ -191,30 +216,9 @@ pub fn read_topic_where(
             }
             Err(e) => return Err(client_error(format!("read {topic}"))(e)),
         };
-        let partition = message.partition();
-        next.insert(partition, message.offset() + 1);
+        next.insert(message.partition(), message.offset() + 1);
         deadline = Instant::now() + timeout;
-        let headers = message
-            .headers()
-            .map(|hs| {
-                hs.iter()
-                    .map(|h| {
-                        (
-                            h.key.to_owned(),
-                            h.value.map(<[u8]>::to_vec).unwrap_or_default(),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let record = ReadRecord {
-            topic: topic.to_owned(),
-            partition,
-            offset: message.offset(),
-            key: message.key().map(<[u8]>::to_vec),
-            value: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
-            headers,
-        };
+        let record = ReadRecord::of(&message);
         if keep(&record) {
             records.push(record);
         }

@@ -11,6 +11,7 @@
 pub mod balancer;
 pub mod client;
 pub mod config_doc;
+pub mod console;
 pub mod delay_proxy;
 pub mod otlp;
 pub mod postgres;
@@ -25,6 +26,7 @@ use std::path::PathBuf;
 
 pub use client::{Client, Reply};
 pub use config_doc::ConfigDoc;
+pub use console::ConsoleProcess;
 pub use postgres::Postgres;
 pub use process::{proc_status_bytes, IngressProcess, Tansu, WorkerProcess};
 pub use redis_cluster::RedisCluster;

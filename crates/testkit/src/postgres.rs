@@ -1,6 +1,6 @@
-//! A private PostgreSQL server holding tansu's tables (`dev/postgres.sh`): the store several
-//! tansu brokers share, or one broker's data across its restarts. Stopped and removed when the
-//! handle drops.
+//! A private PostgreSQL server (`dev/postgres.sh`) holding tansu's tables (the store several
+//! tansu brokers share, or one broker's data across its restarts) and the console's index
+//! databases. Stopped and removed when the handle drops.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -29,6 +29,37 @@ impl Postgres {
     /// tansu's `--storage-engine` URL for this server's `tansu` database.
     pub fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/tansu", self.port)
+    }
+
+    /// A new, empty database `name` on this server; its URL.
+    pub fn database(&self, name: &str) -> String {
+        self.query("postgres", &format!("CREATE DATABASE \"{name}\""));
+        format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)
+    }
+
+    /// The rows `sql` returns from `database`, one line each, columns separated by `|`.
+    pub fn query(&self, database: &str, sql: &str) -> String {
+        let output = Command::new("psql")
+            .args([
+                "-X",
+                "-q",
+                "-tA",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+            ])
+            .args(["-p", &self.port.to_string(), "-d", database, "-c", sql])
+            .output()
+            .expect("run psql");
+        assert!(
+            output.status.success(),
+            "{sql}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
     }
 
     /// `dev/postgres.sh <command>` for this server.

@@ -246,6 +246,11 @@ impl Setup {
         WorkerProcess::spawn(&spillway_bin(), &self.config, self.log(name))
     }
 
+    /// Starts `spillway console` on the config, logging to `<name>.log`.
+    pub fn spawn_console(&self, name: &str) -> crate::ConsoleProcess {
+        crate::ConsoleProcess::spawn(&spillway_bin(), &self.config, self.log(name))
+    }
+
     /// Where the process `name` logs.
     pub fn log(&self, name: &str) -> PathBuf {
         self.dir.path().join(format!("{name}.log"))

@@ -140,7 +140,7 @@ impl SubscriptionApi {
         let previous = self.state.live.registered_one(id);
         let (sub, generated) = match parse_subscription(id, &body, previous.as_ref()) {
             Ok(parsed) => parsed,
-            Err(answer) => return answer,
+            Err(problem) => return problem.answer(),
         };
         let at = match self.state.registry.put(&sub).await {
             Ok(at) => at,
@@ -192,28 +192,65 @@ impl AdminRoutes for SubscriptionApi {
     }
 }
 
+/// Why a request to a subscription API failed: its status, stable code, message and, for an
+/// invalid subscription, the fields at fault. The worker's API and the console's answer with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    /// `{"path", "message"}` per invalid field.
+    pub fields: Vec<Value>,
+}
+
+impl Problem {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            fields: Vec::new(),
+        }
+    }
+
+    /// The JSON body: `{"error", "message"}`, and `fields` when there are any.
+    pub fn body(&self) -> Value {
+        let mut body = json!(ErrorBody {
+            error: self.code.to_owned(),
+            message: self.message.clone(),
+        });
+        if !self.fields.is_empty() {
+            body["fields"] = Value::Array(self.fields.clone());
+        }
+        body
+    }
+
+    fn answer(&self) -> Response<Full<Bytes>> {
+        json_answer(self.status, &self.body())
+    }
+}
+
 /// The request body as a subscription with the path's id. Without secrets, an existing
 /// subscription keeps its own and a new one gets a generated secret (returned as well).
-#[allow(clippy::result_large_err)]
-fn parse_subscription(
+pub fn parse_subscription(
     id: &str,
     body: &[u8],
     previous: Option<&StoredSubscription>,
-) -> Result<(StoredSubscription, Option<String>), Response<Full<Bytes>>> {
+) -> Result<(StoredSubscription, Option<String>), Problem> {
     let mut fields = match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(fields)) => fields,
         Ok(_) => {
-            return Err(error(
+            return Err(Problem::new(
                 StatusCode::BAD_REQUEST,
                 "invalid_json",
                 "the body must be a JSON object",
             ))
         }
         Err(e) => {
-            return Err(error(
+            return Err(Problem::new(
                 StatusCode::BAD_REQUEST,
                 "invalid_json",
-                &e.to_string(),
+                e.to_string(),
             ))
         }
     };
@@ -223,7 +260,7 @@ fn parse_subscription(
         }
         Some(Value::String(given)) if given == id => {}
         Some(_) => {
-            return Err(error(
+            return Err(Problem::new(
                 StatusCode::BAD_REQUEST,
                 "id_mismatch",
                 "the body's id differs from the one in the path",
@@ -248,7 +285,7 @@ fn parse_subscription(
         let secrets = serde_json::to_value(secrets).map_err(|e| {
             // The cause goes to the log; the caller gets the code and a sentence.
             tracing::error!(error = %e, "subscription API: secrets could not be encoded");
-            error(
+            Problem::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
                 "the subscription could not be stored; see the worker's log",
@@ -259,42 +296,46 @@ fn parse_subscription(
     serde_json::from_value::<StoredSubscription>(Value::Object(fields))
         .map(|sub| (sub, generated))
         .map_err(|e| {
-            error(
+            Problem::new(
                 StatusCode::BAD_REQUEST,
                 "invalid_subscription",
-                &e.to_string(),
+                e.to_string(),
             )
         })
 }
 
-fn registry_error(e: &RegistryError) -> Response<Full<Bytes>> {
+/// How a registry failure is answered.
+pub fn registry_problem(e: &RegistryError) -> Problem {
     match e {
-        RegistryError::Invalid(fields) => {
-            let fields: Vec<Value> = fields
+        RegistryError::Invalid(fields) => Problem {
+            fields: fields
                 .iter()
                 .map(|f| json!({ "path": f.path, "message": f.message }))
-                .collect();
-            let mut body = json!(ErrorBody {
-                error: "invalid_subscription".into(),
-                message: e.to_string(),
-            });
-            body["fields"] = Value::Array(fields);
-            json_answer(StatusCode::BAD_REQUEST, &body)
-        }
+                .collect(),
+            ..Problem::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_subscription",
+                e.to_string(),
+            )
+        },
         RegistryError::ConfigManaged(_) => {
-            error(StatusCode::CONFLICT, "config_managed", &e.to_string())
+            Problem::new(StatusCode::CONFLICT, "config_managed", e.to_string())
         }
-        RegistryError::NotFound(id) => not_found(id),
+        RegistryError::NotFound(id) => not_found_problem(id),
         RegistryError::Kafka { .. } => {
             // The cause goes to the log; the caller gets the code and a sentence.
             tracing::warn!(error = %e, "subscription API: the registry is unavailable");
-            error(
+            Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "registry_unavailable",
                 "the subscription registry cannot be reached; retry later",
             )
         }
     }
+}
+
+fn registry_error(e: &RegistryError) -> Response<Full<Bytes>> {
+    registry_problem(e).answer()
 }
 
 /// A write that is in the registry topic but was not read back in time: not a success the
@@ -316,10 +357,15 @@ fn not_applied() -> Response<Full<Bytes>> {
 }
 
 fn not_found(id: &str) -> Response<Full<Bytes>> {
-    error(
+    not_found_problem(id).answer()
+}
+
+/// No subscription `id`.
+pub fn not_found_problem(id: &str) -> Problem {
+    Problem::new(
         StatusCode::NOT_FOUND,
         "not_found",
-        &format!("no subscription {id:?}"),
+        format!("no subscription {id:?}"),
     )
 }
 

@@ -5,9 +5,7 @@
 
 use std::time::Duration;
 
-use spillway_core::attempt::{
-    cut_chars, AttemptNext, AttemptOutcome, AttemptRecord, ERROR_CHARS,
-};
+use spillway_core::attempt::{cut_chars, AttemptNext, AttemptOutcome, AttemptRecord, ERROR_CHARS};
 use spillway_kafka::EventProducer;
 use spillway_telemetry::WorkerMetrics;
 
@@ -51,21 +49,64 @@ impl AttemptLog {
     /// Writes the record of `attempt`, which went on to `next` (`None`: the worker stopped
     /// before settling it).
     pub(crate) fn record(&self, attempt: &Attempt<'_>, next: Option<AttemptNext>) {
+        self.send(attempt_record(attempt, next));
+    }
+
+    /// Sends `record` in a task of its own.
+    fn send(&self, record: AttemptRecord) {
         let Some(topic) = self.topic.clone() else {
             return;
         };
-        let record = attempt_record(attempt, next);
         let producer = self.producer.clone();
         let metrics = self.metrics.clone();
         tokio::spawn(async move {
             let sent = producer
-                .send_record(&topic, Some(record.event_id.as_bytes()), &record.to_json(), &[] as &[(&str, &[u8])])
+                .send_record(
+                    &topic,
+                    Some(record.event_id.as_bytes()),
+                    &record.to_json(),
+                    &[] as &[(&str, &[u8])],
+                )
                 .await;
             if let Err(e) = &sent {
                 tracing::warn!(error = %e, topic, event_id = %record.event_id, "attempt record not written; the console will not show this attempt");
             }
             metrics.attempt_record(sent.is_ok());
         });
+    }
+}
+
+/// A delivery parked without an attempt, as the handling saw it.
+#[derive(Debug)]
+pub(crate) struct Postponement<'a> {
+    pub(crate) event_id: &'a str,
+    pub(crate) source: &'a str,
+    pub(crate) subscription: &'a str,
+    /// The attempt it will be when it is made.
+    pub(crate) attempt: u32,
+    pub(crate) why: &'a str,
+    pub(crate) test: bool,
+}
+
+impl AttemptLog {
+    /// Writes the record of a postponement that went on to `next`, so the console shows the
+    /// delivery as waiting even before its first request.
+    pub(crate) fn postponed(&self, p: &Postponement<'_>, next: AttemptNext) {
+        let record = AttemptRecord {
+            event_id: p.event_id.to_owned(),
+            source: p.source.to_owned(),
+            subscription: p.subscription.to_owned(),
+            attempt: p.attempt,
+            at_ms: spillway_core::time::now_ms(),
+            latency_ms: 0,
+            outcome: AttemptOutcome::Postponed,
+            http_status: None,
+            error: Some(cut_chars(&format!("postponed: {}", p.why), ERROR_CHARS)),
+            response_head: None,
+            next,
+            test: p.test,
+        };
+        self.send(record);
     }
 }
 

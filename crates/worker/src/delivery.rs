@@ -599,8 +599,12 @@ mod tests {
         };
         let (billing, audit) = (sub("billing"), sub("audit"));
         assert!(event.is_for(&billing) && event.is_for(&audit));
-        let header = |request: &Request<OutBody>| request.headers().get(headers::TEST_EVENT).cloned();
-        assert_eq!(header(&build_request(&billing, &event, 1).expect("request")), None);
+        let header =
+            |request: &Request<OutBody>| request.headers().get(headers::TEST_EVENT).cloned();
+        assert_eq!(
+            header(&build_request(&billing, &event, 1).expect("request")),
+            None
+        );
         event.test_for = Some("billing".into());
         assert!(event.is_for(&billing) && !event.is_for(&audit));
         assert_eq!(

@@ -126,7 +126,7 @@ pub async fn replay(
 
 /// Puts records back into the first retry tier as fresh deliveries to a subscription: attempt 1,
 /// due now, noted `why` in `spillway-last-error`. Used by replay and by dead-letter redrive.
-pub(crate) async fn requeue<'a>(
+pub async fn requeue<'a>(
     config: &Config,
     items: impl ExactSizeIterator<Item = (&'a ReadRecord, &'a str)>,
     why: &str,

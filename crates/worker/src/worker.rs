@@ -21,6 +21,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::SubscriptionApi;
+use crate::attempts::AttemptLog;
 use crate::breaker::Breakers;
 use crate::delivery::Deliverer;
 use crate::handling::Handling;
@@ -29,7 +30,6 @@ use crate::lanes::{
 };
 use crate::registry::{Follower, LiveSubscriptions, Registry};
 use crate::reload::SourceReload;
-use crate::attempts::AttemptLog;
 use crate::topics::{
     attempts_topic, dead_letter_topic, registry_topic, retry_tier_pattern, retry_tiers,
 };

@@ -2,6 +2,7 @@
 //! them share: loading the config, the time arguments, and waiting for a stop signal.
 
 pub mod check_config;
+pub mod console;
 pub mod demo;
 pub mod dlq;
 pub mod ingress;

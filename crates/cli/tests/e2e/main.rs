@@ -9,6 +9,7 @@ mod batches;
 mod broker_restart;
 mod burst;
 mod check_config;
+mod console;
 mod dashboards;
 mod delivery_loop;
 mod drain;

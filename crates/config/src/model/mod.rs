@@ -3,6 +3,7 @@
 //!
 //! One module per section; [`Config`] is the whole file.
 
+mod console;
 mod ingress;
 mod kafka;
 mod redis;
@@ -11,6 +12,7 @@ mod source;
 mod telemetry;
 mod worker;
 
+pub use console::*;
 pub use ingress::*;
 pub use kafka::*;
 pub use redis::*;
@@ -46,6 +48,9 @@ pub struct Config {
     /// Access log and OpenTelemetry traces of the ingress and the workers.
     #[serde(default)]
     pub telemetry: TelemetryConfig,
+    /// The operator console and its index.
+    #[serde(default)]
+    pub console: ConsoleConfig,
     /// Where bodies over a source's `inline_max_bytes` go (S3 and compatibles, GCS, Azure
     /// Blob Storage, a directory); without it every body travels in its Kafka record.
     #[serde(default)]

@@ -5,6 +5,7 @@
 //! what differs is only what each reads from outside the config: a process reads the secrets
 //! and files it uses itself, and no others (it need not mount them).
 
+mod console;
 mod ingress;
 mod kafka;
 mod objects;
@@ -87,6 +88,7 @@ impl Config {
         ));
         worker::validate(&self.worker, &mut errors);
         telemetry::validate(&self.telemetry, &mut errors);
+        console::validate(&self.console, &mut errors);
         errors
     }
 }

@@ -7,10 +7,12 @@ use std::time::Duration;
 use rdkafka::message::{Message, OwnedMessage};
 use spillway_config::ResolvedSubscription;
 use spillway_core::attempt::AttemptNext;
+use spillway_core::headers;
 use spillway_core::time::{millis, now_ms};
 use tokio_util::sync::CancellationToken;
 
 use super::Handling;
+use crate::attempts::Postponement;
 use crate::control::{self, header_text, parked_headers};
 use crate::delivery::DeliveryOutcome;
 use crate::topics::{tier_for, RetryTier};
@@ -119,7 +121,10 @@ impl Handling {
                 let due = due_in(tier);
                 control.push((control::NOT_BEFORE, due.to_string()));
                 let next = AttemptNext::Retry { due_ms: due };
-                (self.park(message, &tier.topic, &control, cancel).await, next)
+                (
+                    self.park(message, &tier.topic, &control, cancel).await,
+                    next,
+                )
             }
             None => {
                 control.push((control::ATTEMPT, attempt.to_string()));
@@ -167,24 +172,42 @@ impl Handling {
             (control::POSTPONED_SINCE, since.to_string()),
             (control::LAST_ERROR, format!("postponed: {why}")),
         ];
+        let event_id = header_text(message, headers::EVENT_ID).unwrap_or_default();
+        let source = header_text(message, headers::SOURCE).unwrap_or_default();
+        let postponement = Postponement {
+            event_id: &event_id,
+            source: &source,
+            subscription: &subscription.id,
+            attempt,
+            why,
+            test: header_text(message, headers::TEST_EVENT).is_some(),
+        };
         if postponed >= self.max_postponement {
-            return self
-                .dead_letter(
-                    message,
-                    &subscription.id,
-                    &control,
-                    "postponed_too_long",
-                    cancel,
-                )
+            let reason = "postponed_too_long";
+            let settled = self
+                .dead_letter(message, &subscription.id, &control, reason, cancel)
                 .await;
+            if settled {
+                let next = AttemptNext::DeadLetter {
+                    reason: reason.into(),
+                };
+                self.attempts.postponed(&postponement, next);
+            }
+            return settled;
         }
         let Some(tier) = tier_for(&self.tiers, wait.max(postponed)) else {
             return true;
         };
         control[1].1 = attempt.to_string();
-        control.push((control::NOT_BEFORE, due_in(tier).to_string()));
+        let due = due_in(tier);
+        control.push((control::NOT_BEFORE, due.to_string()));
         self.metrics.parked(&subscription.id);
-        self.park(message, &tier.topic, &control, cancel).await
+        let settled = self.park(message, &tier.topic, &control, cancel).await;
+        if settled {
+            self.attempts
+                .postponed(&postponement, AttemptNext::Retry { due_ms: due });
+        }
+        settled
     }
 
     /// Writes `message` with `control` headers to `topic`, trying until Kafka takes it or the

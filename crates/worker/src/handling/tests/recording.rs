@@ -46,13 +46,23 @@ async fn a_delivered_attempt_is_recorded_as_done_with_its_status_and_latency() {
     assert_eq!(records.len(), 1, "{records:?}");
     let r = &records[0];
     assert_eq!(
-        (r.event_id.as_str(), r.source.as_str(), r.subscription.as_str()),
+        (
+            r.event_id.as_str(),
+            r.source.as_str(),
+            r.subscription.as_str()
+        ),
         ("e-7", "github", "s1")
     );
-    assert_eq!((r.attempt, r.outcome, r.http_status), (1, AttemptOutcome::Delivered, Some(204)));
+    assert_eq!(
+        (r.attempt, r.outcome, r.http_status),
+        (1, AttemptOutcome::Delivered, Some(204))
+    );
     assert_eq!(r.latency_ms, 40);
     assert!((before..=now_ms()).contains(&r.at_ms));
-    assert_eq!((r.error.as_deref(), &r.next, r.test), (None, &AttemptNext::Done, false));
+    assert_eq!(
+        (r.error.as_deref(), &r.next, r.test),
+        (None, &AttemptNext::Done, false)
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -65,10 +75,17 @@ async fn a_failed_attempt_is_recorded_with_its_error_and_the_retry_it_was_parked
     let records = recorded(&kit).await;
     assert_eq!(records.len(), 1, "{records:?}");
     let r = &records[0];
-    assert_eq!((r.outcome, r.http_status), (AttemptOutcome::Failed, Some(503)));
+    assert_eq!(
+        (r.outcome, r.http_status),
+        (AttemptOutcome::Failed, Some(503))
+    );
     assert_eq!(r.error.as_deref(), Some("answered 503"));
     let due = number(&parked[0], NOT_BEFORE);
-    assert_eq!(r.next, AttemptNext::Retry { due_ms: due }, "the due time it was parked with");
+    assert_eq!(
+        r.next,
+        AttemptNext::Retry { due_ms: due },
+        "the due time it was parked with"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -83,15 +100,21 @@ async fn the_last_attempt_is_recorded_as_dead_lettered_with_the_reason() {
         }));
     assert!(attempt(&kit, &source_record(7), &sub, 1).await);
     let records = recorded(&kit).await;
-    let next: Vec<(u32, AttemptOutcome, &AttemptNext)> =
-        records.iter().map(|r| (r.attempt, r.outcome, &r.next)).collect();
+    let next: Vec<(u32, AttemptOutcome, &AttemptNext)> = records
+        .iter()
+        .map(|r| (r.attempt, r.outcome, &r.next))
+        .collect();
     let dead = |reason: &str| AttemptNext::DeadLetter {
         reason: reason.into(),
     };
     assert_eq!(
         next,
         [
-            (MAX_ATTEMPTS, AttemptOutcome::Failed, &dead("attempts_exhausted")),
+            (
+                MAX_ATTEMPTS,
+                AttemptOutcome::Failed,
+                &dead("attempts_exhausted")
+            ),
             (1, AttemptOutcome::Refused, &dead("target_refused")),
         ]
     );
@@ -130,4 +153,39 @@ async fn no_record_is_written_when_attempts_are_not_recorded() {
     );
     assert!(attempt(&kit, &source_record(7), &sub, 1).await);
     assert!(recorded(&kit).await.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_postponement_is_recorded_without_a_request_and_with_its_due_time() {
+    let sub = subscription("s1");
+    let kit = kit(vec![sub.clone()]);
+    let cancel = CancellationToken::new();
+    assert!(
+        kit.handling
+            .postpone(
+                &source_record(7),
+                &sub,
+                3,
+                Duration::from_secs(1),
+                "circuit open",
+                &cancel
+            )
+            .await
+    );
+    let parked = kit.kafka.records();
+    let records = recorded(&kit).await;
+    assert_eq!(records.len(), 1, "{records:?}");
+    let r = &records[0];
+    assert_eq!(
+        (r.event_id.as_str(), r.attempt, r.outcome),
+        ("e-7", 3, AttemptOutcome::Postponed)
+    );
+    assert_eq!((r.http_status, r.latency_ms), (None, 0));
+    assert_eq!(r.error.as_deref(), Some("postponed: circuit open"));
+    assert_eq!(
+        r.next,
+        AttemptNext::Retry {
+            due_ms: number(&parked[0], NOT_BEFORE)
+        }
+    );
 }

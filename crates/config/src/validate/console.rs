@@ -1,0 +1,101 @@
+//! Validation of the `console` section: its tokens, the proxy it trusts and its index's bounds.
+//! The database URL and the tokens themselves are read by `spillway console` alone.
+
+use std::collections::HashSet;
+
+use crate::field::{err, FieldError};
+use crate::model::ConsoleConfig;
+
+pub(super) fn validate(console: &ConsoleConfig, errors: &mut Vec<FieldError>) {
+    let mut names = HashSet::new();
+    for (i, token) in console.tokens.iter().enumerate() {
+        if token.name.trim().is_empty() {
+            errors.push(err(
+                format!("console.tokens[{i}].name"),
+                "must not be empty",
+            ));
+        } else if !names.insert(token.name.as_str()) {
+            errors.push(err(
+                format!("console.tokens[{i}].name"),
+                format!(
+                    "`{}` names another token too: the audit log could not tell them apart",
+                    token.name
+                ),
+            ));
+        }
+        if token.token.env.is_some() == token.token.file.is_some() {
+            errors.push(err(
+                format!("console.tokens[{i}].token"),
+                "set exactly one of `env` and `file`",
+            ));
+        }
+    }
+    if let Some(proxy) = &console.trusted_proxy {
+        if proxy.user_header.parse::<http::HeaderName>().is_err() {
+            errors.push(err(
+                "console.trusted_proxy.user_header",
+                "must be a header name",
+            ));
+        }
+        if let Some(groups) = &proxy.groups_header {
+            if groups.parse::<http::HeaderName>().is_err() {
+                errors.push(err(
+                    "console.trusted_proxy.groups_header",
+                    "must be a header name",
+                ));
+            }
+        }
+        if proxy.from.is_empty() {
+            errors.push(err(
+                "console.trusted_proxy.from",
+                "name the proxy's addresses: without them anyone reaching the console could claim any identity",
+            ));
+        }
+    }
+    if let Some(url) = &console.database_url {
+        if url.env.is_some() == url.file.is_some() {
+            errors.push(err(
+                "console.database_url",
+                "set exactly one of `env` and `file`",
+            ));
+        }
+    }
+    if console.bulk_retry_limit == 0 {
+        errors.push(err("console.bulk_retry_limit", "must be at least 1"));
+    }
+    // The indexer keeps a connection of its own for as long as it runs.
+    let least = if console.index.enabled { 2 } else { 1 };
+    if console.database_pool < least {
+        errors.push(err(
+            "console.database_pool",
+            format!(
+                "must be at least {least}: the indexer holds one connection, the API needs another"
+            ),
+        ));
+    }
+    let index = &console.index;
+    if index.batch_records == 0 {
+        errors.push(err("console.index.batch_records", "must be at least 1"));
+    }
+    if index.batch_wait.is_zero() {
+        errors.push(err("console.index.batch_wait", "must be greater than zero"));
+    }
+    if index.retention.is_zero() {
+        errors.push(err("console.index.retention", "must be greater than zero"));
+    }
+    if index.audit_retention.is_zero() {
+        errors.push(err(
+            "console.index.audit_retention",
+            "must be greater than zero",
+        ));
+    }
+    if index.retention_interval.is_zero() {
+        errors.push(err(
+            "console.index.retention_interval",
+            "must be greater than zero",
+        ));
+    }
+    if index.group_id.is_empty() {
+        errors.push(err("console.index.group_id", "must not be empty"));
+    }
+}

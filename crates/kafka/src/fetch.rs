@@ -1,0 +1,120 @@
+//! Reads single records back by topic, partition and offset: the console opening an event, or
+//! retrying a few. One consumer serves many reads (assign, read, assign again).
+//!
+//! A read starts at the offset asked for and, when the broker answers with later records only,
+//! again from further back, keeping the one asked for. Apache Kafka answers a fetch from the
+//! batch holding the offset; tansu 0.6's memory storage from the first batch *starting* after
+//! it (docs/development.md), so a record inside a batch is reached only from before the batch.
+
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::reader::ReadRecord;
+use crate::{client_error, ClientError, Connection};
+
+/// How far back each further try starts.
+const BACKOFFS: [i64; 4] = [0, 64, 1024, 16384];
+
+/// Reads single records; blocking (call from `spawn_blocking`).
+pub struct RecordFetcher {
+    consumer: BaseConsumer,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for RecordFetcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecordFetcher")
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RecordFetcher {
+    /// A fetcher waiting at most `timeout` for each record.
+    pub fn new(connection: &Connection, timeout: Duration) -> Result<Self, ClientError> {
+        let consumer = connection
+            .client_config()
+            .set(
+                "group.id",
+                format!("spillway-fetch-{}", uuid::Uuid::new_v4()),
+            )
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "true")
+            .create()
+            .map_err(client_error("create fetcher"))?;
+        Ok(Self { consumer, timeout })
+    }
+
+    /// The record at `offset`; None when the partition no longer (retention) or never held it.
+    pub fn fetch(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+    ) -> Result<Option<ReadRecord>, ClientError> {
+        let (low, high) = self
+            .consumer
+            .fetch_watermarks(topic, partition, self.timeout)
+            .map_err(client_error(format!("watermarks of {topic}/{partition}")))?;
+        if offset < low || offset >= high {
+            return Ok(None);
+        }
+        for back in BACKOFFS {
+            let start = (offset - back).max(low);
+            match self.read_from(topic, partition, start, offset)? {
+                Read::Found(record) => return Ok(Some(record)),
+                Read::Skipped if start == low => return Ok(None),
+                Read::Skipped => {}
+            }
+        }
+        Ok(None)
+    }
+
+    fn read_from(
+        &self,
+        topic: &str,
+        partition: i32,
+        start: i64,
+        wanted: i64,
+    ) -> Result<Read, ClientError> {
+        let mut list = TopicPartitionList::new();
+        list.add_partition_offset(topic, partition, Offset::Offset(start))
+            .map_err(client_error("assign"))?;
+        self.consumer
+            .assign(&list)
+            .map_err(client_error("assign"))?;
+        let deadline = Instant::now() + self.timeout;
+        while Instant::now() < deadline {
+            let Some(polled) = self.consumer.poll(Duration::from_millis(100)) else {
+                continue;
+            };
+            match polled {
+                // A message of an earlier assignment still queued is not this read's.
+                Ok(m) if m.topic() != topic || m.partition() != partition => {}
+                Ok(m) if m.offset() == wanted => return Ok(Read::Found(ReadRecord::of(&m))),
+                Ok(m) if m.offset() > wanted => return Ok(Read::Skipped),
+                Ok(_) => {}
+                // The end came first although the watermarks hold the offset: it was skipped.
+                Err(KafkaError::PartitionEOF(_)) => return Ok(Read::Skipped),
+                Err(e) => return Err(client_error(format!("read {topic}/{partition}"))(e)),
+            }
+        }
+        Err(ClientError {
+            context: format!(
+                "read {topic}/{partition} at {wanted}: nothing within {:?}",
+                self.timeout
+            ),
+            source: KafkaError::NoMessageReceived,
+        })
+    }
+}
+
+enum Read {
+    Found(ReadRecord),
+    /// The broker answered with later records or none: start further back.
+    Skipped,
+}
