@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::reader::ReadRecord;
@@ -18,6 +19,10 @@ use crate::{client_error, ClientError, Connection};
 
 /// How far back each further try starts.
 const BACKOFFS: [i64; 4] = [0, 64, 1024, 16384];
+
+/// How long a try from inside the partition waits for its first record before starting
+/// further back.
+const QUIET: Duration = Duration::from_millis(300);
 
 /// Reads single records; blocking (call from `spawn_blocking`).
 pub struct RecordFetcher {
@@ -44,28 +49,39 @@ impl RecordFetcher {
             )
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "true")
+            // A fetch the broker has nothing for (past the end, or inside a batch on tansu)
+            // comes back at once instead of after the default half second.
+            .set("fetch.wait.max.ms", "10")
+            // An offset the broker calls out of range is reported, not silently moved to the end.
+            .set("auto.offset.reset", "error")
             .create()
             .map_err(client_error("create fetcher"))?;
         Ok(Self { consumer, timeout })
     }
 
-    /// The record at `offset`; None when the partition no longer (retention) or never held it.
+    /// The record at `offset`; None when the partition no longer (retention) or never held it
+    /// (the end is found by reading to it: a few short reads).
     pub fn fetch(
         &self,
         topic: &str,
         partition: i32,
         offset: i64,
     ) -> Result<Option<ReadRecord>, ClientError> {
-        let (low, high) = self
+        // Only the low watermark bounds the search: tansu 0.6 answers the high one with the
+        // last batch's base offset plus one, short of records inside that batch (reader.rs).
+        let (low, _high) = self
             .consumer
             .fetch_watermarks(topic, partition, self.timeout)
             .map_err(client_error(format!("watermarks of {topic}/{partition}")))?;
-        if offset < low || offset >= high {
+        if offset < low {
             return Ok(None);
         }
         for back in BACKOFFS {
             let start = (offset - back).max(low);
-            match self.read_from(topic, partition, start, offset)? {
+            // The last try, from the partition's start, waits as long as a read may: a broker
+            // slow to answer must not make an event look expired.
+            let patience = if start == low { self.timeout } else { QUIET };
+            match self.read_from(topic, partition, start, offset, patience)? {
                 Read::Found(record) => return Ok(Some(record)),
                 Read::Skipped if start == low => return Ok(None),
                 Read::Skipped => {}
@@ -80,6 +96,7 @@ impl RecordFetcher {
         partition: i32,
         start: i64,
         wanted: i64,
+        patience: Duration,
     ) -> Result<Read, ClientError> {
         let mut list = TopicPartitionList::new();
         list.add_partition_offset(topic, partition, Offset::Offset(start))
@@ -87,21 +104,32 @@ impl RecordFetcher {
         self.consumer
             .assign(&list)
             .map_err(client_error("assign"))?;
-        let deadline = Instant::now() + self.timeout;
+        // Nothing at all within `patience`: the broker has nothing from `start` for us (tansu
+        // inside a batch, or past its end); once records come, the read may take the timeout.
+        let last = Instant::now() + self.timeout;
+        let mut deadline = (Instant::now() + patience).min(last);
         while Instant::now() < deadline {
-            let Some(polled) = self.consumer.poll(Duration::from_millis(100)) else {
+            let Some(polled) = self.consumer.poll(Duration::from_millis(20)) else {
                 continue;
             };
+            deadline = last;
             match polled {
                 // A message of an earlier assignment still queued is not this read's.
                 Ok(m) if m.topic() != topic || m.partition() != partition => {}
                 Ok(m) if m.offset() == wanted => return Ok(Read::Found(ReadRecord::of(&m))),
                 Ok(m) if m.offset() > wanted => return Ok(Read::Skipped),
                 Ok(_) => {}
-                // The end came first although the watermarks hold the offset: it was skipped.
+                // The end came first: the record is further back, or not there at all.
                 Err(KafkaError::PartitionEOF(_)) => return Ok(Read::Skipped),
+                // tansu can take an offset inside its last batch for one past its end.
+                Err(KafkaError::MessageConsumption(RDKafkaErrorCode::OffsetOutOfRange)) => {
+                    return Ok(Read::Skipped)
+                }
                 Err(e) => return Err(client_error(format!("read {topic}/{partition}"))(e)),
             }
+        }
+        if patience < self.timeout {
+            return Ok(Read::Skipped);
         }
         Err(ClientError {
             context: format!(

@@ -3,6 +3,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 mod durability;
+mod fetch;
 mod limits;
 mod reachability;
 
