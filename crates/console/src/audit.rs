@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 
 use crate::auth::Caller;
 use crate::problem::ApiError;
+use crate::state::Shared;
 
 /// One entry.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
@@ -88,4 +89,28 @@ pub async fn latest(
         })
         .collect::<Result<_, spillway_index::tokio_postgres::Error>>()
         .map_err(|e| ApiError::from(spillway_index::IndexError::from(e)))
+}
+
+/// Runs an action in a task of its own and writes its audit entry when it ends, so a caller
+/// who hangs up halfway does not leave an action half done and unrecorded. `work` returns
+/// the events it touched and the answer.
+pub(crate) async fn audited<T: Send + 'static>(
+    state: &Shared,
+    caller: Caller,
+    action: &'static str,
+    target: Value,
+    work: impl std::future::Future<Output = Result<(i64, T), ApiError>> + Send + 'static,
+) -> Result<T, ApiError> {
+    let state = state.clone();
+    tokio::spawn(async move {
+        let result = work.await;
+        let (events, outcome) = match &result {
+            Ok((events, _)) => (*events, "ok"),
+            Err(e) => (0, e.code),
+        };
+        record(&state.pool, &caller, action, target, events, outcome).await;
+        result.map(|(_, answer)| answer)
+    })
+    .await
+    .map_err(|e| ApiError::internal("the action stopped", &e))?
 }

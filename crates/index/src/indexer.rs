@@ -129,6 +129,9 @@ impl Indexer {
         let mut reassign = tokio::time::interval(REASSIGN_EVERY);
         reassign.tick().await;
         let mut expire = tokio::time::interval(self.settings.retention_interval);
+        // After a long batch, one reassignment and one deletion, not one per tick missed.
+        reassign.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        expire.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             // Only the wait for a batch's first record races the timers: it takes nothing
             // from the consumer until it completes. Filling the batch is never interrupted, or

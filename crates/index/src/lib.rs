@@ -48,7 +48,15 @@ pub enum IndexError {
 
 /// A pool of `size` connections to the database at `url` (`postgres://...`).
 pub fn pool(url: &str, size: usize) -> Result<Pool, PoolSetupError> {
-    let config: tokio_postgres::Config = url.parse().map_err(PoolSetupError::Url)?;
+    let mut config: tokio_postgres::Config = url.parse().map_err(PoolSetupError::Url)?;
+    // A statement never hangs on a server gone quiet (a partition, a lock held elsewhere):
+    // 30 s unless the URL's `options` say otherwise; and a dead peer is noticed in a minute.
+    if config.get_options().is_none() {
+        config.options("-c statement_timeout=30000");
+    }
+    config
+        .keepalives(true)
+        .keepalives_idle(std::time::Duration::from_secs(30));
     let manager = deadpool_postgres::Manager::from_config(
         config,
         tokio_postgres::NoTls,

@@ -395,20 +395,21 @@ pub struct RetryTarget {
 }
 
 /// The deliveries of the events `filter` finds (to `filter.subscription` only, when given),
-/// oldest event first, at most `limit`; with `failed_only`, those not delivered. A preview
-/// and the retry it previews both come from here, so they agree.
+/// oldest event first, at most `limit`; with `statuses`, only deliveries in one of them. A
+/// preview and the retry it previews both come from here, so they agree.
 pub async fn retry_targets(
     pool: &Pool,
     filter: &EventFilter,
-    failed_only: bool,
+    statuses: Option<&[&str]>,
     limit: i64,
 ) -> Result<Vec<RetryTarget>, IndexError> {
     let mut clause = Clause::of(filter);
     if let Some(sub) = &filter.subscription {
         clause.push("d.subscription = $", sub.clone());
     }
-    if failed_only {
-        clause.conditions.push("d.status <> 'delivered'".into());
+    if let Some(statuses) = statuses {
+        let owned: Vec<String> = statuses.iter().map(|s| (*s).to_owned()).collect();
+        clause.push("d.status = ANY($)", owned);
     }
     let n = clause.bind(limit);
     let sql = format!(

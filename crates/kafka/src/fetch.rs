@@ -60,13 +60,15 @@ impl RecordFetcher {
     }
 
     /// The record at `offset`; None when the partition no longer (retention) or never held it
-    /// (the end is found by reading to it: a few short reads).
+    /// (the end is found by reading to it: a few short reads). Takes at most the fetcher's
+    /// timeout; an error when the broker gave nothing in that time.
     pub fn fetch(
         &self,
         topic: &str,
         partition: i32,
         offset: i64,
     ) -> Result<Option<ReadRecord>, ClientError> {
+        let deadline = Instant::now() + self.timeout;
         // Only the low watermark bounds the search: tansu 0.6 answers the high one with the
         // last batch's base offset plus one, short of records inside that batch (reader.rs).
         let (low, _high) = self
@@ -76,20 +78,36 @@ impl RecordFetcher {
         if offset < low {
             return Ok(None);
         }
-        for back in BACKOFFS {
+        for (i, back) in BACKOFFS.iter().enumerate() {
             let start = (offset - back).max(low);
-            // The last try, from the partition's start, waits as long as a read may: a broker
-            // slow to answer must not make an event look expired.
-            let patience = if start == low { self.timeout } else { QUIET };
-            match self.read_from(topic, partition, start, offset, patience)? {
+            // The last try waits for what is left of the timeout: a broker slow to answer
+            // must not make an event look expired.
+            let last = start == low || i + 1 == BACKOFFS.len();
+            let patience = if last {
+                deadline.saturating_duration_since(Instant::now())
+            } else {
+                QUIET
+            };
+            match self.read_from(topic, partition, start, offset, patience, deadline)? {
                 Read::Found(record) => return Ok(Some(record)),
-                Read::Skipped if start == low => return Ok(None),
-                Read::Skipped => {}
+                Read::Skipped if last => return Ok(None),
+                Read::Quiet if last => {
+                    return Err(ClientError {
+                        context: format!(
+                            "read {topic}/{partition} at {offset}: nothing within {:?}",
+                            self.timeout
+                        ),
+                        source: KafkaError::NoMessageReceived,
+                    })
+                }
+                Read::Skipped | Read::Quiet => {}
             }
         }
         Ok(None)
     }
 
+    /// Reads from `start` until `wanted`, a later record or the end; `Quiet` when nothing
+    /// came within `patience` (or, once records came, by `deadline`).
     fn read_from(
         &self,
         topic: &str,
@@ -97,6 +115,7 @@ impl RecordFetcher {
         start: i64,
         wanted: i64,
         patience: Duration,
+        deadline: Instant,
     ) -> Result<Read, ClientError> {
         let mut list = TopicPartitionList::new();
         list.add_partition_offset(topic, partition, Offset::Offset(start))
@@ -104,45 +123,38 @@ impl RecordFetcher {
         self.consumer
             .assign(&list)
             .map_err(client_error("assign"))?;
-        // Nothing at all within `patience`: the broker has nothing from `start` for us (tansu
-        // inside a batch, or past its end); once records come, the read may take the timeout.
-        let last = Instant::now() + self.timeout;
-        let mut deadline = (Instant::now() + patience).min(last);
-        while Instant::now() < deadline {
+        let mut until = (Instant::now() + patience).min(deadline);
+        while Instant::now() < until {
             let Some(polled) = self.consumer.poll(Duration::from_millis(20)) else {
                 continue;
             };
-            deadline = last;
             match polled {
                 // A message of an earlier assignment still queued is not this read's.
-                Ok(m) if m.topic() != topic || m.partition() != partition => {}
+                Ok(m) if m.topic() != topic || m.partition() != partition => continue,
                 Ok(m) if m.offset() == wanted => return Ok(Read::Found(ReadRecord::of(&m))),
                 Ok(m) if m.offset() > wanted => return Ok(Read::Skipped),
                 Ok(_) => {}
                 // The end came first: the record is further back, or not there at all.
                 Err(KafkaError::PartitionEOF(_)) => return Ok(Read::Skipped),
-                // tansu can take an offset inside its last batch for one past its end.
-                Err(KafkaError::MessageConsumption(RDKafkaErrorCode::OffsetOutOfRange)) => {
-                    return Ok(Read::Skipped)
-                }
+                // An offset the broker calls out of range (tansu: one inside its last batch;
+                // Kafka: one its retention just deleted), reported as librdkafka's
+                // auto-offset-reset error under `auto.offset.reset=error`.
+                Err(KafkaError::MessageConsumption(
+                    RDKafkaErrorCode::AutoOffsetReset | RDKafkaErrorCode::OffsetOutOfRange,
+                )) => return Ok(Read::Skipped),
                 Err(e) => return Err(client_error(format!("read {topic}/{partition}"))(e)),
             }
+            // Records are coming: the read may go on to the deadline.
+            until = deadline;
         }
-        if patience < self.timeout {
-            return Ok(Read::Skipped);
-        }
-        Err(ClientError {
-            context: format!(
-                "read {topic}/{partition} at {wanted}: nothing within {:?}",
-                self.timeout
-            ),
-            source: KafkaError::NoMessageReceived,
-        })
+        Ok(Read::Quiet)
     }
 }
 
 enum Read {
     Found(ReadRecord),
-    /// The broker answered with later records or none: start further back.
+    /// The broker answered with later records, the end or out of range: start further back.
     Skipped,
+    /// Nothing came at all: start further back (tansu inside a batch), or the broker is slow.
+    Quiet,
 }

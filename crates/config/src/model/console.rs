@@ -12,13 +12,13 @@ use super::CredentialConfig;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ConsoleConfig {
-    /// The console's HTTP listener: the API under `/v1/`, the page at `/`, and `/healthz`,
-    /// `/readyz`, `/metrics`.
+    /// The console's HTTP listener: the API under `/v1/`, `/healthz` and `/readyz`.
     pub listen: SocketAddr,
     /// The PostgreSQL database holding the index: `{ env: VAR }` or `{ file: PATH }` with a
     /// URL such as `postgres://spillway:PASSWORD@db:5432/spillway`.
     pub database_url: Option<CredentialConfig>,
-    /// Connections to PostgreSQL per console process.
+    /// Connections to PostgreSQL the API uses per console process; the indexer opens one
+    /// more of its own (held while it indexes or stands by).
     pub database_pool: usize,
     /// The bearer tokens that may use the API, each with a name (written to the audit log)
     /// and a role.
@@ -64,7 +64,8 @@ pub struct ConsoleToken {
 pub enum ConsoleRole {
     /// Search and read events, attempts, health and subscriptions.
     Viewer,
-    /// Also retry, replay, redrive, send test webhooks and change subscriptions.
+    /// Also retry, bulk retry, send test webhooks, change subscriptions and read the audit
+    /// log.
     Operator,
 }
 

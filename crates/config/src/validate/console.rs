@@ -63,15 +63,8 @@ pub(super) fn validate(console: &ConsoleConfig, errors: &mut Vec<FieldError>) {
     if console.bulk_retry_limit == 0 {
         errors.push(err("console.bulk_retry_limit", "must be at least 1"));
     }
-    // The indexer keeps a connection of its own for as long as it runs.
-    let least = if console.index.enabled { 2 } else { 1 };
-    if console.database_pool < least {
-        errors.push(err(
-            "console.database_pool",
-            format!(
-                "must be at least {least}: the indexer holds one connection, the API needs another"
-            ),
-        ));
+    if console.database_pool == 0 {
+        errors.push(err("console.database_pool", "must be at least 1"));
     }
     let index = &console.index;
     if index.batch_records == 0 {

@@ -277,5 +277,5 @@ pub async fn retry_one(
         }
         Ok((1, (StatusCode::ACCEPTED, Json(answer))))
     };
-    retry::audited(&state, caller, "retry", target, work).await
+    crate::audit::audited(&state, caller, "retry", target, work).await
 }

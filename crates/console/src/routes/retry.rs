@@ -62,30 +62,6 @@ pub(crate) fn subscriptions_for(
     Ok(chosen)
 }
 
-/// Runs an action in a task of its own and writes its audit entry when it ends, so a caller
-/// who hangs up halfway does not leave an action half done and unrecorded. `work` returns
-/// the events it touched and the answer.
-pub(crate) async fn audited<T: Send + 'static>(
-    state: &Shared,
-    caller: Caller,
-    action: &'static str,
-    target: serde_json::Value,
-    work: impl std::future::Future<Output = Result<(i64, T), ApiError>> + Send + 'static,
-) -> Result<T, ApiError> {
-    let state = state.clone();
-    tokio::spawn(async move {
-        let result = work.await;
-        let (events, outcome) = match &result {
-            Ok((events, _)) => (*events, "ok"),
-            Err(e) => (0, e.code),
-        };
-        audit::record(&state.pool, &caller, action, target, events, outcome).await;
-        result.map(|(_, answer)| answer)
-    })
-    .await
-    .map_err(|e| ApiError::internal("the action stopped", &e))?
-}
-
 /// Queues `event` for each of `subscriptions`; returns how many were queued (none when
 /// Kafka no longer holds its record).
 pub(crate) async fn requeue_event(
@@ -145,7 +121,7 @@ pub struct BulkRetryRequest {
     /// The events: any filter of `GET /v1/events` (`subscription` narrows the deliveries too).
     #[serde(default)]
     pub filter: EventFilter,
-    /// `failed` (the default): deliveries not delivered; `all`: every delivery.
+    /// `dead_lettered` (the default), `not_delivered` or `all`.
     #[serde(default)]
     pub deliveries: Which,
     /// The `deliveries` count of the preview this retry follows: when it no longer matches
@@ -154,12 +130,27 @@ pub struct BulkRetryRequest {
 }
 
 /// Which deliveries of the events found.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Which {
+    /// Dead letters only.
     #[default]
-    Failed,
+    DeadLettered,
+    /// Dead letters and deliveries waiting for their next attempt (those then get a second
+    /// series of attempts beside the one already parked).
+    NotDelivered,
+    /// Every delivery, delivered ones too.
     All,
+}
+
+impl Which {
+    fn statuses(self) -> Option<&'static [&'static str]> {
+        match self {
+            Self::DeadLettered => Some(&["dead_lettered"]),
+            Self::NotDelivered => Some(&["dead_lettered", "retrying"]),
+            Self::All => None,
+        }
+    }
 }
 
 /// What a bulk retry would do, or did.
@@ -213,9 +204,9 @@ async fn targets_of(
     request: &BulkRetryRequest,
 ) -> Result<Vec<RetryTarget>, ApiError> {
     let limit = state.config.console.bulk_retry_limit as i64;
-    let failed_only = request.deliveries == Which::Failed;
+    let statuses = request.deliveries.statuses();
     // One more than the limit, to tell a retry that is too large.
-    Ok(search::retry_targets(&state.pool, &request.filter, failed_only, limit + 1).await?)
+    Ok(search::retry_targets(&state.pool, &request.filter, statuses, limit + 1).await?)
 }
 
 fn parse(
@@ -265,7 +256,7 @@ pub async fn bulk(
     let limit = state.config.console.bulk_retry_limit as i64;
     let targets = targets_of(&state, &request).await?;
     let answer = summarise(&targets, limit);
-    let target = serde_json::json!({ "filter": request.filter, "deliveries": format!("{:?}", request.deliveries).to_lowercase() });
+    let target = serde_json::json!({ "filter": request.filter, "deliveries": request.deliveries });
     let refusal = if answer.deliveries > limit {
         Some(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -293,5 +284,5 @@ pub async fn bulk(
         answer.queued = requeue(&shared, &targets, &who).await? as i64;
         Ok((answer.events, (StatusCode::ACCEPTED, Json(answer))))
     };
-    audited(&state, caller, "bulk_retry", target, work).await
+    audit::audited(&state, caller, "bulk_retry", target, work).await
 }

@@ -72,9 +72,14 @@ pub async fn put(
     Id(id): Id,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let result = put_inner(&state, &id, &body).await;
-    audit_change(&state, &caller, "subscription_put", &id, &result).await;
-    result
+    let shared = state.clone();
+    let target = json!({ "subscription": id });
+    let work = async move {
+        put_inner(&shared, &id, &body)
+            .await
+            .map(|answer| (0, answer))
+    };
+    audit::audited(&state, caller, "subscription_put", target, work).await
 }
 
 async fn put_inner(
@@ -118,7 +123,10 @@ pub async fn delete(
     Operator(caller): Operator,
     Id(id): Id,
 ) -> Result<StatusCode, ApiError> {
-    let result = async {
+    let shared = state.clone();
+    let target = json!({ "subscription": id });
+    let work = async move {
+        let state = shared;
         if state.registry.is_config_managed(&id) {
             return Err(registry_problem(
                 &spillway_worker::registry::RegistryError::ConfigManaged(id.clone()),
@@ -136,30 +144,9 @@ pub async fn delete(
         if !state.live.wait_applied(at, READ_BACK).await {
             return Err(not_applied());
         }
-        Ok(StatusCode::NO_CONTENT)
-    }
-    .await;
-    audit_change(&state, &caller, "subscription_delete", &id, &result).await;
-    result
-}
-
-async fn audit_change<T>(
-    state: &Shared,
-    caller: &Caller,
-    action: &str,
-    id: &str,
-    result: &Result<T, ApiError>,
-) {
-    let outcome = result.as_ref().map_or_else(|e| e.code, |_| "ok");
-    audit::record(
-        &state.pool,
-        caller,
-        action,
-        json!({ "subscription": id }),
-        0,
-        outcome,
-    )
-    .await;
+        Ok((0, StatusCode::NO_CONTENT))
+    };
+    audit::audited(&state, caller, "subscription_delete", target, work).await
 }
 
 fn not_applied() -> ApiError {
@@ -198,21 +185,13 @@ pub async fn test_webhook(
     Operator(caller): Operator,
     Id(id): Id,
 ) -> Result<(StatusCode, Json<TestWebhookAnswer>), ApiError> {
-    let result = send_test(&state, &id, &caller).await;
-    let outcome = result.as_ref().map_or_else(|e| e.code, |_| "ok");
-    let event_id = result.as_ref().ok().map(|a| a.event_id.clone());
-    let events = i64::from(event_id.is_some());
-    let target = json!({ "subscription": id, "event_id": event_id });
-    audit::record(
-        &state.pool,
-        &caller,
-        "test_webhook",
-        target,
-        events,
-        outcome,
-    )
-    .await;
-    Ok((StatusCode::ACCEPTED, Json(result?)))
+    let (shared, who) = (state.clone(), caller.clone());
+    let target = json!({ "subscription": id });
+    let work = async move {
+        let answer = send_test(&shared, &id, &who).await?;
+        Ok((1, (StatusCode::ACCEPTED, Json(answer))))
+    };
+    audit::audited(&state, caller, "test_webhook", target, work).await
 }
 
 async fn send_test(

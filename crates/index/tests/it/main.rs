@@ -335,7 +335,7 @@ async fn filters_pages_and_retention() {
     let expected: Vec<String> = (0..30).rev().map(|i| format!("e{i:02}")).collect();
     assert_eq!(seen, expected);
 
-    let targets = search::retry_targets(&pool, &EventFilter::default(), true, 100)
+    let targets = search::retry_targets(&pool, &EventFilter::default(), Some(&["retrying"]), 100)
         .await
         .expect("targets");
     assert_eq!(targets.len(), 1);
