@@ -129,6 +129,11 @@ pub(crate) struct Stack {
 /// Ingress, worker (one attempt: a failure is a dead letter at once) and console, with the
 /// subscription `billing` to `subscriber`.
 pub(crate) async fn stack(subscriber: &TestSubscriber) -> Stack {
+    stack_with(subscriber, json!({})).await
+}
+
+/// [`stack`] with `extra` merged into its config.
+pub(crate) async fn stack_with(subscriber: &TestSubscriber, extra: Value) -> Stack {
     let postgres = Postgres::start();
     let database = postgres.database("console");
     let stripe = source("stripe");
@@ -137,6 +142,7 @@ pub(crate) async fn stack(subscriber: &TestSubscriber) -> Stack {
         let mut patch = console_section(dir, &database);
         patch["worker"] = json!({ "max_attempts": 1 });
         patch["subscriptions"] = json!([subscription(dir, "billing", &url)]);
+        spillway_testkit::config_doc::merge(&mut patch, extra);
         patch
     })
     .await;
