@@ -9,10 +9,10 @@ use super::*;
 async fn schemathesis_finds_no_server_error_in_the_api() {
     let subscriber = TestSubscriber::ok().await;
     let Stack {
+        setup,
         console,
         _postgres,
         _processes: (ingress, _worker),
-        ..
     } = stack(&subscriber).await;
     let stripe = source("stripe");
     let client = Client::http1();
@@ -36,6 +36,8 @@ async fn schemathesis_finds_no_server_error_in_the_api() {
     let python = std::path::PathBuf::from(String::from_utf8_lossy(&tools.stdout).trim());
     let schemathesis = python.with_file_name("schemathesis");
     let run = tokio::process::Command::new(schemathesis)
+        // Its crash cache goes to the working directory: the test's, not the repository.
+        .current_dir(setup.dir.path())
         .arg("run")
         .arg(console.url("/v1/openapi.json"))
         .args(["--header", &format!("Authorization: Bearer {OPERATOR}")])
