@@ -12,6 +12,7 @@
 pub mod audit;
 pub mod auth;
 pub mod problem;
+pub mod prometheus;
 pub mod routes;
 pub mod state;
 
@@ -30,6 +31,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{Auth, TokenError};
+use crate::prometheus::Prometheus;
 use crate::state::{AppState, Shared};
 
 pub use routes::ApiDoc;
@@ -55,6 +57,8 @@ pub enum ConsoleError {
     InvalidSubscriptions(String),
     #[error("cannot create the Kafka producer")]
     Producer(#[source] spillway_kafka::ClientError),
+    #[error(transparent)]
+    Prometheus(#[from] prometheus::PrometheusError),
     #[error("the console's listener failed")]
     Serve(#[source] std::io::Error),
 }
@@ -105,7 +109,14 @@ impl Console {
         } else {
             None
         };
-        let state = Arc::new(AppState::new(config, pool, auth, live, producer, progress));
+        let prometheus = console
+            .prometheus_url
+            .as_deref()
+            .map(Prometheus::new)
+            .transpose()?;
+        let mut state = AppState::new(config, pool, auth, live, producer, progress);
+        state.prometheus = prometheus;
+        let state = Arc::new(state);
         Ok(Self {
             state,
             follower,

@@ -31,6 +31,8 @@ pub struct AppState {
     pub registry: Registry,
     pub producer: EventProducer,
     pub progress: Progress,
+    /// Where the health figures of the ingress and workers are read (`console.prometheus_url`).
+    pub prometheus: Option<crate::prometheus::Prometheus>,
     /// Readers of single records not in use; one per request at a time.
     fetchers: Mutex<Vec<RecordFetcher>>,
 }
@@ -52,6 +54,7 @@ impl AppState {
             live,
             producer,
             progress,
+            prometheus: None,
             fetchers: Mutex::default(),
         }
     }

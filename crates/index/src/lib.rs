@@ -10,6 +10,7 @@
 //! The index is an aid, never the source of truth: bodies stay in Kafka, and nothing in the
 //! request or delivery path waits for it.
 
+pub mod health;
 pub mod indexer;
 pub mod progress;
 pub mod retention;

@@ -29,6 +29,15 @@ pub struct ConsoleConfig {
     /// The most deliveries one bulk retry makes: a filter finding more is refused (422
     /// `too_many_events`) until it is narrowed.
     pub bulk_retry_limit: usize,
+    /// How long a replay, a dead-letter redrive or a quarantine redrive may spend reading its
+    /// topic from Kafka (for its preview and again for the action).
+    #[serde(with = "humantime_serde")]
+    pub scan_timeout: Duration,
+    /// Prometheus's HTTP API (`http://prometheus:9090`), where the health pages read what
+    /// only the ingress and workers count: requests accepted, duplicates, verification
+    /// failures by reason, circuit states and consumer lag. Without it those figures are
+    /// absent and the rest of the health pages, read from the index, remain.
+    pub prometheus_url: Option<String>,
     /// The index: event metadata and delivery attempts, followed from Kafka.
     pub index: IndexConfig,
 }
@@ -42,6 +51,8 @@ impl Default for ConsoleConfig {
             tokens: Vec::new(),
             trusted_proxy: None,
             bulk_retry_limit: 10_000,
+            scan_timeout: Duration::from_secs(60),
+            prometheus_url: None,
             index: IndexConfig::default(),
         }
     }

@@ -63,6 +63,21 @@ pub(super) fn validate(console: &ConsoleConfig, errors: &mut Vec<FieldError>) {
     if console.bulk_retry_limit == 0 {
         errors.push(err("console.bulk_retry_limit", "must be at least 1"));
     }
+    if console.scan_timeout.is_zero() {
+        errors.push(err("console.scan_timeout", "must be greater than zero"));
+    }
+    if let Some(url) = &console.prometheus_url {
+        let parsed = url.parse::<http::Uri>();
+        let usable = parsed
+            .as_ref()
+            .is_ok_and(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some());
+        if !usable {
+            errors.push(err(
+                "console.prometheus_url",
+                "must be an http:// or https:// URL such as http://prometheus:9090",
+            ));
+        }
+    }
     if console.database_pool == 0 {
         errors.push(err("console.database_pool", "must be at least 1"));
     }
@@ -90,5 +105,54 @@ pub(super) fn validate(console: &ConsoleConfig, errors: &mut Vec<FieldError>) {
     }
     if index.group_id.is_empty() {
         errors.push(err("console.index.group_id", "must not be empty"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn fields(console: &ConsoleConfig) -> Vec<String> {
+        let mut errors = Vec::new();
+        validate(console, &mut errors);
+        errors.iter().map(|e| e.path.clone()).collect()
+    }
+
+    #[test]
+    fn the_defaults_are_valid() {
+        assert!(fields(&ConsoleConfig::default()).is_empty());
+    }
+
+    #[test]
+    fn a_prometheus_url_must_be_http_with_a_host() {
+        for (url, valid) in [
+            ("http://prometheus:9090", true),
+            ("https://metrics.example.com/prom/", true),
+            ("prometheus:9090", false),
+            ("ftp://prometheus", false),
+            ("http://", false),
+        ] {
+            let console = ConsoleConfig {
+                prometheus_url: Some(url.into()),
+                ..ConsoleConfig::default()
+            };
+            let refused = fields(&console) == ["console.prometheus_url"];
+            assert_eq!(!refused, valid, "{url}");
+        }
+    }
+
+    #[test]
+    fn zero_bounds_are_refused() {
+        let console = ConsoleConfig {
+            scan_timeout: Duration::ZERO,
+            bulk_retry_limit: 0,
+            ..ConsoleConfig::default()
+        };
+        assert_eq!(
+            fields(&console),
+            ["console.bulk_retry_limit", "console.scan_timeout"]
+        );
     }
 }

@@ -2,6 +2,8 @@
 //! generated from the handlers' annotations.
 
 pub mod events;
+pub mod health;
+pub mod redrive;
 pub mod retry;
 pub mod status;
 pub mod subscriptions;
@@ -21,16 +23,20 @@ use crate::state::Shared;
     paths(
         events::list, events::show, events::body, events::retry_one,
         retry::preview, retry::bulk,
+        redrive::replay_preview, redrive::replay,
+        redrive::dead_letters_preview, redrive::dead_letters_redrive,
+        redrive::quarantine_preview, redrive::quarantine_redrive,
         subscriptions::list, subscriptions::show, subscriptions::put, subscriptions::delete,
         subscriptions::test_webhook,
         status::status, status::audit_log,
+        health::subscriptions, health::sources,
     ),
     modifiers(&BearerAuth),
     tags(
         (name = "events", description = "Search and read events"),
-        (name = "actions", description = "Retries and test webhooks (operators)"),
+        (name = "actions", description = "Retries, replays, redrives and test webhooks (operators)"),
         (name = "subscriptions", description = "The subscription registry"),
-        (name = "status", description = "The index and the audit log"),
+        (name = "status", description = "Health, the index and the audit log"),
     )
 )]
 pub struct ApiDoc;
@@ -60,6 +66,18 @@ pub fn router() -> Router<Shared> {
         .route("/v1/events/{event_id}/retry", post(events::retry_one))
         .route("/v1/retries/preview", post(retry::preview))
         .route("/v1/retries", post(retry::bulk))
+        .route("/v1/replays/preview", post(redrive::replay_preview))
+        .route("/v1/replays", post(redrive::replay))
+        .route(
+            "/v1/dead-letters/preview",
+            post(redrive::dead_letters_preview),
+        )
+        .route(
+            "/v1/dead-letters/redrive",
+            post(redrive::dead_letters_redrive),
+        )
+        .route("/v1/quarantine/preview", post(redrive::quarantine_preview))
+        .route("/v1/quarantine/redrive", post(redrive::quarantine_redrive))
         .route("/v1/subscriptions", get(subscriptions::list))
         .route(
             "/v1/subscriptions/{id}",
@@ -73,6 +91,8 @@ pub fn router() -> Router<Shared> {
         )
         .route("/v1/status", get(status::status))
         .route("/v1/audit", get(status::audit_log))
+        .route("/v1/health/subscriptions", get(health::subscriptions))
+        .route("/v1/health/sources", get(health::sources))
         .fallback(|| async { ApiError::not_found("no such route") })
 }
 

@@ -176,17 +176,24 @@ pub struct SubscriptionCount {
     pub deliveries: i64,
 }
 
-fn summarise(targets: &[RetryTarget], limit: i64) -> BulkRetryAnswer {
-    let mut events: Vec<&str> = targets.iter().map(|t| t.event_id.as_str()).collect();
+/// Counts the deliveries `(event id, subscription)`: events, deliveries, per subscription.
+pub(crate) fn summarise<'a>(
+    deliveries: impl Iterator<Item = (&'a str, &'a str)>,
+    limit: i64,
+) -> BulkRetryAnswer {
+    let mut events: Vec<&str> = Vec::new();
+    let mut per: std::collections::BTreeMap<&str, i64> = std::collections::BTreeMap::new();
+    let mut total = 0;
+    for (event, subscription) in deliveries {
+        events.push(event);
+        *per.entry(subscription).or_default() += 1;
+        total += 1;
+    }
     events.sort_unstable();
     events.dedup();
-    let mut per: std::collections::BTreeMap<&str, i64> = std::collections::BTreeMap::new();
-    for t in targets {
-        *per.entry(&t.subscription).or_default() += 1;
-    }
     BulkRetryAnswer {
         events: events.len() as i64,
-        deliveries: targets.len() as i64,
+        deliveries: total,
         queued: 0,
         subscriptions: per
             .into_iter()
@@ -199,6 +206,31 @@ fn summarise(targets: &[RetryTarget], limit: i64) -> BulkRetryAnswer {
     }
 }
 
+/// Why an action on `found` deliveries (or records) is not taken: more than `limit`, or not
+/// the `expected` count its preview showed.
+pub(crate) fn refusal(found: i64, limit: i64, expected: Option<i64>) -> Option<ApiError> {
+    if found > limit {
+        return Some(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "too_many_events",
+            format!("the filter finds more than {limit} (console.bulk_retry_limit): narrow it"),
+        ));
+    }
+    expected.filter(|e| *e != found).map(|expected| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "preview_stale",
+            format!("the preview showed {expected}, the filter now finds {found}: preview again"),
+        )
+    })
+}
+
+fn pairs(targets: &[RetryTarget]) -> impl Iterator<Item = (&str, &str)> {
+    targets
+        .iter()
+        .map(|t| (t.event_id.as_str(), t.subscription.as_str()))
+}
+
 async fn targets_of(
     state: &Shared,
     request: &BulkRetryRequest,
@@ -209,9 +241,8 @@ async fn targets_of(
     Ok(search::retry_targets(&state.pool, &request.filter, statuses, limit + 1).await?)
 }
 
-fn parse(
-    request: Result<Json<BulkRetryRequest>, JsonRejection>,
-) -> Result<BulkRetryRequest, ApiError> {
+/// The JSON body of an action, or 400 `invalid_request` saying what is wrong with it.
+pub(crate) fn parse<T>(request: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
     request
         .map(|Json(r)| r)
         .map_err(|e| ApiError::invalid(e.body_text()))
@@ -233,7 +264,7 @@ pub async fn preview(
     let request = parse(request)?;
     let targets = targets_of(&state, &request).await?;
     Ok(Json(summarise(
-        &targets,
+        pairs(&targets),
         state.config.console.bulk_retry_limit as i64,
     )))
 }
@@ -255,26 +286,9 @@ pub async fn bulk(
     let request = parse(request)?;
     let limit = state.config.console.bulk_retry_limit as i64;
     let targets = targets_of(&state, &request).await?;
-    let answer = summarise(&targets, limit);
+    let answer = summarise(pairs(&targets), limit);
     let target = serde_json::json!({ "filter": request.filter, "deliveries": request.deliveries });
-    let refusal = if answer.deliveries > limit {
-        Some(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "too_many_events",
-            format!("the filter finds more than {limit} deliveries (console.bulk_retry_limit): narrow it"),
-        ))
-    } else {
-        request
-            .expect_deliveries
-            .filter(|expected| *expected != answer.deliveries)
-            .map(|expected| {
-                ApiError::new(
-                    StatusCode::CONFLICT,
-                    "preview_stale",
-                    format!("the preview showed {expected} deliveries, the filter now finds {}: preview again", answer.deliveries),
-                )
-            })
-    };
+    let refusal = refusal(answer.deliveries, limit, request.expect_deliveries);
     let (shared, who) = (state.clone(), caller.clone());
     let work = async move {
         if let Some(refused) = refusal {

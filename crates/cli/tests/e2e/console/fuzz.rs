@@ -13,6 +13,7 @@ async fn schemathesis_finds_no_server_error_in_the_api() {
         console,
         _postgres,
         _processes: (ingress, _worker),
+        ..
     } = stack(&subscriber).await;
     let stripe = source("stripe");
     let client = Client::http1();

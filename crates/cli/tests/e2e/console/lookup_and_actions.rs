@@ -14,6 +14,7 @@ async fn the_console_finds_events_shows_their_attempts_and_retries_them() {
         console,
         _postgres,
         _processes: (ingress, _worker),
+        ..
     } = stack(&subscriber).await;
     let stripe = source("stripe");
     let client = Client::http1();

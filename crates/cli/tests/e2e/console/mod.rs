@@ -8,11 +8,13 @@ use std::sync::Arc;
 
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
+use spillway_testkit::prometheus::Prometheus;
 use spillway_testkit::spillway::{post_event, source, subscription, worker_setup, Setup};
 use spillway_testkit::{eventually, Behaviour, Client, ConsoleProcess, Postgres, TestSubscriber};
 
 mod fuzz;
 mod lookup_and_actions;
+mod redrive_and_health;
 mod restart;
 
 pub(crate) const VIEWER: &str = "viewer-token-0123456789";
@@ -124,6 +126,8 @@ pub(crate) struct Stack {
         spillway_testkit::IngressProcess,
         spillway_testkit::WorkerProcess,
     ),
+    /// Scraping the ingress and the worker, for the console's health figures.
+    _prometheus: Option<Prometheus>,
 }
 
 /// Ingress, worker (one attempt: a failure is a dead letter at once) and console, with the
@@ -134,11 +138,21 @@ pub(crate) async fn stack(subscriber: &TestSubscriber) -> Stack {
 
 /// [`stack`] with `extra` merged into its config.
 pub(crate) async fn stack_with(subscriber: &TestSubscriber, extra: Value) -> Stack {
+    build(subscriber, extra, false).await
+}
+
+/// [`stack_with`], and a Prometheus scraping the ingress and the worker that the console
+/// reads its health figures from.
+pub(crate) async fn stack_with_prometheus(subscriber: &TestSubscriber, extra: Value) -> Stack {
+    build(subscriber, extra, true).await
+}
+
+async fn build(subscriber: &TestSubscriber, extra: Value, with_prometheus: bool) -> Stack {
     let postgres = Postgres::start();
     let database = postgres.database("console");
     let stripe = source("stripe");
     let url = subscriber.url("/billing");
-    let setup = worker_setup(&stripe, |dir| {
+    let mut setup = worker_setup(&stripe, |dir| {
         let mut patch = console_section(dir, &database);
         patch["worker"] = json!({ "max_attempts": 1 });
         patch["subscriptions"] = json!([subscription(dir, "billing", &url)]);
@@ -147,14 +161,26 @@ pub(crate) async fn stack_with(subscriber: &TestSubscriber, extra: Value) -> Sta
     })
     .await;
     let ingress = setup.spawn_ingress("ingress");
-    let worker = setup.spawn_worker("worker");
-    let mut console = setup.spawn_console("console");
+    let mut worker = setup.spawn_worker("worker");
     ingress.wait_ready().await;
+    let prometheus = if with_prometheus {
+        let targets = [ingress.admin, worker.admin_addr().await];
+        let prometheus = Prometheus::start(setup.dir.path(), &targets, &[]).await;
+        setup.set(
+            "console.prometheus_url",
+            format!("http://{}", prometheus.addr),
+        );
+        Some(prometheus)
+    } else {
+        None
+    };
+    let mut console = setup.spawn_console("console");
     console.wait_ready().await;
     Stack {
         setup,
         console,
         _postgres: postgres,
         _processes: (ingress, worker),
+        _prometheus: prometheus,
     }
 }

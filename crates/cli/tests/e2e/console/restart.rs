@@ -19,6 +19,7 @@ async fn an_indexer_killed_under_load_catches_up_and_indexes_nothing_twice() {
         mut console,
         _postgres: postgres,
         _processes: (ingress, _worker),
+        ..
     } = stack_with(&subscriber, extra).await;
     let stripe = source("stripe");
 
