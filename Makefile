@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 .DEFAULT_GOAL := help
 
-.PHONY: help run test up down lint unit fmt clippy test-rust chart-test fuzz-smoke bench faults fuzz dashboard-pictures
+.PHONY: help run test up down lint unit fmt clippy test-rust chart-test fuzz-smoke bench faults fuzz dashboard-pictures console-pictures
 
 ## help: list the targets with their one-line help (the default goal)
 help:
@@ -74,6 +74,11 @@ test-rust:
 	else \
 		$(CARGO) test --workspace --no-fail-fast -- --skip broker::broker_; \
 	fi
+
+## console-pictures: the console's page test in Chromium, its screenshots written into docs/console/*.png
+console-pictures: up
+	SPILLWAY_CONSOLE_SCREENSHOTS=$(CURDIR)/docs/console \
+		$(CARGO) nextest run -p spillway --test e2e console::page
 
 ## dashboard-pictures: the dashboard test with a one-minute load, drawn into docs/dashboards/*.png
 dashboard-pictures: up

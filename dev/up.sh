@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Starts the local stack on 127.0.0.1: the tansu broker (memory storage) on 9092, the Redis
-# Cluster on 7000-7005 and the S3-compatible object store (s3s-fs) on 9000. Installs what is missing (and Prometheus, HAProxy and PostgreSQL, which
-# tests start themselves).
+# Cluster on 7000-7005 and the S3-compatible object store (s3s-fs) on 9000. Installs what is missing (and Prometheus, HAProxy, PostgreSQL and Chromium,
+# which tests start themselves).
 # Idempotent.
 set -euo pipefail
 dev=$(cd "$(dirname "$0")" && pwd)
@@ -18,6 +18,8 @@ if ! command -v haproxy >/dev/null; then
 fi
 # PostgreSQL: the store of the tansu cluster that a broker fault case starts (dev/postgres.sh).
 "$dev/postgres.sh" install
+# Chromium and Playwright's driver: the console's page test runs a headless browser.
+"$dev/browser.sh" install
 "$dev/tansu.sh" start --port 9092 --storage memory
 "$dev/redis-cluster.sh" start --base-port 7000
 "$dev/s3.sh" start --port 9000

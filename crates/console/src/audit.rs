@@ -40,10 +40,7 @@ pub async fn record(
     events: i64,
     outcome: &str,
 ) {
-    let role = match caller.role {
-        spillway_config::ConsoleRole::Viewer => "viewer",
-        spillway_config::ConsoleRole::Operator => "operator",
-    };
+    let role = caller.role_name();
     let written = async {
         let client = pool.get().await?;
         client

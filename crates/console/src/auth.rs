@@ -22,6 +22,16 @@ pub struct Caller {
     pub role: ConsoleRole,
 }
 
+impl Caller {
+    /// `viewer` or `operator`, as the audit log and `/v1/me` write it.
+    pub fn role_name(&self) -> &'static str {
+        match self.role {
+            ConsoleRole::Viewer => "viewer",
+            ConsoleRole::Operator => "operator",
+        }
+    }
+}
+
 /// The console's callers.
 #[derive(Debug, Clone)]
 pub struct Auth {

@@ -11,6 +11,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod page;
 pub mod problem;
 pub mod prometheus;
 pub mod routes;
@@ -167,6 +168,7 @@ fn app(state: Shared) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
+        .merge(page::router())
         .merge(routes::router())
         .with_state(state)
 }

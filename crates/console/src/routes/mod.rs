@@ -28,7 +28,7 @@ use crate::state::Shared;
         redrive::quarantine_preview, redrive::quarantine_redrive,
         subscriptions::list, subscriptions::show, subscriptions::put, subscriptions::delete,
         subscriptions::test_webhook,
-        status::status, status::audit_log,
+        status::status, status::me, status::audit_log,
         health::subscriptions, health::sources,
     ),
     modifiers(&BearerAuth),
@@ -90,6 +90,7 @@ pub fn router() -> Router<Shared> {
             post(subscriptions::test_webhook),
         )
         .route("/v1/status", get(status::status))
+        .route("/v1/me", get(status::me))
         .route("/v1/audit", get(status::audit_log))
         .route("/v1/health/subscriptions", get(health::subscriptions))
         .route("/v1/health/sources", get(health::sources))

@@ -38,6 +38,26 @@ pub async fn status(State(state): State<Shared>, _: Viewer) -> Json<IndexStatus>
     })
 }
 
+/// Who the caller is, as the console sees them.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Me {
+    /// The token's name, or the user the proxy vouched for.
+    pub name: String,
+    /// `viewer` or `operator`.
+    pub role: String,
+}
+
+/// The caller's name and role (the page shows operators their actions).
+#[utoipa::path(get, path = "/v1/me", tag = "status",
+    responses((status = 200, body = Me), (status = 401, body = ErrorAnswer)),
+    security(("bearer" = [])))]
+pub async fn me(Viewer(caller): Viewer) -> Json<Me> {
+    Json(Me {
+        role: caller.role_name().to_owned(),
+        name: caller.name,
+    })
+}
+
 /// A page of the audit log.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]

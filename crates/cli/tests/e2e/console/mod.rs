@@ -14,6 +14,7 @@ use spillway_testkit::{eventually, Behaviour, Client, ConsoleProcess, Postgres, 
 
 mod fuzz;
 mod lookup_and_actions;
+mod page;
 mod redrive_and_health;
 mod restart;
 
