@@ -106,6 +106,10 @@ REFUSED = [
         {"networkPolicy": {"subscribers": {"cidrs": ["172.20.0.0/16"]}}, "worker": {"config": {"allow_cidrs": ["10.40.0.0/16"]}}},
         "172.20.0.0/16 is a private range",
     ),
+    # The console without its database, without the Secret its tokens are in, or usable by no one.
+    ({"console": {"enabled": True, "tokens": [{"name": "a", "role": "viewer", "key": "a"}], "tokensSecret": "t"}}, "console.database.existingSecret"),
+    ({"console": {"enabled": True, "database": {"existingSecret": "db"}, "tokens": [{"name": "a", "role": "viewer", "key": "a"}]}}, "console.tokensSecret"),
+    ({"console": {"enabled": True, "database": {"existingSecret": "db"}}}, "nobody can use the console"),
 ]
 
 # Values at the edge of a refusal above, which must render.
@@ -311,10 +315,16 @@ def visible(deployment: dict[str, Any], path: str) -> bool:
 
 def secret_mount_problems(objects: list[dict[str, Any]]) -> list[str]:
     """Each process holds the signing secrets it uses and no others: the ingress pods the
-    sources' (never a subscription's), the worker pods the subscriptions' (never a source's).
+    sources' (never a subscription's), the worker and console pods the subscriptions' (never a
+    source's).
     A key both sides name is the operator's choice and may be in both."""
     sources, subscriptions = signing_files(objects)
-    wanted = {"ingress": (sources, subscriptions - sources), "worker": (subscriptions, sources - subscriptions)}
+    wanted = {
+        "ingress": (sources, subscriptions - sources),
+        "worker": (subscriptions, sources - subscriptions),
+        # The console resolves the subscriptions to retry and test them, as the workers do.
+        "console": (subscriptions, sources - subscriptions),
+    }
     problems = []
     for o in objects:
         if o["kind"] != "Deployment":
@@ -636,11 +646,30 @@ PASS_THROUGH: dict[str, dict[str, Any]] = {
     "networkPolicy.subscribers.cidrs": STRINGS,
     "networkPolicy.subscribers.ports": {"type": "array", "items": {"type": "integer", **PORT}},
     "*.pdb.maxUnavailable": {"type": ["integer", "string"], "minimum": 0, "pattern": "^[0-9]+%$"},
+    "console.tokens": {
+        "type": "array",
+        "items": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["name", "role", "key"],
+            "properties": {
+                "name": {"type": "string", "minLength": 1},
+                "role": {"enum": ["viewer", "operator"]},
+                "key": {"type": "string", "minLength": 1},
+            },
+        },
+    },
+    # The config's console.trusted_proxy as is (the console validates its fields).
+    "console.trustedProxy": {"type": ["object", "null"]},
+    "console.prometheusUrl": {"type": "string", "pattern": "^(https?://.+)?$"},
+    "console.networkPolicy.from": {"type": "array", "items": {"type": "object"}},
+    "console.networkPolicy.*Cidrs": STRINGS,
 }
 CONSTRAINTS: dict[str, dict[str, Any]] = {
     "image.pullPolicy": {"enum": ["Always", "IfNotPresent", "Never"]},
     "image.repository": {"minLength": 1},
     "ingress.service.type": {"enum": ["ClusterIP", "NodePort", "LoadBalancer"]},
+    "console.service.type": {"enum": ["ClusterIP", "NodePort", "LoadBalancer"]},
     "kafka.brokers": {"minLength": 1},
     "*.port": PORT,
     "*Port": PORT,

@@ -39,8 +39,9 @@ enum Command {
         #[arg(long, env = "SPILLWAY_CONFIG")]
         config: PathBuf,
     },
-    /// The operator console: search events, see every attempt, retry, send test webhooks
-    /// (the JSON API under /v1/), and index events and attempts into PostgreSQL.
+    /// The operator console: search events, see every attempt, retry, replay and redrive,
+    /// health, test webhooks (the page under /ui/, the JSON API under /v1/), and index events
+    /// and attempts into PostgreSQL.
     Console {
         #[arg(long, env = "SPILLWAY_CONFIG")]
         config: PathBuf,

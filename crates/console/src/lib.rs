@@ -14,6 +14,7 @@ pub mod auth;
 pub mod page;
 pub mod problem;
 pub mod prometheus;
+pub mod reference;
 pub mod routes;
 pub mod state;
 

@@ -350,6 +350,8 @@ fn check_deployment(
         let (drain, margin) = match role.as_str() {
             "ingress" => (config.ingress.drain_timeout, Duration::from_secs(5)),
             "worker" => (config.worker.drain_timeout, Duration::ZERO),
+            // The console flushes its producer (retries, test events) for up to 5 s.
+            "console" => (Duration::ZERO, Duration::from_secs(5)),
             other => {
                 flag("component", format!("unknown component label {other:?}"));
                 (Duration::ZERO, Duration::ZERO)
@@ -374,8 +376,10 @@ fn check_deployment(
         );
     }
     check_pod_security(pod, &mut flag);
+    // The console has no admin port: its one port serves the API, the page and the probes.
+    let probe_port = if role == "console" { "http" } else { "admin" };
     for container in &pod.containers {
-        check_container(container, &mut flag);
+        check_container(container, probe_port, &mut flag);
     }
     found
 }
@@ -439,8 +443,12 @@ fn check_pod_security(pod: &PodSpec, flag: &mut impl FnMut(&'static str, String)
     }
 }
 
-/// A pinned image, requests and limits, probes on the admin port.
-fn check_container(container: &Container, flag: &mut impl FnMut(&'static str, String)) {
+/// A pinned image, requests and limits, probes on `probe_port` (the admin port).
+fn check_container(
+    container: &Container,
+    probe_port: &str,
+    flag: &mut impl FnMut(&'static str, String),
+) {
     let name = &container.name;
     let image = container.image.as_deref().unwrap_or_default();
     let tag = image
@@ -468,13 +476,13 @@ fn check_container(container: &Container, flag: &mut impl FnMut(&'static str, St
         ("readiness", container.readiness_probe.as_ref()),
         ("liveness", container.liveness_probe.as_ref()),
     ] {
-        let on_admin = probe
+        let on_port = probe
             .and_then(|p| p.http_get.as_ref())
-            .is_some_and(|g| g.port == IntOrString::String("admin".into()));
-        if !on_admin {
+            .is_some_and(|g| g.port == IntOrString::String(probe_port.into()));
+        if !on_port {
             flag(
                 "probes",
-                format!("{name}: no {what} probe on the admin port"),
+                format!("{name}: no {what} probe on the {probe_port} port"),
             );
         }
     }

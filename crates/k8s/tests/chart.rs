@@ -81,6 +81,31 @@ fn the_scenarios_render_what_they_promise() {
     assert_eq!(kinds("production-values.yaml"), (2, 1, 1, 2, 2));
     assert_eq!(kinds("monitoring-values.yaml"), (2, 2, 0, 2, 2));
     assert_eq!(kinds("everything-off-values.yaml"), (1, 0, 0, 0, 0));
+    // The console: its own Deployment, Service and NetworkPolicy, and its config section.
+    assert_eq!(kinds("console-values.yaml"), (3, 1, 0, 2, 0));
+    let console = Rendered::parse(render(&[
+        repo().join("helm/spillway/ci/console-values.yaml")
+    ]))
+    .expect("typed objects");
+    let named = |name: &str| {
+        console
+            .services
+            .iter()
+            .any(|s| s.metadata.name.as_deref() == Some(name))
+            && console
+                .network_policies
+                .iter()
+                .any(|p| p.metadata.name.as_deref() == Some(name))
+    };
+    assert!(
+        named("spillway-console"),
+        "the console's Service and NetworkPolicy"
+    );
+    let config = console.config().expect("a config").expect("valid");
+    assert_eq!(config.console.listen.port(), 9096);
+    assert_eq!(config.console.tokens.len(), 2);
+    assert!(config.console.trusted_proxy.is_some());
+    assert_eq!(config.console.bulk_retry_limit, 5000);
     let production = Rendered::parse(render(&[
         repo().join("helm/spillway/ci/production-values.yaml")
     ]))
