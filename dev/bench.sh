@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make bench`: criterion micro benchmarks, then the end-to-end sweeps of spillway-loadgen
 # against a release `spillway ingress` and the bare baseline on the local stack, then the fleet
-# figures (batches split into records, large bodies streamed to the local S3 server), then
+# figures (batches split into records, large bodies streamed to the local S3 server), then the
+# console's (index lag at the half rate, catch-up, search at a million events), then
 # docs/benchmarks.md and its plot. The last line printed is the headline:
 #   max_rate=<rps> p99_ms_at_half=<ms> cpu_us_per_req=<us> bare_cpu_us_per_req=<us> ingest_vs_bare=<ratio>
 # Extra arguments go to `spillway-loadgen bench` (e.g. --rates 1000,2000 --step 3s).
@@ -35,5 +36,10 @@ fresh_broker
 target/release/spillway-loadgen bench --spillway-bin target/release/spillway --out target/bench "$@" >&2
 fresh_broker
 target/release/spillway-loadgen fleet --spillway-bin target/release/spillway --out target/bench >&2
+# The console's index under the ingress's half rate (from the sweep above), then search at a
+# million indexed events.
+half=$(python3 -c 'import json; print(max(100, round(json.load(open("target/bench/benchmarks.json"))["max_rate"] / 2)))')
+fresh_broker
+target/release/spillway-loadgen console --spillway-bin target/release/spillway --rate "$half" --out target/bench >&2
 python=$(dev/py-tools.sh python bench)
 "$python" loadtest/report.py target/bench/benchmarks.json

@@ -192,6 +192,46 @@ def fleet(path: Path) -> list[str]:
     return [*lines, ""]
 
 
+def console(path: Path) -> list[str]:
+    """The console section, from `spillway-loadgen console`'s console.json at `path`."""
+    if not path.exists():
+        return ["## The console", "", "(no console results found: run `make bench`)", ""]
+    c = json.loads(path.read_text())
+    live, catch, search = c["live"], c["catch_up"], c["search"]
+    lines = [
+        "## The console",
+        "",
+        "`spillway-loadgen console`: a release ingress, worker and console on the local stack and a",
+        "private PostgreSQL 17, all on the same two cores. The ingress takes a steady rate (the half",
+        "rate of the sweep above) of signed 1 KiB webhooks for 20 s, the worker delivers each to a",
+        "fast subscriber (one attempt each), and the console indexes events and attempts.",
+        "Deliveries short of the accepted count are tansu's, not Spillway's: when the worker pauses a",
+        "busy partition and resumes it, tansu answers from the next record batch and the rest of the",
+        "current one is never fetched ([development.md](development.md)); Kafka does not do this.",
+        "",
+        "| figure | value |",
+        "|---|---|",
+        f"| load | {live['rate']:.0f} requests/s, {live['accepted']} accepted, {live['attempts']} delivered (one attempt each) |",
+        f"| index lag (age of the newest indexed event, sampled every 250 ms) | p50 {live['lag_p50_ms']:.0f} ms, p99 {live['lag_p99_ms']:.0f} ms, max {live['lag_max_ms']:.0f} ms |",
+        f"| every accepted event indexed | {live['events_indexed_after_ms']:.0f} ms after the load ended |",
+        f"| every attempt indexed (the worker's backlog delivered) | {live['drained_after_ms']:.0f} ms after the load ended |",
+        f"| rows written during the load and the drain | {live['rows_per_s']:.0f} events and attempts/s |",
+        f"| console CPU per indexed row | {live['console_cpu_us_per_row']:.1f} µs |",
+        f"| a fresh indexer catching up on all of it (load stopped) | {catch['events']} events and {catch['attempts']} attempts in {catch['seconds']:.1f} s: **{catch['rows_per_s']:.0f} rows/s** |",
+        "",
+        f"Search latency with **{search['events']:,} events** in the index (synthetic rows written by SQL in",
+        f"{search['fill_seconds']:.0f} s, spread over six days, five sources, twenty event types and three",
+        "subscriptions, one delivery and one attempt each), each search 30 times through the API,",
+        "as the page makes it:",
+        "",
+        "| search | p50 ms | p99 ms | max ms |",
+        "|---|---|---|---|",
+    ]
+    for q in search["searches"]:
+        lines.append(f"| {q['name']} (`{q['path'].split('?')[0]}`) | {q['p50_ms']:.1f} | {q['p99_ms']:.1f} | {q['max_ms']:.1f} |")
+    return [*lines, ""]
+
+
 # Not re-measured by each run: the overload step's latency target compared on one evening.
 LATENCY_TARGETS = [
     "### Choosing `ingress.latency_target` (measured 2026-12-01)",
@@ -333,6 +373,7 @@ def main(path: str) -> int:
         *table(steps),
         "",
         *fleet(Path(path).parent / "fleet.json"),
+        *console(Path(path).parent / "console.json"),
         "## Micro benchmarks (criterion)",
         "",
         "Signature verification per scheme (1 KiB and 64 KiB bodies), dedupe key extraction, the",

@@ -9,10 +9,12 @@
 //! - [`verify`]: reconciliation of the answers with what is in Kafka;
 //! - [`bare`]: the bare hyper baseline server; [`cpu`]: a process's CPU time from /proc;
 //! - [`bench`]: the rate sweeps of `make bench`; [`fleet`]: its batch and large-body figures;
+//!   [`console`]: the console's index lag, catch-up and search figures;
 //!   [`server`]: the processes they measure.
 
 pub mod bare;
 pub mod bench;
+pub mod console;
 pub mod cpu;
 pub mod fleet;
 pub mod overload;

@@ -37,6 +37,9 @@ enum Command {
     /// `make bench`'s fleet figures: batches split into records, and large bodies streamed to
     /// the local S3 server, each through a release `spillway ingress` of its own.
     Fleet(FleetArgs),
+    /// `make bench`'s console figures: the index's lag under load, a fresh indexer's
+    /// catch-up rate, search latency over a large index.
+    Console(ConsoleArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -193,6 +196,23 @@ struct FleetArgs {
     out: PathBuf,
 }
 
+#[derive(Debug, clap::Args)]
+struct ConsoleArgs {
+    #[command(flatten)]
+    stack: StackArgs,
+    /// The ingress's load while the index is measured (requests/s): the ingress's half rate.
+    #[arg(long, default_value_t = 2000.0)]
+    rate: f64,
+    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// Events in the index that is searched.
+    #[arg(long, default_value_t = 1_000_000)]
+    search_events: u64,
+    /// Where the results go: `<out>/console.json`, which loadtest/report.py reads.
+    #[arg(long, default_value = "target/bench")]
+    out: PathBuf,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -253,7 +273,25 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Fleet(args) => fleet(args).await,
+        Command::Console(args) => console(args).await,
     }
+}
+
+async fn console(args: ConsoleArgs) -> anyhow::Result<ExitCode> {
+    let settings = spillway_loadgen::console::ConsoleSettings {
+        spillway_bin: args.stack.spillway_bin,
+        brokers: args.stack.brokers,
+        redis_nodes: args.stack.redis_nodes,
+        rate: args.rate,
+        duration: args.duration,
+        search_events: args.search_events,
+        dir: spillway_loadgen::console::run_dir(&args.out),
+    };
+    let results = spillway_loadgen::console::console(&settings).await?;
+    let path = args.out.join("console.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&results)?)?;
+    eprintln!("results: {}", path.display());
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn fleet(args: FleetArgs) -> anyhow::Result<ExitCode> {

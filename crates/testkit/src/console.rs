@@ -100,6 +100,11 @@ impl ConsoleProcess {
             .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
     }
 
+    /// The process id, for its CPU time in /proc.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
