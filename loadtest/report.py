@@ -192,6 +192,10 @@ def fleet(path: Path) -> list[str]:
     return [*lines, ""]
 
 
+def ms(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0f} ms"
+
+
 def console(path: Path) -> list[str]:
     """The console section, from `spillway-loadgen console`'s console.json at `path`."""
     if not path.exists():
@@ -202,8 +206,8 @@ def console(path: Path) -> list[str]:
         "## The console",
         "",
         "`spillway-loadgen console`: a release ingress, worker and console on the local stack and a",
-        "private PostgreSQL 17, all on the same two cores. The ingress takes a steady rate (the half",
-        "rate of the sweep above) of signed 1 KiB webhooks for 20 s, the worker delivers each to a",
+        "private PostgreSQL 17, all on the same cores. The ingress takes a steady rate (the half",
+        f"rate of the sweep above) of signed 1 KiB webhooks for {live['duration_s']:.0f} s, the worker delivers each to a",
         "fast subscriber (one attempt each), and the console indexes events and attempts.",
         "Deliveries short of the accepted count are tansu's, not Spillway's: when the worker pauses a",
         "busy partition and resumes it, tansu answers from the next record batch and the rest of the",
@@ -211,8 +215,8 @@ def console(path: Path) -> list[str]:
         "",
         "| figure | value |",
         "|---|---|",
-        f"| load | {live['rate']:.0f} requests/s, {live['accepted']} accepted, {live['attempts']} delivered (one attempt each) |",
-        f"| index lag (age of the newest indexed event, sampled every 250 ms) | p50 {live['lag_p50_ms']:.0f} ms, p99 {live['lag_p99_ms']:.0f} ms, max {live['lag_max_ms']:.0f} ms |",
+        f"| load | {live['rate']:.0f} requests/s, {live['accepted']} accepted, {live['attempts']} attempts indexed (one per delivery) |",
+        f"| index lag (age of the newest indexed event, sampled every 250 ms) | p50 {ms(live['lag_p50_ms'])}, p99 {ms(live['lag_p99_ms'])}, max {ms(live['lag_max_ms'])} |",
         f"| every accepted event indexed | {live['events_indexed_after_ms']:.0f} ms after the load ended |",
         f"| every attempt indexed (the worker's backlog delivered) | {live['drained_after_ms']:.0f} ms after the load ended |",
         f"| rows written during the load and the drain | {live['rows_per_s']:.0f} events and attempts/s |",
@@ -221,8 +225,10 @@ def console(path: Path) -> list[str]:
         "",
         f"Search latency with **{search['events']:,} events** in the index (synthetic rows written by SQL in",
         f"{search['fill_seconds']:.0f} s, spread over six days, five sources, twenty event types and three",
-        "subscriptions, one delivery and one attempt each), each search 30 times through the API,",
-        "as the page makes it:",
+        "subscriptions, one delivery and one attempt each; the newest are the live run's, all of",
+        "one source and one subscription), each search 200 times in a row through the API, as the",
+        "page makes it. A filter on a source or subscription that is common overall but absent",
+        "among the newest events walks those first (the by-source and by-subscription rows).",
         "",
         "| search | p50 ms | p99 ms | max ms |",
         "|---|---|---|---|",

@@ -110,6 +110,12 @@ REFUSED = [
     ({"console": {"enabled": True, "tokens": [{"name": "a", "role": "viewer", "key": "a"}], "tokensSecret": "t"}}, "console.database.existingSecret"),
     ({"console": {"enabled": True, "database": {"existingSecret": "db"}, "tokens": [{"name": "a", "role": "viewer", "key": "a"}]}}, "console.tokensSecret"),
     ({"console": {"enabled": True, "database": {"existingSecret": "db"}}}, "nobody can use the console"),
+    # A trusted identity header that any pod could send.
+    (
+        {"console": {"enabled": True, "database": {"existingSecret": "db"},
+                     "trustedProxy": {"user_header": "X-Forwarded-Email", "from": ["10.42.0.0/16"]}}},
+        "console.networkPolicy.from",
+    ),
 ]
 
 # Values at the edge of a refusal above, which must render.
@@ -659,8 +665,19 @@ PASS_THROUGH: dict[str, dict[str, Any]] = {
             },
         },
     },
-    # The config's console.trusted_proxy as is (the console validates its fields).
-    "console.trustedProxy": {"type": ["object", "null"]},
+    # The config's console.trusted_proxy, in its own snake_case keys.
+    "console.trustedProxy": {
+        "type": ["object", "null"],
+        "additionalProperties": False,
+        "required": ["user_header", "from"],
+        "properties": {
+            "user_header": {"type": "string", "minLength": 1},
+            "groups_header": {"type": "string", "minLength": 1},
+            "operators": STRINGS,
+            "operator_groups": STRINGS,
+            "from": {"type": "array", "minItems": 1, "items": {"type": "string"}},
+        },
+    },
     "console.prometheusUrl": {"type": "string", "pattern": "^(https?://.+)?$"},
     "console.networkPolicy.from": {"type": "array", "items": {"type": "object"}},
     "console.networkPolicy.*Cidrs": STRINGS,

@@ -167,8 +167,8 @@ function bulkRetry(params) {
       fill(out, h("div", { class: "notice", role: "status" },
         `${p.events} events, ${p.deliveries} deliveries`,
         p.subscriptions.length ? `: ${p.subscriptions.map((s) => `${s.subscription} ${s.deliveries}`).join(", ")}` : "",
-        p.deliveries > p.limit ? ` (over the limit of ${p.limit}: narrow the search)` : ""),
-      p.deliveries > 0 && p.deliveries <= p.limit ? go : null);
+        p.more ? ` (over the limit of ${p.limit}: narrow the search)` : ""),
+      p.deliveries > 0 && !p.more ? go : null);
     } catch (e) { fill(out, failure(e)); }
   };
   return h("details", { class: "panel" }, h("summary", {}, "Bulk retry of these events"),
@@ -220,7 +220,9 @@ async function downloadBody(id) {
   const token = sessionStorage.getItem(TOKEN_KEY);
   const reply = await fetch(`/v1/events/${encodeURIComponent(id)}/body`, { headers: token ? { authorization: `Bearer ${token}` } : {} });
   if (!reply.ok) throw new ApiFailure(reply.status, await reply.json().catch(() => null));
-  const url = URL.createObjectURL(await reply.blob());
+  // As bytes, whatever the sender said they were: never rendered on the console's origin.
+  const bytes = await reply.arrayBuffer();
+  const url = URL.createObjectURL(new Blob([bytes], { type: "application/octet-stream" }));
   const a = h("a", { href: url, download: `${id}.body` });
   document.body.append(a);
   a.click();
@@ -390,6 +392,9 @@ function previewAction(title, fields, previewPath, actionPath, expectKey, descri
     ev.preventDefault();
     const request = body();
     try {
+      // An open range would take in what arrives between the preview and the action (and be
+      // refused as stale): it ends now, in both.
+      if (!request.to_ms) request.to_ms = Date.now();
       const p = await api(previewPath, { method: "POST", body: request });
       const count = p[expectKey === "expect_records" ? "records" : "deliveries"];
       const go = h("button", { class: "primary", type: "button", onclick: async () => {
@@ -399,7 +404,8 @@ function previewAction(title, fields, previewPath, actionPath, expectKey, descri
           fill(out, h("div", { class: "notice", role: "status" }, describe(done, true)));
         } catch (e) { fill(out, failure(e)); }
       } }, `Go: ${count}`);
-      fill(out, h("div", { class: "notice", role: "status" }, describe(p, false)), count > 0 ? go : null);
+      const over = p.more ? ` More than the limit of ${p.limit}: narrow it.` : "";
+      fill(out, h("div", { class: "notice", role: "status" }, describe(p, false), over), count > 0 && !p.more ? go : null);
     } catch (e) { fill(out, failure(e)); }
   });
   return h("section", { class: "panel" }, h("h2", {}, title), form, out);
@@ -420,7 +426,7 @@ function replayView() {
     previewAction("Redrive quarantined records", [["source", "Source"], ["reason", "Reason"],
       ["from_ms", "Received from", "datetime-local"], ["to_ms", "Received before", "datetime-local"]],
     "/v1/quarantine/preview", "/v1/quarantine/redrive", "expect_records",
-    (p, done) => `${p.records} pass the schema now, ${p.still_invalid.length} still fail, ${p.refused} refused copies left` +
+    (p, done) => `${p.records} pass the schema now, ${p.still_invalid_count} still fail, ${p.refused} refused copies left` +
       (done ? `: ${p.written} written.` : ".")));
 }
 

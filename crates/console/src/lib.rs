@@ -11,6 +11,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod csrf;
 pub mod page;
 pub mod problem;
 pub mod prometheus;
@@ -171,6 +172,7 @@ fn app(state: Shared) -> Router {
         .route("/readyz", get(ready))
         .merge(page::router())
         .merge(routes::router())
+        .layer(axum::middleware::from_fn(csrf::same_origin))
         .with_state(state)
 }
 

@@ -23,7 +23,7 @@ pub struct ApiError {
 #[derive(Debug, ToSchema)]
 #[allow(dead_code)] // Only its schema is used: the body is written from `ApiError`.
 pub struct ErrorAnswer {
-    /// A stable code: `unauthorized`, `forbidden`, `not_found`, `invalid_request`,
+    /// A stable code: `unauthorized`, `forbidden`, `cross_site`, `not_found`, `invalid_request`,
     /// `quarantined`, `preview_stale`, `too_many_events`, `body_expired`,
     /// `index_unavailable`, `kafka_unavailable`, `invalid_json`, `id_mismatch`,
     /// `invalid_subscription`, `config_managed`, `registry_unavailable`, `not_applied`,

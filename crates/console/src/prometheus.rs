@@ -62,7 +62,10 @@ impl Prometheus {
         // reqwest is built without a crypto provider of its own: the process uses ring for
         // every TLS connection. Installing fails only when one is installed already.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let query_url = reqwest::Url::parse(base)
+        // A Prometheus under a path prefix (`https://host/prometheus`) keeps it: joining a
+        // relative path replaces the last segment unless the base ends in a slash.
+        let base = format!("{}/", base.trim_end_matches('/'));
+        let query_url = reqwest::Url::parse(&base)
             .and_then(|u| u.join("api/v1/query"))
             .map_err(PrometheusError::Url)?;
         let client = reqwest::Client::builder()
@@ -122,6 +125,21 @@ mod tests {
         assert_eq!(samples.len(), 2);
         assert_eq!(samples[0].labels["job"], "prometheus");
         assert_eq!(samples[1].value, 12.5);
+    }
+
+    #[test]
+    fn a_path_prefix_is_kept() {
+        for (base, query) in [
+            (
+                "http://prometheus:9090",
+                "http://prometheus:9090/api/v1/query",
+            ),
+            ("https://host/prom", "https://host/prom/api/v1/query"),
+            ("https://host/prom/", "https://host/prom/api/v1/query"),
+        ] {
+            let prometheus = Prometheus::new(base).expect("a client");
+            assert_eq!(prometheus.query_url.as_str(), query, "{base}");
+        }
     }
 
     #[test]

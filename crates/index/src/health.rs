@@ -24,7 +24,8 @@ pub struct SubscriptionFigures {
     pub pending: i64,
     /// When the oldest of those events was received, milliseconds since the Unix epoch.
     pub oldest_pending_received_ms: Option<i64>,
-    /// Deliveries dead-lettered in the window.
+    /// Deliveries dead-lettered in the window (those redriven since too), from their attempt
+    /// records (none with `worker.record_attempts: false`).
     pub dead_letters: i64,
 }
 
@@ -75,11 +76,12 @@ FROM spillway.deliveries d JOIN spillway.events e ON e.event_id = d.event_id
 WHERE d.status = 'retrying' AND e.test_for IS NULL
 GROUP BY d.subscription";
 
+// Dead letters as the attempts that led to them: a delivery redriven since still counts.
 const DEAD: &str = "\
-SELECT d.subscription, count(*)
-FROM spillway.deliveries d JOIN spillway.events e ON e.event_id = d.event_id
-WHERE d.status = 'dead_lettered' AND d.last_ms >= $1 AND e.test_for IS NULL
-GROUP BY d.subscription";
+SELECT subscription, count(*)
+FROM spillway.attempts
+WHERE at_ms >= $1 AND NOT test AND next_kind = 'dead_letter'
+GROUP BY subscription";
 
 const SOURCES: &str = "\
 SELECT source, count(*) FILTER (WHERE quarantine_reason IS NULL),

@@ -1,6 +1,8 @@
 -- The console's index. Times are milliseconds since the Unix epoch (bigint), as Spillway's
 -- records carry them. Every statement creates only what is missing, so applying this file
--- again is harmless; a later change adds statements, never edits these.
+-- again is harmless; a later change adds statements, and removes only statements that a later
+-- one undoes. It is applied when its digest differs from the one stored in
+-- spillway.schema_version (crates/index/src/schema.rs).
 
 CREATE SCHEMA IF NOT EXISTS spillway;
 
@@ -37,10 +39,6 @@ CREATE TABLE IF NOT EXISTS spillway.events (
     last_attempt_ms bigint
 );
 CREATE INDEX IF NOT EXISTS events_by_time ON spillway.events (received_ms DESC, event_id DESC);
-CREATE INDEX IF NOT EXISTS events_by_source ON spillway.events (source, received_ms DESC);
-CREATE INDEX IF NOT EXISTS events_by_type ON spillway.events (event_type, received_ms DESC);
-CREATE INDEX IF NOT EXISTS events_by_status ON spillway.events (status, received_ms DESC);
-CREATE INDEX IF NOT EXISTS events_by_http_status ON spillway.events (last_http_status, received_ms DESC);
 CREATE INDEX IF NOT EXISTS events_by_dedupe_key ON spillway.events (dedupe_key);
 
 -- Where each event stands with each subscription: its latest attempt or dead letter.
@@ -110,3 +108,9 @@ DROP INDEX IF EXISTS spillway.events_by_http_status;
 -- The health figures: attempts of the last hour, dead letters of the last hour.
 CREATE INDEX IF NOT EXISTS attempts_by_time ON spillway.attempts (at_ms);
 CREATE INDEX IF NOT EXISTS deliveries_by_status ON spillway.deliveries (status, last_ms);
+
+-- The digest of the schema.sql last applied.
+CREATE TABLE IF NOT EXISTS spillway.schema_version (
+    only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+    sha256 text NOT NULL
+);

@@ -24,6 +24,8 @@ pub struct Filter {
     pub since_ms: Option<u64>,
     /// Dead until (exclusive), milliseconds since the epoch.
     pub until_ms: Option<u64>,
+    /// Hold at most this many, and one more to tell that there are more.
+    pub max: Option<usize>,
 }
 
 /// A dead letter as listed.
@@ -71,10 +73,11 @@ pub fn list(
     timeout: Duration,
 ) -> Result<Vec<DeadLetter>, WorkerError> {
     let topic = dead_letter_topic(config);
-    // Filtered as read: only the matching dead letters are held.
+    // Filtered as read: only the matching dead letters are held, up to the cap.
+    let mut cap = crate::replay::Cap::new(filter.max);
     let mut all: Vec<DeadLetter> =
         read_topic_where(&(&config.kafka).into(), &topic, timeout, |r| {
-            filter.matches(r)
+            cap.keep(filter.matches(r))
         })?
         .into_iter()
         .map(|record| DeadLetter { record })

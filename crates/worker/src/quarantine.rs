@@ -25,6 +25,8 @@ pub struct Filter {
     pub since_ms: Option<u64>,
     /// Received until (exclusive), milliseconds since the epoch.
     pub until_ms: Option<u64>,
+    /// Hold at most this many, and one more to tell that there are more.
+    pub max: Option<usize>,
 }
 
 /// What a redrive does or did.
@@ -86,11 +88,12 @@ pub fn list(
     let Some(schema) = &source.schema else {
         return Ok(Vec::new());
     };
+    let mut cap = crate::replay::Cap::new(filter.max);
     let mut records = read_topic_where(
         &(&config.kafka).into(),
         &schema.quarantine_topic,
         timeout,
-        |r| r.header(headers::SOURCE) == Some(source.name.as_str()) && filter.matches(r),
+        |r| cap.keep(r.header(headers::SOURCE) == Some(source.name.as_str()) && filter.matches(r)),
     )?;
     records.sort_by_key(received_at_ms);
     Ok(records)

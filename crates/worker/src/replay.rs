@@ -33,6 +33,10 @@ pub struct Range {
     pub event_type: Option<String>,
     /// Only to this subscription; to every subscription that wants the event otherwise.
     pub subscription: Option<String>,
+    /// Hold at most this many records of the range (each with at least one delivery), and
+    /// one more to tell that there are more: a preview of a range too large to act on need
+    /// not hold it all.
+    pub max_records: Option<usize>,
 }
 
 impl Range {
@@ -55,6 +59,29 @@ impl Range {
                     .map(|(k, v)| (k.as_str(), v.as_slice()));
                 event_type(source, pairs, &record.value).as_ref() == Some(wanted)
             })
+    }
+}
+
+/// Keeps at most `max + 1` of the records a filter selects: enough to tell a read over `max`
+/// without holding all of it.
+#[derive(Debug)]
+pub(crate) struct Cap {
+    max: Option<usize>,
+    kept: usize,
+}
+
+impl Cap {
+    pub(crate) fn new(max: Option<usize>) -> Self {
+        Self { max, kept: 0 }
+    }
+
+    /// Whether to keep a record the filter `selected`.
+    pub(crate) fn keep(&mut self, selected: bool) -> bool {
+        if !selected || self.max.is_some_and(|max| self.kept > max) {
+            return false;
+        }
+        self.kept += 1;
+        true
     }
 }
 
@@ -86,29 +113,36 @@ pub fn select(
             return Err(ConfigProblem::UnknownSubscription(wanted.clone()).into());
         }
     }
-    // Filtered as read: only the records in the range are held (L-12).
-    let mut records = read_topic_where(&(&config.kafka).into(), &source.topic, timeout, |r| {
-        range.selects(source, r)
-    })?;
-    records.sort_by_key(|r| (r.partition, r.offset));
-    let mut out = Vec::new();
-    for record in records {
+    // The subscriptions a record of event type `kind` goes to.
+    let takers = |kind: Option<&str>| -> Vec<String> {
+        subscriptions
+            .iter()
+            .filter(|s| range.subscription.as_ref().is_none_or(|id| &s.id == id))
+            .filter(|s| wants(s, &source.name, kind))
+            .map(|s| s.id.clone())
+            .collect()
+    };
+    let kind_of = |record: &ReadRecord| {
         let pairs = record
             .headers
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_slice()));
-        let kind = event_type(source, pairs, &record.value);
-        for subscription in subscriptions {
-            let chosen = range
-                .subscription
-                .as_ref()
-                .is_none_or(|id| &subscription.id == id);
-            if chosen && wants(subscription, &source.name, kind.as_deref()) {
-                out.push(Replay {
-                    record: record.clone(),
-                    subscription: subscription.id.clone(),
-                });
-            }
+        event_type(source, pairs, &record.value)
+    };
+    // Filtered as read: only the records in the range that some subscription takes are held
+    // (L-12), up to the cap.
+    let mut cap = Cap::new(range.max_records);
+    let mut records = read_topic_where(&(&config.kafka).into(), &source.topic, timeout, |r| {
+        cap.keep(range.selects(source, r) && !takers(kind_of(r).as_deref()).is_empty())
+    })?;
+    records.sort_by_key(|r| (r.partition, r.offset));
+    let mut out = Vec::new();
+    for record in records {
+        for subscription in takers(kind_of(&record).as_deref()) {
+            out.push(Replay {
+                record: record.clone(),
+                subscription,
+            });
         }
     }
     Ok(out)
@@ -158,4 +192,21 @@ pub async fn requeue<'a>(
             .await?;
     }
     Ok(count)
+}
+
+#[cfg(test)]
+mod cap_tests {
+    use super::Cap;
+
+    #[test]
+    fn a_cap_keeps_one_more_than_its_max_of_what_is_selected() {
+        let mut cap = Cap::new(Some(2));
+        let kept: Vec<bool> = [true, false, true, true, true, false]
+            .into_iter()
+            .map(|selected| cap.keep(selected))
+            .collect();
+        assert_eq!(kept, [true, false, true, true, false, false]);
+        let mut uncapped = Cap::new(None);
+        assert!((0..1000).all(|_| uncapped.keep(true)));
+    }
 }

@@ -59,6 +59,7 @@ pub async fn run(command: DlqCommand) -> anyhow::Result<ExitCode> {
         source: filter.source,
         since_ms: filter.since,
         until_ms: filter.until,
+        max: None,
     };
     let listing = config.clone();
     let letters = tokio::task::spawn_blocking(move || {

@@ -67,6 +67,7 @@ pub async fn run(command: QuarantineCommand) -> anyhow::Result<ExitCode> {
         reason: filter.reason,
         since_ms: filter.since,
         until_ms: filter.until,
+        max: None,
     };
     let (listing, route) = (config.clone(), source.clone());
     let records = tokio::task::spawn_blocking(move || {

@@ -77,6 +77,7 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         to_offset,
         event_type: args.event_type,
         subscription: args.subscription,
+        max_records: None,
     };
     let subscriptions = LiveSubscriptions::load(Arc::new(config.clone()))
         .await?

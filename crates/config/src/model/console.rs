@@ -29,8 +29,9 @@ pub struct ConsoleConfig {
     /// The most deliveries one bulk retry makes: a filter finding more is refused (422
     /// `too_many_events`) until it is narrowed.
     pub bulk_retry_limit: usize,
-    /// How long a replay, a dead-letter redrive or a quarantine redrive may spend reading its
-    /// topic from Kafka (for its preview and again for the action).
+    /// How long a replay, a dead-letter redrive or a quarantine redrive waits for Kafka while
+    /// it reads its topic (for its preview and again for the action): each wait for the next
+    /// records, not the whole read, which takes as long as the topic is large.
     #[serde(with = "humantime_serde")]
     pub scan_timeout: Duration,
     /// Prometheus's HTTP API (`http://prometheus:9090`), where the health pages read what

@@ -36,7 +36,6 @@ pub struct ReplayRequest {
     /// Only to this subscription; to every subscription that wants each event otherwise.
     pub subscription: Option<String>,
     /// The `deliveries` count of the preview this follows (409 `preview_stale` otherwise).
-    #[serde(skip_serializing)]
     pub expect_deliveries: Option<i64>,
 }
 
@@ -51,7 +50,6 @@ pub struct DeadLetterRequest {
     /// Dead before, milliseconds since the Unix epoch.
     pub to_ms: Option<u64>,
     /// The `deliveries` count of the preview this follows (409 `preview_stale` otherwise).
-    #[serde(skip_serializing)]
     pub expect_deliveries: Option<i64>,
 }
 
@@ -71,7 +69,6 @@ pub struct QuarantineRequest {
     #[serde(default)]
     pub include_refused: bool,
     /// The `records` count of the preview this follows (409 `preview_stale` otherwise).
-    #[serde(skip_serializing)]
     pub expect_records: Option<i64>,
 }
 
@@ -82,13 +79,21 @@ pub struct QuarantineAnswer {
     pub records: i64,
     /// Written to the source's topic (0 in a preview).
     pub written: i64,
-    /// Records found that still fail the schema and stay in the quarantine.
+    /// Records found that still fail the schema and stay in the quarantine: the first 100.
     pub still_invalid: Vec<StillInvalid>,
+    /// How many still fail.
+    pub still_invalid_count: i64,
     /// Copies of records refused to the sender, left out (see `include_refused`).
     pub refused: i64,
-    /// The most records one redrive writes (`console.bulk_retry_limit`).
+    /// The most records one redrive reads (`console.bulk_retry_limit`).
     pub limit: i64,
+    /// More than `limit` records were found: the counts are of the first `limit + 1` only,
+    /// and the redrive would be refused (422 `too_many_events`).
+    pub more: bool,
 }
+
+/// How many of the records that still fail an answer lists.
+const STILL_INVALID_SHOWN: usize = 100;
 
 /// A quarantined record that still fails its schema.
 #[derive(Debug, Serialize, ToSchema)]
@@ -98,7 +103,20 @@ pub struct StillInvalid {
     pub failure: String,
 }
 
-/// Reads a topic off the runtime's threads, within `console.scan_timeout`.
+/// What an action was asked to do, for its audit entry: the request without its expected
+/// count.
+fn audit_target(request: &impl Serialize) -> serde_json::Value {
+    let mut target = serde_json::to_value(request).unwrap_or_default();
+    if let Some(fields) = target.as_object_mut() {
+        fields.remove("expect_deliveries");
+        fields.remove("expect_records");
+        fields.retain(|_, v| !v.is_null());
+    }
+    target
+}
+
+/// Reads a topic off the runtime's threads; `console.scan_timeout` bounds each wait for
+/// Kafka.
 async fn scan<T: Send + 'static>(
     state: &Shared,
     read: impl FnOnce(&spillway_config::Config, Duration) -> Result<T, WorkerError> + Send + 'static,
@@ -141,6 +159,7 @@ async fn replays_of(
         until_ms: request.to_ms,
         event_type: request.event_type.clone(),
         subscription: request.subscription.clone(),
+        max_records: Some(state.config.console.bulk_retry_limit),
         ..replay::Range::default()
     };
     let subscriptions = state.live.snapshot();
@@ -195,7 +214,7 @@ pub async fn replay(
     request: Result<Json<ReplayRequest>, JsonRejection>,
 ) -> Result<(StatusCode, Json<BulkRetryAnswer>), ApiError> {
     let request = parse(request)?;
-    let target = serde_json::to_value(&request).unwrap_or_default();
+    let target = audit_target(&request);
     let (shared, who) = (state.clone(), caller.clone());
     let work = async move {
         let replays = replays_of(&shared, &request).await?;
@@ -232,16 +251,31 @@ async fn dead_letters_of(
             return Err(ApiError::not_found(format!("no subscription {id:?}")));
         }
     }
+    if let Some(source) = &request.source {
+        if !state.config.sources.contains_key(source) {
+            return Err(ApiError::not_found(format!("no source {source:?}")));
+        }
+    }
     let filter = dlq::Filter {
         subscription: request.subscription.clone(),
         source: request.source.clone(),
         since_ms: request.from_ms,
         until_ms: request.to_ms,
+        max: Some(state.config.console.bulk_retry_limit),
     };
-    scan(state, move |config, timeout| {
+    let letters = scan(state, move |config, timeout| {
         dlq::list(config, &filter, timeout)
     })
-    .await
+    .await?;
+    // A dead letter of a subscription that no longer exists would only be dead-lettered
+    // again (`subscription_unknown`): it is left out.
+    Ok(letters
+        .into_iter()
+        .filter(|l| {
+            l.header(spillway_worker::control::SUBSCRIPTION)
+                .is_some_and(|id| state.live.find(id).is_some())
+        })
+        .collect())
 }
 
 fn dead_letter_summary(letters: &[dlq::DeadLetter], limit: i64) -> BulkRetryAnswer {
@@ -250,7 +284,7 @@ fn dead_letter_summary(letters: &[dlq::DeadLetter], limit: i64) -> BulkRetryAnsw
             (
                 event_id(&l.record),
                 l.header(spillway_worker::control::SUBSCRIPTION)
-                    .unwrap_or("-"),
+                    .unwrap_or_default(),
             )
         }),
         limit,
@@ -293,7 +327,7 @@ pub async fn dead_letters_redrive(
     request: Result<Json<DeadLetterRequest>, JsonRejection>,
 ) -> Result<(StatusCode, Json<BulkRetryAnswer>), ApiError> {
     let request = parse(request)?;
-    let target = serde_json::to_value(&request).unwrap_or_default();
+    let target = audit_target(&request);
     let (shared, who) = (state.clone(), caller.clone());
     let work = async move {
         let letters = dead_letters_of(&shared, &request).await?;
@@ -327,6 +361,7 @@ async fn quarantine_redrive_of(
             reason: request.reason.clone(),
             since_ms: request.from_ms,
             until_ms: request.to_ms,
+            max: Some(config.console.bulk_retry_limit),
         };
         let records = quarantine::list(config, &route, &filter, timeout)?;
         Ok((route, records))
@@ -337,21 +372,26 @@ async fn quarantine_redrive_of(
     let checked = quarantine::redrive(&config, &route, &records, request.include_refused, true)
         .await
         .map_err(|e| worker_problem(&e))?;
+    let more = records.len() as i64 > limit;
     let mut answer = QuarantineAnswer {
         records: checked.written as i64,
         written: 0,
+        still_invalid_count: checked.still_invalid.len() as i64,
         still_invalid: checked
             .still_invalid
             .into_iter()
+            .take(STILL_INVALID_SHOWN)
             .map(|(event_id, failure)| StillInvalid { event_id, failure })
             .collect(),
         refused: checked.refused as i64,
         limit,
+        more,
     };
     if dry_run {
         return Ok(answer);
     }
-    if let Some(refused) = refusal(answer.records, limit, request.expect_records) {
+    let found = if more { limit + 1 } else { answer.records };
+    if let Some(refused) = refusal(found, limit, request.expect_records) {
         return Err(refused);
     }
     let done = quarantine::redrive(&config, &route, &records, request.include_refused, false)
@@ -397,7 +437,7 @@ pub async fn quarantine_redrive(
     request: Result<Json<QuarantineRequest>, JsonRejection>,
 ) -> Result<(StatusCode, Json<QuarantineAnswer>), ApiError> {
     let request = parse(request)?;
-    let target = serde_json::to_value(&request).unwrap_or_default();
+    let target = audit_target(&request);
     let shared = state.clone();
     let work = async move {
         let answer = quarantine_redrive_of(&shared, request, false).await?;

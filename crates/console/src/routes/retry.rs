@@ -165,8 +165,12 @@ pub struct BulkRetryAnswer {
     pub queued: i64,
     /// Deliveries per subscription.
     pub subscriptions: Vec<SubscriptionCount>,
-    /// The most deliveries one bulk retry makes (`console.bulk_retry_limit`).
+    /// The most deliveries one bulk retry, replay or redrive makes
+    /// (`console.bulk_retry_limit`).
     pub limit: i64,
+    /// More than `limit` were found: the counts are of the first `limit + 1` only, and the
+    /// action would be refused (422 `too_many_events`).
+    pub more: bool,
 }
 
 /// Deliveries to one subscription.
@@ -203,6 +207,7 @@ pub(crate) fn summarise<'a>(
             })
             .collect(),
         limit,
+        more: total > limit,
     }
 }
 

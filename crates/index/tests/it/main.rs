@@ -358,3 +358,32 @@ async fn filters_pages_and_retention() {
     );
     assert_eq!(ids(&pool, EventFilter::default()).await.len(), 25);
 }
+
+/// A console whose schema is current runs no DDL; one finding an older schema (another
+/// digest) applies this one, adding what is missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_current_schema_is_left_alone_and_an_old_one_brought_up_to_date() {
+    let (postgres, pool) = index().await;
+    let indexes = || {
+        postgres.query(
+            "index",
+            "SELECT count(*) FROM pg_indexes WHERE schemaname = 'spillway' AND indexname = 'events_by_source_page'",
+        )
+    };
+    assert_eq!(indexes(), "1");
+    // Dropped behind the console's back with the digest current: left alone.
+    postgres.query("index", "DROP INDEX spillway.events_by_source_page");
+    spillway_index::ensure_schema(&pool).await.expect("schema");
+    assert_eq!(indexes(), "0", "a current schema is not applied again");
+    // An older schema: applied.
+    postgres.query(
+        "index",
+        "UPDATE spillway.schema_version SET sha256 = 'older'",
+    );
+    spillway_index::ensure_schema(&pool).await.expect("schema");
+    assert_eq!(indexes(), "1");
+    assert_ne!(
+        postgres.query("index", "SELECT sha256 FROM spillway.schema_version"),
+        "older"
+    );
+}

@@ -8,7 +8,7 @@
 const { chromium } = require("playwright-core");
 
 const config = JSON.parse(process.argv[2]);
-const { base, token, dedupeKey, eventId, bulkCount, subscription, shots } = config;
+const { base, token, dedupeKey, eventId, bulkCount, subscription, markup, shots } = config;
 const WAIT = { timeout: 60_000 };
 
 const started = Date.now();
@@ -44,6 +44,9 @@ async function main() {
   await page.locator("table tbody tr").first().waitFor(WAIT);
   seen.zone = await page.locator("#zone").textContent();
   await shot(page, "events");
+  // A sender's markup is shown as text, never run.
+  await page.getByText(markup, { exact: true }).waitFor(WAIT);
+  if (await page.evaluate(() => window.__xss !== undefined)) throw new Error("the page ran a sender's markup");
 
   // The quick search, from the keyboard: "/" focuses it, Enter finds the event.
   await page.keyboard.press("/");

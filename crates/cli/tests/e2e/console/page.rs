@@ -7,6 +7,9 @@
 
 use super::*;
 
+/// A dedupe key that runs script if a page ever parses it as HTML.
+const XSS: &str = "evt_<img src=x onerror=window.__xss=1>";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_operator_finds_retries_and_tests_from_the_page_in_chromium() {
     let failing = Arc::new(AtomicBool::new(true));
@@ -20,9 +23,11 @@ async fn an_operator_finds_retries_and_tests_from_the_page_in_chromium() {
     } = stack_with_prometheus(&subscriber, json!({})).await;
     let stripe = source("stripe");
     let client = Client::http1();
+    // The last one carries markup in its dedupe key: the page must show it as text.
+    let keys = ["evt_page_0", "evt_page_1", "evt_page_2", XSS];
     let mut ids = Vec::new();
-    for n in 0..3 {
-        let reply = post_event(&client, &ingress, &stripe, &format!("evt_page_{n}"), n).await;
+    for (n, key) in keys.into_iter().enumerate() {
+        let reply = post_event(&client, &ingress, &stripe, key, n).await;
         assert_eq!(reply.status, StatusCode::ACCEPTED);
         ids.push(reply.field("id").expect("event id"));
     }
@@ -41,7 +46,8 @@ async fn an_operator_finds_retries_and_tests_from_the_page_in_chromium() {
         "token": OPERATOR,
         "dedupeKey": "evt_page_0",
         "eventId": ids[0],
-        "bulkCount": 2,
+        "bulkCount": 3,
+        "markup": XSS,
         "subscription": "billing",
         "shots": shots,
     });
