@@ -694,6 +694,7 @@ CONSTRAINTS: dict[str, dict[str, Any]] = {
     "*.min*Replica*": {"minimum": 1},
     "*.max*Replica*": {"minimum": 1},
     "*Seconds": {"minimum": 0},
+    "console.startupSeconds": {"minimum": 5},
     "kafka.deliveryTimeoutSeconds": {"minimum": 1},
     "*.targetCPUUtilizationPercentage": {"minimum": 1, "maximum": 100},
     "*.maxSkew": {"minimum": 1},

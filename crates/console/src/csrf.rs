@@ -43,12 +43,23 @@ fn cross_site(headers: &HeaderMap) -> Option<String> {
         .ok()
         .and_then(|o| o.split_once("://"))
         .map(|(_, host)| host);
-    let hosts = [headers.get("x-forwarded-host"), headers.get(header::HOST)];
-    let same = hosts
-        .iter()
-        .flatten()
-        .any(|host| Some(host.as_bytes()) == origin_host.map(str::as_bytes));
+    // The first proxy's X-Forwarded-Host is what the browser used; Host is the last hop's.
+    let forwarded = headers
+        .get("x-forwarded-host")
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.split(',').next());
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let same = [forwarded, host].into_iter().flatten().any(|host| {
+        Some(without_default_port(host.trim())) == origin_host.map(without_default_port)
+    });
     (!same).then(|| "a request from another origin may not change anything here".to_owned())
+}
+
+/// `host:443` and `host:80` as a browser writes them in Origin: without the port.
+fn without_default_port(host: &str) -> &str {
+    host.strip_suffix(":443")
+        .or_else(|| host.strip_suffix(":80"))
+        .unwrap_or(host)
 }
 
 #[cfg(test)]
@@ -83,9 +94,14 @@ mod tests {
         let proxied = [
             ("origin", "https://console.example"),
             ("host", "spillway-console:80"),
-            ("x-forwarded-host", "console.example"),
+            ("x-forwarded-host", "console.example, spillway-console"),
         ];
         assert_eq!(cross_site(&headers(&proxied)), None);
+        let port = [
+            ("origin", "https://console.example"),
+            ("host", "console.example:443"),
+        ];
+        assert_eq!(cross_site(&headers(&port)), None);
     }
 
     #[test]

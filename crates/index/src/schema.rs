@@ -24,6 +24,9 @@ fn digest() -> String {
 pub async fn ensure_schema(pool: &Pool) -> Result<(), IndexError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
+    // Building an index over a large table may take longer than the pool's statement
+    // timeout (30 s), and so may waiting for another console that builds one.
+    tx.batch_execute("SET LOCAL statement_timeout = 0").await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
         .await?;
     let digest = digest();
@@ -46,9 +49,6 @@ pub async fn ensure_schema(pool: &Pool) -> Result<(), IndexError> {
         tx.commit().await?;
         return Ok(());
     }
-    // Building an index over a large table may take longer than the pool's statement
-    // timeout (30 s); it runs once per schema change.
-    tx.batch_execute("SET LOCAL statement_timeout = 0").await?;
     tx.batch_execute(SCHEMA).await?;
     tx.execute(
         "INSERT INTO spillway.schema_version (sha256) VALUES ($1) \

@@ -24,6 +24,8 @@ pub struct Filter {
     pub since_ms: Option<u64>,
     /// Dead until (exclusive), milliseconds since the epoch.
     pub until_ms: Option<u64>,
+    /// Only dead letters of these subscriptions (those that still exist, say).
+    pub known: Option<Vec<String>>,
     /// Hold at most this many, and one more to tell that there are more.
     pub max: Option<usize>,
 }
@@ -52,7 +54,12 @@ impl Filter {
             want.as_deref().is_none_or(|w| Some(w) == got)
         };
         let dead_at = dead_at_ms(record);
-        same(&self.subscription, record.header(control::SUBSCRIPTION))
+        let subscription = record.header(control::SUBSCRIPTION);
+        same(&self.subscription, subscription)
+            && self
+                .known
+                .as_ref()
+                .is_none_or(|known| subscription.is_some_and(|s| known.iter().any(|k| k == s)))
             && same(&self.source, record.header(headers::SOURCE))
             && self.since_ms.is_none_or(|s| dead_at >= s)
             && self.until_ms.is_none_or(|u| dead_at < u)

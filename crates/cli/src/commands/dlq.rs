@@ -59,6 +59,7 @@ pub async fn run(command: DlqCommand) -> anyhow::Result<ExitCode> {
         source: filter.source,
         since_ms: filter.since,
         until_ms: filter.until,
+        known: None,
         max: None,
     };
     let listing = config.clone();

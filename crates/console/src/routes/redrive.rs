@@ -256,26 +256,21 @@ async fn dead_letters_of(
             return Err(ApiError::not_found(format!("no source {source:?}")));
         }
     }
+    // A dead letter of a subscription that no longer exists would only be dead-lettered
+    // again (`subscription_unknown`): it is left out as read, before the cap counts it.
+    let known = state.live.snapshot().iter().map(|s| s.id.clone()).collect();
     let filter = dlq::Filter {
         subscription: request.subscription.clone(),
         source: request.source.clone(),
         since_ms: request.from_ms,
         until_ms: request.to_ms,
+        known: Some(known),
         max: Some(state.config.console.bulk_retry_limit),
     };
-    let letters = scan(state, move |config, timeout| {
+    scan(state, move |config, timeout| {
         dlq::list(config, &filter, timeout)
     })
-    .await?;
-    // A dead letter of a subscription that no longer exists would only be dead-lettered
-    // again (`subscription_unknown`): it is left out.
-    Ok(letters
-        .into_iter()
-        .filter(|l| {
-            l.header(spillway_worker::control::SUBSCRIPTION)
-                .is_some_and(|id| state.live.find(id).is_some())
-        })
-        .collect())
+    .await
 }
 
 fn dead_letter_summary(letters: &[dlq::DeadLetter], limit: i64) -> BulkRetryAnswer {
