@@ -355,10 +355,10 @@ async function healthView(params) {
     ], sources.sources));
 }
 
-async function subscriptionsView() {
+async function subscriptionsView(message) {
   fill(app, h("h1", {}, "Subscriptions"), h("p", {}, "Loading…"));
   const { subscriptions } = await api("/v1/subscriptions");
-  const note = h("div", {});
+  const note = h("div", {}, message || null);
   const test = (s) => h("button", { type: "button", onclick: async (ev) => {
     ev.target.disabled = true;
     try {
@@ -368,14 +368,48 @@ async function subscriptionsView() {
     } catch (e) { fill(note, failure(e)); }
     ev.target.disabled = false;
   } }, "Send test webhook");
+  const remove = (s) => h("button", { type: "button", onclick: async () => {
+    if (!confirm(`Delete the subscription ${s.id}? Its deliveries stop.`)) return;
+    try {
+      await api(`/v1/subscriptions/${encodeURIComponent(s.id)}`, { method: "DELETE" });
+      subscriptionsView(h("div", { class: "notice", role: "status" }, `Deleted ${s.id}.`));
+    } catch (e) { fill(note, failure(e)); }
+  } }, "Delete");
+  const actions = (s) => (isOperator() ? [test(s), " ", s.origin === "registry" ? remove(s) : null] : "");
   fill(app, h("h1", {}, "Subscriptions"), note, table([
     { title: "Id", cell: (s) => link(`/ui/events?subscription=${encodeURIComponent(s.id)}`, s.id) },
     { title: "Origin", cell: (s) => s.origin },
     { title: "URL", cell: (s) => h("span", { class: "mono" }, s.url) },
     { title: "Sources", cell: (s) => (s.sources || []).join(", ") || "all" },
     { title: "Event types", cell: (s) => (s.event_types || []).join(", ") || "all" },
-    { title: "", cell: (s) => (isOperator() ? test(s) : "") },
-  ], subscriptions, (s) => ({ "data-subscription": s.id })));
+    { title: "", cell: actions },
+  ], subscriptions, (s) => ({ "data-subscription": s.id })), isOperator() ? subscriptionForm(note) : null);
+}
+
+// Adds or replaces a registered subscription (PUT): the config file's are changed there.
+function subscriptionForm(note) {
+  const list = (v) => v.split(",").map((x) => x.trim()).filter(Boolean);
+  const form = h("form", { class: "filters" },
+    h("label", {}, "Id", h("input", { name: "id", required: true })),
+    h("label", {}, "URL", h("input", { name: "url", type: "url", required: true, size: 40 })),
+    h("label", {}, "Sources (comma-separated; empty: all)", h("input", { name: "sources" })),
+    h("label", {}, "Event types (comma-separated; empty: all)", h("input", { name: "event_types" })),
+    h("button", { class: "primary", type: "submit" }, "Save"));
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const f = Object.fromEntries(new FormData(form));
+    const body = { url: f.url };
+    if (list(f.sources).length) body.sources = list(f.sources);
+    if (list(f.event_types).length) body.event_types = list(f.event_types);
+    try {
+      const saved = await api(`/v1/subscriptions/${encodeURIComponent(f.id)}`, { method: "PUT", body });
+      subscriptionsView(h("div", { class: "notice", role: "status" }, `Saved ${saved.id}.`,
+        saved.secret ? [" Its signing secret, shown this once: ", h("code", {}, saved.secret)] : ""));
+    } catch (e) {
+      fill(note, failure(e));
+    }
+  });
+  return h("section", { class: "panel" }, h("h2", {}, "Add or replace a registered subscription"), form);
 }
 
 function previewAction(title, fields, previewPath, actionPath, expectKey, describe) {

@@ -8,7 +8,7 @@
 const { chromium } = require("playwright-core");
 
 const config = JSON.parse(process.argv[2]);
-const { base, token, dedupeKey, eventId, bulkCount, subscription, markup, shots } = config;
+const { base, token, dedupeKey, eventId, bulkCount, subscription, markup, newSubscriptionUrl, shots } = config;
 const WAIT = { timeout: 60_000 };
 
 const started = Date.now();
@@ -104,6 +104,21 @@ async function main() {
     }
   }
   await shot(page, "test-webhook");
+
+  // The registry from the page: add a subscription (its secret is shown once), then delete it.
+  await page.locator('a[href="/ui/subscriptions"]').first().click();
+  await page.getByLabel("Id", { exact: true }).fill("crm");
+  await page.getByLabel("URL", { exact: true }).fill(newSubscriptionUrl);
+  await page.getByRole("button", { name: "Save" }).click();
+  const saved = page.getByRole("status").filter({ hasText: "Saved crm." });
+  await saved.waitFor(WAIT);
+  seen.newSecret = await saved.locator("code").textContent();
+  await page.locator('tr[data-subscription="crm"]').waitFor(WAIT);
+  await shot(page, "subscriptions");
+  page.once("dialog", (d) => d.accept());
+  await page.locator('tr[data-subscription="crm"]').getByRole("button", { name: "Delete" }).click();
+  await page.getByRole("status").filter({ hasText: "Deleted crm." }).waitFor(WAIT);
+  seen.crmRowsAfterDelete = await page.locator('tr[data-subscription="crm"]').count();
 
   await page.locator('a[href="/ui/health"]').first().click();
   await page.getByRole("heading", { name: "Subscriptions" }).waitFor(WAIT);

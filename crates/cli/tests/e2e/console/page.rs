@@ -48,6 +48,7 @@ async fn an_operator_finds_retries_and_tests_from_the_page_in_chromium() {
         "eventId": ids[0],
         "bulkCount": 3,
         "markup": XSS,
+        "newSubscriptionUrl": subscriber.url("/crm"),
         "subscription": "billing",
         "shots": shots,
     });
@@ -131,6 +132,20 @@ async fn an_operator_finds_retries_and_tests_from_the_page_in_chromium() {
         .collect();
     assert_eq!(
         actions,
-        BTreeSet::from(["retry", "bulk_retry", "test_webhook"])
+        BTreeSet::from([
+            "retry",
+            "bulk_retry",
+            "test_webhook",
+            "subscription_put",
+            "subscription_delete"
+        ])
     );
+    // The registry change from the page: a generated secret shown once, then gone again.
+    assert!(
+        seen["newSecret"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("whsec_")),
+        "{seen:#}"
+    );
+    assert_eq!(seen["crmRowsAfterDelete"], 0);
 }
