@@ -6,7 +6,7 @@
 
 pub mod search;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use http::Method;
@@ -370,9 +370,4 @@ async fn wait_indexed(
 
 fn console_pid(console: &ConsoleProcess) -> anyhow::Result<i32> {
     Ok(i32::try_from(console.pid())?)
-}
-
-/// The directory a run writes to.
-pub fn run_dir(out: &Path) -> PathBuf {
-    out.join(format!("console-{}", std::process::id()))
 }

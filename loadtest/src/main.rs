@@ -1,7 +1,7 @@
 //! `spillway-loadgen`: `run` (a load test, optionally verified against Kafka), `bare` (the
 //! baseline server) and `bench` (the sweeps of `make bench`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -261,14 +261,11 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 dir: args.out.join(format!("run-{}", std::process::id())),
             };
             let results = spillway_loadgen::bench::bench(&settings).await?;
-            std::fs::create_dir_all(&args.out)?;
-            let path = args.out.join("benchmarks.json");
             // The headline is written with the figures, so that loadtest/report.py prints the
             // same line rather than formatting it again.
             let mut written = serde_json::to_value(&results)?;
             written["headline"] = results.headline().into();
-            std::fs::write(&path, serde_json::to_string_pretty(&written)?)?;
-            eprintln!("results: {}", path.display());
+            write_results(&args.out, "benchmarks.json", &written)?;
             println!("{}", results.headline());
             Ok(ExitCode::SUCCESS)
         }
@@ -285,13 +282,20 @@ async fn console(args: ConsoleArgs) -> anyhow::Result<ExitCode> {
         rate: args.rate,
         duration: args.duration,
         search_events: args.search_events,
-        dir: spillway_loadgen::console::run_dir(&args.out),
+        dir: args.out.join(format!("console-{}", std::process::id())),
     };
     let results = spillway_loadgen::console::console(&settings).await?;
-    let path = args.out.join("console.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&results)?)?;
-    eprintln!("results: {}", path.display());
+    write_results(&args.out, "console.json", &results)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes a step's results as `<out>/<name>`, where loadtest/report.py reads them.
+fn write_results(out: &Path, name: &str, results: &impl serde::Serialize) -> anyhow::Result<()> {
+    std::fs::create_dir_all(out)?;
+    let path = out.join(name);
+    std::fs::write(&path, serde_json::to_string_pretty(results)?)?;
+    eprintln!("results: {}", path.display());
+    Ok(())
 }
 
 async fn fleet(args: FleetArgs) -> anyhow::Result<ExitCode> {
@@ -310,10 +314,7 @@ async fn fleet(args: FleetArgs) -> anyhow::Result<ExitCode> {
         dir: args.out.join(format!("fleet-{}", std::process::id())),
     };
     let results = spillway_loadgen::fleet::fleet(&settings).await?;
-    std::fs::create_dir_all(&args.out)?;
-    let path = args.out.join("fleet.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&results)?)?;
-    eprintln!("results: {}", path.display());
+    write_results(&args.out, "fleet.json", &results)?;
     // Anything acknowledged and not found is a loss: the figures stand, the run fails. (A
     // stored body is one whose record is in Kafka too.)
     let lost: u64 = results.batches.iter().map(|b| b.lost).sum::<u64>()

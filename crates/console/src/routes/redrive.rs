@@ -18,9 +18,9 @@ use spillway_worker::{dlq, quarantine, replay, ConfigProblem, WorkerError};
 use utoipa::ToSchema;
 
 use crate::audit;
-use crate::auth::Operator;
+use crate::auth::{Caller, Operator};
 use crate::problem::{ApiError, ErrorAnswer};
-use crate::routes::retry::{parse, refusal, summarise, BulkRetryAnswer};
+use crate::routes::retry::{parse, queue, refusal, summarise, BulkRetryAnswer};
 use crate::state::Shared;
 
 /// A time range of a source to deliver again.
@@ -169,13 +169,45 @@ async fn replays_of(
     .await
 }
 
-fn replay_summary(replays: &[replay::Replay], limit: i64) -> BulkRetryAnswer {
+/// Events, deliveries and deliveries per subscription of what a replay or redrive queues.
+fn summary(deliveries: &[replay::Replay], limit: i64) -> BulkRetryAnswer {
     summarise(
-        replays
+        deliveries
             .iter()
             .map(|r| (event_id(&r.record), r.subscription.as_str())),
         limit,
     )
+}
+
+/// Finds the deliveries again, refuses what its preview no longer matches (or what is over
+/// the limit), queues them as fresh series noted `what` by the caller, and audits it all as
+/// `action`.
+async fn redeliver<F>(
+    state: &Shared,
+    caller: Caller,
+    action: &'static str,
+    what: &'static str,
+    (target, expect): (serde_json::Value, Option<i64>),
+    find: F,
+) -> Result<(StatusCode, Json<BulkRetryAnswer>), ApiError>
+where
+    F: std::future::Future<Output = Result<Vec<replay::Replay>, ApiError>> + Send + 'static,
+{
+    let (shared, who) = (state.clone(), caller.name.clone());
+    let work = async move {
+        let deliveries = find.await?;
+        let mut answer = summary(&deliveries, limit(&shared));
+        if let Some(refused) = refusal(answer.deliveries, answer.limit, expect) {
+            return Err(refused);
+        }
+        let items = deliveries
+            .iter()
+            .map(|r| (&r.record, r.subscription.as_str()));
+        let why = format!("{what} from the console by {who}");
+        answer.queued = queue(&shared, items, &why).await? as i64;
+        Ok((answer.events, (StatusCode::ACCEPTED, Json(answer))))
+    };
+    audit::audited(state, caller, action, target, work).await
 }
 
 /// Shows what a replay would deliver: events, deliveries, and deliveries per subscription.
@@ -194,7 +226,7 @@ pub async fn replay_preview(
 ) -> Result<Json<BulkRetryAnswer>, ApiError> {
     let request = parse(request)?;
     let replays = replays_of(&state, &request).await?;
-    Ok(Json(replay_summary(&replays, limit(&state))))
+    Ok(Json(summary(&replays, limit(&state))))
 }
 
 /// Delivers a time range of a source again, as its preview showed: each event as attempt 1
@@ -214,38 +246,17 @@ pub async fn replay(
     request: Result<Json<ReplayRequest>, JsonRejection>,
 ) -> Result<(StatusCode, Json<BulkRetryAnswer>), ApiError> {
     let request = parse(request)?;
-    let target = audit_target(&request);
-    let (shared, who) = (state.clone(), caller.clone());
-    let work = async move {
-        let replays = replays_of(&shared, &request).await?;
-        let mut answer = replay_summary(&replays, limit(&shared));
-        if let Some(refused) = refusal(answer.deliveries, answer.limit, request.expect_deliveries) {
-            return Err(refused);
-        }
-        let items = replays.iter().map(|r| (&r.record, r.subscription.as_str()));
-        answer.queued = requeue(&shared, items, "replayed", &who.name).await?;
-        Ok((answer.events, (StatusCode::ACCEPTED, Json(answer))))
-    };
-    audit::audited(&state, caller, "replay", target, work).await
+    let audit = (audit_target(&request), request.expect_deliveries);
+    let shared = state.clone();
+    let find = async move { replays_of(&shared, &request).await };
+    redeliver(&state, caller, "replay", "replayed", audit, find).await
 }
 
-async fn requeue<'a>(
-    state: &Shared,
-    items: impl ExactSizeIterator<Item = (&'a ReadRecord, &'a str)>,
-    what: &str,
-    caller: &str,
-) -> Result<i64, ApiError> {
-    let why = format!("{what} from the console by {caller}");
-    replay::requeue(&state.config, items, &why, None)
-        .await
-        .map(|n| n as i64)
-        .map_err(|e| worker_problem(&e))
-}
-
+/// The dead letters a request finds, each as the delivery a redrive makes again.
 async fn dead_letters_of(
     state: &Shared,
     request: &DeadLetterRequest,
-) -> Result<Vec<dlq::DeadLetter>, ApiError> {
+) -> Result<Vec<replay::Replay>, ApiError> {
     if let Some(id) = &request.subscription {
         if state.live.find(id).is_none() {
             return Err(ApiError::not_found(format!("no subscription {id:?}")));
@@ -267,23 +278,20 @@ async fn dead_letters_of(
         known: Some(known),
         max: Some(state.config.console.bulk_retry_limit),
     };
-    scan(state, move |config, timeout| {
+    let letters = scan(state, move |config, timeout| {
         dlq::list(config, &filter, timeout)
     })
-    .await
-}
-
-fn dead_letter_summary(letters: &[dlq::DeadLetter], limit: i64) -> BulkRetryAnswer {
-    summarise(
-        letters.iter().map(|l| {
-            (
-                event_id(&l.record),
-                l.header(spillway_worker::control::SUBSCRIPTION)
-                    .unwrap_or_default(),
-            )
-        }),
-        limit,
-    )
+    .await?;
+    Ok(letters
+        .into_iter()
+        .map(|letter| replay::Replay {
+            subscription: letter
+                .header(spillway_worker::control::SUBSCRIPTION)
+                .unwrap_or_default()
+                .to_owned(),
+            record: letter.record,
+        })
+        .collect())
 }
 
 /// Shows which dead letters a redrive would put back: events, deliveries, per subscription.
@@ -302,7 +310,7 @@ pub async fn dead_letters_preview(
 ) -> Result<Json<BulkRetryAnswer>, ApiError> {
     let request = parse(request)?;
     let letters = dead_letters_of(&state, &request).await?;
-    Ok(Json(dead_letter_summary(&letters, limit(&state))))
+    Ok(Json(summary(&letters, limit(&state))))
 }
 
 /// Puts the dead letters a filter finds back into the retry path, as its preview showed:
@@ -322,25 +330,18 @@ pub async fn dead_letters_redrive(
     request: Result<Json<DeadLetterRequest>, JsonRejection>,
 ) -> Result<(StatusCode, Json<BulkRetryAnswer>), ApiError> {
     let request = parse(request)?;
-    let target = audit_target(&request);
-    let (shared, who) = (state.clone(), caller.clone());
-    let work = async move {
-        let letters = dead_letters_of(&shared, &request).await?;
-        let mut answer = dead_letter_summary(&letters, limit(&shared));
-        if let Some(refused) = refusal(answer.deliveries, answer.limit, request.expect_deliveries) {
-            return Err(refused);
-        }
-        let items = letters.iter().map(|l| {
-            (
-                &l.record,
-                l.header(spillway_worker::control::SUBSCRIPTION)
-                    .unwrap_or_default(),
-            )
-        });
-        answer.queued = requeue(&shared, items, "redriven", &who.name).await?;
-        Ok((answer.events, (StatusCode::ACCEPTED, Json(answer))))
-    };
-    audit::audited(&state, caller, "dead_letter_redrive", target, work).await
+    let audit = (audit_target(&request), request.expect_deliveries);
+    let shared = state.clone();
+    let find = async move { dead_letters_of(&shared, &request).await };
+    redeliver(
+        &state,
+        caller,
+        "dead_letter_redrive",
+        "redriven",
+        audit,
+        find,
+    )
+    .await
 }
 
 async fn quarantine_redrive_of(

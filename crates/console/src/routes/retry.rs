@@ -9,6 +9,7 @@ use axum::Json;
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use spillway_index::search::{self, EventDetail, EventFilter, RetryTarget};
+use spillway_kafka::reader::ReadRecord;
 use spillway_worker::wants;
 use utoipa::ToSchema;
 
@@ -107,11 +108,19 @@ async fn requeue(
         }
     }
     let why = format!("retried from the console by {}", caller.name);
-    let queued = items.len();
-    spillway_worker::replay::requeue(&state.config, items.into_iter(), &why, None)
+    queue(state, items.into_iter(), &why).await
+}
+
+/// Queues each record for its subscription as attempt 1 of a fresh series, due now (the
+/// workers' replay path), noted `why`; returns how many were queued.
+pub(crate) async fn queue<'a>(
+    state: &Shared,
+    items: impl ExactSizeIterator<Item = (&'a ReadRecord, &'a str)>,
+    why: &str,
+) -> Result<usize, ApiError> {
+    spillway_worker::replay::requeue(&state.config, items, why, None)
         .await
-        .map_err(|e| ApiError::kafka(&e))?;
-    Ok(queued)
+        .map_err(|e| ApiError::kafka(&e))
 }
 
 /// Which deliveries a bulk retry makes again.

@@ -75,16 +75,9 @@ async fn a_subscription_taking_json_gets_the_protobuf_records_json_signed_as_sen
 #[test]
 fn matching_by_source_and_event_type() {
     let sub = |sources: &[&str], types: &[&str]| ResolvedSubscription {
-        id: "s".into(),
-        url: "http://example.com/".parse().expect("uri"),
         sources: sources.iter().map(|s| (*s).to_owned()).collect(),
         event_types: types.iter().map(|s| (*s).to_owned()).collect(),
-        secrets: Vec::new(),
-        headers: Vec::new(),
-        timeout: Duration::from_secs(1),
-        rate_limit: None,
-        protobuf_json: false,
-        reference_expiry: None,
+        ..crate::test_support::subscription("s")
     };
     assert!(wants(&sub(&[], &[]), "github", None));
     assert!(wants(&sub(&["github"], &[]), "github", Some("push")));
