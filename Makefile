@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 .DEFAULT_GOAL := help
 
-.PHONY: help run test up down lint unit fmt clippy test-rust chart-test fuzz-smoke bench faults fuzz dashboard-pictures console-pictures
+.PHONY: help run test up down lint unit fmt clippy test-rust chart-test fuzz-smoke bench faults fuzz dashboard-pictures console-pictures deb
 
 ## help: list the targets with their one-line help (the default goal)
 help:
@@ -32,6 +32,10 @@ chart-test:
 ## bench: criterion micro benchmarks and the load generator's rate sweeps; writes docs/benchmarks.md
 bench:
 	dev/bench.sh
+
+## deb: the Debian package for virtual machines (cargo-deb, release build) in target/debian/; see docs/deploying-vm.md
+deb:
+	dev/deb.sh
 
 ## fuzz-smoke: every cargo-fuzz target for 10 seconds (part of `make test`)
 fuzz-smoke:

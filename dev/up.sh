@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Starts the local stack on 127.0.0.1: the tansu broker (memory storage) on 9092, the Redis
-# Cluster on 7000-7005 and the S3-compatible object store (s3s-fs) on 9000. Installs what is missing (and Prometheus, HAProxy, PostgreSQL and Chromium,
-# which tests start themselves).
+# Cluster on 7000-7005 and the S3-compatible object store (s3s-fs) on 9000. Installs what is missing (and Prometheus, HAProxy, nginx, PostgreSQL and
+# Chromium, which tests start themselves, and cargo-deb).
 # Idempotent.
 set -euo pipefail
 dev=$(cd "$(dirname "$0")" && pwd)
@@ -16,6 +16,19 @@ fi
 if ! command -v haproxy >/dev/null; then
   "$dev/apt-install.sh" haproxy
 fi
+# nginx: the e2e test `fronts` runs deploy/nginx/spillway.conf in front of two ingresses.
+if ! command -v nginx >/dev/null; then
+  "$dev/apt-install.sh" nginx
+fi
+# ip: the e2e test `fronts` gives its clients addresses of their own. systemd-analyze and
+# cargo-deb: the e2e test `package` checks the units and builds the package.
+if ! command -v ip >/dev/null; then
+  "$dev/apt-install.sh" iproute2
+fi
+if ! command -v systemd-analyze >/dev/null; then
+  "$dev/apt-install.sh" systemd
+fi
+"$dev/deb.sh" --tool
 # PostgreSQL: the store of the tansu cluster that a broker fault case starts (dev/postgres.sh).
 "$dev/postgres.sh" install
 # Chromium and Playwright's driver: the console's page test runs a headless browser.

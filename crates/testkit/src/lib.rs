@@ -13,6 +13,7 @@ pub mod client;
 pub mod config_doc;
 pub mod console;
 pub mod delay_proxy;
+pub mod front;
 pub mod otlp;
 pub mod postgres;
 pub mod process;
