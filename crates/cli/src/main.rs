@@ -47,7 +47,14 @@ enum Command {
         config: PathBuf,
     },
     /// Validate a config file (secrets included) and name every bad field.
-    CheckConfig { config: PathBuf },
+    CheckConfig {
+        config: PathBuf,
+        /// Check only what this process reads (its secrets and files), as it will at start:
+        /// an ingress host need not hold the subscriptions' secrets, nor a worker host the
+        /// sources'. `all` by default.
+        #[arg(long, value_enum, default_value_t = CheckedProcess::All)]
+        process: CheckedProcess,
+    },
     /// Dead letters: list them, or redrive them for a fresh set of attempts.
     Dlq {
         #[command(subcommand)]
@@ -85,6 +92,26 @@ enum Command {
         #[arg(long, value_enum, default_value_t = ProvidersFormat::Table)]
         format: ProvidersFormat,
     },
+}
+
+/// Which process's view of the config `check-config` takes.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum CheckedProcess {
+    Ingress,
+    Worker,
+    Console,
+    All,
+}
+
+impl CheckedProcess {
+    fn process(self) -> Process {
+        match self {
+            Self::Ingress => Process::Ingress,
+            // The console resolves the subscriptions as the workers do, secrets included.
+            Self::Worker | Self::Console => Process::Worker,
+            Self::All => Process::All,
+        }
+    }
 }
 
 /// How `spillway providers` prints the catalogue.
@@ -192,7 +219,9 @@ async fn run(command: Command, loaded: Option<Config>) -> anyhow::Result<ExitCod
         Command::Console { config } => {
             commands::console::run(config_of(config, Process::Worker)?).await
         }
-        Command::CheckConfig { config } => Ok(commands::check_config::run(&config)),
+        Command::CheckConfig { config, process } => {
+            Ok(commands::check_config::run(&config, process.process()))
+        }
         Command::Dlq { command } => dlq::run(command).await,
         Command::Quarantine { command } => quarantine::run(command).await,
         Command::Objects { command } => objects::run(command).await,

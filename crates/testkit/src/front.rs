@@ -153,8 +153,11 @@ fn nginx(site: &Site) -> Child {
             "    server 10.0.1.11:8080 max_fails=2 fail_timeout=5s;\n    server 10.0.1.12:8080 max_fails=2 fail_timeout=5s;\n",
             servers,
         ),
-        ("listen 443 ssl http2;", format!("listen {} ssl http2;", site.addr)),
-        ("    listen [::]:443 ssl http2;\n", String::new()),
+        (
+            "listen 443 ssl http2 backlog=4096;",
+            format!("listen {} ssl http2 backlog=4096;", site.addr),
+        ),
+        ("    listen [::]:443 ssl http2 backlog=4096;\n", String::new()),
         (
             "/etc/nginx/tls/hooks.example.com.fullchain.pem",
             cert.display().to_string(),

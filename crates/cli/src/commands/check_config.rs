@@ -7,9 +7,9 @@ use std::process::ExitCode;
 use spillway_config::Process;
 
 /// Prints the warnings and a one-line summary of a valid config (warnings do not fail it), or
-/// every error of an invalid one.
-pub fn run(config: &Path) -> ExitCode {
-    match spillway_config::load_with_warnings(config, Process::All) {
+/// every error of an invalid one, reading the secrets and files that `process` reads.
+pub fn run(config: &Path, process: Process) -> ExitCode {
+    match spillway_config::load_with_warnings(config, process) {
         Ok(loaded) => {
             for warning in &loaded.warnings {
                 eprintln!("warning: {warning}");

@@ -52,10 +52,62 @@ sources:
     assert!(stdout.contains("ok (6 sources"), "{stdout}");
 }
 
+/// Each host holds only its process's secrets (the Debian package's units check with
+/// `--process`): an ingress host without the subscriptions' secrets passes as `ingress`, not as
+/// `worker` or `all`, and a worker host without the sources' passes as `worker` and `console`.
+#[test]
+fn check_config_for_one_process_reads_only_its_secrets() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("split.yaml");
+    let source_secret = dir.path().join("source.secret");
+    let subscription_secret = dir.path().join("subscription.secret");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+kafka: {{ brokers: "127.0.0.1:9092" }}
+redis: {{ nodes: ["redis://127.0.0.1:7000"] }}
+sources:
+  github:
+    verify: {{ scheme: github }}
+    secrets: [ {{ id: k, file: {} }} ]
+subscriptions:
+  - id: billing
+    url: https://billing.example.com/hooks
+    secrets: [ {{ id: s, file: {} }} ]
+"#,
+            source_secret.display(),
+            subscription_secret.display()
+        ),
+    )
+    .expect("config");
+    std::fs::write(&source_secret, "an ingress host's secret\n").expect("secret");
+    let as_process = |process: &str| check_config_with(&config, &["--process", process]).0;
+    assert!(as_process("ingress"));
+    assert!(!as_process("worker"));
+    assert!(!as_process("all"));
+    assert!(!check_config(&config).0, "all by default");
+
+    std::fs::remove_file(&source_secret).expect("remove");
+    std::fs::write(
+        &subscription_secret,
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n",
+    )
+    .expect("secret");
+    assert!(as_process("worker"));
+    assert!(as_process("console"));
+    assert!(!as_process("ingress"));
+}
+
 /// Runs `spillway check-config FILE`: success, stdout, stderr.
 fn check_config(config: &std::path::Path) -> (bool, String, String) {
+    check_config_with(config, &[])
+}
+
+fn check_config_with(config: &std::path::Path, args: &[&str]) -> (bool, String, String) {
     let out = Command::new(spillway_bin())
         .arg("check-config")
+        .args(args)
         .arg(config)
         .output()
         .expect("run");

@@ -1,5 +1,6 @@
 //! The fronts' test client: HTTPS on one keep-alive HTTP/1.1 connection from a chosen local
-//! address, as a sender on the internet is seen by the front.
+//! address, as a sender on the internet is seen by the front, and a bare request head for
+//! what hyper's client does not send (`Expect: 100-continue` without its body).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -12,7 +13,9 @@ use hyper_util::rt::TokioIo;
 use rustls::pki_types::{CertificateDer, ServerName};
 use spillway_testkit::spillway::{event_body, TestSource};
 use spillway_testkit::Reply;
-use tokio::net::TcpSocket;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
 /// An HTTPS client on one keep-alive HTTP/1.1 connection from a chosen local address,
@@ -43,7 +46,7 @@ impl HttpsClient {
         }
     }
 
-    async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, String> {
+    async fn tls_stream(&self) -> Result<TlsStream<TcpStream>, String> {
         let socket = TcpSocket::new_v4().map_err(|e| e.to_string())?;
         socket
             .bind(SocketAddr::new(self.from, 0))
@@ -53,11 +56,11 @@ impl HttpsClient {
             .await
             .map_err(|e| e.to_string())?;
         let name = ServerName::try_from("localhost").expect("name");
-        let tls = self
-            .tls
-            .connect(name, tcp)
-            .await
-            .map_err(|e| e.to_string())?;
+        self.tls.connect(name, tcp).await.map_err(|e| e.to_string())
+    }
+
+    async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, String> {
+        let tls = self.tls_stream().await?;
         let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
             .await
             .map_err(|e| e.to_string())?;
@@ -93,6 +96,58 @@ impl HttpsClient {
             headers: parts.headers,
             body,
         })
+    }
+
+    /// Sends only the head of a request declaring `length` bytes of body and asking for
+    /// "100 Continue" first, as a sender of a large body may, and returns the answer that
+    /// comes instead: its status and body. The body is never sent.
+    pub(super) async fn declare(
+        &self,
+        source: &str,
+        headers: &[(String, String)],
+        length: usize,
+    ) -> Result<(u16, String), String> {
+        let mut stream = self.tls_stream().await?;
+        let mut head = format!(
+            "POST /v1/hooks/{source} HTTP/1.1\r\nhost: localhost\r\ncontent-length: {length}\r\nexpect: 100-continue\r\n"
+        );
+        for (name, value) in headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        head.push_str("\r\n");
+        stream
+            .write_all(head.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        stream.flush().await.map_err(|e| e.to_string())?;
+        let mut answer = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            let text = String::from_utf8_lossy(&answer).into_owned();
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let status: u16 = head
+                    .split(' ')
+                    .nth(1)
+                    .and_then(|s| s.parse().ok())
+                    .ok_or_else(|| format!("no status in {head:?}"))?;
+                let length = head
+                    .lines()
+                    .find_map(|l| {
+                        let (name, value) = l.split_once(':')?;
+                        name.eq_ignore_ascii_case("content-length")
+                            .then(|| value.trim().parse::<usize>().ok())?
+                    })
+                    .unwrap_or(0);
+                if body.len() >= length {
+                    return Ok((status, body[..length].to_owned()));
+                }
+            }
+            let n = stream.read(&mut chunk).await.map_err(|e| e.to_string())?;
+            if n == 0 {
+                return Err(format!("closed after {text:?}"));
+            }
+            answer.extend_from_slice(&chunk[..n]);
+        }
     }
 
     /// A correctly signed event of `source`.

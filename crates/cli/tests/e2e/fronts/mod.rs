@@ -75,7 +75,12 @@ async fn stack() -> Stack {
             },
             "sources": {
                 "open": { "max_body_bytes": MAX_BODY },
-                "allowed": { "max_body_bytes": MAX_BODY, "allow_cidrs": ["198.51.100.7/32"] },
+                "allowed": {
+                    "max_body_bytes": MAX_BODY,
+                    "allow_cidrs": ["198.51.100.7/32"],
+                    // The header as the ingress received it, kept in the record.
+                    "forward_headers": ["X-GitHub-Delivery", "X-GitHub-Event", "X-Forwarded-For"],
+                },
             },
         }),
     );
@@ -155,9 +160,22 @@ async fn check_front(kind: Kind) {
         .expect("post");
     assert_eq!(
         reply.status, 403,
-        "a client's own X-Forwarded-For is replaced by the front: {:?}",
+        "a client's own X-Forwarded-For does not let it in: {:?}",
         reply.body
     );
+    // The front replaces what a client wrote rather than appending to it: the ingress got the
+    // sender's address alone.
+    let body = event_body("allowed-4", 1);
+    let mut claimed = stack.allowed.sign("allowed-4", &body, 0);
+    claimed.push(("x-forwarded-for".into(), "203.0.113.9".into()));
+    let reply = sender.post("allowed", &claimed, body).await.expect("post");
+    assert_eq!(reply.status, 202, "{:?}", reply.body);
+    let records = read_topic(&stack.setup.brokers, &stack.setup.topic("allowed")).await;
+    let forwarded = records
+        .iter()
+        .find(|r| r.header(headers::DEDUPE_KEY) == Some("allowed-4"))
+        .and_then(|r| r.header("x-forwarded-for"));
+    assert_eq!(forwarded, Some(sender_ip.to_string().as_str()));
 
     // The access log names the client and the front as the peer.
     Wait::new()
@@ -237,11 +255,22 @@ async fn check_front(kind: Kind) {
         Ok(reply) => assert_eq!(reply.status, 413, "{:?}", reply.body),
         Err(e) => assert_eq!(kind, Kind::Haproxy, "nginx answers 413: {e}"),
     }
+    // A sender that waits for "100 Continue" gets the front's 413 before it sends the body.
+    let (status, answer) = uploader
+        .declare("open", &stack.open.sign("huge", b"", 0), 5 << 20)
+        .await
+        .expect("an answer to the head");
+    assert_eq!(status, 413, "{answer}");
+    assert!(answer.contains("body_too_large"), "{answer}");
+    // The ingresses log every request they answer: once the next event's line is there, a
+    // huge body that had reached one would be too.
+    let accepted = |stack: &Stack| logs(stack).matches("status=202").count();
+    let before = accepted(&stack);
     let reply = sender.event(&stack.open, "after-huge", 1).await;
     assert_eq!(reply.status, 202);
     Wait::new()
         .until("the event after the huge body is logged", async || {
-            logs(&stack).contains("status=202").then_some(())
+            (accepted(&stack) > before).then_some(())
         })
         .await;
     assert_eq!(

@@ -34,8 +34,9 @@ async fn installs_starts_upgrades_and_removes() {
     );
     let build = tempfile::tempdir().expect("tempdir");
     let deb = build_package(build.path());
-    // A run that failed halfway may have left it installed.
+    // A run that failed halfway may have left it installed; this one purges it however it ends.
     let _ = Command::new("dpkg").args(["--purge", "spillway"]).output();
+    let _purge = PurgeOnDrop;
 
     let installed = output("dpkg", &["-i", &deb.display().to_string()]);
     assert!(installed.contains("Setting up spillway"), "{installed}");
@@ -50,6 +51,11 @@ async fn installs_starts_upgrades_and_removes() {
     check_units(&ingress, &worker, &console, build.path());
     check_shipped_config(&ingress);
     run_services(&ingress, &worker, worker_port, &console).await;
+    // An administrator enables a worker instance; purge takes its enablement away too.
+    let instance = format!("spillway-worker@{worker_port}.service");
+    output("systemctl", &["enable", &instance]);
+    let wants = Path::new("/etc/systemd/system/multi-user.target.wants").join(&instance);
+    assert!(wants.is_symlink(), "{}", wants.display());
 
     // An upgrade in place (the same package again) keeps what the administrator changed.
     let config = std::fs::read_to_string("/etc/spillway/spillway.yaml").expect("config");
@@ -72,11 +78,21 @@ async fn installs_starts_upgrades_and_removes() {
         !Path::new("/etc/spillway").exists(),
         "purge leaves nothing in /etc/spillway"
     );
+    assert!(!wants.is_symlink(), "purge disables the worker instances");
     let status = Command::new("dpkg")
         .args(["-s", "spillway"])
         .output()
         .expect("dpkg -s");
     assert!(!status.status.success(), "not installed after the purge");
+}
+
+/// Purges the package when the test ends, passed or failed.
+struct PurgeOnDrop;
+
+impl Drop for PurgeOnDrop {
+    fn drop(&mut self) {
+        let _ = Command::new("dpkg").args(["--purge", "spillway"]).output();
+    }
 }
 
 /// `cargo deb` on the test build of the binary, put where cargo-deb looks for a release build
@@ -140,16 +156,7 @@ fn check_units(ingress: &Unit, worker: &Unit, console: &Unit, scratch: &Path) {
         worker.name.clone(),
         format!("{UNITS}/spillway-console.service"),
     ];
-    let verify = Command::new("systemd-analyze")
-        .arg("verify")
-        .args(&names)
-        .output()
-        .expect("systemd-analyze");
-    let said = String::from_utf8_lossy(&verify.stderr);
-    assert!(
-        verify.status.success() && said.trim().is_empty(),
-        "systemd-analyze verify:\n{said}"
-    );
+    verify(&names);
     // Exposure is 0-100 here (systemd prints it as 0.0-10.0); the units score 1.1.
     let security = output(
         "systemd-analyze",
@@ -174,7 +181,7 @@ fn check_units(ingress: &Unit, worker: &Unit, console: &Unit, scratch: &Path) {
     let unit = std::fs::read_to_string(&names[0]).expect("unit");
     std::fs::write(&with_drop_in, format!("{unit}\n{bind}")).expect("write");
     let path = with_drop_in.display().to_string();
-    output("systemd-analyze", &["verify", &path]);
+    verify(std::slice::from_ref(&path));
     let security = output(
         "systemd-analyze",
         &["security", "--offline=yes", "--threshold=20", &path],
@@ -205,6 +212,20 @@ fn check_units(ingress: &Unit, worker: &Unit, console: &Unit, scratch: &Path) {
     for unit in [ingress, worker, console] {
         assert_eq!(unit.one("Restart"), "always", "{}", unit.name);
     }
+}
+
+/// `systemd-analyze verify` passes on `units` without a word (a warning fails too).
+fn verify(units: &[String]) {
+    let verify = Command::new("systemd-analyze")
+        .arg("verify")
+        .args(units)
+        .output()
+        .expect("systemd-analyze");
+    let said = String::from_utf8_lossy(&verify.stderr);
+    assert!(
+        verify.status.success() && said.trim().is_empty(),
+        "systemd-analyze verify {units:?}:\n{said}"
+    );
 }
 
 fn seconds(value: &str) -> Duration {
