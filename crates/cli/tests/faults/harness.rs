@@ -44,7 +44,8 @@ pub use spillway_testkit::proc_status_bytes;
 /// offsets (a new worker): fetches that can start inside a record batch, which tansu 0.6's
 /// memory storage answers without the rest of that batch (docs/development.md). One record
 /// per batch keeps that bug out of these cases in the short form too; the CI run of 2026-12-01
-/// lost a delivery to it in `a_hanging_subscriber_does_not_hold_up_the_others`.
+/// lost a delivery to it in `a_hanging_subscriber_does_not_hold_up_the_others`, and that of
+/// 2026-12-03 two in the memory case, whose near-max bodies fill the worker's lanes.
 pub fn one_record_batches() -> Value {
     json!({ "properties": { "batch.num.messages": "1" } })
 }

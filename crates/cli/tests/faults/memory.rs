@@ -22,7 +22,7 @@ use spillway_testkit::{redis_nodes, IngressProcess, TestSubscriber};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::harness::{proc_status_bytes, record, stack, start, Load};
+use crate::harness::{one_record_batches, proc_status_bytes, record, stack, start, Load};
 use crate::probe::probe_until;
 
 const MIB: u64 = 1024 * 1024;
@@ -171,6 +171,9 @@ async fn stalled_and_large_bodies_within_a_small_body_budget() {
         &redis_nodes(),
         &[github.clone(), source("stripe")],
         json!({
+            // Near-max bodies fill the worker's lanes past their memory, which pauses
+            // partitions: see [`one_record_batches`].
+            "kafka": one_record_batches(),
             "ingress": {
                 "max_body_memory": BODY_MEMORY,
                 "max_connections": MAX_CONNECTIONS,
