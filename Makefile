@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 .DEFAULT_GOAL := help
 
-.PHONY: help run test up down lint unit fmt clippy test-rust chart-test fuzz-smoke bench faults fuzz dashboard-pictures console-pictures deb
+.PHONY: help run test up down lint unit fmt clippy test-rust chart-test fuzz-smoke bench faults fuzz dashboard-pictures console-pictures deb bench-quick
 
 ## help: list the targets with their one-line help (the default goal)
 help:
@@ -36,6 +36,10 @@ bench:
 ## deb: the Debian package for virtual machines (cargo-deb, release build) in target/debian/; see docs/deploying-vm.md
 deb:
 	dev/deb.sh
+
+## bench-quick: under five minutes: the ingress, bare and worker steps repeated at the committed rate, compared with docs/benchmarks.json (writes nothing under docs/)
+bench-quick:
+	dev/bench.sh --quick
 
 ## fuzz-smoke: every cargo-fuzz target for 10 seconds (part of `make test`)
 fuzz-smoke:

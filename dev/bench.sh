@@ -2,10 +2,15 @@
 # `make bench`: criterion micro benchmarks, then the end-to-end sweeps of spillway-loadgen
 # against a release `spillway ingress` and the bare baseline on the local stack, then the fleet
 # figures (batches split into records, large bodies streamed to the local S3 server), then the
-# console's (index lag at the half rate, catch-up, search at a million events), then
+# worker's (202 to receipt, deliveries per core), then the console's (index lag at the half rate, catch-up, search at a million events), then
 # docs/benchmarks.md and its plot. The last line printed is the headline:
 #   max_rate=<rps> p99_ms_at_half=<ms> cpu_us_per_req=<us> bare_cpu_us_per_req=<us> ingest_vs_bare=<ratio>
 # Extra arguments go to `spillway-loadgen bench` (e.g. --rates 1000,2000 --step 3s).
+# Before the report, `spillway-loadgen quick` repeats the ingress, bare and worker steps at the
+# committed run's rate (docs/benchmarks.json) for the noise bands, compares the figures with
+# the committed ones, and the report keeps the new ones there.
+# `dev/bench.sh --quick` (`make bench-quick`, under five minutes): only that comparison, for a
+# change to a hot path; it writes nothing under docs/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dev/up.sh
@@ -27,6 +32,25 @@ fresh_broker() {
   export SPILLWAY_TEST_KAFKA=127.0.0.1:$port
 }
 trap stop_broker EXIT
+# The rate the guarded figures are measured at: the committed run's, so that they compare
+# (remove docs/benchmarks.json to start afresh), else half of this run's highest rate.
+guard_rate() {
+  python3 -c 'import json, sys
+try:
+    print(json.load(open("docs/benchmarks.json"))["guard_rate"])
+except (OSError, KeyError, ValueError):
+    print(sys.argv[1])' "$1"
+}
+quick() {
+  fresh_broker
+  target/release/spillway-loadgen quick --spillway-bin target/release/spillway --rate "$1" \
+    --compare docs/benchmarks.json --out target/bench "${@:2}"
+}
+if [ "${1:-}" = "--quick" ]; then
+  cargo build --release -q -p spillway -p spillway-loadgen
+  quick "$(guard_rate 3000)" "${@:2}"
+  exit
+fi
 cargo build --release -q -p spillway -p spillway-loadgen
 for bench in "spillway-signature verify" "spillway-core keys" "spillway-batch split" "spillway-schema check"; do
   read -r package target <<<"$bench"
@@ -36,9 +60,12 @@ fresh_broker
 target/release/spillway-loadgen bench --spillway-bin target/release/spillway --out target/bench "$@" >&2
 fresh_broker
 target/release/spillway-loadgen fleet --spillway-bin target/release/spillway --out target/bench >&2
-# The console's index under the ingress's half rate (from the sweep above), then search at a
-# million indexed events.
+# The worker (202 to receipt at the ingress's half rate, from the sweep above; then a backlog),
+# and the console's index under the same rate, then search at a million indexed events.
 half=$(python3 -c 'import json; print(max(100, round(json.load(open("target/bench/benchmarks.json"))["max_rate"] / 2)))')
+fresh_broker
+target/release/spillway-loadgen worker --spillway-bin target/release/spillway --rate "$half" --out target/bench >&2
+quick "$(guard_rate "$half")" >&2
 fresh_broker
 target/release/spillway-loadgen console --spillway-bin target/release/spillway --rate "$half" --out target/bench >&2
 python=$(dev/py-tools.sh python bench)

@@ -101,14 +101,14 @@ impl Results {
 
 /// One measurement: which server, what to call it, the rate, for how long, with how many
 /// duplicates.
-struct Case<'a> {
-    target: &'static str,
-    name: &'static str,
-    rate: f64,
-    duration: Duration,
-    duplicates: f64,
+pub(crate) struct Case<'a> {
+    pub(crate) target: &'static str,
+    pub(crate) name: &'static str,
+    pub(crate) rate: f64,
+    pub(crate) duration: Duration,
+    pub(crate) duplicates: f64,
     /// Where `--verify` reads: none for the bare server, which keeps nothing.
-    verify_in: Option<(&'a Connection, &'a [String])>,
+    pub(crate) verify_in: Option<(&'a Connection, &'a [String])>,
 }
 
 pub async fn bench(settings: &BenchSettings) -> anyhow::Result<Results> {
@@ -313,7 +313,7 @@ async fn sweep<'a>(
     Ok(held_up_to)
 }
 
-async fn measure(
+pub(crate) async fn measure(
     settings: &BenchSettings,
     server: &Server,
     sources: &[SignedSource],
@@ -419,7 +419,7 @@ fn step_line(s: &Step) -> String {
 
 /// A config for one ingress on free loopback ports, with three sources signed by three
 /// providers' schemes, its own topics and Redis key prefix.
-fn write_config(settings: &BenchSettings, run: &str) -> anyhow::Result<PathBuf> {
+pub(crate) fn write_config(settings: &BenchSettings, run: &str) -> anyhow::Result<PathBuf> {
     let dir = &settings.dir;
     let sources = three_sources(dir)?;
     let nodes: Vec<String> = settings

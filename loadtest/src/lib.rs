@@ -9,7 +9,10 @@
 //! - [`verify`]: reconciliation of the answers with what is in Kafka;
 //! - [`bare`]: the bare hyper baseline server; [`cpu`]: a process's CPU time from /proc;
 //! - [`bench`]: the rate sweeps of `make bench`; [`fleet`]: its batch and large-body figures;
-//!   [`console`]: the console's index lag, catch-up and search figures;
+//!   [`console`]: the console's index lag, catch-up and search figures; [`worker`]: the
+//!   worker's deliveries per core and the latency from a 202 to the subscriber; [`quick`]:
+//!   `make bench-quick`, repeated steps as figures with noise bands, which [`guard`] compares
+//!   with the committed run's;
 //!   [`server`]: the processes they measure.
 
 pub mod bare;
@@ -17,10 +20,13 @@ pub mod bench;
 pub mod console;
 pub mod cpu;
 pub mod fleet;
+pub mod guard;
 pub mod overload;
 pub mod plan;
+pub mod quick;
 pub mod report;
 pub mod run;
 pub mod server;
 pub mod signing;
 pub mod verify;
+pub mod worker;

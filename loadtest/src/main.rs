@@ -12,6 +12,8 @@ use spillway_loadgen::run::Settings;
 use spillway_loadgen::signing::SignedSource;
 use spillway_loadgen::verify::{read_back, reconcile};
 
+mod steps;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "spillway-loadgen",
@@ -40,6 +42,13 @@ enum Command {
     /// `make bench`'s console figures: the index's lag under load, a fresh indexer's
     /// catch-up rate, search latency over a large index.
     Console(ConsoleArgs),
+    /// The worker's figures: the latency from the ingress's 202 to a fast subscriber's receipt
+    /// at a steady rate, then one worker delivering a backlog (deliveries per second and per
+    /// core, CPU per delivery).
+    Worker(steps::WorkerArgs),
+    /// `make bench-quick`: the ingress and the bare server at one rate and the worker's live
+    /// phase, each repeated, as figures with noise bands compared with the committed run's.
+    Quick(steps::QuickArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -105,19 +114,19 @@ struct RunArgs {
 
 /// What the benchmarks run: the binary, the local broker and Redis Cluster.
 #[derive(Debug, clap::Args)]
-struct StackArgs {
+pub(crate) struct StackArgs {
     /// The release `spillway` binary.
     #[arg(long, default_value = "target/release/spillway")]
-    spillway_bin: PathBuf,
+    pub(crate) spillway_bin: PathBuf,
     #[arg(long, env = "SPILLWAY_TEST_KAFKA", default_value = "127.0.0.1:9092")]
-    brokers: String,
+    pub(crate) brokers: String,
     #[arg(
         long,
         env = "SPILLWAY_TEST_REDIS_NODES",
         value_delimiter = ',',
         default_value = "redis://127.0.0.1:7000,redis://127.0.0.1:7001,redis://127.0.0.1:7002"
     )]
-    redis_nodes: Vec<String>,
+    pub(crate) redis_nodes: Vec<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -271,6 +280,8 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Fleet(args) => fleet(args).await,
         Command::Console(args) => console(args).await,
+        Command::Worker(args) => steps::worker(args).await,
+        Command::Quick(args) => steps::quick(args).await,
     }
 }
 
@@ -290,7 +301,11 @@ async fn console(args: ConsoleArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Writes a step's results as `<out>/<name>`, where loadtest/report.py reads them.
-fn write_results(out: &Path, name: &str, results: &impl serde::Serialize) -> anyhow::Result<()> {
+pub(crate) fn write_results(
+    out: &Path,
+    name: &str,
+    results: &impl serde::Serialize,
+) -> anyhow::Result<()> {
     std::fs::create_dir_all(out)?;
     let path = out.join(name);
     std::fs::write(&path, serde_json::to_string_pretty(results)?)?;

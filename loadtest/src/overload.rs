@@ -115,6 +115,7 @@ mod tests {
             kind: Kind::Valid,
             source: 0,
             latency: Duration::from_millis(ms),
+            at: std::time::Instant::now(),
             result: Ok((status, None)),
         }
     }

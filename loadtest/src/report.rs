@@ -17,6 +17,8 @@ pub struct Answer {
     pub source: usize,
     /// From the moment the request was due to its answer (or failure).
     pub latency: Duration,
+    /// When the answer (or failure) came.
+    pub at: std::time::Instant,
     /// The status and a field of the answer's JSON body: `id` (the event id) of a 2xx,
     /// `error` (the error code) of anything else; or why there was no answer.
     pub result: Result<(u16, Option<String>), String>,
@@ -230,6 +232,7 @@ mod tests {
             kind: Kind::Valid,
             source: 0,
             latency: Duration::from_millis(millis),
+            at: std::time::Instant::now(),
             result,
         }
     }

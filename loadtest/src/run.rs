@@ -93,6 +93,7 @@ pub async fn run(
                     kind: planned.kind,
                     source: planned.source,
                     latency: intended.elapsed(),
+                    at: Instant::now(),
                     result: match outcome {
                         Ok(Ok((status, id))) => Ok((status, id)),
                         Ok(Err(e)) => Err(e),

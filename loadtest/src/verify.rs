@@ -187,6 +187,7 @@ mod tests {
             kind: Kind::Valid,
             source: 0,
             latency: Duration::from_millis(1),
+            at: std::time::Instant::now(),
             result: result
                 .map(|(s, id)| (s, id.map(str::to_owned)))
                 .map_err(str::to_owned),

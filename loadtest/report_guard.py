@@ -1,0 +1,128 @@
+"""The worker's section of docs/benchmarks.md, its goals, and the bench's guard: the figures of
+the repeated steps (`spillway-loadgen quick`) with their noise bands, how they compare with the
+committed run's, and docs/benchmarks.json, which keeps them for the next run to compare with."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from datetime import date
+from pathlib import Path
+
+def worker(path: Path) -> list[str]:
+    """The worker section, from `spillway-loadgen worker`'s worker.json at `path`."""
+    if not path.exists():
+        return ["## The worker", "", "(no worker results found: run `make bench`)", ""]
+    r = json.loads(path.read_text())
+    live, backlog = r["live"], r["backlog"]
+    return [
+        "## The worker",
+        "",
+        "`spillway-loadgen worker`: a release ingress and worker on the local stack (a broker of its",
+        "own), delivering every event once to a subscriber in the generator's process that answers",
+        "200 at once on HTTP/1.1 keep-alive connections. First the ingress takes its half rate",
+        "while the worker keeps up: each event's latency runs from the ingress's 202 to the",
+        "subscriber's receipt. Then, with no worker running, a backlog is written, and one fresh",
+        "worker delivers it: deliveries per second (first to last delivery) and the worker's CPU",
+        "per delivery from /proc, its start included.",
+        "",
+        "| figure | measured |",
+        "|---|---|",
+        f"| 202 to the subscriber's receipt at {live['rate']:.0f}/s ({live['delivered']} of {live['accepted']} delivered) | p50 {live['p50_ms']:.1f} ms, p90 {live['p90_ms']:.1f} ms, p99 {live['p99_ms']:.1f} ms, max {live['max_ms']:.0f} ms |",
+        f"| worker CPU per delivery at that rate | {live['cpu_us_per_delivery']:.1f} µs |",
+        f"| a backlog of {backlog['events']} events ({backlog['delivered']} delivered) | {backlog['seconds']:.1f} s: **{backlog['deliveries_per_s']:.0f} deliveries/s** |",
+        f"| worker CPU per delivery on the backlog | {backlog['cpu_us_per_delivery']:.1f} µs: **{backlog['deliveries_per_core_s']:.0f} deliveries per core-second** |",
+        "",
+        "The worker consumes with librdkafka's default `fetch.wait.max.ms` (500 ms). The local",
+        "broker (tansu 0.6) sleeps before it answers a fetch even when it found records, for half",
+        "of that wait (250 ms), which is most of the latency above; Kafka answers as soon as it has",
+        "a record (docs/development.md). With `worker.consumer_properties: {fetch.wait.max.ms: \"10\"}`",
+        "a run at 500/s measured p50 17.7 ms and p99 147 ms, at twice the worker's CPU per delivery",
+        "(more fetches, each returning fewer records). Deliveries missing from a count are those",
+        "tansu skips after a paused partition resumes.",
+        "",
+    ]
+
+
+def worker_targets(path: Path) -> list[tuple[str, str, str, bool]]:
+    """The worker's rows of "Where we stand": (what, measured, goal, met)."""
+    if not path.exists():
+        return []
+    r = json.loads(path.read_text())
+    live, backlog = r["live"], r["backlog"]
+    return [
+        (
+            "worker deliveries per core-second (backlog, HTTP/1.1 keep-alive)",
+            f"{backlog['deliveries_per_core_s']:.0f} ({backlog['cpu_us_per_delivery']:.0f} µs per delivery)",
+            ">= 10000",
+            backlog["deliveries_per_core_s"] >= 10000,
+        ),
+        (
+            f"202 to the subscriber's receipt at {live['rate']:.0f}/s",
+            f"p50 {live['p50_ms']:.1f} ms, p99 {live['p99_ms']:.1f} ms",
+            "p99 < 50 ms",
+            live["p99_ms"] < 50,
+        ),
+    ]
+
+
+def guard(quick_path: Path, committed_path: Path) -> list[str]:
+    """The figures with their bands, and the comparison with the committed run."""
+    if not quick_path.exists():
+        return ["## Noise bands", "", "(no quick results found: run `make bench`)", ""]
+    q = json.loads(quick_path.read_text())
+    lines = [
+        "## Noise bands",
+        "",
+        f"`spillway-loadgen quick`: the ingress at {q['rate']:.0f}/s, the bare server at the same rate and",
+        f"the worker's live phase, each step run {q['repeats']} times in this run. A figure is the median of",
+        "its samples; its band is how far the farthest sample strayed from the median. `make",
+        "bench-quick` runs the same steps (under five minutes) and flags a figure whose median moved",
+        "further than the wider of its band and the committed run's band; `make bench` compares",
+        "the same way, then keeps this run's figures in docs/benchmarks.json.",
+        "",
+        "| figure | median | band | samples |",
+        "|---|---|---|---|",
+    ]
+    for f in q["figures"]:
+        samples = ", ".join(f"{s:.1f}" for s in f["samples"])
+        lines.append(f"| {f['name']} | {f['median']:.2f} {f['unit']} | ±{f['band_pct']:.1f}% | {samples} |")
+    lines.append("")
+    if q["comparison"]:
+        before = json.loads(committed_path.read_text()) if committed_path.exists() else {}
+        lines += [
+            f"Against the run committed before this one ({before.get('commit', 'unknown')}, {before.get('date', 'unknown')}):",
+            "",
+            "| figure | committed | now | change | band | moved |",
+            "|---|---|---|---|---|---|",
+        ]
+        for c in q["comparison"]:
+            lines.append(
+                f"| {c['name']} | {c['committed']:.2f} {c['unit']} | {c['now']:.2f} {c['unit']} | "
+                f"{c['change_pct']:+.1f}% | ±{c['band_pct']:.1f}% | {'**yes**' if c['moved'] else 'no'} |"
+            )
+    else:
+        lines.append("No committed figures to compare with: this run's become the first.")
+    return [*lines, ""]
+
+
+def write_committed(path: Path, r: dict, quick_path: Path) -> None:
+    """docs/benchmarks.json: the headline and this run's guarded figures, for the next run."""
+    if not quick_path.exists():
+        return
+    q = json.loads(quick_path.read_text())
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    kept = {
+        "date": date.today().isoformat(),
+        "commit": commit or "unknown",
+        "headline": r["headline"],
+        "max_rate": r["max_rate"],
+        "cpu_us_per_req": r["cpu_us_per_req"],
+        "bare_cpu_us_per_req": r["bare_cpu_us_per_req"],
+        "guard_rate": q["rate"],
+        "repeats": q["repeats"],
+        "figures": q["figures"],
+    }
+    path.write_text(json.dumps(kept, indent=2) + "\n")

@@ -1,0 +1,206 @@
+//! `make bench-quick`, and the noise bands of `make bench`: the ingress at one rate (the half
+//! rate of the committed run), the bare server at the same rate, and the worker's live phase
+//! (202 to receipt), each step repeated, turned into figures with their bands ([`guard`]) and
+//! compared with the committed run's figures.
+//!
+//! [`guard`]: crate::guard
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+use spillway_kafka::Connection;
+
+use crate::bench::{measure, write_config, BenchSettings, Case, Step};
+use crate::guard::{compare, Comparison, Figure};
+use crate::server::{start_bare, start_ingress};
+use crate::signing::SignedSource;
+use crate::worker::{Live, Rig};
+
+/// What the quick form runs with.
+#[derive(Debug, Clone)]
+pub struct QuickSettings {
+    pub spillway_bin: PathBuf,
+    pub loadgen_bin: PathBuf,
+    pub brokers: String,
+    pub redis_nodes: Vec<String>,
+    /// The rate of every step: the committed run's half rate, so figures compare.
+    pub rate: f64,
+    pub step: Duration,
+    pub repeats: usize,
+    /// docs/benchmarks.json: the figures this run is compared with, if it has any.
+    pub committed: Option<PathBuf>,
+    pub dir: PathBuf,
+}
+
+/// The figures, their steps, and the comparison with the committed run.
+#[derive(Debug, Clone, Serialize)]
+pub struct QuickResults {
+    pub rate: f64,
+    pub repeats: usize,
+    pub figures: Vec<Figure>,
+    pub comparison: Vec<Comparison>,
+    pub steps: Vec<Step>,
+    pub live: Vec<Live>,
+}
+
+pub async fn quick(settings: &QuickSettings) -> anyhow::Result<QuickResults> {
+    std::fs::create_dir_all(&settings.dir)?;
+    let bench = BenchSettings {
+        spillway_bin: settings.spillway_bin.clone(),
+        loadgen_bin: settings.loadgen_bin.clone(),
+        brokers: settings.brokers.clone(),
+        redis_nodes: settings.redis_nodes.clone(),
+        rates: vec![settings.rate],
+        step: settings.step,
+        connections: 1024,
+        p99_bound_ms: 50.0,
+        linger: Duration::from_millis(5),
+        partitions: 1,
+        sustained_rate: 0.0,
+        sustained_step: Duration::ZERO,
+        overload_step: Duration::ZERO,
+        dir: settings.dir.clone(),
+    };
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let config_path = write_config(&bench, &run)?;
+    let config = spillway_config::load(&config_path)?;
+    let connection = Connection::from(&config.kafka);
+    let topics = config.topics();
+    spillway_kafka::admin::ensure_topics(&connection, &topics, 1, 1).await?;
+    let sources = SignedSource::from_config(&config)
+        .map_err(|e| anyhow::anyhow!(spillway_config::describe(&e)))?;
+
+    let mut steps = Vec::new();
+    let ingress = start_ingress(
+        &settings.spillway_bin,
+        &config_path,
+        &settings.dir.join("ingress.log"),
+    )
+    .await?;
+    // Each server's first seconds (connections, the producer's and the cluster client's
+    // first round trips, a worker joining its group) are not what the figures are about: a
+    // short step before the samples, thrown away.
+    let warm_up = Duration::from_secs(2);
+    for (i, duration) in std::iter::once(warm_up)
+        .chain(std::iter::repeat_n(settings.step, settings.repeats))
+        .enumerate()
+    {
+        let case = Case {
+            target: "ingress",
+            name: "quick",
+            rate: settings.rate,
+            duration,
+            duplicates: 0.0,
+            verify_in: Some((&connection, topics.as_slice())),
+        };
+        let step = measure(&bench, &ingress, &sources, case).await?;
+        if i > 0 {
+            steps.push(step);
+        }
+    }
+    ingress.stop().await;
+    let bare = start_bare(&settings.loadgen_bin).await?;
+    for (i, duration) in std::iter::once(warm_up)
+        .chain(std::iter::repeat_n(settings.step, settings.repeats))
+        .enumerate()
+    {
+        let case = Case {
+            target: "bare",
+            name: "quick",
+            rate: settings.rate,
+            duration,
+            duplicates: 0.0,
+            verify_in: None,
+        };
+        let step = measure(&bench, &bare, &sources, case).await?;
+        if i > 0 {
+            steps.push(step);
+        }
+    }
+    bare.stop().await;
+
+    let rig = Rig::start(
+        &settings.spillway_bin,
+        &settings.brokers,
+        &settings.redis_nodes,
+        &settings.dir.join("worker"),
+    )
+    .await?;
+    let mut worker = rig.spawn_worker("worker-live");
+    worker.admin_addr().await;
+    let pid = i32::try_from(worker.pid())?;
+    rig.live(pid, settings.rate, warm_up, 99).await?;
+    let mut live = Vec::new();
+    for seed in 0..settings.repeats {
+        live.push(
+            rig.live(pid, settings.rate, settings.step, seed as u64)
+                .await?,
+        );
+    }
+    let _ = worker.terminate_and_wait();
+    rig.stop().await;
+
+    let figures = figures(&steps, &live);
+    let comparison = match &settings.committed {
+        Some(path) if path.exists() => compare(&committed_figures(path)?, &figures),
+        _ => Vec::new(),
+    };
+    Ok(QuickResults {
+        rate: settings.rate,
+        repeats: settings.repeats,
+        figures,
+        comparison,
+        steps,
+        live,
+    })
+}
+
+/// The guarded figures from the repeated steps: the i-th ingress step pairs with the i-th
+/// bare step for the ratio.
+pub fn figures(steps: &[Step], live: &[Live]) -> Vec<Figure> {
+    let of = |target: &str, value: fn(&Step) -> f64| -> Vec<f64> {
+        steps
+            .iter()
+            .filter(|s| s.target == target)
+            .map(value)
+            .collect()
+    };
+    let ingress_cpu = of("ingress", |s| s.cpu_us_per_req);
+    let bare_cpu = of("bare", |s| s.cpu_us_per_req);
+    let ratio = ingress_cpu
+        .iter()
+        .zip(&bare_cpu)
+        .map(|(i, b)| i / b)
+        .collect();
+    vec![
+        Figure::new("ingress CPU per request", "µs", ingress_cpu),
+        Figure::new("bare CPU per request", "µs", bare_cpu),
+        Figure::new("ingress CPU / bare CPU", "x", ratio),
+        Figure::new("ingress p99", "ms", of("ingress", |s| s.p99_ms)),
+        Figure::new(
+            "202 to receipt p50",
+            "ms",
+            live.iter().map(|l| l.p50_ms).collect(),
+        ),
+        Figure::new(
+            "202 to receipt p99",
+            "ms",
+            live.iter().map(|l| l.p99_ms).collect(),
+        ),
+        Figure::new(
+            "worker CPU per delivery",
+            "µs",
+            live.iter().map(|l| l.cpu_us_per_delivery).collect(),
+        ),
+    ]
+}
+
+/// The figures of docs/benchmarks.json (none if it has none yet).
+pub fn committed_figures(path: &Path) -> anyhow::Result<Vec<Figure>> {
+    let value: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path)?)?;
+    Ok(match value.get("figures") {
+        Some(figures) => serde_json::from_value(figures.clone())?,
+        None => Vec::new(),
+    })
+}

@@ -1,0 +1,103 @@
+//! The worker and quick steps of `spillway-loadgen`: their arguments and how their results
+//! are written and printed.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use crate::{write_results, StackArgs};
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct WorkerArgs {
+    #[command(flatten)]
+    stack: StackArgs,
+    /// The ingress's load while the latency is measured (requests/s): the ingress's half rate.
+    #[arg(long, default_value_t = 2000.0)]
+    rate: f64,
+    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// Events written while no worker runs, then delivered by one.
+    #[arg(long, default_value_t = 40_000)]
+    backlog: u64,
+    /// The rate at which the backlog is written (requests/s).
+    #[arg(long, default_value_t = 4000.0)]
+    backlog_rate: f64,
+    /// Where the results go: `<out>/worker.json`, which loadtest/report.py reads.
+    #[arg(long, default_value = "target/bench")]
+    out: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct QuickArgs {
+    #[command(flatten)]
+    stack: StackArgs,
+    /// The rate of every step (requests/s): the committed run's half rate.
+    #[arg(long, default_value_t = 3000.0)]
+    rate: f64,
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    step: Duration,
+    /// How many times each step runs: its samples, whose spread is the figure's band.
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
+    /// The committed figures to compare with.
+    #[arg(long, default_value = "docs/benchmarks.json")]
+    compare: PathBuf,
+    /// Where the results go: `<out>/quick.json`.
+    #[arg(long, default_value = "target/bench")]
+    out: PathBuf,
+}
+
+pub(crate) async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
+    let settings = spillway_loadgen::worker::WorkerSettings {
+        spillway_bin: args.stack.spillway_bin,
+        brokers: args.stack.brokers,
+        redis_nodes: args.stack.redis_nodes,
+        rate: args.rate,
+        duration: args.duration,
+        backlog: args.backlog,
+        backlog_rate: args.backlog_rate,
+        dir: args.out.join(format!("worker-{}", std::process::id())),
+    };
+    let results = spillway_loadgen::worker::worker(&settings).await?;
+    write_results(&args.out, "worker.json", &results)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) async fn quick(args: QuickArgs) -> anyhow::Result<ExitCode> {
+    let settings = spillway_loadgen::quick::QuickSettings {
+        spillway_bin: args.stack.spillway_bin,
+        loadgen_bin: std::env::current_exe()?,
+        brokers: args.stack.brokers,
+        redis_nodes: args.stack.redis_nodes,
+        rate: args.rate,
+        step: args.step,
+        repeats: args.repeats,
+        committed: Some(args.compare),
+        dir: args.out.join(format!("quick-{}", std::process::id())),
+    };
+    let results = spillway_loadgen::quick::quick(&settings).await?;
+    write_results(&args.out, "quick.json", &results)?;
+    for figure in &results.figures {
+        println!(
+            "{:<32} {:>9.2} {:<3} ±{:.1}% over {} samples",
+            figure.name,
+            figure.median,
+            figure.unit,
+            figure.band_pct,
+            figure.samples.len()
+        );
+    }
+    if results.comparison.is_empty() {
+        println!("no committed figures to compare with");
+    } else {
+        for line in spillway_loadgen::guard::describe(&results.comparison) {
+            println!("{line}");
+        }
+        let moved = results.comparison.iter().filter(|c| c.moved).count();
+        println!(
+            "quick: {moved} of {} figures moved beyond their noise band since the committed run",
+            results.comparison.len()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,408 @@
+//! `make bench`'s worker figures, on the local stack with a release ingress and worker and a
+//! fast keep-alive subscriber in this process: the latency from the ingress's 202 to the
+//! subscriber's receipt while the ingress takes its half rate (the live phase), then how fast
+//! one worker delivers a backlog, and its CPU per delivery (the backlog phase).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use serde::Serialize;
+use spillway_testkit::WorkerProcess;
+
+use crate::plan::{Mix, Planner};
+use crate::run::Settings;
+use crate::server::{free_port, start_ingress, Server};
+use crate::signing::SignedSource;
+
+/// What the worker benchmark runs with.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    pub spillway_bin: PathBuf,
+    pub brokers: String,
+    pub redis_nodes: Vec<String>,
+    /// The ingress's load during the live phase (requests/s): its half rate.
+    pub rate: f64,
+    pub duration: Duration,
+    /// Events written while no worker runs, then delivered by one.
+    pub backlog: u64,
+    /// The rate at which the backlog is written.
+    pub backlog_rate: f64,
+    pub dir: PathBuf,
+}
+
+/// Everything the worker benchmark measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkerResults {
+    pub live: Live,
+    pub backlog: Backlog,
+}
+
+/// From the ingress's 202 to the subscriber's receipt, while the ingress takes `rate`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Live {
+    pub rate: f64,
+    pub accepted: u64,
+    pub delivered: u64,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    /// The worker's CPU per delivery during this phase (µs).
+    pub cpu_us_per_delivery: f64,
+}
+
+/// One worker delivering events that waited in Kafka.
+#[derive(Debug, Clone, Serialize)]
+pub struct Backlog {
+    pub events: u64,
+    pub delivered: u64,
+    /// From the first delivery to the last.
+    pub seconds: f64,
+    pub deliveries_per_s: f64,
+    /// The worker's CPU per delivery (µs), its start included.
+    pub cpu_us_per_delivery: f64,
+    /// Deliveries one core of the worker would make per second: 1 s of CPU / CPU per delivery.
+    pub deliveries_per_core_s: f64,
+}
+
+/// An ingress and a subscriber on the bench's own config, for workers to run between.
+pub(crate) struct Rig {
+    sink: Sink,
+    config: PathBuf,
+    sources: Vec<SignedSource>,
+    ingress: Server,
+    dir: PathBuf,
+    spillway_bin: PathBuf,
+}
+
+impl Rig {
+    pub(crate) async fn start(
+        spillway_bin: &Path,
+        brokers: &str,
+        redis_nodes: &[String],
+        dir: &Path,
+    ) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let sink = Sink::start().await?;
+        let run = uuid::Uuid::new_v4().simple().to_string();
+        let config = write_config(
+            dir,
+            brokers,
+            redis_nodes,
+            &run,
+            &format!("http://{}/sink", sink.addr),
+        )?;
+        let parsed = spillway_config::load(&config)?;
+        let made = tokio::process::Command::new(spillway_bin)
+            .args(["topics", "create", "--config"])
+            .arg(&config)
+            .output()
+            .await?;
+        anyhow::ensure!(
+            made.status.success(),
+            "spillway topics create: {}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+        let sources = SignedSource::from_config(&parsed)
+            .map_err(|e| anyhow::anyhow!(spillway_config::describe(&e)))?;
+        let ingress = start_ingress(spillway_bin, &config, &dir.join("ingress.log")).await?;
+        Ok(Self {
+            sink,
+            config,
+            sources,
+            ingress,
+            dir: dir.to_owned(),
+            spillway_bin: spillway_bin.to_owned(),
+        })
+    }
+
+    pub(crate) fn spawn_worker(&self, name: &str) -> WorkerProcess {
+        WorkerProcess::spawn(
+            &self.spillway_bin,
+            &self.config,
+            self.dir.join(format!("{name}.log")),
+        )
+    }
+
+    pub(crate) async fn stop(self) {
+        self.ingress.stop().await;
+    }
+
+    /// The ingress takes `rate` for `duration` while the worker `pid` delivers: each event's
+    /// latency from its 202 to its receipt, and the worker's CPU per delivery.
+    pub(crate) async fn live(
+        &self,
+        pid: i32,
+        rate: f64,
+        duration: Duration,
+        seed: u64,
+    ) -> anyhow::Result<Live> {
+        let cpu_before = crate::cpu::cpu_time(pid)?;
+        let run_id = uuid::Uuid::new_v4().simple().to_string();
+        let planner = Planner::new(self.sources.clone(), mix()?, &run_id, seed);
+        let report = crate::run::run(&load(&self.ingress.base, rate, duration), planner).await?;
+        let accepted: Vec<(String, Instant)> = report
+            .answers()
+            .iter()
+            .filter_map(|a| match &a.result {
+                Ok((202, Some(id))) => Some((id.clone(), a.at)),
+                _ => None,
+            })
+            .collect();
+        self.sink
+            .wait_for(accepted.len(), Duration::from_secs(60))
+            .await;
+        let cpu = crate::cpu::cpu_time(pid)?.saturating_sub(cpu_before);
+        let received = self.sink.take();
+        let mut latencies: Vec<f64> = accepted
+            .iter()
+            .filter_map(|(id, at)| {
+                let got = received.get(id)?;
+                Some(got.saturating_duration_since(*at).as_secs_f64() * 1000.0)
+            })
+            .collect();
+        latencies.sort_by(f64::total_cmp);
+        let quantile = |q: f64| {
+            latencies
+                .get(((latencies.len() as f64 - 1.0) * q).round() as usize)
+                .copied()
+                .unwrap_or(f64::NAN)
+        };
+        let live = Live {
+            rate,
+            accepted: accepted.len() as u64,
+            delivered: latencies.len() as u64,
+            p50_ms: quantile(0.5),
+            p90_ms: quantile(0.9),
+            p99_ms: quantile(0.99),
+            max_ms: latencies.last().copied().unwrap_or(f64::NAN),
+            cpu_us_per_delivery: cpu.as_secs_f64() * 1e6 / (latencies.len().max(1) as f64),
+        };
+        eprintln!(
+            "worker live: {} accepted at {}/s, {} delivered, 202 to receipt p50 {:.1} ms p99 {:.1} ms, worker {:.1} µs per delivery",
+            live.accepted, live.rate, live.delivered, live.p50_ms, live.p99_ms, live.cpu_us_per_delivery
+        );
+        Ok(live)
+    }
+
+    /// Events written while no worker runs, then one fresh worker delivers them all.
+    async fn backlog(&self, events: u64, rate: f64) -> anyhow::Result<Backlog> {
+        let planner = Planner::new(self.sources.clone(), mix()?, "worker-backlog", 13);
+        let duration = Duration::from_secs_f64(events as f64 / rate);
+        let report = crate::run::run(&load(&self.ingress.base, rate, duration), planner).await?;
+        let events = report.summary().statuses.get(&202).copied().unwrap_or(0);
+        let mut worker = self.spawn_worker("worker-backlog");
+        let pid = i32::try_from(worker.pid())?;
+        let delivered = self
+            .sink
+            .wait_for(events as usize, Duration::from_secs(60))
+            .await;
+        let cpu = crate::cpu::cpu_time(pid)?;
+        let times: Vec<Instant> = self.sink.take().into_values().collect();
+        let seconds = match (times.iter().min(), times.iter().max()) {
+            (Some(first), Some(last)) => last.duration_since(*first).as_secs_f64(),
+            _ => 0.0,
+        };
+        let cpu_us_per_delivery = cpu.as_secs_f64() * 1e6 / (delivered.max(1) as f64);
+        let backlog = Backlog {
+            events,
+            delivered: delivered as u64,
+            seconds,
+            deliveries_per_s: delivered as f64 / seconds.max(f64::EPSILON),
+            cpu_us_per_delivery,
+            deliveries_per_core_s: 1e6 / cpu_us_per_delivery.max(f64::EPSILON),
+        };
+        eprintln!(
+            "worker backlog: {} of {} delivered in {:.1} s: {:.0}/s, {:.1} µs of worker CPU per delivery ({:.0} per core-second)",
+            backlog.delivered, backlog.events, backlog.seconds, backlog.deliveries_per_s, backlog.cpu_us_per_delivery, backlog.deliveries_per_core_s
+        );
+        let _ = worker.terminate_and_wait();
+        Ok(backlog)
+    }
+}
+
+pub async fn worker(settings: &WorkerSettings) -> anyhow::Result<WorkerResults> {
+    let rig = Rig::start(
+        &settings.spillway_bin,
+        &settings.brokers,
+        &settings.redis_nodes,
+        &settings.dir,
+    )
+    .await?;
+    let mut worker = rig.spawn_worker("worker-live");
+    worker.admin_addr().await;
+    let pid = i32::try_from(worker.pid())?;
+    let live = rig.live(pid, settings.rate, settings.duration, 11).await?;
+    let _ = worker.terminate_and_wait();
+    let backlog = rig.backlog(settings.backlog, settings.backlog_rate).await?;
+    rig.stop().await;
+    Ok(WorkerResults { live, backlog })
+}
+
+fn mix() -> anyhow::Result<Mix> {
+    Ok(Mix {
+        duplicates: 0.0,
+        tampered: 0.0,
+        stale: 0.0,
+        body_sizes: "1024".parse().map_err(anyhow::Error::msg)?,
+    })
+}
+
+fn load(target: &str, rate: f64, duration: Duration) -> Settings {
+    Settings {
+        target: target.to_owned(),
+        rate,
+        duration,
+        connections: 256,
+        http2: false,
+        timeout: Duration::from_secs(10),
+        progress: false,
+    }
+}
+
+/// A config for the ingress and a worker delivering every event once to `sink`.
+fn write_config(
+    dir: &Path,
+    brokers: &str,
+    redis_nodes: &[String],
+    run: &str,
+    sink: &str,
+) -> anyhow::Result<PathBuf> {
+    let file = |name: &str, text: &str| -> anyhow::Result<String> {
+        let path = dir.join(name);
+        std::fs::write(&path, text)?;
+        Ok(path.display().to_string())
+    };
+    let nodes: Vec<String> = redis_nodes.iter().map(|n| format!("\"{n}\"")).collect();
+    let yaml = format!(
+        "ingress: {{ listen: 127.0.0.1:{}, max_in_flight: 8192, block_failing_clients: null }}\n\
+         admin: {{ listen: 127.0.0.1:{} }}\n\
+         kafka: {{ brokers: \"{}\", topic_prefix: \"worker.{run}.\", single_replica: true, linger: 5ms }}\n\
+         redis: {{ nodes: [{}], key_prefix: \"worker.{run}.\" }}\n\
+         worker: {{ admin_listen: \"127.0.0.1:0\", group_id: \"worker.{run}.workers\", allow_cidrs: [127.0.0.0/8], record_attempts: false }}\n\
+         subscriptions: [{{ id: sink, url: \"{sink}\", secrets: [{{ id: s, file: \"{}\" }}] }}]\n\
+         sources:\n  acme: {{ verify: {{ scheme: standard-webhooks }}, secrets: [{{ id: acme-1, file: \"{}\" }}] }}\n",
+        free_port()?,
+        free_port()?,
+        brokers,
+        nodes.join(", "),
+        file("sink.secret", "whsec_c2luay1zZWNyZXQta2V5LTk4NzY1NDMy")?,
+        file("acme.secret", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")?,
+    );
+    let path = dir.join("worker.yaml");
+    std::fs::write(&path, yaml)?;
+    Ok(path)
+}
+
+/// The subscriber: HTTP/1.1 keep-alive, answers 200 at once, and notes when each event
+/// (`webhook-id`) first arrived.
+struct Sink {
+    addr: SocketAddr,
+    received: Arc<Mutex<HashMap<String, Instant>>>,
+}
+
+impl Sink {
+    async fn start() -> anyhow::Result<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let received: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+        let shared = Arc::clone(&received);
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let received = Arc::clone(&shared);
+                tokio::spawn(async move {
+                    let service =
+                        service_fn(move |request: http::Request<hyper::body::Incoming>| {
+                            let received = Arc::clone(&received);
+                            async move {
+                                let at = Instant::now();
+                                let id = request
+                                    .headers()
+                                    .get("webhook-id")
+                                    .and_then(|v| v.to_str().ok())
+                                    .map(str::to_owned);
+                                let _ = request.into_body().collect().await;
+                                if let (Some(id), Ok(mut map)) = (id, received.lock()) {
+                                    map.entry(id).or_insert(at);
+                                }
+                                Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
+                                    Bytes::new(),
+                                )))
+                            }
+                        });
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Ok(Self { addr, received })
+    }
+
+    fn count(&self) -> usize {
+        self.received.lock().map_or(0, |m| m.len())
+    }
+
+    /// Waits until `n` events arrived, or `patience` passed without a new one; how many did.
+    async fn wait_for(&self, n: usize, patience: Duration) -> usize {
+        let mut last = (self.count(), Instant::now());
+        loop {
+            let count = self.count();
+            if count >= n {
+                return count;
+            }
+            if count > last.0 {
+                last = (count, Instant::now());
+            } else if last.1.elapsed() > patience {
+                return count;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// What arrived so far, emptied.
+    fn take(&self) -> HashMap<String, Instant> {
+        self.received
+            .lock()
+            .map(|mut m| std::mem::take(&mut *m))
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_sink_answers_200_and_keeps_each_event_s_first_arrival() {
+        let sink = Sink::start().await.expect("sink");
+        let client = spillway_testkit::Client::http1();
+        let url = format!("http://{}/sink", sink.addr);
+        let mut firsts = Vec::new();
+        for id in ["evt_1", "evt_2", "evt_1"] {
+            let reply = client
+                .post(
+                    &url,
+                    &[("webhook-id".into(), id.into())],
+                    Bytes::from_static(b"{}"),
+                )
+                .await
+                .expect("post");
+            assert_eq!(reply.status, 200);
+            firsts.push(sink.received.lock().expect("lock").get("evt_1").copied());
+        }
+        assert_eq!(sink.wait_for(2, Duration::ZERO).await, 2);
+        assert_eq!(firsts[0], firsts[2], "a redelivery keeps the first arrival");
+        let taken = sink.take();
+        assert_eq!(taken.len(), 2);
+        assert_eq!(sink.count(), 0, "taken away");
+    }
+}
