@@ -6,7 +6,7 @@
 # docs/benchmarks.md and its plot. The last line printed is the headline:
 #   max_rate=<rps> p99_ms_at_half=<ms> cpu_us_per_req=<us> bare_cpu_us_per_req=<us> ingest_vs_bare=<ratio>
 # Extra arguments go to `spillway-loadgen bench` (e.g. --rates 1000,2000 --step 3s).
-# Before the report, `spillway-loadgen quick` repeats the ingress, bare and worker steps at the
+# Before the console's part, `spillway-loadgen quick` repeats the ingress, bare and worker steps at the
 # committed run's rate (docs/benchmarks.json) for the noise bands, compares the figures with
 # the committed ones, and the report keeps the new ones there.
 # `dev/bench.sh --quick` (`make bench-quick`, under five minutes): only that comparison, for a
@@ -32,23 +32,30 @@ fresh_broker() {
   export SPILLWAY_TEST_KAFKA=127.0.0.1:$port
 }
 trap stop_broker EXIT
-# The rate the guarded figures are measured at: the committed run's, so that they compare
-# (remove docs/benchmarks.json to start afresh), else half of this run's highest rate.
+# The figures are compared with the committed run's (git's HEAD:docs/benchmarks.json, not the
+# working tree's, which an uncommitted run may have rewritten), at its rate so that they
+# compare; without one, at half of this run's highest rate.
+mkdir -p target/bench
+committed=target/bench/committed.json
+git show HEAD:docs/benchmarks.json > "$committed" 2>/dev/null || echo '{}' > "$committed"
 guard_rate() {
   python3 -c 'import json, sys
 try:
-    print(json.load(open("docs/benchmarks.json"))["guard_rate"])
-except (OSError, KeyError, ValueError):
-    print(sys.argv[1])' "$1"
+    rate = float(json.load(open(sys.argv[1]))["guard_rate"])
+    assert rate > 0
+    print(rate)
+except Exception:
+    print(sys.argv[2])' "$committed" "$1"
 }
 quick() {
   fresh_broker
   target/release/spillway-loadgen quick --spillway-bin target/release/spillway --rate "$1" \
-    --compare docs/benchmarks.json --out target/bench "${@:2}"
+    --compare "$committed" --out target/bench "${@:2}"
 }
 if [ "${1:-}" = "--quick" ]; then
   cargo build --release -q -p spillway -p spillway-loadgen
-  quick "$(guard_rate 3000)" "${@:2}"
+  # Exit 2 when a figure moved beyond its band.
+  quick "$(guard_rate 3000)" --fail-on-moved "${@:2}"
   exit
 fi
 cargo build --release -q -p spillway -p spillway-loadgen
@@ -64,9 +71,11 @@ target/release/spillway-loadgen fleet --spillway-bin target/release/spillway --o
 # and the console's index under the same rate, then search at a million indexed events.
 half=$(python3 -c 'import json; print(max(100, round(json.load(open("target/bench/benchmarks.json"))["max_rate"] / 2)))')
 fresh_broker
+rm -f target/bench/worker.json
 target/release/spillway-loadgen worker --spillway-bin target/release/spillway --rate "$half" --out target/bench >&2
+rm -f target/bench/quick.json
 quick "$(guard_rate "$half")" >&2
 fresh_broker
 target/release/spillway-loadgen console --spillway-bin target/release/spillway --rate "$half" --out target/bench >&2
 python=$(dev/py-tools.sh python bench)
-"$python" loadtest/report.py target/bench/benchmarks.json
+"$python" loadtest/report.py target/bench/benchmarks.json "$committed"

@@ -283,7 +283,7 @@ def plot(steps: list[dict]) -> None:
     fig.savefig(PLOT)
 
 
-def main(path: str) -> int:
+def main(path: str, committed: str | None = None) -> int:
     r = json.loads(Path(path).read_text())
     bench_dir = Path(path).parent
     quick_path = bench_dir / "quick.json"
@@ -389,7 +389,7 @@ def main(path: str) -> int:
         "",
         *fleet(Path(path).parent / "fleet.json"),
         *worker(bench_dir / "worker.json"),
-        *guard(quick_path, COMMITTED),
+        *guard(quick_path, Path(committed) if committed else COMMITTED),
         *console(Path(path).parent / "console.json"),
         "## Micro benchmarks (criterion)",
         "",
@@ -419,4 +419,9 @@ def main(path: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else str(ROOT / "target" / "bench" / "benchmarks.json")))
+    sys.exit(
+        main(
+            sys.argv[1] if len(sys.argv) > 1 else str(ROOT / "target" / "bench" / "benchmarks.json"),
+            sys.argv[2] if len(sys.argv) > 2 else None,
+        )
+    )

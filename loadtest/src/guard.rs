@@ -17,11 +17,14 @@ pub struct Figure {
 }
 
 impl Figure {
-    pub fn new(name: &str, unit: &str, samples: Vec<f64>) -> Self {
-        let mut sorted: Vec<f64> = samples.iter().copied().filter(|s| s.is_finite()).collect();
+    /// The figure of `samples`, those that are not numbers (a phase with nothing delivered, a
+    /// ratio over zero) left out; `None` when none is left, as JSON keeps no NaN.
+    pub fn new(name: &str, unit: &str, samples: Vec<f64>) -> Option<Self> {
+        let samples: Vec<f64> = samples.into_iter().filter(|s| s.is_finite()).collect();
+        let mut sorted = samples.clone();
         sorted.sort_by(f64::total_cmp);
         let median = match sorted.len() {
-            0 => f64::NAN,
+            0 => return None,
             n if n % 2 == 1 => sorted[n / 2],
             n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
         };
@@ -29,13 +32,13 @@ impl Figure {
             .iter()
             .map(|s| percent(s - median, median).abs())
             .fold(0.0, f64::max);
-        Self {
+        Some(Self {
             name: name.to_owned(),
             unit: unit.to_owned(),
             samples,
             median,
             band_pct,
-        }
+        })
     }
 }
 
@@ -62,6 +65,8 @@ pub fn compare(committed: &[Figure], now: &[Figure]) -> Vec<Comparison> {
             let c = committed.iter().find(|c| c.name == n.name)?;
             let change_pct = percent(n.median - c.median, c.median);
             let band_pct = c.band_pct.max(n.band_pct);
+            // From a median of zero any change is unmeasurable, and flagged.
+            let unmeasurable = c.median == 0.0 && n.median != 0.0;
             Some(Comparison {
                 name: n.name.clone(),
                 unit: n.unit.clone(),
@@ -69,7 +74,7 @@ pub fn compare(committed: &[Figure], now: &[Figure]) -> Vec<Comparison> {
                 now: n.median,
                 change_pct,
                 band_pct,
-                moved: change_pct.abs() > band_pct,
+                moved: unmeasurable || change_pct.abs() > band_pct,
             })
         })
         .collect()
@@ -109,31 +114,41 @@ mod tests {
 
     #[test]
     fn the_median_and_band_of_samples() {
-        let f = Figure::new("cpu", "µs", vec![100.0, 90.0, 120.0]);
+        let f = Figure::new("cpu", "µs", vec![100.0, 90.0, 120.0, f64::NAN]).expect("figure");
+        assert_eq!(f.samples.len(), 3, "NaN is no sample");
         assert_eq!(f.median, 100.0);
         assert!((f.band_pct - 20.0).abs() < 1e-9, "{}", f.band_pct);
-        let even = Figure::new("cpu", "µs", vec![10.0, 20.0]);
+        let even = Figure::new("cpu", "µs", vec![10.0, 20.0]).expect("figure");
         assert_eq!(even.median, 15.0);
-        let steady = Figure::new("cpu", "µs", vec![50.0, 50.0, 50.0]);
+        let steady = Figure::new("cpu", "µs", vec![50.0, 50.0, 50.0]).expect("figure");
         assert_eq!(steady.band_pct, 0.0);
+        assert_eq!(
+            Figure::new("none", "ms", vec![f64::NAN, f64::INFINITY]),
+            None
+        );
     }
 
     #[test]
     fn a_figure_is_flagged_only_past_the_wider_band() {
+        let figure =
+            |name: &str, samples: Vec<f64>| Figure::new(name, "µs", samples).expect("figure");
         let committed = [
-            Figure::new("cpu", "µs", vec![100.0, 95.0, 105.0]),
-            Figure::new("p99", "ms", vec![10.0, 10.0, 10.0]),
-            Figure::new("gone", "ms", vec![1.0]),
+            figure("cpu", vec![100.0, 95.0, 105.0]),
+            figure("p99", vec![10.0, 10.0, 10.0]),
+            figure("gone", vec![1.0]),
+            figure("zero", vec![0.0, 0.0]),
         ];
         let now = [
             // 8% slower, past both runs' bands (±5% and ±1%): flagged.
-            Figure::new("cpu", "µs", vec![108.0, 107.0, 109.0]),
+            figure("cpu", vec![108.0, 107.0, 109.0]),
             // 10% better, but this run's own samples strayed 30%: within the band.
-            Figure::new("p99", "ms", vec![9.0, 6.3, 11.7]),
-            Figure::new("new", "ms", vec![1.0]),
+            figure("p99", vec![9.0, 6.3, 11.7]),
+            figure("new", vec![1.0]),
+            figure("zero", vec![3.0, 3.0]),
         ];
         let compared = compare(&committed, &now);
-        assert_eq!(compared.len(), 2, "only figures both runs have");
+        assert_eq!(compared.len(), 3, "only figures both runs have");
+        assert!(compared[2].moved, "anything from zero is flagged");
         assert!(compared[0].moved, "{:?}", compared[0]);
         assert!((compared[0].change_pct - 8.0).abs() < 1e-9);
         assert!(!compared[1].moved, "{:?}", compared[1]);

@@ -15,7 +15,7 @@ use crate::bench::{measure, write_config, BenchSettings, Case, Step};
 use crate::guard::{compare, Comparison, Figure};
 use crate::server::{start_bare, start_ingress};
 use crate::signing::SignedSource;
-use crate::worker::{Live, Rig};
+use crate::worker::{Live, Rig, WARM_UP};
 
 /// What the quick form runs with.
 #[derive(Debug, Clone)]
@@ -71,53 +71,47 @@ pub async fn quick(settings: &QuickSettings) -> anyhow::Result<QuickResults> {
     let sources = SignedSource::from_config(&config)
         .map_err(|e| anyhow::anyhow!(spillway_config::describe(&e)))?;
 
-    let mut steps = Vec::new();
+    // Both servers run throughout, and each repeat measures one and then the other, so that
+    // the i-th ratio compares steps a few seconds apart; a server's first step is thrown away
+    // (connections, the producer's and the cluster client's first round trips).
     let ingress = start_ingress(
         &settings.spillway_bin,
         &config_path,
         &settings.dir.join("ingress.log"),
     )
     .await?;
-    // Each server's first seconds (connections, the producer's and the cluster client's
-    // first round trips, a worker joining its group) are not what the figures are about: a
-    // short step before the samples, thrown away.
-    let warm_up = Duration::from_secs(2);
-    for (i, duration) in std::iter::once(warm_up)
-        .chain(std::iter::repeat_n(settings.step, settings.repeats))
-        .enumerate()
-    {
-        let case = Case {
-            target: "ingress",
-            name: "quick",
-            rate: settings.rate,
-            duration,
-            duplicates: 0.0,
-            verify_in: Some((&connection, topics.as_slice())),
-        };
-        let step = measure(&bench, &ingress, &sources, case).await?;
-        if i > 0 {
-            steps.push(step);
+    let bare = start_bare(&settings.loadgen_bin).await?;
+    let mut steps = Vec::new();
+    for repeat in 0..=settings.repeats {
+        let duration = if repeat == 0 { WARM_UP } else { settings.step };
+        for (target, server, verify_in) in [
+            ("ingress", &ingress, Some((&connection, topics.as_slice()))),
+            ("bare", &bare, None),
+        ] {
+            let case = Case {
+                target,
+                name: "quick",
+                rate: settings.rate,
+                duration,
+                duplicates: 0.0,
+                verify_in,
+            };
+            let step = measure(&bench, server, &sources, case).await?;
+            // A figure from a step that answered wrongly or lost events would mislead.
+            anyhow::ensure!(
+                step.lost.unwrap_or(0) == 0 && step.unexpected + step.errors == 0,
+                "the {target} step at {}/s answered wrongly ({} unexpected, {} errors, lost {:?}): no figures from it",
+                settings.rate,
+                step.unexpected,
+                step.errors,
+                step.lost
+            );
+            if repeat > 0 {
+                steps.push(step);
+            }
         }
     }
     ingress.stop().await;
-    let bare = start_bare(&settings.loadgen_bin).await?;
-    for (i, duration) in std::iter::once(warm_up)
-        .chain(std::iter::repeat_n(settings.step, settings.repeats))
-        .enumerate()
-    {
-        let case = Case {
-            target: "bare",
-            name: "quick",
-            rate: settings.rate,
-            duration,
-            duplicates: 0.0,
-            verify_in: None,
-        };
-        let step = measure(&bench, &bare, &sources, case).await?;
-        if i > 0 {
-            steps.push(step);
-        }
-    }
     bare.stop().await;
 
     let rig = Rig::start(
@@ -130,7 +124,7 @@ pub async fn quick(settings: &QuickSettings) -> anyhow::Result<QuickResults> {
     let mut worker = rig.spawn_worker("worker-live");
     worker.admin_addr().await;
     let pid = i32::try_from(worker.pid())?;
-    rig.live(pid, settings.rate, warm_up, 99).await?;
+    rig.live(pid, settings.rate, WARM_UP, 99).await?;
     let mut live = Vec::new();
     for seed in 0..settings.repeats {
         live.push(
@@ -173,7 +167,7 @@ pub fn figures(steps: &[Step], live: &[Live]) -> Vec<Figure> {
         .zip(&bare_cpu)
         .map(|(i, b)| i / b)
         .collect();
-    vec![
+    [
         Figure::new("ingress CPU per request", "µs", ingress_cpu),
         Figure::new("bare CPU per request", "µs", bare_cpu),
         Figure::new("ingress CPU / bare CPU", "x", ratio),
@@ -194,6 +188,9 @@ pub fn figures(steps: &[Step], live: &[Live]) -> Vec<Figure> {
             live.iter().map(|l| l.cpu_us_per_delivery).collect(),
         ),
     ]
+    .into_iter()
+    .flatten()
+    .collect()
 }
 
 /// The figures of docs/benchmarks.json (none if it has none yet).

@@ -36,9 +36,13 @@ pub(crate) struct QuickArgs {
     rate: f64,
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     step: Duration,
-    /// How many times each step runs: its samples, whose spread is the figure's band.
-    #[arg(long, default_value_t = 3)]
-    repeats: usize,
+    /// How many times each step runs: its samples, whose spread is the figure's band (one
+    /// sample has no band).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(2..))]
+    repeats: u16,
+    /// Exit 2 when a figure moved beyond its band (`make bench-quick`, before a commit).
+    #[arg(long)]
+    fail_on_moved: bool,
     /// The committed figures to compare with.
     #[arg(long, default_value = "docs/benchmarks.json")]
     compare: PathBuf,
@@ -56,7 +60,7 @@ pub(crate) async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         duration: args.duration,
         backlog: args.backlog,
         backlog_rate: args.backlog_rate,
-        dir: args.out.join(format!("worker-{}", std::process::id())),
+        dir: fresh_dir(&args.out.join("worker-run"))?,
     };
     let results = spillway_loadgen::worker::worker(&settings).await?;
     write_results(&args.out, "worker.json", &results)?;
@@ -71,9 +75,9 @@ pub(crate) async fn quick(args: QuickArgs) -> anyhow::Result<ExitCode> {
         redis_nodes: args.stack.redis_nodes,
         rate: args.rate,
         step: args.step,
-        repeats: args.repeats,
+        repeats: usize::from(args.repeats),
         committed: Some(args.compare),
-        dir: args.out.join(format!("quick-{}", std::process::id())),
+        dir: fresh_dir(&args.out.join("quick-run"))?,
     };
     let results = spillway_loadgen::quick::quick(&settings).await?;
     write_results(&args.out, "quick.json", &results)?;
@@ -98,6 +102,18 @@ pub(crate) async fn quick(args: QuickArgs) -> anyhow::Result<ExitCode> {
             "quick: {moved} of {} figures moved beyond their noise band since the committed run",
             results.comparison.len()
         );
+        if moved > 0 && args.fail_on_moved {
+            return Ok(ExitCode::from(2));
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `dir`, emptied of an earlier run's logs and configs.
+fn fresh_dir(dir: &std::path::Path) -> anyhow::Result<PathBuf> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir)?;
+    }
+    std::fs::create_dir_all(dir)?;
+    Ok(dir.to_owned())
 }
