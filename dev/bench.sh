@@ -2,7 +2,8 @@
 # `make bench`: criterion micro benchmarks, then the end-to-end sweeps of spillway-loadgen
 # against a release `spillway ingress` and the bare baseline on the local stack, then the fleet
 # figures (batches split into records, large bodies streamed to the local S3 server), then the
-# worker's (202 to receipt, deliveries per core), then the console's (index lag at the half rate, catch-up, search at a million events), then
+# worker's (202 to receipt, deliveries per core), then where a request's CPU goes (a perf
+# profile, the ingress on one core and two), then the console's (index lag at the half rate, catch-up, search at a million events), then
 # docs/benchmarks.md and its plot. The last line printed is the headline:
 #   max_rate=<rps> p99_ms_at_half=<ms> cpu_us_per_req=<us> bare_cpu_us_per_req=<us> ingest_vs_bare=<ratio>
 # Extra arguments go to `spillway-loadgen bench` (e.g. --rates 1000,2000 --step 3s).
@@ -75,6 +76,15 @@ rm -f target/bench/worker.json
 target/release/spillway-loadgen worker --spillway-bin target/release/spillway --rate "$half" --out target/bench >&2
 rm -f target/bench/quick.json
 quick "$(guard_rate "$half")" >&2
+# Where a request's CPU goes: the ingress at the half rate on two cores, pinned to one, and
+# sampled by perf (Debian's linux-perf; the software clock, as this machine has no hardware
+# counters). loadtest/report_profile.py sorts the samples.
+command -v perf >/dev/null || dev/apt-install.sh linux-perf >&2
+fresh_broker
+rm -f target/bench/profile.json target/bench/profile.txt
+target/release/spillway-loadgen profile --spillway-bin target/release/spillway --rate "$half" --out target/bench >&2
+perf script -i target/bench/profile-run/ingress.perf.data -F comm,ip,sym,dso > target/bench/profile.txt \
+  2> target/bench/perf-script.log || { cat target/bench/perf-script.log >&2; exit 1; }
 fresh_broker
 target/release/spillway-loadgen console --spillway-bin target/release/spillway --rate "$half" --out target/bench >&2
 python=$(dev/py-tools.sh python bench)

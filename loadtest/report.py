@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from report_guard import guard, worker, worker_targets, write_committed
+from report_profile import profile
 
 import matplotlib
 
@@ -390,6 +391,7 @@ def main(path: str, committed: str | None = None) -> int:
         *fleet(Path(path).parent / "fleet.json"),
         *worker(bench_dir / "worker.json"),
         *guard(quick_path, Path(committed) if committed else COMMITTED),
+        *profile(bench_dir),
         *console(Path(path).parent / "console.json"),
         "## Micro benchmarks (criterion)",
         "",

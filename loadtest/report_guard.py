@@ -19,24 +19,32 @@ def worker(path: Path) -> list[str]:
     if not path.exists():
         return ["## The worker", "", "(no worker results found: run `make bench`)", ""]
     r = json.loads(path.read_text())
-    live, backlog = r["live"], r["backlog"]
+    phases = [("HTTP/1.1", r)] + ([("HTTP/2 (TLS)", r["h2"])] if r.get("h2") else [])
+    rows = []
+    for protocol, p in phases:
+        live, backlog = p["live"], p["backlog"]
+        rows += [
+            f"| {protocol}: 202 to the subscriber's receipt at {live['rate']:.0f}/s ({live['delivered']} of {live['accepted']} delivered) | p50 {num(live['p50_ms'])} ms, p90 {num(live['p90_ms'])} ms, p99 {num(live['p99_ms'])} ms, max {num(live['max_ms'], 0)} ms |",
+            f"| {protocol}: worker CPU per delivery at that rate | {live['cpu_us_per_delivery']:.1f} µs |",
+            f"| {protocol}: a backlog of {backlog['events']} events ({backlog['delivered']} delivered) | {backlog['seconds']:.1f} s: **{backlog['deliveries_per_s']:.0f} deliveries/s** |",
+            f"| {protocol}: worker CPU per delivery on the backlog | {backlog['cpu_us_per_delivery']:.1f} µs: **{backlog['deliveries_per_core_s']:.0f} deliveries per core-second** |",
+        ]
     return [
         "## The worker",
         "",
         "`spillway-loadgen worker`: a release ingress and worker on the local stack (a broker of its",
         "own), delivering every event once to a subscriber in the generator's process that answers",
-        "200 at once on HTTP/1.1 keep-alive connections. First the ingress takes its half rate",
+        "200 at once on keep-alive connections. First the ingress takes its half rate",
         "while the worker keeps up: each event's latency runs from the ingress's 202 to the",
         "subscriber's receipt. Then, with no worker running, a backlog is written, and one fresh",
         "worker delivers it: deliveries per second (first to last delivery) and the worker's CPU",
-        "per delivery from /proc, its start included.",
+        "per delivery from /proc, its start included. Both phases run twice, each time on an",
+        "ingress and worker of their own: to a plain HTTP/1.1 subscriber, then to an HTTPS one",
+        "(h2 by ALPN, its certificate signed by a private CA named in `worker.extra_roots`).",
         "",
         "| figure | measured |",
         "|---|---|",
-        f"| 202 to the subscriber's receipt at {live['rate']:.0f}/s ({live['delivered']} of {live['accepted']} delivered) | p50 {num(live['p50_ms'])} ms, p90 {num(live['p90_ms'])} ms, p99 {num(live['p99_ms'])} ms, max {num(live['max_ms'], 0)} ms |",
-        f"| worker CPU per delivery at that rate | {live['cpu_us_per_delivery']:.1f} µs |",
-        f"| a backlog of {backlog['events']} events ({backlog['delivered']} delivered) | {backlog['seconds']:.1f} s: **{backlog['deliveries_per_s']:.0f} deliveries/s** |",
-        f"| worker CPU per delivery on the backlog | {backlog['cpu_us_per_delivery']:.1f} µs: **{backlog['deliveries_per_core_s']:.0f} deliveries per core-second** |",
+        *rows,
         "",
         "The worker consumes with librdkafka's default `fetch.wait.max.ms` (500 ms). The local",
         "broker (tansu 0.6) sleeps before it answers a fetch even when it found records, for half",

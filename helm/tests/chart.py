@@ -211,6 +211,10 @@ def check() -> list[str]:
         if name == scenarios[0].name and not validate([with_typo(objects)]):
             problems.append("the schema validation let an unknown field through: it checks nothing")
         problems += [f"{name}: {p}" for p in secret_mount_problems(objects)]
+        problems += [f"{name}: {p}" for p in extra_roots_problems(objects)]
+        if extra_roots_problems(objects) == [] and not extra_roots_problems(without_mount(objects, "extra-roots")):
+            if any(o["kind"] == "Deployment" and "extra-roots" in json.dumps(o) for o in objects):
+                problems.append(f"{name}: the extra roots check let pods without the mount through: it checks nothing")
         problems += [f"{name}: {p}" for p in memory_limit_problems(objects)]
         if name == scenarios[0].name and not memory_limit_problems(without_memory_limit(objects)):
             problems.append("the memory limit check let an ingress without SPILLWAY_INGRESS__MEMORY_LIMIT through: it checks nothing")
@@ -343,6 +347,42 @@ def secret_mount_problems(objects: list[dict[str, Any]]) -> list[str]:
         problems += [f"{what} does not mount {f}, which its process reads" for f in sorted(needed) if not visible(o, f)]
         problems += [f"{what} mounts {f}, a secret its process must not hold" for f in sorted(foreign) if visible(o, f)]
     return problems
+
+
+def extra_roots_problems(objects: list[dict[str, Any]]) -> list[str]:
+    """The file of `worker.extra_roots` is in every pod whose process loads the config as a
+    worker's and checks that the file is there: the workers' and the console's."""
+    config_map = next(o for o in objects if o["kind"] == "ConfigMap" and "spillway.yaml" in o.get("data", {}))
+    path = (yaml.safe_load(config_map["data"]["spillway.yaml"]).get("worker") or {}).get("extra_roots")
+    if not path:
+        return []
+    problems = []
+    for o in objects:
+        if o["kind"] != "Deployment":
+            continue
+        component = o["spec"]["template"]["metadata"]["labels"].get("app.kubernetes.io/component")
+        if component not in ("worker", "console"):
+            continue
+        pod = o["spec"]["template"]["spec"]
+        maps = {v["name"] for v in pod.get("volumes", []) if "configMap" in v}
+        seen = any(
+            mount["name"] in maps and path.startswith(mount["mountPath"].rstrip("/") + "/")
+            for container in pod.get("containers", [])
+            for mount in container.get("volumeMounts", [])
+        )
+        if not seen:
+            problems.append(f"Deployment/{o['metadata']['name']} does not mount {path} (worker.extra_roots), which its process checks for")
+    return problems
+
+
+def without_mount(objects: list[dict[str, Any]], volume: str) -> list[dict[str, Any]]:
+    """A copy of `objects` whose containers do not mount `volume`."""
+    copied = json.loads(json.dumps(objects))
+    for o in copied:
+        if o["kind"] == "Deployment":
+            for container in o["spec"]["template"]["spec"].get("containers", []):
+                container["volumeMounts"] = [m for m in container.get("volumeMounts", []) if m["name"] != volume]
+    return copied
 
 
 def with_every_signing_key(objects: list[dict[str, Any]]) -> list[dict[str, Any]] | None:

@@ -10,9 +10,11 @@
 //! - [`bare`]: the bare hyper baseline server; [`cpu`]: a process's CPU time from /proc;
 //! - [`bench`]: the rate sweeps of `make bench`; [`fleet`]: its batch and large-body figures;
 //!   [`console`]: the console's index lag, catch-up and search figures; [`worker`]: the
-//!   worker's deliveries per core and the latency from a 202 to the subscriber; [`quick`]:
+//!   worker's deliveries per core and the latency from a 202 to the subscriber, to the
+//!   subscriber in [`sink`]; [`quick`]:
 //!   `make bench-quick`, repeated steps as figures with noise bands, which [`guard`] compares
-//!   with the committed run's;
+//!   with the committed run's; [`profile`]: the ingress on one core and two, and sampled
+//!   by `perf` for where its CPU goes; [`stage`]: what those single-rate runs start from;
 //!   [`server`]: the processes they measure.
 
 pub mod bare;
@@ -23,10 +25,13 @@ pub mod fleet;
 pub mod guard;
 pub mod overload;
 pub mod plan;
+pub mod profile;
 pub mod quick;
 pub mod report;
 pub mod run;
 pub mod server;
 pub mod signing;
+mod sink;
+pub mod stage;
 pub mod verify;
 pub mod worker;

@@ -49,6 +49,9 @@ enum Command {
     /// `make bench-quick`: the ingress and the bare server at one rate and the worker's live
     /// phase, each repeated, as figures with noise bands compared with the committed run's.
     Quick(steps::QuickArgs),
+    /// `make bench`'s cost breakdown: the ingress at one rate on two cores, pinned to one, and
+    /// sampled by `perf record`.
+    Profile(steps::ProfileArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -282,6 +285,7 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
         Command::Console(args) => console(args).await,
         Command::Worker(args) => steps::worker(args).await,
         Command::Quick(args) => steps::quick(args).await,
+        Command::Profile(args) => steps::profile(args).await,
     }
 }
 

@@ -6,31 +6,23 @@
 //! [`guard`]: crate::guard
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde::Serialize;
-use spillway_kafka::Connection;
 
-use crate::bench::{measure, write_config, BenchSettings, Case, Step};
+use crate::bench::{measure, Case, Step};
 use crate::guard::{compare, Comparison, Figure};
 use crate::server::{start_bare, start_ingress};
-use crate::signing::SignedSource;
-use crate::worker::{Live, Rig, WARM_UP};
+use crate::stage::{Stage, StageSettings};
+use crate::worker::{Live, Protocol, Rig, WARM_UP};
 
-/// What the quick form runs with.
+/// What the quick form runs with: the stage (at the committed run's half rate, so figures
+/// compare), how often each step repeats, and the committed figures.
 #[derive(Debug, Clone)]
 pub struct QuickSettings {
-    pub spillway_bin: PathBuf,
-    pub loadgen_bin: PathBuf,
-    pub brokers: String,
-    pub redis_nodes: Vec<String>,
-    /// The rate of every step: the committed run's half rate, so figures compare.
-    pub rate: f64,
-    pub step: Duration,
+    pub stage: StageSettings,
     pub repeats: usize,
     /// docs/benchmarks.json: the figures this run is compared with, if it has any.
     pub committed: Option<PathBuf>,
-    pub dir: PathBuf,
 }
 
 /// The figures, their steps, and the comparison with the committed run.
@@ -45,45 +37,27 @@ pub struct QuickResults {
 }
 
 pub async fn quick(settings: &QuickSettings) -> anyhow::Result<QuickResults> {
-    std::fs::create_dir_all(&settings.dir)?;
-    let bench = BenchSettings {
-        spillway_bin: settings.spillway_bin.clone(),
-        loadgen_bin: settings.loadgen_bin.clone(),
-        brokers: settings.brokers.clone(),
-        redis_nodes: settings.redis_nodes.clone(),
-        rates: vec![settings.rate],
-        step: settings.step,
-        connections: 1024,
-        p99_bound_ms: 50.0,
-        linger: Duration::from_millis(5),
-        partitions: 1,
-        sustained_rate: 0.0,
-        sustained_step: Duration::ZERO,
-        overload_step: Duration::ZERO,
-        dir: settings.dir.clone(),
-    };
-    let run = uuid::Uuid::new_v4().simple().to_string();
-    let config_path = write_config(&bench, &run)?;
-    let config = spillway_config::load(&config_path)?;
-    let connection = Connection::from(&config.kafka);
-    let topics = config.topics();
-    spillway_kafka::admin::ensure_topics(&connection, &topics, 1, 1).await?;
-    let sources = SignedSource::from_config(&config)
-        .map_err(|e| anyhow::anyhow!(spillway_config::describe(&e)))?;
-
+    let Stage {
+        bench,
+        config_path,
+        connection,
+        topics,
+        sources,
+    } = Stage::prepare(&settings.stage).await?;
+    let stage = &settings.stage;
     // Both servers run throughout, and each repeat measures one and then the other, so that
     // the i-th ratio compares steps a few seconds apart; a server's first step is thrown away
     // (connections, the producer's and the cluster client's first round trips).
     let ingress = start_ingress(
-        &settings.spillway_bin,
+        &stage.spillway_bin,
         &config_path,
-        &settings.dir.join("ingress.log"),
+        &stage.dir.join("ingress.log"),
     )
     .await?;
-    let bare = start_bare(&settings.loadgen_bin).await?;
+    let bare = start_bare(&stage.loadgen_bin).await?;
     let mut steps = Vec::new();
     for repeat in 0..=settings.repeats {
-        let duration = if repeat == 0 { WARM_UP } else { settings.step };
+        let duration = if repeat == 0 { WARM_UP } else { stage.step };
         for (target, server, verify_in) in [
             ("ingress", &ingress, Some((&connection, topics.as_slice()))),
             ("bare", &bare, None),
@@ -91,7 +65,7 @@ pub async fn quick(settings: &QuickSettings) -> anyhow::Result<QuickResults> {
             let case = Case {
                 target,
                 name: "quick",
-                rate: settings.rate,
+                rate: stage.rate,
                 duration,
                 duplicates: 0.0,
                 verify_in,
@@ -101,7 +75,7 @@ pub async fn quick(settings: &QuickSettings) -> anyhow::Result<QuickResults> {
             anyhow::ensure!(
                 step.lost.unwrap_or(0) == 0 && step.unexpected + step.errors == 0,
                 "the {target} step at {}/s answered wrongly ({} unexpected, {} errors, lost {:?}): no figures from it",
-                settings.rate,
+                stage.rate,
                 step.unexpected,
                 step.errors,
                 step.lost
@@ -115,22 +89,20 @@ pub async fn quick(settings: &QuickSettings) -> anyhow::Result<QuickResults> {
     bare.stop().await;
 
     let rig = Rig::start(
-        &settings.spillway_bin,
-        &settings.brokers,
-        &settings.redis_nodes,
-        &settings.dir.join("worker"),
+        &stage.spillway_bin,
+        &stage.brokers,
+        &stage.redis_nodes,
+        &stage.dir.join("worker"),
+        Protocol::Http1,
     )
     .await?;
     let mut worker = rig.spawn_worker("worker-live");
     worker.admin_addr().await;
     let pid = i32::try_from(worker.pid())?;
-    rig.live(pid, settings.rate, WARM_UP, 99).await?;
+    rig.live(pid, stage.rate, WARM_UP, 99).await?;
     let mut live = Vec::new();
     for seed in 0..settings.repeats {
-        live.push(
-            rig.live(pid, settings.rate, settings.step, seed as u64)
-                .await?,
-        );
+        live.push(rig.live(pid, stage.rate, stage.step, seed as u64).await?);
     }
     let _ = worker.terminate_and_wait();
     rig.stop().await;
@@ -141,7 +113,7 @@ pub async fn quick(settings: &QuickSettings) -> anyhow::Result<QuickResults> {
         _ => Vec::new(),
     };
     Ok(QuickResults {
-        rate: settings.rate,
+        rate: stage.rate,
         repeats: settings.repeats,
         figures,
         comparison,

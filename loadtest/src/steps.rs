@@ -1,9 +1,11 @@
-//! The worker and quick steps of `spillway-loadgen`: their arguments and how their results
+//! The worker, quick and profile steps of `spillway-loadgen`: their arguments and how their results
 //! are written and printed.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
+
+use spillway_loadgen::stage::StageSettings;
 
 use crate::{write_results, StackArgs};
 
@@ -51,6 +53,45 @@ pub(crate) struct QuickArgs {
     out: PathBuf,
 }
 
+#[derive(Debug, clap::Args)]
+pub(crate) struct ProfileArgs {
+    #[command(flatten)]
+    stack: StackArgs,
+    /// The rate of every step (requests/s): the sweep's half rate.
+    #[arg(long, default_value_t = 3000.0)]
+    rate: f64,
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    step: Duration,
+    /// The `perf` binary for the sampled step; `--perf none` skips that step.
+    #[arg(long, default_value = "perf")]
+    perf: String,
+    /// Where the results go: `<out>/profile.json`, and the samples in
+    /// `<out>/profile-run/ingress.perf.data`.
+    #[arg(long, default_value = "target/bench")]
+    out: PathBuf,
+}
+
+pub(crate) async fn profile(args: ProfileArgs) -> anyhow::Result<ExitCode> {
+    let settings = spillway_loadgen::profile::ProfileSettings {
+        stage: stage(
+            args.stack,
+            args.rate,
+            args.step,
+            &args.out.join("profile-run"),
+        )?,
+        perf: (args.perf != "none").then(|| PathBuf::from(&args.perf)),
+    };
+    let results = spillway_loadgen::profile::profile(&settings).await?;
+    write_results(&args.out, "profile.json", &results)?;
+    for step in &results.steps {
+        println!(
+            "{:<10} {:>7.0}/s  {:>7.1} µs/req  p50 {:.2} ms  p99 {:.2} ms",
+            step.case, step.achieved, step.cpu_us_per_req, step.p50_ms, step.p99_ms
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 pub(crate) async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
     let settings = spillway_loadgen::worker::WorkerSettings {
         spillway_bin: args.stack.spillway_bin,
@@ -69,15 +110,14 @@ pub(crate) async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
 
 pub(crate) async fn quick(args: QuickArgs) -> anyhow::Result<ExitCode> {
     let settings = spillway_loadgen::quick::QuickSettings {
-        spillway_bin: args.stack.spillway_bin,
-        loadgen_bin: std::env::current_exe()?,
-        brokers: args.stack.brokers,
-        redis_nodes: args.stack.redis_nodes,
-        rate: args.rate,
-        step: args.step,
+        stage: stage(
+            args.stack,
+            args.rate,
+            args.step,
+            &args.out.join("quick-run"),
+        )?,
         repeats: usize::from(args.repeats),
         committed: Some(args.compare),
-        dir: fresh_dir(&args.out.join("quick-run"))?,
     };
     let results = spillway_loadgen::quick::quick(&settings).await?;
     write_results(&args.out, "quick.json", &results)?;
@@ -107,6 +147,24 @@ pub(crate) async fn quick(args: QuickArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The stage of a single-rate run in `dir` (emptied first).
+fn stage(
+    stack: StackArgs,
+    rate: f64,
+    step: Duration,
+    dir: &std::path::Path,
+) -> anyhow::Result<StageSettings> {
+    Ok(StageSettings {
+        spillway_bin: stack.spillway_bin,
+        loadgen_bin: std::env::current_exe()?,
+        brokers: stack.brokers,
+        redis_nodes: stack.redis_nodes,
+        rate,
+        step,
+        dir: fresh_dir(dir)?,
+    })
 }
 
 /// `dir`, emptied of an earlier run's logs and configs.

@@ -1,26 +1,21 @@
 //! `make bench`'s worker figures, on the local stack with a release ingress and worker and a
-//! fast keep-alive subscriber in this process: the latency from the ingress's 202 to the
-//! subscriber's receipt while the ingress takes its half rate (the live phase), then how fast
-//! one worker delivers a backlog, and its CPU per delivery (the backlog phase).
+//! fast keep-alive subscriber in this process ([`crate::sink`]): the latency from the
+//! ingress's 202 to the subscriber's receipt while the ingress takes its half rate (the live
+//! phase), then how fast one worker delivers a backlog, and its CPU per delivery (the backlog
+//! phase); both over HTTP/1.1, then both over HTTP/2 (HTTPS, a private CA in
+//! `worker.extra_roots`).
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use serde::Serialize;
-use spillway_testkit::WorkerProcess;
+use spillway_testkit::{LocalCa, WorkerProcess};
 
 use crate::plan::{Mix, Planner};
 use crate::run::Settings;
 use crate::server::{free_port, start_ingress, Server};
 use crate::signing::SignedSource;
+use crate::sink::Sink;
 
 /// How long a phase waits for deliveries after the last one came: tansu skips some for good
 /// (docs/development.md), and those are counted as missing, not waited for.
@@ -46,11 +41,30 @@ pub struct WorkerSettings {
     pub dir: PathBuf,
 }
 
-/// Everything the worker benchmark measured.
+/// Everything the worker benchmark measured: over HTTP/1.1 (`live`, `backlog`) and over
+/// HTTP/2 with TLS (`h2`).
 #[derive(Debug, Clone, Serialize)]
 pub struct WorkerResults {
     pub live: Live,
     pub backlog: Backlog,
+    pub h2: Phases,
+}
+
+/// The two phases over one protocol.
+#[derive(Debug, Clone, Serialize)]
+pub struct Phases {
+    pub live: Live,
+    pub backlog: Backlog,
+}
+
+/// How the worker reaches the subscriber.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Protocol {
+    /// Plain HTTP/1.1 keep-alive.
+    Http1,
+    /// HTTPS, h2 by ALPN, the subscriber's certificate signed by a private CA the worker
+    /// trusts through `worker.extra_roots`.
+    Http2,
 }
 
 /// From the ingress's 202 to the subscriber's receipt, while the ingress takes `rate`.
@@ -97,16 +111,19 @@ impl Rig {
         brokers: &str,
         redis_nodes: &[String],
         dir: &Path,
+        protocol: Protocol,
     ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir)?;
-        let sink = Sink::start().await?;
+        let ca = (protocol == Protocol::Http2).then(|| LocalCa::write(dir));
+        let sink = Sink::start(ca.as_ref().map(LocalCa::acceptor)).await?;
         let run = uuid::Uuid::new_v4().simple().to_string();
         let config = write_config(
             dir,
             brokers,
             redis_nodes,
             &run,
-            &format!("http://{}/sink", sink.addr),
+            &sink.url(),
+            ca.as_ref().map(|ca| ca.ca_file.as_path()),
         )?;
         let parsed = spillway_config::load(&config)?;
         let made = tokio::process::Command::new(spillway_bin)
@@ -261,11 +278,29 @@ impl Rig {
 }
 
 pub async fn worker(settings: &WorkerSettings) -> anyhow::Result<WorkerResults> {
+    let http1 = phases(settings, Protocol::Http1, "http1").await?;
+    let h2 = phases(settings, Protocol::Http2, "h2").await?;
+    Ok(WorkerResults {
+        live: http1.live,
+        backlog: http1.backlog,
+        h2,
+    })
+}
+
+/// The live phase, then the backlog, on a rig of their own reaching the subscriber over
+/// `protocol`.
+async fn phases(
+    settings: &WorkerSettings,
+    protocol: Protocol,
+    name: &str,
+) -> anyhow::Result<Phases> {
+    eprintln!("worker phases over {protocol:?}");
     let rig = Rig::start(
         &settings.spillway_bin,
         &settings.brokers,
         &settings.redis_nodes,
-        &settings.dir,
+        &settings.dir.join(name),
+        protocol,
     )
     .await?;
     let mut worker = rig.spawn_worker("worker-live");
@@ -278,7 +313,7 @@ pub async fn worker(settings: &WorkerSettings) -> anyhow::Result<WorkerResults> 
     let _ = worker.terminate_and_wait();
     let backlog = rig.backlog(settings.backlog, settings.backlog_rate).await?;
     rig.stop().await;
-    Ok(WorkerResults { live, backlog })
+    Ok(Phases { live, backlog })
 }
 
 fn mix() -> anyhow::Result<Mix> {
@@ -309,6 +344,7 @@ fn write_config(
     redis_nodes: &[String],
     run: &str,
     sink: &str,
+    extra_roots: Option<&Path>,
 ) -> anyhow::Result<PathBuf> {
     let file = |name: &str, text: &str| -> anyhow::Result<String> {
         let path = dir.join(name);
@@ -321,143 +357,18 @@ fn write_config(
          admin: {{ listen: 127.0.0.1:{} }}\n\
          kafka: {{ brokers: \"{}\", topic_prefix: \"worker.{run}.\", single_replica: true, linger: 5ms }}\n\
          redis: {{ nodes: [{}], key_prefix: \"worker.{run}.\" }}\n\
-         worker: {{ admin_listen: \"127.0.0.1:0\", group_id: \"worker.{run}.workers\", allow_cidrs: [127.0.0.0/8], record_attempts: false }}\n\
+         worker: {{ admin_listen: \"127.0.0.1:0\", group_id: \"worker.{run}.workers\", allow_cidrs: [127.0.0.0/8, \"::1/128\"], record_attempts: false{} }}\n\
          subscriptions: [{{ id: sink, url: \"{sink}\", secrets: [{{ id: s, file: \"{}\" }}] }}]\n\
          sources:\n  acme: {{ verify: {{ scheme: standard-webhooks }}, secrets: [{{ id: acme-1, file: \"{}\" }}] }}\n",
         free_port()?,
         free_port()?,
         brokers,
         nodes.join(", "),
+        extra_roots.map_or(String::new(), |ca| format!(", extra_roots: \"{}\"", ca.display())),
         file("sink.secret", "whsec_c2luay1zZWNyZXQta2V5LTk4NzY1NDMy")?,
         file("acme.secret", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")?,
     );
     let path = dir.join("worker.yaml");
     std::fs::write(&path, yaml)?;
     Ok(path)
-}
-
-/// The subscriber: HTTP/1.1 keep-alive, answers 200 at once, and notes when each event
-/// (`webhook-id`) first arrived.
-struct Sink {
-    addr: SocketAddr,
-    received: Arc<Mutex<HashMap<String, Instant>>>,
-}
-
-impl Sink {
-    async fn start() -> anyhow::Result<Self> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let received: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
-        let shared = Arc::clone(&received);
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let received = Arc::clone(&shared);
-                tokio::spawn(async move {
-                    let service =
-                        service_fn(move |request: http::Request<hyper::body::Incoming>| {
-                            let received = Arc::clone(&received);
-                            async move {
-                                let at = Instant::now();
-                                let id = request
-                                    .headers()
-                                    .get("webhook-id")
-                                    .and_then(|v| v.to_str().ok())
-                                    .map(str::to_owned);
-                                let _ = request.into_body().collect().await;
-                                if let (Some(id), Ok(mut map)) = (id, received.lock()) {
-                                    map.entry(id).or_insert(at);
-                                }
-                                Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
-                                    Bytes::new(),
-                                )))
-                            }
-                        });
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
-        Ok(Self { addr, received })
-    }
-
-    fn count(&self) -> usize {
-        self.received.lock().map_or(0, |m| m.len())
-    }
-
-    /// Waits until every event of `ids` arrived, or `patience` passed without a new one of
-    /// them; `tick` runs at each look. How many arrived.
-    async fn wait_for(
-        &self,
-        ids: &[&str],
-        patience: Duration,
-        mut tick: impl FnMut() -> anyhow::Result<()>,
-    ) -> anyhow::Result<usize> {
-        let arrived = || {
-            self.received
-                .lock()
-                .map_or(0, |m| ids.iter().filter(|id| m.contains_key(**id)).count())
-        };
-        let mut last = (arrived(), Instant::now());
-        loop {
-            tick()?;
-            let count = arrived();
-            if count >= ids.len() {
-                return Ok(count);
-            }
-            if count > last.0 {
-                last = (count, Instant::now());
-            } else if last.1.elapsed() > patience {
-                return Ok(count);
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// What arrived so far, emptied.
-    fn take(&self) -> HashMap<String, Instant> {
-        self.received
-            .lock()
-            .map(|mut m| std::mem::take(&mut *m))
-            .unwrap_or_default()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn the_sink_answers_200_and_keeps_each_event_s_first_arrival() {
-        let sink = Sink::start().await.expect("sink");
-        let client = spillway_testkit::Client::http1();
-        let url = format!("http://{}/sink", sink.addr);
-        let mut firsts = Vec::new();
-        for id in ["evt_1", "evt_2", "evt_1"] {
-            let reply = client
-                .post(
-                    &url,
-                    &[("webhook-id".into(), id.into())],
-                    Bytes::from_static(b"{}"),
-                )
-                .await
-                .expect("post");
-            assert_eq!(reply.status, 200);
-            firsts.push(sink.received.lock().expect("lock").get("evt_1").copied());
-        }
-        let arrived = sink
-            .wait_for(&["evt_1", "evt_2"], Duration::ZERO, || Ok(()))
-            .await
-            .expect("wait");
-        assert_eq!(arrived, 2);
-        let none = sink
-            .wait_for(&["evt_3"], Duration::ZERO, || Ok(()))
-            .await
-            .expect("wait");
-        assert_eq!(none, 0, "only the named events count");
-        assert_eq!(firsts[0], firsts[2], "a redelivery keeps the first arrival");
-        let taken = sink.take();
-        assert_eq!(taken.len(), 2);
-        assert_eq!(sink.count(), 0, "taken away");
-    }
 }

@@ -18,8 +18,12 @@ pub type GuardedConnector = HttpsConnector<HttpConnector<GuardedResolver>>;
 /// Which certificate authorities a client trusts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Roots {
-    /// Mozilla's bundle, built in: the same on every host (subscriber deliveries).
+    /// Mozilla's bundle, built in: the same on every host (subscriber deliveries, unless
+    /// `worker.extra_roots` adds to it).
     BuiltIn,
+    /// The built-in bundle plus the PEM certificates of `extra`: subscribers behind a private
+    /// CA, trusted the same on every host that has the file.
+    BuiltInAnd { extra: PathBuf },
     /// The operating system's trust store, plus the PEM certificates of `extra` (a private CA,
     /// or a test's). A host whose store is empty or unreadable falls back to the built-in
     /// bundle, with a warning, rather than trusting nothing.
@@ -55,6 +59,10 @@ impl Roots {
         let mut store = RootCertStore::empty();
         match self {
             Self::BuiltIn => store.extend(webpki_roots()),
+            Self::BuiltInAnd { extra } => {
+                store.extend(webpki_roots());
+                add_pem_roots(&mut store, extra)?;
+            }
             Self::System { extra } => {
                 let found = rustls_native_certs::load_native_certs();
                 for e in &found.errors {
@@ -202,6 +210,12 @@ mod tests {
         .expect_err("missing file");
         assert!(matches!(missing, TlsError::Read { .. }), "{missing}");
         assert!(Roots::BuiltIn.store().expect("built in").len() > 100);
+        let err = Roots::BuiltInAnd {
+            extra: empty.clone(),
+        }
+        .store()
+        .expect_err("no certificate");
+        assert!(matches!(err, TlsError::Empty { .. }), "{err}");
         std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -21,6 +21,7 @@ pub mod prometheus;
 pub mod redis_cluster;
 pub mod spillway;
 pub mod subscriber;
+pub mod tls;
 pub mod wait;
 
 use std::path::PathBuf;
@@ -33,6 +34,7 @@ pub use process::{proc_status_bytes, IngressProcess, Tansu, WorkerProcess};
 pub use redis_cluster::RedisCluster;
 use spillway_kafka::reader::ReadRecord;
 pub use subscriber::{Behaviour, Received, TestSubscriber};
+pub use tls::{LocalCa, TlsSubscriber};
 pub use wait::{eventually, eventually_blocking, patience, Wait};
 
 /// Bootstrap servers of the shared local broker.

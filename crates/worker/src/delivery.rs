@@ -152,9 +152,17 @@ pub struct SetupError(#[from] spillway_egress::TlsError);
 // === impl Deliverer ===
 
 impl Deliverer {
-    /// The HTTP deliverer, refusing targets `policy` forbids.
-    pub fn new(policy: AddressPolicy) -> Result<Self, SetupError> {
-        HttpDeliverer::new(policy).map(|http| Self::Http(Box::new(http)))
+    /// The HTTP deliverer, refusing targets `policy` forbids and trusting `roots`.
+    pub fn new(policy: AddressPolicy, roots: &Roots) -> Result<Self, SetupError> {
+        HttpDeliverer::new(policy, roots).map(|http| Self::Http(Box::new(http)))
+    }
+
+    /// The roots `worker.extra_roots` asks for: the built-in bundle, and the file's
+    /// certificates when it is set.
+    pub fn roots(extra: Option<&std::path::Path>) -> Roots {
+        extra.map_or(Roots::BuiltIn, |extra| Roots::BuiltInAnd {
+            extra: extra.to_owned(),
+        })
     }
 
     /// The deliverer reading stored bodies from `objects`.
@@ -205,8 +213,8 @@ impl Deliverer {
 // === impl HttpDeliverer ===
 
 impl HttpDeliverer {
-    pub fn new(policy: AddressPolicy) -> Result<Self, SetupError> {
-        let https = guarded_connector(policy.clone(), &Roots::BuiltIn, false)?;
+    pub fn new(policy: AddressPolicy, roots: &Roots) -> Result<Self, SetupError> {
+        let https = guarded_connector(policy.clone(), roots, false)?;
         Ok(Self {
             client: Client::builder(TokioExecutor::new()).build(https),
             policy,

@@ -44,5 +44,5 @@ pub use delivery::{
     MemoryDelivery, OutboundEvent,
 };
 pub use retry::RetryPolicy;
-pub use spillway_egress::{AddressPolicy, RefusedAddress};
+pub use spillway_egress::{AddressPolicy, RefusedAddress, Roots};
 pub use worker::{ConfigProblem, Worker, WorkerError};

@@ -150,8 +150,11 @@ impl Worker {
                 ),
                 subscriptions,
                 limiters: std::sync::Mutex::default(),
-                deliverer: Deliverer::new(AddressPolicy::new(config.worker.allow_cidrs.clone()))?
-                    .with_objects(objects),
+                deliverer: Deliverer::new(
+                    AddressPolicy::new(config.worker.allow_cidrs.clone()),
+                    &Deliverer::roots(config.worker.extra_roots.as_deref()),
+                )?
+                .with_objects(objects),
                 policy: RetryPolicy::from(&config.worker),
                 tiers: retry_tiers(config),
                 dead_letter: dead_letter_topic(config),

@@ -143,6 +143,27 @@ No keys: no signing volume at all (a secret volume without items would project e
 {{- end }}
 {{- end }}
 
+{{/*
+The ConfigMap of worker.extraRoots (`worker.extra_roots` in the shared config): mounted where
+the config is loaded as a worker's, in the workers and the console, which check that it is
+there. Empty without one.
+*/}}
+{{- define "spillway.extraRootsMount" -}}
+{{- if .Values.worker.extraRoots.configMap }}
+- name: extra-roots
+  mountPath: /etc/spillway/extra-roots
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{- define "spillway.extraRootsVolume" -}}
+{{- with .Values.worker.extraRoots.configMap }}
+- name: extra-roots
+  configMap:
+    name: {{ . }}
+{{- end }}
+{{- end }}
+
 {{/* Environment of every Spillway container. */}}
 {{- define "spillway.env" -}}
 - name: SPILLWAY_CONFIG

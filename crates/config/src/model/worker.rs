@@ -67,6 +67,9 @@ pub struct WorkerConfig {
     /// Addresses subscribers may resolve to although they are loopback, private, link-local
     /// and so on (trusted internal targets, tests). Everything else in those ranges is refused.
     pub allow_cidrs: Vec<ipnet::IpNet>,
+    /// PEM certificates trusted besides the built-in bundle (Mozilla's) when delivering:
+    /// subscribers whose certificates a private CA signed. Read when the worker starts.
+    pub extra_roots: Option<PathBuf>,
     /// Delay before the first retry; doubled for each further attempt.
     #[serde(with = "humantime_serde")]
     pub retry_initial: Duration,
@@ -151,6 +154,7 @@ impl Default for WorkerConfig {
             breaker_cooldown: Duration::from_secs(30),
             consumer_properties: BTreeMap::new(),
             allow_cidrs: Vec::new(),
+            extra_roots: None,
             retry_initial: Duration::from_secs(1),
             retry_max_delay: Duration::from_secs(600),
             max_attempts: 12,
@@ -184,6 +188,7 @@ impl std::fmt::Debug for WorkerConfig {
             consumer_properties,
             ingress_urls,
             allow_cidrs,
+            extra_roots,
             retry_initial,
             retry_max_delay,
             max_attempts,
@@ -214,6 +219,7 @@ impl std::fmt::Debug for WorkerConfig {
             )
             .field("ingress_urls", &crate::redact::Urls(ingress_urls))
             .field("allow_cidrs", allow_cidrs)
+            .field("extra_roots", extra_roots)
             .field("retry_initial", retry_initial)
             .field("retry_max_delay", retry_max_delay)
             .field("max_attempts", max_attempts)

@@ -152,6 +152,42 @@ fn a_worker_does_not_need_the_ingress_tls_files() {
     });
 }
 
+#[test]
+fn only_a_delivering_process_needs_the_workers_extra_roots() {
+    Jail::expect_with(|jail| {
+        jail.set_env("GH_SECRET", "s");
+        let config = |roots: &str| {
+            format!(
+                "kafka: {{ brokers: k:9092 }}\nredis: {{ nodes: [\"redis://r:7000\"] }}\n\
+                 worker: {{ extra_roots: {roots} }}\n\
+                 sources:\n  github:\n    verify: {{ scheme: github }}\n    \
+                 secrets: [ {{ id: k, env: GH_SECRET }} ]\n"
+            )
+        };
+        jail.create_file("spillway.yaml", &config("absent/ca.pem"))?;
+        let path = Path::new("spillway.yaml");
+        assert_eq!(
+            invalid(load_for(path, Process::Ingress)),
+            Vec::<String>::new(),
+            "the ingress does not deliver"
+        );
+        let worker = invalid(load_for(path, Process::Worker));
+        assert_eq!(
+            worker,
+            ["worker.extra_roots: absent/ca.pem is not a readable file"]
+        );
+        assert_eq!(invalid(load(path)), worker);
+        jail.create_file("ca.pem", "-----BEGIN CERTIFICATE-----\n")?;
+        jail.create_file("spillway.yaml", &config("ca.pem"))?;
+        let config = load_for(path, Process::Worker).map_err(|e| e.to_string())?;
+        assert_eq!(
+            config.worker.extra_roots.as_deref(),
+            Some(Path::new("ca.pem"))
+        );
+        Ok(())
+    });
+}
+
 /// The pinned messages of `check-config`, without those only reading the other side's
 /// secrets or files would find: naming mistakes (an empty id, an inline value, both or neither
 /// of env and file) stay errors for every process.

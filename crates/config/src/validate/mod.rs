@@ -54,6 +54,12 @@ impl Process {
         }
     }
 
+    /// Whether it loads the config as the workers do (the worker itself, and the console and
+    /// operations commands, which run beside it), and so checks for `worker.extra_roots`.
+    pub(crate) fn loads_as_worker(self) -> bool {
+        matches!(self, Self::Worker | Self::All)
+    }
+
     /// Whether it serves webhooks, and so needs the listener's TLS files.
     pub(crate) fn serves_webhooks(self) -> bool {
         matches!(self, Self::Ingress | Self::All)
@@ -86,7 +92,7 @@ impl Config {
             self,
             process.subscription_secrets(),
         ));
-        worker::validate(&self.worker, &mut errors);
+        worker::validate(&self.worker, process.loads_as_worker(), &mut errors);
         telemetry::validate(&self.telemetry, &mut errors);
         console::validate(&self.console, &mut errors);
         errors

@@ -1,5 +1,5 @@
 //! Validation of the `worker` section: retries, the loop check's own URLs, a drain that ends
-//! within the consumer session, and the shape of the API token.
+//! within the consumer session, the shape of the API token, and the extra roots' file.
 
 use std::time::Duration;
 
@@ -9,7 +9,17 @@ use crate::model::WorkerConfig;
 /// librdkafka's `session.timeout.ms` when the config does not set it.
 const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(45);
 
-pub(super) fn validate(w: &WorkerConfig, errors: &mut Vec<FieldError>) {
+/// `read_files`: check that `extra_roots` is there (the ingress never reads it). Whether it
+/// holds certificates is checked when the worker builds its client, which stops it if not.
+pub(super) fn validate(w: &WorkerConfig, read_files: bool, errors: &mut Vec<FieldError>) {
+    if let Some(path) = w.extra_roots.as_ref().filter(|_| read_files) {
+        if !path.is_file() {
+            errors.push(err(
+                "worker.extra_roots",
+                format!("{} is not a readable file", path.display()),
+            ));
+        }
+    }
     if w.max_attempts == 0 {
         errors.push(err("worker.max_attempts", "must be at least 1"));
     }

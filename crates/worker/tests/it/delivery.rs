@@ -7,7 +7,7 @@ use bytes::Bytes;
 use spillway_config::ResolvedSubscription;
 use spillway_signature::{Scheme, Secret, SecretRing, Verifier};
 use spillway_testkit::{Behaviour, TestSubscriber};
-use spillway_worker::{AddressPolicy, Deliverer, DeliveryOutcome, OutboundEvent};
+use spillway_worker::{AddressPolicy, Deliverer, DeliveryOutcome, OutboundEvent, Roots};
 
 pub(crate) const CURRENT: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const PREVIOUS: &str = "whsec_b2xkLXNlY3JldC1rZXktMTIzNDU2";
@@ -61,10 +61,13 @@ pub(crate) fn event() -> OutboundEvent {
 }
 
 pub(crate) fn loopback_allowed() -> Deliverer {
-    Deliverer::new(AddressPolicy::new(vec![
-        "127.0.0.0/8".parse().unwrap(),
-        "::1/128".parse().unwrap(),
-    ]))
+    Deliverer::new(
+        AddressPolicy::new(vec![
+            "127.0.0.0/8".parse().unwrap(),
+            "::1/128".parse().unwrap(),
+        ]),
+        &Roots::BuiltIn,
+    )
     .expect("deliverer")
 }
 
@@ -204,7 +207,7 @@ async fn every_failure_is_classified_for_retry() {
 async fn the_ssrf_guard_refuses_internal_targets_unless_allowed() {
     let subscriber = TestSubscriber::ok().await;
     let port = subscriber.addr.port();
-    let guarded = Deliverer::new(AddressPolicy::default()).expect("deliverer");
+    let guarded = Deliverer::new(AddressPolicy::default(), &Roots::BuiltIn).expect("deliverer");
     for url in [
         format!("http://127.0.0.1:{port}/"),
         format!("http://localhost:{port}/"),

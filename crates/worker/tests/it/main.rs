@@ -3,6 +3,7 @@
 
 mod consuming;
 mod delivery;
+mod https;
 mod registry;
 mod rig;
 mod stored;
