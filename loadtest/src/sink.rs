@@ -35,6 +35,8 @@ impl Sink {
         let secure = tls.is_some();
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
+                // A fast subscriber: its answers are not held back by Nagle's algorithm.
+                let _ = stream.set_nodelay(true);
                 let (received, tls) = (Arc::clone(&shared), tls.clone());
                 tokio::spawn(async move {
                     let service = service_fn(move |request| note(Arc::clone(&received), request));

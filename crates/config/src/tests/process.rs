@@ -153,7 +153,7 @@ fn a_worker_does_not_need_the_ingress_tls_files() {
 }
 
 #[test]
-fn only_a_delivering_process_needs_the_workers_extra_roots() {
+fn only_processes_loading_as_a_worker_check_for_its_extra_roots() {
     Jail::expect_with(|jail| {
         jail.set_env("GH_SECRET", "s");
         let config = |roots: &str| {
