@@ -172,10 +172,7 @@ fn only_processes_loading_as_a_worker_check_for_its_extra_roots() {
             "the ingress does not deliver"
         );
         let worker = invalid(load_for(path, Process::Worker));
-        assert_eq!(
-            worker,
-            ["worker.extra_roots: absent/ca.pem is not a readable file"]
-        );
+        assert_eq!(worker, ["worker.extra_roots: absent/ca.pem is not a file"]);
         assert_eq!(invalid(load(path)), worker);
         jail.create_file("ca.pem", "-----BEGIN CERTIFICATE-----\n")?;
         jail.create_file("spillway.yaml", &config("ca.pem"))?;

@@ -54,8 +54,9 @@ impl Process {
         }
     }
 
-    /// Whether it loads the config as the workers do (the worker itself, and the console and
-    /// operations commands, which run beside it), and so checks for `worker.extra_roots`.
+    /// Whether it loads the config as the workers do, and so checks for `worker.extra_roots`:
+    /// the worker, and (mapped to [`Process::Worker`] by the binary) the console and the
+    /// commands that run beside a worker (`dlq`, `replay`, `subscriptions`, ...).
     pub(crate) fn loads_as_worker(self) -> bool {
         matches!(self, Self::Worker | Self::All)
     }

@@ -16,7 +16,7 @@ pub(super) fn validate(w: &WorkerConfig, read_files: bool, errors: &mut Vec<Fiel
         if !path.is_file() {
             errors.push(err(
                 "worker.extra_roots",
-                format!("{} is not a readable file", path.display()),
+                format!("{} is not a file", path.display()),
             ));
         }
     }
