@@ -16,7 +16,7 @@ use spillway_testkit::{ConsoleProcess, Postgres, WorkerProcess};
 
 use crate::plan::{Mix, Planner};
 use crate::run::Settings;
-use crate::server::{free_port, start_bare, start_ingress};
+use crate::server::{create_topics, free_port, start_bare, start_ingress};
 use crate::signing::SignedSource;
 
 /// The bench's operator token.
@@ -99,16 +99,7 @@ pub async fn console(settings: &ConsoleSettings) -> anyhow::Result<ConsoleResult
     let parsed = spillway_config::load(&config)?;
     // Every topic, the workers' retry tiers, dead letters and attempts too, as an operator
     // makes them.
-    let made = tokio::process::Command::new(&settings.spillway_bin)
-        .args(["topics", "create", "--config"])
-        .arg(&config)
-        .output()
-        .await?;
-    anyhow::ensure!(
-        made.status.success(),
-        "spillway topics create: {}",
-        String::from_utf8_lossy(&made.stderr)
-    );
+    create_topics(&settings.spillway_bin, &config).await?;
     let sources = SignedSource::from_config(&parsed)
         .map_err(|e| anyhow::anyhow!(spillway_config::describe(&e)))?;
     let ingress = start_ingress(

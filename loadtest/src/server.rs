@@ -65,6 +65,22 @@ pub async fn start_ingress(
     anyhow::bail!("the ingress never became ready; see {}", log.display())
 }
 
+/// `spillway topics create --config config`: every topic of the config, the workers' retry
+/// tiers, dead letters and attempts too, as an operator makes them.
+pub async fn create_topics(spillway_bin: &Path, config: &Path) -> anyhow::Result<()> {
+    let made = Command::new(spillway_bin)
+        .args(["topics", "create", "--config"])
+        .arg(config)
+        .output()
+        .await?;
+    anyhow::ensure!(
+        made.status.success(),
+        "spillway topics create: {}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    Ok(())
+}
+
 /// Starts `spillway-loadgen bare` and reads the address it prints.
 pub async fn start_bare(loadgen_bin: &Path) -> anyhow::Result<Server> {
     let mut child = Command::new(loadgen_bin)

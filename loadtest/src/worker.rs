@@ -13,7 +13,7 @@ use spillway_testkit::{LocalCa, WorkerProcess};
 
 use crate::plan::{Mix, Planner};
 use crate::run::Settings;
-use crate::server::{free_port, start_ingress, Server};
+use crate::server::{create_topics, free_port, start_ingress, Server};
 use crate::signing::SignedSource;
 use crate::sink::Sink;
 
@@ -126,16 +126,7 @@ impl Rig {
             ca.as_ref().map(|ca| ca.ca_file.as_path()),
         )?;
         let parsed = spillway_config::load(&config)?;
-        let made = tokio::process::Command::new(spillway_bin)
-            .args(["topics", "create", "--config"])
-            .arg(&config)
-            .output()
-            .await?;
-        anyhow::ensure!(
-            made.status.success(),
-            "spillway topics create: {}",
-            String::from_utf8_lossy(&made.stderr)
-        );
+        create_topics(spillway_bin, &config).await?;
         let sources = SignedSource::from_config(&parsed)
             .map_err(|e| anyhow::anyhow!(spillway_config::describe(&e)))?;
         let ingress = start_ingress(spillway_bin, &config, &dir.join("ingress.log")).await?;
