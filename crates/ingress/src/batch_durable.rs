@@ -17,7 +17,8 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::batch::{BatchReport, Record};
-use crate::durable::{Claimed, Failure, HeldClaim};
+use crate::commits::HeldClaim;
+use crate::durable::{Claimed, Failure};
 use crate::pipeline::Pipeline;
 use crate::schema;
 use crate::spans;
@@ -159,7 +160,7 @@ impl Pipeline {
                 match produced {
                     Ok(_) => {
                         if let Some(claim) = c.claim {
-                            claim.commit(&self.tasks, &source.name, &id).await;
+                            self.commits.commit(claim, &source.name, &id).await;
                         }
                         self.count_invalid(source, &c.record.envelope, "quarantined");
                         (c.record.index, Ok(id))

@@ -10,12 +10,12 @@ use spillway_config::{FailMode, ResolvedSource};
 use spillway_core::{Envelope, EventId};
 use spillway_kafka::ProduceError;
 use spillway_store::{Claim, ClaimToken, SharedStore};
-use spillway_telemetry::{IngressMetrics, Outcome, RedisCommand};
+use spillway_telemetry::{Outcome, RedisCommand};
 use tokio::time::Instant;
-use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::answer::{self, Answer};
+use crate::commits::HeldClaim;
 use crate::offload::{Keeper, StoredObject};
 use crate::pipeline::Pipeline;
 use crate::schema;
@@ -131,7 +131,7 @@ impl Pipeline {
         match produced {
             Ok(_) => {
                 for held in claims {
-                    held.commit(&self.tasks, &source.name, &id).await;
+                    self.commits.commit(held, &source.name, &id).await;
                 }
                 self.count_invalid(&source, &envelope, "quarantined");
                 answer::accepted(&id)
@@ -228,6 +228,11 @@ impl Pipeline {
         redis_key: &str,
         id: &str,
     ) -> Claimed {
+        // Accepted here a moment ago, its commit still queued: what Redis would answer soon.
+        if let Some(original) = self.commits.accepted(redis_key) {
+            self.metrics.dedupe_hit(&source.name, true);
+            return Claimed::Done(original);
+        }
         let claimed = timed(
             &self.metrics,
             RedisCommand::Claim,
@@ -343,103 +348,4 @@ fn refused_by_kafka(e: &ProduceError, retry_after: std::time::Duration) -> Answe
 
 fn kafka_unavailable(retry_after: std::time::Duration) -> Answer {
     Failure::KAFKA_UNAVAILABLE.answer(retry_after)
-}
-
-/// Pauses between the tries of a commit that failed: the commit is an idempotent
-/// compare-and-set, and each one lost means a duplicate once the sender retries after
-/// `claim_ttl`.
-const COMMIT_RETRIES: [std::time::Duration; 3] = [
-    std::time::Duration::from_millis(100),
-    std::time::Duration::from_millis(500),
-    std::time::Duration::from_secs(2),
-];
-
-/// A dedupe claim this process holds; keeps `spillway_dedupe_in_flight_claims` true until it
-/// is committed or released (or its task ends any other way).
-pub(crate) struct HeldClaim {
-    store: SharedStore,
-    token: ClaimToken,
-    metrics: IngressMetrics,
-}
-
-// === impl HeldClaim ===
-
-impl HeldClaim {
-    fn new(store: &SharedStore, token: ClaimToken, metrics: &IngressMetrics) -> Self {
-        metrics.claims_in_flight().inc();
-        Self {
-            store: store.clone(),
-            token,
-            metrics: metrics.clone(),
-        }
-    }
-
-    /// The event is in Kafka: later requests with its key are duplicates. A failed commit is
-    /// tried again in the background (the answer does not wait for it).
-    pub(crate) async fn commit(self, tasks: &TaskTracker, source: &str, event_id: &str) {
-        if self.try_commit(source, event_id).await {
-            return;
-        }
-        let (source, event_id) = (source.to_owned(), event_id.to_owned());
-        tasks.spawn(
-            async move {
-                for pause in COMMIT_RETRIES {
-                    tokio::time::sleep(pause).await;
-                    if self.try_commit(&source, &event_id).await {
-                        return;
-                    }
-                }
-                tracing::warn!(
-                    source,
-                    event_id,
-                    "commit failed after retries; the key stays claimed until claim_ttl"
-                );
-            }
-            .instrument(tracing::Span::current()),
-        );
-    }
-
-    /// One commit: true when settled (written, or taken over by another request).
-    async fn try_commit(&self, source: &str, event_id: &str) -> bool {
-        let committed = timed(
-            &self.metrics,
-            RedisCommand::Commit,
-            self.store.commit(&self.token),
-        )
-        .await;
-        match committed {
-            Ok(true) => true,
-            Ok(false) => {
-                tracing::warn!(
-                    source,
-                    event_id,
-                    "claim expired before commit; another request took the key"
-                );
-                true
-            }
-            Err(e) => {
-                tracing::warn!(source, event_id, error = %e, "commit failed");
-                false
-            }
-        }
-    }
-
-    /// The event is not in Kafka: the sender's retry must be processed.
-    pub(crate) async fn release(self, source: &str) {
-        let released = timed(
-            &self.metrics,
-            RedisCommand::Release,
-            self.store.release(&self.token),
-        )
-        .await;
-        if let Err(e) = released {
-            tracing::warn!(source, error = %e, "release failed; the key stays claimed until claim_ttl");
-        }
-    }
-}
-
-impl Drop for HeldClaim {
-    fn drop(&mut self) {
-        self.metrics.claims_in_flight().dec();
-    }
 }

@@ -13,6 +13,7 @@ mod batch_durable;
 mod blocklist;
 mod budget;
 mod client_addr;
+mod commits;
 mod drain;
 mod durable;
 mod encoding;
@@ -301,12 +302,11 @@ impl Ingress {
         // has little left to wait for).
         let budget = self.delivery_timeout + SHUTDOWN_MARGIN;
         let deadline = tokio::time::Instant::now() + budget;
-        self.pipeline.tasks.close();
-        if tokio::time::timeout_at(deadline, self.pipeline.tasks.wait())
+        if tokio::time::timeout_at(deadline, self.pipeline.settle())
             .await
             .is_err()
         {
-            tracing::error!("durable sections still running after {budget:?}");
+            tracing::error!("durable sections or commits still running after {budget:?}");
         }
         let producer = self.pipeline.producer.clone();
         let flush_timeout = deadline

@@ -14,6 +14,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::blocklist::Blocklist;
 use crate::budget::{BodyBudget, ClientPlaces};
+use crate::commits::Commits;
 use crate::keys::Keys;
 use crate::limit::InFlightLimit;
 use crate::sns_fetch::SnsFetcher;
@@ -66,6 +67,8 @@ pub struct Pipeline {
     pub(crate) blocklist: Option<Blocklist>,
     /// The durable sections (claim, produce, commit) in progress; drained on shutdown.
     pub(crate) tasks: TaskTracker,
+    /// The commits of accepted events' claims, sent after the 202 (see [`crate::commits`]).
+    pub(crate) commits: Commits,
     /// SNS signing certificates and subscription confirmations.
     pub(crate) sns: SnsFetcher,
     /// Where bodies over a source's `inline_max_bytes` go; None without `objects`.
@@ -130,6 +133,7 @@ impl Pipeline {
             trusted_proxies: config.ingress.trusted_proxies.clone(),
             blocklist,
             tasks: TaskTracker::new(),
+            commits: Commits::new(config.redis.commit_delay),
             sns,
             objects: None,
         }
@@ -170,6 +174,14 @@ fn client_share(config: &Config, sources: &[ResolvedSource]) -> usize {
 const CLUSTER_ID_WAIT: Duration = Duration::from_secs(2);
 
 impl Pipeline {
+    /// Shutdown, once no connection is left: waits for the durable sections still running
+    /// (their clients gone), then sends the commits they and earlier requests queued.
+    pub(crate) async fn settle(&self) {
+        self.tasks.close();
+        self.tasks.wait().await;
+        self.commits.finish().await;
+    }
+
     /// The Kafka cluster's id, asked once (callers that come meanwhile wait for the same
     /// answer, up to [`CLUSTER_ID_WAIT`]); None while the cluster does not answer.
     pub(crate) async fn cluster_id(&self) -> Option<&str> {

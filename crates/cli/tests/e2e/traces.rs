@@ -63,7 +63,8 @@ async fn a_webhook_is_traced_from_the_ingress_through_kafka_to_the_delivery() {
         .poll(async || {
             let spans = otlp::spans(&collector);
             let has = |kind: &str| spans.iter().any(|s| s.kind == kind);
-            let arrived = has("server") && has("client") && has("consumer");
+            let commits = spans.iter().filter(|s| s.name == "dedupe.commit").count();
+            let arrived = has("server") && has("client") && has("consumer") && commits == 2;
             if arrived && !subscriber.received().is_empty() {
                 Ok(spans)
             } else {
@@ -100,14 +101,23 @@ async fn a_webhook_is_traced_from_the_ingress_through_kafka_to_the_delivery() {
     };
     child_of_server("verify");
     // GitHub's delivery id is not signed: its event is claimed twice, on the dedupe key and on
-    // the signature's fingerprint, and both claims are committed.
-    for name in ["dedupe.claim", "dedupe.commit"] {
-        let found: Vec<_> = spans.iter().filter(|s| s.name == name).collect();
-        assert_eq!(found.len(), 2, "{name}: {found:#?}");
-        for span in found {
-            assert_eq!(span.trace_id, trace, "{name}");
-            assert_eq!(span.parent_span_id, server.span_id, "{name}");
-        }
+    // the signature's fingerprint, and both claims are committed, after the answer: each
+    // commit under a root span of its own linked to the server span.
+    let claims: Vec<_> = spans.iter().filter(|s| s.name == "dedupe.claim").collect();
+    assert_eq!(claims.len(), 2, "{claims:#?}");
+    for span in claims {
+        assert_eq!(span.trace_id, trace);
+        assert_eq!(span.parent_span_id, server.span_id);
+    }
+    let commits: Vec<_> = spans.iter().filter(|s| s.name == "dedupe.commit").collect();
+    assert_eq!(commits.len(), 2, "{commits:#?}");
+    for span in commits {
+        let queued = one(&spans, "the commit's queued span", |s| {
+            s.span_id == span.parent_span_id
+        });
+        assert_eq!(queued.name, "dedupe.commit.queued");
+        assert_eq!(queued.parent_span_id, "");
+        assert_eq!(queued.links, vec![(trace.clone(), server.span_id.clone())]);
     }
     let topic = setup.topic("github");
     let send = child_of_server(&format!("send {topic}"));

@@ -28,6 +28,11 @@ pub struct RedisConfig {
     /// How long an accepted key is remembered: duplicates within it are answered 200.
     #[serde(with = "humantime_serde")]
     pub window: Duration,
+    /// How long the commits of accepted events wait to be sent together. The 202 never waits
+    /// for its commit; meanwhile a retry reaching the same pod is answered as a duplicate, and
+    /// one reaching another pod gets 503 `in_flight`. 0 sends each commit at once.
+    #[serde(with = "humantime_serde")]
+    pub commit_delay: Duration,
 }
 
 impl std::fmt::Debug for RedisConfig {
@@ -38,6 +43,7 @@ impl std::fmt::Debug for RedisConfig {
             command_timeout,
             claim_ttl,
             window,
+            commit_delay,
         } = self;
         f.debug_struct("RedisConfig")
             .field("nodes", &crate::redact::Urls(nodes))
@@ -45,6 +51,7 @@ impl std::fmt::Debug for RedisConfig {
             .field("command_timeout", command_timeout)
             .field("claim_ttl", claim_ttl)
             .field("window", window)
+            .field("commit_delay", commit_delay)
             .finish()
     }
 }
@@ -57,6 +64,7 @@ impl Default for RedisConfig {
             command_timeout: Duration::from_millis(500),
             claim_ttl: Duration::from_secs(30),
             window: Duration::from_secs(24 * 3600),
+            commit_delay: Duration::from_millis(5),
         }
     }
 }

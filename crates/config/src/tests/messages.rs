@@ -55,6 +55,7 @@ redis:
   command_timeout: 0s
   claim_ttl: 500ms
   window: 100ms
+  commit_delay: 2s
 sources:
   Bad Name:
     verify: { scheme: none }
@@ -186,6 +187,7 @@ pub(super) const EVERYTHING_WRONG_MESSAGES: &[&str] = &[
     "redis.command_timeout: must be greater than zero",
     "redis.claim_ttl: must be at least 1s",
     "redis.window: must be at least redis.claim_ttl",
+    "redis.commit_delay: must be at most 1s",
     "sources.Bad Name: source names are 1 to 64 characters of a-z, 0-9, '-' and '_' (they appear in URLs and metric labels)",
     "sources.Bad Name.topic: \"spillway.Bad Name\" is not a valid Kafka topic name (1 to 249 of a-z A-Z 0-9 . _ -)",
     "sources.Bad Name.secrets: scheme none takes no secrets",

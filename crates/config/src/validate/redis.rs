@@ -8,6 +8,9 @@ use spillway_core::key::KeySource;
 use crate::field::{err, FieldError};
 use crate::model::Config;
 
+/// The longest `redis.commit_delay` accepted.
+const MAX_COMMIT_DELAY: Duration = Duration::from_secs(1);
+
 pub(super) fn validate(config: &Config, errors: &mut Vec<FieldError>) {
     let redis = &config.redis;
     for (i, node) in redis.nodes.iter().enumerate() {
@@ -26,6 +29,14 @@ pub(super) fn validate(config: &Config, errors: &mut Vec<FieldError>) {
     }
     if redis.window < redis.claim_ttl {
         errors.push(err("redis.window", "must be at least redis.claim_ttl"));
+    }
+    // Meanwhile other pods answer the event's retries 503 `in_flight`, and a pod killed
+    // outright loses the commits it holds: a delay is worth a few milliseconds, not seconds.
+    if redis.commit_delay > MAX_COMMIT_DELAY {
+        errors.push(err(
+            "redis.commit_delay",
+            format!("must be at most {MAX_COMMIT_DELAY:?}"),
+        ));
     }
     // Every source deduplicates unless it says `from: none`.
     let dedupes = config

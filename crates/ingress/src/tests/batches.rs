@@ -330,7 +330,9 @@ async fn each_record_meets_its_own_claim_and_its_own_produce() {
             (3, "kafka_unavailable".to_owned()),
         ]
     );
-    // Only the written record's claim is kept; the others' are given back.
+    // Only the written record's claim is kept (committed after the answer); the others' are
+    // given back.
+    h.committed().await;
     assert_eq!(h.store.peek(&h.dedupe_key("fleet", "c")), None);
     assert_eq!(h.store.peek(&h.dedupe_key("fleet", "d")), None);
     assert!(h

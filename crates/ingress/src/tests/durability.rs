@@ -59,6 +59,7 @@ async fn a_failed_produce_releases_the_claim_so_the_retry_is_accepted() {
         );
         let retried = h.send(post("open", &[("x-id", "same")], "{}")).await;
         assert_eq!(retried.status.as_u16(), 202, "{fault:?}: {retried:?}");
+        h.committed().await;
         assert_eq!(
             h.store.peek(&h.dedupe_key("open", "same")),
             Some(format!("done:{}", retried.id())),
@@ -194,8 +195,7 @@ async fn a_client_that_goes_away_still_gets_its_event_settled() {
     // hyper drops the request's future when the connection closes.
     request.abort();
     assert!(request.await.is_err());
-    h.pipeline.tasks.close();
-    h.pipeline.tasks.wait().await;
+    h.pipeline.settle().await;
     assert_eq!(h.kafka.records().len(), 1);
     let id = h.kafka.records()[0]
         .header("spillway-event-id")
@@ -212,6 +212,7 @@ async fn gauges_return_to_zero_and_outcomes_are_counted() {
     let h = harness();
     h.send(post("open", &[("x-id", "m")], "{}")).await;
     h.send(post("open", &[("x-id", "m")], "{}")).await;
+    h.committed().await;
     let text = h.metrics();
     for line in [
         "spillway_http_in_flight_requests 0",

@@ -264,8 +264,7 @@ async fn a_client_that_hangs_up_keeps_its_place_and_bytes_until_the_event_is_set
         4096 - 1000,
         "and the body's bytes"
     );
-    h.pipeline.tasks.close();
-    h.pipeline.tasks.wait().await;
+    h.pipeline.settle().await;
     assert_eq!(h.pipeline.limit.in_flight(), 0);
     assert_eq!(h.pipeline.budget.available(), 4096);
 }
@@ -372,8 +371,7 @@ async fn a_commit_that_fails_once_is_tried_again() {
     h.store.set_offline(true);
     assert_eq!(first.await.expect("first").as_u16(), 202);
     h.store.set_offline(false);
-    h.pipeline.tasks.close();
-    h.pipeline.tasks.wait().await;
+    h.pipeline.settle().await;
     let id = h.kafka.records()[0]
         .header("spillway-event-id")
         .map(str::to_owned)

@@ -4,6 +4,7 @@
 
 mod answers;
 mod batches;
+mod commits;
 mod durability;
 mod handshakes;
 mod hostile;
@@ -314,6 +315,12 @@ pub(crate) fn post(source: &str, headers: &[(&str, &str)], body: &str) -> Reques
 }
 
 impl Harness {
+    /// Waits (on the paused clock) until the commits queued by accepted events are sent.
+    pub(crate) async fn committed(&self) {
+        tokio::time::sleep(self.pipeline.commits.delay() * 2).await;
+        settle().await;
+    }
+
     /// Sends `req` from [`PEER`] and reads the answer.
     pub(crate) async fn send<B>(&self, req: Request<B>) -> Seen
     where

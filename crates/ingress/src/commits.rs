@@ -1,0 +1,314 @@
+//! The dedupe claims a process holds, and their commits off the response path: once Kafka has
+//! an event, its claims are queued and the 202 goes out; one task sends what gathered within
+//! `redis.commit_delay` together. A request then waits for one Redis round trip (its claim),
+//! not two, and a burst of commits reaches each Redis node in a few writes (redis-rs writes
+//! the commands waiting for one connection at once) rather than one per event. Until its
+//! commit lands, a retry of the event that reaches this process is answered as the duplicate
+//! it is; one reaching another pod gets 503 `in_flight` meanwhile, which a sender retries.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::Duration;
+
+use futures::stream::{FuturesUnordered, StreamExt};
+use spillway_store::{ClaimToken, SharedStore};
+use spillway_telemetry::{traces, IngressMetrics, RedisCommand};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use crate::store::timed;
+
+/// Pauses between the tries of a commit that failed: the commit is an idempotent
+/// compare-and-set, and each one lost means a duplicate once the sender retries after
+/// `claim_ttl`.
+const COMMIT_RETRIES: [Duration; 3] = [
+    Duration::from_millis(100),
+    Duration::from_millis(500),
+    Duration::from_secs(2),
+];
+
+/// Commits sent together at most: a bound on one burst of concurrent commands, so that a
+/// backlog (Redis slow for a while) goes out in slices rather than all at once.
+const MAX_BATCH: usize = 1024;
+
+/// Keys of accepted events whose commit has not landed, with their event ids.
+type Accepted = Arc<Mutex<HashMap<String, String>>>;
+
+/// The commit queue of one process (see the module documentation).
+#[derive(Debug)]
+pub(crate) struct Commits {
+    delay: Duration,
+    /// Made by the first commit, as the sending task needs a runtime.
+    queue: OnceLock<mpsc::UnboundedSender<Queued>>,
+    accepted: Accepted,
+    /// Tells the sending task to send what is left at once and stop.
+    closing: CancellationToken,
+    /// The sending task and the retries of failed commits; shutdown waits for them.
+    tasks: TaskTracker,
+}
+
+/// A claim waiting for its commit.
+#[derive(Debug)]
+struct Queued {
+    claim: HeldClaim,
+    source: String,
+    event_id: String,
+    /// Where the commit's `dedupe.commit` span goes when spans are exported.
+    span: tracing::Span,
+}
+
+// === impl Commits ===
+
+impl Commits {
+    pub(crate) fn new(delay: Duration) -> Self {
+        Self {
+            delay,
+            queue: OnceLock::new(),
+            accepted: Accepted::default(),
+            closing: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn delay(&self) -> Duration {
+        self.delay
+    }
+
+    /// The id of the accepted event whose commit on `key` is still to land, if any.
+    pub(crate) fn accepted(&self, key: &str) -> Option<String> {
+        lock(&self.accepted).get(key).cloned()
+    }
+
+    /// Commits `claim` in the background: its event (`event_id`) is in Kafka. After
+    /// [`Commits::finish`] the commit is made before this returns.
+    pub(crate) async fn commit(&self, mut claim: HeldClaim, source: &str, event_id: &str) {
+        let key = claim.token.key().to_owned();
+        lock(&self.accepted).insert(key.clone(), event_id.to_owned());
+        claim.remembered = Some(Remembered {
+            accepted: Arc::clone(&self.accepted),
+            key,
+            event_id: event_id.to_owned(),
+        });
+        let queued = Queued {
+            claim,
+            source: source.to_owned(),
+            event_id: event_id.to_owned(),
+            span: traces::traced(|| {
+                // Not a child of the request's span, which ends with the answer: linked to it.
+                let span =
+                    tracing::info_span!(parent: None, "commit", otel.name = "dedupe.commit.queued");
+                span.follows_from(tracing::Span::current());
+                span
+            }),
+        };
+        let queue = self.queue.get_or_init(|| self.start());
+        if let Err(mpsc::error::SendError(late)) = queue.send(queued) {
+            late.send(&self.tasks).await;
+        }
+    }
+
+    fn start(&self) -> mpsc::UnboundedSender<Queued> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let sender = Sender {
+            delay: self.delay,
+            closing: self.closing.clone(),
+            tasks: self.tasks.clone(),
+        };
+        self.tasks.spawn(sender.run(rx));
+        tx
+    }
+
+    /// Sends the queued commits at once and waits for them, their retries included; later
+    /// commits are made by their callers. Shutdown calls it once no request is left.
+    pub(crate) async fn finish(&self) {
+        self.closing.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+}
+
+/// The sending task's side of the queue.
+struct Sender {
+    delay: Duration,
+    closing: CancellationToken,
+    tasks: TaskTracker,
+}
+
+// === impl Sender ===
+
+impl Sender {
+    async fn run(self, mut rx: mpsc::UnboundedReceiver<Queued>) {
+        let mut batch = Vec::new();
+        loop {
+            let first = tokio::select! {
+                biased;
+                () = self.closing.cancelled() => break,
+                queued = rx.recv() => match queued {
+                    Some(queued) => queued,
+                    None => return,
+                },
+            };
+            batch.push(first);
+            if !self.delay.is_zero() {
+                tokio::select! {
+                    () = self.closing.cancelled() => {}
+                    () = tokio::time::sleep(self.delay) => {}
+                }
+            }
+            self.send(&mut rx, &mut batch).await;
+        }
+        // Closing: what is queued now goes out; what comes later is sent by its caller.
+        rx.close();
+        while !rx.is_empty() {
+            self.send(&mut rx, &mut batch).await;
+        }
+    }
+
+    /// Sends `batch` with what else is queued, up to [`MAX_BATCH`], concurrently.
+    async fn send(&self, rx: &mut mpsc::UnboundedReceiver<Queued>, batch: &mut Vec<Queued>) {
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(queued) => batch.push(queued),
+                Err(_) => break,
+            }
+        }
+        // FuturesUnordered polls only the commits whose answer came, not all of them each time.
+        let mut sending: FuturesUnordered<_> = batch
+            .drain(..)
+            .map(|queued| queued.send(&self.tasks))
+            .collect();
+        while sending.next().await.is_some() {}
+    }
+}
+
+// === impl Queued ===
+
+impl Queued {
+    async fn send(self, tasks: &TaskTracker) {
+        let span = self.span.clone();
+        self.claim
+            .commit(tasks, &self.source, &self.event_id)
+            .instrument(span)
+            .await;
+    }
+}
+
+/// A claim's entry among the accepted keys of [`Commits`], removed with the claim once its
+/// commit is settled or given up.
+#[derive(Debug)]
+struct Remembered {
+    accepted: Accepted,
+    key: String,
+    event_id: String,
+}
+
+impl Drop for Remembered {
+    fn drop(&mut self) {
+        let mut accepted = lock(&self.accepted);
+        // A later event may have taken the key since (this claim expired first).
+        if accepted.get(&self.key) == Some(&self.event_id) {
+            accepted.remove(&self.key);
+        }
+    }
+}
+
+fn lock(accepted: &Accepted) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+    accepted.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A dedupe claim this process holds; keeps `spillway_dedupe_in_flight_claims` true until it
+/// is committed or released (or its task ends any other way).
+#[derive(Debug)]
+pub(crate) struct HeldClaim {
+    store: SharedStore,
+    token: ClaimToken,
+    metrics: IngressMetrics,
+    /// Set once its event is accepted and the commit queued.
+    remembered: Option<Remembered>,
+}
+
+// === impl HeldClaim ===
+
+impl HeldClaim {
+    pub(crate) fn new(store: &SharedStore, token: ClaimToken, metrics: &IngressMetrics) -> Self {
+        metrics.claims_in_flight().inc();
+        Self {
+            store: store.clone(),
+            token,
+            metrics: metrics.clone(),
+            remembered: None,
+        }
+    }
+
+    /// The event is in Kafka: later requests with its key are duplicates. A failed commit is
+    /// tried again in a task of `tasks`.
+    async fn commit(self, tasks: &TaskTracker, source: &str, event_id: &str) {
+        if self.try_commit(source, event_id).await {
+            return;
+        }
+        let (source, event_id) = (source.to_owned(), event_id.to_owned());
+        tasks.spawn(
+            async move {
+                for pause in COMMIT_RETRIES {
+                    tokio::time::sleep(pause).await;
+                    if self.try_commit(&source, &event_id).await {
+                        return;
+                    }
+                }
+                tracing::warn!(
+                    source,
+                    event_id,
+                    "commit failed after retries; the key stays claimed until claim_ttl"
+                );
+            }
+            .instrument(tracing::Span::current()),
+        );
+    }
+
+    /// One commit: true when settled (written, or taken over by another request).
+    async fn try_commit(&self, source: &str, event_id: &str) -> bool {
+        let committed = timed(
+            &self.metrics,
+            RedisCommand::Commit,
+            self.store.commit(&self.token),
+        )
+        .await;
+        match committed {
+            Ok(true) => true,
+            Ok(false) => {
+                tracing::warn!(
+                    source,
+                    event_id,
+                    "claim expired before commit; another request took the key"
+                );
+                true
+            }
+            Err(e) => {
+                tracing::warn!(source, event_id, error = %e, "commit failed");
+                false
+            }
+        }
+    }
+
+    /// The event is not in Kafka: the sender's retry must be processed.
+    pub(crate) async fn release(self, source: &str) {
+        let released = timed(
+            &self.metrics,
+            RedisCommand::Release,
+            self.store.release(&self.token),
+        )
+        .await;
+        if let Err(e) = released {
+            tracing::warn!(source, error = %e, "release failed; the key stays claimed until claim_ttl");
+        }
+    }
+}
+
+impl Drop for HeldClaim {
+    fn drop(&mut self) {
+        self.metrics.claims_in_flight().dec();
+    }
+}
