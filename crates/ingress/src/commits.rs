@@ -37,7 +37,6 @@ const MAX_BATCH: usize = 1024;
 type Accepted = Arc<Mutex<HashMap<String, String>>>;
 
 /// The commit queue of one process (see the module documentation).
-#[derive(Debug)]
 pub(crate) struct Commits {
     delay: Duration,
     /// Made by the first commit, as the sending task needs a runtime.
@@ -50,7 +49,6 @@ pub(crate) struct Commits {
 }
 
 /// A claim waiting for its commit.
-#[derive(Debug)]
 struct Queued {
     claim: HeldClaim,
     source: String,
@@ -60,6 +58,17 @@ struct Queued {
 }
 
 // === impl Commits ===
+
+impl std::fmt::Debug for Commits {
+    /// Not the keys: a debug line should not list every event in flight.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Commits")
+            .field("delay", &self.delay)
+            .field("accepted", &lock(&self.accepted).len())
+            .field("closing", &self.closing.is_cancelled())
+            .finish_non_exhaustive()
+    }
+}
 
 impl Commits {
     pub(crate) fn new(delay: Duration) -> Self {
@@ -82,9 +91,13 @@ impl Commits {
         lock(&self.accepted).get(key).cloned()
     }
 
-    /// Commits `claim` in the background: its event (`event_id`) is in Kafka. After
-    /// [`Commits::finish`] the commit is made before this returns.
+    /// Commits `claim` in the background: its event (`event_id`) is in Kafka. Once
+    /// [`Commits::finish`] began, the commit and its retries are made before this returns.
     pub(crate) async fn commit(&self, mut claim: HeldClaim, source: &str, event_id: &str) {
+        if self.closing.is_cancelled() {
+            claim.commit_now(source, event_id).await;
+            return;
+        }
         let key = claim.token.key().to_owned();
         lock(&self.accepted).insert(key.clone(), event_id.to_owned());
         claim.remembered = Some(Remembered {
@@ -106,7 +119,8 @@ impl Commits {
         };
         let queue = self.queue.get_or_init(|| self.start());
         if let Err(mpsc::error::SendError(late)) = queue.send(queued) {
-            late.send(&self.tasks).await;
+            // The sending task has stopped (shutdown).
+            late.claim.commit_now(&late.source, &late.event_id).await;
         }
     }
 
@@ -122,7 +136,8 @@ impl Commits {
     }
 
     /// Sends the queued commits at once and waits for them, their retries included; later
-    /// commits are made by their callers. Shutdown calls it once no request is left.
+    /// commits are made by their callers. Shutdown calls it once no durable section is left
+    /// (or none is waited for any longer).
     pub(crate) async fn finish(&self) {
         self.closing.cancel();
         self.tasks.close();
@@ -152,57 +167,77 @@ impl Sender {
                 },
             };
             batch.push(first);
-            if !self.delay.is_zero() {
+            // A full batch waiting already (Redis was slow) goes out without the pause.
+            if !self.delay.is_zero() && rx.len() < MAX_BATCH {
                 tokio::select! {
                     () = self.closing.cancelled() => {}
                     () = tokio::time::sleep(self.delay) => {}
                 }
             }
-            self.send(&mut rx, &mut batch).await;
+            self.send(&mut rx, &mut batch);
         }
         // Closing: what is queued now goes out; what comes later is sent by its caller.
         rx.close();
         while !rx.is_empty() {
-            self.send(&mut rx, &mut batch).await;
+            self.send(&mut rx, &mut batch);
         }
     }
 
-    /// Sends `batch` with what else is queued, up to [`MAX_BATCH`], concurrently.
-    async fn send(&self, rx: &mut mpsc::UnboundedReceiver<Queued>, batch: &mut Vec<Queued>) {
+    /// Sends `batch` with what else is queued, up to [`MAX_BATCH`], in a task of its own: a
+    /// slow batch does not hold back the next, as a slow commit held back no other request
+    /// when each request made its own.
+    fn send(&self, rx: &mut mpsc::UnboundedReceiver<Queued>, batch: &mut Vec<Queued>) {
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
                 Ok(queued) => batch.push(queued),
                 Err(_) => break,
             }
         }
+        let tasks = self.tasks.clone();
         // FuturesUnordered polls only the commits whose answer came, not all of them each time.
         let mut sending: FuturesUnordered<_> = batch
             .drain(..)
-            .map(|queued| queued.send(&self.tasks))
+            .map(|queued| queued.send(tasks.clone()))
             .collect();
-        while sending.next().await.is_some() {}
+        self.tasks
+            .spawn(async move { while sending.next().await.is_some() {} });
     }
 }
 
 // === impl Queued ===
 
 impl Queued {
-    async fn send(self, tasks: &TaskTracker) {
+    /// One try; the retries of a failed one go on in a task of `tasks`.
+    async fn send(self, tasks: TaskTracker) {
         let span = self.span.clone();
-        self.claim
-            .commit(tasks, &self.source, &self.event_id)
-            .instrument(span)
-            .await;
+        async move {
+            if !self.claim.try_commit(&self.source, &self.event_id).await {
+                tasks.spawn(
+                    self.claim
+                        .retry(self.source, self.event_id)
+                        .in_current_span(),
+                );
+            }
+        }
+        .instrument(span)
+        .await;
     }
 }
 
 /// A claim's entry among the accepted keys of [`Commits`], removed with the claim once its
 /// commit is settled or given up.
-#[derive(Debug)]
 struct Remembered {
     accepted: Accepted,
     key: String,
     event_id: String,
+}
+
+impl std::fmt::Debug for Remembered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Remembered")
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Drop for Remembered {
@@ -243,28 +278,26 @@ impl HeldClaim {
         }
     }
 
-    /// The event is in Kafka: later requests with its key are duplicates. A failed commit is
-    /// tried again in a task of `tasks`.
-    async fn commit(self, tasks: &TaskTracker, source: &str, event_id: &str) {
-        if self.try_commit(source, event_id).await {
-            return;
+    /// The event is in Kafka: later requests with its key are duplicates. Commits now,
+    /// retries included (the queue has stopped).
+    async fn commit_now(self, source: &str, event_id: &str) {
+        if !self.try_commit(source, event_id).await {
+            self.retry(source.to_owned(), event_id.to_owned()).await;
         }
-        let (source, event_id) = (source.to_owned(), event_id.to_owned());
-        tasks.spawn(
-            async move {
-                for pause in COMMIT_RETRIES {
-                    tokio::time::sleep(pause).await;
-                    if self.try_commit(&source, &event_id).await {
-                        return;
-                    }
-                }
-                tracing::warn!(
-                    source,
-                    event_id,
-                    "commit failed after retries; the key stays claimed until claim_ttl"
-                );
+    }
+
+    /// The tries after a failed commit.
+    async fn retry(self, source: String, event_id: String) {
+        for pause in COMMIT_RETRIES {
+            tokio::time::sleep(pause).await;
+            if self.try_commit(&source, &event_id).await {
+                return;
             }
-            .instrument(tracing::Span::current()),
+        }
+        tracing::warn!(
+            source,
+            event_id,
+            "commit failed after retries; the key stays claimed until claim_ttl"
         );
     }
 

@@ -302,11 +302,23 @@ impl Ingress {
         // has little left to wait for).
         let budget = self.delivery_timeout + SHUTDOWN_MARGIN;
         let deadline = tokio::time::Instant::now() + budget;
-        if tokio::time::timeout_at(deadline, self.pipeline.settle())
+        self.pipeline.tasks.close();
+        if tokio::time::timeout_at(deadline, self.pipeline.tasks.wait())
             .await
             .is_err()
         {
-            tracing::error!("durable sections or commits still running after {budget:?}");
+            tracing::error!("durable sections still running after {budget:?}");
+        }
+        // The queued commits go out even when some section was not waited for: each one lost
+        // is a duplicate once its sender retries after claim_ttl.
+        let commits_deadline = deadline.max(tokio::time::Instant::now() + COMMITS_AT_LEAST);
+        if tokio::time::timeout_at(commits_deadline, self.pipeline.commits.finish())
+            .await
+            .is_err()
+        {
+            tracing::error!(
+                "dedupe commits still running at shutdown; their keys stay claimed until claim_ttl"
+            );
         }
         let producer = self.pipeline.producer.clone();
         let flush_timeout = deadline
@@ -376,6 +388,10 @@ const TOPIC_CHECK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the ingress's shutdown may take after its drain, beyond the delivery timeout.
 pub const SHUTDOWN_MARGIN: Duration = Duration::from_secs(5);
+
+/// The queued dedupe commits' time at shutdown when the durable sections used up the budget:
+/// a round trip or two, as the producer's flush gets at least as much.
+const COMMITS_AT_LEAST: Duration = Duration::from_secs(1);
 
 /// Whether Redis counts for readiness: only if every deduplicating source fails closed. While
 /// one fails open, taking pods out of the load balancer over a Redis outage would take that

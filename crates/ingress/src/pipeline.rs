@@ -65,7 +65,8 @@ pub struct Pipeline {
     pub(crate) trusted_proxies: Vec<ipnet::IpNet>,
     /// Clients refused for failing verification too often; None when off or without Redis.
     pub(crate) blocklist: Option<Blocklist>,
-    /// The durable sections (claim, produce, commit) in progress; drained on shutdown.
+    /// The durable sections (claim, produce, then commit queued or release) in progress;
+    /// drained on shutdown.
     pub(crate) tasks: TaskTracker,
     /// The commits of accepted events' claims, sent after the 202 (see [`crate::commits`]).
     pub(crate) commits: Commits,
@@ -174,8 +175,10 @@ fn client_share(config: &Config, sources: &[ResolvedSource]) -> usize {
 const CLUSTER_ID_WAIT: Duration = Duration::from_secs(2);
 
 impl Pipeline {
-    /// Shutdown, once no connection is left: waits for the durable sections still running
-    /// (their clients gone), then sends the commits they and earlier requests queued.
+    /// What shutdown does once no connection is left, without its time bounds: waits for the
+    /// durable sections still running (their clients gone), then sends the commits they and
+    /// earlier requests queued.
+    #[cfg(test)]
     pub(crate) async fn settle(&self) {
         self.tasks.close();
         self.tasks.wait().await;

@@ -167,7 +167,7 @@ pub const DEDUPE_CLAIMS_IN_FLIGHT: MetricDef = MetricDef {
     name: "spillway_dedupe_in_flight_claims",
     kind: Kind::Gauge,
     process: Process::Ingress,
-    help: "Dedupe claims this process holds and has not yet committed or released.",
+    help: "Dedupe claims this process holds and has not yet committed or released, the commits queued after their 202 (`redis.commit_delay`) and those being retried included.",
     labels: &[],
 };
 pub const DEDUPE_FAIL_OPEN: MetricDef = MetricDef {

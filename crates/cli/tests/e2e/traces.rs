@@ -63,8 +63,9 @@ async fn a_webhook_is_traced_from_the_ingress_through_kafka_to_the_delivery() {
         .poll(async || {
             let spans = otlp::spans(&collector);
             let has = |kind: &str| spans.iter().any(|s| s.kind == kind);
-            let commits = spans.iter().filter(|s| s.name == "dedupe.commit").count();
-            let arrived = has("server") && has("client") && has("consumer") && commits == 2;
+            let named = |name: &str| spans.iter().filter(|s| s.name == name).count();
+            let commits = named("dedupe.commit") == 2 && named("dedupe.commit.queued") == 2;
+            let arrived = has("server") && has("client") && has("consumer") && commits;
             if arrived && !subscriber.received().is_empty() {
                 Ok(spans)
             } else {

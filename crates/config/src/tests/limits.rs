@@ -169,11 +169,14 @@ fn a_claim_outlives_the_produce_it_guards_wherever_a_source_deduplicates() {
     assert!(
         found.len() == 1
             && found[0]
-                .starts_with("redis.claim_ttl: must be longer than kafka.delivery_timeout (60s)"),
+                .starts_with("redis.claim_ttl: must be longer than kafka.delivery_timeout + redis.commit_delay + redis.command_timeout (60.505s)"),
         "{found:?}"
     );
     let equal = errors(&deduplicating(", claim_ttl: 60s"), Process::All);
     assert_eq!(equal.len(), 1, "{equal:?}");
+    // The commit lands after the produce, the commit delay and its round trip.
+    let within_the_commit = errors(&deduplicating(", claim_ttl: 60500ms"), Process::All);
+    assert_eq!(within_the_commit.len(), 1, "{within_the_commit:?}");
     let longer = deduplicating(", claim_ttl: 61s");
     assert_eq!(errors(&longer, Process::All), Vec::<String>::new());
     // Without deduplication no claim is taken.

@@ -353,7 +353,7 @@ fn the_messages_of_limits_that_depend_on_other_fields() {
         );
         assert_eq!(
             messages("claim.yaml"),
-            ["redis.claim_ttl: must be longer than kafka.delivery_timeout (30s): a claim that ends while its record may still be acknowledged lets a retry claim the key again and produce a duplicate"]
+            ["redis.claim_ttl: must be longer than kafka.delivery_timeout + redis.commit_delay + redis.command_timeout (30.505s): a claim that ends before its event's commit lands lets a retry claim the key again and produce a duplicate"]
         );
         Ok(())
     });

@@ -43,19 +43,21 @@ pub(super) fn validate(config: &Config, errors: &mut Vec<FieldError>) {
         .sources
         .values()
         .any(|s| s.dedupe != Some(KeySource::None));
-    // L-1: a claim that ends while its record may still be acknowledged lets a retry claim
-    // the key again and produce the event a second time.
+    // L-1: a claim that ends before its commit lands lets a retry claim the key again and
+    // produce the event a second time. The commit comes after the produce (at most
+    // delivery_timeout), the commit delay, and its own round trip.
+    let commit_lands_within =
+        config.kafka.delivery_timeout + redis.commit_delay + redis.command_timeout;
     if dedupes
         && redis.claim_ttl >= Duration::from_secs(1)
-        && redis.claim_ttl <= config.kafka.delivery_timeout
+        && redis.claim_ttl <= commit_lands_within
     {
         errors.push(err(
             "redis.claim_ttl",
             format!(
-                "must be longer than kafka.delivery_timeout ({:?}): a claim that ends while its \
-                 record may still be acknowledged lets a retry claim the key again and produce \
-                 a duplicate",
-                config.kafka.delivery_timeout
+                "must be longer than kafka.delivery_timeout + redis.commit_delay + \
+                 redis.command_timeout ({commit_lands_within:?}): a claim that ends before its \
+                 event's commit lands lets a retry claim the key again and produce a duplicate"
             ),
         ));
     }

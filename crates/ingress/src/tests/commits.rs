@@ -16,7 +16,7 @@ fn harness_delaying(delay: &str, store: Option<MemoryStore>) -> Harness {
 }
 
 #[tokio::test(start_paused = true)]
-async fn commits_wait_out_the_delay_and_go_out_together() {
+async fn commits_wait_out_the_delay_after_the_202() {
     let h = harness_delaying("1s", None);
     let started = Instant::now();
     let mut ids = Vec::new();
@@ -46,6 +46,11 @@ async fn commits_wait_out_the_delay_and_go_out_together() {
         );
     }
     assert!(h.metrics().contains("spillway_dedupe_in_flight_claims 0"));
+    // Once committed, the pod's memory of them is gone; Redis answers for them.
+    for key in ["a", "b", "c"] {
+        let key = h.dedupe_key("open", key);
+        assert_eq!(h.pipeline.commits.accepted(&key), None, "{key}");
+    }
 }
 
 #[tokio::test(start_paused = true)]
@@ -106,4 +111,21 @@ async fn a_zero_delay_commits_without_a_pause() {
         h.store.peek(&h.dedupe_key("open", "z")),
         Some(format!("done:{}", seen.id()))
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_commit_after_a_shutdown_before_any_is_made_before_it_returns() {
+    let h = harness_delaying("1s", None);
+    // No event was accepted before the shutdown: the queue never started.
+    h.pipeline.settle().await;
+    let store = SharedStore::Memory(h.store.clone());
+    let key = h.dedupe_key("open", "late");
+    let claimed = store.claim(&key, "late-id").await.expect("claim");
+    let spillway_store::Claim::Claimed(token) = claimed else {
+        panic!("{claimed:?}");
+    };
+    let claim = crate::commits::HeldClaim::new(&store, token, &h.pipeline.metrics);
+    h.pipeline.commits.commit(claim, "open", "late-id").await;
+    // No other task ran in between: nobody is left to send it later.
+    assert_eq!(h.store.peek(&key), Some("done:late-id".to_owned()));
 }

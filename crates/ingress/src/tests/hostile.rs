@@ -367,9 +367,17 @@ async fn a_commit_that_fails_once_is_tried_again() {
             .status()
     });
     settle().await;
-    // Redis blinks while Kafka writes the event: the first commit fails.
+    // Redis blinks while Kafka writes the event, and stays away while its commit is sent
+    // after the 202: the first commit fails.
     h.store.set_offline(true);
     assert_eq!(first.await.expect("first").as_u16(), 202);
+    h.committed().await;
+    assert!(
+        h.metrics()
+            .contains("spillway_redis_errors_total{command=\"commit\"} 1"),
+        "{}",
+        h.metrics()
+    );
     h.store.set_offline(false);
     h.pipeline.settle().await;
     let id = h.kafka.records()[0]
