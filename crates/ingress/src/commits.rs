@@ -139,6 +139,9 @@ impl Commits {
     /// commits are made by their callers. Shutdown calls it once no durable section is left
     /// (or none is waited for any longer).
     pub(crate) async fn finish(&self) {
+        // A queue not started yet never will be: a commit that comes later finds it closed and
+        // is made by its caller, not by a task started after this returned.
+        let _ = self.queue.get_or_init(|| mpsc::unbounded_channel().0);
         self.closing.cancel();
         self.tasks.close();
         self.tasks.wait().await;
@@ -168,7 +171,7 @@ impl Sender {
             };
             batch.push(first);
             // A full batch waiting already (Redis was slow) goes out without the pause.
-            if !self.delay.is_zero() && rx.len() < MAX_BATCH {
+            if !self.delay.is_zero() && batch.len() + rx.len() < MAX_BATCH {
                 tokio::select! {
                     () = self.closing.cancelled() => {}
                     () = tokio::time::sleep(self.delay) => {}

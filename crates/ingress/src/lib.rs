@@ -295,24 +295,26 @@ impl Ingress {
         )
         .await;
 
-        // Requests whose connections were cut still settle their claim and record, then the
-        // producer is flushed: both within one budget, delivery_timeout + 5 s after the drain,
-        // which is what the chart's grace period allows for (a durable section is bounded by
-        // the delivery timeout and a few Redis round trips; once they are settled the flush
-        // has little left to wait for).
+        // Requests whose connections were cut still settle their claim and record, the
+        // queued dedupe commits are sent, then the producer is flushed: all within one budget,
+        // delivery_timeout + 5 s after the drain, which is what the chart's grace period allows
+        // for (a durable section is bounded by the delivery timeout and a few Redis round
+        // trips; once they are settled the flush has little left to wait for). The commits and
+        // the flush keep a share of it however long the sections take.
         let budget = self.delivery_timeout + SHUTDOWN_MARGIN;
         let deadline = tokio::time::Instant::now() + budget;
+        let commits_by = deadline - FLUSH_AT_LEAST;
+        let sections_by = commits_by - COMMITS_AT_LEAST;
         self.pipeline.tasks.close();
-        if tokio::time::timeout_at(deadline, self.pipeline.tasks.wait())
+        if tokio::time::timeout_at(sections_by, self.pipeline.tasks.wait())
             .await
             .is_err()
         {
-            tracing::error!("durable sections still running after {budget:?}");
+            tracing::error!("durable sections still running at shutdown");
         }
         // The queued commits go out even when some section was not waited for: each one lost
         // is a duplicate once its sender retries after claim_ttl.
-        let commits_deadline = deadline.max(tokio::time::Instant::now() + COMMITS_AT_LEAST);
-        if tokio::time::timeout_at(commits_deadline, self.pipeline.commits.finish())
+        if tokio::time::timeout_at(commits_by, self.pipeline.commits.finish())
             .await
             .is_err()
         {
@@ -323,7 +325,7 @@ impl Ingress {
         let producer = self.pipeline.producer.clone();
         let flush_timeout = deadline
             .saturating_duration_since(tokio::time::Instant::now())
-            .max(Duration::from_secs(1));
+            .max(FLUSH_AT_LEAST);
         match tokio::task::spawn_blocking(move || producer.flush(flush_timeout)).await {
             Ok(Ok(())) => tracing::info!("producer flushed"),
             Ok(Err(e)) => tracing::error!(error = %e, "producer flush failed"),
@@ -389,9 +391,10 @@ const TOPIC_CHECK_TIMEOUT: Duration = Duration::from_secs(10);
 /// What the ingress's shutdown may take after its drain, beyond the delivery timeout.
 pub const SHUTDOWN_MARGIN: Duration = Duration::from_secs(5);
 
-/// The queued dedupe commits' time at shutdown when the durable sections used up the budget:
-/// a round trip or two, as the producer's flush gets at least as much.
+/// The shares of the shutdown budget kept for the queued dedupe commits (a round trip or two)
+/// and for the producer's flush, however long the durable sections take.
 const COMMITS_AT_LEAST: Duration = Duration::from_secs(1);
+const FLUSH_AT_LEAST: Duration = Duration::from_secs(1);
 
 /// Whether Redis counts for readiness: only if every deduplicating source fails closed. While
 /// one fails open, taking pods out of the load balancer over a Redis outage would take that

@@ -105,7 +105,7 @@ impl InFlightLimit {
         })
     }
 
-    /// Records how long one durable section (claim, produce, commit) took. Once per target's
+    /// Records how long one durable section (claim and produce) took. Once per target's
     /// length the limit changes: shrunk if more than a tenth of the window's sections were
     /// slower than the target, else grown by a tenth of itself (at least 1, at most 64).
     pub(crate) fn observe(&self, took: Duration) {

@@ -17,7 +17,7 @@ pub struct IngressConfig {
     /// beyond it new requests get 503 at once instead of queueing. A request holds its place
     /// until its event's fate in Kafka is settled, even when its client has gone.
     pub max_in_flight: usize,
-    /// How long the durable section of a request (claim, produce, commit) may take before
+    /// How long the durable section of a request (claim and produce; the commit comes after the answer) may take before
     /// the ingress admits fewer requests at once: the in-flight limit shrinks while sections
     /// are slower than this and grows back to `max_in_flight` while they are faster, so what is
     /// admitted is answered in about this time and the rest is refused at once (503

@@ -156,7 +156,7 @@ fn the_latency_target_is_at_least_10ms() {
 }
 
 #[test]
-fn a_claim_outlives_the_produce_it_guards_wherever_a_source_deduplicates() {
+fn a_claim_outlives_the_produce_and_commit_it_guards_wherever_a_source_deduplicates() {
     let deduplicating = |timings: &str| {
         parse_str(&format!(
             "kafka: {{ brokers: k:9092, delivery_timeout: 60s }}\nredis: {{ nodes: \
