@@ -305,23 +305,7 @@ impl Ingress {
         let deadline = tokio::time::Instant::now() + budget;
         let commits_by = deadline - FLUSH_AT_LEAST;
         let sections_by = commits_by - COMMITS_AT_LEAST;
-        self.pipeline.tasks.close();
-        if tokio::time::timeout_at(sections_by, self.pipeline.tasks.wait())
-            .await
-            .is_err()
-        {
-            tracing::error!("durable sections still running at shutdown");
-        }
-        // The queued commits go out even when some section was not waited for: each one lost
-        // is a duplicate once its sender retries after claim_ttl.
-        if tokio::time::timeout_at(commits_by, self.pipeline.commits.finish())
-            .await
-            .is_err()
-        {
-            tracing::error!(
-                "dedupe commits still running at shutdown; their keys stay claimed until claim_ttl"
-            );
-        }
+        self.pipeline.settle(sections_by, commits_by).await;
         let producer = self.pipeline.producer.clone();
         let flush_timeout = deadline
             .saturating_duration_since(tokio::time::Instant::now())

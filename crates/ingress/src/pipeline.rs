@@ -10,6 +10,7 @@ use spillway_kafka::EventProducer;
 use spillway_store::SharedStore;
 use spillway_telemetry::IngressMetrics;
 use tokio::sync::OnceCell;
+use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
 use crate::blocklist::Blocklist;
@@ -175,14 +176,27 @@ fn client_share(config: &Config, sources: &[ResolvedSource]) -> usize {
 const CLUSTER_ID_WAIT: Duration = Duration::from_secs(2);
 
 impl Pipeline {
-    /// What shutdown does once no connection is left, without its time bounds: waits for the
-    /// durable sections still running (their clients gone), then sends the commits they and
-    /// earlier requests queued.
-    #[cfg(test)]
-    pub(crate) async fn settle(&self) {
+    /// Shutdown, once no connection is left: waits for the durable sections still running
+    /// (their clients gone) until `sections_by`, then sends the commits they and earlier
+    /// requests queued, until `commits_by`. The queued commits go out even when some section
+    /// was not waited for: each one lost is a duplicate once its sender retries after
+    /// `claim_ttl`.
+    pub(crate) async fn settle(&self, sections_by: Instant, commits_by: Instant) {
         self.tasks.close();
-        self.tasks.wait().await;
-        self.commits.finish().await;
+        if tokio::time::timeout_at(sections_by, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::error!("durable sections still running at shutdown");
+        }
+        if tokio::time::timeout_at(commits_by, self.commits.finish())
+            .await
+            .is_err()
+        {
+            tracing::error!(
+                "dedupe commits still running at shutdown; their keys stay claimed until claim_ttl"
+            );
+        }
     }
 
     /// The Kafka cluster's id, asked once (callers that come meanwhile wait for the same

@@ -1,5 +1,6 @@
 //! Validation of the `redis` section: node URLs, the dedupe timings (a claim outlives the
-//! produce it guards and the commit after it), and a Redis Cluster wherever a source deduplicates or is rate limited.
+//! produce it guards and the commit after it), and a Redis Cluster wherever a source
+//! deduplicates or is rate limited.
 
 use std::time::Duration;
 

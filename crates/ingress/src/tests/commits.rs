@@ -86,7 +86,7 @@ async fn shutdown_sends_queued_commits_without_waiting_out_the_delay() {
     let seen = h.send(post("open", &[("x-id", "s")], "{}")).await;
     assert_eq!(seen.status, StatusCode::ACCEPTED, "{seen:?}");
     let started = Instant::now();
-    h.pipeline.settle().await;
+    h.settle().await;
     assert!(started.elapsed() < Duration::from_secs(1));
     assert_eq!(
         h.store.peek(&h.dedupe_key("open", "s")),
@@ -117,7 +117,7 @@ async fn a_zero_delay_commits_without_a_pause() {
 async fn a_commit_after_a_shutdown_before_any_is_made_before_it_returns() {
     let h = harness_delaying("1s", None);
     // No event was accepted before the shutdown: the queue never started.
-    h.pipeline.settle().await;
+    h.settle().await;
     let store = SharedStore::Memory(h.store.clone());
     let key = h.dedupe_key("open", "late");
     let claimed = store.claim(&key, "late-id").await.expect("claim");

@@ -195,7 +195,7 @@ async fn a_client_that_goes_away_still_gets_its_event_settled() {
     // hyper drops the request's future when the connection closes.
     request.abort();
     assert!(request.await.is_err());
-    h.pipeline.settle().await;
+    h.settle().await;
     assert_eq!(h.kafka.records().len(), 1);
     let id = h.kafka.records()[0]
         .header("spillway-event-id")

@@ -264,7 +264,7 @@ async fn a_client_that_hangs_up_keeps_its_place_and_bytes_until_the_event_is_set
         4096 - 1000,
         "and the body's bytes"
     );
-    h.pipeline.settle().await;
+    h.settle().await;
     assert_eq!(h.pipeline.limit.in_flight(), 0);
     assert_eq!(h.pipeline.budget.available(), 4096);
 }
@@ -379,7 +379,7 @@ async fn a_commit_that_fails_once_is_tried_again() {
         h.metrics()
     );
     h.store.set_offline(false);
-    h.pipeline.settle().await;
+    h.settle().await;
     let id = h.kafka.records()[0]
         .header("spillway-event-id")
         .map(str::to_owned)

@@ -315,6 +315,12 @@ pub(crate) fn post(source: &str, headers: &[(&str, &str)], body: &str) -> Reques
 }
 
 impl Harness {
+    /// The pipeline's shutdown after its drain, with time enough for anything a test waits for.
+    pub(crate) async fn settle(&self) {
+        let far = tokio::time::Instant::now() + Duration::from_secs(3600);
+        self.pipeline.settle(far, far).await;
+    }
+
     /// Waits (on the paused clock) until the commits queued by accepted events are sent.
     pub(crate) async fn committed(&self) {
         tokio::time::sleep(self.pipeline.commits.delay() * 2).await;

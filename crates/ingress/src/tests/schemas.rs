@@ -115,7 +115,7 @@ async fn a_source_that_rejects_answers_422_with_the_errors_and_keeps_a_copy() {
         .send(post("readings-strict", &[], r#"{"id":"r-3"}"#))
         .await;
     assert_eq!(again.status, StatusCode::UNPROCESSABLE_ENTITY);
-    h.pipeline.settle().await;
+    h.settle().await;
     let copies = quarantined(&h, "spillway.readings-strict.quarantine");
     assert_eq!(copies.len(), 2, "each refusal leaves the operators a copy");
     assert!(copies
@@ -146,7 +146,7 @@ async fn a_batch_that_rejects_lists_its_invalid_records_and_writes_the_rest() {
         .as_str()
         .is_some_and(|m| m.contains("does not match the source's schema")));
     assert_eq!(h.kafka.records_in("spillway.readings-batch").len(), 2);
-    h.pipeline.settle().await;
+    h.settle().await;
     let q = quarantined(&h, "spillway.readings-batch.quarantine");
     assert_eq!(q.len(), 1);
     assert_eq!(q[0].value.as_deref(), Some(INVALID.as_bytes()));
