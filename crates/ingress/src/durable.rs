@@ -1,7 +1,8 @@
 //! Stage 7, durable: claim the dedupe key (and a replay fingerprint), write the event to
 //! Kafka, then commit the claims (202) or release them (503, so the sender's retry is
 //! processed, not answered as a duplicate; 413 when Kafka refuses the record as too large). Runs
-//! as its own task, so a client that disconnects cannot leave a claim or a record unsettled.
+//! in the request's task, and in a task of its own once the client disconnects, so that a client
+//! cannot leave a claim or a record unsettled.
 
 use std::sync::Arc;
 
@@ -16,6 +17,7 @@ use tracing::Instrument;
 
 use crate::answer::{self, Answer};
 use crate::commits::HeldClaim;
+use crate::detach::DetachOnDrop;
 use crate::offload::{Keeper, StoredObject};
 use crate::pipeline::Pipeline;
 use crate::schema;
@@ -26,8 +28,7 @@ use crate::store::timed;
 // === impl Pipeline ===
 
 impl Pipeline {
-    /// Runs [`Pipeline::make_durable`] as its own task and waits for its answer (see
-    /// [`Pipeline::detached`]).
+    /// Runs [`Pipeline::make_durable`] through [`Pipeline::detached`] and waits for its answer.
     pub(crate) async fn make_durable_detached(
         self: &Arc<Self>,
         source: Arc<ResolvedSource>,
@@ -45,26 +46,23 @@ impl Pipeline {
         .await
     }
 
-    /// Runs a durable section as its own task and waits for its answer. If the client
-    /// disconnects, hyper drops this future, but the claims are still committed or released
-    /// and the records' fate still settled; `held` (the in-flight place and the body's bytes)
-    /// stays taken until then. Shutdown waits for these tasks.
+    /// Runs a durable section and waits for its answer. If the client disconnects, hyper
+    /// drops this future, and the section goes on in a task of its own: the claims are still
+    /// committed or released and the records' fate still settled; `held` (the in-flight place
+    /// and the body's bytes) stays taken until then. Shutdown waits for these sections.
     pub(crate) async fn detached<F>(&self, id: EventId, held: Held, section: F) -> Answer
     where
         F: std::future::Future<Output = Answer> + Send + 'static,
     {
-        let task = self.tasks.spawn(
-            async move {
-                let answer = section.await;
-                drop(held);
-                answer
-            }
-            .instrument(tracing::Span::current()),
-        );
-        match task.await {
-            Ok(answer) => answer,
-            Err(e) => {
-                tracing::error!(event_id = %id, error = %e, "the durable section of a request failed");
+        let section = DetachOnDrop::new(&self.tasks, async move {
+            let answer = section.await;
+            drop(held);
+            answer
+        });
+        match section.await {
+            Some(answer) => answer,
+            None => {
+                tracing::error!(event_id = %id, "the durable section of a request panicked");
                 answer::internal()
             }
         }

@@ -14,6 +14,7 @@ mod blocklist;
 mod budget;
 mod client_addr;
 mod commits;
+mod detach;
 mod drain;
 mod durable;
 mod encoding;
