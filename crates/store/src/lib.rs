@@ -9,7 +9,7 @@
 //! claim    SET k "pending:<id>" NX PX claim_ttl GET   -> nil or "pending:<id>": Claimed
 //!                                                        "pending:<other>": InFlight
 //!                                                        "done:<original>": Done(<original>)
-//! commit   k == "pending:<id>" or absent ? SET k "done:<id>" EX window
+//! commit   k == "pending:<id>" or absent ? SET k "done:<id>" EX window ("done:<id>": done)
 //! release  k == "pending:<id>" ? DEL k
 //! count    INCR k (PEXPIRE ttl on the first)              -> rate limits, verification failures
 //! read     GET k / write SET k v PX ttl                   -> blocked client addresses
@@ -28,6 +28,10 @@
 //! `claim_ttl`), or commit it after producing without a claim (fail open; commit accepts an
 //! absent key as well as its own claim, and writes nothing over another request's).
 //!
+//! Claim, commit and release go straight to the primary that serves the key's slot while the
+//! routes to it are known (`direct.rs`), and through redis-rs's cluster connection otherwise or
+//! after any failure there; every other command takes the cluster connection.
+//!
 //! Readiness runs `health`, not `PING`: it needs what the claim needs (`SET ... NX ... GET` is
 //! Redis 7), so a cluster that answers PING but refuses every claim is not reported ready.
 //!
@@ -35,8 +39,10 @@
 //! that needs no server for unit tests.
 
 mod connection;
+mod direct;
 mod memory;
 mod redis_store;
+mod routed;
 
 use std::time::Duration;
 
@@ -240,6 +246,10 @@ mod tests {
             panic!("a released key can be claimed again");
         };
         assert!(store.commit(&token).await.expect("commit"));
+        assert!(
+            store.commit(&token).await.expect("commit"),
+            "a commit sent again finds its own work done"
+        );
         assert_eq!(
             store.claim("k", "id-4").await.expect("claim"),
             Claim::Done("id-3".into())

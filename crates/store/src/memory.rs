@@ -121,6 +121,11 @@ impl MemoryStore {
             let ours = current
                 .as_deref()
                 .is_none_or(|v| v == token.pending_value());
+            // Committed already by an earlier send of this commit.
+            let done = current.as_deref() == Some(token.done_value().as_str());
+            if done {
+                return true;
+            }
             if ours {
                 map.insert(
                     token.key.clone(),

@@ -1,22 +1,32 @@
-//! The shared store on a Redis Cluster, through redis-rs's cluster-async connection.
+//! The shared store on a Redis Cluster, through redis-rs's cluster-async connection, with the
+//! commands on one key sent straight to their primary while the routes to it are known.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use redis::aio::MultiplexedConnection;
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
-use redis::{RedisError, Script, Value};
+use redis::{Cmd, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisError, Script, Value};
+use tokio::time::Instant;
 
 use crate::connection::{self, Lease, Shared};
+use crate::direct::Direct;
+use crate::routed::OnKey;
 use crate::{outcome_of, Claim, ClaimToken, StoreError, HEALTH_TTL, HEALTH_VALUE};
 
 // Compare-and-set in one atomic step; single-key scripts route to the key's slot like any
 // command, so they are cluster-safe.
+// A key that already holds this event's own done value was committed by an earlier send of the
+// same commit whose answer was lost: that is a success too.
 const COMMIT_LUA: &str = r"
 local v = redis.call('GET', KEYS[1])
 if v == false or v == ARGV[1] then
   redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+  return 1
+end
+if v == ARGV[2] then
   return 1
 end
 return 0
@@ -76,18 +86,23 @@ fn without_credentials(url: &str) -> String {
 /// Cloning shares the client, connection and scripts.
 #[derive(Clone)]
 pub struct RedisStore {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
-struct Inner {
-    client: ClusterClient,
+pub(crate) struct Inner {
+    pub(crate) client: ClusterClient,
     /// Created on first use, so a process can start while Redis is down (fail-open sources
     /// keep working), and again after an error that leaves it unusable.
-    connection: Shared<ClusterConnection>,
-    settings: RedisSettings,
-    commit_script: Script,
-    release_script: Script,
-    count_script: Script,
+    pub(crate) connection: Shared<ClusterConnection>,
+    /// The first seed node's settings (credentials, database, protocol), which the direct
+    /// connections to the primaries reuse with their own addresses; `None` when the seed is
+    /// not plain TCP, and then every command goes through the cluster connection.
+    pub(crate) seed: Option<ConnectionInfo>,
+    pub(crate) direct: Arc<Direct<MultiplexedConnection>>,
+    pub(crate) settings: RedisSettings,
+    pub(crate) commit_script: Script,
+    pub(crate) release_script: Script,
+    pub(crate) count_script: Script,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -111,10 +126,17 @@ impl RedisStore {
             .retries(2)
             .build()
             .map_err(|e| unavailable("connect", e))?;
+        let seed = settings
+            .nodes
+            .first()
+            .and_then(|node| node.as_str().into_connection_info().ok())
+            .filter(|info| matches!(info.addr(), ConnectionAddr::Tcp(..)));
         Ok(Self {
             inner: Arc::new(Inner {
                 client,
                 connection: Shared::new(),
+                seed,
+                direct: Arc::new(Direct::new()),
                 settings,
                 commit_script: Script::new(COMMIT_LUA),
                 release_script: Script::new(RELEASE_LUA),
@@ -131,7 +153,7 @@ impl RedisStore {
 
     /// The shared connection (a cheap handle onto redis-rs's multiplexed connections), made by
     /// one caller at a time when there is none (see [`crate::connection`]).
-    async fn connection(&self) -> Result<Lease<ClusterConnection>, RedisError> {
+    pub(crate) async fn connection(&self) -> Result<Lease<ClusterConnection>, RedisError> {
         self.inner
             .connection
             .get(|| {
@@ -146,22 +168,38 @@ impl RedisStore {
     /// or a command error, and replaced only after an error that leaves it unusable: redis-rs
     /// repairs a slow or lost node by itself, and a reconnect for every slow command would
     /// flood a recovering cluster with connects.
-    async fn run<T, F, Fut>(&self, op: &'static str, f: F) -> Result<T, StoreError>
+    pub(crate) async fn run<T, F, Fut>(&self, op: &'static str, f: F) -> Result<T, StoreError>
     where
         F: FnOnce(ClusterConnection) -> Fut,
         Fut: Future<Output = Result<T, RedisError>>,
     {
+        let deadline = Instant::now() + self.inner.settings.command_timeout;
+        self.run_until(op, deadline, f).await
+    }
+
+    pub(crate) fn timed_out(&self, op: &'static str) -> StoreError {
         let timeout = self.inner.settings.command_timeout;
-        let deadline = tokio::time::Instant::now() + timeout;
-        let timed_out = || {
-            unavailable(
-                op,
-                RedisError::from(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!("no answer within {timeout:?}"),
-                )),
-            )
-        };
+        unavailable(
+            op,
+            RedisError::from(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no answer within {timeout:?}"),
+            )),
+        )
+    }
+
+    /// [`RedisStore::run`] with the deadline given.
+    pub(crate) async fn run_until<T, F, Fut>(
+        &self,
+        op: &'static str,
+        deadline: Instant,
+        f: F,
+    ) -> Result<T, StoreError>
+    where
+        F: FnOnce(ClusterConnection) -> Fut,
+        Fut: Future<Output = Result<T, RedisError>>,
+    {
+        let timed_out = || self.timed_out(op);
         // Errors of the connect itself name no connection to discard.
         let lease = match tokio::time::timeout_at(deadline, self.connection()).await {
             Ok(Ok(lease)) => lease,
@@ -203,12 +241,9 @@ impl RedisStore {
         let ttl_ms = millis(self.inner.settings.claim_ttl);
         let pending = token.pending_value();
         let key = token.key.clone();
+        let claim = set_nx_get(&key, &pending, ttl_ms);
         let previous: Option<String> = self
-            .run("claim", |mut conn| async move {
-                set_nx_get(&key, &pending, ttl_ms)
-                    .query_async(&mut conn)
-                    .await
-            })
+            .run_on_key("claim", &key, OnKey::Command(claim))
             .await?;
         match previous {
             None => Ok(Claim::Claimed(token)),
@@ -218,31 +253,23 @@ impl RedisStore {
 
     pub(crate) async fn commit(&self, token: &ClaimToken) -> Result<bool, StoreError> {
         let window = self.inner.settings.window.as_secs().max(1);
+        let mut commit = self.inner.commit_script.prepare_invoke();
+        commit
+            .key(&token.key)
+            .arg(token.pending_value())
+            .arg(token.done_value())
+            .arg(window);
         let written: i64 = self
-            .run("commit", |mut conn| async move {
-                self.inner
-                    .commit_script
-                    .key(&token.key)
-                    .arg(token.pending_value())
-                    .arg(token.done_value())
-                    .arg(window)
-                    .invoke_async(&mut conn)
-                    .await
-            })
+            .run_on_key("commit", &token.key, OnKey::Script(commit))
             .await?;
         Ok(written == 1)
     }
 
     pub(crate) async fn release(&self, token: &ClaimToken) -> Result<(), StoreError> {
+        let mut release = self.inner.release_script.prepare_invoke();
+        release.key(&token.key).arg(token.pending_value());
         let _: i64 = self
-            .run("release", |mut conn| async move {
-                self.inner
-                    .release_script
-                    .key(&token.key)
-                    .arg(token.pending_value())
-                    .invoke_async(&mut conn)
-                    .await
-            })
+            .run_on_key("release", &token.key, OnKey::Script(release))
             .await?;
         Ok(())
     }
@@ -314,7 +341,7 @@ impl RedisStore {
 
 /// `SET key value NX PX ttl GET`: the claim, and the health check that must fail exactly
 /// where a claim would (Redis < 7 refuses NX with GET).
-fn set_nx_get(key: &str, value: &str, ttl_ms: u64) -> redis::Cmd {
+fn set_nx_get(key: &str, value: &str, ttl_ms: u64) -> Cmd {
     let mut cmd = redis::cmd("SET");
     cmd.arg(key)
         .arg(value)
@@ -329,7 +356,7 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
-fn unavailable(op: &'static str, source: RedisError) -> StoreError {
+pub(crate) fn unavailable(op: &'static str, source: RedisError) -> StoreError {
     StoreError::Unavailable { op, source }
 }
 

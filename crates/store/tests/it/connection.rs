@@ -8,7 +8,7 @@ use spillway_testkit::{eventually, redis_nodes, RedisCluster};
 
 use crate::unique;
 
-fn redis_at(nodes: Vec<String>, command_timeout: Duration) -> RedisStore {
+pub(crate) fn redis_at(nodes: Vec<String>, command_timeout: Duration) -> RedisStore {
     RedisStore::new(RedisSettings {
         nodes,
         command_timeout,
@@ -41,7 +41,7 @@ async fn concurrent_first_calls_share_one_connect() {
 /// Pauses writes on every node of `cluster`, or lets them through again; the writes paused
 /// meanwhile then run. A paused client's later commands, reads too, wait behind its write,
 /// but other clients' reads (and the unpause) run.
-fn pause_writes(cluster: &RedisCluster, pause: bool) {
+pub(crate) fn pause_writes(cluster: &RedisCluster, pause: bool) {
     for port in cluster.base..cluster.base + 6 {
         // Ten minutes: the test unpauses long before, or fails and stops the cluster.
         let args: &[&str] = if pause {

@@ -3,6 +3,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 mod connection;
+mod direct;
 mod redis6;
 
 use std::time::Duration;
@@ -46,6 +47,10 @@ async fn claim_commit_and_duplicate() {
         Claim::InFlight
     );
     assert!(store.commit(&token).await.expect("commit"));
+    assert!(
+        store.commit(&token).await.expect("commit"),
+        "a commit sent again, as after a lost answer, finds its own work done"
+    );
     assert_eq!(
         store.claim(&key, "ev-3").await.expect("claim"),
         Claim::Done("ev-1".into())

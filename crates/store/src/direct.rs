@@ -1,0 +1,327 @@
+//! Routes for the commands on one key (claim, commit, release): a connection to each primary
+//! and the primary of each of the cluster's 16,384 slots, so those commands go straight to
+//! the node that serves their key.
+//!
+//! Why not only redis-rs's cluster connection: every command through it passes its driver
+//! task twice (a channel in, the routing, a future in its in-flight set, a channel out) on top
+//! of the node connection's own task, about 4% of the ingress's CPU per request at 2,500
+//! requests/s. A multiplexed connection to the node is the same client library without the
+//! driver.
+//!
+//! The routes are an optimisation, never the authority: the cluster connection stays, and it
+//! alone handles what the routes cannot. A command that the node refuses as misrouted or
+//! unavailable (MOVED, ASK, TRYAGAIN, CLUSTERDOWN, READONLY, MASTERDOWN), or that fails on a
+//! broken connection, is sent again through the cluster connection, which is safe because
+//! each of these commands is idempotent (a claim finds its own value, commit and release
+//! compare first), and the routes are dropped. A timeout is not re-sent and keeps the routes:
+//! the command may still run, and the release that follows a timed-out claim must go out
+//! behind it on the same connection. Only [`WEDGED_AFTER`] timeouts in a row on one primary,
+//! none answered in between, drop the routes. Dropped routes are read again from `CLUSTER
+//! SLOTS` no sooner than [`REBUILD_AFTER`] later, so a node in trouble costs one request per
+//! interval an extra try, not every request.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use redis::{ErrorKind, RedisError, Value};
+use tokio::time::Instant;
+
+/// Slots of a Redis Cluster: a key's slot is CRC16 (XMODEM) of its hash tag, modulo this.
+pub(crate) const SLOTS: u16 = 16384;
+
+/// How long after a failure on a direct connection (or a failed build) the routes stay
+/// unused: long enough for the cluster connection to find a failover, short enough that the
+/// fast path is back a second after a blip.
+pub(crate) const REBUILD_AFTER: Duration = Duration::from_secs(1);
+
+/// A slot with no primary in the table.
+const UNSERVED: u16 = u16::MAX;
+
+/// The slot of `key`, as Redis computes it: only the part inside the first `{...}` counts
+/// when that part is not empty, so keys sharing a hash tag share a slot.
+pub(crate) fn slot_of(key: &[u8]) -> u16 {
+    let hashed = key
+        .iter()
+        .position(|&b| b == b'{')
+        .and_then(|open| {
+            let rest = &key[open + 1..];
+            let close = rest.iter().position(|&b| b == b'}')?;
+            (close > 0).then(|| &rest[..close])
+        })
+        .unwrap_or(key);
+    crc16::State::<crc16::XMODEM>::calculate(hashed) % SLOTS
+}
+
+/// One primary of the slot table: where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Primary {
+    pub(crate) host: String,
+    pub(crate) port: u16,
+}
+
+/// `CLUSTER SLOTS` read into a slot table: which primary (an index into the list) serves
+/// each slot; slots of a primary without a usable address stay unserved.
+pub(crate) fn parse_slots(answer: &Value) -> Result<(Vec<u16>, Vec<Primary>), RedisError> {
+    let malformed =
+        |what: &str| RedisError::from((ErrorKind::Parse, "CLUSTER SLOTS", what.to_owned()));
+    let Value::Array(ranges) = answer else {
+        return Err(malformed("not an array"));
+    };
+    let mut owner = vec![UNSERVED; usize::from(SLOTS)];
+    let mut primaries: Vec<Primary> = Vec::new();
+    for range in ranges {
+        let Value::Array(fields) = range else {
+            return Err(malformed("a range is not an array"));
+        };
+        let (Some(Value::Int(start)), Some(Value::Int(end)), Some(Value::Array(node))) =
+            (fields.first(), fields.get(1), fields.get(2))
+        else {
+            return Err(malformed("a range without start, end and primary"));
+        };
+        let host = match node.first() {
+            Some(Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
+            Some(Value::SimpleString(s)) => s.clone(),
+            Some(Value::Nil) => String::new(),
+            _ => return Err(malformed("a primary without an address")),
+        };
+        let Some(Value::Int(port)) = node.get(1) else {
+            return Err(malformed("a primary without a port"));
+        };
+        // An address the node does not know (`?`, empty) or a wildcard one would have to be
+        // replaced by the address the answer came from, which the cluster connection hides:
+        // such a primary's slots go through the cluster connection.
+        if matches!(host.as_str(), "" | "?" | "0.0.0.0" | "::") {
+            continue;
+        }
+        let port = u16::try_from(*port).map_err(|_| malformed("a port out of range"))?;
+        let (Ok(start), Ok(end)) = (u16::try_from(*start), u16::try_from(*end)) else {
+            return Err(malformed("a slot out of range"));
+        };
+        if start > end || end >= SLOTS {
+            return Err(malformed("a slot out of range"));
+        }
+        let primary = Primary { host, port };
+        let index = match primaries.iter().position(|p| *p == primary) {
+            Some(index) => index,
+            None => {
+                primaries.push(primary);
+                primaries.len() - 1
+            }
+        };
+        let index = u16::try_from(index).map_err(|_| malformed("too many primaries"))?;
+        owner[usize::from(start)..=usize::from(end)].fill(index);
+    }
+    Ok((owner, primaries))
+}
+
+/// Timeouts in a row on one primary's direct connection, none answered in between, after
+/// which the routes are dropped: the node may be gone for good (a failover the cluster
+/// connection follows, but a direct connection does not).
+pub(crate) const WEDGED_AFTER: u32 = 16;
+
+/// The slot table and a connection to each primary in it (`None`: it could not be reached
+/// when the table was built, and its slots go through the cluster connection).
+pub(crate) struct Routes<C> {
+    owner: Vec<u16>,
+    connections: Vec<Option<C>>,
+    /// Timeouts in a row per primary.
+    unanswered: Vec<AtomicU32>,
+}
+
+impl<C: Clone> Routes<C> {
+    /// `connections[i]` is a connection to the i-th primary of `owner`'s table.
+    pub(crate) fn new(owner: Vec<u16>, connections: Vec<Option<C>>) -> Self {
+        let unanswered = connections.iter().map(|_| AtomicU32::new(0)).collect();
+        Self {
+            owner,
+            connections,
+            unanswered,
+        }
+    }
+
+    /// The primary serving `key` and its connection, if it has one.
+    fn primary_for(&self, key: &str) -> Option<(usize, C)> {
+        let index = usize::from(*self.owner.get(usize::from(slot_of(key.as_bytes())))?);
+        let connection = self.connections.get(index)?.clone()?;
+        Some((index, connection))
+    }
+}
+
+/// A direct connection handed out for one command, and the routes it came from, so that what
+/// befalls the command is put down to those routes and no newer ones.
+pub(crate) struct Lease<C> {
+    pub(crate) connection: C,
+    primary: usize,
+    routes: Arc<Routes<C>>,
+}
+
+/// What a caller should do for its key.
+pub(crate) enum Route<C: Clone> {
+    /// Send it on this connection.
+    Direct(Lease<C>),
+    /// Use the cluster connection, and build the routes: this caller was picked to, and the
+    /// ticket must be given the result (dropped unused, it counts as a failed build).
+    Build(BuildTicket<C>),
+    /// Use the cluster connection.
+    Cluster,
+}
+
+/// The routes in use, rebuilt lazily after a failure; counts what went which way.
+pub(crate) struct Direct<C> {
+    state: Mutex<State<C>>,
+    served: AtomicU64,
+    failed: AtomicU64,
+}
+
+struct State<C> {
+    routes: Option<Arc<Routes<C>>>,
+    building: bool,
+    /// No build before this instant (after a failure, or while a partial table is in use).
+    idle_until: Option<Instant>,
+    /// Bumped when the routes are dropped, so that a build started before cannot install them.
+    generation: u64,
+}
+
+impl<C: Clone> Direct<C> {
+    pub(crate) fn new() -> Self {
+        Self {
+            state: Mutex::new(State {
+                routes: None,
+                building: false,
+                idle_until: None,
+                generation: 0,
+            }),
+            served: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+        }
+    }
+
+    /// Where the command on `key` goes. A key whose primary has no connection in the table
+    /// starts a rebuild too (at most one per [`REBUILD_AFTER`]), meanwhile using the cluster
+    /// connection.
+    pub(crate) fn route(self: &Arc<Self>, key: &str) -> Route<C> {
+        let mut state = self.state();
+        if let Some(routes) = &state.routes {
+            if let Some((primary, connection)) = routes.primary_for(key) {
+                return Route::Direct(Lease {
+                    connection,
+                    primary,
+                    routes: Arc::clone(routes),
+                });
+            }
+        }
+        let now = Instant::now();
+        if state.building || state.idle_until.is_some_and(|until| now < until) {
+            return Route::Cluster;
+        }
+        state.building = true;
+        state.idle_until = Some(now + REBUILD_AFTER);
+        Route::Build(BuildTicket {
+            direct: Some(Arc::clone(self)),
+            generation: state.generation,
+        })
+    }
+
+    /// A command was answered on a direct connection.
+    pub(crate) fn answered(&self, lease: &Lease<C>) {
+        self.served.fetch_add(1, Ordering::Relaxed);
+        if let Some(count) = lease.routes.unanswered.get(lease.primary) {
+            count.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// A command timed out on a direct connection: the routes stay, unless it is the
+    /// [`WEDGED_AFTER`]th in a row on that primary.
+    pub(crate) fn timed_out(&self, lease: &Lease<C>) {
+        let in_a_row = lease
+            .routes
+            .unanswered
+            .get(lease.primary)
+            .map_or(0, |count| count.fetch_add(1, Ordering::Relaxed) + 1);
+        if in_a_row >= WEDGED_AFTER {
+            self.drop_routes(lease);
+        }
+    }
+
+    /// A command failed on a direct connection and goes through the cluster connection: the
+    /// routes it was sent by are dropped for a while (newer ones are kept).
+    pub(crate) fn failed(&self, lease: &Lease<C>) {
+        self.failed.fetch_add(1, Ordering::Relaxed);
+        self.drop_routes(lease);
+    }
+
+    /// Commands answered on direct connections, and commands that failed on one and were sent
+    /// through the cluster connection instead.
+    pub(crate) fn counts(&self) -> (u64, u64) {
+        (
+            self.served.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Puts `routes` in place at once, whatever a build under way finds: for tests.
+    pub(crate) fn replace(&self, routes: Routes<C>) {
+        let mut state = self.state();
+        state.generation += 1;
+        state.routes = Some(Arc::new(routes));
+    }
+
+    fn drop_routes(&self, lease: &Lease<C>) {
+        let mut state = self.state();
+        if state
+            .routes
+            .as_ref()
+            .is_some_and(|current| Arc::ptr_eq(current, &lease.routes))
+        {
+            state.routes = None;
+            state.generation += 1;
+            state.idle_until = Some(Instant::now() + REBUILD_AFTER);
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State<C>> {
+        // Poisoned only if a holder panicked; the state is a few plain fields, always whole.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The one build under way. [`BuildTicket::finish`] installs its routes, unless they were
+/// dropped since it started; dropped without a result (its task failed or was cancelled),
+/// it lets the next build start after [`REBUILD_AFTER`].
+pub(crate) struct BuildTicket<C: Clone> {
+    direct: Option<Arc<Direct<C>>>,
+    generation: u64,
+}
+
+impl<C: Clone> BuildTicket<C> {
+    pub(crate) fn finish(mut self, routes: Option<Routes<C>>) {
+        if let Some(direct) = self.direct.take() {
+            let mut state = direct.state();
+            state.building = false;
+            match routes {
+                Some(routes) if state.generation == self.generation => {
+                    // A table with a primary missing is used, and rebuilt after the wait.
+                    let whole = routes.connections.iter().all(Option::is_some);
+                    state.routes = Some(Arc::new(routes));
+                    if whole {
+                        state.idle_until = None;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+impl<C: Clone> Drop for BuildTicket<C> {
+    fn drop(&mut self) {
+        if let Some(direct) = self.direct.take() {
+            direct.state().building = false;
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "direct_tests.rs"]
+mod tests;

@@ -1,0 +1,207 @@
+//! The slot function, the `CLUSTER SLOTS` table and the routes' states.
+
+use super::*;
+
+fn bulk(s: &str) -> Value {
+    Value::BulkString(s.as_bytes().to_vec())
+}
+
+fn range(start: i64, end: i64, host: &str, port: i64) -> Value {
+    Value::Array(vec![
+        Value::Int(start),
+        Value::Int(end),
+        Value::Array(vec![bulk(host), Value::Int(port), bulk("node-id")]),
+        // A replica, which the table ignores.
+        Value::Array(vec![bulk("10.0.0.9"), Value::Int(7009), bulk("replica-id")]),
+    ])
+}
+
+#[test]
+fn slots_follow_the_cluster_specification() {
+    // The reference vector of the Redis Cluster specification: CRC16 of "123456789"
+    // (XMODEM) is 0x31C3.
+    assert_eq!(slot_of(b"123456789"), 0x31C3 % SLOTS);
+    // Hash tags, as the specification describes them.
+    assert_eq!(slot_of(b"{user1000}.following"), slot_of(b"user1000"));
+    assert_eq!(slot_of(b"{user1000}.followers"), slot_of(b"user1000"));
+    // An empty tag: the whole key is hashed.
+    assert_ne!(slot_of(b"foo{}{bar}"), slot_of(b"bar"));
+    assert_eq!(slot_of(b"foo{{bar}}zap"), slot_of(b"{bar"));
+    assert_eq!(slot_of(b"foo{bar}{zap}"), slot_of(b"bar"));
+}
+
+#[test]
+fn cluster_slots_become_a_table_of_primaries() {
+    let answer = Value::Array(vec![
+        range(0, 5460, "10.0.0.1", 7000),
+        range(5461, 10922, "10.0.0.2", 7001),
+        range(10923, 16383, "10.0.0.1", 7000),
+    ]);
+    let (owner, primaries) = parse_slots(&answer).expect("parsed");
+    assert_eq!(
+        primaries.len(),
+        2,
+        "a primary serving two ranges is one primary"
+    );
+    assert_eq!((owner[0], owner[5460], owner[5461]), (0, 0, 1));
+    assert_eq!((owner[10922], owner[10923], owner[16383]), (1, 0, 0));
+    assert_eq!(primaries[1].host, "10.0.0.2");
+    assert_eq!(primaries[1].port, 7001);
+}
+
+#[test]
+fn a_primary_without_a_usable_address_leaves_its_slots_unserved() {
+    let answer = Value::Array(vec![
+        range(0, 99, "?", 7000),
+        range(100, 199, "", 7001),
+        range(200, 299, "0.0.0.0", 7002),
+        range(300, 16383, "10.0.0.1", 7003),
+    ]);
+    let (owner, primaries) = parse_slots(&answer).expect("parsed");
+    assert_eq!(primaries.len(), 1);
+    assert_eq!(
+        (owner[0], owner[150], owner[299]),
+        (UNSERVED, UNSERVED, UNSERVED)
+    );
+    assert_eq!(owner[300], 0);
+}
+
+#[test]
+fn a_malformed_answer_is_refused() {
+    for answer in [
+        Value::Array(vec![range(10, 5, "10.0.0.1", 7000)]),
+        Value::Array(vec![range(0, 16384, "10.0.0.1", 7000)]),
+        Value::Array(vec![range(0, 100, "10.0.0.1", 70000)]),
+        Value::Array(vec![Value::Int(1)]),
+        bulk("no"),
+    ] {
+        assert!(parse_slots(&answer).is_err(), "{answer:?}");
+    }
+}
+
+/// Routes to two primaries: slots below 8192 to the first (connection 1), the rest to the
+/// second (connection 2, or none).
+fn two_primaries(second: Option<u32>) -> Routes<u32> {
+    let owner = (0..SLOTS).map(|slot| u16::from(slot >= 8192)).collect();
+    Routes::new(owner, vec![Some(1), second])
+}
+
+/// A key of each half of the slot space.
+fn keys() -> (String, String) {
+    let low = (0..)
+        .map(|i| format!("k{i}"))
+        .find(|k| slot_of(k.as_bytes()) < 8192);
+    let high = (0..)
+        .map(|i| format!("k{i}"))
+        .find(|k| slot_of(k.as_bytes()) >= 8192);
+    (low.expect("low"), high.expect("high"))
+}
+
+fn lease(route: Route<u32>) -> Lease<u32> {
+    match route {
+        Route::Direct(lease) => lease,
+        Route::Build(_) => panic!("a build, not a connection"),
+        Route::Cluster => panic!("the cluster connection, not a direct one"),
+    }
+}
+
+fn ticket(route: Route<u32>) -> BuildTicket<u32> {
+    match route {
+        Route::Build(ticket) => ticket,
+        _ => panic!("expected to be picked to build"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_caller_builds_and_a_failed_build_waits() {
+    let direct = Arc::new(Direct::new());
+    let first = ticket(direct.route("k"));
+    assert!(
+        matches!(direct.route("k"), Route::Cluster),
+        "one build at a time"
+    );
+    drop(first);
+    assert!(
+        matches!(direct.route("k"), Route::Cluster),
+        "a failed build waits"
+    );
+    tokio::time::advance(REBUILD_AFTER).await;
+    ticket(direct.route("k")).finish(Some(two_primaries(Some(2))));
+    let (low, high) = keys();
+    assert_eq!(lease(direct.route(&low)).connection, 1);
+    assert_eq!(lease(direct.route(&high)).connection, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failure_drops_only_the_routes_it_was_sent_by() {
+    let direct = Arc::new(Direct::new());
+    ticket(direct.route("k")).finish(Some(two_primaries(Some(2))));
+    let (low, _) = keys();
+    let old = lease(direct.route(&low));
+    let also_old = lease(direct.route(&low));
+    direct.failed(&old);
+    assert!(
+        matches!(direct.route(&low), Route::Cluster),
+        "dropped for a while"
+    );
+    tokio::time::advance(REBUILD_AFTER).await;
+    let rebuild = ticket(direct.route(&low));
+    rebuild.finish(Some(two_primaries(Some(3))));
+    // A command sent on the old routes fails late: the new ones stay.
+    direct.failed(&also_old);
+    assert_eq!(lease(direct.route(&low)).connection, 1);
+    assert_eq!(direct.counts(), (0, 2));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_build_that_finds_the_routes_replaced_installs_nothing() {
+    let direct = Arc::new(Direct::new());
+    ticket(direct.route("k")).finish(Some(two_primaries(Some(2))));
+    let (low, _) = keys();
+    tokio::time::advance(REBUILD_AFTER).await;
+    let old = lease(direct.route(&low));
+    // A replaced table (as the tests' misrouting does) makes a build under way stale.
+    direct.failed(&old);
+    tokio::time::advance(REBUILD_AFTER).await;
+    let stale = ticket(direct.route(&low));
+    direct.replace(two_primaries(Some(5)));
+    stale.finish(Some(two_primaries(Some(9))));
+    let (_, high) = keys();
+    assert_eq!(lease(direct.route(&high)).connection, 5);
+}
+
+#[tokio::test(start_paused = true)]
+async fn timeouts_keep_the_routes_until_one_primary_answers_nothing_in_a_row() {
+    let direct = Arc::new(Direct::new());
+    ticket(direct.route("k")).finish(Some(two_primaries(Some(2))));
+    let (low, _) = keys();
+    for _ in 1..WEDGED_AFTER {
+        direct.timed_out(&lease(direct.route(&low)));
+    }
+    direct.answered(&lease(direct.route(&low)));
+    for _ in 1..WEDGED_AFTER {
+        direct.timed_out(&lease(direct.route(&low)));
+    }
+    assert_eq!(
+        lease(direct.route(&low)).connection,
+        1,
+        "one answer reset the count"
+    );
+    direct.timed_out(&lease(direct.route(&low)));
+    assert!(
+        matches!(direct.route(&low), Route::Cluster),
+        "wedged: dropped"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_primary_missing_from_the_table_is_built_again_after_the_wait() {
+    let direct = Arc::new(Direct::new());
+    ticket(direct.route("k")).finish(Some(two_primaries(None)));
+    let (low, high) = keys();
+    assert_eq!(lease(direct.route(&low)).connection, 1, "the table is used");
+    assert!(matches!(direct.route(&high), Route::Cluster));
+    tokio::time::advance(REBUILD_AFTER).await;
+    ticket(direct.route(&high)).finish(Some(two_primaries(Some(2))));
+    assert_eq!(lease(direct.route(&high)).connection, 2);
+}
