@@ -13,14 +13,15 @@
 //! unavailable (MOVED, ASK, TRYAGAIN, CLUSTERDOWN, READONLY, MASTERDOWN), or that fails on a
 //! broken connection, is sent again through the cluster connection, which is safe because
 //! each of these commands is idempotent (a claim finds its own value, commit and release
-//! compare first), and the routes are dropped. A timeout is not re-sent and keeps the routes:
-//! the command may still run, and the release that follows a timed-out claim must go out
-//! behind it on the same connection. Only [`WEDGED_AFTER`] timeouts in a row on one primary,
-//! none answered in between, drop the routes. Dropped routes are read again from `CLUSTER
-//! SLOTS` no sooner than [`REBUILD_AFTER`] later, so a node in trouble costs one request per
-//! interval an extra try, not every request.
+//! compare first), and that primary is taken out of the routes. A timeout is not re-sent and
+//! keeps the routes: the command may still run, and the release that follows a timed-out
+//! claim must go out behind it on the same connection. Only [`WEDGED_AFTER`] timeouts in a
+//! row on one primary, none answered in between, take it out. The routes are then read again
+//! from `CLUSTER SLOTS` no sooner than [`REBUILD_AFTER`] later, keeping the connections of
+//! the primaries still in use, so a node in trouble costs one request per interval an extra
+//! try, not every request, and what was sent to the others keeps its order.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -124,27 +125,47 @@ pub(crate) const WEDGED_AFTER: u32 = 16;
 /// when the table was built, and its slots go through the cluster connection).
 pub(crate) struct Routes<C> {
     owner: Vec<u16>,
+    primaries: Vec<Primary>,
     connections: Vec<Option<C>>,
-    /// Timeouts in a row per primary.
+    /// Per primary: taken out of use after a failure, until the next build.
+    disabled: Vec<AtomicBool>,
+    /// Per primary: timeouts in a row.
     unanswered: Vec<AtomicU32>,
 }
 
 impl<C: Clone> Routes<C> {
-    /// `connections[i]` is a connection to the i-th primary of `owner`'s table.
-    pub(crate) fn new(owner: Vec<u16>, connections: Vec<Option<C>>) -> Self {
-        let unanswered = connections.iter().map(|_| AtomicU32::new(0)).collect();
+    /// `connections[i]` is a connection to `primaries[i]`, the i-th primary of `owner`.
+    pub(crate) fn new(
+        owner: Vec<u16>,
+        primaries: Vec<Primary>,
+        connections: Vec<Option<C>>,
+    ) -> Self {
         Self {
+            disabled: connections.iter().map(|_| AtomicBool::new(false)).collect(),
+            unanswered: connections.iter().map(|_| AtomicU32::new(0)).collect(),
             owner,
+            primaries,
             connections,
-            unanswered,
         }
     }
 
-    /// The primary serving `key` and its connection, if it has one.
+    /// The primary serving `key` and its connection, if it has one in use.
     fn primary_for(&self, key: &str) -> Option<(usize, C)> {
         let index = usize::from(*self.owner.get(usize::from(slot_of(key.as_bytes())))?);
+        if self.disabled.get(index)?.load(Ordering::Relaxed) {
+            return None;
+        }
         let connection = self.connections.get(index)?.clone()?;
         Some((index, connection))
+    }
+
+    /// Whether every slot has a primary with a connection.
+    fn complete(&self) -> bool {
+        self.owner.iter().all(|&index| {
+            self.connections
+                .get(usize::from(index))
+                .is_some_and(Option::is_some)
+        })
     }
 }
 
@@ -240,15 +261,34 @@ impl<C: Clone> Direct<C> {
             .get(lease.primary)
             .map_or(0, |count| count.fetch_add(1, Ordering::Relaxed) + 1);
         if in_a_row >= WEDGED_AFTER {
-            self.drop_routes(lease);
+            self.disable(lease);
         }
     }
 
-    /// A command failed on a direct connection and goes through the cluster connection: the
-    /// routes it was sent by are dropped for a while (newer ones are kept).
+    /// A command failed on a direct connection and goes through the cluster connection: its
+    /// primary is taken out of the routes it was sent by (newer ones are kept), and the
+    /// routes are built again after [`REBUILD_AFTER`]. The other primaries' connections stay,
+    /// so what was sent on them keeps its order.
     pub(crate) fn failed(&self, lease: &Lease<C>) {
         self.failed.fetch_add(1, Ordering::Relaxed);
-        self.drop_routes(lease);
+        self.disable(lease);
+    }
+
+    /// The connections of the routes in use that a new table can keep, by their primary's
+    /// address: kept, they keep the order of what was sent on them.
+    pub(crate) fn reusable(&self) -> Vec<(Primary, C)> {
+        let state = self.state();
+        let Some(routes) = &state.routes else {
+            return Vec::new();
+        };
+        routes
+            .primaries
+            .iter()
+            .zip(&routes.connections)
+            .zip(&routes.disabled)
+            .filter(|(_, disabled)| !disabled.load(Ordering::Relaxed))
+            .filter_map(|((primary, connection), _)| Some((primary.clone(), connection.clone()?)))
+            .collect()
     }
 
     /// Commands answered on direct connections, and commands that failed on one and were sent
@@ -267,14 +307,17 @@ impl<C: Clone> Direct<C> {
         state.routes = Some(Arc::new(routes));
     }
 
-    fn drop_routes(&self, lease: &Lease<C>) {
+    fn disable(&self, lease: &Lease<C>) {
+        if let Some(disabled) = lease.routes.disabled.get(lease.primary) {
+            disabled.store(true, Ordering::Relaxed);
+        }
         let mut state = self.state();
         if state
             .routes
             .as_ref()
             .is_some_and(|current| Arc::ptr_eq(current, &lease.routes))
         {
-            state.routes = None;
+            // A build that read the slots before this failure must not undo it.
             state.generation += 1;
             state.idle_until = Some(Instant::now() + REBUILD_AFTER);
         }
@@ -286,9 +329,10 @@ impl<C: Clone> Direct<C> {
     }
 }
 
-/// The one build under way. [`BuildTicket::finish`] installs its routes, unless they were
-/// dropped since it started; dropped without a result (its task failed or was cancelled),
-/// it lets the next build start after [`REBUILD_AFTER`].
+/// The one build under way. [`BuildTicket::finish`] installs its routes, unless a failure
+/// came since it started; a table that leaves slots without a connection is used and built
+/// again [`REBUILD_AFTER`] after this one ended. Dropped without a result (its task failed or
+/// was cancelled), it lets the next build start after that wait too.
 pub(crate) struct BuildTicket<C: Clone> {
     direct: Option<Arc<Direct<C>>>,
     generation: u64,
@@ -299,16 +343,12 @@ impl<C: Clone> BuildTicket<C> {
         if let Some(direct) = self.direct.take() {
             let mut state = direct.state();
             state.building = false;
-            match routes {
-                Some(routes) if state.generation == self.generation => {
-                    // A table with a primary missing is used, and rebuilt after the wait.
-                    let whole = routes.connections.iter().all(Option::is_some);
-                    state.routes = Some(Arc::new(routes));
-                    if whole {
-                        state.idle_until = None;
-                    }
+            state.idle_until = Some(Instant::now() + REBUILD_AFTER);
+            if let Some(routes) = routes.filter(|_| state.generation == self.generation) {
+                if routes.complete() {
+                    state.idle_until = None;
                 }
-                _ => {}
+                state.routes = Some(Arc::new(routes));
             }
         }
     }
@@ -317,7 +357,9 @@ impl<C: Clone> BuildTicket<C> {
 impl<C: Clone> Drop for BuildTicket<C> {
     fn drop(&mut self) {
         if let Some(direct) = self.direct.take() {
-            direct.state().building = false;
+            let mut state = direct.state();
+            state.building = false;
+            state.idle_until = Some(Instant::now() + REBUILD_AFTER);
         }
     }
 }

@@ -25,7 +25,10 @@ fn slots_follow_the_cluster_specification() {
     assert_eq!(slot_of(b"{user1000}.following"), slot_of(b"user1000"));
     assert_eq!(slot_of(b"{user1000}.followers"), slot_of(b"user1000"));
     // An empty tag: the whole key is hashed.
-    assert_ne!(slot_of(b"foo{}{bar}"), slot_of(b"bar"));
+    assert_eq!(
+        slot_of(b"foo{}{bar}"),
+        crc16::State::<crc16::XMODEM>::calculate(b"foo{}{bar}") % SLOTS
+    );
     assert_eq!(slot_of(b"foo{{bar}}zap"), slot_of(b"{bar"));
     assert_eq!(slot_of(b"foo{bar}{zap}"), slot_of(b"bar"));
 }
@@ -83,7 +86,11 @@ fn a_malformed_answer_is_refused() {
 /// second (connection 2, or none).
 fn two_primaries(second: Option<u32>) -> Routes<u32> {
     let owner = (0..SLOTS).map(|slot| u16::from(slot >= 8192)).collect();
-    Routes::new(owner, vec![Some(1), second])
+    let primaries = [7000, 7001].map(|port| Primary {
+        host: "10.0.0.1".into(),
+        port,
+    });
+    Routes::new(owner, primaries.to_vec(), vec![Some(1), second])
 }
 
 /// A key of each half of the slot space.
@@ -133,48 +140,80 @@ async fn one_caller_builds_and_a_failed_build_waits() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_failure_drops_only_the_routes_it_was_sent_by() {
+async fn a_failure_takes_out_its_primary_only_and_only_in_the_routes_it_was_sent_by() {
     let direct = Arc::new(Direct::new());
     ticket(direct.route("k")).finish(Some(two_primaries(Some(2))));
-    let (low, _) = keys();
+    let (low, high) = keys();
     let old = lease(direct.route(&low));
     let also_old = lease(direct.route(&low));
     direct.failed(&old);
     assert!(
         matches!(direct.route(&low), Route::Cluster),
-        "dropped for a while"
+        "out for a while"
+    );
+    assert_eq!(
+        lease(direct.route(&high)).connection,
+        2,
+        "the other primary's connection stays, and what was sent on it keeps its order"
+    );
+    assert_eq!(
+        direct
+            .reusable()
+            .iter()
+            .map(|(_, c)| *c)
+            .collect::<Vec<_>>(),
+        vec![2],
+        "a rebuild keeps the connection still in use, not the failed one"
     );
     tokio::time::advance(REBUILD_AFTER).await;
-    let rebuild = ticket(direct.route(&low));
-    rebuild.finish(Some(two_primaries(Some(3))));
-    // A command sent on the old routes fails late: the new ones stay.
+    ticket(direct.route(&low)).finish(Some(two_primaries(Some(3))));
+    // A command sent on the old routes fails late: the new ones stay whole.
     direct.failed(&also_old);
     assert_eq!(lease(direct.route(&low)).connection, 1);
+    assert_eq!(lease(direct.route(&high)).connection, 3);
     assert_eq!(direct.counts(), (0, 2));
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_build_that_finds_the_routes_replaced_installs_nothing() {
+async fn a_build_that_finds_a_failure_since_it_started_installs_nothing() {
     let direct = Arc::new(Direct::new());
-    ticket(direct.route("k")).finish(Some(two_primaries(Some(2))));
-    let (low, _) = keys();
+    ticket(direct.route("k")).finish(Some(two_primaries(None)));
+    let (low, high) = keys();
     tokio::time::advance(REBUILD_AFTER).await;
-    let old = lease(direct.route(&low));
-    // A replaced table (as the tests' misrouting does) makes a build under way stale.
-    direct.failed(&old);
-    tokio::time::advance(REBUILD_AFTER).await;
-    let stale = ticket(direct.route(&low));
-    direct.replace(two_primaries(Some(5)));
+    let stale = ticket(direct.route(&high));
+    direct.failed(&lease(direct.route(&low)));
     stale.finish(Some(two_primaries(Some(9))));
-    let (_, high) = keys();
-    assert_eq!(lease(direct.route(&high)).connection, 5);
+    assert!(
+        matches!(direct.route(&high), Route::Cluster),
+        "not installed"
+    );
+    assert!(matches!(direct.route(&low), Route::Cluster));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_incomplete_table_is_built_again_only_after_the_wait_from_the_end_of_its_build() {
+    let direct = Arc::new(Direct::new());
+    let slow = ticket(direct.route("k"));
+    // The build outlasts the wait (a primary that does not answer its connect).
+    tokio::time::advance(REBUILD_AFTER * 3).await;
+    slow.finish(Some(Routes::new(
+        vec![UNSERVED; usize::from(SLOTS)],
+        Vec::new(),
+        Vec::new(),
+    )));
+    assert!(
+        matches!(direct.route("k"), Route::Cluster),
+        "no build back to back"
+    );
+    tokio::time::advance(REBUILD_AFTER).await;
+    assert!(matches!(direct.route("k"), Route::Build(_)));
 }
 
 #[tokio::test(start_paused = true)]
 async fn timeouts_keep_the_routes_until_one_primary_answers_nothing_in_a_row() {
     let direct = Arc::new(Direct::new());
     ticket(direct.route("k")).finish(Some(two_primaries(Some(2))));
-    let (low, _) = keys();
+    let (low, high) = keys();
     for _ in 1..WEDGED_AFTER {
         direct.timed_out(&lease(direct.route(&low)));
     }
@@ -188,10 +227,8 @@ async fn timeouts_keep_the_routes_until_one_primary_answers_nothing_in_a_row() {
         "one answer reset the count"
     );
     direct.timed_out(&lease(direct.route(&low)));
-    assert!(
-        matches!(direct.route(&low), Route::Cluster),
-        "wedged: dropped"
-    );
+    assert!(matches!(direct.route(&low), Route::Cluster), "wedged: out");
+    assert_eq!(lease(direct.route(&high)).connection, 2);
 }
 
 #[tokio::test(start_paused = true)]

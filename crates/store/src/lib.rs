@@ -29,8 +29,9 @@
 //! absent key as well as its own claim, and writes nothing over another request's).
 //!
 //! Claim, commit and release go straight to the primary that serves the key's slot while the
-//! routes to it are known (`direct.rs`), and through redis-rs's cluster connection otherwise or
-//! after any failure there; every other command takes the cluster connection.
+//! routes to it are known (`direct.rs`), and through redis-rs's cluster connection otherwise,
+//! or when that node refused the command as misrouted or unavailable or the connection broke
+//! (a timeout is not sent again); every other command takes the cluster connection.
 //!
 //! Readiness runs `health`, not `PING`: it needs what the claim needs (`SET ... NX ... GET` is
 //! Redis 7), so a cluster that answers PING but refuses every claim is not reported ready.

@@ -37,8 +37,13 @@ impl RedisStore {
             .get_multiplexed_async_connection_with_config(&config)
             .await
             .map_err(|e| unavailable("connect", e))?;
+        let seed_primary = match self.inner.seed.as_ref().map(|seed| seed.addr().clone()) {
+            Some(ConnectionAddr::Tcp(host, port)) => direct::Primary { host, port },
+            _ => return Ok(false),
+        };
         self.inner.direct.replace(Routes::new(
             vec![0; usize::from(direct::SLOTS)],
+            vec![seed_primary],
             vec![Some(connection)],
         ));
         Ok(true)
@@ -139,12 +144,20 @@ impl RedisStore {
         let (owner, primaries) =
             direct::parse_slots(&answer).map_err(|e| unavailable("route", e))?;
         let config = self.node_config();
-        let connects = primaries.into_iter().map(|primary| {
+        let reusable = self.inner.direct.reusable();
+        let connects = primaries.iter().cloned().map(|primary| {
+            let kept = reusable
+                .iter()
+                .find(|(known, _)| *known == primary)
+                .map(|(_, connection)| connection.clone());
             let info = seed
                 .clone()
                 .set_addr(ConnectionAddr::Tcp(primary.host.clone(), primary.port));
             let config = config.clone();
             async move {
+                if kept.is_some() {
+                    return kept;
+                }
                 let connected = match redis::Client::open(info) {
                     Ok(client) => {
                         client
@@ -165,7 +178,7 @@ impl RedisStore {
         if connections.iter().all(Option::is_none) {
             return Err(self.timed_out("route"));
         }
-        Ok(Routes::new(owner, connections))
+        Ok(Routes::new(owner, primaries, connections))
     }
 
     /// A direct connection's timeouts: the command timeout, as for the cluster connection.
@@ -178,13 +191,19 @@ impl RedisStore {
 }
 
 /// Whether a command that failed on a direct connection goes through the cluster connection:
-/// the node says the key is not its own or it cannot serve it now, or the connection broke.
+/// the node says the key is not its own or it cannot serve it now (still loading its data
+/// after a restart too), or the connection broke. Checked after timeouts, which are I/O
+/// errors as well but must not be sent again.
 fn send_elsewhere(error: &RedisError) -> bool {
     use redis::{ErrorKind, ServerErrorKind};
     error.is_cluster_error()
         || matches!(
             error.kind(),
-            ErrorKind::Server(ServerErrorKind::ReadOnly | ServerErrorKind::MasterDown)
+            ErrorKind::Server(
+                ServerErrorKind::ReadOnly
+                    | ServerErrorKind::MasterDown
+                    | ServerErrorKind::BusyLoading
+            )
         )
         || error.is_io_error()
         || error.is_connection_dropped()

@@ -97,7 +97,7 @@ async fn a_stale_route_costs_one_more_try_and_the_routes_come_back() {
         1,
         "the routes were dropped at once"
     );
-    // The claim took effect exactly once: the same event finds its own claim, another waits.
+    // The claim sent again through the cluster connection holds the key.
     assert_eq!(
         store.claim(&key, "ev-2").await.expect("claim"),
         Claim::InFlight
