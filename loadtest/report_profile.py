@@ -146,8 +146,8 @@ def expectations(two: dict | None, one: dict | None) -> list[str]:
         " the generator share the same two cores; against a Kafka cluster and a Redis Cluster of"
         " their own, the ingress's cores are its own, its CPU per request stays about the same (it"
         " falls as the rate rises: fuller produce batches, fewer wake-ups per request, see the"
-        " sweep), and what the network adds is latency (two Redis round trips and one"
-        " `acks=all` produce per request), not CPU. TLS on the listener adds the handshakes of new"
+        " sweep), and what the network adds is latency (one Redis round trip and one"
+        " `acks=all` produce before each answer; the commit follows it), not CPU. TLS on the listener adds the handshakes of new"
         " connections; keep-alive senders pay it once.",
     ]
 
