@@ -10,7 +10,7 @@
 //!
 //! The routes are an optimisation, never the authority: the cluster connection stays, and it
 //! alone handles what the routes cannot. A command that the node refuses as misrouted or
-//! unavailable (MOVED, ASK, TRYAGAIN, CLUSTERDOWN, READONLY, MASTERDOWN), or that fails on a
+//! unavailable (MOVED, ASK, TRYAGAIN, CLUSTERDOWN, READONLY, MASTERDOWN, LOADING), or that fails on a
 //! broken connection, is sent again through the cluster connection, which is safe because
 //! each of these commands is idempotent (a claim finds its own value, commit and release
 //! compare first), and that primary is taken out of the routes. A timeout is not re-sent and
@@ -117,64 +117,78 @@ pub(crate) fn parse_slots(answer: &Value) -> Result<(Vec<u16>, Vec<Primary>), Re
 }
 
 /// Timeouts in a row on one primary's direct connection, none answered in between, after
-/// which the routes are dropped: the node may be gone for good (a failover the cluster
+/// which it is taken out of use: the node may be gone for good (a failover the cluster
 /// connection follows, but a direct connection does not).
 pub(crate) const WEDGED_AFTER: u32 = 16;
+
+/// A direct connection to one primary and its health, shared by every table that keeps it.
+pub(crate) struct Node<C> {
+    connection: C,
+    /// Taken out of use after a failure; a later table connects again instead.
+    disabled: AtomicBool,
+    /// Timeouts in a row.
+    unanswered: AtomicU32,
+}
+
+impl<C> Node<C> {
+    pub(crate) fn new(connection: C) -> Arc<Self> {
+        Arc::new(Self {
+            connection,
+            disabled: AtomicBool::new(false),
+            unanswered: AtomicU32::new(0),
+        })
+    }
+}
 
 /// The slot table and a connection to each primary in it (`None`: it could not be reached
 /// when the table was built, and its slots go through the cluster connection).
 pub(crate) struct Routes<C> {
     owner: Vec<u16>,
     primaries: Vec<Primary>,
-    connections: Vec<Option<C>>,
-    /// Per primary: taken out of use after a failure, until the next build.
-    disabled: Vec<AtomicBool>,
-    /// Per primary: timeouts in a row.
-    unanswered: Vec<AtomicU32>,
+    nodes: Vec<Option<Arc<Node<C>>>>,
 }
 
 impl<C: Clone> Routes<C> {
-    /// `connections[i]` is a connection to `primaries[i]`, the i-th primary of `owner`.
+    /// `nodes[i]` is the connection to `primaries[i]`, the i-th primary of `owner`.
     pub(crate) fn new(
         owner: Vec<u16>,
         primaries: Vec<Primary>,
-        connections: Vec<Option<C>>,
+        nodes: Vec<Option<Arc<Node<C>>>>,
     ) -> Self {
         Self {
-            disabled: connections.iter().map(|_| AtomicBool::new(false)).collect(),
-            unanswered: connections.iter().map(|_| AtomicU32::new(0)).collect(),
             owner,
             primaries,
-            connections,
+            nodes,
         }
     }
 
-    /// The primary serving `key` and its connection, if it has one in use.
-    fn primary_for(&self, key: &str) -> Option<(usize, C)> {
+    /// The connection to the primary serving `key`, if it has one in use.
+    fn node_for(&self, key: &str) -> Option<Arc<Node<C>>> {
         let index = usize::from(*self.owner.get(usize::from(slot_of(key.as_bytes())))?);
-        if self.disabled.get(index)?.load(Ordering::Relaxed) {
-            return None;
-        }
-        let connection = self.connections.get(index)?.clone()?;
-        Some((index, connection))
+        let node = self.nodes.get(index)?.as_ref()?;
+        (!node.disabled.load(Ordering::Relaxed)).then(|| Arc::clone(node))
     }
 
     /// Whether every slot has a primary with a connection.
     fn complete(&self) -> bool {
         self.owner.iter().all(|&index| {
-            self.connections
+            self.nodes
                 .get(usize::from(index))
                 .is_some_and(Option::is_some)
         })
     }
 }
 
-/// A direct connection handed out for one command, and the routes it came from, so that what
-/// befalls the command is put down to those routes and no newer ones.
+/// A direct connection handed out for one command, with its health, so that what befalls the
+/// command is put down to that connection in whichever table holds it now.
 pub(crate) struct Lease<C> {
-    pub(crate) connection: C,
-    primary: usize,
-    routes: Arc<Routes<C>>,
+    node: Arc<Node<C>>,
+}
+
+impl<C> Lease<C> {
+    pub(crate) fn connection(&self) -> &C {
+        &self.node.connection
+    }
 }
 
 /// What a caller should do for its key.
@@ -200,7 +214,8 @@ struct State<C> {
     building: bool,
     /// No build before this instant (after a failure, or while a partial table is in use).
     idle_until: Option<Instant>,
-    /// Bumped when the routes are dropped, so that a build started before cannot install them.
+    /// Bumped when a connection is taken out, so that a build started before cannot install
+    /// a table read before the failure.
     generation: u64,
 }
 
@@ -223,14 +238,8 @@ impl<C: Clone> Direct<C> {
     /// connection.
     pub(crate) fn route(self: &Arc<Self>, key: &str) -> Route<C> {
         let mut state = self.state();
-        if let Some(routes) = &state.routes {
-            if let Some((primary, connection)) = routes.primary_for(key) {
-                return Route::Direct(Lease {
-                    connection,
-                    primary,
-                    routes: Arc::clone(routes),
-                });
-            }
+        if let Some(node) = state.routes.as_ref().and_then(|r| r.node_for(key)) {
+            return Route::Direct(Lease { node });
         }
         let now = Instant::now();
         if state.building || state.idle_until.is_some_and(|until| now < until) {
@@ -247,28 +256,22 @@ impl<C: Clone> Direct<C> {
     /// A command was answered on a direct connection.
     pub(crate) fn answered(&self, lease: &Lease<C>) {
         self.served.fetch_add(1, Ordering::Relaxed);
-        if let Some(count) = lease.routes.unanswered.get(lease.primary) {
-            count.store(0, Ordering::Relaxed);
-        }
+        lease.node.unanswered.store(0, Ordering::Relaxed);
     }
 
     /// A command timed out on a direct connection: the routes stay, unless it is the
     /// [`WEDGED_AFTER`]th in a row on that primary.
     pub(crate) fn timed_out(&self, lease: &Lease<C>) {
-        let in_a_row = lease
-            .routes
-            .unanswered
-            .get(lease.primary)
-            .map_or(0, |count| count.fetch_add(1, Ordering::Relaxed) + 1);
+        let in_a_row = lease.node.unanswered.fetch_add(1, Ordering::Relaxed) + 1;
         if in_a_row >= WEDGED_AFTER {
             self.disable(lease);
         }
     }
 
-    /// A command failed on a direct connection and goes through the cluster connection: its
-    /// primary is taken out of the routes it was sent by (newer ones are kept), and the
-    /// routes are built again after [`REBUILD_AFTER`]. The other primaries' connections stay,
-    /// so what was sent on them keeps its order.
+    /// A command failed on a direct connection and goes through the cluster connection: that
+    /// connection is taken out of use (a newer one to the same primary is not), and the routes
+    /// are built again after [`REBUILD_AFTER`]. The other primaries' connections stay, so what
+    /// was sent on them keeps its order.
     pub(crate) fn failed(&self, lease: &Lease<C>) {
         self.failed.fetch_add(1, Ordering::Relaxed);
         self.disable(lease);
@@ -276,7 +279,7 @@ impl<C: Clone> Direct<C> {
 
     /// The connections of the routes in use that a new table can keep, by their primary's
     /// address: kept, they keep the order of what was sent on them.
-    pub(crate) fn reusable(&self) -> Vec<(Primary, C)> {
+    pub(crate) fn reusable(&self) -> Vec<(Primary, Arc<Node<C>>)> {
         let state = self.state();
         let Some(routes) = &state.routes else {
             return Vec::new();
@@ -284,10 +287,12 @@ impl<C: Clone> Direct<C> {
         routes
             .primaries
             .iter()
-            .zip(&routes.connections)
-            .zip(&routes.disabled)
-            .filter(|(_, disabled)| !disabled.load(Ordering::Relaxed))
-            .filter_map(|((primary, connection), _)| Some((primary.clone(), connection.clone()?)))
+            .zip(&routes.nodes)
+            .filter_map(|(primary, node)| {
+                let node = node.as_ref()?;
+                (!node.disabled.load(Ordering::Relaxed))
+                    .then(|| (primary.clone(), Arc::clone(node)))
+            })
             .collect()
     }
 
@@ -308,19 +313,15 @@ impl<C: Clone> Direct<C> {
     }
 
     fn disable(&self, lease: &Lease<C>) {
-        if let Some(disabled) = lease.routes.disabled.get(lease.primary) {
-            disabled.store(true, Ordering::Relaxed);
+        // Only the first failure counts: later ones (commands in flight on it) must not put
+        // off or discard the rebuild it started.
+        if lease.node.disabled.swap(true, Ordering::Relaxed) {
+            return;
         }
         let mut state = self.state();
-        if state
-            .routes
-            .as_ref()
-            .is_some_and(|current| Arc::ptr_eq(current, &lease.routes))
-        {
-            // A build that read the slots before this failure must not undo it.
-            state.generation += 1;
-            state.idle_until = Some(Instant::now() + REBUILD_AFTER);
-        }
+        // A build that read the slots before this failure must not undo it.
+        state.generation += 1;
+        state.idle_until = Some(Instant::now() + REBUILD_AFTER);
     }
 
     fn state(&self) -> MutexGuard<'_, State<C>> {

@@ -90,7 +90,11 @@ fn two_primaries(second: Option<u32>) -> Routes<u32> {
         host: "10.0.0.1".into(),
         port,
     });
-    Routes::new(owner, primaries.to_vec(), vec![Some(1), second])
+    Routes::new(
+        owner,
+        primaries.to_vec(),
+        vec![Some(Node::new(1)), second.map(Node::new)],
+    )
 }
 
 /// A key of each half of the slot space.
@@ -135,8 +139,8 @@ async fn one_caller_builds_and_a_failed_build_waits() {
     tokio::time::advance(REBUILD_AFTER).await;
     ticket(direct.route("k")).finish(Some(two_primaries(Some(2))));
     let (low, high) = keys();
-    assert_eq!(lease(direct.route(&low)).connection, 1);
-    assert_eq!(lease(direct.route(&high)).connection, 2);
+    assert_eq!(*lease(direct.route(&low)).connection(), 1);
+    assert_eq!(*lease(direct.route(&high)).connection(), 2);
 }
 
 #[tokio::test(start_paused = true)]
@@ -152,7 +156,7 @@ async fn a_failure_takes_out_its_primary_only_and_only_in_the_routes_it_was_sent
         "out for a while"
     );
     assert_eq!(
-        lease(direct.route(&high)).connection,
+        *lease(direct.route(&high)).connection(),
         2,
         "the other primary's connection stays, and what was sent on it keeps its order"
     );
@@ -160,7 +164,7 @@ async fn a_failure_takes_out_its_primary_only_and_only_in_the_routes_it_was_sent
         direct
             .reusable()
             .iter()
-            .map(|(_, c)| *c)
+            .map(|(_, node)| node.connection)
             .collect::<Vec<_>>(),
         vec![2],
         "a rebuild keeps the connection still in use, not the failed one"
@@ -169,8 +173,8 @@ async fn a_failure_takes_out_its_primary_only_and_only_in_the_routes_it_was_sent
     ticket(direct.route(&low)).finish(Some(two_primaries(Some(3))));
     // A command sent on the old routes fails late: the new ones stay whole.
     direct.failed(&also_old);
-    assert_eq!(lease(direct.route(&low)).connection, 1);
-    assert_eq!(lease(direct.route(&high)).connection, 3);
+    assert_eq!(*lease(direct.route(&low)).connection(), 1);
+    assert_eq!(*lease(direct.route(&high)).connection(), 3);
     assert_eq!(direct.counts(), (0, 2));
 }
 
@@ -222,13 +226,13 @@ async fn timeouts_keep_the_routes_until_one_primary_answers_nothing_in_a_row() {
         direct.timed_out(&lease(direct.route(&low)));
     }
     assert_eq!(
-        lease(direct.route(&low)).connection,
+        *lease(direct.route(&low)).connection(),
         1,
         "one answer reset the count"
     );
     direct.timed_out(&lease(direct.route(&low)));
     assert!(matches!(direct.route(&low), Route::Cluster), "wedged: out");
-    assert_eq!(lease(direct.route(&high)).connection, 2);
+    assert_eq!(*lease(direct.route(&high)).connection(), 2);
 }
 
 #[tokio::test(start_paused = true)]
@@ -236,9 +240,49 @@ async fn a_primary_missing_from_the_table_is_built_again_after_the_wait() {
     let direct = Arc::new(Direct::new());
     ticket(direct.route("k")).finish(Some(two_primaries(None)));
     let (low, high) = keys();
-    assert_eq!(lease(direct.route(&low)).connection, 1, "the table is used");
+    assert_eq!(
+        *lease(direct.route(&low)).connection(),
+        1,
+        "the table is used"
+    );
     assert!(matches!(direct.route(&high), Route::Cluster));
     tokio::time::advance(REBUILD_AFTER).await;
     ticket(direct.route(&high)).finish(Some(two_primaries(Some(2))));
-    assert_eq!(lease(direct.route(&high)).connection, 2);
+    assert_eq!(*lease(direct.route(&high)).connection(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_kept_connection_keeps_its_count_of_timeouts_in_a_new_table() {
+    let direct = Arc::new(Direct::new());
+    ticket(direct.route("k")).finish(Some(two_primaries(Some(2))));
+    let (low, _) = keys();
+    for _ in 1..WEDGED_AFTER {
+        direct.timed_out(&lease(direct.route(&low)));
+    }
+    // A rebuild (as after a failure on the other primary) keeps both connections.
+    let (_, high) = keys();
+    direct.failed(&lease(direct.route(&high)));
+    let kept: Vec<_> = direct
+        .reusable()
+        .into_iter()
+        .map(|(_, node)| node)
+        .collect();
+    assert_eq!(kept.len(), 1);
+    tokio::time::advance(REBUILD_AFTER).await;
+    let owner = (0..SLOTS).map(|slot| u16::from(slot >= 8192)).collect();
+    let primaries = [7000, 7001].map(|port| Primary {
+        host: "10.0.0.1".into(),
+        port,
+    });
+    ticket(direct.route(&high)).finish(Some(Routes::new(
+        owner,
+        primaries.to_vec(),
+        vec![Some(Arc::clone(&kept[0])), Some(Node::new(3))],
+    )));
+    assert_eq!(*lease(direct.route(&low)).connection(), 1);
+    direct.timed_out(&lease(direct.route(&low)));
+    assert!(
+        matches!(direct.route(&low), Route::Cluster),
+        "the 16th timeout in a row counts across the rebuild"
+    );
 }

@@ -2,6 +2,8 @@
 //! ([`crate::direct`]) when it is known, and through the cluster connection otherwise or after
 //! the node refused it as misrouted or the connection broke, within one command timeout.
 
+use std::sync::Arc;
+
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster_async::ClusterConnection;
 use redis::{
@@ -44,7 +46,7 @@ impl RedisStore {
         self.inner.direct.replace(Routes::new(
             vec![0; usize::from(direct::SLOTS)],
             vec![seed_primary],
-            vec![Some(connection)],
+            vec![Some(direct::Node::new(connection))],
         ));
         Ok(true)
     }
@@ -63,7 +65,7 @@ impl RedisStore {
     ) -> Result<T, StoreError> {
         let deadline = Instant::now() + self.inner.settings.command_timeout;
         if let Some(lease) = self.direct_lease(key) {
-            let mut routed = Routed::Node(lease.connection.clone());
+            let mut routed = Routed::Node(lease.connection().clone());
             match tokio::time::timeout_at(deadline, command.send(&mut routed)).await {
                 Ok(Ok(v)) => {
                     self.inner.direct.answered(&lease);
@@ -149,7 +151,7 @@ impl RedisStore {
             let kept = reusable
                 .iter()
                 .find(|(known, _)| *known == primary)
-                .map(|(_, connection)| connection.clone());
+                .map(|(_, node)| Arc::clone(node));
             let info = seed
                 .clone()
                 .set_addr(ConnectionAddr::Tcp(primary.host.clone(), primary.port));
@@ -167,6 +169,7 @@ impl RedisStore {
                     Err(e) => Err(e),
                 };
                 connected
+                    .map(direct::Node::new)
                     .inspect_err(|e| {
                         tracing::info!(host = %primary.host, port = primary.port, error = %e, "no direct connection to a Redis primary; its claims go through the cluster connection");
                     })

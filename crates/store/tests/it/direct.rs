@@ -95,7 +95,7 @@ async fn a_stale_route_costs_one_more_try_and_the_routes_come_back() {
     assert_eq!(
         redis.direct_counts().1,
         1,
-        "the routes were dropped at once"
+        "the misrouted connection was taken out at once"
     );
     // The claim sent again through the cluster connection holds the key.
     assert_eq!(
