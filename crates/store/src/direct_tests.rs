@@ -85,16 +85,17 @@ fn a_malformed_answer_is_refused() {
 /// Routes to two primaries: slots below 8192 to the first (connection 1), the rest to the
 /// second (connection 2, or none).
 fn two_primaries(second: Option<u32>) -> Routes<u32> {
+    halves(Some(Node::new(1)), second.map(Node::new))
+}
+
+/// Routes that send slots below 8192 to the first node given, the rest to the second.
+fn halves(low: Option<Arc<Node<u32>>>, high: Option<Arc<Node<u32>>>) -> Routes<u32> {
     let owner = (0..SLOTS).map(|slot| u16::from(slot >= 8192)).collect();
     let primaries = [7000, 7001].map(|port| Primary {
         host: "10.0.0.1".into(),
         port,
     });
-    Routes::new(
-        owner,
-        primaries.to_vec(),
-        vec![Some(Node::new(1)), second.map(Node::new)],
-    )
+    Routes::new(owner, primaries.to_vec(), vec![low, high])
 }
 
 /// A key of each half of the slot space.
@@ -259,7 +260,7 @@ async fn a_kept_connection_keeps_its_count_of_timeouts_in_a_new_table() {
     for _ in 1..WEDGED_AFTER {
         direct.timed_out(&lease(direct.route(&low)));
     }
-    // A rebuild (as after a failure on the other primary) keeps both connections.
+    // A rebuild after a failure on the other primary keeps this one's connection.
     let (_, high) = keys();
     direct.failed(&lease(direct.route(&high)));
     let kept: Vec<_> = direct
@@ -269,16 +270,8 @@ async fn a_kept_connection_keeps_its_count_of_timeouts_in_a_new_table() {
         .collect();
     assert_eq!(kept.len(), 1);
     tokio::time::advance(REBUILD_AFTER).await;
-    let owner = (0..SLOTS).map(|slot| u16::from(slot >= 8192)).collect();
-    let primaries = [7000, 7001].map(|port| Primary {
-        host: "10.0.0.1".into(),
-        port,
-    });
-    ticket(direct.route(&high)).finish(Some(Routes::new(
-        owner,
-        primaries.to_vec(),
-        vec![Some(Arc::clone(&kept[0])), Some(Node::new(3))],
-    )));
+    ticket(direct.route(&high))
+        .finish(Some(halves(Some(Arc::clone(&kept[0])), Some(Node::new(3)))));
     assert_eq!(*lease(direct.route(&low)).connection(), 1);
     direct.timed_out(&lease(direct.route(&low)));
     assert!(

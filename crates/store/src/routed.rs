@@ -30,19 +30,14 @@ impl RedisStore {
     /// the table is in place; false when the seed node is not plain TCP.
     #[doc(hidden)]
     pub async fn misroute_every_slot_for_tests(&self) -> Result<bool, StoreError> {
-        let Some(seed) = self.inner.seed.clone() else {
-            return Ok(false);
-        };
-        let config = self.node_config();
-        let connection = redis::Client::open(seed)
-            .map_err(|e| unavailable("connect", e))?
-            .get_multiplexed_async_connection_with_config(&config)
-            .await
-            .map_err(|e| unavailable("connect", e))?;
         let seed_primary = match self.inner.seed.as_ref().map(|seed| seed.addr().clone()) {
             Some(ConnectionAddr::Tcp(host, port)) => direct::Primary { host, port },
             _ => return Ok(false),
         };
+        let connection = self
+            .connect_node(&seed_primary)
+            .await
+            .map_err(|e| unavailable("connect", e))?;
         self.inner.direct.replace(Routes::new(
             vec![0; usize::from(direct::SLOTS)],
             vec![seed_primary],
@@ -126,15 +121,9 @@ impl RedisStore {
     /// primary that cannot be reached is left out (its slots go through the cluster
     /// connection until the next build).
     async fn build_routes(&self) -> Result<Routes<MultiplexedConnection>, StoreError> {
-        let Some(seed) = self.inner.seed.clone() else {
-            return Err(unavailable(
-                "route",
-                RedisError::from((
-                    redis::ErrorKind::InvalidClientConfig,
-                    "direct routes need a plain TCP seed node",
-                )),
-            ));
-        };
+        if self.inner.seed.is_none() {
+            return Err(unavailable("route", no_tcp_seed()));
+        }
         let answer: Value = self
             .run("route", |mut conn| async move {
                 redis::cmd("CLUSTER")
@@ -145,30 +134,18 @@ impl RedisStore {
             .await?;
         let (owner, primaries) =
             direct::parse_slots(&answer).map_err(|e| unavailable("route", e))?;
-        let config = self.node_config();
         let reusable = self.inner.direct.reusable();
         let connects = primaries.iter().cloned().map(|primary| {
             let kept = reusable
                 .iter()
                 .find(|(known, _)| *known == primary)
                 .map(|(_, node)| Arc::clone(node));
-            let info = seed
-                .clone()
-                .set_addr(ConnectionAddr::Tcp(primary.host.clone(), primary.port));
-            let config = config.clone();
             async move {
                 if kept.is_some() {
                     return kept;
                 }
-                let connected = match redis::Client::open(info) {
-                    Ok(client) => {
-                        client
-                            .get_multiplexed_async_connection_with_config(&config)
-                            .await
-                    }
-                    Err(e) => Err(e),
-                };
-                connected
+                self.connect_node(&primary)
+                    .await
                     .map(direct::Node::new)
                     .inspect_err(|e| {
                         tracing::info!(host = %primary.host, port = primary.port, error = %e, "no direct connection to a Redis primary; its claims go through the cluster connection");
@@ -184,13 +161,32 @@ impl RedisStore {
         Ok(Routes::new(owner, primaries, connections))
     }
 
-    /// A direct connection's timeouts: the command timeout, as for the cluster connection.
-    fn node_config(&self) -> AsyncConnectionConfig {
+    /// A direct connection to `primary`, with the seed node's settings (credentials, database,
+    /// protocol) and the command timeout for connecting and for each answer, as the cluster
+    /// connection has.
+    async fn connect_node(
+        &self,
+        primary: &direct::Primary,
+    ) -> Result<MultiplexedConnection, RedisError> {
+        let Some(seed) = self.inner.seed.clone() else {
+            return Err(no_tcp_seed());
+        };
+        let info = seed.set_addr(ConnectionAddr::Tcp(primary.host.clone(), primary.port));
         let timeout = self.inner.settings.command_timeout;
-        AsyncConnectionConfig::new()
+        let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout));
+        redis::Client::open(info)?
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
     }
+}
+
+fn no_tcp_seed() -> RedisError {
+    RedisError::from((
+        redis::ErrorKind::InvalidClientConfig,
+        "direct routes need a plain TCP seed node",
+    ))
 }
 
 /// Whether a command that failed on a direct connection goes through the cluster connection:

@@ -38,6 +38,17 @@ async fn concurrent_first_calls_share_one_connect() {
     assert_eq!(redis.connects(), 1, "one connect for every first caller");
 }
 
+/// A private cluster, for tests that pause writes (pausing the shared one would stall every
+/// other test), and a store on it with a short command timeout.
+pub(crate) async fn private_cluster() -> (RedisCluster, RedisStore, SharedStore) {
+    let cluster = tokio::task::spawn_blocking(RedisCluster::start)
+        .await
+        .expect("start");
+    let redis = redis_at(cluster.nodes(), Duration::from_millis(500));
+    let store = SharedStore::Redis(redis.clone());
+    (cluster, redis, store)
+}
+
 /// Pauses writes on every node of `cluster`, or lets them through again; the writes paused
 /// meanwhile then run. A paused client's later commands, reads too, wait behind its write,
 /// but other clients' reads (and the unpause) run.
@@ -55,12 +66,7 @@ pub(crate) fn pause_writes(cluster: &RedisCluster, pause: bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_timed_out_claim_keeps_the_connection_and_its_token_settles_the_claim() {
-    // A private cluster: pausing the shared one would stall every other test.
-    let cluster = tokio::task::spawn_blocking(RedisCluster::start)
-        .await
-        .expect("start");
-    let redis = redis_at(cluster.nodes(), Duration::from_millis(500));
-    let store = SharedStore::Redis(redis.clone());
+    let (cluster, redis, store) = private_cluster().await;
     eventually("the private cluster to take writes", async || {
         store.health(&unique("warm-up")).await
     })

@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use spillway_store::{Claim, ClaimToken, RedisStore, SharedStore, StoreError};
-use spillway_testkit::{redis_nodes, RedisCluster};
+use spillway_testkit::redis_nodes;
 
-use crate::connection::{pause_writes, redis_at};
+use crate::connection::{pause_writes, private_cluster, redis_at};
 use crate::unique;
 
 fn redis() -> RedisStore {
@@ -110,12 +110,7 @@ async fn a_stale_route_costs_one_more_try_and_the_routes_come_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_release_after_a_timed_out_claim_runs_behind_it() {
-    // A private cluster: pausing the shared one would stall every other test.
-    let cluster = tokio::task::spawn_blocking(RedisCluster::start)
-        .await
-        .expect("start");
-    let redis = redis_at(cluster.nodes(), Duration::from_millis(500));
-    let store = SharedStore::Redis(redis.clone());
+    let (cluster, redis, store) = private_cluster().await;
     claim_until_served(&redis, 1).await;
     // Keys with one hash tag share a slot, so a primary and a direct connection.
     let tag = uuid::Uuid::new_v4();
