@@ -4,6 +4,8 @@
 //! Nothing here performs I/O, so the record layout can be tested and reused (workers, replay,
 //! the load generator's reconciliation) without a broker.
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -136,56 +138,64 @@ impl Envelope {
     /// The record headers in the order they are written. Spillway's own names all start with
     /// `spillway-`; forwarded provider headers keep their own (lower-cased) names, and the config
     /// refuses to forward a name in Spillway's namespace, so the two never collide.
-    pub fn record_headers(&self) -> Vec<(&str, Vec<u8>)> {
-        let mut out: Vec<(&str, Vec<u8>)> = vec![
-            (headers::EVENT_ID, self.id.to_string().into_bytes()),
-            (headers::SOURCE, self.source.as_bytes().to_vec()),
+    pub fn record_headers(&self) -> Vec<(&str, Cow<'_, [u8]>)> {
+        // Borrowed where the envelope has the bytes: this runs for every record produced.
+        let mut out: Vec<(&str, Cow<'_, [u8]>)> = Vec::with_capacity(12 + self.forwarded.len());
+        out.extend([
+            (headers::EVENT_ID, self.id.to_string().into_bytes().into()),
+            (headers::SOURCE, self.source.as_bytes().into()),
             (
                 headers::RECEIVED_AT,
-                self.received_at_ms.to_string().into_bytes(),
+                self.received_at_ms.to_string().into_bytes().into(),
             ),
-            (headers::SCHEME, self.scheme.as_bytes().to_vec()),
-            (headers::TRACEPARENT, self.traceparent.as_bytes().to_vec()),
-        ];
+            (headers::SCHEME, self.scheme.as_bytes().into()),
+            (headers::TRACEPARENT, self.traceparent.as_bytes().into()),
+        ]);
         if let Some(key) = &self.dedupe_key {
-            out.push((headers::DEDUPE_KEY, key.as_bytes().to_vec()));
+            out.push((headers::DEDUPE_KEY, key.as_bytes().into()));
         }
         if let Some(key_id) = &self.key_id {
-            out.push((headers::KEY_ID, key_id.as_bytes().to_vec()));
+            out.push((headers::KEY_ID, key_id.as_bytes().into()));
         }
         if let Some(device_id) = &self.device_id {
-            out.push((headers::DEVICE_ID, device_id.as_bytes().to_vec()));
+            out.push((headers::DEVICE_ID, device_id.as_bytes().into()));
         }
         if let Some(content_type) = &self.content_type {
-            out.push((headers::CONTENT_TYPE, content_type.as_bytes().to_vec()));
+            out.push((headers::CONTENT_TYPE, content_type.as_bytes().into()));
         }
         if self.hops > 0 {
-            out.push((headers::HOP, self.hops.to_string().into_bytes()));
+            out.push((headers::HOP, self.hops.to_string().into_bytes().into()));
         }
         if let Some(place) = &self.batch {
-            out.push((headers::BATCH_ID, place.id.to_string().into_bytes()));
-            out.push((headers::BATCH_INDEX, place.index.to_string().into_bytes()));
+            out.push((headers::BATCH_ID, place.id.to_string().into_bytes().into()));
+            out.push((
+                headers::BATCH_INDEX,
+                place.index.to_string().into_bytes().into(),
+            ));
         }
         if let Some(invalid) = &self.invalid {
-            out.push((headers::INVALID_REASON, invalid.reason.as_bytes().to_vec()));
-            out.push((headers::SCHEMA_ERRORS, invalid.errors.as_bytes().to_vec()));
+            out.push((headers::INVALID_REASON, invalid.reason.as_bytes().into()));
+            out.push((headers::SCHEMA_ERRORS, invalid.errors.as_bytes().into()));
             let action: &[u8] = if invalid.refused {
                 b"rejected"
             } else {
                 b"quarantined"
             };
-            out.push((headers::INVALID_ACTION, action.to_vec()));
+            out.push((headers::INVALID_ACTION, action.into()));
         }
         if let Some(event_type) = &self.event_type {
-            out.push((headers::EVENT_TYPE, event_type.as_bytes().to_vec()));
+            out.push((headers::EVENT_TYPE, event_type.as_bytes().into()));
         }
         if let Some(stored) = &self.stored {
-            out.push((headers::OBJECT_URI, stored.uri.as_bytes().to_vec()));
-            out.push((headers::OBJECT_SIZE, stored.size.to_string().into_bytes()));
-            out.push((headers::OBJECT_SHA256, stored.sha256.as_bytes().to_vec()));
+            out.push((headers::OBJECT_URI, stored.uri.as_bytes().into()));
+            out.push((
+                headers::OBJECT_SIZE,
+                stored.size.to_string().into_bytes().into(),
+            ));
+            out.push((headers::OBJECT_SHA256, stored.sha256.as_bytes().into()));
         }
         for (name, value) in &self.forwarded {
-            out.push((name.as_str(), value.to_vec()));
+            out.push((name.as_str(), value.as_ref().into()));
         }
         out
     }
@@ -286,7 +296,7 @@ mod tests {
             headers
                 .iter()
                 .find(|(n, _)| *n == name)
-                .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+                .map(|(_, v)| String::from_utf8_lossy(v.as_ref()).into_owned())
         };
         assert_eq!(find(headers::SOURCE).as_deref(), Some("github"));
         assert_eq!(find(headers::DEDUPE_KEY).as_deref(), Some("abc"));

@@ -16,11 +16,24 @@ pub fn new_traceparent() -> String {
     while span_id == [0u8; 8] {
         rng.fill_bytes(&mut span_id);
     }
-    format!("00-{}-{}-01", to_hex(&trace_id), to_hex(&span_id))
+    // One allocation per request: this runs for every accepted event.
+    let mut value = [0u8; TRACEPARENT_LEN];
+    value[..3].copy_from_slice(b"00-");
+    write_hex(&trace_id, &mut value[3..35]);
+    value[35] = b'-';
+    write_hex(&span_id, &mut value[36..52]);
+    value[52..].copy_from_slice(b"-01");
+    value.iter().map(|&b| char::from(b)).collect()
 }
 
-fn to_hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// `00-` + 32 hex digits + `-` + 16 hex digits + `-01`.
+const TRACEPARENT_LEN: usize = 55;
+
+fn write_hex(bytes: &[u8], out: &mut [u8]) {
+    // `hex::encode_to_slice` only fails on a length mismatch, which the callers rule out.
+    if hex::encode_to_slice(bytes, out).is_err() {
+        out.fill(b'0');
+    }
 }
 
 #[cfg(test)]
@@ -34,5 +47,8 @@ mod tests {
         assert_eq!(parts[1].len(), 32);
         assert_eq!(parts[2].len(), 16);
         assert_eq!(parts[3], "01");
+        assert!(tp
+            .bytes()
+            .all(|b| b == b'-' || b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
     }
 }

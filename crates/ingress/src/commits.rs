@@ -238,7 +238,7 @@ struct Remembered {
 impl std::fmt::Debug for Remembered {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Remembered")
-            .field("key", &self.key)
+            .field("event_id", &self.event_id)
             .finish_non_exhaustive()
     }
 }
@@ -259,7 +259,6 @@ fn lock(accepted: &Accepted) -> std::sync::MutexGuard<'_, HashMap<String, String
 
 /// A dedupe claim this process holds; keeps `spillway_dedupe_in_flight_claims` true until it
 /// is committed or released (or its task ends any other way).
-#[derive(Debug)]
 pub(crate) struct HeldClaim {
     store: SharedStore,
     token: ClaimToken,
@@ -269,6 +268,17 @@ pub(crate) struct HeldClaim {
 }
 
 // === impl HeldClaim ===
+
+impl std::fmt::Debug for HeldClaim {
+    /// The event, not the key: a key can carry a sender's own ids, and [`Commits`] keeps keys
+    /// out of debug lines too.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HeldClaim")
+            .field("event_id", &self.token.event_id())
+            .field("accepted", &self.remembered.is_some())
+            .finish_non_exhaustive()
+    }
+}
 
 impl HeldClaim {
     pub(crate) fn new(store: &SharedStore, token: ClaimToken, metrics: &IngressMetrics) -> Self {

@@ -13,10 +13,11 @@
 //! unavailable (MOVED, ASK, TRYAGAIN, CLUSTERDOWN, READONLY, MASTERDOWN, LOADING), or that fails on a
 //! broken connection, is sent again through the cluster connection, which is safe because
 //! each of these commands is idempotent (a claim finds its own value, commit and release
-//! compare first), and that primary is taken out of the routes. A timeout is not re-sent and
+//! compare first), and the connection to that primary is taken out of use (its slots go
+//! through the cluster connection until the next build). A timeout is not re-sent and
 //! keeps the routes: the command may still run, and the release that follows a timed-out
 //! claim must go out behind it on the same connection. Only [`WEDGED_AFTER`] timeouts in a
-//! row on one primary, none answered in between, take it out. The routes are then read again
+//! row on one primary, none answered in between, take its connection out. The routes are then read again
 //! from `CLUSTER SLOTS` no sooner than [`REBUILD_AFTER`] later, keeping the connections of
 //! the primaries still in use, so a node in trouble costs one request per interval an extra
 //! try, not every request, and what was sent to the others keeps its order.

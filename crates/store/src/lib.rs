@@ -91,11 +91,11 @@ impl ClaimToken {
     }
 
     fn pending_value(&self) -> String {
-        format!("{PENDING}{}", self.event_id)
+        [PENDING, &self.event_id].concat()
     }
 
     fn done_value(&self) -> String {
-        format!("{DONE}{}", self.event_id)
+        [DONE, &self.event_id].concat()
     }
 }
 
