@@ -139,7 +139,8 @@ impl Envelope {
     /// `spillway-`; forwarded provider headers keep their own (lower-cased) names, and the config
     /// refuses to forward a name in Spillway's namespace, so the two never collide.
     pub fn record_headers(&self) -> Vec<(&str, Cow<'_, [u8]>)> {
-        // Borrowed where the envelope has the bytes: this runs for every record produced.
+        // Borrowed where the envelope has the bytes: this runs for every record produced. Room
+        // for the headers a webhook's record carries; a batch's or an object's grows once.
         let mut out: Vec<(&str, Cow<'_, [u8]>)> = Vec::with_capacity(12 + self.forwarded.len());
         out.extend([
             (headers::EVENT_ID, self.id.to_string().into_bytes().into()),

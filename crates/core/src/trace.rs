@@ -31,7 +31,14 @@ const TRACEPARENT_LEN: usize = 55;
 
 fn write_hex(bytes: &[u8], out: &mut [u8]) {
     // `hex::encode_to_slice` only fails on a length mismatch, which the callers rule out.
-    if hex::encode_to_slice(bytes, out).is_err() {
+    let written = hex::encode_to_slice(bytes, out);
+    debug_assert!(
+        written.is_ok(),
+        "{} bytes do not fit {} hex digits",
+        bytes.len(),
+        out.len()
+    );
+    if written.is_err() {
         out.fill(b'0');
     }
 }

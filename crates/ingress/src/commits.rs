@@ -270,8 +270,8 @@ pub(crate) struct HeldClaim {
 // === impl HeldClaim ===
 
 impl std::fmt::Debug for HeldClaim {
-    /// The event, not the key: a key can carry a sender's own ids, and [`Commits`] keeps keys
-    /// out of debug lines too.
+    /// The event, not the key: a key can carry a sender's own ids, and [`Commits`] lists no
+    /// keys either.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HeldClaim")
             .field("event_id", &self.token.event_id())
