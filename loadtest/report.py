@@ -102,18 +102,26 @@ def bare_line(r: dict, steps: list[dict]) -> str:
 
 
 def limits(r: dict, steps: list[dict]) -> list[str]:
-    sustained = next((s for s in steps if s["case"] == "sustained"), None)
+    # The highest rate held, where every request was accepted: the sustained step's cost per
+    # request is lowered by the cheap 503s it sheds.
+    held = [
+        s for s in steps
+        if s["target"] == "ingress" and s["case"] == "sweep" and s["held"] and s["rate"] == r["max_rate"]
+    ]
     lines = [
         "Everything shares two cores: the broker, the six Redis nodes, the ingress and the load",
         "generator itself. The ingress's own cost is its CPU time per request (from /proc):",
     ]
-    if sustained:
-        cores = sustained["achieved"] * sustained["cpu_us_per_req"] / 1e6
+    if held:
+        step = held[-1]
+        cores = step["achieved"] * step["cpu_us_per_req"] / 1e6
         lines.append(
-            f"at {sustained['achieved']:.0f}/s it used {sustained['cpu_us_per_req']:.0f} µs per request, "
+            f"at {step['achieved']:.0f}/s, the highest rate held, it used {step['cpu_us_per_req']:.0f} µs per request, "
             f"{cores:.2f} of a core, so one ingress core would carry about "
-            f"{1e6 / max(sustained['cpu_us_per_req'], 1):.0f} requests/s on its own."
+            f"{1e6 / max(step['cpu_us_per_req'], 1):.0f} requests/s on its own."
         )
+    else:
+        lines.append("no rate of the sweep was held, so there is no cost per request to read here.")
     lines += [
         "The rest of the two cores go to the local broker (the largest share: tansu spends well over",
         "100 µs of CPU per record), the generator and Redis; that, not the ingress, is what bends",
@@ -248,7 +256,7 @@ LATENCY_TARGETS = [
     "",
     "The overload figures rest on `ingress.latency_target: 200ms` (it was 500 ms before the",
     "ingress hardening, when the sustained 10,000/s step accepted 31,222 requests with a p99 of",
-    "116 s; after it, all 200,000 with a p99 of about 1 s). Runs of the overload step alone",
+    "116 s; after it, on 2026-12-01, all 200,000 with a p99 of about 1 s). Runs of the overload step alone",
     "(`spillway-loadgen bench --rates 2500 --step 5s --sustained-step 1s`, or `--rates 3000` for",
     "the 6,000/s rows) compared the targets on a quiet machine:",
     "",
@@ -280,7 +288,7 @@ LATENCY_TARGETS = [
     "the batching saves, dominates. The Redis Cluster's CPU per event fell by about a quarter",
     '(fewer reads and writes on its side), and a request waits for one Redis round trip instead',
     "of two. Event ids generated without a `getrandom` call each (uuid's `fast-rng`) measured",
-    'nothing either and were left out.',
+    'nothing alone then; they came in on 2026-12-04 with the allocation changes below.',
     '',
     '### Fewer hops per request (measured 2026-12-03)',
     '',
@@ -314,6 +322,37 @@ LATENCY_TARGETS = [
     'would leave under 90 µs for a request that makes one Redis round trip and one Kafka write',
     'besides the HTTP exchange; the profile shows no single cost whose removal gets there.',
     '',
+    '### Allocations, timers and wake-ups per request (measured 2026-12-04)',
+    '',
+    'Counted on the release ingress at 2,500/s (at 100/s for the allocations), with uprobes',
+    "on mimalloc's entry points and on tokio's timer registration, and `perf stat` on the",
+    "system calls and context switches of the runtime's threads, against the bare server's:",
+    '',
+    '| per request | ingress before | ingress after | bare server |',
+    '|---|---|---|---|',
+    '| allocations (calls to malloc and realloc, at 100/s) | 149 | 107 | - |',
+    '| timers registered | 6.7 | 3.7 | - |',
+    '| `writev` / `recvfrom` (HTTP and Redis) | 2.4 / 2.0 | 2.4 / 2.0 | 1.0 / 1.0 |',
+    '| `write` (eventfd: waking the I/O driver) | 1.5 | 1.0 | 0.09 |',
+    '| `epoll_wait` / `futex` | 1.3 / 1.0 | 1.3 / 1.0 | 0.5 / 0.5 |',
+    '| `getrandom` | 1.0 | 0 | - |',
+    '| context switches (runtime threads) | 2.2 | 2.0 | 0.75 |',
+    '| CPU (three alternating runs each, medians; the allocation changes alone) | 163 µs | 158 µs | 29 µs |',
+    '',
+    'The traceparent of each record was built from 24 `format!` calls (16 allocations a',
+    'request), the record headers copied every value, and the direct Redis connections carried',
+    "redis-rs's response timeout under the store's own deadline (two timers per command). Two",
+    'experiments showed where the rest does not go: without the claim\'s timeout at all (a',
+    'build for measuring only, against the "after" build) the eventfd writes halved (1.0 to',
+    '0.5) and neither the context switches nor the CPU moved; with one runtime thread',
+    '(`TOKIO_WORKER_THREADS=1`, on the build with the allocation changes) the context switches',
+    'halved (2.2 to 1.1) and the futex calls vanished, and the CPU stayed within the noise (162',
+    "vs 160 µs). The A/B medians are from runs of their own, not comparable with this run's",
+    "quick figures. What remains is each request's own round trips: the HTTP exchange,",
+    "the claim (a write that wakes a Redis node and a read when it answers, 15% of the samples",
+    'with the wake-up of Redis counted to the sender), and the produce through librdkafka\'s',
+    'threads (about 25 µs of their CPU per request).',
+    '',
 ]
 
 
@@ -346,8 +385,12 @@ def main(path: str, committed: str | None = None) -> int:
     values = {**r, "cpu_ratio": cpu_ratio}
     achieved, sustained_p99, sustained_lost = r["sustained"] or (0.0, 0.0, 0)
     sustained_step = next((s for s in steps if s["case"] == "sustained"), None)
+    # Sent is not ingested: a request answered other than 202 (shed with a 503 under load) was
+    # not taken in, so the accepted rate is what the goal is held against.
+    refused = sustained_step["unexpected"] + sustained_step["errors"] if sustained_step else 0
+    accepted = achieved * (1 - refused / max(sustained_step["requests"], 1)) if sustained_step else 0.0
     shown = {
-        "sustained": f"{achieved:.0f} /s offered {sustained_step['rate']:.0f} (p99 {sustained_p99:.0f} ms, lost {sustained_lost})"
+        "sustained": f"{accepted:.0f} /s accepted of {sustained_step['rate']:.0f} offered ({refused} not accepted, p99 {sustained_p99:.0f} ms, lost {sustained_lost})"
         if sustained_step
         else "not run",
         "max_rate": f"{r['max_rate']:.0f} /s",
@@ -366,7 +409,7 @@ def main(path: str, committed: str | None = None) -> int:
         ),
     }
     met = {
-        "sustained": bool(sustained_step) and sustained_step["rate"] >= 10000 and achieved >= 0.99 * sustained_step["rate"]
+        "sustained": bool(sustained_step) and sustained_step["rate"] >= 10000 and accepted >= 0.99 * sustained_step["rate"]
         and sustained_lost == 0,
         "max_rate": True,
         "cpu_ratio": cpu_ratio <= 2.5,

@@ -190,6 +190,16 @@ def profile(bench_dir: Path) -> list[str]:
         f"Where the CPU of the sampled step ({cost:.1f} µs per request, p99 {sampled['p99_ms']:.1f} ms,"
         f" {wrong} wrong answers, {total} samples at {r.get('sample_hz', 199)} Hz) went. Each sample counts",
         "where it was caught, not who called: see loadtest/report_profile.py.",
+        *(
+            [
+                "",
+                "This sampled step fell behind (perf shares the two cores): requests queued, the",
+                "process grew, and the shares lean toward what a backlog costs (page faults, copies);",
+                "the unsampled steps above are the cost per request.",
+            ]
+            if wrong
+            else []
+        ),
         "",
         "| part | share | µs per request |",
         "|---|---|---|",
