@@ -17,10 +17,10 @@
 //! through the cluster connection until the next build). A timeout is not re-sent and
 //! keeps the routes: the command may still run, and the release that follows a timed-out
 //! claim must go out behind it on the same connection. Only [`WEDGED_AFTER`] timeouts in a
-//! row on one primary, none answered in between, take its connection out. The routes are then read again
-//! from `CLUSTER SLOTS` no sooner than [`REBUILD_AFTER`] later, keeping the connections of
-//! the primaries still in use, so a node in trouble costs one request per interval an extra
-//! try, not every request, and what was sent to the others keeps its order.
+//! row on one primary, none answered in between, take its connection out. The routes are
+//! then read again from `CLUSTER SLOTS` no sooner than [`REBUILD_AFTER`] later, keeping the
+//! connections of the primaries still in use, so a node in trouble costs one request per
+//! interval an extra try, not every request, and what was sent to the others keeps its order.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
