@@ -101,10 +101,10 @@ struct Charge {
 
 impl Held {
     fn new(message: OwnedMessage, lane: Arc<LaneLoad>, memory: &RecordMemory) -> Self {
-        // The record, and the event built from its payload for the subscribers.
-        let bytes = message.payload().map_or(0, <[u8]>::len) * 2
-            + message.key().map_or(0, <[u8]>::len)
-            + RECORD_OVERHEAD_BYTES;
+        let bytes = record_charge(
+            message.payload().map_or(0, <[u8]>::len),
+            message.key().map_or(0, <[u8]>::len),
+        );
         lane.records.fetch_add(1, Ordering::Relaxed);
         lane.bytes.fetch_add(bytes, Ordering::Relaxed);
         memory.held.fetch_add(bytes, Ordering::Relaxed);
@@ -137,6 +137,12 @@ impl std::ops::Deref for Held {
 
 /// What a record costs beside its key and payload: its headers, the allocations around it.
 const RECORD_OVERHEAD_BYTES: usize = 1024;
+
+/// The bytes a record counts against its lane and the worker: the record, and the event built
+/// from its payload for the subscribers.
+fn record_charge(payload: usize, key: usize) -> usize {
+    payload * 2 + key + RECORD_OVERHEAD_BYTES
+}
 
 /// A partition's lane as the dispatcher and the rebalance callback see it.
 pub(crate) struct Lane {
@@ -255,11 +261,7 @@ pub(crate) async fn consume(
     let mut paused: HashSet<(String, i32)> = HashSet::new();
     let tracker = TaskTracker::new();
     let mut tick = tokio::time::interval(Duration::from_millis(100));
-    let bounds = Bounds {
-        records: backlog,
-        lane_bytes: memory.lane_share(),
-        worker_bytes: memory.limit,
-    };
+    let bounds = Bounds::new(backlog, &memory);
     loop {
         tokio::select! {
             () = stop.cancelled() => break,
@@ -341,6 +343,14 @@ struct Bounds {
 }
 
 impl Bounds {
+    fn new(records: usize, memory: &RecordMemory) -> Self {
+        Self {
+            records,
+            lane_bytes: memory.lane_share(),
+            worker_bytes: memory.limit,
+        }
+    }
+
     /// Whether a lane holding `load`, in a worker holding `held` bytes, must pause: over
     /// its records or its bytes, the worker over its memory, or (a retry lane waiting for a
     /// head that is not due) holding more than a little behind its head.

@@ -20,7 +20,10 @@ pub struct WorkerConfig {
     /// Kafka consumer group of the workers: replicas in one group share the partitions.
     pub group_id: String,
     /// Records queued for one partition before it is paused (backpressure instead of
-    /// unbounded buffering); it resumes below half of this.
+    /// unbounded buffering); it resumes below half of this. Keep it above the records of one
+    /// fetch (librdkafka's `max.partition.fetch.bytes`, 1 MiB): pausing drops what librdkafka
+    /// has read ahead for the partition, so a bound below one fetch makes the worker fetch the
+    /// same records again and again.
     pub partition_backlog: usize,
     /// Deliveries queued for one subscription within one partition. When a slow subscriber's
     /// queue is full, its further deliveries wait in the first retry tier instead, so the
@@ -142,7 +145,7 @@ impl Default for WorkerConfig {
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 9095)),
             group_id: "spillway-workers".into(),
             ingress_urls: Vec::new(),
-            partition_backlog: 256,
+            partition_backlog: 4096,
             subscription_queue: 64,
             slow_after: Duration::from_secs(1),
             retry_concurrency: 64,

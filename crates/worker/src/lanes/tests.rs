@@ -366,6 +366,32 @@ fn a_lane_pauses_over_its_records_its_bytes_the_worker_s_memory_or_a_head_not_du
     assert!(!bounds.worked_down(&load(0, 0, true), 0));
 }
 
+/// Pausing a partition drops what librdkafka has read ahead for it, so the defaults must let a
+/// lane take one whole fetch (librdkafka's `max.partition.fetch.bytes`, 1 MiB) of the records
+/// the ingress writes, from 256-byte events up, without pausing. Before they did (a bound of
+/// 256 records), a worker on a backlog fetched each record many times over and delivered
+/// about 900 a second (2026-12-04, `spillway-loadgen worker`).
+#[test]
+fn with_the_defaults_one_whole_fetch_does_not_pause_a_partition() {
+    const FETCH: usize = 1 << 20;
+    let config = spillway_config::WorkerConfig::default();
+    let memory = RecordMemory::new(config.max_record_memory);
+    let bounds = Bounds::new(config.partition_backlog, &memory);
+    for payload in [256, 1024, 64 << 10, FETCH] {
+        let records = FETCH / payload;
+        let load = LaneLoad {
+            records: records.into(),
+            bytes: (records * record_charge(payload, 36)).into(),
+            waiting: false.into(),
+        };
+        let held = load.bytes.load(Ordering::Relaxed);
+        assert!(
+            !bounds.over(&load, held),
+            "{records} records of {payload} bytes pause the partition"
+        );
+    }
+}
+
 // --- retry lanes ---
 
 #[tokio::test(start_paused = true)]
