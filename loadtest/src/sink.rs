@@ -1,9 +1,11 @@
 //! The worker bench's subscriber, in the generator's process: it answers 200 at once on
-//! keep-alive connections (plain HTTP/1.1, or HTTPS offering h2 and http/1.1 by ALPN) and
-//! notes when each event (`webhook-id`) first arrived.
+//! keep-alive connections (plain HTTP/1.1, or HTTPS offering h2 and http/1.1 by ALPN), notes
+//! when each event (`webhook-id`) first arrived, and counts the requests of each HTTP version,
+//! so that a figure labelled HTTP/2 cannot come from a worker that fell back to HTTP/1.1.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,11 +18,19 @@ use tokio_rustls::TlsAcceptor;
 
 type Arrivals = Arc<Mutex<HashMap<String, Instant>>>;
 
+/// Requests received over HTTP/2, and over any earlier version.
+#[derive(Debug, Default)]
+pub(crate) struct Versions {
+    pub(crate) h2: AtomicU64,
+    pub(crate) older: AtomicU64,
+}
+
 #[derive(Debug)]
 pub(crate) struct Sink {
     pub(crate) addr: SocketAddr,
     tls: bool,
     received: Arrivals,
+    versions: Arc<Versions>,
 }
 
 // === impl Sink ===
@@ -31,15 +41,19 @@ impl Sink {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let received: Arrivals = Arc::default();
-        let shared = Arc::clone(&received);
+        let versions: Arc<Versions> = Arc::default();
+        let shared = (Arc::clone(&received), Arc::clone(&versions));
         let secure = tls.is_some();
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 // A fast subscriber: its answers are not held back by Nagle's algorithm.
                 let _ = stream.set_nodelay(true);
-                let (received, tls) = (Arc::clone(&shared), tls.clone());
+                let (received, versions, tls) =
+                    (Arc::clone(&shared.0), Arc::clone(&shared.1), tls.clone());
                 tokio::spawn(async move {
-                    let service = service_fn(move |request| note(Arc::clone(&received), request));
+                    let service = service_fn(move |request| {
+                        note(Arc::clone(&received), Arc::clone(&versions), request)
+                    });
                     let server = auto::Builder::new(TokioExecutor::new());
                     match tls {
                         Some(acceptor) => {
@@ -62,7 +76,16 @@ impl Sink {
             addr,
             tls: secure,
             received,
+            versions,
         })
+    }
+
+    /// Requests received so far over HTTP/2, and over HTTP/1.x.
+    pub(crate) fn versions(&self) -> (u64, u64) {
+        (
+            self.versions.h2.load(Ordering::Relaxed),
+            self.versions.older.load(Ordering::Relaxed),
+        )
     }
 
     /// Its URL: `https://localhost:<port>/sink` (the name its certificate holds) with TLS.
@@ -119,9 +142,16 @@ impl Sink {
 /// Notes the request's event and answers 200 once its body is read.
 async fn note(
     received: Arrivals,
+    versions: Arc<Versions>,
     request: http::Request<hyper::body::Incoming>,
 ) -> Result<http::Response<Full<Bytes>>, std::convert::Infallible> {
     let at = Instant::now();
+    let counter = if request.version() == http::Version::HTTP_2 {
+        &versions.h2
+    } else {
+        &versions.older
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
     let id = request
         .headers()
         .get("webhook-id")
@@ -167,6 +197,11 @@ mod tests {
             .expect("wait");
         assert_eq!(none, 0, "only the named events count");
         assert_eq!(firsts[0], firsts[2], "a redelivery keeps the first arrival");
+        assert_eq!(
+            sink.versions(),
+            (0, 3),
+            "HTTP/1.1 requests are counted as such"
+        );
         let taken = sink.take();
         assert_eq!(taken.len(), 2);
         assert_eq!(sink.count(), 0, "taken away");
