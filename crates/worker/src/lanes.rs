@@ -25,7 +25,7 @@ use rdkafka::client::ClientContext;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
-use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::message::{Headers, Message, OwnedMessage};
 use rdkafka::TopicPartitionList;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -101,9 +101,15 @@ struct Charge {
 
 impl Held {
     fn new(message: OwnedMessage, lane: Arc<LaneLoad>, memory: &RecordMemory) -> Self {
+        let headers = message.headers().map_or(0, |headers| {
+            headers
+                .iter()
+                .map(|h| h.key.len() + h.value.map_or(0, <[u8]>::len))
+                .sum()
+        });
         let bytes = record_charge(
             message.payload().map_or(0, <[u8]>::len),
-            message.key().map_or(0, <[u8]>::len),
+            message.key().map_or(0, <[u8]>::len) + headers,
         );
         lane.records.fetch_add(1, Ordering::Relaxed);
         lane.bytes.fetch_add(bytes, Ordering::Relaxed);
@@ -135,13 +141,15 @@ impl std::ops::Deref for Held {
     }
 }
 
-/// What a record costs beside its key and payload: its headers, the allocations around it.
+/// What a record costs beside its key, headers and payload: the allocations around them.
 const RECORD_OVERHEAD_BYTES: usize = 1024;
 
-/// The bytes a record counts against its lane and the worker: the record, and the event built
-/// from its payload for the subscribers.
-fn record_charge(payload: usize, key: usize) -> usize {
-    payload * 2 + key + RECORD_OVERHEAD_BYTES
+/// The bytes a record counts against its lane and the worker: the record (`payload`, and
+/// `key_and_headers`: its key and its headers' keys and values), and the event built from its
+/// payload for the subscribers. Headers are counted as they come: forwarded ones can make
+/// up most of a record with a small body.
+fn record_charge(payload: usize, key_and_headers: usize) -> usize {
+    payload * 2 + key_and_headers + RECORD_OVERHEAD_BYTES
 }
 
 /// A partition's lane as the dispatcher and the rebalance callback see it.

@@ -20,10 +20,11 @@ pub struct WorkerConfig {
     /// Kafka consumer group of the workers: replicas in one group share the partitions.
     pub group_id: String,
     /// Records queued for one partition before it is paused (backpressure instead of
-    /// unbounded buffering); it resumes below half of this. Keep it above the records of one
-    /// fetch (librdkafka's `max.partition.fetch.bytes`, 1 MiB): pausing drops what librdkafka
-    /// has read ahead for the partition, so a bound below one fetch makes the worker fetch the
-    /// same records again and again.
+    /// unbounded buffering); it resumes below half of this. Keep it, and a lane's share of
+    /// `max_record_memory` (an eighth), above one fetch (librdkafka's
+    /// `max.partition.fetch.bytes`, 1 MiB): pausing drops what librdkafka has read ahead for
+    /// the partition, so a bound below one fetch makes the worker fetch the same records again
+    /// and again.
     pub partition_backlog: usize,
     /// Deliveries queued for one subscription within one partition. When a slow subscriber's
     /// queue is full, its further deliveries wait in the first retry tier instead, so the

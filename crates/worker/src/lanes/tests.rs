@@ -368,20 +368,23 @@ fn a_lane_pauses_over_its_records_its_bytes_the_worker_s_memory_or_a_head_not_du
 
 /// Pausing a partition drops what librdkafka has read ahead for it, so the defaults must let a
 /// lane take one whole fetch (librdkafka's `max.partition.fetch.bytes`, 1 MiB) of the records
-/// the ingress writes, from 256-byte events up, without pausing. Before they did (a bound of
+/// the ingress writes, from empty bodies up, without pausing. Before they did (a bound of
 /// 256 records), a worker on a backlog fetched each record many times over and delivered
 /// about 900 a second (2026-12-04, `spillway-loadgen worker`).
 #[test]
 fn with_the_defaults_one_whole_fetch_does_not_pause_a_partition() {
     const FETCH: usize = 1 << 20;
+    // The least a record of the ingress carries besides its body: a 36-byte key, the id,
+    // source, signature and trace headers, and Kafka's own framing.
+    const KEY_AND_HEADERS: usize = 260;
     let config = spillway_config::WorkerConfig::default();
     let memory = RecordMemory::new(config.max_record_memory);
     let bounds = Bounds::new(config.partition_backlog, &memory);
-    for payload in [256, 1024, 64 << 10, FETCH] {
-        let records = FETCH / payload;
+    for payload in [0, 256, 1024, 64 << 10, FETCH - KEY_AND_HEADERS] {
+        let records = FETCH / (payload + KEY_AND_HEADERS);
         let load = LaneLoad {
             records: records.into(),
-            bytes: (records * record_charge(payload, 36)).into(),
+            bytes: (records * record_charge(payload, KEY_AND_HEADERS)).into(),
             waiting: false.into(),
         };
         let held = load.bytes.load(Ordering::Relaxed);
