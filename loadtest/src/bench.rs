@@ -42,6 +42,9 @@ pub struct BenchSettings {
     /// How long the overload step offers twice the highest rate held (and then half of it);
     /// zero skips it.
     pub overload_step: Duration,
+    /// The generator's connections during the overload step: more than the ingress can
+    /// answer within its latency target, or the overload waits in the generator unseen.
+    pub overload_connections: usize,
     pub dir: PathBuf,
 }
 
@@ -273,7 +276,7 @@ async fn open_run(
             target: server.base.clone(),
             rate,
             duration: settings.overload_step,
-            connections: settings.connections,
+            connections: settings.overload_connections,
             http2: false,
             timeout: Duration::from_secs(10),
             progress: false,

@@ -165,6 +165,13 @@ struct BenchArgs {
     /// skips it).
     #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
     overload_step: Duration,
+    /// The generator's connections during the overload step. By Little's law a server answering
+    /// X requests/s within L holds X x L of them: senders fewer than that never show it the
+    /// overload, which then queues in the generator instead (1,024 against an ingress serving
+    /// 9,000/s within about 115 ms did, 2026-12-04). Below the ingress's
+    /// `ingress.max_connections` (4096).
+    #[arg(long, default_value_t = 4000)]
+    overload_connections: usize,
     /// A rate is held while p99 stays under this many milliseconds (and nothing is lost).
     #[arg(long, default_value_t = 50.0)]
     p99_bound_ms: f64,
@@ -270,6 +277,7 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 sustained_rate: args.sustained_rate,
                 sustained_step: args.sustained_step,
                 overload_step: args.overload_step,
+                overload_connections: args.overload_connections,
                 dir: args.out.join(format!("run-{}", std::process::id())),
             };
             let results = spillway_loadgen::bench::bench(&settings).await?;

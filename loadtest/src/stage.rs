@@ -51,6 +51,7 @@ impl Stage {
             sustained_rate: 0.0,
             sustained_step: Duration::ZERO,
             overload_step: Duration::ZERO,
+            overload_connections: 0,
             dir: settings.dir.clone(),
         };
         let run = uuid::Uuid::new_v4().simple().to_string();
