@@ -13,6 +13,9 @@
 # `dev/bench.sh --quick` (`make bench-quick`, under five minutes): only that comparison, for a
 # change to a hot path; it writes nothing under docs/.
 set -euo pipefail
+# The overload step opens up to 4000 connections and the ingress accepts them: under a soft
+# limit of 1024 open files they would fail as connection errors. Raised to the hard limit.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 cd "$(dirname "$0")/.."
 dev/up.sh
 # Each part gets a broker of its own, fresh (memory storage), on a free port, so what earlier

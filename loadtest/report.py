@@ -465,7 +465,7 @@ def main(path: str, committed: str | None = None) -> int:
         "requests answered within one second (a fast 503 with Retry-After counts; a sender's timeout",
         "does not), the p99 of those admitted, and the seconds until every one-second window of",
         "answers is accepted (no 503) with its p99 within the bound again, the test a held rate",
-        "passes. It sends on up to 4000 connections: by Little's law an ingress answering X",
+        "passes. Both its phases send on up to 4000 connections (`--overload-connections`): by Little's law an ingress answering X",
         "requests/s within L holds X x L of them, and with 1024 senders an ingress serving about",
         "9,000/s within about 115 ms never saw the overload, which queued in the generator instead",
         "(2026-12-04: nothing refused, 5.8% answered within 1 s). More senders than that is what an",

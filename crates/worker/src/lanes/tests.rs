@@ -13,7 +13,8 @@ use super::*;
 use crate::control::{ATTEMPT, LAST_ERROR};
 use crate::delivery::{DeliveryOutcome, MemoryAnswer};
 use crate::test_support::{
-    kit, retry_record, source_record, subscription, tier, Kit, OffsetRecorder, FIRST_ATTEMPT_BUDGET,
+    kit, record, retry_record, source_record, subscription, tier, Kit, OffsetRecorder,
+    FIRST_ATTEMPT_BUDGET, SOURCE_TOPIC,
 };
 use spillway_kafka::{MemoryBehaviour, MemoryFault};
 
@@ -108,8 +109,8 @@ async fn a_record_no_subscription_wants_is_stored_without_a_delivery() {
 async fn a_record_that_failed_its_schema_is_stored_and_never_delivered() {
     let kit = kit(vec![subscription("s1")]);
     let running = start(&kit, Role::Source, limits());
-    let quarantined = crate::test_support::record(
-        crate::test_support::SOURCE_TOPIC,
+    let quarantined = record(
+        SOURCE_TOPIC,
         0,
         &[
             (spillway_core::headers::EVENT_ID, b"e-0"),
@@ -366,16 +367,35 @@ fn a_lane_pauses_over_its_records_its_bytes_the_worker_s_memory_or_a_head_not_du
     assert!(!bounds.worked_down(&load(0, 0, true), 0));
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_record_is_charged_twice_its_body_its_key_its_headers_and_an_overhead() {
+    let kit = kit(vec![subscription("s1")]);
+    let running = start(&kit, Role::Source, limits());
+    let forwarded = vec![b'x'; 4000];
+    running.send(record(
+        SOURCE_TOPIC,
+        0,
+        &[("x-forwarded", &forwarded), ("x-small", b"abc")],
+        b"0123456789",
+    ));
+    // Charged when the dispatcher hands it over, before the lane has run: its key ("key-1"),
+    // both headers' names and values, the body twice (record and event), the overhead.
+    let expected = 5 + (11 + 4000) + (7 + 3) + 2 * 10 + RECORD_OVERHEAD_BYTES;
+    assert_eq!(running.holds(), (1, expected));
+}
+
 /// Pausing a partition drops what librdkafka has read ahead for it, so the defaults must let a
 /// lane take one whole fetch (librdkafka's `max.partition.fetch.bytes`, 1 MiB) of the records
-/// the ingress writes, from empty bodies up, without pausing. Before they did (a bound of
+/// the ingress writes with a key (dedupe or a partition key), from empty bodies up, without
+/// pausing. (Keyless records with bodies under about 40 bytes are smaller, and a fetch of them
+/// pauses at the record bound.) Before they did (a bound of
 /// 256 records), a worker on a backlog fetched each record many times over and delivered
 /// about 900 a second (2026-12-04, `spillway-loadgen worker`).
 #[test]
 fn with_the_defaults_one_whole_fetch_does_not_pause_a_partition() {
     const FETCH: usize = 1 << 20;
-    // The least a record of the ingress carries besides its body: a 36-byte key, the id,
-    // source, signature and trace headers, and Kafka's own framing.
+    // The least a keyed record of the ingress carries besides its body: a 36-byte key, the
+    // id, source, signature and trace headers, and Kafka's own framing.
     const KEY_AND_HEADERS: usize = 260;
     let config = spillway_config::WorkerConfig::default();
     let memory = RecordMemory::new(config.max_record_memory);
