@@ -20,9 +20,9 @@ type Arrivals = Arc<Mutex<HashMap<String, Instant>>>;
 
 /// Requests received over HTTP/2, and over any earlier version.
 #[derive(Debug, Default)]
-pub(crate) struct Versions {
-    pub(crate) h2: AtomicU64,
-    pub(crate) older: AtomicU64,
+struct Versions {
+    h2: AtomicU64,
+    older: AtomicU64,
 }
 
 #[derive(Debug)]

@@ -388,9 +388,9 @@ async fn a_record_is_charged_twice_its_body_its_key_its_headers_and_an_overhead(
 /// lane take one whole fetch (librdkafka's `max.partition.fetch.bytes`, 1 MiB) of the records
 /// the ingress writes with a key (dedupe or a partition key), from empty bodies up, without
 /// pausing. (Keyless records with bodies under about 40 bytes are smaller, and a fetch of them
-/// pauses at the record bound.) Before they did (a bound of
-/// 256 records), a worker on a backlog fetched each record many times over and delivered
-/// about 900 a second (2026-12-04, `spillway-loadgen worker`).
+/// pauses at the record bound.) With the old bound of 256 records, a worker on a backlog
+/// fetched each record many times over and delivered about 900 a second (2026-12-04,
+/// `spillway-loadgen worker`).
 #[test]
 fn with_the_defaults_one_whole_fetch_does_not_pause_a_partition() {
     const FETCH: usize = 1 << 20;
