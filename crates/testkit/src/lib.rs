@@ -15,6 +15,7 @@ pub mod console;
 pub mod delay_proxy;
 pub mod front;
 pub mod otlp;
+pub mod ports;
 pub mod postgres;
 pub mod process;
 pub mod prometheus;
@@ -29,6 +30,7 @@ use std::path::PathBuf;
 pub use client::{Client, Reply};
 pub use config_doc::ConfigDoc;
 pub use console::ConsoleProcess;
+pub use ports::free_port;
 pub use postgres::Postgres;
 pub use process::{proc_status_bytes, IngressProcess, Tansu, WorkerProcess};
 pub use redis_cluster::RedisCluster;
@@ -70,14 +72,6 @@ pub fn redis_nodes() -> Vec<String> {
         .split(',')
         .map(str::to_owned)
         .collect()
-}
-
-/// A port free right now on 127.0.0.1, for a server that cannot be handed a listener.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 /// The repository's root directory.

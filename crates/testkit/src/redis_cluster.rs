@@ -7,6 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::delay_proxy::DelayProxy;
+use crate::ports::free_port_block;
 use crate::repo_root;
 use crate::wait::Wait;
 
@@ -133,17 +134,6 @@ impl Drop for RedisCluster {
             .arg(self.dir.path().join("redis"))
             .output();
     }
-}
-
-/// Six consecutive free ports whose cluster-bus ports (port + 10000) are free too, so that
-/// concurrent runs on one machine do not collide.
-fn free_port_block() -> u16 {
-    let start = 21_000 + (std::process::id() % 900) as u16 * 10;
-    let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
-    (0..900u16)
-        .map(|i| 21_000 + (start - 21_000 + i * 10) % 9_000)
-        .find(|&base| (base..base + 6).all(|p| free(p) && free(p + 10_000)))
-        .expect("a free block of ports")
 }
 
 /// A private Redis Cluster whose six nodes clients reach only through a [`DelayProxy`] each:
