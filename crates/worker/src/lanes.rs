@@ -11,13 +11,15 @@
 //! paused once it holds more than a little behind that head, so it holds its head and little
 //! more while it waits, however long the wait.
 //! What a lane does with its records is in [`source`] (first attempts, fanned out to
-//! subscriptions) and [`retry`] (due retry records).
+//! subscriptions) and [`retry`] (due retry records); what a record counts against them is in
+//! [`charge`].
 
+mod charge;
 mod retry;
 mod source;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,7 +27,7 @@ use rdkafka::client::ClientContext;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
-use rdkafka::message::{Headers, Message, OwnedMessage};
+use rdkafka::message::Message;
 use rdkafka::TopicPartitionList;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -33,6 +35,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::handling::Handling;
 use crate::ledger::{Ledger, OffsetStore};
+pub(crate) use charge::RecordMemory;
+use charge::{Held, LaneLoad};
 
 /// Which records a consumer reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,107 +53,6 @@ pub(crate) struct LaneLimits {
     pub(crate) subscription_queue: usize,
     pub(crate) slow_after: Duration,
     pub(crate) retry_concurrency: usize,
-}
-
-/// What a lane holds: records and their bytes, counted until it is done with them.
-#[derive(Debug, Default)]
-pub(crate) struct LaneLoad {
-    records: AtomicUsize,
-    bytes: AtomicUsize,
-    /// A retry lane is waiting for a head record that is not due yet.
-    waiting: std::sync::atomic::AtomicBool,
-}
-
-/// The bytes of records every lane of a worker holds, against `worker.max_record_memory`.
-#[derive(Debug, Clone)]
-pub(crate) struct RecordMemory {
-    held: Arc<AtomicUsize>,
-    limit: usize,
-}
-
-impl RecordMemory {
-    pub(crate) fn new(limit: u64) -> Self {
-        Self {
-            held: Arc::default(),
-            limit: usize::try_from(limit).unwrap_or(usize::MAX).max(1),
-        }
-    }
-
-    /// What one lane may hold before its partition is paused: an eighth of the whole, so a
-    /// few busy partitions cannot take it all.
-    fn lane_share(&self) -> usize {
-        (self.limit / 8).max(1)
-    }
-
-    fn held(&self) -> usize {
-        self.held.load(Ordering::Relaxed)
-    }
-}
-
-/// A record in a lane's hands, counted against the lane and the worker's record memory until
-/// it is dropped (which the last of its deliveries or parks does).
-pub(crate) struct Held {
-    pub(crate) message: OwnedMessage,
-    _charge: Charge,
-}
-
-struct Charge {
-    bytes: usize,
-    lane: Arc<LaneLoad>,
-    memory: Arc<AtomicUsize>,
-}
-
-impl Held {
-    fn new(message: OwnedMessage, lane: Arc<LaneLoad>, memory: &RecordMemory) -> Self {
-        let headers = message.headers().map_or(0, |headers| {
-            headers
-                .iter()
-                .map(|h| h.key.len() + h.value.map_or(0, <[u8]>::len))
-                .sum()
-        });
-        let bytes = record_charge(
-            message.payload().map_or(0, <[u8]>::len),
-            message.key().map_or(0, <[u8]>::len) + headers,
-        );
-        lane.records.fetch_add(1, Ordering::Relaxed);
-        lane.bytes.fetch_add(bytes, Ordering::Relaxed);
-        memory.held.fetch_add(bytes, Ordering::Relaxed);
-        Self {
-            message,
-            _charge: Charge {
-                bytes,
-                lane,
-                memory: memory.held.clone(),
-            },
-        }
-    }
-}
-
-impl Drop for Charge {
-    fn drop(&mut self) {
-        self.lane.records.fetch_sub(1, Ordering::Relaxed);
-        self.lane.bytes.fetch_sub(self.bytes, Ordering::Relaxed);
-        self.memory.fetch_sub(self.bytes, Ordering::Relaxed);
-    }
-}
-
-impl std::ops::Deref for Held {
-    type Target = OwnedMessage;
-
-    fn deref(&self) -> &OwnedMessage {
-        &self.message
-    }
-}
-
-/// What a record costs beside its key, headers and payload: the allocations around them.
-const RECORD_OVERHEAD_BYTES: usize = 1024;
-
-/// The bytes a record counts against its lane and the worker: the record (`payload`, and
-/// `key_and_headers`: its key and its headers' keys and values), and the event built from its
-/// payload for the subscribers. Headers are counted as they come: forwarded ones can make
-/// up most of a record with a small body.
-fn record_charge(payload: usize, key_and_headers: usize) -> usize {
-    payload * 2 + key_and_headers + RECORD_OVERHEAD_BYTES
 }
 
 /// A partition's lane as the dispatcher and the rebalance callback see it.

@@ -9,6 +9,7 @@ use rdkafka::message::OwnedMessage;
 use spillway_core::time::now_ms;
 use tokio::task::JoinHandle;
 
+use super::charge::{record_charge, RECORD_OVERHEAD_BYTES};
 use super::*;
 use crate::control::{ATTEMPT, LAST_ERROR};
 use crate::delivery::{DeliveryOutcome, MemoryAnswer};
