@@ -253,6 +253,12 @@ async fn overload(
         figures.p99_accepted_ms,
         figures.recovered_after_s,
     );
+    for w in figures.unrecovered() {
+        eprintln!(
+            "  after +{:>2} s  accepted {:>6}  refused {:>6}  failed {:>6}  p99 {:.0} ms",
+            w.second, w.accepted, w.refused, w.failed, w.p99_ms
+        );
+    }
     Ok(figures)
 }
 

@@ -30,6 +30,42 @@ pub struct Overload {
     /// accepted (no 503, no failure) with its p99 within the bound a held rate meets; None
     /// when it never was.
     pub recovered_after_s: Option<f64>,
+    /// The phase after the overload, second by second (by when its requests were due): what
+    /// kept it from counting as recovered, where it did not at once.
+    pub after_windows: Vec<Window>,
+}
+
+impl Overload {
+    /// The windows of the phase after the overload before it counted as recovered: all of
+    /// them when it never did.
+    pub fn unrecovered(&self) -> &[Window] {
+        let until = self
+            .recovered_after_s
+            .map_or(self.after_windows.len(), |s| s as usize);
+        &self.after_windows[..until.min(self.after_windows.len())]
+    }
+}
+
+/// One second's answers of the phase after the overload.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Window {
+    /// Seconds from the phase's first request.
+    pub second: usize,
+    /// Answered 2xx.
+    pub accepted: usize,
+    /// Answered 503.
+    pub refused: usize,
+    /// Any other status, or no answer (a timeout, a broken connection).
+    pub failed: usize,
+    /// p99 of all its answers, in ms.
+    pub p99_ms: f64,
+}
+
+impl Window {
+    /// All accepted, with a p99 within `bound`: the test a rate passes to count as held.
+    fn good(&self, bound: Duration) -> bool {
+        self.refused == 0 && self.failed == 0 && self.p99_ms <= bound.as_secs_f64() * 1e3
+    }
 }
 
 /// The overload figures of `during` (answers to `rate` requests/s) and `after` (answers to
@@ -58,6 +94,7 @@ pub fn figures(
         .map(|a| a.latency)
         .collect();
     let p99 = p99(&mut accepted);
+    let after_windows = windows(after, after_rate);
     Overload {
         rate,
         seconds,
@@ -65,29 +102,51 @@ pub fn figures(
         p99_accepted_ms: p99.as_secs_f64() * 1e3,
         refused: refused / n,
         cpu_us_per_req,
-        recovered_after_s: recovered_after(after, after_rate, p99_bound),
+        recovered_after_s: recovered_after(&after_windows, p99_bound),
+        after_windows,
     }
+}
+
+/// `answers` to `rate` requests/s in one-second windows, by when each request was due.
+fn windows(answers: &[Answer], rate: f64) -> Vec<Window> {
+    let window_of = |a: &Answer| (a.seq as f64 / rate.max(1.0)) as usize;
+    let Some(last) = answers.iter().map(window_of).max() else {
+        return Vec::new();
+    };
+    let mut latencies = vec![Vec::new(); last + 1];
+    let mut windows: Vec<Window> = (0..=last)
+        .map(|second| Window {
+            second,
+            accepted: 0,
+            refused: 0,
+            failed: 0,
+            p99_ms: 0.0,
+        })
+        .collect();
+    for a in answers {
+        let w = window_of(a);
+        match a.result {
+            Ok((status, _)) if status < 300 => windows[w].accepted += 1,
+            Ok((503, _)) => windows[w].refused += 1,
+            _ => windows[w].failed += 1,
+        }
+        latencies[w].push(a.latency);
+    }
+    for (window, latencies) in windows.iter_mut().zip(&mut latencies) {
+        window.p99_ms = p99(latencies).as_secs_f64() * 1e3;
+    }
+    windows
 }
 
 /// The start (in seconds from the first request) of the first one-second window from which
 /// on every window's answers are all accepted (no 503, no failure) with a p99 within `bound`:
 /// the test a rate passes to count as held. Not the slowest answer: one slow outlier comes
 /// at any rate on a shared machine, and would date the recovery to the last such outlier.
-fn recovered_after(answers: &[Answer], rate: f64, bound: Duration) -> Option<f64> {
-    let window_of = |a: &Answer| (a.seq as f64 / rate.max(1.0)) as usize;
-    let windows = answers.iter().map(window_of).max()? + 1;
-    let mut latencies = vec![Vec::new(); windows];
-    let mut refused = vec![false; windows];
-    for a in answers {
-        let w = window_of(a);
-        refused[w] |= !matches!(a.result, Ok((status, _)) if status < 300);
-        latencies[w].push(a.latency);
-    }
-    let mut good = |w: usize| !refused[w] && p99(&mut latencies[w]) <= bound;
-    let bad_last = (0..windows).rev().find(|&w| !good(w));
-    match bad_last {
+fn recovered_after(windows: &[Window], bound: Duration) -> Option<f64> {
+    match windows.iter().rposition(|w| !w.good(bound)) {
+        None if windows.is_empty() => None,
         None => Some(0.0),
-        Some(last) if last + 1 < windows => Some((last + 1) as f64),
+        Some(last) if last + 1 < windows.len() => Some((last + 1) as f64),
         Some(_) => None,
     }
 }
@@ -152,11 +211,45 @@ mod tests {
         assert_eq!(o.refused, 0.5);
         assert_eq!(o.p99_accepted_ms, 3000.0);
         assert_eq!(o.recovered_after_s, Some(2.0));
+        assert_eq!(o.unrecovered().len(), 2);
+        let window = |second, accepted, refused, p99_ms| Window {
+            second,
+            accepted,
+            refused,
+            failed: 0,
+            p99_ms,
+        };
+        assert_eq!(
+            o.after_windows,
+            [
+                window(0, 2, 0, 900.0),
+                window(1, 1, 1, 10.0),
+                window(2, 2, 0, 10.0),
+                window(3, 2, 0, 10.0),
+            ]
+        );
         let never = [answer(0, 202, 10), answer(1, 503, 1)];
         assert_eq!(
-            recovered_after(&never, 1.0, Duration::from_millis(50)),
+            recovered_after(&windows(&never, 1.0), Duration::from_millis(50)),
             None
         );
+        assert_eq!(recovered_after(&[], Duration::from_millis(50)), None);
+    }
+
+    #[test]
+    fn a_request_without_an_answer_fails_its_window() {
+        let mut lost = answer(1, 202, 10);
+        lost.result = Err("timed out".into());
+        let after = [
+            answer(0, 202, 10),
+            lost,
+            answer(2, 400, 10),
+            answer(3, 202, 10),
+        ];
+        let w = windows(&after, 2.0);
+        assert_eq!((w[0].accepted, w[0].failed), (1, 1));
+        assert_eq!((w[1].accepted, w[1].failed), (1, 1));
+        assert_eq!(recovered_after(&w, Duration::from_millis(50)), None);
     }
 
     #[test]
@@ -168,7 +261,7 @@ mod tests {
             .map(|seq| answer(seq, 202, if slow(seq) { 900 } else { 10 }))
             .collect();
         let bound = Duration::from_millis(50);
-        assert_eq!(recovered_after(&after, 200.0, bound), Some(1.0));
+        assert_eq!(recovered_after(&windows(&after, 200.0), bound), Some(1.0));
     }
 
     #[test]
