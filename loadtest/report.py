@@ -101,6 +101,30 @@ def bare_line(r: dict, steps: list[dict]) -> str:
     return f"Highest rate held by the bare baseline: {held}; ingest reaches {r['max_rate'] / max(r['bare_max_rate'], 1):.2f} of it."
 
 
+def recovery_windows(r: dict) -> list[str]:
+    """The after phase's seconds before it counted as recovered, as the step recorded them."""
+    o = r.get("overload") or {}
+    windows = o.get("after_windows")
+    if not windows:
+        return []
+    recovered = o.get("recovered_after_s")
+    shown = windows if recovered is None else windows[: int(recovered)]
+    if not shown:
+        return ["In this run the first second after the overload already counted as recovered.", ""]
+    lines = [
+        "The seconds after the overload before it counted as recovered in this run (by when the",
+        "requests were due):",
+        "",
+        "| second | accepted | refused (503) | failed | p99 |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| +{w['second']} | {w['accepted']:,} | {w['refused']:,} | {w['failed']:,} | {w['p99_ms']:.0f} ms |"
+        for w in shown
+    ]
+    return lines + [""]
+
+
 def limits(r: dict, steps: list[dict]) -> list[str]:
     # The highest rate held, where every request was accepted: the sustained step's cost per
     # request is lowered by the cheap 503s it sheds.
@@ -471,6 +495,7 @@ def main(path: str, committed: str | None = None) -> int:
         "(2026-12-04: nothing refused, 5.8% answered within 1 s). More senders than that is what an",
         "overloaded receiver faces and what its shedding must answer.",
         "",
+        *recovery_windows(r),
         "The ingress runs with `kafka.linger: 5ms` and one partition per source topic, against a",
         "broker of its own started fresh for the run: the local broker (tansu, memory storage)",
         "spends CPU per produce request and per batch, and slows down as its memory fills, so fewer,",
