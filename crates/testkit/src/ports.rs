@@ -14,8 +14,11 @@ use std::net::TcpListener;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-/// Single ports: clear of the local stack's fixed ports (5433, 7000–7005, 8080–8099, 9000,
-/// 9090–9095) and of the blocks below.
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
+
+/// Single ports: clear of the local stack's fixed ports (5433, 7000–7005 and their cluster-bus
+/// ports 17000–17005, 8080–8099, 9000, 9090–9095) and of the blocks below.
 const SINGLE: std::ops::Range<u16> = 10_000..12_000;
 /// Bases of six-port blocks whose Redis cluster-bus ports (base + 10000) stay below the
 /// kernel's ephemeral range too.
@@ -23,9 +26,12 @@ const BLOCK_BASES: std::ops::Range<u16> = 12_000..22_000;
 const BLOCK_STRIDE: u16 = 10;
 /// Redis Cluster's bus port is its client port plus this.
 pub const BUS_OFFSET: u16 = 10_000;
+/// The block whose ports are the local stack's Redis cluster-bus ports (7000–7005 + 10000):
+/// taken while `make up`'s cluster runs, and needed by it when it starts later.
+const LOCAL_STACK_BUS_BLOCK: u16 = 7_000 + BUS_OFFSET;
 
 /// Locks this process holds; dropping one would free its ports for the others.
-static HELD: Mutex<Vec<File>> = Mutex::new(Vec::new());
+static HELD: Mutex<Vec<Flock<File>>> = Mutex::new(Vec::new());
 
 /// A port on 127.0.0.1 that is free now and that no other test process and no outgoing
 /// connection will take while this process runs.
@@ -43,6 +49,7 @@ pub fn free_port_block() -> u16 {
     let blocks = (BLOCK_BASES.end - BLOCK_BASES.start) / BLOCK_STRIDE;
     (0..blocks)
         .map(|i| BLOCK_BASES.start + (spread(blocks) + i) % blocks * BLOCK_STRIDE)
+        .filter(|&base| base != LOCAL_STACK_BUS_BLOCK)
         .find(|&base| {
             let ports: Vec<u16> = (base..base + 6).flat_map(|p| [p, p + BUS_OFFSET]).collect();
             reserve(&ports)
@@ -75,8 +82,9 @@ fn reserve(ports: &[u16]) -> bool {
 }
 
 /// An exclusive lock on the port's file, or `None` when another process holds it. The
-/// kernel drops the lock when the process exits, however it exits.
-fn lock(port: u16) -> Option<File> {
+/// kernel drops the lock when the process exits, however it exits. flock(2) through nix:
+/// std's `File::try_lock` is newer (1.89) than the workspace's rust-version (1.85).
+fn lock(port: u16) -> Option<Flock<File>> {
     let dir = lock_dir();
     std::fs::create_dir_all(&dir).expect("the port lock directory");
     let file = File::options()
@@ -85,7 +93,13 @@ fn lock(port: u16) -> Option<File> {
         .write(true)
         .open(dir.join(port.to_string()))
         .expect("a port lock file");
-    file.try_lock().ok().map(|()| file)
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => Some(lock),
+        Err((_, Errno::EWOULDBLOCK)) => None,
+        // Not "taken": a file system without flock would otherwise make every port look
+        // taken and the search end in a misleading "no free port".
+        Err((_, errno)) => panic!("locking {}: {errno}", dir.join(port.to_string()).display()),
+    }
 }
 
 fn lock_dir() -> PathBuf {
@@ -102,18 +116,16 @@ mod tests {
         let second = free_port();
         assert_ne!(first, second);
         assert!(SINGLE.contains(&first) && SINGLE.contains(&second));
-        // Another process would find the file locked.
-        let again = File::options()
-            .write(true)
-            .open(lock_dir().join(first.to_string()))
-            .expect("the lock file");
-        assert!(again.try_lock().is_err(), "the port's lock is held");
+        // Another process would find the file locked (flock(2) locks an open file, so a second
+        // open in this process conflicts too).
+        assert!(lock(first).is_none(), "the port's lock is held");
     }
 
     #[test]
     fn a_block_and_its_bus_ports_stay_below_the_ephemeral_range() {
         let base = free_port_block();
         assert!(BLOCK_BASES.contains(&base));
+        assert_ne!(base, LOCAL_STACK_BUS_BLOCK);
         assert!(base + 5 + BUS_OFFSET < 32_768);
     }
 }

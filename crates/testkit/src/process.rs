@@ -198,7 +198,7 @@ impl Tansu {
 
     fn prepare(storage: String, proxy_port: Option<u16>) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        // Ask the kernel for a free port, then hand it to tansu, which takes no port 0.
+        // Tansu takes no port 0: a port reserved for this process (see `ports`).
         let port = crate::free_port();
         Self {
             child: None,
