@@ -112,8 +112,12 @@ def recovery_windows(r: dict) -> list[str]:
     if not shown:
         return ["In this run the first second after the overload already counted as recovered.", ""]
     lines = [
-        "The seconds after the overload before it counted as recovered in this run (by when the",
-        "requests were due):",
+        (
+            "The seconds after the overload before it counted as recovered in this run"
+            if recovered is not None
+            else "The seconds after the overload in this run, which never counted as recovered"
+        )
+        + " (by when the requests were due):",
         "",
         "| second | accepted | refused (503) | failed | p99 |",
         "|---|---|---|---|---|",

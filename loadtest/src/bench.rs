@@ -13,11 +13,12 @@ use std::time::Duration;
 
 use serde::Serialize;
 use spillway_kafka::Connection;
+use spillway_testkit::free_port;
 
 use crate::overload::Overload;
 use crate::plan::{Kind, Mix, Planner};
 use crate::run::Settings;
-use crate::server::{free_port, start_bare, start_ingress, Server};
+use crate::server::{start_bare, start_ingress, Server};
 use crate::signing::SignedSource;
 use crate::verify::{read_back, reconcile};
 
@@ -184,7 +185,7 @@ pub async fn bench(settings: &BenchSettings) -> anyhow::Result<Results> {
     let overload = if settings.overload_step.is_zero() || max_rate <= 0.0 {
         None
     } else {
-        Some(overload(settings, &ingress, &sources, max_rate).await?)
+        Some(crate::overload::run(settings, &ingress, &sources, max_rate).await?)
     };
     ingress.stop().await;
 
@@ -221,76 +222,6 @@ pub async fn bench(settings: &BenchSettings) -> anyhow::Result<Results> {
         rss_mib_at_max,
         overload,
     })
-}
-
-/// Twice `max_rate` for the overload step, then half of it for as long: see
-/// [`crate::overload`].
-async fn overload(
-    settings: &BenchSettings,
-    server: &Server,
-    sources: &[SignedSource],
-    max_rate: f64,
-) -> anyhow::Result<Overload> {
-    let (high, low) = (2.0 * max_rate, (max_rate / 2.0).max(100.0));
-    let cpu_before = crate::cpu::cpu_time(server.pid)?;
-    let during = open_run(settings, server, sources, high).await?;
-    let cpu = crate::cpu::cpu_time(server.pid)? - cpu_before;
-    let after = open_run(settings, server, sources, low).await?;
-    let cpu_us = cpu.as_secs_f64() * 1e6 / (during.answers().len().max(1) as f64);
-    let figures = crate::overload::figures(
-        high,
-        settings.overload_step.as_secs_f64(),
-        during.answers(),
-        low,
-        after.answers(),
-        Duration::from_secs_f64(settings.p99_bound_ms / 1e3),
-        cpu_us,
-    );
-    eprintln!(
-        "overload      {high:>7.0}/s  answered within 1 s {:.1}%  refused {:.1}%  p99 of 202s {:.0} ms  {cpu_us:.0} us/req  recovered after {:?} s at {low:.0}/s",
-        figures.answered_within_1s * 100.0,
-        figures.refused * 100.0,
-        figures.p99_accepted_ms,
-        figures.recovered_after_s,
-    );
-    for w in figures.unrecovered() {
-        eprintln!(
-            "  after +{:>2} s  accepted {:>6}  refused {:>6}  failed {:>6}  p99 {:.0} ms",
-            w.second, w.accepted, w.refused, w.failed, w.p99_ms
-        );
-    }
-    Ok(figures)
-}
-
-/// One open-model run at `rate` for the overload step's length, new events only.
-async fn open_run(
-    settings: &BenchSettings,
-    server: &Server,
-    sources: &[SignedSource],
-    rate: f64,
-) -> anyhow::Result<crate::report::Report> {
-    let run_id = uuid::Uuid::new_v4().simple().to_string();
-    let mix = Mix {
-        duplicates: 0.0,
-        tampered: 0.0,
-        stale: 0.0,
-        body_sizes: "1024".parse().map_err(anyhow::Error::msg)?,
-    };
-    let planner = Planner::new(sources.to_vec(), mix, &run_id, 11);
-    crate::run::run(
-        &Settings {
-            target: server.base.clone(),
-            rate,
-            duration: settings.overload_step,
-            connections: settings.overload_connections,
-            http2: false,
-            timeout: Duration::from_secs(10),
-            progress: false,
-        },
-        planner,
-    )
-    .await
-    .map_err(anyhow::Error::from)
 }
 
 /// Measures `settings.rates` in order until one is not held, measuring a miss once more (one
@@ -443,8 +374,8 @@ pub(crate) fn write_config(settings: &BenchSettings, run: &str) -> anyhow::Resul
          kafka: {{ brokers: \"{}\", topic_prefix: \"bench.{run}.\", linger: {}ms, \
          recreate_producer_on_timeout: true }}\n\
          redis: {{ nodes: [{}], key_prefix: \"bench.{run}.\" }}\n{sources}",
-        free_port()?,
-        free_port()?,
+        free_port(),
+        free_port(),
         settings.brokers,
         settings.linger.as_millis(),
         nodes.join(", "),

@@ -12,11 +12,11 @@ use std::time::{Duration, Instant};
 use http::Method;
 use serde::Serialize;
 use serde_json::Value;
-use spillway_testkit::{ConsoleProcess, Postgres, WorkerProcess};
+use spillway_testkit::{free_port, ConsoleProcess, Postgres, WorkerProcess};
 
 use crate::plan::{Mix, Planner};
 use crate::run::Settings;
-use crate::server::{create_topics, free_port, start_bare, start_ingress};
+use crate::server::{create_topics, start_bare, start_ingress};
 use crate::signing::SignedSource;
 
 /// The bench's operator token.
@@ -211,8 +211,8 @@ impl Stack {
              console: {{ listen: \"127.0.0.1:0\", database_url: {{ file: \"{}\" }}, \
              tokens: [{{ name: bench, role: operator, token: {{ file: \"{}\" }} }}] }}\n\
              sources:\n  acme: {{ verify: {{ scheme: standard-webhooks }}, secrets: [{{ id: acme-1, file: \"{}\" }}] }}\n",
-            free_port()?,
-            free_port()?,
+            free_port(),
+            free_port(),
             settings.brokers,
             nodes.join(", "),
             file("sink.secret", "whsec_c2luay1zZWNyZXQta2V5LTk4NzY1NDMy")?,

@@ -20,11 +20,12 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde::Serialize;
 use spillway_kafka::Connection;
+use spillway_testkit::free_port;
 
 pub use batches::BatchStep;
 pub use uploads::UploadStep;
 
-use crate::server::{free_port, start_ingress, Server};
+use crate::server::{start_ingress, Server};
 use crate::signing::SignedSource;
 
 /// What the fleet benchmarks run with.
@@ -270,8 +271,8 @@ pub async fn one_source_ingress(
          redis: {{ nodes: [{}], key_prefix: \"fleet.{run}.\" }}\n{top_yaml}\
          sources:\n  {name}: {{ verify: {{ scheme: standard-webhooks }}, \
          secrets: [{{ id: {name}-1, file: \"{}\" }}], {source_yaml} }}\n",
-        free_port()?,
-        free_port()?,
+        free_port(),
+        free_port(),
         settings.brokers,
         settings.linger.as_millis(),
         nodes.join(", "),

@@ -27,13 +27,6 @@ impl Server {
     }
 }
 
-/// A free loopback port (for a config the bench writes).
-pub fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
 /// Starts `spillway ingress --config config`, logging to `log`, and waits until it is ready.
 pub async fn start_ingress(
     spillway_bin: &Path,

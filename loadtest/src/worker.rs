@@ -9,11 +9,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use spillway_testkit::{LocalCa, WorkerProcess};
+use spillway_testkit::{free_port, LocalCa, WorkerProcess};
 
 use crate::plan::{Mix, Planner};
 use crate::run::Settings;
-use crate::server::{create_topics, free_port, start_ingress, Server};
+use crate::server::{create_topics, start_ingress, Server};
 use crate::signing::SignedSource;
 use crate::sink::Sink;
 
@@ -371,8 +371,8 @@ fn write_config(
          worker: {{ admin_listen: \"127.0.0.1:0\", group_id: \"worker.{run}.workers\", allow_cidrs: [127.0.0.0/8, \"::1/128\"], record_attempts: false, consumer_properties: {{ fetch.wait.max.ms: \"{}\" }}{} }}\n\
          subscriptions: [{{ id: sink, url: \"{sink}\", secrets: [{{ id: s, file: \"{}\" }}] }}]\n\
          sources:\n  acme: {{ verify: {{ scheme: standard-webhooks }}, secrets: [{{ id: acme-1, file: \"{}\" }}] }}\n",
-        free_port()?,
-        free_port()?,
+        free_port(),
+        free_port(),
         brokers,
         nodes.join(", "),
         FETCH_WAIT_MS,
