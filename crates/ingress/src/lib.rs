@@ -159,6 +159,13 @@ impl Ingress {
         let readiness = Arc::new(IngressReadiness {
             draining: AtomicBool::new(false),
             producer,
+            probe_topic: pipeline
+                .sources
+                .load()
+                .values()
+                .map(|s| s.topic.clone())
+                .min()
+                .unwrap_or_default(),
             store: store.filter(|_| redis_required),
             health_key: keys::Keys::new(&config.redis.key_prefix).health(),
             cluster: pipeline.cluster.clone(),
@@ -405,6 +412,8 @@ async fn learn_cluster_id(pipeline: Arc<Pipeline>) {
 struct IngressReadiness {
     draining: AtomicBool,
     producer: EventProducer,
+    /// The topic whose metadata the check asks for: a source's, the first by name.
+    probe_topic: String,
     /// Checked only when every deduplicating source fails closed.
     store: Option<SharedStore>,
     /// The key the Redis check writes: `SET NX PX GET` fails on a Redis older than 7, where
@@ -419,11 +428,13 @@ impl Readiness for IngressReadiness {
             if self.draining.load(Ordering::SeqCst) {
                 return Err("draining".into());
             }
-            let producer = self.producer.clone();
-            tokio::task::spawn_blocking(move || producer.metadata_ok(Duration::from_secs(2)))
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| e.to_string())?;
+            let (producer, topic) = (self.producer.clone(), self.probe_topic.clone());
+            tokio::task::spawn_blocking(move || {
+                producer.metadata_ok(&topic, Duration::from_secs(2))
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
             if self.cluster.get().is_none() {
                 return Err("kafka cluster id not known yet".into());
             }

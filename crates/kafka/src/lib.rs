@@ -303,10 +303,11 @@ impl EventProducer {
         }
     }
 
-    /// Whether the cluster answers a metadata request within `timeout`. Blocks the thread.
-    pub fn metadata_ok(&self, timeout: Duration) -> Result<(), ClientError> {
+    /// Whether the cluster answers a metadata request for `topic` (one the process writes to)
+    /// within `timeout`. Blocks the thread.
+    pub fn metadata_ok(&self, topic: &str, timeout: Duration) -> Result<(), ClientError> {
         match self {
-            Self::Kafka(p) => p.metadata_ok(timeout),
+            Self::Kafka(p) => p.metadata_ok(topic, timeout),
             Self::Memory(p) => p.metadata_ok(),
         }
     }

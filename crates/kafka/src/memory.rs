@@ -356,8 +356,8 @@ mod tests {
         let (memory, producer) = producer();
         assert!(producer.send_tombstone("c", b"key").await.is_ok());
         assert_eq!(memory.records()[0].value, None);
-        assert!(producer.metadata_ok(Duration::from_secs(1)).is_ok());
+        assert!(producer.metadata_ok("c", Duration::from_secs(1)).is_ok());
         memory.set_unreachable(true);
-        assert!(producer.metadata_ok(Duration::from_secs(1)).is_err());
+        assert!(producer.metadata_ok("c", Duration::from_secs(1)).is_err());
     }
 }

@@ -244,6 +244,7 @@ impl Worker {
         )?;
         let readiness = Arc::new(WorkerReadiness {
             producer: self.handling.producer.clone(),
+            probe_topic: dead_letter_topic(&self.config),
             cancel: cancel.clone(),
         });
         let admin_task = tokio::spawn(serve_admin(
@@ -380,6 +381,9 @@ fn prefetch_within(consumer: &mut ClientConfig, prefetch: u64) {
 #[derive(Debug)]
 struct WorkerReadiness {
     producer: EventProducer,
+    /// The topic whose metadata the check asks for: the dead-letter topic, which the worker
+    /// writes and checks at start.
+    probe_topic: String,
     cancel: CancellationToken,
 }
 
@@ -389,11 +393,13 @@ impl Readiness for WorkerReadiness {
             if self.cancel.is_cancelled() {
                 return Err("stopping".into());
             }
-            let producer = self.producer.clone();
-            tokio::task::spawn_blocking(move || producer.metadata_ok(Duration::from_secs(2)))
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| e.to_string())
+            let (producer, topic) = (self.producer.clone(), self.probe_topic.clone());
+            tokio::task::spawn_blocking(move || {
+                producer.metadata_ok(&topic, Duration::from_secs(2))
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())
         })
     }
 }
