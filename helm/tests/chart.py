@@ -64,14 +64,14 @@ REFUSED = [
         "either create",
     ),
     # The ingress's memory limit holds its body budget and connections: 2 x max_body_memory +
-    # max_connections x 64 KiB + 64 MiB (512Mi with 4096 connections: a budget of 96 MiB).
+    # max_connections x 64 KiB + 96 MiB (512Mi with 4096 connections: a budget of 80 MiB).
     (
-        {"ingress": {"config": {"max_body_memory": 96 * MIB + 1}}},
+        {"ingress": {"config": {"max_body_memory": 80 * MIB + 1}}},
         "ingress.resources.limits.memory: 512Mi does not hold the body budget and the connections",
     ),
     (
-        {"ingress": {"config": {"max_connections": 5121}}},
-        "lower ingress.config.max_connections to at most 5120",
+        {"ingress": {"config": {"max_connections": 4609}}},
+        "lower ingress.config.max_connections to at most 4608",
     ),
     (
         {"ingress": {"resources": {"requests": {"cpu": "1", "memory": "128Mi"}, "limits": {"cpu": "2", "memory": "128Mi"}}}},
@@ -79,8 +79,8 @@ REFUSED = [
     ),
     (
         {"ingress": {"resources": {"requests": {"cpu": "1", "memory": "128Mi"}, "limits": {"cpu": "2", "memory": "1G"}},
-                     "config": {"max_body_memory": 332227841}}},
-        "at most 332227840",
+                     "config": {"max_body_memory": 315450625}}},
+        "at most 315450624",
     ),
     (
         {"ingress": {"resources": {"requests": {"cpu": "1", "memory": "128Mi"}, "limits": {"cpu": "2", "memory": "lots"}}}},
@@ -122,14 +122,14 @@ REFUSED = [
 ACCEPTED: list[dict[str, Any]] = [
     {"worker": {"config": {"max_record_memory": 80 * MIB, "consumer_prefetch_bytes": 16 * MIB}}},
     {"worker": {"config": {"max_record_memory": 95 * MIB}}},
-    {"ingress": {"config": {"max_body_memory": 96 * MIB}}},
-    {"ingress": {"config": {"max_connections": 5120}}},
-    {"ingress": {"config": {"max_body_memory": 32 * MIB, "max_connections": 5120}}},
+    {"ingress": {"config": {"max_body_memory": 80 * MIB}}},
+    {"ingress": {"config": {"max_connections": 4608}}},
+    {"ingress": {"config": {"max_body_memory": 32 * MIB, "max_connections": 5632}}},
     {"ingress": {"resources": {"requests": {"cpu": "1", "memory": "128Mi"}, "limits": {"cpu": "2", "memory": "1G"}},
-                 "config": {"max_body_memory": 332227840}}},
+                 "config": {"max_body_memory": 315450624}}},
     {"ingress": {"resources": {"requests": {"cpu": "1", "memory": "128Mi"}, "limits": {"cpu": "2", "memory": "1e9"}},
-                 "config": {"max_body_memory": 332227840}}},
-    {"ingress": {"resources": {"requests": {"cpu": "1", "memory": "128Mi"}, "limits": {"cpu": "2", "memory": "0.4375Gi"}}}},
+                 "config": {"max_body_memory": 315450624}}},
+    {"ingress": {"resources": {"requests": {"cpu": "1", "memory": "128Mi"}, "limits": {"cpu": "2", "memory": "0.46875Gi"}}}},
     {"networkPolicy": {"subscribers": {"cidrs": ["10.40.0.0/16", "0.0.0.0/0"]}},
      "worker": {"config": {"allow_cidrs": ["10.40.0.0/16"]}}},
 ]

@@ -36,7 +36,7 @@ pub struct IngressConfig {
     /// container's `resources.limits.memory`, as `SPILLWAY_INGRESS__MEMORY_LIMIT`). With it,
     /// `max_body_memory` and `max_connections` are checked to fit: 2 x `max_body_memory`
     /// (bodies, plus librdkafka's copy of each record) + `max_connections` x 64 KiB
-    /// (`CONNECTION_BYTES`) + 64 MiB (`MEMORY_HEADROOM_BYTES`) must not exceed it.
+    /// (`CONNECTION_BYTES`) + 96 MiB (`MEMORY_HEADROOM_BYTES`) must not exceed it.
     pub memory_limit: Option<u64>,
     /// Requests one client address may have open at once, from its headers until its answer;
     /// more get 503 `client_overloaded`. Keeps one client from holding the capacity every

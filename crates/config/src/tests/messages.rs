@@ -345,11 +345,11 @@ fn the_messages_of_limits_that_depend_on_other_fields() {
         );
         assert_eq!(
             messages("limit.yaml"),
-            ["ingress.memory_limit: 256 MiB does not hold 2 x 64 MiB (max_body_memory; each body is held twice, as read and as librdkafka's copy of its record) + 2048 connections (max_connections) x 64 KiB + 64 MiB for the rest of the process = 320 MiB; lower max_body_memory to at most 32 MiB, or lower max_connections to at most 1024, or raise the memory limit to at least 320 MiB"]
+            ["ingress.memory_limit: 256 MiB does not hold 2 x 64 MiB (max_body_memory; each body is held twice, as read and as librdkafka's copy of its record) + 2048 connections (max_connections) x 64 KiB + 96 MiB for the rest of the process = 352 MiB; lower max_body_memory to at most 16 MiB, or lower max_connections to at most 512, or raise the memory limit to at least 352 MiB"]
         );
         assert_eq!(
             messages("tiny.yaml"),
-            ["ingress.memory_limit: 32 MiB does not hold 2 x 64 MiB (max_body_memory; each body is held twice, as read and as librdkafka's copy of its record) + 4096 connections (max_connections) x 64 KiB + 64 MiB for the rest of the process = 448 MiB; raise the memory limit to at least 448 MiB"]
+            ["ingress.memory_limit: 32 MiB does not hold 2 x 64 MiB (max_body_memory; each body is held twice, as read and as librdkafka's copy of its record) + 4096 connections (max_connections) x 64 KiB + 96 MiB for the rest of the process = 480 MiB; raise the memory limit to at least 480 MiB"]
         );
         assert_eq!(
             messages("claim.yaml"),
