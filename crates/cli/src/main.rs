@@ -122,7 +122,6 @@ enum ProvidersFormat {
 }
 
 fn main() -> ExitCode {
-    allocator::tune();
     let cli = Cli::parse();
     // The serving processes read their config before anything else: it says where their
     // traces go, and the subscriber is installed once.

@@ -15,8 +15,9 @@ pub const DEFAULT_MESSAGE_MAX_BYTES: u64 = 1_000_000;
 /// connections: code, caches, the producer's own buffers, and what the allocator keeps of
 /// memory already freed. The last grows when the process is short of CPU: the memory-pressure
 /// fault case, with two busy loops on the same two cores, peaked at 90-98 MiB in a release
-/// build where the rule with 64 MiB promised 97 (so 57-65 MiB of it was this share), and a
-/// debug build, whose code is larger, at up to 110 MiB. 96 MiB leaves a third for the rest.
+/// build with mimalloc, where the rule with 64 MiB promised 97 (57-65 MiB of it this share),
+/// and at 78-82 MiB with jemalloc, the allocator since (89-93 MiB in a debug build, whose code
+/// is larger). 96 MiB keeps room for an allocator or a load that keeps more.
 pub const MEMORY_HEADROOM_BYTES: u64 = 96 * 1024 * 1024;
 
 /// What one open connection may cost outside the body budget: hyper's buffers, the request's
