@@ -31,7 +31,7 @@ USER_PARTS = [
     ("HTTP (hyper)", ("hyper", "h2::", "httparse", "http::", "http_body")),
     ("JSON", ("serde_json", "serde::")),
     ("spillway's own code", ("spillway",)),
-    ("allocator (jemalloc)", ("_rjem_", "je_", "jemalloc")),
+    ("allocator (jemalloc)", ("_rjem_", "je_", "jemalloc", "tikv_jemallocator")),
     ("async runtime (tokio, mio)", ("tokio::", "mio::", "futures", "parking_lot", "crossbeam")),
     ("memory copies (libc)", ("memcpy", "memmove", "memset", "memcmp", "__memcpy", "__memmove")),
     ("Rust's standard library (strings, collections, formatting)", ("alloc::", "core::", "std::", "hashbrown::")),

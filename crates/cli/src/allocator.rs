@@ -3,8 +3,8 @@
 //! Measured on 2026-12-04 on this machine, alternating release builds that differed only in
 //! the allocator (docs/benchmarks.md, "The allocator"):
 //! - at 2,500 requests/s the ingress used a median 155 µs of CPU per request with jemalloc,
-//!   157 µs with mimalloc 3 and 148 µs with glibc's malloc (six samples each, ±10% apart run
-//!   to run), and held 36, 44-66 and 31 MiB resident;
+//!   157 µs with mimalloc 3 and 148 µs with glibc's malloc (six samples each, up to 16% from
+//!   their medians), and held 36, 44-66 and 31 MiB resident;
 //! - the memory-pressure fault case, with two busy loops on the same two cores, peaked at
 //!   78-82 MiB with jemalloc, 90-98 MiB with mimalloc (even with its purge delay at 10 ms) and
 //!   70-71 MiB with glibc's malloc.

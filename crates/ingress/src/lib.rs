@@ -159,16 +159,9 @@ impl Ingress {
         let readiness = Arc::new(IngressReadiness {
             draining: AtomicBool::new(false),
             producer,
-            probe_topic: pipeline
-                .sources
-                .load()
-                .values()
-                .map(|s| s.topic.clone())
-                .min()
-                .unwrap_or_default(),
+            pipeline: pipeline.clone(),
             store: store.filter(|_| redis_required),
             health_key: keys::Keys::new(&config.redis.key_prefix).health(),
-            cluster: pipeline.cluster.clone(),
         });
         Ok(Self {
             pipeline,
@@ -412,14 +405,14 @@ async fn learn_cluster_id(pipeline: Arc<Pipeline>) {
 struct IngressReadiness {
     draining: AtomicBool,
     producer: EventProducer,
-    /// The topic whose metadata the check asks for: a source's, the first by name.
-    probe_topic: String,
+    /// The sources as they are now (a reload swaps them): the check asks for the metadata
+    /// of the first one's topic by name, and the cluster id is learnt here.
+    pipeline: Arc<Pipeline>,
     /// Checked only when every deduplicating source fails closed.
     store: Option<SharedStore>,
     /// The key the Redis check writes: `SET NX PX GET` fails on a Redis older than 7, where
     /// no claim could succeed, which a PING would not show.
     health_key: String,
-    cluster: Arc<tokio::sync::OnceCell<String>>,
 }
 
 impl Readiness for IngressReadiness {
@@ -428,14 +421,24 @@ impl Readiness for IngressReadiness {
             if self.draining.load(Ordering::SeqCst) {
                 return Err("draining".into());
             }
-            let (producer, topic) = (self.producer.clone(), self.probe_topic.clone());
+            // A topic of a source configured now: the probe asks for nothing this process
+            // would not write to (a metadata request may create a missing topic on a broker
+            // that allows it, as a produce would), and never for a removed source's topic.
+            let topic = self
+                .pipeline
+                .sources
+                .load()
+                .values()
+                .map(|s| s.topic.clone())
+                .min();
+            let (producer, topic) = (self.producer.clone(), topic.unwrap_or_default());
             tokio::task::spawn_blocking(move || {
                 producer.metadata_ok(&topic, Duration::from_secs(2))
             })
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
-            if self.cluster.get().is_none() {
+            if self.pipeline.cluster.get().is_none() {
                 return Err("kafka cluster id not known yet".into());
             }
             if let Some(store) = &self.store {

@@ -382,7 +382,7 @@ fn prefetch_within(consumer: &mut ClientConfig, prefetch: u64) {
 struct WorkerReadiness {
     producer: EventProducer,
     /// The topic whose metadata the check asks for: the dead-letter topic, which the worker
-    /// writes and checks at start.
+    /// writes (so the probe asks for nothing it would not write to) and checks at start.
     probe_topic: String,
     cancel: CancellationToken,
 }
