@@ -406,7 +406,7 @@ struct IngressReadiness {
     draining: AtomicBool,
     producer: EventProducer,
     /// The sources as they are now (a reload swaps them): the check asks for the metadata
-    /// of the first one's topic by name, and the cluster id is learnt here.
+    /// of the first of their topics by name, and the cluster id is learnt here.
     pipeline: Arc<Pipeline>,
     /// Checked only when every deduplicating source fails closed.
     store: Option<SharedStore>,
