@@ -71,17 +71,21 @@ impl Pipeline {
         } = prepared;
         let source = Arc::clone(&intake.source);
         let this = Arc::clone(self);
-        self.detached(intake.id(), held, async move {
-            for envelope in &refused_invalid {
-                this.quarantine_refused(&source, envelope);
-            }
-            if !records.is_empty() {
-                this.settle_batch(&source, records, &mut report).await;
-            }
-            report.settle_repeats(&repeats);
-            let deduplicated = source.dedupe != KeySource::None;
-            report.answer(&source.name, &this.metrics, this.retry_after, deduplicated)
-        })
+        self.detached(
+            intake.id(),
+            held,
+            Box::pin(async move {
+                for envelope in &refused_invalid {
+                    this.quarantine_refused(&source, envelope);
+                }
+                if !records.is_empty() {
+                    this.settle_batch(&source, records, &mut report).await;
+                }
+                report.settle_repeats(&repeats);
+                let deduplicated = source.dedupe != KeySource::None;
+                report.answer(&source.name, &this.metrics, this.retry_after, deduplicated)
+            }),
+        )
         .await
     }
 }

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
 use spillway_store::{ClaimToken, SharedStore};
 use spillway_telemetry::{traces, IngressMetrics, RedisCommand};
@@ -292,11 +293,13 @@ impl HeldClaim {
     }
 
     /// The event is in Kafka: later requests with its key are duplicates. Commits now,
-    /// retries included (the queue has stopped).
-    async fn commit_now(self, source: &str, event_id: &str) {
-        if !self.try_commit(source, event_id).await {
-            self.retry(source.to_owned(), event_id.to_owned()).await;
-        }
+    /// retries included (the queue has stopped). Boxed, as [`HeldClaim::release`] is.
+    fn commit_now<'a>(self, source: &'a str, event_id: &'a str) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            if !self.try_commit(source, event_id).await {
+                self.retry(source.to_owned(), event_id.to_owned()).await;
+            }
+        })
     }
 
     /// The tries after a failed commit.
@@ -339,17 +342,21 @@ impl HeldClaim {
         }
     }
 
-    /// The event is not in Kafka: the sender's retry must be processed.
-    pub(crate) async fn release(self, source: &str) {
-        let released = timed(
-            &self.metrics,
-            RedisCommand::Release,
-            self.store.release(&self.token),
-        )
-        .await;
-        if let Err(e) = released {
-            tracing::warn!(source, error = %e, "release failed; the key stays claimed until claim_ttl");
-        }
+    /// The event is not in Kafka: the sender's retry must be processed. Boxed: a release
+    /// follows a failure, and inline its Redis command would add 3 KiB to every request's
+    /// future, which is copied whole at each move (see [`crate::detach`]).
+    pub(crate) fn release(self, source: &str) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let released = timed(
+                &self.metrics,
+                RedisCommand::Release,
+                self.store.release(&self.token),
+            )
+            .await;
+            if let Err(e) = released {
+                tracing::warn!(source, error = %e, "release failed; the key stays claimed until claim_ttl");
+            }
+        })
     }
 }
 

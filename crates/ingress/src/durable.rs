@@ -28,42 +28,50 @@ use crate::store::timed;
 // === impl Pipeline ===
 
 impl Pipeline {
-    /// Runs [`Pipeline::make_durable`] through [`Pipeline::detached`] and waits for its answer.
-    pub(crate) async fn make_durable_detached(
+    /// Runs [`Pipeline::make_durable`] through [`Pipeline::detached`]; the future answers.
+    pub(crate) fn make_durable_detached(
         self: &Arc<Self>,
         source: Arc<ResolvedSource>,
         envelope: Envelope,
         replay_key: Option<String>,
         held: Held,
-    ) -> Answer {
+    ) -> impl std::future::Future<Output = Answer> + Send + 'static {
         let this = Arc::clone(self);
         let id = envelope.id;
         let keeper = held.stored.as_ref().map(StoredObject::keeper);
-        self.detached(id, held, async move {
-            this.make_durable(source, envelope, replay_key, keeper)
-                .await
-        })
-        .await
+        self.detached(
+            id,
+            held,
+            Box::pin(async move {
+                this.make_durable(source, envelope, replay_key, keeper)
+                    .await
+            }),
+        )
     }
 
-    /// Runs a durable section and waits for its answer. If the client disconnects, hyper
-    /// drops this future, and the section goes on in a task of its own: the claims are still
+    /// Runs a durable section; the future answers. If the client disconnects, hyper drops
+    /// that future, and the section goes on in a task of its own: the claims are still
     /// committed or released and the records' fate still settled; `held` (the in-flight place
     /// and the body's bytes) stays taken until then. Shutdown waits for these sections.
-    pub(crate) async fn detached<F>(&self, id: EventId, held: Held, section: F) -> Answer
+    /// `section` comes boxed, so that what the request's future holds of it is a pointer
+    /// (see [`crate::detach`]).
+    pub(crate) fn detached<F>(
+        &self,
+        id: EventId,
+        held: Held,
+        section: std::pin::Pin<Box<F>>,
+    ) -> impl std::future::Future<Output = Answer> + Send + 'static
     where
         F: std::future::Future<Output = Answer> + Send + 'static,
     {
-        let section = DetachOnDrop::new(&self.tasks, async move {
-            let answer = section.await;
-            drop(held);
-            answer
-        });
-        match section.await {
-            Some(answer) => answer,
-            None => {
-                tracing::error!(event_id = %id, "the durable section of a request panicked");
-                answer::internal()
+        let section = DetachOnDrop::new(&self.tasks, section, held);
+        async move {
+            match section.await {
+                Some(answer) => answer,
+                None => {
+                    tracing::error!(event_id = %id, "the durable section of a request panicked");
+                    answer::internal()
+                }
             }
         }
     }

@@ -225,7 +225,9 @@ impl Pipeline {
         let name = object_name(source, envelope.id, SystemTime::now());
         let body = std::mem::take(&mut envelope.body);
         let stored_body = body.clone();
-        let written = async {
+        // Boxed: only large bodies take this path, and inline it would add 2 KiB to every
+        // request's future, which is copied whole at each move (see `crate::detach`).
+        let written = Box::pin(async {
             let writer = objects.writer(&name, envelope.content_type.clone()).await?;
             // Aborted if the write fails or the request is dropped meanwhile.
             let mut upload = Upload {
@@ -239,7 +241,7 @@ impl Pipeline {
                 Some(writer) => writer.finish().await.map(Some),
                 None => Ok(None),
             }
-        };
+        });
         let reference = match written.await {
             Ok(Some(reference)) => reference,
             Ok(None) => return Err(answer::internal()),

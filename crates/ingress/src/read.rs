@@ -80,9 +80,11 @@ impl Pipeline {
                 .map_err(|Exhausted| memory_full(self.retry_after))?;
             chunks.push(data);
             if streamed.is_some_and(|inline| frames.received as u64 > inline) {
-                return self
-                    .stream_to_store(intake, parts, frames, chunks, place, charge)
-                    .await;
+                // Boxed: a rare path, kept out of every request's future (see `crate::detach`).
+                return Box::pin(
+                    self.stream_to_store(intake, parts, frames, chunks, place, charge),
+                )
+                .await;
             }
         }
         let body = self.join(chunks, frames.received, charge)?;

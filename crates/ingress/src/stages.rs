@@ -83,7 +83,9 @@ impl Pipeline {
         let body = match read.await {
             Ok(ReadBody::Whole(body)) => body,
             Ok(ReadBody::Stored(streamed)) => {
-                return self.accept_streamed(intake, parts, streamed, charge).await
+                // Boxed, as the other rare paths are: only a pointer in every request's
+                // future (see `crate::detach`).
+                return Box::pin(self.accept_streamed(intake, parts, streamed, charge)).await;
             }
             Err(refused) => return refused,
         };
@@ -98,25 +100,26 @@ impl Pipeline {
             Ok(body) => body,
             Err(refused) => return refused,
         };
-        let (verified, handshake) =
-            if intake.source.verifier.scheme().algorithm == Algorithm::AwsSns {
-                match self.verify_sns(&intake, &body, client).await {
-                    Ok((verified, message)) => {
-                        let handshake = self.sns_handshake(&intake.source, &message).await;
-                        (verified, handshake)
-                    }
-                    Err(refused) => return refused,
+        let (verified, handshake) = if intake.source.verifier.scheme().algorithm
+            == Algorithm::AwsSns
+        {
+            match Box::pin(self.verify_sns(&intake, &body, client)).await {
+                Ok((verified, message)) => {
+                    let handshake = Box::pin(self.sns_handshake(&intake.source, &message)).await;
+                    (verified, handshake)
                 }
-            } else {
-                match self.verify(&intake, &parts, &body, client).await {
-                    Ok(verified) => {
-                        let handshake =
-                            self.signed_handshake(&intake.source, &parts.headers, &body, &verified);
-                        (verified, handshake)
-                    }
-                    Err(refused) => return refused,
+                Err(refused) => return refused,
+            }
+        } else {
+            match self.verify(&intake, &parts, &body, client).await {
+                Ok(verified) => {
+                    let handshake =
+                        self.signed_handshake(&intake.source, &parts.headers, &body, &verified);
+                    (verified, handshake)
                 }
-            };
+                Err(refused) => return refused,
+            }
+        };
         // A handshake is answered as its provider expects; with `store_handshakes` an
         // answered one is also written, and answered once it is durable.
         let handshake = match handshake {

@@ -121,7 +121,9 @@ impl Pipeline {
     pub(crate) async fn count_failure(&self, source: &ResolvedSource, client: IpAddr, code: &str) {
         self.metrics.verify_failure(&source.name, code);
         if let Some(blocklist) = &self.blocklist {
-            blocklist.failed(client, &source.name, &self.metrics).await;
+            // Boxed: a failure path, and inline its Redis command would add 2 KiB to every
+            // request's future, which is copied whole at each move (see `crate::detach`).
+            Box::pin(blocklist.failed(client, &source.name, &self.metrics)).await;
         }
     }
 }
