@@ -263,7 +263,7 @@ fn lock(accepted: &Accepted) -> std::sync::MutexGuard<'_, HashMap<String, String
 pub(crate) struct HeldClaim {
     store: SharedStore,
     token: ClaimToken,
-    metrics: IngressMetrics,
+    metrics: Arc<IngressMetrics>,
     /// Set once its event is accepted and the commit queued.
     remembered: Option<Remembered>,
 }
@@ -282,12 +282,16 @@ impl std::fmt::Debug for HeldClaim {
 }
 
 impl HeldClaim {
-    pub(crate) fn new(store: &SharedStore, token: ClaimToken, metrics: &IngressMetrics) -> Self {
+    pub(crate) fn new(
+        store: &SharedStore,
+        token: ClaimToken,
+        metrics: &Arc<IngressMetrics>,
+    ) -> Self {
         metrics.claims_in_flight().inc();
         Self {
             store: store.clone(),
             token,
-            metrics: metrics.clone(),
+            metrics: Arc::clone(metrics),
             remembered: None,
         }
     }

@@ -68,7 +68,7 @@ use spillway_core::key::KeySource;
 use spillway_kafka::durability::TopicRules;
 use spillway_kafka::{EventProducer, ProduceError, ProducerSettings};
 use spillway_store::{RedisSettings, RedisStore, SharedStore};
-use spillway_telemetry::{serve_admin, IngressMetrics, Readiness, ReadinessFuture};
+use spillway_telemetry::{serve_admin, Encode, IngressMetrics, Readiness, ReadinessFuture};
 use tokio::net::TcpListener;
 
 #[derive(Debug, thiserror::Error)]
@@ -236,7 +236,7 @@ impl Ingress {
     }
 
     pub fn metrics(&self) -> IngressMetrics {
-        self.pipeline.metrics.clone()
+        IngressMetrics::clone(&self.pipeline.metrics)
     }
 
     /// Serves until `shutdown` resolves, then drains. Returns once every accepted event's fate
@@ -250,7 +250,7 @@ impl Ingress {
         let (admin_stop_tx, admin_stop_rx) = tokio::sync::oneshot::channel::<()>();
         let admin_task = tokio::spawn(serve_admin(
             admin,
-            Arc::new(self.pipeline.metrics.clone()),
+            Arc::clone(&self.pipeline.metrics) as Arc<dyn Encode>,
             self.readiness.clone(),
             None,
             async move {

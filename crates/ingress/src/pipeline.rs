@@ -53,7 +53,9 @@ pub struct Pipeline {
     pub(crate) body_rate_grace: Duration,
     /// Bytes of a body refused for its size read before the 413 (see [`crate::drain`]).
     pub(crate) refused_body_drain_bytes: u64,
-    pub(crate) metrics: IngressMetrics,
+    /// Shared behind one `Arc`: a claim holds the handles until its commit, and cloning two
+    /// dozen of them per request was two dozen contended reference counts.
+    pub(crate) metrics: Arc<IngressMetrics>,
     /// How long a body may take to arrive once the headers are in.
     pub(crate) body_read_timeout: Duration,
     /// The pause a 503 asks the sender to wait (Retry-After).
@@ -127,7 +129,7 @@ impl Pipeline {
             min_body_rate: config.ingress.min_body_rate,
             body_rate_grace: config.ingress.body_rate_grace,
             refused_body_drain_bytes: config.ingress.refused_body_drain_bytes,
-            metrics,
+            metrics: Arc::new(metrics),
             body_read_timeout: config.ingress.body_read_timeout,
             retry_after: config.ingress.retry_after,
             max_hops: config.ingress.max_hops,
