@@ -407,7 +407,7 @@ LATENCY_TARGETS = [
     '',
     "### The size of a request's future (measured 2026-12-04)",
     '',
-    'Memory copies in libc were 10-11% of the profile at the half rate, far more than a 1 KiB',
+    'Memory copies in libc were 10-11% of the profiles at the half rate, far more than a 1 KiB',
     'body explains. A profile with DWARF call chains (`perf record --call-graph dwarf`) showed',
     "who copied: moves of futures. An `async fn`'s future holds, inline, the futures of every",
     'call it awaits, so a request\'s future grew with every rarely taken path (a body streamed',
