@@ -297,7 +297,9 @@ impl HeldClaim {
     }
 
     /// The event is in Kafka: later requests with its key are duplicates. Commits now,
-    /// retries included (the queue has stopped). Boxed, as [`HeldClaim::release`] is.
+    /// retries included (the queue has stopped). Boxed, as [`HeldClaim::release`] is: it
+    /// runs only at shutdown, and inline its Redis commands would add 4 KiB to every
+    /// request's future.
     fn commit_now<'a>(self, source: &'a str, event_id: &'a str) -> BoxFuture<'a, ()> {
         Box::pin(async move {
             if !self.try_commit(source, event_id).await {

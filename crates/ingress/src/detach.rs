@@ -6,35 +6,52 @@
 //! profiles at 2,500 requests/s showed. A client leaves rarely, so the hand-over is paid only then.
 //! Either way the section is counted by the pipeline's task tracker, so shutdown waits for it.
 //!
-//! The section is boxed by the caller, before it is moved anywhere: a request's future is moved
-//! by value (into hyper's connection state, into this wrapper), and every move copies the whole
-//! future. A durable section inline made a request's future 15 KiB, and those copies were 7% of
-//! the ingress's CPU at 3,500 requests/s (perf, 2026-12-04).
+//! The section is boxed by the caller, before it is moved anywhere. A request's future is moved
+//! by value (into hyper's connection state), as the section was (into this wrapper), and every
+//! move copies the whole future: the request's future was 15 KiB and its section 16 KiB, and
+//! copying them was about 7% of the ingress's CPU at 3,500 requests/s (perf, 2026-12-04).
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use tokio_util::task::task_tracker::TrackedFuture;
+use tokio_util::task::task_tracker::TaskTrackerToken;
 use tokio_util::task::TaskTracker;
 use tracing::instrument::Instrumented;
 use tracing::Instrument;
 
-/// The section's future, already on the heap: moving it to a task midway copies a pointer.
-type Section<F> = TrackedFuture<Instrumented<Pin<Box<F>>>>;
+/// A section with what it keeps and its tracker token. The fields drop in the order they are
+/// declared, whether the section finished, panicked or was dropped: what it kept first, the
+/// token last, so that shutdown (which waits for the tracker) finds everything released.
+struct Section<F, K> {
+    _kept: K,
+    /// Already on the heap: moving the section to a task midway copies a pointer.
+    future: Instrumented<Pin<Box<F>>>,
+    _token: TaskTrackerToken,
+}
+
+// Nothing is pinned in place: the future is on the heap and `kept` is only held.
+impl<F, K> Unpin for Section<F, K> {}
+
+impl<F: Future, K> Future for Section<F, K> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        Pin::new(&mut self.get_mut().future).poll(cx)
+    }
+}
 
 /// Polls `section` in place; dropped before it finished, it spawns the rest on the current
-/// runtime (within the current span, so its log lines keep the request's fields). `kept` is
-/// held until the section is settled, and dropped with it either way.
+/// runtime (within the span current at [`DetachOnDrop::new`], so its log lines keep the
+/// request's fields). `kept` is held until the section is settled, and dropped with it.
 pub(crate) struct DetachOnDrop<F, K>
 where
     F: Future + Send + 'static,
     F::Output: Send,
     K: Send + 'static,
 {
-    section: Option<Section<F>>,
-    kept: Option<K>,
+    section: Option<Section<F, K>>,
 }
 
 impl<F, K> DetachOnDrop<F, K>
@@ -43,21 +60,16 @@ where
     F::Output: Send,
     K: Send + 'static,
 {
+    /// Counts the section in `tasks` and takes the current span, both from now on.
     pub(crate) fn new(tasks: &TaskTracker, section: Pin<Box<F>>, kept: K) -> Self {
         Self {
-            section: Some(tasks.track_future(section.instrument(tracing::Span::current()))),
-            kept: Some(kept),
+            section: Some(Section {
+                _kept: kept,
+                future: section.instrument(tracing::Span::current()),
+                _token: tasks.token(),
+            }),
         }
     }
-}
-
-// Nothing is pinned in place: the section is on the heap and `kept` is only held.
-impl<F, K> Unpin for DetachOnDrop<F, K>
-where
-    F: Future + Send + 'static,
-    F::Output: Send,
-    K: Send + 'static,
-{
 }
 
 impl<F, K> Future for DetachOnDrop<F, K>
@@ -82,10 +94,9 @@ where
             Ok(Poll::Ready(output)) => Some(output),
             Err(_) => None,
         };
-        // What the section kept goes before its tracker token: shutdown, which waits for the
-        // tracker, then finds it released.
-        this.kept = None;
-        this.section = None;
+        // Settled: taken out before it is dropped, so that nothing is spawned even if
+        // dropping what it kept panicked.
+        drop(this.section.take());
         Poll::Ready(output)
     }
 }
@@ -97,18 +108,13 @@ where
     K: Send + 'static,
 {
     fn drop(&mut self) {
-        let (Some(section), kept) = (self.section.take(), self.kept.take()) else {
+        let Some(section) = self.section.take() else {
             return;
         };
         // Outside a runtime (it is being torn down) the section cannot go on: it is dropped,
         // as a spawned task would have been.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                let mut section = section;
-                (&mut section).await;
-                drop(kept);
-                drop(section);
-            });
+            runtime.spawn(section);
         }
     }
 }
@@ -117,18 +123,49 @@ where
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Arc;
+    use std::sync::{Arc, Mutex};
     use std::time::Duration;
+
+    /// Kept by a section; dropped, it notes whether the tracker still counted the section
+    /// then, as it must: what a section keeps goes before its tracker token.
+    struct Witness {
+        tasks: TaskTracker,
+        counted: Arc<Mutex<Option<bool>>>,
+    }
+
+    impl Drop for Witness {
+        fn drop(&mut self) {
+            *self.counted.lock().expect("lock") = Some(!self.tasks.is_empty());
+        }
+    }
+
+    fn witness(tasks: &TaskTracker) -> (Witness, Arc<Mutex<Option<bool>>>) {
+        let counted = Arc::new(Mutex::new(None));
+        let witness = Witness {
+            tasks: tasks.clone(),
+            counted: Arc::clone(&counted),
+        };
+        (witness, counted)
+    }
+
+    async fn panics_after(pause: Duration) {
+        tokio::time::sleep(pause).await;
+        panic!("boom")
+    }
+
+    fn released(counted: &Mutex<Option<bool>>) -> Option<bool> {
+        *counted.lock().expect("lock")
+    }
 
     #[tokio::test(start_paused = true)]
     async fn a_section_runs_in_place_and_answers() {
         let tasks = TaskTracker::new();
-        let kept = Arc::new(());
-        let section = DetachOnDrop::new(&tasks, Box::pin(async { 7 }), Arc::clone(&kept));
+        let (kept, counted) = witness(&tasks);
+        let section = DetachOnDrop::new(&tasks, Box::pin(async { 7 }), kept);
         assert_eq!(tasks.len(), 1, "counted while it runs");
         assert_eq!(section.await, Some(7));
         assert!(tasks.is_empty());
-        assert_eq!(Arc::strong_count(&kept), 1, "released with the answer");
+        assert_eq!(released(&counted), Some(true), "released before the token");
     }
 
     #[tokio::test(start_paused = true)]
@@ -136,47 +173,48 @@ mod tests {
         let tasks = TaskTracker::new();
         let finished = Arc::new(AtomicBool::new(false));
         let done = Arc::clone(&finished);
-        let kept = Arc::new(());
+        let (kept, counted) = witness(&tasks);
         let section = DetachOnDrop::new(
             &tasks,
             Box::pin(async move {
                 tokio::time::sleep(Duration::from_secs(2)).await;
                 done.store(true, Ordering::SeqCst);
             }),
-            Arc::clone(&kept),
+            kept,
         );
         let waiting = tokio::time::timeout(Duration::from_secs(1), section).await;
         assert!(waiting.is_err(), "the caller gave up first");
         assert!(!finished.load(Ordering::SeqCst));
-        assert_eq!(Arc::strong_count(&kept), 2, "kept by the detached section");
+        assert_eq!(released(&counted), None, "kept by the detached section");
         tasks.close();
         tasks.wait().await;
         assert!(
             finished.load(Ordering::SeqCst),
             "the tracker waited for the rest"
         );
-        assert_eq!(
-            Arc::strong_count(&kept),
-            1,
-            "released before the tracker let shutdown go on"
-        );
+        assert_eq!(released(&counted), Some(true), "released before the token");
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_panicking_section_gives_no_output() {
         let tasks = TaskTracker::new();
-        let kept = Arc::new(());
-        let section = DetachOnDrop::new(
-            &tasks,
-            Box::pin(async {
-                if true {
-                    panic!("boom")
-                }
-            }),
-            Arc::clone(&kept),
-        );
+        let (kept, counted) = witness(&tasks);
+        let section = DetachOnDrop::new(&tasks, Box::pin(panics_after(Duration::ZERO)), kept);
         assert_eq!(section.await, None::<()>);
         assert!(tasks.is_empty());
-        assert_eq!(Arc::strong_count(&kept), 1, "released with the section");
+        assert_eq!(released(&counted), Some(true), "released before the token");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_detached_section_that_panics_releases_what_it_kept_first() {
+        let tasks = TaskTracker::new();
+        let (kept, counted) = witness(&tasks);
+        let section =
+            DetachOnDrop::new(&tasks, Box::pin(panics_after(Duration::from_secs(2))), kept);
+        let waiting = tokio::time::timeout(Duration::from_secs(1), section).await;
+        assert!(waiting.is_err(), "the caller gave up first");
+        tasks.close();
+        tasks.wait().await;
+        assert_eq!(released(&counted), Some(true), "released before the token");
     }
 }

@@ -54,7 +54,9 @@ impl Pipeline {
     /// committed or released and the records' fate still settled; `held` (the in-flight place
     /// and the body's bytes) stays taken until then. Shutdown waits for these sections.
     /// `section` comes boxed, so that what the request's future holds of it is a pointer
-    /// (see [`crate::detach`]).
+    /// (see [`crate::detach`]). The section is counted for shutdown, and takes the current
+    /// span, when this is called, not when the future is first polled: call it within the
+    /// request's span.
     pub(crate) fn detached<F>(
         &self,
         id: EventId,
