@@ -298,8 +298,8 @@ impl HeldClaim {
 
     /// The event is in Kafka: later requests with its key are duplicates. Commits now,
     /// retries included (the queue has stopped). Boxed, as [`HeldClaim::release`] is: it
-    /// runs only at shutdown, and inline its Redis commands would add 4 KiB to every
-    /// request's future.
+    /// runs only at shutdown, and inline its Redis commands would add almost 4 KiB to every
+    /// request's durable section.
     fn commit_now<'a>(self, source: &'a str, event_id: &'a str) -> BoxFuture<'a, ()> {
         Box::pin(async move {
             if !self.try_commit(source, event_id).await {
@@ -350,7 +350,7 @@ impl HeldClaim {
 
     /// The event is not in Kafka: the sender's retry must be processed. Boxed: a release
     /// follows a failure, and inline its Redis command would add 3 KiB to every request's
-    /// future, which is copied whole at each move (see [`crate::detach`]).
+    /// durable section, allocated and copied per request (see [`crate::detach`]).
     pub(crate) fn release(self, source: &str) -> BoxFuture<'_, ()> {
         Box::pin(async move {
             let released = timed(

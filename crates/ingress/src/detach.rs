@@ -205,6 +205,15 @@ mod tests {
         assert_eq!(released(&counted), Some(true), "released before the token");
     }
 
+    #[test]
+    fn a_section_dropped_outside_a_runtime_releases_what_it_kept_first() {
+        let tasks = TaskTracker::new();
+        let (kept, counted) = witness(&tasks);
+        drop(DetachOnDrop::new(&tasks, Box::pin(async {}), kept));
+        assert!(tasks.is_empty());
+        assert_eq!(released(&counted), Some(true), "released before the token");
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_detached_section_that_panics_releases_what_it_kept_first() {
         let tasks = TaskTracker::new();
