@@ -118,6 +118,12 @@ impl Load {
     /// Starts sending signed requests for every source of `config` to `target` at the rate of
     /// [`load_shape`]; `duplicates` of them repeat an earlier request, as a sender's retry.
     pub fn start(config: &Path, target: &str, duplicates: f64) -> Self {
+        Self::start_bounded(config, target, duplicates, 512)
+    }
+
+    /// As [`Load::start`], with at most `connections` requests in flight (and so connections
+    /// open): a request due while all are busy waits for one, however slow the answers.
+    pub fn start_bounded(config: &Path, target: &str, duplicates: f64, connections: usize) -> Self {
         let (rate, duration) = load_shape();
         let config = spillway_config::load(config).expect("config");
         let sources = SignedSource::from_config(&config).expect("signing sources");
@@ -140,7 +146,7 @@ impl Load {
             target: target.to_owned(),
             rate,
             duration,
-            connections: 512,
+            connections,
             http2: false,
             timeout: Duration::from_secs(30),
             progress: false,
