@@ -11,12 +11,14 @@
 //! paused once it holds more than a little behind that head, so it holds its head and little
 //! more while it waits, however long the wait.
 //! What a lane does with its records is in [`source`] (first attempts, fanned out to
-//! subscriptions) and [`retry`] (due retry records); what a record counts against them is in
+//! subscriptions, each delivering its share in [`subscription`]) and [`retry`] (due retry
+//! records); what a record counts against them is in
 //! [`charge`].
 
 mod charge;
 mod retry;
 mod source;
+mod subscription;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
@@ -51,6 +53,7 @@ pub(crate) enum Role {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct LaneLimits {
     pub(crate) subscription_queue: usize,
+    pub(crate) delivery_concurrency: usize,
     pub(crate) slow_after: Duration,
     pub(crate) retry_concurrency: usize,
 }

@@ -181,6 +181,7 @@ impl Worker {
             backlog: config.worker.partition_backlog.max(1),
             limits: LaneLimits {
                 subscription_queue: config.worker.subscription_queue.max(1),
+                delivery_concurrency: config.worker.delivery_concurrency.max(1),
                 slow_after: config.worker.slow_after,
                 retry_concurrency: config.worker.retry_concurrency.max(1),
             },

@@ -30,6 +30,12 @@ pub struct WorkerConfig {
     /// queue is full, its further deliveries wait in the first retry tier instead, so the
     /// partition keeps moving for every other subscription.
     pub subscription_queue: usize,
+    /// Deliveries one subscription has in hand at once within one source partition, those
+    /// waiting behind an earlier record of their key included: records of one key are
+    /// delivered one at a time, in order; records of different keys (or without a key) may
+    /// overtake each other. 1 delivers a partition strictly in order, one round trip at a
+    /// time.
+    pub delivery_concurrency: usize,
     /// A subscription whose queue stays full this long counts as slow: until its queue has
     /// drained to half, its further deliveries go straight to the first retry tier.
     #[serde(with = "humantime_serde")]
@@ -148,6 +154,7 @@ impl Default for WorkerConfig {
             ingress_urls: Vec::new(),
             partition_backlog: 4096,
             subscription_queue: 64,
+            delivery_concurrency: 16,
             slow_after: Duration::from_secs(1),
             retry_concurrency: 64,
             drain_timeout: Duration::from_secs(10),
@@ -181,6 +188,7 @@ impl std::fmt::Debug for WorkerConfig {
             group_id,
             partition_backlog,
             subscription_queue,
+            delivery_concurrency,
             slow_after,
             breaker_failures,
             breaker_cooldown,
@@ -209,6 +217,7 @@ impl std::fmt::Debug for WorkerConfig {
             .field("group_id", group_id)
             .field("partition_backlog", partition_backlog)
             .field("subscription_queue", subscription_queue)
+            .field("delivery_concurrency", delivery_concurrency)
             .field("slow_after", slow_after)
             .field("breaker_failures", breaker_failures)
             .field("breaker_cooldown", breaker_cooldown)

@@ -128,6 +128,7 @@ worker:
   drain_timeout: 0s
   api_token: {}
   retry_jitter: 1.0
+  delivery_concurrency: 0
 telemetry:
   otlp_endpoint: otel:4318
   trace_sample_ratio: 1.5
@@ -243,6 +244,7 @@ pub(super) const EVERYTHING_WRONG_MESSAGES: &[&str] = &[
     "worker.drain_timeout: must be positive and shorter than the consumer session timeout (45000 ms): a longer drain gets the worker thrown out of its group",
     "worker.api_token: set either env or file",
     "worker.retry_jitter: must be in [0, 1)",
+    "worker.delivery_concurrency: must be at least 1 (1 delivers a partition strictly in order)",
     "telemetry.otlp_endpoint: must be an http:// or https:// URL such as http://otel-collector:4318",
     "telemetry.trace_sample_ratio: must be in [0, 1]",
     "telemetry.export_interval: must be greater than zero",

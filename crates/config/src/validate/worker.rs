@@ -52,6 +52,12 @@ pub(super) fn validate(w: &WorkerConfig, read_files: bool, errors: &mut Vec<Fiel
     if !(0.0..1.0).contains(&w.retry_jitter) {
         errors.push(err("worker.retry_jitter", "must be in [0, 1)"));
     }
+    if w.delivery_concurrency == 0 {
+        errors.push(err(
+            "worker.delivery_concurrency",
+            "must be at least 1 (1 delivers a partition strictly in order)",
+        ));
+    }
     for (field, value) in [
         (
             "worker.max_subscription_timeout",

@@ -1,34 +1,20 @@
 //! A source partition's lane: each record is fanned out to the queue of every subscription that
-//! wants it, and each subscription's task delivers its share in order, so subscriptions proceed
-//! independently. A subscription whose queue stays full is slow: its deliveries are deferred to
-//! the first retry tier instead of holding up the lane.
+//! wants it, and each subscription's task ([`subscription`]) delivers its share, in order per
+//! record key, so subscriptions proceed independently. A subscription whose queue stays full
+//! is slow: its deliveries are deferred to the first retry tier instead of holding up the lane.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use rdkafka::message::Message;
 use spillway_config::ResolvedSubscription;
 use spillway_core::headers;
 use tokio::sync::{mpsc, Notify};
 
-use tokio_util::sync::CancellationToken;
-
+use super::subscription::{self, park_as_slow, Job};
 use super::{Held, LaneContext};
 use crate::control::header_text;
-use crate::delivery::OutboundEvent;
-use crate::handling::Handling;
-use crate::ledger::{Ledger, Progress};
-
-/// One delivery of one record to one subscription.
-struct Job {
-    /// Counted against the lane until the last of the record's deliveries lets it go.
-    message: Arc<Held>,
-    event: Arc<OutboundEvent>,
-    /// As it stood when the record was read: a later change applies to later records.
-    subscription: Arc<ResolvedSubscription>,
-    progress: Arc<Progress>,
-}
+use crate::ledger::Ledger;
 
 /// A subscription's queue within a source lane.
 struct SubscriptionQueue {
@@ -70,7 +56,7 @@ pub(super) async fn run_source_lane(
                 let progress = ledger.open(message.offset(), matching.len());
                 for subscription in matching {
                     let queue = queues.entry(subscription.id.clone()).or_insert_with(|| SubscriptionQueue {
-                        tx: subscription_task(&lane, settled.clone()),
+                        tx: subscription::spawn(&lane, settled.clone()),
                         slow: false,
                     });
                     if queue.slow && queue.tx.capacity() >= capacity / 2 {
@@ -110,70 +96,4 @@ fn defer(lane: &LaneContext, job: Job, settled: Arc<Notify>) {
             job.progress.settle_one(&settled);
         }
     });
-}
-
-/// Postpones `job` to the first retry tier as a first attempt still to make; false when
-/// cancelled first.
-async fn park_as_slow(handling: &Handling, job: &Job, abandon: &CancellationToken) -> bool {
-    let wait = handling.tiers.first().map(|t| t.delay).unwrap_or_default();
-    handling
-        .postpone(
-            &job.message,
-            &job.subscription,
-            1,
-            wait,
-            "the subscription is slow",
-            abandon,
-        )
-        .await
-}
-
-/// The task delivering one subscription's share of a partition, in order. When the lane is
-/// handed back it finishes the delivery in hand and leaves the queued ones to the next owner.
-fn subscription_task(lane: &LaneContext, settled: Arc<Notify>) -> mpsc::Sender<Job> {
-    let (tx, mut rx) = mpsc::channel::<Job>(lane.limits.subscription_queue.max(1));
-    let (handling, handback, abandon) = (
-        lane.handling.clone(),
-        lane.handback.clone(),
-        lane.abandon.clone(),
-    );
-    lane.tracker.spawn(async move {
-        // The last attempt ran out of `worker.first_attempt_budget` or timed out: the
-        // subscriber is slow, so what is queued behind it is deferred, not each given the
-        // whole wait in turn. A probe goes out when the queue has emptied, or a first tier's
-        // delay after the last attempt ended while it has not (a backlog read after a restart
-        // keeps it full).
-        let probe_every = handling
-            .tiers
-            .first()
-            .map_or(Duration::from_secs(1), |t| t.delay);
-        let mut behind = false;
-        let mut last_attempt = tokio::time::Instant::now();
-        loop {
-            let job = tokio::select! {
-                biased;
-                () = handback.cancelled() => return,
-                job = rx.recv() => match job {
-                    Some(job) => job,
-                    None => return,
-                },
-            };
-            let defer = behind && !rx.is_empty() && last_attempt.elapsed() < probe_every;
-            let done = if defer {
-                park_as_slow(&handling, &job, &abandon).await
-            } else {
-                let attempted = handling
-                    .first_attempt(&job.message, &job.subscription, &job.event, &abandon)
-                    .await;
-                last_attempt = tokio::time::Instant::now();
-                behind = attempted.slow;
-                attempted.settled
-            };
-            if !done {
-                return;
-            }
-            job.progress.settle_one(&settled);
-        }
-    });
-    tx
 }

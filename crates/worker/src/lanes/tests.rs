@@ -19,25 +19,27 @@ use crate::test_support::{
 };
 use spillway_kafka::{MemoryBehaviour, MemoryFault};
 
-const DELIVERED: MemoryAnswer = MemoryAnswer::Now(DeliveryOutcome::Delivered { status: 200 });
+const DELIVERED: MemoryAnswer =
+    MemoryAnswer::Now(DeliveryOutcome::Delivered { status: 200 });
 
-fn limits() -> LaneLimits {
+pub(super) fn limits() -> LaneLimits {
     LaneLimits {
         subscription_queue: 8,
+        delivery_concurrency: 4,
         slow_after: Duration::from_secs(1),
         retry_concurrency: 4,
     }
 }
 
 /// A lane running in its own task, its offsets recorded.
-struct Running {
-    lane: Lane,
-    task: JoinHandle<()>,
-    offsets: Arc<OffsetRecorder>,
+pub(super) struct Running {
+    pub(super) lane: Lane,
+    pub(super) task: JoinHandle<()>,
+    pub(super) offsets: Arc<OffsetRecorder>,
     memory: RecordMemory,
 }
 
-fn start(kit: &Kit, role: Role, limits: LaneLimits) -> Running {
+pub(super) fn start(kit: &Kit, role: Role, limits: LaneLimits) -> Running {
     let offsets = Arc::new(OffsetRecorder::default());
     let (context, lane, rx, finished) =
         LaneContext::open(role, offsets.clone(), kit.handling.clone(), limits);
@@ -55,13 +57,13 @@ fn start(kit: &Kit, role: Role, limits: LaneLimits) -> Running {
 }
 
 impl Running {
-    fn send(&self, message: OwnedMessage) {
+    pub(super) fn send(&self, message: OwnedMessage) {
         let held = Held::new(message, self.lane.load.clone(), &self.memory);
         assert!(self.lane.tx.send(held).is_ok(), "the lane is running");
     }
 
     /// The records the lane holds, and their bytes in the worker's record memory.
-    fn holds(&self) -> (usize, usize) {
+    pub(super) fn holds(&self) -> (usize, usize) {
         (
             self.lane.load.records.load(Ordering::Relaxed),
             self.memory.held(),
@@ -70,7 +72,7 @@ impl Running {
 }
 
 /// Lets the lane's tasks run for `secs` of the paused clock.
-async fn run_for(secs: u64) {
+pub(super) async fn run_for(secs: u64) {
     tokio::time::sleep(Duration::from_secs(secs)).await;
 }
 
@@ -264,8 +266,10 @@ async fn after_a_first_attempt_timed_out_what_is_queued_behind_it_is_deferred() 
 async fn a_slow_subscription_is_deferred_to_the_first_tier_as_its_first_attempt() {
     let kit = kit(vec![subscription("s1")]);
     kit.subscribers.behave(MemoryAnswer::Hang);
+    // One delivery in hand, one queued ([`super::subscription::tests`] has several in hand).
     let tight = LaneLimits {
         subscription_queue: 1,
+        delivery_concurrency: 1,
         ..limits()
     };
     let running = start(&kit, Role::Source, tight);
@@ -303,8 +307,10 @@ async fn a_deferred_delivery_counts_against_its_lane_until_kafka_takes_it() {
     for _ in 0..3 {
         kit.kafka.then(MemoryBehaviour::Fail(MemoryFault::Refused));
     }
+    // One delivery in hand, one queued ([`super::subscription::tests`] has several in hand).
     let tight = LaneLimits {
         subscription_queue: 1,
+        delivery_concurrency: 1,
         ..limits()
     };
     let running = start(&kit, Role::Source, tight);
