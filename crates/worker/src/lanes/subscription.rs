@@ -72,17 +72,33 @@ struct Shared {
 
 /// When a subscriber is slow: the last attempt ran out of `worker.first_attempt_budget` or
 /// timed out, so what is queued behind it is deferred, not each given the whole wait in turn.
-/// A probe goes out when nothing is queued, or a first tier's delay after the last attempt
-/// ended while something is (a backlog read after a restart keeps it full).
+/// A probe goes out when nothing else is in hand or queued, or a first tier's delay after the
+/// last attempt ended while something is (a backlog read after a restart keeps it full); and
+/// only one at a time, not a request in every place in hand.
 struct Pace {
     behind: bool,
     last_attempt: Instant,
     probe_every: Duration,
+    /// Requests in hand (deliveries being deferred are not).
+    attempts: usize,
 }
 
 impl Pace {
-    fn defers(&self, queued: bool) -> bool {
-        self.behind && queued && self.last_attempt.elapsed() < self.probe_every
+    /// Whether the delivery about to start is deferred rather than attempted. `others`:
+    /// deliveries in hand or queued besides it.
+    fn start(&mut self, others: bool) -> bool {
+        let defer = self.behind
+            && (self.attempts > 0 || (others && self.last_attempt.elapsed() < self.probe_every));
+        if !defer {
+            self.attempts += 1;
+        }
+        defer
+    }
+
+    fn attempt_ended(&mut self, slow: bool) {
+        self.attempts = self.attempts.saturating_sub(1);
+        self.last_attempt = Instant::now();
+        self.behind = slow;
     }
 }
 
@@ -117,6 +133,7 @@ async fn run(
             .tiers
             .first()
             .map_or(Duration::from_secs(1), |t| t.delay),
+        attempts: 0,
     };
     let shared = &shared;
     let start = |job: Job, key: Option<u64>, defer: bool| async move {
@@ -153,8 +170,7 @@ async fn run(
                 let done: Finished = done;
                 held -= 1;
                 if let Some(slow) = done.slow {
-                    pace.last_attempt = Instant::now();
-                    pace.behind = slow;
+                    pace.attempt_ended(slow);
                 }
                 if !done.settled {
                     // Abandoned: what is still in hand is given up too.
@@ -165,8 +181,8 @@ async fn run(
                 let Entry::Occupied(mut waiting) = busy.entry(key) else { continue };
                 match waiting.get_mut().pop_front() {
                     Some(next) => {
-                        let queued = !rx.is_empty() || held > in_hand.len() + 1;
-                        in_hand.push(start(next, Some(key), pace.defers(queued)));
+                        let others = held > 1 || !rx.is_empty();
+                        in_hand.push(start(next, Some(key), pace.start(others)));
                     }
                     None => {
                         waiting.remove();
@@ -191,13 +207,18 @@ async fn run(
                         }
                     }
                 }
-                let queued = !rx.is_empty() || held > in_hand.len() + 1;
-                in_hand.push(start(job, key, pace.defers(queued)));
+                let others = held > 1 || !rx.is_empty();
+                in_hand.push(start(job, key, pace.start(others)));
             }
         }
     }
-    // Handed back (or abandoned): the deliveries in hand finish, or give up once the lane
-    // abandons them; those waiting behind their key are the next owner's.
+    // Handed back (or abandoned): what was not started is the next owner's, and let go now,
+    // not after the deliveries in hand (its record memory, and a lane waiting for room in the
+    // queue learns at once that it is closed instead of deferring a record the next owner
+    // will deliver again). The deliveries in hand finish, or give up once the lane abandons
+    // them.
+    drop(rx);
+    drop(busy);
     while let Some(done) = in_hand.next().await {
         if done.settled {
             done.job.progress.settle_one(&settled);

@@ -19,8 +19,7 @@ use crate::test_support::{
 };
 use spillway_kafka::{MemoryBehaviour, MemoryFault};
 
-const DELIVERED: MemoryAnswer =
-    MemoryAnswer::Now(DeliveryOutcome::Delivered { status: 200 });
+const DELIVERED: MemoryAnswer = MemoryAnswer::Now(DeliveryOutcome::Delivered { status: 200 });
 
 pub(super) fn limits() -> LaneLimits {
     LaneLimits {

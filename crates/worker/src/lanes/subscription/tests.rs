@@ -9,7 +9,7 @@ use super::super::tests::{limits, run_for, start, Running};
 use super::super::{LaneLimits, Role};
 use crate::control::LAST_ERROR;
 use crate::delivery::{DeliveryOutcome, MemoryAnswer};
-use crate::test_support::{kit, source_record, subscription, tier, Kit};
+use crate::test_support::{kit, source_record, subscription, tier, Kit, FIRST_ATTEMPT_BUDGET};
 
 /// Answers 200 after `secs` of the paused clock.
 fn delivered_after(secs: u64) -> MemoryAnswer {
@@ -61,7 +61,7 @@ async fn records_of_different_keys_are_in_hand_at_once_and_stored_in_order() {
 async fn records_of_one_key_go_one_at_a_time_in_order() {
     let kit = kit(vec![subscription("s1")]);
     kit.subscribers.behave(delivered_after(1));
-    let running = lane_of(&kit, 4);
+    let running = lane_of(&kit, 5);
     for (offset, key) in [(0, "a"), (1, "b"), (2, "a"), (3, "c"), (4, "a")] {
         running.send(keyed(offset, key));
     }
@@ -130,13 +130,20 @@ async fn records_without_a_key_are_in_hand_at_once() {
 async fn a_handed_back_lane_finishes_every_delivery_in_hand_and_leaves_the_rest() {
     let kit = kit(vec![subscription("s1")]);
     kit.subscribers.behave(delivered_after(5));
-    let running = lane_of(&kit, 3);
+    let running = lane_of(&kit, 4);
     // 0 to 2 in hand, 3 behind 0 (its key's), 4 and 5 queued.
     for (offset, key) in [(0, "a"), (1, "b"), (2, "c"), (3, "a"), (4, "d"), (5, "e")] {
         running.send(keyed(offset, key));
     }
     run_for(1).await;
+    assert_eq!(running.holds().0, 6);
     running.lane.handback.cancel();
+    run_for(1).await;
+    assert_eq!(
+        running.holds().0,
+        3,
+        "what was not started is let go at once, not after the deliveries in hand"
+    );
     running.task.await.expect("lane");
     assert_eq!(running.offsets.offsets().last(), Some(&2));
     assert_eq!(
@@ -176,4 +183,55 @@ async fn a_hanging_subscriber_with_several_in_hand_still_counts_as_slow() {
     running.lane.abandon.cancel();
     running.task.await.expect("lane");
     assert!(running.offsets.offsets().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_closed_queue_still_delivers_what_waits_behind_its_key() {
+    let kit = kit(vec![subscription("s1")]);
+    kit.subscribers.behave(delivered_after(1));
+    let running = lane_of(&kit, 4);
+    for offset in 0..3 {
+        running.send(keyed(offset, "a"));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The dispatcher lets the lane go (its records have ended), with 1 and 2 behind 0.
+    drop(running.lane);
+    running.task.await.expect("lane");
+    assert_eq!(kit.subscribers.delivered_ids(), ["e-0", "e-1", "e-2"]);
+    assert_eq!(running.offsets.offsets().last(), Some(&2));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_subscriber_gets_one_probe_at_a_time_however_many_places_are_free() {
+    let kit = kit(vec![subscription("s1")]);
+    kit.subscribers.behave(MemoryAnswer::Hang);
+    let running = lane_of(&kit, 4);
+    running.send(keyed(0, "a"));
+    // 0 runs past its budget and is parked: the subscriber is slow.
+    tokio::time::sleep(FIRST_ATTEMPT_BUDGET + Duration::from_millis(200)).await;
+    // Nothing else in hand or queued: 1 goes out as a probe.
+    running.send(keyed(1, "b"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The probe is still in hand: 2 is deferred, although a place is free.
+    running.send(keyed(2, "c"));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // A first tier's delay after 0 ended a probe would be due, but one is still in hand.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    running.send(keyed(3, "d"));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(kit.subscribers.delivered_ids(), ["e-0", "e-1"]);
+    let parked: Vec<_> = kit
+        .kafka
+        .records_in(&tier(1))
+        .iter()
+        .map(|r| r.header(LAST_ERROR).unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(
+        parked,
+        [
+            "postponed: in hand past worker.first_attempt_budget",
+            "postponed: the subscription is slow",
+            "postponed: the subscription is slow"
+        ]
+    );
 }
