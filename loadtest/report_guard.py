@@ -93,7 +93,7 @@ def worker(path: Path) -> list[str]:
         "What is left of the latency (measured 2026-12-04, one run each): at 300/s the p50 is",
         "17 ms and the p99 25 ms, of which about 13 ms is the local broker's sleep in each fetch",
         "(with `fetch.wait.max.ms` 2 the p50 is 4.1 ms, the p99 10 ms). At 3,500/s a wait of 2 ms",
-        "does not help (p50 13-20 ms, p99 56-67 ms, against 17-24 and 52-89 with 10): there the",
+        "does not help (p50 13-20 ms, p99 56-67 ms, against 17-24 and 45-89 above): there the",
         "tail is the two cores the ingress, the broker, the worker and the generator share.",
         "",
     ]

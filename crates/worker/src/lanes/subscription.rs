@@ -57,8 +57,9 @@ struct Finished {
     key: Option<u64>,
     /// Delivered, or parked with Kafka's acknowledgement; false when abandoned first.
     settled: bool,
-    /// Whether the subscriber was slow, when a request went out (not for a deferred job).
-    slow: Option<bool>,
+    /// When a request went out (not for a deferred job): when it started, and whether the
+    /// subscriber was slow.
+    attempt: Option<(Instant, bool)>,
 }
 
 /// What the task shares with the deliveries it has in hand.
@@ -70,13 +71,17 @@ struct Shared {
     keys: RandomState,
 }
 
-/// When a subscriber is slow: the last attempt ran out of `worker.first_attempt_budget` or
-/// timed out, so what is queued behind it is deferred, not each given the whole wait in turn.
+/// When a subscriber is slow: the newest attempt that has ended (the one started last) ran
+/// out of `worker.first_attempt_budget` or timed out, so what is queued behind it is deferred,
+/// not each given the whole wait in turn. An older request that times out after a newer one
+/// was answered says nothing new.
 /// A probe goes out when nothing else is in hand or queued, or a first tier's delay after the
 /// last attempt ended while something is (a backlog read after a restart keeps it full); and
 /// only one at a time, not a request in every place in hand.
 struct Pace {
     behind: bool,
+    /// When the attempt that last set `behind` started.
+    behind_from: Instant,
     last_attempt: Instant,
     probe_every: Duration,
     /// Requests in hand (deliveries being deferred are not).
@@ -95,10 +100,13 @@ impl Pace {
         defer
     }
 
-    fn attempt_ended(&mut self, slow: bool) {
+    fn attempt_ended(&mut self, started: Instant, slow: bool) {
         self.attempts = self.attempts.saturating_sub(1);
         self.last_attempt = Instant::now();
-        self.behind = slow;
+        if started >= self.behind_from {
+            self.behind_from = started;
+            self.behind = slow;
+        }
     }
 }
 
@@ -127,6 +135,7 @@ async fn run(
 ) {
     let mut pace = Pace {
         behind: false,
+        behind_from: Instant::now(),
         last_attempt: Instant::now(),
         probe_every: shared
             .handling
@@ -137,23 +146,24 @@ async fn run(
     };
     let shared = &shared;
     let start = |job: Job, key: Option<u64>, defer: bool| async move {
-        let (settled, slow) = if defer {
+        let (settled, attempt) = if defer {
             (
                 park_as_slow(&shared.handling, &job, &shared.abandon).await,
                 None,
             )
         } else {
+            let started = Instant::now();
             let attempted = shared
                 .handling
                 .first_attempt(&job.message, &job.subscription, &job.event, &shared.abandon)
                 .await;
-            (attempted.settled, Some(attempted.slow))
+            (attempted.settled, Some((started, attempted.slow)))
         };
         Finished {
             job,
             key,
             settled,
-            slow,
+            attempt,
         }
     };
     let mut in_hand = FuturesUnordered::new();
@@ -169,8 +179,8 @@ async fn run(
             Some(done) = in_hand.next(), if !in_hand.is_empty() => {
                 let done: Finished = done;
                 held -= 1;
-                if let Some(slow) = done.slow {
-                    pace.attempt_ended(slow);
+                if let Some((started, slow)) = done.attempt {
+                    pace.attempt_ended(started, slow);
                 }
                 if !done.settled {
                     // Abandoned: what is still in hand is given up too.

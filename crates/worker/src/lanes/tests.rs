@@ -70,6 +70,21 @@ impl Running {
     }
 }
 
+/// A source lane allowed one delivery in hand and one queued per subscription (the tests of
+/// [`super::subscription`] have several in hand), sent records 0, 1 and 2 of one key.
+pub(super) fn one_in_hand_one_queued(kit: &Kit) -> Running {
+    let tight = LaneLimits {
+        subscription_queue: 1,
+        delivery_concurrency: 1,
+        ..limits()
+    };
+    let running = start(kit, Role::Source, tight);
+    for offset in 0..3 {
+        running.send(source_record(offset));
+    }
+    running
+}
+
 /// Lets the lane's tasks run for `secs` of the paused clock.
 pub(super) async fn run_for(secs: u64) {
     tokio::time::sleep(Duration::from_secs(secs)).await;
@@ -265,17 +280,8 @@ async fn after_a_first_attempt_timed_out_what_is_queued_behind_it_is_deferred() 
 async fn a_slow_subscription_is_deferred_to_the_first_tier_as_its_first_attempt() {
     let kit = kit(vec![subscription("s1")]);
     kit.subscribers.behave(MemoryAnswer::Hang);
-    // One delivery in hand, one queued ([`super::subscription::tests`] has several in hand).
-    let tight = LaneLimits {
-        subscription_queue: 1,
-        delivery_concurrency: 1,
-        ..limits()
-    };
-    let running = start(&kit, Role::Source, tight);
     // Record 0 hangs in hand, record 1 fills the queue, record 2 waits `slow_after` for room.
-    for offset in 0..3 {
-        running.send(source_record(offset));
-    }
+    let running = one_in_hand_one_queued(&kit);
     run_for(2).await;
     let deferred = kit.kafka.records_in(&tier(1));
     assert_eq!(deferred.len(), 1, "{deferred:?}");
@@ -306,16 +312,7 @@ async fn a_deferred_delivery_counts_against_its_lane_until_kafka_takes_it() {
     for _ in 0..3 {
         kit.kafka.then(MemoryBehaviour::Fail(MemoryFault::Refused));
     }
-    // One delivery in hand, one queued ([`super::subscription::tests`] has several in hand).
-    let tight = LaneLimits {
-        subscription_queue: 1,
-        delivery_concurrency: 1,
-        ..limits()
-    };
-    let running = start(&kit, Role::Source, tight);
-    for offset in 0..3 {
-        running.send(source_record(offset));
-    }
+    let running = one_in_hand_one_queued(&kit);
     run_for(3).await;
     // Record 0 in hand, 1 queued, 2 being deferred: all three still count (M-2).
     let (records, bytes) = running.holds();

@@ -1,11 +1,12 @@
 //! Several deliveries of one subscription in hand within a partition: different keys at once,
-//! one key in order, the bound on what is in hand, and a handback with several in hand.
+//! one key in order, the bound on what is in hand, a handback with several in hand, and a slow
+//! subscriber (one probe at a time, the newest attempt's word).
 
 use std::time::Duration;
 
 use rdkafka::message::OwnedMessage;
 
-use super::super::tests::{limits, run_for, start, Running};
+use super::super::tests::{limits, one_in_hand_one_queued, run_for, start, Running};
 use super::super::{LaneLimits, Role};
 use crate::control::LAST_ERROR;
 use crate::delivery::{DeliveryOutcome, MemoryAnswer};
@@ -234,4 +235,48 @@ async fn a_slow_subscriber_gets_one_probe_at_a_time_however_many_places_are_free
             "postponed: the subscription is slow"
         ]
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_older_request_timing_out_after_a_newer_answer_does_not_make_the_subscriber_slow() {
+    let kit = kit(vec![subscription("s1")]);
+    // Record 0 hangs; every later request is answered at once.
+    kit.subscribers.then(MemoryAnswer::Hang);
+    let running = lane_of(&kit, 2);
+    running.send(keyed(0, "a"));
+    tokio::time::sleep(FIRST_ATTEMPT_BUDGET - Duration::from_secs(1)).await;
+    running.send(keyed(1, "b"));
+    // 0 runs past its budget after 1 was answered: 1, the newer, says the subscriber is fine.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    for (offset, key) in [(2, "c"), (3, "d")] {
+        running.send(keyed(offset, key));
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        kit.subscribers.delivered_ids(),
+        ["e-0", "e-1", "e-2", "e-3"],
+        "nothing deferred"
+    );
+    assert_eq!(
+        kit.kafka.records_in(&tier(1)).len(),
+        1,
+        "only 0, past its budget"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lane_waiting_for_room_when_handed_back_defers_nothing() {
+    let kit = kit(vec![subscription("s1")]);
+    kit.subscribers.behave(MemoryAnswer::Hang);
+    // 0 hangs in hand, 1 fills the queue, and the lane waits for room for 2.
+    let running = one_in_hand_one_queued(&kit);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    running.lane.handback.cancel();
+    // Past `slow_after`: had the queue stayed open, 2 would now be deferred as slow, and the
+    // next owner would deliver it again.
+    run_for(2).await;
+    assert!(kit.kafka.records_in(&tier(1)).is_empty());
+    running.lane.abandon.cancel();
+    running.task.await.expect("lane");
+    assert!(running.offsets.offsets().is_empty());
 }
