@@ -245,7 +245,8 @@ async fn stalled_and_large_bodies_within_a_small_body_budget() {
         &format!(
             "from 20% to 80% of the load, {STALLED} clients announce {} KiB bodies and send 64 \
              bytes, {LARGE} send such bodies whole (one in 8 signed), each again at once; \
-             max_body_memory {} MiB, max_connections {MAX_CONNECTIONS}, memory_limit {} MiB",
+             max_body_memory {} MiB, max_connections {MAX_CONNECTIONS}, memory_limit {} MiB; \
+             the real senders keep {LOAD_CONNECTIONS} requests in flight at most",
             MAX_BODY / 1024,
             BODY_MEMORY / MIB,
             MEMORY_LIMIT / MIB
