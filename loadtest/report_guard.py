@@ -14,6 +14,7 @@ def num(value: float | None, digits: int = 1) -> str:
     """A figure as text; a phase with nothing to measure has none."""
     return "-" if value is None else f"{value:.{digits}f}"
 
+
 def worker_phases(r: dict) -> list[tuple[str, dict, dict]]:
     """(protocol, live, backlog) of each protocol worker.json measured."""
     phases = [("HTTP/1.1", r)] + ([("HTTP/2 (TLS)", r["h2"])] if r.get("h2") else [])
@@ -72,8 +73,8 @@ def worker(path: Path) -> list[str]:
         "(each event here has a key of its own). Until 2026-12-04 a partition went to each",
         "subscription one request at a time, so each partition delivered one event per round trip",
         "and the worker fell behind over HTTP/2 at the half rate. The same steps with",
-        "`spillway-loadgen worker` at 3,500/s, three runs of each build (one of the old, the new",
-        "three times, the old twice more; medians, the samples in brackets):",
+        "`spillway-loadgen worker` at 3,500/s, three runs of each build, in the order old, new,",
+        "new, new, old, old (medians, the samples in brackets):",
         "",
         "| | one at a time | 16 in hand, one per key |",
         "|---|---|---|",

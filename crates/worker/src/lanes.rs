@@ -12,8 +12,7 @@
 //! more while it waits, however long the wait.
 //! What a lane does with its records is in [`source`] (first attempts, fanned out to
 //! subscriptions, each delivering its share in [`subscription`]) and [`retry`] (due retry
-//! records); what a record counts against them is in
-//! [`charge`].
+//! records); what a record counts against them is in [`charge`].
 
 mod charge;
 mod retry;

@@ -26,7 +26,8 @@ pub struct WorkerConfig {
     /// the partition, so a bound below one fetch makes the worker fetch the same records again
     /// and again.
     pub partition_backlog: usize,
-    /// Deliveries queued for one subscription within one partition. When a slow subscriber's
+    /// Deliveries queued for one subscription within one partition, besides those in hand
+    /// (`delivery_concurrency`). When a slow subscriber's
     /// queue is full, its further deliveries wait in the first retry tier instead, so the
     /// partition keeps moving for every other subscription.
     pub subscription_queue: usize,

@@ -71,9 +71,9 @@ struct Shared {
     keys: RandomState,
 }
 
-/// When a subscriber is slow: the newest attempt that has ended (the one started last) ran
-/// out of `worker.first_attempt_budget` or timed out, so what is queued behind it is deferred,
-/// not each given the whole wait in turn. An older request that times out after a newer one
+/// Whether the next delivery goes out or is deferred. A subscriber is slow when the newest
+/// attempt that has ended (the one started last) ran out of `worker.first_attempt_budget` or
+/// timed out: what is queued behind it is then deferred, not each given the whole wait in turn. An older request that times out after a newer one
 /// was answered says nothing new.
 /// A probe goes out when nothing else is in hand or queued, or a first tier's delay after the
 /// last attempt ended while something is (a backlog read after a restart keeps it full); and
@@ -177,6 +177,7 @@ async fn run(
             biased;
             () = handback.cancelled() => break,
             Some(done) = in_hand.next(), if !in_hand.is_empty() => {
+                // Named, as `select!` leaves the stream's item type to be inferred.
                 let done: Finished = done;
                 held -= 1;
                 if let Some((started, slow)) = done.attempt {
