@@ -7,6 +7,7 @@
 mod admin;
 pub mod catalog;
 mod labels;
+mod log_writer;
 mod metrics;
 pub mod traces;
 

@@ -23,6 +23,8 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
+use crate::log_writer::{BatchedLog, LogWriterGuard};
+
 /// Whether spans are exported; set once by [`init`].
 static EXPORTING: AtomicBool = AtomicBool::new(false);
 
@@ -78,6 +80,8 @@ pub enum TelemetryError {
     Exporter { endpoint: String, reason: String },
     #[error("a global tracing subscriber is already installed")]
     AlreadyInstalled,
+    #[error("cannot start the log writer's thread: {0}")]
+    LogWriter(#[source] std::io::Error),
 }
 
 /// Keeps the log writer and the trace exporter alive; dropping it flushes both, so hold it
@@ -85,7 +89,7 @@ pub enum TelemetryError {
 #[derive(Debug)]
 pub struct TelemetryGuard {
     provider: Option<SdkTracerProvider>,
-    _log_writer: tracing_appender::non_blocking::WorkerGuard,
+    _log_writer: LogWriterGuard,
 }
 
 impl Drop for TelemetryGuard {
@@ -102,10 +106,12 @@ impl Drop for TelemetryGuard {
 /// Installs the process's subscriber: logs on stderr (JSON lines when `json`, filtered by
 /// `RUST_LOG`, default `info`) and, with `export`, spans to an OTLP collector.
 ///
-/// Log lines are written by a background thread, so a slow stderr never blocks a request; if
-/// it falls 128k lines behind, further lines are dropped rather than queued without bound.
+/// Log lines are written by a background thread every few milliseconds
+/// ([`crate::log_writer`]), so a slow stderr never blocks a request; if it falls 16 MiB behind,
+/// further lines are dropped (and counted) rather than held without bound.
 pub fn init(json: bool, export: Option<&TraceExport>) -> Result<TelemetryGuard, TelemetryError> {
-    let (writer, log_writer) = tracing_appender::non_blocking(std::io::stderr());
+    let (writer, log_writer) =
+        BatchedLog::start(std::io::stderr()).map_err(TelemetryError::LogWriter)?;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     // Colours only for a person at a terminal, never into files and log collectors.
     let fmt = tracing_subscriber::fmt::layer()
