@@ -158,7 +158,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli.command, config)) {
+    let result = runtime.block_on(run(cli.command, config));
+    // The log lines still held are written before the error that ends the process, which
+    // they explain.
+    drop(runtime);
+    drop(_telemetry);
+    match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {}", commands::report(&e));

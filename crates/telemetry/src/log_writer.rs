@@ -22,6 +22,10 @@ pub(crate) const INTERVAL: Duration = Duration::from_millis(10);
 /// are dropped (and counted in a line of their own) rather than held without bound.
 pub(crate) const MAX_PENDING: usize = 16 << 20;
 
+/// How long a stopping process waits for the last lines to be written: a stderr that takes
+/// no more (a pipe nobody reads) must not hold up the exit.
+pub(crate) const LAST_WRITE_WAIT: Duration = Duration::from_secs(2);
+
 /// Where log lines go: each `write` is one whole line (tracing's formatter writes an event at
 /// once), appended to what the thread writes next.
 #[derive(Debug, Clone)]
@@ -34,6 +38,8 @@ pub(crate) struct BatchedLog {
 pub struct LogWriterGuard {
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
+    /// Disconnected when the thread has written its last lines.
+    finished: std::sync::mpsc::Receiver<()>,
 }
 
 #[derive(Debug, Default)]
@@ -61,15 +67,20 @@ impl BatchedLog {
     /// A writer and the thread writing to `out` what it is given.
     pub(crate) fn start<W: Write + Send + 'static>(out: W) -> io::Result<(Self, LogWriterGuard)> {
         let shared = Arc::new(Shared::default());
+        let (finishing, finished) = std::sync::mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("log-writer".into())
             .spawn({
                 let shared = shared.clone();
-                move || shared.write_until_stopped(out)
+                move || {
+                    let _finishing = finishing;
+                    shared.write_until_stopped(out);
+                }
             })?;
         let guard = LogWriterGuard {
             shared: shared.clone(),
             thread: Some(thread),
+            finished,
         };
         Ok((Self { shared }, guard))
     }
@@ -155,8 +166,13 @@ impl Drop for LogWriterGuard {
     fn drop(&mut self) {
         *lock(&self.shared.stop) = true;
         self.shared.stopped.notify_all();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+        // Joined only once it has finished; a thread stuck in a write is left behind.
+        if let Err(std::sync::mpsc::RecvTimeoutError::Disconnected) =
+            self.finished.recv_timeout(LAST_WRITE_WAIT)
+        {
+            if let Some(thread) = self.thread.take() {
+                let _ = thread.join();
+            }
         }
     }
 }
@@ -224,5 +240,29 @@ mod tests {
         shared.hold(b"after\n");
         shared.write_held(&mut out, &mut Vec::new());
         assert_eq!(out, b"after\n");
+    }
+
+    /// A `Write` that never returns, like a pipe nobody reads.
+    struct Stuck;
+
+    impl Write for Stuck {
+        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+            loop {
+                std::thread::park();
+            }
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_stderr_that_takes_nothing_more_does_not_hold_up_the_exit() {
+        let (log, guard) = BatchedLog::start(Stuck).expect("thread");
+        log.make_writer()
+            .write_all(b"never written\n")
+            .expect("held");
+        // Returns after LAST_WRITE_WAIT at most instead of waiting for the write forever.
+        drop(guard);
     }
 }
