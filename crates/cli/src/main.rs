@@ -135,7 +135,7 @@ fn main() -> ExitCode {
     let export = loaded
         .as_ref()
         .and_then(|(l, service)| trace_export(&l.config, service));
-    let _telemetry = match spillway_telemetry::init(cli.log_format == "json", export.as_ref()) {
+    let telemetry = match spillway_telemetry::init(cli.log_format == "json", export.as_ref()) {
         Ok(guard) => guard,
         Err(e) => {
             eprintln!("error: {e}");
@@ -162,7 +162,7 @@ fn main() -> ExitCode {
     // The log lines still held are written before the error that ends the process, which
     // they explain.
     drop(runtime);
-    drop(_telemetry);
+    drop(telemetry);
     match result {
         Ok(code) => code,
         Err(e) => {
