@@ -7,7 +7,8 @@
 //! - [`run`]: the constant-arrival-rate driver, latency measured from each request's due time;
 //! - [`report`]: HdrHistogram percentiles, statuses, errors, thresholds; text and JSON;
 //! - [`verify`]: reconciliation of the answers with what is in Kafka;
-//! - [`bare`]: the bare hyper baseline server; [`cpu`]: a process's CPU time from /proc;
+//! - [`bare`]: the bare hyper baseline server; [`floor`]: the least a receiver does per
+//!   request with the same engines (a claim and a produce); [`cpu`]: a process's CPU time from /proc;
 //! - [`bench`]: the rate sweeps of `make bench`; [`fleet`]: its batch and large-body figures;
 //!   [`console`]: the console's index lag, catch-up and search figures; [`worker`]: the
 //!   worker's deliveries per core and the latency from a 202 to the subscriber, to the
@@ -22,6 +23,7 @@ pub mod bench;
 pub mod console;
 pub mod cpu;
 pub mod fleet;
+pub mod floor;
 pub mod guard;
 pub mod overload;
 pub mod plan;

@@ -1,5 +1,5 @@
-//! `spillway-loadgen`: `run` (a load test, optionally verified against Kafka), `bare` (the
-//! baseline server) and `bench` (the sweeps of `make bench`).
+//! `spillway-loadgen`: `run` (a load test, optionally verified against Kafka), `bare` and
+//! `floor` (the baseline servers), `bench` (the sweeps of `make bench`) and its other steps.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -34,6 +34,9 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: std::net::SocketAddr,
     },
+    /// Serve the floor: each POST's body claimed on the Redis Cluster and produced to Kafka,
+    /// then 202; nothing else. Prints its address once connected.
+    Floor(steps::FloorArgs),
     /// The benchmark sweeps of `make bench` against a release `spillway ingress`.
     Bench(BenchArgs),
     /// `make bench`'s fleet figures: batches split into records, and large bodies streamed to
@@ -261,6 +264,7 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             spillway_loadgen::bare::serve(listener).await;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Floor(args) => steps::floor(args).await,
         Command::Run(args) => run(args).await,
         Command::Bench(args) => {
             let settings = spillway_loadgen::bench::BenchSettings {

@@ -1,7 +1,7 @@
 //! `make bench-quick`, and the noise bands of `make bench`: the ingress at one rate (the half
-//! rate of the committed run), the bare server at the same rate, and the worker's live phase
-//! (202 to receipt), each step repeated, turned into figures with their bands ([`guard`]) and
-//! compared with the committed run's figures.
+//! rate of the committed run), the bare and floor servers at the same rate, and the worker's
+//! live phase (202 to receipt), each step repeated, turned into figures with their bands
+//! ([`guard`]) and compared with the committed run's figures.
 //!
 //! [`guard`]: crate::guard
 
@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::bench::{measure, Case, Step};
+use crate::bench::{measure, prepare_floor, Case, Step};
 use crate::guard::{compare, Comparison, Figure};
-use crate::server::{start_bare, start_ingress};
+use crate::server::{start_bare, start_floor, start_ingress};
 use crate::stage::{Stage, StageSettings};
 use crate::worker::{Live, Protocol, Rig, WARM_UP};
 
@@ -55,12 +55,15 @@ pub async fn quick(settings: &QuickSettings) -> anyhow::Result<QuickResults> {
     )
     .await?;
     let bare = start_bare(&stage.loadgen_bin).await?;
+    let floor_settings = prepare_floor(&bench, &connection, topics.len()).await?;
+    let floor = start_floor(&stage.loadgen_bin, &floor_settings).await?;
     let mut steps = Vec::new();
     for repeat in 0..=settings.repeats {
         let duration = if repeat == 0 { WARM_UP } else { stage.step };
         for (target, server, verify_in) in [
             ("ingress", &ingress, Some((&connection, topics.as_slice()))),
             ("bare", &bare, None),
+            ("floor", &floor, None),
         ] {
             let case = Case {
                 target,
@@ -87,6 +90,7 @@ pub async fn quick(settings: &QuickSettings) -> anyhow::Result<QuickResults> {
     }
     ingress.stop().await;
     bare.stop().await;
+    floor.stop().await;
 
     let rig = Rig::start(
         &stage.spillway_bin,
@@ -122,8 +126,8 @@ pub async fn quick(settings: &QuickSettings) -> anyhow::Result<QuickResults> {
     })
 }
 
-/// The guarded figures from the repeated steps: the i-th ingress step pairs with the i-th
-/// bare step for the ratio.
+/// The guarded figures from the repeated steps: the i-th ingress, bare and floor steps pair
+/// up for the ratios.
 pub fn figures(steps: &[Step], live: &[Live]) -> Vec<Figure> {
     let of = |target: &str, value: fn(&Step) -> f64| -> Vec<f64> {
         steps
@@ -132,17 +136,27 @@ pub fn figures(steps: &[Step], live: &[Live]) -> Vec<Figure> {
             .map(value)
             .collect()
     };
+    let ratio = |over: &[f64], under: &[f64]| -> Vec<f64> {
+        over.iter().zip(under).map(|(o, u)| o / u).collect()
+    };
     let ingress_cpu = of("ingress", |s| s.cpu_us_per_req);
     let bare_cpu = of("bare", |s| s.cpu_us_per_req);
-    let ratio = ingress_cpu
-        .iter()
-        .zip(&bare_cpu)
-        .map(|(i, b)| i / b)
-        .collect();
+    let floor_cpu = of("floor", |s| s.cpu_us_per_req);
     [
+        Figure::new(
+            "ingress CPU / bare CPU",
+            "x",
+            ratio(&ingress_cpu, &bare_cpu),
+        ),
+        Figure::new("floor CPU / bare CPU", "x", ratio(&floor_cpu, &bare_cpu)),
+        Figure::new(
+            "ingress CPU / floor CPU",
+            "x",
+            ratio(&ingress_cpu, &floor_cpu),
+        ),
         Figure::new("ingress CPU per request", "µs", ingress_cpu),
         Figure::new("bare CPU per request", "µs", bare_cpu),
-        Figure::new("ingress CPU / bare CPU", "x", ratio),
+        Figure::new("floor CPU per request", "µs", floor_cpu),
         Figure::new("ingress p99", "ms", of("ingress", |s| s.p99_ms)),
         Figure::new(
             "202 to receipt p50",

@@ -1,5 +1,6 @@
 //! The server processes the benchmarks measure: a release `spillway ingress` started on a
-//! config of the bench's own, or the bare baseline; their pids for /proc, their base URLs.
+//! config of the bench's own, or the bare and floor baselines; their pids for /proc, their
+//! base URLs.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -76,18 +77,49 @@ pub async fn create_topics(spillway_bin: &Path, config: &Path) -> anyhow::Result
 
 /// Starts `spillway-loadgen bare` and reads the address it prints.
 pub async fn start_bare(loadgen_bin: &Path) -> anyhow::Result<Server> {
+    start_printing_address(loadgen_bin, &["bare", "--listen", "127.0.0.1:0"]).await
+}
+
+/// Starts `spillway-loadgen floor` writing to its topics (which must exist), and reads the
+/// address it prints once connected to both engines.
+pub async fn start_floor(
+    loadgen_bin: &Path,
+    settings: &crate::floor::FloorSettings,
+) -> anyhow::Result<Server> {
+    let linger = format!("{}ms", settings.linger.as_millis());
+    let topics = settings.topics.join(",");
+    let args = [
+        "floor",
+        "--listen",
+        "127.0.0.1:0",
+        "--brokers",
+        &settings.brokers,
+        "--redis",
+        &settings.redis_seed,
+        "--topic",
+        &topics,
+        "--linger",
+        &linger,
+        "--work",
+        settings.work.name(),
+    ];
+    start_printing_address(loadgen_bin, &args).await
+}
+
+/// Starts `loadgen_bin args`, a server that prints its address on its first line when ready.
+async fn start_printing_address(loadgen_bin: &Path, args: &[&str]) -> anyhow::Result<Server> {
     let mut child = Command::new(loadgen_bin)
-        .args(["bare", "--listen", "127.0.0.1:0"])
+        .args(args)
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()?;
-    let pid = i32::try_from(child.id().context("bare pid")?)?;
-    let stdout = child.stdout.take().context("bare stdout")?;
+    let pid = i32::try_from(child.id().context("server pid")?)?;
+    let stdout = child.stdout.take().context("server stdout")?;
     let mut lines = tokio::io::BufReader::new(stdout).lines();
     let addr = lines
         .next_line()
         .await?
-        .context("the bare server printed no address")?;
+        .with_context(|| format!("`spillway-loadgen {}` printed no address", args[0]))?;
     Ok(Server {
         child,
         base: format!("http://{}", addr.trim()),

@@ -1,5 +1,5 @@
-//! The worker, quick and profile steps of `spillway-loadgen`: their arguments and how their results
-//! are written and printed.
+//! The floor server and the worker, quick and profile steps of `spillway-loadgen`: their
+//! arguments and how their results are written and printed.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,6 +8,41 @@ use std::time::Duration;
 use spillway_loadgen::stage::StageSettings;
 
 use crate::{write_results, StackArgs};
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct FloorArgs {
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: std::net::SocketAddr,
+    #[arg(long, env = "SPILLWAY_TEST_KAFKA", default_value = "127.0.0.1:9092")]
+    brokers: String,
+    /// Any node of the Redis Cluster.
+    #[arg(long, default_value = "redis://127.0.0.1:7000")]
+    redis: String,
+    /// The topics written to, in turn (as the ingress writes each source to its own); they
+    /// must exist.
+    #[arg(long = "topic", value_delimiter = ',', required = true)]
+    topics: Vec<String>,
+    /// The producer's `linger.ms`, as the ingress's `kafka.linger`.
+    #[arg(long, default_value = "5ms", value_parser = humantime::parse_duration)]
+    linger: Duration,
+    /// Which round trips each request makes.
+    #[arg(long, value_enum, default_value = "both")]
+    work: spillway_loadgen::floor::FloorWork,
+}
+
+/// Serves the floor until killed.
+pub(crate) async fn floor(args: FloorArgs) -> anyhow::Result<ExitCode> {
+    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    let settings = spillway_loadgen::floor::FloorSettings {
+        brokers: args.brokers,
+        redis_seed: args.redis,
+        topics: args.topics,
+        linger: args.linger,
+        work: args.work,
+    };
+    spillway_loadgen::floor::serve(listener, &settings).await?;
+    Ok(ExitCode::SUCCESS)
+}
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct WorkerArgs {

@@ -1,6 +1,6 @@
-//! The load generator against the bare baseline and a real in-process ingress on the local
-//! stack. Assertions are on counts and reconciliation, never on speed: a run sends exactly
-//! rate x duration requests however fast the machine is.
+//! The load generator against the bare baseline, the floor and a real in-process ingress on
+//! the local stack. Assertions are on counts and reconciliation, never on speed: a run sends
+//! exactly rate x duration requests however fast the machine is.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use std::time::Duration;
@@ -163,4 +163,58 @@ async fn a_mixed_run_against_the_ingress_gets_the_right_answers_and_reconciles_w
     assert_eq!(reconciled.in_kafka_once, reconciled.acknowledged);
     stop.send(()).unwrap();
     running.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_floor_claims_every_key_and_writes_every_body_to_kafka() {
+    let stack = stack().await;
+    let run_id = unique("floor");
+    let topics: Vec<String> = (0..2).map(|i| format!("it.floor.{run_id}.{i}")).collect();
+    spillway_testkit::create_topics(&kafka_brokers(), &topics).await;
+    let floor_settings = spillway_loadgen::floor::FloorSettings {
+        brokers: kafka_brokers(),
+        redis_seed: redis_nodes()[0].clone(),
+        topics: topics.clone(),
+        linger: Duration::from_millis(5),
+        work: spillway_loadgen::floor::FloorWork::Both,
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let floor =
+        tokio::spawn(
+            async move { spillway_loadgen::floor::serve(listener, &floor_settings).await },
+        );
+    let sources = SignedSource::from_config(&stack.config).unwrap();
+    let planner = Planner::new(sources, mix(0.0, 0.0, 0.0), &run_id, 5);
+    let summary = run(&settings(format!("http://{addr}"), 100.0, 1), planner)
+        .await
+        .unwrap()
+        .summary();
+    assert_eq!(summary.statuses.get(&202), Some(&100), "{summary:?}");
+
+    // Every 202 is a record in one of the topics, in turn, under a key claimed in Redis.
+    let mut keys = Vec::new();
+    for topic in &topics {
+        let records = spillway_testkit::read_topic(&kafka_brokers(), topic).await;
+        assert_eq!(records.len(), 50, "the topics are written in turn");
+        for record in records {
+            let body = String::from_utf8(record.value).unwrap();
+            assert!(body.contains(&run_id), "a body of this run: {body}");
+            keys.push(record.key.expect("a key"));
+        }
+    }
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), 100);
+    let client = redis::cluster::ClusterClient::new(redis_nodes()).unwrap();
+    let mut redis = client.get_async_connection().await.unwrap();
+    for key in &keys {
+        let claimed: Option<String> = redis::cmd("GET")
+            .arg(key.as_slice())
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        assert_eq!(claimed.as_deref(), Some("1"), "the claim of {key:?}");
+    }
+    floor.abort();
 }
