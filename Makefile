@@ -37,7 +37,7 @@ bench:
 deb:
 	dev/deb.sh
 
-## bench-quick: under five minutes: the ingress, bare and worker steps repeated at the committed rate, compared with docs/benchmarks.json (writes nothing under docs/)
+## bench-quick: under five minutes: the ingress, bare, floor and worker steps repeated at the committed rate, compared with docs/benchmarks.json (writes nothing under docs/)
 bench-quick:
 	dev/bench.sh --quick
 

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # `make bench`: criterion micro benchmarks, then the end-to-end sweeps of spillway-loadgen
-# against a release `spillway ingress` and the bare baseline on the local stack, then the fleet
+# against a release `spillway ingress`, the floor server (a claim and a produce, nothing else)
+# and the bare baseline on the local stack, then the fleet
 # figures (batches split into records, large bodies streamed to the local S3 server), then the
 # worker's (202 to receipt, deliveries per core), then where a request's CPU goes (a perf
 # profile, the ingress on one core and two), then the console's (index lag at the half rate, catch-up, search at a million events), then
 # docs/benchmarks.md and its plot. The last line printed is the headline:
-#   max_rate=<rps> p99_ms_at_half=<ms> cpu_us_per_req=<us> bare_cpu_us_per_req=<us> ingest_vs_bare=<ratio>
+#   max_rate=<rps> p99_ms_at_half=<ms> cpu_us_per_req=<us> bare_cpu_us_per_req=<us> floor_cpu_us_per_req=<us> ingest_vs_bare=<ratio>
 # Extra arguments go to `spillway-loadgen bench` (e.g. --rates 1000,2000 --step 3s).
-# Before the console's part, `spillway-loadgen quick` repeats the ingress, bare and worker steps at the
+# Before the console's part, `spillway-loadgen quick` repeats the ingress, bare, floor and worker steps at the
 # committed run's rate (docs/benchmarks.json) for the noise bands, compares the figures with
 # the committed ones, and the report keeps the new ones there.
 # `dev/bench.sh --quick` (`make bench-quick`, under five minutes): only that comparison, for a

@@ -132,8 +132,8 @@ def guard(quick_path: Path, committed_path: Path) -> list[str]:
     lines = [
         "## Noise bands",
         "",
-        f"`spillway-loadgen quick`: the ingress at {q['rate']:.0f}/s, the bare server at the same rate and",
-        f"the worker's live phase, each step run {q['repeats']} times in this run. A figure is the median of",
+        f"`spillway-loadgen quick`: the ingress at {q['rate']:.0f}/s, the bare and floor servers at the same",
+        f"rate and the worker's live phase, each step run {q['repeats']} times in this run. A figure is the median of",
         "its samples; its band is how far the farthest sample strayed from the median. `make",
         "bench-quick` runs the same steps (under five minutes) and flags a figure whose median moved",
         "further than the wider of its band and the committed run's band; `make bench` compares",
@@ -181,6 +181,7 @@ def write_committed(path: Path, r: dict, quick_path: Path) -> None:
         "max_rate": r["max_rate"],
         "cpu_us_per_req": r["cpu_us_per_req"],
         "bare_cpu_us_per_req": r["bare_cpu_us_per_req"],
+        "floor_cpu_us_per_req": r.get("floor_cpu_us_per_req"),
         "guard_rate": q["rate"],
         "repeats": q["repeats"],
         "figures": q["figures"],

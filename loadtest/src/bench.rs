@@ -3,7 +3,8 @@
 //!
 //! - a rate sweep with `--verify` on every step, up to the first rate that misses p99 under
 //!   the bound, loses anything, or is not sent at 95% of its target: the highest rate held;
-//! - the same sweep against the bare baseline server, and the floor server at the half rate;
+//! - the floor server at the half rate ([`crate::floor_steps`]), and the same sweep against the
+//!   bare baseline server;
 //! - the ingress at half its highest rate (p99 there), and with 50% duplicates;
 //! - CPU time per request of the server process for every step, from /proc.
 
@@ -15,11 +16,11 @@ use serde::Serialize;
 use spillway_kafka::Connection;
 use spillway_testkit::free_port;
 
-use crate::floor::{FloorSettings, FloorWork};
+use crate::floor_steps::{measure_floor, prepare_floor};
 use crate::overload::Overload;
 use crate::plan::{Kind, Mix, Planner};
 use crate::run::Settings;
-use crate::server::{start_bare, start_floor, start_ingress, Server};
+use crate::server::{start_bare, start_ingress, Server};
 use crate::signing::SignedSource;
 use crate::verify::{read_back, reconcile};
 
@@ -159,6 +160,9 @@ pub async fn bench(settings: &BenchSettings) -> anyhow::Result<Results> {
     .await?;
     let (p99_ms_at_half, half_cpu) = (at_half.p99_ms, at_half.cpu_us_per_req);
     steps.push(at_half);
+    // Right after the ingress's step, on the broker as that step left it (the ingress idles).
+    let floor_settings = prepare_floor(settings, &connection, topics.len()).await?;
+    let floor_cpu = measure_floor(settings, &floor_settings, &sources, half, &mut steps).await?;
     steps.push(
         measure(
             settings,
@@ -210,8 +214,6 @@ pub async fn bench(settings: &BenchSettings) -> anyhow::Result<Results> {
         .find(|s| s.case == "sweep" && s.rate >= half)
         .map(|s| s.cpu_us_per_req);
     bare.stop().await;
-    let floor_settings = prepare_floor(settings, &connection, topics.len()).await?;
-    let floor_cpu = measure_floor(settings, &floor_settings, &sources, half, &mut steps).await?;
     let rss_mib_at_max = steps
         .iter()
         .filter(|s| s.target == "ingress")
@@ -228,68 +230,6 @@ pub async fn bench(settings: &BenchSettings) -> anyhow::Result<Results> {
         floor_cpu_us_per_req: floor_cpu,
         rss_mib_at_max,
         overload,
-    })
-}
-
-/// The floor server at the ingress's half rate, and each of its round trips alone: the
-/// floor's CPU per request (the steps are named "half", "claim only" and "produce only").
-async fn measure_floor(
-    settings: &BenchSettings,
-    floor_settings: &FloorSettings,
-    sources: &[SignedSource],
-    half: f64,
-    steps: &mut Vec<Step>,
-) -> anyhow::Result<f64> {
-    let mut floor_cpu = 0.0;
-    for (work, name) in [
-        (FloorWork::Both, "half"),
-        (FloorWork::Claim, "claim only"),
-        (FloorWork::Produce, "produce only"),
-    ] {
-        let floor_settings = FloorSettings {
-            work,
-            ..floor_settings.clone()
-        };
-        let floor = start_floor(&settings.loadgen_bin, &floor_settings).await?;
-        let case = |duration| Case {
-            target: "floor",
-            name,
-            rate: half,
-            duration,
-            duplicates: 0.0,
-            verify_in: None,
-        };
-        // A first short step opens the connections and the producer's first batches, as the
-        // ingress's sweep did before its half-rate step.
-        measure(settings, &floor, sources, case(Duration::from_secs(2))).await?;
-        let step = measure(settings, &floor, sources, case(settings.step)).await?;
-        floor.stop().await;
-        if work == FloorWork::Both {
-            floor_cpu = step.cpu_us_per_req;
-        }
-        steps.push(step);
-    }
-    Ok(floor_cpu)
-}
-
-/// The floor's settings, with topics of its own shaped as the sources' (as many, with as many
-/// partitions), made here: the sources' topics keep only what `--verify` reconciles.
-pub(crate) async fn prepare_floor(
-    settings: &BenchSettings,
-    connection: &Connection,
-    source_topics: usize,
-) -> anyhow::Result<FloorSettings> {
-    let run = uuid::Uuid::new_v4().simple().to_string();
-    let topics: Vec<String> = (0..source_topics.max(1))
-        .map(|i| format!("floor-{run}-{i}"))
-        .collect();
-    spillway_kafka::admin::ensure_topics(connection, &topics, settings.partitions, 1).await?;
-    Ok(FloorSettings {
-        brokers: settings.brokers.clone(),
-        redis_seed: settings.redis_nodes.first().cloned().unwrap_or_default(),
-        topics,
-        linger: settings.linger,
-        work: FloorWork::Both,
     })
 }
 

@@ -23,23 +23,25 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use rdkafka::config::ClientConfig;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use redis::aio::MultiplexedConnection;
-use redis::Value;
+use redis::{ConnectionAddr, IntoConnectionInfo as _, Value};
 use tokio::net::TcpListener;
 
 const ACCEPTED: &[u8] = br#"{"id":"00000000-0000-4000-8000-000000000000","status":"accepted"}"#;
 const DUPLICATE: &[u8] = br#"{"status":"duplicate"}"#;
-const FAILED: &[u8] = br#"{"error":"unavailable"}"#;
-
-/// Slots of a Redis Cluster.
-const SLOTS: u16 = 16384;
+const UNREADABLE: &[u8] = br#"{"error":"bad_request"}"#;
+const UNAVAILABLE: &[u8] = br#"{"error":"unavailable"}"#;
 
 /// How long a claim lasts: the keys are never repeated, so only Redis's memory cares.
 const CLAIM_TTL_MS: u64 = 10 * 60 * 1000;
 
-/// How long a produce may wait for its acknowledgement (the ingress's default delivery timeout).
-const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a record may wait for its acknowledgement: the ingress's default
+/// `kafka.delivery_timeout`.
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long the start waits for the topics' metadata.
+const METADATA_WAIT: Duration = Duration::from_secs(10);
 
 /// Where the floor writes and claims.
 #[derive(Debug, Clone)]
@@ -80,35 +82,51 @@ impl FloorWork {
 /// What every request shares: the producer, a connection to each primary and the slot table.
 struct Floor {
     producer: FutureProducer,
-    /// `owner[slot]` indexes `primaries`.
-    owner: Vec<usize>,
+    /// The index into `primaries` of each slot's primary.
+    primary_of_slot: Vec<u16>,
     primaries: Vec<MultiplexedConnection>,
     topics: Vec<String>,
     work: FloorWork,
-    /// Distinct keys: this process's start and a counter.
-    run: u128,
-    next: AtomicU64,
+    /// Keys are this prefix (unique to the process) and a counter.
+    key_prefix: String,
+    next_key: AtomicU64,
 }
 
-/// Connects to the Redis Cluster's primaries and to Kafka; errors if either is unreachable.
+/// Connects to every primary of the Redis Cluster, and checks that Kafka knows the topics.
 async fn connect(settings: &FloorSettings) -> anyhow::Result<Floor> {
     anyhow::ensure!(!settings.topics.is_empty(), "the floor needs a topic");
-    let mut seed = redis::Client::open(settings.redis_seed.as_str())?
+    let seed = settings.redis_seed.as_str().into_connection_info()?;
+    let mut seed_connection = redis::Client::open(seed.clone())?
         .get_multiplexed_async_connection()
         .await
         .with_context(|| format!("connecting to Redis at {}", settings.redis_seed))?;
     let slots: Value = redis::cmd("CLUSTER")
         .arg("SLOTS")
-        .query_async(&mut seed)
+        .query_async(&mut seed_connection)
         .await?;
-    let (owner, addresses) = slot_table(&slots)?;
+    let (primary_of_slot, addresses) = spillway_store::parse_slots(&slots)?;
+    anyhow::ensure!(
+        primary_of_slot
+            .iter()
+            .all(|&i| usize::from(i) < addresses.len()),
+        "CLUSTER SLOTS: some slots have no primary"
+    );
     let mut primaries = Vec::with_capacity(addresses.len());
-    for address in &addresses {
+    for primary in addresses {
+        // The seed's settings (credentials, protocol) with the primary's address.
+        let info = seed
+            .clone()
+            .set_addr(ConnectionAddr::Tcp(primary.host.clone(), primary.port));
         primaries.push(
-            redis::Client::open(format!("redis://{address}"))?
+            redis::Client::open(info)?
                 .get_multiplexed_async_connection()
                 .await
-                .with_context(|| format!("connecting to the Redis primary {address}"))?,
+                .with_context(|| {
+                    format!(
+                        "connecting to the Redis primary {}:{}",
+                        primary.host, primary.port
+                    )
+                })?,
         );
     }
     let producer: FutureProducer = ClientConfig::new()
@@ -121,72 +139,50 @@ async fn connect(settings: &FloorSettings) -> anyhow::Result<Floor> {
             DELIVERY_TIMEOUT.as_millis().to_string(),
         )
         .create()?;
+    let client = producer.clone();
+    let topics = settings.topics.clone();
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        for topic in &topics {
+            let metadata = client
+                .client()
+                .fetch_metadata(Some(topic), METADATA_WAIT)
+                .with_context(|| format!("reading the metadata of {topic}"))?;
+            let known = metadata
+                .topics()
+                .iter()
+                .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty());
+            anyhow::ensure!(known, "Kafka has no topic {topic}");
+        }
+        Ok(())
+    })
+    .await??;
     Ok(Floor {
         producer,
-        owner,
+        primary_of_slot,
         primaries,
         topics: settings.topics.clone(),
         work: settings.work,
-        run: uuid::Uuid::new_v4().as_u128(),
-        next: AtomicU64::new(0),
+        key_prefix: format!("floor:{}:", uuid::Uuid::new_v4().simple()),
+        next_key: AtomicU64::new(0),
     })
-}
-
-/// `CLUSTER SLOTS` as the primary of each slot (an index into the addresses returned).
-fn slot_table(answer: &Value) -> anyhow::Result<(Vec<usize>, Vec<String>)> {
-    let Value::Array(ranges) = answer else {
-        anyhow::bail!("CLUSTER SLOTS: not an array");
-    };
-    let mut owner = vec![usize::MAX; usize::from(SLOTS)];
-    let mut addresses: Vec<String> = Vec::new();
-    for range in ranges {
-        let Value::Array(fields) = range else {
-            anyhow::bail!("CLUSTER SLOTS: a range is not an array");
-        };
-        let (Some(Value::Int(start)), Some(Value::Int(end)), Some(Value::Array(node))) =
-            (fields.first(), fields.get(1), fields.get(2))
-        else {
-            anyhow::bail!("CLUSTER SLOTS: a range without start, end and primary");
-        };
-        let (Some(Value::BulkString(host)), Some(Value::Int(port))) = (node.first(), node.get(1))
-        else {
-            anyhow::bail!("CLUSTER SLOTS: a primary without host and port");
-        };
-        let address = format!("{}:{port}", String::from_utf8_lossy(host));
-        let index = match addresses.iter().position(|a| *a == address) {
-            Some(index) => index,
-            None => {
-                addresses.push(address);
-                addresses.len() - 1
-            }
-        };
-        let (start, end) = (usize::try_from(*start)?, usize::try_from(*end)?);
-        owner
-            .get_mut(start..=end)
-            .context("CLUSTER SLOTS: a slot out of range")?
-            .fill(index);
-    }
-    anyhow::ensure!(
-        owner.iter().all(|&i| i != usize::MAX),
-        "CLUSTER SLOTS: some slots have no primary"
-    );
-    Ok((owner, addresses))
-}
-
-/// A key's slot (keys here have no hash tag).
-fn slot_of(key: &str) -> usize {
-    usize::from(crc16::State::<crc16::XMODEM>::calculate(key.as_bytes()) % SLOTS)
 }
 
 // === impl Floor ===
 
 impl Floor {
-    /// Claims a new key and produces the body under it: `Ok(false)` if the key was taken.
+    /// Claims a new key and produces the body under it (or only one of the two, as `work`
+    /// says): `Ok(false)` if the key was taken.
     async fn accept(&self, body: Bytes) -> anyhow::Result<bool> {
-        let n = self.next.fetch_add(1, Ordering::Relaxed);
-        let key = format!("floor:{:032x}:{n}", self.run);
+        let n = self.next_key.fetch_add(1, Ordering::Relaxed);
+        let key = format!("{}{n}", self.key_prefix);
         if self.work != FloorWork::Produce {
-            let mut primary = self.primaries[self.owner[slot_of(&key)]].clone();
+            let slot = spillway_store::slot_of(key.as_bytes());
+            let mut primary = self
+                .primary_of_slot
+                .get(usize::from(slot))
+                .and_then(|&i| self.primaries.get(usize::from(i)))
+                .context("a slot without a primary")?
+                .clone();
             let claimed: Option<String> = redis::cmd("SET")
                 .arg(&key)
                 .arg(1)
@@ -202,12 +198,14 @@ impl Floor {
         if self.work == FloorWork::Claim {
             return Ok(true);
         }
-        let topic = &self.topics[usize::try_from(n).unwrap_or_default() % self.topics.len()];
+        let topic = self
+            .topics
+            .get(usize::try_from(n).unwrap_or_default() % self.topics.len())
+            .context("no topic")?;
         let record = FutureRecord::to(topic).key(&key).payload(&body[..]);
-        self.producer
-            .send(record, DELIVERY_TIMEOUT)
-            .await
-            .map_err(|(e, _)| e)?;
+        // As the ingress does: a full queue is refused at once, not waited out.
+        let delivery = self.producer.send_result(record).map_err(|(e, _)| e)?;
+        delivery.await?.map_err(|(e, _)| e)?;
         Ok(true)
     }
 }
@@ -228,11 +226,11 @@ pub async fn serve(listener: TcpListener, settings: &FloorSettings) -> anyhow::R
                 let floor = Arc::clone(&floor);
                 async move {
                     let (status, body) = match req.into_body().collect().await {
-                        Err(_) => (StatusCode::BAD_REQUEST, FAILED),
+                        Err(_) => (StatusCode::BAD_REQUEST, UNREADABLE),
                         Ok(body) => match floor.accept(body.to_bytes()).await {
                             Ok(true) => (StatusCode::ACCEPTED, ACCEPTED),
                             Ok(false) => (StatusCode::OK, DUPLICATE),
-                            Err(_) => (StatusCode::SERVICE_UNAVAILABLE, FAILED),
+                            Err(_) => (StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE),
                         },
                     };
                     let mut answer = Response::new(Full::new(Bytes::from_static(body)));
@@ -244,48 +242,5 @@ pub async fn serve(listener: TcpListener, settings: &FloorSettings) -> anyhow::R
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
         });
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn range(start: i64, end: i64, host: &str, port: i64) -> Value {
-        Value::Array(vec![
-            Value::Int(start),
-            Value::Int(end),
-            Value::Array(vec![
-                Value::BulkString(host.as_bytes().to_vec()),
-                Value::Int(port),
-            ]),
-        ])
-    }
-
-    #[test]
-    fn every_slot_gets_its_primary() {
-        let answer = Value::Array(vec![
-            range(0, 8191, "127.0.0.1", 7000),
-            range(8192, 16383, "127.0.0.1", 7001),
-        ]);
-        let (owner, addresses) = slot_table(&answer).unwrap();
-        assert_eq!(addresses, ["127.0.0.1:7000", "127.0.0.1:7001"]);
-        assert_eq!(
-            (owner[0], owner[8191], owner[8192], owner[16383]),
-            (0, 0, 1, 1)
-        );
-    }
-
-    #[test]
-    fn a_slot_without_a_primary_is_refused() {
-        let answer = Value::Array(vec![range(0, 100, "127.0.0.1", 7000)]);
-        let error = slot_table(&answer).unwrap_err().to_string();
-        assert!(error.contains("no primary"), "{error}");
-    }
-
-    #[test]
-    fn slots_are_redis_clusters() {
-        // From the Redis Cluster specification: "123456789" hashes to 0x31C3.
-        assert_eq!(slot_of("123456789"), 0x31C3);
     }
 }

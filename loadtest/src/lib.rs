@@ -8,7 +8,8 @@
 //! - [`report`]: HdrHistogram percentiles, statuses, errors, thresholds; text and JSON;
 //! - [`verify`]: reconciliation of the answers with what is in Kafka;
 //! - [`bare`]: the bare hyper baseline server; [`floor`]: the least a receiver does per
-//!   request with the same engines (a claim and a produce); [`cpu`]: a process's CPU time from /proc;
+//!   request with the same engines (a claim and a produce), measured by [`floor_steps`];
+//!   [`cpu`]: a process's CPU time from /proc;
 //! - [`bench`]: the rate sweeps of `make bench`; [`fleet`]: its batch and large-body figures;
 //!   [`console`]: the console's index lag, catch-up and search figures; [`worker`]: the
 //!   worker's deliveries per core and the latency from a 202 to the subscriber, to the
@@ -24,6 +25,7 @@ pub mod console;
 pub mod cpu;
 pub mod fleet;
 pub mod floor;
+mod floor_steps;
 pub mod guard;
 pub mod overload;
 pub mod plan;

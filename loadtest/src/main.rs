@@ -49,8 +49,9 @@ enum Command {
     /// at a steady rate, then one worker delivering a backlog (deliveries per second and per
     /// core, CPU per delivery).
     Worker(steps::WorkerArgs),
-    /// `make bench-quick`: the ingress and the bare server at one rate and the worker's live
-    /// phase, each repeated, as figures with noise bands compared with the committed run's.
+    /// `make bench-quick`: the ingress, the bare server and the floor at one rate and the
+    /// worker's live phase, each repeated, as figures with noise bands compared with the
+    /// committed run's.
     Quick(steps::QuickArgs),
     /// `make bench`'s cost breakdown: the ingress at one rate on two cores, pinned to one, and
     /// sampled by `perf record`.

@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::bench::{measure, prepare_floor, Case, Step};
+use crate::bench::{measure, Case, Step};
+use crate::floor_steps::prepare_floor;
 use crate::guard::{compare, Comparison, Figure};
 use crate::server::{start_bare, start_floor, start_ingress};
 use crate::stage::{Stage, StageSettings};
@@ -45,8 +46,8 @@ pub async fn quick(settings: &QuickSettings) -> anyhow::Result<QuickResults> {
         sources,
     } = Stage::prepare(&settings.stage).await?;
     let stage = &settings.stage;
-    // Both servers run throughout, and each repeat measures one and then the other, so that
-    // the i-th ratio compares steps a few seconds apart; a server's first step is thrown away
+    // The three servers run throughout, and each repeat measures one after the other, so that
+    // the i-th ratios compare steps a few seconds apart; a server's first step is thrown away
     // (connections, the producer's and the cluster client's first round trips).
     let ingress = start_ingress(
         &stage.spillway_bin,

@@ -218,3 +218,19 @@ async fn the_floor_claims_every_key_and_writes_every_body_to_kafka() {
     }
     floor.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_floor_refuses_to_start_on_a_topic_kafka_does_not_have() {
+    let settings = spillway_loadgen::floor::FloorSettings {
+        brokers: kafka_brokers(),
+        redis_seed: redis_nodes()[0].clone(),
+        topics: vec![unique("it.floor.missing.")],
+        linger: Duration::from_millis(5),
+        work: spillway_loadgen::floor::FloorWork::Both,
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let error = spillway_loadgen::floor::serve(listener, &settings)
+        .await
+        .unwrap_err();
+    assert!(format!("{error:#}").contains("has no topic"), "{error:#}");
+}

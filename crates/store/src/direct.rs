@@ -30,7 +30,7 @@ use redis::{ErrorKind, RedisError, Value};
 use tokio::time::Instant;
 
 /// Slots of a Redis Cluster: a key's slot is CRC16 (XMODEM) of its hash tag, modulo this.
-pub(crate) const SLOTS: u16 = 16384;
+pub const SLOTS: u16 = 16384;
 
 /// How long after a failure on a direct connection (or a failed build) the routes stay
 /// unused: long enough for the cluster connection to find a failover, short enough that the
@@ -42,7 +42,7 @@ const UNSERVED: u16 = u16::MAX;
 
 /// The slot of `key`, as Redis computes it: only the part inside the first `{...}` counts
 /// when that part is not empty, so keys sharing a hash tag share a slot.
-pub(crate) fn slot_of(key: &[u8]) -> u16 {
+pub fn slot_of(key: &[u8]) -> u16 {
     let hashed = key
         .iter()
         .position(|&b| b == b'{')
@@ -57,14 +57,14 @@ pub(crate) fn slot_of(key: &[u8]) -> u16 {
 
 /// One primary of the slot table: where it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Primary {
-    pub(crate) host: String,
-    pub(crate) port: u16,
+pub struct Primary {
+    pub host: String,
+    pub port: u16,
 }
 
 /// `CLUSTER SLOTS` read into a slot table: which primary (an index into the list) serves
 /// each slot; slots of a primary without a usable address stay unserved.
-pub(crate) fn parse_slots(answer: &Value) -> Result<(Vec<u16>, Vec<Primary>), RedisError> {
+pub fn parse_slots(answer: &Value) -> Result<(Vec<u16>, Vec<Primary>), RedisError> {
     let malformed =
         |what: &str| RedisError::from((ErrorKind::Parse, "CLUSTER SLOTS", what.to_owned()));
     let Value::Array(ranges) = answer else {

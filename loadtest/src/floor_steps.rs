@@ -1,0 +1,95 @@
+//! The floor server's steps in `make bench`: topics of its own made, then the floor at the
+//! ingress's half rate, and each of its round trips alone.
+
+use std::time::Duration;
+
+use spillway_kafka::Connection;
+
+use crate::bench::{measure, BenchSettings, Case, Step};
+use crate::floor::{FloorSettings, FloorWork};
+use crate::server::start_floor;
+use crate::signing::SignedSource;
+
+/// The floor's settings, with topics of its own shaped as the sources' (as many, with as many
+/// partitions), made here: the sources' topics keep only what `--verify` reconciles.
+pub(crate) async fn prepare_floor(
+    settings: &BenchSettings,
+    connection: &Connection,
+    source_topics: usize,
+) -> anyhow::Result<FloorSettings> {
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let topics: Vec<String> = (0..source_topics.max(1))
+        .map(|i| format!("floor-{run}-{i}"))
+        .collect();
+    spillway_kafka::admin::ensure_topics(connection, &topics, settings.partitions, 1).await?;
+    let redis_seed = settings
+        .redis_nodes
+        .first()
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("the floor needs a Redis node"))?;
+    Ok(FloorSettings {
+        brokers: settings.brokers.clone(),
+        redis_seed,
+        topics,
+        linger: settings.linger,
+        work: FloorWork::Both,
+    })
+}
+
+/// The floor at `half`, then the claim alone and the produce alone (steps named "half",
+/// "claim only" and "produce only"): the floor's CPU per request. A step with a wrong answer
+/// fails the run, as a floor that failed would look cheap.
+pub(crate) async fn measure_floor(
+    settings: &BenchSettings,
+    floor_settings: &FloorSettings,
+    sources: &[SignedSource],
+    half: f64,
+    steps: &mut Vec<Step>,
+) -> anyhow::Result<f64> {
+    let mut floor_cpu = 0.0;
+    for (work, name) in [
+        (FloorWork::Both, "half"),
+        (FloorWork::Claim, "claim only"),
+        (FloorWork::Produce, "produce only"),
+    ] {
+        let floor_settings = FloorSettings {
+            work,
+            ..floor_settings.clone()
+        };
+        let floor = start_floor(&settings.loadgen_bin, &floor_settings).await?;
+        let case = |name, duration| Case {
+            target: "floor",
+            name,
+            rate: half,
+            duration,
+            duplicates: 0.0,
+            verify_in: None,
+        };
+        // A first short step opens the connections and the producer's first batches, as the
+        // ingress's sweep did before its half-rate step; it is not kept.
+        let warm_up = case("warm-up", Duration::from_secs(2));
+        answered_right(&measure(settings, &floor, sources, warm_up).await?)?;
+        let step = measure(settings, &floor, sources, case(name, settings.step)).await?;
+        floor.stop().await;
+        answered_right(&step)?;
+        if work == FloorWork::Both {
+            floor_cpu = step.cpu_us_per_req;
+        }
+        steps.push(step);
+    }
+    Ok(floor_cpu)
+}
+
+/// Every request of `step` got its 202.
+fn answered_right(step: &Step) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        step.unexpected + step.errors == 0,
+        "the floor's {} step at {}/s answered wrongly ({} unexpected, {} errors: {:?}): no figures from it",
+        step.case,
+        step.rate,
+        step.unexpected,
+        step.errors,
+        step.answers
+    );
+    Ok(())
+}
