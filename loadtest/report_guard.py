@@ -156,11 +156,15 @@ def guard(quick_path: Path, committed_path: Path) -> list[str]:
             "| figure | committed | now | change | band | moved |",
             "|---|---|---|---|---|---|",
         ]
+        compared = {c["name"] for c in q["comparison"]}
+        new = [f["name"] for f in q["figures"] if f["name"] not in compared]
         for c in q["comparison"]:
             lines.append(
                 f"| {c['name']} | {c['committed']:.2f} {c['unit']} | {c['now']:.2f} {c['unit']} | "
                 f"{c['change_pct']:+.1f}% | ±{c['band_pct']:.1f}% | {'**yes**' if c['moved'] else 'no'} |"
             )
+        if new:
+            lines += ["", f"New in this run, not compared: {', '.join(new)}."]
     else:
         lines.append("No committed figures to compare with: this run's become the first.")
     return [*lines, ""]

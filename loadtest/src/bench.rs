@@ -3,8 +3,8 @@
 //!
 //! - a rate sweep with `--verify` on every step, up to the first rate that misses p99 under
 //!   the bound, loses anything, or is not sent at 95% of its target: the highest rate held;
-//! - the floor server at the half rate ([`crate::floor_steps`]), and the same sweep against the
-//!   bare baseline server;
+//! - the floor server at the ingress's half rate ([`crate::floor_steps`]), and the same sweep
+//!   against the bare baseline server;
 //! - the ingress at half its highest rate (p99 there), and with 50% duplicates;
 //! - CPU time per request of the server process for every step, from /proc.
 
@@ -160,9 +160,6 @@ pub async fn bench(settings: &BenchSettings) -> anyhow::Result<Results> {
     .await?;
     let (p99_ms_at_half, half_cpu) = (at_half.p99_ms, at_half.cpu_us_per_req);
     steps.push(at_half);
-    // Right after the ingress's step, on the broker as that step left it (the ingress idles).
-    let floor_settings = prepare_floor(settings, &connection, topics.len()).await?;
-    let floor_cpu = measure_floor(settings, &floor_settings, &sources, half, &mut steps).await?;
     steps.push(
         measure(
             settings,
@@ -196,6 +193,10 @@ pub async fn bench(settings: &BenchSettings) -> anyhow::Result<Results> {
         Some(crate::overload::run(settings, &ingress, &sources, max_rate).await?)
     };
     ingress.stop().await;
+    // After the ingress's steps, so that what the floor writes does not weigh on them (the
+    // local broker slows down as it fills; the overload step felt it).
+    let floor_settings = prepare_floor(settings, &connection, topics.len()).await?;
+    let floor_cpu = measure_floor(settings, &floor_settings, &sources, half, &mut steps).await?;
 
     let bare = start_bare(&settings.loadgen_bin).await?;
     let first_bare = steps.len();

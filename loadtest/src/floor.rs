@@ -138,6 +138,9 @@ async fn connect(settings: &FloorSettings) -> anyhow::Result<Floor> {
             "message.timeout.ms",
             DELIVERY_TIMEOUT.as_millis().to_string(),
         )
+        // Asking a broker that creates topics on first use about a misspelled topic would
+        // create it; the check below must refuse it instead.
+        .set("allow.auto.create.topics", "false")
         .create()?;
     let client = producer.clone();
     let topics = settings.topics.clone();

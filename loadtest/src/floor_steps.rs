@@ -80,7 +80,7 @@ pub(crate) async fn measure_floor(
     Ok(floor_cpu)
 }
 
-/// Every request of `step` got its 202.
+/// Every request of `step` was answered rightly (202: each is a new event).
 fn answered_right(step: &Step) -> anyhow::Result<()> {
     anyhow::ensure!(
         step.unexpected + step.errors == 0,

@@ -77,7 +77,7 @@ pub async fn create_topics(spillway_bin: &Path, config: &Path) -> anyhow::Result
 
 /// Starts `spillway-loadgen bare` and reads the address it prints.
 pub async fn start_bare(loadgen_bin: &Path) -> anyhow::Result<Server> {
-    start_printing_address(loadgen_bin, &["bare", "--listen", "127.0.0.1:0"]).await
+    start_printing_address(loadgen_bin, "bare", &["--listen", "127.0.0.1:0"]).await
 }
 
 /// Starts `spillway-loadgen floor` writing to its topics (which must exist), and reads the
@@ -89,7 +89,6 @@ pub async fn start_floor(
     let linger = format!("{}ms", settings.linger.as_millis());
     let topics = settings.topics.join(",");
     let args = [
-        "floor",
         "--listen",
         "127.0.0.1:0",
         "--brokers",
@@ -103,12 +102,18 @@ pub async fn start_floor(
         "--work",
         settings.work.name(),
     ];
-    start_printing_address(loadgen_bin, &args).await
+    start_printing_address(loadgen_bin, "floor", &args).await
 }
 
-/// Starts `loadgen_bin args`, a server that prints its address on its first line when ready.
-async fn start_printing_address(loadgen_bin: &Path, args: &[&str]) -> anyhow::Result<Server> {
+/// Starts `loadgen_bin command args`, a server that prints its address on its first line
+/// when ready.
+async fn start_printing_address(
+    loadgen_bin: &Path,
+    command: &str,
+    args: &[&str],
+) -> anyhow::Result<Server> {
     let mut child = Command::new(loadgen_bin)
+        .arg(command)
         .args(args)
         .stdout(Stdio::piped())
         .kill_on_drop(true)
@@ -119,7 +124,7 @@ async fn start_printing_address(loadgen_bin: &Path, args: &[&str]) -> anyhow::Re
     let addr = lines
         .next_line()
         .await?
-        .with_context(|| format!("`spillway-loadgen {}` printed no address", args[0]))?;
+        .with_context(|| format!("`spillway-loadgen {command}` printed no address"))?;
     Ok(Server {
         child,
         base: format!("http://{}", addr.trim()),

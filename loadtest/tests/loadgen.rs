@@ -190,6 +190,9 @@ async fn the_floor_claims_every_key_and_writes_every_body_to_kafka() {
         .await
         .unwrap()
         .summary();
+    if floor.is_finished() {
+        panic!("the floor stopped: {:?}", floor.await);
+    }
     assert_eq!(summary.statuses.get(&202), Some(&100), "{summary:?}");
 
     // Every 202 is a record in one of the topics, in turn, under a key claimed in Redis.

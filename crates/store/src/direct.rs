@@ -30,7 +30,7 @@ use redis::{ErrorKind, RedisError, Value};
 use tokio::time::Instant;
 
 /// Slots of a Redis Cluster: a key's slot is CRC16 (XMODEM) of its hash tag, modulo this.
-pub const SLOTS: u16 = 16384;
+pub(crate) const SLOTS: u16 = 16384;
 
 /// How long after a failure on a direct connection (or a failed build) the routes stay
 /// unused: long enough for the cluster connection to find a failover, short enough that the
@@ -58,12 +58,13 @@ pub fn slot_of(key: &[u8]) -> u16 {
 /// One primary of the slot table: where it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Primary {
+    /// As the node gave it (a name or an address).
     pub host: String,
     pub port: u16,
 }
 
 /// `CLUSTER SLOTS` read into a slot table: which primary (an index into the list) serves
-/// each slot; slots of a primary without a usable address stay unserved.
+/// each slot; slots of a primary without a usable address stay unserved (`u16::MAX`).
 pub fn parse_slots(answer: &Value) -> Result<(Vec<u16>, Vec<Primary>), RedisError> {
     let malformed =
         |what: &str| RedisError::from((ErrorKind::Parse, "CLUSTER SLOTS", what.to_owned()));

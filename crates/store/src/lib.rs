@@ -48,9 +48,8 @@ mod routed;
 use std::time::Duration;
 
 pub use connection::{RECONNECT_BACKOFF_MAX, RECONNECT_BACKOFF_MIN};
-/// A Redis Cluster's slots: a key's slot, and `CLUSTER SLOTS` read into the primary of each
-/// (a slot no primary serves holds `u16::MAX`). Public for the benchmarks' floor server.
-pub use direct::{parse_slots, slot_of, Primary, SLOTS};
+// A Redis Cluster's slots, public for the benchmarks' floor server.
+pub use direct::{parse_slots, slot_of, Primary};
 pub use memory::MemoryStore;
 pub use redis_store::{RedisSettings, RedisStore};
 
