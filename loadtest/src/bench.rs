@@ -3,9 +3,10 @@
 //!
 //! - a rate sweep with `--verify` on every step, up to the first rate that misses p99 under
 //!   the bound, loses anything, or is not sent at 95% of its target: the highest rate held;
+//! - the ingress at half its highest rate (p99 there), and with 50% duplicates; then the
+//!   sustained and overload steps;
 //! - the floor server at the ingress's half rate ([`crate::floor_steps`]), and the same sweep
 //!   against the bare baseline server;
-//! - the ingress at half its highest rate (p99 there), and with 50% duplicates;
 //! - CPU time per request of the server process for every step, from /proc.
 
 use std::collections::BTreeMap;
