@@ -23,9 +23,10 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use rdkafka::config::ClientConfig;
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use redis::aio::MultiplexedConnection;
 use redis::{ConnectionAddr, IntoConnectionInfo as _, Value};
+use spillway_kafka::durability::inspect_topics;
 use tokio::net::TcpListener;
 
 const ACCEPTED: &[u8] = br#"{"id":"00000000-0000-4000-8000-000000000000","status":"accepted"}"#;
@@ -40,7 +41,7 @@ const CLAIM_TTL_MS: u64 = 10 * 60 * 1000;
 /// `kafka.delivery_timeout`.
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// How long the start waits for the topics' metadata.
+/// How long the start waits for the topics' metadata (each of its requests).
 const METADATA_WAIT: Duration = Duration::from_secs(10);
 
 /// Where the floor writes and claims.
@@ -138,27 +139,13 @@ async fn connect(settings: &FloorSettings) -> anyhow::Result<Floor> {
             "message.timeout.ms",
             DELIVERY_TIMEOUT.as_millis().to_string(),
         )
-        // Asking a broker that creates topics on first use about a misspelled topic would
-        // create it; the check below must refuse it instead.
-        .set("allow.auto.create.topics", "false")
         .create()?;
-    let client = producer.clone();
-    let topics = settings.topics.clone();
-    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-        for topic in &topics {
-            let metadata = client
-                .client()
-                .fetch_metadata(Some(topic), METADATA_WAIT)
-                .with_context(|| format!("reading the metadata of {topic}"))?;
-            let known = metadata
-                .topics()
-                .iter()
-                .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty());
-            anyhow::ensure!(known, "Kafka has no topic {topic}");
-        }
-        Ok(())
-    })
-    .await??;
+    // Asked through the project's own check, which never creates a topic it asks about.
+    let connection = spillway_kafka::Connection::plain(&settings.brokers);
+    let states = inspect_topics(&connection, &settings.topics, METADATA_WAIT).await?;
+    if let Some((missing, _)) = states.iter().find(|(_, state)| !state.exists) {
+        anyhow::bail!("Kafka has no topic {missing}");
+    }
     Ok(Floor {
         producer,
         primary_of_slot,
