@@ -16,7 +16,13 @@ fi
 "$root/dev/up.sh" >/dev/null
 cd "$root/fuzz"
 export RUSTC_BOOTSTRAP=1
-cargo fuzz build -s none
+if ! cargo fuzz build -s none; then
+  # The build compiles a second OpenSSL (the fuzz build has its own target directory): when that
+  # fails on a machine, its free disk and memory are the first things to know.
+  echo "fuzz build failed; disk: $(df -h . | tail -1 | awk '{print $4 " free of " $2}')," \
+    "memory: $(free -m | awk '/^Mem:/ {print $7 " MiB available of " $2}')" >&2
+  exit 1
+fi
 for target in $(cargo fuzz list); do
   mkdir -p "corpus/$target" "regressions/$target" artifacts
   echo "fuzz $target for ${seconds}s"
