@@ -1,8 +1,8 @@
 //! The dedupe claims a process holds, and their commits off the response path: once Kafka has
 //! an event, its claims are queued and the 202 goes out; one task sends what gathered within
 //! `redis.commit_delay` together. A request then waits for one Redis round trip (its claim),
-//! not two, and a burst of commits reaches each Redis node in a few writes (redis-rs writes
-//! the commands waiting for one connection at once) rather than one per event. Until its
+//! not two, and a burst of commits reaches each Redis node as one pipeline
+//! ([`SharedStore::commit_all`]) rather than one command per event. Until its
 //! commit lands, a retry of the event that reaches this process is answered as the duplicate
 //! it is; one reaching another pod gets 503 `in_flight` meanwhile, which a sender retries.
 
@@ -11,15 +11,14 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use futures::stream::{FuturesUnordered, StreamExt};
-use spillway_store::{ClaimToken, SharedStore};
+use spillway_store::{ClaimToken, SharedStore, StoreError};
 use spillway_telemetry::{traces, IngressMetrics, RedisCommand};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::store::timed;
+use crate::store::{timed, CommandTiming};
 
 /// Pauses between the tries of a commit that failed: the commit is an idempotent
 /// compare-and-set, and each one lost means a duplicate once the sender retries after
@@ -118,16 +117,19 @@ impl Commits {
                 span
             }),
         };
-        let queue = self.queue.get_or_init(|| self.start());
+        let queue = self.queue.get_or_init(|| self.start(&queued.claim.store));
         if let Err(mpsc::error::SendError(late)) = queue.send(queued) {
             // The sending task has stopped (shutdown).
             late.claim.commit_now(&late.source, &late.event_id).await;
         }
     }
 
-    fn start(&self) -> mpsc::UnboundedSender<Queued> {
+    /// Starts the sending task, which commits on `store`: every claim of a pipeline is made on
+    /// the pipeline's one store, so the first claim's is every claim's.
+    fn start(&self, store: &SharedStore) -> mpsc::UnboundedSender<Queued> {
         let (tx, rx) = mpsc::unbounded_channel();
         let sender = Sender {
+            store: store.clone(),
             delay: self.delay,
             closing: self.closing.clone(),
             tasks: self.tasks.clone(),
@@ -151,6 +153,7 @@ impl Commits {
 
 /// The sending task's side of the queue.
 struct Sender {
+    store: SharedStore,
     delay: Duration,
     closing: CancellationToken,
     tasks: TaskTracker,
@@ -197,34 +200,32 @@ impl Sender {
                 Err(_) => break,
             }
         }
-        let tasks = self.tasks.clone();
-        // FuturesUnordered polls only the commits whose answer came, not all of them each time.
-        let mut sending: FuturesUnordered<_> = batch
-            .drain(..)
-            .map(|queued| queued.send(tasks.clone()))
-            .collect();
+        let batch = std::mem::take(batch);
         self.tasks
-            .spawn(async move { while sending.next().await.is_some() {} });
+            .spawn(send_batch(self.store.clone(), batch, self.tasks.clone()));
     }
 }
 
-// === impl Queued ===
-
-impl Queued {
-    /// One try; the retries of a failed one go on in a task of `tasks`.
-    async fn send(self, tasks: TaskTracker) {
-        let span = self.span.clone();
-        async move {
-            if !self.claim.try_commit(&self.source, &self.event_id).await {
-                tasks.spawn(
-                    self.claim
-                        .retry(self.source, self.event_id)
-                        .in_current_span(),
-                );
-            }
+/// One try for each commit of `batch`, all in one call to the store; the retries of those
+/// that failed go on in tasks of `tasks`, one each.
+async fn send_batch(store: SharedStore, batch: Vec<Queued>, tasks: TaskTracker) {
+    let timings: Vec<CommandTiming> = batch
+        .iter()
+        .map(|queued| CommandTiming::start(&queued.span, RedisCommand::Commit))
+        .collect();
+    let tokens: Vec<&ClaimToken> = batch.iter().map(|queued| &queued.claim.token).collect();
+    let results = store.commit_all(&tokens).await;
+    for ((queued, timing), result) in batch.into_iter().zip(timings).zip(results) {
+        timing.finish(&queued.claim.metrics, result.is_ok());
+        let Queued {
+            claim,
+            source,
+            event_id,
+            span,
+        } = queued;
+        if !span.in_scope(|| settled(&source, &event_id, result)) {
+            tasks.spawn(claim.retry(source, event_id).instrument(span));
         }
-        .instrument(span)
-        .await;
     }
 }
 
@@ -331,21 +332,7 @@ impl HeldClaim {
             self.store.commit(&self.token),
         )
         .await;
-        match committed {
-            Ok(true) => true,
-            Ok(false) => {
-                tracing::warn!(
-                    source,
-                    event_id,
-                    "claim expired before commit; another request took the key"
-                );
-                true
-            }
-            Err(e) => {
-                tracing::warn!(source, event_id, error = %e, "commit failed");
-                false
-            }
-        }
+        settled(source, event_id, committed)
     }
 
     /// The event is not in Kafka: the sender's retry must be processed. Boxed: a release
@@ -363,6 +350,26 @@ impl HeldClaim {
                 tracing::warn!(source, error = %e, "release failed; the key stays claimed until claim_ttl");
             }
         })
+    }
+}
+
+/// Whether a commit's result settles it (written, or taken over by another request); logs
+/// what is not plain success.
+fn settled(source: &str, event_id: &str, committed: Result<bool, StoreError>) -> bool {
+    match committed {
+        Ok(true) => true,
+        Ok(false) => {
+            tracing::warn!(
+                source,
+                event_id,
+                "claim expired before commit; another request took the key"
+            );
+            true
+        }
+        Err(e) => {
+            tracing::warn!(source, event_id, error = %e, "commit failed");
+            false
+        }
     }
 }
 

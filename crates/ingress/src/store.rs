@@ -44,26 +44,51 @@ pub(crate) async fn timed<T, E>(
     command: RedisCommand,
     call: impl std::future::Future<Output = Result<T, E>>,
 ) -> Result<T, E> {
-    let span = traces::traced(|| {
-        let span = tracing::info_span!(
-            "dedupe",
-            otel.name = %format_args!("dedupe.{}", command.label()),
-            otel.kind = "client",
-        );
-        traces::set_attributes(
-            &span,
-            &[
-                ("db.system.name", "redis".into()),
-                ("db.operation.name", command.label().into()),
-            ],
-        );
-        span
-    });
-    let started = Instant::now();
-    let result = call.instrument(span.clone()).await;
-    metrics.redis_command(command, started.elapsed().as_secs_f64(), result.is_ok());
-    if result.is_err() {
-        traces::set_error(&span, "redis_error");
-    }
+    let timing = CommandTiming::start(&tracing::Span::current(), command);
+    let result = call.instrument(timing.span.clone()).await;
+    timing.finish(metrics, result.is_ok());
     result
+}
+
+/// A Redis command's span and start: what [`timed`] keeps around one call, kept by hand for
+/// commands sent together (the commits of a batch), each under its own parent span.
+pub(crate) struct CommandTiming {
+    command: RedisCommand,
+    span: tracing::Span,
+    started: Instant,
+}
+
+impl CommandTiming {
+    pub(crate) fn start(parent: &tracing::Span, command: RedisCommand) -> Self {
+        let span = traces::traced(|| {
+            let span = tracing::info_span!(
+                parent: parent,
+                "dedupe",
+                otel.name = %format_args!("dedupe.{}", command.label()),
+                otel.kind = "client",
+            );
+            traces::set_attributes(
+                &span,
+                &[
+                    ("db.system.name", "redis".into()),
+                    ("db.operation.name", command.label().into()),
+                ],
+            );
+            span
+        });
+        Self {
+            command,
+            span,
+            started: Instant::now(),
+        }
+    }
+
+    /// Records the command's time and whether it failed, and ends its span.
+    pub(crate) fn finish(self, metrics: &IngressMetrics, ok: bool) {
+        let seconds = self.started.elapsed().as_secs_f64();
+        metrics.redis_command(self.command, seconds, ok);
+        if !ok {
+            traces::set_error(&self.span, "redis_error");
+        }
+    }
 }

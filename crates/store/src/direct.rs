@@ -191,6 +191,11 @@ impl<C> Lease<C> {
     pub(crate) fn connection(&self) -> &C {
         &self.node.connection
     }
+
+    /// Whether both leases hand out the same connection.
+    pub(crate) fn same_node(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.node, &other.node)
+    }
 }
 
 /// What a caller should do for its key.
@@ -257,7 +262,12 @@ impl<C: Clone> Direct<C> {
 
     /// A command was answered on a direct connection.
     pub(crate) fn answered(&self, lease: &Lease<C>) {
-        self.served.fetch_add(1, Ordering::Relaxed);
+        self.answered_all(lease, 1);
+    }
+
+    /// A pipeline of `commands` was answered on a direct connection.
+    pub(crate) fn answered_all(&self, lease: &Lease<C>, commands: u64) {
+        self.served.fetch_add(commands, Ordering::Relaxed);
         lease.node.unanswered.store(0, Ordering::Relaxed);
     }
 

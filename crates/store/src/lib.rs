@@ -31,7 +31,9 @@
 //! Claim, commit and release go straight to the primary that serves the key's slot while the
 //! routes to it are known (`direct.rs`), and through redis-rs's cluster connection otherwise,
 //! or when that node refused the command as misrouted or unavailable or the connection broke
-//! (a timeout is not sent again); every other command takes the cluster connection.
+//! (a timeout is not sent again); every other command takes the cluster connection. Commits
+//! made together ([`SharedStore::commit_all`]) go in one pipeline per primary
+//! (`pipelined.rs`).
 //!
 //! Readiness runs `health`, not `PING`: it needs what the claim needs (`SET ... NX ... GET` is
 //! Redis 7), so a cluster that answers PING but refuses every claim is not reported ready.
@@ -42,6 +44,7 @@
 mod connection;
 mod direct;
 mod memory;
+mod pipelined;
 mod redis_store;
 mod routed;
 
@@ -165,6 +168,18 @@ impl SharedStore {
         match self {
             Self::Redis(s) => s.commit(token).await,
             Self::Memory(s) => s.reachable("commit").map(|()| s.commit(token)),
+        }
+    }
+
+    /// Commits every token, as [`SharedStore::commit`] does one; the results are in the order
+    /// of `tokens`. On the Redis Cluster the commits bound for one primary go in one pipeline.
+    pub async fn commit_all(&self, tokens: &[&ClaimToken]) -> Vec<Result<bool, StoreError>> {
+        match self {
+            Self::Redis(s) => s.commit_all(tokens).await,
+            Self::Memory(s) => tokens
+                .iter()
+                .map(|token| s.reachable("commit").map(|()| s.commit(token)))
+                .collect(),
         }
     }
 

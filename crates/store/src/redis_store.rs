@@ -252,17 +252,20 @@ impl RedisStore {
     }
 
     pub(crate) async fn commit(&self, token: &ClaimToken) -> Result<bool, StoreError> {
-        let window = self.inner.settings.window.as_secs().max(1);
         let mut commit = self.inner.commit_script.prepare_invoke();
-        commit
-            .key(&token.key)
-            .arg(token.pending_value())
-            .arg(token.done_value())
-            .arg(window);
+        let (pending, done, window) = self.commit_args(token);
+        commit.key(&token.key).arg(pending).arg(done).arg(window);
         let written: i64 = self
             .run_on_key("commit", &token.key, OnKey::Script(commit))
             .await?;
         Ok(written == 1)
+    }
+
+    /// The commit script's arguments after its key: the claim's value, the value written, and
+    /// how long that stays (the dedupe window, in seconds).
+    pub(crate) fn commit_args(&self, token: &ClaimToken) -> (String, String, u64) {
+        let window = self.inner.settings.window.as_secs().max(1);
+        (token.pending_value(), token.done_value(), window)
     }
 
     pub(crate) async fn release(&self, token: &ClaimToken) -> Result<(), StoreError> {

@@ -94,7 +94,7 @@ impl RedisStore {
 
     /// The direct connection for `key`, if the routes are known; starts building them (in a
     /// task of its own, outliving this call) when it is this caller's turn.
-    fn direct_lease(&self, key: &str) -> Option<Lease<MultiplexedConnection>> {
+    pub(crate) fn direct_lease(&self, key: &str) -> Option<Lease<MultiplexedConnection>> {
         match self.inner.direct.route(key) {
             Route::Direct(lease) => Some(lease),
             Route::Cluster => None,
@@ -196,7 +196,7 @@ fn no_tcp_seed() -> RedisError {
 /// the node says the key is not its own or it cannot serve it now (still loading its data
 /// after a restart too), or the connection broke. Checked after timeouts, which are I/O
 /// errors as well but must not be sent again.
-fn send_elsewhere(error: &RedisError) -> bool {
+pub(crate) fn send_elsewhere(error: &RedisError) -> bool {
     use redis::{ErrorKind, ServerErrorKind};
     error.is_cluster_error()
         || matches!(

@@ -15,7 +15,7 @@ fn redis() -> RedisStore {
 
 /// Claims fresh keys until `served` commands went direct (the routes are built in the
 /// background after a command finds none).
-async fn claim_until_served(redis: &RedisStore, served: u64) {
+pub(crate) async fn claim_until_served(redis: &RedisStore, served: u64) {
     let store = SharedStore::Redis(redis.clone());
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while redis.direct_counts().0 < served {

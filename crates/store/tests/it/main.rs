@@ -4,6 +4,7 @@
 
 mod connection;
 mod direct;
+mod pipelined;
 mod redis6;
 
 use std::time::Duration;
