@@ -539,6 +539,20 @@ LATENCY_TARGETS = [
     'whose signature covers neither an id nor a timestamp, so each request also claims its',
     'fingerprint (a second claim and commit, after the first).',
     '',
+    '### Commits in one pipeline per primary (measured 2026-12-05)',
+    '',
+    'Since 2026-12-05 the commits queued within `redis.commit_delay` go as one pipeline of',
+    "`EVALSHA`s to each primary instead of one command each. Measured by hand outside the",
+    'ingress, with a loop that committed 12 fresh keys every 5 ms for 10 s against the local',
+    "cluster (the process's CPU from `/proc/self/task/*/schedstat`, three rounds): 18.5 / 17.5 /",
+    '19.0 µs per commit pipelined against 21.9 / 20.1 / 20.0 µs one by one; with 48 keys every',
+    '5 ms, 6.3 against 8.9 µs. Most of a small batch is the fixed cost of waking the runtime;',
+    'each further commit costs 2.3 µs pipelined and 5.0 µs one by one. In the ingress (the',
+    "three-source mix at 2,500/s), the runtime threads' `write` calls (the runtime's own",
+    'wake-ups) fell from 1.46 to 0.92 per request and `writev` stayed at 2.4. The CPU per',
+    'request moved within the noise of that day: 129.9-144.0 µs before, 132.3-146.1 µs after,',
+    'in three pairs.',
+    '',
 ]
 
 
