@@ -19,7 +19,7 @@ export RUSTC_BOOTSTRAP=1
 if ! cargo fuzz build -s none; then
   # The build compiles a second OpenSSL (the fuzz build has its own target directory): when that
   # fails on a machine, its free disk and memory are the first things to know.
-  echo "fuzz build failed; disk: $(df -h . | tail -1 | awk '{print $4 " free of " $2}')," \
+  echo "fuzz build failed; disk: $(df -hP . | tail -1 | awk '{print $4 " free of " $2}')," \
     "memory: $(free -m | awk '/^Mem:/ {print $7 " MiB available of " $2}')" >&2
   exit 1
 fi

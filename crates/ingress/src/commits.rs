@@ -207,7 +207,8 @@ impl Sender {
 }
 
 /// One try for each commit of `batch`, all in one call to the store; the retries of those
-/// that failed go on in tasks of `tasks`, one each.
+/// that failed go on in tasks of `tasks`, one each. Each commit's time (metric and span) is
+/// that of the whole call: the commits of a batch are sent and answered together.
 async fn send_batch(store: SharedStore, batch: Vec<Queued>, tasks: TaskTracker) {
     let timings: Vec<CommandTiming> = batch
         .iter()
@@ -215,6 +216,8 @@ async fn send_batch(store: SharedStore, batch: Vec<Queued>, tasks: TaskTracker) 
         .collect();
     let tokens: Vec<&ClaimToken> = batch.iter().map(|queued| &queued.claim.token).collect();
     let results = store.commit_all(&tokens).await;
+    // A claim left out of the zip below would never be committed.
+    debug_assert_eq!(results.len(), batch.len(), "one result per commit");
     for ((queued, timing), result) in batch.into_iter().zip(timings).zip(results) {
         timing.finish(&queued.claim.metrics, result.is_ok());
         let Queued {

@@ -214,6 +214,8 @@ pub(crate) struct Direct<C> {
     state: Mutex<State<C>>,
     served: AtomicU64,
     failed: AtomicU64,
+    /// Pipelines answered (their commands are in `served` too).
+    pipelines: AtomicU64,
 }
 
 struct State<C> {
@@ -237,6 +239,7 @@ impl<C: Clone> Direct<C> {
             }),
             served: AtomicU64::new(0),
             failed: AtomicU64::new(0),
+            pipelines: AtomicU64::new(0),
         }
     }
 
@@ -262,11 +265,13 @@ impl<C: Clone> Direct<C> {
 
     /// A command was answered on a direct connection.
     pub(crate) fn answered(&self, lease: &Lease<C>) {
-        self.answered_all(lease, 1);
+        self.served.fetch_add(1, Ordering::Relaxed);
+        lease.node.unanswered.store(0, Ordering::Relaxed);
     }
 
     /// A pipeline of `commands` was answered on a direct connection.
-    pub(crate) fn answered_all(&self, lease: &Lease<C>, commands: u64) {
+    pub(crate) fn pipeline_answered(&self, lease: &Lease<C>, commands: u64) {
+        self.pipelines.fetch_add(1, Ordering::Relaxed);
         self.served.fetch_add(commands, Ordering::Relaxed);
         lease.node.unanswered.store(0, Ordering::Relaxed);
     }
@@ -315,6 +320,11 @@ impl<C: Clone> Direct<C> {
             self.served.load(Ordering::Relaxed),
             self.failed.load(Ordering::Relaxed),
         )
+    }
+
+    /// Pipelines answered on direct connections.
+    pub(crate) fn pipelines(&self) -> u64 {
+        self.pipelines.load(Ordering::Relaxed)
     }
 
     /// Puts `routes` in place at once, whatever a build under way finds: for tests.

@@ -1,6 +1,8 @@
 //! Commits of many claims at once: one pipeline per primary on the direct routes
-//! ([`crate::direct`]), so a batch of commits costs each node's connection one request, one
-//! write and one answer instead of one each per commit.
+//! ([`crate::direct`]), so a batch of commits is one request to each node's connection task
+//! and one answer from it, instead of one each per commit (redis-rs already wrote the
+//! commands waiting for one connection together: what the pipeline saves is the tasks'
+//! wake-ups and channel messages per commit).
 //!
 //! Why by hand: redis-rs pipelines carry plain commands, and its script invocations go one
 //! at a time (an `EVALSHA`, then `SCRIPT LOAD` and again on `NOSCRIPT`). The pipeline here
@@ -58,6 +60,7 @@ impl RedisStore {
         for (index, result) in pipelined.into_iter().flatten().chain(single) {
             results[index] = Some(result);
         }
+        debug_assert!(results.iter().all(Option::is_some), "every commit answered");
         results
             .into_iter()
             .map(|result| result.unwrap_or_else(|| Err(self.timed_out("commit"))))
@@ -66,8 +69,9 @@ impl RedisStore {
 
     /// One pipeline of commits on `lease`'s connection, within one command timeout. A commit
     /// the node did not settle (an error answer such as `NOSCRIPT` or `MOVED`, or a broken
-    /// connection) is sent again on its own; a timeout is reported as it is, and the caller's
-    /// retries take over.
+    /// connection) is sent again on its own within what is left of that timeout; a timeout is
+    /// reported as it is, for every commit of the pipeline, and the caller's retries take
+    /// over.
     async fn commit_pipeline(
         &self,
         lease: &Lease<MultiplexedConnection>,
@@ -92,13 +96,18 @@ impl RedisStore {
         let answers = match tokio::time::timeout_at(deadline, sent).await {
             Ok(Ok(answers)) if answers.len() == tokens.len() => {
                 let count = u64::try_from(answers.len()).unwrap_or(u64::MAX);
-                self.inner.direct.answered_all(lease, count);
+                self.inner.direct.pipeline_answered(lease, count);
                 answers
             }
             Ok(Ok(_)) => {
                 // Not one answer per command: nothing can be matched, so each goes again.
                 self.inner.direct.answered(lease);
-                return join_all(tokens.iter().map(|token| self.commit(token))).await;
+                return join_all(
+                    tokens
+                        .iter()
+                        .map(|token| self.commit_until(token, deadline)),
+                )
+                .await;
             }
             Ok(Err(e)) if !e.is_timeout() => {
                 if send_elsewhere(&e) {
@@ -107,7 +116,12 @@ impl RedisStore {
                 } else {
                     self.inner.direct.answered(lease);
                 }
-                return join_all(tokens.iter().map(|token| self.commit(token))).await;
+                return join_all(
+                    tokens
+                        .iter()
+                        .map(|token| self.commit_until(token, deadline)),
+                )
+                .await;
             }
             Ok(Err(e)) => {
                 self.inner.direct.timed_out(lease);
@@ -124,13 +138,23 @@ impl RedisStore {
                     .collect();
             }
         };
+        // A key the node says is not its own: the route is stale, so the connection is taken
+        // out once here, and the commits sent again go through the cluster connection at
+        // once rather than each being refused on it first.
+        if let Some(Err(e)) = answers
+            .iter()
+            .find(|answer| answer.as_ref().is_err_and(send_elsewhere))
+        {
+            tracing::debug!(error = %e, "a commit in a pipeline was refused by its node; the ones refused are sent through the cluster connection");
+            self.inner.direct.failed(lease);
+        }
         let settled = tokens
             .iter()
             .zip(answers)
             .map(|(token, answer)| async move {
                 match answer {
                     Ok(written) => Ok(written == 1),
-                    Err(_) => self.commit(token).await,
+                    Err(_) => self.commit_until(token, deadline).await,
                 }
             });
         join_all(settled).await

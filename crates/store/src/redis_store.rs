@@ -252,11 +252,21 @@ impl RedisStore {
     }
 
     pub(crate) async fn commit(&self, token: &ClaimToken) -> Result<bool, StoreError> {
+        let deadline = Instant::now() + self.inner.settings.command_timeout;
+        self.commit_until(token, deadline).await
+    }
+
+    /// [`RedisStore::commit`] by `deadline`: also what a pipeline of commits did not settle.
+    pub(crate) async fn commit_until(
+        &self,
+        token: &ClaimToken,
+        deadline: Instant,
+    ) -> Result<bool, StoreError> {
         let mut commit = self.inner.commit_script.prepare_invoke();
         let (pending, done, window) = self.commit_args(token);
         commit.key(&token.key).arg(pending).arg(done).arg(window);
         let written: i64 = self
-            .run_on_key("commit", &token.key, OnKey::Script(commit))
+            .run_on_key_until("commit", &token.key, OnKey::Script(commit), deadline)
             .await?;
         Ok(written == 1)
     }

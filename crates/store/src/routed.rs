@@ -25,6 +25,12 @@ impl RedisStore {
         self.inner.direct.counts()
     }
 
+    /// Pipelines of commits answered on direct connections (their commits are counted in
+    /// [`RedisStore::direct_counts`] too). For tests and diagnostics.
+    pub fn pipelines_answered(&self) -> u64 {
+        self.inner.direct.pipelines()
+    }
+
     /// Replaces the routes with a table that sends every slot to one primary, as a stale
     /// table would after slots moved: for tests of what a wrong route costs. Returns once
     /// the table is in place; false when the seed node is not plain TCP.
@@ -59,6 +65,17 @@ impl RedisStore {
         command: OnKey<'_>,
     ) -> Result<T, StoreError> {
         let deadline = Instant::now() + self.inner.settings.command_timeout;
+        self.run_on_key_until(op, key, command, deadline).await
+    }
+
+    /// [`RedisStore::run_on_key`] with the deadline given.
+    pub(crate) async fn run_on_key_until<T: FromRedisValue>(
+        &self,
+        op: &'static str,
+        key: &str,
+        command: OnKey<'_>,
+        deadline: Instant,
+    ) -> Result<T, StoreError> {
         if let Some(lease) = self.direct_lease(key) {
             let mut routed = Routed::Node(lease.connection().clone());
             match tokio::time::timeout_at(deadline, command.send(&mut routed)).await {

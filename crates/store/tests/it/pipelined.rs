@@ -4,10 +4,10 @@
 
 use std::time::Duration;
 
-use spillway_store::{Claim, ClaimToken, RedisStore, SharedStore};
+use spillway_store::{Claim, ClaimToken, RedisStore, SharedStore, StoreError};
 use spillway_testkit::redis_nodes;
 
-use crate::connection::{private_cluster, redis_at};
+use crate::connection::{pause_writes, private_cluster, redis_at};
 use crate::direct::claim_until_served;
 use crate::unique;
 
@@ -43,20 +43,32 @@ async fn each_commit_made_together_gets_its_own_answer_in_its_place() {
     claim_until_served(&redis, 1).await;
     let store = SharedStore::Redis(redis.clone());
     let claimed = claim_keys(&store, "together", 40).await;
-    // Around them, the other answers a commit can have: a key another request took since
-    // (false, and left alone), a key with nothing in it (a fail-open source's: written) and a
-    // commit sent again after its first landed (true).
-    let taken = unique("taken");
-    assert!(matches!(
-        store.claim(&taken, "ev-holder").await.expect("claim"),
-        Claim::Claimed(_)
-    ));
+    // Among them, the other answers a commit can have: keys another request took since (false,
+    // and left alone; several, so that they fall on every primary), a key with nothing in it
+    // (a fail-open source's: written) and a commit sent again after its first landed (true).
+    let mut tokens = Vec::new();
+    let mut expected = Vec::new();
+    let mut taken = Vec::new();
+    for (i, token) in claimed.iter().enumerate() {
+        if i % 5 == 2 {
+            let key = unique(&format!("taken{i}"));
+            assert!(matches!(
+                store.claim(&key, "ev-holder").await.expect("claim"),
+                Claim::Claimed(_)
+            ));
+            tokens.push(ClaimToken::new(key.clone(), "ev-expired"));
+            expected.push(false);
+            taken.push(key);
+        }
+        tokens.push(token.clone());
+        expected.push(true);
+    }
     let absent = ClaimToken::new(unique("absent"), "ev-absent");
-    assert!(store.commit(&claimed[0]).await.expect("commit"));
-    let mut tokens: Vec<ClaimToken> = vec![ClaimToken::new(taken.clone(), "ev-expired")];
-    tokens.extend(claimed.iter().cloned());
     tokens.push(absent.clone());
+    expected.push(true);
+    assert!(store.commit(&claimed[0]).await.expect("commit"));
     let (served, failed) = redis.direct_counts();
+    let pipelines = redis.pipelines_answered();
     let refs: Vec<&ClaimToken> = tokens.iter().collect();
     let results: Vec<bool> = store
         .commit_all(&refs)
@@ -64,21 +76,57 @@ async fn each_commit_made_together_gets_its_own_answer_in_its_place() {
         .into_iter()
         .map(|result| result.expect("commit"))
         .collect();
-    let mut expected = vec![false];
-    expected.extend(std::iter::repeat_n(true, claimed.len() + 1));
     assert_eq!(results, expected);
-    assert_eq!(
-        redis.direct_counts(),
-        (served + 42, failed),
-        "every commit answered on the direct connection to its primary"
+    let sent = redis.pipelines_answered() - pipelines;
+    // Three primaries in the local cluster.
+    assert!(
+        (1..=3).contains(&sent),
+        "{sent} pipelines for {} commits",
+        tokens.len()
+    );
+    let (now_served, now_failed) = redis.direct_counts();
+    assert_eq!(now_failed, failed, "no commit was refused by its node");
+    // More when a primary had not run the script yet (NOSCRIPT, then each sent again).
+    assert!(
+        now_served - served >= 49,
+        "every commit answered on a direct connection"
     );
     assert_done(&store, &claimed).await;
     assert_done(&store, &[absent]).await;
+    for key in taken {
+        assert_eq!(
+            store.claim(&key, "ev-late").await.expect("claim"),
+            Claim::InFlight,
+            "the other request's claim is left as it was"
+        );
+    }
+}
+
+#[tokio::test]
+async fn commits_made_together_that_time_out_fail_and_are_settled_by_a_retry() {
+    let (cluster, redis, store) = private_cluster().await;
+    claim_until_served(&redis, 1).await;
+    let tokens = claim_keys(&store, "paused", 30).await;
+    let refs: Vec<&ClaimToken> = tokens.iter().collect();
+    let failed = redis.direct_counts().1;
+    pause_writes(&cluster, true);
+    for result in store.commit_all(&refs).await {
+        assert!(
+            matches!(result, Err(StoreError::Unavailable { op: "commit", .. })),
+            "{result:?}"
+        );
+    }
     assert_eq!(
-        store.claim(&taken, "ev-late").await.expect("claim"),
-        Claim::InFlight,
-        "the other request's claim is left as it was"
+        redis.direct_counts().1,
+        failed,
+        "a timeout keeps the direct connections"
     );
+    pause_writes(&cluster, false);
+    // The paused commits ran once writes resumed; sent again, each finds its own work done.
+    for result in store.commit_all(&refs).await {
+        assert!(result.expect("commit"));
+    }
+    assert_done(&store, &tokens).await;
 }
 
 #[tokio::test]
@@ -115,9 +163,10 @@ async fn commits_made_together_on_a_stale_route_reach_their_primaries() {
     for result in store.commit_all(&refs).await {
         assert!(result.expect("commit"));
     }
-    assert!(
-        redis.direct_counts().1 > 0,
-        "a misrouted commit was sent through the cluster connection"
+    assert_eq!(
+        redis.direct_counts().1,
+        1,
+        "the misrouted connection was taken out once, for the whole pipeline"
     );
     assert_done(&store, &tokens).await;
 }
