@@ -313,8 +313,8 @@ impl<C: Clone> Direct<C> {
             .collect()
     }
 
-    /// Commands answered on direct connections, and commands that failed on one and were sent
-    /// through the cluster connection instead.
+    /// Commands answered on direct connections, and the refusals or failures on one that sent
+    /// commands through the cluster connection instead (one per pipeline).
     pub(crate) fn counts(&self) -> (u64, u64) {
         (
             self.served.load(Ordering::Relaxed),

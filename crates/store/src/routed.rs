@@ -19,8 +19,9 @@ use crate::StoreError;
 // === impl RedisStore ===
 
 impl RedisStore {
-    /// Commands answered on a direct connection to their primary, and commands that failed on
-    /// one and were sent through the cluster connection instead. For tests and diagnostics.
+    /// Commands answered on a direct connection to their primary, and the refusals or failures
+    /// on one that sent commands through the cluster connection instead (a pipeline's count
+    /// once, however many of its commands were refused). For tests and diagnostics.
     pub fn direct_counts(&self) -> (u64, u64) {
         self.inner.direct.counts()
     }
@@ -68,7 +69,9 @@ impl RedisStore {
         self.run_on_key_until(op, key, command, deadline).await
     }
 
-    /// [`RedisStore::run_on_key`] with the deadline given.
+    /// [`RedisStore::run_on_key`] with the deadline given. A deadline already past sends
+    /// nothing and counts no timeout against a connection: the time went elsewhere (a
+    /// pipeline answered late), and a command sent anyway would only be given up on.
     pub(crate) async fn run_on_key_until<T: FromRedisValue>(
         &self,
         op: &'static str,
@@ -76,6 +79,9 @@ impl RedisStore {
         command: OnKey<'_>,
         deadline: Instant,
     ) -> Result<T, StoreError> {
+        if Instant::now() >= deadline {
+            return Err(self.timed_out(op));
+        }
         if let Some(lease) = self.direct_lease(key) {
             let mut routed = Routed::Node(lease.connection().clone());
             match tokio::time::timeout_at(deadline, command.send(&mut routed)).await {

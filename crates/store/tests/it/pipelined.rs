@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use spillway_store::{Claim, ClaimToken, RedisStore, SharedStore, StoreError};
-use spillway_testkit::redis_nodes;
+use spillway_testkit::{eventually, redis_nodes};
 
 use crate::connection::{pause_writes, private_cluster, redis_at};
 use crate::direct::claim_until_served;
@@ -23,6 +23,14 @@ async fn claim_keys(store: &SharedStore, prefix: &str, count: usize) -> Vec<Clai
         tokens.push(token);
     }
     tokens
+}
+
+/// Commits `tokens` together; each must be written.
+async fn commit_together(store: &SharedStore, tokens: &[ClaimToken]) {
+    let refs: Vec<&ClaimToken> = tokens.iter().collect();
+    for result in store.commit_all(&refs).await {
+        assert!(result.expect("commit"));
+    }
 }
 
 /// Every token's key now answers a claim as the duplicate of its own event.
@@ -106,6 +114,10 @@ async fn each_commit_made_together_gets_its_own_answer_in_its_place() {
 async fn commits_made_together_that_time_out_fail_and_are_settled_by_a_retry() {
     let (cluster, redis, store) = private_cluster().await;
     claim_until_served(&redis, 1).await;
+    // The private cluster has not run the commit script yet: without it every paused commit
+    // would answer NOSCRIPT after the pause, not write.
+    let warm = claim_keys(&store, "warm", 30).await;
+    commit_together(&store, &warm).await;
     let tokens = claim_keys(&store, "paused", 30).await;
     let refs: Vec<&ClaimToken> = tokens.iter().collect();
     let failed = redis.direct_counts().1;
@@ -122,28 +134,39 @@ async fn commits_made_together_that_time_out_fail_and_are_settled_by_a_retry() {
         "a timeout keeps the direct connections"
     );
     pause_writes(&cluster, false);
-    // The paused commits ran once writes resumed; sent again, each finds its own work done.
-    for result in store.commit_all(&refs).await {
-        assert!(result.expect("commit"));
+    // The paused commits run once writes resume, though their callers gave up.
+    for token in &tokens {
+        let done = format!("done:{}", token.event_id());
+        eventually(
+            format!("{} to hold {done}", token.key()),
+            async || match store.read(token.key()).await {
+                Ok(Some(v)) if v == done => Ok(()),
+                other => Err(format!("{other:?}")),
+            },
+        )
+        .await;
     }
+    // Sent again, as the ingress retries a failed commit, each finds its own work done.
+    commit_together(&store, &tokens).await;
     assert_done(&store, &tokens).await;
 }
 
 #[tokio::test]
 async fn commits_made_together_load_a_script_the_nodes_forgot() {
-    let (cluster, redis, store) = private_cluster().await;
+    let (cluster, _, _) = private_cluster().await;
+    // A longer timeout than the private store's: every commit here loads the script and is
+    // sent again within it, on two shared cores.
+    let redis = redis_at(cluster.nodes(), Duration::from_secs(5));
+    let store = SharedStore::Redis(redis.clone());
     claim_until_served(&redis, 1).await;
-    let first = claim_keys(&store, "loaded", 1).await;
-    assert!(store.commit(&first[0]).await.expect("commit"));
+    let first = claim_keys(&store, "loaded", 30).await;
+    commit_together(&store, &first).await;
     // As after a node's restart or a failover to a replica that never ran the script.
     for port in cluster.base..cluster.base + 6 {
         assert_eq!(cluster.cli(port, &["script", "flush"]).trim(), "OK");
     }
     let tokens = claim_keys(&store, "forgotten", 30).await;
-    let refs: Vec<&ClaimToken> = tokens.iter().collect();
-    for result in store.commit_all(&refs).await {
-        assert!(result.expect("commit"));
-    }
+    commit_together(&store, &tokens).await;
     assert_done(&store, &tokens).await;
 }
 
@@ -159,10 +182,7 @@ async fn commits_made_together_on_a_stale_route_reach_their_primaries() {
         .misroute_every_slot_for_tests()
         .await
         .expect("misroute"));
-    let refs: Vec<&ClaimToken> = tokens.iter().collect();
-    for result in store.commit_all(&refs).await {
-        assert!(result.expect("commit"));
-    }
+    commit_together(&store, &tokens).await;
     assert_eq!(
         redis.direct_counts().1,
         1,
