@@ -93,21 +93,16 @@ impl RedisStore {
         }
         let mut connection = lease.connection().clone();
         let sent = pipe.query_async::<Vec<RedisResult<i64>>>(&mut connection);
-        let answers = match tokio::time::timeout_at(deadline, sent).await {
+        let answered = match tokio::time::timeout_at(deadline, sent).await {
             Ok(Ok(answers)) if answers.len() == tokens.len() => {
                 let count = u64::try_from(answers.len()).unwrap_or(u64::MAX);
                 self.inner.direct.pipeline_answered(lease, count);
-                answers
+                Some(answers)
             }
+            // Not one answer per command: nothing can be matched, so each goes again.
             Ok(Ok(_)) => {
-                // Not one answer per command: nothing can be matched, so each goes again.
                 self.inner.direct.answered(lease);
-                return join_all(
-                    tokens
-                        .iter()
-                        .map(|token| self.commit_until(token, deadline)),
-                )
-                .await;
+                None
             }
             Ok(Err(e)) if !e.is_timeout() => {
                 if send_elsewhere(&e) {
@@ -116,12 +111,7 @@ impl RedisStore {
                 } else {
                     self.inner.direct.answered(lease);
                 }
-                return join_all(
-                    tokens
-                        .iter()
-                        .map(|token| self.commit_until(token, deadline)),
-                )
-                .await;
+                None
             }
             Ok(Err(e)) => {
                 self.inner.direct.timed_out(lease);
@@ -137,6 +127,12 @@ impl RedisStore {
                     .map(|_| Err(self.timed_out("commit")))
                     .collect();
             }
+        };
+        let Some(answers) = answered else {
+            let again = tokens
+                .iter()
+                .map(|token| self.commit_until(token, deadline));
+            return join_all(again).await;
         };
         // A key the node says is not its own: the route is stale, so the connection is taken
         // out once here, and the commits sent again go through the cluster connection at
