@@ -10,7 +10,7 @@ use http::StatusCode;
 use spillway_config::{FailMode, ResolvedSource};
 use spillway_core::{Envelope, EventId};
 use spillway_kafka::ProduceError;
-use spillway_store::{Claim, ClaimToken, SharedStore};
+use spillway_store::{Claim, ClaimToken, SharedStore, StoreError};
 use spillway_telemetry::{Outcome, RedisCommand};
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -236,9 +236,7 @@ impl Pipeline {
         redis_key: &str,
         id: &str,
     ) -> Claimed {
-        // Accepted here a moment ago, its commit still queued: what Redis would answer soon.
-        if let Some(original) = self.commits.accepted(redis_key) {
-            self.metrics.dedupe_hit(&source.name, true);
+        if let Some(original) = self.accepted_here(source, redis_key) {
             return Claimed::Done(original);
         }
         let claimed = timed(
@@ -247,6 +245,27 @@ impl Pipeline {
             store.claim(redis_key, id),
         )
         .await;
+        self.read_claim(store, source, redis_key, id, claimed).await
+    }
+
+    /// The event accepted here a moment ago on `redis_key`, its commit still queued: what
+    /// Redis would answer soon. A hit is counted.
+    pub(crate) fn accepted_here(&self, source: &ResolvedSource, redis_key: &str) -> Option<String> {
+        let original = self.commits.accepted(redis_key)?;
+        self.metrics.dedupe_hit(&source.name, true);
+        Some(original)
+    }
+
+    /// What the store's answer to a claim means for the request (see
+    /// [`Pipeline::take_claim`]); a hit is counted.
+    pub(crate) async fn read_claim(
+        &self,
+        store: &SharedStore,
+        source: &ResolvedSource,
+        redis_key: &str,
+        id: &str,
+        claimed: Result<Claim, StoreError>,
+    ) -> Claimed {
         match claimed {
             Ok(Claim::Claimed(token)) => Claimed::Held(HeldClaim::new(store, token, &self.metrics)),
             Ok(Claim::InFlight) => {

@@ -31,9 +31,9 @@
 //! Claim, commit and release go straight to the primary that serves the key's slot while the
 //! routes to it are known (`direct.rs`), and through redis-rs's cluster connection otherwise,
 //! or when that node refused the command as misrouted or unavailable or the connection broke
-//! (a timeout is not sent again); every other command takes the cluster connection. Commits
-//! made together ([`SharedStore::commit_all`]) go in one pipeline per primary
-//! (`pipelined.rs`).
+//! (a timeout is not sent again); every other command takes the cluster connection. Claims or
+//! commits made together ([`SharedStore::claim_all`], [`SharedStore::commit_all`]) go in one
+//! pipeline per primary (`pipelined.rs`).
 //!
 //! Readiness runs `health`, not `PING`: it needs what the claim needs (`SET ... NX ... GET` is
 //! Redis 7), so a cluster that answers PING but refuses every claim is not reported ready.
@@ -157,6 +157,18 @@ impl SharedStore {
         match self {
             Self::Redis(s) => s.claim(token).await,
             Self::Memory(s) => s.reachable("claim").and_then(|()| s.claim(token)),
+        }
+    }
+
+    /// Claims every token, as [`SharedStore::claim`] does one; the results are in the order
+    /// of `tokens`. On the Redis Cluster the claims bound for one primary go in one pipeline.
+    pub async fn claim_all(&self, tokens: &[&ClaimToken]) -> Vec<Result<Claim, StoreError>> {
+        match self {
+            Self::Redis(s) => s.claim_all(tokens).await,
+            Self::Memory(s) => tokens
+                .iter()
+                .map(|&token| s.reachable("claim").and_then(|()| s.claim(token.clone())))
+                .collect(),
         }
     }
 

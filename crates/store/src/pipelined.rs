@@ -1,33 +1,87 @@
-//! Commits of many claims at once: one pipeline per primary on the direct routes
-//! ([`crate::direct`]), so a batch of commits is one request to each node's connection task
-//! and one answer from it, instead of one each per commit (redis-rs already wrote the
-//! commands waiting for one connection together: what the pipeline saves is the tasks'
-//! wake-ups and channel messages per commit).
+//! Claims or commits of many keys at once: one pipeline per primary on the direct routes
+//! ([`crate::direct`]), so a batch is one request to each node's connection task and one
+//! answer from it, instead of one each per key (redis-rs already wrote the commands waiting
+//! for one connection together: what the pipeline saves is the tasks' wake-ups, channel
+//! messages and timers per command).
 //!
 //! Why by hand: redis-rs pipelines carry plain commands, and its script invocations go one
 //! at a time (an `EVALSHA`, then `SCRIPT LOAD` and again on `NOSCRIPT`). The pipeline here
-//! sends `EVALSHA` only; whatever it does not settle goes the way a single commit goes
-//! ([`RedisStore::commit`]), which loads the script, follows a misrouted key through the
-//! cluster connection and so on. Commits are idempotent (compare, then set), so sending one
-//! again after its pipeline failed is safe.
+//! sends `SET ... NX ... GET` or `EVALSHA` only; whatever it does not settle goes the way a
+//! single command goes ([`RedisStore::claim`], [`RedisStore::commit`]), which loads the
+//! script, follows a misrouted key through the cluster connection and so on. Both are safe
+//! to send again after their pipeline failed: a commit compares, then sets, and a claim
+//! that finds its own event's claim reports it claimed.
+
+use std::future::Future;
+use std::marker::PhantomData;
 
 use futures::future::join_all;
 use redis::aio::MultiplexedConnection;
-use redis::RedisResult;
+use redis::{FromRedisValue, RedisResult};
 use tokio::time::Instant;
 
 use crate::direct::Lease;
-use crate::redis_store::{unavailable, RedisStore};
+use crate::redis_store::{outcome_of_claim, set_nx_get, unavailable, RedisStore};
 use crate::routed::send_elsewhere;
-use crate::{ClaimToken, StoreError};
+use crate::{Claim, ClaimToken, StoreError};
 
 // === impl RedisStore ===
 
 impl RedisStore {
-    /// Commits every token; the results are in the order of `tokens`. Tokens whose primary has
-    /// a direct connection go in one pipeline per primary, the others one by one through the
-    /// cluster connection, all at once.
+    /// Claims every token, as [`RedisStore::claim`] does one; the results are in the order of
+    /// `tokens`.
+    pub(crate) async fn claim_all(&self, tokens: &[&ClaimToken]) -> Vec<Result<Claim, StoreError>> {
+        let ttl_ms = self.claim_ttl_ms();
+        let batch = Batch {
+            op: "claim",
+            add: |pipe: &mut redis::Pipeline, token: &ClaimToken| {
+                pipe.add_command(set_nx_get(&token.key, &token.pending_value(), ttl_ms));
+            },
+            read: |token: &ClaimToken, previous: Option<String>| {
+                outcome_of_claim(previous, token.clone())
+            },
+            alone: |token: &ClaimToken, deadline| self.claim_until(token.clone(), deadline),
+            answer: PhantomData,
+        };
+        self.run_all(tokens, &batch).await
+    }
+
+    /// Commits every token, as [`RedisStore::commit`] does one; the results are in the order
+    /// of `tokens`.
     pub(crate) async fn commit_all(&self, tokens: &[&ClaimToken]) -> Vec<Result<bool, StoreError>> {
+        let hash = self.inner.commit_script.get_hash();
+        let batch = Batch {
+            op: "commit",
+            add: |pipe: &mut redis::Pipeline, token: &ClaimToken| {
+                let (pending, done, window) = self.commit_args(token);
+                pipe.cmd("EVALSHA")
+                    .arg(hash)
+                    .arg(1)
+                    .arg(&token.key)
+                    .arg(pending)
+                    .arg(done)
+                    .arg(window);
+            },
+            read: |_: &ClaimToken, written: i64| Ok(written == 1),
+            // Owned: the future may not borrow the token under this signature; a clone only
+            // for the commits sent alone.
+            alone: |token: &ClaimToken, deadline| {
+                let token = token.clone();
+                async move { self.commit_until(&token, deadline).await }
+            },
+            answer: PhantomData,
+        };
+        self.run_all(tokens, &batch).await
+    }
+
+    /// Runs `batch`'s command for every token. Tokens whose primary has a direct connection go
+    /// in one pipeline per primary, the others one by one through the cluster connection, all
+    /// at once.
+    async fn run_all<B: Commands>(
+        &self,
+        tokens: &[&ClaimToken],
+        batch: &B,
+    ) -> Vec<Result<B::Out, StoreError>> {
         let mut by_node: Vec<(Lease<MultiplexedConnection>, Vec<usize>)> = Vec::new();
         let mut alone = Vec::new();
         for (index, token) in tokens.iter().enumerate() {
@@ -48,52 +102,50 @@ impl RedisStore {
             members
                 .iter()
                 .copied()
-                .zip(self.commit_pipeline(lease, &group).await)
+                .zip(self.run_pipeline(lease, &group, batch).await)
                 .collect::<Vec<_>>()
         });
+        let deadline = Instant::now() + self.inner.settings.command_timeout;
         let singles = alone
             .iter()
-            .map(|&index| async move { (index, self.commit(tokens[index]).await) });
+            .map(|&index| async move { (index, batch.alone(tokens[index], deadline).await) });
         let (pipelined, single) = futures::join!(join_all(pipelines), join_all(singles));
-        let mut results: Vec<Option<Result<bool, StoreError>>> =
+        let mut results: Vec<Option<Result<B::Out, StoreError>>> =
             std::iter::repeat_with(|| None).take(tokens.len()).collect();
         for (index, result) in pipelined.into_iter().flatten().chain(single) {
             results[index] = Some(result);
         }
-        debug_assert!(results.iter().all(Option::is_some), "every commit answered");
+        debug_assert!(
+            results.iter().all(Option::is_some),
+            "every command answered"
+        );
         results
             .into_iter()
-            .map(|result| result.unwrap_or_else(|| Err(self.timed_out("commit"))))
+            .map(|result| result.unwrap_or_else(|| Err(self.timed_out(batch.op()))))
             .collect()
     }
 
-    /// One pipeline of commits on `lease`'s connection, within one command timeout. A commit
-    /// the node did not settle (an error answer such as `NOSCRIPT` or `MOVED`, or a broken
-    /// connection) is sent again on its own within what is left of that timeout; a timeout is
-    /// reported as it is, for every commit of the pipeline, and the caller's retries take
-    /// over.
-    async fn commit_pipeline(
+    /// One pipeline of `batch`'s commands on `lease`'s connection, within one command
+    /// timeout. A command the node did not settle (an error answer such as `NOSCRIPT` or
+    /// `MOVED`, or a broken connection) is sent again on its own within what is left of that
+    /// timeout; a timeout is reported as it is, for every command of the pipeline, and the
+    /// caller's retries take over.
+    async fn run_pipeline<B: Commands>(
         &self,
         lease: &Lease<MultiplexedConnection>,
         tokens: &[&ClaimToken],
-    ) -> Vec<Result<bool, StoreError>> {
+        batch: &B,
+    ) -> Vec<Result<B::Out, StoreError>> {
+        let op = batch.op();
         let deadline = Instant::now() + self.inner.settings.command_timeout;
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
-        let hash = self.inner.commit_script.get_hash();
         for token in tokens {
-            let (pending, done, window) = self.commit_args(token);
-            pipe.cmd("EVALSHA")
-                .arg(hash)
-                .arg(1)
-                .arg(&token.key)
-                .arg(pending)
-                .arg(done)
-                .arg(window);
+            batch.add(&mut pipe, token);
         }
         let mut connection = lease.connection().clone();
-        let sent = pipe.query_async::<Vec<RedisResult<i64>>>(&mut connection);
-        let answered = match tokio::time::timeout_at(deadline, sent).await {
+        let sent = pipe.query_async::<Vec<RedisResult<B::Answer>>>(&mut connection);
+        let answers = match tokio::time::timeout_at(deadline, sent).await {
             Ok(Ok(answers)) if answers.len() == tokens.len() => {
                 let count = u64::try_from(answers.len()).unwrap_or(u64::MAX);
                 self.inner.direct.pipeline_answered(lease, count);
@@ -106,7 +158,7 @@ impl RedisStore {
             }
             Ok(Err(e)) if !e.is_timeout() => {
                 if send_elsewhere(&e) {
-                    tracing::debug!(error = %e, "a pipeline of commits failed on the direct connection to its primary; each is sent again");
+                    tracing::debug!(op, error = %e, "a pipeline failed on the direct connection to its primary; each command is sent again");
                     self.inner.direct.failed(lease);
                 } else {
                     self.inner.direct.answered(lease);
@@ -117,42 +169,94 @@ impl RedisStore {
                 self.inner.direct.timed_out(lease);
                 return tokens
                     .iter()
-                    .map(|_| Err(unavailable("commit", e.clone())))
+                    .map(|_| Err(unavailable(op, e.clone())))
                     .collect();
             }
             Err(_) => {
                 self.inner.direct.timed_out(lease);
-                return tokens
-                    .iter()
-                    .map(|_| Err(self.timed_out("commit")))
-                    .collect();
+                return tokens.iter().map(|_| Err(self.timed_out(op))).collect();
             }
         };
-        let Some(answers) = answered else {
-            let again = tokens
-                .iter()
-                .map(|token| self.commit_until(token, deadline));
-            return join_all(again).await;
-        };
         // A key the node says is not its own: the route is stale, so the connection is taken
-        // out once here, and the commits sent again go through the cluster connection at
+        // out once here, and the commands sent again go through the cluster connection at
         // once rather than each being refused on it first.
         if let Some(Err(e)) = answers
             .iter()
+            .flatten()
             .find(|answer| answer.as_ref().is_err_and(send_elsewhere))
         {
-            tracing::debug!(error = %e, "a commit in a pipeline was refused by its node; the ones refused are sent through the cluster connection");
+            tracing::debug!(op, error = %e, "a command in a pipeline was refused by its node; the ones refused are sent through the cluster connection");
             self.inner.direct.failed(lease);
         }
-        let settled = tokens
-            .iter()
-            .zip(answers)
-            .map(|(token, answer)| async move {
+        // Without answers (the pipeline failed as a whole), every command goes again.
+        let mut answers = answers.map(Vec::into_iter);
+        let settled = tokens.iter().map(|token| {
+            let answer = answers.as_mut().and_then(Iterator::next);
+            async move {
                 match answer {
-                    Ok(written) => Ok(written == 1),
-                    Err(_) => self.commit_until(token, deadline).await,
+                    Some(Ok(value)) => batch.read(token, value),
+                    Some(Err(_)) | None => batch.alone(token, deadline).await,
                 }
-            });
+            }
+        });
         join_all(settled).await
+    }
+}
+
+/// One kind of command sent for many tokens: how it goes into a pipeline, how its answer
+/// reads, and how one is sent alone by a deadline (the fallback, and the way for a token
+/// without a direct route).
+struct Batch<A, R, S, V> {
+    op: &'static str,
+    add: A,
+    read: R,
+    alone: S,
+    /// The type of one command's answer, which `read` takes.
+    answer: PhantomData<fn() -> V>,
+}
+
+/// What [`RedisStore::run_all`] does with a [`Batch`].
+trait Commands {
+    type Answer: FromRedisValue;
+    type Out;
+    fn op(&self) -> &'static str;
+    fn add(&self, pipe: &mut redis::Pipeline, token: &ClaimToken);
+    fn read(&self, token: &ClaimToken, answer: Self::Answer) -> Result<Self::Out, StoreError>;
+    fn alone(
+        &self,
+        token: &ClaimToken,
+        deadline: Instant,
+    ) -> impl Future<Output = Result<Self::Out, StoreError>>;
+}
+
+impl<A, R, S, V, T, F> Commands for Batch<A, R, S, V>
+where
+    A: Fn(&mut redis::Pipeline, &ClaimToken),
+    R: Fn(&ClaimToken, V) -> Result<T, StoreError>,
+    S: Fn(&ClaimToken, Instant) -> F,
+    V: FromRedisValue,
+    F: Future<Output = Result<T, StoreError>>,
+{
+    type Answer = V;
+    type Out = T;
+
+    fn op(&self) -> &'static str {
+        self.op
+    }
+
+    fn add(&self, pipe: &mut redis::Pipeline, token: &ClaimToken) {
+        (self.add)(pipe, token);
+    }
+
+    fn read(&self, token: &ClaimToken, answer: V) -> Result<T, StoreError> {
+        (self.read)(token, answer)
+    }
+
+    fn alone(
+        &self,
+        token: &ClaimToken,
+        deadline: Instant,
+    ) -> impl Future<Output = Result<T, StoreError>> {
+        (self.alone)(token, deadline)
     }
 }

@@ -238,17 +238,26 @@ impl RedisStore {
     }
 
     pub(crate) async fn claim(&self, token: ClaimToken) -> Result<Claim, StoreError> {
-        let ttl_ms = millis(self.inner.settings.claim_ttl);
-        let pending = token.pending_value();
-        let key = token.key.clone();
-        let claim = set_nx_get(&key, &pending, ttl_ms);
+        let deadline = Instant::now() + self.inner.settings.command_timeout;
+        self.claim_until(token, deadline).await
+    }
+
+    /// [`RedisStore::claim`] by `deadline`: also what a pipeline of claims did not settle.
+    pub(crate) async fn claim_until(
+        &self,
+        token: ClaimToken,
+        deadline: Instant,
+    ) -> Result<Claim, StoreError> {
+        let claim = set_nx_get(&token.key, &token.pending_value(), self.claim_ttl_ms());
         let previous: Option<String> = self
-            .run_on_key("claim", &key, OnKey::Command(claim))
+            .run_on_key_until("claim", &token.key, OnKey::Command(claim), deadline)
             .await?;
-        match previous {
-            None => Ok(Claim::Claimed(token)),
-            Some(stored) => outcome_of(&stored, token),
-        }
+        outcome_of_claim(previous, token)
+    }
+
+    /// How long a claim holds its key, in milliseconds.
+    pub(crate) fn claim_ttl_ms(&self) -> u64 {
+        millis(self.inner.settings.claim_ttl)
     }
 
     pub(crate) async fn commit(&self, token: &ClaimToken) -> Result<bool, StoreError> {
@@ -354,7 +363,19 @@ impl RedisStore {
 
 /// `SET key value NX PX ttl GET`: the claim, and the health check that must fail exactly
 /// where a claim would (Redis < 7 refuses NX with GET).
-fn set_nx_get(key: &str, value: &str, ttl_ms: u64) -> Cmd {
+/// What a claim's `SET ... NX ... GET` found: nothing (the key is now this claim's) or the
+/// value it left alone.
+pub(crate) fn outcome_of_claim(
+    previous: Option<String>,
+    token: ClaimToken,
+) -> Result<Claim, StoreError> {
+    match previous {
+        None => Ok(Claim::Claimed(token)),
+        Some(stored) => outcome_of(&stored, token),
+    }
+}
+
+pub(crate) fn set_nx_get(key: &str, value: &str, ttl_ms: u64) -> Cmd {
     let mut cmd = redis::cmd("SET");
     cmd.arg(key)
         .arg(value)
