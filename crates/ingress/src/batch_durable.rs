@@ -4,22 +4,20 @@
 //!
 //! The claims go to the store together ([`SharedStore::claim_all`]): one pipeline per Redis
 //! primary, so a batch costs one round trip per node and one wake-up of each node's
-//! connection task, not one command, timer and channel message per record. The records are handed to the producer in batch order, so the
-//! records of one partition key keep their order when the batch is accepted whole (the
-//! idempotent producer keeps it per partition); a record the batch's retry writes lands after
-//! the later ones written the first time.
+//! connection task, not one command, timer and channel message per record. The records are
+//! handed to the producer in batch order, so the records of one partition key keep their
+//! order when the batch is accepted whole (the idempotent producer keeps it per partition); a
+//! record the batch's retry writes lands after the later ones written the first time.
 
 use futures::future::join_all;
 use spillway_config::ResolvedSource;
 use spillway_kafka::ProduceError;
-use spillway_telemetry::traces;
+use spillway_store::{ClaimToken, SharedStore};
+use spillway_telemetry::{traces, RedisCommand};
 use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::batch::{BatchReport, Record};
-use spillway_store::{ClaimToken, SharedStore};
-use spillway_telemetry::RedisCommand;
-
 use crate::commits::HeldClaim;
 use crate::durable::{Claimed, Failure};
 use crate::pipeline::Pipeline;
@@ -148,6 +146,8 @@ impl Pipeline {
             found.push(Some(Claimed::Unavailable));
             to_send.push((index, token));
         }
+        // One span per claim, as a claim alone has, each timed as the whole pipeline; the
+        // store's own events land in the batch request's span, as the commits' do in theirs.
         let parent = tracing::Span::current();
         let timings: Vec<CommandTiming> = to_send
             .iter()

@@ -361,8 +361,6 @@ impl RedisStore {
     }
 }
 
-/// `SET key value NX PX ttl GET`: the claim, and the health check that must fail exactly
-/// where a claim would (Redis < 7 refuses NX with GET).
 /// What a claim's `SET ... NX ... GET` found: nothing (the key is now this claim's) or the
 /// value it left alone.
 pub(crate) fn outcome_of_claim(
@@ -375,6 +373,8 @@ pub(crate) fn outcome_of_claim(
     }
 }
 
+/// `SET key value NX PX ttl GET`: the claim, and the health check that must fail exactly
+/// where a claim would (Redis < 7 refuses NX with GET).
 pub(crate) fn set_nx_get(key: &str, value: &str, ttl_ms: u64) -> Cmd {
     let mut cmd = redis::cmd("SET");
     cmd.arg(key)

@@ -266,7 +266,7 @@ pub const REDIS_COMMAND_DURATION: MetricDef = MetricDef {
     name: "spillway_redis_command_duration_seconds",
     kind: Kind::Histogram(DEPENDENCY_BUCKETS),
     process: Process::Ingress,
-    help: "Time of one Redis command (dedupe claims, rate-limit counts, client blocks), successful or not, by command. The commits sent together (one pipeline per primary, every redis.commit_delay) are each timed as their whole batch.",
+    help: "Time of one Redis command (dedupe claims, rate-limit counts, client blocks), successful or not, by command. Commands sent together, one pipeline per primary (the commits of each redis.commit_delay, the claims of a batch request's records), are each timed as their whole pipeline.",
     labels: &[Label {
         name: "command",
         values: "`claim`, `commit`, `release`, `rate_limit`, `block_check`, `block_count`",

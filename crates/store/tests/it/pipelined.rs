@@ -300,9 +300,12 @@ async fn claims_made_together_that_time_out_fail_and_are_claimed_by_a_retry() {
     // The paused claims ran once writes resumed; sent again, as the sender's retry of the
     // batch would be, each finds its own event's claim.
     await_values(&store, &tokens, "pending").await;
+    let pipelines = redis.pipelines_answered();
     for (token, result) in tokens.iter().zip(claim_together(&store, &tokens).await) {
         assert_eq!(result.expect("claim"), Claim::Claimed(token.clone()));
     }
+    let sent = redis.pipelines_answered() - pipelines;
+    assert!((1..=3).contains(&sent), "{sent} pipelines for 30 claims");
 }
 
 #[tokio::test]
