@@ -13,7 +13,6 @@
 //! that finds its own event's claim reports it claimed.
 
 use std::future::Future;
-use std::marker::PhantomData;
 
 use futures::future::join_all;
 use redis::aio::MultiplexedConnection;
@@ -31,47 +30,17 @@ impl RedisStore {
     /// Claims every token, as [`RedisStore::claim`] does one; the results are in the order of
     /// `tokens`.
     pub(crate) async fn claim_all(&self, tokens: &[&ClaimToken]) -> Vec<Result<Claim, StoreError>> {
-        let ttl_ms = self.claim_ttl_ms();
-        let batch = Batch {
-            op: "claim",
-            add: |pipe: &mut redis::Pipeline, token: &ClaimToken| {
-                pipe.add_command(set_nx_get(&token.key, &token.pending_value(), ttl_ms));
-            },
-            read: |token: &ClaimToken, previous: Option<String>| {
-                outcome_of_claim(previous, token.clone())
-            },
-            alone: |token: &ClaimToken, deadline| self.claim_until(token.clone(), deadline),
-            answer: PhantomData,
+        let claims = Claims {
+            store: self,
+            ttl_ms: self.claim_ttl_ms(),
         };
-        self.run_all(tokens, &batch).await
+        self.run_all(tokens, &claims).await
     }
 
     /// Commits every token, as [`RedisStore::commit`] does one; the results are in the order
     /// of `tokens`.
     pub(crate) async fn commit_all(&self, tokens: &[&ClaimToken]) -> Vec<Result<bool, StoreError>> {
-        let hash = self.inner.commit_script.get_hash();
-        let batch = Batch {
-            op: "commit",
-            add: |pipe: &mut redis::Pipeline, token: &ClaimToken| {
-                let (pending, done, window) = self.commit_args(token);
-                pipe.cmd("EVALSHA")
-                    .arg(hash)
-                    .arg(1)
-                    .arg(&token.key)
-                    .arg(pending)
-                    .arg(done)
-                    .arg(window);
-            },
-            read: |_: &ClaimToken, written: i64| Ok(written == 1),
-            // Owned: the future may not borrow the token under this signature; a clone only
-            // for the commits sent alone.
-            alone: |token: &ClaimToken, deadline| {
-                let token = token.clone();
-                async move { self.commit_until(&token, deadline).await }
-            },
-            answer: PhantomData,
-        };
-        self.run_all(tokens, &batch).await
+        self.run_all(tokens, &Commits { store: self }).await
     }
 
     /// Runs `batch`'s command for every token. Tokens whose primary has a direct connection go
@@ -121,7 +90,7 @@ impl RedisStore {
         );
         results
             .into_iter()
-            .map(|result| result.unwrap_or_else(|| Err(self.timed_out(batch.op()))))
+            .map(|result| result.unwrap_or_else(|| Err(self.timed_out(B::OP))))
             .collect()
     }
 
@@ -136,7 +105,7 @@ impl RedisStore {
         tokens: &[&ClaimToken],
         batch: &B,
     ) -> Vec<Result<B::Out, StoreError>> {
-        let op = batch.op();
+        let op = B::OP;
         let deadline = Instant::now() + self.inner.settings.command_timeout;
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
@@ -203,23 +172,13 @@ impl RedisStore {
     }
 }
 
-/// One kind of command sent for many tokens: how it goes into a pipeline, how its answer
-/// reads, and how one is sent alone by a deadline (the fallback, and the way for a token
-/// without a direct route).
-struct Batch<A, R, S, V> {
-    op: &'static str,
-    add: A,
-    read: R,
-    alone: S,
-    /// The type of one command's answer, which `read` takes.
-    answer: PhantomData<fn() -> V>,
-}
-
-/// What [`RedisStore::run_all`] does with a [`Batch`].
+/// One kind of command sent for many tokens: its name, how it goes into a pipeline, how its
+/// answer reads, and how one is sent alone by a deadline (the fallback, and the way for a
+/// token without a direct route).
 trait Commands {
     type Answer: FromRedisValue;
     type Out;
-    fn op(&self) -> &'static str;
+    const OP: &'static str;
     fn add(&self, pipe: &mut redis::Pipeline, token: &ClaimToken);
     fn read(&self, token: &ClaimToken, answer: Self::Answer) -> Result<Self::Out, StoreError>;
     fn alone(
@@ -229,34 +188,64 @@ trait Commands {
     ) -> impl Future<Output = Result<Self::Out, StoreError>>;
 }
 
-impl<A, R, S, V, T, F> Commands for Batch<A, R, S, V>
-where
-    A: Fn(&mut redis::Pipeline, &ClaimToken),
-    R: Fn(&ClaimToken, V) -> Result<T, StoreError>,
-    S: Fn(&ClaimToken, Instant) -> F,
-    V: FromRedisValue,
-    F: Future<Output = Result<T, StoreError>>,
-{
-    type Answer = V;
-    type Out = T;
+/// `SET ... NX ... GET` for each token.
+struct Claims<'a> {
+    store: &'a RedisStore,
+    ttl_ms: u64,
+}
 
-    fn op(&self) -> &'static str {
-        self.op
-    }
+impl Commands for Claims<'_> {
+    type Answer = Option<String>;
+    type Out = Claim;
+    const OP: &'static str = "claim";
 
     fn add(&self, pipe: &mut redis::Pipeline, token: &ClaimToken) {
-        (self.add)(pipe, token);
+        pipe.add_command(set_nx_get(&token.key, &token.pending_value(), self.ttl_ms));
     }
 
-    fn read(&self, token: &ClaimToken, answer: V) -> Result<T, StoreError> {
-        (self.read)(token, answer)
+    fn read(&self, token: &ClaimToken, previous: Option<String>) -> Result<Claim, StoreError> {
+        outcome_of_claim(previous, token.clone())
     }
 
     fn alone(
         &self,
         token: &ClaimToken,
         deadline: Instant,
-    ) -> impl Future<Output = Result<T, StoreError>> {
-        (self.alone)(token, deadline)
+    ) -> impl Future<Output = Result<Claim, StoreError>> {
+        self.store.claim_until(token.clone(), deadline)
+    }
+}
+
+/// The commit script (`EVALSHA`) for each token.
+struct Commits<'a> {
+    store: &'a RedisStore,
+}
+
+impl Commands for Commits<'_> {
+    type Answer = i64;
+    type Out = bool;
+    const OP: &'static str = "commit";
+
+    fn add(&self, pipe: &mut redis::Pipeline, token: &ClaimToken) {
+        let (pending, done, window) = self.store.commit_args(token);
+        pipe.cmd("EVALSHA")
+            .arg(self.store.inner.commit_script.get_hash())
+            .arg(1)
+            .arg(&token.key)
+            .arg(pending)
+            .arg(done)
+            .arg(window);
+    }
+
+    fn read(&self, _: &ClaimToken, written: i64) -> Result<bool, StoreError> {
+        Ok(written == 1)
+    }
+
+    fn alone(
+        &self,
+        token: &ClaimToken,
+        deadline: Instant,
+    ) -> impl Future<Output = Result<bool, StoreError>> {
+        self.store.commit_until(token, deadline)
     }
 }
