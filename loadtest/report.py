@@ -169,6 +169,38 @@ def floor_section(r: dict, steps: list[dict]) -> list[str]:
     ]
 
 
+def overload_windows(r: dict) -> list[str]:
+    """Each try of the overload step that answered under 95% within 1 s, second by second, and
+    why a step measured twice was: whether a miss built up (more offered than answered) or came
+    at once (a stall)."""
+    o = r.get("overload") or {}
+    tries = [("first try", o["first_try"]), ("second try", o)] if o.get("first_try") else [("step", o)]
+    lines = []
+    if o.get("first_try"):
+        lines += [
+            "The overload step missed a goal on its first try and was measured once more, as the",
+            "sweep measures a missed rate once more; the table above gives the second try.",
+            "",
+        ]
+    for name, t in tries:
+        if not t.get("during_windows") or t["answered_within_1s"] >= 0.95:
+            continue
+        lines += [
+            f"The overload's seconds in this run's {name} ({t['answered_within_1s'] * 100:.1f}% answered within"
+            " 1 s; by when the requests were due):",
+            "",
+            "| second | accepted | refused (503) | failed | answered within 1 s | p99 |",
+            "|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {w['second']} | {w['accepted']:,} | {w['refused']:,} | {w['failed']:,} | {w['within_1s']:,} | "
+            f"{w['p99_ms']:.0f} ms |"
+            for w in t["during_windows"]
+        ]
+        lines.append("")
+    return lines
+
+
 def recovery_windows(r: dict) -> list[str]:
     """The after phase's seconds before it counted as recovered, as the step recorded them."""
     o = r.get("overload") or {}
@@ -634,6 +666,11 @@ def main(path: str, committed: str | None = None) -> int:
         "overload_answered": (
             f"{o['answered_within_1s'] * 100:.1f}% at {o['rate']:.0f} /s ({o['refused'] * 100:.1f}% refused, "
             f"p99 of the 202s {o['p99_accepted_ms']:.0f} ms, {o['cpu_us_per_req']:.0f} µs CPU per request)"
+            + (
+                f"; a second try: the first answered {f['answered_within_1s'] * 100:.1f}% within 1 s"
+                if (f := o.get("first_try"))
+                else ""
+            )
             if (o := r.get("overload"))
             else "not run"
         ),
@@ -706,8 +743,11 @@ def main(path: str, committed: str | None = None) -> int:
         "requests/s within L holds X x L of them, and with 1024 senders an ingress serving about",
         "9,000/s within about 115 ms never saw the overload, which queued in the generator instead",
         "(2026-12-04: nothing refused, 5.8% answered within 1 s). More senders than that is what an",
-        "overloaded receiver faces and what its shedding must answer.",
+        "overloaded receiver faces and what its shedding must answer. A try that misses a goal is",
+        "measured once more, as a missed rate of the sweep is, and the page shows both tries with",
+        "the overload's seconds of the one that missed.",
         "",
+        *overload_windows(r),
         *recovery_windows(r),
         "The ingress runs with `kafka.linger: 5ms` and one partition per source topic, against a",
         "broker of its own started fresh for the run: the local broker (tansu, memory storage)",

@@ -191,7 +191,17 @@ pub async fn bench(settings: &BenchSettings) -> anyhow::Result<Results> {
     let overload = if settings.overload_step.is_zero() || max_rate <= 0.0 {
         None
     } else {
-        Some(crate::overload::run(settings, &ingress, &sources, max_rate).await?)
+        let first = crate::overload::run(settings, &ingress, &sources, max_rate).await?;
+        if first.met() {
+            Some(first)
+        } else {
+            // As the sweep does with a missed rate: one try on a shared machine does not
+            // decide. The page shows both tries.
+            eprintln!("overload step missed a goal: measured once more");
+            let mut second = crate::overload::run(settings, &ingress, &sources, max_rate).await?;
+            second.first_try = Some(Box::new(first));
+            Some(second)
+        }
     };
     ingress.stop().await;
     // After the ingress's steps, so that what the floor writes does not weigh on them (the
