@@ -35,6 +35,7 @@ TARGETS = [
     ("memory per ingress process", "rss_mib_at_max", "< 100 MiB"),
     ("overload at twice the highest rate: answered (202 or 503) within 1 s", "overload_answered", ">= 95%"),
     ("recovery once the overload drops to half the rate", "overload_recovery", "<= 10 s"),
+    ("highest rate held vs a receiver written by hand in Node.js", "node_ratio", ">= 8x"),
 ]
 
 
@@ -199,6 +200,50 @@ def overload_windows(r: dict) -> list[str]:
         ]
         lines.append("")
     return lines
+
+
+def node_section(r: dict, steps: list[dict]) -> list[str]:
+    """The Node.js receiver's sweep beside the ingress's, when the run swept it."""
+    node = [s for s in steps if s["target"] == "node" and s["case"] == "sweep"]
+    if not node or r.get("node_max_rate") is None:
+        return []
+    held = r["node_max_rate"]
+    ingress_at = next(
+        (s for s in steps if s["target"] == "ingress" and s["case"] == "sweep" and s["rate"] == held and s["held"]),
+        None,
+    )
+    node_at = next((s for s in node if s["rate"] == held and s["held"]), None)
+    lines = [
+        "### A receiver written by hand in Node.js",
+        "",
+        "loadtest/node-receiver is the receiver a team writes without Spillway: express reads the",
+        "body, the provider's signature is checked over it (the three schemes of the mix), the",
+        "event's id is claimed with `SET NX` in the Redis Cluster (ioredis), the body is produced",
+        "with `acks=all` (kafkajs, which sends each record in a produce request of its own) and",
+        "the answer is 202. One Node.js process, no metrics, logs or limits. It is swept at the",
+        "same rates with the same load, on the same broker and Redis Cluster, after the bare server.",
+        "",
+        "| rate | achieved | p50 | p99 | CPU per request | resident | held |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {s['rate']:.0f} /s | {s['achieved']:.0f} /s | {s['p50_ms']:.2f} ms | {s['p99_ms']:.2f} ms | "
+        f"{s['cpu_us_per_req']:.1f} µs | {s['rss_mib']:.1f} MiB | {'yes' if s['held'] else 'no'} |"
+        for s in node
+    ]
+    lines.append("")
+    if held > 0:
+        lines.append(
+            f"Spillway's ingress held {r['max_rate'] / held:.1f}x the Node.js receiver's highest rate "
+            f"({r['max_rate']:.0f} against {held:.0f} /s)."
+        )
+    if ingress_at and node_at:
+        lines.append(
+            f"At {held:.0f} /s, which both held, the ingress used {ingress_at['cpu_us_per_req']:.1f} µs of CPU per "
+            f"request and the Node.js receiver {node_at['cpu_us_per_req']:.1f} µs "
+            f"({node_at['cpu_us_per_req'] / max(ingress_at['cpu_us_per_req'], 0.001):.1f}x)."
+        )
+    return lines + [""]
 
 
 def recovery_windows(r: dict) -> list[str]:
@@ -678,6 +723,11 @@ def main(path: str, committed: str | None = None) -> int:
             f"{o['recovered_after_s']:.0f} s" if (o := r.get("overload")) and o["recovered_after_s"] is not None
             else ("never within the step" if r.get("overload") else "not run")
         ),
+        "node_ratio": (
+            "not run" if (n := r.get("node_max_rate")) is None
+            else "the Node.js receiver held no rate" if n <= 0
+            else f"{r['max_rate'] / n:.1f}x ({r['max_rate']:.0f} vs {n:.0f} /s)"
+        ),
     }
     met = {
         "sustained": bool(sustained_step) and sustained_step["rate"] >= 10000 and accepted >= 0.99 * sustained_step["rate"]
@@ -691,6 +741,7 @@ def main(path: str, committed: str | None = None) -> int:
         "overload_answered": bool(r.get("overload")) and r["overload"]["answered_within_1s"] >= 0.95,
         "overload_recovery": bool(r.get("overload")) and r["overload"]["recovered_after_s"] is not None
         and r["overload"]["recovered_after_s"] <= 10,
+        "node_ratio": bool(r.get("node_max_rate")) and r["max_rate"] >= 8 * r["node_max_rate"],
     }
     plot(steps)
     doc = [
@@ -721,6 +772,7 @@ def main(path: str, committed: str | None = None) -> int:
         bare_line(r, steps),
         "",
         *floor_section(r, steps),
+        *node_section(r, steps),
         "## How it is measured",
         "",
         "`spillway-loadgen` sends at a constant arrival rate (open model) on up to 1024 HTTP/1.1",

@@ -9,7 +9,8 @@
 //! - [`verify`]: reconciliation of the answers with what is in Kafka;
 //! - [`bare`]: the bare hyper baseline server; [`floor`]: the least a receiver does per
 //!   request with the same engines (a claim and a produce), measured by [`floor_steps`];
-//!   [`cpu`]: a process's CPU time from /proc;
+//!   [`cpu`]: a process's CPU time from /proc; [`node_steps`]: the receiver a team writes by
+//!   hand in Node.js, swept as the bare server is;
 //! - [`bench`]: the rate sweeps of `make bench`; [`fleet`]: its batch and large-body figures;
 //!   [`console`]: the console's index lag, catch-up and search figures; [`worker`]: the
 //!   worker's deliveries per core and the latency from a 202 to the subscriber, to the
@@ -27,6 +28,7 @@ pub mod fleet;
 pub mod floor;
 mod floor_steps;
 pub mod guard;
+pub mod node_steps;
 pub mod overload;
 pub mod plan;
 pub mod profile;

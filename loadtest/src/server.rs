@@ -1,6 +1,6 @@
 //! The server processes the benchmarks measure: a release `spillway ingress` started on a
-//! config of the bench's own, or the bare and floor baselines; their pids for /proc, their
-//! base URLs.
+//! config of the bench's own, or the bare, floor and Node.js baselines; their pids for /proc,
+//! their base URLs.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -9,6 +9,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tokio::io::AsyncBufReadExt as _;
 use tokio::process::{Child, Command};
+
+/// How long a baseline server may take to connect and print its address.
+const READY_WITHIN: Duration = Duration::from_secs(60);
 
 /// A server process under test, killed when stopped or dropped.
 #[derive(Debug)]
@@ -80,6 +83,16 @@ pub async fn start_bare(loadgen_bin: &Path) -> anyhow::Result<Server> {
     start_printing_address(loadgen_bin, "bare", &["--listen", "127.0.0.1:0"]).await
 }
 
+/// Starts the Node.js receiver in `dir` (loadtest/node-receiver, its packages installed) with
+/// `env`, and reads the address it prints once connected to both engines.
+pub async fn start_node_receiver(dir: &Path, env: &[(&str, String)]) -> anyhow::Result<Server> {
+    let mut command = Command::new("node");
+    command
+        .arg(dir.join("receiver.js"))
+        .envs(env.iter().cloned());
+    read_address(command, "the Node.js receiver").await
+}
+
 /// Starts `spillway-loadgen floor` writing to its topics (which must exist), and reads the
 /// address it prints once connected to both engines.
 pub async fn start_floor(
@@ -112,19 +125,26 @@ async fn start_printing_address(
     command: &str,
     args: &[&str],
 ) -> anyhow::Result<Server> {
-    let mut child = Command::new(loadgen_bin)
-        .arg(command)
-        .args(args)
+    let mut started = Command::new(loadgen_bin);
+    started.arg(command).args(args);
+    read_address(started, &format!("`spillway-loadgen {command}`")).await
+}
+
+/// Spawns `command`, a server that prints its address on its first line when ready (within
+/// [`READY_WITHIN`]), and reads it.
+async fn read_address(mut command: Command, what: &str) -> anyhow::Result<Server> {
+    let mut child = command
         .stdout(Stdio::piped())
         .kill_on_drop(true)
-        .spawn()?;
+        .spawn()
+        .with_context(|| format!("starting {what}"))?;
     let pid = i32::try_from(child.id().context("server pid")?)?;
     let stdout = child.stdout.take().context("server stdout")?;
     let mut lines = tokio::io::BufReader::new(stdout).lines();
-    let addr = lines
-        .next_line()
-        .await?
-        .with_context(|| format!("`spillway-loadgen {command}` printed no address"))?;
+    let addr = tokio::time::timeout(READY_WITHIN, lines.next_line())
+        .await
+        .with_context(|| format!("{what} printed no address within {READY_WITHIN:?}"))??
+        .with_context(|| format!("{what} printed no address"))?;
     Ok(Server {
         child,
         base: format!("http://{}", addr.trim()),

@@ -57,6 +57,19 @@ fn mix(duplicates: f64, tampered: f64, stale: f64) -> Mix {
     }
 }
 
+/// Every answer of `summary` is a right one for its kind of request.
+fn assert_right_answers(summary: &spillway_loadgen::report::Summary) {
+    for (kind, outcomes) in &summary.kinds {
+        for outcome in outcomes.keys() {
+            assert_eq!(
+                is_expected(*kind, outcome),
+                Some(true),
+                "{kind:?} answered {outcome}: {outcomes:?}"
+            );
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_planned_request_is_sent_and_a_server_that_keeps_nothing_fails_verification() {
     let stack = stack().await;
@@ -125,15 +138,7 @@ async fn a_mixed_run_against_the_ingress_gets_the_right_answers_and_reconciles_w
     // Every answer is a right one for its kind (a duplicate may overtake its original, so
     // valid requests may see 200 or 503 in_flight and duplicates 202; verification below
     // settles it).
-    for (kind, outcomes) in &summary.kinds {
-        for outcome in outcomes.keys() {
-            assert_eq!(
-                is_expected(*kind, outcome),
-                Some(true),
-                "{kind:?} answered {outcome}: {outcomes:?}"
-            );
-        }
-    }
+    assert_right_answers(&summary);
     for kind in [Kind::Valid, Kind::Duplicate, Kind::Tampered, Kind::Stale] {
         assert!(summary.kinds.contains_key(&kind), "{kind:?} was sent");
     }
@@ -236,4 +241,65 @@ async fn the_floor_refuses_to_start_on_a_topic_kafka_does_not_have() {
         .await
         .unwrap_err();
     assert!(format!("{error:#}").contains("has no topic"), "{error:#}");
+}
+
+/// The Node.js receiver's directory, its packages installed by dev/node-receiver.sh.
+fn node_receiver() -> std::path::PathBuf {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../dev/node-receiver.sh");
+    let out = std::process::Command::new(script).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().into()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_receiver_verifies_claims_and_writes_each_accepted_body_once() {
+    let stack = stack().await;
+    let run_id = unique("node");
+    let prefix = format!("it.node.{run_id}.");
+    let env = spillway_loadgen::node_steps::receiver_env(&kafka_brokers(), &redis_nodes(), &prefix)
+        .unwrap();
+    let sources = SignedSource::from_config(&stack.config).unwrap();
+    let topics: Vec<String> = sources
+        .iter()
+        .map(|s| format!("{prefix}{}", s.name))
+        .collect();
+    spillway_testkit::create_topics(&kafka_brokers(), &topics).await;
+    let node = spillway_loadgen::server::start_node_receiver(&node_receiver(), &env)
+        .await
+        .unwrap();
+    let planner = Planner::new(sources, mix(0.2, 0.1, 0.1), &run_id, 5);
+    let summary = run(&settings(node.base.clone(), 100.0, 2), planner)
+        .await
+        .unwrap()
+        .summary();
+    assert_eq!(summary.requests, 200);
+    assert!(summary.errors.is_empty(), "{summary:?}");
+    assert_right_answers(&summary);
+    for (kind, status) in [(Kind::Tampered, "401"), (Kind::Stale, "400")] {
+        assert_eq!(
+            summary.kinds[&kind].keys().collect::<Vec<_>>(),
+            [status],
+            "{kind:?}"
+        );
+    }
+
+    // Every 202 is one record in its source's topic, keyed by the event's id, each id once.
+    let mut keys = Vec::new();
+    for topic in &topics {
+        for record in spillway_testkit::read_topic(&kafka_brokers(), topic).await {
+            let body = String::from_utf8(record.value).unwrap();
+            assert!(body.contains(&run_id), "a body of this run: {body}");
+            keys.push(record.key.expect("a key"));
+        }
+    }
+    let written = keys.len();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), written, "an event written twice");
+    assert_eq!(Some(&(written as u64)), summary.statuses.get(&202));
+    node.stop().await;
 }
