@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make bench`: criterion micro benchmarks, then the end-to-end sweeps of spillway-loadgen
 # against a release `spillway ingress`, the floor server (a claim and a produce, nothing else)
-# and the bare baseline on the local stack (and the receiver written by hand in Node.js), then the fleet
+# and the bare baseline on the local stack, then the receiver written by hand in Node.js, then the fleet
 # figures (batches split into records, large bodies streamed to the local S3 server), then the
 # worker's (202 to receipt, deliveries per core), then where a request's CPU goes (a perf
 # profile, the ingress on one core and two), then the console's (index lag at the half rate, catch-up, search at a million events), then
@@ -68,11 +68,13 @@ for bench in "spillway-signature verify" "spillway-core keys" "spillway-batch sp
   read -r package target <<<"$bench"
   cargo bench -q -p "$package" --bench "$target" -- --warm-up-time 1 --measurement-time 2 >&2
 done
-# The receiver a team writes by hand in Node.js, which the sweeps compare with.
+fresh_broker
+target/release/spillway-loadgen bench --spillway-bin target/release/spillway --out target/bench "$@" >&2
+# The receiver a team writes by hand in Node.js, swept with the same load on a broker of its own.
 node_receiver=$(dev/node-receiver.sh)
 fresh_broker
-target/release/spillway-loadgen bench --spillway-bin target/release/spillway --out target/bench \
-  --node-receiver "$node_receiver" "$@" >&2
+rm -f target/bench/node.json
+target/release/spillway-loadgen node --receiver "$node_receiver" --out target/bench >&2
 fresh_broker
 target/release/spillway-loadgen fleet --spillway-bin target/release/spillway --out target/bench >&2
 # The worker (202 to receipt at the ingress's half rate, from the sweep above; then a backlog),

@@ -33,6 +33,8 @@ fi
 "$dev/postgres.sh" install
 # Chromium and Playwright's driver: the console's page test runs a headless browser.
 "$dev/browser.sh" install
+# The receiver written by hand in Node.js that `make bench` compares with; its test runs it.
+"$dev/node-receiver.sh" >/dev/null
 "$dev/tansu.sh" start --port 9092 --storage memory
 "$dev/redis-cluster.sh" start --base-port 7000
 "$dev/s3.sh" start --port 9000

@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 
 from report_guard import guard, worker, worker_targets, write_committed
+from report_node import load as load_node, row as node_row, section as node_section
+from report_overload import answered_met, answered_row, recovery_met, recovery_row, tries as overload_tries
 from report_profile import profile
 
 import matplotlib
@@ -113,7 +115,7 @@ def floor_section(r: dict, steps: list[dict]) -> list[str]:
     ratio = floor / bare
     verdict = (
         [
-            f"A receiver that makes only these two round trips, with these libraries, already costs {ratio:.1f}x",
+            f"A receiver that makes only these two round trips, with these libraries, already costs {ratio:.2f}x",
             "the bare server here: the goal of 2.5x lies below what the work itself costs on this machine.",
         ]
         if ratio > 2.5
@@ -168,110 +170,6 @@ def floor_section(r: dict, steps: list[dict]) -> list[str]:
         "The bare server's figure is from the first rate of its sweep at or above the half rate.",
         "",
     ]
-
-
-def overload_windows(r: dict) -> list[str]:
-    """Each try of the overload step that answered under 95% within 1 s, second by second, and
-    why a step measured twice was: whether a miss built up (more offered than answered) or came
-    at once (a stall)."""
-    o = r.get("overload") or {}
-    tries = [("first try", o["first_try"]), ("second try", o)] if o.get("first_try") else [("step", o)]
-    lines = []
-    if o.get("first_try"):
-        lines += [
-            "The overload step missed a goal on its first try and was measured once more, as the",
-            "sweep measures a missed rate once more; the table above gives the second try.",
-            "",
-        ]
-    for name, t in tries:
-        if not t.get("during_windows") or t["answered_within_1s"] >= 0.95:
-            continue
-        lines += [
-            f"The overload's seconds in this run's {name} ({t['answered_within_1s'] * 100:.1f}% answered within"
-            " 1 s; by when the requests were due):",
-            "",
-            "| second | accepted | refused (503) | failed | answered within 1 s | p99 |",
-            "|---|---|---|---|---|---|",
-        ]
-        lines += [
-            f"| {w['second']} | {w['accepted']:,} | {w['refused']:,} | {w['failed']:,} | {w['within_1s']:,} | "
-            f"{w['p99_ms']:.0f} ms |"
-            for w in t["during_windows"]
-        ]
-        lines.append("")
-    return lines
-
-
-def node_section(r: dict, steps: list[dict]) -> list[str]:
-    """The Node.js receiver's sweep beside the ingress's, when the run swept it."""
-    node = [s for s in steps if s["target"] == "node" and s["case"] == "sweep"]
-    if not node or r.get("node_max_rate") is None:
-        return []
-    held = r["node_max_rate"]
-    ingress_at = next(
-        (s for s in steps if s["target"] == "ingress" and s["case"] == "sweep" and s["rate"] == held and s["held"]),
-        None,
-    )
-    node_at = next((s for s in node if s["rate"] == held and s["held"]), None)
-    lines = [
-        "### A receiver written by hand in Node.js",
-        "",
-        "loadtest/node-receiver is the receiver a team writes without Spillway: express reads the",
-        "body, the provider's signature is checked over it (the three schemes of the mix), the",
-        "event's id is claimed with `SET NX` in the Redis Cluster (ioredis), the body is produced",
-        "with `acks=all` (kafkajs, which sends each record in a produce request of its own) and",
-        "the answer is 202. One Node.js process, no metrics, logs or limits. It is swept at the",
-        "same rates with the same load, on the same broker and Redis Cluster, after the bare server.",
-        "",
-        "| rate | achieved | p50 | p99 | CPU per request | resident | held |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    lines += [
-        f"| {s['rate']:.0f} /s | {s['achieved']:.0f} /s | {s['p50_ms']:.2f} ms | {s['p99_ms']:.2f} ms | "
-        f"{s['cpu_us_per_req']:.1f} µs | {s['rss_mib']:.1f} MiB | {'yes' if s['held'] else 'no'} |"
-        for s in node
-    ]
-    lines.append("")
-    if held > 0:
-        lines.append(
-            f"Spillway's ingress held {r['max_rate'] / held:.1f}x the Node.js receiver's highest rate "
-            f"({r['max_rate']:.0f} against {held:.0f} /s)."
-        )
-    if ingress_at and node_at:
-        lines.append(
-            f"At {held:.0f} /s, which both held, the ingress used {ingress_at['cpu_us_per_req']:.1f} µs of CPU per "
-            f"request and the Node.js receiver {node_at['cpu_us_per_req']:.1f} µs "
-            f"({node_at['cpu_us_per_req'] / max(ingress_at['cpu_us_per_req'], 0.001):.1f}x)."
-        )
-    return lines + [""]
-
-
-def recovery_windows(r: dict) -> list[str]:
-    """The after phase's seconds before it counted as recovered, as the step recorded them."""
-    o = r.get("overload") or {}
-    windows = o.get("after_windows")
-    if not windows:
-        return []
-    recovered = o.get("recovered_after_s")
-    shown = windows if recovered is None else windows[: int(recovered)]
-    if not shown:
-        return ["In this run the first second after the overload already counted as recovered.", ""]
-    lines = [
-        (
-            "The seconds after the overload before it counted as recovered in this run"
-            if recovered is not None
-            else "The seconds after the overload in this run, which never counted as recovered"
-        )
-        + " (by when the requests were due):",
-        "",
-        "| second | accepted | refused (503) | failed | p99 |",
-        "|---|---|---|---|---|",
-    ]
-    lines += [
-        f"| +{w['second']} | {w['accepted']:,} | {w['refused']:,} | {w['failed']:,} | {w['p99_ms']:.0f} ms |"
-        for w in shown
-    ]
-    return lines + [""]
 
 
 def limits(r: dict, steps: list[dict]) -> list[str]:
@@ -681,6 +579,7 @@ def main(path: str, committed: str | None = None) -> int:
     bench_dir = Path(path).parent
     quick_path = bench_dir / "quick.json"
     steps = r["steps"]
+    node = load_node(bench_dir / "node.json")
     cpu_ratio = r["cpu_us_per_req"] / max(r["bare_cpu_us_per_req"], 0.001)
     floor_cpu = r.get("floor_cpu_us_per_req") or 0.0
     values = {**r, "cpu_ratio": cpu_ratio}
@@ -708,26 +607,9 @@ def main(path: str, committed: str | None = None) -> int:
         ),
         "p99_ms_at_half": f"{r['p99_ms_at_half']:.2f} ms",
         "rss_mib_at_max": f"{r['rss_mib_at_max']:.1f} MiB",
-        "overload_answered": (
-            f"{o['answered_within_1s'] * 100:.1f}% at {o['rate']:.0f} /s ({o['refused'] * 100:.1f}% refused, "
-            f"p99 of the 202s {o['p99_accepted_ms']:.0f} ms, {o['cpu_us_per_req']:.0f} µs CPU per request)"
-            + (
-                f"; a second try: the first answered {f['answered_within_1s'] * 100:.1f}% within 1 s"
-                if (f := o.get("first_try"))
-                else ""
-            )
-            if (o := r.get("overload"))
-            else "not run"
-        ),
-        "overload_recovery": (
-            f"{o['recovered_after_s']:.0f} s" if (o := r.get("overload")) and o["recovered_after_s"] is not None
-            else ("never within the step" if r.get("overload") else "not run")
-        ),
-        "node_ratio": (
-            "not run" if (n := r.get("node_max_rate")) is None
-            else "the Node.js receiver held no rate" if n <= 0
-            else f"{r['max_rate'] / n:.1f}x ({r['max_rate']:.0f} vs {n:.0f} /s)"
-        ),
+        "overload_answered": answered_row(r.get("overload")),
+        "overload_recovery": recovery_row(r.get("overload")),
+        "node_ratio": node_row(r, node)[0],
     }
     met = {
         "sustained": bool(sustained_step) and sustained_step["rate"] >= 10000 and accepted >= 0.99 * sustained_step["rate"]
@@ -738,10 +620,9 @@ def main(path: str, committed: str | None = None) -> int:
         "cpu_ratio": cpu_ratio <= 2.5,
         "p99_ms_at_half": r["p99_ms_at_half"] < 20,
         "rss_mib_at_max": r["rss_mib_at_max"] < 100,
-        "overload_answered": bool(r.get("overload")) and r["overload"]["answered_within_1s"] >= 0.95,
-        "overload_recovery": bool(r.get("overload")) and r["overload"]["recovered_after_s"] is not None
-        and r["overload"]["recovered_after_s"] <= 10,
-        "node_ratio": bool(r.get("node_max_rate")) and r["max_rate"] >= 8 * r["node_max_rate"],
+        "overload_answered": bool(r.get("overload")) and answered_met(r["overload"]),
+        "overload_recovery": bool(r.get("overload")) and recovery_met(r["overload"]),
+        "node_ratio": node_row(r, node)[1],
     }
     plot(steps)
     doc = [
@@ -772,7 +653,7 @@ def main(path: str, committed: str | None = None) -> int:
         bare_line(r, steps),
         "",
         *floor_section(r, steps),
-        *node_section(r, steps),
+        *node_section(r, steps, node),
         "## How it is measured",
         "",
         "`spillway-loadgen` sends at a constant arrival rate (open model) on up to 1024 HTTP/1.1",
@@ -799,8 +680,7 @@ def main(path: str, committed: str | None = None) -> int:
         "measured once more, as a missed rate of the sweep is, and the page shows both tries with",
         "the overload's seconds of the one that missed.",
         "",
-        *overload_windows(r),
-        *recovery_windows(r),
+        *overload_tries(r),
         "The ingress runs with `kafka.linger: 5ms` and one partition per source topic, against a",
         "broker of its own started fresh for the run: the local broker (tansu, memory storage)",
         "spends CPU per produce request and per batch, and slows down as its memory fills, so fewer,",

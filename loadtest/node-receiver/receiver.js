@@ -6,8 +6,9 @@
 // limits, no commit after the answer. One process, as such receivers are usually run.
 //
 // Configured by the environment: BROKERS (host:port,...), REDIS_NODES (host:port,...),
-// SOURCES (JSON: [{name, scheme, secret, topic}], scheme one of standard-webhooks, github,
-// stripe). Listens on 127.0.0.1 on a free port and prints it once connected to both engines.
+// KEY_PREFIX (of its claims), SOURCES (JSON: [{name, scheme, secret, topic}], scheme one of
+// standard-webhooks, github, stripe). Listens on 127.0.0.1 on a free port and prints it once
+// connected to both engines.
 "use strict";
 
 const crypto = require("node:crypto");
@@ -15,6 +16,7 @@ const express = require("express");
 const Redis = require("ioredis");
 const { Kafka, Partitioners, logLevel } = require("kafkajs");
 
+// As long as a sender's retries of one event go on, about: its duplicates are answered 200.
 const CLAIM_TTL_MS = 10 * 60 * 1000;
 const TOLERANCE_S = 300;
 
@@ -57,13 +59,14 @@ const verifiers = {
     return { id };
   },
   stripe: (secret) => (req) => {
-    const parts = Object.fromEntries(
-      (req.get("stripe-signature") || "").split(",").map((p) => p.split("=", 2)),
-    );
-    if (!parts.t || !parts.v1) return INVALID;
-    const expected = hmac(secret, Buffer.concat([Buffer.from(`${parts.t}.`), req.body]), "hex");
-    if (!equal(parts.v1, expected)) return INVALID;
-    if (!fresh(parts.t)) return STALE;
+    // Stripe sends a v1 per secret while one is rotated: any may match.
+    const fields = (req.get("stripe-signature") || "").split(",").map((p) => p.split("=", 2));
+    const t = fields.find(([k]) => k === "t")?.[1];
+    const v1s = fields.filter(([k]) => k === "v1").map(([, v]) => v);
+    if (!t || v1s.length === 0) return INVALID;
+    const expected = hmac(secret, Buffer.concat([Buffer.from(`${t}.`), req.body]), "hex");
+    if (!v1s.some((v) => equal(v, expected))) return INVALID;
+    if (!fresh(t)) return STALE;
     try {
       const id = JSON.parse(req.body).id;
       return id ? { id } : { status: 400, error: "no_event_id" };
@@ -81,6 +84,7 @@ async function main() {
   const sources = new Map(
     JSON.parse(process.env.SOURCES).map((s) => [s.name, { ...s, verify: verifiers[s.scheme](s.secret) }]),
   );
+  const keyPrefix = process.env.KEY_PREFIX || "";
   const redis = new Redis.Cluster(process.env.REDIS_NODES.split(",").map(hostPort));
   const kafka = new Kafka({
     clientId: "node-receiver",
@@ -97,15 +101,23 @@ async function main() {
   app.post("/v1/hooks/:source", express.raw({ type: () => true, limit: "1mb" }), async (req, res) => {
     const source = sources.get(req.params.source);
     if (!source) return res.status(404).json({ error: "unknown_source" });
-    const verified = source.verify(req);
-    if (!verified.id) return res.status(verified.status).json({ error: verified.error });
-    const id = verified.id;
+    // Without a body express leaves an empty object, not a Buffer.
+    if (!Buffer.isBuffer(req.body)) return res.status(400).json({ error: "no_body" });
+    let key;
+    let claimed = false;
+    // Everything in the try: express 4 does not catch a rejected handler, and Node ends the
+    // process on an unhandled rejection.
     try {
-      const claimed = await redis.set(`node.${source.name}.${id}`, "1", "PX", CLAIM_TTL_MS, "NX");
-      if (claimed === null) return res.status(200).json({ status: "duplicate" });
-      await producer.send({ topic: source.topic, acks: -1, messages: [{ key: id, value: req.body }] });
+      const verified = source.verify(req);
+      if (!verified.id) return res.status(verified.status).json({ error: verified.error });
+      key = `${keyPrefix}${source.name}.${verified.id}`;
+      claimed = (await redis.set(key, "1", "PX", CLAIM_TTL_MS, "NX")) !== null;
+      if (!claimed) return res.status(200).json({ status: "duplicate" });
+      await producer.send({ topic: source.topic, acks: -1, messages: [{ key: verified.id, value: req.body }] });
       res.status(202).json({ id: crypto.randomUUID(), status: "accepted" });
     } catch {
+      // A claim kept after a failed produce would answer the sender's retry as a duplicate.
+      if (claimed) await redis.del(key).catch(() => {});
       res.status(503).json({ error: "unavailable" });
     }
   });

@@ -6,8 +6,7 @@
 //! - the ingress at half its highest rate (p99 there), and with 50% duplicates; then the
 //!   sustained and overload steps;
 //! - the floor server at the ingress's half rate ([`crate::floor_steps`]), and the same sweep
-//!   against the bare baseline server and, when given, a receiver written by hand in Node.js
-//!   ([`crate::node_steps`]);
+//!   against the bare baseline server;
 //! - CPU time per request of the server process for every step, from /proc.
 
 use std::collections::BTreeMap;
@@ -19,7 +18,6 @@ use spillway_kafka::Connection;
 use spillway_testkit::free_port;
 
 use crate::floor_steps::{measure_floor, prepare_floor};
-use crate::node_steps::measure_node;
 use crate::overload::Overload;
 use crate::plan::{Kind, Mix, Planner};
 use crate::run::Settings;
@@ -51,9 +49,6 @@ pub struct BenchSettings {
     /// The generator's connections during the overload step: more than the ingress can
     /// answer within its latency target, or the overload waits in the generator unseen.
     pub overload_connections: usize,
-    /// The Node.js receiver's directory (loadtest/node-receiver, its packages installed): when
-    /// set, it is swept after the bare server.
-    pub node_receiver: Option<PathBuf>,
     pub dir: PathBuf,
 }
 
@@ -97,8 +92,6 @@ pub struct Results {
     pub floor_cpu_us_per_req: f64,
     pub rss_mib_at_max: f64,
     pub overload: Option<Overload>,
-    /// The highest rate the Node.js receiver held, when it was swept.
-    pub node_max_rate: Option<f64>,
 }
 
 impl Results {
@@ -233,10 +226,6 @@ pub async fn bench(settings: &BenchSettings) -> anyhow::Result<Results> {
         .find(|s| s.case == "sweep" && s.rate >= half)
         .map(|s| s.cpu_us_per_req);
     bare.stop().await;
-    let node_max_rate = match &settings.node_receiver {
-        None => None,
-        Some(dir) => Some(measure_node(settings, dir, &connection, &sources, &mut steps).await?),
-    };
     let rss_mib_at_max = steps
         .iter()
         .filter(|s| s.target == "ingress")
@@ -253,7 +242,6 @@ pub async fn bench(settings: &BenchSettings) -> anyhow::Result<Results> {
         floor_cpu_us_per_req: floor_cpu,
         rss_mib_at_max,
         overload,
-        node_max_rate,
     })
 }
 

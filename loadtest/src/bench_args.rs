@@ -47,11 +47,6 @@ pub(crate) struct BenchArgs {
     /// `ingress.max_connections` (4096).
     #[arg(long, default_value_t = 4000)]
     overload_connections: usize,
-    /// Also sweep the Node.js receiver in this directory (loadtest/node-receiver, its
-    /// packages installed by dev/node-receiver.sh), for Spillway's lead over a receiver
-    /// written by hand.
-    #[arg(long)]
-    node_receiver: Option<PathBuf>,
     /// A rate is held while p99 stays under this many milliseconds (and nothing is lost).
     #[arg(long, default_value_t = 50.0)]
     p99_bound_ms: f64,
@@ -78,7 +73,6 @@ pub(crate) async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         sustained_step: args.sustained_step,
         overload_step: args.overload_step,
         overload_connections: args.overload_connections,
-        node_receiver: args.node_receiver,
         dir: args.out.join(format!("run-{}", std::process::id())),
     };
     let results = spillway_loadgen::bench::bench(&settings).await?;

@@ -54,6 +54,9 @@ enum Command {
     /// worker's live phase, each repeated, as figures with noise bands compared with the
     /// committed run's.
     Quick(steps::QuickArgs),
+    /// `make bench`'s comparison: the receiver a team writes by hand in Node.js (express,
+    /// ioredis, kafkajs), swept as the ingress is, on the same load.
+    Node(steps::NodeArgs),
     /// `make bench`'s cost breakdown: the ingress at one rate on two cores, pinned to one, and
     /// sampled by `perf record`.
     Profile(steps::ProfileArgs),
@@ -225,6 +228,7 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
         Command::Worker(args) => steps::worker(args).await,
         Command::Quick(args) => steps::quick(args).await,
         Command::Profile(args) => steps::profile(args).await,
+        Command::Node(args) => steps::node(args).await,
     }
 }
 

@@ -70,7 +70,7 @@ impl Overload {
     }
 }
 
-/// One second's answers of the phase after the overload.
+/// One second's answers, during the overload or in the phase after it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Window {
     /// Seconds from the phase's first request.

@@ -52,7 +52,6 @@ impl Stage {
             sustained_step: Duration::ZERO,
             overload_step: Duration::ZERO,
             overload_connections: 0,
-            node_receiver: None,
             dir: settings.dir.clone(),
         };
         let run = uuid::Uuid::new_v4().simple().to_string();

@@ -1,5 +1,5 @@
-//! The floor server and the worker, quick and profile steps of `spillway-loadgen`: their
-//! arguments and how their results are written and printed.
+//! The floor server and the worker, quick, profile and Node.js receiver steps of
+//! `spillway-loadgen`: their arguments and how their results are written and printed.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -209,4 +209,40 @@ fn fresh_dir(dir: &std::path::Path) -> anyhow::Result<PathBuf> {
     }
     std::fs::create_dir_all(dir)?;
     Ok(dir.to_owned())
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct NodeArgs {
+    #[command(flatten)]
+    stack: StackArgs,
+    /// The receiver's directory, its packages installed (dev/node-receiver.sh).
+    #[arg(long, default_value = "loadtest/node-receiver")]
+    receiver: PathBuf,
+    /// The offered rates, in order: finer than the ingress's sweep, as the Node.js receiver's
+    /// highest rate is the ratio's denominator.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "500,1000,1500,2000,2500,3000,3500,4000,5000,6000"
+    )]
+    rates: Vec<f64>,
+    /// How long each rate is held, as in the ingress's sweep.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    step: Duration,
+    /// Where the results go: `<out>/node.json`, which loadtest/report.py reads.
+    #[arg(long, default_value = "target/bench")]
+    out: PathBuf,
+}
+
+/// Sweeps the Node.js receiver and writes `<out>/node.json`.
+pub(crate) async fn node(args: NodeArgs) -> anyhow::Result<ExitCode> {
+    let rate = args.rates.first().copied().unwrap_or_default();
+    let settings = spillway_loadgen::node_steps::NodeSettings {
+        stage: stage(args.stack, rate, args.step, &args.out.join("node-run"))?,
+        receiver: args.receiver,
+        rates: args.rates,
+    };
+    let results = spillway_loadgen::node_steps::node(&settings).await?;
+    write_results(&args.out, "node.json", &results)?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,5 +1,5 @@
-//! The load generator against the bare baseline, the floor and a real in-process ingress on
-//! the local stack. Assertions are on counts and reconciliation, never on speed: a run sends
+//! The load generator against the bare baseline, the floor, the Node.js receiver and a real
+//! in-process ingress on the local stack. Assertions are on counts and reconciliation, never on speed: a run sends
 //! exactly rate x duration requests however fast the machine is.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
@@ -244,9 +244,9 @@ async fn the_floor_refuses_to_start_on_a_topic_kafka_does_not_have() {
 }
 
 /// The Node.js receiver's directory, its packages installed by dev/node-receiver.sh.
-fn node_receiver() -> std::path::PathBuf {
+async fn node_receiver() -> std::path::PathBuf {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../dev/node-receiver.sh");
-    let out = std::process::Command::new(script).output().unwrap();
+    let out = tokio::process::Command::new(script).output().await.unwrap();
     assert!(
         out.status.success(),
         "{script}: {}",
@@ -258,7 +258,8 @@ fn node_receiver() -> std::path::PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_node_receiver_verifies_claims_and_writes_each_accepted_body_once() {
     let stack = stack().await;
-    let run_id = unique("node");
+    // Random, as the event ids start with it: a rerun must not find this run's claims.
+    let run_id = uuid::Uuid::new_v4().simple().to_string();
     let prefix = format!("it.node.{run_id}.");
     let env = spillway_loadgen::node_steps::receiver_env(&kafka_brokers(), &redis_nodes(), &prefix)
         .unwrap();
@@ -268,7 +269,7 @@ async fn the_node_receiver_verifies_claims_and_writes_each_accepted_body_once() 
         .map(|s| format!("{prefix}{}", s.name))
         .collect();
     spillway_testkit::create_topics(&kafka_brokers(), &topics).await;
-    let node = spillway_loadgen::server::start_node_receiver(&node_receiver(), &env)
+    let node = spillway_loadgen::server::start_node_receiver(&node_receiver().await, &env)
         .await
         .unwrap();
     let planner = Planner::new(sources, mix(0.2, 0.1, 0.1), &run_id, 5);
@@ -291,9 +292,11 @@ async fn the_node_receiver_verifies_claims_and_writes_each_accepted_body_once() 
     let mut keys = Vec::new();
     for topic in &topics {
         for record in spillway_testkit::read_topic(&kafka_brokers(), topic).await {
-            let body = String::from_utf8(record.value).unwrap();
-            assert!(body.contains(&run_id), "a body of this run: {body}");
-            keys.push(record.key.expect("a key"));
+            let body: serde_json::Value = serde_json::from_slice(&record.value).unwrap();
+            assert_eq!(body["run"], run_id.as_str(), "a body of this run: {body}");
+            let key = String::from_utf8(record.key.expect("a key")).unwrap();
+            assert_eq!(body["id"], key.as_str(), "keyed by its event id");
+            keys.push(key);
         }
     }
     let written = keys.len();
