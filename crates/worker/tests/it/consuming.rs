@@ -581,11 +581,14 @@ async fn an_open_circuit_pauses_deliveries_instead_of_spending_attempts() {
         .iter()
         .filter(|r| r.header(control::LAST_ERROR) == Some("postponed: circuit open"))
         .collect();
-    // Three failures opened the circuit; deliveries already in flight on other partitions may
-    // add one each. The other events never reached the subscriber.
+    // Three failures opened the circuit. A subscription has one delivery in hand per record
+    // key, so when the third failed each of the four other keys may have had one in flight
+    // (a key whose first failure came early may already be on its next event): 3 to 7.
+    // (It was 3 to 5, counting one per other partition; a loaded `make test` saw 7.) The
+    // other events never reached the subscriber.
     let requests = down.received().len();
     assert!(
-        (3..=5).contains(&requests),
+        (3..=7).contains(&requests),
         "{requests} requests reached the dead subscriber"
     );
     assert!(
