@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Starts the local stack on 127.0.0.1: the tansu broker (memory storage) on 9092, the Redis
 # Cluster on 7000-7005 and the S3-compatible object store (s3s-fs) on 9000. Installs what is missing (and Prometheus, HAProxy, nginx, PostgreSQL and
-# Chromium, which tests start themselves, and cargo-deb).
+# Chromium, which tests start themselves, cargo-deb, and the packages of the Node.js receiver
+# that `make bench` compares with).
 # Idempotent.
 set -euo pipefail
 dev=$(cd "$(dirname "$0")" && pwd)

@@ -92,7 +92,8 @@ def tries(r: dict) -> list[str]:
             ]
         if t is first and not recovery_met(t) and unrecovered(t):
             lines += [
-                f"The seconds after the overload in this run's {name}, before it counted as recovered:",
+                f"The seconds after the overload in this run's {name}"
+                + (", which never counted as recovered:" if t["recovered_after_s"] is None else ", before it counted as recovered:"),
                 "",
                 *window_rows(unrecovered(t), "+"),
             ]
@@ -100,12 +101,14 @@ def tries(r: dict) -> list[str]:
     if not o.get("after_windows"):
         return lines
     if not shown:
-        return lines + ["In this run the first second after the overload already counted as recovered.", ""]
+        which = "this run's second try" if first else "this run"
+        return lines + [f"In {which} the first second after the overload already counted as recovered.", ""]
+    which = "this run's second try" if first else "this run"
     return lines + [
         (
-            "The seconds after the overload before it counted as recovered in this run"
+            f"The seconds after the overload before it counted as recovered in {which}"
             if o.get("recovered_after_s") is not None
-            else "The seconds after the overload in this run, which never counted as recovered"
+            else f"The seconds after the overload in {which}, which never counted as recovered"
         )
         + " (by when the requests were due):",
         "",

@@ -117,6 +117,9 @@ async function main() {
       res.status(202).json({ id: crypto.randomUUID(), status: "accepted" });
     } catch {
       // A claim kept after a failed produce would answer the sender's retry as a duplicate.
+      // Released, a produce that timed out after the broker wrote it lets the retry write the
+      // event again: this receiver, like most written by hand, does not tell the two apart
+      // (Spillway keeps the claim of a record that may have been written).
       if (claimed) await redis.del(key).catch(() => {});
       res.status(503).json({ error: "unavailable" });
     }

@@ -10,14 +10,15 @@
 //! - [`bare`]: the bare hyper baseline server; [`floor`]: the least a receiver does per
 //!   request with the same engines (a claim and a produce), measured by [`floor_steps`];
 //!   [`cpu`]: a process's CPU time from /proc; [`node_steps`]: the receiver a team writes by
-//!   hand in Node.js, swept as the bare server is;
+//!   hand in Node.js, swept on a broker of its own (`spillway-loadgen node`);
 //! - [`bench`]: the rate sweeps of `make bench`; [`fleet`]: its batch and large-body figures;
 //!   [`console`]: the console's index lag, catch-up and search figures; [`worker`]: the
 //!   worker's deliveries per core and the latency from a 202 to the subscriber, to the
 //!   subscriber in [`sink`]; [`quick`]:
 //!   `make bench-quick`, repeated steps as figures with noise bands, which [`guard`] compares
 //!   with the committed run's; [`profile`]: the ingress on one core and two, and sampled
-//!   by `perf` for where its CPU goes; [`stage`]: what those single-rate runs start from;
+//!   by `perf` for where its CPU goes; [`stage`]: what those runs (and the Node.js sweep)
+//!   start from;
 //!   [`server`]: the processes they measure.
 
 pub mod bare;

@@ -1,5 +1,5 @@
-//! The ingress's stage for steps at one rate (`quick`, `profile`): the bench settings of a
-//! single-rate run, its config written and loaded, its topics made, and its sources signed.
+//! The stage of the steps run apart from the sweeps (`quick`, `profile`, `node`): the bench
+//! settings of a run, its config written and loaded, its topics made, and its sources signed.
 
 use std::path::PathBuf;
 use std::time::Duration;

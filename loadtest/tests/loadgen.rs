@@ -1,6 +1,6 @@
 //! The load generator against the bare baseline, the floor, the Node.js receiver and a real
-//! in-process ingress on the local stack. Assertions are on counts and reconciliation, never on speed: a run sends
-//! exactly rate x duration requests however fast the machine is.
+//! in-process ingress on the local stack. Assertions are on counts and reconciliation, never
+//! on speed: a run sends exactly rate x duration requests however fast the machine is.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use std::time::Duration;
