@@ -580,6 +580,7 @@ def main(path: str, committed: str | None = None) -> int:
     quick_path = bench_dir / "quick.json"
     steps = r["steps"]
     node = load_node(bench_dir / "node.json")
+    node_value, node_met = node_row(r, node)
     cpu_ratio = r["cpu_us_per_req"] / max(r["bare_cpu_us_per_req"], 0.001)
     floor_cpu = r.get("floor_cpu_us_per_req") or 0.0
     values = {**r, "cpu_ratio": cpu_ratio}
@@ -609,7 +610,7 @@ def main(path: str, committed: str | None = None) -> int:
         "rss_mib_at_max": f"{r['rss_mib_at_max']:.1f} MiB",
         "overload_answered": answered_row(r.get("overload")),
         "overload_recovery": recovery_row(r.get("overload")),
-        "node_ratio": node_row(r, node)[0],
+        "node_ratio": node_value,
     }
     met = {
         "sustained": bool(sustained_step) and sustained_step["rate"] >= 10000 and accepted >= 0.99 * sustained_step["rate"]
@@ -622,7 +623,7 @@ def main(path: str, committed: str | None = None) -> int:
         "rss_mib_at_max": r["rss_mib_at_max"] < 100,
         "overload_answered": bool(r.get("overload")) and answered_met(r["overload"]),
         "overload_recovery": bool(r.get("overload")) and recovery_met(r["overload"]),
-        "node_ratio": node_row(r, node)[1],
+        "node_ratio": node_met,
     }
     plot(steps)
     doc = [

@@ -33,6 +33,14 @@ pub struct NodeResults {
     pub first_missed: Option<f64>,
 }
 
+/// The receiver's topics under `prefix`, one per source of [`BENCH_SOURCES`], in its order.
+pub fn receiver_topics(prefix: &str) -> Vec<String> {
+    BENCH_SOURCES
+        .iter()
+        .map(|(name, ..)| format!("{prefix}{name}"))
+        .collect()
+}
+
 /// The environment of the Node.js receiver: the bench's three sources (their schemes and
 /// secrets), each written to `<prefix><source>` and claimed under keys starting with
 /// `prefix`, on `brokers` and the Redis Cluster of `redis_nodes` (`redis://host:port`).
@@ -43,8 +51,8 @@ pub fn receiver_env(
 ) -> anyhow::Result<Vec<(&'static str, String)>> {
     let sources: Vec<serde_json::Value> = BENCH_SOURCES
         .iter()
-        .map(|(name, scheme, secret)| {
-            let topic = format!("{prefix}{name}");
+        .zip(receiver_topics(prefix))
+        .map(|((name, scheme, secret), topic)| {
             serde_json::json!({ "name": name, "scheme": scheme, "secret": secret, "topic": topic })
         })
         .collect();
@@ -66,11 +74,8 @@ pub async fn node(settings: &NodeSettings) -> anyhow::Result<NodeResults> {
     let mut stage = Stage::prepare(&settings.stage).await?;
     stage.bench.rates = settings.rates.clone();
     let prefix = format!("node-{}-", uuid::Uuid::new_v4().simple());
-    let topics: Vec<String> = BENCH_SOURCES
-        .iter()
-        .map(|(name, ..)| format!("{prefix}{name}"))
-        .collect();
-    spillway_kafka::admin::ensure_topics(&stage.connection, &topics, 1, 1).await?;
+    spillway_kafka::admin::ensure_topics(&stage.connection, &receiver_topics(&prefix), 1, 1)
+        .await?;
     let env = receiver_env(&stage.bench.brokers, &stage.bench.redis_nodes, &prefix)?;
     let node = start_node_receiver(&settings.receiver, &env).await?;
     let case = |name, rate, duration| Case {

@@ -54,10 +54,18 @@ pub struct Overload {
 impl Overload {
     /// Whether the step met its goals: answered in time, and recovered in time.
     pub fn met(&self) -> bool {
+        self.answered_enough() && self.recovered_in_time()
+    }
+
+    /// Whether [`ANSWERED_GOAL`] of the overload's requests were answered within 1 s.
+    pub fn answered_enough(&self) -> bool {
         self.answered_within_1s >= ANSWERED_GOAL
-            && self
-                .recovered_after_s
-                .is_some_and(|s| s <= RECOVERED_WITHIN_S)
+    }
+
+    /// Whether it recovered within [`RECOVERED_WITHIN_S`] seconds after the overload.
+    pub fn recovered_in_time(&self) -> bool {
+        self.recovered_after_s
+            .is_some_and(|s| s <= RECOVERED_WITHIN_S)
     }
 
     /// The windows of the phase after the overload before it counted as recovered: all of
@@ -131,7 +139,7 @@ pub async fn run(
         figures.p99_accepted_ms,
         figures.recovered_after_s,
     );
-    if figures.answered_within_1s < ANSWERED_GOAL {
+    if !figures.answered_enough() {
         for w in &figures.during_windows {
             eprintln!("  during +{:>2} s  {}", w.second, w.line());
         }

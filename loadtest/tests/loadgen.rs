@@ -264,10 +264,7 @@ async fn the_node_receiver_verifies_claims_and_writes_each_accepted_body_once() 
     let env = spillway_loadgen::node_steps::receiver_env(&kafka_brokers(), &redis_nodes(), &prefix)
         .unwrap();
     let sources = SignedSource::from_config(&stack.config).unwrap();
-    let topics: Vec<String> = sources
-        .iter()
-        .map(|s| format!("{prefix}{}", s.name))
-        .collect();
+    let topics = spillway_loadgen::node_steps::receiver_topics(&prefix);
     spillway_testkit::create_topics(&kafka_brokers(), &topics).await;
     let node = spillway_loadgen::server::start_node_receiver(&node_receiver().await, &env)
         .await
