@@ -91,6 +91,9 @@ impl Pipeline {
         let mut cleared = Vec::with_capacity(records.len());
         let mut bypassed = false;
         for (record, claimed) in records.into_iter().zip(claimed) {
+            if let Some(claimed) = &claimed {
+                self.count_hit(source, claimed);
+            }
             let claim = match claimed {
                 None => None,
                 Some(Claimed::Held(claim)) => Some(claim),
@@ -124,7 +127,7 @@ impl Pipeline {
     /// here a moment ago is a duplicate without asking Redis, the others go to the store
     /// together ([`SharedStore::claim_all`]: one pipeline per primary), each claim timed as
     /// the whole call. `None` in, `None` out: a record without a dedupe key.
-    async fn take_claims(
+    pub(crate) async fn take_claims(
         &self,
         store: &SharedStore,
         source: &ResolvedSource,
@@ -137,7 +140,7 @@ impl Pipeline {
                 found.push(None);
                 continue;
             };
-            if let Some(original) = self.accepted_here(source, token.key()) {
+            if let Some(original) = self.accepted_here(token.key()) {
                 found.push(Some(Claimed::Done(original)));
                 continue;
             }

@@ -179,21 +179,42 @@ impl Pipeline {
             replay_key.map(|fingerprint| self.keys.replay(cluster, &source.topic, &fingerprint)),
         );
         let id = envelope.id.to_string();
-        let mut held = Vec::with_capacity(keys.len());
+        let claimed = if let [redis_key] = keys.as_slice() {
+            vec![self.take_claim(store, source, redis_key, &id).await]
+        } else {
+            // Together, one pipeline per primary: a second claim after the first would add a
+            // round trip to every request of the scheme. A key refused while the other was
+            // claimed costs that claim's release below, which only a replay or a duplicate
+            // whose keys disagree meets.
+            let wanted = keys
+                .into_iter()
+                .map(|redis_key| Some(ClaimToken::new(redis_key, id.clone())))
+                .collect();
+            let found = self.take_claims(store, source, wanted).await;
+            found.into_iter().flatten().collect()
+        };
+        let mut held = Vec::with_capacity(claimed.len());
         let mut bypassed = false;
-        for redis_key in keys {
-            match self.claim(store, source, &redis_key, &id).await {
-                Ok((claim, failed_open)) => {
-                    held.push(claim);
-                    bypassed |= failed_open;
-                }
-                Err(refused) => {
-                    for claim in held {
-                        claim.release(&source.name).await;
-                    }
-                    return Err(refused);
-                }
+        let mut refused = None;
+        for claimed in claimed {
+            // The first key's refusal, as when they were claimed one after the other.
+            if refused.is_none() {
+                refused = self.refusal(source, &claimed);
             }
+            match claimed {
+                Claimed::Held(claim) => held.push(claim),
+                Claimed::FailedOpen(claim) => {
+                    held.push(claim);
+                    bypassed = true;
+                }
+                Claimed::InFlight | Claimed::Done(_) | Claimed::Unavailable => {}
+            }
+        }
+        if let Some(refused) = refused {
+            for claim in held {
+                claim.release(&source.name).await;
+            }
+            return Err(refused);
         }
         // Counted once per event, however many of its claims went unanswered.
         if bypassed {
@@ -202,30 +223,35 @@ impl Pipeline {
         Ok(held)
     }
 
-    /// One claim, and whether it went unanswered on a fail-open source (the event goes on
-    /// without its dedupe).
-    async fn claim(
-        &self,
-        store: &SharedStore,
-        source: &ResolvedSource,
-        redis_key: &str,
-        id: &str,
-    ) -> Result<(HeldClaim, bool), Answer> {
-        match self.take_claim(store, source, redis_key, id).await {
-            Claimed::Held(claim) => Ok((claim, false)),
-            Claimed::FailedOpen(claim) => Ok((claim, true)),
+    /// The answer to a request whose claim found the key taken (a hit, counted) or went
+    /// unanswered on a source that fails closed; `None` for a claim it holds (unanswered on
+    /// a source that fails open included: the event goes on without its dedupe).
+    fn refusal(&self, source: &ResolvedSource, claimed: &Claimed) -> Option<Answer> {
+        self.count_hit(source, claimed);
+        match claimed {
+            Claimed::Held(_) | Claimed::FailedOpen(_) => None,
             // 503, not 409: several senders treat any 4xx as final, and the original may yet
             // fail; the retry after the pause is answered "duplicate" or accepted.
-            Claimed::InFlight => Err(in_flight(self.retry_after)),
+            Claimed::InFlight => Some(in_flight(self.retry_after)),
             Claimed::Done(original) => {
                 tracing::Span::current().record("event_id", original.as_str());
-                Err(answer::duplicate(&original))
+                Some(answer::duplicate(original))
             }
-            Claimed::Unavailable => Err(dedupe_unavailable(self.retry_after)),
+            Claimed::Unavailable => Some(dedupe_unavailable(self.retry_after)),
         }
     }
 
-    /// Runs one claim and reads what it found; a hit is counted. A claim the store did not
+    /// Counts a hit when `claimed` found the key taken: once per event or record refused,
+    /// however many of its keys were taken.
+    pub(crate) fn count_hit(&self, source: &ResolvedSource, claimed: &Claimed) {
+        match claimed {
+            Claimed::Done(_) => self.metrics.dedupe_hit(&source.name, true),
+            Claimed::InFlight => self.metrics.dedupe_hit(&source.name, false),
+            Claimed::Held(_) | Claimed::FailedOpen(_) | Claimed::Unavailable => {}
+        }
+    }
+
+    /// Runs one claim and reads what it found. A claim the store did not
     /// answer is this request's either way (the command may have been applied before it
     /// failed): to commit after a produce (fail open) or, given back here, refused (fail
     /// closed).
@@ -236,7 +262,7 @@ impl Pipeline {
         redis_key: &str,
         id: &str,
     ) -> Claimed {
-        if let Some(original) = self.accepted_here(source, redis_key) {
+        if let Some(original) = self.accepted_here(redis_key) {
             return Claimed::Done(original);
         }
         let claimed = timed(
@@ -249,15 +275,13 @@ impl Pipeline {
     }
 
     /// The event accepted here a moment ago on `redis_key`, its commit still queued: what
-    /// Redis would answer soon. A hit is counted.
-    pub(crate) fn accepted_here(&self, source: &ResolvedSource, redis_key: &str) -> Option<String> {
-        let original = self.commits.accepted(redis_key)?;
-        self.metrics.dedupe_hit(&source.name, true);
-        Some(original)
+    /// Redis would answer soon.
+    pub(crate) fn accepted_here(&self, redis_key: &str) -> Option<String> {
+        self.commits.accepted(redis_key)
     }
 
     /// What the store's answer to a claim means for the request (see
-    /// [`Pipeline::take_claim`]); a hit is counted.
+    /// [`Pipeline::take_claim`]).
     pub(crate) async fn read_claim(
         &self,
         store: &SharedStore,
@@ -268,14 +292,8 @@ impl Pipeline {
     ) -> Claimed {
         match claimed {
             Ok(Claim::Claimed(token)) => Claimed::Held(HeldClaim::new(store, token, &self.metrics)),
-            Ok(Claim::InFlight) => {
-                self.metrics.dedupe_hit(&source.name, false);
-                Claimed::InFlight
-            }
-            Ok(Claim::Done(original)) => {
-                self.metrics.dedupe_hit(&source.name, true);
-                Claimed::Done(original)
-            }
+            Ok(Claim::InFlight) => Claimed::InFlight,
+            Ok(Claim::Done(original)) => Claimed::Done(original),
             Err(e) => {
                 let claim = HeldClaim::new(store, ClaimToken::new(redis_key, id), &self.metrics);
                 match source.on_redis_unavailable {

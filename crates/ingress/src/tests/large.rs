@@ -83,18 +83,6 @@ fn streamed(source: &str, headers: &[(&str, String)], body: Bytes) -> Request<Fr
         .expect("request")
 }
 
-/// GitHub's headers for `body`, signed with the harness's secret, as delivery `delivery`.
-fn github_headers(body: &[u8], delivery: &str) -> Vec<(&'static str, String)> {
-    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, GITHUB_SECRET.as_bytes());
-    let signature = hex::encode(ring::hmac::sign(&key, body).as_ref());
-    vec![
-        ("x-hub-signature-256", format!("sha256={signature}")),
-        ("x-github-delivery", delivery.to_owned()),
-        ("x-github-event", "push".to_owned()),
-        ("content-type", "application/octet-stream".to_owned()),
-    ]
-}
-
 fn objects(h: &Harness) -> &Objects {
     h.pipeline.objects.as_ref().expect("objects")
 }
