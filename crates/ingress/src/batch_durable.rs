@@ -2,7 +2,7 @@
 //! record produced at once, then each claim committed or released, as for a single event
 //! ([`crate::durable`]) but record by record: what one record meets decides only its fate.
 //!
-//! The claims go to the store together ([`SharedStore::claim_all`]): one pipeline per Redis
+//! The claims go to the store together ([`Pipeline::take_claims`]): one pipeline per Redis
 //! primary, so a batch costs one round trip per node and one wake-up of each node's
 //! connection task, not one command, timer and channel message per record. The records are
 //! handed to the producer in batch order, so the records of one partition key keep their
@@ -12,18 +12,18 @@
 use futures::future::join_all;
 use spillway_config::ResolvedSource;
 use spillway_kafka::ProduceError;
-use spillway_store::{ClaimToken, SharedStore};
-use spillway_telemetry::{traces, RedisCommand};
+use spillway_store::ClaimToken;
+use spillway_telemetry::traces;
 use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::batch::{BatchReport, Record};
+use crate::claims::Claimed;
 use crate::commits::HeldClaim;
-use crate::durable::{Claimed, Failure};
+use crate::durable::Failure;
 use crate::pipeline::Pipeline;
 use crate::schema;
 use crate::spans;
-use crate::store::CommandTiming;
 
 /// A record cleared to be produced, with the claim to settle once Kafka answers.
 struct Cleared {
@@ -92,7 +92,7 @@ impl Pipeline {
         let mut bypassed = false;
         for (record, claimed) in records.into_iter().zip(claimed) {
             if let Some(claimed) = &claimed {
-                self.count_hit(source, claimed);
+                self.count_dedupe_hit(source, claimed);
             }
             let claim = match claimed {
                 None => None,
@@ -121,63 +121,6 @@ impl Pipeline {
             self.metrics.fail_open(&source.name);
         }
         cleared
-    }
-
-    /// Claims every wanted key at once, as [`Pipeline::take_claim`] claims one: a key accepted
-    /// here a moment ago is a duplicate without asking Redis, the others go to the store
-    /// together ([`SharedStore::claim_all`]: one pipeline per primary), each claim timed as
-    /// the whole call. `None` in, `None` out: a record without a dedupe key.
-    pub(crate) async fn take_claims(
-        &self,
-        store: &SharedStore,
-        source: &ResolvedSource,
-        wanted: Vec<Option<ClaimToken>>,
-    ) -> Vec<Option<Claimed>> {
-        let mut found: Vec<Option<Claimed>> = Vec::with_capacity(wanted.len());
-        let mut to_send: Vec<(usize, ClaimToken)> = Vec::new();
-        for (index, token) in wanted.into_iter().enumerate() {
-            let Some(token) = token else {
-                found.push(None);
-                continue;
-            };
-            if let Some(original) = self.accepted_here(token.key()) {
-                found.push(Some(Claimed::Done(original)));
-                continue;
-            }
-            // Replaced by the store's answer below; a claim left unanswered refuses its
-            // record rather than letting it through unclaimed.
-            found.push(Some(Claimed::Unavailable));
-            to_send.push((index, token));
-        }
-        // One span per claim, as a claim alone has, each timed as the whole pipeline; the
-        // store's own events land in the batch request's span, as the commits' do in theirs.
-        let parent = tracing::Span::current();
-        let timings: Vec<CommandTiming> = to_send
-            .iter()
-            .map(|_| CommandTiming::start(&parent, RedisCommand::Claim))
-            .collect();
-        let tokens: Vec<&ClaimToken> = to_send.iter().map(|(_, token)| token).collect();
-        let results = store.claim_all(&tokens).await;
-        debug_assert_eq!(results.len(), to_send.len(), "one result per claim");
-        // At once: a fail-closed source gives back each unanswered claim, a round trip each.
-        let read =
-            to_send
-                .iter()
-                .zip(timings)
-                .zip(results)
-                .map(|(((index, token), timing), result)| {
-                    timing.finish(&self.metrics, result.is_ok());
-                    async move {
-                        let claimed = self
-                            .read_claim(store, source, token.key(), token.event_id(), result)
-                            .await;
-                        (*index, claimed)
-                    }
-                });
-        for (index, claimed) in join_all(read).await {
-            found[index] = Some(claimed);
-        }
-        found
     }
 
     /// Produces the cleared records at once, then commits the claims of those Kafka took and

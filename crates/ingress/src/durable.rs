@@ -7,15 +7,15 @@
 use std::sync::Arc;
 
 use http::StatusCode;
-use spillway_config::{FailMode, ResolvedSource};
+use spillway_config::ResolvedSource;
 use spillway_core::{Envelope, EventId};
 use spillway_kafka::ProduceError;
-use spillway_store::{Claim, ClaimToken, SharedStore, StoreError};
-use spillway_telemetry::{Outcome, RedisCommand};
+use spillway_telemetry::Outcome;
 use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::answer::{self, Answer};
+use crate::claims::Claimed;
 use crate::commits::HeldClaim;
 use crate::detach::DetachOnDrop;
 use crate::offload::{Keeper, StoredObject};
@@ -23,7 +23,6 @@ use crate::pipeline::Pipeline;
 use crate::schema;
 use crate::spans;
 use crate::stages::Held;
-use crate::store::timed;
 
 // === impl Pipeline ===
 
@@ -160,7 +159,8 @@ impl Pipeline {
     /// nor a timestamp, the request's fingerprint too (a captured request re-sent with a
     /// fresh unsigned delivery id is then a duplicate). Empty when the source does not
     /// deduplicate; an answer for a duplicate, a claim in flight elsewhere, or a store that
-    /// is down for a source that fails closed. Claims taken before a refusal are released.
+    /// is down for a source that fails closed. When any key is refused, the claims held on the
+    /// others are released.
     async fn claim_all(
         &self,
         source: &ResolvedSource,
@@ -179,27 +179,18 @@ impl Pipeline {
             replay_key.map(|fingerprint| self.keys.replay(cluster, &source.topic, &fingerprint)),
         );
         let id = envelope.id.to_string();
-        let claimed = if let [redis_key] = keys.as_slice() {
-            vec![self.take_claim(store, source, redis_key, &id).await]
-        } else {
-            // Together, one pipeline per primary: a second claim after the first would add a
-            // round trip to every request of the scheme. A key refused while the other was
-            // claimed costs that claim's release below, which only a replay or a duplicate
-            // whose keys disagree meets.
-            let wanted = keys
-                .into_iter()
-                .map(|redis_key| Some(ClaimToken::new(redis_key, id.clone())))
-                .collect();
-            let found = self.take_claims(store, source, wanted).await;
-            found.into_iter().flatten().collect()
-        };
+        let claimed = self.claim_event_keys(store, source, &keys, &id).await;
         let mut held = Vec::with_capacity(claimed.len());
         let mut bypassed = false;
         let mut refused = None;
         for claimed in claimed {
-            // The first key's refusal, as when they were claimed one after the other.
+            // The first key's refusal, as when they were claimed one after the other, and
+            // one dedupe hit for the request however many of its keys were taken.
             if refused.is_none() {
-                refused = self.refusal(source, &claimed);
+                refused = self.refusal(&claimed);
+                if refused.is_some() {
+                    self.count_dedupe_hit(source, &claimed);
+                }
             }
             match claimed {
                 Claimed::Held(claim) => held.push(claim),
@@ -223,11 +214,10 @@ impl Pipeline {
         Ok(held)
     }
 
-    /// The answer to a request whose claim found the key taken (a hit, counted) or went
-    /// unanswered on a source that fails closed; `None` for a claim it holds (unanswered on
-    /// a source that fails open included: the event goes on without its dedupe).
-    fn refusal(&self, source: &ResolvedSource, claimed: &Claimed) -> Option<Answer> {
-        self.count_hit(source, claimed);
+    /// The answer to a request whose claim found the key taken or went unanswered on a
+    /// source that fails closed; `None` for a claim it holds (unanswered on a source that
+    /// fails open included: the event goes on without its dedupe).
+    fn refusal(&self, claimed: &Claimed) -> Option<Answer> {
         match claimed {
             Claimed::Held(_) | Claimed::FailedOpen(_) => None,
             // 503, not 409: several senders treat any 4xx as final, and the original may yet
@@ -240,91 +230,6 @@ impl Pipeline {
             Claimed::Unavailable => Some(dedupe_unavailable(self.retry_after)),
         }
     }
-
-    /// Counts a hit when `claimed` found the key taken: once per event or record refused,
-    /// however many of its keys were taken.
-    pub(crate) fn count_hit(&self, source: &ResolvedSource, claimed: &Claimed) {
-        match claimed {
-            Claimed::Done(_) => self.metrics.dedupe_hit(&source.name, true),
-            Claimed::InFlight => self.metrics.dedupe_hit(&source.name, false),
-            Claimed::Held(_) | Claimed::FailedOpen(_) | Claimed::Unavailable => {}
-        }
-    }
-
-    /// Runs one claim and reads what it found. A claim the store did not
-    /// answer is this request's either way (the command may have been applied before it
-    /// failed): to commit after a produce (fail open) or, given back here, refused (fail
-    /// closed).
-    pub(crate) async fn take_claim(
-        &self,
-        store: &SharedStore,
-        source: &ResolvedSource,
-        redis_key: &str,
-        id: &str,
-    ) -> Claimed {
-        if let Some(original) = self.accepted_here(redis_key) {
-            return Claimed::Done(original);
-        }
-        let claimed = timed(
-            &self.metrics,
-            RedisCommand::Claim,
-            store.claim(redis_key, id),
-        )
-        .await;
-        self.read_claim(store, source, redis_key, id, claimed).await
-    }
-
-    /// The event accepted here a moment ago on `redis_key`, its commit still queued: what
-    /// Redis would answer soon.
-    pub(crate) fn accepted_here(&self, redis_key: &str) -> Option<String> {
-        self.commits.accepted(redis_key)
-    }
-
-    /// What the store's answer to a claim means for the request (see
-    /// [`Pipeline::take_claim`]).
-    pub(crate) async fn read_claim(
-        &self,
-        store: &SharedStore,
-        source: &ResolvedSource,
-        redis_key: &str,
-        id: &str,
-        claimed: Result<Claim, StoreError>,
-    ) -> Claimed {
-        match claimed {
-            Ok(Claim::Claimed(token)) => Claimed::Held(HeldClaim::new(store, token, &self.metrics)),
-            Ok(Claim::InFlight) => Claimed::InFlight,
-            Ok(Claim::Done(original)) => Claimed::Done(original),
-            Err(e) => {
-                let claim = HeldClaim::new(store, ClaimToken::new(redis_key, id), &self.metrics);
-                match source.on_redis_unavailable {
-                    FailMode::FailOpen => {
-                        tracing::warn!(source = %source.name, event_id = %id, error = %e, "dedupe bypassed (fail-open)");
-                        Claimed::FailedOpen(claim)
-                    }
-                    FailMode::FailClosed => {
-                        tracing::warn!(source = %source.name, error = %e, "dedupe store unavailable (fail-closed)");
-                        claim.release(&source.name).await;
-                        Claimed::Unavailable
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// What a claim found.
-pub(crate) enum Claimed {
-    /// The key is this event's until it is committed or released.
-    Held(HeldClaim),
-    /// The store did not answer and the source fails open: the event goes on without its
-    /// dedupe, and the claim is committed after the produce all the same.
-    FailedOpen(HeldClaim),
-    /// Another request holds the key and has not finished.
-    InFlight,
-    /// An event with this key was accepted before, under this id.
-    Done(String),
-    /// The store did not answer and the source fails closed.
-    Unavailable,
 }
 
 /// Why an event was not made durable this time: a retry later may succeed.

@@ -12,6 +12,7 @@ mod batch;
 mod batch_durable;
 mod blocklist;
 mod budget;
+mod claims;
 mod client_addr;
 mod commits;
 mod detach;

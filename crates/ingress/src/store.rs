@@ -52,7 +52,7 @@ pub(crate) async fn timed<T, E>(
 
 /// A Redis command's span and start: what [`timed`] keeps around one call, kept by hand for
 /// commands sent together (the commits of a `redis.commit_delay`, the claims of a batch
-/// request's records), each under its own parent span.
+/// request's records or of an event's two keys), each under its own parent span.
 pub(crate) struct CommandTiming {
     command: RedisCommand,
     span: tracing::Span,

@@ -154,7 +154,7 @@ pub const DEDUPE_HITS: MetricDef = MetricDef {
     name: "spillway_dedupe_hits_total",
     kind: Kind::Counter,
     process: Process::Ingress,
-    help: "Requests whose dedupe key was already claimed, by source and the claim's state.",
+    help: "Requests (and records of batch requests) refused because their dedupe key was already claimed, once each however many of their keys were, by source and the claim's state.",
     labels: &[
         SOURCE,
         Label {
@@ -266,7 +266,7 @@ pub const REDIS_COMMAND_DURATION: MetricDef = MetricDef {
     name: "spillway_redis_command_duration_seconds",
     kind: Kind::Histogram(DEPENDENCY_BUCKETS),
     process: Process::Ingress,
-    help: "Time of one Redis command (dedupe claims, rate-limit counts, client blocks), successful or not, by command. Commands sent together, one pipeline per primary (the commits of each redis.commit_delay, the claims of a batch request's records), are each timed as their whole pipeline.",
+    help: "Time of one Redis command (dedupe claims, rate-limit counts, client blocks), successful or not, by command. Commands sent together, one pipeline per primary (the commits of each redis.commit_delay, the claims of a batch request's records, the two claims of a scheme that signs neither an id nor a timestamp), are each timed as their whole call.",
     labels: &[Label {
         name: "command",
         values: "`claim`, `commit`, `release`, `rate_limit`, `block_check`, `block_count`",

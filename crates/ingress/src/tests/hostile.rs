@@ -196,53 +196,6 @@ async fn a_captured_github_request_with_a_fresh_delivery_id_is_a_duplicate() {
     assert_eq!(h.kafka.records().len(), 1);
 }
 
-/// A GitHub request as `delivery`, its own body signed with the harness's secret.
-fn github_delivery(delivery: &str, body: &str) -> Request<Full<Bytes>> {
-    let headers = github_headers(body.as_bytes(), delivery);
-    let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
-    post("github", &headers, body)
-}
-
-#[tokio::test]
-async fn a_github_request_refused_on_one_of_its_keys_gives_back_the_other() {
-    // Its delivery id and its fingerprint are claimed together: when one is taken, the claim
-    // on the other must be released, or the next genuine event with it would wait in flight.
-    let h = harness();
-    expect(&h.send(genuine_github()).await, 202, "accepted");
-    // A known delivery id with a new body: a duplicate; the new body's fingerprint was free.
-    let known_id = h.send(github_delivery("d-genuine", "{\"n\":1}")).await;
-    expect(&known_id, 200, "duplicate");
-    // A captured body with a fresh delivery id: a duplicate; the fresh id was free.
-    let known_body = post(
-        "github",
-        &[
-            ("x-hub-signature-256", GITHUB_SIGNATURE),
-            ("x-github-delivery", "d-fresh"),
-        ],
-        GITHUB_BODY,
-    );
-    expect(&h.send(known_body).await, 200, "duplicate");
-    // Each key the refused requests claimed is free again for a genuine event.
-    expect(
-        &h.send(github_delivery("d-other", "{\"n\":1}")).await,
-        202,
-        "accepted",
-    );
-    expect(
-        &h.send(github_delivery("d-fresh", "{\"n\":2}")).await,
-        202,
-        "accepted",
-    );
-    assert_eq!(h.kafka.records().len(), 3);
-    // One hit per refused request, however many of its keys were taken.
-    assert!(
-        h.metrics()
-            .contains("spillway_dedupe_hits_total{source=\"github\",state=\"done\"} 2"),
-        "{}",
-        h.metrics()
-    );
-}
-
 #[tokio::test]
 async fn deployments_sharing_a_redis_do_not_answer_for_each_other() {
     let store = MemoryStore::new(secs(30), secs(3600));

@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 use spillway_core::headers;
 use spillway_objects::{ObjectRef, Objects};
 
+use super::claims::github_headers;
 use super::*;
 use crate::BodyError;
 

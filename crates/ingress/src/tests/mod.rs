@@ -4,6 +4,7 @@
 
 mod answers;
 mod batches;
+mod claims;
 mod commits;
 mod durability;
 mod handshakes;
@@ -312,18 +313,6 @@ pub(crate) fn post(source: &str, headers: &[(&str, &str)], body: &str) -> Reques
     builder
         .body(Full::new(Bytes::from(body.to_owned())))
         .expect("request")
-}
-
-/// GitHub's headers for `body`, signed with the harness's secret, as delivery `delivery`.
-pub(crate) fn github_headers(body: &[u8], delivery: &str) -> Vec<(&'static str, String)> {
-    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, GITHUB_SECRET.as_bytes());
-    let signature = hex::encode(ring::hmac::sign(&key, body).as_ref());
-    vec![
-        ("x-hub-signature-256", format!("sha256={signature}")),
-        ("x-github-delivery", delivery.to_owned()),
-        ("x-github-event", "push".to_owned()),
-        ("content-type", "application/octet-stream".to_owned()),
-    ]
 }
 
 impl Harness {
