@@ -32,8 +32,13 @@ fn github_delivery(delivery: &str, body: &str) -> Request<Full<Bytes>> {
 
 /// GitHub's published example (`Hello, World!`) as `delivery`.
 fn published(delivery: &str) -> Request<Full<Bytes>> {
+    published_to("github", delivery)
+}
+
+/// GitHub's published example as `delivery`, to `source`.
+fn published_to(source: &str, delivery: &str) -> Request<Full<Bytes>> {
     post(
-        "github",
+        source,
         &[
             ("x-hub-signature-256", GITHUB_SIGNATURE),
             ("x-github-delivery", delivery),
@@ -130,4 +135,28 @@ async fn a_later_key_still_in_flight_is_answered_in_flight() {
         202,
         "accepted",
     );
+}
+
+#[tokio::test]
+async fn with_redis_down_both_keys_go_unanswered_as_one_event() {
+    let h = harness();
+    h.store.set_offline(true);
+    // Fails open: written without its dedupe, and counted once for the event, not per key.
+    let lenient = h.send(published_to("github-lenient", "d-down")).await;
+    expect(&lenient, 202, "accepted");
+    let metrics = h.metrics();
+    assert!(
+        metrics.contains("spillway_dedupe_fail_open_events_total{source=\"github-lenient\"} 1\n"),
+        "{metrics}"
+    );
+    // Fails closed: refused, nothing written.
+    expect(
+        &h.send(published("d-down")).await,
+        503,
+        "dedupe_unavailable",
+    );
+    assert_eq!(h.kafka.records().len(), 1);
+    // Back: nothing of the refused request was left claimed.
+    h.store.set_offline(false);
+    expect(&h.send(published("d-down")).await, 202, "accepted");
 }

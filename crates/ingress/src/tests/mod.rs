@@ -61,6 +61,11 @@ sources:
     verify: { scheme: github }
     secrets:
       - { id: gh-1, file: "{secret}" }
+  github-lenient:
+    verify: { scheme: github }
+    secrets:
+      - { id: gh-1, file: "{secret}" }
+    on_redis_unavailable: fail_open
   open:
     verify: { scheme: none }
     dedupe: { from: header, name: x-id }
