@@ -57,10 +57,14 @@ impl Pipeline {
     /// Together, two copies of one request can each win one key (the keys live on different
     /// primaries): each then finds the other's key in flight, and each would give its own
     /// back and answer 503, where one after the other the copy holding the first key would
-    /// have gone on. So a later key found in flight while the first is held is claimed once
-    /// more after short pauses: a copy that lost the first key gives back the later one at
-    /// once. Held by any other request, it is still in flight then, and the answer is the
-    /// 503 it always was.
+    /// have gone on. So a later key found in flight while the first is held is claimed again,
+    /// up to three times after short pauses: a copy that lost the first key gives back the
+    /// later one right after its own claims are answered, usually well within the pauses
+    /// (not when Redis takes longer than they do: then both copies are answered 503). Held by
+    /// another request, the key gives this one that request's outcome if it finishes within
+    /// the pauses (free again, or a duplicate once committed), else the 503 it always was.
+    ///
+    /// A first key accepted here a moment ago answers for the event at once: nothing is sent.
     pub(crate) async fn claim_event_keys(
         &self,
         store: &SharedStore,
@@ -68,8 +72,14 @@ impl Pipeline {
         keys: &[String],
         id: &str,
     ) -> Vec<Claimed> {
-        if let [redis_key] = keys {
-            return vec![self.take_claim(store, source, redis_key, id).await];
+        let Some((first, _)) = keys.split_first() else {
+            return Vec::new();
+        };
+        if keys.len() == 1 {
+            return vec![self.take_claim(store, source, first, id).await];
+        }
+        if let Some(original) = self.accepted_here(first) {
+            return vec![Claimed::Done(original)];
         }
         let wanted = keys
             .iter()
@@ -100,6 +110,10 @@ impl Pipeline {
         id: &str,
     ) -> Claimed {
         for pause in RECLAIM_PAUSES {
+            tracing::debug!(
+                pause_ms = pause.as_millis(),
+                "a later key of the event is in flight; claiming it again"
+            );
             tokio::time::sleep(pause).await;
             let claimed = self.take_claim(store, source, redis_key, id).await;
             if !matches!(claimed, Claimed::InFlight) {

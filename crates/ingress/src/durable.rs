@@ -102,7 +102,7 @@ impl Pipeline {
         replay_key: Option<String>,
         keeper: Option<Keeper>,
     ) -> Answer {
-        let claims = match self.claim_all(&source, &envelope, replay_key).await {
+        let claims = match self.claim_or_refuse(&source, &envelope, replay_key).await {
             Ok(claims) => claims,
             Err(answered) => return answered,
         };
@@ -161,7 +161,7 @@ impl Pipeline {
     /// deduplicate; an answer for a duplicate, a claim in flight elsewhere, or a store that
     /// is down for a source that fails closed. When any key is refused, the claims held on the
     /// others are released.
-    async fn claim_all(
+    async fn claim_or_refuse(
         &self,
         source: &ResolvedSource,
         envelope: &Envelope,

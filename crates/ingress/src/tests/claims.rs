@@ -82,10 +82,12 @@ async fn a_request_refused_on_one_of_its_keys_gives_back_the_other() {
         202,
         "accepted",
     );
-    // Both keys taken: the delivery id's answer, and still one hit for the request.
-    let resent = h.send(github_delivery("d-other", "{\"n\":1}")).await;
-    expect(&resent, 200, "duplicate");
-    assert_eq!(resent.id(), other_id.id());
+    // Both keys taken in Redis (their commits landed), by two events: the delivery id's
+    // answer, and one hit for the request.
+    h.committed().await;
+    let crossed = h.send(github_delivery("d-other", "{\"n\":2}")).await;
+    expect(&crossed, 200, "duplicate");
+    assert_eq!(crossed.id(), other_id.id());
     assert_eq!(h.kafka.records().len(), 3);
     assert_eq!(hits(&h, "done"), "3", "one hit per refused request");
 }
@@ -106,6 +108,11 @@ async fn a_later_key_given_back_within_a_moment_is_claimed_again() {
         pipeline.handle(published("d-capture"), peer).await.status()
     });
     settle().await;
+    assert_eq!(
+        h.kafka.queued(),
+        1,
+        "the capture holds both keys while Kafka has it"
+    );
     let genuine = h.send(published("d-genuine")).await;
     expect(&genuine, 202, "accepted");
     assert_eq!(capture.await.expect("capture").as_u16(), 503);
@@ -156,7 +163,29 @@ async fn with_redis_down_both_keys_go_unanswered_as_one_event() {
         "dedupe_unavailable",
     );
     assert_eq!(h.kafka.records().len(), 1);
-    // Back: nothing of the refused request was left claimed.
-    h.store.set_offline(false);
-    expect(&h.send(published("d-down")).await, 202, "accepted");
+}
+
+/// How many claims were sent to the store (`spillway_redis_command_duration_seconds`).
+fn claims_sent(h: &Harness) -> String {
+    let prefix = "spillway_redis_command_duration_seconds_count{command=\"claim\"} ";
+    h.metrics()
+        .lines()
+        .find_map(|line| line.strip_prefix(prefix))
+        .unwrap_or("none")
+        .to_owned()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_delivery_id_accepted_here_a_moment_ago_asks_redis_nothing() {
+    let h = harness();
+    let first = h.send(published("d-1")).await;
+    expect(&first, 202, "accepted");
+    let sent = claims_sent(&h);
+    assert_eq!(sent, "2", "the delivery id and the fingerprint");
+    // Its commit is still queued: the delivery id answers here, and the fingerprint of a new
+    // body under it is not claimed (to be given back at once).
+    let again = h.send(github_delivery("d-1", "{}")).await;
+    expect(&again, 200, "duplicate");
+    assert_eq!(again.id(), first.id());
+    assert_eq!(claims_sent(&h), sent);
 }
