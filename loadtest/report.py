@@ -380,7 +380,7 @@ def main(path: str, committed: str | None = None) -> int:
         "",
     ]
     DOC.write_text("\n".join(doc))
-    write_committed(COMMITTED, r, quick_path)
+    write_committed(COMMITTED, r, quick_path, Path(committed) if committed else COMMITTED)
     print("\n".join(table(steps)))
     print()
     for label, key, goal in TARGETS:

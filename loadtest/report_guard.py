@@ -136,7 +136,9 @@ def guard(quick_path: Path, committed_path: Path) -> list[str]:
         f"rate and the worker's live phase, each step run {q['repeats']} times in this run. A figure is the median of",
         "its samples; its band is how far the farthest sample strayed from the median. `make",
         "bench-quick` runs the same steps (under five minutes) and flags a figure whose median moved",
-        "further than the wider of its band and the committed run's band; `make bench` compares",
+        "further than the widest of its band, the committed run's band, and how far the medians of",
+        f"the committed runs (that one and up to {HISTORY} before it, kept in docs/benchmarks.json) strayed",
+        "from their median: runs differ more than one run's samples do. `make bench` compares",
         "the same way, then keeps this run's figures in docs/benchmarks.json. Only these figures",
         "are guarded: the sweep, sustained, overload, fleet and console figures above are single",
         "measurements, without a band.",
@@ -170,11 +172,38 @@ def guard(quick_path: Path, committed_path: Path) -> list[str]:
     return [*lines, ""]
 
 
-def write_committed(path: Path, r: dict, quick_path: Path) -> None:
-    """docs/benchmarks.json: the headline and this run's guarded figures, for the next run."""
+# How many committed runs' medians a figure keeps, for the noise between runs.
+HISTORY = 5
+
+
+def with_history(figures: list[dict], before: dict, rate: float) -> list[dict]:
+    """`figures` each with the medians of the committed runs before it (`history`, oldest first,
+    up to HISTORY): the committed run's history and its median, when it was measured at the
+    same rate. The same run written again (its samples unchanged) adds nothing."""
+    if before.get("guard_rate") != rate:
+        return figures
+    earlier = {f["name"]: f for f in before.get("figures", [])}
+    kept = []
+    for f in figures:
+        e = earlier.get(f["name"])
+        if e is None:
+            kept.append(f)
+            continue
+        history = list(e.get("history", []))
+        if e["samples"] != f["samples"]:
+            history.append(e["median"])
+        kept.append({**f, "history": history[-HISTORY:]})
+    return kept
+
+
+def write_committed(path: Path, r: dict, quick_path: Path, before_path: Path) -> None:
+    """docs/benchmarks.json: the headline and this run's guarded figures, with the medians of
+    the committed runs before (`before_path`: the file as committed before this run), for the
+    next run."""
     if not quick_path.exists():
         return
     q = json.loads(quick_path.read_text())
+    before = json.loads(before_path.read_text()) if before_path.exists() else {}
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
     ).stdout.strip()
@@ -188,6 +217,6 @@ def write_committed(path: Path, r: dict, quick_path: Path) -> None:
         "floor_cpu_us_per_req": r.get("floor_cpu_us_per_req"),
         "guard_rate": q["rate"],
         "repeats": q["repeats"],
-        "figures": q["figures"],
+        "figures": with_history(q["figures"], before, q["rate"]),
     }
     path.write_text(json.dumps(kept, indent=2) + "\n")

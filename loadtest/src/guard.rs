@@ -1,7 +1,10 @@
 //! A bench that guards itself: each figure is measured several times in one run, kept as its
 //! median and its noise band (how far the samples strayed from it), and compared with the
-//! committed run's (docs/benchmarks.json); a figure whose median moved further than either
-//! run's band is flagged.
+//! committed run's (docs/benchmarks.json); a figure whose median moved further than its noise
+//! is flagged. Its noise is the widest of the two runs' bands and how far the medians of
+//! the committed runs before (their `history`) strayed from their median: on this shared
+//! machine a run's samples agree far better than runs do (the bare server's CPU per request,
+//! ±1.6-3.4% within runs, moved 20.8-24.8 µs across six committed runs).
 
 use serde::{Deserialize, Serialize};
 
@@ -14,6 +17,10 @@ pub struct Figure {
     pub median: f64,
     /// The largest distance of a sample from the median, in percent of the median.
     pub band_pct: f64,
+    /// The medians of the committed runs before this one, oldest first (kept by
+    /// loadtest/report_guard.py in docs/benchmarks.json; empty in a fresh run's figures).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<f64>,
 }
 
 impl Figure {
@@ -23,23 +30,47 @@ impl Figure {
         let samples: Vec<f64> = samples.into_iter().filter(|s| s.is_finite()).collect();
         let mut sorted = samples.clone();
         sorted.sort_by(f64::total_cmp);
-        let median = match sorted.len() {
-            0 => return None,
-            n if n % 2 == 1 => sorted[n / 2],
-            n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
-        };
-        let band_pct = sorted
-            .iter()
-            .map(|s| percent(s - median, median).abs())
-            .fold(0.0, f64::max);
+        let median = median_of(&sorted)?;
         Some(Self {
             name: name.to_owned(),
             unit: unit.to_owned(),
+            band_pct: spread_pct(&sorted, median),
             samples,
             median,
-            band_pct,
+            history: Vec::new(),
         })
     }
+
+    /// How far the committed runs' medians (this one's and its history's) strayed from their
+    /// median, in percent of it: the noise between runs. 0 without a history.
+    pub fn run_to_run_pct(&self) -> f64 {
+        let mut medians: Vec<f64> = self
+            .history
+            .iter()
+            .copied()
+            .chain(std::iter::once(self.median))
+            .filter(|m| m.is_finite())
+            .collect();
+        medians.sort_by(f64::total_cmp);
+        median_of(&medians).map_or(0.0, |middle| spread_pct(&medians, middle))
+    }
+}
+
+/// The median of `sorted` values; `None` when there are none.
+fn median_of(sorted: &[f64]) -> Option<f64> {
+    match sorted.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(sorted[n / 2]),
+        n => Some((sorted[n / 2 - 1] + sorted[n / 2]) / 2.0),
+    }
+}
+
+/// The largest distance of `values` from `median`, in percent of it.
+fn spread_pct(values: &[f64], median: f64) -> f64 {
+    values
+        .iter()
+        .map(|v| percent(v - median, median).abs())
+        .fold(0.0, f64::max)
 }
 
 /// A figure of this run against the committed run's.
@@ -51,7 +82,8 @@ pub struct Comparison {
     pub now: f64,
     /// How far the median moved, in percent of the committed median.
     pub change_pct: f64,
-    /// The wider of the two runs' bands.
+    /// The widest of the two runs' bands and the committed runs' spread
+    /// ([`Figure::run_to_run_pct`]).
     pub band_pct: f64,
     /// Moved beyond the band: worth a look before the change lands.
     pub moved: bool,
@@ -64,7 +96,7 @@ pub fn compare(committed: &[Figure], now: &[Figure]) -> Vec<Comparison> {
         .filter_map(|n| {
             let c = committed.iter().find(|c| c.name == n.name)?;
             let change_pct = percent(n.median - c.median, c.median);
-            let band_pct = c.band_pct.max(n.band_pct);
+            let band_pct = c.band_pct.max(n.band_pct).max(c.run_to_run_pct());
             // From a median of zero any change is unmeasurable, and flagged.
             let unmeasurable = c.median == 0.0 && n.median != 0.0;
             Some(Comparison {
@@ -155,5 +187,27 @@ mod tests {
         let lines = describe(&compared);
         assert!(lines[0].starts_with("MOVED cpu"), "{}", lines[0]);
         assert!(lines[1].starts_with("      p99"), "{}", lines[1]);
+    }
+
+    #[test]
+    fn the_committed_runs_spread_widens_the_band() {
+        let mut committed = Figure::new("bare", "µs", vec![23.6, 23.4, 23.8]).expect("figure");
+        let now = Figure::new("bare", "µs", vec![24.8, 24.7, 24.9]).expect("figure");
+        // 5% slower, past both runs' bands (under 1%): flagged without a history.
+        assert!(compare(std::slice::from_ref(&committed), std::slice::from_ref(&now))[0].moved);
+        // The medians of the runs before ran from 20.8 to 24.8: the six medians' median is
+        // 23.2, and 20.8 strayed 10.3% from it.
+        committed.history = vec![22.8, 20.8, 21.6, 24.8, 24.8];
+        let spread = committed.run_to_run_pct();
+        assert!((spread - 2.4 / 23.2 * 100.0).abs() < 1e-9, "{spread}");
+        let compared = compare(std::slice::from_ref(&committed), std::slice::from_ref(&now));
+        assert!(!compared[0].moved, "{:?}", compared[0]);
+        assert!((compared[0].band_pct - committed.run_to_run_pct()).abs() < 1e-9);
+        // Past the runs' spread too: flagged.
+        let slower = Figure::new("bare", "µs", vec![27.0, 27.0, 27.0]).expect("figure");
+        assert!(compare(&[committed.clone()], &[slower])[0].moved);
+        // A history without a number in it is no spread.
+        committed.history = vec![f64::NAN];
+        assert_eq!(committed.run_to_run_pct(), 0.0);
     }
 }
