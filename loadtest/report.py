@@ -233,7 +233,24 @@ def plot(steps: list[dict]) -> None:
     fig.savefig(PLOT)
 
 
+def committed_before(committed: str | None) -> Path:
+    """docs/benchmarks.json as committed before this run: the file given (dev/bench.sh gives
+    git's HEAD version), else git's HEAD version, else the working tree's."""
+    if committed:
+        return Path(committed)
+    shown = subprocess.run(
+        ["git", "show", "HEAD:docs/benchmarks.json"], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    if shown.returncode != 0:
+        return COMMITTED
+    path = ROOT / "target" / "bench" / "committed-head.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(shown.stdout)
+    return path
+
+
 def main(path: str, committed: str | None = None) -> int:
+    before = committed_before(committed)
     r = json.loads(Path(path).read_text())
     bench_dir = Path(path).parent
     quick_path = bench_dir / "quick.json"
@@ -360,7 +377,7 @@ def main(path: str, committed: str | None = None) -> int:
         "",
         *fleet(Path(path).parent / "fleet.json"),
         *worker(bench_dir / "worker.json"),
-        *guard(quick_path, Path(committed) if committed else COMMITTED),
+        *guard(quick_path, before),
         *profile(bench_dir),
         *console(Path(path).parent / "console.json"),
         "## Micro benchmarks (criterion)",
@@ -380,7 +397,7 @@ def main(path: str, committed: str | None = None) -> int:
         "",
     ]
     DOC.write_text("\n".join(doc))
-    write_committed(COMMITTED, r, quick_path, Path(committed) if committed else COMMITTED)
+    write_committed(COMMITTED, r, quick_path, before)
     print("\n".join(table(steps)))
     print()
     for label, key, goal in TARGETS:

@@ -137,8 +137,8 @@ def guard(quick_path: Path, committed_path: Path) -> list[str]:
         "its samples; its band is how far the farthest sample strayed from the median. `make",
         "bench-quick` runs the same steps (under five minutes) and flags a figure whose median moved",
         "further than the widest of its band, the committed run's band, and how far the medians of",
-        f"the committed runs (that one and up to {HISTORY} before it, kept in docs/benchmarks.json) strayed",
-        "from their median: runs differ more than one run's samples do. `make bench` compares",
+        f"up to {HISTORY} committed runs before that one (kept in docs/benchmarks.json) lay from its",
+        "median: runs differ more than one run's samples often show. `make bench` compares",
         "the same way, then keeps this run's figures in docs/benchmarks.json. Only these figures",
         "are guarded: the sweep, sustained, overload, fleet and console figures above are single",
         "measurements, without a band.",
@@ -192,7 +192,7 @@ def with_history(figures: list[dict], before: dict, rate: float) -> list[dict]:
         history = list(e.get("history", []))
         if e["samples"] != f["samples"]:
             history.append(e["median"])
-        kept.append({**f, "history": history[-HISTORY:]})
+        kept.append({**f, "history": history[-HISTORY:]} if history else f)
     return kept
 
 

@@ -50,9 +50,10 @@ impl Claimed {
 // === impl Pipeline ===
 
 impl Pipeline {
-    /// Claims all of one event's keys, in the order of `keys` (its dedupe key first). Several
-    /// go together, one pipeline per primary: one after the other, each would add a round
-    /// trip to every request of the scheme.
+    /// Claims one event's keys, `keys` its dedupe key first; what each found, in that order,
+    /// or only the first key's answer when it decides alone (accepted here a moment ago).
+    /// Several go together, one pipeline per primary: one after the other, each would add a
+    /// round trip to every request of the scheme.
     ///
     /// Together, two copies of one request can each win one key (the keys live on different
     /// primaries): each then finds the other's key in flight, and each would give its own
