@@ -48,15 +48,22 @@ fn published_to(source: &str, delivery: &str) -> Request<Full<Bytes>> {
     )
 }
 
-/// The count of `spillway_dedupe_hits_total` for GitHub's source in `state`.
-fn hits(h: &Harness, state: &str) -> String {
-    let metrics = h.metrics();
-    let prefix = format!("spillway_dedupe_hits_total{{source=\"github\",state=\"{state}\"}} ");
-    metrics
+/// The value of the metric `series` (name and labels), or "none" when it was never written.
+fn sample(h: &Harness, series: &str) -> String {
+    let prefix = format!("{series} ");
+    h.metrics()
         .lines()
         .find_map(|line| line.strip_prefix(prefix.as_str()))
         .unwrap_or("none")
         .to_owned()
+}
+
+/// The count of `spillway_dedupe_hits_total` for GitHub's source in `state`.
+fn hits(h: &Harness, state: &str) -> String {
+    sample(
+        h,
+        &format!("spillway_dedupe_hits_total{{source=\"github\",state=\"{state}\"}}"),
+    )
 }
 
 #[tokio::test(start_paused = true)]
@@ -169,12 +176,10 @@ async fn with_redis_down_both_keys_go_unanswered_as_one_event() {
 
 /// How many claims were sent to the store (`spillway_redis_command_duration_seconds`).
 fn claims_sent(h: &Harness) -> String {
-    let prefix = "spillway_redis_command_duration_seconds_count{command=\"claim\"} ";
-    h.metrics()
-        .lines()
-        .find_map(|line| line.strip_prefix(prefix))
-        .unwrap_or("none")
-        .to_owned()
+    sample(
+        h,
+        "spillway_redis_command_duration_seconds_count{command=\"claim\"}",
+    )
 }
 
 #[tokio::test(start_paused = true)]
