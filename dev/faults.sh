@@ -15,8 +15,7 @@ rm -rf "$SPILLWAY_FAULT_RESULTS"
 # A broker with nothing in it: one that had served `make test` (hundreds of topics and groups)
 # answered this load far slower (p99 28 s against 6 ms for the balancer case), and the figures
 # would measure that, not the fault.
-dev/tansu.sh stop --port 9092 || true
-dev/up.sh
+dev/up.sh --fresh-broker
 status=0
 cargo nextest run -p spillway --test faults --profile faults || status=$?
 # The report is written either way: a case that failed is listed with its reason.

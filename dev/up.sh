@@ -3,9 +3,18 @@
 # Cluster on 7000-7005 and the S3-compatible object store (s3s-fs) on 9000. Installs what is missing (and Prometheus, HAProxy, nginx, PostgreSQL and
 # Chromium, which tests start themselves, cargo-deb, and the packages of the Node.js receiver
 # that `make bench` compares with).
-# Idempotent.
+# Idempotent. `--fresh-broker` stops the broker on 9092 first, so it starts empty: tansu's
+# memory storage slows down as topics and groups pile up in it (docs/development.md), and
+# `make test` and `make faults` measure the code, not a broker aged by earlier runs.
 set -euo pipefail
 dev=$(cd "$(dirname "$0")" && pwd)
+fresh_broker=false
+for arg in "$@"; do
+  case "$arg" in
+    --fresh-broker) fresh_broker=true ;;
+    *) echo "usage: dev/up.sh [--fresh-broker]" >&2; exit 2 ;;
+  esac
+done
 if ! command -v cc >/dev/null || ! command -v make >/dev/null; then
   "$dev/apt-install.sh" build-essential
 fi
@@ -36,6 +45,9 @@ fi
 "$dev/browser.sh" install
 # The receiver written by hand in Node.js that `make bench` compares with; its test runs it.
 "$dev/node-receiver.sh" >/dev/null
+if "$fresh_broker"; then
+  "$dev/tansu.sh" stop --port 9092 || true
+fi
 "$dev/tansu.sh" start --port 9092 --storage memory
 "$dev/redis-cluster.sh" start --base-port 7000
 "$dev/s3.sh" start --port 9000
