@@ -3,10 +3,11 @@
 //!
 //! - a rate sweep with `--verify` on every step, up to the first rate that misses p99 under
 //!   the bound, loses anything, or is not sent at 95% of its target: the highest rate held;
-//! - the ingress at half its highest rate (p99 there), and with 50% duplicates; then the
+//! - the ingress at half its highest rate, three times (the medians of their CPU per request
+//!   and p99 are the headline's, [`crate::headline`]), and with 50% duplicates; then the
 //!   sustained and overload steps;
 //! - the floor server at the ingress's half rate ([`crate::floor_steps`]), and the same sweep
-//!   against the bare baseline server;
+//!   against the bare baseline server, then the bare server three times at the half rate;
 //! - CPU time per request of the server process for every step, from /proc.
 
 use std::collections::BTreeMap;
@@ -18,6 +19,7 @@ use spillway_kafka::Connection;
 use spillway_testkit::free_port;
 
 use crate::floor_steps::{measure_floor, prepare_floor};
+use crate::headline::repeated;
 use crate::overload::Overload;
 use crate::plan::{Kind, Mix, Planner};
 use crate::run::Settings;
@@ -83,12 +85,14 @@ pub struct Results {
     pub steps: Vec<Step>,
     pub max_rate: f64,
     pub bare_max_rate: f64,
+    /// The median p99 of the ingress's steps at the half rate.
     pub p99_ms_at_half: f64,
     /// The sustained step: (rate achieved, p99 ms, anything lost).
     pub sustained: Option<(f64, f64, usize)>,
+    /// Medians of CPU per request of each server's steps at the ingress's half rate.
     pub cpu_us_per_req: f64,
     pub bare_cpu_us_per_req: f64,
-    /// The floor server's at the half rate: the claim and the produce without Spillway.
+    /// The floor server's: the claim and the produce without Spillway.
     pub floor_cpu_us_per_req: f64,
     pub rss_mib_at_max: f64,
     pub overload: Option<Overload>,
@@ -119,6 +123,18 @@ pub(crate) struct Case<'a> {
     pub(crate) duplicates: f64,
     /// Where `--verify` reads: none for the bare server, which keeps nothing.
     pub(crate) verify_in: Option<(&'a Connection, &'a [String])>,
+}
+
+/// A step of the bare server, which keeps nothing to verify.
+fn bare_case(name: &'static str, rate: f64, duration: Duration) -> Case<'static> {
+    Case {
+        target: "bare",
+        name,
+        rate,
+        duration,
+        duplicates: 0.0,
+        verify_in: None,
+    }
 }
 
 pub async fn bench(settings: &BenchSettings) -> anyhow::Result<Results> {
@@ -152,15 +168,15 @@ pub async fn bench(settings: &BenchSettings) -> anyhow::Result<Results> {
     })
     .await?;
     let half = (max_rate / 2.0).max(100.0);
-    let at_half = measure(
+    let at_half = repeated(
         settings,
         &ingress,
         &sources,
-        verified("half", half, settings.step, 0.0),
+        || verified("half", half, settings.step, 0.0),
+        |_| Ok(()),
+        &mut steps,
     )
     .await?;
-    let (p99_ms_at_half, half_cpu) = (at_half.p99_ms, at_half.cpu_us_per_req);
-    steps.push(at_half);
     steps.push(
         measure(
             settings,
@@ -210,21 +226,21 @@ pub async fn bench(settings: &BenchSettings) -> anyhow::Result<Results> {
     let floor_cpu = measure_floor(settings, &floor_settings, &sources, half, &mut steps).await?;
 
     let bare = start_bare(&settings.loadgen_bin).await?;
-    let first_bare = steps.len();
-    let bare_max_rate = sweep(settings, &bare, &sources, &mut steps, |rate| Case {
-        target: "bare",
-        name: "sweep",
-        rate,
-        duration: settings.step,
-        duplicates: 0.0,
-        verify_in: None,
+    let bare_max_rate = sweep(settings, &bare, &sources, &mut steps, |rate| {
+        bare_case("sweep", rate, settings.step)
     })
     .await?;
-    // CPU per request is compared at the ingress's half rate (or the first rate above it).
-    let bare_cpu = steps[first_bare..]
-        .iter()
-        .find(|s| s.case == "sweep" && s.rate >= half)
-        .map(|s| s.cpu_us_per_req);
+    // CPU per request falls as the rate rises: the bare server is compared at the ingress's
+    // half rate itself, not at the first rate of its sweep above it.
+    let bare_at_half = repeated(
+        settings,
+        &bare,
+        &sources,
+        || bare_case("half", half, settings.step),
+        |_| Ok(()),
+        &mut steps,
+    )
+    .await?;
     bare.stop().await;
     let rss_mib_at_max = steps
         .iter()
@@ -235,10 +251,10 @@ pub async fn bench(settings: &BenchSettings) -> anyhow::Result<Results> {
         steps,
         max_rate,
         bare_max_rate,
-        p99_ms_at_half,
+        p99_ms_at_half: at_half.p99_ms,
         sustained: sustained_figures,
-        cpu_us_per_req: half_cpu,
-        bare_cpu_us_per_req: bare_cpu.unwrap_or_default(),
+        cpu_us_per_req: at_half.cpu_us_per_req,
+        bare_cpu_us_per_req: bare_at_half.cpu_us_per_req,
         floor_cpu_us_per_req: floor_cpu,
         rss_mib_at_max,
         overload,

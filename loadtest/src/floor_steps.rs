@@ -7,6 +7,7 @@ use spillway_kafka::Connection;
 
 use crate::bench::{measure, BenchSettings, Case, Step};
 use crate::floor::{FloorSettings, FloorWork};
+use crate::headline::repeated;
 use crate::server::start_floor;
 use crate::signing::SignedSource;
 
@@ -36,9 +37,9 @@ pub(crate) async fn prepare_floor(
     })
 }
 
-/// The floor at `half`, then the claim alone and the produce alone (steps named "half",
-/// "claim only" and "produce only"): the floor's CPU per request. A step with a wrong answer
-/// fails the run, as a floor that failed would look cheap.
+/// The floor at `half` ([`crate::headline::REPEATS`] times: the median of their CPU per request is returned),
+/// then the claim alone and the produce alone (steps named "half", "claim only" and "produce
+/// only"). A step with a wrong answer fails the run, as a floor that failed would look cheap.
 pub(crate) async fn measure_floor(
     settings: &BenchSettings,
     floor_settings: &FloorSettings,
@@ -66,16 +67,28 @@ pub(crate) async fn measure_floor(
             verify_in: None,
         };
         // A first short step opens the connections and the producer's first batches, as the
-        // ingress's sweep did before its half-rate step; it is not kept.
+        // ingress's sweep did before its half-rate steps; it is not kept.
         let warm_up = case("warm-up", Duration::from_secs(2));
         answered_right(&measure(settings, &floor, sources, warm_up).await?)?;
-        let step = measure(settings, &floor, sources, case(name, settings.step)).await?;
-        floor.stop().await;
-        answered_right(&step)?;
         if work == FloorWork::Both {
-            floor_cpu = step.cpu_us_per_req;
+            let medians = repeated(
+                settings,
+                &floor,
+                sources,
+                || case(name, settings.step),
+                answered_right,
+                steps,
+            )
+            .await;
+            floor.stop().await;
+            floor_cpu = medians?.cpu_us_per_req;
+        } else {
+            let step = measure(settings, &floor, sources, case(name, settings.step)).await;
+            floor.stop().await;
+            let step = step?;
+            answered_right(&step)?;
+            steps.push(step);
         }
-        steps.push(step);
     }
     Ok(floor_cpu)
 }

@@ -55,6 +55,13 @@ impl Figure {
     }
 }
 
+/// The median of `values`; `None` when there are none.
+pub(crate) fn median(values: impl IntoIterator<Item = f64>) -> Option<f64> {
+    let mut sorted: Vec<f64> = values.into_iter().collect();
+    sorted.sort_by(f64::total_cmp);
+    median_of(&sorted)
+}
+
 /// The median of `sorted` values; `None` when there are none.
 fn median_of(sorted: &[f64]) -> Option<f64> {
     match sorted.len() {

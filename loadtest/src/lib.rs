@@ -11,7 +11,8 @@
 //!   request with the same engines (a claim and a produce), measured by [`floor_steps`];
 //!   [`cpu`]: a process's CPU time from /proc; [`node_steps`]: the receiver a team writes by
 //!   hand in Node.js, swept on a broker of its own (`spillway-loadgen node`);
-//! - [`bench`]: the rate sweeps of `make bench`; [`fleet`]: its batch and large-body figures;
+//! - [`bench`]: the rate sweeps of `make bench`, with the headline's medians of repeated
+//!   steps at the half rate from [`headline`]; [`fleet`]: its batch and large-body figures;
 //!   [`console`]: the console's index lag, catch-up and search figures; [`worker`]: the
 //!   worker's deliveries per core and the latency from a 202 to the subscriber, to the
 //!   subscriber in [`sink`]; [`quick`]:
@@ -29,6 +30,7 @@ pub mod fleet;
 pub mod floor;
 mod floor_steps;
 pub mod guard;
+mod headline;
 pub mod node_steps;
 pub mod overload;
 pub mod plan;
