@@ -89,10 +89,18 @@ signal() {
   local sig=$1
   [ -f "$dir/tansu.pid" ] || { echo "tansu on port $port: no pid file"; return 0; }
   pid=$(cat "$dir/tansu.pid")
+  rm -f "$dir/tansu.pid"
+  # A broker that died left its pid behind, which another process may have by now.
+  if [ "$(cat "/proc/$pid/comm" 2>/dev/null)" != tansu ]; then
+    echo "tansu on port $port: not running (stale pid file)"
+    return 0
+  fi
   kill "-$sig" "$pid" 2>/dev/null || true
   for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -9 "$pid" 2>/dev/null || true
-  rm -f "$dir/tansu.pid"
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -9 "$pid" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  fi
   echo "tansu on port $port stopped ($sig)"
 }
 

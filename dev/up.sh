@@ -46,7 +46,13 @@ fi
 # The receiver written by hand in Node.js that `make bench` compares with; its test runs it.
 "$dev/node-receiver.sh" >/dev/null
 if "$fresh_broker"; then
-  "$dev/tansu.sh" stop --port 9092 || true
+  "$dev/tansu.sh" stop --port 9092
+  # Something still on the port (a broker this checkout did not start) would be taken for
+  # the fresh one.
+  if (exec 3<>/dev/tcp/127.0.0.1/9092) 2>/dev/null; then
+    echo "dev/up.sh --fresh-broker: 127.0.0.1:9092 still answers after the stop; stop what listens there" >&2
+    exit 1
+  fi
 fi
 "$dev/tansu.sh" start --port 9092 --storage memory
 "$dev/redis-cluster.sh" start --base-port 7000

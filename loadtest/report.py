@@ -37,7 +37,7 @@ TARGETS = [
     ("ingress CPU per request vs bare, at half the highest rate (medians of three steps each)", "cpu_ratio", "<= 2.5x"),
     ("the floor's CPU per request vs bare (one claim, one produce, nothing else)", "floor_ratio", "(none set)"),
     ("ingress CPU per request vs the floor's", "ingress_vs_floor", "(none set)"),
-    ("p99 at half the highest rate", "p99_ms_at_half", "< 20 ms"),
+    ("p99 at half the highest rate (median of three steps)", "p99_ms_at_half", "< 20 ms"),
     ("memory per ingress process", "rss_mib_at_max", "< 100 MiB"),
     ("overload at twice the highest rate: answered (202 or 503) within 1 s", "overload_answered", ">= 95%"),
     ("recovery once the overload drops to half the rate", "overload_recovery", "<= 10 s"),

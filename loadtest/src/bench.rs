@@ -19,7 +19,7 @@ use spillway_kafka::Connection;
 use spillway_testkit::free_port;
 
 use crate::floor_steps::{measure_floor, prepare_floor};
-use crate::headline::repeated;
+use crate::headline::{answered_right, repeated};
 use crate::overload::Overload;
 use crate::plan::{Kind, Mix, Planner};
 use crate::run::Settings;
@@ -237,7 +237,7 @@ pub async fn bench(settings: &BenchSettings) -> anyhow::Result<Results> {
         &bare,
         &sources,
         || bare_case("half", half, settings.step),
-        |_| Ok(()),
+        answered_right,
         &mut steps,
     )
     .await?;

@@ -7,7 +7,7 @@ use spillway_kafka::Connection;
 
 use crate::bench::{measure, BenchSettings, Case, Step};
 use crate::floor::{FloorSettings, FloorWork};
-use crate::headline::repeated;
+use crate::headline::{answered_right, repeated};
 use crate::server::start_floor;
 use crate::signing::SignedSource;
 
@@ -91,18 +91,4 @@ pub(crate) async fn measure_floor(
         }
     }
     Ok(floor_cpu)
-}
-
-/// Every request of `step` was answered rightly (202: each is a new event).
-fn answered_right(step: &Step) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        step.unexpected + step.errors == 0,
-        "the floor's {} step at {}/s answered wrongly ({} unexpected, {} errors: {:?}): no figures from it",
-        step.case,
-        step.rate,
-        step.unexpected,
-        step.errors,
-        step.answers
-    );
-    Ok(())
 }

@@ -28,13 +28,11 @@ impl Figure {
     /// ratio over zero) left out; `None` when none is left, as JSON keeps no NaN.
     pub fn new(name: &str, unit: &str, samples: Vec<f64>) -> Option<Self> {
         let samples: Vec<f64> = samples.into_iter().filter(|s| s.is_finite()).collect();
-        let mut sorted = samples.clone();
-        sorted.sort_by(f64::total_cmp);
-        let median = median_of(&sorted)?;
+        let median = median(samples.iter().copied())?;
         Some(Self {
             name: name.to_owned(),
             unit: unit.to_owned(),
-            band_pct: spread_pct(&sorted, median),
+            band_pct: spread_pct(&samples, median),
             samples,
             median,
             history: Vec::new(),

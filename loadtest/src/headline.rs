@@ -40,6 +40,23 @@ pub(crate) async fn repeated<'a>(
     Ok(medians)
 }
 
+/// Every request of `step` was answered rightly (202: each is a new event), for a server
+/// that keeps nothing `--verify` could check (the floor, the bare server): one that answered
+/// wrongly would look cheap, so no figures are taken from it.
+pub(crate) fn answered_right(step: &Step) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        step.unexpected + step.errors == 0,
+        "the {}'s {} step at {}/s answered wrongly ({} unexpected, {} errors: {:?}): no figures from it",
+        step.target,
+        step.case,
+        step.rate,
+        step.unexpected,
+        step.errors,
+        step.answers
+    );
+    Ok(())
+}
+
 fn medians_of(steps: &[Step]) -> Medians {
     Medians {
         cpu_us_per_req: median(steps.iter().map(|s| s.cpu_us_per_req)).unwrap_or_default(),
