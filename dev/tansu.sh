@@ -89,19 +89,30 @@ signal() {
   local sig=$1
   [ -f "$dir/tansu.pid" ] || { echo "tansu on port $port: no pid file"; return 0; }
   pid=$(cat "$dir/tansu.pid")
-  rm -f "$dir/tansu.pid"
   # A broker that died left its pid behind, which another process may have by now.
   if [ "$(cat "/proc/$pid/comm" 2>/dev/null)" != tansu ]; then
+    rm -f "$dir/tansu.pid"
     echo "tansu on port $port: not running (stale pid file)"
     return 0
   fi
   kill "-$sig" "$pid" 2>/dev/null || true
-  for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  if kill -0 "$pid" 2>/dev/null; then
+  for _ in $(seq 100); do gone "$pid" && break; sleep 0.1; done
+  if ! gone "$pid"; then
     kill -9 "$pid" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    for _ in $(seq 50); do gone "$pid" && break; sleep 0.1; done
   fi
+  # Still there (not ours to signal, say): the pid file stays, so a later stop can find it.
+  if ! gone "$pid"; then
+    echo "tansu on port $port (pid $pid) did not stop" >&2
+    return 1
+  fi
+  rm -f "$dir/tansu.pid"
   echo "tansu on port $port stopped ($sig)"
+}
+
+# Whether process $1 has exited (a zombie nobody reaped yet has: its sockets are closed).
+gone() {
+  [ ! -e "/proc/$1" ] || [ "$(sed -E 's/.*\) ([A-Z]).*/\1/' "/proc/$1/stat" 2>/dev/null)" = Z ]
 }
 
 case "$cmd" in
