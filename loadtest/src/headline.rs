@@ -40,18 +40,19 @@ pub(crate) async fn repeated<'a>(
     Ok(medians)
 }
 
-/// Every request of `step` was answered rightly (202: each is a new event), for a server
-/// that keeps nothing `--verify` could check (the floor, the bare server): one that answered
-/// wrongly would look cheap, so no figures are taken from it.
+/// Every request of `step` got the right answer and nothing it wrote is missing from Kafka
+/// (`lost` is `None` where nothing is reconciled: the floor, the bare server). A step that
+/// answered wrongly or lost events would look cheap, so no figures are taken from it.
 pub(crate) fn answered_right(step: &Step) -> anyhow::Result<()> {
     anyhow::ensure!(
-        step.unexpected + step.errors == 0,
-        "the {}'s {} step at {}/s answered wrongly ({} unexpected, {} errors: {:?}): no figures from it",
+        step.lost.unwrap_or(0) == 0 && step.unexpected + step.errors == 0,
+        "the {}'s {} step at {}/s answered wrongly ({} unexpected, {} errors, lost {:?}: {:?}): no figures from it",
         step.target,
         step.case,
         step.rate,
         step.unexpected,
         step.errors,
+        step.lost,
         step.answers
     );
     Ok(())

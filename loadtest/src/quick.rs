@@ -12,6 +12,7 @@ use serde::Serialize;
 use crate::bench::{measure, Case, Step};
 use crate::floor_steps::prepare_floor;
 use crate::guard::{compare, Comparison, Figure};
+use crate::headline::answered_right;
 use crate::server::{start_bare, start_floor, start_ingress};
 use crate::stage::{Stage, StageSettings};
 use crate::worker::{Live, Protocol, Rig, WARM_UP};
@@ -75,15 +76,7 @@ pub async fn quick(settings: &QuickSettings) -> anyhow::Result<QuickResults> {
                 verify_in,
             };
             let step = measure(&bench, server, &sources, case).await?;
-            // A figure from a step that answered wrongly or lost events would mislead.
-            anyhow::ensure!(
-                step.lost.unwrap_or(0) == 0 && step.unexpected + step.errors == 0,
-                "the {target} step at {}/s answered wrongly ({} unexpected, {} errors, lost {:?}): no figures from it",
-                stage.rate,
-                step.unexpected,
-                step.errors,
-                step.lost
-            );
+            answered_right(&step)?;
             if repeat > 0 {
                 steps.push(step);
             }
