@@ -47,6 +47,11 @@ fn minimal_config_gets_sane_defaults() {
         let config = load(Path::new("spillway.yaml")).map_err(|e| e.to_string())?;
         assert_eq!(config.redis.window, Duration::from_secs(86_400));
         assert_eq!(config.kafka.topic_prefix, "spillway.");
+        assert_eq!(
+            config.kafka.linger,
+            Duration::from_millis(5),
+            "librdkafka's own default, as docs/configuration.md says"
+        );
         assert!(config.telemetry.access_log);
         assert_eq!(
             config.telemetry.otlp_endpoint, None,

@@ -119,8 +119,12 @@ fn default_topic_prefix() -> String {
 fn default_delivery_timeout() -> Duration {
     Duration::from_secs(5)
 }
+/// librdkafka's own default, and Apache Kafka's producer's since 4.0 (KIP-1030). Each batch
+/// costs the producer's broker thread wake-ups whatever it holds: measured at 3,500/s, 2 ms
+/// cost about 20 µs more CPU per request than 5 ms, for a p99 no better (docs/benchmarks.md,
+/// "The producer's linger").
 fn default_linger() -> Duration {
-    Duration::from_millis(2)
+    Duration::from_millis(5)
 }
 fn default_max_queued() -> u32 {
     100_000
