@@ -169,6 +169,21 @@ DASHBOARDS: list[tuple[str, str, str, list[dict[str, Any]], list[list[dict[str, 
              panel("Redis errors by command", "reqps",
                    q(f"sum by (command) (rate(spillway_redis_errors_total[{RATE}]))", "{{command}}")),
          ],
+         [
+             panel("Dedupe commands on direct routes", "reqps",
+                   q(f'sum(rate(spillway_redis_command_duration_seconds_count{{command=~"claim|commit|release"}}[{RATE}]))',
+                     "claims, commits, releases"),
+                   q(f"sum(rate(spillway_redis_direct_commands_total[{RATE}]))", "on direct routes"),
+                   description="Commands sent straight to their key's primary, past the cluster client's "
+                               "driver (cheaper per command). The two lines apart for long: the routes "
+                               "cannot be built or used; see the fallbacks."),
+             panel("Direct-route fallbacks", "reqps",
+                   q(f"sum(rate(spillway_redis_direct_fallbacks_total[{RATE}]))", "fallbacks"),
+                   description="Commands a direct connection refused as misrouted or failed, sent "
+                               "through the cluster connection instead. A few after a failover or "
+                               "resharding; a steady rate means the announced addresses do not reach "
+                               "the nodes from the pod."),
+         ],
      ]),
     ("spillway-workers", "Spillway / Workers",
      "Delivery to subscribers: outcomes, latency, lag, retries, dead letters, circuit breakers.",

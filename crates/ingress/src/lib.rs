@@ -29,6 +29,7 @@ mod read;
 mod reload;
 mod route;
 mod schema;
+mod scrape;
 mod server;
 mod signed_url;
 mod sns;
@@ -251,7 +252,10 @@ impl Ingress {
         let (admin_stop_tx, admin_stop_rx) = tokio::sync::oneshot::channel::<()>();
         let admin_task = tokio::spawn(serve_admin(
             admin,
-            Arc::clone(&self.pipeline.metrics) as Arc<dyn Encode>,
+            Arc::new(scrape::Scrape {
+                metrics: Arc::clone(&self.pipeline.metrics),
+                store: self.pipeline.store.clone(),
+            }) as Arc<dyn Encode>,
             self.readiness.clone(),
             None,
             async move {

@@ -250,6 +250,16 @@ impl SharedStore {
             Self::Memory(s) => s.reachable("health").map(|()| s.health(key)),
         }
     }
+
+    /// Commands answered on direct connections to their primaries, and the fallbacks from
+    /// them to the cluster connection, since the store was made
+    /// ([`RedisStore::direct_counts`]); none for the in-memory store, which has no routes.
+    pub fn direct_counts(&self) -> Option<(u64, u64)> {
+        match self {
+            Self::Redis(s) => Some(s.direct_counts()),
+            Self::Memory(_) => None,
+        }
+    }
 }
 
 #[cfg(test)]

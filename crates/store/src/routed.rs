@@ -21,7 +21,7 @@ use crate::StoreError;
 impl RedisStore {
     /// Commands answered on a direct connection to their primary, and the refusals or failures
     /// on one that sent commands through the cluster connection instead (a pipeline's count
-    /// once, however many of its commands were refused). For tests and diagnostics.
+    /// once, however many of its commands were refused). Exported as metrics by the ingress.
     pub fn direct_counts(&self) -> (u64, u64) {
         self.inner.direct.counts()
     }

@@ -7,7 +7,16 @@
 //! never an event id, a key, a URL or a client address.
 
 use prometheus::{
-    HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
+
+mod markdown;
+mod worker;
+
+pub use markdown::markdown;
+pub use worker::{
+    CONSUMER_LAG, WORKER_ATTEMPT_RECORDS, WORKER_CIRCUIT_STATE, WORKER_DEAD_LETTERS,
+    WORKER_DELIVERIES, WORKER_DELIVERY_DURATION, WORKER_RETRIES,
 };
 
 /// Which process exports a metric.
@@ -52,11 +61,6 @@ const ANSWER_BUCKETS: &[f64] = &[
 const DEPENDENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
-/// Latency buckets for one outbound delivery: from a subscriber next door (1 ms) to one at
-/// the end of its timeout.
-const DELIVERY_BUCKETS: &[f64] = &[
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-];
 /// Body sizes from 256 B to 16 MiB, by factors of four.
 const BODY_BUCKETS: &[f64] = &[
     256.0,
@@ -74,11 +78,7 @@ const SOURCE: Label = Label {
     name: "source",
     values: "a configured source name, or `_unknown` for a path that names none",
 };
-const SUBSCRIPTION: Label = Label {
-    name: "subscription",
-    values: "a subscription id (from the config file or the registry)",
-};
-const TOPIC: Label = Label {
+pub(crate) const TOPIC: Label = Label {
     name: "topic",
     values: "a configured Kafka topic",
 };
@@ -282,6 +282,20 @@ pub const REDIS_ERRORS: MetricDef = MetricDef {
         values: "`claim`, `commit`, `release`, `rate_limit`, `block_check`, `block_count`",
     }],
 };
+pub const REDIS_DIRECT_COMMANDS: MetricDef = MetricDef {
+    name: "spillway_redis_direct_commands_total",
+    kind: Kind::Counter,
+    process: Process::Ingress,
+    help: "Dedupe claims, commits and releases answered on a direct connection to their key's primary, each command of a pipeline counted: the cheaper way, past redis-rs's cluster connection, which the others take (compare with the `claim`, `commit` and `release` counts of `spillway_redis_command_duration_seconds`). A share that falls and stays low means the routes to the primaries cannot be built or used (see `spillway_redis_direct_fallbacks_total`).",
+    labels: &[],
+};
+pub const REDIS_DIRECT_FALLBACKS: MetricDef = MetricDef {
+    name: "spillway_redis_direct_fallbacks_total",
+    kind: Kind::Counter,
+    process: Process::Ingress,
+    help: "Commands (or pipelines, once each) that a direct connection to a primary refused as misrouted or failed, and that went through the cluster connection instead; that connection is left out and the routes are built again a second later. A few follow a failover or a resharding; a steady rate means the primaries' addresses as the cluster announces them do not reach the nodes from the pod.",
+    labels: &[],
+};
 pub const KAFKA_PRODUCE_DURATION: MetricDef = MetricDef {
     name: "spillway_kafka_produce_duration_seconds",
     kind: Kind::Histogram(DEPENDENCY_BUCKETS),
@@ -308,77 +322,6 @@ pub const KAFKA_PRODUCER_QUEUE: MetricDef = MetricDef {
     process: Process::Ingress,
     help: "Records in librdkafka's producer queue (handed over, not yet acknowledged).",
     labels: &[],
-};
-pub const WORKER_DELIVERIES: MetricDef = MetricDef {
-    name: "spillway_worker_deliveries_total",
-    kind: Kind::Counter,
-    process: Process::Worker,
-    help: "Delivery attempts by subscription and outcome.",
-    labels: &[
-        SUBSCRIPTION,
-        Label {
-            name: "outcome",
-            values: "`delivered` (2xx), `failed` (error, timeout or retryable status), `refused` (SSRF guard, 508, every secret expired), `postponed` (circuit open, or a first attempt past `worker.first_attempt_budget`), `dropped` (a retry for a subscription the registry removed)",
-        },
-    ],
-};
-pub const WORKER_DELIVERY_DURATION: MetricDef = MetricDef {
-    name: "spillway_worker_delivery_duration_seconds",
-    kind: Kind::Histogram(DELIVERY_BUCKETS),
-    process: Process::Worker,
-    help: "Time of one delivery attempt, by subscription.",
-    labels: &[SUBSCRIPTION],
-};
-pub const WORKER_RETRIES: MetricDef = MetricDef {
-    name: "spillway_worker_retries_total",
-    kind: Kind::Counter,
-    process: Process::Worker,
-    help: "Deliveries parked in a retry tier (failed, deferred or postponed), by subscription.",
-    labels: &[SUBSCRIPTION],
-};
-pub const WORKER_ATTEMPT_RECORDS: MetricDef = MetricDef {
-    name: "spillway_worker_attempt_records_total",
-    kind: Kind::Counter,
-    process: Process::Worker,
-    help: "Records of delivery attempts written to the attempts topic for the console, by result.",
-    labels: &[Label {
-        name: "result",
-        values: "`written`, `lost` (Kafka did not take it: the console will not show that attempt; the delivery is unaffected)",
-    }],
-};
-
-pub const WORKER_DEAD_LETTERS: MetricDef = MetricDef {
-    name: "spillway_worker_dead_letters_total",
-    kind: Kind::Counter,
-    process: Process::Worker,
-    help: "Deliveries dead-lettered, by subscription and reason.",
-    labels: &[
-        SUBSCRIPTION,
-        Label {
-            name: "reason",
-            values: "`attempts_exhausted`, `target_refused`, `postponed_too_long` (postponed past `worker.max_postponement`), `subscription_unknown` (a retry for a subscription the worker does not know)",
-        },
-    ],
-};
-pub const WORKER_CIRCUIT_STATE: MetricDef = MetricDef {
-    name: "spillway_worker_circuit_state",
-    kind: Kind::Gauge,
-    process: Process::Worker,
-    help: "A subscription's circuit breaker: 0 closed, 1 half-open (one probe), 2 open.",
-    labels: &[SUBSCRIPTION],
-};
-pub const CONSUMER_LAG: MetricDef = MetricDef {
-    name: "spillway_consumer_lag_messages",
-    kind: Kind::Gauge,
-    process: Process::Worker,
-    help: "Records not yet consumed, per topic and partition assigned to this worker (sampled every 5 s).",
-    labels: &[
-        TOPIC,
-        Label {
-            name: "partition",
-            values: "a partition number of that topic",
-        },
-    ],
 };
 pub const BUILD_INFO: MetricDef = MetricDef {
     name: "spillway_build_info",
@@ -418,6 +361,8 @@ pub const CATALOG: &[MetricDef] = &[
     BLOCKED_CLIENTS,
     REDIS_COMMAND_DURATION,
     REDIS_ERRORS,
+    REDIS_DIRECT_COMMANDS,
+    REDIS_DIRECT_FALLBACKS,
     KAFKA_PRODUCE_DURATION,
     KAFKA_PRODUCE_ERRORS,
     KAFKA_PRODUCER_QUEUE,
@@ -448,6 +393,11 @@ impl MetricDef {
         let c = IntCounterVec::new(self.opts(), &self.label_names())?;
         registry.register(Box::new(c.clone()))?;
         Ok(c)
+    }
+
+    /// Creates this counter, which has no labels, in `registry`.
+    pub(crate) fn single_counter(&self, registry: &Registry) -> prometheus::Result<IntCounter> {
+        Ok(self.counter(registry)?.with_label_values::<&str>(&[]))
     }
 
     /// Creates this gauge in `registry`.
@@ -487,64 +437,6 @@ pub(crate) fn build_info(registry: &Registry, process: &str) -> prometheus::Resu
         .with_label_values(&[env!("CARGO_PKG_VERSION"), process])
         .set(1);
     Ok(())
-}
-
-/// docs/metrics.md, generated from the catalog.
-pub fn markdown() -> String {
-    let mut out = String::from(
-        "<!-- Generated from crates/telemetry/src/catalog.rs by \
-         `SPILLWAY_BLESS=1 cargo test -p spillway-telemetry metrics_doc`; do not edit. -->\n\
-         # Metrics\n\n\
-         Every Spillway process serves its metrics in the Prometheus text format on its admin \
-         port at `/metrics`: the ingress on `admin.listen` (default `127.0.0.1:9090`), the worker on \
-         `worker.admin_listen` (default `127.0.0.1:9095`). Names follow \
-         `spillway_<name>_<unit>[_total]`; only counters end in `_total`. Every label holds a \
-         bounded set of values: configured names or fixed codes, never an event id, a key, a URL \
-         or a client address, so a sender cannot grow the number of series.\n\n\
-         Histograms also export `_bucket`, `_sum` and `_count` series.\n",
-    );
-    for (title, process) in [
-        ("Ingress", Process::Ingress),
-        ("Worker", Process::Worker),
-        ("Both processes", Process::Both),
-    ] {
-        out.push_str(&format!(
-            "\n## {title}\n\n| metric | type | labels | meaning |\n|---|---|---|---|\n"
-        ));
-        for def in CATALOG.iter().filter(|d| d.process == process) {
-            let kind = match def.kind {
-                Kind::Counter => "counter".to_owned(),
-                Kind::Gauge => "gauge".to_owned(),
-                Kind::Histogram(b) => format!(
-                    "histogram ({})",
-                    b.iter()
-                        .map(|x| x.to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            };
-            let labels = def
-                .labels
-                .iter()
-                .map(|l| format!("`{}`", l.name))
-                .collect::<Vec<_>>()
-                .join(", ");
-            out.push_str(&format!(
-                "| `{}` | {kind} | {labels} | {} |\n",
-                def.name, def.help
-            ));
-        }
-    }
-    out.push_str("\n## Label values\n\n| metric | label | values |\n|---|---|---|\n");
-    for def in CATALOG {
-        for l in def.labels {
-            out.push_str(&format!(
-                "| `{}` | `{}` | {} |\n",
-                def.name, l.name, l.values
-            ));
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use prometheus::{
-    Encoder, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Registry, TextEncoder,
+    Encoder, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Registry, TextEncoder,
 };
 
 use crate::catalog;
@@ -33,6 +33,11 @@ pub struct IngressMetrics {
     blocked: IntCounterVec,
     redis_duration: HistogramVec,
     redis_errors: IntCounterVec,
+    redis_direct: IntCounter,
+    redis_direct_fallbacks: IntCounter,
+    /// Held while the two above are brought up to the store's counts, so that two scrapes at
+    /// once do not both add the same difference.
+    direct_sync: Arc<Mutex<()>>,
     produce_duration: HistogramVec,
     produce_errors: IntCounterVec,
     producer_queue: IntGauge,
@@ -68,6 +73,9 @@ impl IngressMetrics {
             blocked: BLOCKED_CLIENTS.counter(&r)?,
             redis_duration: REDIS_COMMAND_DURATION.histogram(&r)?,
             redis_errors: REDIS_ERRORS.counter(&r)?,
+            redis_direct: REDIS_DIRECT_COMMANDS.single_counter(&r)?,
+            redis_direct_fallbacks: REDIS_DIRECT_FALLBACKS.single_counter(&r)?,
+            direct_sync: Arc::default(),
             produce_duration: KAFKA_PRODUCE_DURATION.histogram(&r)?,
             produce_errors: KAFKA_PRODUCE_ERRORS.counter(&r)?,
             producer_queue: KAFKA_PRODUCER_QUEUE.single_gauge(&r)?,
@@ -225,6 +233,23 @@ impl IngressMetrics {
             self.redis_errors
                 .with_label_values(&[command.label()])
                 .inc();
+        }
+    }
+
+    /// Brings the direct-route counters up to the shared store's own counts since the process
+    /// started: the commands `answered` on direct connections and the `fallbacks` from them.
+    /// The store keeps those counts on its hot path as plain atomics; they are read here, before
+    /// a scrape, rather than counted twice.
+    pub fn sync_direct_routes(&self, answered: u64, fallbacks: u64) {
+        let _one_at_a_time = self
+            .direct_sync
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for (counter, total) in [
+            (&self.redis_direct, answered),
+            (&self.redis_direct_fallbacks, fallbacks),
+        ] {
+            counter.inc_by(total.saturating_sub(counter.get()));
         }
     }
 
@@ -413,127 +438,4 @@ fn encode(registry: &Registry) -> Vec<u8> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::catalog::{Process, CATALOG};
-
-    /// The metric family names in an exposition.
-    fn families(text: &str) -> std::collections::BTreeSet<String> {
-        text.lines()
-            .filter_map(|l| l.strip_prefix("# TYPE "))
-            .filter_map(|l| l.split(' ').next())
-            .map(str::to_owned)
-            .collect()
-    }
-
-    fn catalogued(process: Process) -> std::collections::BTreeSet<String> {
-        CATALOG
-            .iter()
-            .filter(|d| d.process == process || d.process == Process::Both)
-            .map(|d| d.name.to_owned())
-            .collect()
-    }
-
-    #[test]
-    fn the_ingress_exports_exactly_its_part_of_the_catalog() {
-        let m = IngressMetrics::new().expect("metrics");
-        m.record("github", Outcome::Accepted, 0.003);
-        m.record("github", Outcome::Overloaded, 0.0001);
-        m.body_read("github", 2048);
-        m.verify_failure("github", "signature_mismatch");
-        m.dedupe_hit("github", true);
-        m.claims_in_flight().inc();
-        m.fail_open("github");
-        m.dedupe_fallback("github");
-        m.batch_records("github", "accepted", 3);
-        m.invalid_record("github", "required", "quarantined");
-        m.verified("github", "gh-2026");
-        m.handshake("github", "slack_url_verification", "answered");
-        m.client_blocked("github");
-        m.redis_command(RedisCommand::Claim, 0.001, false);
-        m.produce("events.github", 0.004, Some("queue_full"));
-        m.set_producer_queue(3);
-        let text = String::from_utf8(m.encode()).expect("utf8");
-        assert_eq!(families(&text), catalogued(Process::Ingress), "\n{text}");
-        for line in [
-            "spillway_http_requests_total{outcome=\"accepted\",source=\"github\"} 1",
-            "spillway_http_shed_requests_total{reason=\"max_in_flight\",source=\"github\"} 1",
-            "spillway_http_request_body_bytes_bucket{source=\"github\",le=\"4096\"} 1",
-            "spillway_dedupe_hits_total{source=\"github\",state=\"done\"} 1",
-            "spillway_dedupe_in_flight_claims 1",
-            "spillway_batch_records_total{result=\"accepted\",source=\"github\"} 3",
-            "spillway_invalid_records_total{action=\"quarantined\",reason=\"required\",source=\"github\"} 1",
-            "spillway_redis_errors_total{command=\"claim\"} 1",
-            "spillway_kafka_produce_errors_total{reason=\"queue_full\",topic=\"events.github\"} 1",
-            "spillway_kafka_producer_queue_messages 3",
-            "spillway_http_in_flight_requests 0",
-            "spillway_build_info{process=\"ingress\",version=",
-        ] {
-            assert!(text.contains(line), "{line} missing from\n{text}");
-        }
-        assert_eq!(m.count("github", Outcome::Accepted), 1);
-    }
-
-    #[test]
-    fn a_configured_source_starts_with_zeroes() {
-        let m = IngressMetrics::new().expect("metrics");
-        m.init_source("meters", "spillway.meters", &["not_acknowledged"]);
-        let text = String::from_utf8(m.encode()).expect("utf8");
-        for line in [
-            "spillway_http_requests_total{outcome=\"kafka_unavailable\",source=\"meters\"} 0",
-            "spillway_dedupe_fail_open_events_total{source=\"meters\"} 0",
-            "spillway_kafka_produce_errors_total{reason=\"not_acknowledged\",topic=\"spillway.meters\"} 0",
-            "spillway_redis_errors_total{command=\"release\"} 0",
-        ] {
-            assert!(text.contains(line), "{line} missing from\n{text}");
-        }
-    }
-
-    #[test]
-    fn a_forgotten_subscription_or_partition_exports_no_gauge() {
-        let metrics = WorkerMetrics::new().expect("metrics");
-        metrics.init_subscription("gone");
-        metrics.circuit("gone", CircuitState::Open);
-        metrics.lag("t", 1, 5);
-        let text = |m: &WorkerMetrics| String::from_utf8(m.encode()).expect("utf-8");
-        assert!(text(&metrics).contains("spillway_worker_circuit_state{subscription=\"gone\"} 2"));
-        metrics.forget_subscription("gone");
-        metrics.forget_lag("t", 1);
-        let after = text(&metrics);
-        assert!(
-            !after.contains("circuit_state{subscription=\"gone\"}"),
-            "{after}"
-        );
-        assert!(!after.contains("partition=\"1\""), "{after}");
-    }
-
-    #[test]
-    fn the_worker_exports_exactly_its_part_of_the_catalog() {
-        let m = WorkerMetrics::new().expect("metrics");
-        m.delivery("crm", "delivered", Some(0.02));
-        m.parked("crm");
-        m.dead_letter("crm", "attempts_exhausted");
-        m.circuit("crm", CircuitState::Open);
-        m.lag("events.github", 0, 7);
-        m.reload(true);
-        m.attempt_record(true);
-        let text = String::from_utf8(m.encode()).expect("utf8");
-        assert_eq!(families(&text), catalogued(Process::Worker), "\n{text}");
-        m.init_subscription("quiet");
-        let text = String::from_utf8(m.encode()).expect("utf8");
-        for line in [
-            "spillway_worker_dead_letters_total{reason=\"target_refused\",subscription=\"quiet\"} 0",
-            "spillway_worker_retries_total{subscription=\"quiet\"} 0",
-            "spillway_worker_circuit_state{subscription=\"quiet\"} 0",
-        ] {
-            assert!(text.contains(line), "{line} missing from\n{text}");
-        }
-        for line in [
-            "spillway_worker_circuit_state{subscription=\"crm\"} 2",
-            "spillway_consumer_lag_messages{partition=\"0\",topic=\"events.github\"} 7",
-            "spillway_build_info{process=\"worker\",version=",
-        ] {
-            assert!(text.contains(line), "{line} missing from\n{text}");
-        }
-    }
-}
+mod tests;

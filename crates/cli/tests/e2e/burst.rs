@@ -277,7 +277,8 @@ async fn burst_is_in_kafka_exactly_once_with_exact_bodies_and_headers() {
         "nothing but the accepted events is in Kafka"
     );
 
-    // Both processes took traffic and counted it.
+    // Both processes took traffic and counted it, and sent their claims and commits on the
+    // direct routes to the primaries (built at the first command, a few milliseconds in).
     for i in &ingresses {
         let metrics = i.metrics().await;
         assert!(
@@ -285,6 +286,11 @@ async fn burst_is_in_kafka_exactly_once_with_exact_bodies_and_headers() {
                 .contains("spillway_http_requests_total{outcome=\"accepted\",source=\"github\"}"),
             "{metrics}"
         );
+        let direct = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("spillway_redis_direct_commands_total "))
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        assert!(direct.is_some_and(|n| n > 0), "{metrics}");
     }
 }
 

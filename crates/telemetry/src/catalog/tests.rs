@@ -15,6 +15,8 @@ const UNITS: &[&str] = &[
     "hits",
     "failures",
     "errors",
+    "commands",
+    "fallbacks",
     "letters",
     "retries",
     "deliveries",
