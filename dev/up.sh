@@ -49,7 +49,7 @@ if "$fresh_broker"; then
   "$dev/tansu.sh" stop --port 9092
   # Something still on the port (a broker this checkout did not start) would be taken for
   # the fresh one.
-  if (exec 3<>/dev/tcp/127.0.0.1/9092) 2>/dev/null; then
+  if "$dev/tansu.sh" status --port 9092 >/dev/null; then
     echo "dev/up.sh --fresh-broker: 127.0.0.1:9092 still answers after the stop; stop what listens there" >&2
     exit 1
   fi

@@ -176,13 +176,13 @@ DASHBOARDS: list[tuple[str, str, str, list[dict[str, Any]], list[list[dict[str, 
                    q(f"sum(rate(spillway_redis_direct_commands_total[{RATE}]))", "on direct routes"),
                    description="Commands sent straight to their key's primary, past the cluster client's "
                                "driver (cheaper per command). The two lines apart for long: the routes "
-                               "cannot be built or used; see the fallbacks."),
+                               "cannot be built or used (the addresses the cluster announces do not "
+                               "reach the nodes); see the fallbacks."),
              panel("Direct-route fallbacks", "reqps",
                    q(f"sum(rate(spillway_redis_direct_fallbacks_total[{RATE}]))", "fallbacks"),
                    description="Commands a direct connection refused as misrouted or failed, sent "
                                "through the cluster connection instead. A few after a failover or "
-                               "resharding; a steady rate means the announced addresses do not reach "
-                               "the nodes from the pod."),
+                               "resharding; a steady rate means routes are built and refused again."),
          ],
      ]),
     ("spillway-workers", "Spillway / Workers",

@@ -116,13 +116,17 @@ impl RedisStore {
         let sent = pipe.query_async::<Vec<RedisResult<B::Answer>>>(&mut connection);
         let answers = match tokio::time::timeout_at(deadline, sent).await {
             Ok(Ok(answers)) if answers.len() == tokens.len() => {
-                let count = u64::try_from(answers.len()).unwrap_or(u64::MAX);
-                self.inner.direct.pipeline_answered(lease, count);
+                // Served: the commands answered with a value. One refused (an error answer such
+                // as `NOSCRIPT` or `MOVED`) goes again on its own below, and counts there.
+                let served = answers.iter().filter(|answer| answer.is_ok()).count();
+                let served = u64::try_from(served).unwrap_or(u64::MAX);
+                self.inner.direct.pipeline_answered(lease, served);
                 Some(answers)
             }
-            // Not one answer per command: nothing can be matched, so each goes again.
+            // Not one answer per command: nothing can be matched, so each goes again (and is
+            // counted where it is answered).
             Ok(Ok(_)) => {
-                self.inner.direct.answered(lease);
+                self.inner.direct.pipeline_answered(lease, 0);
                 None
             }
             Ok(Err(e)) if !e.is_timeout() => {

@@ -78,7 +78,7 @@ const SOURCE: Label = Label {
     name: "source",
     values: "a configured source name, or `_unknown` for a path that names none",
 };
-pub(crate) const TOPIC: Label = Label {
+pub(super) const TOPIC: Label = Label {
     name: "topic",
     values: "a configured Kafka topic",
 };
@@ -286,14 +286,14 @@ pub const REDIS_DIRECT_COMMANDS: MetricDef = MetricDef {
     name: "spillway_redis_direct_commands_total",
     kind: Kind::Counter,
     process: Process::Ingress,
-    help: "Dedupe claims, commits and releases answered on a direct connection to their key's primary, each command of a pipeline counted: the cheaper way, past redis-rs's cluster connection, which the others take (compare with the `claim`, `commit` and `release` counts of `spillway_redis_command_duration_seconds`). A share that falls and stays low means the routes to the primaries cannot be built or used (see `spillway_redis_direct_fallbacks_total`).",
+    help: "Dedupe claims, commits and releases answered with a value on a direct connection to their key's primary, past redis-rs's cluster connection, which the others take (compare with the `claim`, `commit` and `release` counts of `spillway_redis_command_duration_seconds`; each command of a pipeline counts). The cheaper way. A share near zero means the routes cannot be built: the addresses the cluster announces do not reach the nodes from the pod.",
     labels: &[],
 };
 pub const REDIS_DIRECT_FALLBACKS: MetricDef = MetricDef {
     name: "spillway_redis_direct_fallbacks_total",
     kind: Kind::Counter,
     process: Process::Ingress,
-    help: "Commands (or pipelines, once each) that a direct connection to a primary refused as misrouted or failed, and that went through the cluster connection instead; that connection is left out and the routes are built again a second later. A few follow a failover or a resharding; a steady rate means the primaries' addresses as the cluster announces them do not reach the nodes from the pod.",
+    help: "Commands (a pipeline once) that a direct connection to a primary refused as misrouted or unavailable, or that broke on it, and that went through the cluster connection instead; the connection is left out, and the routes are built again on a command at least a second later (timeouts count not here but in `spillway_redis_errors_total`). A few follow a failover or a resharding; a steady rate means routes are built and then refused again (an announced address that reaches another node).",
     labels: &[],
 };
 pub const KAFKA_PRODUCE_DURATION: MetricDef = MetricDef {

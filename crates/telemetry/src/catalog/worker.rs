@@ -1,4 +1,5 @@
-//! The worker's metrics: deliveries, retries, dead letters, circuit breakers and consumer lag.
+//! The worker's metrics: deliveries and their time, retries, dead letters, attempt records,
+//! circuit breakers and consumer lag.
 
 use super::{Kind, Label, MetricDef, Process, TOPIC};
 
