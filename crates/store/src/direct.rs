@@ -214,7 +214,7 @@ pub(crate) struct Direct<C> {
     state: Mutex<State<C>>,
     served: AtomicU64,
     failed: AtomicU64,
-    /// Pipelines answered (their commands are in `served` too).
+    /// Pipelines answered (the commands they served are in `served` too).
     pipelines: AtomicU64,
 }
 
@@ -269,10 +269,17 @@ impl<C: Clone> Direct<C> {
         lease.node.unanswered.store(0, Ordering::Relaxed);
     }
 
-    /// A pipeline of `commands` was answered on a direct connection.
-    pub(crate) fn pipeline_answered(&self, lease: &Lease<C>, commands: u64) {
+    /// A pipeline was answered on a direct connection, `served` of its commands with a value
+    /// (the others, refused, are counted where they are answered again).
+    pub(crate) fn pipeline_answered(&self, lease: &Lease<C>, served: u64) {
         self.pipelines.fetch_add(1, Ordering::Relaxed);
-        self.served.fetch_add(commands, Ordering::Relaxed);
+        self.served.fetch_add(served, Ordering::Relaxed);
+        lease.node.unanswered.store(0, Ordering::Relaxed);
+    }
+
+    /// The node answered on a direct connection, but served nothing there: every command goes
+    /// again and is counted where it is answered. The connection is alive all the same.
+    pub(crate) fn replied(&self, lease: &Lease<C>) {
         lease.node.unanswered.store(0, Ordering::Relaxed);
     }
 

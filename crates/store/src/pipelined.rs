@@ -126,7 +126,7 @@ impl RedisStore {
             // Not one answer per command: nothing can be matched, so each goes again (and is
             // counted where it is answered).
             Ok(Ok(_)) => {
-                self.inner.direct.pipeline_answered(lease, 0);
+                self.inner.direct.replied(lease);
                 None
             }
             Ok(Err(e)) if !e.is_timeout() => {
@@ -134,7 +134,7 @@ impl RedisStore {
                     tracing::debug!(op, error = %e, "a pipeline failed on the direct connection to its primary; each command is sent again");
                     self.inner.direct.failed(lease);
                 } else {
-                    self.inner.direct.answered(lease);
+                    self.inner.direct.replied(lease);
                 }
                 None
             }

@@ -26,8 +26,8 @@ impl RedisStore {
         self.inner.direct.counts()
     }
 
-    /// Pipelines of claims or commits answered on direct connections (their commands are
-    /// counted in [`RedisStore::direct_counts`] too). For tests and diagnostics.
+    /// Pipelines of claims or commits answered on direct connections (the commands they served
+    /// are counted in [`RedisStore::direct_counts`] too). For tests and diagnostics.
     pub fn pipelines_answered(&self) -> u64 {
         self.inner.direct.pipelines()
     }

@@ -286,7 +286,7 @@ pub const REDIS_DIRECT_COMMANDS: MetricDef = MetricDef {
     name: "spillway_redis_direct_commands_total",
     kind: Kind::Counter,
     process: Process::Ingress,
-    help: "Dedupe claims, commits and releases answered with a value on a direct connection to their key's primary, past redis-rs's cluster connection, which the others take (compare with the `claim`, `commit` and `release` counts of `spillway_redis_command_duration_seconds`; each command of a pipeline counts). The cheaper way. A share near zero means the routes cannot be built: the addresses the cluster announces do not reach the nodes from the pod.",
+    help: "Dedupe claims, commits and releases answered on a direct connection to their key's primary, past redis-rs's cluster connection, which the others take (compare with the `claim`, `commit` and `release` counts of `spillway_redis_command_duration_seconds`; a command of a pipeline counts once, where it is answered). The cheaper way. A share near zero means the routes cannot be built (the addresses the cluster announces do not reach the nodes from the pod); a share below one that stays, that a primary could not be reached when they were.",
     labels: &[],
 };
 pub const REDIS_DIRECT_FALLBACKS: MetricDef = MetricDef {

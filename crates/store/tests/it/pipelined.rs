@@ -184,7 +184,15 @@ async fn commits_made_together_load_a_script_the_nodes_forgot() {
         assert_eq!(cluster.cli(port, &["script", "flush"]).trim(), "OK");
     }
     let tokens = claim_keys(&store, "forgotten", 30).await;
+    let (served, failed) = redis.direct_counts();
     commit_together(&store, &tokens).await;
+    // Each refused in its pipeline (NOSCRIPT) and sent again on its own, on the same
+    // connection: counted once, where it was answered.
+    assert_eq!(
+        redis.direct_counts(),
+        (served + 30, failed),
+        "every commit served once on a direct connection, none taken out"
+    );
     assert_done(&store, &tokens).await;
 }
 
