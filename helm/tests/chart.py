@@ -686,7 +686,7 @@ PASS_THROUGH: dict[str, dict[str, Any]] = {
             "properties": {"name": {"type": "string"}},
         },
     },
-    "redis.nodes": {"type": "array", "items": {"type": "string", "pattern": "^rediss?://"}},
+    "redis.nodes": {"type": "array", "items": {"type": "string", "pattern": "^redis://"}},
     "worker.ingressUrls": {"type": "array", "items": {"type": "string", "pattern": "^https?://"}},
     "networkPolicy.*Cidrs": STRINGS,
     "networkPolicy.subscribers.cidrs": STRINGS,

@@ -15,11 +15,15 @@ const MAX_COMMIT_DELAY: Duration = Duration::from_secs(1);
 pub(super) fn validate(config: &Config, errors: &mut Vec<FieldError>) {
     let redis = &config.redis;
     for (i, node) in redis.nodes.iter().enumerate() {
-        if !(node.starts_with("redis://") || node.starts_with("rediss://")) {
+        // Said here, not at start-up: redis-rs is built without a TLS feature, so a rediss://
+        // seed would pass this check and then fail to start the ingress.
+        if node.starts_with("rediss://") {
             errors.push(err(
                 format!("redis.nodes[{i}]"),
-                "must start with redis:// or rediss://",
+                "rediss:// (TLS) is not supported yet: reach the Redis Cluster over redis://",
             ));
+        } else if !node.starts_with("redis://") {
+            errors.push(err(format!("redis.nodes[{i}]"), "must start with redis://"));
         }
     }
     if redis.command_timeout.is_zero() {
