@@ -32,7 +32,7 @@ pub use config_doc::ConfigDoc;
 pub use console::ConsoleProcess;
 pub use ports::free_port;
 pub use postgres::Postgres;
-pub use process::{proc_status_bytes, IngressProcess, Tansu, WorkerProcess};
+pub use process::{proc_status_bytes, series_value, IngressProcess, Tansu, WorkerProcess};
 pub use redis_cluster::RedisCluster;
 use spillway_kafka::reader::ReadRecord;
 pub use subscriber::{Behaviour, Received, TestSubscriber};

@@ -362,6 +362,16 @@ impl Drop for WorkerProcess {
     }
 }
 
+/// The value of one series in a Prometheus text exposition (such as [`IngressProcess::metrics`]
+/// returns): `series` is its name with its labels as exposed, `name{label="value"}`, or the
+/// name alone for a series without labels. None when the series is not there.
+pub fn series_value(metrics: &str, series: &str) -> Option<u64> {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|value| value.trim().parse().ok())
+}
+
 /// A figure of `/proc/<pid>/status`, in bytes (`VmHWM`: the peak resident set).
 pub fn proc_status_bytes(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");

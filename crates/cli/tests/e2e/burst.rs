@@ -286,10 +286,8 @@ async fn burst_is_in_kafka_exactly_once_with_exact_bodies_and_headers() {
                 .contains("spillway_http_requests_total{outcome=\"accepted\",source=\"github\"}"),
             "{metrics}"
         );
-        let direct = metrics
-            .lines()
-            .find_map(|l| l.strip_prefix("spillway_redis_direct_commands_total "))
-            .and_then(|v| v.trim().parse::<u64>().ok());
+        let direct =
+            spillway_testkit::series_value(&metrics, "spillway_redis_direct_commands_total");
         assert!(direct.is_some_and(|n| n > 0), "{metrics}");
     }
 }

@@ -16,12 +16,8 @@ const SENDERS: usize = 8;
 
 /// The count of `spillway_config_reloads_total{result}` in `metrics`.
 fn reloads(metrics: &str, result: &str) -> u64 {
-    let line = format!("spillway_config_reloads_total{{result=\"{result}\"}} ");
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(&line))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or(0)
+    let series = format!("spillway_config_reloads_total{{result=\"{result}\"}}");
+    spillway_testkit::series_value(metrics, &series).unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
