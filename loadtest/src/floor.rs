@@ -2,7 +2,8 @@
 //! by hand on the same engines and client libraries. It reads the body, claims a key on the
 //! Redis Cluster (`SET NX` on a connection to the key's primary), produces the body to Kafka
 //! (idempotent, `acks=all`) and answers 202 once the broker has it. No signature, no headers
-//! or envelope, no metrics, no logs, no commit after the answer, no limits.
+//! or envelope, no metrics, no logs, no limits, and (but in `--work committed`) no commit
+//! after the answer.
 //!
 //! Between the bare server (the HTTP exchange alone) and the ingress, it splits the ingress's
 //! cost into what the claim and the produce cost in any receiver that makes them, and what
@@ -37,6 +38,10 @@ const UNAVAILABLE: &[u8] = br#"{"error":"unavailable"}"#;
 /// How long a claim lasts: the keys are never repeated, so only Redis's memory cares.
 const CLAIM_TTL_MS: u64 = 10 * 60 * 1000;
 
+/// How long a committed claim lasts (`--work committed`): longer than the claim, as the
+/// ingress's `dedupe.ttl` is longer than its claim's.
+const COMMITTED_TTL_MS: u64 = 2 * CLAIM_TTL_MS;
+
 /// How long a record may wait for its acknowledgement: the ingress's default
 /// `kafka.delivery_timeout`.
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -67,6 +72,10 @@ pub enum FloorWork {
     Claim,
     /// Only the produce to Kafka.
     Produce,
+    /// The claim, the produce, and once the answer is decided a commit of the claim (`SET XX`
+    /// with a longer expiry): what a receiver must add for the claim to outlive the answer, so
+    /// that a sender's retry after a 202 is still dropped.
+    Committed,
 }
 
 impl FloorWork {
@@ -76,6 +85,7 @@ impl FloorWork {
             Self::Both => "both",
             Self::Claim => "claim",
             Self::Produce => "produce",
+            Self::Committed => "committed",
         }
     }
 }
@@ -165,21 +175,23 @@ impl Floor {
     async fn accept(&self, body: Bytes) -> anyhow::Result<bool> {
         let n = self.next_key.fetch_add(1, Ordering::Relaxed);
         let key = format!("{}{n}", self.key_prefix);
+        let mut primary = None;
         if self.work != FloorWork::Produce {
             let slot = spillway_store::slot_of(key.as_bytes());
-            let mut primary = self
-                .primary_of_slot
-                .get(usize::from(slot))
-                .and_then(|&i| self.primaries.get(usize::from(i)))
-                .context("a slot without a primary")?
-                .clone();
+            let connection = primary.insert(
+                self.primary_of_slot
+                    .get(usize::from(slot))
+                    .and_then(|&i| self.primaries.get(usize::from(i)))
+                    .context("a slot without a primary")?
+                    .clone(),
+            );
             let claimed: Option<String> = redis::cmd("SET")
                 .arg(&key)
                 .arg(1)
                 .arg("NX")
                 .arg("PX")
                 .arg(CLAIM_TTL_MS)
-                .query_async(&mut primary)
+                .query_async(connection)
                 .await?;
             if claimed.is_none() {
                 return Ok(false);
@@ -196,6 +208,20 @@ impl Floor {
         // As the ingress does: a full queue is refused at once, not waited out.
         let delivery = self.producer.send_result(record).map_err(|(e, _)| e)?;
         delivery.await?.map_err(|(e, _)| e)?;
+        if let (FloorWork::Committed, Some(mut connection)) = (self.work, primary) {
+            // After the answer, as the ingress commits: the 202 does not wait for it, and a
+            // failed commit only shortens how long the claim drops retries.
+            tokio::spawn(async move {
+                let _: redis::RedisResult<Option<String>> = redis::cmd("SET")
+                    .arg(&key)
+                    .arg(2)
+                    .arg("XX")
+                    .arg("PX")
+                    .arg(COMMITTED_TTL_MS)
+                    .query_async(&mut connection)
+                    .await;
+            });
+        }
         Ok(true)
     }
 }

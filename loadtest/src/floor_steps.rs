@@ -1,5 +1,6 @@
 //! The floor server's steps in `make bench`: topics of its own made, then the floor at the
-//! ingress's half rate, and each of its round trips alone.
+//! ingress's half rate, each of its round trips alone, and both with the commit after the
+//! answer.
 
 use std::time::Duration;
 
@@ -38,8 +39,8 @@ pub(crate) async fn prepare_floor(
 }
 
 /// The floor at `half` ([`crate::headline::REPEATS`] times: the median of their CPU per request is returned),
-/// then the claim alone and the produce alone (steps named "half", "claim only" and "produce
-/// only"). A step with a wrong answer fails the run, as a floor that failed would look cheap.
+/// then the claim alone, the produce alone, and both with the commit after the answer (steps
+/// named "half", "claim only", "produce only" and "committed"). A step with a wrong answer fails the run, as a floor that failed would look cheap.
 pub(crate) async fn measure_floor(
     settings: &BenchSettings,
     floor_settings: &FloorSettings,
@@ -52,6 +53,7 @@ pub(crate) async fn measure_floor(
         (FloorWork::Both, "half"),
         (FloorWork::Claim, "claim only"),
         (FloorWork::Produce, "produce only"),
+        (FloorWork::Committed, "committed"),
     ] {
         let floor_settings = FloorSettings {
             work,

@@ -170,8 +170,12 @@ async fn a_mixed_run_against_the_ingress_gets_the_right_answers_and_reconciles_w
     running.await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_floor_claims_every_key_and_writes_every_body_to_kafka() {
+/// Runs the floor doing `work` for 100 requests over two topics, checks every 202 is a record
+/// in one of them (in turn, each under a key of its own), and returns a connection to the
+/// Redis Cluster with the records' keys.
+async fn floor_records(
+    work: spillway_loadgen::floor::FloorWork,
+) -> (redis::cluster_async::ClusterConnection, Vec<Vec<u8>>) {
     let stack = stack().await;
     let run_id = unique("floor");
     let topics: Vec<String> = (0..2).map(|i| format!("it.floor.{run_id}.{i}")).collect();
@@ -181,7 +185,7 @@ async fn the_floor_claims_every_key_and_writes_every_body_to_kafka() {
         redis_seed: redis_nodes()[0].clone(),
         topics: topics.clone(),
         linger: Duration::from_millis(5),
-        work: spillway_loadgen::floor::FloorWork::Both,
+        work,
     };
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -200,7 +204,6 @@ async fn the_floor_claims_every_key_and_writes_every_body_to_kafka() {
     }
     assert_eq!(summary.statuses.get(&202), Some(&100), "{summary:?}");
 
-    // Every 202 is a record in one of the topics, in turn, under a key claimed in Redis.
     let mut keys = Vec::new();
     for topic in &topics {
         let records = spillway_testkit::read_topic(&kafka_brokers(), topic).await;
@@ -214,17 +217,53 @@ async fn the_floor_claims_every_key_and_writes_every_body_to_kafka() {
     keys.sort();
     keys.dedup();
     assert_eq!(keys.len(), 100);
-    let client = redis::cluster::ClusterClient::new(redis_nodes()).unwrap();
-    let mut redis = client.get_async_connection().await.unwrap();
-    for key in &keys {
-        let claimed: Option<String> = redis::cmd("GET")
-            .arg(key.as_slice())
-            .query_async(&mut redis)
-            .await
-            .unwrap();
-        assert_eq!(claimed.as_deref(), Some("1"), "the claim of {key:?}");
-    }
     floor.abort();
+    let client = redis::cluster::ClusterClient::new(redis_nodes()).unwrap();
+    (client.get_async_connection().await.unwrap(), keys)
+}
+
+/// The value a floor's key holds in Redis, and how long it has left to live.
+async fn floor_key(
+    redis: &mut redis::cluster_async::ClusterConnection,
+    key: &[u8],
+) -> (Option<String>, i64) {
+    let value: Option<String> = redis::cmd("GET").arg(key).query_async(redis).await.unwrap();
+    let ttl_ms: i64 = redis::cmd("PTTL")
+        .arg(key)
+        .query_async(redis)
+        .await
+        .unwrap();
+    (value, ttl_ms)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_floor_claims_every_key_and_writes_every_body_to_kafka() {
+    let (mut redis, keys) = floor_records(spillway_loadgen::floor::FloorWork::Both).await;
+    for key in &keys {
+        let (value, ttl_ms) = floor_key(&mut redis, key).await;
+        assert_eq!(value.as_deref(), Some("1"), "the claim of {key:?}");
+        assert!(ttl_ms <= 10 * 60 * 1000, "the claim's expiry: {ttl_ms} ms");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_committed_floor_commits_every_claim_after_its_answer() {
+    let (mut redis, keys) = floor_records(spillway_loadgen::floor::FloorWork::Committed).await;
+    for key in &keys {
+        // The commit follows the answer, so the last ones may still be on their way.
+        let ttl_ms = spillway_testkit::wait::eventually(
+            format!("the commit of {}", String::from_utf8_lossy(key)),
+            async || match floor_key(&mut redis, key).await {
+                (Some(value), ttl_ms) if value == "2" => Ok(ttl_ms),
+                seen => Err(format!("{seen:?}")),
+            },
+        )
+        .await;
+        assert!(
+            ttl_ms > 10 * 60 * 1000,
+            "a commit outlives the claim: {ttl_ms} ms left"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
