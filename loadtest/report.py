@@ -156,7 +156,7 @@ def floor_section(r: dict, steps: list[dict]) -> list[str]:
         if (s := alone.get(case))
     ]
     return [
-        "### The floor: what one claim, one produce and one commit cost",
+        "### The floor: what " + ("one claim, one produce and one commit cost" if committed else "one claim and one produce cost"),
         "",
         "`spillway-loadgen floor` (loadtest/src/floor.rs) is the least a receiver with Spillway's",
         "guarantees does per request, written by hand on the same libraries: hyper reads the body,",
@@ -164,7 +164,7 @@ def floor_section(r: dict, steps: list[dict]) -> list[str]:
         "rust-rdkafka produces the body (idempotent, `acks=all`, the same linger, topics shaped as",
         "the sources') and the answer is a 202 once the broker has it. It verifies no signature,",
         "writes no headers or envelope, keeps no metrics or logs, commits nothing after the answer",
-        "(but in one step, below) and limits nothing. It runs at the ingress's half rate after the",
+        ("(but in one step, below) " if committed else "") + "and limits nothing. It runs at the ingress's half rate after the",
         "ingress's last step, on the same broker (so that what it writes does not slow the broker",
         "down for the ingress's steps), and like the bare server on glibc's allocator (the ingress",
         "uses jemalloc; see \"The allocator\" below: no difference beyond the noise).",
@@ -178,7 +178,8 @@ def floor_section(r: dict, steps: list[dict]) -> list[str]:
         "default (`info`) the access log adds about 5-10 µs a request (\"The log writer\" below).",
         "Each server ran three steps at the half rate, and the figures are their medians (the",
         "headline's: CPU per request falls as the rate rises, and one step of a shared machine is",
-        "noisy); the claim alone, the produce alone, and both with the commit ran one step each:",
+        "noisy); the claim alone, the produce alone"
+        + (", and both with the commit ran one step each:" if committed else " ran one step each:"),
         "",
         "| server at the half rate | CPU per request | over the bare server | p50 | p99 |",
         "|---|---|---|---|---|",

@@ -6,9 +6,9 @@
 //! after the answer.
 //!
 //! Between the bare server (the HTTP exchange alone) and the ingress, it splits the ingress's
-//! cost into what the claim and the produce cost in any receiver that makes them, and what
-//! Spillway adds on top. Written by hand because it is itself the measurement: the least
-//! code that does the two round trips.
+//! cost into what the claim, the produce and the commit cost in any receiver that makes them,
+//! and what Spillway adds on top. Written by hand because it is itself the measurement: the
+//! least code that makes these round trips.
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -39,7 +39,7 @@ const UNAVAILABLE: &[u8] = br#"{"error":"unavailable"}"#;
 const CLAIM_TTL_MS: u64 = 10 * 60 * 1000;
 
 /// How long a committed claim lasts (`--work committed`): longer than the claim, as the
-/// ingress's `dedupe.ttl` is longer than its claim's.
+/// ingress's `redis.window` is longer than its `redis.claim_ttl`.
 const COMMITTED_TTL_MS: u64 = 2 * CLAIM_TTL_MS;
 
 /// How long a record may wait for its acknowledgement: the ingress's default
@@ -170,8 +170,8 @@ async fn connect(settings: &FloorSettings) -> anyhow::Result<Floor> {
 // === impl Floor ===
 
 impl Floor {
-    /// Claims a new key and produces the body under it (or only one of the two, as `work`
-    /// says): `Ok(false)` if the key was taken.
+    /// Claims a new key and produces the body under it (or only one of the two, or both and
+    /// then the commit, as `work` says): `Ok(false)` if the key was taken.
     async fn accept(&self, body: Bytes) -> anyhow::Result<bool> {
         let n = self.next_key.fetch_add(1, Ordering::Relaxed);
         let key = format!("{}{n}", self.key_prefix);

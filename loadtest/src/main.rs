@@ -36,7 +36,7 @@ enum Command {
         listen: std::net::SocketAddr,
     },
     /// Serve the floor: each POST's body claimed on the Redis Cluster and produced to Kafka,
-    /// then 202; nothing else. Prints its address once connected.
+    /// then 202; nothing else (`--work` to vary). Prints its address once connected.
     Floor(steps::FloorArgs),
     /// The benchmark sweeps of `make bench` against a release `spillway ingress`.
     Bench(bench_args::BenchArgs),
