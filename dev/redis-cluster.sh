@@ -3,12 +3,15 @@
 # redis-server. Idempotent: `start` on a healthy cluster only reports it.
 #
 #   dev/redis-cluster.sh start|stop|status [--base-port 7000] [--dir .stack/redis-7000]
-#                        [--announce-ports P0,P1,P2,P3,P4,P5]
+#                        [--announce-ports P0,P1,P2,P3,P4,P5] [--tls CERT_DIR]
 #
 # Nodes listen on base-port .. base-port+5. With --announce-ports, node i tells clients (CLUSTER
 # SLOTS, MOVED) and replicas to connect to 127.0.0.1:Pi instead: a proxy in front of it, which
 # the tests use to cut the network between a client and the cluster. The cluster bus keeps the
-# nodes' own ports (port + 10000), so the nodes still see each other through such a cut. `stop` shuts the nodes down and removes their
+# nodes' own ports (port + 10000), so the nodes still see each other through such a cut. With --tls, every port (clients, replication,
+# the cluster bus) takes TLS only, with CERT_DIR's ca.crt, redis.crt and redis.key, and asks
+# clients for a certificate signed by that CA (Redis's default, tls-auth-clients yes); the
+# nodes show redis.crt to each other too. `stop` shuts the nodes down and removes their
 # state, so the next `start` forms a fresh cluster.
 set -euo pipefail
 
@@ -17,11 +20,13 @@ shift || true
 base_port=7000
 dir=""
 announce=""
+tls=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --base-port) base_port=$2; shift 2 ;;
     --dir) dir=$2; shift 2 ;;
     --announce-ports) announce=$2; shift 2 ;;
+    --tls) tls=$2; shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -36,12 +41,21 @@ ensure_installed() {
   fi
 }
 
+# redis-cli on this cluster: over TLS, with the nodes' own certificate, when it takes TLS.
+cli() {
+  if [ -n "$tls" ]; then
+    redis-cli --tls --cacert "$tls/ca.crt" --cert "$tls/redis.crt" --key "$tls/redis.key" "$@"
+  else
+    redis-cli "$@"
+  fi
+}
+
 healthy() {
   for p in $ports; do
-    redis-cli -h 127.0.0.1 -p "$p" cluster info 2>/dev/null | grep -q 'cluster_state:ok' || return 1
+    cli -h 127.0.0.1 -p "$p" cluster info 2>/dev/null | grep -q 'cluster_state:ok' || return 1
     # A replica that has not synced with its primary yet could not take over from it.
     local replication
-    replication=$(redis-cli -h 127.0.0.1 -p "$p" info replication 2>/dev/null)
+    replication=$(cli -h 127.0.0.1 -p "$p" info replication 2>/dev/null)
     if grep -q '^role:slave' <<<"$replication"; then
       grep -q '^master_link_status:up' <<<"$replication" || return 1
     fi
@@ -66,7 +80,13 @@ start() {
       extra=(--cluster-announce-ip 127.0.0.1 --cluster-announce-port "${announced[$i]}"
         --cluster-announce-bus-port $((p + 10000)))
     fi
-    redis-server --port "$p" --bind 127.0.0.1 --protected-mode yes \
+    local listen=(--port "$p")
+    if [ -n "$tls" ]; then
+      listen=(--port 0 --tls-port "$p" --tls-cluster yes --tls-replication yes
+        --tls-cert-file "$tls/redis.crt" --tls-key-file "$tls/redis.key"
+        --tls-ca-cert-file "$tls/ca.crt")
+    fi
+    redis-server "${listen[@]}" --bind 127.0.0.1 --protected-mode yes \
       --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 2000 \
       --appendonly no --save "" --daemonize yes --dir "$dir/$p" \
       --logfile "$dir/$p/redis.log" --pidfile "$dir/$p/redis.pid" "${extra[@]}"
@@ -74,14 +94,14 @@ start() {
   done
   for p in $ports; do
     for _ in $(seq 100); do
-      redis-cli -h 127.0.0.1 -p "$p" ping >/dev/null 2>&1 && break
+      cli -h 127.0.0.1 -p "$p" ping >/dev/null 2>&1 && break
       sleep 0.1
     done
   done
   nodes=""
   for p in $ports; do nodes="$nodes 127.0.0.1:$p"; done
   # shellcheck disable=SC2086
-  redis-cli --cluster create $nodes --cluster-replicas 1 --cluster-yes >"$dir/create.log" 2>&1 || {
+  cli --cluster create $nodes --cluster-replicas 1 --cluster-yes >"$dir/create.log" 2>&1 || {
     cat "$dir/create.log" >&2
     exit 1
   }
@@ -95,7 +115,7 @@ start() {
 
 stop() {
   for p in $ports; do
-    redis-cli -h 127.0.0.1 -p "$p" shutdown nosave >/dev/null 2>&1 || true
+    cli -h 127.0.0.1 -p "$p" shutdown nosave >/dev/null 2>&1 || true
   done
   for p in $ports; do
     if [ -f "$dir/$p/redis.pid" ]; then
@@ -112,5 +132,5 @@ case "$cmd" in
   start) start ;;
   stop) stop ;;
   status) if healthy; then echo running; else echo stopped; exit 1; fi ;;
-  *) echo "usage: $0 start|stop|status [--base-port N] [--dir D] [--announce-ports P0,...,P5]" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|status [--base-port N] [--dir D] [--announce-ports P0,...,P5] [--tls CERT_DIR]" >&2; exit 2 ;;
 esac

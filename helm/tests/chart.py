@@ -58,6 +58,7 @@ REFUSED = [
     ),
     ({"ingress": {"tls": {"enabled": True}}}, "ingress.tls.secretName"),
     ({"ingress": {"tls": {"clientCaSecret": "fleet-ca"}}}, "ingress.tls.clientCaSecret"),
+    ({"redis": {"tls": {"caSecret": "redis-ca"}}}, "redis.tls: certificates need rediss:// nodes"),
     ({"worker": {"drainSeconds": 50}}, "session timeout"),
     (
         {"signingSecrets": {"create": True, "existingSecret": "mine"}},
@@ -686,7 +687,7 @@ PASS_THROUGH: dict[str, dict[str, Any]] = {
             "properties": {"name": {"type": "string"}},
         },
     },
-    "redis.nodes": {"type": "array", "items": {"type": "string", "pattern": "^redis://"}},
+    "redis.nodes": {"type": "array", "items": {"type": "string", "pattern": "^rediss?://"}},
     "worker.ingressUrls": {"type": "array", "items": {"type": "string", "pattern": "^https?://"}},
     "networkPolicy.*Cidrs": STRINGS,
     "networkPolicy.subscribers.cidrs": STRINGS,

@@ -9,6 +9,7 @@ mod hygiene;
 mod limits;
 mod messages;
 mod process;
+mod redis_tls;
 mod schema;
 
 use std::path::Path;

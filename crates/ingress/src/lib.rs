@@ -26,6 +26,7 @@ mod limit;
 mod offload;
 mod pipeline;
 mod read;
+mod redis_tls;
 mod reload;
 mod route;
 mod schema;
@@ -121,6 +122,7 @@ impl Ingress {
         let store = if dedupes || limits || blocks {
             Some(SharedStore::Redis(RedisStore::new(RedisSettings {
                 nodes: config.redis.nodes.clone(),
+                tls: redis_tls::read_redis_tls(&config.redis.tls)?,
                 command_timeout: config.redis.command_timeout,
                 claim_ttl: config.redis.claim_ttl,
                 window: config.redis.window,

@@ -19,16 +19,24 @@ pub struct TlsError {
     source: Box<dyn std::error::Error + Send + Sync>,
 }
 
+// === impl TlsError ===
+
+impl TlsError {
+    pub(crate) fn new(path: &Path, source: Box<dyn std::error::Error + Send + Sync>) -> Self {
+        Self {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+}
+
 /// Loads a PEM certificate chain and key into a TLS 1.2/1.3 acceptor offering h2 and http/1.1.
 pub fn load_tls(
     cert_file: &Path,
     key_file: &Path,
     client_ca_file: Option<&Path>,
 ) -> Result<TlsAcceptor, TlsError> {
-    let tls_error = |path: &Path, source: Box<dyn std::error::Error + Send + Sync>| TlsError {
-        path: path.display().to_string(),
-        source,
-    };
+    let tls_error = TlsError::new;
     let certs = CertificateDer::pem_file_iter(cert_file)
         .map_err(|e| tls_error(cert_file, e.into()))?
         .collect::<Result<Vec<_>, _>>()

@@ -172,7 +172,13 @@ fn assert_valid_config(name: &str, rendered: &Rendered) {
             .contains("SPILLWAY_REDIS__NODES")
     });
     if redis_from_secret {
-        std::env::set_var("SPILLWAY_REDIS__NODES", "[\"redis://:pw@redis:6379\"]");
+        // A node list with certificates for it in `redis.tls` is a TLS cluster's.
+        let nodes = if text.contains("redis-ca/") || text.contains("redis-client/") {
+            "[\"rediss://:pw@redis:6379\"]"
+        } else {
+            "[\"redis://:pw@redis:6379\"]"
+        };
+        std::env::set_var("SPILLWAY_REDIS__NODES", nodes);
     } else {
         std::env::remove_var("SPILLWAY_REDIS__NODES");
     }

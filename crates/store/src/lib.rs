@@ -54,7 +54,7 @@ pub use connection::{RECONNECT_BACKOFF_MAX, RECONNECT_BACKOFF_MIN};
 // A Redis Cluster's slots, public for the benchmarks' floor server.
 pub use direct::{parse_slots, slot_of, Primary};
 pub use memory::MemoryStore;
-pub use redis_store::{RedisSettings, RedisStore};
+pub use redis_store::{RedisSettings, RedisStore, RedisTls};
 
 /// The outcome of a claim.
 #[derive(Debug, Clone, PartialEq, Eq)]

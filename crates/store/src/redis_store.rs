@@ -8,7 +8,10 @@ use std::time::Duration;
 use redis::aio::MultiplexedConnection;
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisError, Script, Value};
+use redis::{
+    ClientTlsConfig, Cmd, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisError, Script,
+    TlsCertificates, Value,
+};
 use tokio::time::Instant;
 
 use crate::connection::{self, Lease, Shared};
@@ -52,8 +55,10 @@ return n
 /// credentials a `redis://user:password@host` URL may carry.
 #[derive(Clone)]
 pub struct RedisSettings {
-    /// Seed nodes, `redis://host:port`.
+    /// Seed nodes, `redis://host:port`, or `rediss://host:port` for TLS to every node.
     pub nodes: Vec<String>,
+    /// The certificates of a `rediss://` cluster, when not the system's roots alone.
+    pub tls: RedisTls,
     /// Bound on each operation, (re)connection included.
     pub command_timeout: Duration,
     pub claim_ttl: Duration,
@@ -65,10 +70,55 @@ impl std::fmt::Debug for RedisSettings {
         let nodes: Vec<String> = self.nodes.iter().map(|n| without_credentials(n)).collect();
         f.debug_struct("RedisSettings")
             .field("nodes", &nodes)
+            .field("tls", &self.tls)
             .field("command_timeout", &self.command_timeout)
             .field("claim_ttl", &self.claim_ttl)
             .field("window", &self.window)
             .finish()
+    }
+}
+
+/// The certificates of a TLS cluster (`rediss://` seeds), as PEM. Debug output says which are
+/// set, never what they hold.
+#[derive(Clone, Default)]
+pub struct RedisTls {
+    /// The CAs that sign the nodes' certificates, trusted instead of the system's roots.
+    pub root_certs: Option<Vec<u8>>,
+    /// The certificate chain the client shows, and its private key, for nodes that ask.
+    pub client_identity: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for RedisTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisTls")
+            .field("root_certs", &self.root_certs.as_ref().map(|_| "<set>"))
+            .field(
+                "client_identity",
+                &self.client_identity.as_ref().map(|_| "<set>"),
+            )
+            .finish()
+    }
+}
+
+// === impl RedisTls ===
+
+impl RedisTls {
+    /// What redis-rs takes, when anything is set (else the URL's scheme decides, with the
+    /// system's roots).
+    fn certificates(&self) -> Option<TlsCertificates> {
+        if self.root_certs.is_none() && self.client_identity.is_none() {
+            return None;
+        }
+        Some(TlsCertificates {
+            client_tls: self
+                .client_identity
+                .clone()
+                .map(|(client_cert, client_key)| ClientTlsConfig {
+                    client_cert,
+                    client_key,
+                }),
+            root_cert: self.root_certs.clone(),
+        })
     }
 }
 
@@ -94,10 +144,12 @@ pub(crate) struct Inner {
     /// Created on first use, so a process can start while Redis is down (fail-open sources
     /// keep working), and again after an error that leaves it unusable.
     pub(crate) connection: Shared<ClusterConnection>,
-    /// The first seed node's settings (credentials, database, protocol), which the direct
-    /// connections to the primaries reuse with their own addresses; `None` when the seed is
-    /// not plain TCP, and then every command goes through the cluster connection.
+    /// The first seed node's settings (credentials, database, protocol, TLS), which the
+    /// direct connections to the primaries reuse with their own addresses; `None` when the
+    /// seed is not TCP, and then every command goes through the cluster connection.
     pub(crate) seed: Option<ConnectionInfo>,
+    /// The certificates the direct connections use too, when the cluster's are given.
+    pub(crate) certificates: Option<TlsCertificates>,
     pub(crate) direct: Arc<Direct<MultiplexedConnection>>,
     pub(crate) settings: RedisSettings,
     pub(crate) commit_script: Script,
@@ -118,24 +170,38 @@ impl std::fmt::Debug for RedisStore {
 impl RedisStore {
     /// Builds the store; connects lazily.
     pub fn new(settings: RedisSettings) -> Result<Self, StoreError> {
-        let client = ClusterClientBuilder::new(settings.nodes.clone())
-            .connection_timeout(settings.command_timeout)
-            .response_timeout(settings.command_timeout)
-            // Our own timeout bounds the whole call; redis-rs's retries (MOVED, ASK, a failover
-            // in progress) happen inside it.
-            .retries(2)
-            .build()
-            .map_err(|e| unavailable("connect", e))?;
         let seed = settings
             .nodes
             .first()
             .and_then(|node| node.as_str().into_connection_info().ok())
-            .filter(|info| matches!(info.addr(), ConnectionAddr::Tcp(..)));
+            .filter(|info| {
+                matches!(
+                    info.addr(),
+                    ConnectionAddr::Tcp(..) | ConnectionAddr::TcpTls { .. }
+                )
+            });
+        if settings.nodes.iter().any(|n| n.starts_with("rediss://")) {
+            // redis-rs builds its TLS settings with the process's default provider; the
+            // ingress's own TLS uses ring, so it is ring here too. Already installed is fine.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
+        let certificates = settings.tls.certificates();
+        let mut builder = ClusterClientBuilder::new(settings.nodes.clone())
+            .connection_timeout(settings.command_timeout)
+            .response_timeout(settings.command_timeout)
+            // Our own timeout bounds the whole call; redis-rs's retries (MOVED, ASK, a failover
+            // in progress) happen inside it.
+            .retries(2);
+        if let Some(certificates) = certificates.clone() {
+            builder = builder.certs(certificates);
+        }
+        let client = builder.build().map_err(|e| unavailable("connect", e))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 client,
                 connection: Shared::new(),
                 seed,
+                certificates,
                 direct: Arc::new(Direct::new()),
                 settings,
                 commit_script: Script::new(COMMIT_LUA),
@@ -405,12 +471,26 @@ mod tests {
                 "redis://:s3cret-pw@redis-0:6379".into(),
                 "redis://r1:6379".into(),
             ],
+            tls: RedisTls {
+                root_certs: Some(b"-----BEGIN CERTIFICATE-----".to_vec()),
+                client_identity: Some((b"cert".to_vec(), b"the-private-key".to_vec())),
+            },
             command_timeout: Duration::from_millis(500),
             claim_ttl: Duration::from_secs(30),
             window: Duration::from_secs(60),
         };
         let text = format!("{settings:?}");
         assert!(!text.contains("s3cret"), "{text}");
+        assert!(
+            !text.contains("BEGIN") && !text.contains("private"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"RedisTls { root_certs: Some("<set>"), client_identity: Some("<set>") }"#
+            ),
+            "{text}"
+        );
         assert!(text.contains("redis://<redacted>@redis-0:6379"), "{text}");
         assert!(text.contains("redis://r1:6379"), "{text}");
     }

@@ -38,7 +38,9 @@ impl RedisStore {
     #[doc(hidden)]
     pub async fn misroute_every_slot_for_tests(&self) -> Result<bool, StoreError> {
         let seed_primary = match self.inner.seed.as_ref().map(|seed| seed.addr().clone()) {
-            Some(ConnectionAddr::Tcp(host, port)) => direct::Primary { host, port },
+            Some(ConnectionAddr::Tcp(host, port) | ConnectionAddr::TcpTls { host, port, .. }) => {
+                direct::Primary { host, port }
+            }
             _ => return Ok(false),
         };
         let connection = self
@@ -185,7 +187,7 @@ impl RedisStore {
     }
 
     /// A direct connection to `primary`, with the seed node's settings (credentials, database,
-    /// protocol) and the command timeout for connecting (the handshake included). Its answers
+    /// protocol, TLS and its certificates) and the command timeout for connecting (the handshake included). Its answers
     /// have no timeout of redis-rs's own: every command on it goes through
     /// [`RedisStore::run_on_key`], whose deadline bounds it, and a second timer per command
     /// (measured: 2.6 of the 6.7 timers a request registered) costs a lock of tokio's timer
@@ -197,12 +199,30 @@ impl RedisStore {
         let Some(seed) = self.inner.seed.clone() else {
             return Err(no_tcp_seed());
         };
-        let info = seed.set_addr(ConnectionAddr::Tcp(primary.host.clone(), primary.port));
+        let (host, port) = (primary.host.clone(), primary.port);
+        let addr = match seed.addr() {
+            ConnectionAddr::TcpTls {
+                insecure,
+                tls_params,
+                ..
+            } => ConnectionAddr::TcpTls {
+                host,
+                port,
+                insecure: *insecure,
+                tls_params: tls_params.clone(),
+            },
+            _ => ConnectionAddr::Tcp(host, port),
+        };
+        let info = seed.set_addr(addr);
         let timeout = self.inner.settings.command_timeout;
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(None);
-        redis::Client::open(info)?
+        let client = match &self.inner.certificates {
+            Some(certificates) => redis::Client::build_with_tls(info, certificates.clone())?,
+            None => redis::Client::open(info)?,
+        };
+        client
             .get_multiplexed_async_connection_with_config(&config)
             .await
     }
@@ -211,7 +231,7 @@ impl RedisStore {
 fn no_tcp_seed() -> RedisError {
     RedisError::from((
         redis::ErrorKind::InvalidClientConfig,
-        "direct routes need a plain TCP seed node",
+        "direct routes need a TCP seed node (redis:// or rediss://)",
     ))
 }
 

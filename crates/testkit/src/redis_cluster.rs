@@ -1,14 +1,17 @@
 //! A private Redis Cluster (three primaries, three replicas) on six free loopback ports, from
 //! `dev/redis-cluster.sh`; stopped, and its state removed, when the handle drops. Its nodes may
 //! announce proxies in front of them instead of their own ports ([`ProxiedRedisCluster`]), so
-//! that a test can cut or slow the network between its clients and the cluster.
+//! that a test can cut or slow the network between its clients and the cluster, or take TLS
+//! only, with certificates of a private CA ([`RedisCluster::start_tls`]).
 
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
 use crate::delay_proxy::DelayProxy;
 use crate::ports::free_port_block;
 use crate::repo_root;
+use crate::tls::LocalCa;
 use crate::wait::Wait;
 
 #[derive(Debug)]
@@ -18,6 +21,9 @@ pub struct RedisCluster {
     pub base: u16,
     /// The ports the nodes tell clients to use, when not their own.
     announced: Option<Vec<u16>>,
+    /// The directory of the nodes' TLS files (`ca.crt`, `redis.crt`, `redis.key`), when the
+    /// cluster takes TLS only.
+    tls: Option<PathBuf>,
 }
 
 impl RedisCluster {
@@ -32,16 +38,55 @@ impl RedisCluster {
             dir: tempfile::tempdir().expect("tempdir"),
             base,
             announced,
+            tls: None,
         };
         me.script("start");
         me
     }
 
+    /// Starts a cluster that takes TLS only, its nodes' certificate (for 127.0.0.1) signed by
+    /// the private CA returned. The nodes ask clients for a certificate: the same one, in
+    /// [`RedisCluster::tls_file`]`("redis.crt")` and `("redis.key")`, signed by that CA.
+    pub fn start_tls() -> (Self, LocalCa) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tls = dir.path().join("tls");
+        std::fs::create_dir(&tls).expect("the TLS directory");
+        let ca = LocalCa::write(&tls);
+        std::fs::copy(&ca.ca_file, tls.join("ca.crt")).expect("the CA file");
+        ca.write_server_files(&tls, "redis.crt", "redis.key");
+        let me = Self {
+            dir,
+            base: free_port_block(),
+            announced: None,
+            tls: Some(tls),
+        };
+        me.script("start");
+        (me, ca)
+    }
+
+    /// One of the TLS files the nodes use (`ca.crt`, `redis.crt`, `redis.key`).
+    ///
+    /// # Panics
+    /// When the cluster does not take TLS.
+    pub fn tls_file(&self, name: &str) -> PathBuf {
+        self.tls.as_ref().expect("a TLS cluster").join(name)
+    }
+
+    /// The arguments of `dev/redis-cluster.sh` after the command: the ports, the state's
+    /// directory and the TLS files.
+    fn script_args(&self, command: &mut Command) {
+        command
+            .args(["--base-port", &self.base.to_string(), "--dir"])
+            .arg(self.dir.path().join("redis"));
+        if let Some(tls) = &self.tls {
+            command.arg("--tls").arg(tls);
+        }
+    }
+
     fn script(&self, cmd: &str) {
         let mut command = Command::new(repo_root().join("dev/redis-cluster.sh"));
-        command
-            .args([cmd, "--base-port", &self.base.to_string(), "--dir"])
-            .arg(self.dir.path().join("redis"));
+        command.arg(cmd);
+        self.script_args(&mut command);
         if let Some(ports) = self.announced.as_ref().filter(|_| cmd == "start") {
             let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
             command.args(["--announce-ports", &ports.join(",")]);
@@ -54,10 +99,15 @@ impl RedisCluster {
         );
     }
 
-    /// Seed URLs of the three primaries.
+    /// Seed URLs of the three primaries (`rediss://` when the cluster takes TLS).
     pub fn nodes(&self) -> Vec<String> {
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
         (self.base..self.base + 3)
-            .map(|p| format!("redis://127.0.0.1:{p}"))
+            .map(|p| format!("{scheme}://127.0.0.1:{p}"))
             .collect()
     }
 
@@ -80,7 +130,18 @@ impl RedisCluster {
 
     /// `redis-cli -p port args...`, its output; empty when the node does not answer.
     pub fn cli(&self, port: u16, args: &[&str]) -> String {
-        Command::new("redis-cli")
+        let mut command = Command::new("redis-cli");
+        if let Some(tls) = &self.tls {
+            command
+                .arg("--tls")
+                .arg("--cacert")
+                .arg(tls.join("ca.crt"))
+                .arg("--cert")
+                .arg(tls.join("redis.crt"))
+                .arg("--key")
+                .arg(tls.join("redis.key"));
+        }
+        command
             .args(["-h", "127.0.0.1", "-p", &port.to_string()])
             .args(args)
             .output()
@@ -129,10 +190,10 @@ impl RedisCluster {
 
 impl Drop for RedisCluster {
     fn drop(&mut self) {
-        let _ = Command::new(repo_root().join("dev/redis-cluster.sh"))
-            .args(["stop", "--base-port", &self.base.to_string(), "--dir"])
-            .arg(self.dir.path().join("redis"))
-            .output();
+        let mut command = Command::new(repo_root().join("dev/redis-cluster.sh"));
+        command.arg("stop");
+        self.script_args(&mut command);
+        let _ = command.output();
     }
 }
 

@@ -24,6 +24,9 @@ pub struct LocalCa {
     pub ca_file: PathBuf,
     cert_der: CertificateDer<'static>,
     key_der: Vec<u8>,
+    /// The server certificate and its key as PEM, for servers that read files.
+    cert_pem: String,
+    key_pem: String,
 }
 
 impl std::fmt::Debug for LocalCa {
@@ -58,7 +61,17 @@ impl LocalCa {
             ca_file,
             cert_der: cert.der().clone(),
             key_der: key.serialize_der(),
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
         }
+    }
+
+    /// Writes the server certificate and its key into `dir` as `cert_name` and `key_name`, for
+    /// a server that reads PEM files. The certificate names no usage, so it serves as a
+    /// client's certificate too (signed by the same CA).
+    pub fn write_server_files(&self, dir: &Path, cert_name: &str, key_name: &str) {
+        std::fs::write(dir.join(cert_name), &self.cert_pem).expect("write the certificate");
+        std::fs::write(dir.join(key_name), &self.key_pem).expect("write the key");
     }
 
     /// A TLS 1.2/1.3 acceptor for the server certificate, offering h2 and http/1.1.

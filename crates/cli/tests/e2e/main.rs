@@ -22,6 +22,7 @@ mod package;
 mod providers;
 mod quarantine;
 mod redis_down;
+mod redis_tls;
 mod reload;
 mod sizes;
 mod sns;

@@ -51,7 +51,8 @@ kafka:
     bootstrap.servers: elsewhere:9092
     metadata.broker.list: elsewhere:9092
 redis:
-  nodes: [127.0.0.1:7000, "redis://ok:7000", "rediss://tls:7000"]
+  nodes: [127.0.0.1:7000, "redis://ok:7000", "rediss://tls:7000/#insecure"]
+  tls: { client_cert_file: /nonexistent/client.crt }
   command_timeout: 0s
   claim_ttl: 500ms
   window: 100ms
@@ -184,8 +185,11 @@ pub(super) const EVERYTHING_WRONG_MESSAGES: &[&str] = &[
     "kafka.properties.request.required.acks: is fixed by Spillway (acks=all, enable.idempotence=true) and cannot be overridden",
     "kafka.properties.transactional.id: cannot be set: Spillway's producer is idempotent, not transactional, and a transactional.id makes every send fail",
     "kafka.properties.message.max.bytes: must be a number of bytes from 1000 to 1000000000 (librdkafka's range)",
-    "redis.nodes[0]: must start with redis://",
-    "redis.nodes[2]: rediss:// (TLS) is not supported yet: reach the Redis Cluster over redis://",
+    "redis.nodes[0]: must start with redis:// or rediss:// (TLS)",
+    "redis.nodes[2]: #insecure (no certificate check) is not supported: give the cluster's CA in redis.tls.ca_file",
+    "redis.nodes: mixes redis:// and rediss:// seeds: the cluster is reached over TLS or not, so use one",
+    "redis.tls: client_cert_file and client_key_file go together",
+    "redis.tls.client_cert_file: /nonexistent/client.crt is not a readable file",
     "redis.command_timeout: must be greater than zero",
     "redis.claim_ttl: must be at least 1s",
     "redis.window: must be at least redis.claim_ttl",

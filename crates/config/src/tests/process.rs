@@ -214,6 +214,7 @@ fn each_process_reports_every_mistake_but_the_reads_it_skips() {
             all_but(&[
                 "ingress.tls.cert_file:",
                 "ingress.tls.key_file:",
+                "redis.tls.client_cert_file:",
                 "sources.stripe.secrets[0]: env: environment variable",
                 "sources.stripe.secrets[5]: file: cannot read",
                 "sources.stripe.secrets[6]: secret is empty",

@@ -86,7 +86,7 @@ impl Config {
         ingress::validate(self, process.serves_webhooks(), &mut errors);
         kafka::validate(&self.kafka, &mut errors);
         sizes::check_records(self, &mut errors);
-        redis::validate(self, &mut errors);
+        redis::validate(self, process.serves_webhooks(), &mut errors);
         objects::validate(self, &mut errors);
         errors.append(&mut source_errors(self, process.source_secrets()));
         errors.append(&mut subscription_errors(

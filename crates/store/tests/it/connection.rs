@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use spillway_store::{Claim, ClaimToken, RedisSettings, RedisStore, SharedStore, StoreError};
+use spillway_store::{
+    Claim, ClaimToken, RedisSettings, RedisStore, RedisTls, SharedStore, StoreError,
+};
 use spillway_testkit::{eventually, redis_nodes, RedisCluster};
 
 use crate::unique;
@@ -11,6 +13,7 @@ use crate::unique;
 pub(crate) fn redis_at(nodes: Vec<String>, command_timeout: Duration) -> RedisStore {
     RedisStore::new(RedisSettings {
         nodes,
+        tls: RedisTls::default(),
         command_timeout,
         claim_ttl: Duration::from_secs(30),
         window: Duration::from_secs(600),

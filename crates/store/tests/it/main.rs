@@ -6,16 +6,20 @@ mod connection;
 mod direct;
 mod pipelined;
 mod redis6;
+mod tls;
 
 use std::time::Duration;
 
-use spillway_store::{Claim, ClaimToken, RedisSettings, RedisStore, SharedStore, StoreError};
+use spillway_store::{
+    Claim, ClaimToken, RedisSettings, RedisStore, RedisTls, SharedStore, StoreError,
+};
 use spillway_testkit::redis_nodes;
 
 fn store_at(nodes: Vec<String>) -> SharedStore {
     SharedStore::Redis(
         RedisStore::new(RedisSettings {
             nodes,
+            tls: RedisTls::default(),
             command_timeout: Duration::from_secs(2),
             claim_ttl: Duration::from_secs(30),
             window: Duration::from_secs(600),
@@ -36,18 +40,25 @@ fn unique(prefix: &str) -> String {
     format!("spillway-test:{prefix}:{}", uuid::Uuid::new_v4())
 }
 
+/// A fresh `key` claimed for ev-1, a second claim (ev-2) found in flight, and the first
+/// committed: three commands. The commit's token is returned.
+pub(crate) async fn claim_and_commit(store: &SharedStore, key: &str) -> ClaimToken {
+    let Claim::Claimed(token) = store.claim(key, "ev-1").await.expect("claim") else {
+        panic!("first claim must win");
+    };
+    assert_eq!(
+        store.claim(key, "ev-2").await.expect("claim"),
+        Claim::InFlight
+    );
+    assert!(store.commit(&token).await.expect("commit"));
+    token
+}
+
 #[tokio::test]
 async fn claim_commit_and_duplicate() {
     let store = store().await;
     let key = unique("commit");
-    let Claim::Claimed(token) = store.claim(&key, "ev-1").await.expect("claim") else {
-        panic!("first claim must win");
-    };
-    assert_eq!(
-        store.claim(&key, "ev-2").await.expect("claim"),
-        Claim::InFlight
-    );
-    assert!(store.commit(&token).await.expect("commit"));
+    let token = claim_and_commit(&store, &key).await;
     assert!(
         store.commit(&token).await.expect("commit"),
         "a commit sent again, as after a lost answer, finds its own work done"
@@ -161,6 +172,7 @@ async fn unreachable_cluster_is_unavailable_not_a_hang() {
     let store = SharedStore::Redis(
         RedisStore::new(RedisSettings {
             nodes: vec!["redis://127.0.0.1:1".into()],
+            tls: RedisTls::default(),
             command_timeout: Duration::from_millis(300),
             claim_ttl: Duration::from_secs(30),
             window: Duration::from_secs(600),

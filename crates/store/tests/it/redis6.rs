@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use spillway_store::{RedisSettings, RedisStore, SharedStore, StoreError};
+use spillway_store::{RedisSettings, RedisStore, RedisTls, SharedStore, StoreError};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -80,6 +80,7 @@ async fn a_cluster_that_refuses_claims_is_not_healthy_though_it_answers_ping() {
     let store = SharedStore::Redis(
         RedisStore::new(RedisSettings {
             nodes: vec![start_redis6().await],
+            tls: RedisTls::default(),
             command_timeout: Duration::from_secs(5),
             claim_ttl: Duration::from_secs(30),
             window: Duration::from_secs(600),

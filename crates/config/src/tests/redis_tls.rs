@@ -1,0 +1,72 @@
+//! TLS to the Redis Cluster: `rediss://` seeds, with a private CA and a client certificate
+//! when the cluster needs them.
+
+use std::path::PathBuf;
+
+use crate::{parse_str, Process, RedisTlsConfig};
+
+fn config(redis: &str) -> crate::Config {
+    let text = format!(
+        "kafka: {{ brokers: k:9092 }}\nredis: {redis}\n\
+         sources:\n  a: {{ verify: {{ scheme: none }} }}\n"
+    );
+    parse_str(&text).expect("parses")
+}
+
+fn errors(redis: &str, process: Process) -> Vec<String> {
+    config(redis)
+        .validate_for(process)
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+#[test]
+fn rediss_seeds_with_a_private_ca_and_a_client_certificate_are_valid() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = |name: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, "PEM").expect("write");
+        path.display().to_string()
+    };
+    let (ca, cert, key) = (file("ca.crt"), file("client.crt"), file("client.key"));
+    let redis = format!(
+        "{{ nodes: [\"rediss://a:6379\", \"rediss://b:6379\"], tls: {{ ca_file: {ca}, \
+         client_cert_file: {cert}, client_key_file: {key} }} }}"
+    );
+    assert_eq!(errors(&redis, Process::All), Vec::<String>::new());
+    assert_eq!(
+        config(&redis).redis.tls,
+        RedisTlsConfig {
+            ca_file: Some(PathBuf::from(ca)),
+            client_cert_file: Some(PathBuf::from(cert)),
+            client_key_file: Some(PathBuf::from(key)),
+        }
+    );
+    // With the system's roots and no client certificate, rediss:// needs nothing more.
+    assert_eq!(
+        errors("{ nodes: [\"rediss://a:6379\"] }", Process::All),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn tls_files_go_with_rediss_seeds_only() {
+    assert_eq!(
+        errors(
+            "{ nodes: [\"redis://a:6379\"], tls: { ca_file: /nonexistent/ca.crt } }",
+            Process::Worker
+        ),
+        ["redis.tls: is only for rediss:// nodes: the seeds are plain redis://"]
+    );
+}
+
+#[test]
+fn the_tls_files_are_looked_for_only_by_the_ingress() {
+    let redis = "{ nodes: [\"rediss://a:6379\"], tls: { ca_file: /nonexistent/ca.crt } }";
+    assert_eq!(
+        errors(redis, Process::Ingress),
+        ["redis.tls.ca_file: /nonexistent/ca.crt is not a readable file"]
+    );
+    assert_eq!(errors(redis, Process::Worker), Vec::<String>::new());
+}
