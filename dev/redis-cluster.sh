@@ -26,7 +26,8 @@ while [ $# -gt 0 ]; do
     --base-port) base_port=$2; shift 2 ;;
     --dir) dir=$2; shift 2 ;;
     --announce-ports) announce=$2; shift 2 ;;
-    --tls) tls=$2; shift 2 ;;
+    # Absolute: redis-server reads the files after changing into its --dir.
+    --tls) tls=$(cd "$2" && pwd); shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done

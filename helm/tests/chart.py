@@ -216,6 +216,10 @@ def check() -> list[str]:
         if extra_roots_problems(objects) == [] and not extra_roots_problems(without_mount(objects, "extra-roots")):
             if any(o["kind"] == "Deployment" and "extra-roots" in json.dumps(o) for o in objects):
                 problems.append(f"{name}: the extra roots check let pods without the mount through: it checks nothing")
+        problems += [f"{name}: {p}" for p in redis_tls_problems(objects)]
+        if redis_tls_problems(objects) == [] and any("redis-client" in json.dumps(o) for o in objects):
+            if not redis_tls_problems(without_mount(objects, "redis-client")):
+                problems.append(f"{name}: the Redis TLS check let pods without the mount through: it checks nothing")
         problems += [f"{name}: {p}" for p in memory_limit_problems(objects)]
         if name == scenarios[0].name and not memory_limit_problems(without_memory_limit(objects)):
             problems.append("the memory limit check let an ingress without SPILLWAY_INGRESS__MEMORY_LIMIT through: it checks nothing")
@@ -364,15 +368,36 @@ def extra_roots_problems(objects: list[dict[str, Any]]) -> list[str]:
         component = o["spec"]["template"]["metadata"]["labels"].get("app.kubernetes.io/component")
         if component not in ("worker", "console"):
             continue
-        pod = o["spec"]["template"]["spec"]
-        maps = {v["name"] for v in pod.get("volumes", []) if "configMap" in v}
-        seen = any(
-            mount["name"] in maps and path.startswith(mount["mountPath"].rstrip("/") + "/")
-            for container in pod.get("containers", [])
-            for mount in container.get("volumeMounts", [])
-        )
-        if not seen:
+        if not mounted(o["spec"]["template"]["spec"], path, "configMap"):
             problems.append(f"Deployment/{o['metadata']['name']} does not mount {path} (worker.extra_roots), which its process checks for")
+    return problems
+
+
+def mounted(pod: dict[str, Any], path: str, source: str) -> bool:
+    """Whether a container of `pod` mounts a volume of kind `source` (`configMap`, `secret`)
+    over `path`."""
+    volumes = {v["name"] for v in pod.get("volumes", []) if source in v}
+    return any(
+        mount["name"] in volumes and path.startswith(mount["mountPath"].rstrip("/") + "/")
+        for container in pod.get("containers", [])
+        for mount in container.get("volumeMounts", [])
+    )
+
+
+def redis_tls_problems(objects: list[dict[str, Any]]) -> list[str]:
+    """Each file of `redis.tls` is in the ingress pods, from a Secret's volume: the ingress
+    reads them at start and stops without them."""
+    config_map = next(o for o in objects if o["kind"] == "ConfigMap" and "spillway.yaml" in o.get("data", {}))
+    tls = (yaml.safe_load(config_map["data"]["spillway.yaml"]).get("redis") or {}).get("tls") or {}
+    problems = []
+    for o in objects:
+        if o["kind"] != "Deployment":
+            continue
+        if o["spec"]["template"]["metadata"]["labels"].get("app.kubernetes.io/component") != "ingress":
+            continue
+        for field, path in sorted(tls.items()):
+            if not mounted(o["spec"]["template"]["spec"], path, "secret"):
+                problems.append(f"Deployment/{o['metadata']['name']} does not mount {path} (redis.tls.{field}) from a Secret")
     return problems
 
 

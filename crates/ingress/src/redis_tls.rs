@@ -1,25 +1,52 @@
 //! The Redis Cluster's TLS files (`redis.tls`), read and checked once at start, so that a
-//! wrong file stops the ingress with its name instead of failing every connection later.
+//! wrong file stops the ingress with its name instead of failing every connection later:
+//! redis-rs reads them again at each connect, and only then would say a file was wrong.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::{ClientConfig, RootCertStore};
 use spillway_config::RedisTlsConfig;
 use spillway_store::RedisTls;
 
 use crate::tls::TlsError;
 
-/// Reads the files `config` names: each certificate file must hold a certificate, the key file
-/// a private key.
+/// Reads the files `config` names and checks them as a TLS client would use them: the CAs
+/// must be certificates rustls takes as trust anchors, and the client's key must be the one of
+/// its certificate.
 pub(crate) fn read_redis_tls(config: &RedisTlsConfig) -> Result<RedisTls, TlsError> {
-    let root_certs = config
-        .ca_file
-        .as_deref()
-        .map(read_certificates)
-        .transpose()?;
+    let mut roots = RootCertStore::empty();
+    let root_certs = match config.ca_file.as_deref() {
+        Some(ca_file) => {
+            let (pem, certificates) = read_certificates(ca_file)?;
+            for certificate in certificates {
+                roots
+                    .add(certificate)
+                    .map_err(|e| TlsError::new(ca_file, e.into()))?;
+            }
+            Some(pem)
+        }
+        None => None,
+    };
     let client_identity = match (&config.client_cert_file, &config.client_key_file) {
-        (Some(cert), Some(key)) => Some((read_certificates(cert)?, read_key(key)?)),
+        (Some(cert_file), Some(key_file)) => {
+            let (cert_pem, chain) = read_certificates(cert_file)?;
+            let key_pem = std::fs::read(key_file).map_err(|e| TlsError::new(key_file, e.into()))?;
+            let key = PrivateKeyDer::from_pem_slice(&key_pem)
+                .map_err(|e| TlsError::new(key_file, e.into()))?;
+            // The pair as the handshake will use it: a key of another certificate, or of a
+            // kind ring cannot sign with, is refused here.
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .map_err(|e| TlsError::new(key_file, e.into()))?
+                .with_root_certificates(roots)
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| TlsError::new(key_file, e.into()))?;
+            Some((cert_pem, key_pem))
+        }
         // The config's check refuses one without the other.
         _ => None,
     };
@@ -29,25 +56,16 @@ pub(crate) fn read_redis_tls(config: &RedisTlsConfig) -> Result<RedisTls, TlsErr
     })
 }
 
-/// The file's PEM, once it is known to hold at least one certificate.
-fn read_certificates(path: &Path) -> Result<Vec<u8>, TlsError> {
+/// The file's PEM and its certificates, at least one.
+fn read_certificates(path: &Path) -> Result<(Vec<u8>, Vec<CertificateDer<'static>>), TlsError> {
     let pem = std::fs::read(path).map_err(|e| TlsError::new(path, e.into()))?;
-    let mut certificates = 0;
-    for certificate in CertificateDer::pem_slice_iter(&pem) {
-        certificate.map_err(|e| TlsError::new(path, e.into()))?;
-        certificates += 1;
-    }
-    if certificates == 0 {
+    let certificates = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| TlsError::new(path, e.into()))?;
+    if certificates.is_empty() {
         return Err(TlsError::new(path, "no certificate in the file".into()));
     }
-    Ok(pem)
-}
-
-/// The file's PEM, once it is known to hold a private key.
-fn read_key(path: &Path) -> Result<Vec<u8>, TlsError> {
-    let pem = std::fs::read(path).map_err(|e| TlsError::new(path, e.into()))?;
-    PrivateKeyDer::from_pem_slice(&pem).map_err(|e| TlsError::new(path, e.into()))?;
-    Ok(pem)
+    Ok((pem, certificates))
 }
 
 #[cfg(test)]
@@ -80,6 +98,26 @@ mod tests {
             .expect("nothing to read")
             .root_certs
             .is_none());
+    }
+
+    #[test]
+    fn a_client_key_of_another_certificate_is_refused_by_name() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let one = rcgen::generate_simple_self_signed(vec!["one".into()]).expect("certificate");
+        let other = rcgen::generate_simple_self_signed(vec!["other".into()]).expect("certificate");
+        let config = RedisTlsConfig {
+            ca_file: None,
+            client_cert_file: Some(write(dir.path(), "client.crt", &one.cert.pem())),
+            client_key_file: Some(write(
+                dir.path(),
+                "other.key",
+                &other.key_pair.serialize_pem(),
+            )),
+        };
+        let error = read_redis_tls(&config)
+            .expect_err("a mismatched key")
+            .to_string();
+        assert!(error.contains("other.key"), "{error}");
     }
 
     #[test]

@@ -186,6 +186,22 @@ impl RedisStore {
             let _ = rustls::crypto::ring::default_provider().install_default();
         }
         let certificates = settings.tls.certificates();
+        if certificates.is_some()
+            && !matches!(
+                seed.as_ref().map(ConnectionInfo::addr),
+                Some(ConnectionAddr::TcpTls { .. })
+            )
+        {
+            // redis-rs would take the cluster connection to TLS but not a direct connection
+            // to a redis:// primary; the config refuses this too.
+            return Err(unavailable(
+                "connect",
+                RedisError::from((
+                    redis::ErrorKind::InvalidClientConfig,
+                    "TLS certificates need rediss:// seed nodes",
+                )),
+            ));
+        }
         let mut builder = ClusterClientBuilder::new(settings.nodes.clone())
             .connection_timeout(settings.command_timeout)
             .response_timeout(settings.command_timeout)
@@ -463,6 +479,28 @@ pub(crate) fn unavailable(op: &'static str, source: RedisError) -> StoreError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn certificates_need_rediss_seeds() {
+        let settings = |node: &str| RedisSettings {
+            nodes: vec![node.into()],
+            tls: RedisTls {
+                root_certs: Some(b"-----BEGIN CERTIFICATE-----".to_vec()),
+                client_identity: None,
+            },
+            command_timeout: Duration::from_millis(500),
+            claim_ttl: Duration::from_secs(30),
+            window: Duration::from_secs(60),
+        };
+        let error = RedisStore::new(settings("redis://r:6379"))
+            .expect_err("certificates for plain TCP")
+            .to_string();
+        assert!(error.contains("need rediss://"), "{error}");
+        let error = RedisStore::new(settings("rediss://r:6379"))
+            .expect_err("a CA that is no certificate")
+            .to_string();
+        assert!(!error.contains("need rediss://"), "{error}");
+    }
 
     #[test]
     fn debug_output_hides_node_credentials() {

@@ -34,7 +34,7 @@ impl RedisStore {
 
     /// Replaces the routes with a table that sends every slot to one primary, as a stale
     /// table would after slots moved: for tests of what a wrong route costs. Returns once
-    /// the table is in place; false when the seed node is not plain TCP.
+    /// the table is in place; false when the seed node is not TCP (with TLS or without).
     #[doc(hidden)]
     pub async fn misroute_every_slot_for_tests(&self) -> Result<bool, StoreError> {
         let seed_primary = match self.inner.seed.as_ref().map(|seed| seed.addr().clone()) {
@@ -187,11 +187,12 @@ impl RedisStore {
     }
 
     /// A direct connection to `primary`, with the seed node's settings (credentials, database,
-    /// protocol, TLS and its certificates) and the command timeout for connecting (the handshake included). Its answers
-    /// have no timeout of redis-rs's own: every command on it goes through
-    /// [`RedisStore::run_on_key`], whose deadline bounds it, and a second timer per command
-    /// (measured: 2.6 of the 6.7 timers a request registered) costs a lock of tokio's timer
-    /// wheel each and, when it is the earliest, a wake-up of the runtime's driver.
+    /// protocol, TLS and its certificates) and the command timeout for connecting (the
+    /// handshake included). Its answers have no timeout of redis-rs's own: every command on it
+    /// goes through [`RedisStore::run_on_key`], whose deadline bounds it, and a second timer
+    /// per command (measured: 2.6 of the 6.7 timers a request registered) costs a lock of
+    /// tokio's timer wheel each and, when it is the earliest, a wake-up of the runtime's
+    /// driver.
     async fn connect_node(
         &self,
         primary: &direct::Primary,

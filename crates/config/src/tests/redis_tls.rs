@@ -57,7 +57,22 @@ fn tls_files_go_with_rediss_seeds_only() {
             "{ nodes: [\"redis://a:6379\"], tls: { ca_file: /nonexistent/ca.crt } }",
             Process::Worker
         ),
-        ["redis.tls: is only for rediss:// nodes: the seeds are plain redis://"]
+        ["redis.tls: is only for rediss:// nodes, and no seed is rediss://"]
+    );
+}
+
+#[test]
+fn a_url_fragment_is_refused_with_its_field() {
+    assert_eq!(
+        errors(
+            "{ nodes: [\"rediss://a:6379/#insecure\", \"rediss://b:6379#x\", \"c:6379\"] }",
+            Process::Worker
+        ),
+        [
+            "redis.nodes[0]: #insecure (no certificate check) is not supported: give the cluster's CA in redis.tls.ca_file",
+            "redis.nodes[1]: a Redis URL takes no #fragment",
+            "redis.nodes[2]: must start with redis:// or rediss:// (TLS)",
+        ]
     );
 }
 

@@ -21,13 +21,15 @@ pub(super) fn validate(config: &Config, read_files: bool, errors: &mut Vec<Field
                 format!("redis.nodes[{i}]"),
                 "must start with redis:// or rediss:// (TLS)",
             ));
-        } else if node.starts_with("rediss://") && node.ends_with("#insecure") {
-            // redis-rs's way to skip the certificate check, built without here: said now
-            // rather than as a failure to connect.
-            errors.push(err(
-                format!("redis.nodes[{i}]"),
-                "#insecure (no certificate check) is not supported: give the cluster's CA in redis.tls.ca_file",
-            ));
+        } else if let Some((_, fragment)) = node.split_once('#') {
+            // redis-rs takes one fragment, `#insecure` (no certificate check, which it is built
+            // without here), and refuses any other at start: said now, with the field.
+            let problem = if fragment == "insecure" {
+                "#insecure (no certificate check) is not supported: give the cluster's CA in redis.tls.ca_file"
+            } else {
+                "a Redis URL takes no #fragment"
+            };
+            errors.push(err(format!("redis.nodes[{i}]"), problem));
         }
     }
     check_tls(redis, read_files, errors);
@@ -89,12 +91,9 @@ pub(super) fn validate(config: &Config, read_files: bool, errors: &mut Vec<Field
 /// One cluster is reached over TLS or not, so the seeds agree; the TLS files go with
 /// `rediss://` seeds only, the client's certificate with its key.
 fn check_tls(redis: &RedisConfig, read_files: bool, errors: &mut Vec<FieldError>) {
-    let tls_seeds = redis
-        .nodes
-        .iter()
-        .filter(|n| n.starts_with("rediss://"))
-        .count();
-    if tls_seeds > 0 && tls_seeds < redis.nodes.len() {
+    let seeds = |scheme: &str| redis.nodes.iter().filter(|n| n.starts_with(scheme)).count();
+    let tls_seeds = seeds("rediss://");
+    if tls_seeds > 0 && seeds("redis://") > 0 {
         errors.push(err(
             "redis.nodes",
             "mixes redis:// and rediss:// seeds: the cluster is reached over TLS or not, so use one",
@@ -104,7 +103,7 @@ fn check_tls(redis: &RedisConfig, read_files: bool, errors: &mut Vec<FieldError>
     if tls.is_set() && tls_seeds == 0 {
         errors.push(err(
             "redis.tls",
-            "is only for rediss:// nodes: the seeds are plain redis://",
+            "is only for rediss:// nodes, and no seed is rediss://",
         ));
     }
     if tls.client_cert_file.is_some() != tls.client_key_file.is_some() {
