@@ -40,7 +40,8 @@ pub(crate) async fn prepare_floor(
 
 /// The floor at `half` ([`crate::headline::REPEATS`] times: the median of their CPU per
 /// request is returned), then the claim alone, the produce alone, and both with the commit
-/// after the answer (steps named "half", "claim only", "produce only" and "committed"). A step with a wrong answer fails the run, as a floor that failed would look cheap.
+/// after the answer (steps named "half", "claim only", "produce only" and "committed"). A
+/// step with a wrong answer fails the run, as a floor that failed would look cheap.
 pub(crate) async fn measure_floor(
     settings: &BenchSettings,
     floor_settings: &FloorSettings,

@@ -136,6 +136,9 @@ fn secret_files(config: &Config, process: Process) -> Vec<(String, &Path)> {
         if let Some(tls) = &config.ingress.tls {
             files.push(("ingress.tls.key_file".into(), &tls.key_file));
         }
+        if let Some(key_file) = &config.redis.tls.client_key_file {
+            files.push(("redis.tls.client_key_file".into(), key_file));
+        }
     }
     if process.subscription_secrets() == SecretAccess::Read {
         for (i, subscription) in config.subscriptions.iter().enumerate() {

@@ -1,6 +1,6 @@
 //! The Redis Cluster's TLS files (`redis.tls`), read and checked once at start, so that a
-//! wrong file stops the ingress with its name instead of failing every connection later:
-//! redis-rs reads them again at each connect, and only then would say a file was wrong.
+//! wrong file stops the ingress with its name: redis-rs parses them when the store is built
+//! without naming the file, and checks the key against its certificate only at each connect.
 
 use std::path::Path;
 use std::sync::Arc;

@@ -47,6 +47,7 @@ mod memory;
 mod pipelined;
 mod redis_store;
 mod routed;
+mod settings;
 
 use std::time::Duration;
 
@@ -54,7 +55,8 @@ pub use connection::{RECONNECT_BACKOFF_MAX, RECONNECT_BACKOFF_MIN};
 // A Redis Cluster's slots, public for the benchmarks' floor server.
 pub use direct::{parse_slots, slot_of, Primary};
 pub use memory::MemoryStore;
-pub use redis_store::{RedisSettings, RedisStore, RedisTls};
+pub use redis_store::RedisStore;
+pub use settings::{RedisSettings, RedisTls};
 
 /// The outcome of a claim.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -85,3 +85,35 @@ fn the_tls_files_are_looked_for_only_by_the_ingress() {
     );
     assert_eq!(errors(redis, Process::Worker), Vec::<String>::new());
 }
+
+#[cfg(unix)]
+#[test]
+fn a_client_key_others_can_read_is_warned_about_for_the_ingress() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let write = |name: &str, mode: u32| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, "PEM").expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        path.display().to_string()
+    };
+    let (cert, key) = (write("client.crt", 0o644), write("client.key", 0o644));
+    let config = config(&format!(
+        "{{ nodes: [\"rediss://a:6379\"], tls: {{ client_cert_file: {cert}, client_key_file: {key} }} }}"
+    ));
+    let warned = |process| -> Vec<String> {
+        config
+            .warnings_for(process)
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    };
+    assert_eq!(
+        warned(Process::Ingress),
+        [format!(
+            "redis.tls.client_key_file: {key} holds a secret and its mode 0644 lets group or \
+             others read it: chmod 600 it (or 640 for a group of its own)"
+        )]
+    );
+    assert_eq!(warned(Process::Worker), Vec::<String>::new());
+}
