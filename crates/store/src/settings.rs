@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use redis::{ClientTlsConfig, TlsCertificates};
 
-/// Connection settings of a [`RedisStore`]. Debug output shows the nodes without the
+/// Connection settings of a [`crate::RedisStore`]. Debug output shows the nodes without the
 /// credentials a `redis://user:password@host` URL may carry.
 #[derive(Clone)]
 pub struct RedisSettings {
