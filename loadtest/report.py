@@ -136,9 +136,8 @@ def floor_section(r: dict, steps: list[dict]) -> list[str]:
             f"{2.5 * bare - floor:.1f} µs for what Spillway adds on top of it.",
         ]
     )
-    committed = next(
-        (s for s in steps if s["target"] == "floor" and s["case"] == "committed"), None
-    )
+    alone = {s["case"]: s for s in steps if s["target"] == "floor" and s["case"] != "half"}
+    committed = alone.get("committed")
     if committed:
         cost = committed["cpu_us_per_req"]
         verdict += [
@@ -147,7 +146,6 @@ def floor_section(r: dict, steps: list[dict]) -> list[str]:
             f"its commit used {cost:.1f} µs in one step, {cost / bare:.2f}x the bare server"
             + (", above the goal before anything else is done." if cost > 2.5 * bare else "."),
         ]
-    alone = {s["case"]: s for s in steps if s["target"] == "floor" and s["case"] != "half"}
     at_half = {target: half_medians(steps, target) for target in ("bare", "floor", "ingress")}
     latency = lambda m: f"{m['p50_ms']:.2f} ms | {m['p99_ms']:.2f} ms" if m else " | "
     rows = [

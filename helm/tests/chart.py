@@ -295,8 +295,7 @@ SECRETS_DIR = "/etc/spillway/secrets"
 def signing_files(objects: list[dict[str, Any]]) -> tuple[set[str], set[str]]:
     """The signing secret files under SECRETS_DIR the rendered config names: the sources', then
     the subscriptions'. (Files elsewhere do not come from the chart's signing Secret.)"""
-    config_map = next(o for o in objects if o["kind"] == "ConfigMap" and "spillway.yaml" in o.get("data", {}))
-    config = yaml.safe_load(config_map["data"]["spillway.yaml"])
+    config = spillway_config(objects)
 
     def files(secrets: Any) -> set[str]:
         return {
@@ -357,8 +356,7 @@ def secret_mount_problems(objects: list[dict[str, Any]]) -> list[str]:
 def extra_roots_problems(objects: list[dict[str, Any]]) -> list[str]:
     """The file of `worker.extra_roots` is in every pod whose process loads the config as a
     worker's and checks that the file is there: the workers' and the console's."""
-    config_map = next(o for o in objects if o["kind"] == "ConfigMap" and "spillway.yaml" in o.get("data", {}))
-    path = (yaml.safe_load(config_map["data"]["spillway.yaml"]).get("worker") or {}).get("extra_roots")
+    path = (spillway_config(objects).get("worker") or {}).get("extra_roots")
     if not path:
         return []
     problems = []
@@ -371,6 +369,12 @@ def extra_roots_problems(objects: list[dict[str, Any]]) -> list[str]:
         if not mounted(o["spec"]["template"]["spec"], path, "configMap"):
             problems.append(f"Deployment/{o['metadata']['name']} does not mount {path} (worker.extra_roots), which its process checks for")
     return problems
+
+
+def spillway_config(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    """The Spillway config the chart rendered into its ConfigMap."""
+    config_map = next(o for o in objects if o["kind"] == "ConfigMap" and "spillway.yaml" in o.get("data", {}))
+    return yaml.safe_load(config_map["data"]["spillway.yaml"])
 
 
 def mounted(pod: dict[str, Any], path: str, source: str) -> bool:
@@ -387,8 +391,7 @@ def mounted(pod: dict[str, Any], path: str, source: str) -> bool:
 def redis_tls_problems(objects: list[dict[str, Any]]) -> list[str]:
     """Each file of `redis.tls` is in the ingress pods, from a Secret's volume: the ingress
     reads them at start and stops without them."""
-    config_map = next(o for o in objects if o["kind"] == "ConfigMap" and "spillway.yaml" in o.get("data", {}))
-    tls = (yaml.safe_load(config_map["data"]["spillway.yaml"]).get("redis") or {}).get("tls") or {}
+    tls = (spillway_config(objects).get("redis") or {}).get("tls") or {}
     problems = []
     for o in objects:
         if o["kind"] != "Deployment":

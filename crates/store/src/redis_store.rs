@@ -99,18 +99,17 @@ impl RedisStore {
                     ConnectionAddr::Tcp(..) | ConnectionAddr::TcpTls { .. }
                 )
             });
-        if settings.nodes.iter().any(|n| n.starts_with("rediss://")) {
+        let tls_seed = matches!(
+            seed.as_ref().map(ConnectionInfo::addr),
+            Some(ConnectionAddr::TcpTls { .. })
+        );
+        if tls_seed {
             // redis-rs builds its TLS settings with the process's default provider; the
             // ingress's own TLS uses ring, so it is ring here too. Already installed is fine.
             let _ = rustls::crypto::ring::default_provider().install_default();
         }
         let certificates = settings.tls.certificates();
-        if certificates.is_some()
-            && !matches!(
-                seed.as_ref().map(ConnectionInfo::addr),
-                Some(ConnectionAddr::TcpTls { .. })
-            )
-        {
+        if certificates.is_some() && !tls_seed {
             // redis-rs would take the cluster connection to TLS but not a direct connection
             // to a redis:// primary; the config refuses this too.
             return Err(unavailable(

@@ -45,9 +45,9 @@ impl RedisCluster {
     }
 
     /// Starts a cluster that takes TLS only, its nodes' certificate (for 127.0.0.1) signed by
-    /// the private CA returned. The nodes ask clients for a certificate: the same one, in
-    /// [`RedisCluster::tls_file`]`("redis.crt")` and `("redis.key")`, signed by that CA.
-    pub fn start_tls() -> (Self, LocalCa) {
+    /// a private CA, in [`RedisCluster::tls_file`]`("ca.crt")`. The nodes ask clients for a
+    /// certificate: the same one, in `("redis.crt")` and `("redis.key")`, signed by that CA.
+    pub fn start_tls() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let tls = dir.path().join("tls");
         std::fs::create_dir(&tls).expect("the TLS directory");
@@ -61,7 +61,7 @@ impl RedisCluster {
             tls: Some(tls),
         };
         me.script("start");
-        (me, ca)
+        me
     }
 
     /// One of the TLS files the nodes use (`ca.crt`, `redis.crt`, `redis.key`).

@@ -12,6 +12,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -22,9 +23,7 @@ use tokio_rustls::TlsAcceptor;
 pub struct LocalCa {
     /// The CA's certificate: what a client adds to its roots.
     pub ca_file: PathBuf,
-    cert_der: CertificateDer<'static>,
-    key_der: Vec<u8>,
-    /// The server certificate and its key as PEM, for servers that read files.
+    /// The server certificate and its key, as PEM.
     cert_pem: String,
     key_pem: String,
 }
@@ -59,8 +58,6 @@ impl LocalCa {
         std::fs::write(&ca_file, ca.pem()).expect("write the CA file");
         Self {
             ca_file,
-            cert_der: cert.der().clone(),
-            key_der: key.serialize_der(),
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
         }
@@ -77,12 +74,13 @@ impl LocalCa {
     /// A TLS 1.2/1.3 acceptor for the server certificate, offering h2 and http/1.1.
     pub fn acceptor(&self) -> TlsAcceptor {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let key = PrivateKeyDer::try_from(self.key_der.clone()).expect("server key");
+        let key = PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes()).expect("server key");
+        let cert = CertificateDer::from_pem_slice(self.cert_pem.as_bytes()).expect("server cert");
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .expect("versions")
             .with_no_client_auth()
-            .with_single_cert(vec![self.cert_der.clone()], key)
+            .with_single_cert(vec![cert], key)
             .expect("server config");
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         TlsAcceptor::from(Arc::new(config))

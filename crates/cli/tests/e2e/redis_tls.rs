@@ -9,7 +9,7 @@ use spillway_testkit::{read_topic, Client, RedisCluster};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_ingress_dedupes_on_a_cluster_over_tls() {
-    let (cluster, _ca) = tokio::task::spawn_blocking(RedisCluster::start_tls)
+    let cluster = tokio::task::spawn_blocking(RedisCluster::start_tls)
         .await
         .expect("start");
     let github = source("github");

@@ -35,7 +35,7 @@ fn cluster_tls(cluster: &RedisCluster) -> RedisTls {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn claims_and_commits_go_over_tls_on_the_direct_routes_too() {
-    let (cluster, _ca) = tokio::task::spawn_blocking(RedisCluster::start_tls)
+    let cluster = tokio::task::spawn_blocking(RedisCluster::start_tls)
         .await
         .expect("start");
     assert!(cluster.nodes().iter().all(|n| n.starts_with("rediss://")));
@@ -69,7 +69,7 @@ async fn claims_and_commits_go_over_tls_on_the_direct_routes_too() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_without_the_right_certificates_is_refused() {
-    let (cluster, _ca) = tokio::task::spawn_blocking(RedisCluster::start_tls)
+    let cluster = tokio::task::spawn_blocking(RedisCluster::start_tls)
         .await
         .expect("start");
     let other_ca_dir = tempfile::tempdir().expect("tempdir");
